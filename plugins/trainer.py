@@ -1,0 +1,137 @@
+"""The default training plugin: the Hugging Face Trainer, set up to be fast and honest.
+
+One checkpoint per epoch (never every few steps), dynamic padding with
+length-grouped batches, bf16 where the hardware runs it fast, model selection
+on the validation split with early stopping and the best epoch restored.
+Works unchanged under ``torchrun`` and ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from toolkit import hookimpl
+from toolkit.device import use_bf16
+from toolkit.interrupt import RunInterrupted, interrupt_requested
+from toolkit.records import EpochRecord, TrainResult
+
+SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True), "f1": ("eval_f1", True)}
+
+
+@hookimpl(trylast=True)
+def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume):
+    import numpy as np
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+
+    metric, greater_is_better = SELECT_KEYS[task.select_metric]
+    bf16 = use_bf16(task.bf16)
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=task.epochs,
+        per_device_train_batch_size=task.batch_size,
+        per_device_eval_batch_size=task.eval_batch_size,
+        learning_rate=task.learning_rate,
+        weight_decay=task.weight_decay,
+        warmup_steps=task.warmup_ratio,  # a float below 1 is a share of all steps
+        lr_scheduler_type=task.lr_scheduler,
+        seed=task.seed,
+        bf16=bf16,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_total_limit=1,  # the best checkpoint is always kept too
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=greater_is_better,
+        train_sampling_strategy="group_by_length" if task.group_by_length else "random",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    collator = DataCollatorWithPadding(
+        tokenizer,
+        padding="longest" if task.dynamic_padding else "max_length",
+        max_length=None if task.dynamic_padding else task.max_length,
+    )
+
+    def epoch_metrics(prediction):
+        logits = prediction.predictions
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return compute_metrics(prediction.label_ids, probabilities)
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=collator,
+        compute_metrics=epoch_metrics,
+        callbacks=[ReportCallback(progress)],
+    )
+    if task.patience:
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=task.patience))
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume or None)
+    finally:
+        progress.close()
+    history = [EpochRecord(**entry["tk_epoch"]) for entry in trainer.state.log_history if "tk_epoch" in entry]
+    best_step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
+    steps_per_epoch = trainer.state.max_steps / task.epochs
+    return TrainResult(
+        model=trainer.model,
+        history=history,
+        best_epoch=max(1, round(best_step / steps_per_epoch)),
+        train_seconds=time.perf_counter() - started,
+        extra={"bf16": bf16, "global_steps": trainer.state.global_step,
+               "train_seconds_total": sum(r.seconds for r in history)},
+    )
+
+
+try:
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover - transformers is a hard dependency
+    TrainerCallback = object
+
+
+class ReportCallback(TrainerCallback):
+    """Feeds the progress bar and the epoch table, and stops at a safe point on Ctrl-C."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.epoch_started = time.perf_counter()
+        self.train_loss = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress.start(state.max_steps, state.global_step)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress.advance()
+        if interrupt_requested():
+            # Stop mid-epoch without saving: the last epoch checkpoint stays the resume point.
+            raise RunInterrupted(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.train_loss = float(logs["loss"])
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        record = EpochRecord(
+            epoch=round(state.epoch),
+            train_loss=self.train_loss,
+            validation_loss=float(metrics["eval_loss"]),
+            accuracy=float(metrics.get("eval_accuracy", float("nan"))),
+            f1=float(metrics.get("eval_f1", float("nan"))),
+            seconds=time.perf_counter() - self.epoch_started,
+        )
+        # Kept in the Trainer's own log so the history survives a resume from a checkpoint.
+        state.log_history.append({"tk_epoch": record.as_dict()})
+        if state.is_world_process_zero:
+            self.progress.epoch(record)

@@ -1,0 +1,111 @@
+"""Files a finished run leaves behind: model, metrics, predictions, curves, manifest."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import platform
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.records import EpochRecord
+from toolkit.runs import saving_error, write_text
+
+PACKAGES = ("tk-toolkit", "torch", "transformers", "datasets", "accelerate", "tokenizers", "scikit-learn",
+            "numpy", "pluggy")
+WORST_MISTAKES = 20
+
+
+def save_model(model: Any, tokenizer: Any, run_dir: Path) -> Path:
+    """save_pretrained into a temporary folder, then rename: the model folder is whole or absent."""
+    final = run_dir / "model"
+    staging = run_dir / ".model.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise saving_error(final, error) from None
+    return final
+
+
+def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
+                      label_names: tuple[str, ...]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
+    for text, label, probs in zip(texts, labels, probabilities):
+        predicted = int(probs.argmax())
+        writer.writerow([text, label_names[label], label_names[predicted], f"{probs[predicted]:.4f}",
+                         *[f"{p:.4f}" for p in probs]])
+    write_text(path, buffer.getvalue())
+
+
+def worst_mistakes(texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
+                   label_names: tuple[str, ...], limit: int = WORST_MISTAKES) -> list[dict[str, Any]]:
+    """Wrong predictions, most confident first: where error analysis starts."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:limit]
+    return [{"text": texts[i][:500], "label": label_names[labels[i]], "predicted": label_names[predicted[i]],
+             "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in wrong]
+
+
+def plot_losses(path: Path, history: list[EpochRecord], best_epoch: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch for r in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [r.train_loss for r in history], "o-", label="training loss")
+    ax.plot(epochs, [r.validation_loss for r in history], "o-", label="validation loss")
+    ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept: epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_xticks(epochs)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+    except OSError as error:
+        raise saving_error(path, error) from None
+
+
+def fingerprint(splits) -> dict[str, Any]:
+    """A hash of every text and label the run saw, per split: same data, same fingerprint."""
+    result = {}
+    for name, split in splits.items():
+        digest = hashlib.sha256()
+        for text, label in zip(split["text"], split["label"]):
+            digest.update(f"{label}\t{text}\n".encode())
+        result[name] = {"rows": len(split), "sha256": digest.hexdigest()[:16]}
+    return result
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found

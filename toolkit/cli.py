@@ -1,0 +1,202 @@
+"""The `tk` command line: parse, call the engine, print. TkError becomes a Click error here only."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from toolkit.config import Config, find_tasks_file, load_config, parse_assignment, with_overrides
+from toolkit.errors import TkError
+from toolkit.plugins import PluginManager
+
+
+class Session:
+    """What every command shares: the tasks file and the plugin manager, loaded on first use."""
+
+    def __init__(self, tasks_file: str | None) -> None:
+        self.tasks_path = find_tasks_file(tasks_file)
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.tasks_path)
+
+    @cached_property
+    def pm(self) -> PluginManager:
+        local = self.config.plugins if self.tasks_path.exists() else ()
+        return PluginManager().load(local, self.tasks_path.resolve().parent)
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+class TkGroup(click.Group):
+    """Turns TkError into a short message and exit code 1, in one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TkError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=TkGroup)
+@click.option("--tasks", "tasks_file", metavar="PATH", help="The tasks file (default: $TK_TASKS or ./tasks.toml).")
+@click.version_option(package_name="tk-toolkit")
+@click.pass_context
+def cli(ctx, tasks_file):
+    """tk: fine-tune and evaluate BERT-family text classifiers from a tasks.toml file."""
+    ctx.obj = Session(tasks_file)
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    try:
+        import datasets
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        datasets.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def parse_overrides(assignments: tuple[str, ...]) -> dict:
+    return dict(parse_assignment(text) for text in assignments)
+
+
+@cli.command()
+@click.argument("task_name", required=False)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a task setting (repeatable).")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder instead of the Hub.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder that receives the run folder.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN",
+              help="Finish an interrupted run from its last epoch checkpoint.")
+@pass_session
+def run(session, task_name, assignments, data, output, resume_dir):
+    """Fine-tune and evaluate TASK from tasks.toml."""
+    from toolkit.pipeline import resume_task, run_task
+    from toolkit.progress import Progress
+    from toolkit.report import format_metrics
+    from toolkit.runs import run_status
+
+    progress = Progress(click.echo)
+    if resume_dir:
+        if run_status(resume_dir) == "complete":
+            raise TkError(f"{resume_dir} is already complete; nothing to resume.")
+        outcome = resume_task(session.pm, resume_dir, progress)
+    else:
+        if not task_name:
+            raise click.UsageError("Name a task (tk list shows them) or pass --resume RUN.")
+        task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+        outcome = run_task(session.pm, task, data=data, output=output, base=session.tasks_path.resolve().parent,
+                           progress=progress)
+    if outcome.status == "complete":
+        click.echo(format_metrics(outcome.metrics))
+        click.echo(f"Saved to {outcome.run_dir}")
+    else:
+        sys.exit(130)
+
+
+@cli.command(name="list")
+@click.option("--runs", "show_runs", is_flag=True, help="List run folders and their status instead.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@pass_session
+def list_command(session, show_runs, output):
+    """Show tasks, datasets, models and plugins, and where each comes from."""
+    if show_runs:
+        from toolkit.runs import list_runs
+
+        rows = list_runs(output)
+        for path, status in rows:
+            click.echo(f"{status:<12} {path}")
+        if not rows:
+            click.echo(f"No runs in {output}.")
+        return
+    pm = session.pm
+    click.echo(f"Tasks ({session.tasks_path}):")
+    for name, task in sorted(session.config.tasks.items()):
+        click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}, {task.epochs} epochs")
+    click.echo("Datasets:")
+    for name, info in sorted(pm.datasets().items()):
+        click.echo(f"  {name:<26} {', '.join(info.labels):<24} plugin {info.plugin}: {info.description}")
+    click.echo("Models:")
+    for name, info in sorted(pm.models().items()):
+        click.echo(f"  {name:<26} {info.source:<32} plugin {info.plugin}: {info.description}")
+    click.echo("Plugins:")
+    for plugin in pm.plugins():
+        click.echo(f"  {plugin.name:<26} {plugin.origin}")
+        click.echo(f"  {'':<26} hooks: {', '.join(plugin.hooks)}")
+
+
+@cli.command(name="analyze-lengths")
+@click.argument("dataset_name")
+@click.option("--model", "model_names", multiple=True, metavar="NAME",
+              help="Model whose tokenizer to use (repeat to compare). Default: bert-uncased.")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--sample", type=click.IntRange(min=1), help="Measure a seeded random sample of N texts.")
+@click.option("--coverage", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+              help="Share of texts the recommended max_length must hold whole.")
+@click.option("--histogram", type=click.Path(path_type=Path), help="PNG path (default: lengths-DATASET.png).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_session
+def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, as_json):
+    """Token-length statistics of DATASET and a recommended max_length."""
+    from toolkit.data import load_labelled
+    from toolkit.hub import hub_reachable
+    from toolkit.lengths import analyze, format_report, plot_histogram
+    from toolkit.sources import resolve_source
+
+    pm = session.pm
+    dataset = pm.dataset(dataset_name)
+    models = [pm.model(name) for name in (model_names or ("bert-uncased",))]
+    if not model_names and not hub_reachable():
+        click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
+                   "pass --model minilm for the bundled offline model.", err=True)
+    source = resolve_source(dataset.name, data)
+    notes: list[str] = []
+    splits = load_labelled(pm, dataset, source, notes)
+    if split not in splits:
+        raise TkError(f"{dataset.name} has no split '{split}'. Splits: {', '.join(splits)}.")
+    rows = splits[split]
+    if sample and sample < len(rows):
+        rows = rows.shuffle(seed=0).select(range(sample))
+    results = [analyze(pm, model, rows, coverage) for model in models]
+    stats = [r[0] for r in results]
+    histogram = histogram or Path(f"lengths-{dataset.name}.png")
+    plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
+                   f"{dataset.name} {split}: tokens per text")
+    if as_json:
+        click.echo(json.dumps({s.model: asdict(s) for s in stats}, indent=2))
+        return
+    click.echo(f"{dataset.name} ({split} split, {source.describe()})")
+    click.echo(format_report(stats))
+    click.echo(f"Histogram: {histogram}")
+
+
+def main() -> None:
+    """Entry point: plugin commands are added here, at start-up, never at import."""
+    try:
+        session = Session(_tasks_option(sys.argv[1:]))
+        session.pm.hook.tk_register_commands(cli=cli)
+    except TkError:
+        pass  # the command itself will report the problem with the tasks file
+    cli(prog_name="tk")
+
+
+def _tasks_option(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--tasks" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--tasks="):
+            return arg.split("=", 1)[1]
+    return None

@@ -1,0 +1,36 @@
+"""From a dataset name and a source to labelled splits: the loading and label-mapping stages."""
+
+from __future__ import annotations
+
+from toolkit.errors import TkError
+from toolkit.labels import apply_label_mapping
+from toolkit.records import DatasetInfo, DataSource, LabelMapping
+
+
+def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str]):
+    """Run ``tk_load_dataset`` and ``tk_label_mapping``; drop empty texts; check the labels."""
+    splits = pm.hook.tk_load_dataset(dataset=dataset, source=source)
+    if splits is None:
+        raise TkError(f"No plugin could load the dataset '{dataset.name}' from {source.describe()}. "
+                      f"Its plugin '{dataset.plugin}' implements no tk_load_dataset for it.")
+    if "train" not in splits:
+        raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
+    mapping = pm.hook.tk_label_mapping(dataset=dataset)
+    if mapping is None:
+        mapping = LabelMapping({i: i for i in range(len(dataset.labels))})
+    splits = drop_empty_texts(splits, notes)
+    return apply_label_mapping(splits, dataset, mapping, notes)
+
+
+def drop_empty_texts(splits, notes: list[str]):
+    """Empty or whitespace-only texts teach nothing: leave them out and say how many."""
+    kept = {}
+    for name, split in splits.items():
+        before = len(split)
+        split = split.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True)
+        if len(split) < before:
+            notes.append(f"{name}: left out {before - len(split)} empty or whitespace-only texts.")
+        if len(split) == 0:
+            raise TkError(f"The {name} split has no rows with text. Check the text column of the data.")
+        kept[name] = split
+    return type(splits)(kept)

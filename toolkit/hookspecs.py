@@ -1,0 +1,180 @@
+"""Every hook a tk plugin can implement, grouped by pipeline stage.
+
+A plugin implements only the hooks it needs, with the ``tk.hookimpl`` marker,
+and may leave out arguments it does not use. Specs only ever grow by adding
+arguments. Hooks marked ``firstresult`` stop at the first non-None result:
+a plugin answers for the names it owns and returns None for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from toolkit.records import DatasetInfo, DataSource, LabelMapping, LengthStats, ModelInfo, TrainResult
+
+if TYPE_CHECKING:
+    import numpy as np
+    from datasets import DatasetDict
+
+    from toolkit.config import TaskConfig
+    from toolkit.progress import Progress
+
+hookspec = pluggy.HookspecMarker("tk")
+
+
+# --------------------------------------------------------------------------
+# Registration: called once when the plugin manager starts
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def tk_register_datasets(register: Callable[[DatasetInfo], None]) -> None:
+    """Declare the datasets this plugin can load.
+
+    Called once, when tk first needs the list of datasets. Call
+    ``register(DatasetInfo(...))`` once per dataset; the label names given
+    there fix the class ids. Two plugins registering one name is an error.
+    """
+
+
+@hookspec
+def tk_register_models(register: Callable[[ModelInfo], None]) -> None:
+    """Declare the pretrained models this plugin can load, by short name.
+
+    Called once, when tk first needs the list of models. Call
+    ``register(ModelInfo(...))`` once per model. Two plugins registering one
+    name is an error.
+    """
+
+
+@hookspec
+def tk_register_commands(cli: Any) -> None:
+    """Add commands to the ``tk`` command line.
+
+    Called once when the CLI starts, before arguments are parsed. ``cli`` is
+    the ``click.Group`` of ``tk``: decorate new commands with ``@cli.command()``.
+    """
+
+
+# --------------------------------------------------------------------------
+# Dataset loading
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tk_load_dataset(dataset: DatasetInfo, source: DataSource) -> DatasetDict | None:
+    """Load the raw rows of ``dataset`` from ``source``.
+
+    Called by ``tk run``, ``tk check``, ``tk analyze-lengths`` and
+    ``tk evaluate``. Return a ``datasets.DatasetDict`` with a ``train`` and a
+    ``test`` split (``test`` may be absent when the source has only one
+    file), each with a ``text`` column (str) and a ``label`` column holding
+    the raw label values as stored in the data. Raise ``TkError`` for a
+    source that cannot be read. Stops at first non-None result.
+    """
+
+
+# --------------------------------------------------------------------------
+# Label mapping
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tk_label_mapping(dataset: DatasetInfo) -> LabelMapping | None:
+    """Map the raw label values of ``dataset`` to class ids.
+
+    Called after loading, before any check or training. Return a
+    ``LabelMapping`` whose ids index ``dataset.labels``; map a raw value to
+    None to drop its rows on purpose. tk checks the mapping against every row
+    and stops with examples when a value is missing from it. Stops at first
+    non-None result.
+    """
+
+
+# --------------------------------------------------------------------------
+# Model loading
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tk_load_tokenizer(model: ModelInfo) -> Any | None:
+    """Return the (fast) tokenizer of ``model``.
+
+    Called before tokenizing, by ``tk run`` and ``tk analyze-lengths``.
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def tk_load_model(model: ModelInfo, labels: tuple[str, ...]) -> Any | None:
+    """Return ``model`` with a fresh classification head for ``labels``.
+
+    Called once per run, after the data is ready. The returned
+    ``PreTrainedModel`` must carry ``id2label``/``label2id`` built from
+    ``labels``. Stops at first non-None result.
+    """
+
+
+# --------------------------------------------------------------------------
+# Tokenization-length analysis
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tk_analyze_lengths(
+    lengths: Sequence[int], model: ModelInfo, model_limit: int, coverage: float
+) -> LengthStats | None:
+    """Summarise token ``lengths`` (special tokens included) of one split.
+
+    Called by ``tk analyze-lengths`` once per model. ``model_limit`` is the
+    model's maximum sequence length; ``coverage`` the share of texts the
+    recommended ``max_length`` must hold whole. Stops at first non-None result.
+    """
+
+
+# --------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tk_train(
+    model: Any,
+    tokenizer: Any,
+    splits: DatasetDict,
+    task: TaskConfig,
+    run_dir: Path,
+    progress: Progress,
+    compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+    resume: bool,
+) -> TrainResult | None:
+    """Fine-tune ``model`` on ``splits["train"]``, evaluating on ``splits["validation"]``.
+
+    Called once per ``tk run``. The splits are tokenized (``input_ids``,
+    ``attention_mask``, ``labels``) and not padded. Report each epoch through
+    ``progress`` and return a ``TrainResult`` holding the selected (best)
+    model. Checkpoints go under ``run_dir / "checkpoints"``; with ``resume``
+    continue from the latest one. Stops at first non-None result.
+    """
+
+
+# --------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def tk_compute_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, label_names: tuple[str, ...], confidence: bool
+) -> dict[str, Any]:
+    """Score predictions: ``labels`` are true class ids, ``probabilities`` an (n, classes) array.
+
+    Called after every epoch on the validation split (``confidence`` False:
+    be quick) and once on the test split (``confidence`` True: add 95%
+    intervals). Every plugin's dict is merged into ``metrics.json``; a
+    headline number is a float, its interval goes under ``<name>_ci``.
+    """

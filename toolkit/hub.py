@@ -1,0 +1,36 @@
+"""Reaching the Hugging Face Hub: fail in seconds, not after 50 s of retries."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from urllib.parse import urlparse
+
+from toolkit.errors import TkError
+
+PROBE_TIMEOUT_S = 3.0
+OFFLINE_HINT = (
+    "Offline ways: --data PATH (a local copy of the dataset), TK_DATA_DIR=ROOT (a folder "
+    "laid out like ../shared/data), or the bundled model: --model minilm / a *-minilm task."
+)
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable() -> bool:
+    """One TCP connect to the Hub with a short timeout; HF_HUB_OFFLINE=1 counts as unreachable."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def require_hub(what: str) -> None:
+    """Raise a clear TkError at once when ``what`` needs the Hub and it cannot be reached."""
+    if not hub_reachable():
+        raise TkError(f"Cannot reach the Hugging Face Hub to download {what}. {OFFLINE_HINT}")

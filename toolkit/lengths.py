@@ -1,0 +1,89 @@
+"""`tk analyze-lengths`: token lengths under each model's own tokenizer."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import TkError
+from toolkit.models import model_limit
+from toolkit.records import LengthStats
+
+CHUNK = 20_000
+
+
+def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK) -> np.ndarray:
+    """Lengths with special tokens, untruncated; batched through the Rust tokenizer, chunk by chunk."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TkError("tk analyze-lengths needs a fast (Rust) tokenizer; this model has only a slow one.")
+    backend = backend.__class__.from_str(backend.to_str())  # a copy we can change
+    backend.no_truncation()
+    backend.no_padding()
+    lengths = np.empty(len(texts), dtype=np.int32)
+    for start in range(0, len(texts), chunk):
+        batch = texts[start:start + chunk]
+        lengths[start:start + len(batch)] = [len(encoding.ids) for encoding in backend.encode_batch(batch)]
+    return lengths
+
+
+def analyze(pm, model_info, split, coverage: float) -> tuple[LengthStats, np.ndarray]:
+    started = time.perf_counter()
+    tokenizer = pm.hook.tk_load_tokenizer(model=model_info)
+    lengths = token_lengths(tokenizer, split["text"])
+    stats = pm.hook.tk_analyze_lengths(lengths=lengths, model=model_info, model_limit=model_limit(tokenizer),
+                                       coverage=coverage)
+    return _with_seconds(stats, time.perf_counter() - started), lengths
+
+
+def _with_seconds(stats: LengthStats, seconds: float) -> LengthStats:
+    from dataclasses import replace
+
+    return replace(stats, seconds=round(seconds, 2))
+
+
+def format_report(stats: list[LengthStats]) -> str:
+    names = [s.model for s in stats]
+    rows = [("texts", [f"{s.count:,}" for s in stats])]
+    for key in ("mean", "median", "p90", "p95", "p99"):
+        rows.append((key, [f"{getattr(s, key):.1f}" for s in stats]))
+    rows.append(("max", [str(s.max) for s in stats]))
+    for cut in stats[0].truncated_share:
+        rows.append((f"cut at {cut}", [f"{s.truncated_share[cut]:.1%} of texts, {s.padding_share[cut]:.0%} padding"
+                                       for s in stats]))
+    rows.append((f"recommended ({stats[0].coverage:.0%})", [str(s.recommended_max_length) for s in stats]))
+    rows.append(("model limit", [str(s.model_limit) for s in stats]))
+    rows.append(("seconds", [f"{s.seconds:.1f}" for s in stats]))
+    width = max(len(r[0]) for r in rows)
+    col = max(max(len(v) for r in rows for v in r[1]), max(len(n) for n in names))
+    lines = [f"{'':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names)]
+    lines += [f"{label:<{width}}  " + "  ".join(f"{v:>{col}}" for v in values) for label, values in rows]
+    return "\n".join(lines)
+
+
+def plot_histogram(path: Path, lengths_by_model: dict[str, np.ndarray], stats: list[LengthStats], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = max(int(np.percentile(lengths, 99.5)) for lengths in lengths_by_model.values()) + 1
+    for (name, lengths), stat in zip(lengths_by_model.items(), stats):
+        ax.hist(np.minimum(lengths, top), bins=min(100, top), alpha=0.5, label=f"{name} (mean {stat.mean:.0f})")
+        ax.axvline(stat.recommended_max_length, linestyle="--", label=f"{name}: max_length {stat.recommended_max_length}")
+    ax.set_xlabel("tokens per text")
+    ax.set_ylabel("texts")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    path.write_bytes(buffer.getvalue())

@@ -1,0 +1,145 @@
+"""`tk run`: load → map labels → split → check → tokenize → train → evaluate → save."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit import artifacts
+from toolkit.config import TaskConfig
+from toolkit.data import load_labelled
+from toolkit.device import use_bf16
+from toolkit.diagnosis import diagnose_overfitting, explain
+from toolkit.errors import TkError
+from toolkit.inference import predict_probabilities
+from toolkit.interrupt import RunInterrupted, graceful_interrupts
+from toolkit.models import model_limit
+from toolkit.progress import Progress
+from toolkit.runs import new_run_dir, read_json, set_status, write_json
+from toolkit.sources import resolve_source
+from toolkit.splits import make_splits
+from toolkit.tokens import tokenize_splits
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str  # "complete" or "interrupted"
+    metrics: dict[str, Any]
+
+
+def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
+             base: Path | None = None, progress: Progress | None = None,
+             resume_dir: Path | None = None) -> RunOutcome:
+    from transformers import set_seed
+
+    progress = progress or Progress()
+    dataset = pm.dataset(task.dataset)
+    model_info = pm.model(task.model)
+    source = resolve_source(dataset.name, data, task.data, base)
+    progress.note(f"Data: {dataset.name} from {source.describe()}")
+    notes: list[str] = []
+    splits = make_splits(load_labelled(pm, dataset, source, notes), task, notes)
+    for note in notes:
+        progress.note(note)
+    progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
+
+    tokenizer = pm.hook.tk_load_tokenizer(model=model_info)
+    set_seed(task.seed)
+    model = pm.hook.tk_load_model(model=model_info, labels=dataset.labels)
+    limit = model_limit(tokenizer, model.config)
+    if task.max_length > limit:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
+                      f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
+    tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
+
+    run_dir = resume_dir or new_run_dir(output, task.name)
+    if resume_dir is None:
+        write_json(run_dir / "config.json", {"task": task.describe(), "data": data, "base": str(base or "")})
+    set_status(run_dir, "running")
+    progress.note(f"Run folder: {run_dir}")
+
+    def score(labels, probabilities, confidence=False):
+        merged: dict[str, Any] = {}
+        for result in reversed(pm.hook.tk_compute_metrics(labels=np.asarray(labels), probabilities=probabilities,
+                                                          label_names=dataset.labels, confidence=confidence)):
+            merged.update(result or {})
+        return merged
+
+    try:
+        with graceful_interrupts(progress.note):
+            result = pm.hook.tk_train(model=model, tokenizer=tokenizer, splits=tokenized, task=task,
+                                      run_dir=run_dir, progress=progress, compute_metrics=score,
+                                      resume=resume_dir is not None)
+    except (RunInterrupted, KeyboardInterrupt):
+        set_status(run_dir, "interrupted")
+        progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
+        return RunOutcome(run_dir, "interrupted", {})
+    if result is None:
+        raise TkError("No training plugin answered tk_train. Is the built-in 'trainer' plugin disabled?")
+
+    started = time.perf_counter()
+    bf16 = use_bf16(task.bf16)
+    test = tokenized["test"]
+    probabilities = predict_probabilities(result.model, test, task.eval_batch_size, bf16)
+    labels = np.asarray(test["labels"])
+    metrics = score(labels, probabilities, confidence=True)
+    diagnosis = diagnose_overfitting(result.history)
+    texts = splits["test"]["text"]
+    metrics.update({
+        "task": task.name,
+        "split": "test",
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(time.perf_counter() - started, 2),
+        "history": [r.as_dict() for r in result.history],
+        "diagnosis": diagnosis,
+        "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels),
+    })
+    save_outcome(run_dir, result, tokenizer, metrics, splits, task, source, dataset.labels, texts, labels,
+                 probabilities, notes)
+    for line in explain(diagnosis, result.best_epoch):
+        progress.note(line)
+    return RunOutcome(run_dir, "complete", metrics)
+
+
+def save_outcome(run_dir, result, tokenizer, metrics, splits, task, source, label_names, texts, labels,
+                 probabilities, notes) -> None:
+    """Write every file, then mark the run complete: a crash in between leaves it marked running."""
+    artifacts.save_model(result.model, tokenizer, run_dir)
+    write_json(run_dir / "history.json", metrics["history"])
+    artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names)
+    artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
+    write_json(run_dir / "manifest.json", {
+        "task": task.describe(),
+        "labels": list(label_names),
+        "data_source": source.describe(),
+        "data_fingerprint": artifacts.fingerprint(splits),
+        "seed": task.seed,
+        "notes": notes,
+        "training": result.extra,
+        "versions": artifacts.versions(),
+    })
+    write_json(run_dir / "metrics.json", metrics)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    set_status(run_dir, "complete")
+
+
+def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
+    """Finish an interrupted run from its last epoch checkpoint, with its saved config."""
+    from toolkit.config import build_task
+
+    saved = read_json(run_dir / "config.json")
+    values = dict(saved["task"])
+    task = build_task(values.pop("name"), values, run_dir / "config.json")
+    if not any((run_dir / "checkpoints").glob("checkpoint-*")):
+        raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
+                      f"ended). Start it again: tk run {task.name}")
+    return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
+                    progress=progress, resume_dir=run_dir)

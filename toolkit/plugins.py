@@ -1,0 +1,147 @@
+"""The plugin manager: built-in and installed plugins come in through one door."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from toolkit import hookspecs
+from toolkit.errors import TkError, unknown_name
+from toolkit.records import DatasetInfo, ModelInfo
+
+ENTRY_POINT_GROUP = "tk"
+BUILTIN_DISTRIBUTION = "tk-toolkit"
+
+
+@dataclass(frozen=True)
+class PluginOrigin:
+    name: str
+    origin: str  # "built-in", "package NAME VERSION" or "local module PATH"
+    hooks: tuple[str, ...]
+
+
+class PluginManager:
+    """A small typed wrapper around ``pluggy.PluginManager``.
+
+    Nothing is loaded until ``load()``; the CLI and the tests decide when.
+    """
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("tk")
+        self.pm.add_hookspecs(hookspecs)
+        self.hook = self.pm.hook
+        self._origins: dict[str, str] = {}
+        self._datasets: dict[str, DatasetInfo] | None = None
+        self._models: dict[str, ModelInfo] | None = None
+
+    # -- loading -----------------------------------------------------------
+
+    def load(self, local_modules: tuple[str, ...] = (), search_path: Path | None = None) -> PluginManager:
+        """Load entry-point plugins, then local modules named in tasks.toml."""
+        for name in disabled_plugins():
+            self.pm.set_blocked(name)
+        self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for plugin, dist in self.pm.list_plugin_distinfo():
+            name = self.pm.get_name(plugin)
+            if dist.metadata["name"] == BUILTIN_DISTRIBUTION:
+                self._origins[name] = "built-in"
+            else:
+                self._origins[name] = f"package {dist.metadata['name']} {dist.version}"
+        for module_name in local_modules:
+            self.load_local_module(module_name, search_path)
+        if os.environ.get("TK_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[tk plugins] {text}"))
+            self.pm.enable_tracing()
+        return self
+
+    def load_local_module(self, module_name: str, search_path: Path | None) -> None:
+        if self.pm.is_blocked(module_name) or self.pm.has_plugin(module_name):
+            return
+        if search_path is not None and str(search_path) not in sys.path:
+            sys.path.insert(0, str(search_path))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise TkError(
+                f"Cannot import plugin module '{module_name}' listed in tasks.toml 'plugins': {error}. "
+                f"Put {module_name}.py next to tasks.toml or install it."
+            ) from error
+        self.register(module, module_name, f"local module {getattr(module, '__file__', module_name)}")
+
+    def register(self, plugin: Any, name: str, origin: str = "registered in code") -> None:
+        self.pm.register(plugin, name=name)
+        self._origins[name] = origin
+        self._datasets = self._models = None
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._origins.pop(name, None)
+        self._datasets = self._models = None
+
+    # -- introspection -------------------------------------------------------
+
+    def plugins(self) -> list[PluginOrigin]:
+        rows = []
+        for name, plugin in self.pm.list_name_plugin():
+            hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
+            rows.append(PluginOrigin(name, self._origins.get(name, "registered in code"), hooks))
+        return sorted(rows, key=lambda row: row.name)
+
+    # -- registries ----------------------------------------------------------
+
+    def datasets(self) -> dict[str, DatasetInfo]:
+        if self._datasets is None:
+            self._datasets = self._collect("tk_register_datasets", "dataset")
+        return self._datasets
+
+    def models(self) -> dict[str, ModelInfo]:
+        if self._models is None:
+            self._models = self._collect("tk_register_models", "model")
+        return self._models
+
+    def dataset(self, name: str) -> DatasetInfo:
+        try:
+            return self.datasets()[name]
+        except KeyError:
+            raise unknown_name("dataset", name, self.datasets()) from None
+
+    def model(self, name: str) -> ModelInfo:
+        try:
+            return self.models()[name]
+        except KeyError:
+            raise unknown_name("model", name, self.models()) from None
+
+    def _collect(self, hook_name: str, kind: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for impl in getattr(self.hook, hook_name).get_hookimpls():
+
+            def register(record: Any, _plugin: str = impl.plugin_name) -> None:
+                if record.name in found:
+                    raise TkError(
+                        f"Two plugins register the {kind} '{record.name}': "
+                        f"'{found[record.name].plugin}' and '{_plugin}'. "
+                        f"Block one with TK_DISABLE_PLUGINS={_plugin}."
+                    )
+                found[record.name] = replace(record, plugin=_plugin)
+
+            impl.function(register=register)
+        return found
+
+
+def disabled_plugins() -> list[str]:
+    """Plugin names listed in TK_DISABLE_PLUGINS (comma-separated)."""
+    return [name.strip() for name in os.environ.get("TK_DISABLE_PLUGINS", "").split(",") if name.strip()]
+
+
+def builtin_version() -> str:
+    try:
+        return metadata.version(BUILTIN_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"

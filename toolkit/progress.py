@@ -1,0 +1,62 @@
+"""How the engine reports to a person: a progress bar, the epoch table, notes.
+
+The engine never imports Click; the CLI passes its own ``echo``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from toolkit.records import EpochRecord
+
+EPOCH_HEADER = f"{'epoch':>5}  {'train loss':>10}  {'val loss':>9}  {'accuracy':>8}  {'f1':>6}  {'seconds':>7}"
+
+
+def format_epoch(record: EpochRecord, best: bool = False) -> str:
+    train = "" if record.train_loss is None else f"{record.train_loss:.4f}"
+    mark = "  *" if best else ""
+    return (f"{record.epoch:>5}  {train:>10}  {record.validation_loss:>9.4f}  {record.accuracy:>8.4f}  "
+            f"{record.f1:>6.4f}  {record.seconds:>7.1f}{mark}")
+
+
+class Progress:
+    """Progress bar over training steps plus one table row per finished epoch."""
+
+    def __init__(self, echo: Callable[[str], Any] = print, bar: bool = True) -> None:
+        self.echo = echo
+        self.show_bar = bar
+        self._bar = None
+
+    def note(self, text: str) -> None:
+        self._write(text)
+
+    def start(self, total_steps: int, done_steps: int = 0) -> None:
+        self._write(EPOCH_HEADER)
+        if self.show_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=done_steps, unit="step", leave=False,
+                             file=sys.stderr, dynamic_ncols=True)
+
+    def advance(self, loss: float | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            if loss is not None:
+                self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def epoch(self, record: EpochRecord) -> None:
+        self._write(format_epoch(record))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.clear()
+        self.echo(text)
+        if self._bar is not None:
+            self._bar.refresh()

@@ -1,0 +1,110 @@
+"""Typed records that plugins hand to the engine and the engine hands to plugins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset a plugin can load: its name, its classes and where it lives on the Hub.
+
+    ``labels`` are the class names in class-id order, declared up front (like
+    ``datasets.ClassLabel``) so ids and names never drift.
+    """
+
+    name: str
+    labels: tuple[str, ...]
+    description: str = ""
+    hub_id: str | None = None
+    plugin: str = ""  # filled in by the plugin manager
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A pretrained model a plugin can load, by a short name used in tasks.toml."""
+
+    name: str
+    source: str  # Hub id or local folder
+    description: str = ""
+    cased: bool = False
+    offline: bool = False  # True when it needs no network (bundled weights)
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a dataset's rows come from.
+
+    ``path`` is None for the Hub. ``origin`` says how it was chosen
+    (``--data``, the task's ``data`` key, ``TK_DATA_DIR`` or the Hub).
+    """
+
+    path: Path | None
+    origin: str
+
+    def describe(self) -> str:
+        return f"{self.path} (from {self.origin})" if self.path else "the Hugging Face Hub"
+
+
+@dataclass(frozen=True)
+class LabelMapping:
+    """Raw label values (as stored in the data) to class ids.
+
+    A raw value mapped to None is dropped on purpose (Sentiment140's neutral
+    test rows in a binary task); a raw value absent from ``ids`` is an error.
+    """
+
+    ids: dict[Any, int | None]
+
+    def dropped_values(self) -> list[Any]:
+        return [raw for raw, cid in self.ids.items() if cid is None]
+
+
+@dataclass
+class EpochRecord:
+    """One row of the per-epoch table."""
+
+    epoch: int
+    train_loss: float | None
+    validation_loss: float
+    accuracy: float
+    f1: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainResult:
+    """What a training plugin returns: the trained model and its history."""
+
+    model: Any
+    history: list[EpochRecord]
+    best_epoch: int
+    train_seconds: float
+    interrupted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LengthStats:
+    """Token-length statistics of one dataset split under one tokenizer."""
+
+    model: str
+    count: int
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    max: int
+    model_limit: int
+    coverage: float
+    recommended_max_length: int
+    truncated_share: dict[int, float]
+    padding_share: dict[int, float]
+    seconds: float = 0.0

@@ -1,0 +1,97 @@
+"""Run folders: one per run, never reused; every file written atomically."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import TkError
+
+STATUS_FILE = "status.json"
+
+
+def new_run_dir(output: Path, task_name: str) -> Path:
+    """Create a fresh folder; os.mkdir is atomic, so two runs at once never share one."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TkError(f"Cannot create the output folder {output}: {error.strerror}. Pass --output DIR.") from None
+    if not os.access(output, os.W_OK):
+        raise TkError(f"The output folder {output} is not writable. Pass --output DIR with a folder you can write.")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 1000):
+        path = output / (f"{task_name}-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise TkError(f"Cannot create a run folder in {output}: {error.strerror}.") from None
+    raise TkError(f"Too many runs of '{task_name}' this second in {output}.")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename it into place."""
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                         encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except OSError as error:
+        _cleanup(locals().get("handle"))
+        raise saving_error(path, error) from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TkError(f"{path} does not exist: is {path.parent} a tk run folder?") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise TkError(f"{path}: cannot read it ({error}).") from None
+
+
+def set_status(run_dir: Path, status: str, **details: Any) -> None:
+    write_json(run_dir / STATUS_FILE, {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **details})
+
+
+def run_status(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / STATUS_FILE).read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        return "incomplete"
+
+
+def list_runs(output: Path) -> list[tuple[Path, str]]:
+    if not output.is_dir():
+        return []
+    return [(path, run_status(path)) for path in sorted(output.iterdir()) if (path / "config.json").exists()]
+
+
+def saving_error(path: Path, error: OSError) -> TkError:
+    if error.errno == errno.ENOSPC:
+        return TkError(f"The disk is full: could not save {path}. Free some space; earlier files are intact "
+                       "and the run is marked incomplete.")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return TkError(f"Cannot write {path}: {error.strerror}. Pass --output DIR with a folder you can write.")
+    return TkError(f"Could not save {path}: {error.strerror or error}.")
+
+
+def _cleanup(handle: Any) -> None:
+    if handle is not None:
+        try:
+            os.unlink(handle.name)
+        except OSError:
+            pass

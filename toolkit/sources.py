@@ -1,0 +1,37 @@
+"""Where a dataset's rows come from: --data, the task's data key, TK_DATA_DIR, then the Hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from toolkit.errors import TkError
+from toolkit.records import DataSource
+
+
+def resolve_source(dataset: str, cli_data: str | None = None, task_data: str | None = None,
+                   base: Path | None = None) -> DataSource:
+    """Pick the source by precedence; every local path must exist."""
+    if cli_data:
+        return DataSource(_existing(Path(cli_data), "--data"), "--data")
+    if task_data:
+        path = Path(task_data)
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        return DataSource(_existing(path, "the task's 'data' key"), "the task's data key")
+    root = os.environ.get("TK_DATA_DIR")
+    if root:
+        candidate = Path(root) / dataset
+        if candidate.exists():
+            return DataSource(candidate, "TK_DATA_DIR")
+        if not Path(root).is_dir():
+            raise TkError(f"TK_DATA_DIR={root} is not a folder. Point it at a folder laid out like ../shared/data.")
+    return DataSource(None, "the Hub")
+
+
+def _existing(path: Path, where: str) -> Path:
+    if not path.exists():
+        raise TkError(f"{where}: {path} does not exist. Check the path, or leave it out to use TK_DATA_DIR or the Hub.")
+    if not os.access(path, os.R_OK):
+        raise TkError(f"{where}: {path} is not readable (permissions). Fix its permissions or copy it somewhere readable.")
+    return path

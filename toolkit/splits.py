@@ -1,0 +1,65 @@
+"""Train, validation and test: disjoint, stratified, seeded."""
+
+from __future__ import annotations
+
+from toolkit.config import TaskConfig
+from toolkit.errors import TkError
+
+DEFAULT_TEST_SHARE = 0.2
+
+
+def make_splits(splits, task: TaskConfig, notes: list[str]):
+    """Carve validation from the training split; subset train and test; never overlap.
+
+    Returns a DatasetDict with ``train``, ``validation`` and ``test``.
+    """
+    import datasets
+
+    train = splits["train"]
+    if "test" in splits:
+        test = splits["test"]
+    else:
+        size = task.eval_size or max(1, int(len(train) * DEFAULT_TEST_SHARE))
+        train, test = _carve(train, size, task.seed, "test", task)
+        notes.append(f"The data has no test split: held out {len(test)} training rows as the test split.")
+    rest, validation = _carve(train, task.validation_size, task.seed, "validation", task)
+    if task.train_size is not None:
+        if task.train_size > len(rest):
+            raise TkError(
+                f"task '{task.name}': train_size = {task.train_size} is larger than the {len(rest)} training rows "
+                f"left after carving {len(validation)} validation rows. Lower train_size or validation_size."
+            )
+        if task.train_size < len(rest):
+            rest = _subset(rest, task.train_size, task.seed, "train_size", task)
+    if task.eval_size is not None and task.eval_size < len(test):
+        test = _subset(test, task.eval_size, task.seed, "eval_size", task)
+    elif task.eval_size is not None and task.eval_size > len(test):
+        notes.append(f"eval_size = {task.eval_size} but the test split has {len(test)} rows: using all of them.")
+    if task.select_on == "test":
+        notes.append("WARNING: select_on = \"test\": epochs are chosen on the test split, so the test metrics "
+                     "are optimistic. Use select_on = \"validation\" for numbers you can trust.")
+        validation = test
+    return datasets.DatasetDict({"train": rest, "validation": validation, "test": test})
+
+
+def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
+    """Split off ``size`` rows, stratified by label; returns (rest, carved)."""
+    if size >= len(split):
+        raise TkError(f"task '{task.name}': cannot carve {size} {what} rows from {len(split)} training rows. "
+                      f"Lower {what}_size or train_size.")
+    parts = _stratified(split, size, seed, what, task)
+    return parts["train"], parts["test"]
+
+
+def _subset(split, size: int, seed: int, key: str, task: TaskConfig):
+    return _stratified(split, size, seed, key, task)["test"]
+
+
+def _stratified(split, size: int, seed: int, key: str, task: TaskConfig):
+    try:
+        return split.train_test_split(test_size=size, seed=seed, stratify_by_column="label")
+    except ValueError as error:
+        # Too few rows of some class to stratify: fall back to a seeded shuffle.
+        if "least populated class" in str(error) or "should be greater or equal" in str(error):
+            return split.train_test_split(test_size=size, seed=seed)
+        raise TkError(f"task '{task.name}': cannot take {size} rows for {key}: {error}") from None

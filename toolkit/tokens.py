@@ -1,0 +1,43 @@
+"""Tokenizing once, without padding; truncation from the head, the tail or both ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tokenize_splits(splits, tokenizer: Any, max_length: int, truncation: str = "head"):
+    """Add ``input_ids``, ``attention_mask``, ``length`` and ``labels``; drop ``text``.
+
+    Padding happens per batch in the collator. ``datasets`` caches the result
+    for file-backed data, so a second run with the same tokenizer skips this.
+    """
+
+    def encode(batch):
+        return encode_texts(tokenizer, batch["text"], max_length, truncation)
+
+    columns = next(iter(splits.values())).column_names
+    encoded = splits.map(encode, batched=True, batch_size=1000, remove_columns=[c for c in columns if c != "label"],
+                         desc="Tokenizing")
+    return encoded.rename_column("label", "labels")
+
+
+def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: str = "head") -> dict[str, list]:
+    if truncation == "head":
+        out = tokenizer(texts, truncation=True, max_length=max_length)
+        ids = out["input_ids"]
+    else:
+        special = tokenizer.num_special_tokens_to_add(pair=False)
+        budget = max_length - special
+        raw = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+        ids = [tokenizer.build_inputs_with_special_tokens(_keep(row, budget, truncation)) for row in raw]
+    return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids], "length": [len(row) for row in ids]}
+
+
+def _keep(row: list[int], budget: int, truncation: str) -> list[int]:
+    if len(row) <= budget:
+        return row
+    if truncation == "tail":
+        return row[-budget:]
+    # head+tail (Sun et al., 2019): a quarter of the budget from the start, the rest from the end.
+    head = budget // 4
+    return row[:head] + row[len(row) - (budget - head):]
