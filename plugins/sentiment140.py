@@ -79,11 +79,18 @@ def load_files(files: dict[str, Path]):
     for split, path in files.items():
         if is_raw(path):
             raw = load_builder("csv", {split: path}, column_names=RAW_COLUMNS, encoding="latin-1",
-                               header=None, dtype={"polarity": "int64", "text": "string"})
+                               header=None, features=raw_features())
             loaded[split] = raw[split].select_columns(["text", "polarity"]).rename_column("polarity", "label")
         else:
             loaded[split] = load_table({split: path})[split]
     return datasets.DatasetDict(loaded)
+
+
+def raw_features():
+    import datasets
+
+    return datasets.Features({name: datasets.Value("int64" if name == "polarity" else "string")
+                              for name in RAW_COLUMNS})
 
 
 def is_raw(path: Path) -> bool:

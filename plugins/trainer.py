@@ -23,8 +23,11 @@ SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True)
 def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume):
     import numpy as np
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     metric, greater_is_better = SELECT_KEYS[task.select_metric]
+    import torch
+
     bf16 = use_bf16(task.bf16)
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
@@ -37,6 +40,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         lr_scheduler_type=task.lr_scheduler,
         seed=task.seed,
         bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="epoch",
@@ -70,6 +74,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         compute_metrics=epoch_metrics,
         callbacks=[ReportCallback(progress)],
     )
+    trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
     if task.patience:
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=task.patience))
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit import artifacts
+from toolkit import artifacts, distributed
 from toolkit.config import TaskConfig
 from toolkit.data import load_labelled
 from toolkit.device import use_bf16
@@ -20,6 +20,7 @@ from toolkit.inference import predict_probabilities
 from toolkit.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
 from toolkit.progress import Progress
+from toolkit.records import DatasetInfo, DataSource
 from toolkit.runs import new_run_dir, read_json, set_status, write_json
 from toolkit.sources import resolve_source
 from toolkit.splits import make_splits
@@ -33,12 +34,23 @@ class RunOutcome:
     metrics: dict[str, Any]
 
 
-def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
-             base: Path | None = None, progress: Progress | None = None,
-             resume_dir: Path | None = None) -> RunOutcome:
+@dataclass
+class Prepared:
+    """Everything a run needs before training starts."""
+
+    task: TaskConfig
+    dataset: DatasetInfo
+    source: DataSource
+    splits: Any  # DatasetDict: train / validation / test with text and label ids
+    tokenized: Any  # the same splits, tokenized
+    tokenizer: Any
+    model: Any
+    notes: list[str]
+
+
+def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress) -> Prepared:
     from transformers import set_seed
 
-    progress = progress or Progress()
     dataset = pm.dataset(task.dataset)
     model_info = pm.model(task.model)
     source = resolve_source(dataset.name, data, task.data, base)
@@ -48,21 +60,38 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
     for note in notes:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
-
     tokenizer = pm.hook.tk_load_tokenizer(model=model_info)
-    set_seed(task.seed)
+    set_seed(task.seed)  # the new classification head starts the same every time
     model = pm.hook.tk_load_model(model=model_info, labels=dataset.labels)
     limit = model_limit(tokenizer, model.config)
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
                       f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
+    return Prepared(task, dataset, source, splits, tokenized, tokenizer, model, notes)
 
-    run_dir = resume_dir or new_run_dir(output, task.name)
-    if resume_dir is None:
-        write_json(run_dir / "config.json", {"task": task.describe(), "data": data, "base": str(base or "")})
-    set_status(run_dir, "running")
-    progress.note(f"Run folder: {run_dir}")
+
+def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
+             base: Path | None = None, progress: Progress | None = None,
+             resume_dir: Path | None = None) -> RunOutcome:
+    progress = progress or Progress()
+    prepared = prepare(pm, task, data, base, progress)
+    run_dir = resume_dir or distributed.shared(lambda: new_run_dir(output, task.name))
+    if distributed.is_main():
+        if resume_dir is None:
+            write_json(run_dir / "config.json", {"task": task.describe(), "data": data, "base": str(base or "")})
+        set_status(run_dir, "running")
+        progress.note(f"Run folder: {run_dir}")
+    try:
+        return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None)
+    except BaseException as error:
+        if distributed.is_main():
+            set_status(run_dir, "failed", error=str(error) or type(error).__name__)
+        raise
+
+
+def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool) -> RunOutcome:
+    task, dataset = prepared.task, prepared.dataset
 
     def score(labels, probabilities, confidence=False):
         merged: dict[str, Any] = {}
@@ -73,24 +102,25 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
 
     try:
         with graceful_interrupts(progress.note):
-            result = pm.hook.tk_train(model=model, tokenizer=tokenizer, splits=tokenized, task=task,
-                                      run_dir=run_dir, progress=progress, compute_metrics=score,
-                                      resume=resume_dir is not None)
+            result = pm.hook.tk_train(model=prepared.model, tokenizer=prepared.tokenizer, splits=prepared.tokenized,
+                                      task=task, run_dir=run_dir, progress=progress, compute_metrics=score,
+                                      resume=resume)
     except (RunInterrupted, KeyboardInterrupt):
         set_status(run_dir, "interrupted")
         progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
         return RunOutcome(run_dir, "interrupted", {})
     if result is None:
         raise TkError("No training plugin answered tk_train. Is the built-in 'trainer' plugin disabled?")
+    if not distributed.is_main():
+        return RunOutcome(run_dir, "complete", {})  # metrics are computed once, on the main process
 
     started = time.perf_counter()
-    bf16 = use_bf16(task.bf16)
-    test = tokenized["test"]
-    probabilities = predict_probabilities(result.model, test, task.eval_batch_size, bf16)
+    test = prepared.tokenized["test"]
+    probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16))
     labels = np.asarray(test["labels"])
+    texts = prepared.splits["test"]["text"]
     metrics = score(labels, probabilities, confidence=True)
     diagnosis = diagnose_overfitting(result.history)
-    texts = splits["test"]["text"]
     metrics.update({
         "task": task.name,
         "split": "test",
@@ -102,27 +132,26 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         "diagnosis": diagnosis,
         "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels),
     })
-    save_outcome(run_dir, result, tokenizer, metrics, splits, task, source, dataset.labels, texts, labels,
-                 probabilities, notes)
+    save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities)
     for line in explain(diagnosis, result.best_epoch):
         progress.note(line)
     return RunOutcome(run_dir, "complete", metrics)
 
 
-def save_outcome(run_dir, result, tokenizer, metrics, splits, task, source, label_names, texts, labels,
-                 probabilities, notes) -> None:
-    """Write every file, then mark the run complete: a crash in between leaves it marked running."""
-    artifacts.save_model(result.model, tokenizer, run_dir)
+def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities) -> None:
+    """Write every file, then mark the run complete: a crash in between leaves it marked failed."""
+    task, label_names = prepared.task, prepared.dataset.labels
+    artifacts.save_model(result.model, prepared.tokenizer, run_dir)
     write_json(run_dir / "history.json", metrics["history"])
     artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names)
     artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
     write_json(run_dir / "manifest.json", {
         "task": task.describe(),
         "labels": list(label_names),
-        "data_source": source.describe(),
-        "data_fingerprint": artifacts.fingerprint(splits),
+        "data_source": prepared.source.describe(),
+        "data_fingerprint": artifacts.fingerprint(prepared.splits),
         "seed": task.seed,
-        "notes": notes,
+        "notes": prepared.notes,
         "training": result.extra,
         "versions": artifacts.versions(),
     })

@@ -43,6 +43,7 @@ def write_text(path: Path, text: str) -> None:
                                          encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except OSError as error:
@@ -87,6 +88,12 @@ def saving_error(path: Path, error: OSError) -> TkError:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return TkError(f"Cannot write {path}: {error.strerror}. Pass --output DIR with a folder you can write.")
     return TkError(f"Could not save {path}: {error.strerror or error}.")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _cleanup(handle: Any) -> None:

@@ -1,0 +1,77 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toolkit.plugins import PluginManager
+from toolkit.testing import make_tiny_model, write_keyword_dataset
+
+TESTS = Path(__file__).parent
+SHARED_DATA = TESTS.parent.parent / "shared" / "data"
+
+TOY_TASKS = """
+plugins = ["toy_plugin"]
+
+[defaults]
+model = "tiny"
+max_length = 64
+batch_size = 8
+epochs = 4
+learning_rate = 2e-3
+validation_size = 40
+seed = 1
+patience = 5
+
+[tasks.toy]
+dataset = "toy"
+data = "toy-data"
+
+[tasks.toy3]
+dataset = "toy3"
+data = "toy3-data"
+epochs = 6
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tiny_model, tmp_path):
+    """No Hub, no user data dir, the toy model available; every test in its own folder."""
+    monkeypatch.setenv("TK_TOY_MODEL", str(tiny_model))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("TK_DATA_DIR", raising=False)
+    monkeypatch.delenv("TK_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("TK_TASKS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    from toolkit.hub import hub_reachable
+
+    hub_reachable.cache_clear()
+    yield
+    hub_reachable.cache_clear()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A folder with tasks.toml, the toy plugin module and two keyword datasets."""
+    shutil.copy(TESTS / "toy_plugin.py", tmp_path / "toy_plugin.py")
+    (tmp_path / "tasks.toml").write_text(TOY_TASKS)
+    write_keyword_dataset(tmp_path / "toy-data")
+    write_keyword_dataset(tmp_path / "toy3-data", labels=("neg", "neutral", "pos"), train=300, test=90)
+    return tmp_path
+
+
+@pytest.fixture
+def pm(project):
+    """A fresh plugin manager with the built-ins and the toy plugin."""
+    return PluginManager().load(("toy_plugin",), project)
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA

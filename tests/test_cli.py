@@ -1,0 +1,77 @@
+import json
+import time
+
+from click.testing import CliRunner
+
+from toolkit.cli import cli
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_on_every_command():
+    for command in [[]] + [[name] for name in cli.commands]:
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0, result.output
+        assert "Usage:" in result.output
+
+
+def test_list_shows_tasks_datasets_models_plugins(project):
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    for expected in ("toy3", "imdb", "sentiment140", "minilm", "bert-cased", "toy_plugin", "local module",
+                     "built-in", "tk_load_dataset"):
+        assert expected in result.output
+
+
+def test_run_prints_epoch_table_and_test_metrics(project):
+    result = invoke("run", "toy", "--set", "epochs=2", "--output", project / "out")
+    assert result.exit_code == 0, result.output
+    assert "train loss" in result.output and "val loss" in result.output
+    assert "Test metrics" in result.output and "accuracy" in result.output
+    runs = list((project / "out").iterdir())
+    assert len(runs) == 1
+    assert json.loads((runs[0] / "config.json").read_text())["task"]["epochs"] == 2
+
+
+def test_run_unknown_task_is_a_short_error(project):
+    result = invoke("run", "toyy")
+    assert result.exit_code == 1
+    assert "Did you mean 'toy'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_bad_set_is_a_short_error(project):
+    result = invoke("run", "toy", "--set", "epoch=2")
+    assert result.exit_code == 1
+    assert "unknown key 'epoch'. Did you mean 'epochs'" in result.output
+
+
+def test_missing_data_path(project):
+    result = invoke("run", "toy", "--data", project / "nowhere")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+def test_hub_unreachable_fails_fast_with_offline_ways(project):
+    started = time.perf_counter()
+    model_from_hub = invoke("run", "toy", "--set", 'model="bert-uncased"')
+    data_from_hub = invoke("analyze-lengths", "imdb", "--model", "minilm")
+    assert time.perf_counter() - started < 20
+    for result, what in ((model_from_hub, "bert-base-uncased"), (data_from_hub, "stanfordnlp/imdb")):
+        assert result.exit_code == 1
+        assert f"Cannot reach the Hugging Face Hub to download" in result.output and what in result.output
+        for hint in ("--data", "TK_DATA_DIR", "minilm"):
+            assert hint in result.output
+
+
+def test_analyze_lengths_json(project):
+    result = invoke("analyze-lengths", "toy", "--model", "tiny", "--data", project / "toy-data", "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)["tiny"]
+    assert stats["count"] == 200
+    assert 5 <= stats["mean"] <= 40
+    assert stats["recommended_max_length"] % 8 == 0
+    assert stats["recommended_max_length"] >= stats["p95"]
+    assert (project / "lengths-toy.png").stat().st_size > 1000

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from toolkit.config import load_config, parse_assignment, parse_config, with_overrides
+from toolkit.errors import TkError
+
+REPO_TASKS = Path(__file__).parent.parent / "tasks.toml"
+
+
+def write(tmp_path, text):
+    path = tmp_path / "tasks.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_tasks_have_the_reference_settings():
+    config = load_config(REPO_TASKS)
+    imdb = config.task("imdb-bert")
+    assert (imdb.max_length, imdb.batch_size, imdb.epochs, imdb.learning_rate, imdb.weight_decay) == (
+        128, 16, 3, 2e-5, 0.01)
+    assert (imdb.train_size, imdb.eval_size, imdb.seed) == (2000, 500, 42)
+    tweets = config.task("sentiment140-bert-cased")
+    assert (tweets.max_length, tweets.epochs, tweets.model) == (70, 2, "bert-cased")
+    assert {"imdb-minilm", "sentiment140-minilm", "imdb-bert-cased", "sentiment140-bert"} <= set(config.tasks)
+
+
+def test_malformed_toml_names_file_line_and_column(tmp_path):
+    path = write(tmp_path, "[tasks.a]\ndataset = \n")
+    with pytest.raises(TkError, match=r"tasks.toml: not valid TOML: .*line 2"):
+        load_config(path)
+
+
+def test_unknown_key_suggests_the_closest(tmp_path):
+    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepoch = 2\n')
+    with pytest.raises(TkError, match=r"tasks.toml: task 'a': unknown key 'epoch'. Did you mean 'epochs'\?"):
+        load_config(path)
+
+
+def test_wrong_type_names_task_and_key(tmp_path):
+    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepochs = "three"\n')
+    with pytest.raises(TkError, match=r"task 'a': key 'epochs' must be an integer, got 'three'"):
+        load_config(path)
+
+
+def test_bool_is_not_an_integer(tmp_path):
+    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nbatch_size = true\n')
+    with pytest.raises(TkError, match="batch_size"):
+        load_config(path)
+
+
+def test_bad_choice_lists_the_valid_ones(tmp_path):
+    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\ntruncation = "tial"\n')
+    with pytest.raises(TkError, match=r"'head', 'tail', 'head\+tail'.*Did you mean 'tail'"):
+        load_config(path)
+
+
+def test_defaults_are_shared_and_overridable(tmp_path):
+    path = write(tmp_path, '[defaults]\nepochs = 5\nmodel = "minilm"\n[tasks.a]\ndataset = "imdb"\n'
+                           '[tasks.b]\ndataset = "imdb"\nepochs = 1\n')
+    config = load_config(path)
+    assert config.task("a").epochs == 5 and config.task("b").epochs == 1
+
+
+def test_missing_dataset_key(tmp_path):
+    path = write(tmp_path, '[tasks.a]\nmodel = "minilm"\n')
+    with pytest.raises(TkError, match="task 'a' has no 'dataset' key"):
+        load_config(path)
+
+
+def test_unknown_task_suggests(tmp_path):
+    config = load_config(REPO_TASKS)
+    with pytest.raises(TkError, match="no task 'imdb-mini'. Did you mean 'imdb-minilm'"):
+        config.task("imdb-mini")
+
+
+def test_set_overrides_are_typed_and_checked():
+    task = load_config(REPO_TASKS).task("imdb-minilm")
+    changed = with_overrides(task, dict([parse_assignment("epochs=1"), parse_assignment("learning_rate=1e-4"),
+                                         parse_assignment("truncation=head+tail")]))
+    assert (changed.epochs, changed.learning_rate, changed.truncation) == (1, 1e-4, "head+tail")
+    with pytest.raises(TkError, match="must be above 0"):
+        with_overrides(task, {"epochs": 0})
+    with pytest.raises(TkError, match="expected key=value"):
+        parse_assignment("epochs")
+
+
+@given(st.dictionaries(st.text(max_size=12), st.one_of(st.integers(), st.text(max_size=8), st.booleans(),
+                                                      st.floats(allow_nan=False), st.none()), max_size=5))
+def test_random_task_tables_give_a_config_or_a_tkerror(table):
+    try:
+        parse_config({"tasks": {"t": table}}, Path("tasks.toml"))
+    except TkError:
+        pass
+
+
+@given(st.text(max_size=40))
+def test_random_set_arguments_give_a_value_or_a_tkerror(text):
+    task = load_config(REPO_TASKS).task("imdb-minilm")
+    try:
+        with_overrides(task, dict([parse_assignment(text)]))
+    except TkError:
+        pass

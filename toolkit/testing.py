@@ -1,0 +1,96 @@
+"""A test kit for plugin authors (and for tk's own tests).
+
+    from toolkit.testing import check_dataset_plugin, make_tiny_model
+
+``check_dataset_plugin`` asserts a dataset plugin keeps tk's contract;
+``make_tiny_model`` writes a tiny randomly initialised BERT that trains in
+seconds; ``write_keyword_dataset`` writes a small learnable CSV dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+from toolkit.plugins import PluginManager
+from toolkit.records import DataSource
+
+FILLER = ("the", "a", "movie", "film", "plot", "actor", "scene", "story", "it", "was", "and", "very", "quite",
+          "this", "that", "of", "in", "with", "time", "ending")
+KEYWORDS = {
+    "neg": ("bad", "awful", "boring", "poor", "worst"),
+    "pos": ("good", "great", "wonderful", "fine", "best"),
+    "neutral": ("okay", "average", "mixed", "plain", "middling"),
+    "question": ("why", "how", "when", "where", "who"),
+}
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def make_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, max_positions: int = 128, seed: int = 0) -> Path:
+    """Save a tiny random BERT (seeded) and a word-level vocabulary (all words used here) under ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = list(SPECIAL) + sorted(set(FILLER) | {w for words in KEYWORDS.values() for w in words})
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True,
+                                  model_max_length=max_positions)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=hidden * 2, max_position_embeddings=max_positions)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def keyword_rows(n: int, labels: tuple[str, ...], seed: int = 0, noise: float = 0.0) -> list[tuple[str, str]]:
+    """``n`` (text, label) rows: filler words plus keywords of the row's class; ``noise`` flips labels."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 30))]
+        for _ in range(rng.randint(1, 2)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(KEYWORDS[label]))
+        shown = rng.choice(labels) if rng.random() < noise else label
+        rows.append((" ".join(words), shown))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_keyword_dataset(folder: Path, labels: tuple[str, ...] = ("neg", "pos"), train: int = 200,
+                          test: int = 80, noise: float = 0.0, seed: int = 0) -> Path:
+    """Write ``train.csv`` and ``test.csv`` (columns text, label) under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, offset in (("train", train, 0), ("test", test, 1)):
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(keyword_rows(n, labels, seed + offset, noise))
+    return folder
+
+
+def check_dataset_plugin(pm: PluginManager, name: str, local_path: Path) -> None:
+    """Assert that dataset ``name`` keeps the plugin contract when loaded offline from ``local_path``.
+
+    Checks: labels declared; a train split with ``text`` and ``label``
+    columns; every raw label value covered by the label mapping; each class
+    present in the training split.
+    """
+    from toolkit.data import load_labelled
+
+    info = pm.datasets().get(name)
+    assert info is not None, f"no plugin registers the dataset '{name}'"
+    assert len(info.labels) >= 2 and len(set(info.labels)) == len(info.labels), \
+        f"'{name}' must declare two or more distinct label names, got {info.labels}"
+    raw = pm.hook.tk_load_dataset(dataset=info, source=DataSource(local_path, "test"))
+    assert raw is not None, f"no plugin loads '{name}' from {local_path}"
+    assert "train" in raw, f"'{name}' from {local_path} has no train split: {list(raw)}"
+    for split_name, split in raw.items():
+        assert {"text", "label"} <= set(split.column_names), \
+            f"'{name}' split {split_name} must have text and label columns, has {split.column_names}"
+        assert all(isinstance(t, str) for t in split["text"][:100]), f"'{name}' {split_name}: texts must be str"
+    labelled = load_labelled(pm, info, DataSource(local_path, "test"), [])  # raises on an incomplete mapping
+    present = set(labelled["train"]["label"])
+    assert present == set(range(len(info.labels))), f"'{name}': train split lacks classes {set(range(len(info.labels))) - present}"
