@@ -81,8 +81,9 @@ def parse_overrides(assignments: tuple[str, ...]) -> dict:
               help="Folder that receives the run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN",
               help="Finish an interrupted run from its last epoch checkpoint.")
+@click.option("--strict", is_flag=True, help="Stop when a data check warns.")
 @pass_session
-def run(session, task_name, assignments, data, output, resume_dir):
+def run(session, task_name, assignments, data, output, resume_dir, strict):
     """Fine-tune and evaluate TASK from tasks.toml."""
     from toolkit.pipeline import resume_task, run_task
     from toolkit.progress import Progress
@@ -99,7 +100,7 @@ def run(session, task_name, assignments, data, output, resume_dir):
             raise click.UsageError("Name a task (tk list shows them) or pass --resume RUN.")
         task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
         outcome = run_task(session.pm, task, data=data, output=output, base=session.tasks_path.resolve().parent,
-                           progress=progress)
+                           progress=progress, strict=strict)
     if outcome.status == "complete":
         click.echo(format_metrics(outcome.metrics))
         click.echo(f"Saved to {outcome.run_dir}")
@@ -182,6 +183,35 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
     click.echo(f"{dataset.name} ({split} split, {source.describe()})")
     click.echo(format_report(stats))
     click.echo(f"Histogram: {histogram}")
+
+
+@cli.command()
+@click.argument("dataset_name")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--strict", is_flag=True, help="Exit with an error when any check warns.")
+@pass_session
+def check(session, dataset_name, data, as_json, strict):
+    """Check DATASET: duplicates, train/test leakage, label conflicts, balance, empty texts, HTML."""
+    from toolkit.checks import check_splits, format_report
+    from toolkit.data import load_labelled
+    from toolkit.sources import resolve_source
+
+    pm = session.pm
+    dataset = pm.dataset(dataset_name)
+    source = resolve_source(dataset.name, data)
+    notes: list[str] = []
+    splits = load_labelled(pm, dataset, source, notes)
+    report = check_splits(splits, dataset.name, dataset.labels)
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "source": source.describe(), "notes": notes}, indent=2))
+    else:
+        click.echo(f"Source: {source.describe()}")
+        for note in notes:
+            click.echo(note)
+        click.echo(format_report(report))
+    if strict and report.warnings:
+        raise TkError(f"{len(report.warnings)} data check warnings (--strict).")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from toolkit import artifacts, distributed
+from toolkit.checks import check_splits
 from toolkit.config import TaskConfig
 from toolkit.data import load_labelled
 from toolkit.device import use_bf16
@@ -48,7 +49,16 @@ class Prepared:
     notes: list[str]
 
 
-def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress) -> Prepared:
+def report_checks(report, strict: bool, progress: Progress) -> None:
+    for finding in report.warnings:
+        progress.note(f"Data check: {finding.message}")
+    if report.warnings and strict:
+        raise TkError(f"{len(report.warnings)} data check warnings and --strict is on. "
+                      f"See them with examples: tk check {report.dataset}")
+
+
+def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
+            strict: bool = False) -> Prepared:
     from transformers import set_seed
 
     dataset = pm.dataset(task.dataset)
@@ -56,7 +66,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
-    splits = make_splits(load_labelled(pm, dataset, source, notes), task, notes)
+    labelled = load_labelled(pm, dataset, source, notes)
+    report_checks(check_splits(labelled, dataset.name, dataset.labels), strict, progress)
+    splits = make_splits(labelled, task, notes)
     for note in notes:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
@@ -73,9 +85,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
-             resume_dir: Path | None = None) -> RunOutcome:
+             resume_dir: Path | None = None, strict: bool = False) -> RunOutcome:
     progress = progress or Progress()
-    prepared = prepare(pm, task, data, base, progress)
+    prepared = prepare(pm, task, data, base, progress, strict)
     run_dir = resume_dir or distributed.shared(lambda: new_run_dir(output, task.name))
     if distributed.is_main():
         if resume_dir is None:

@@ -39,7 +39,21 @@ def make_splits(splits, task: TaskConfig, notes: list[str]):
         notes.append("WARNING: select_on = \"test\": epochs are chosen on the test split, so the test metrics "
                      "are optimistic. Use select_on = \"validation\" for numbers you can trust.")
         validation = test
+    else:
+        validation = _without(validation, [rest], "validation", notes)
+    test = _without(test, [rest] if task.select_on == "test" else [rest, validation], "test", notes)
     return datasets.DatasetDict({"train": rest, "validation": validation, "test": test})
+
+
+def _without(split, others, name: str, notes: list[str]):
+    """Leave out rows whose text (normalised) also appears in an earlier split: no leakage."""
+    from toolkit.checks import normalise
+
+    seen = {normalise(text) for other in others for text in other["text"]}
+    kept = split.filter(lambda batch: [normalise(t) not in seen for t in batch["text"]], batched=True)
+    if len(kept) < len(split):
+        notes.append(f"{name}: left out {len(split) - len(kept)} rows whose text is also in the training data.")
+    return kept
 
 
 def _carve(split, size: int, seed: int, what: str, task: TaskConfig):

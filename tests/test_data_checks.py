@@ -1,0 +1,117 @@
+import datasets
+import pytest
+
+from toolkit.checks import check_splits, normalise
+from toolkit.config import TaskConfig
+from toolkit.splits import make_splits
+from toolkit.tokens import encode_texts
+
+LABELS = ("neg", "pos")
+
+
+def dataset(texts, labels):
+    return datasets.Dataset.from_dict({"text": texts, "label": labels},
+                                      features=datasets.Features({"text": datasets.Value("string"),
+                                                                  "label": datasets.ClassLabel(names=list(LABELS))}))
+
+
+def findings(report):
+    return {f.check: f for f in report.findings}
+
+
+def test_checks_find_duplicates_leakage_conflicts_empty_and_html():
+    train = dataset(["Good film", "good   FILM", "Good film", "bad <br /> film", "  ", "same words"],
+                    [1, 1, 1, 0, 0, 0])
+    test = dataset(["Good film", "new text", "Same words"], [1, 0, 1])
+    report = check_splits(datasets.DatasetDict(train=train, test=test), "d", LABELS)
+    found = findings(report)
+    assert found["duplicates_exact"].count == 1
+    assert found["duplicates_normalised"].count == 2
+    assert found["leakage_exact"].count == 1
+    assert found["leakage_normalised"].count == 2
+    assert found["empty_texts"].count == 1
+    assert found["html"].count == 1
+    conflicts = [f for f in report.findings if f.check == "label_conflicts"]
+    assert conflicts == []  # same labels within train; the cross-split conflict is leakage
+    assert "rows [0, 2]" in found["duplicates_exact"].examples[0]
+
+
+def test_same_text_different_labels_is_a_conflict():
+    report = check_splits(datasets.DatasetDict(train=dataset(["x y", "X  y", "z"], [0, 1, 1])), "d", LABELS)
+    assert findings(report)["label_conflicts"].count == 1
+
+
+def test_clean_data_has_no_warnings():
+    report = check_splits(datasets.DatasetDict(train=dataset(["a b", "c d", "e f", "g h"], [0, 1, 0, 1])), "d", LABELS)
+    assert report.warnings == []
+
+
+def test_normalise_ignores_case_space_and_tags():
+    assert normalise("  Good<br />FILM\n") == normalise("good film")
+
+
+def task(**values):
+    return TaskConfig(name="t", dataset="d", model="m", **values)
+
+
+def big(n=400):
+    return dataset([f"text number {i}" for i in range(n)], [i % 2 for i in range(n)])
+
+
+def test_splits_are_disjoint_stratified_and_reproducible():
+    source = datasets.DatasetDict(train=big(), test=dataset([f"test {i}" for i in range(100)], [i % 2 for i in range(100)]))
+    config = task(train_size=200, validation_size=50, eval_size=40, seed=3)
+    first, second = make_splits(source, config, []), make_splits(source, config, [])
+    assert [len(first[s]) for s in ("train", "validation", "test")] == [200, 50, 40]
+    assert not set(first["train"]["text"]) & set(first["validation"]["text"])
+    assert first["train"]["text"] == second["train"]["text"]
+    assert sum(first["validation"]["label"]) == 25  # stratified: half of each class
+
+
+def test_train_size_larger_than_the_data():
+    with pytest.raises(Exception, match="train_size = 1000 is larger than the 350 training rows"):
+        make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])
+
+
+def test_selecting_on_test_warns():
+    notes = []
+    test = dataset([f"held out {i}" for i in range(60)], [i % 2 for i in range(60)])
+    splits = make_splits(datasets.DatasetDict(train=big(), test=test), task(validation_size=50, select_on="test"), notes)
+    assert any("optimistic" in n for n in notes)
+    assert splits["validation"]["text"] == splits["test"]["text"]
+
+
+def test_test_rows_seen_in_training_are_left_out():
+    notes = []
+    train = big(200)
+    test = dataset(["text number 5", "brand new", "another new"], [1, 0, 1])
+    splits = make_splits(datasets.DatasetDict(train=train, test=test), task(validation_size=20), notes)
+    assert "text number 5" not in splits["test"]["text"]
+    assert any("left out 1 rows" in n for n in notes)
+
+
+class WordTokenizer:
+    """Enough of a tokenizer for the truncation rules: one id per word, [CLS]=1 ... [SEP]=2."""
+
+    def __call__(self, texts, add_special_tokens=True, truncation=False, max_length=None):
+        ids = [[int(w) for w in t.split()] for t in texts]
+        return {"input_ids": [[1] + row[:max_length - 2] + [2] if truncation else row for row in ids]}
+
+    def num_special_tokens_to_add(self, pair=False):
+        return 2
+
+    def build_inputs_with_special_tokens(self, ids):
+        return [1] + ids + [2]
+
+
+@pytest.mark.parametrize("truncation,expected", [
+    ("head", [1, 10, 11, 12, 13, 14, 15, 2]),
+    ("tail", [1, 14, 15, 16, 17, 18, 19, 2]),
+    ("head+tail", [1, 10, 15, 16, 17, 18, 19, 2]),
+])
+def test_truncation_strategies(truncation, expected):
+    text = " ".join(str(i) for i in range(10, 20))
+    encoded = encode_texts(WordTokenizer(), [text, "10 11"], max_length=8, truncation=truncation)
+    assert encoded["input_ids"][0] == expected
+    assert encoded["input_ids"][1] == [1, 10, 11, 2]
+    assert encoded["length"] == [8, 4]
