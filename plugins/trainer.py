@@ -13,6 +13,7 @@ from pathlib import Path
 
 from toolkit import hookimpl
 from toolkit.device import use_bf16
+from toolkit.errors import TkError
 from toolkit.interrupt import RunInterrupted, interrupt_requested
 from toolkit.records import EpochRecord, TrainResult
 
@@ -80,6 +81,12 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     started = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume or None)
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise TkError(
+            f"Out of memory training with batch_size = {task.batch_size} and max_length = {task.max_length} "
+            f"({type(error).__name__}). Lower them, e.g. --set batch_size={max(1, task.batch_size // 2)}; "
+            "the last finished epoch is saved (tk run --resume RUN)."
+        ) from None
     finally:
         progress.close()
     history = [EpochRecord(**entry["tk_epoch"]) for entry in trainer.state.log_history if "tk_epoch" in entry]

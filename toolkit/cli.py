@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -100,7 +101,7 @@ def run(session, task_name, assignments, data, output, resume_dir, strict):
             raise click.UsageError("Name a task (tk list shows them) or pass --resume RUN.")
         task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
         outcome = run_task(session.pm, task, data=data, output=output, base=session.tasks_path.resolve().parent,
-                           progress=progress, strict=strict)
+                           progress=progress, strict=strict, where=f"{session.tasks_path}: task '{task.name}'")
     if outcome.status == "complete":
         click.echo(format_metrics(outcome.metrics))
         click.echo(f"Saved to {outcome.run_dir}")
@@ -212,6 +213,85 @@ def check(session, dataset_name, data, as_json, strict):
         click.echo(format_report(report))
     if strict and report.warnings:
         raise TkError(f"{len(report.warnings)} data check warnings (--strict).")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def predict(run_dir, texts, text_file, as_json):
+    """Label TEXTS with the model saved in RUN."""
+    from toolkit.saved import load_run
+
+    texts = list(texts) + ([line.rstrip("\n") for line in text_file if line.strip()] if text_file else [])
+    if not texts:
+        raise click.UsageError("Give texts as arguments or --file F.")
+    saved = load_run(run_dir)
+    probabilities = saved.probabilities(texts)
+    rows = [{"text": text, "label": saved.labels[int(p.argmax())],
+             "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
+            for text, p in zip(texts, probabilities)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        scores = "  ".join(f"{name} {value:.3f}" for name, value in row["probabilities"].items())
+        click.echo(f"{row['label']:<12} {scores}  {row['text'][:80]}")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--data", metavar="PATH", help="Evaluate on this file or folder (default: the run's data source).")
+@click.option("--split", default="test", show_default=True)
+@pass_session
+def evaluate(session, run_dir, data, split):
+    """Evaluate the model saved in RUN on a whole dataset split."""
+    from toolkit.report import format_metrics
+    from toolkit.runs import write_json
+    from toolkit.saved import evaluate_run, load_run
+
+    notes: list[str] = []
+    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, notes)
+    for note in notes:
+        click.echo(note)
+    click.echo(f"Data: {metrics['data_source']}, split {split}")
+    click.echo(format_metrics(metrics))
+    out = run_dir / "evaluations"
+    out.mkdir(exist_ok=True)
+    path = out / f"{split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(path, metrics)
+    click.echo(f"Saved to {path}")
+
+
+@cli.command()
+@click.argument("task_name")
+@click.option("--grid", "grid_specs", multiple=True, metavar="KEY=V1,V2", help="Values to try (repeatable).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override for every run.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat each setting with N seeds and report mean ± sd.")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@pass_session
+def sweep(session, task_name, grid_specs, assignments, seeds, data, output):
+    """Run every combination of --grid values for TASK and compare them."""
+    from toolkit.progress import Progress
+    from toolkit.sweep import parse_grid, run_sweep
+
+    task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+    table = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
+                      base=session.tasks_path.resolve().parent, progress=Progress(click.echo))
+    click.echo("")
+    click.echo(table)
+
+
+@cli.command()
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def compare(run_dirs):
+    """Compare finished runs: which differences are real and which are noise."""
+    from toolkit.compare import compare_runs, summarise
+
+    click.echo(compare_runs([summarise(path) for path in run_dirs]))
 
 
 def main() -> None:

@@ -47,7 +47,6 @@ class TaskConfig:
     bf16: str = _choice("auto", "auto", "on", "off")
     dynamic_padding: bool = True
     group_by_length: bool = True
-    checkpoints: str = _choice("epoch", "epoch", "none")
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -57,12 +57,25 @@ def report_checks(report, strict: bool, progress: Progress) -> None:
                       f"See them with examples: tk check {report.dataset}")
 
 
+def registered(pm, task: TaskConfig, where: str | None = None):
+    """The task's dataset and model records; an unknown name names the file, the task and the key."""
+    where = where or f"task '{task.name}'"
+    try:
+        dataset = pm.dataset(task.dataset)
+    except TkError as error:
+        raise TkError(f"{where}, key 'dataset': {error}") from None
+    try:
+        model = pm.model(task.model)
+    except TkError as error:
+        raise TkError(f"{where}, key 'model': {error}") from None
+    return dataset, model
+
+
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
-            strict: bool = False) -> Prepared:
+            strict: bool = False, where: str | None = None) -> Prepared:
     from transformers import set_seed
 
-    dataset = pm.dataset(task.dataset)
-    model_info = pm.model(task.model)
+    dataset, model_info = registered(pm, task, where)
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
@@ -85,9 +98,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
-             resume_dir: Path | None = None, strict: bool = False) -> RunOutcome:
+             resume_dir: Path | None = None, strict: bool = False, where: str | None = None) -> RunOutcome:
     progress = progress or Progress()
-    prepared = prepare(pm, task, data, base, progress, strict)
+    prepared = prepare(pm, task, data, base, progress, strict, where)
     run_dir = resume_dir or distributed.shared(lambda: new_run_dir(output, task.name))
     if distributed.is_main():
         if resume_dir is None:
@@ -98,8 +111,16 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None)
     except BaseException as error:
         if distributed.is_main():
-            set_status(run_dir, "failed", error=str(error) or type(error).__name__)
+            mark_failed(run_dir, error)
         raise
+
+
+def mark_failed(run_dir: Path, error: BaseException) -> None:
+    """Best effort: on a full disk even status.json may not fit, and the first error is the one to report."""
+    try:
+        set_status(run_dir, "failed", error=str(error) or type(error).__name__)
+    except (TkError, OSError):
+        pass
 
 
 def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool) -> RunOutcome:

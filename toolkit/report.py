@@ -15,6 +15,15 @@ def format_metrics(metrics: dict[str, Any]) -> str:
             ci = metrics.get(f"{name}_ci")
             interval = f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
             lines.append(f"  {name:<12} {metrics[name]:.4f}{interval}")
+    per_class = metrics.get("per_class", {})
+    names = [name for name in per_class if isinstance(per_class[name], dict) and "support" in per_class[name]
+             and name not in ("macro avg", "weighted avg")]
+    if names:
+        lines.append(f"  {'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
+        for name in names:
+            row = per_class[name]
+            lines.append(f"  {name:<12} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
+                         f"{int(row['support']):>7}")
     if "best_epoch" in metrics:
         lines.append(f"  kept epoch {metrics['best_epoch']} of {metrics['epochs_run']} (lowest validation loss)"
                      if metrics.get("task") else f"  kept epoch {metrics['best_epoch']}")

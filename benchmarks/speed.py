@@ -1,0 +1,186 @@
+"""Speed benchmark: the reference experiment's Trainer setup against `tk run`, same work, one invocation.
+
+    TK_DATA_DIR=../shared/data python benchmarks/speed.py                 # CPU: imdb-minilm and sentiment140-minilm
+    TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu           # GPU: imdb protocol, BERT-base shape
+    python benchmarks/speed.py --task imdb-minilm --set train_size=200    # a quick look
+
+Both sides train on the same rows (tk's seeded split: train, validation for
+per-epoch evaluation, test for the report) from the same initial weights.
+The reference side is the notebook's configuration: fp32, every text padded
+to max_length, eval every epoch, a checkpoint every 10 steps. Each side runs
+in its own process so peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+class RandomBertBase:
+    """A BERT-base-shaped model with random weights (the GPU machine cannot download bert-base)."""
+
+    from toolkit import hookimpl
+
+    @hookimpl
+    def tk_register_models(self, register):
+        from toolkit.records import ModelInfo
+
+        register(ModelInfo("bert-base-random", "random", "BERT-base shape, random weights", offline=True))
+
+    @hookimpl
+    def tk_load_tokenizer(self, model):
+        if model.name == "bert-base-random":
+            from plugins.minilm import bundled_model_dir
+            from toolkit.models import load_tokenizer
+
+            return load_tokenizer(str(bundled_model_dir()))  # the bert-base-uncased vocabulary
+        return None
+
+    @hookimpl
+    def tk_load_model(self, model, labels):
+        if model.name == "bert-base-random":
+            from transformers import BertConfig, BertForSequenceClassification
+
+            return BertForSequenceClassification(BertConfig(num_labels=len(labels)))
+        return None
+
+
+def load_task(name: str, overrides: list[str], gpu: bool):
+    from toolkit.config import load_config, parse_assignment, with_overrides
+    from toolkit.plugins import PluginManager
+
+    pm = PluginManager().load()
+    if gpu:
+        pm.register(RandomBertBase(), "bench-random-bert")
+    values = dict(parse_assignment(text) for text in overrides)
+    if gpu:
+        values["model"] = "bert-base-random"
+    return pm, with_overrides(load_config(REPO / "tasks.toml").task(name), values)
+
+
+def run_reference(pm, task, workdir: Path) -> dict:
+    """The notebook's Trainer configuration on tk's rows."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from toolkit.pipeline import prepare
+    from toolkit.progress import Progress
+
+    prepared = prepare(pm, task, None, REPO, Progress(bar=False))
+    tokenizer = prepared.tokenizer
+
+    def encode(batch):
+        return tokenizer(batch["text"], padding="max_length", truncation=True, max_length=task.max_length)
+
+    splits = prepared.splits.map(encode, batched=True).rename_column("label", "labels")
+    splits.set_format("torch", columns=["input_ids", "attention_mask", "labels"])
+    set_seed(task.seed)
+    model = pm.hook.tk_load_model(model=pm.model(task.model), labels=prepared.dataset.labels)
+    args = TrainingArguments(
+        output_dir=str(workdir / "results"), eval_strategy="epoch", learning_rate=task.learning_rate,
+        per_device_train_batch_size=task.batch_size, per_device_eval_batch_size=task.batch_size,
+        num_train_epochs=task.epochs, weight_decay=task.weight_decay, logging_steps=10, save_steps=10,
+        report_to="none", disable_tqdm=True, seed=task.seed, use_cpu=not torch.cuda.is_available())
+    trainer = Trainer(model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"])
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    output = trainer.predict(splits["test"])
+    predictions = np.argmax(output.predictions, axis=1)
+    return {"train_seconds": seconds, "samples": len(splits["train"]) * task.epochs,
+            "accuracy": accuracy_score(output.label_ids, predictions),
+            "f1": f1_score(output.label_ids, predictions, average="binary" if len(prepared.dataset.labels) == 2 else "macro")}
+
+
+def run_tk(pm, task, workdir: Path) -> dict:
+    from toolkit.pipeline import run_task
+    from toolkit.progress import Progress
+
+    outcome = run_task(pm, task, output=workdir / "runs", base=REPO, progress=Progress(bar=False))
+    m = outcome.metrics
+    train_rows = json.loads((outcome.run_dir / "manifest.json").read_text())["data_fingerprint"]["train"]["rows"]
+    return {"train_seconds": m["train_seconds"], "samples": train_rows * m["epochs_run"],
+            "accuracy": m["accuracy"], "f1": m["f1"], "accuracy_ci": m["accuracy_ci"], "best_epoch": m["best_epoch"]}
+
+
+def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> None:
+    import torch
+
+    from toolkit.cli import _quiet_libraries
+
+    _quiet_libraries()
+    pm, task = load_task(task_name, overrides, gpu)
+    with tempfile.TemporaryDirectory() as workdir:
+        result = (run_reference if side == "reference" else run_tk)(pm, task, Path(workdir))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["device"] = torch.cuda.get_device_name()
+    else:
+        result["device"] = f"CPU ({os.cpu_count()} cores)"
+    print("RESULT " + json.dumps(result))
+
+
+def measure(side: str, task: str, overrides: list[str], gpu: bool) -> dict:
+    command = [sys.executable, __file__, "--side", side, "--task", task, *sum((["--set", o] for o in overrides), [])]
+    if gpu:
+        command.append("--gpu")
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        sys.exit(f"{side} side of {task} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def table(rows: list[tuple[str, str, dict]]) -> str:
+    header = (f"{'task':<22} {'setup':<10} {'train s':>8} {'samples/s':>9} {'speed-up':>8} {'peak MB':>8} "
+              f"{'accuracy':>8} {'f1':>6}")
+    lines = [header, "-" * len(header)]
+    baseline = {}
+    for task, side, r in rows:
+        if side == "reference":
+            baseline[task] = r["train_seconds"]
+        ratio = baseline[task] / r["train_seconds"]
+        peak = r.get("peak_gpu_mb", r["peak_rss_mb"])
+        lines.append(f"{task:<22} {side:<10} {r['train_seconds']:>8.1f} {r['samples'] / r['train_seconds']:>9.1f} "
+                     f"{ratio:>7.2f}x {peak:>8.0f} {r['accuracy']:>8.3f} {r['f1']:>6.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", action="append", help="tasks.toml task (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for both sides")
+    parser.add_argument("--gpu", action="store_true", help="BERT-base shape with random weights, on CUDA")
+    parser.add_argument("--side", choices=["reference", "tk"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    tasks = args.task or (["imdb-minilm"] if args.gpu else ["imdb-minilm", "sentiment140-minilm"])
+    if args.side:
+        side_main(args.side, tasks[0], args.set, args.gpu)
+        return
+    rows = []
+    for task in tasks:
+        for side in ("reference", "tk"):
+            result = measure(side, task, args.set, args.gpu)
+            rows.append((task, side, result))
+            print(f"{task} {side}: {json.dumps(result)}", flush=True)
+    print()
+    print(f"Device: {rows[0][2]['device']}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The docs cannot rot: every hook, key and command is documented, and the tutorial's code runs.
+
+Regenerate docs/cli.md with: python tests/test_docs.py
+"""
+
+import glob
+import inspect
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+FILE_BLOCK = re.compile(r"<!-- file: (?P<name>\S+) -->\n```\w*\n(?P<body>.*?)```", re.S)
+BASH_BLOCK = re.compile(r"```bash\n(?P<body>.*?)```", re.S)
+
+
+def render_cli_reference() -> str:
+    from toolkit.cli import cli
+
+    parts = ["# CLI reference\n", "Generated from `tk --help`; `tests/test_docs.py` keeps it equal.\n"]
+    commands = [("tk", [])] + [(f"tk {name}", [name]) for name in sorted(cli.commands)]
+    for title, args in commands:
+        result = CliRunner().invoke(cli, [*args, "--help"], prog_name="tk", terminal_width=100)
+        parts.append(f"## {title}\n\n```\n{result.output.rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+def test_cli_reference_equals_help():
+    assert (DOCS / "cli.md").read_text() == render_cli_reference(), "run: python tests/test_docs.py"
+
+
+def test_every_hook_is_documented_with_its_exact_signature():
+    from toolkit import hookspecs
+
+    text = (DOCS / "hooks.md").read_text()
+    hooks = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("tk_")]
+    assert hooks
+    for hook in hooks:
+        signature = str(inspect.signature(hook)).replace("'", "")
+        assert f"### {hook.__name__}\n" in text, f"{hook.__name__} missing from docs/hooks.md"
+        assert f"{hook.__name__}{signature}" in text, f"docs/hooks.md: signature of {hook.__name__} differs"
+
+
+def test_every_task_key_is_documented():
+    from toolkit.config import TaskConfig
+
+    text = (DOCS / "tasks-toml.md").read_text()
+    for field in fields(TaskConfig):
+        if field.name != "name":
+            assert f"| `{field.name}` |" in text, f"{field.name} missing from docs/tasks-toml.md"
+
+
+def test_every_error_case_in_the_table_has_a_test():
+    rows = re.findall(r"^\| (.+?) \| .+? \| `(tests/\S+?)::(\w+)` \|$", (DOCS / "errors.md").read_text(), re.M)
+    assert len(rows) >= 15
+    for case, path, test in rows:
+        assert re.search(rf"def {test}\(", (REPO / path).read_text()), f"{case}: {path}::{test} does not exist"
+
+
+def trec_folder(tmp_path, shared_root):
+    real = shared_root / "extra" / "trec"
+    if real.is_dir():
+        return real
+    folder = tmp_path / "trec-data"  # the same format, made up, when ../shared is absent
+    folder.mkdir()
+    words = {"ABBR": "stand for", "DESC": "how why", "ENTY": "what film", "HUM": "who person",
+             "LOC": "where city", "NUM": "how many"}
+    for name, n in (("train_5500.label", 400), ("TREC_10.label", 120)):
+        lines = [f"{label}:x {words[label]} question {i} ?" for i in range(n) for label in [list(words)[i % 6]]]
+        (folder / name).write_text("\n".join(lines), encoding="latin-1")
+    return folder
+
+
+def test_tutorial_plugin_installs_and_runs(tmp_path, monkeypatch):
+    from tests.conftest import SHARED_DATA
+    from toolkit.cli import cli
+
+    text = (DOCS / "tutorial-dataset-plugin.md").read_text()
+    project = tmp_path / "tk-trec"
+    project.mkdir()
+    for block in FILE_BLOCK.finditer(text):
+        (project / block["name"]).write_text(block["body"])
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(site), str(project)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("TK_TASKS", str(project / "tasks.toml"))
+    data = trec_folder(tmp_path, SHARED_DATA)
+
+    sys.modules.pop("tk_trec", None)
+    from test_tk_trec import test_trec_keeps_the_contract
+
+    (tmp_path / "kit").mkdir()
+    test_trec_keeps_the_contract(tmp_path / "kit")
+
+    commands = [line for block in BASH_BLOCK.finditer(text) for line in block["body"].splitlines()
+                if line.startswith("tk ")]
+    assert [c.split()[1] for c in commands] == ["list", "check", "analyze-lengths", "run", "predict"]
+    for command in commands:
+        args = shlex.split(command.replace("../shared/data/extra/trec", str(data)))[1:]
+        args = [next(iter(glob.glob(a)), a) if "*" in a else a for a in args]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, f"{command}\n{result.output}"
+        if args[0] == "list":
+            assert "package tk-trec 0.1.0" in result.output
+        if args[0] == "run":
+            assert "ABBR" in result.output and "accuracy" in result.output
+        if args[0] == "predict":
+            assert result.output.split()[0] in ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+
+
+def test_model_plugin_page_runs(tmp_path, monkeypatch, tiny_model):
+    from toolkit.plugins import PluginManager
+
+    text = (DOCS / "model-plugin.md").read_text()
+    blocks = {b["name"]: b["body"] for b in FILE_BLOCK.finditer(text)}
+    (tmp_path / "my_models.py").write_text(blocks["my_models.py"])
+    monkeypatch.setenv("MY_MODEL_DIR", str(tiny_model))
+    pm = PluginManager().load(("my_models",), tmp_path)
+    info = pm.model("my-bert")
+    model = pm.hook.tk_load_model(model=info, labels=("a", "b", "c"))
+    assert model.config.id2label == {0: "a", 1: "b", 2: "c"}
+    assert pm.hook.tk_load_tokenizer(model=info) is not None
+
+
+if __name__ == "__main__":
+    (DOCS / "cli.md").write_text(render_cli_reference())
+    print("wrote docs/cli.md")

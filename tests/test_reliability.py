@@ -1,0 +1,197 @@
+"""Bad input never crashes, an interrupted run resumes to the same result, no result is lost."""
+
+import errno
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolkit import runs
+from toolkit.cli import cli
+from toolkit.config import load_config, with_overrides
+from toolkit.errors import TkError
+from toolkit.labels import apply_label_mapping
+from toolkit.pipeline import resume_task, run_task
+from toolkit.progress import Progress
+from toolkit.records import DatasetInfo, LabelMapping
+
+
+def tk(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+def fails_with(message, *args):
+    result = tk(*args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output, result.output
+    return result
+
+
+def test_unknown_dataset_names_file_task_and_key(project):
+    fails_with("tasks.toml: task 'toy', key 'dataset': Unknown dataset 'tyo'. Did you mean 'toy'?",
+               "run", "toy", "--set", "dataset=tyo")
+
+
+def test_unknown_model_names_file_task_and_key(project):
+    fails_with("task 'toy', key 'model': Unknown model 'tiyn'. Did you mean 'tiny'?", "run", "toy", "--set", "model=tiyn")
+
+
+def test_unreadable_data_path(project, monkeypatch):
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if "toy-data" in str(path) else real_access(path, mode))
+    fails_with("is not readable", "run", "toy", "--data", project / "toy-data")
+
+
+def test_max_length_above_the_model_limit(project):
+    fails_with("max_length = 512 is above the 128 tokens model 'tiny' can take", "run", "toy", "--set", "max_length=512")
+
+
+def test_empty_texts_are_left_out_and_said(project):
+    (project / "toy-data" / "train.csv").write_text(
+        (project / "toy-data" / "train.csv").read_text() + '"   ",neg\n"",pos\n')
+    result = tk("run", "toy", "--set", "epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "left out 2 empty or whitespace-only texts" in result.output
+
+
+def test_dataset_empty_after_filtering(project):
+    (project / "toy-data" / "train.csv").write_text('text,label\n" ",neg\n"",pos\n')
+    fails_with("The train split has no rows with text", "run", "toy")
+
+
+def test_test_split_missing_a_class(project):
+    (project / "toy-data" / "test.csv").write_text("text,label\ngood film,pos\ngreat film,pos\n")
+    fails_with("the test split has no rows of class 'neg'", "run", "toy")
+
+
+def test_output_folder_not_writable(project):
+    (project / "a-file").write_text("")
+    fails_with("Cannot create the output folder", "run", "toy", "--output", project / "a-file" / "runs")
+
+
+def test_out_of_memory_stops_with_advice(project, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr("transformers.Trainer.train", out_of_memory)
+    result = fails_with("Out of memory training with batch_size = 8", "run", "toy", "--output", project / "runs")
+    assert "--set batch_size=4" in result.output
+    run_dir = next((project / "runs").iterdir())
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+
+
+def test_full_disk_while_saving_keeps_earlier_files(project, monkeypatch):
+    real_replace = os.replace
+
+    def disk_full(src, dst):
+        if str(dst).endswith("metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    fails_with("The disk is full: could not save", "run", "toy", "--set", "epochs=1", "--output", project / "runs")
+    run_dir = next((project / "runs").iterdir())
+    assert json.loads((run_dir / "config.json").read_text())["task"]["name"] == "toy"
+    assert (run_dir / "model" / "config.json").exists()
+    assert not (run_dir / "metrics.json").exists()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert runs.run_status(run_dir) == "failed"
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"accuracy": 0.5})
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(TkError):
+        runs.write_json(target, {"accuracy": 0.9})
+    assert json.loads(target.read_text()) == {"accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_concurrent_runs_never_share_a_folder(tmp_path):
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(runs.new_run_dir(tmp_path, "t"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == 8
+
+
+class InterruptAt(Progress):
+    """Sends this process a real SIGTERM at a given training step."""
+
+    def __init__(self, step):
+        super().__init__(echo=lambda text: None, bar=False)
+        self.step, self.seen = step, 0
+
+    def advance(self, loss=None):
+        self.seen += 1
+        if self.seen == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(pm, project):
+    task = with_overrides(load_config(project / "tasks.toml").task("toy"), {"epochs": 3})
+    steps_per_epoch = 160 // 8
+    whole = run_task(pm, task, output=project / "whole", base=project, progress=Progress(lambda t: None, bar=False))
+
+    stopped = run_task(pm, task, output=project / "parts", base=project, progress=InterruptAt(steps_per_epoch + 5))
+    assert stopped.status == "interrupted"
+    assert runs.run_status(stopped.run_dir) == "interrupted"
+    assert (stopped.run_dir / "checkpoints" / f"checkpoint-{steps_per_epoch}").is_dir()
+
+    resumed = resume_task(pm, stopped.run_dir, Progress(lambda t: None, bar=False))
+    assert resumed.status == "complete" and runs.run_status(stopped.run_dir) == "complete"
+    assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
+    for a, b in zip(resumed.metrics["history"], whole.metrics["history"]):
+        assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-6)
+    assert len(resumed.metrics["history"]) == 3
+
+
+def test_cli_interrupt_prints_resume_command_and_resume_finishes(project, monkeypatch):
+    calls = []
+
+    def advance(self, loss=None):
+        calls.append(1)
+        if len(calls) == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Progress, "advance", advance)
+        result = tk("run", "toy", "--output", project / "runs")
+    assert result.exit_code == 130
+    assert "tk run --resume" in result.output
+    run_dir = next((project / "runs").iterdir())
+    assert "interrupted" in tk("list", "--runs", "--output", project / "runs").output
+    result = tk("run", "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "complete" in tk("list", "--runs", "--output", project / "runs").output
+    fails_with("already complete", "run", "--resume", run_dir)
+
+
+RAW = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.floats(allow_nan=False, allow_infinity=False), st.none())
+
+
+@settings(max_examples=40, deadline=None)
+@given(labels=st.lists(RAW, min_size=1, max_size=20), mapping=st.dictionaries(RAW, st.one_of(st.integers(-1, 3), st.none()), max_size=6))
+def test_random_labels_and_mappings_give_data_or_a_tkerror(labels, mapping):
+    import datasets
+
+    if len({type(v) for v in labels}) > 1:
+        labels = [str(v) for v in labels]  # one Arrow type per column, as any loader produces
+    splits = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["t"] * len(labels), "label": labels}))
+    try:
+        apply_label_mapping(splits, DatasetInfo("d", ("a", "b")), LabelMapping(mapping), [])
+    except TkError:
+        pass

@@ -1,0 +1,139 @@
+"""Model selection, early stopping, the overfitting diagnosis, metrics, predict/evaluate, sweep/compare."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import f1_score
+
+from plugins.metrics import tk_compute_metrics
+from toolkit.cli import cli
+from toolkit.compare import RunSummary, mcnemar_p
+from toolkit.config import load_config, with_overrides
+from toolkit.diagnosis import diagnose_overfitting
+from toolkit.pipeline import run_task
+from toolkit.progress import Progress
+from toolkit.records import EpochRecord
+from toolkit.testing import write_keyword_dataset
+
+
+def history(*pairs):
+    return [EpochRecord(i + 1, train, val, 0.8, 0.8, 1.0) for i, (train, val) in enumerate(pairs)]
+
+
+def test_reference_model_1_is_diagnosed_as_overfitting():
+    # The reference experiment's Model 1: validation loss rose while training loss fell.
+    found = diagnose_overfitting(history((0.3630, 0.3958), (0.2588, 0.4340), (0.1764, 0.4070)))
+    assert found["overfitting"] and found["from_epoch"] == 2 and found["best_epoch"] == 1
+    assert "0.3958" in found["message"] and "0.4340" in found["message"]
+    assert any("learning rate" in advice for advice in found["advice"])
+
+
+def test_reference_model_2_is_healthy():
+    assert not diagnose_overfitting(history((0.3741, 0.3840), (0.2457, 0.3675)))["overfitting"]
+
+
+def run(pm, project, **overrides):
+    task = with_overrides(load_config(project / "tasks.toml").task("toy"), overrides)
+    lines = []
+    outcome = run_task(pm, task, output=project / "runs", base=project, progress=Progress(lines.append, bar=False))
+    return outcome, "\n".join(lines)
+
+
+@pytest.fixture
+def noisy(project):
+    # A fifth of the labels flipped and little data: a model trained long enough memorises the noise.
+    write_keyword_dataset(project / "noisy", train=140, test=60, noise=0.4, seed=7)
+    return project / "noisy"
+
+
+def test_forced_overfitting_is_diagnosed_and_best_epoch_kept(pm, project, noisy):
+    outcome, printed = run(pm, project, data=str(noisy), epochs=12, learning_rate=3e-3, patience=0,
+                           validation_size=40)
+    diagnosis = outcome.metrics["diagnosis"]
+    assert diagnosis["overfitting"], outcome.metrics["history"]
+    assert outcome.metrics["best_epoch"] < 12
+    assert "Overfitting from epoch" in printed and f"kept the weights of epoch {outcome.metrics['best_epoch']}" in printed
+    saved = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert saved["diagnosis"]["overfitting"]
+
+
+def test_healthy_run_has_no_diagnosis(pm, project):
+    outcome, printed = run(pm, project)
+    assert not outcome.metrics["diagnosis"]["overfitting"]
+    assert "Overfitting" not in printed
+
+
+def test_early_stopping_after_patience(pm, project, noisy):
+    outcome, _ = run(pm, project, data=str(noisy), epochs=10, learning_rate=3e-3, patience=1, validation_size=40)
+    history_ = outcome.metrics["history"]
+    assert len(history_) < 10
+    best = outcome.metrics["best_epoch"]
+    assert len(history_) == best + 1  # stopped one epoch after the last improvement
+    assert history_[best - 1]["validation_loss"] == min(r["validation_loss"] for r in history_)
+
+
+def test_metrics_match_sklearn_and_carry_intervals():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    probabilities = rng.dirichlet(np.ones(3), 300)
+    probabilities[np.arange(300), labels] += 0.5
+    metrics = tk_compute_metrics(labels, probabilities, ("a", "b", "c"), confidence=True)
+    predictions = probabilities.argmax(1)
+    assert metrics["f1"] == pytest.approx(f1_score(labels, predictions, average="macro"))
+    assert metrics["f1_weighted"] == pytest.approx(f1_score(labels, predictions, average="weighted"))
+    for name in ("accuracy", "f1", "precision", "recall"):
+        low, high = metrics[f"{name}_ci"]
+        assert low <= metrics[name] <= high and high - low < 0.2
+    binary = tk_compute_metrics(labels % 2, probabilities[:, :2], ("n", "p"), confidence=False)
+    assert binary["f1"] == pytest.approx(f1_score(labels % 2, probabilities[:, :2].argmax(1)))
+
+
+def test_mcnemar_identical_runs_are_noise():
+    correct = np.array([True, False, True, True])
+    a = RunSummary("a", {}, correct, "x")
+    assert mcnemar_p(a, RunSummary("b", {}, correct.copy(), "x")) == 1.0
+    assert mcnemar_p(a, RunSummary("c", {}, correct, "other rows")) is None
+
+
+def cli_run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_predict_and_evaluate_a_saved_run(project):
+    cli_run("run", "toy", "--output", project / "runs")
+    run_dir = next((project / "runs").iterdir())
+    output = cli_run("predict", run_dir, "good great best", "awful bad worst")
+    first, second = output.strip().splitlines()
+    assert first.startswith("pos") and second.startswith("neg")
+    rows = json.loads(cli_run("predict", run_dir, "--json", "good"))
+    assert set(rows[0]["probabilities"]) == {"neg", "pos"}
+    write_keyword_dataset(project / "fresh", train=60, test=50, seed=11)
+    output = cli_run("evaluate", run_dir, "--data", project / "fresh")
+    assert "accuracy" in output and "50 examples" in output
+    assert list((run_dir / "evaluations").iterdir())
+
+
+def test_sweep_and_compare(project):
+    output = cli_run("sweep", "toy", "--grid", "epochs=1,3", "--output", project / "runs")
+    assert "epochs=1" in output and "epochs=3" in output and "vs best" in output
+    sweep_dir = next((project / "runs").iterdir())
+    runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert len(runs) == 2
+    assert json.loads((sweep_dir / "sweep.json").read_text())["grid"] == {"epochs": [1, 3]}
+    table = cli_run("compare", *runs)
+    assert runs[0].name in table and ("noise" in table or "real" in table)
+
+
+def test_sweep_over_seeds_reports_mean_and_sd(project):
+    output = cli_run("sweep", "toy", "--grid", "batch_size=8,16", "--seeds", "2", "--set", "epochs=1",
+                     "--output", project / "runs")
+    assert "±" in output and "batch_size=16" in output
+
+
+def test_sweep_rejects_a_bad_grid_before_training(project):
+    result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", "epoch=1,2"])
+    assert result.exit_code == 1 and "Did you mean 'epochs'" in result.output

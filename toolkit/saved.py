@@ -1,0 +1,77 @@
+"""Using a finished run: predict new texts, evaluate on new data."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.config import TaskConfig, build_task
+from toolkit.errors import TkError
+from toolkit.inference import predict_probabilities
+from toolkit.runs import read_json, run_status
+from toolkit.tokens import encode_texts
+
+
+@dataclass
+class SavedRun:
+    run_dir: Path
+    task: TaskConfig
+    model: Any
+    tokenizer: Any
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        config = self.model.config
+        return tuple(config.id2label[i] for i in range(config.num_labels))
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        encoded = encode_texts(self.tokenizer, texts, self.task.max_length, self.task.truncation)
+        return predict_probabilities(self.model, encoded, self.task.eval_batch_size)
+
+
+def load_run(run_dir: Path) -> SavedRun:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (run_dir / "model").is_dir():
+        status = run_status(run_dir)
+        raise TkError(f"{run_dir} holds no saved model (run status: {status}). "
+                      + ("Finish it with: tk run --resume " + str(run_dir) if status == "interrupted" else
+                         "Pass a folder that tk run completed (tk list --runs shows them)."))
+    task = task_of(run_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
+    return SavedRun(run_dir, task, model, tokenizer)
+
+
+def task_of(run_dir: Path) -> TaskConfig:
+    values = dict(read_json(run_dir / "config.json")["task"])
+    return build_task(values.pop("name"), values, run_dir / "config.json")
+
+
+def evaluate_run(pm, saved: SavedRun, data: str | None, split: str, notes: list[str]) -> dict[str, Any]:
+    """The saved model on a dataset split (all of its rows), with the run's own label names."""
+    from toolkit.data import load_labelled
+    from toolkit.sources import resolve_source
+
+    dataset = pm.dataset(saved.task.dataset)
+    if dataset.labels != saved.labels:
+        raise TkError(f"{saved.run_dir}: the model's labels {saved.labels} differ from dataset "
+                      f"'{dataset.name}' labels {dataset.labels}.")
+    source = resolve_source(dataset.name, data, saved.task.data)
+    splits = load_labelled(pm, dataset, source, notes)
+    if split not in splits:
+        raise TkError(f"{dataset.name} from {source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
+    rows = splits[split]
+    started = time.perf_counter()
+    probabilities = saved.probabilities(list(rows["text"]))
+    metrics: dict[str, Any] = {}
+    for result in pm.hook.tk_compute_metrics(labels=np.asarray(rows["label"]), probabilities=probabilities,
+                                             label_names=dataset.labels, confidence=True):
+        metrics.update(result or {})
+    metrics.update({"run": str(saved.run_dir), "data_source": source.describe(), "split": split,
+                    "seconds": round(time.perf_counter() - started, 2), "notes": notes})
+    return metrics

@@ -1,0 +1,53 @@
+"""`tk sweep`: every combination of a grid, optionally over several seeds, then one comparison table."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from toolkit.compare import compare_groups, compare_runs, summarise
+from toolkit.config import TaskConfig, parse_value, with_overrides
+from toolkit.errors import TkError
+from toolkit.pipeline import run_task
+from toolkit.progress import Progress
+from toolkit.runs import new_run_dir, write_json
+
+
+def parse_grid(specs: tuple[str, ...]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise TkError(f"--grid '{spec}': expected key=v1,v2, e.g. --grid epochs=2,3.")
+        grid[key.strip()] = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, data: str | None, output: Path,
+              base: Path | None, progress: Progress) -> str:
+    settings = combinations(grid) or [{}]
+    # Validate every combination before the first minute of training is spent.
+    planned = [(setting, with_overrides(task, {**setting, "seed": task.seed + i}, "--grid"))
+               for setting in settings for i in range(seeds)]
+    sweep_dir = new_run_dir(output, f"sweep-{task.name}")
+    progress.note(f"Sweep of {len(planned)} runs into {sweep_dir}")
+    groups: dict[str, list] = {}
+    for number, (setting, config) in enumerate(planned, 1):
+        name = ", ".join(f"{k}={v}" for k, v in setting.items()) or task.name
+        progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
+        outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress)
+        if outcome.status != "complete":
+            raise TkError(f"Sweep stopped at run {number}; finished runs are in {sweep_dir}.")
+        label = name if seeds == 1 else f"{name} (seed {config.seed})"
+        groups.setdefault(name, []).append(summarise(outcome.run_dir, label, setting))
+    table = compare_groups(groups) if seeds > 1 else compare_runs([runs[0] for runs in groups.values()])
+    write_json(sweep_dir / "sweep.json", {"task": task.name, "grid": grid, "seeds": seeds,
+                                          "runs": {name: [str(r.label) for r in runs] for name, runs in groups.items()},
+                                          "table": table.splitlines()})
+    return table
