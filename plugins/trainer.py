@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from toolkit import hookimpl
-from toolkit.device import use_bf16
+from toolkit.device import attention_kernel, use_bf16
 from toolkit.errors import TkError
 from toolkit.interrupt import RunInterrupted, interrupt_requested
 from toolkit.records import EpochRecord, TrainResult
@@ -30,6 +30,9 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     import torch
 
     bf16 = use_bf16(task.bf16)
+    attention = attention_kernel(task.attention, bf16)
+    if attention:
+        model.set_attn_implementation(attention)
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=task.epochs,
@@ -97,7 +100,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         history=history,
         best_epoch=max(1, round(best_step / steps_per_epoch)),
         train_seconds=time.perf_counter() - started,
-        extra={"bf16": bf16, "global_steps": trainer.state.global_step,
+        extra={"bf16": bf16, "attention": model.config._attn_implementation, "global_steps": trainer.state.global_step,
                "train_seconds_total": sum(r.seconds for r in history)},
     )
 

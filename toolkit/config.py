@@ -45,6 +45,7 @@ class TaskConfig:
     select_on: str = _choice("validation", "validation", "test")
     patience: int | None = 2
     bf16: str = _choice("auto", "auto", "on", "off")
+    attention: str = _choice("auto", "auto", "sdpa", "eager")
     dynamic_padding: bool = True
     group_by_length: bool = True
 

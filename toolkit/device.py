@@ -25,3 +25,17 @@ def use_bf16(setting: str) -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return cpu_has_fast_bf16()
+
+
+def attention_kernel(setting: str, bf16: bool) -> str | None:
+    """The task's ``attention`` key; None keeps the model's own choice.
+
+    "auto" picks eager attention for bf16 on the CPU: there PyTorch's fused
+    SDPA backward in bf16 takes about half of each training step, while eager
+    attention runs as plain bf16 matrix products (about 2x faster steps here).
+    """
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "eager" if bf16 and not torch.cuda.is_available() else None
