@@ -93,16 +93,21 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     finally:
         progress.close()
     history = [EpochRecord(**entry["tk_epoch"]) for entry in trainer.state.log_history if "tk_epoch" in entry]
-    best_step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
-    steps_per_epoch = trainer.state.max_steps / task.epochs
     return TrainResult(
         model=trainer.model,
         history=history,
-        best_epoch=max(1, round(best_step / steps_per_epoch)),
+        best_epoch=best_epoch(history, task.select_metric),
         train_seconds=time.perf_counter() - started,
         extra={"bf16": bf16, "attention": model.config._attn_implementation, "global_steps": trainer.state.global_step,
                "train_seconds_total": sum(r.seconds for r in history)},
     )
+
+
+def best_epoch(history: list[EpochRecord], select_metric: str) -> int:
+    """The epoch the Trainer restored: the first with the best validation metric."""
+    if select_metric == "loss":
+        return min(history, key=lambda r: r.validation_loss).epoch
+    return max(history, key=lambda r: getattr(r, select_metric)).epoch
 
 
 try:

@@ -102,11 +102,11 @@ def run(session, task_name, assignments, data, output, resume_dir, strict):
         task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
         outcome = run_task(session.pm, task, data=data, output=output, base=session.tasks_path.resolve().parent,
                            progress=progress, strict=strict, where=f"{session.tasks_path}: task '{task.name}'")
-    if outcome.status == "complete":
+    if outcome.status == "interrupted":
+        sys.exit(130)
+    if outcome.metrics:  # empty on the other processes of a data-parallel run
         click.echo(format_metrics(outcome.metrics))
         click.echo(f"Saved to {outcome.run_dir}")
-    else:
-        sys.exit(130)
 
 
 @cli.command(name="list")

@@ -21,10 +21,12 @@ def shared(make: Callable[[], T]) -> T:
     """Call ``make`` on the main process only and hand its result to every process."""
     if world_size() == 1:
         return make()
+    import torch
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    state = PartialState()  # joins the process group torchrun / accelerate launch set up
+    # Joins the process group torchrun / accelerate launch set up (gloo on the CPU).
+    state = PartialState(cpu=not torch.cuda.is_available())
     box = [make() if state.is_main_process else None]
     broadcast_object_list(box, from_process=0)
     return box[0]

@@ -79,9 +79,8 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
-    labelled = load_labelled(pm, dataset, source, notes)
-    report_checks(check_splits(labelled, dataset.name, dataset.labels), strict, progress)
-    splits = make_splits(labelled, task, notes)
+    splits = make_splits(load_labelled(pm, dataset, source, notes), task, notes)
+    report_checks(check_splits(splits, dataset.name, dataset.labels), strict, progress)
     for note in notes:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
@@ -100,6 +99,8 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None) -> RunOutcome:
     progress = progress or Progress()
+    if not distributed.is_main():
+        progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
     prepared = prepare(pm, task, data, base, progress, strict, where)
     run_dir = resume_dir or distributed.shared(lambda: new_run_dir(output, task.name))
     if distributed.is_main():

@@ -47,10 +47,13 @@ def make_splits(splits, task: TaskConfig, notes: list[str]):
 
 def _without(split, others, name: str, notes: list[str]):
     """Leave out rows whose text (normalised) also appears in an earlier split: no leakage."""
-    from toolkit.checks import normalise
+    import numpy as np
 
-    seen = {normalise(text) for other in others for text in other["text"]}
-    kept = split.filter(lambda batch: [normalise(t) not in seen for t in batch["text"]], batched=True)
+    from toolkit.checks import text_hashes
+
+    seen = np.concatenate([text_hashes(other["text"], normalised=True) for other in others])
+    keep = ~np.isin(text_hashes(split["text"], normalised=True), seen)
+    kept = split.select(np.flatnonzero(keep))
     if len(kept) < len(split):
         notes.append(f"{name}: left out {len(split) - len(kept)} rows whose text is also in the training data.")
     return kept
