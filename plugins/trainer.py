@@ -14,7 +14,6 @@ from pathlib import Path
 from toolkit import hookimpl
 from toolkit.device import attention_kernel, use_bf16
 from toolkit.errors import TkError
-from toolkit.interrupt import RunInterrupted, interrupt_requested
 from toolkit.records import EpochRecord, TrainResult
 
 SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True), "f1": ("eval_f1", True)}
@@ -23,12 +22,13 @@ SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True)
 @hookimpl(trylast=True)
 def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume):
     import numpy as np
+    import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    metric, greater_is_better = SELECT_KEYS[task.select_metric]
-    import torch
+    from plugins.trainer_report import ReportCallback
 
+    metric, greater_is_better = SELECT_KEYS[task.select_metric]
     bf16 = use_bf16(task.bf16)
     attention = attention_kernel(task.attention, bf16)
     if attention:
@@ -108,50 +108,3 @@ def best_epoch(history: list[EpochRecord], select_metric: str) -> int:
     if select_metric == "loss":
         return min(history, key=lambda r: r.validation_loss).epoch
     return max(history, key=lambda r: getattr(r, select_metric)).epoch
-
-
-try:
-    from transformers import TrainerCallback
-except ImportError:  # pragma: no cover - transformers is a hard dependency
-    TrainerCallback = object
-
-
-class ReportCallback(TrainerCallback):
-    """Feeds the progress bar and the epoch table, and stops at a safe point on Ctrl-C."""
-
-    def __init__(self, progress) -> None:
-        self.progress = progress
-        self.epoch_started = time.perf_counter()
-        self.train_loss = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.progress.start(state.max_steps, state.global_step)
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.epoch_started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.progress.advance()
-        if interrupt_requested():
-            # Stop mid-epoch without saving: the last epoch checkpoint stays the resume point.
-            raise RunInterrupted(state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.train_loss = float(logs["loss"])
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        record = EpochRecord(
-            epoch=round(state.epoch),
-            train_loss=self.train_loss,
-            validation_loss=float(metrics["eval_loss"]),
-            accuracy=float(metrics.get("eval_accuracy", float("nan"))),
-            f1=float(metrics.get("eval_f1", float("nan"))),
-            seconds=time.perf_counter() - self.epoch_started,
-        )
-        # Kept in the Trainer's own log so the history survives a resume from a checkpoint.
-        state.log_history.append({"tk_epoch": record.as_dict()})
-        if state.is_world_process_zero:
-            self.progress.epoch(record)

@@ -56,18 +56,19 @@ def cli(ctx, tasks_file):
     _quiet_libraries()
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    try:
-        import datasets
-        import transformers
+QUIET_LIBRARIES = {
+    "TOKENIZERS_PARALLELISM": "true",  # the Rust tokenizers use every core
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # tk draws its own progress bar
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-        datasets.logging.set_verbosity_error()
-        datasets.disable_progress_bars()
-    except ImportError:  # pragma: no cover
-        pass
+
+def _quiet_libraries() -> None:
+    """Set before the libraries are imported (lazily, by the commands), so `tk --help` stays fast."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
 
 
 def parse_overrides(assignments: tuple[str, ...]) -> dict:
