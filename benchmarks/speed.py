@@ -101,18 +101,21 @@ def run_reference(pm, task, workdir: Path) -> dict:
     output = trainer.predict(splits["test"])
     predictions = np.argmax(output.predictions, axis=1)
     return {"train_seconds": seconds, "samples": len(splits["train"]) * task.epochs,
+            "correct": (predictions == output.label_ids).tolist(),
             "accuracy": accuracy_score(output.label_ids, predictions),
             "f1": f1_score(output.label_ids, predictions, average="binary" if len(prepared.dataset.labels) == 2 else "macro")}
 
 
 def run_tk(pm, task, workdir: Path) -> dict:
+    from toolkit.compare import summarise
     from toolkit.pipeline import run_task
     from toolkit.progress import Progress
 
     outcome = run_task(pm, task, output=workdir / "runs", base=REPO, progress=Progress(bar=False))
     m = outcome.metrics
     train_rows = json.loads((outcome.run_dir / "manifest.json").read_text())["data_fingerprint"]["train"]["rows"]
-    return {"train_seconds": m["train_seconds"], "samples": train_rows * m["epochs_run"],
+    correct = summarise(outcome.run_dir).correct
+    return {"train_seconds": m["train_seconds"], "samples": train_rows * m["epochs_run"], "correct": correct.tolist(),
             "accuracy": m["accuracy"], "f1": m["f1"], "accuracy_ci": m["accuracy_ci"], "best_epoch": m["best_epoch"]}
 
 
@@ -146,17 +149,24 @@ def measure(side: str, task: str, overrides: list[str], gpu: bool) -> dict:
 
 
 def table(rows: list[tuple[str, str, dict]]) -> str:
+    """One row per side; the tk row says whether its accuracy differs from the reference's beyond noise."""
+    import numpy as np
+
+    from toolkit.compare import RunSummary, mcnemar_p, verdict
+
     header = (f"{'task':<22} {'setup':<10} {'train s':>8} {'samples/s':>9} {'speed-up':>8} {'peak MB':>8} "
-              f"{'accuracy':>8} {'f1':>6}")
+              f"{'accuracy':>8} {'f1':>6}  accuracy vs reference")
     lines = [header, "-" * len(header)]
     baseline = {}
     for task, side, r in rows:
+        correct = RunSummary(side, r, np.array(r["correct"]), task)
         if side == "reference":
-            baseline[task] = r["train_seconds"]
-        ratio = baseline[task] / r["train_seconds"]
+            baseline[task] = (r["train_seconds"], correct)
+        ratio = baseline[task][0] / r["train_seconds"]
         peak = r.get("peak_gpu_mb", r["peak_rss_mb"])
+        against = "" if side == "reference" else verdict(mcnemar_p(correct, baseline[task][1]))
         lines.append(f"{task:<22} {side:<10} {r['train_seconds']:>8.1f} {r['samples'] / r['train_seconds']:>9.1f} "
-                     f"{ratio:>7.2f}x {peak:>8.0f} {r['accuracy']:>8.3f} {r['f1']:>6.3f}")
+                     f"{ratio:>7.2f}x {peak:>8.0f} {r['accuracy']:>8.3f} {r['f1']:>6.3f}  {against}")
     return "\n".join(lines)
 
 
@@ -176,7 +186,8 @@ def main() -> None:
         for side in ("reference", "tk"):
             result = measure(side, task, args.set, args.gpu)
             rows.append((task, side, result))
-            print(f"{task} {side}: {json.dumps(result)}", flush=True)
+            shown = {k: v for k, v in result.items() if k != "correct"}
+            print(f"{task} {side}: {json.dumps(shown)}", flush=True)
     print()
     print(f"Device: {rows[0][2]['device']}")
     print(table(rows))

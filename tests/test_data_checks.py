@@ -90,28 +90,20 @@ def test_test_rows_seen_in_training_are_left_out():
     assert any("left out 1 rows" in n for n in notes)
 
 
-class WordTokenizer:
-    """Enough of a tokenizer for the truncation rules: one id per word, [CLS]=1 ... [SEP]=2."""
-
-    def __call__(self, texts, add_special_tokens=True, truncation=False, max_length=None):
-        ids = [[int(w) for w in t.split()] for t in texts]
-        return {"input_ids": [[1] + row[:max_length - 2] + [2] if truncation else row for row in ids]}
-
-    def num_special_tokens_to_add(self, pair=False):
-        return 2
-
-    def build_inputs_with_special_tokens(self, ids):
-        return [1] + ids + [2]
+WORDS = "the a movie film plot actor scene story it was".split()
 
 
-@pytest.mark.parametrize("truncation,expected", [
-    ("head", [1, 10, 11, 12, 13, 14, 15, 2]),
-    ("tail", [1, 14, 15, 16, 17, 18, 19, 2]),
-    ("head+tail", [1, 10, 15, 16, 17, 18, 19, 2]),
+@pytest.mark.parametrize("truncation,kept", [
+    ("head", WORDS[:6]),
+    ("tail", WORDS[4:]),
+    ("head+tail", WORDS[:1] + WORDS[5:]),  # a quarter of the 6-token budget from the start, the rest from the end
 ])
-def test_truncation_strategies(truncation, expected):
-    text = " ".join(str(i) for i in range(10, 20))
-    encoded = encode_texts(WordTokenizer(), [text, "10 11"], max_length=8, truncation=truncation)
-    assert encoded["input_ids"][0] == expected
-    assert encoded["input_ids"][1] == [1, 10, 11, 2]
+def test_truncation_strategies_with_a_real_tokenizer(tiny_model, truncation, kept):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    encoded = encode_texts(tokenizer, [" ".join(WORDS), "good film"], max_length=8, truncation=truncation)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    assert tokens == ["[CLS]", *kept, "[SEP]"]
+    assert tokenizer.convert_ids_to_tokens(encoded["input_ids"][1]) == ["[CLS]", "good", "film", "[SEP]"]
     assert encoded["length"] == [8, 4]

@@ -71,3 +71,26 @@ def test_trace_plugins_logs_hook_calls(monkeypatch, capsys):
     pm = PluginManager().load()
     pm.hook.tk_label_mapping(dataset=pm.dataset("imdb"))
     assert "tk_label_mapping" in capsys.readouterr().err
+
+
+class HelloCommand:
+    @hookimpl
+    def tk_register_commands(self, cli):
+        import click
+
+        @cli.command()
+        def hello():
+            """Say hello."""
+            click.echo("hello from a plugin")
+
+
+def test_a_plugin_adds_a_cli_command():
+    import click
+    from click.testing import CliRunner
+
+    pm = PluginManager().load()
+    pm.register(HelloCommand(), "hello")
+    group = click.Group("tk")
+    pm.hook.tk_register_commands(cli=group)
+    result = CliRunner().invoke(group, ["hello"])
+    assert result.exit_code == 0 and result.output == "hello from a plugin\n"

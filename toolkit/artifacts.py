@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.records import EpochRecord
-from toolkit.runs import saving_error, write_text
+from toolkit.runs import saving_error, write_bytes, write_text
 
 PACKAGES = ("tk-toolkit", "torch", "transformers", "datasets", "accelerate", "tokenizers", "scikit-learn",
             "numpy", "pluggy")
@@ -78,16 +78,18 @@ def plot_losses(path: Path, history: list[EpochRecord], best_epoch: int, title: 
     ax.set_xticks(epochs)
     ax.set_title(title)
     ax.legend()
+    save_png(fig, path)
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Render a matplotlib figure and write it atomically."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
-    except OSError as error:
-        raise saving_error(path, error) from None
+    write_bytes(path, buffer.getvalue())
 
 
 def fingerprint(splits) -> dict[str, Any]:

@@ -52,7 +52,8 @@ class TkGroup(click.Group):
 @click.pass_context
 def cli(ctx, tasks_file):
     """tk: fine-tune and evaluate BERT-family text classifiers from a tasks.toml file."""
-    ctx.obj = Session(tasks_file)
+    if not isinstance(ctx.obj, Session):  # main() passes the session it loaded plugin commands with
+        ctx.obj = Session(tasks_file)
     _quiet_libraries()
 
 
@@ -297,12 +298,12 @@ def compare(run_dirs):
 
 def main() -> None:
     """Entry point: plugin commands are added here, at start-up, never at import."""
+    session = Session(_tasks_option(sys.argv[1:]))
     try:
-        session = Session(_tasks_option(sys.argv[1:]))
         session.pm.hook.tk_register_commands(cli=cli)
     except TkError:
         pass  # the command itself will report the problem with the tasks file
-    cli(prog_name="tk")
+    cli(prog_name="tk", obj=session)
 
 
 def _tasks_option(args: list[str]) -> str | None:

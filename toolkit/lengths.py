@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.artifacts import save_png
 from toolkit.errors import TkError
 from toolkit.models import model_limit
 from toolkit.records import LengthStats
@@ -65,6 +65,11 @@ def format_report(stats: list[LengthStats]) -> str:
     col = max(max(len(v) for r in rows for v in r[1]), max(len(n) for n in names))
     lines = [f"{'':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names)]
     lines += [f"{label:<{width}}  " + "  ".join(f"{v:>{col}}" for v in values) for label, values in rows]
+    for s in stats:
+        if s.recommended_max_length == s.model_limit and s.truncated_share.get(s.model_limit, 0) > 1 - s.coverage:
+            lines.append(f"{s.model}: even the model's limit of {s.model_limit} tokens cuts "
+                         f"{s.truncated_share[s.model_limit]:.0%} of texts; truncation = \"head+tail\" keeps "
+                         "both ends of long texts.")
     return "\n".join(lines)
 
 
@@ -83,8 +88,4 @@ def plot_histogram(path: Path, lengths_by_model: dict[str, np.ndarray], stats: l
     ax.set_ylabel("texts")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    path.write_bytes(buffer.getvalue())
+    save_png(fig, path)

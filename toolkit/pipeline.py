@@ -23,6 +23,7 @@ from toolkit.models import model_limit
 from toolkit.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
 from toolkit.runs import new_run_dir, read_json, set_status, write_json
+from toolkit.scoring import score
 from toolkit.sources import resolve_source
 from toolkit.splits import make_splits
 from toolkit.tokens import tokenize_splits
@@ -127,18 +128,14 @@ def mark_failed(run_dir: Path, error: BaseException) -> None:
 def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool) -> RunOutcome:
     task, dataset = prepared.task, prepared.dataset
 
-    def score(labels, probabilities, confidence=False):
-        merged: dict[str, Any] = {}
-        for result in reversed(pm.hook.tk_compute_metrics(labels=np.asarray(labels), probabilities=probabilities,
-                                                          label_names=dataset.labels, confidence=confidence)):
-            merged.update(result or {})
-        return merged
+    def per_epoch_scores(labels, probabilities):
+        return score(pm, labels, probabilities, dataset.labels)
 
     try:
         with graceful_interrupts(progress.note):
             result = pm.hook.tk_train(model=prepared.model, tokenizer=prepared.tokenizer, splits=prepared.tokenized,
-                                      task=task, run_dir=run_dir, progress=progress, compute_metrics=score,
-                                      resume=resume)
+                                      task=task, run_dir=run_dir, progress=progress,
+                                      compute_metrics=per_epoch_scores, resume=resume)
     except (RunInterrupted, KeyboardInterrupt):
         set_status(run_dir, "interrupted")
         progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
@@ -153,7 +150,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16))
     labels = np.asarray(test["labels"])
     texts = prepared.splits["test"]["text"]
-    metrics = score(labels, probabilities, confidence=True)
+    metrics = score(pm, labels, probabilities, dataset.labels, confidence=True)
     diagnosis = diagnose_overfitting(result.history)
     metrics.update({
         "task": task.name,

@@ -13,6 +13,7 @@ from toolkit.config import TaskConfig, build_task
 from toolkit.errors import TkError
 from toolkit.inference import predict_probabilities
 from toolkit.runs import read_json, run_status
+from toolkit.scoring import score
 from toolkit.tokens import encode_texts
 
 
@@ -68,10 +69,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str, notes: list[
     rows = splits[split]
     started = time.perf_counter()
     probabilities = saved.probabilities(list(rows["text"]))
-    metrics: dict[str, Any] = {}
-    for result in pm.hook.tk_compute_metrics(labels=np.asarray(rows["label"]), probabilities=probabilities,
-                                             label_names=dataset.labels, confidence=True):
-        metrics.update(result or {})
+    metrics = score(pm, rows["label"], probabilities, dataset.labels, confidence=True)
     metrics.update({"run": str(saved.run_dir), "data_source": source.describe(), "split": split,
                     "seconds": round(time.perf_counter() - started, 2), "notes": notes})
     return metrics

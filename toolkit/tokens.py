@@ -26,11 +26,21 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: 
         out = tokenizer(texts, truncation=True, max_length=max_length)
         ids = out["input_ids"]
     else:
-        special = tokenizer.num_special_tokens_to_add(pair=False)
-        budget = max_length - special
+        prefix, suffix = special_tokens(tokenizer)
+        budget = max_length - len(prefix) - len(suffix)
         raw = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-        ids = [tokenizer.build_inputs_with_special_tokens(_keep(row, budget, truncation)) for row in raw]
+        ids = [prefix + _keep(row, budget, truncation) + suffix for row in raw]
     return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids], "length": [len(row) for row in ids]}
+
+
+def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text ([CLS] and [SEP] for BERT)."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start:start + len(plain)] == plain:
+            return full[:start], full[start + len(plain):]
+    return [], []
 
 
 def _keep(row: list[int], budget: int, truncation: str) -> list[int]:
