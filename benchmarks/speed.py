@@ -185,7 +185,7 @@ def main() -> None:
     for task in tasks:
         for side in ("reference", "tk"):
             result = measure(side, task, args.set, args.gpu)
-            rows.append((task, side, result))
+            rows.append((task.replace("minilm", "bert-base-shape") if args.gpu else task, side, result))
             shown = {k: v for k, v in result.items() if k != "correct"}
             print(f"{task} {side}: {json.dumps(shown)}", flush=True)
     print()

@@ -17,6 +17,7 @@ from toolkit.errors import TkError
 from toolkit.records import EpochRecord, TrainResult
 
 SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True), "f1": ("eval_f1", True)}
+GROUPING_PAYS_OFF = 0.10  # group by length when random batches would be at least 10% padding
 
 
 @hookimpl(trylast=True)
@@ -30,6 +31,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
 
     metric, greater_is_better = SELECT_KEYS[task.select_metric]
     bf16 = use_bf16(task.bf16)
+    grouped = group_by_length(task, splits["train"]["length"])
     attention = attention_kernel(task.attention, bf16)
     if attention:
         model.set_attn_implementation(attention)
@@ -52,7 +54,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=greater_is_better,
-        train_sampling_strategy="group_by_length" if task.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if grouped else "random",
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -98,9 +100,28 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         history=history,
         best_epoch=best_epoch(history, task.select_metric),
         train_seconds=time.perf_counter() - started,
-        extra={"bf16": bf16, "attention": model.config._attn_implementation, "global_steps": trainer.state.global_step,
-               "train_seconds_total": sum(r.seconds for r in history)},
+        extra={"bf16": bf16, "group_by_length": grouped, "attention": model.config._attn_implementation,
+               "global_steps": trainer.state.global_step, "train_seconds_total": sum(r.seconds for r in history)},
     )
+
+
+def group_by_length(task, lengths) -> bool:
+    """The task's group_by_length; "auto" groups only where random batches would carry much padding.
+
+    Grouping changes which texts share a batch; where most texts are cut to
+    max_length anyway (IMDB at 128) it saves nothing, so the order stays random.
+    """
+    if task.group_by_length != "auto":
+        return bool(task.group_by_length)
+    import numpy as np
+
+    lengths = np.random.default_rng(task.seed).permutation(np.asarray(lengths))
+    usable = len(lengths) - len(lengths) % task.batch_size
+    if usable == 0 or not task.dynamic_padding:
+        return False
+    batches = lengths[:usable].reshape(-1, task.batch_size)
+    padded = batches.max(axis=1).sum() * task.batch_size
+    return 1 - batches.sum() / padded >= GROUPING_PAYS_OFF
 
 
 def best_epoch(history: list[EpochRecord], select_metric: str) -> int:

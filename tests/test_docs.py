@@ -116,7 +116,7 @@ def test_tutorial_plugin_installs_and_runs(tmp_path, monkeypatch):
         if args[0] == "run":
             assert "ABBR" in result.output and "accuracy" in result.output
         if args[0] == "predict":
-            assert result.output.split()[0] in ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+            assert result.stdout.split()[0] in ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 
 
 def test_model_plugin_page_runs(tmp_path, monkeypatch, tiny_model):

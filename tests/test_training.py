@@ -100,7 +100,7 @@ def test_mcnemar_identical_runs_are_noise():
 def cli_run(*args):
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_predict_and_evaluate_a_saved_run(project):

@@ -47,7 +47,7 @@ class TaskConfig:
     bf16: str = _choice("auto", "auto", "on", "off")
     attention: str = _choice("auto", "auto", "sdpa", "eager")
     dynamic_padding: bool = True
-    group_by_length: bool = True
+    group_by_length: bool | str = _choice("auto", "auto", True, False)
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,7 @@ def analyze(pm, model_info, split, coverage: float) -> tuple[LengthStats, np.nda
     lengths = token_lengths(tokenizer, split["text"])
     stats = pm.hook.tk_analyze_lengths(lengths=lengths, model=model_info, model_limit=model_limit(tokenizer),
                                        coverage=coverage)
-    return _with_seconds(stats, time.perf_counter() - started), lengths
-
-
-def _with_seconds(stats: LengthStats, seconds: float) -> LengthStats:
-    from dataclasses import replace
-
-    return replace(stats, seconds=round(seconds, 2))
+    return replace(stats, seconds=round(time.perf_counter() - started, 2)), lengths
 
 
 def format_report(stats: list[LengthStats]) -> str:
