@@ -1,10 +1,17 @@
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from toolkit.plugins import PluginManager
 from toolkit.testing import make_tiny_model, write_keyword_dataset
+
+# CI explores the same examples every run, so main stays green; locally each run explores new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TESTS = Path(__file__).parent
 SHARED_DATA = TESTS.parent.parent / "shared" / "data"

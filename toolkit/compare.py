@@ -29,6 +29,7 @@ class RunSummary:
     correct: np.ndarray | None  # per test row: prediction right?
     test_fingerprint: str | None
     overrides: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
 
     @property
     def best_validation_loss(self) -> float:
@@ -48,7 +49,7 @@ def summarise(run_dir: Path, label: str | None = None, overrides: dict[str, Any]
     if (run_dir / "predictions.csv").exists():
         with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
             correct = np.array([row["label"] == row["predicted"] for row in csv.DictReader(handle)])
-    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, overrides or {})
+    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, overrides or {}, run_dir)
 
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:

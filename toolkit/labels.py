@@ -75,8 +75,8 @@ def _known(value: Any, mapping: LabelMapping) -> bool:
 
 def _as_int(value: Any) -> Any:
     """"4" in a CSV read as text means 4."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
+        return int(value)  # isdecimal, not isdigit: int("²") fails
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

@@ -193,11 +193,10 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
 
 def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
     """Finish an interrupted run from its last epoch checkpoint, with its saved config."""
-    from toolkit.config import build_task
+    from toolkit.saved import task_of
 
     saved = read_json(run_dir / "config.json")
-    values = dict(saved["task"])
-    task = build_task(values.pop("name"), values, run_dir / "config.json")
+    task = task_of(run_dir)
     if not any((run_dir / "checkpoints").glob("checkpoint-*")):
         raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
                       f"ended). Start it again: tk run {task.name}")

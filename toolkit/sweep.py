@@ -48,6 +48,6 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         groups.setdefault(name, []).append(summarise(outcome.run_dir, label, setting))
     table = compare_groups(groups) if seeds > 1 else compare_runs([runs[0] for runs in groups.values()])
     write_json(sweep_dir / "sweep.json", {"task": task.name, "grid": grid, "seeds": seeds,
-                                          "runs": {name: [str(r.label) for r in runs] for name, runs in groups.items()},
+                                          "runs": {name: [r.path.name for r in runs] for name, runs in groups.items()},
                                           "table": table.splitlines()})
     return table
