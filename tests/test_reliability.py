@@ -135,7 +135,7 @@ class InterruptAt(Progress):
         super().__init__(echo=lambda text: None, bar=False)
         self.step, self.seen = step, 0
 
-    def advance(self, loss=None):
+    def advance(self):
         self.seen += 1
         if self.seen == self.step:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -162,7 +162,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(pm, project):
 def test_cli_interrupt_prints_resume_command_and_resume_finishes(project, monkeypatch):
     calls = []
 
-    def advance(self, loss=None):
+    def advance(self):
         calls.append(1)
         if len(calls) == 25:
             os.kill(os.getpid(), signal.SIGINT)

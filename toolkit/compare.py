@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ class RunSummary:
     metrics: dict[str, Any]
     correct: np.ndarray | None  # per test row: prediction right?
     test_fingerprint: str | None
-    overrides: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -36,7 +35,7 @@ class RunSummary:
         return min(r["validation_loss"] for r in self.metrics["history"])
 
 
-def summarise(run_dir: Path, label: str | None = None, overrides: dict[str, Any] | None = None) -> RunSummary:
+def summarise(run_dir: Path, label: str | None = None) -> RunSummary:
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.exists():
         raise TkError(f"{run_dir} has no metrics.json: not a completed tk run (tk list --runs shows each status).")
@@ -49,7 +48,7 @@ def summarise(run_dir: Path, label: str | None = None, overrides: dict[str, Any]
     if (run_dir / "predictions.csv").exists():
         with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
             correct = np.array([row["label"] == row["predicted"] for row in csv.DictReader(handle)])
-    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, overrides or {}, run_dir)
+    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, run_dir)
 
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:

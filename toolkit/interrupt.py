@@ -21,10 +21,6 @@ def interrupt_requested() -> bool:
     return _requested.is_set()
 
 
-def request_interrupt() -> None:
-    _requested.set()
-
-
 @contextlib.contextmanager
 def graceful_interrupts(note=print):
     """Within this block the first SIGINT/SIGTERM asks for a safe stop; a second one stops at once."""

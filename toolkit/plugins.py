@@ -6,7 +6,6 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +138,3 @@ def disabled_plugins() -> list[str]:
     """Plugin names listed in TK_DISABLE_PLUGINS (comma-separated)."""
     return [name.strip() for name in os.environ.get("TK_DISABLE_PLUGINS", "").split(",") if name.strip()]
 
-
-def builtin_version() -> str:
-    try:
-        return metadata.version(BUILTIN_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return "unknown"

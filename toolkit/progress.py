@@ -40,11 +40,9 @@ class Progress:
             self._bar = tqdm(total=total_steps, initial=done_steps, unit="step", leave=False,
                              file=sys.stderr, dynamic_ncols=True)
 
-    def advance(self, loss: float | None = None) -> None:
+    def advance(self) -> None:
         if self._bar is not None:
             self._bar.update(1)
-            if loss is not None:
-                self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     def epoch(self, record: EpochRecord) -> None:
         self._write(format_epoch(record))

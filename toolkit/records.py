@@ -59,9 +59,6 @@ class LabelMapping:
 
     ids: dict[Any, int | None]
 
-    def dropped_values(self) -> list[Any]:
-        return [raw for raw, cid in self.ids.items() if cid is None]
-
 
 @dataclass
 class EpochRecord:

@@ -45,7 +45,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         if outcome.status != "complete":
             raise TkError(f"Sweep stopped at run {number}; finished runs are in {sweep_dir}.")
         label = name if seeds == 1 else f"{name} (seed {config.seed})"
-        groups.setdefault(name, []).append(summarise(outcome.run_dir, label, setting))
+        groups.setdefault(name, []).append(summarise(outcome.run_dir, label))
     table = compare_groups(groups) if seeds > 1 else compare_runs([runs[0] for runs in groups.values()])
     write_json(sweep_dir / "sweep.json", {"task": task.name, "grid": grid, "seeds": seeds,
                                           "runs": {name: [r.path.name for r in runs] for name, runs in groups.items()},
