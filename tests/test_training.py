@@ -103,6 +103,17 @@ def cli_run(*args):
     return result.stdout
 
 
+def test_evaluate_finds_the_task_data_from_another_folder(project, monkeypatch):
+    cli_run("run", "toy", "--set", "epochs=1", "--output", project / "runs")
+    run_dir = next((project / "runs").iterdir())
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the task's data = "toy-data" is relative to tasks.toml, not here
+    monkeypatch.setenv("TK_TASKS", str(project / "tasks.toml"))
+    output = cli_run("evaluate", run_dir)
+    assert "toy-data" in output and "80 examples" in output
+
+
 def test_predict_and_evaluate_a_saved_run(project):
     cli_run("run", "toy", "--output", project / "runs")
     run_dir = next((project / "runs").iterdir())

@@ -156,23 +156,18 @@ def list_command(session, show_runs, output):
 @pass_session
 def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, as_json):
     """Token-length statistics of DATASET and a recommended max_length."""
-    from toolkit.data import load_labelled
+    from toolkit.data import load_named
     from toolkit.hub import hub_reachable
     from toolkit.lengths import analyze, format_report, plot_histogram
-    from toolkit.sources import resolve_source
 
     pm = session.pm
-    dataset = pm.dataset(dataset_name)
     models = [pm.model(name) for name in (model_names or ("bert-uncased",))]
     if not model_names and not hub_reachable():
         click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
                    "pass --model minilm for the bundled offline model.", err=True)
-    source = resolve_source(dataset.name, data)
-    notes: list[str] = []
-    splits = load_labelled(pm, dataset, source, notes)
-    if split not in splits:
-        raise TkError(f"{dataset.name} has no split '{split}'. Splits: {', '.join(splits)}.")
-    rows = splits[split]
+    labelled = load_named(pm, dataset_name, data)
+    dataset = labelled.dataset
+    rows = labelled.split(split)
     if sample and sample < len(rows):
         rows = rows.shuffle(seed=0).select(range(sample))
     results = [analyze(pm, model, rows, coverage) for model in models]
@@ -183,7 +178,7 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
     if as_json:
         click.echo(json.dumps({s.model: asdict(s) for s in stats}, indent=2))
         return
-    click.echo(f"{dataset.name} ({split} split, {source.describe()})")
+    click.echo(f"{dataset.name} ({split} split, {labelled.source.describe()})")
     click.echo(format_report(stats))
     click.echo(f"Histogram: {histogram}")
 
@@ -197,20 +192,16 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
 def check(session, dataset_name, data, as_json, strict):
     """Check DATASET: duplicates, train/test leakage, label conflicts, balance, empty texts, HTML."""
     from toolkit.checks import check_splits, format_report
-    from toolkit.data import load_labelled
-    from toolkit.sources import resolve_source
+    from toolkit.data import load_named
 
-    pm = session.pm
-    dataset = pm.dataset(dataset_name)
-    source = resolve_source(dataset.name, data)
-    notes: list[str] = []
-    splits = load_labelled(pm, dataset, source, notes)
-    report = check_splits(splits, dataset.name, dataset.labels)
+    labelled = load_named(session.pm, dataset_name, data)
+    report = check_splits(labelled.splits, labelled.dataset.name, labelled.dataset.labels)
     if as_json:
-        click.echo(json.dumps({**report.as_dict(), "source": source.describe(), "notes": notes}, indent=2))
+        click.echo(json.dumps({**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes},
+                              indent=2))
     else:
-        click.echo(f"Source: {source.describe()}")
-        for note in notes:
+        click.echo(f"Source: {labelled.source.describe()}")
+        for note in labelled.notes:
             click.echo(note)
         click.echo(format_report(report))
     if strict and report.warnings:
@@ -253,9 +244,8 @@ def evaluate(session, run_dir, data, split):
     from toolkit.runs import write_json
     from toolkit.saved import evaluate_run, load_run
 
-    notes: list[str] = []
-    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, notes)
-    for note in notes:
+    metrics = evaluate_run(session.pm, load_run(run_dir), data, split)
+    for note in metrics["notes"]:
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split {split}")
     click.echo(format_metrics(metrics))

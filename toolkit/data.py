@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 from toolkit.errors import TkError
 from toolkit.labels import apply_label_mapping
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
+from toolkit.sources import resolve_source
+
+
+@dataclass
+class Labelled:
+    """A dataset's labelled splits, where they came from, and what loading left out."""
+
+    dataset: DatasetInfo
+    source: DataSource
+    splits: Any  # DatasetDict with text and class-id label columns
+    notes: list[str] = field(default_factory=list)
+
+    def split(self, name: str):
+        if name not in self.splits:
+            raise TkError(f"{self.dataset.name} from {self.source.describe()} has no '{name}' split. "
+                          f"Splits: {', '.join(self.splits)}.")
+        return self.splits[name]
+
+
+def load_named(pm, name: str, data: str | None = None, task_data: str | None = None,
+               base: Path | None = None) -> Labelled:
+    """Resolve the dataset and its source (--data, task data key, TK_DATA_DIR, Hub), then load and map labels."""
+    dataset = pm.dataset(name)
+    source = resolve_source(dataset.name, data, task_data, base)
+    notes: list[str] = []
+    return Labelled(dataset, source, load_labelled(pm, dataset, source, notes), notes)
 
 
 def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str]):

@@ -53,23 +53,20 @@ def task_of(run_dir: Path) -> TaskConfig:
     return build_task(values.pop("name"), values, run_dir / "config.json")
 
 
-def evaluate_run(pm, saved: SavedRun, data: str | None, split: str, notes: list[str]) -> dict[str, Any]:
+def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str, Any]:
     """The saved model on a dataset split (all of its rows), with the run's own label names."""
-    from toolkit.data import load_labelled
-    from toolkit.sources import resolve_source
+    from toolkit.data import load_named
 
     dataset = pm.dataset(saved.task.dataset)
     if dataset.labels != saved.labels:
         raise TkError(f"{saved.run_dir}: the model's labels {saved.labels} differ from dataset "
                       f"'{dataset.name}' labels {dataset.labels}.")
-    source = resolve_source(dataset.name, data, saved.task.data)
-    splits = load_labelled(pm, dataset, source, notes)
-    if split not in splits:
-        raise TkError(f"{dataset.name} from {source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
-    rows = splits[split]
+    base = read_json(saved.run_dir / "config.json").get("base")  # the task's data key is relative to it
+    labelled = load_named(pm, dataset.name, data, saved.task.data, Path(base) if base else None)
+    rows = labelled.split(split)
     started = time.perf_counter()
     probabilities = saved.probabilities(list(rows["text"]))
     metrics = score(pm, rows["label"], probabilities, dataset.labels, confidence=True)
-    metrics.update({"run": str(saved.run_dir), "data_source": source.describe(), "split": split,
-                    "seconds": round(time.perf_counter() - started, 2), "notes": notes})
+    metrics.update({"run": str(saved.run_dir), "data_source": labelled.source.describe(), "split": split,
+                    "seconds": round(time.perf_counter() - started, 2), "notes": labelled.notes})
     return metrics

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from toolkit.checks import text_hashes
 from toolkit.config import TaskConfig
 from toolkit.errors import TkError
 
@@ -35,28 +38,28 @@ def make_splits(splits, task: TaskConfig, notes: list[str]):
         test = _subset(test, task.eval_size, task.seed, "eval_size", task)
     elif task.eval_size is not None and task.eval_size > len(test):
         notes.append(f"eval_size = {task.eval_size} but the test split has {len(test)} rows: using all of them.")
+    seen = text_hashes(rest["text"], normalised=True)
     if task.select_on == "test":
         notes.append("WARNING: select_on = \"test\": epochs are chosen on the test split, so the test metrics "
                      "are optimistic. Use select_on = \"validation\" for numbers you can trust.")
+        test, _ = _without(test, seen, "test", notes)
         validation = test
     else:
-        validation = _without(validation, [rest], "validation", notes)
-    test = _without(test, [rest] if task.select_on == "test" else [rest, validation], "test", notes)
+        validation, validation_keys = _without(validation, seen, "validation", notes)
+        test, _ = _without(test, np.concatenate([seen, validation_keys]), "test", notes)
     return datasets.DatasetDict({"train": rest, "validation": validation, "test": test})
 
 
-def _without(split, others, name: str, notes: list[str]):
-    """Leave out rows whose text (normalised) also appears in an earlier split: no leakage."""
-    import numpy as np
+def _without(split, seen: np.ndarray, name: str, notes: list[str]):
+    """Leave out rows whose text (normalised) also appears in an earlier split: no leakage.
 
-    from toolkit.checks import text_hashes
-
-    seen = np.concatenate([text_hashes(other["text"], normalised=True) for other in others])
-    keep = ~np.isin(text_hashes(split["text"], normalised=True), seen)
-    kept = split.select(np.flatnonzero(keep))
-    if len(kept) < len(split):
-        notes.append(f"{name}: left out {len(split) - len(kept)} rows whose text is also in the training data.")
-    return kept
+    Returns the kept rows and their text hashes.
+    """
+    keys = text_hashes(split["text"], normalised=True)
+    keep = np.flatnonzero(~np.isin(keys, seen))
+    if len(keep) < len(split):
+        notes.append(f"{name}: left out {len(split) - len(keep)} rows whose text is also in the training data.")
+    return split.select(keep), keys[keep]
 
 
 def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
