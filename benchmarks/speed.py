@@ -93,7 +93,9 @@ def run_reference(pm, task, workdir: Path) -> dict:
         output_dir=str(workdir / "results"), eval_strategy="epoch", learning_rate=task.learning_rate,
         per_device_train_batch_size=task.batch_size, per_device_eval_batch_size=task.batch_size,
         num_train_epochs=task.epochs, weight_decay=task.weight_decay, logging_steps=10, save_steps=10,
-        report_to="none", disable_tqdm=True, seed=task.seed, use_cpu=not torch.cuda.is_available())
+        report_to="none", disable_tqdm=True, seed=task.seed, use_cpu=not torch.cuda.is_available(),
+        # All 37 BERT-base checkpoints would fill a GPU machine's 64 GB disk; each is still written.
+        save_total_limit=2 if torch.cuda.is_available() else None)
     trainer = Trainer(model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"])
     started = time.perf_counter()
     trainer.train()
@@ -113,10 +115,12 @@ def run_tk(pm, task, workdir: Path) -> dict:
 
     outcome = run_task(pm, task, output=workdir / "runs", base=REPO, progress=Progress(bar=False))
     m = outcome.metrics
-    train_rows = json.loads((outcome.run_dir / "manifest.json").read_text())["data_fingerprint"]["train"]["rows"]
+    manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
+    train_rows = manifest["data_fingerprint"]["train"]["rows"]
     correct = summarise(outcome.run_dir).correct
     return {"train_seconds": m["train_seconds"], "samples": train_rows * m["epochs_run"], "correct": correct.tolist(),
-            "accuracy": m["accuracy"], "f1": m["f1"], "accuracy_ci": m["accuracy_ci"], "best_epoch": m["best_epoch"]}
+            "accuracy": m["accuracy"], "f1": m["f1"], "accuracy_ci": m["accuracy_ci"], "best_epoch": m["best_epoch"],
+            "training": manifest["training"], "epoch_seconds": [round(r["seconds"], 2) for r in m["history"]]}
 
 
 def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> None:
@@ -162,9 +166,9 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
         correct = RunSummary(side, r, np.array(r["correct"]), task)
         if side == "reference":
             baseline[task] = (r["train_seconds"], correct)
-        ratio = baseline[task][0] / r["train_seconds"]
+        ratio = baseline[task][0] / r["train_seconds"] if task in baseline else float("nan")
         peak = r.get("peak_gpu_mb", r["peak_rss_mb"])
-        against = "" if side == "reference" else verdict(mcnemar_p(correct, baseline[task][1]))
+        against = "" if side == "reference" or task not in baseline else verdict(mcnemar_p(correct, baseline[task][1]))
         lines.append(f"{task:<22} {side:<10} {r['train_seconds']:>8.1f} {r['samples'] / r['train_seconds']:>9.1f} "
                      f"{ratio:>7.2f}x {peak:>8.0f} {r['accuracy']:>8.3f} {r['f1']:>6.3f}  {against}")
     return "\n".join(lines)
@@ -175,6 +179,7 @@ def main() -> None:
     parser.add_argument("--task", action="append", help="tasks.toml task (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for both sides")
     parser.add_argument("--gpu", action="store_true", help="BERT-base shape with random weights, on CUDA")
+    parser.add_argument("--only", choices=["reference", "tk"], help="run one side (no speed ratio)")
     parser.add_argument("--side", choices=["reference", "tk"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     tasks = args.task or (["imdb-minilm"] if args.gpu else ["imdb-minilm", "sentiment140-minilm"])
@@ -183,7 +188,7 @@ def main() -> None:
         return
     rows = []
     for task in tasks:
-        for side in ("reference", "tk"):
+        for side in [args.only] if args.only else ("reference", "tk"):
             result = measure(side, task, args.set, args.gpu)
             rows.append((task.replace("minilm", "bert-base-shape") if args.gpu else task, side, result))
             shown = {k: v for k, v in result.items() if k != "correct"}

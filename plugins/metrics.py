@@ -17,8 +17,6 @@ HEADLINE = ("accuracy", "f1", "precision", "recall")
 
 @hookimpl
 def tk_compute_metrics(labels, probabilities, label_names, confidence):
-    from sklearn.metrics import classification_report, confusion_matrix
-
     labels = np.asarray(labels)
     predictions = np.asarray(probabilities).argmax(axis=1)
     n_classes = len(label_names)
@@ -27,7 +25,9 @@ def tk_compute_metrics(labels, probabilities, label_names, confidence):
     if n_classes > 2:
         metrics["f1_weighted"] = float(weighted_f1(labels, predictions, n_classes))
     if not confidence:
-        return metrics
+        return metrics  # per-epoch numbers: numpy only (importing scikit-learn takes a second or more)
+    from sklearn.metrics import classification_report, confusion_matrix
+
     for name, (low, high) in zip(HEADLINE, bootstrap_intervals(labels, predictions, n_classes)):
         metrics[f"{name}_ci"] = [float(low), float(high)]
     metrics["n"] = int(len(labels))

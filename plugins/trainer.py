@@ -13,11 +13,10 @@ from pathlib import Path
 
 from toolkit import hookimpl
 from toolkit.device import attention_kernel, use_bf16
-from toolkit.errors import TkError
 from toolkit.records import EpochRecord, TrainResult
+from toolkit.training import best_epoch, group_by_length, out_of_memory
 
 SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True), "f1": ("eval_f1", True)}
-GROUPING_PAYS_OFF = 0.10  # group by length when random batches would be at least 10% padding
 
 
 @hookimpl(trylast=True)
@@ -87,11 +86,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     try:
         trainer.train(resume_from_checkpoint=resume or None)
     except (torch.OutOfMemoryError, MemoryError) as error:
-        raise TkError(
-            f"Out of memory training with batch_size = {task.batch_size} and max_length = {task.max_length} "
-            f"({type(error).__name__}). Lower them, e.g. --set batch_size={max(1, task.batch_size // 2)}; "
-            "the last finished epoch is saved (tk run --resume RUN)."
-        ) from None
+        raise out_of_memory(task, error) from None
     finally:
         progress.close()
     history = [EpochRecord(**entry["tk_epoch"]) for entry in trainer.state.log_history if "tk_epoch" in entry]
@@ -104,28 +99,3 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
                "global_steps": trainer.state.global_step, "train_seconds_total": sum(r.seconds for r in history)},
     )
 
-
-def group_by_length(task, lengths) -> bool:
-    """The task's group_by_length; "auto" groups only where random batches would carry much padding.
-
-    Grouping changes which texts share a batch; where most texts are cut to
-    max_length anyway (IMDB at 128) it saves nothing, so the order stays random.
-    """
-    if task.group_by_length != "auto":
-        return bool(task.group_by_length)
-    import numpy as np
-
-    lengths = np.random.default_rng(task.seed).permutation(np.asarray(lengths))
-    usable = len(lengths) - len(lengths) % task.batch_size
-    if usable == 0 or not task.dynamic_padding:
-        return False
-    batches = lengths[:usable].reshape(-1, task.batch_size)
-    padded = batches.max(axis=1).sum() * task.batch_size
-    return 1 - batches.sum() / padded >= GROUPING_PAYS_OFF
-
-
-def best_epoch(history: list[EpochRecord], select_metric: str) -> int:
-    """The epoch the Trainer restored: the first with the best validation metric."""
-    if select_metric == "loss":
-        return min(history, key=lambda r: r.validation_loss).epoch
-    return max(history, key=lambda r: getattr(r, select_metric)).epoch

@@ -72,6 +72,13 @@ def project(tmp_path):
 
 
 @pytest.fixture
+def noisy(project):
+    # A fifth of the labels flipped and little data: a model trained long enough memorises the noise.
+    write_keyword_dataset(project / "noisy", train=140, test=60, noise=0.4, seed=7)
+    return project / "noisy"
+
+
+@pytest.fixture
 def pm(project):
     """A fresh plugin manager with the built-ins and the toy plugin."""
     return PluginManager().load(("toy_plugin",), project)

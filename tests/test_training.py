@@ -41,13 +41,6 @@ def run(pm, project, **overrides):
     return outcome, "\n".join(lines)
 
 
-@pytest.fixture
-def noisy(project):
-    # A fifth of the labels flipped and little data: a model trained long enough memorises the noise.
-    write_keyword_dataset(project / "noisy", train=140, test=60, noise=0.4, seed=7)
-    return project / "noisy"
-
-
 def test_forced_overfitting_is_diagnosed_and_best_epoch_kept(pm, project, noisy):
     outcome, printed = run(pm, project, data=str(noisy), epochs=12, learning_rate=3e-3, patience=0,
                            validation_size=40)

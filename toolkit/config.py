@@ -48,6 +48,7 @@ class TaskConfig:
     attention: str = _choice("auto", "auto", "sdpa", "eager")
     dynamic_padding: bool = True
     group_by_length: bool | str = _choice("auto", "auto", True, False)
+    cuda_graphs: str = _choice("auto", "auto", "on", "off")
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,7 +11,7 @@ def predict_probabilities(model: Any, encoded: dict[str, list], batch_size: int 
     """Class probabilities for already tokenized inputs, in input order."""
     import torch
 
-    ids = encoded["input_ids"]
+    ids = list(encoded["input_ids"])  # one conversion: indexing a datasets column row by row is slow
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", 0) or 0

@@ -14,7 +14,7 @@ from toolkit import artifacts, distributed
 from toolkit.checks import check_splits
 from toolkit.config import TaskConfig
 from toolkit.data import load_labelled
-from toolkit.device import use_bf16
+from toolkit.device import start_gpu_warm_up, use_bf16
 from toolkit.diagnosis import diagnose_overfitting, explain
 from toolkit.errors import TkError
 from toolkit.inference import predict_probabilities
@@ -77,6 +77,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     from transformers import set_seed
 
     dataset, model_info = registered(pm, task, where)
+    start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []

@@ -1,0 +1,97 @@
+"""Epoch checkpoints written on a background thread, so training never waits for the disk.
+
+The state is copied on the device first (fast: it is the device's own
+memory); a second thread moves the copy to the CPU on its own CUDA stream,
+writes it to a hidden folder and renames that folder into place, so a
+checkpoint is either whole or absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.errors import TkError
+
+STATE_FILE = "training_state.pt"
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of every tensor in a nested dict/list, still on its device."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: snapshot(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(snapshot(item) for item in value)
+    return value
+
+
+def to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(item) for item in value)
+    return value
+
+
+class CheckpointWriter:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, name: str, state: dict[str, Any]) -> None:
+        """Start writing ``state`` (a snapshot the caller no longer changes) as checkpoint ``name``."""
+        self.wait()
+        ready = torch.cuda.Event() if torch.cuda.is_available() else None
+        if ready is not None:
+            ready.record()
+        self._thread = threading.Thread(target=self._write, args=(name, state, ready), daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise TkError(f"Could not write the epoch checkpoint in {self.folder}: {error}. "
+                          "Free some disk space or pick another --output.")
+
+    def _write(self, name: str, state: dict[str, Any], ready: Any) -> None:
+        try:
+            if ready is not None:
+                side = torch.cuda.Stream()
+                side.wait_event(ready)  # the snapshot's copies were queued before this event
+                with torch.cuda.stream(side):
+                    state = to_cpu(state)
+            else:
+                state = to_cpu(state)
+            partial = self.folder / f".partial-{name}"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            torch.save(state, partial / STATE_FILE)
+            os.replace(partial, self.folder / name)
+            for older in self.folder.glob("checkpoint-*"):
+                if older.name != name:
+                    shutil.rmtree(older, ignore_errors=True)
+        except BaseException as error:  # reported on the training thread by wait()
+            self._error = error
+
+
+def latest(folder: Path) -> Path | None:
+    """The newest whole checkpoint (partial ones are hidden folders and never match)."""
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return found[-1] if found else None
+
+
+def load(path: Path) -> dict[str, Any]:
+    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)

@@ -1,0 +1,170 @@
+"""The fixed-shape training loop behind cuda_graphs, run eagerly on the CPU (CI has no GPU).
+
+What capture adds on top (the same weights as eager steps, fresh dropout
+masks per replay) is checked on a GPU by benchmarks/gpu_check.py.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import plugins.cuda_graphs
+import plugins.static_loop
+from plugins.static_loop import Schedule, build_optimizer
+from plugins.static_step import WIDTH_STEP, DeviceSplit, TrainStep, batch_width, epoch_batches
+from toolkit import runs
+from toolkit.config import TaskConfig, load_config, with_overrides
+from toolkit.pipeline import resume_task, run_task
+from toolkit.progress import Progress
+
+from .test_reliability import InterruptAt, fails_with
+
+TASK = TaskConfig(name="t", dataset="toy", model="tiny", learning_rate=1e-2, max_length=64)
+
+
+@pytest.fixture
+def static_loop(monkeypatch):
+    """Route training through the static loop, as on a GPU, but without capture."""
+    monkeypatch.setattr(plugins.cuda_graphs, "graphs_wanted", lambda task: True)
+
+
+def tiny_classifier(tiny_model):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    return model.eval()  # no dropout: both sides must compute the same numbers
+
+
+def toy_split(rows=20, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 40, rows)
+    return {"input_ids": [rng.integers(5, 40, n).tolist() for n in lengths], "length": lengths.tolist(),
+            "labels": rng.integers(0, 2, rows).tolist()}
+
+
+def test_a_step_with_a_short_batch_equals_a_plain_training_step_on_its_real_rows(tiny_model):
+    split = toy_split()
+    real_rows = np.array([3, 7, 11, 12, 19])
+    width = batch_width(np.array(split["length"]), real_rows, 64, True)
+
+    model = tiny_classifier(tiny_model)
+    step = TrainStep(model, build_optimizer(model, TASK, torch.device("cpu")),
+                     DeviceSplit.from_split(split, 64, 0, torch.device("cpu")), 8, bf16=False, capture=False)
+    step.run(torch.tensor(np.r_[real_rows, [-1, -1, -1]]), width)  # 3 empty slots
+
+    reference = tiny_classifier(tiny_model)
+    optimizer = build_optimizer(reference, TASK, torch.device("cpu"))
+    ids = torch.zeros((len(real_rows), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(real_rows):
+        ids[i, :split["length"][row]] = torch.tensor(split["input_ids"][row])
+        mask[i, :split["length"][row]] = 1
+    labels = torch.tensor([split["labels"][row] for row in real_rows])
+    loss = reference(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+    optimizer.step()
+
+    assert step.take_loss_sum() == pytest.approx(loss.item(), rel=1e-5)
+    for (name, ours), theirs in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), tiny_classifier(tiny_model).parameters()))
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_epoch_batches_hold_every_row_once_in_a_seeded_order(grouped):
+    lengths = np.random.default_rng(0).integers(1, 70, 103)
+    batches = epoch_batches(lengths, 16, seed=1, epoch=1, grouped=grouped)
+    assert batches.shape == (7, 16)
+    assert sorted(batches[batches >= 0]) == list(range(103)) and (batches < 0).sum() == 112 - 103
+    assert np.array_equal(batches, epoch_batches(lengths, 16, seed=1, epoch=1, grouped=grouped))
+    assert not np.array_equal(batches, epoch_batches(lengths, 16, seed=1, epoch=2, grouped=grouped))
+
+
+def test_grouped_batches_carry_less_padding():
+    lengths = np.random.default_rng(0).integers(5, 70, 2000)
+
+    def padded_widths(grouped):
+        batches = epoch_batches(lengths, 16, seed=0, epoch=1, grouped=grouped)
+        return sum(batch_width(lengths, rows, 70, True) for rows in batches)
+
+    assert padded_widths(True) < 0.8 * padded_widths(False)
+
+
+def test_batch_widths_are_a_few_fixed_shapes():
+    lengths = np.array([5, 33, 64, 70])
+    assert batch_width(lengths, np.array([0, -1]), 70, True) == WIDTH_STEP
+    assert batch_width(lengths, np.array([0, 1]), 70, True) == 2 * WIDTH_STEP
+    assert batch_width(lengths, np.array([2]), 70, True) == 64
+    assert batch_width(lengths, np.array([3, 0]), 70, True) == 70  # capped at max_length
+    assert batch_width(lengths, np.array([0]), 70, dynamic_padding=False) == 70
+
+
+def test_learning_rate_follows_the_trainer_schedule():
+    task = TaskConfig(name="t", dataset="d", model="m", learning_rate=1e-3, warmup_ratio=0.1)
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, task, torch.device("cpu"))
+    schedule = Schedule(task, 100, optimizer)
+    rates = []
+    for step in (0, 5, 10, 55, 100):
+        schedule.set(step)
+        rates.append(float(optimizer.param_groups[0]["lr"]))
+    assert rates == pytest.approx([0.0, 5e-4, 1e-3, 5e-4, 0.0])
+
+
+def toy_task(project, **overrides):
+    return with_overrides(load_config(project / "tasks.toml").task("toy"), overrides)
+
+
+def test_static_loop_trains_and_saves_a_complete_run(pm, project, static_loop):
+    outcome = run_task(pm, toy_task(project), output=project / "runs", base=project,
+                       progress=Progress(lambda text: None, bar=False))
+    assert outcome.status == "complete" and outcome.metrics["accuracy"] >= 0.9
+    training = json.loads((outcome.run_dir / "manifest.json").read_text())["training"]
+    assert training["engine"] == "static-eager" and training["global_steps"] == 4 * 160 // 8
+    assert len(outcome.metrics["history"]) == 4
+    assert not (outcome.run_dir / "checkpoints").exists()
+
+
+def test_static_loop_keeps_the_best_epoch(pm, project, noisy, static_loop):
+    outcome = run_task(pm, toy_task(project, data=str(noisy), epochs=10, learning_rate=3e-3, patience=1),
+                       output=project / "runs", base=project, progress=Progress(lambda text: None, bar=False))
+    history = outcome.metrics["history"]
+    best = outcome.metrics["best_epoch"]
+    assert len(history) == best + 1 < 10  # stopped one epoch after the last improvement
+    assert history[best - 1]["validation_loss"] == min(r["validation_loss"] for r in history)
+
+
+def test_interrupted_static_run_resumes_to_the_same_metrics(pm, project, static_loop):
+    task = toy_task(project, epochs=3)
+    quiet = Progress(lambda text: None, bar=False)
+    whole = run_task(pm, task, output=project / "whole", base=project, progress=quiet)
+
+    stopped = run_task(pm, task, output=project / "parts", base=project, progress=InterruptAt(160 // 8 + 5))
+    assert stopped.status == "interrupted"
+    assert (stopped.run_dir / "checkpoints" / f"checkpoint-{160 // 8}").is_dir()
+
+    resumed = resume_task(pm, stopped.run_dir, quiet)
+    assert resumed.status == "complete" and runs.run_status(stopped.run_dir) == "complete"
+    assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
+    for a, b in zip(resumed.metrics["history"], whole.metrics["history"]):
+        assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-6)
+
+
+def test_a_minute_of_training_gets_a_checkpoint_without_an_interrupt(pm, project, static_loop, monkeypatch):
+    monkeypatch.setattr(plugins.static_loop, "CHECKPOINT_INTERVAL", 0.0)
+    written = []
+    monkeypatch.setattr(plugins.static_loop.epoch_checkpoints.CheckpointWriter, "save",
+                        lambda self, name, state: written.append((name, state["epoch"])))
+    run_task(pm, toy_task(project, epochs=3), output=project / "runs", base=project,
+             progress=Progress(lambda text: None, bar=False))
+    assert written == [("checkpoint-20", 1), ("checkpoint-40", 2)]  # none after the last epoch
+
+
+def test_cuda_graphs_on_without_a_gpu(project):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    fails_with('cuda_graphs = "on" cannot run on a machine without a CUDA GPU', "run", "toy", "--set",
+               "cuda_graphs=on", "--output", project / "runs")
