@@ -1,13 +1,15 @@
 """The default training plugin: the Hugging Face Trainer, set up to be fast and honest.
 
 One checkpoint per epoch (never every few steps), dynamic padding with
-length-grouped batches, bf16 where the hardware runs it fast, model selection
-on the validation split with early stopping and the best epoch restored.
+length-grouped batches, bf16 where the hardware runs it fast, fast dropout
+masks on the CPU, model selection on the validation split with early
+stopping and the best epoch restored.
 Works unchanged under ``torchrun`` and ``accelerate launch``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
+    from plugins.fast_dropout import fast_dropout
     from plugins.trainer_report import ReportCallback
 
     metric, greater_is_better = SELECT_KEYS[task.select_metric]
@@ -82,9 +85,11 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
     if task.patience:
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=task.patience))
+    on_cpu = not torch.cuda.is_available()
     started = time.perf_counter()
     try:
-        trainer.train(resume_from_checkpoint=resume or None)
+        with fast_dropout(model) if task.fast_dropout and on_cpu else contextlib.nullcontext():
+            trainer.train(resume_from_checkpoint=resume or None)
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise out_of_memory(task, error) from None
     finally:
@@ -96,6 +101,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         best_epoch=best_epoch(history, task.select_metric),
         train_seconds=time.perf_counter() - started,
         extra={"bf16": bf16, "group_by_length": grouped, "attention": model.config._attn_implementation,
+               "fast_dropout": task.fast_dropout and on_cpu,
                "global_steps": trainer.state.global_step, "train_seconds_total": sum(r.seconds for r in history)},
     )
 

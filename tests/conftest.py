@@ -45,6 +45,17 @@ def tiny_model(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def tiny_model_with_dropout(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert-dropout"), dropout=0.1)
+
+
+@pytest.fixture
+def with_dropout(monkeypatch, tiny_model_with_dropout):
+    """The toy tasks' model with dropout 0.1: for checks that random masks are reproduced exactly."""
+    monkeypatch.setenv("TK_TOY_MODEL", str(tiny_model_with_dropout))
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tiny_model, tmp_path):
     """No Hub, no user data dir, the toy model available; every test in its own folder."""

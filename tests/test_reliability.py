@@ -141,7 +141,7 @@ class InterruptAt(Progress):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_interrupted_run_resumes_to_the_same_metrics(pm, project):
+def test_interrupted_run_resumes_to_the_same_metrics(pm, project, with_dropout):
     task = with_overrides(load_config(project / "tasks.toml").task("toy"), {"epochs": 3})
     steps_per_epoch = 160 // 8
     whole = run_task(pm, task, output=project / "whole", base=project, progress=Progress(lambda t: None, bar=False))

@@ -137,7 +137,7 @@ def test_static_loop_keeps_the_best_epoch(pm, project, noisy, static_loop):
     assert history[best - 1]["validation_loss"] == min(r["validation_loss"] for r in history)
 
 
-def test_interrupted_static_run_resumes_to_the_same_metrics(pm, project, static_loop):
+def test_interrupted_static_run_resumes_to_the_same_metrics(pm, project, static_loop, with_dropout):
     task = toy_task(project, epochs=3)
     quiet = Progress(lambda text: None, bar=False)
     whole = run_task(pm, task, output=project / "whole", base=project, progress=quiet)

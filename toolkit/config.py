@@ -49,6 +49,7 @@ class TaskConfig:
     dynamic_padding: bool = True
     group_by_length: bool | str = _choice("auto", "auto", True, False)
     cuda_graphs: str = _choice("auto", "auto", "on", "off")
+    fast_dropout: bool = True
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

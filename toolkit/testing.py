@@ -27,8 +27,13 @@ KEYWORDS = {
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def make_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, max_positions: int = 128, seed: int = 0) -> Path:
-    """Save a tiny random BERT (seeded) and a word-level vocabulary (all words used here) under ``folder``."""
+def make_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, max_positions: int = 128, seed: int = 0,
+                    dropout: float = 0.0) -> Path:
+    """Save a tiny random BERT (seeded) and a word-level vocabulary (all words used here) under ``folder``.
+
+    No dropout by default, so whether a toy run learns does not hinge on one
+    stream of random masks.
+    """
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -39,7 +44,8 @@ def make_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, max_positio
                                   model_max_length=max_positions)
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=hidden * 2, max_position_embeddings=max_positions)
+                        intermediate_size=hidden * 2, max_position_embeddings=max_positions,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     return folder
 
