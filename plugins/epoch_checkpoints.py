@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +24,20 @@ STATE_FILE = "training_state.pt"
 
 def snapshot(value: Any) -> Any:
     """A copy of every tensor in a nested dict/list, still on its device."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {key: snapshot(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(snapshot(item) for item in value)
-    return value
+    return _map_tensors(value, lambda tensor: tensor.detach().clone())
 
 
 def to_cpu(value: Any) -> Any:
+    return _map_tensors(value, lambda tensor: tensor.cpu())
+
+
+def _map_tensors(value: Any, change: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.cpu()
+        return change(value)
     if isinstance(value, dict):
-        return {key: to_cpu(item) for key, item in value.items()}
+        return {key: _map_tensors(item, change) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(to_cpu(item) for item in value)
+        return type(value)(_map_tensors(item, change) for item in value)
     return value
 
 

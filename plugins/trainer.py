@@ -77,7 +77,8 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         model=model,
         args=args,
         train_dataset=splits["train"],
-        eval_dataset=splits["validation"],
+        # Longest first: each evaluation batch carries little padding (metrics do not depend on order).
+        eval_dataset=splits["validation"].sort("length", reverse=True),
         data_collator=collator,
         compute_metrics=epoch_metrics,
         callbacks=[ReportCallback(progress)],
