@@ -77,8 +77,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
         model=model,
         args=args,
         train_dataset=splits["train"],
-        # Longest first: each evaluation batch carries little padding (metrics do not depend on order).
-        eval_dataset=splits["validation"].sort("length", reverse=True),
+        eval_dataset=longest_first(splits["validation"]),
         data_collator=collator,
         compute_metrics=epoch_metrics,
         callbacks=[ReportCallback(progress)],
@@ -106,3 +105,9 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
                "global_steps": trainer.state.global_step, "train_seconds_total": sum(r.seconds for r in history)},
     )
 
+
+def longest_first(split):
+    """Rows by falling length: each evaluation batch carries little padding (metrics do not depend on order)."""
+    import numpy as np
+
+    return split.select(np.argsort(-np.asarray(split["length"]), kind="stable"))
