@@ -189,12 +189,14 @@ class StaticLoop:
             "optimizer": self.optimizer.state_dict(),
             "history": [r.as_dict() for r in self.history],
             "best_epoch": self.best.epoch,
-            "best_model": self.best_state if self.best.epoch != epoch else None,
             "epochs_without_gain": self.epochs_without_gain,
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if self.capture else None,
         }
-        return f"checkpoint-{self.global_step}", epoch_checkpoints.snapshot(state)
+        state = epoch_checkpoints.snapshot(state)
+        # best_state is already a private copy that training never changes: no second clone.
+        state["best_model"] = self.best_state if self.best.epoch != epoch else None
+        return f"checkpoint-{self.global_step}", state
 
     def _write_resume_point(self) -> None:
         if self.resume_point is not None:

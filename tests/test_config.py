@@ -16,6 +16,12 @@ def write(tmp_path, text):
     return path
 
 
+def refused(tmp_path, text, message):
+    """tasks.toml ``text`` fails to load with a TkError matching ``message``."""
+    with pytest.raises(TkError, match=message):
+        load_config(write(tmp_path, text))
+
+
 def test_shipped_tasks_have_the_reference_settings():
     config = load_config(REPO_TASKS)
     imdb = config.task("imdb-bert")
@@ -28,33 +34,26 @@ def test_shipped_tasks_have_the_reference_settings():
 
 
 def test_malformed_toml_names_file_line_and_column(tmp_path):
-    path = write(tmp_path, "[tasks.a]\ndataset = \n")
-    with pytest.raises(TkError, match=r"tasks.toml: not valid TOML: .*line 2"):
-        load_config(path)
+    refused(tmp_path, "[tasks.a]\ndataset = \n", r"tasks.toml: not valid TOML: .*line 2")
 
 
 def test_unknown_key_suggests_the_closest(tmp_path):
-    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepoch = 2\n')
-    with pytest.raises(TkError, match=r"tasks.toml: task 'a': unknown key 'epoch'. Did you mean 'epochs'\?"):
-        load_config(path)
+    refused(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepoch = 2\n',
+            r"tasks.toml: task 'a': unknown key 'epoch'. Did you mean 'epochs'\?")
 
 
 def test_wrong_type_names_task_and_key(tmp_path):
-    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepochs = "three"\n')
-    with pytest.raises(TkError, match=r"task 'a': key 'epochs' must be an integer, got 'three'"):
-        load_config(path)
+    refused(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepochs = "three"\n',
+            r"task 'a': key 'epochs' must be an integer, got 'three'")
 
 
 def test_bool_is_not_an_integer(tmp_path):
-    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nbatch_size = true\n')
-    with pytest.raises(TkError, match="batch_size"):
-        load_config(path)
+    refused(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nbatch_size = true\n', "batch_size")
 
 
 def test_bad_choice_lists_the_valid_ones(tmp_path):
-    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\ntruncation = "tial"\n')
-    with pytest.raises(TkError, match=r"'head', 'tail', 'head\+tail'.*Did you mean 'tail'"):
-        load_config(path)
+    refused(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\ntruncation = "tial"\n',
+            r"'head', 'tail', 'head\+tail'.*Did you mean 'tail'")
 
 
 def test_defaults_are_shared_and_overridable(tmp_path):
@@ -65,9 +64,7 @@ def test_defaults_are_shared_and_overridable(tmp_path):
 
 
 def test_missing_dataset_key(tmp_path):
-    path = write(tmp_path, '[tasks.a]\nmodel = "minilm"\n')
-    with pytest.raises(TkError, match="task 'a' has no 'dataset' key"):
-        load_config(path)
+    refused(tmp_path, '[tasks.a]\nmodel = "minilm"\n', "task 'a' has no 'dataset' key")
 
 
 def test_unknown_task_suggests(tmp_path):

@@ -21,6 +21,13 @@ def load(pm, name, path):
     return load_labelled(pm, pm.dataset(name), DataSource(path, "test"), notes), notes
 
 
+def refused(pm, name, path, text, message):
+    """A ``name`` data file holding ``text`` fails to load with a TkError matching ``message``."""
+    path.write_text(text)
+    with pytest.raises(TkError, match=message):
+        load(pm, name, path)
+
+
 def write_acl(root):
     for (split, label), texts in REVIEWS.items():
         folder = root / "aclImdb" / split / label
@@ -84,10 +91,8 @@ def test_imdb_single_table_file(pm, tmp_path, suffix):
 
 
 def test_csv_without_label_column_names_the_columns(pm, tmp_path):
-    path = tmp_path / "reviews.csv"
-    path.write_text("text,stars\nGood,5\nBad,1\n")
-    with pytest.raises(TkError, match="no label column. Found columns: text, stars"):
-        load(pm, "imdb", path)
+    refused(pm, "imdb", tmp_path / "reviews.csv", "text,stars\nGood,5\nBad,1\n",
+            "no label column. Found columns: text, stars")
 
 
 def test_non_utf8_csv_is_a_clear_error(pm, tmp_path):
@@ -124,17 +129,13 @@ def test_sentiment140_polarity_text_csv(pm, tmp_path):
 
 
 def test_label_outside_mapping_quotes_rows(pm, tmp_path):
-    path = tmp_path / "train.csv"
-    path.write_text("polarity,text\n0,sad\n4,happy\n1,what\n0,bad\n")
-    with pytest.raises(TkError, match=r"outside the mapping: 1 \(e.g. row 2: 1\)"):
-        load(pm, "sentiment140", path)
+    refused(pm, "sentiment140", tmp_path / "train.csv", "polarity,text\n0,sad\n4,happy\n1,what\n0,bad\n",
+            r"outside the mapping: 1 \(e.g. row 2: 1\)")
 
 
 def test_single_class_training_set_is_refused(pm, tmp_path):
-    path = tmp_path / "train.csv"
-    path.write_text("polarity,text\n0,sad\n0,bad\n0,awful\n")
-    with pytest.raises(TkError, match="every training row is labelled 'negative'"):
-        load(pm, "sentiment140", path)
+    refused(pm, "sentiment140", tmp_path / "train.csv", "polarity,text\n0,sad\n0,bad\n0,awful\n",
+            "every training row is labelled 'negative'")
 
 
 def test_source_precedence(monkeypatch, tmp_path):
