@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugins.static_loop import build_optimizer  # noqa: E402
-from plugins.static_step import DeviceSplit, TrainStep  # noqa: E402
+from plugins.engines.cuda_graphs.loop import build_optimizer  # noqa: E402
+from plugins.engines.cuda_graphs.step import DeviceSplit, TrainStep  # noqa: E402
 from toolkit.config import TaskConfig  # noqa: E402
 
 # Without CUDA it runs eagerly on the CPU: a dry run that catches mistakes before a GPU is lent.
@@ -118,10 +118,10 @@ def time_steps(batch_size: int, capture: bool, steps: int) -> float:
 
 def cold_start() -> None:
     """Where the first epoch's extra seconds go, in a fresh process: each phase of the first capture."""
-    from plugins import static_step
-    from toolkit.inference import predict_probabilities
+    from plugins.engines.cuda_graphs import step as static_step
+    from toolkit.evaluation.inference import predict_probabilities
 
-    from toolkit.device import start_gpu_warm_up, wait_for_gpu_warm_up
+    from toolkit.training.device import start_gpu_warm_up, wait_for_gpu_warm_up
 
     marks = [("start", time.perf_counter())]
     if "--warm" in sys.argv:

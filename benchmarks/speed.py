@@ -41,7 +41,7 @@ class RandomBertBase:
     @hookimpl
     def tk_load_tokenizer(self, model):
         if model.name == "bert-base-random":
-            from plugins.minilm import bundled_model_dir
+            from plugins.models.minilm import bundled_model_dir
             from toolkit.models import load_tokenizer
 
             return load_tokenizer(str(bundled_model_dir()))  # the bert-base-uncased vocabulary
@@ -76,8 +76,8 @@ def run_reference(pm, task, workdir: Path) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from toolkit.pipeline import prepare
-    from toolkit.progress import Progress
+    from toolkit.runs.pipeline import prepare
+    from toolkit.training.progress import Progress
 
     prepared = prepare(pm, task, None, REPO, Progress(bar=False))
     tokenizer = prepared.tokenizer
@@ -109,9 +109,9 @@ def run_reference(pm, task, workdir: Path) -> dict:
 
 
 def run_tk(pm, task, workdir: Path) -> dict:
-    from toolkit.compare import summarise
-    from toolkit.pipeline import run_task
-    from toolkit.progress import Progress
+    from toolkit.runs.compare import summarise
+    from toolkit.runs.pipeline import run_task
+    from toolkit.training.progress import Progress
 
     outcome = run_task(pm, task, output=workdir / "runs", base=REPO, progress=Progress(bar=False))
     m = outcome.metrics
@@ -156,7 +156,7 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
     """One row per side; the tk row says whether its accuracy differs from the reference's beyond noise."""
     import numpy as np
 
-    from toolkit.compare import RunSummary, mcnemar_p, verdict
+    from toolkit.runs.compare import RunSummary, mcnemar_p, verdict
 
     header = (f"{'task':<22} {'setup':<10} {'train s':>8} {'samples/s':>9} {'speed-up':>8} {'peak MB':>8} "
               f"{'accuracy':>8} {'f1':>6}  accuracy vs reference")

@@ -1,10 +1,10 @@
 import datasets
 import pytest
 
-from toolkit.checks import check_splits, normalise
+from toolkit.data.checks import check_splits, normalise
 from toolkit.config import TaskConfig
-from toolkit.splits import make_splits
-from toolkit.tokens import encode_texts
+from toolkit.data.splits import make_splits
+from toolkit.data.tokens import encode_texts
 
 LABELS = ("neg", "pos")
 

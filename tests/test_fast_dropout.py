@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from plugins.fast_dropout import ATTENTION, FastDropout, fast_dropout, keep_mask
+from plugins.engines.trainer.fast_dropout import ATTENTION, FastDropout, fast_dropout, keep_mask
 
 
 def test_masks_keep_the_right_share_and_follow_torch_seed():

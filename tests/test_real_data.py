@@ -23,7 +23,7 @@ def test_imdb_minilm_on_a_slice_of_real_imdb(shared_data, monkeypatch, tmp_path)
 
 
 def test_sentiment140_raw_files_map_polarity_and_drop_neutral(shared_data, pm):
-    from toolkit.data import load_labelled
+    from toolkit.data.loading import load_labelled
     from toolkit.records import DataSource
 
     notes = []

@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit import runs
+from toolkit.runs import folders as runs
 from toolkit.cli import cli
 from toolkit.config import load_config, with_overrides
 from toolkit.errors import TkError
-from toolkit.labels import apply_label_mapping
-from toolkit.pipeline import resume_task, run_task
-from toolkit.progress import Progress
+from toolkit.data.labels import apply_label_mapping
+from toolkit.runs.pipeline import resume_task, run_task
+from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, LabelMapping
 
 

@@ -3,8 +3,8 @@ import json
 from transformers import pipeline
 
 from toolkit.config import load_config, with_overrides
-from toolkit.pipeline import run_task
-from toolkit.progress import Progress
+from toolkit.runs.pipeline import run_task
+from toolkit.training.progress import Progress
 
 
 def quiet():

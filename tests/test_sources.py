@@ -7,10 +7,10 @@ import tarfile
 import datasets
 import pytest
 
-from toolkit.data import load_labelled
+from toolkit.data.loading import load_labelled
 from toolkit.errors import TkError
 from toolkit.records import DataSource
-from toolkit.sources import resolve_source
+from toolkit.data.sources import resolve_source
 
 REVIEWS = {("train", "pos"): ["A great film.", "Loved it."], ("train", "neg"): ["Dull.", "Awful <br /> acting."],
            ("test", "pos"): ["Wonderful!"], ("test", "neg"): ["Terrible."]}

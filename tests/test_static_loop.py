@@ -11,14 +11,14 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-import plugins.cuda_graphs
-import plugins.static_loop
-from plugins.static_loop import Schedule, build_optimizer
-from plugins.static_step import WIDTH_STEP, DeviceSplit, TrainStep, batch_width, epoch_batches
-from toolkit import runs
+import plugins.engines.cuda_graphs
+import plugins.engines.cuda_graphs.loop
+from plugins.engines.cuda_graphs.loop import Schedule, build_optimizer
+from plugins.engines.cuda_graphs.step import WIDTH_STEP, DeviceSplit, TrainStep, batch_width, epoch_batches
+from toolkit.runs import folders as runs
 from toolkit.config import TaskConfig, load_config, with_overrides
-from toolkit.pipeline import resume_task, run_task
-from toolkit.progress import Progress
+from toolkit.runs.pipeline import resume_task, run_task
+from toolkit.training.progress import Progress
 
 from .test_reliability import InterruptAt, fails_with
 
@@ -28,7 +28,7 @@ TASK = TaskConfig(name="t", dataset="toy", model="tiny", learning_rate=1e-2, max
 @pytest.fixture
 def static_loop(monkeypatch):
     """Route training through the static loop, as on a GPU, but without capture."""
-    monkeypatch.setattr(plugins.cuda_graphs, "graphs_wanted", lambda task: True)
+    monkeypatch.setattr(plugins.engines.cuda_graphs, "graphs_wanted", lambda task: True)
 
 
 def tiny_classifier(tiny_model):
@@ -154,9 +154,9 @@ def test_interrupted_static_run_resumes_to_the_same_metrics(pm, project, static_
 
 
 def test_a_minute_of_training_gets_a_checkpoint_without_an_interrupt(pm, project, static_loop, monkeypatch):
-    monkeypatch.setattr(plugins.static_loop, "CHECKPOINT_INTERVAL", 0.0)
+    monkeypatch.setattr(plugins.engines.cuda_graphs.loop, "CHECKPOINT_INTERVAL", 0.0)
     written = []
-    monkeypatch.setattr(plugins.static_loop.epoch_checkpoints.CheckpointWriter, "save",
+    monkeypatch.setattr(plugins.engines.cuda_graphs.loop.epoch_checkpoints.CheckpointWriter, "save",
                         lambda self, name, state: written.append((name, state["epoch"])))
     run_task(pm, toy_task(project, epochs=3), output=project / "runs", base=project,
              progress=Progress(lambda text: None, bar=False))

@@ -9,11 +9,11 @@ from sklearn.metrics import f1_score
 
 from plugins.metrics import tk_compute_metrics
 from toolkit.cli import cli
-from toolkit.compare import RunSummary, mcnemar_p
+from toolkit.runs.compare import RunSummary, mcnemar_p
 from toolkit.config import load_config, with_overrides
-from toolkit.diagnosis import diagnose_overfitting
-from toolkit.pipeline import run_task
-from toolkit.progress import Progress
+from toolkit.evaluation.diagnosis import diagnose_overfitting
+from toolkit.runs.pipeline import run_task
+from toolkit.training.progress import Progress
 from toolkit.records import EpochRecord
 from toolkit.testing import write_keyword_dataset
 

@@ -7,7 +7,7 @@ The model folder comes from TK_TOY_MODEL, set by the tests' fixtures.
 import os
 
 from toolkit import hookimpl
-from toolkit.datafiles import load_table, split_files
+from toolkit.data.files import load_table, split_files
 from toolkit.models import load_classifier, load_tokenizer
 from toolkit.records import DatasetInfo, LabelMapping, ModelInfo
 

@@ -88,10 +88,10 @@ def parse_overrides(assignments: tuple[str, ...]) -> dict:
 @pass_session
 def run(session, task_name, assignments, data, output, resume_dir, strict):
     """Fine-tune and evaluate TASK from tasks.toml."""
-    from toolkit.pipeline import resume_task, run_task
-    from toolkit.progress import Progress
-    from toolkit.report import format_metrics
-    from toolkit.runs import run_status
+    from toolkit.runs.pipeline import resume_task, run_task
+    from toolkit.training.progress import Progress
+    from toolkit.evaluation.report import format_metrics
+    from toolkit.runs.folders import run_status
 
     progress = Progress(click.echo)
     if resume_dir:
@@ -118,7 +118,7 @@ def run(session, task_name, assignments, data, output, resume_dir, strict):
 def list_command(session, show_runs, output):
     """Show tasks, datasets, models and plugins, and where each comes from."""
     if show_runs:
-        from toolkit.runs import list_runs
+        from toolkit.runs.folders import list_runs
 
         rows = list_runs(output)
         for path, status in rows:
@@ -156,9 +156,9 @@ def list_command(session, show_runs, output):
 @pass_session
 def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, as_json):
     """Token-length statistics of DATASET and a recommended max_length."""
-    from toolkit.data import load_named
+    from toolkit.data.loading import load_named
     from toolkit.hub import hub_reachable
-    from toolkit.lengths import analyze, format_report, plot_histogram
+    from toolkit.data.lengths import analyze, format_report, plot_histogram
 
     pm = session.pm
     models = [pm.model(name) for name in (model_names or ("bert-uncased",))]
@@ -191,8 +191,8 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
 @pass_session
 def check(session, dataset_name, data, as_json, strict):
     """Check DATASET: duplicates, train/test leakage, label conflicts, balance, empty texts, HTML."""
-    from toolkit.checks import check_splits, format_report
-    from toolkit.data import load_named
+    from toolkit.data.checks import check_splits, format_report
+    from toolkit.data.loading import load_named
 
     labelled = load_named(session.pm, dataset_name, data)
     report = check_splits(labelled.splits, labelled.dataset.name, labelled.dataset.labels)
@@ -215,7 +215,7 @@ def check(session, dataset_name, data, as_json, strict):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def predict(run_dir, texts, text_file, as_json):
     """Label TEXTS with the model saved in RUN."""
-    from toolkit.saved import load_run
+    from toolkit.runs.saved import load_run
 
     texts = list(texts) + ([line.rstrip("\n") for line in text_file if line.strip()] if text_file else [])
     if not texts:
@@ -240,9 +240,9 @@ def predict(run_dir, texts, text_file, as_json):
 @pass_session
 def evaluate(session, run_dir, data, split):
     """Evaluate the model saved in RUN on a whole dataset split."""
-    from toolkit.report import format_metrics
-    from toolkit.runs import write_json
-    from toolkit.saved import evaluate_run, load_run
+    from toolkit.evaluation.report import format_metrics
+    from toolkit.runs.folders import write_json
+    from toolkit.runs.saved import evaluate_run, load_run
 
     metrics = evaluate_run(session.pm, load_run(run_dir), data, split)
     for note in metrics["notes"]:
@@ -267,8 +267,8 @@ def evaluate(session, run_dir, data, split):
 @pass_session
 def sweep(session, task_name, grid_specs, assignments, seeds, data, output):
     """Run every combination of --grid values for TASK and compare them."""
-    from toolkit.progress import Progress
-    from toolkit.sweep import parse_grid, run_sweep
+    from toolkit.training.progress import Progress
+    from toolkit.runs.sweep import parse_grid, run_sweep
 
     task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
     table = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
@@ -281,7 +281,7 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output):
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
 def compare(run_dirs):
     """Compare finished runs: which differences are real and which are noise."""
-    from toolkit.compare import compare_runs, summarise
+    from toolkit.runs.compare import compare_runs, summarise
 
     click.echo(compare_runs([summarise(path) for path in run_dirs]))
 

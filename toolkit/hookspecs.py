@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
     from toolkit.config import TaskConfig
-    from toolkit.progress import Progress
+    from toolkit.training.progress import Progress
 
 hookspec = pluggy.HookspecMarker("tk")
 

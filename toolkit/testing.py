@@ -84,7 +84,7 @@ def check_dataset_plugin(pm: PluginManager, name: str, local_path: Path) -> None
     columns; every raw label value covered by the label mapping; each class
     present in the training split.
     """
-    from toolkit.data import load_labelled
+    from toolkit.data.loading import load_labelled
 
     info = pm.datasets().get(name)
     assert info is not None, f"no plugin registers the dataset '{name}'"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit import distributed, hookimpl
-from toolkit.device import use_bf16
+from toolkit import hookimpl
+from toolkit.training import distributed
+from toolkit.training.device import use_bf16
 from toolkit.errors import TkError
 
 
@@ -25,8 +26,8 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
             return None  # the Trainer wrote them: the Trainer resumes them
     elif not graphs_wanted(task):
         return None
-    from plugins.static_loop import StaticLoop
-    from toolkit.training import out_of_memory
+    from plugins.engines.cuda_graphs.loop import StaticLoop
+    from toolkit.training.policy import out_of_memory
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loop = StaticLoop(model, tokenizer, splits, task, run_dir, progress, compute_metrics, use_bf16(task.bf16), device)
@@ -51,7 +52,7 @@ def graphs_wanted(task) -> bool:
 
 
 def wrote_checkpoints(run_dir: Path) -> bool:
-    from plugins.epoch_checkpoints import STATE_FILE, latest
+    from plugins.engines.cuda_graphs.checkpoints import STATE_FILE, latest
 
     found = latest(run_dir / "checkpoints")
     return found is not None and (found / STATE_FILE).is_file()

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.labels import apply_label_mapping
+from toolkit.data.labels import apply_label_mapping
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
-from toolkit.sources import resolve_source
+from toolkit.data.sources import resolve_source
 
 
 @dataclass

@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from toolkit import hookimpl
-from toolkit.datafiles import builder_for, load_builder, load_table, split_files, standard_columns
+from toolkit.data.files import builder_for, load_builder, load_table, split_files, standard_columns
 from toolkit.errors import TkError
 from toolkit.hub import require_hub
 from toolkit.records import DatasetInfo, DataSource, LabelMapping

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from toolkit import hookimpl
-from toolkit.device import attention_kernel, use_bf16
+from toolkit.training.device import attention_kernel, use_bf16
 from toolkit.records import EpochRecord, TrainResult
-from toolkit.training import best_epoch, group_by_length, out_of_memory
+from toolkit.training.policy import best_epoch, group_by_length, out_of_memory
 
 SELECT_KEYS = {"loss": ("eval_loss", False), "accuracy": ("eval_accuracy", True), "f1": ("eval_f1", True)}
 
@@ -28,8 +28,8 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from plugins.fast_dropout import fast_dropout
-    from plugins.trainer_report import ReportCallback
+    from plugins.engines.trainer.fast_dropout import fast_dropout
+    from plugins.engines.trainer.callback import ReportCallback
 
     metric, greater_is_better = SELECT_KEYS[task.select_metric]
     bf16 = use_bf16(task.bf16)

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from plugins import epoch_checkpoints
-from plugins.static_step import DeviceSplit, TrainStep, batch_width, epoch_batches
+from plugins.engines.cuda_graphs import checkpoints as epoch_checkpoints
+from plugins.engines.cuda_graphs.step import DeviceSplit, TrainStep, batch_width, epoch_batches
 from toolkit.config import TaskConfig
-from toolkit.device import attention_kernel, wait_for_gpu_warm_up
-from toolkit.inference import predict_probabilities
-from toolkit.interrupt import RunInterrupted, interrupt_requested
+from toolkit.training.device import attention_kernel, wait_for_gpu_warm_up
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.training.interrupt import RunInterrupted, interrupt_requested
 from toolkit.records import EpochRecord, TrainResult
-from toolkit.training import best_epoch, group_by_length, improved
+from toolkit.training.policy import best_epoch, group_by_length, improved
 
 # Each epoch's resume state is copied in device memory, and written to disk on Ctrl-C or once
 # there is a minute of training to lose: on a GPU a reference-protocol epoch takes about a

@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 
 from toolkit import hookimpl
-from toolkit.datafiles import builder_for, load_builder, load_table
+from toolkit.data.files import builder_for, load_builder, load_table
 from toolkit.errors import TkError
 from toolkit.hub import require_hub
 from toolkit.records import DatasetInfo, DataSource, LabelMapping

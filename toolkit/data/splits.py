@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.checks import text_hashes
+from toolkit.data.checks import text_hashes
 from toolkit.config import TaskConfig
 from toolkit.errors import TkError
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.artifacts import save_png
+from toolkit.runs.artifacts import save_png
 from toolkit.errors import TkError
 from toolkit.models import model_limit
 from toolkit.records import LengthStats

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.records import EpochRecord
-from toolkit.runs import saving_error, write_bytes, write_text
+from toolkit.runs.folders import saving_error, write_bytes, write_text
 
 PACKAGES = ("tk-toolkit", "torch", "transformers", "datasets", "accelerate", "tokenizers", "scikit-learn",
             "numpy", "pluggy")

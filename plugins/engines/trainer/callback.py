@@ -6,7 +6,7 @@ import time
 
 from transformers import TrainerCallback
 
-from toolkit.interrupt import RunInterrupted, interrupt_requested
+from toolkit.training.interrupt import RunInterrupted, interrupt_requested
 from toolkit.records import EpochRecord
 
 

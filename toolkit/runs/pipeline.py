@@ -10,23 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from toolkit import artifacts, distributed
-from toolkit.checks import check_splits
+from toolkit.runs import artifacts
+from toolkit.training import distributed
+from toolkit.data.checks import check_splits
 from toolkit.config import TaskConfig
-from toolkit.data import load_labelled
-from toolkit.device import start_gpu_warm_up, use_bf16
-from toolkit.diagnosis import diagnose_overfitting, explain
+from toolkit.data.loading import load_labelled
+from toolkit.training.device import start_gpu_warm_up, use_bf16
+from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.errors import TkError
-from toolkit.inference import predict_probabilities
-from toolkit.interrupt import RunInterrupted, graceful_interrupts
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
-from toolkit.progress import Progress
+from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs import new_run_dir, read_json, set_status, write_json
-from toolkit.scoring import score
-from toolkit.sources import resolve_source
-from toolkit.splits import make_splits
-from toolkit.tokens import tokenize_splits
+from toolkit.runs.folders import new_run_dir, read_json, set_status, write_json
+from toolkit.evaluation.scoring import score
+from toolkit.data.sources import resolve_source
+from toolkit.data.splits import make_splits
+from toolkit.data.tokens import tokenize_splits
 
 
 @dataclass
@@ -194,7 +195,7 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
 
 def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
     """Finish an interrupted run from its last epoch checkpoint, with its saved config."""
-    from toolkit.saved import task_of
+    from toolkit.runs.saved import task_of
 
     saved = read_json(run_dir / "config.json")
     task = task_of(run_dir)

@@ -11,10 +11,10 @@ import numpy as np
 
 from toolkit.config import TaskConfig, build_task
 from toolkit.errors import TkError
-from toolkit.inference import predict_probabilities
-from toolkit.runs import read_json, run_status
-from toolkit.scoring import score
-from toolkit.tokens import encode_texts
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.runs.folders import read_json, run_status
+from toolkit.evaluation.scoring import score
+from toolkit.data.tokens import encode_texts
 
 
 @dataclass
@@ -55,7 +55,7 @@ def task_of(run_dir: Path) -> TaskConfig:
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str, Any]:
     """The saved model on a dataset split (all of its rows), with the run's own label names."""
-    from toolkit.data import load_named
+    from toolkit.data.loading import load_named
 
     dataset = pm.dataset(saved.task.dataset)
     if dataset.labels != saved.labels:

@@ -57,7 +57,7 @@ def start_gpu_warm_up() -> None:
     global _warm_up
     import torch
 
-    from toolkit.distributed import world_size
+    from toolkit.training.distributed import world_size
 
     if torch.cuda.is_available() and world_size() == 1 and _warm_up is None:
         _warm_up = threading.Thread(target=_exercise_gpu, name="tk-gpu-warm-up", daemon=True)
