@@ -6,7 +6,7 @@ TASK ?= imdb-minilm
 ARGS ?=
 DATA ?= ../shared/data
 
-.PHONY: run test bench install
+.PHONY: run test test-fast test-minimum bench install
 
 $(BIN)/tk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ run: $(BIN)/tk
 
 test: $(BIN)/tk
 	$(BIN)/python -m pytest -q
+
+test-fast: $(BIN)/tk  # everything but the tests marked slow (several runs, subprocesses, real data)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The oldest versions pyproject.toml allows (torch stays 2.13.0: older CPU wheels are not on this mirror),
+# in a venv of its own, then the fast tests.
+test-minimum:
+	$(PYTHON) -m venv .venv-minimum
+	.venv-minimum/bin/pip install --quiet torch==2.13.0
+	.venv-minimum/bin/pip install --quiet -c constraints/minimum.txt -e ".[test]"
+	.venv-minimum/bin/python -m pytest -q -m "not slow"
 
 bench: $(BIN)/tk
 	TK_DATA_DIR=$(DATA) $(BIN)/python benchmarks/speed.py $(ARGS)

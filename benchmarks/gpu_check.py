@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugins.engines.cuda_graphs.loop import build_optimizer  # noqa: E402
 from plugins.engines.cuda_graphs.step import DeviceSplit, TrainStep  # noqa: E402
 from toolkit.config import TaskConfig  # noqa: E402
+from toolkit.training.policy import build_optimizer  # noqa: E402
 
 # Without CUDA it runs eagerly on the CPU: a dry run that catches mistakes before a GPU is lent.
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,7 +49,17 @@ def random_split(rows: int, max_length: int, vocab: int) -> dict:
 
 def trainer_for(model, data: DeviceSplit, batch_size: int, bf16: bool, capture: bool) -> TrainStep:
     capture = capture and DEVICE.type == "cuda"
-    return TrainStep(model, build_optimizer(model, TASK, DEVICE), data, batch_size, bf16, capture)
+    optimizer = build_optimizer(model, TASK, rate_on=DEVICE if capture else None)
+    return TrainStep(model, optimizer, data, batch_size, bf16, capture)
+
+
+def set_rate(optimizer, rate: float) -> None:
+    """Device-tensor rates (what a captured graph reads) are filled in place; plain floats replaced."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(rate)
+        else:
+            group["lr"] = rate
 
 
 def sync() -> None:
@@ -69,8 +79,7 @@ def check_same_function() -> float:
         model = bert(0.0, **shape)
         step = trainer_for(model, data, 16, bf16=False, capture=capture)
         for index, (rows, width) in enumerate(batches * 2):
-            for group in step.optimizer.param_groups:
-                group["lr"].fill_(1e-3 * (1 - index / 20))
+            set_rate(step.optimizer, 1e-3 * (1 - index / 20))
             step.run(torch.as_tensor(rows, device=DEVICE), width)
         sync()
         models.append((model, step.take_loss_sum(), sorted(step.graphs)))
@@ -87,8 +96,7 @@ def check_dropout_varies() -> None:
     data = DeviceSplit.from_split(random_split(64, 64, 30522), 64, 0, DEVICE)
     model = bert(0.1, hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
     step = trainer_for(model, data, 16, bf16=True, capture=True)
-    for group in step.optimizer.param_groups:
-        group["lr"].zero_()  # weights stay put: only dropout can change the loss
+    set_rate(step.optimizer, 0.0)  # weights stay put: only dropout can change the loss
     rows = torch.arange(16, device=DEVICE)
     losses = []
     for _ in range(3):
@@ -120,7 +128,6 @@ def cold_start() -> None:
     """Where the first epoch's extra seconds go, in a fresh process: each phase of the first capture."""
     from plugins.engines.cuda_graphs import step as static_step
     from toolkit.evaluation.inference import predict_probabilities
-
     from toolkit.training.device import start_gpu_warm_up, wait_for_gpu_warm_up
 
     marks = [("start", time.perf_counter())]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit import hookimpl
-from toolkit.records import LengthStats
+from toolkit.api import LengthStats, hookimpl
 
 CUTOFFS = (32, 64, 70, 100, 128, 256, 512)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit import hookimpl
+from toolkit.api import hookimpl
 
 BOOTSTRAP_RESAMPLES = 2000
 HEADLINE = ("accuracy", "f1", "precision", "recall")

@@ -95,6 +95,19 @@ def pm(project):
     return PluginManager().load(("toy_plugin",), project)
 
 
+ENGINES = ("trainer", "cuda-graphs")
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    """Each training engine in turn; cuda-graphs runs its loop eagerly here, as on a machine without CUDA."""
+    import plugins.engines.cuda_graphs
+
+    if request.param == "cuda-graphs":
+        monkeypatch.setattr(plugins.engines.cuda_graphs, "unavailable", lambda task: None)
+    return request.param
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():

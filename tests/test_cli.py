@@ -61,7 +61,7 @@ def test_hub_unreachable_fails_fast_with_offline_ways(project):
     assert time.perf_counter() - started < 20
     for result, what in ((model_from_hub, "bert-base-uncased"), (data_from_hub, "stanfordnlp/imdb")):
         assert result.exit_code == 1
-        assert f"Cannot reach the Hugging Face Hub to download" in result.output and what in result.output
+        assert "Cannot reach the Hugging Face Hub to download" in result.output and what in result.output
         for hint in ("--data", "TK_DATA_DIR", "minilm"):
             assert hint in result.output
 

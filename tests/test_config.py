@@ -88,15 +88,22 @@ def test_set_overrides_are_typed_and_checked():
                                                       st.floats(allow_nan=False), st.none()), max_size=5))
 def test_random_task_tables_give_a_config_or_a_tkerror(table):
     try:
-        parse_config({"tasks": {"t": table}}, Path("tasks.toml"))
-    except TkError:
-        pass
+        task = parse_config({"tasks": {"t": table}}, Path("tasks.toml")).task("t")
+    except TkError as error:
+        assert str(error).startswith("tasks.toml: task 't'"), error  # names the file and the task
+        return
+    assert {"dataset", "model"} <= table.keys()
+    described = task.describe()
+    assert all(described[key] == value for key, value in table.items()), "a value was changed on the way in"
 
 
 @given(st.text(max_size=40))
 def test_random_set_arguments_give_a_value_or_a_tkerror(text):
     task = load_config(REPO_TASKS).task("imdb-minilm")
     try:
-        with_overrides(task, dict([parse_assignment(text)]))
-    except TkError:
-        pass
+        key, value = parse_assignment(text)
+        changed = with_overrides(task, {key: value})
+    except TkError as error:
+        assert "--set" in str(error), error  # says where the bad value came from
+        return
+    assert changed.describe()[key] == value

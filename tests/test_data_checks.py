@@ -1,10 +1,11 @@
 import datasets
 import pytest
 
-from toolkit.data.checks import check_splits, normalise
 from toolkit.config import TaskConfig
+from toolkit.data.checks import check_splits, normalise
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import encode_texts
+from toolkit.errors import TkError
 
 LABELS = ("neg", "pos")
 
@@ -19,7 +20,7 @@ def findings(report):
     return {f.check: f for f in report.findings}
 
 
-def test_checks_find_duplicates_leakage_conflicts_empty_and_html():
+def test_checks_find_duplicates_leakage_conflicts_and_html():
     train = dataset(["Good film", "good   FILM", "Good film", "bad <br /> film", "  ", "same words"],
                     [1, 1, 1, 0, 0, 0])
     test = dataset(["Good film", "new text", "Same words"], [1, 0, 1])
@@ -29,8 +30,7 @@ def test_checks_find_duplicates_leakage_conflicts_empty_and_html():
     assert found["duplicates_normalised"].count == 2
     assert found["leakage_exact"].count == 1
     assert found["leakage_normalised"].count == 2
-    assert found["empty_texts"].count == 1
-    assert found["html"].count == 1
+    assert found["html"].count == 1 and "such as <br />" in found["html"].message
     conflicts = [f for f in report.findings if f.check == "label_conflicts"]
     assert conflicts == []  # same labels within train; the cross-split conflict is leakage
     assert "rows [0, 2]" in found["duplicates_exact"].examples[0]
@@ -69,7 +69,7 @@ def test_splits_are_disjoint_stratified_and_reproducible():
 
 
 def test_train_size_larger_than_the_data():
-    with pytest.raises(Exception, match="train_size = 1000 is larger than the 350 training rows"):
+    with pytest.raises(TkError, match="train_size = 1000 is larger than the 350 training rows"):
         make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])
 
 

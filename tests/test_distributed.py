@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(project):
     env = {**os.environ, "TK_TOY_MODEL": os.environ["TK_TOY_MODEL"], "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",

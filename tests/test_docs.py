@@ -9,7 +9,6 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -48,13 +47,60 @@ def test_every_hook_is_documented_with_its_exact_signature():
         assert f"{hook.__name__}{signature}" in text, f"docs/hooks.md: signature of {hook.__name__} differs"
 
 
-def test_every_task_key_is_documented():
-    from toolkit.config import TaskConfig
+def test_every_task_key_is_documented_with_its_default():
+    from toolkit.config import CORE_SETTINGS
+    from toolkit.plugins import PluginManager
 
     text = (DOCS / "tasks-toml.md").read_text()
-    for field in fields(TaskConfig):
-        if field.name != "name":
-            assert f"| `{field.name}` |" in text, f"{field.name} missing from docs/tasks-toml.md"
+    declared = PluginManager().load().settings()
+    assert {"fast_dropout", "resume_point_seconds"} <= declared.keys()
+    for name, setting in {**CORE_SETTINGS, **declared}.items():
+        row = re.search(rf"^\| `{re.escape(name)}` \|(.*)$", text, re.M)
+        assert row, f"{name} missing from docs/tasks-toml.md"
+        if setting.plugin:
+            assert f"`{setting.plugin}`" in row[1], f"{name}: its row does not name the plugin {setting.plugin}"
+        if setting.default is not None:
+            shown = str(setting.default).lower() if isinstance(setting.default, bool) else setting.default
+            shown = re.sub(r"e-0(\d)", r"e-\1", str(shown))  # 2e-05 is written 2e-5
+            assert shown in row[1], f"{name}: its row does not show the default {setting.default!r}"
+
+
+def test_architecture_tree_lists_every_module():
+    text = (DOCS / "architecture.md").read_text()
+    tree = text.split("```")[1]
+    listed, stack = set(), []
+    for line in tree.splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if not match or not match[2].endswith((".py", "/")):
+            continue
+        depth = len(match[1]) // 2
+        stack[depth:] = [match[2].rstrip("/")]
+        if match[2].endswith(".py"):
+            listed.add("/".join(stack))
+    actual = {str(p.relative_to(REPO)) for folder in ("toolkit", "plugins") for p in (REPO / folder).rglob("*.py")
+              if not (p.name == "__init__.py" and p.stat().st_size == 0)}
+    assert listed == actual, f"missing from the tree: {sorted(actual - listed)}; not in the code: {sorted(listed - actual)}"
+
+
+def test_plugins_import_only_the_plugin_api():
+    import ast
+
+    for path in (REPO / "plugins").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name == "toolkit" or (name.startswith("toolkit.") and name != "toolkit.api"):
+                    raise AssertionError(f"{path.relative_to(REPO)} imports {name}; plugins import toolkit.api only")
+
+
+def test_every_plugin_api_name_is_documented():
+    from toolkit import api
+
+    text = (DOCS / "hooks.md").read_text()
+    section = text.split("## The plugin API", 1)[1]
+    for name in api.__all__:
+        assert re.search(rf"`{name}[`(]", section), f"toolkit.api.{name} is not documented in docs/hooks.md"
 
 
 def test_every_error_case_in_the_table_has_a_test():
@@ -78,6 +124,7 @@ def trec_folder(tmp_path, shared_root):
     return folder
 
 
+@pytest.mark.slow
 def test_tutorial_plugin_installs_and_runs(tmp_path, monkeypatch):
     from tests.conftest import SHARED_DATA
     from toolkit.cli import cli

@@ -5,36 +5,18 @@ import json
 import os
 import signal
 import threading
-from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.runs import folders as runs
-from toolkit.cli import cli
-from toolkit.config import load_config, with_overrides
+from tests.helpers import fails_with, tk
+from toolkit.data.labels import _as_int, apply_label_mapping
 from toolkit.errors import TkError
-from toolkit.data.labels import apply_label_mapping
-from toolkit.runs.pipeline import resume_task, run_task
-from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, LabelMapping
-
-
-def tk(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    return result
-
-
-def fails_with(message, *args):
-    result = tk(*args)
-    assert result.exit_code == 1, result.output
-    assert message in result.output, result.output
-    return result
+from toolkit.runs import folders as runs
+from toolkit.training.progress import Progress
 
 
 def test_unknown_dataset_names_file_task_and_key(project):
@@ -128,37 +110,7 @@ def test_concurrent_runs_never_share_a_folder(tmp_path):
     assert len(set(made)) == 8
 
 
-class InterruptAt(Progress):
-    """Sends this process a real SIGTERM at a given training step."""
-
-    def __init__(self, step):
-        super().__init__(echo=lambda text: None, bar=False)
-        self.step, self.seen = step, 0
-
-    def advance(self):
-        self.seen += 1
-        if self.seen == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-def test_interrupted_run_resumes_to_the_same_metrics(pm, project, with_dropout):
-    task = with_overrides(load_config(project / "tasks.toml").task("toy"), {"epochs": 3})
-    steps_per_epoch = 160 // 8
-    whole = run_task(pm, task, output=project / "whole", base=project, progress=Progress(lambda t: None, bar=False))
-
-    stopped = run_task(pm, task, output=project / "parts", base=project, progress=InterruptAt(steps_per_epoch + 5))
-    assert stopped.status == "interrupted"
-    assert runs.run_status(stopped.run_dir) == "interrupted"
-    assert (stopped.run_dir / "checkpoints" / f"checkpoint-{steps_per_epoch}").is_dir()
-
-    resumed = resume_task(pm, stopped.run_dir, Progress(lambda t: None, bar=False))
-    assert resumed.status == "complete" and runs.run_status(stopped.run_dir) == "complete"
-    assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
-    for a, b in zip(resumed.metrics["history"], whole.metrics["history"]):
-        assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-6)
-    assert len(resumed.metrics["history"]) == 3
-
-
+@pytest.mark.slow
 def test_cli_interrupt_prints_resume_command_and_resume_finishes(project, monkeypatch):
     calls = []
 
@@ -191,7 +143,14 @@ def test_random_labels_and_mappings_give_data_or_a_tkerror(labels, mapping):
     if len({type(v) for v in labels}) > 1:
         labels = [str(v) for v in labels]  # one Arrow type per column, as any loader produces
     splits = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["t"] * len(labels), "label": labels}))
+    notes = []
     try:
-        apply_label_mapping(splits, DatasetInfo("d", ("a", "b")), LabelMapping(mapping), [])
-    except TkError:
-        pass
+        mapped = apply_label_mapping(splits, DatasetInfo("d", ("a", "b")), LabelMapping(mapping), notes)
+    except TkError as error:
+        assert str(error).startswith(("d:", ":")), error  # names the dataset (or its plugin)
+        return
+    ids = mapped["train"]["label"]
+    assert set(ids) == {0, 1}, "a trained split holds every class"
+    kept = [mapping.get(v, mapping.get(_as_int(v))) for v in labels]
+    assert ids == [k for k in kept if k is not None], "rows keep their order and their mapped class"
+    assert (len(ids) < len(labels)) == any("left out" in note for note in notes)

@@ -8,9 +8,9 @@ import datasets
 import pytest
 
 from toolkit.data.loading import load_labelled
+from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
 from toolkit.records import DataSource
-from toolkit.data.sources import resolve_source
 
 REVIEWS = {("train", "pos"): ["A great film.", "Loved it."], ("train", "neg"): ["Dull.", "Awful <br /> acting."],
            ("test", "pos"): ["Wonderful!"], ("test", "neg"): ["Terrible."]}

@@ -1,4 +1,4 @@
-"""The fixed-shape training loop behind cuda_graphs, run eagerly on the CPU (CI has no GPU).
+"""The fixed-shape training loop of the cuda-graphs engine, run eagerly on the CPU (CI has no GPU).
 
 What capture adds on top (the same weights as eager steps, fresh dropout
 masks per replay) is checked on a GPU by benchmarks/gpu_check.py.
@@ -11,24 +11,13 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-import plugins.engines.cuda_graphs
 import plugins.engines.cuda_graphs.loop
-from plugins.engines.cuda_graphs.loop import Schedule, build_optimizer
 from plugins.engines.cuda_graphs.step import WIDTH_STEP, DeviceSplit, TrainStep, batch_width, epoch_batches
-from toolkit.runs import folders as runs
-from toolkit.config import TaskConfig, load_config, with_overrides
-from toolkit.runs.pipeline import resume_task, run_task
-from toolkit.training.progress import Progress
+from tests.helpers import train_toy
+from toolkit.config import build_task
+from toolkit.training.policy import build_optimizer
 
-from .test_reliability import InterruptAt, fails_with
-
-TASK = TaskConfig(name="t", dataset="toy", model="tiny", learning_rate=1e-2, max_length=64)
-
-
-@pytest.fixture
-def static_loop(monkeypatch):
-    """Route training through the static loop, as on a GPU, but without capture."""
-    monkeypatch.setattr(plugins.engines.cuda_graphs, "graphs_wanted", lambda task: True)
+TASK = build_task("t", {"dataset": "toy", "model": "tiny", "learning_rate": 1e-2, "max_length": 64}, "test")
 
 
 def tiny_classifier(tiny_model):
@@ -50,12 +39,12 @@ def test_a_step_with_a_short_batch_equals_a_plain_training_step_on_its_real_rows
     width = batch_width(np.array(split["length"]), real_rows, 64, True)
 
     model = tiny_classifier(tiny_model)
-    step = TrainStep(model, build_optimizer(model, TASK, torch.device("cpu")),
+    step = TrainStep(model, build_optimizer(model, TASK),
                      DeviceSplit.from_split(split, 64, 0, torch.device("cpu")), 8, bf16=False, capture=False)
     step.run(torch.tensor(np.r_[real_rows, [-1, -1, -1]]), width)  # 3 empty slots
 
     reference = tiny_classifier(tiny_model)
-    optimizer = build_optimizer(reference, TASK, torch.device("cpu"))
+    optimizer = build_optimizer(reference, TASK)
     ids = torch.zeros((len(real_rows), width), dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, row in enumerate(real_rows):
@@ -102,69 +91,23 @@ def test_batch_widths_are_a_few_fixed_shapes():
     assert batch_width(lengths, np.array([0]), 70, dynamic_padding=False) == 70
 
 
-def test_learning_rate_follows_the_trainer_schedule():
-    task = TaskConfig(name="t", dataset="d", model="m", learning_rate=1e-3, warmup_ratio=0.1)
-    model = torch.nn.Linear(2, 2)
-    optimizer = build_optimizer(model, task, torch.device("cpu"))
-    schedule = Schedule(task, 100, optimizer)
-    rates = []
-    for step in (0, 5, 10, 55, 100):
-        schedule.set(step)
-        rates.append(float(optimizer.param_groups[0]["lr"]))
-    assert rates == pytest.approx([0.0, 5e-4, 1e-3, 5e-4, 0.0])
-
-
-def toy_task(project, **overrides):
-    return with_overrides(load_config(project / "tasks.toml").task("toy"), overrides)
-
-
-def test_static_loop_trains_and_saves_a_complete_run(pm, project, static_loop):
-    outcome = run_task(pm, toy_task(project), output=project / "runs", base=project,
-                       progress=Progress(lambda text: None, bar=False))
+def test_cuda_graphs_engine_trains_and_saves_a_complete_run(pm, project, engine):
+    if engine != "cuda-graphs":
+        pytest.skip("the trainer engine is covered everywhere else")
+    outcome = train_toy(pm, project, engine=engine)
     assert outcome.status == "complete" and outcome.metrics["accuracy"] >= 0.9
-    training = json.loads((outcome.run_dir / "manifest.json").read_text())["training"]
-    assert training["engine"] == "static-eager" and training["global_steps"] == 4 * 160 // 8
+    manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
+    assert manifest["engine"] == "cuda-graphs" and manifest["training"]["captured"] is False
+    assert manifest["training"]["global_steps"] == 4 * 160 // 8
     assert len(outcome.metrics["history"]) == 4
     assert not (outcome.run_dir / "checkpoints").exists()
 
 
-def test_static_loop_keeps_the_best_epoch(pm, project, noisy, static_loop):
-    outcome = run_task(pm, toy_task(project, data=str(noisy), epochs=10, learning_rate=3e-3, patience=1),
-                       output=project / "runs", base=project, progress=Progress(lambda text: None, bar=False))
-    history = outcome.metrics["history"]
-    best = outcome.metrics["best_epoch"]
-    assert len(history) == best + 1 < 10  # stopped one epoch after the last improvement
-    assert history[best - 1]["validation_loss"] == min(r["validation_loss"] for r in history)
-
-
-def test_interrupted_static_run_resumes_to_the_same_metrics(pm, project, static_loop, with_dropout):
-    task = toy_task(project, epochs=3)
-    quiet = Progress(lambda text: None, bar=False)
-    whole = run_task(pm, task, output=project / "whole", base=project, progress=quiet)
-
-    stopped = run_task(pm, task, output=project / "parts", base=project, progress=InterruptAt(160 // 8 + 5))
-    assert stopped.status == "interrupted"
-    assert (stopped.run_dir / "checkpoints" / f"checkpoint-{160 // 8}").is_dir()
-
-    resumed = resume_task(pm, stopped.run_dir, quiet)
-    assert resumed.status == "complete" and runs.run_status(stopped.run_dir) == "complete"
-    assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
-    for a, b in zip(resumed.metrics["history"], whole.metrics["history"]):
-        assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-6)
-
-
-def test_a_minute_of_training_gets_a_checkpoint_without_an_interrupt(pm, project, static_loop, monkeypatch):
-    monkeypatch.setattr(plugins.engines.cuda_graphs.loop, "CHECKPOINT_INTERVAL", 0.0)
+def test_resume_points_are_written_once_their_interval_passes(pm, project, engine, monkeypatch):
+    if engine != "cuda-graphs":
+        pytest.skip("the trainer engine writes a checkpoint every epoch")
     written = []
-    monkeypatch.setattr(plugins.engines.cuda_graphs.loop.epoch_checkpoints.CheckpointWriter, "save",
-                        lambda self, name, state: written.append((name, state["epoch"])))
-    run_task(pm, toy_task(project, epochs=3), output=project / "runs", base=project,
-             progress=Progress(lambda text: None, bar=False))
+    monkeypatch.setattr(plugins.engines.cuda_graphs.loop.resume_points.CheckpointWriter, "save",
+                        lambda self, name, state, policy_state: written.append((name, len(policy_state["history"]))))
+    train_toy(pm, project, engine=engine, epochs=3, resume_point_seconds=0)
     assert written == [("checkpoint-20", 1), ("checkpoint-40", 2)]  # none after the last epoch
-
-
-def test_cuda_graphs_on_without_a_gpu(project):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    fails_with('cuda_graphs = "on" cannot run on a machine without a CUDA GPU', "run", "toy", "--set",
-               "cuda_graphs=on", "--output", project / "runs")

@@ -1,6 +1,7 @@
 """Model selection, early stopping, the overfitting diagnosis, metrics, predict/evaluate, sweep/compare."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,14 +9,15 @@ from click.testing import CliRunner
 from sklearn.metrics import f1_score
 
 from plugins.metrics import tk_compute_metrics
+from tests.helpers import ok
 from toolkit.cli import cli
-from toolkit.runs.compare import RunSummary, mcnemar_p
 from toolkit.config import load_config, with_overrides
 from toolkit.evaluation.diagnosis import diagnose_overfitting
-from toolkit.runs.pipeline import run_task
-from toolkit.training.progress import Progress
 from toolkit.records import EpochRecord
+from toolkit.runs.compare import RunSummary, mcnemar_p
+from toolkit.runs.pipeline import run_task
 from toolkit.testing import write_keyword_dataset
+from toolkit.training.progress import Progress
 
 
 def history(*pairs):
@@ -41,6 +43,7 @@ def run(pm, project, **overrides):
     return outcome, "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_forced_overfitting_is_diagnosed_and_best_epoch_kept(pm, project, noisy):
     outcome, printed = run(pm, project, data=str(noisy), epochs=12, learning_rate=3e-3, patience=0,
                            validation_size=40)
@@ -90,50 +93,49 @@ def test_mcnemar_identical_runs_are_noise():
     assert mcnemar_p(a, RunSummary("c", {}, correct, "other rows")) is None
 
 
-def cli_run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
 def test_evaluate_finds_the_task_data_from_another_folder(project, monkeypatch):
-    cli_run("run", "toy", "--set", "epochs=1", "--output", project / "runs")
+    ok("run", "toy", "--set", "epochs=1", "--output", project / "runs")
     run_dir = next((project / "runs").iterdir())
     elsewhere = project / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the task's data = "toy-data" is relative to tasks.toml, not here
     monkeypatch.setenv("TK_TASKS", str(project / "tasks.toml"))
-    output = cli_run("evaluate", run_dir)
+    output = ok("evaluate", run_dir)
     assert "toy-data" in output and "80 examples" in output
 
 
 def test_predict_and_evaluate_a_saved_run(project):
-    cli_run("run", "toy", "--output", project / "runs")
+    ok("run", "toy", "--output", project / "runs")
     run_dir = next((project / "runs").iterdir())
-    output = cli_run("predict", run_dir, "good great best", "awful bad worst")
+    output = ok("predict", run_dir, "good great best", "awful bad worst")
     first, second = output.strip().splitlines()
     assert first.startswith("pos") and second.startswith("neg")
-    rows = json.loads(cli_run("predict", run_dir, "--json", "good"))
+    rows = json.loads(ok("predict", run_dir, "--json", "good"))
     assert set(rows[0]["probabilities"]) == {"neg", "pos"}
     write_keyword_dataset(project / "fresh", train=60, test=50, seed=11)
-    output = cli_run("evaluate", run_dir, "--data", project / "fresh")
+    output = ok("evaluate", run_dir, "--data", project / "fresh")
     assert "accuracy" in output and "50 examples" in output
     assert list((run_dir / "evaluations").iterdir())
 
 
+@pytest.mark.slow
 def test_sweep_and_compare(project):
-    output = cli_run("sweep", "toy", "--grid", "epochs=1,3", "--output", project / "runs")
+    output = ok("sweep", "toy", "--grid", "epochs=1,3", "--output", project / "runs")
     assert "epochs=1" in output and "epochs=3" in output and "vs best" in output
     sweep_dir = next((project / "runs").iterdir())
     runs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
     assert len(runs) == 2
     assert json.loads((sweep_dir / "sweep.json").read_text())["grid"] == {"epochs": [1, 3]}
-    table = cli_run("compare", *runs)
-    assert runs[0].name in table and ("noise" in table or "real" in table)
+    table = ok("compare", *runs)
+    rows = [line for line in table.splitlines() if line.startswith(runs[0].name) or line.startswith(runs[1].name)]
+    assert len(rows) == 2 and sum(row.rstrip().endswith("best") for row in rows) == 1
+    verdict = next(row for row in rows if not row.rstrip().endswith("best"))
+    assert re.search(r"(noise \(p=\d\.\d\d\)|real \(p=\d\.\d{3}\))$", verdict.rstrip()), verdict
 
 
+@pytest.mark.slow
 def test_sweep_over_seeds_reports_mean_and_sd(project):
-    output = cli_run("sweep", "toy", "--grid", "batch_size=8,16", "--seeds", "2", "--set", "epochs=1",
+    output = ok("sweep", "toy", "--grid", "batch_size=8,16", "--seeds", "2", "--set", "epochs=1",
                      "--output", project / "runs")
     assert "±" in output and "batch_size=16" in output
 

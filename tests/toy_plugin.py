@@ -6,10 +6,16 @@ The model folder comes from TK_TOY_MODEL, set by the tests' fixtures.
 
 import os
 
-from toolkit import hookimpl
-from toolkit.data.files import load_table, split_files
-from toolkit.models import load_classifier, load_tokenizer
-from toolkit.records import DatasetInfo, LabelMapping, ModelInfo
+from toolkit.api import (
+    DatasetInfo,
+    LabelMapping,
+    ModelInfo,
+    hookimpl,
+    load_classifier,
+    load_table,
+    load_tokenizer,
+    split_files,
+)
 
 DATASETS = {"toy": ("neg", "pos"), "toy3": ("neg", "neutral", "pos")}
 

@@ -12,25 +12,42 @@ from pathlib import Path
 
 import click
 
-from toolkit.config import Config, find_tasks_file, load_config, parse_assignment, with_overrides
-from toolkit.errors import TkError
+from toolkit.config import (
+    Config,
+    find_tasks_file,
+    local_plugins,
+    parse_assignment,
+    parse_config,
+    read_toml,
+    with_overrides,
+)
+from toolkit.errors import TkError, user_message
+from toolkit.hub import HubUnreachable, offline_advice
 from toolkit.plugins import PluginManager
 
 
 class Session:
-    """What every command shares: the tasks file and the plugin manager, loaded on first use."""
+    """What every command shares: the tasks file and the plugin manager, loaded on first use.
+
+    The plugins come first: the local ones named in tasks.toml declare task
+    keys that its tasks may use.
+    """
 
     def __init__(self, tasks_file: str | None) -> None:
         self.tasks_path = find_tasks_file(tasks_file)
 
     @cached_property
-    def config(self) -> Config:
-        return load_config(self.tasks_path)
+    def raw(self) -> dict:
+        return read_toml(self.tasks_path)
 
     @cached_property
     def pm(self) -> PluginManager:
-        local = self.config.plugins if self.tasks_path.exists() else ()
+        local = local_plugins(self.raw, self.tasks_path) if self.tasks_path.exists() else ()
         return PluginManager().load(local, self.tasks_path.resolve().parent)
+
+    @cached_property
+    def config(self) -> Config:
+        return parse_config(self.raw, self.tasks_path, self.pm.settings())
 
 
 pass_session = click.make_pass_decorator(Session)
@@ -42,8 +59,10 @@ class TkGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except HubUnreachable as error:
+            raise click.ClickException(user_message(error) + offline_advice(ctx.obj.pm.models())) from None
         except TkError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(user_message(error)) from None
 
 
 @click.group(cls=TkGroup)
@@ -88,10 +107,10 @@ def parse_overrides(assignments: tuple[str, ...]) -> dict:
 @pass_session
 def run(session, task_name, assignments, data, output, resume_dir, strict):
     """Fine-tune and evaluate TASK from tasks.toml."""
-    from toolkit.runs.pipeline import resume_task, run_task
-    from toolkit.training.progress import Progress
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.folders import run_status
+    from toolkit.runs.pipeline import resume_task, run_task
+    from toolkit.training.progress import Progress
 
     progress = Progress(click.echo)
     if resume_dir:
@@ -126,16 +145,27 @@ def list_command(session, show_runs, output):
         if not rows:
             click.echo(f"No runs in {output}.")
         return
+    from toolkit.training.engines import auto_engine_name
+
     pm = session.pm
     click.echo(f"Tasks ({session.tasks_path}):")
     for name, task in sorted(session.config.tasks.items()):
-        click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}, {task.epochs} epochs")
+        engine = task.engine if task.engine != "auto" else f"auto: {auto_engine_name(pm, task)}"
+        click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}, {task.epochs} epochs, "
+                   f"engine {engine}")
     click.echo("Datasets:")
     for name, info in sorted(pm.datasets().items()):
-        click.echo(f"  {name:<26} {', '.join(info.labels):<24} plugin {info.plugin}: {info.description}")
+        where = f" (Hub: {info.hub_id})" if info.hub_id else ""
+        click.echo(f"  {name:<26} {', '.join(info.labels):<24} plugin {info.plugin}: {info.description}{where}")
     click.echo("Models:")
     for name, info in sorted(pm.models().items()):
         click.echo(f"  {name:<26} {info.source:<32} plugin {info.plugin}: {info.description}")
+    click.echo("Engines:")
+    for name, info in sorted(pm.engines().items(), key=lambda item: -item[1].auto_priority):
+        click.echo(f"  {name:<26} plugin {info.plugin}: {info.description}")
+    click.echo("Task keys from plugins (every core key: docs/tasks-toml.md):")
+    for name, setting in sorted(pm.settings().items()):
+        click.echo(f"  {name:<26} default {setting.default!r:<8} plugin {setting.plugin}: {setting.help}")
     click.echo("Plugins:")
     for plugin in pm.plugins():
         click.echo(f"  {plugin.name:<26} {plugin.origin}")
@@ -156,15 +186,15 @@ def list_command(session, show_runs, output):
 @pass_session
 def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, as_json):
     """Token-length statistics of DATASET and a recommended max_length."""
+    from toolkit.data.lengths import analyze, format_report, plot_histogram
     from toolkit.data.loading import load_named
     from toolkit.hub import hub_reachable
-    from toolkit.data.lengths import analyze, format_report, plot_histogram
 
     pm = session.pm
     models = [pm.model(name) for name in (model_names or ("bert-uncased",))]
     if not model_names and not hub_reachable():
         click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
-                   "pass --model minilm for the bundled offline model.", err=True)
+                   "pass a model that needs no network" + offline_advice(pm.models()), err=True)
     labelled = load_named(pm, dataset_name, data)
     dataset = labelled.dataset
     rows = labelled.split(split)
@@ -190,7 +220,7 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
 @click.option("--strict", is_flag=True, help="Exit with an error when any check warns.")
 @pass_session
 def check(session, dataset_name, data, as_json, strict):
-    """Check DATASET: duplicates, train/test leakage, label conflicts, balance, empty texts, HTML."""
+    """Check DATASET: duplicates, train/test leakage, label conflicts, balance, HTML; empty texts are left out."""
     from toolkit.data.checks import check_splits, format_report
     from toolkit.data.loading import load_named
 
@@ -267,8 +297,8 @@ def evaluate(session, run_dir, data, split):
 @pass_session
 def sweep(session, task_name, grid_specs, assignments, seeds, data, output):
     """Run every combination of --grid values for TASK and compare them."""
-    from toolkit.training.progress import Progress
     from toolkit.runs.sweep import parse_grid, run_sweep
+    from toolkit.training.progress import Progress
 
     task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
     table = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,

@@ -1,14 +1,21 @@
-"""tasks.toml: parsed and validated once, into frozen typed objects."""
+"""tasks.toml: parsed and validated once, into frozen typed objects.
+
+A task key is either a core key (a field of ``TaskConfig``, read by the
+engine core and by every training engine through the shared policy) or a
+plugin key (a ``Setting`` a plugin declares with ``tk_register_settings``
+and reads with ``task.setting(name)``). Both are checked the same way.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError, suggest
+from toolkit.records import Setting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -16,46 +23,71 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _choice(default: Any, *choices: Any) -> Any:
-    return field(default=default, metadata={"choices": choices})
+def _key(default: Any, help: str, *choices: Any) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """One fine-tuning task. Every key of a ``[tasks.NAME]`` table is a field here."""
+    """One fine-tuning task: the core keys of a ``[tasks.NAME]`` table, and the plugin keys in ``settings``."""
 
     name: str
-    dataset: str
-    model: str
-    max_length: int = 128
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    epochs: int = 3
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.0
-    lr_scheduler: str = _choice("linear", "linear", "cosine", "constant", "constant_with_warmup")
-    train_size: int | None = None
-    validation_size: int = 500
-    eval_size: int | None = None
-    seed: int = 42
-    data: str | None = None
-    truncation: str = _choice("head", "head", "tail", "head+tail")
-    select_metric: str = _choice("loss", "loss", "accuracy", "f1")
-    select_on: str = _choice("validation", "validation", "test")
-    patience: int | None = 2
-    bf16: str = _choice("auto", "auto", "on", "off")
-    attention: str = _choice("auto", "auto", "sdpa", "eager")
-    dynamic_padding: bool = True
-    group_by_length: bool | str = _choice("auto", "auto", True, False)
-    cuda_graphs: str = _choice("auto", "auto", "on", "off")
-    fast_dropout: bool = True
+    dataset: str = _key(None, "a registered dataset (`tk list`)")
+    model: str = _key(None, "a registered model (`tk list`)")
+    max_length: int = _key(128, "tokens kept per text; `tk analyze-lengths` recommends one; at most the model's limit")
+    batch_size: int = _key(16, "training batch size per device")
+    eval_batch_size: int = _key(64, "batch size for validation and test predictions")
+    epochs: int = _key(3, "most epochs to train (early stopping may end sooner)")
+    learning_rate: float = _key(2e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _key(0.01, "AdamW weight decay, on every weight but biases and LayerNorm weights")
+    warmup_ratio: float = _key(0.0, "share of all steps spent warming the learning rate up from 0")
+    lr_scheduler: str = _key("linear", "decay after warm-up", "linear", "cosine", "constant", "constant_with_warmup")
+    train_size: int | None = _key(None, "training examples, a stratified seeded subset of the training split "
+                                        "(default: all)")
+    validation_size: int = _key(500, "examples carved from the training split (disjoint from training) for "
+                                     "per-epoch numbers, model selection and early stopping")
+    eval_size: int | None = _key(None, "test-split examples for the final report, stratified and seeded "
+                                       "(default: all)")
+    seed: int = _key(42, "seeds subsets, the classifier head, dropout and batch order")
+    data: str | None = _key(None, "a local file or folder for the dataset, relative to tasks.toml; `--data` "
+                                  "wins, `TK_DATA_DIR` and the Hub come after")
+    truncation: str = _key("head", "which tokens a long text keeps: `head`, `tail`, or `head+tail` (a quarter "
+                                   "from the start, the rest from the end; Sun et al., 2019)",
+                           "head", "tail", "head+tail")
+    select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
+    select_on: str = _key("validation", "`test` selects epochs on the test split (as the reference notebook "
+                                        "did); tk warns that test numbers are then optimistic", "validation", "test")
+    patience: int | None = _key(2, "stop after this many epochs without improvement; 0 turns early stopping off")
+    engine: str = _key("auto", "the training engine (`tk list` shows them): `auto` picks the fastest one "
+                               "available here; the choice is printed and recorded for resume")
+    bf16: str = _key("auto", "bfloat16 mixed precision in training and prediction: `on`, `off`, or `auto` (on "
+                             "for CUDA with bf16 and for CPUs with AVX-512 BF16 or AMX)", "auto", "on", "off")
+    attention: str = _key("auto", "attention kernel: `sdpa`, `eager`, or `auto` (eager for bf16 on the CPU, "
+                                  "where it trains about 2x faster than SDPA; the model's default elsewhere)",
+                          "auto", "sdpa", "eager")
+    dynamic_padding: bool = _key(True, "pad each batch to its longest text instead of to `max_length`")
+    group_by_length: bool | str = _key("auto", "batch texts of similar length together (less padding); `auto` "
+                                               "does so only where random batches would be at least 10% padding",
+                                       "auto", True, False)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
+    declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
+
+    def setting(self, name: str) -> Any:
+        """A plugin key's value (its default when the task does not set it)."""
+        if name not in self.settings:
+            raise KeyError(f"no plugin declares the task key '{name}'")
+        return self.settings[name]
 
     def describe(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every key and its value, core and plugin keys alike: what config.json and manifest.json record."""
+        core = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("settings", "declared")}
+        return {**core, **self.settings}
 
 
-TASK_KEYS = {f.name: f for f in fields(TaskConfig) if f.name != "name"}
+CORE_SETTINGS = {
+    f.name: Setting(f.name, (), f.default, f.metadata["help"], f.metadata["choices"])
+    for f in fields(TaskConfig) if "help" in f.metadata
+}
 REQUIRED_KEYS = {"dataset", "model"}
 TOP_LEVEL_KEYS = {"defaults", "tasks", "plugins"}
 
@@ -75,55 +107,76 @@ class Config:
         return self.tasks[name]
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a tasks.toml; every error names the file, the task and the key."""
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TkError(f"{path}: no such file. Pass --tasks PATH or run tk where tasks.toml is.") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise TkError(f"{path}: cannot read it ({error}).") from None
+        raise TkError(f"{path}: cannot read it ({error}).") from error
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise TkError(f"{path}: not valid TOML: {error}.") from None
-    return parse_config(raw, path)
 
 
-def parse_config(raw: dict[str, Any], path: Path) -> Config:
-    for key in raw:
-        if key not in TOP_LEVEL_KEYS:
-            raise TkError(f"{path}: unknown top-level key '{key}'.{suggest(key, TOP_LEVEL_KEYS)}")
+def local_plugins(raw: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The ``plugins = [...]`` list of a tasks.toml: local modules to load before its tasks are checked."""
     plugins = raw.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise TkError(f"{path}: 'plugins' must be a list of module names, like plugins = [\"my_plugin\"].")
+    return tuple(plugins)
+
+
+def load_config(path: Path, pm=None) -> Config:
+    """Read and validate a tasks.toml; every error names the file, the task and the key.
+
+    ``pm`` supplies the plugin keys; without one, a plugin manager is loaded
+    with the file's own local plugins.
+    """
+    from toolkit.plugins import PluginManager
+
+    raw = read_toml(path)
+    if pm is None:
+        pm = PluginManager().load(local_plugins(raw, path), path.resolve().parent)
+    return parse_config(raw, path, pm.settings())
+
+
+def parse_config(raw: dict[str, Any], path: Path, declared: Mapping[str, Setting] | None = None) -> Config:
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise TkError(f"{path}: unknown top-level key '{key}'.{suggest(key, TOP_LEVEL_KEYS)}")
+    plugins = local_plugins(raw, path)
+    known = tuple((declared or {}).values())
     defaults = _table(raw.get("defaults", {}), path, "[defaults]")
     for key, value in defaults.items():
-        _check_key(key, value, path, "[defaults]")
+        check_key(key, value, _all_settings(known), path, "[defaults]")
     tasks_raw = _table(raw.get("tasks", {}), path, "[tasks]")
     tasks = {}
     for name, table in tasks_raw.items():
-        where = f"task '{name}'"
-        merged = {**defaults, **_table(table, path, where)}
-        tasks[name] = build_task(name, merged, path)
-    return Config(path=path, tasks=tasks, plugins=tuple(plugins))
+        merged = {**defaults, **_table(table, path, f"task '{name}'")}
+        tasks[name] = build_task(name, merged, path, known)
+    return Config(path=path, tasks=tasks, plugins=plugins)
 
 
-def build_task(name: str, values: dict[str, Any], path: Path | str) -> TaskConfig:
+def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tuple[Setting, ...] = ()) -> TaskConfig:
     where = f"task '{name}'"
+    known = _all_settings(declared)
     for key, value in values.items():
-        _check_key(key, value, path, where)
+        check_key(key, value, known, path, where)
     missing = REQUIRED_KEYS - values.keys()
     if missing:
         raise TkError(f"{path}: {where} has no '{sorted(missing)[0]}' key. Add it, e.g. dataset = \"imdb\".")
-    return TaskConfig(name=name, **values)
+    core = {k: v for k, v in values.items() if k in CORE_SETTINGS}
+    plugin_values = {s.name: values.get(s.name, s.default) for s in declared}
+    return TaskConfig(name=name, **core, settings=plugin_values, declared=declared)
 
 
 def with_overrides(task: TaskConfig, overrides: dict[str, Any], path: Path | str = "--set") -> TaskConfig:
     """A copy of ``task`` with ``--set`` / ``--grid`` values applied and checked."""
     values = {k: v for k, v in task.describe().items() if k != "name"}
     values.update(overrides)
-    return build_task(task.name, values, path)
+    return build_task(task.name, values, path, task.declared)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -148,11 +201,16 @@ def _table(value: Any, path: Path, where: str) -> dict[str, Any]:
     return value
 
 
-def _check_key(key: str, value: Any, path: Path | str, where: str) -> None:
-    if key not in TASK_KEYS:
-        raise TkError(f"{path}: {where}: unknown key '{key}'.{suggest(key, TASK_KEYS)}")
-    spec = TASK_KEYS[key]
-    expected = _expected_types(spec.type)
+def _all_settings(declared: tuple[Setting, ...]) -> dict[str, Setting]:
+    return {**CORE_SETTINGS, **{s.name: s for s in declared}}
+
+
+def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | str, where: str) -> None:
+    """One key's value against its declaration: type, choices, lower bound."""
+    if key not in known:
+        raise TkError(f"{path}: {where}: unknown key '{key}'.{suggest(key, known)}")
+    spec = known[key]
+    expected = spec.types or _field_types(key)
     if value is None and type(None) in expected:
         return
     ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in expected)
@@ -161,11 +219,10 @@ def _check_key(key: str, value: Any, path: Path | str, where: str) -> None:
     if not ok:
         names = " or ".join(_TYPE_NAMES[t] for t in expected if t is not type(None))
         raise TkError(f"{path}: {where}: key '{key}' must be {names}, got {value!r}.")
-    choices = spec.metadata.get("choices")
-    if choices and value not in choices:
+    if spec.choices and value not in spec.choices:
         raise TkError(
-            f"{path}: {where}: key '{key}' must be one of {', '.join(map(repr, choices))}, "
-            f"got {value!r}.{suggest(str(value), map(str, choices))}"
+            f"{path}: {where}: key '{key}' must be one of {', '.join(map(repr, spec.choices))}, "
+            f"got {value!r}.{suggest(str(value), map(str, spec.choices))}"
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise TkError(f"{path}: {where}: key '{key}' must not be negative, got {value!r}.")
@@ -177,7 +234,8 @@ _POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
-def _expected_types(annotation: str) -> tuple[type, ...]:
+def _field_types(key: str) -> tuple[type, ...]:
+    annotation = next(f.type for f in fields(TaskConfig) if f.name == key)
     names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
     return tuple(names[part.strip()] for part in str(annotation).split("|"))
 
@@ -195,3 +253,13 @@ def find_tasks_file(explicit: str | None) -> Path:
         return local
     shipped = Path(__file__).resolve().parent.parent / "tasks.toml"
     return shipped if shipped.exists() else local
+
+
+def core_setting_types(key: str) -> tuple[type, ...]:
+    """The accepted types of a core key, for docs and ``tk list``."""
+    return _field_types(key)
+
+
+__all__ = ["Config", "TaskConfig", "CORE_SETTINGS", "build_task", "load_config", "parse_config", "with_overrides",
+           "parse_assignment", "parse_value", "find_tasks_file", "check_key", "read_toml", "local_plugins",
+           "core_setting_types"]

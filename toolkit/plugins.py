@@ -13,7 +13,7 @@ import pluggy
 
 from toolkit import hookspecs
 from toolkit.errors import TkError, unknown_name
-from toolkit.records import DatasetInfo, ModelInfo
+from toolkit.records import DatasetInfo, EngineInfo, ModelInfo, Setting
 
 ENTRY_POINT_GROUP = "tk"
 BUILTIN_DISTRIBUTION = "tk-toolkit"
@@ -37,8 +37,7 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.hook = self.pm.hook
         self._origins: dict[str, str] = {}
-        self._datasets: dict[str, DatasetInfo] | None = None
-        self._models: dict[str, ModelInfo] | None = None
+        self._registries: dict[str, dict[str, Any]] = {}
 
     # -- loading -----------------------------------------------------------
 
@@ -77,12 +76,12 @@ class PluginManager:
     def register(self, plugin: Any, name: str, origin: str = "registered in code") -> None:
         self.pm.register(plugin, name=name)
         self._origins[name] = origin
-        self._datasets = self._models = None
+        self._registries.clear()
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self._origins.pop(name, None)
-        self._datasets = self._models = None
+        self._registries.clear()
 
     # -- introspection -------------------------------------------------------
 
@@ -96,28 +95,56 @@ class PluginManager:
     # -- registries ----------------------------------------------------------
 
     def datasets(self) -> dict[str, DatasetInfo]:
-        if self._datasets is None:
-            self._datasets = self._collect("tk_register_datasets", "dataset")
-        return self._datasets
+        return self._collect("tk_register_datasets", "dataset")
 
     def models(self) -> dict[str, ModelInfo]:
-        if self._models is None:
-            self._models = self._collect("tk_register_models", "model")
-        return self._models
+        return self._collect("tk_register_models", "model")
+
+    def engines(self) -> dict[str, EngineInfo]:
+        return self._collect("tk_register_engines", "engine")
+
+    def settings(self) -> dict[str, Setting]:
+        """Task keys declared by plugins (the core keys are TaskConfig's fields)."""
+        from toolkit.config import CORE_SETTINGS
+
+        declared = self._collect("tk_register_settings", "task key")
+        for name, setting in declared.items():
+            if name in CORE_SETTINGS:
+                raise TkError(f"Plugin '{setting.plugin}' declares the task key '{name}', which is a core key of tk. "
+                              f"Rename it, or block the plugin with TK_DISABLE_PLUGINS={setting.plugin}.")
+        return declared
 
     def dataset(self, name: str) -> DatasetInfo:
-        try:
-            return self.datasets()[name]
-        except KeyError:
-            raise unknown_name("dataset", name, self.datasets()) from None
+        return self._lookup(self.datasets(), "dataset", name)
 
     def model(self, name: str) -> ModelInfo:
+        return self._lookup(self.models(), "model", name)
+
+    def engine(self, name: str) -> EngineInfo:
+        return self._lookup(self.engines(), "engine", name)
+
+    def first(self, hook_name: str, what: str, owner: str, **kwargs: Any) -> Any:
+        """Call a firstresult hook; "no plugin answered" becomes a TkError naming the hook and ``what``.
+
+        ``owner`` is the plugin that registered the name asked for (it should have answered).
+        """
+        result = getattr(self.hook, hook_name)(**kwargs)
+        if result is None:
+            state = "is blocked" if owner and self.pm.is_blocked(owner) else "does not answer it"
+            raise TkError(f"No plugin answered {hook_name} for {what}: its plugin '{owner or '?'}' {state}. "
+                          "Check TK_DISABLE_PLUGINS and the plugin's hook for this name.")
+        return result
+
+    @staticmethod
+    def _lookup(registry: dict[str, Any], kind: str, name: str) -> Any:
         try:
-            return self.models()[name]
+            return registry[name]
         except KeyError:
-            raise unknown_name("model", name, self.models()) from None
+            raise unknown_name(kind, name, registry) from None
 
     def _collect(self, hook_name: str, kind: str) -> dict[str, Any]:
+        if hook_name in self._registries:
+            return self._registries[hook_name]
         found: dict[str, Any] = {}
         for impl in getattr(self.hook, hook_name).get_hookimpls():
 
@@ -131,6 +158,7 @@ class PluginManager:
                 found[record.name] = replace(record, plugin=_plugin)
 
             impl.function(register=register)
+        self._registries[hook_name] = found
         return found
 
 

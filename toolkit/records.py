@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ class DatasetInfo:
     name: str
     labels: tuple[str, ...]
     description: str = ""
-    hub_id: str | None = None
+    hub_id: str | None = None  # shown by tk list; None for a dataset read from local files only
     plugin: str = ""  # filled in by the plugin manager
 
 
@@ -29,8 +30,7 @@ class ModelInfo:
     name: str
     source: str  # Hub id or local folder
     description: str = ""
-    cased: bool = False
-    offline: bool = False  # True when it needs no network (bundled weights)
+    offline: bool = False  # True when it needs no network (bundled weights): named in offline advice
     plugin: str = ""
 
 
@@ -60,7 +60,7 @@ class LabelMapping:
     ids: dict[Any, int | None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class EpochRecord:
     """One row of the per-epoch table."""
 
@@ -75,16 +75,47 @@ class EpochRecord:
         return dict(self.__dict__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
-    """What a training plugin returns: the trained model and its history."""
+    """What a training engine returns: the selected (best) model and its history."""
 
     model: Any
     history: list[EpochRecord]
     best_epoch: int
     train_seconds: float
-    interrupted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # engine details for manifest.json
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A task key: its type, default, allowed values and help.
+
+    The core declares its own keys this way; a plugin declares the keys it
+    reads with ``tk_register_settings`` and reads them with ``task.setting(name)``.
+    """
+
+    name: str
+    types: tuple[type, ...]  # e.g. (bool,), (int, type(None))
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+    plugin: str = ""  # "" for core keys; filled in by the plugin manager
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """A training engine: how steps run (the training policy is shared, in toolkit.training.policy).
+
+    ``unavailable(task)`` returns why the engine cannot train ``task`` on this
+    machine, or None. ``engine = "auto"`` picks the available engine with the
+    highest ``auto_priority``. The engine trains in ``tk_train`` when asked by name.
+    """
+
+    name: str
+    description: str
+    unavailable: Callable[[Any], str | None] = field(default=lambda task: None, compare=False)
+    auto_priority: int = 0
+    plugin: str = ""
 
 
 @dataclass(frozen=True)

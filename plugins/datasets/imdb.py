@@ -11,11 +11,19 @@ import re
 import tarfile
 from pathlib import Path
 
-from toolkit import hookimpl
-from toolkit.data.files import builder_for, load_builder, load_table, split_files, standard_columns
-from toolkit.errors import TkError
-from toolkit.hub import require_hub
-from toolkit.records import DatasetInfo, DataSource, LabelMapping
+from toolkit.api import (
+    DatasetInfo,
+    DataSource,
+    LabelMapping,
+    TkError,
+    builder_for,
+    hookimpl,
+    load_builder,
+    load_table,
+    require_hub,
+    split_files,
+    standard_columns,
+)
 
 NAME = "imdb"
 HUB_ID = "stanfordnlp/imdb"

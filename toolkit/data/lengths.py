@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runs.artifacts import save_png
 from toolkit.errors import TkError
 from toolkit.models import model_limit
 from toolkit.records import LengthStats
+from toolkit.runs.artifacts import save_png
 
 CHUNK = 20_000
 
@@ -37,10 +37,10 @@ def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK) -> np.ndarray:
 
 def analyze(pm, model_info, split, coverage: float) -> tuple[LengthStats, np.ndarray]:
     started = time.perf_counter()
-    tokenizer = pm.hook.tk_load_tokenizer(model=model_info)
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     lengths = token_lengths(tokenizer, split["text"])
-    stats = pm.hook.tk_analyze_lengths(lengths=lengths, model=model_info, model_limit=model_limit(tokenizer),
-                                       coverage=coverage)
+    stats = pm.first("tk_analyze_lengths", f"model '{model_info.name}'", "lengths", lengths=lengths,
+                     model=model_info, model_limit=model_limit(tokenizer), coverage=coverage)
     return replace(stats, seconds=round(time.perf_counter() - started, 2)), lengths
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import TkError
 from toolkit.data.labels import apply_label_mapping
-from toolkit.records import DatasetInfo, DataSource, LabelMapping
 from toolkit.data.sources import resolve_source
+from toolkit.errors import TkError
+from toolkit.records import DatasetInfo, DataSource, LabelMapping
 
 
 @dataclass
@@ -39,10 +39,8 @@ def load_named(pm, name: str, data: str | None = None, task_data: str | None = N
 
 def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str]):
     """Run ``tk_load_dataset`` and ``tk_label_mapping``; drop empty texts; check the labels."""
-    splits = pm.hook.tk_load_dataset(dataset=dataset, source=source)
-    if splits is None:
-        raise TkError(f"No plugin could load the dataset '{dataset.name}' from {source.describe()}. "
-                      f"Its plugin '{dataset.plugin}' implements no tk_load_dataset for it.")
+    splits = pm.first("tk_load_dataset", f"dataset '{dataset.name}' from {source.describe()}", dataset.plugin,
+                      dataset=dataset, source=source)
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
     mapping = pm.hook.tk_label_mapping(dataset=dataset)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.data.checks import text_hashes
 from toolkit.config import TaskConfig
+from toolkit.data.checks import text_hashes
 from toolkit.errors import TkError
 
 DEFAULT_TEST_SHARE = 0.2

@@ -87,7 +87,7 @@ def list_runs(output: Path) -> list[tuple[Path, str]]:
 def saving_error(path: Path, error: OSError) -> TkError:
     if error.errno == errno.ENOSPC:
         return TkError(f"The disk is full: could not save {path}. Free some space; earlier files are intact "
-                       "and the run is marked incomplete.")
+                       "and the run is marked failed.")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return TkError(f"Cannot write {path}: {error.strerror}. Pass --output DIR with a folder you can write.")
     return TkError(f"Could not save {path}: {error.strerror or error}.")

@@ -16,9 +16,11 @@ from toolkit.data.checks import check_splits
 from toolkit.config import TaskConfig
 from toolkit.data.loading import load_labelled
 from toolkit.training.device import start_gpu_warm_up, use_bf16
+from toolkit.training.engines import EngineChoice, resolve_engine
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
+from toolkit.training import checkpoints
 from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
 from toolkit.training.progress import Progress
@@ -44,6 +46,8 @@ class Prepared:
     task: TaskConfig
     dataset: DatasetInfo
     source: DataSource
+    engine: EngineChoice
+    checks: Any  # the data-check report, on the data as loaded
     splits: Any  # DatasetDict: train / validation / test with text and label ids
     tokenized: Any  # the same splits, tokenized
     tokenizer: Any
@@ -65,50 +69,57 @@ def registered(pm, task: TaskConfig, where: str | None = None):
     try:
         dataset = pm.dataset(task.dataset)
     except TkError as error:
-        raise TkError(f"{where}, key 'dataset': {error}") from None
+        raise TkError(f"{where}, key 'dataset'") from error
     try:
         model = pm.model(task.model)
     except TkError as error:
-        raise TkError(f"{where}, key 'model': {error}") from None
+        raise TkError(f"{where}, key 'model'") from error
     return dataset, model
 
 
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
-            strict: bool = False, where: str | None = None) -> Prepared:
+            strict: bool = False, where: str | None = None, recorded_engine: str | None = None) -> Prepared:
     from transformers import set_seed
 
     dataset, model_info = registered(pm, task, where)
+    engine = resolve_engine(pm, task, recorded_engine)
+    progress.note(engine.describe())
     start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
-    splits = make_splits(load_labelled(pm, dataset, source, notes), task, notes)
-    report_checks(check_splits(splits, dataset.name, dataset.labels), strict, progress)
+    labelled = load_labelled(pm, dataset, source, notes)
+    checks = check_splits(labelled, dataset.name, dataset.labels)  # before splitting: leakage is still there to see
+    report_checks(checks, strict, progress)
+    splits = make_splits(labelled, task, notes)
     for note in notes:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
-    tokenizer = pm.hook.tk_load_tokenizer(model=model_info)
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     set_seed(task.seed)  # the new classification head starts the same every time
-    model = pm.hook.tk_load_model(model=model_info, labels=dataset.labels)
+    model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
+                     labels=dataset.labels)
     limit = model_limit(tokenizer, model.config)
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
                       f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
-    return Prepared(task, dataset, source, splits, tokenized, tokenizer, model, notes)
+    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes)
 
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
-             resume_dir: Path | None = None, strict: bool = False, where: str | None = None) -> RunOutcome:
+             resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
+             recorded_engine: str | None = None) -> RunOutcome:
     progress = progress or Progress()
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
-    prepared = prepare(pm, task, data, base, progress, strict, where)
+    prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine)
     run_dir = resume_dir or distributed.shared(lambda: new_run_dir(output, task.name))
     if distributed.is_main():
         if resume_dir is None:
-            write_json(run_dir / "config.json", {"task": task.describe(), "data": data, "base": str(base or "")})
+            write_json(run_dir / "config.json", {"task": task.describe(), "engine": prepared.engine.name,
+                                                 "data": data, "base": str(base or "")})
         set_status(run_dir, "running")
         progress.note(f"Run folder: {run_dir}")
     try:
@@ -135,15 +146,15 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
 
     try:
         with graceful_interrupts(progress.note):
-            result = pm.hook.tk_train(model=prepared.model, tokenizer=prepared.tokenizer, splits=prepared.tokenized,
-                                      task=task, run_dir=run_dir, progress=progress,
-                                      compute_metrics=per_epoch_scores, resume=resume)
+            engine = prepared.engine.engine
+            result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
+                              tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
+                              progress=progress, compute_metrics=per_epoch_scores, resume=resume,
+                              engine=engine.name)
     except (RunInterrupted, KeyboardInterrupt):
         set_status(run_dir, "interrupted")
         progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
         return RunOutcome(run_dir, "interrupted", {})
-    if result is None:
-        raise TkError("No training plugin answered tk_train. Is the built-in 'trainer' plugin disabled?")
     if not distributed.is_main():
         return RunOutcome(run_dir, "complete", {})  # metrics are computed once, on the main process
 
@@ -157,6 +168,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     metrics.update({
         "task": task.name,
         "split": "test",
+        "select_metric": task.select_metric,
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),
@@ -185,6 +197,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "data_fingerprint": artifacts.fingerprint(prepared.splits),
         "seed": task.seed,
         "notes": prepared.notes,
+        "data_checks": prepared.checks.as_dict(),
+        "engine": prepared.engine.name,
         "training": result.extra,
         "versions": artifacts.versions(),
     })
@@ -198,9 +212,9 @@ def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutco
     from toolkit.runs.saved import task_of
 
     saved = read_json(run_dir / "config.json")
-    task = task_of(run_dir)
-    if not any((run_dir / "checkpoints").glob("checkpoint-*")):
+    task = task_of(run_dir, pm)
+    if checkpoints.latest(run_dir / "checkpoints") is None:
         raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
                       f"ended). Start it again: tk run {task.name}")
     return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
-                    progress=progress, resume_dir=run_dir)
+                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "trainer"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.config import TaskConfig, build_task
+from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.runs.folders import read_json, run_status
@@ -48,9 +48,13 @@ def load_run(run_dir: Path) -> SavedRun:
     return SavedRun(run_dir, task, model, tokenizer)
 
 
-def task_of(run_dir: Path) -> TaskConfig:
+def task_of(run_dir: Path, pm=None) -> TaskConfig:
+    """The task a run was trained with. Keys no longer declared (a plugin since removed, an older tk) are left out."""
     values = dict(read_json(run_dir / "config.json")["task"])
-    return build_task(values.pop("name"), values, run_dir / "config.json")
+    declared = tuple(pm.settings().values()) if pm is not None else ()
+    known = set(CORE_SETTINGS) | {setting.name for setting in declared}
+    return build_task(values.pop("name"), {k: v for k, v in values.items() if k in known}, run_dir / "config.json",
+                      declared)
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str, Any]:

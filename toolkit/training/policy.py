@@ -1,8 +1,19 @@
-"""Decisions every training plugin makes the same way: batching, model selection, out-of-memory advice."""
+"""The training policy: every decision a training engine must make the way the others do.
+
+An engine (the Trainer plugin, the CUDA-graph loop, yours) only knows how to
+run a step fast on its device. What it trains with and what it keeps is
+decided here, once: the AdamW parameter groups, the learning-rate schedule,
+gradient clipping, the validation loss, the history row of an epoch, the
+best epoch and its tie-breaking, early stopping, and the batching rule. A new
+task key that every engine must honour is read here and nowhere else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +21,62 @@ from toolkit.config import TaskConfig
 from toolkit.errors import TkError
 from toolkit.records import EpochRecord
 
+MAX_GRAD_NORM = 1.0  # the Trainer's default
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPSILON = 1e-8
+# No weight decay on biases and normalisation weights (transformers' own rule).
+NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 GROUPING_PAYS_OFF = 0.10  # group by length when random batches would be at least 10% padding
+
+
+# -- what an engine trains with --------------------------------------------------
+
+
+def parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on every trainable weight but biases and normalisation weights."""
+    import torch
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], NO_DECAY))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
+              {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(model: Any, task: TaskConfig, rate_on: Any = None) -> Any:
+    """Fused AdamW over ``parameter_groups``.
+
+    ``rate_on``: a CUDA device to hold the learning rate as a device tensor
+    that a captured CUDA graph reads (the optimizer is then capturable).
+    """
+    import torch
+
+    groups = parameter_groups(model, task.weight_decay)
+    capturable = rate_on is not None
+    if capturable:
+        groups = [{**group, "lr": torch.tensor(task.learning_rate, device=rate_on)} for group in groups]
+    return torch.optim.AdamW(groups, lr=task.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPSILON,
+                             fused=True, capturable=capturable)
+
+
+def warmup_steps(task: TaskConfig, total_steps: int) -> int:
+    return math.ceil(task.warmup_ratio * total_steps)
+
+
+def build_scheduler(optimizer: Any, task: TaskConfig, total_steps: int) -> Any:
+    """transformers' schedule named by ``lr_scheduler``; step it once after every optimizer step."""
+    from transformers import get_scheduler
+
+    return get_scheduler(task.lr_scheduler, optimizer, num_warmup_steps=warmup_steps(task, total_steps),
+                         num_training_steps=total_steps)
+
+
+def clip_gradients(parameters: Sequence[Any]) -> Any:
+    """Clip the global gradient norm to MAX_GRAD_NORM; returns the norm before clipping."""
+    import torch
+
+    return torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM, foreach=True)
 
 
 def group_by_length(task: TaskConfig, lengths: Sequence[int]) -> bool:
@@ -30,20 +96,85 @@ def group_by_length(task: TaskConfig, lengths: Sequence[int]) -> bool:
     return bool(1 - batches.sum() / padded >= GROUPING_PAYS_OFF)
 
 
-def best_epoch(history: list[EpochRecord], select_metric: str) -> int:
-    """The first epoch with the best validation metric: the one a run keeps."""
-    if select_metric == "loss":
-        return min(history, key=lambda r: r.validation_loss).epoch
-    return max(history, key=lambda r: getattr(r, select_metric)).epoch
+# -- what an epoch's numbers are ----------------------------------------------------
 
 
-def improved(record: EpochRecord, best: EpochRecord | None, select_metric: str) -> bool:
-    """Strictly better than the best so far (ties keep the earlier epoch, as the Trainer does)."""
-    if best is None:
-        return True
-    if select_metric == "loss":
-        return record.validation_loss < best.validation_loss
-    return getattr(record, select_metric) > getattr(best, select_metric)
+def validation_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean cross-entropy of the validation rows: -log p(true class), averaged over rows."""
+    picked = probabilities[np.arange(len(labels)), np.asarray(labels)]
+    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+
+
+def epoch_record(epoch: int, train_loss: float | None, labels: np.ndarray, probabilities: np.ndarray,
+                 seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> EpochRecord:
+    """The history row of an epoch.
+
+    ``train_loss`` is the mean of the epoch's per-step mean losses; the
+    validation numbers come from ``probabilities`` of the validation rows.
+    """
+    labels = np.asarray(labels)
+    scores = compute_metrics(labels, probabilities)
+    return EpochRecord(epoch=epoch, train_loss=train_loss, validation_loss=validation_loss(labels, probabilities),
+                       accuracy=float(scores.get("accuracy", float("nan"))),
+                       f1=float(scores.get("f1", float("nan"))), seconds=seconds)
+
+
+# -- which epoch is kept, and when to stop --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    improved: bool  # keep this epoch's weights: the best so far
+    stop: bool  # no further epoch: the last one, or patience ran out
+
+
+class Selection:
+    """Model selection and early stopping over the epochs of one run.
+
+    The best epoch is the one with the best validation ``select_metric``;
+    ties keep the earlier epoch. Training stops after ``patience`` epochs in a
+    row without improvement (0 or None: never early). Its state goes into
+    every checkpoint, so a resumed run decides exactly as an uninterrupted one.
+    """
+
+    def __init__(self, task: TaskConfig) -> None:
+        self.metric, self.patience, self.epochs = task.select_metric, task.patience, task.epochs
+        self.history: list[EpochRecord] = []
+        self.best: EpochRecord | None = None
+        self.epochs_without_gain = 0
+
+    def end_epoch(self, record: EpochRecord) -> Decision:
+        self.history.append(record)
+        improved = self.best is None or self._better(record, self.best)
+        if improved:
+            self.best, self.epochs_without_gain = record, 0
+        else:
+            self.epochs_without_gain += 1
+        out_of_patience = bool(self.patience) and self.epochs_without_gain >= self.patience
+        return Decision(improved, out_of_patience or record.epoch >= self.epochs)
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best.epoch
+
+    def _better(self, record: EpochRecord, best: EpochRecord) -> bool:
+        if self.metric == "loss":
+            return record.validation_loss < best.validation_loss
+        return getattr(record, self.metric) > getattr(best, self.metric)
+
+    def state(self) -> dict[str, Any]:
+        return {"history": [r.as_dict() for r in self.history], "best_epoch": self.best.epoch if self.best else None,
+                "epochs_without_gain": self.epochs_without_gain}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.history = [EpochRecord(**row) for row in state["history"]]
+        self.best = next((r for r in self.history if r.epoch == state["best_epoch"]), None)
+        self.epochs_without_gain = state["epochs_without_gain"]
+
+
+def snapshot_weights(model: Any) -> dict[str, Any]:
+    """A private copy of the model's weights, on their device (the best epoch's, kept for the end)."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 def out_of_memory(task: TaskConfig, error: BaseException) -> TkError:

@@ -1,58 +1,58 @@
-"""Training on CUDA with the whole step replayed as a CUDA graph (the task key ``cuda_graphs``).
+"""Training on CUDA with each step replayed as a CUDA graph: the engine ``cuda-graphs``.
 
-Answers ``tk_train`` before the Trainer plugin where graphs apply: a CUDA
-device in a single process (``torchrun`` runs stay with the Trainer and its
-DistributedDataParallel). Elsewhere it returns None and the Trainer plugin
-trains. A run whose checkpoints this plugin wrote is also resumed here, on
-any device (without CUDA the same loop runs eagerly).
+``engine = "auto"`` picks it on a CUDA GPU in a single process (``torchrun``
+runs use the Trainer and its DistributedDataParallel). It runs the steps;
+every decision comes from the shared training policy. A run it trained is
+resumed by it on any machine: without CUDA the same loop runs eagerly.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit import hookimpl
-from toolkit.training import distributed
-from toolkit.training.device import use_bf16
-from toolkit.errors import TkError
+from toolkit.api import EngineInfo, Setting, hookimpl, policy, use_bf16, world_size
+
+NAME = "cuda-graphs"
 
 
-@hookimpl(tryfirst=True)
-def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume):
+def unavailable(task) -> str | None:
     import torch
 
-    if resume:
-        if not wrote_checkpoints(run_dir):
-            return None  # the Trainer wrote them: the Trainer resumes them
-    elif not graphs_wanted(task):
+    if not torch.cuda.is_available():
+        return "it needs a CUDA GPU"
+    if world_size() > 1:
+        return "it runs in a single process (torchrun runs use the trainer engine)"
+    return None
+
+
+@hookimpl
+def tk_register_engines(register):
+    register(EngineInfo(NAME, "each batch shape's whole step captured once as a CUDA graph and replayed "
+                              "(CUDA, one process)", unavailable=unavailable, auto_priority=10))
+
+
+@hookimpl
+def tk_register_settings(register):
+    register(Setting(
+        "resume_point_seconds", (int, float), 60,
+        "cuda-graphs engine: each epoch's resume state is copied in GPU memory and written to disk (in the "
+        "background) on Ctrl-C, on running out of memory, or once this many seconds of training would be "
+        "lost without it"))
+
+
+@hookimpl
+def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume, engine):
+    if engine != NAME:
         return None
+    import torch
+
     from plugins.engines.cuda_graphs.loop import StaticLoop
-    from toolkit.training.policy import out_of_memory
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        progress.note("No CUDA GPU here: the cuda-graphs loop runs eagerly on the CPU.")
     loop = StaticLoop(model, tokenizer, splits, task, run_dir, progress, compute_metrics, use_bf16(task.bf16), device)
     try:
         return loop.train(resume)
     except torch.OutOfMemoryError as error:
-        raise out_of_memory(task, error) from None
-
-
-def graphs_wanted(task) -> bool:
-    """``cuda_graphs``: "auto" uses graphs on CUDA in a single process; "on" insists; "off" never."""
-    import torch
-
-    if task.cuda_graphs == "off":
-        return False
-    usable = torch.cuda.is_available() and distributed.world_size() == 1
-    if task.cuda_graphs == "on" and not usable:
-        where = "several processes" if torch.cuda.is_available() else "a machine without a CUDA GPU"
-        raise TkError(f"task '{task.name}': cuda_graphs = \"on\" cannot run on {where}. "
-                      "Use --set cuda_graphs=auto (graphs where they apply, the Trainer elsewhere).")
-    return usable
-
-
-def wrote_checkpoints(run_dir: Path) -> bool:
-    from plugins.engines.cuda_graphs.checkpoints import STATE_FILE, latest
-
-    found = latest(run_dir / "checkpoints")
-    return found is not None and (found / STATE_FILE).is_file()
+        raise policy.out_of_memory(task, error) from None

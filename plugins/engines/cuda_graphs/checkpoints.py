@@ -1,9 +1,9 @@
-"""Epoch checkpoints written on a background thread, so training never waits for the disk.
+"""Resume points written on a background thread, so training never waits for the disk.
 
 The state is copied on the device first (fast: it is the device's own
 memory); a second thread moves the copy to the CPU on its own CUDA stream,
-writes it to a hidden folder and renames that folder into place, so a
-checkpoint is either whole or absent.
+writes it and the policy state to a hidden folder and renames that folder
+into place, so a checkpoint is either whole or absent.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import TkError
+from toolkit.api import TkError, checkpoints
 
 STATE_FILE = "training_state.pt"
 
@@ -47,13 +47,13 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def save(self, name: str, state: dict[str, Any]) -> None:
+    def save(self, name: str, state: dict[str, Any], policy_state: dict[str, Any]) -> None:
         """Start writing ``state`` (a snapshot the caller no longer changes) as checkpoint ``name``."""
         self.wait()
         ready = torch.cuda.Event() if torch.cuda.is_available() else None
         if ready is not None:
             ready.record()
-        self._thread = threading.Thread(target=self._write, args=(name, state, ready), daemon=True)
+        self._thread = threading.Thread(target=self._write, args=(name, state, policy_state, ready), daemon=True)
         self._thread.start()
 
     def wait(self) -> None:
@@ -65,7 +65,7 @@ class CheckpointWriter:
             raise TkError(f"Could not write the epoch checkpoint in {self.folder}: {error}. "
                           "Free some disk space or pick another --output.")
 
-    def _write(self, name: str, state: dict[str, Any], ready: Any) -> None:
+    def _write(self, name: str, state: dict[str, Any], policy_state: dict[str, Any], ready: Any) -> None:
         try:
             if ready is not None:
                 side = torch.cuda.Stream()
@@ -78,18 +78,11 @@ class CheckpointWriter:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
             torch.save(state, partial / STATE_FILE)
+            checkpoints.commit(partial, policy_state)
             os.replace(partial, self.folder / name)
-            for older in self.folder.glob("checkpoint-*"):
-                if older.name != name:
-                    shutil.rmtree(older, ignore_errors=True)
+            checkpoints.prune(self.folder, keep={self.folder / name})
         except BaseException as error:  # reported on the training thread by wait()
             self._error = error
-
-
-def latest(folder: Path) -> Path | None:
-    """The newest whole checkpoint (partial ones are hidden folders and never match)."""
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    return found[-1] if found else None
 
 
 def load(path: Path) -> dict[str, Any]:

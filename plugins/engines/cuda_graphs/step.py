@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from toolkit.api import policy
+
 WIDTH_STEP = 32  # few enough shapes to capture, little enough padding at these widths
-MAX_GRAD_NORM = 1.0  # the Trainer's default, so both engines train the same way
 MEGABATCH = 50  # length grouping sorts within windows of 50 batches, like the Trainer's sampler
 
 
@@ -121,7 +122,7 @@ class TrainStep:
         weights = valid.to(losses.dtype)
         loss = (losses * weights).sum() / weights.sum()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM, foreach=True)
+        policy.clip_gradients(self.params)
         return loss.detach()
 
     def _step(self, width: int) -> None:

@@ -1,24 +1,49 @@
-"""The training plugin's Trainer callback, imported only when training starts (it needs transformers)."""
+"""The Trainer callback that takes every decision from the training policy, and reports progress."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import numpy as np
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from toolkit.training.interrupt import RunInterrupted, interrupt_requested
-from toolkit.records import EpochRecord
+from toolkit.api import RunInterrupted, checkpoints, interrupt_requested, policy
 
 
-class ReportCallback(TrainerCallback):
-    """Feeds the progress bar and the epoch table, and stops at a safe point on Ctrl-C."""
+class PolicyCallback(TrainerCallback):
+    """Builds each epoch's history row, keeps the best weights, stops early, commits checkpoints; Ctrl-C."""
 
-    def __init__(self, progress) -> None:
-        self.progress = progress
+    def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None) -> None:
+        self.task, self.progress, self.compute_metrics = task, progress, compute_metrics
+        self.folder, self.resume_from = folder, resume_from
+        self.selection = policy.Selection(task)
+        self.best_weights: dict | None = None
+        self.best_step = 0
+        self.validation: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch_started = time.perf_counter()
-        self.train_loss = None
+        self.train_loss: float | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def keep_validation_predictions(self, prediction) -> dict:
+        """The Trainer's compute_metrics: the row of the epoch is built in on_evaluate, by the policy."""
+        logits = prediction.predictions
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        self.validation = (prediction.label_ids, probabilities)
+        return {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.resume_from is not None:  # the Trainer has loaded the checkpoint's weights by now
+            saved = checkpoints.read_state(self.resume_from)
+            self.selection.restore(saved)
+            best = self.folder / saved["best_checkpoint"]
+            self.best_step = checkpoints.step_of(best)
+            if best == self.resume_from:
+                self.best_weights = policy.snapshot_weights(model)
+            else:
+                self.best_weights = load_file(best / "model.safetensors", device=str(model.device))
+            checkpoints.prune(self.folder, keep={self.resume_from, best})  # partial ones included
         if state.is_world_process_zero:
             self.progress.start(state.max_steps, state.global_step)
 
@@ -29,23 +54,30 @@ class ReportCallback(TrainerCallback):
         if state.is_world_process_zero:
             self.progress.advance()
         if interrupt_requested():
-            # Stop mid-epoch without saving: the last epoch checkpoint stays the resume point.
+            # Stop mid-epoch without saving: the last committed checkpoint stays the resume point.
             raise RunInterrupted(state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.train_loss = float(logs["loss"])
+            self.train_loss = float(logs["loss"])  # the mean of the epoch's step losses
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        record = EpochRecord(
-            epoch=round(state.epoch),
-            train_loss=self.train_loss,
-            validation_loss=float(metrics["eval_loss"]),
-            accuracy=float(metrics.get("eval_accuracy", float("nan"))),
-            f1=float(metrics.get("eval_f1", float("nan"))),
-            seconds=time.perf_counter() - self.epoch_started,
-        )
-        # Kept in the Trainer's own log so the history survives a resume from a checkpoint.
-        state.log_history.append({"tk_epoch": record.as_dict()})
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        labels, probabilities = self.validation
+        record = policy.epoch_record(round(state.epoch), self.train_loss, labels, probabilities,
+                                     time.perf_counter() - self.epoch_started, self.compute_metrics)
+        decision = self.selection.end_epoch(record)
+        if decision.improved:
+            self.best_weights, self.best_step = policy.snapshot_weights(model), state.global_step
+        if decision.stop:
+            control.should_training_stop = True
+            control.should_save = False  # nothing left to resume
         if state.is_world_process_zero:
             self.progress.epoch(record)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        path = self.folder / f"{checkpoints.PREFIX}{state.global_step}"
+        best = self.folder / f"{checkpoints.PREFIX}{self.best_step}"
+        checkpoints.commit(path, {**self.selection.state(), "best_checkpoint": best.name})
+        checkpoints.prune(self.folder, keep={path, best})

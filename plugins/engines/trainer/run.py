@@ -1,0 +1,105 @@
+"""One training run through the Trainer, imported only when training starts (it needs transformers)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from plugins.engines.trainer.callback import PolicyCallback
+from plugins.engines.trainer.fast_dropout import fast_dropout
+from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_bf16
+
+
+class PolicyTrainer(Trainer):
+    """The Trainer with the optimizer and schedule the training policy builds."""
+
+    def __init__(self, *args, task, **kwargs) -> None:
+        self.task = task
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            self.optimizer = policy.build_optimizer(model or self.model, self.task)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = policy.build_scheduler(optimizer or self.optimizer, self.task, num_training_steps)
+        return self.lr_scheduler
+
+
+def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume: bool) -> TrainResult:
+    bf16 = use_bf16(task.bf16)
+    grouped = policy.group_by_length(task, splits["train"]["length"])
+    attention = attention_kernel(task.attention, bf16)
+    if attention:
+        model.set_attn_implementation(attention)
+    folder = run_dir / "checkpoints"
+    resume_from = checkpoints.latest(folder) if resume else None
+    on_cpu = not torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(folder),
+        num_train_epochs=task.epochs,
+        per_device_train_batch_size=task.batch_size,
+        per_device_eval_batch_size=task.eval_batch_size,
+        learning_rate=task.learning_rate,
+        max_grad_norm=policy.MAX_GRAD_NORM,
+        seed=task.seed,
+        bf16=bf16,
+        use_cpu=on_cpu,
+        eval_strategy="epoch",
+        save_strategy="epoch",  # the policy callback commits each checkpoint and prunes the older ones
+        logging_strategy="epoch",
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    collator = DataCollatorWithPadding(
+        tokenizer,
+        padding="longest" if task.dynamic_padding else "max_length",
+        max_length=None if task.dynamic_padding else task.max_length,
+    )
+    callback = PolicyCallback(task, progress, compute_metrics, folder, resume_from)
+    trainer = PolicyTrainer(
+        model=model,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=longest_first(splits["validation"]),
+        data_collator=collator,
+        compute_metrics=callback.keep_validation_predictions,
+        callbacks=[callback],
+        task=task,
+    )
+    trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
+    started = time.perf_counter()
+    dropout = task.setting("fast_dropout") and on_cpu
+    try:
+        with fast_dropout(model) if dropout else contextlib.nullcontext():
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise policy.out_of_memory(task, error) from None
+    finally:
+        progress.close()
+    trainer.model.load_state_dict(callback.best_weights)
+    selection = callback.selection
+    return TrainResult(
+        model=trainer.model,
+        history=selection.history,
+        best_epoch=selection.best_epoch,
+        train_seconds=time.perf_counter() - started,
+        extra={"bf16": bf16, "group_by_length": grouped, "attention": model.config._attn_implementation,
+               "fast_dropout": dropout, "global_steps": trainer.state.global_step,
+               "train_seconds_total": sum(r.seconds for r in selection.history)},
+    )
+
+
+def longest_first(split):
+    """Rows by falling length: each evaluation batch carries little padding (metrics do not depend on order)."""
+    return split.select(np.argsort(-np.asarray(split["length"]), kind="stable"))

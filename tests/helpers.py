@@ -1,0 +1,60 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+import os
+import signal
+
+from click.testing import CliRunner
+
+from toolkit.cli import cli
+from toolkit.config import load_config, with_overrides
+from toolkit.runs.pipeline import run_task
+from toolkit.training.progress import Progress
+
+
+def tk(*args):
+    """Invoke the CLI; a traceback (an exception other than a clean exit) fails the test."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result
+
+
+def ok(*args):
+    """Invoke the CLI and expect exit code 0; returns stdout."""
+    result = tk(*args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def fails_with(message, *args):
+    result = tk(*args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output, result.output
+    return result
+
+
+def quiet():
+    return Progress(lambda text: None, bar=False)
+
+
+def toy_task(project, name="toy", **overrides):
+    return with_overrides(load_config(project / "tasks.toml").task(name), overrides)
+
+
+def train_toy(pm, project, output="runs", progress=None, **overrides):
+    """tk run of the toy task with ``overrides``; returns the outcome."""
+    return run_task(pm, toy_task(project, **overrides), output=project / output, base=project,
+                    progress=progress or quiet())
+
+
+class InterruptAt(Progress):
+    """Sends this process a real SIGTERM at a given training step."""
+
+    def __init__(self, step):
+        super().__init__(echo=lambda text: None, bar=False)
+        self.step, self.seen = step, 0
+
+    def advance(self):
+        self.seen += 1
+        if self.seen == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)

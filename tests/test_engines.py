@@ -1,0 +1,139 @@
+"""One training policy, several engines: both engines decide alike; the engine is explicit."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import InterruptAt, fails_with, ok, quiet, toy_task, train_toy
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.records import EpochRecord
+from toolkit.runs import folders
+from toolkit.runs.pipeline import prepare, resume_task
+from toolkit.runs.saved import load_run
+from toolkit.training import policy
+
+SCRIPTED_LOSSES = [0.50, 0.40, 0.40, 0.45, 0.30, 0.20]  # epoch 3 ties epoch 2: the earlier epoch is kept
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Validation losses follow SCRIPTED_LOSSES; every snapshot of best weights is recorded with its epoch."""
+    losses = iter(SCRIPTED_LOSSES)
+    monkeypatch.setattr(policy, "validation_loss", lambda labels, probabilities: next(losses))
+    snapshots = []
+    real_snapshot = policy.snapshot_weights
+
+    def recording_snapshot(model):
+        weights = real_snapshot(model)
+        snapshots.append({k: v.clone() for k, v in weights.items()})
+        return weights
+
+    monkeypatch.setattr(policy, "snapshot_weights", recording_snapshot)
+    return snapshots
+
+
+def test_engines_take_the_same_decisions(pm, project, engine, scripted):
+    outcome = train_toy(pm, project, engine=engine, epochs=6, patience=2)
+    history = outcome.metrics["history"]
+    # epoch 2 improves; 3 ties (no gain), 4 is worse: patience 2 stops after epoch 4.
+    assert [row["validation_loss"] for row in history] == SCRIPTED_LOSSES[:4]
+    assert outcome.metrics["best_epoch"] == 2 and outcome.metrics["epochs_run"] == 4
+    assert len(scripted) == 2, "best weights are kept at epochs 1 and 2 only"
+    saved = load_run(outcome.run_dir).model.state_dict()
+    for key, value in scripted[-1].items():
+        assert torch.equal(saved[key].float(), value.float().cpu()), f"{engine}: saved model is not epoch 2's ({key})"
+    recorded = json.loads((outcome.run_dir / "config.json").read_text())["engine"]
+    assert recorded == engine
+
+
+def test_history_means_the_same_on_both_engines(pm, project, engine):
+    """The validation loss of the saved (best) model, recomputed, is the best epoch's history row."""
+    outcome = train_toy(pm, project, engine=engine, epochs=3, bf16="off")
+    prepared = prepare(pm, toy_task(project, engine=engine, bf16="off"), None, project, quiet())
+    validation = prepared.tokenized["validation"]
+    probabilities = predict_probabilities(load_run(outcome.run_dir).model, validation, 64)
+    recomputed = policy.validation_loss(np.asarray(validation["labels"]), probabilities)
+    best = outcome.metrics["history"][outcome.metrics["best_epoch"] - 1]
+    assert recomputed == pytest.approx(best["validation_loss"], abs=1e-4)
+    assert best["validation_loss"] == min(row["validation_loss"] for row in outcome.metrics["history"])
+    assert all(row["train_loss"] > 0 and row["seconds"] > 0 for row in outcome.metrics["history"])
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_the_same_metrics(pm, project, engine, with_dropout):
+    steps_per_epoch = 160 // 8
+    whole = train_toy(pm, project, "whole", engine=engine, epochs=3)
+    stopped = train_toy(pm, project, "parts", progress=InterruptAt(steps_per_epoch + 5), engine=engine, epochs=3)
+    assert stopped.status == "interrupted" and folders.run_status(stopped.run_dir) == "interrupted"
+    assert (stopped.run_dir / "checkpoints" / f"checkpoint-{steps_per_epoch}" / "tk_state.json").is_file()
+
+    resumed = resume_task(pm, stopped.run_dir, quiet())
+    assert resumed.status == "complete" and folders.run_status(stopped.run_dir) == "complete"
+    assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
+    assert len(resumed.metrics["history"]) == 3
+    for a, b in zip(resumed.metrics["history"], whole.metrics["history"]):
+        assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-6)
+    assert not (stopped.run_dir / "checkpoints").exists()
+
+
+def test_selection_ties_keep_the_earlier_epoch_and_patience_stops():
+    task = toy_task_config(patience=2, epochs=10, select_metric="accuracy")
+    selection = policy.Selection(task)
+    decisions = [selection.end_epoch(EpochRecord(i + 1, 1.0, 1.0, acc, 0.5, 1.0))
+                 for i, acc in enumerate([0.7, 0.8, 0.8, 0.79])]
+    assert [d.improved for d in decisions] == [True, True, False, False]
+    assert [d.stop for d in decisions] == [False, False, False, True]
+    assert selection.best_epoch == 2
+    restored = policy.Selection(task)
+    restored.restore(json.loads(json.dumps(selection.state())))
+    assert restored.best_epoch == 2 and restored.epochs_without_gain == 2 and restored.history == selection.history
+
+
+def test_last_epoch_stops_without_patience():
+    selection = policy.Selection(toy_task_config(patience=0, epochs=2))
+    assert not selection.end_epoch(EpochRecord(1, 1.0, 0.5, 0.5, 0.5, 1.0)).stop
+    assert selection.end_epoch(EpochRecord(2, 1.0, 0.9, 0.5, 0.5, 1.0)).stop
+
+
+def test_learning_rate_schedule_and_decay_groups():
+    task = toy_task_config(learning_rate=1e-3, warmup_ratio=0.1, weight_decay=0.1)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    optimizer = policy.build_optimizer(model, task)
+    decays = sorted((g["weight_decay"], len(g["params"])) for g in optimizer.param_groups)
+    assert decays == [(0.0, 3), (0.1, 1)]  # only the Linear weight decays
+    scheduler = policy.build_scheduler(optimizer, task, 100)
+    rates = []
+    for step in range(101):
+        if step in (0, 5, 10, 55, 100):
+            rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.0, 5e-4, 1e-3, 5e-4, 0.0])
+
+
+def toy_task_config(**values):
+    from toolkit.config import build_task
+
+    return build_task("t", {"dataset": "d", "model": "m", **values}, "test")
+
+
+def test_engine_is_printed_and_listed(project):
+    output = ok("run", "toy", "--set", "epochs=1", "--output", project / "runs")
+    assert "Engine: trainer (auto; cuda-graphs: it needs a CUDA GPU)" in output or torch.cuda.is_available()
+    listing = ok("list")
+    assert "Engines:" in listing and "cuda-graphs" in listing and "engine auto: trainer" in listing
+    assert "fast_dropout" in listing and "resume_point_seconds" in listing
+
+
+def test_unknown_engine_suggests(project):
+    fails_with("task 'toy', key 'engine': Unknown engine 'traner'. Did you mean 'trainer'?",
+               "run", "toy", "--set", "engine=traner")
+
+
+def test_cuda_graphs_without_a_gpu_is_refused(project):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    fails_with('engine = "cuda-graphs" cannot train here: it needs a CUDA GPU', "run", "toy", "--set",
+               "engine=cuda-graphs", "--output", project / "runs")

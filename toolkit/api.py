@@ -1,0 +1,46 @@
+"""The plugin API: everything a tk plugin may import. Anything not named here is private to tk.
+
+    from toolkit.api import DatasetInfo, LabelMapping, hookimpl, load_table
+
+Built-in plugins import only this module (a test checks), exactly as a
+third-party plugin would. docs/hooks.md documents each name.
+"""
+
+from toolkit import hookimpl
+from toolkit.config import TaskConfig
+from toolkit.data.files import builder_for, load_builder, load_table, split_files, standard_columns
+from toolkit.errors import TkError
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.hub import hub_reachable, require_hub
+from toolkit.models import load_classifier, load_tokenizer
+from toolkit.records import (
+                             DatasetInfo,
+                             DataSource,
+                             EngineInfo,
+                             EpochRecord,
+                             LabelMapping,
+                             LengthStats,
+                             ModelInfo,
+                             Setting,
+                             TrainResult,
+)
+from toolkit.training import checkpoints, policy
+from toolkit.training.device import attention_kernel, use_bf16, wait_for_gpu_warm_up
+from toolkit.training.distributed import world_size
+from toolkit.training.interrupt import RunInterrupted, interrupt_requested
+from toolkit.training.progress import Progress
+
+__all__ = [
+    # writing a plugin
+    "hookimpl", "TkError",
+    # records: what plugins register and return
+    "DatasetInfo", "ModelInfo", "EngineInfo", "Setting", "DataSource", "LabelMapping", "LengthStats",
+    "EpochRecord", "TrainResult", "TaskConfig",
+    # dataset plugins: local files
+    "builder_for", "split_files", "load_builder", "load_table", "standard_columns",
+    # model plugins: the Hub and pretrained models
+    "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
+    # training engines: the shared policy and the pieces every engine uses
+    "policy", "checkpoints", "Progress", "predict_probabilities", "use_bf16", "attention_kernel",
+    "wait_for_gpu_warm_up", "world_size", "RunInterrupted", "interrupt_requested",
+]
