@@ -42,6 +42,7 @@ class TaskConfig:
     data: str | None = None
     truncation: str = _choice("head", "head", "tail", "head+tail")
     select_metric: str = _choice("loss", "loss", "accuracy", "f1")
+    positive_label: str | None = None
     select_on: str = _choice("validation", "validation", "test")
     patience: int | None = 2
     bf16: str = _choice("auto", "auto", "on", "off")
