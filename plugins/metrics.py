@@ -19,7 +19,7 @@ import numpy as np
 
 from toolkit import hookimpl
 from toolkit.evaluation import intervals
-from toolkit.evaluation.counts import class_scores, confusion, headline, metric_scores
+from toolkit.evaluation.counts import class_counts, class_scores, headline, metric_scores
 
 HEADLINE = ("accuracy", "f1", "precision", "recall", "f1_macro")
 
@@ -30,13 +30,15 @@ def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_
     predictions = np.asarray(probabilities).argmax(axis=1)
     n_classes = len(label_names)
     positive = (1 if positive_label is None else int(positive_label)) if n_classes == 2 else None
-    counts = confusion(labels, predictions, n_classes)
-    present = counts.sum(axis=1) > 0
+    counts = class_counts(labels, predictions, n_classes)
+    present = counts["support"] > 0
     scores = headline(counts, present, positive)
     names = HEADLINE + (("f1_weighted",) if n_classes > 2 else ())
     metrics = {name: float(scores[name]) for name in names}
     if not confidence:
         return metrics  # per-epoch numbers: numpy only (importing scikit-learn takes a second or more)
+    from sklearn.metrics import confusion_matrix
+
     metrics["n"] = int(len(labels))
     metrics["average"] = "binary" if positive is not None else "macro"
     if positive is not None:
@@ -45,14 +47,14 @@ def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_
     for interval in confidence_intervals(labels, predictions, counts, present, positive, metrics, names):
         metrics.update(interval)
     metrics["per_class"] = per_class_report(labels, predictions, label_names, present)
-    metrics["confusion_matrix"] = counts.tolist()
+    metrics["confusion_matrix"] = confusion_matrix(labels, predictions, labels=list(range(n_classes))).tolist()
     return metrics
 
 
 def confidence_intervals(labels, predictions, counts, present, positive, metrics, names):
     """Wilson for proportions, a paired BCa bootstrap for the rest; ``<name>_ci`` (+ method or note) each."""
     per_class = class_scores(counts)
-    wilson = {"accuracy": intervals.wilson(int(np.trace(counts)), len(labels))}
+    wilson = {"accuracy": intervals.wilson(int(counts["tp"].sum()), len(labels))}
     if positive is not None:
         label = metrics["positive_label"]
         tp, fp, fn = (int(per_class[key][positive]) for key in ("tp", "fp", "fn"))

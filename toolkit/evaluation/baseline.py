@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.evaluation.counts import confusion, headline
+from toolkit.evaluation.counts import class_counts, headline
 from toolkit.evaluation.intervals import mcnemar_exact
 
 ONE_CLASS_SHARE = 0.95  # warn when one class gets at least this share of the predictions
@@ -38,7 +38,7 @@ def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], maj
         majority, source = majority_class(labels), "scored split"
     constant = np.full(n, majority)
     present = np.bincount(labels, minlength=n_classes) > 0
-    scores = headline(confusion(labels, constant, n_classes), present, None)
+    scores = headline(class_counts(labels, constant, n_classes), present, None)
     model_correct, baseline_correct = predictions == labels, constant == labels
     p = mcnemar_exact(model_correct, baseline_correct)
     name = label_names[majority]

@@ -1,4 +1,4 @@
-"""Classification scores from confusion counts: numpy only, vectorised over leading axes.
+"""Classification scores from per-class counts: numpy only, vectorised over leading axes.
 
 Per-epoch metrics, the test report, its bootstrap and the majority-class
 baseline all score through these functions, so they agree by construction.
@@ -10,25 +10,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion(labels, predictions, n_classes: int) -> np.ndarray:
-    """Counts ``[..., true, predicted]`` over the last axis of ``labels`` / ``predictions`` (same shape).
+def class_counts(labels, predictions, n_classes: int) -> dict[str, np.ndarray]:
+    """Per-class ``tp``, ``predicted`` and ``support`` over the last axis of ``labels`` / ``predictions``.
 
-    One ``bincount`` for every leading index at once, so a batch of bootstrap
-    resamples costs O(rows), whatever the number of classes.
+    Three ``bincount`` calls for every leading index at once (a batch of
+    bootstrap resamples), each O(rows) with an O(classes) result per index.
     """
-    codes = np.asarray(labels) * n_classes + np.asarray(predictions)
-    lead, rows = codes.shape[:-1], codes.shape[-1]
-    flat = codes.reshape(-1, rows)
-    cells = n_classes * n_classes
-    offsets = (np.arange(flat.shape[0]) * cells)[:, None]
-    counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * cells)
-    return counts.reshape(*lead, n_classes, n_classes)
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    lead = labels.shape[:-1]
+    batches = int(np.prod(lead, dtype=np.int64))
+    offsets = (np.arange(batches) * n_classes).reshape(*lead, 1)
+
+    def count(ids, where=None):
+        ids = (ids + offsets) if where is None else (ids + offsets)[where]
+        return np.bincount(ids.ravel(), minlength=batches * n_classes).reshape(*lead, n_classes)
+
+    return {"tp": count(labels, labels == predictions), "predicted": count(predictions), "support": count(labels)}
 
 
-def class_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class tp, fp, fn, support, precision, recall, f1 (last axis: class)."""
-    tp = np.diagonal(counts, axis1=-2, axis2=-1)
-    predicted, support = counts.sum(axis=-2), counts.sum(axis=-1)
+def class_scores(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-class tp, fp, fn, support, precision, recall, f1 (last axis: class) from ``class_counts``."""
+    tp, predicted, support = counts["tp"], counts["predicted"], counts["support"]
     fp, fn = predicted - tp, support - tp
     return {
         "tp": tp, "fp": fp, "fn": fn, "support": support,
@@ -38,7 +40,7 @@ def class_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def headline(counts: np.ndarray, present: np.ndarray, positive: int | None) -> dict[str, np.ndarray]:
+def headline(counts: dict[str, np.ndarray], present: np.ndarray, positive: int | None) -> dict[str, np.ndarray]:
     """accuracy, f1, precision, recall, f1_macro, f1_weighted.
 
     Macro averages run over the ``present`` classes only (a boolean mask: the
@@ -47,7 +49,7 @@ def headline(counts: np.ndarray, present: np.ndarray, positive: int | None) -> d
     precision and recall are that class's; otherwise they are macro averages.
     """
     per_class = class_scores(counts)
-    total = counts.sum(axis=(-2, -1))
+    total = counts["support"].sum(axis=-1)
     present = np.asarray(present, dtype=bool)
 
     def macro(values):
@@ -55,7 +57,7 @@ def headline(counts: np.ndarray, present: np.ndarray, positive: int | None) -> d
 
     support = per_class["support"]
     scores = {
-        "accuracy": np.trace(counts, axis1=-2, axis2=-1) / np.maximum(total, 1),
+        "accuracy": counts["tp"].sum(axis=-1) / np.maximum(total, 1),
         "f1_macro": macro(per_class["f1"]),
         "f1_weighted": (per_class["f1"] * support).sum(axis=-1) / np.maximum(support.sum(axis=-1), 1),
     }
@@ -67,4 +69,4 @@ def headline(counts: np.ndarray, present: np.ndarray, positive: int | None) -> d
 def metric_scores(labels, predictions, n_classes: int, present: np.ndarray, positive: int | None, axis: int = -1):
     """``headline`` straight from labels and predictions (``axis`` must be the last: scipy passes -1)."""
     assert axis in (-1, np.ndim(labels) - 1)
-    return headline(confusion(labels, predictions, n_classes), present, positive)
+    return headline(class_counts(labels, predictions, n_classes), present, positive)
