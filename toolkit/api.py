@@ -10,6 +10,8 @@ from toolkit import hookimpl
 from toolkit.config import TaskConfig
 from toolkit.data.files import builder_for, load_builder, load_table, split_files, standard_columns
 from toolkit.errors import TkError
+from toolkit.evaluation import counts as metric_counts
+from toolkit.evaluation import intervals
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.hub import hub_reachable, require_hub
 from toolkit.models import load_classifier, load_tokenizer
@@ -40,6 +42,8 @@ __all__ = [
     "builder_for", "split_files", "load_builder", "load_table", "standard_columns",
     # model plugins: the Hub and pretrained models
     "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
+    # metrics plugins: per-class counts and honest intervals
+    "metric_counts", "intervals",
     # training engines: the shared policy and the pieces every engine uses
     "policy", "checkpoints", "Progress", "predict_probabilities", "use_bf16", "attention_kernel",
     "wait_for_gpu_warm_up", "world_size", "RunInterrupted", "interrupt_requested",

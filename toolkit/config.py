@@ -55,6 +55,8 @@ class TaskConfig:
                                    "from the start, the rest from the end; Sun et al., 2019)",
                            "head", "tail", "head+tail")
     select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
+    positive_label: str | None = _key(None, "binary tasks: the label whose F1, precision and recall are the "
+                                            "headline (default: the second label)")
     select_on: str = _key("validation", "`test` selects epochs on the test split (as the reference notebook "
                                         "did); tk warns that test numbers are then optimistic", "validation", "test")
     patience: int | None = _key(2, "stop after this many epochs without improvement; 0 turns early stopping off")

@@ -206,12 +206,18 @@ def tk_train(
 
 @hookspec
 def tk_compute_metrics(
-    labels: np.ndarray, probabilities: np.ndarray, label_names: tuple[str, ...], confidence: bool
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    label_names: tuple[str, ...],
+    confidence: bool,
+    positive_label: int | None,
 ) -> dict[str, Any]:
     """Score predictions: ``labels`` are true class ids, ``probabilities`` an (n, classes) array.
 
     Called after every epoch on the validation split (``confidence`` False:
     be quick) and once on the test split (``confidence`` True: add 95%
-    intervals). Every plugin's dict is merged into ``metrics.json``; a
+    intervals). ``positive_label`` is the class id a two-class task scores
+    as positive (the task key of that name), None for the default (the
+    second label). Every plugin's dict is merged into ``metrics.json``; a
     headline number is a float, its interval goes under ``<name>_ci``.
     """

@@ -19,6 +19,7 @@ HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
 SPACE = re.compile(r"\s+")
 EXAMPLES = 3
 IMBALANCE_WARNING = 0.2  # warn when the smallest class is under 20% of the largest
+RARE_CLASS_ROWS = 10  # warn about classes with fewer rows than this in a split
 
 
 def normalise(text: str) -> str:
@@ -88,7 +89,14 @@ def _balance(split: str, labels: np.ndarray, label_names: tuple[str, ...]) -> li
     counts = np.bincount(labels, minlength=len(label_names))
     summary = ", ".join(f"{name} {n} ({n / max(len(labels), 1):.1%})" for name, n in zip(label_names, counts))
     level = "warning" if counts.max() and counts.min() / counts.max() < IMBALANCE_WARNING else "info"
-    return [Finding("class_balance", level, f"{split}: classes {summary}", int(len(labels)))]
+    found = [Finding("class_balance", level, f"{split}: classes {summary}", int(len(labels)))]
+    rare = [f"{name} ({n} rows)" for name, n in zip(label_names, counts) if n < RARE_CLASS_ROWS]
+    if rare:
+        found.append(Finding("rare_classes", "warning", f"{split}: {len(rare)} {'class has' if len(rare) == 1 else 'classes have'} fewer "
+                             f"than {RARE_CLASS_ROWS} rows: {', '.join(rare)}. Their per-class scores have very wide "
+                             "intervals (a recall of 3/3 only says [0.44, 1]), and a split carved from this one "
+                             "may miss them (macro averages then leave them out)", len(rare)))
+    return found
 
 
 def _repeated_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,27 +4,97 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADLINE = ("accuracy", "f1", "precision", "recall", "f1_weighted")
+MAX_LABEL = 40  # the per-class table's first column grows to the longest label, up to this
+SELECTION = {"loss": "lowest {} loss", "accuracy": "highest {} accuracy", "f1": "highest {} f1"}
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    n = metrics.get("n")
-    lines = [f"Test metrics ({n} examples, 95% bootstrap intervals):" if n else "Test metrics:"]
-    for name in HEADLINE:
-        if name in metrics:
-            ci = metrics.get(f"{name}_ci")
-            interval = f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-            lines.append(f"  {name:<12} {metrics[name]:.4f}{interval}")
+    lines = [_title(metrics)]
+    lines += [f"  WARNING: {warning}" for warning in metrics.get("warnings", [])]
+    rows = _headline_rows(metrics)
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, key in rows:
+        lines.append(f"  {name:<{width}}  {metrics[key]:.4f}{_interval(metrics, key)}")
+    baseline = metrics.get("baseline")
+    if baseline:
+        lines.append(f"  baseline: always '{_cut(baseline['label'])}' (most frequent class of the {baseline['source']}): "
+                     f"accuracy {baseline['accuracy']:.4f}, f1_macro {baseline['f1_macro']:.4f}; "
+                     f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
+    lines += _per_class(metrics)
+    if metrics.get("classes_absent"):
+        absent = ", ".join(_cut(name) for name in metrics["classes_absent"])
+        lines.append(f"  not in this split, so left out of the macro averages: {absent}")
+    if "best_epoch" in metrics:
+        how = SELECTION.get(metrics.get("select_metric", ""), "")
+        reason = f" ({how.format(metrics.get('select_on', 'validation'))})" if how else ""
+        lines.append(f"  kept epoch {metrics['best_epoch']} of {metrics['epochs_run']}{reason}"
+                     if "epochs_run" in metrics else f"  kept epoch {metrics['best_epoch']}")
+    return "\n".join(lines)
+
+
+def _title(metrics: dict[str, Any]) -> str:
+    split, n = metrics.get("split"), metrics.get("n")
+    if metrics.get("data_given") and metrics.get("data_source"):
+        title = f"Metrics on {metrics['data_source']}"
+    else:
+        title = f"{split.capitalize()} metrics" if split else "Metrics"
+    details = [f"{split} split" if split else None, f"{n} examples" if n is not None else None, _methods(metrics)]
+    details = [part for part in details if part]
+    return f"{title} ({', '.join(details)}):" if details else f"{title}:"
+
+
+def _methods(metrics: dict[str, Any]) -> str | None:
+    methods = {value for key, value in metrics.items() if key.endswith("_ci_method")}
+    if not methods and not any(key.endswith("_ci") for key in metrics):
+        return None
+    parts = ["Wilson for proportions"] if "wilson" in methods else []
+    bootstrap = sorted(m for m in methods if m != "wilson")
+    if bootstrap:
+        kind = {("bca",): "BCa", ("percentile",): "percentile"}.get(tuple(bootstrap), "BCa or percentile")
+        parts.append(f"{kind} bootstrap for {'F1' if metrics.get('average') == 'binary' else 'the averages'}")
+    return "95% intervals: " + ", ".join(parts) if parts else "95% intervals"
+
+
+def _headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(printed name, key) per headline number: binary scores name their positive class."""
+    if metrics.get("positive_label") is not None:
+        which = f" (positive: {_cut(str(metrics['positive_label']), 20)})"
+        names = [("accuracy", "accuracy"), ("f1" + which, "f1"), ("precision" + which, "precision"),
+                 ("recall" + which, "recall"), ("f1_macro", "f1_macro")]
+    elif metrics.get("average") == "macro":
+        names = [("accuracy", "accuracy"), ("f1 (macro)", "f1"), ("precision (macro)", "precision"),
+                 ("recall (macro)", "recall"), ("f1_weighted", "f1_weighted")]
+    else:
+        names = [(key, key) for key in ("accuracy", "f1", "precision", "recall", "f1_macro", "f1_weighted")]
+    return [(name, key) for name, key in names if isinstance(metrics.get(key), (int, float))]
+
+
+def _interval(metrics: dict[str, Any], key: str) -> str:
+    ci = metrics.get(f"{key}_ci")
+    if ci:
+        return f"  [{ci[0]:.3f}, {ci[1]:.3f}]"
+    note = metrics.get(f"{key}_ci_note")
+    return f"  (no interval: {note})" if note else ""
+
+
+def _per_class(metrics: dict[str, Any]) -> list[str]:
     per_class = metrics.get("per_class", {})
     names = [name for name in per_class if isinstance(per_class[name], dict) and "support" in per_class[name]
              and name not in ("macro avg", "weighted avg")]
-    if names:
-        lines.append(f"  {'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
-        for name in names:
-            row = per_class[name]
-            lines.append(f"  {name:<12} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
-                         f"{int(row['support']):>7}")
-    if "best_epoch" in metrics:
-        lines.append(f"  kept epoch {metrics['best_epoch']} of {metrics['epochs_run']} (lowest validation loss)"
-                     if metrics.get("task") else f"  kept epoch {metrics['best_epoch']}")
-    return "\n".join(lines)
+    if not names:
+        return []
+    width = max(12, *(len(_cut(name)) for name in names))
+    lines = [f"  {'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}"]
+    for name in names:
+        row = per_class[name]
+        lines.append(f"  {_cut(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
+                     f"{int(row['support']):>7}")
+    return lines
+
+
+def _cut(label: str, limit: int = MAX_LABEL) -> str:
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"

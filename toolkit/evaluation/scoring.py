@@ -1,4 +1,8 @@
-"""The metrics stage: every plugin's tk_compute_metrics answer, merged into one dict."""
+"""The metrics stage: every plugin's tk_compute_metrics answer, merged into one dict.
+
+A test report (``confidence=True``) is then compared with the majority-class
+baseline (``toolkit.evaluation.baseline``): ``baseline`` and ``warnings``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,41 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import TkError, suggest
+from toolkit.evaluation.baseline import compare_with_baseline
 
-def score(pm, labels, probabilities: np.ndarray, label_names: tuple[str, ...],
-          confidence: bool = False) -> dict[str, Any]:
+
+def score(pm, labels, probabilities: np.ndarray, label_names: tuple[str, ...], confidence: bool = False,
+          positive_label: int | None = None, baseline_label: int | None = None,
+          baseline_source: str = "training split") -> dict[str, Any]:
+    """``positive_label``: a binary task's positive class id (None: the second label).
+    ``baseline_label``: the class the baseline always predicts (None: the scored split's most frequent)."""
+    labels = np.asarray(labels)
     merged: dict[str, Any] = {}
     # pluggy calls the last registered plugin first; reversing lets later plugins add or override.
-    for result in reversed(pm.hook.tk_compute_metrics(labels=np.asarray(labels), probabilities=probabilities,
-                                                      label_names=label_names, confidence=confidence)):
+    for result in reversed(pm.hook.tk_compute_metrics(labels=labels, probabilities=probabilities,
+                                                      label_names=label_names, confidence=confidence,
+                                                      positive_label=positive_label)):
         merged.update(result or {})
+    if confidence:
+        found = compare_with_baseline(labels, np.asarray(probabilities).argmax(axis=1), label_names,
+                                      baseline_label, baseline_source)
+        found["warnings"] = merged.get("warnings", []) + found.get("warnings", [])  # a plugin's come first
+        merged.update(found)
     return merged
+
+
+def positive_class(task, label_names: tuple[str, ...], where: str | None = None) -> int | None:
+    """The task's ``positive_label`` as a class id; None when unset. A wrong name is a TkError naming the labels."""
+    value = task.positive_label
+    if value is None:
+        return None
+    where = where or f"task '{task.name}'"
+    labels = ", ".join(repr(name) for name in label_names)
+    if len(label_names) != 2:
+        raise TkError(f"{where}, key 'positive_label': only two-class tasks have a positive class; dataset "
+                      f"'{task.dataset}' has {len(label_names)} labels ({labels}). Remove the key.")
+    if value not in label_names:
+        raise TkError(f"{where}, key 'positive_label': {value!r} is not a label of dataset '{task.dataset}'. "
+                      f"Its labels: {labels}.{suggest(value, label_names)}")
+    return label_names.index(value)

@@ -53,17 +53,13 @@ def summarise(run_dir: Path, label: str | None = None) -> RunSummary:
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:
     """Exact McNemar p-value for two runs' paired test predictions; None when rows differ."""
-    from scipy.stats import binomtest
+    from toolkit.evaluation.intervals import mcnemar_exact
 
     if a.correct is None or b.correct is None or a.test_fingerprint != b.test_fingerprint:
         return None
     if len(a.correct) != len(b.correct):
         return None
-    only_a = int((a.correct & ~b.correct).sum())
-    only_b = int((~a.correct & b.correct).sum())
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return mcnemar_exact(a.correct, b.correct)
 
 
 def welch_p(a: list[float], b: list[float]) -> float | None:

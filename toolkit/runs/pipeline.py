@@ -17,6 +17,7 @@ from toolkit.config import TaskConfig
 from toolkit.data.loading import load_labelled
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine
+from toolkit.evaluation.baseline import majority_class
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
@@ -26,7 +27,7 @@ from toolkit.models import model_limit
 from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
 from toolkit.runs.folders import new_run_dir, read_json, set_status, write_json
-from toolkit.evaluation.scoring import score
+from toolkit.evaluation.scoring import positive_class, score
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits
@@ -84,6 +85,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     dataset, model_info = registered(pm, task, where)
     engine = resolve_engine(pm, task, recorded_engine)
     progress.note(engine.describe())
+    positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
     start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
@@ -140,9 +142,10 @@ def mark_failed(run_dir: Path, error: BaseException) -> None:
 
 def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool) -> RunOutcome:
     task, dataset = prepared.task, prepared.dataset
+    positive = positive_class(task, dataset.labels)
 
     def per_epoch_scores(labels, probabilities):
-        return score(pm, labels, probabilities, dataset.labels)
+        return score(pm, labels, probabilities, dataset.labels, positive_label=positive)
 
     try:
         with graceful_interrupts(progress.note):
@@ -163,12 +166,14 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16))
     labels = np.asarray(test["labels"])
     texts = prepared.splits["test"]["text"]
-    metrics = score(pm, labels, probabilities, dataset.labels, confidence=True)
+    metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
+                    baseline_label=majority_class(prepared.splits["train"]["label"]))
     diagnosis = diagnose_overfitting(result.history)
     metrics.update({
         "task": task.name,
         "split": "test",
         "select_metric": task.select_metric,
+        "select_on": task.select_on,
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),

@@ -13,7 +13,7 @@ from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.runs.folders import read_json, run_status
-from toolkit.evaluation.scoring import score
+from toolkit.evaluation.scoring import positive_class, score
 from toolkit.data.tokens import encode_texts
 
 
@@ -70,7 +70,20 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str,
     rows = labelled.split(split)
     started = time.perf_counter()
     probabilities = saved.probabilities(list(rows["text"]))
-    metrics = score(pm, rows["label"], probabilities, dataset.labels, confidence=True)
+    metrics = score(pm, rows["label"], probabilities, dataset.labels, confidence=True,
+                    positive_label=positive_class(saved.task, dataset.labels, str(saved.run_dir)),
+                    baseline_label=saved_baseline(saved.run_dir, dataset.labels))
     metrics.update({"run": str(saved.run_dir), "data_source": labelled.source.describe(), "split": split,
+                    "data_given": data is not None,
                     "seconds": round(time.perf_counter() - started, 2), "notes": labelled.notes})
     return metrics
+
+
+def saved_baseline(run_dir: Path, label_names: tuple[str, ...]) -> int | None:
+    """The class the run's training split held most (saved in its metrics.json); None for older runs."""
+    path = run_dir / "metrics.json"
+    baseline = (read_json(path).get("baseline") or {}) if path.exists() else {}
+    label = baseline.get("label")
+    if baseline.get("source") != "training split" or label not in label_names:
+        return None
+    return label_names.index(label)

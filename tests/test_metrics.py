@@ -1,0 +1,206 @@
+"""Metrics that are honest on any label set: macro over present classes, named positive class,
+the majority-class baseline and its warnings, intervals that never collapse at 0 or 1, the report text."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from plugins.metrics import tk_compute_metrics
+from toolkit.data.checks import _balance
+from toolkit.evaluation.baseline import compare_with_baseline
+from toolkit.evaluation.report import format_metrics
+
+
+def one_hot(predictions, n_classes):
+    probabilities = np.full((len(predictions), n_classes), 0.1 / n_classes)
+    probabilities[np.arange(len(predictions)), predictions] = 0.9
+    return probabilities
+
+
+def scored(labels, predictions, names, majority=None, **extra):
+    """What score() gives for a test report: the plugin's metrics plus the baseline comparison."""
+    metrics = tk_compute_metrics(np.asarray(labels), one_hot(np.asarray(predictions), len(names)), names,
+                                 confidence=True, **extra)
+    metrics.update(compare_with_baseline(labels, predictions, names, majority))
+    return metrics
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_macro_averages_equal_sklearn_over_the_present_classes(seed):
+    rng = np.random.default_rng(seed)
+    n_classes = int(rng.integers(3, 12))
+    true_classes = rng.choice(n_classes, size=int(rng.integers(2, n_classes)), replace=False)  # some absent
+    labels = rng.choice(true_classes, 200)
+    predictions = np.where(rng.random(200) < 0.6, labels, rng.integers(0, n_classes, 200))  # some never true
+    names = tuple(f"c{k}" for k in range(n_classes))
+    metrics = tk_compute_metrics(labels, one_hot(predictions, n_classes), names, confidence=True)
+    present = sorted(set(labels.tolist()))
+    for key, sklearn in (("f1", f1_score), ("precision", precision_score), ("recall", recall_score)):
+        assert metrics[key] == pytest.approx(sklearn(labels, predictions, labels=present, average="macro",
+                                                     zero_division=0)), key
+    assert metrics["f1_macro"] == metrics["f1"]
+    assert metrics["f1_weighted"] == pytest.approx(f1_score(labels, predictions, average="weighted", zero_division=0))
+    assert metrics["classes_absent"] == [f"c{k}" for k in range(n_classes) if k not in present]
+    macro = metrics["per_class"]["macro avg"]
+    assert macro["f1-score"] == pytest.approx(metrics["f1"]) and macro["classes"] == len(present)
+    low, high = metrics["f1_ci"]  # the bootstrap resamples the same present-class macro average
+    assert low <= metrics["f1"] <= high
+    per_epoch = tk_compute_metrics(labels, one_hot(predictions, n_classes), names, confidence=False)
+    assert per_epoch["f1"] == pytest.approx(metrics["f1"])
+
+
+def test_a_perfect_model_scores_macro_f1_one_with_classes_absent():
+    labels = np.arange(100) % 5  # classes 5..9 never occur
+    metrics = scored(labels, labels, tuple(f"c{k}" for k in range(10)))
+    assert metrics["f1"] == metrics["f1_macro"] == 1.0
+    assert metrics["classes_absent"] == ["c5", "c6", "c7", "c8", "c9"]
+    assert "left out of the macro averages: c5, c6, c7, c8, c9" in format_metrics(metrics)
+
+
+def test_binary_scores_name_their_positive_class_and_add_macro_f1():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    predictions = np.where(rng.random(300) < 0.8, labels, 1 - labels)
+    default = scored(labels, predictions, ("neg", "pos"))
+    assert default["positive_label"] == "pos"
+    assert default["f1"] == pytest.approx(f1_score(labels, predictions, pos_label=1))
+    assert default["f1_macro"] == pytest.approx(f1_score(labels, predictions, average="macro"))
+    chosen = scored(labels, predictions, ("neg", "pos"), positive_label=0)
+    assert chosen["positive_label"] == "neg"
+    assert chosen["f1"] == pytest.approx(f1_score(labels, predictions, pos_label=0))
+    assert chosen["precision"] == pytest.approx(precision_score(labels, predictions, pos_label=0))
+    assert chosen["recall"] == pytest.approx(recall_score(labels, predictions, pos_label=0))
+    printed = format_metrics(chosen)
+    assert "f1 (positive: neg)" in printed and "f1_macro" in printed
+
+
+def test_a_good_model_on_balanced_data_gets_no_warning():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 200)
+    predictions = np.where(rng.random(200) < 0.9, labels, 1 - labels)
+    metrics = scored(labels, predictions, ("neg", "pos"), majority=0)
+    assert metrics["warnings"] == []
+    assert metrics["baseline"]["mcnemar_p"] < 0.05
+    assert "WARNING" not in format_metrics(metrics)
+
+
+def test_a_constant_predictor_gets_both_warnings():
+    labels = np.array([0] * 87 + [1] * 13)
+    metrics = scored(labels, np.zeros(100, int), ("neg", "pos"), majority=0)
+    assert metrics["baseline"] == {"label": "neg", "source": "training split", "accuracy": 0.87,
+                                   "f1_macro": pytest.approx(f1_score(labels, np.zeros(100), average="macro",
+                                                                      zero_division=0)), "mcnemar_p": 1.0}
+    one_class, no_better = metrics["warnings"]
+    assert "'neg' for 100.0% of the 100 rows" in one_class
+    assert "does not beat always predicting 'neg'" in no_better
+    assert format_metrics(metrics).count("WARNING") == 2
+
+
+def test_a_model_at_the_majority_rate_gets_the_baseline_warning_only():
+    # 87% majority; the model is right on 0.869 of the rows but does not predict one class throughout.
+    labels = np.array([0] * 870 + [1] * 130)
+    predictions = labels.copy()
+    predictions[:70] = 1  # 70 majority rows wrong
+    predictions[870:931] = 0  # 61 minority rows wrong: accuracy 0.869, 'neg' predicted for 86.1%
+    metrics = scored(labels, predictions, ("neg", "pos"), majority=0)
+    assert metrics["accuracy"] == pytest.approx(0.869)
+    assert len(metrics["warnings"]) == 1 and "does not beat always predicting 'neg'" in metrics["warnings"][0]
+
+
+def test_a_small_gain_over_the_baseline_is_called_noise():
+    labels = np.array([0] * 87 + [1] * 13)
+    predictions = np.zeros(100, int)
+    predictions[87:89] = 1  # two more right: 0.89 vs 0.87
+    metrics = scored(labels, predictions, ("neg", "pos"), majority=0)
+    assert metrics["baseline"]["mcnemar_p"] >= 0.05
+    assert any("within noise" in warning for warning in metrics["warnings"])
+
+
+def test_without_training_labels_the_baseline_comes_from_the_scored_split():
+    labels = np.array([1] * 60 + [0] * 40)
+    metrics = scored(labels, labels, ("neg", "pos"))
+    assert metrics["baseline"]["label"] == "pos" and metrics["baseline"]["source"] == "scored split"
+    assert "most frequent class of the scored split" in format_metrics(metrics)
+
+
+def test_accuracy_one_gets_a_wilson_interval_below_one():
+    labels = np.arange(50) % 2
+    metrics = scored(labels, labels, ("neg", "pos"))
+    low, high = metrics["accuracy_ci"]
+    assert high == 1.0 and low == pytest.approx(0.9286, abs=1e-3)
+    assert metrics["accuracy_ci_method"] == "wilson"
+
+
+def test_precision_without_predicted_positives_has_no_interval_and_says_why():
+    labels = np.array([0] * 80 + [1] * 20)
+    metrics = scored(labels, np.zeros(100, int), ("neg", "pos"))
+    assert metrics["precision_ci"] is None
+    assert "n too small" in metrics["precision_ci_note"] and "no row predicted 'pos'" in metrics["precision_ci_note"]
+    assert metrics["recall_ci"][0] == 0.0 < metrics["recall_ci"][1]  # 0 of 20: Wilson is not [0, 0]
+    assert "no interval: n too small" in format_metrics(metrics)
+
+
+def test_a_bootstrap_that_cannot_vary_is_null_with_a_note():
+    labels = np.arange(300) % 3
+    metrics = scored(labels, labels, ("a", "b", "c"))
+    assert metrics["f1_ci"] is None and metrics["f1_ci_note"] == "every resample gave the same value"
+    small = scored(labels[:20], (labels[:20] + 1) % 3, ("a", "b", "c"))
+    assert small["f1_ci"] is None and small["f1_ci_note"].startswith("n too small")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_intervals_contain_the_estimate_and_use_bca_for_f1(seed):
+    rng = np.random.default_rng(seed)
+    n_classes = 2 + seed % 2
+    labels = rng.integers(0, n_classes, 400)
+    predictions = np.where(rng.random(400) < 0.75, labels, rng.integers(0, n_classes, 400))
+    metrics = scored(labels, predictions, tuple("abc"[:n_classes]))
+    for name in ("accuracy", "f1", "precision", "recall", "f1_macro"):
+        low, high = metrics[f"{name}_ci"]
+        assert low < metrics[name] < high and high - low < 0.25, name
+    assert metrics["f1_ci_method"] == "bca"
+
+
+def test_report_names_its_split_and_selection_and_fits_long_labels():
+    long_name = "a label much longer than twelve characters"
+    labels = np.arange(90) % 3
+    metrics = scored(labels, labels, ("short", long_name, "x" * 60))
+    metrics.update(split="validation", best_epoch=2, epochs_run=3, select_metric="accuracy", select_on="validation")
+    printed = format_metrics(metrics)
+    assert printed.startswith("Validation metrics (validation split, 90 examples, 95% intervals: Wilson")
+    assert "kept epoch 2 of 3 (highest validation accuracy)" in printed
+    rows = [line for line in printed.splitlines() if line.strip().startswith(("short", "a label", "xxx"))]
+    assert len(rows) == 3 and len({len(row) for row in rows}) == 1  # one column width for all
+    assert "x" * 39 + "…" in printed and "x" * 41 not in printed
+    metrics.update(split="test", data_given=True, data_source="other.csv (from --data)", select_metric="loss")
+    printed = format_metrics(metrics)
+    assert printed.startswith("Metrics on other.csv (from --data) (test split, 90 examples")
+    assert "(lowest validation loss)" in printed
+
+
+def test_rare_classes_are_a_data_check_finding():
+    labels = np.array([0] * 100 + [1] * 40 + [2] * 3)
+    rare = [f for f in _balance("test", labels, ("a", "b", "c")) if f.check == "rare_classes"]
+    assert len(rare) == 1 and "c (3 rows)" in rare[0].message and "wide" in rare[0].message
+    assert not [f for f in _balance("test", np.arange(60) % 3, ("a", "b", "c")) if f.check == "rare_classes"]
+
+
+def test_a_run_saves_baseline_positive_label_and_selection(pm, project):
+    from toolkit.config import load_config, with_overrides
+    from toolkit.errors import TkError
+    from toolkit.runs.pipeline import run_task
+    from toolkit.training.progress import Progress
+
+    task = load_config(project / "tasks.toml").task("toy")
+    with pytest.raises(TkError, match=r"positive_label.*'maybe' is not a label.*'neg', 'pos'"):
+        run_task(pm, with_overrides(task, {"positive_label": "maybe"}), output=project / "runs", base=project,
+                 progress=Progress(echo=lambda text: None, bar=False))
+    assert not (project / "runs").exists()  # refused before any run folder
+    outcome = run_task(pm, with_overrides(task, {"positive_label": "neg", "epochs": 2}), output=project / "runs",
+                       base=project, progress=Progress(echo=lambda text: None, bar=False))
+    metrics = outcome.metrics
+    assert metrics["positive_label"] == "neg" and metrics["select_metric"] == "loss"
+    assert metrics["baseline"]["source"] == "training split" and "f1_macro" in metrics
+    printed = format_metrics(metrics)
+    assert printed.startswith("Test metrics (test split, ") and "f1 (positive: neg)" in printed
+    assert "(lowest validation loss)" in printed
