@@ -56,6 +56,12 @@ def test_max_length_above_the_model_limit(project):
     fails_with("max_length = 512 is above the 128 tokens model 'tiny' can take", "run", "toy", "--set", "max_length=512")
 
 
+@pytest.mark.parametrize("length", [1, 2])
+def test_max_length_below_the_special_tokens(project, length):
+    fails_with(f"max_length = {length} leaves no room for text: model 'tiny' adds 2 special tokens to every text. "
+               "Use --set max_length=3 or more", "run", "toy", "--set", f"max_length={length}")
+
+
 def test_empty_texts_are_left_out_and_said(project):
     (project / "toy-data" / "train.csv").write_text(
         (project / "toy-data" / "train.csv").read_text() + '"   ",neg\n"",pos\n')
@@ -116,6 +122,32 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         runs.write_json(target, {"accuracy": 0.9})
     assert json.loads(target.read_text()) == {"accuracy": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_json_files_are_strict_with_null_for_non_finite_numbers(tmp_path):
+    import numpy as np
+
+    def refuse(name):
+        raise ValueError(f"{name} in a JSON file")
+
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"accuracy": float("nan"), "ci": [float("inf"), -float("inf"), 0.5],
+                             "nested": {"f1": np.float32("nan"), "n": np.int64(3), "arr": np.array([np.nan, 1.0])}})
+    data = json.loads(target.read_text(), parse_constant=refuse)
+    assert data == {"accuracy": None, "ci": [None, None, 0.5], "nested": {"f1": None, "n": 3, "arr": [None, 1.0]}}
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/escape", "..", ".hidden", "a/b"])
+def test_task_name_cannot_leave_the_output_folder(project, name):
+    (project / "tasks.toml").write_text((project / "tasks.toml").read_text() + f'\n[tasks."{name}"]\ndataset = "toy"\n')
+    fails_with(f"Task name {name!r} cannot name a run folder: use letters, digits", "run", name,
+               "--output", project / "runs")
+    assert not (project / "runs").exists()
+    with pytest.raises(TkError, match="cannot name a run folder"):
+        runs.new_run_dir(project / "runs", name)
+    assert not list(project.parent.glob("escape*")) and not Path("/tmp/escape").exists()
+    with pytest.raises(TkError, match="cannot name a run folder"):
+        runs.new_run_dir(project / "runs", "")
 
 
 def test_concurrent_runs_never_share_a_folder(tmp_path):

@@ -23,11 +23,11 @@ from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
 from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs.folders import new_run_dir, read_json, set_status, write_json
+from toolkit.runs.folders import check_task_name, new_run_dir, read_json, set_status, write_json
 from toolkit.evaluation.scoring import score
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import tokenize_splits
+from toolkit.data.tokens import special_tokens, tokenize_splits
 
 
 @dataclass
@@ -94,6 +94,12 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
                       f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
+    prefix, suffix = special_tokens(tokenizer)
+    shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
+    if task.max_length < shortest:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
+                      f"'{model_info.name}' adds {shortest - 1} special tokens to every text. "
+                      f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
     return Prepared(task, dataset, source, splits, tokenized, tokenizer, model, notes)
 
@@ -102,6 +108,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None) -> RunOutcome:
     progress = progress or Progress()
+    check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
     prepared = prepare(pm, task, data, base, progress, strict, where)
