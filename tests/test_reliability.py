@@ -227,3 +227,36 @@ def test_random_labels_and_mappings_give_data_or_a_tkerror(labels, mapping):
         apply_label_mapping(splits, DatasetInfo("d", ("a", "b")), LabelMapping(mapping), [])
     except TkError:
         pass
+
+
+def test_full_disk_while_saving_the_model_is_named_and_cleaned_up(tmp_path, tiny_model, monkeypatch):
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from toolkit.runs.artifacts import save_model
+
+    def disk_full(*args, **kwargs):  # what safetensors raises: its own type, not OSError
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("transformers.modeling_utils.safe_save_file", disk_full)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    with pytest.raises(TkError, match=r"The disk is full: could not save .*/model\. Free some space"):
+        save_model(model, AutoTokenizer.from_pretrained(tiny_model), tmp_path)
+    assert list(tmp_path.iterdir()) == [], "the staging folder .model.partial was left behind"
+
+
+def test_file_size_limit_is_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import resource, sys; from pathlib import Path; from toolkit.cli import file_size_limit_as_error; "
+            "from toolkit.errors import TkError; from toolkit.runs.folders import write_bytes; "
+            "file_size_limit_as_error(); resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)); "
+            "exec('try:\\n write_bytes(Path(sys.argv[1]), bytes(1 << 20))\\nexcept TkError as e:\\n print(e)')")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr  # not killed by SIGXFSZ
+    assert (f"File size limit exceeded: could not save {tmp_path / 'big.bin'} (ulimit -f is 64 KiB). "
+            "Raise it, e.g. ulimit -f unlimited") in out.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -123,6 +123,29 @@ def saving_error(path: Path, error: OSError) -> TkError:
     return TkError(f"Could not save {path}: {error.strerror or error}.")
 
 
+_RUST_OS_ERROR = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind an exception, if any: in its chain, or in the text of an error from a Rust
+    library (safetensors writes "I/O error: No space left on device (os error 28)")."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return None
+    match = _RUST_OS_ERROR.search(str(error))
+    if match:
+        code = int(match.group(1) or match.group(2))
+        return OSError(code, os.strerror(code))
+    if "No space left on device" in str(error):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
 def _file_size_limit() -> str:
     import resource
 

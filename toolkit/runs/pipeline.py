@@ -23,8 +23,9 @@ from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
 from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs.folders import check_task_name, new_run_dir, read_json, set_status, write_json
-from toolkit.evaluation.scoring import score
+from toolkit.runs.folders import (FULL, check_task_name, new_run_dir, os_error_in, read_json, saving_error, set_status,
+                                  write_json)
+from toolkit.evaluation.scoring import require_metrics, score
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import special_tokens, tokenize_splits
@@ -78,6 +79,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     from transformers import set_seed
 
     dataset, model_info = registered(pm, task, where)
+    require_metrics(pm)  # before any work
     start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
@@ -123,6 +125,9 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
     except BaseException as error:
         if distributed.is_main():
             mark_failed(run_dir, error)
+        full = None if isinstance(error, TkError) else os_error_in(error)
+        if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
+            raise saving_error(run_dir, full) from None
         raise
 
 
