@@ -257,7 +257,7 @@ def read_lines(handle) -> list[str]:
     if "\x00" in text:
         raise TkError(f"--file {handle.name}: a binary file (it holds NUL bytes); pass a text file with one "
                       "text per line.")
-    return [line for line in text.splitlines() if line.strip()]
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears

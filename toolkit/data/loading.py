@@ -65,6 +65,9 @@ def check_column_types(splits, where: str, notes: list[str]):
 
     kept = {}
     for name, split in splits.items():
+        if getattr(split, "features", None) is None:  # untyped (e.g. iterable) splits: nothing to check here
+            kept[name] = split
+            continue
         for column in ("text", "label"):
             if column not in split.column_names:
                 raise TkError(f"{where}: the {name} split has no '{column}' column (columns: "

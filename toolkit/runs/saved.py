@@ -67,7 +67,8 @@ def check_saved_model(model_dir: Path) -> None:
     config = model_dir / "config.json"
     if not config.is_file():
         raise TkError(f"{config} is missing. {DAMAGED}")
-    if not isinstance(_json_file(config), dict) or "model_type" not in _json_file(config):
+    values = _json_file(config)
+    if not isinstance(values, dict) or "model_type" not in values:
         raise TkError(f"{config} is not a transformers model config (no model_type). {DAMAGED}")
     weights = [model_dir / name for name in WEIGHT_FILES if (model_dir / name).is_file()]
     if not weights:
