@@ -1,10 +1,10 @@
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+from tests.helpers import SHARED_DATA, TESTS, TOY_TASKS
 from toolkit.plugins import PluginManager
 from toolkit.testing import make_tiny_model, write_keyword_dataset
 
@@ -13,31 +13,6 @@ settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-TESTS = Path(__file__).parent
-SHARED_DATA = TESTS.parent.parent / "shared" / "data"
-
-TOY_TASKS = """
-plugins = ["toy_plugin"]
-
-[defaults]
-model = "tiny"
-max_length = 64
-batch_size = 8
-epochs = 4
-learning_rate = 2e-3
-validation_size = 40
-seed = 1
-patience = 5
-
-[tasks.toy]
-dataset = "toy"
-data = "toy-data"
-
-[tasks.toy3]
-dataset = "toy3"
-data = "toy3-data"
-epochs = 6
-"""
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -9,6 +10,32 @@ from toolkit.cli import cli
 from toolkit.config import load_config, with_overrides
 from toolkit.runs.pipeline import run_task
 from toolkit.training.progress import Progress
+
+TESTS = Path(__file__).parent
+SHARED_DATA = TESTS.parent.parent / "shared" / "data"
+
+TOY_TASKS = """
+plugins = ["toy_plugin"]
+
+[defaults]
+model = "tiny"
+max_length = 64
+batch_size = 8
+epochs = 4
+learning_rate = 2e-3
+validation_size = 40
+seed = 1
+patience = 5
+
+[tasks.toy]
+dataset = "toy"
+data = "toy-data"
+
+[tasks.toy3]
+dataset = "toy3"
+data = "toy3-data"
+epochs = 6
+"""
 
 
 def tk(*args):

@@ -56,6 +56,32 @@ def test_bad_choice_lists_the_valid_ones(tmp_path):
             r"'head', 'tail', 'head\+tail'.*Did you mean 'tail'")
 
 
+@pytest.mark.parametrize("line", ["learning_rate = inf", "learning_rate = nan", "weight_decay = nan",
+                                  "warmup_ratio = -inf"])
+def test_non_finite_numbers_are_refused(tmp_path, line):
+    key = line.split()[0]
+    refused(tmp_path, f'[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\n{line}\n',
+            rf"tasks.toml: task 'a': key '{key}' must be a finite number, got")
+
+
+def test_non_finite_set_values_are_refused():
+    task = load_config(REPO_TASKS).task("imdb-minilm")
+    with pytest.raises(TkError, match="key 'learning_rate' must be a finite number, got nan"):
+        with_overrides(task, dict([parse_assignment("learning_rate=nan")]))
+
+
+def test_seed_and_shares_out_of_range_are_refused(tmp_path):
+    task = load_config(REPO_TASKS).task("imdb-minilm")
+    with pytest.raises(TkError, match=r"key 'seed' must be between 0 and 4294967295 \(2\*\*32 - 1\), got 4294967296"):
+        with_overrides(task, {"seed": 2**32})
+    assert with_overrides(task, {"seed": 2**32 - 1}).seed == 2**32 - 1
+    with pytest.raises(TkError, match="key 'seed' must not be negative"):
+        with_overrides(task, {"seed": -1})
+    with pytest.raises(TkError, match="key 'warmup_ratio' is a share and must be between 0 and 1, got 1.5"):
+        with_overrides(task, {"warmup_ratio": 1.5})
+    assert with_overrides(task, {"warmup_ratio": 1}).warmup_ratio == 1
+
+
 def test_defaults_are_shared_and_overridable(tmp_path):
     path = write(tmp_path, '[defaults]\nepochs = 5\nmodel = "minilm"\n[tasks.a]\ndataset = "imdb"\n'
                            '[tasks.b]\ndataset = "imdb"\nepochs = 1\n')

@@ -108,3 +108,48 @@ def test_truncation_strategies_with_a_real_tokenizer(tiny_model, truncation, kep
     assert tokens == ["[CLS]", *kept, "[SEP]"]
     assert tokenizer.convert_ids_to_tokens(encoded["input_ids"][1]) == ["[CLS]", "good", "film", "[SEP]"]
     assert encoded["length"] == [8, 4]
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_a_multi_megabyte_line_is_cut_before_tokenizing(tiny_model, truncation):
+    import time
+    import tracemalloc
+
+    from transformers import AutoTokenizer
+
+    from toolkit.data.tokens import CHARS_PER_TOKEN, cut_long_texts
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    line = "good " + "film " * 1_000_000 + "bad"  # 5 MB on one line
+    assert [len(t) for t in cut_long_texts([line, "short"], 8, "head")] == [8 * CHARS_PER_TOKEN, 5]
+    started = time.perf_counter()
+    tracemalloc.start()
+    encoded = encode_texts(tokenizer, [line], max_length=8, truncation=truncation)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert time.perf_counter() - started < 5 and peak < 20_000_000
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    assert len(tokens) == 8
+    assert (tokens[1] == "good") == (truncation != "tail") and (tokens[-2] == "bad") == (truncation != "head")
+
+
+def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_model):
+    import time
+
+    from transformers import AutoTokenizer
+
+    from toolkit.data.lengths import MAX_CHARS, format_report, token_lengths
+    from toolkit.records import LengthStats
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = ["good film", "film " * 2_000_000]  # 10 MB on one line
+    started = time.perf_counter()
+    cut = []
+    lengths = token_lengths(tokenizer, texts, cut=cut)
+    assert time.perf_counter() - started < 20
+    assert cut == [1] and lengths[0] == 4 and lengths[1] == MAX_CHARS // 5 + 2
+    stats = LengthStats("tiny", 2, 1.0, 1.0, 1.0, 1.0, 1.0, int(lengths.max()), 128, 0.95, 128, {128: 0.5},
+                        {128: 0.5}, cut=1)
+    report = format_report([stats])
+    assert f"≥ {lengths.max()}" in report
+    assert "1 texts are longer than 100,000 characters and were measured on their first 100,000" in report

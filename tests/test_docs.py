@@ -126,7 +126,7 @@ def trec_folder(tmp_path, shared_root):
 
 @pytest.mark.slow
 def test_tutorial_plugin_installs_and_runs(tmp_path, monkeypatch):
-    from tests.conftest import SHARED_DATA
+    from tests.helpers import SHARED_DATA
     from toolkit.cli import cli
 
     text = (DOCS / "tutorial-dataset-plugin.md").read_text()

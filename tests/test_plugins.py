@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from toolkit import hookimpl
@@ -94,3 +96,58 @@ def test_a_plugin_adds_a_cli_command():
     pm.hook.tk_register_commands(cli=group)
     result = CliRunner().invoke(group, ["hello"])
     assert result.exit_code == 0 and result.output == "hello from a plugin\n"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("../../x", "tasks.toml 'plugins': '../../x' is not a module name. List Python module names"),
+    ("", "tasks.toml 'plugins': '' is not a module name."),
+    ("broken", "Plugin module 'broken' listed in tasks.toml 'plugins' has a syntax error: "),
+    ("failing", "Plugin module 'failing' listed in tasks.toml 'plugins' failed to import: ZeroDivisionError: "),
+])
+def test_bad_plugin_entry_is_one_line_error_and_help_still_works(project, monkeypatch, capsys, entry, message):
+    from tests.helpers import fails_with
+    from toolkit.cli import main
+
+    (project / "broken.py").write_text("def f(:\n    pass\n")
+    (project / "failing.py").write_text("x = 1 / 0\n")
+    (project / "tasks.toml").write_text((project / "tasks.toml").read_text().replace(
+        'plugins = ["toy_plugin"]', f'plugins = ["toy_plugin", "{entry}"]'))
+    monkeypatch.setattr("sys.argv", ["tk", "--help"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 0 and "Usage: tk" in capsys.readouterr().out
+    result = fails_with(message, "list")
+    if entry == "broken":
+        assert "broken.py, line 1)" in result.output
+
+
+def test_local_plugins_are_loaded_by_path_and_cannot_shadow_libraries(project, tmp_path_factory):
+    import subprocess
+    import sys
+
+    (project / "tasks.toml").write_text((project / "tasks.toml").read_text().replace(
+        'plugins = ["toy_plugin"]', 'plugins = ["toy_plugin", "datasets"]'))
+    (project / "datasets.py").write_text("from toolkit import hookimpl\nLOCAL = True\n")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    code = ("import sys; from pathlib import Path; from toolkit.config import load_config; "
+            "from toolkit.plugins import PluginManager; p = Path(sys.argv[1]); "
+            "pm = PluginManager().load(load_config(p / 'tasks.toml').plugins, p); "
+            "import datasets; assert str(p) not in sys.path; "
+            "print(datasets.__file__, sys.modules['tk_local_plugins.datasets'].LOCAL, "
+            "sorted(x.name for x in pm.plugins() if x.origin.startswith('local')))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code, str(project)], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "site-packages" in out.stdout and "True ['datasets', 'toy_plugin']" in out.stdout
+
+
+def test_local_plugin_package_may_import_its_own_modules(tmp_path):
+    package = tmp_path / "my_pkg"
+    package.mkdir()
+    (package / "helper.py").write_text("NAME = 'from-helper'\n")
+    (package / "__init__.py").write_text(
+        "from toolkit import hookimpl\nfrom toolkit.records import DatasetInfo\nfrom .helper import NAME\n\n"
+        "@hookimpl\ndef tk_register_datasets(register):\n    register(DatasetInfo(NAME, ('a', 'b')))\n")
+    pm = PluginManager().load(("my_pkg",), tmp_path)
+    assert pm.datasets()["from-helper"].plugin == "my_pkg"

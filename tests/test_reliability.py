@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,6 +37,12 @@ def test_unreadable_data_path(project, monkeypatch):
 
 def test_max_length_above_the_model_limit(project):
     fails_with("max_length = 512 is above the 128 tokens model 'tiny' can take", "run", "toy", "--set", "max_length=512")
+
+
+@pytest.mark.parametrize("length", [1, 2])
+def test_max_length_below_the_special_tokens(project, length):
+    fails_with(f"max_length = {length} leaves no room for text: model 'tiny' adds 2 special tokens to every text. "
+               "Use --set max_length=3 or more", "run", "toy", "--set", f"max_length={length}")
 
 
 def test_empty_texts_are_left_out_and_said(project):
@@ -100,6 +107,32 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_json_files_are_strict_with_null_for_non_finite_numbers(tmp_path):
+    import numpy as np
+
+    def refuse(name):
+        raise ValueError(f"{name} in a JSON file")
+
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"accuracy": float("nan"), "ci": [float("inf"), -float("inf"), 0.5],
+                             "nested": {"f1": np.float32("nan"), "n": np.int64(3), "arr": np.array([np.nan, 1.0])}})
+    data = json.loads(target.read_text(), parse_constant=refuse)
+    assert data == {"accuracy": None, "ci": [None, None, 0.5], "nested": {"f1": None, "n": 3, "arr": [None, 1.0]}}
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/escape", "..", ".hidden", "a/b"])
+def test_task_name_cannot_leave_the_output_folder(project, name):
+    (project / "tasks.toml").write_text((project / "tasks.toml").read_text() + f'\n[tasks."{name}"]\ndataset = "toy"\n')
+    fails_with(f"Task name {name!r} cannot name a run folder: use letters, digits", "run", name,
+               "--output", project / "runs")
+    assert not (project / "runs").exists()
+    with pytest.raises(TkError, match="cannot name a run folder"):
+        runs.new_run_dir(project / "runs", name)
+    assert not list(project.parent.glob("escape*")) and not Path("/tmp/escape").exists()
+    with pytest.raises(TkError, match="cannot name a run folder"):
+        runs.new_run_dir(project / "runs", "")
+
+
 def test_concurrent_runs_never_share_a_folder(tmp_path):
     made = []
     threads = [threading.Thread(target=lambda: made.append(runs.new_run_dir(tmp_path, "t"))) for _ in range(8)]
@@ -154,3 +187,36 @@ def test_random_labels_and_mappings_give_data_or_a_tkerror(labels, mapping):
     kept = [mapping.get(v, mapping.get(_as_int(v))) for v in labels]
     assert ids == [k for k in kept if k is not None], "rows keep their order and their mapped class"
     assert (len(ids) < len(labels)) == any("left out" in note for note in notes)
+
+
+def test_full_disk_while_saving_the_model_is_named_and_cleaned_up(tmp_path, tiny_model, monkeypatch):
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from toolkit.runs.artifacts import save_model
+
+    def disk_full(*args, **kwargs):  # what safetensors raises: its own type, not OSError
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("transformers.modeling_utils.safe_save_file", disk_full)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    with pytest.raises(TkError, match=r"The disk is full: could not save .*/model\. Free some space"):
+        save_model(model, AutoTokenizer.from_pretrained(tiny_model), tmp_path)
+    assert list(tmp_path.iterdir()) == [], "the staging folder .model.partial was left behind"
+
+
+def test_file_size_limit_is_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import resource, sys; from pathlib import Path; from toolkit.cli import file_size_limit_as_error; "
+            "from toolkit.errors import TkError; from toolkit.runs.folders import write_bytes; "
+            "file_size_limit_as_error(); resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)); "
+            "exec('try:\\n write_bytes(Path(sys.argv[1]), bytes(1 << 20))\\nexcept TkError as e:\\n print(e)')")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.bin")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr  # not killed by SIGXFSZ
+    assert (f"File size limit exceeded: could not save {tmp_path / 'big.bin'} (ulimit -f is 64 KiB). "
+            "Raise it, e.g. ulimit -f unlimited") in out.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -149,3 +149,27 @@ def test_source_precedence(monkeypatch, tmp_path):
     assert resolve_source("sentiment140", None, None, tmp_path).path is None  # not mirrored: the Hub
     monkeypatch.delenv("TK_DATA_DIR")
     assert resolve_source("imdb").origin == "the Hub"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_text_column_of_numbers_is_read_as_text_with_a_note(pm, tmp_path, suffix):
+    path = tmp_path / f"numbers{suffix}"
+    table = datasets.Dataset.from_dict({"text": [7, 12, 3, 40], "label": ["pos", "neg", "pos", "neg"]})
+    table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path)
+    splits, notes = load(pm, "toy", path)
+    assert splits["train"]["text"] == ["7", "12", "3", "40"]
+    assert ("train: the text column holds numbers (int64), not words; they are read as text (e.g. '7'). "
+            "Check that it is the right column.") in notes
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"text": {"a": 1}, "label": "pos"}, {"text": {"a": 2}, "label": "neg"}],
+     r"the text column of the train split holds objects, not text \(e.g. row 1: \{'a': 1\}\). "
+     "Each row's text must be a string."),
+    ([{"text": "good", "label": "pos"}, {"text": ["bad"], "label": "neg"}],
+     r"the text column of the train split holds lists, not text \(e.g. row 2: \['bad'\]\)"),
+    ([{"text": "good", "label": ["pos"]}, {"text": "bad", "label": ["neg"]}],
+     r"the label column of the train split holds lists \(e.g. row 1: \['pos'\]\). Each row needs one label value"),
+])
+def test_jsonl_objects_or_lists_for_text_or_label_are_refused(pm, tmp_path, rows, message):
+    refused(pm, "toy", tmp_path / "rows.jsonl", "".join(json.dumps(row) + "\n" for row in rows), message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -74,6 +75,7 @@ def cli(ctx, tasks_file):
     if not isinstance(ctx.obj, Session):  # main() passes the session it loaded plugin commands with
         ctx.obj = Session(tasks_file)
     _quiet_libraries()
+    file_size_limit_as_error()
 
 
 QUIET_LIBRARIES = {
@@ -89,6 +91,18 @@ def _quiet_libraries() -> None:
     """Set before the libraries are imported (lazily, by the commands), so `tk --help` stays fast."""
     for name, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(name, value)
+
+
+def file_size_limit_as_error() -> None:
+    """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills tk mid-write with no message. Ignored,
+    the write fails with EFBIG instead, and tk says which file and what to do (folders.saving_error)."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
 
 
 def parse_overrides(assignments: tuple[str, ...]) -> dict:
@@ -247,7 +261,7 @@ def predict(run_dir, texts, text_file, as_json):
     """Label TEXTS with the model saved in RUN."""
     from toolkit.runs.saved import load_run
 
-    texts = list(texts) + ([line.rstrip("\n") for line in text_file if line.strip()] if text_file else [])
+    texts = list(texts) + (read_lines(text_file) if text_file else [])
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run(run_dir)
@@ -258,9 +272,34 @@ def predict(run_dir, texts, text_file, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    for row in rows:
-        scores = "  ".join(f"{name} {value:.3f}" for name, value in row["probabilities"].items())
-        click.echo(f"{row['label']:<12} {scores}  {row['text'][:80]}")
+    for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
+        scores = "  ".join(f"{printable(name)} {value:.3f}" for name, value in row["probabilities"].items())
+        click.echo(f"{printable(row['label']):<12} {scores}  {printable(row['text'])[:80]}")
+
+
+def read_lines(handle) -> list[str]:
+    """Non-blank lines of a --file; a binary or non-UTF-8 file is a one-line error."""
+    try:
+        text = handle.read()
+    except UnicodeDecodeError as error:
+        raise TkError(f"--file {handle.name}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                      "pass a text file with one text per line.") from None
+    if "\x00" in text:
+        raise TkError(f"--file {handle.name}: a binary file (it holds NUL bytes); pass a text file with one "
+                      "text per line.")
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
+TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears
+                              r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+                              r"|\x1b[ -/]*[0-~]?")  # any other ESC sequence
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # C0, C1, bidi overrides
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: ESC sequences and control characters removed, tabs and
+    line breaks shown as spaces."""
+    return CONTROLS.sub("", TERMINAL_ESCAPES.sub("", str(text)).replace("\t", " ").replace("\n", " "))
 
 
 @cli.command()
@@ -279,10 +318,15 @@ def evaluate(session, run_dir, data, split):
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split {split}")
     click.echo(format_metrics(metrics))
-    out = run_dir / "evaluations"
-    out.mkdir(exist_ok=True)
-    path = out / f"{split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    write_json(path, metrics)
+    path = run_dir / "evaluations" / f"{split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_json(path, metrics)
+    except (OSError, TkError) as error:  # e.g. a read-only run folder: the metrics above still stand
+        cause = error if isinstance(error, OSError) else error.__context__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
+        raise TkError(f"The metrics above are not saved: cannot write {path.parent} ({reason}). "
+                      "Copy the run folder somewhere writable to keep them.") from None
     click.echo(f"Saved to {path}")
 
 

@@ -226,13 +226,29 @@ def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | s
             f"{path}: {where}: key '{key}' must be one of {', '.join(map(repr, spec.choices))}, "
             f"got {value!r}.{suggest(str(value), map(str, spec.choices))}"
         )
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        raise TkError(f"{path}: {where}: key '{key}' must not be negative, got {value!r}.")
-    if key in _POSITIVE and value is not None and value <= 0:
-        raise TkError(f"{path}: {where}: key '{key}' must be above 0, got {value!r}.")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_number(key, value, f"{path}: {where}: key '{key}'")
+
+
+def _check_number(key: str, value: int | float, name: str) -> None:
+    """Range checks: finite, not negative, above 0 where 0 makes no sense, shares in [0, 1], seeds in numpy's range."""
+    import math
+
+    if not math.isfinite(value):  # TOML's inf and nan: training on them gives NaN weights and NaN metrics
+        raise TkError(f"{name} must be a finite number, got {value!r}.")
+    if value < 0:
+        raise TkError(f"{name} must not be negative, got {value!r}.")
+    if key in _POSITIVE and value <= 0:
+        raise TkError(f"{name} must be above 0, got {value!r}.")
+    if key in _SHARES and value > 1:
+        raise TkError(f"{name} is a share and must be between 0 and 1, got {value!r}.")
+    if key == "seed" and value > _MAX_SEED:
+        raise TkError(f"{name} must be between 0 and {_MAX_SEED} (2**32 - 1), got {value!r}.")
 
 
 _POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_rate", "train_size", "eval_size"}
+_SHARES = {"warmup_ratio"}
+_MAX_SEED = 2**32 - 1
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 

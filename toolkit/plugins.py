@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
+import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -60,17 +63,31 @@ class PluginManager:
         return self
 
     def load_local_module(self, module_name: str, search_path: Path | None) -> None:
+        """A module named in tasks.toml 'plugins': ``NAME.py`` (or ``NAME/__init__.py``) next to tasks.toml,
+        else an installed module of that name.
+
+        A local file is loaded by its path under the private name ``tk_local_plugins.NAME``; nothing
+        goes on ``sys.path``, so a ``datasets.py`` next to tasks.toml can never replace the real library.
+        """
+        if not isinstance(module_name, str) or not all(part.isidentifier() for part in module_name.split(".")):
+            raise TkError(f"tasks.toml 'plugins': {module_name!r} is not a module name. List Python module "
+                          "names (letters, digits, '_'), like plugins = [\"my_plugin\"], not paths.")
         if self.pm.is_blocked(module_name) or self.pm.has_plugin(module_name):
             return
-        if search_path is not None and str(search_path) not in sys.path:
-            sys.path.insert(0, str(search_path))
+        path = _local_file(module_name, search_path)
         try:
-            module = importlib.import_module(module_name)
+            module = _import_file(module_name, path) if path else importlib.import_module(module_name)
+        except SyntaxError as error:
+            raise TkError(f"Plugin module '{module_name}' listed in tasks.toml 'plugins' has a syntax error: "
+                          f"{error.msg} ({error.filename}, line {error.lineno}).") from None
         except ImportError as error:
             raise TkError(
                 f"Cannot import plugin module '{module_name}' listed in tasks.toml 'plugins': {error}. "
                 f"Put {module_name}.py next to tasks.toml or install it."
-            ) from error
+            ) from None
+        except Exception as error:  # the module's own code failed at import: say where, once
+            raise TkError(f"Plugin module '{module_name}' listed in tasks.toml 'plugins' failed to import: "
+                          f"{type(error).__name__}: {error}{_where(error)}.") from None
         self.register(module, module_name, f"local module {getattr(module, '__file__', module_name)}")
 
     def register(self, plugin: Any, name: str, origin: str = "registered in code") -> None:
@@ -160,6 +177,46 @@ class PluginManager:
             impl.function(register=register)
         self._registries[hook_name] = found
         return found
+
+
+LOCAL_PACKAGE = "tk_local_plugins"
+
+
+def _local_file(module_name: str, folder: Path | None) -> Path | None:
+    if folder is None or "." in module_name:
+        return None
+    for candidate in (folder / f"{module_name}.py", folder / module_name / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _import_file(module_name: str, path: Path) -> ModuleType:
+    """Execute ``path`` as ``tk_local_plugins.NAME``; a package folder may import its own submodules."""
+    if LOCAL_PACKAGE not in sys.modules:
+        package = ModuleType(LOCAL_PACKAGE)
+        package.__path__ = []
+        sys.modules[LOCAL_PACKAGE] = package
+    qualified = f"{LOCAL_PACKAGE}.{module_name}"
+    locations = [str(path.parent)] if path.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(qualified, path, submodule_search_locations=locations)
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(qualified)
+    sys.modules[qualified] = module  # a package's relative imports look itself up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(qualified, None)
+        else:
+            sys.modules[qualified] = previous
+        raise
+    return module
+
+
+def _where(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
 
 
 def disabled_plugins() -> list[str]:

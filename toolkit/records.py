@@ -136,3 +136,4 @@ class LengthStats:
     truncated_share: dict[int, float]
     padding_share: dict[int, float]
     seconds: float = 0.0
+    cut: int = 0  # texts longer than analyze-lengths' character cap: their lengths are lower bounds

@@ -18,8 +18,13 @@ from toolkit.runs.artifacts import save_png
 CHUNK = 20_000
 
 
-def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK) -> np.ndarray:
-    """Lengths with special tokens, untruncated; batched through the Rust tokenizer, chunk by chunk."""
+MAX_CHARS = 100_000  # ~5,000+ tokens, ten times any BERT's limit: longer texts are measured on their start
+BATCH_CHARS = 5_000_000  # characters per tokenizer call: memory grows with them
+
+
+def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK, cut: list[int] | None = None) -> np.ndarray:
+    """Lengths with special tokens, untruncated up to ``MAX_CHARS`` characters (a lower bound beyond;
+    their count is appended to ``cut``); batched through the Rust tokenizer, chunk by chunk."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -29,19 +34,40 @@ def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK) -> np.ndarray:
     backend.no_padding()
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # fast: no character offsets
     lengths = np.empty(len(texts), dtype=np.int32)
+    too_long = 0
     for start in range(0, len(texts), chunk):
         batch = list(texts[start:start + chunk])
-        lengths[start:start + len(batch)] = [len(encoding.ids) for encoding in encode(batch)]
+        too_long += sum(len(text) > MAX_CHARS for text in batch)
+        batch = [text[:MAX_CHARS] for text in batch]
+        done = 0
+        for part in _by_characters(batch):
+            lengths[start + done:start + done + len(part)] = [len(encoding.ids) for encoding in encode(part)]
+            done += len(part)
+    if cut is not None:
+        cut.append(too_long)
     return lengths
+
+
+def _by_characters(texts: list[str]):
+    part, size = [], 0
+    for text in texts:
+        if part and size + len(text) > BATCH_CHARS:
+            yield part
+            part, size = [], 0
+        part.append(text)
+        size += len(text)
+    if part:
+        yield part
 
 
 def analyze(pm, model_info, split, coverage: float) -> tuple[LengthStats, np.ndarray]:
     started = time.perf_counter()
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
-    lengths = token_lengths(tokenizer, split["text"])
+    cut: list[int] = []
+    lengths = token_lengths(tokenizer, split["text"], cut=cut)
     stats = pm.first("tk_analyze_lengths", f"model '{model_info.name}'", "lengths", lengths=lengths,
                      model=model_info, model_limit=model_limit(tokenizer), coverage=coverage)
-    return replace(stats, seconds=round(time.perf_counter() - started, 2)), lengths
+    return replace(stats, seconds=round(time.perf_counter() - started, 2), cut=cut[0]), lengths
 
 
 def format_report(stats: list[LengthStats]) -> str:
@@ -49,7 +75,7 @@ def format_report(stats: list[LengthStats]) -> str:
     rows = [("texts", [f"{s.count:,}" for s in stats])]
     for key in ("mean", "median", "p90", "p95", "p99"):
         rows.append((key, [f"{getattr(s, key):.1f}" for s in stats]))
-    rows.append(("max", [str(s.max) for s in stats]))
+    rows.append(("max", [f"≥ {s.max}" if s.cut else str(s.max) for s in stats]))
     for cut in stats[0].truncated_share:
         rows.append((f"cut at {cut}", [f"{s.truncated_share[cut]:.1%} of texts, {s.padding_share[cut]:.0%} padding"
                                        for s in stats]))
@@ -60,6 +86,9 @@ def format_report(stats: list[LengthStats]) -> str:
     col = max(max(len(v) for r in rows for v in r[1]), max(len(n) for n in names))
     lines = [f"{'':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names)]
     lines += [f"{label:<{width}}  " + "  ".join(f"{v:>{col}}" for v in values) for label, values in rows]
+    if stats[0].cut:
+        lines.append(f"{stats[0].cut:,} texts are longer than {MAX_CHARS:,} characters and were measured on their "
+                     f"first {MAX_CHARS:,}: their lengths (and the max) are at least the numbers shown.")
     for s in stats:
         if s.recommended_max_length == s.model_limit and s.truncated_share.get(s.model_limit, 0) > 1 - s.coverage:
             lines.append(f"{s.model}: even the model's limit of {s.model_limit} tokens cuts "

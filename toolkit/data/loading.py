@@ -46,8 +46,63 @@ def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str]
     mapping = pm.hook.tk_label_mapping(dataset=dataset)
     if mapping is None:
         mapping = LabelMapping({i: i for i in range(len(dataset.labels))})
+    splits = check_column_types(splits, f"{dataset.name} from {source.describe()}", notes)
     splits = drop_empty_texts(splits, notes)
     return apply_label_mapping(splits, dataset, mapping, notes)
+
+
+def check_column_types(splits, where: str, notes: list[str]):
+    """Texts must be strings and labels single values.
+
+    A text column of numbers (a CSV or parquet column the reader typed as int or float) is
+    read as text, with a note: numbers are odd texts but valid ones, and a CSV gives no way
+    to make the reader type them as strings. Objects or lists are refused: there is no one
+    right way to turn them into text or a label.
+    """
+    import datasets
+
+    kept = {}
+    for name, split in splits.items():
+        if getattr(split, "features", None) is None:  # untyped (e.g. iterable) splits: nothing to check here
+            kept[name] = split
+            continue
+        for column in ("text", "label"):
+            if column not in split.column_names:
+                raise TkError(f"{where}: the {name} split has no '{column}' column (columns: "
+                              f"{', '.join(split.column_names)}).")
+        text, label = split.features["text"], split.features["label"]
+        if isinstance(text, datasets.Value) and text.dtype not in ("string", "large_string"):
+            if not (text.dtype.startswith(("int", "uint", "float")) or text.dtype == "bool"):
+                raise TkError(f"{where}: the text column of the {name} split holds {text.dtype} values, not text.")
+            split = split.cast_column("text", datasets.Value("string"))
+            notes.append(f"{name}: the text column holds numbers ({text.dtype}), not words; they are read as "
+                         f"text (e.g. {_first_value(split['text'])!r}). Check that it is the right column.")
+        elif not isinstance(text, datasets.Value):
+            raise TkError(f"{where}: the text column of the {name} split holds {_kind(split['text'])}, not text "
+                          f"({_first_bad(split['text'], str)}). Each row's text must be a string.")
+        if not isinstance(label, (datasets.Value, datasets.ClassLabel)):
+            raise TkError(f"{where}: the label column of the {name} split holds {_kind(split['label'])} "
+                          f"({_first_bad(split['label'], (str, int, float, bool))}). Each row needs one label "
+                          "value, like \"pos\" or 1.")
+        kept[name] = split
+    return type(splits)(kept)
+
+
+def _first_value(column) -> object:
+    return next((v for v in column if v is not None), None)
+
+
+def _first_bad(column, allowed) -> str:
+    for row, value in enumerate(column, start=1):
+        if value is not None and not isinstance(value, allowed):
+            shown = repr(value)
+            return f"e.g. row {row}: {shown[:60] + '...' if len(shown) > 60 else shown}"
+    return "mixed types"
+
+
+def _kind(column) -> str:
+    bad = next((v for v in column if v is not None and not isinstance(v, (str, int, float, bool))), None)
+    return {dict: "objects", list: "lists"}.get(type(bad), "values of mixed types")
 
 
 def drop_empty_texts(splits, notes: list[str]):

@@ -21,7 +21,25 @@ def tokenize_splits(splits, tokenizer: Any, max_length: int, truncation: str = "
     return encoded.rename_column("label", "labels")
 
 
+CHARS_PER_TOKEN = 20  # far more than any real text needs (English averages 4-5 characters per token)
+
+
+def cut_long_texts(texts: list[str], max_length: int, truncation: str = "head") -> list[str]:
+    """Texts cut to ``CHARS_PER_TOKEN * max_length`` characters at the end(s) truncation keeps.
+
+    Tokenizing costs memory per character (a 200 MB line took 23 GB); beyond this many
+    characters the tokens would be truncated away anyway.
+    """
+    limit = CHARS_PER_TOKEN * max_length
+    if truncation == "head":
+        return [text[:limit] if len(text) > limit else text for text in texts]
+    if truncation == "tail":
+        return [text[-limit:] if len(text) > limit else text for text in texts]
+    return [text[:limit] + " " + text[-limit:] if len(text) > 2 * limit else text for text in texts]
+
+
 def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: str = "head") -> dict[str, list]:
+    texts = cut_long_texts(texts, max_length, truncation)
     if truncation == "head":
         out = tokenizer(texts, truncation=True, max_length=max_length)
         ids = out["input_ids"]

@@ -14,11 +14,19 @@ from toolkit.errors import TkError, suggest
 from toolkit.evaluation.baseline import compare_with_baseline
 
 
+def require_metrics(pm) -> None:
+    """A run or evaluation with no tk_compute_metrics plugin would end 'complete' with no scores."""
+    if not pm.hook.tk_compute_metrics.get_hookimpls():
+        raise TkError("No plugin computes metrics (tk_compute_metrics): is the built-in 'metrics' plugin disabled? "
+                      "Remove it from TK_DISABLE_PLUGINS or install a metrics plugin.")
+
+
 def score(pm, labels, probabilities: np.ndarray, label_names: tuple[str, ...], confidence: bool = False,
           positive_label: int | None = None, baseline_label: int | None = None,
           baseline_source: str = "training split") -> dict[str, Any]:
     """``positive_label``: a binary task's positive class id (None: the second label).
     ``baseline_label``: the class the baseline always predicts (None: the scored split's most frequent)."""
+    require_metrics(pm)
     labels = np.asarray(labels)
     merged: dict[str, Any] = {}
     # pluggy calls the last registered plugin first; reversing lets later plugins add or override.

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.records import EpochRecord
-from toolkit.runs.folders import saving_error, write_bytes, write_text
+from toolkit.runs.folders import os_error_in, saving_error, write_bytes, write_text
 
 PACKAGES = ("tk-toolkit", "torch", "transformers", "datasets", "accelerate", "tokenizers", "scikit-learn",
             "numpy", "pluggy")
@@ -34,10 +34,22 @@ def save_model(model: Any, tokenizer: Any, run_dir: Path) -> Path:
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
-    except OSError as error:
+    except BaseException as error:  # safetensors and torch raise their own types for a full disk
         shutil.rmtree(staging, ignore_errors=True)
-        raise saving_error(final, error) from None
+        os_error = error if isinstance(error, OSError) else os_error_in(error)
+        if os_error is None:
+            raise
+        raise saving_error(final, os_error) from None
     return final
+
+
+    match = _RUST_OS_ERROR.search(str(error))
+    if match:
+        code = int(match.group(1) or match.group(2))
+        return OSError(code, os.strerror(code))
+    if "No space left on device" in str(error):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
@@ -47,9 +59,18 @@ def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabil
     writer.writerow(["text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
     for text, label, probs in zip(texts, labels, probabilities):
         predicted = int(probs.argmax())
-        writer.writerow([text, label_names[label], label_names[predicted], f"{probs[predicted]:.4f}",
+        writer.writerow([spreadsheet_safe(text), spreadsheet_safe(label_names[label]),
+                         spreadsheet_safe(label_names[predicted]), f"{probs[predicted]:.4f}",
                          *[f"{p:.4f}" for p in probs]])
     write_text(path, buffer.getvalue())
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet would run as a formula gets a leading ' (OWASP, CSV injection)."""
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
 def worst_mistakes(texts: list[str], labels: np.ndarray, probabilities: np.ndarray,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -13,10 +15,19 @@ from typing import Any
 from toolkit.errors import TkError
 
 STATUS_FILE = "status.json"
+TASK_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def check_task_name(name: str) -> None:
+    """A task name becomes part of a folder name: letters, digits, '-', '_', '.'; no leading dot, no '/'."""
+    if not TASK_NAME.fullmatch(name):
+        raise TkError(f"Task name {name!r} cannot name a run folder: use letters, digits, '-', '_' and '.', "
+                      "not starting with a dot (e.g. [tasks.imdb-small]).")
 
 
 def new_run_dir(output: Path, task_name: str) -> Path:
     """Create a fresh folder; os.mkdir is atomic, so two runs at once never share one."""
+    check_task_name(task_name)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -26,6 +37,8 @@ def new_run_dir(output: Path, task_name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 1000):
         path = output / (f"{task_name}-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+        if path.resolve().parent != output.resolve():
+            raise TkError(f"Task name {task_name!r} would put its run folder outside {output}.")
         try:
             path.mkdir()
             return path
@@ -55,7 +68,21 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    """Strict JSON (RFC 8259): NaN and infinities are written as null, so every parser reads the file."""
+    write_text(path, json.dumps(safe_json(data), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def safe_json(data: Any) -> Any:
+    """``data`` with every non-finite float (Python or numpy, at any depth) replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: safe_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [safe_json(value) for value in data]
+    if type(data).__module__ == "numpy" and hasattr(data, "tolist"):  # numpy scalars and arrays
+        return safe_json(data.tolist())
+    return data
 
 
 def read_json(path: Path) -> Any:
@@ -88,9 +115,42 @@ def saving_error(path: Path, error: OSError) -> TkError:
     if error.errno == errno.ENOSPC:
         return TkError(f"The disk is full: could not save {path}. Free some space; earlier files are intact "
                        "and the run is marked failed.")
+    if error.errno == errno.EFBIG:
+        return TkError(f"File size limit exceeded: could not save {path} (ulimit -f is {_file_size_limit()}). "
+                       "Raise it, e.g. ulimit -f unlimited; earlier files are intact and the run is marked failed.")
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return TkError(f"Cannot write {path}: {error.strerror}. Pass --output DIR with a folder you can write.")
     return TkError(f"Could not save {path}: {error.strerror or error}.")
+
+
+_RUST_OS_ERROR = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind an exception, if any: in its chain, or in the text of an error from a Rust
+    library (safetensors writes "I/O error: No space left on device (os error 28)")."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return None
+    match = _RUST_OS_ERROR.search(str(error))
+    if match:
+        code = int(match.group(1) or match.group(2))
+        return OSError(code, os.strerror(code))
+    if "No space left on device" in str(error):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
+def _file_size_limit() -> str:
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024} KiB"
 
 
 def _umask() -> int:

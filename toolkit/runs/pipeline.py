@@ -26,11 +26,12 @@ from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
 from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs.folders import new_run_dir, read_json, set_status, write_json
-from toolkit.evaluation.scoring import positive_class, score
+from toolkit.runs.folders import (FULL, check_task_name, new_run_dir, os_error_in, read_json, saving_error, set_status,
+                                  write_json)
+from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import tokenize_splits
+from toolkit.data.tokens import special_tokens, tokenize_splits
 
 
 @dataclass
@@ -86,6 +87,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     engine = resolve_engine(pm, task, recorded_engine)
     progress.note(engine.describe())
     positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
+    require_metrics(pm)  # before any work
     start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
@@ -105,6 +107,12 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
                       f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
+    prefix, suffix = special_tokens(tokenizer)
+    shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
+    if task.max_length < shortest:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
+                      f"'{model_info.name}' adds {shortest - 1} special tokens to every text. "
+                      f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes)
 
@@ -114,6 +122,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
              recorded_engine: str | None = None) -> RunOutcome:
     progress = progress or Progress()
+    check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
     prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine)
@@ -129,6 +138,9 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
     except BaseException as error:
         if distributed.is_main():
             mark_failed(run_dir, error)
+        full = None if isinstance(error, TkError) else os_error_in(error)
+        if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
+            raise saving_error(run_dir, full) from None
         raise
 
 
@@ -214,9 +226,9 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
 
 def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
     """Finish an interrupted run from its last epoch checkpoint, with its saved config."""
-    from toolkit.runs.saved import task_of
+    from toolkit.runs.saved import read_run_config, task_of
 
-    saved = read_json(run_dir / "config.json")
+    saved = read_run_config(run_dir)
     task = task_of(run_dir, pm)
     if checkpoints.latest(run_dir / "checkpoints") is None:
         raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,29 +44,107 @@ def load_run(run_dir: Path) -> SavedRun:
                       + ("Finish it with: tk run --resume " + str(run_dir) if status == "interrupted" else
                          "Pass a folder that tk run completed (tk list --runs shows them)."))
     task = task_of(run_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
+    model_dir = run_dir / "model"
+    check_saved_model(model_dir)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as error:  # a damaged file the checks above did not catch
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise TkError(f"{model_dir}: cannot load the saved model ({first_line}). {DAMAGED}") from None
+    check_vocabulary(model_dir, model, tokenizer)
     return SavedRun(run_dir, task, model, tokenizer)
+
+
+DAMAGED = "The run folder is damaged; train again (tk run) or restore it from a copy."
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                    "tokenizer.model")
+
+
+def check_saved_model(model_dir: Path) -> None:
+    """The files save_pretrained writes are there and whole; a damaged one is named."""
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise TkError(f"{config} is missing. {DAMAGED}")
+    values = _json_file(config)
+    if not isinstance(values, dict) or "model_type" not in values:
+        raise TkError(f"{config} is not a transformers model config (no model_type). {DAMAGED}")
+    weights = [model_dir / name for name in WEIGHT_FILES if (model_dir / name).is_file()]
+    if not weights:
+        raise TkError(f"{model_dir} has no model weights ({WEIGHT_FILES[0]} is missing). {DAMAGED}")
+    if weights[0].name == "model.safetensors":
+        _check_safetensors(weights[0])
+    vocabulary = [model_dir / name for name in VOCABULARY_FILES if (model_dir / name).is_file()]
+    if not vocabulary:
+        raise TkError(f"{model_dir} has no tokenizer vocabulary ({VOCABULARY_FILES[0]} is missing). {DAMAGED}")
+    for path in [vocabulary[0], model_dir / "tokenizer_config.json"]:
+        if path.suffix == ".json" and path.is_file():
+            _json_file(path)
+
+
+def check_vocabulary(model_dir: Path, model: Any, tokenizer: Any) -> None:
+    """A tokenizer that does not match the embedding matrix predicts nonsense (or crashes on large ids)."""
+    tokens = len(tokenizer)
+    rows = model.get_input_embeddings().num_embeddings
+    if tokens > rows or tokens < 0.9 * rows:  # models may pad the matrix a little (to a multiple of 64...)
+        raise TkError(f"{model_dir}: the tokenizer has {tokens} tokens but the model has {rows} token embeddings; "
+                      f"the tokenizer files do not belong to this model. {DAMAGED}")
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TkError(f"{path} is not readable JSON ({error}). {DAMAGED}") from None
+
+
+def _check_safetensors(path: Path) -> None:
+    """Header length, header and tensor extents against the file size: catches empty and truncated files."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < length <= size - 8:
+                raise ValueError("empty or cut short" if size < 8 or length > size - 8 else "bad header length")
+            header = json.loads(handle.read(length))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        raise TkError(f"{path} is damaged ({error or 'unreadable'}). {DAMAGED}") from None
+    if 8 + length + end > size:
+        raise TkError(f"{path} is cut short: {size:,} bytes, its header needs {8 + length + end:,}. {DAMAGED}")
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """RUN/config.json as tk run wrote it: an object whose 'task' is an object with a name."""
+    path = run_dir / "config.json"
+    saved = read_json(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("task"), dict) or "name" not in saved["task"]:
+        raise TkError(f"{path} is not a tk run config (expected an object with a 'task' table). {DAMAGED}")
+    return saved
 
 
 def task_of(run_dir: Path, pm=None) -> TaskConfig:
     """The task a run was trained with. Keys no longer declared (a plugin since removed, an older tk) are left out."""
-    values = dict(read_json(run_dir / "config.json")["task"])
+    values = dict(read_run_config(run_dir)["task"])
     declared = tuple(pm.settings().values()) if pm is not None else ()
     known = set(CORE_SETTINGS) | {setting.name for setting in declared}
-    return build_task(values.pop("name"), {k: v for k, v in values.items() if k in known}, run_dir / "config.json",
-                      declared)
+    return build_task(str(values.pop("name")), {k: v for k, v in values.items() if k in known},
+                      run_dir / "config.json", declared)
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str, Any]:
     """The saved model on a dataset split (all of its rows), with the run's own label names."""
     from toolkit.data.loading import load_named
+    from toolkit.evaluation.scoring import require_metrics
 
+    require_metrics(pm)
     dataset = pm.dataset(saved.task.dataset)
     if dataset.labels != saved.labels:
         raise TkError(f"{saved.run_dir}: the model's labels {saved.labels} differ from dataset "
                       f"'{dataset.name}' labels {dataset.labels}.")
-    base = read_json(saved.run_dir / "config.json").get("base")  # the task's data key is relative to it
+    base = read_run_config(saved.run_dir).get("base")  # the task's data key is relative to it
     labelled = load_named(pm, dataset.name, data, saved.task.data, Path(base) if base else None)
     rows = labelled.split(split)
     started = time.perf_counter()

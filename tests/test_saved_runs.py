@@ -1,0 +1,131 @@
+"""Using a finished run folder that was damaged, is read-only, or is fed hostile input."""
+
+import csv
+import errno
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.helpers import TESTS, TOY_TASKS, fails_with, tk
+from toolkit.config import load_config, with_overrides
+from toolkit.plugins import PluginManager
+from toolkit.runs.artifacts import write_predictions
+from toolkit.runs.pipeline import run_task
+from toolkit.testing import write_keyword_dataset
+from toolkit.training.progress import Progress
+
+DAMAGED = "The run folder is damaged"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model):
+    """One finished toy run (1 epoch), shared by this module's tests; each test damages a copy."""
+    root = tmp_path_factory.mktemp("finished")
+    shutil.copy(TESTS / "toy_plugin.py", root / "toy_plugin.py")
+    (root / "tasks.toml").write_text(TOY_TASKS)
+    write_keyword_dataset(root / "toy-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TK_TOY_MODEL", str(tiny_model))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        pm = PluginManager().load(("toy_plugin",), root)
+        task = with_overrides(load_config(root / "tasks.toml").task("toy"), {"epochs": 1})
+        outcome = run_task(pm, task, output=root / "runs", base=root, progress=Progress(lambda t: None, bar=False))
+    assert outcome.status == "complete"
+    return outcome.run_dir
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    return shutil.copytree(finished, tmp_path / "run")
+
+
+def truncate(path, size):
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+
+
+DAMAGE = {
+    "no model config": (lambda m: (m / "config.json").unlink(), "model/config.json is missing. " + DAMAGED),
+    "empty weights": (lambda m: truncate(m / "model.safetensors", 0), "model/model.safetensors is damaged"),
+    "truncated weights": (lambda m: truncate(m / "model.safetensors", 5000), "model/model.safetensors is cut short"),
+    "garbage tokenizer": (lambda m: (m / "tokenizer.json").write_text("garbage{"),
+                          "model/tokenizer.json is not readable JSON"),
+    "no tokenizer files": (lambda m: [(m / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")],
+                           "model has no tokenizer vocabulary (tokenizer.json is missing). " + DAMAGED),
+    "run config a list": (lambda m: (m.parent / "config.json").write_text("[1, 2]"),
+                          "config.json is not a tk run config (expected an object with a 'task' table)"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_run_folder_names_the_file(run_copy, finished, damage):
+    change, message = DAMAGE[damage]
+    change(run_copy / "model")
+    fails_with(message, "predict", run_copy, "bad film")
+    fails_with(message, "--tasks", finished.parent.parent / "tasks.toml", "evaluate", run_copy)
+
+
+def test_tokenizer_that_does_not_match_the_model_is_refused(run_copy):
+    from transformers import BertTokenizerFast
+
+    # What transformers rebuilds when the vocabulary files are gone: the special tokens only.
+    small = BertTokenizerFast(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (run_copy / "model" / name).unlink()
+    small.save_pretrained(run_copy / "model")
+    fails_with("the tokenizer has 5 tokens but the model has 45 token embeddings; the tokenizer files do not belong "
+               "to this model", "predict", run_copy, "bad film")
+
+
+def test_evaluate_on_a_read_only_run_folder_prints_the_metrics_then_says_they_are_not_saved(run_copy, monkeypatch,
+                                                                                           finished):
+    import pathlib
+
+    real_mkdir = pathlib.Path.mkdir
+
+    def read_only(self, *args, **kwargs):  # the tests run as root, where chmod does not stop writes
+        if self.name == "evaluations":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    result = fails_with("The metrics above are not saved: cannot write", "--tasks", finished.parent.parent / "tasks.toml",
+                        "evaluate", run_copy)
+    assert "accuracy" in result.output and "(Permission denied). Copy the run folder somewhere writable" in result.output
+    assert not (run_copy / "evaluations").exists()
+
+
+def test_predict_refuses_a_binary_file(run_copy, tmp_path):
+    (tmp_path / "blob").write_bytes(bytes(range(256)) * 8)
+    fails_with("--file ", "predict", run_copy, "--file", tmp_path / "blob")
+    fails_with("not UTF-8 text (invalid start byte at byte 128); pass a text file with one text per line",
+               "predict", run_copy, "--file", tmp_path / "blob")
+    (tmp_path / "nul").write_bytes(b"good\x00film\n")
+    fails_with("a binary file (it holds NUL bytes)", "predict", run_copy, "--file", tmp_path / "nul")
+
+
+def test_predict_prints_no_terminal_control_codes(run_copy):
+    result = tk("predict", run_copy, "great \x1b[2J\x1b]0;owned\x07film\x07\r\x9b31m\u202eend\tok")
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.endswith("great film31mend ok")
+    assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in line)
+
+
+def test_predictions_csv_neutralises_formulas(tmp_path):
+    texts = ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tlead", "\rcr", "plain - text", "'quoted"]
+    path = tmp_path / "predictions.csv"
+    probabilities = np.tile([0.3, 0.7], (len(texts), 1))
+    write_predictions(path, texts, np.zeros(len(texts), dtype=int), probabilities, ("-neg", "pos"))
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert [r["text"] for r in rows] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2+3", "'@SUM(A1)", "'\tlead", "'\rcr",
+                                         "plain - text", "'quoted"]
+    assert rows[0]["label"] == "'-neg" and rows[0]["predicted"] == "pos" and rows[0]["confidence"] == "0.7000"
+
+
+def test_disabled_metrics_plugin_is_refused(project, monkeypatch):
+    monkeypatch.setenv("TK_DISABLE_PLUGINS", "metrics")
+    fails_with("No plugin computes metrics (tk_compute_metrics): is the built-in 'metrics' plugin disabled?",
+               "run", "toy", "--output", project / "runs")
+    assert not (project / "runs").exists()
