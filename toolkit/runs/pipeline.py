@@ -23,6 +23,8 @@ from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
 from toolkit.models import model_limit
 from toolkit.training.progress import Progress
 from toolkit.records import DatasetInfo, DataSource
+from toolkit.runs.model_card import write_model_card
+from toolkit.runs.report_page import write_report
 from toolkit.runs.folders import new_run_dir, read_json, set_status, write_json
 from toolkit.evaluation.scoring import score
 from toolkit.data.sources import resolve_source
@@ -182,6 +184,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "task": task.describe(),
         "labels": list(label_names),
         "data_source": prepared.source.describe(),
+        "model_source": getattr(result.model, "name_or_path", None),  # a Hub id or a local folder
+        "dataset_hub_id": prepared.dataset.hub_id if prepared.source.path is None else None,
         "data_fingerprint": artifacts.fingerprint(prepared.splits),
         "seed": task.seed,
         "notes": prepared.notes,
@@ -189,6 +193,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "versions": artifacts.versions(),
     })
     write_json(run_dir / "metrics.json", metrics)
+    write_model_card(run_dir)
+    write_report(run_dir)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     set_status(run_dir, "complete")
 
