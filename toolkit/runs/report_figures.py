@@ -103,7 +103,7 @@ def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
             for (i, j), value in np.ndenumerate(counts):
                 if value or n <= 12:
                     ax.text(j, i, str(value), ha="center", va="center", fontsize=small,
-                            color="white" if value > high / 2 else "black")
+                            color="white" if value > high * 0.6 else "black")
         return to_svg(fig)
 
 
