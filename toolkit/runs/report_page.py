@@ -115,11 +115,16 @@ def load_run_data(run_dir: Path) -> RunData:
                              for name in ("metrics.json", "manifest.json"))
     except (OSError, ValueError) as error:
         raise TkError(f"{run_dir}: cannot read its metrics or manifest ({error}).") from None
-    predictions = []
-    if (run_dir / "predictions.csv").is_file():
-        with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
-            predictions = list(csv.DictReader(handle))
-    return RunData(run_dir, metrics, manifest, predictions)
+    return RunData(run_dir, metrics, manifest, read_predictions(run_dir / "predictions.csv"))
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """predictions.csv's rows; [] when it is absent or unreadable (the sections that need it say so)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):  # csv.Error: e.g. a text over csv's field size limit
+        return []
 
 
 def render_report(run_dir: Path) -> str:
