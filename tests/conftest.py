@@ -1,5 +1,6 @@
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -47,14 +48,19 @@ def isolated_env(monkeypatch, tiny_model, tmp_path):
     hub_reachable.cache_clear()
 
 
+def make_project(folder: Path) -> Path:
+    """tasks.toml, the toy plugin module and two keyword datasets in ``folder``."""
+    shutil.copy(TESTS / "toy_plugin.py", folder / "toy_plugin.py")
+    (folder / "tasks.toml").write_text(TOY_TASKS)
+    write_keyword_dataset(folder / "toy-data")
+    write_keyword_dataset(folder / "toy3-data", labels=("neg", "neutral", "pos"), train=300, test=90)
+    return folder
+
+
 @pytest.fixture
 def project(tmp_path):
     """A folder with tasks.toml, the toy plugin module and two keyword datasets."""
-    shutil.copy(TESTS / "toy_plugin.py", tmp_path / "toy_plugin.py")
-    (tmp_path / "tasks.toml").write_text(TOY_TASKS)
-    write_keyword_dataset(tmp_path / "toy-data")
-    write_keyword_dataset(tmp_path / "toy3-data", labels=("neg", "neutral", "pos"), train=300, test=90)
-    return tmp_path
+    return make_project(tmp_path)
 
 
 @pytest.fixture

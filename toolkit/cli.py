@@ -360,6 +360,24 @@ def compare(run_dirs):
     click.echo(compare_runs([summarise(path) for path in run_dirs]))
 
 
+@cli.command()
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
+              help="Where to write the page (default: RUN/report.html for one run, ./report.html for several).")
+def report(run_dirs, output):
+    """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
+    from toolkit.runs.folders import write_text
+    from toolkit.runs.report_page import expand_runs, render_comparison, write_report
+
+    runs = expand_runs(list(run_dirs))
+    if len(runs) == 1:
+        path = write_report(runs[0], output)
+    else:
+        path = output or Path("report.html")
+        write_text(path, render_comparison(runs))
+    click.echo(f"Wrote {path}")
+
+
 def main() -> None:
     """Entry point: plugin commands are added here, at start-up, never at import."""
     session = Session(_tasks_option(sys.argv[1:]))

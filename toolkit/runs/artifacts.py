@@ -43,15 +43,6 @@ def save_model(model: Any, tokenizer: Any, run_dir: Path) -> Path:
     return final
 
 
-    match = _RUST_OS_ERROR.search(str(error))
-    if match:
-        code = int(match.group(1) or match.group(2))
-        return OSError(code, os.strerror(code))
-    if "No space left on device" in str(error):
-        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return None
-
-
 def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
                       label_names: tuple[str, ...]) -> None:
     buffer = io.StringIO()

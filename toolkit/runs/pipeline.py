@@ -10,28 +10,36 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.runs import artifacts
-from toolkit.training import distributed
-from toolkit.data.checks import check_splits
 from toolkit.config import TaskConfig
+from toolkit.data.checks import check_splits
 from toolkit.data.loading import load_labelled
-from toolkit.training.device import start_gpu_warm_up, use_bf16
-from toolkit.training.engines import EngineChoice, resolve_engine
-from toolkit.evaluation.baseline import majority_class
-from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
-from toolkit.errors import TkError
-from toolkit.evaluation.inference import predict_probabilities
-from toolkit.training import checkpoints
-from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
-from toolkit.models import model_limit
-from toolkit.training.progress import Progress
-from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs.folders import (FULL, check_task_name, new_run_dir, os_error_in, read_json, saving_error, set_status,
-                                  write_json)
-from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import special_tokens, tokenize_splits
+from toolkit.errors import TkError
+from toolkit.evaluation.baseline import majority_class
+from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.scoring import positive_class, require_metrics, score
+from toolkit.models import model_limit
+from toolkit.records import DatasetInfo, DataSource
+from toolkit.runs import artifacts
+from toolkit.runs.folders import (
+    FULL,
+    check_task_name,
+    new_run_dir,
+    os_error_in,
+    saving_error,
+    set_status,
+    write_json,
+)
+from toolkit.runs.model_card import write_model_card
+from toolkit.runs.report_page import write_report
+from toolkit.training import checkpoints, distributed
+from toolkit.training.device import start_gpu_warm_up, use_bf16
+from toolkit.training.engines import EngineChoice, resolve_engine
+from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
+from toolkit.training.progress import Progress
 
 
 @dataclass
@@ -211,6 +219,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "task": task.describe(),
         "labels": list(label_names),
         "data_source": prepared.source.describe(),
+        "model_source": getattr(result.model, "name_or_path", None),  # a Hub id or a local folder
+        "dataset_hub_id": prepared.dataset.hub_id if prepared.source.path is None else None,
         "data_fingerprint": artifacts.fingerprint(prepared.splits),
         "seed": task.seed,
         "notes": prepared.notes,
@@ -220,6 +230,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "versions": artifacts.versions(),
     })
     write_json(run_dir / "metrics.json", metrics)
+    write_model_card(run_dir)
+    write_report(run_dir)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     set_status(run_dir, "complete")
 

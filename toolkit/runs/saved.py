@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
+from toolkit.data.tokens import encode_texts
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
-from toolkit.runs.folders import read_json, run_status
 from toolkit.evaluation.scoring import positive_class, score
-from toolkit.data.tokens import encode_texts
+from toolkit.runs.folders import read_json, run_status
 
 
 @dataclass

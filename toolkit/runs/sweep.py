@@ -6,12 +6,12 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from toolkit.runs.compare import compare_groups, compare_runs, summarise
 from toolkit.config import TaskConfig, parse_value, with_overrides
 from toolkit.errors import TkError
+from toolkit.runs.compare import compare_groups, compare_runs, summarise
+from toolkit.runs.folders import new_run_dir, write_json
 from toolkit.runs.pipeline import run_task
 from toolkit.training.progress import Progress
-from toolkit.runs.folders import new_run_dir, write_json
 
 
 def parse_grid(specs: tuple[str, ...]) -> dict[str, list[Any]]:

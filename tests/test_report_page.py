@@ -1,0 +1,223 @@
+"""report.html and model/README.md: built from a real toy run, attacked with hostile texts, opened in Chromium."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import make_project
+from toolkit.cli import cli
+from toolkit.runs.model_card import render_model_card
+from toolkit.runs.report_page import render_comparison, write_report
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+LONG = "long " * 4000  # 20,000 characters
+RTL = "هذا الفيلم رائع جدا · זה סרט נהדר"
+LABEL = "<b>pos</b>"
+FIGURES = {"curves": 2, "confusion": 1, "per-class": 1, "threshold": 2, "calibration": 2, "lengths": 1}
+FORBIDDEN = {"script", "img", "b", "iframe", "object", "embed", "link", "a", "form", "input"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory, tiny_model):
+    """One real toy run for the whole module (a run takes seconds; the tests only read it)."""
+    root = make_project(tmp_path_factory.mktemp("report-project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TK_TOY_MODEL", str(tiny_model))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        for name in ("TK_DATA_DIR", "TK_TASKS", "TK_DISABLE_PLUGINS"):
+            patch.delenv(name, raising=False)
+        patch.chdir(root)
+        result = invoke("run", "toy", "--set", "epochs=2", "--output", root / "runs")
+        assert result.exit_code == 0, result.output
+    return next((root / "runs").iterdir())
+
+
+def copy_run(run_dir: Path, where: Path) -> Path:
+    return Path(shutil.copytree(run_dir, where, ignore=shutil.ignore_patterns("report.html")))
+
+
+def make_hostile(run_dir: Path) -> Path:
+    """Rename class 'pos' to a label holding markup; put script, img, long and right-to-left texts everywhere."""
+    path = run_dir / "predictions.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    rename = {"pos": LABEL}
+    for row, text in zip(rows, [SCRIPT, IMG, LONG, RTL]):
+        row["text"] = text
+    fields = [("p_" + LABEL if f == "p_pos" else f) for f in rows[0]]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(fields)
+        for row in rows:
+            values = list(row.values())
+            writer.writerow([values[0], *[rename.get(v, v) for v in values[1:3]], *values[3:]])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["per_class"][LABEL] = metrics["per_class"].pop("pos")
+    metrics["task"] = f"toy {SCRIPT}"
+    metrics["worst_mistakes"] = [{"text": t, "label": "neg", "predicted": LABEL, "confidence": 0.9}
+                                 for t in (SCRIPT, IMG, LONG, RTL)]
+    metrics.update(step_loss=[[s, 0.7 - s / 400] for s in range(1, 41)], baseline={"accuracy": 0.5, "label": IMG},
+                   classes_absent=[LABEL], warnings=[f"warning {SCRIPT}"], select_metric="loss")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["labels"] = ["neg", LABEL]
+    manifest["notes"] = [f"note {IMG}"]
+    manifest["engine"] = "trainer"
+    manifest["data_checks"] = {"dataset": "toy", "rows": {"train": 160, "test": 80}, "findings": [
+        {"check": "html", "level": "warning", "message": f"test: 2 texts hold HTML {SCRIPT}", "count": 2,
+         "examples": [SCRIPT, IMG, LONG]}]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    return run_dir
+
+
+@pytest.fixture
+def hostile(toy_run, tmp_path):
+    return make_hostile(copy_run(toy_run, tmp_path / "hostile"))
+
+
+class Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attributes = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes += attrs
+
+
+def svgs_per_section(page: str) -> dict[str, int]:
+    parts = re.split(r'<section id="([^"]+)">', page)
+    return {parts[i]: parts[i + 1].count("<svg") for i in range(1, len(parts), 2)}
+
+
+def test_a_run_writes_its_report_and_model_card(toy_run):
+    page = (toy_run / "report.html").read_text()
+    assert "Content-Security-Policy" in page and "<script" not in page and "http://" not in page.split("</style>")[0]
+    counts = svgs_per_section(page)
+    assert all(counts.get(name) == n for name, n in FIGURES.items()), counts
+    assert "step-level loss was not recorded" in page
+    assert "train: classes neg" in page  # the data-check findings tk run recorded in manifest.json
+
+
+def test_hostile_texts_stay_text(hostile):
+    page = (write_report(hostile)).read_text()
+    parser = Elements()
+    parser.feed(page)
+    assert not FORBIDDEN & set(parser.tags), FORBIDDEN & set(parser.tags)
+    assert not [name for name, _ in parser.attributes if name.startswith("on")]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;b&gt;pos&lt;/b&gt;" in page and "<b>" not in page
+    assert "[cut: first 1,000 of 20,000 characters shown]" in page and "long " * 400 not in page
+    assert f'<td class="text" dir="auto">{RTL}' in page
+    assert svgs_per_section(page) == {**svgs_per_section(page), **FIGURES}
+    assert "majority-class baseline accuracy" in page and "per step" in page and "ECE" in page
+
+
+def test_report_command_errors_and_comparisons(toy_run, tmp_path):
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "status.json").write_text('{"status": "interrupted"}')
+    result = invoke("report", half)
+    assert result.exit_code == 1 and "not a complete tk run (status: interrupted" in result.output
+    assert "tk run --resume" in result.output
+    sweep = tmp_path / "sweep"
+    runs = [copy_run(toy_run, sweep / f"toy-{i}") for i in (1, 2)]
+    result = invoke("report", sweep)  # a sweep folder stands for its runs; the page lands in the cwd
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report.html").read_text()
+    assert all(run.name in page for run in runs) and "Comparing 2 runs" in page
+    result = invoke("report", runs[0], "--output", tmp_path / "one.html")
+    assert result.exit_code == 0 and "Per-epoch table" in (tmp_path / "one.html").read_text()
+    assert "Comparing 2 runs" in render_comparison(runs)
+
+
+def test_model_card_loads_with_huggingface_hub(toy_run):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(toy_run / "model" / "README.md")
+    metrics = json.loads((toy_run / "metrics.json").read_text())
+    data = card.data
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-classification"
+    assert data.base_model is None and data.datasets is None  # a local tiny model, local data: no Hub ids
+    assert {r.metric_type: r.metric_value for r in data.eval_results} == {
+        name: round(metrics[name], 4) for name in ("accuracy", "f1", "precision", "recall")}
+    assert 'pipeline("text-classification"' in card.text and "max_length" in card.text
+    assert "sampling noise of the test set only" in card.text
+
+
+def test_model_card_names_hub_ids_baseline_and_absent_classes(toy_run):
+    from huggingface_hub import ModelCard
+
+    metrics = {**json.loads((toy_run / "metrics.json").read_text()), "baseline": {"accuracy": 0.5},
+               "classes_absent": [LABEL]}
+    manifest = {**json.loads((toy_run / "manifest.json").read_text()), "model_source": "bert-base-uncased",
+                "dataset_hub_id": "stanfordnlp/imdb", "engine": "cuda_graphs"}
+    card = ModelCard(render_model_card(metrics, manifest))
+    assert card.data.base_model == "bert-base-uncased" and card.data.datasets == ["stanfordnlp/imdb"]
+    assert "baseline accuracy | 0.5000" in card.text and "&lt;b&gt;pos&lt;/b&gt;" in card.text
+    assert "cuda_graphs" in card.text
+    local = ModelCard(render_model_card(metrics, {**manifest, "model_source": str(toy_run)}))
+    assert local.data.base_model is None
+
+
+def chromium(*args, timeout=60):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); the browser test needs it")
+    result = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                             "--no-first-run", "--mute-audio", *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.slow  # four Chromium starts: over 10 s on a busy two-core machine
+def test_hostile_report_in_chromium(hostile, tmp_path):
+    from PIL import Image
+
+    page = write_report(hostile)
+    dom = chromium("--dump-dom", page.as_uri())
+    assert "<script" not in dom and "<img" not in dom and "<b>" not in dom
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    counts = svgs_per_section(dom)
+    assert all(counts.get(name) == n for name, n in FIGURES.items()), counts
+    # The policy itself: a script planted in the page does not run; without the policy it would.
+    planted = '<script>document.body.setAttribute("data-" + "ran", "y" + "es")</script></body>'
+    for name, keep_policy in (("with-csp.html", True), ("without-csp.html", False)):
+        text = page.read_text().replace("</body>", planted)
+        if not keep_policy:
+            text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text)
+        (tmp_path / name).write_text(text)
+        ran = 'data-ran="yes"' in chromium("--dump-dom", (tmp_path / name).as_uri())
+        assert ran is not keep_policy, name
+    shot = tmp_path / "report.png"
+    chromium(f"--screenshot={shot}", "--window-size=1000,7000", page.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (7000, 1000)
+    ink = (pixels < 200).any(axis=2).mean()
+    colour = (pixels.max(axis=2) - pixels.min(axis=2) > 80).mean()  # the figures' blues and oranges
+    assert ink > 0.02 and colour > 0.004, (ink, colour)
+
+
+def test_figure_text_from_labels_is_escaped_and_not_math():
+    from toolkit.runs import report_figures as figures
+
+    svg = figures.confusion([[3, 1], [0, 2]], [SCRIPT, "$x^2$ & <b>"])
+    parser = Elements()
+    parser.feed(svg)
+    assert not FORBIDDEN & set(parser.tags)
+    assert "&lt;script&gt;alert(1)" in svg and "$x^2$ &amp; &lt;b&gt;" in svg  # escaped, cut, no TeX
+    assert svg.startswith("<svg") and 'width="' not in svg.split(">", 1)[0]  # scales with the page

@@ -1,0 +1,150 @@
+"""model/README.md: a Hugging Face model card for a finished run, written from its metrics and manifest.
+
+The YAML front matter is built with ``huggingface_hub.ModelCardData`` so the
+Hub (and ``ModelCard.load``) read it as metadata: ``base_model`` and
+``datasets`` appear only when they are real Hub ids, never a local path.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import TkError
+from toolkit.runs.folders import write_text
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+METRICS = ("accuracy", "f1", "precision", "recall")
+HYPERPARAMETERS = ("max_length", "truncation", "batch_size", "epochs", "learning_rate", "weight_decay",
+                   "warmup_ratio", "lr_scheduler", "train_size", "validation_size", "eval_size", "seed", "patience",
+                   "select_metric", "select_on", "bf16")
+
+
+def hub_id(value: Any) -> str | None:
+    """``value`` when it names a Hub repository (``org/name`` or a legacy ``name``), not a local folder."""
+    if not isinstance(value, str) or not HUB_ID.match(value) or ".." in value or Path(value).exists():
+        return None
+    return value
+
+
+def md(value: Any) -> str:
+    """A user's text in Markdown: HTML escaped (the Hub renders Markdown with HTML), on one line."""
+    return html.escape(" ".join(str(value).split()), quote=False)
+
+
+def write_model_card(run_dir: Path) -> Path:
+    """Write ``run_dir/model/README.md`` and return its path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model").is_dir():
+        raise TkError(f"{run_dir} holds no saved model, so it gets no model card. Pass a folder tk run completed.")
+    metrics, manifest = (_read(run_dir / name) for name in ("metrics.json", "manifest.json"))
+    path = run_dir / "model" / "README.md"
+    write_text(path, render_model_card(metrics, manifest))
+    return path
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as error:
+        raise TkError(f"{path}: cannot read it ({error}).") from None
+
+
+def front_matter(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    task = manifest.get("task") or {}
+    name = str(task.get("name") or metrics.get("task") or "tk-model")
+    dataset = hub_id(manifest.get("dataset_hub_id"))
+    results = [EvalResult(task_type="text-classification", task_name="Text Classification",
+                          dataset_type=dataset or str(task.get("dataset", "unknown")),
+                          dataset_name=str(task.get("dataset", "unknown")), dataset_split="test",
+                          metric_type=metric, metric_value=round(float(metrics[metric]), 4), metric_name=metric)
+               for metric in METRICS if isinstance(metrics.get(metric), (int, float))]
+    data = ModelCardData(library_name="transformers", pipeline_tag="text-classification",
+                         base_model=hub_id(manifest.get("model_source")), datasets=[dataset] if dataset else None,
+                         metrics=[r.metric_type for r in results] or None, model_name=name,
+                         eval_results=results or None, tags=["tk", "text-classification"])
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
+    task = manifest.get("task") or {}
+    labels = [str(x) for x in manifest.get("labels") or []]
+    name = md(task.get("name") or metrics.get("task") or "this model")
+    base = hub_id(manifest.get("model_source"))
+    classes = ", ".join(f"`{md(x)}`" for x in labels) or "not recorded"
+    base_text = f"[`{base}`](https://huggingface.co/{base})" if base else f"tk model `{md(task.get('model', '?'))}`"
+    parts = [front_matter(metrics, manifest), f"# {name}\n",
+             f"A text classifier fine-tuned by tk from {base_text} on dataset "
+             f"`{md(task.get('dataset', '?'))}`. Classes: {classes}.\n",
+             "## Intended use and how to load it\n",
+             f"It labels texts like those of `{md(task.get('dataset', '?'))}` with one of its classes; "
+             "judge it on your own data before relying on it elsewhere.\n",
+             "```python\nfrom transformers import pipeline\n\n"
+             'classify = pipeline("text-classification", model="path/to/this/folder")\n'
+             'classify("A wonderful, moving film.")\n```\n',
+             "## Training data and its checks\n", *training_data(manifest),
+             "## Training procedure\n", *procedure(metrics, manifest),
+             "## Evaluation\n", *evaluation(metrics),
+             "## Limitations\n", *limitations(metrics, task)]
+    return "\n".join(parts)
+
+
+def training_data(manifest: dict[str, Any]) -> list[str]:
+    lines = [f"- Source: {md(manifest.get('data_source', 'not recorded'))}"]
+    for split, info in (manifest.get("data_fingerprint") or {}).items():
+        lines.append(f"- `{md(split)}`: {info.get('rows', '?')} rows (sha256 prefix `{md(info.get('sha256', '?'))}`)")
+    lines += [f"- Note: {md(note)}" for note in manifest.get("notes") or []]
+    checks = manifest.get("data_checks")
+    if isinstance(checks, dict):
+        findings = checks.get("findings") or []
+        lines += [f"- Check `{md(f.get('check', '?'))}` ({md(f.get('level', '?'))}): {md(f.get('message', ''))}"
+                  for f in findings] or ["- Data checks: no findings."]
+    else:
+        lines.append("- Data checks: not recorded.")
+    return ["\n".join(lines) + "\n"]
+
+
+def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    task = manifest.get("task") or {}
+    rows = [f"| {key} | {md(json.dumps(task[key]))} |" for key in HYPERPARAMETERS if key in task]
+    rows.append(f"| epochs run | {metrics.get('epochs_run', 'not recorded')} |")
+    rows.append(f"| best epoch kept | {metrics.get('best_epoch', 'not recorded')} "
+                f"(selected on {md(metrics.get('select_metric') or task.get('select_metric', 'loss'))}) |")
+    rows.append(f"| engine | {md(manifest.get('engine') or 'not recorded')} |")
+    versions = manifest.get("versions") or {}
+    rows += [f"| {md(k)} | {md(versions[k])} |" for k in ("torch", "transformers") if k in versions]
+    return ["| setting | value |\n|---|---|\n" + "\n".join(rows) + "\n"]
+
+
+def evaluation(metrics: dict[str, Any]) -> list[str]:
+    rows = []
+    for metric in METRICS:
+        if isinstance(metrics.get(metric), (int, float)):
+            ci = metrics.get(f"{metric}_ci")
+            shown = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
+            rows.append(f"| {metric} | {metrics[metric]:.4f} | {shown} |")
+    baseline = metrics.get("baseline")
+    if isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
+        rows.append(f"| majority-class baseline accuracy | {baseline['accuracy']:.4f} | — |")
+    else:
+        rows.append("| majority-class baseline | not recorded | — |")
+    return [f"On {metrics.get('n', '?')} texts of the test split, with 95% bootstrap intervals:\n",
+            "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n"]
+
+
+def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:
+    lines = [f"- Texts longer than {task.get('max_length', '?')} tokens are cut (truncation side: "
+             f"{md(task.get('truncation', 'head'))}); what lies beyond the cut is not read.",
+             "- The 95% intervals cover the sampling noise of the test set only: not a change of domain, "
+             "of time, or of how texts are written."]
+    absent = metrics.get("classes_absent")
+    if absent:
+        lines.append("- Classes absent from the test split (their scores are untested): "
+                     + ", ".join(f"`{md(x)}`" for x in absent) + ".")
+    lines += [f"- {md(w)}" for w in metrics.get("warnings") or []]
+    return ["\n".join(lines) + "\n"]

@@ -1,0 +1,201 @@
+"""report.html: one self-contained page per run (or one comparing runs) that a browser opens offline.
+
+Every text on the page comes from users' data, so the page is built like a
+web app that takes hostile input: each string passes through ``html.escape``
+and sits inside an element, figures are inline SVG, and a Content-Security-
+Policy forbids scripts and every fetch.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import TkError
+from toolkit.runs import report_figures as figures
+from toolkit.runs.folders import run_status, write_text
+
+TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+HEADLINE = ("accuracy", "f1", "precision", "recall", "f1_weighted")
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:60rem;margin:0 auto;padding:1rem;
+color:#222;background:#fff}
+h1{font-size:1.5rem;margin:.2rem 0}
+h2{font-size:1.15rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #eee;padding:.25rem .6rem;
+text-align:left;vertical-align:top}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}figure{margin:.5rem 0}figure svg{width:100%;height:auto;display:block}
+.panels{display:flex;flex-wrap:wrap;gap:.5rem}.panels svg{flex:1 1 20rem;min-width:0}
+td.text{white-space:pre-wrap;overflow-wrap:anywhere;min-width:14rem;max-width:40rem}
+.cut,.muted{color:#777;font-size:.85em}.warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.4rem .7rem}
+.ok{background:#eef8ee;border-left:4px solid #4a4;padding:.4rem .7rem}code{overflow-wrap:anywhere}
+@media (max-width:40rem){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .35rem}}
+@media print{body{max-width:none;font-size:11pt}.scroll{overflow:visible}section,figure,tr{break-inside:avoid}
+h2{break-after:avoid}}
+"""
+
+
+def e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def text_cell(text: Any, limit: int = TEXT_CHARS) -> str:
+    """A user's text in a table cell: escaped, direction left to the browser, cut with a note when long."""
+    text = str(text)
+    note = (f' <span class="cut">[cut: first {limit:,} of {len(text):,} characters shown]</span>'
+            if len(text) > limit else "")
+    return f'<td class="text" dir="auto">{e(text[:limit])}{note}</td>'
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """``rows`` hold ready-made cells (``<td>...``); ``header`` plain strings, escaped here."""
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def td(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f'<td class="num">{value:.{digits}f}</td>'
+    return f'<td class="num">{e(value)}</td>' if isinstance(value, int) else f'<td dir="auto">{e(value)}</td>'
+
+
+def section(ident: str, title: str, body: str) -> str:
+    return f'<section id="{e(ident)}"><h2>{e(title)}</h2>{body}</section>'
+
+
+def figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption class=\"muted\">{e(caption)}</figcaption></figure>"
+
+
+def page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{e(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+    predictions: list[dict[str, str]]
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(x) for x in self.manifest.get("labels") or []]
+
+    @property
+    def task(self) -> dict[str, Any]:
+        return self.manifest.get("task") or {}
+
+
+def load_run_data(run_dir: Path) -> RunData:
+    """The files the page is made from; a folder that is not a finished run is a TkError that says so."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TkError(f"{run_dir} is not a folder. Pass a run folder (tk list --runs shows them).")
+    missing = [name for name in ("metrics.json", "manifest.json") if not (run_dir / name).is_file()]
+    if missing:
+        status = run_status(run_dir)
+        fix = {"interrupted": f"Finish it first: tk run --resume {run_dir}",
+               "running": "It is still running (or was killed): wait until tk run says where it saved it."
+               }.get(status, "Pass a folder that tk run completed (tk list --runs shows each folder's status).")
+        raise TkError(f"{run_dir} is not a complete tk run (status: {status}; it has no {missing[0]}). {fix}")
+    try:
+        metrics, manifest = (json.loads((run_dir / name).read_text(encoding="utf-8"))
+                             for name in ("metrics.json", "manifest.json"))
+    except (OSError, ValueError) as error:
+        raise TkError(f"{run_dir}: cannot read its metrics or manifest ({error}).") from None
+    return RunData(run_dir, metrics, manifest, read_predictions(run_dir / "predictions.csv"))
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """predictions.csv's rows; [] when it is absent or unreadable (the sections that need it say so)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):  # csv.Error: e.g. a text over csv's field size limit
+        return []
+
+
+def render_report(run_dir: Path) -> str:
+    from toolkit.runs import report_sections as sections
+
+    run = load_run_data(run_dir)
+    name = run.metrics.get("task") or run.task.get("name") or run.run_dir.name
+    header = (f"<header><h1 dir=\"auto\">{e(name)}</h1><p class=\"muted\" dir=\"auto\">Run folder "
+              f"<code>{e(run.run_dir.name)}</code> · model {e(run.task.get('model', 'not recorded'))} · dataset "
+              f"{e(run.task.get('dataset', 'not recorded'))}</p></header>")
+    parts = [header] + [part(run) for part in sections.ALL]
+    return page(f"tk report: {name}", "".join(p for p in parts if p))
+
+
+def write_report(run_dir: Path, output: Path | None = None) -> Path:
+    """Write ``run_dir/report.html`` (or ``output``) and return its path."""
+    path = Path(output) if output else Path(run_dir) / "report.html"
+    write_text(path, render_report(Path(run_dir)))
+    return path
+
+
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run folders as given; a sweep folder (no metrics.json, runs inside) stands for its runs."""
+    found = []
+    for path in map(Path, paths):
+        inner = sorted(p for p in path.iterdir() if (p / "metrics.json").is_file()) if path.is_dir() else []
+        found += inner if inner and not (path / "metrics.json").is_file() else [path]
+    return found
+
+
+def interval(metrics: dict[str, Any], name: str) -> str:
+    ci = metrics.get(f"{name}_ci")
+    return f"{metrics[name]:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{metrics[name]:.4f}"
+
+
+def render_comparison(run_dirs: list[Path]) -> str:
+    """One page comparing runs (a sweep folder counts as its runs): headline numbers, settings, curves."""
+    runs = [load_run_data(path) for path in expand_runs(run_dirs)]
+    if not runs:
+        raise TkError("No runs to compare: pass run folders or a sweep folder.")
+    keys = sorted({k for run in runs for k in run.task})
+    differing = [k for k in keys if len({json.dumps(run.task.get(k), default=str) for run in runs}) > 1]
+    shared = [k for k in keys if k not in differing]
+    rows = []
+    for run in runs:
+        m = run.metrics
+        scores = [td(interval(m, n)) if n in m else td("—") for n in ("accuracy", "f1")]
+        baseline = (m.get("baseline") or {}).get("accuracy")
+        rows.append([f'<td dir="auto"><code>{e(run.run_dir.name)}</code></td>', *scores,
+                     td(baseline if isinstance(baseline, float) else "not recorded"),
+                     td(f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}"), td(m.get("n", "?")),
+                     *[td(json.dumps(run.task.get(k), default=str)) for k in differing]])
+    body = section("runs", "Runs", table(["run", "accuracy [95%]", "F1 [95%]", "baseline accuracy", "kept epoch",
+                                          "test texts", *differing], rows)
+                   + "<p class=\"muted\">Whether a difference is real or noise: <code>tk compare RUN...</code> "
+                     "(McNemar's test on paired predictions).</p>")
+    histories = [(run.run_dir.name, run.metrics.get("history") or []) for run in runs]
+    body += section("curves", "Validation loss", figure(figures.compare_curves(histories), "One line per run."))
+    body += section("settings", "Shared settings", table(["key", "value"], [
+        [td(k), td(json.dumps(runs[0].task.get(k), default=str))] for k in shared]))
+    return page("tk report: comparison", f"<header><h1>Comparing {len(runs)} runs</h1></header>{body}")
+
+
+def label_arrays(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(true ids, predicted ids, probability matrix) from predictions.csv, or None when it is unusable."""
+    labels = run.labels
+    index = {name: i for i, name in enumerate(labels)}
+    try:
+        y = np.array([index[row["label"]] for row in run.predictions])
+        pred = np.array([index[row["predicted"]] for row in run.predictions])
+        probs = np.array([[float(row[f"p_{name}"]) for name in labels] for row in run.predictions])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return (y, pred, probs) if len(y) else None

@@ -1,0 +1,204 @@
+"""The sections of a run's report.html, in page order; each returns HTML, or '' when it has nothing to show.
+
+Keys other engineers add over time (``step_loss``, ``baseline``,
+``classes_absent``, ``warnings``, ``select_metric``, ``data_checks``,
+``engine``) are optional: absent, their part says "not recorded" or is left out.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from toolkit.runs import report_figures as figures
+from toolkit.runs.report_page import HEADLINE, RunData, e, figure, label_arrays, section, table, td, text_cell
+
+NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
+
+
+def summary(run: RunData) -> str:
+    m = run.metrics
+    rows = []
+    for name in HEADLINE:
+        if isinstance(m.get(name), (int, float)):
+            ci = m.get(f"{name}_ci")
+            rows.append([td(name), td(float(m[name])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
+    baseline = m.get("baseline")
+    if isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
+        label = f" (always “{baseline['label']}”)" if baseline.get("label") is not None else ""
+        rows.append([td(f"majority-class baseline accuracy{label}"), td(float(baseline["accuracy"])), td("")])
+    else:
+        rows.append([td("majority-class baseline"), td("not recorded"), td("")])
+    notes = [f"{m.get('n', '?')} test texts; 95% bootstrap intervals cover the test set's sampling noise only."]
+    if "best_epoch" in m:
+        rule = m.get("select_metric") or run.task.get("select_metric") or "validation loss"
+        notes.append(f"Kept epoch {m['best_epoch']} of {m.get('epochs_run', '?')} (selected on {rule}).")
+    absent = m.get("classes_absent")
+    if absent:
+        notes.append("Classes with no test rows (their scores mean nothing): " + ", ".join(map(str, absent)) + ".")
+    warnings = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in m.get("warnings") or [])
+    return section("summary", "Test metrics", warnings + table(["metric", "value", "95% interval"], rows)
+                   + "".join(f'<p dir="auto">{e(note)}</p>' for note in notes))
+
+
+def epochs(run: RunData) -> str:
+    history = run.metrics.get("history") or []
+    if not history:
+        return section("epochs", "Per-epoch table", NOT_RECORDED)
+    best = run.metrics.get("best_epoch")
+    rows = [[td(f"{r.get('epoch')}{' (kept)' if r.get('epoch') == best else ''}"),
+             *[td(r.get(k)) if isinstance(r.get(k), float) else td("—") for k in
+               ("train_loss", "validation_loss", "accuracy", "f1")],
+             td(f"{r['seconds']:.1f}" if isinstance(r.get("seconds"), (int, float)) else "—")] for r in history]
+    return section("epochs", "Per-epoch table", table(
+        ["epoch", "training loss", "validation loss", "val. accuracy", "val. F1", "seconds"], rows))
+
+
+def curves(run: RunData) -> str:
+    history = run.metrics.get("history") or []
+    if not history:
+        return ""
+    steps = run.metrics.get("step_loss") or None
+    per_epoch = None
+    if steps:
+        total = (run.manifest.get("training") or {}).get("global_steps") or max(s[0] for s in steps)
+        per_epoch = total / max(run.metrics.get("epochs_run") or len(history), 1)
+    caption = ("Training loss at every logged step (x: step ÷ steps per epoch) with the validation loss at each "
+               "epoch's end." if per_epoch else "Training loss (mean over each epoch) and validation loss per epoch; "
+               "step-level loss was not recorded.")
+    return section("curves", "Learning curves", figure(figures.curves(history, steps, per_epoch), caption))
+
+
+def confusion(run: RunData) -> str:
+    matrix = run.metrics.get("confusion_matrix")
+    if not matrix or len(matrix) != len(run.labels):
+        return section("confusion", "Confusion matrix", NOT_RECORDED)
+    return section("confusion", "Confusion matrix", figure(figures.confusion(matrix, run.labels),
+                                                           "Rows: true class; columns: predicted class."))
+
+
+def per_class(run: RunData) -> str:
+    report = run.metrics.get("per_class") or {}
+    rows = [(name, float(r["precision"]), float(r["recall"]), float(r["f1-score"]), int(r["support"]))
+            for name, r in report.items() if isinstance(r, dict) and name not in ("macro avg", "weighted avg")]
+    if not rows:
+        return section("per-class", "Per-class scores", NOT_RECORDED)
+    cells = [[td(n), td(p, 3), td(r, 3), td(f, 3), td(s)] for n, p, r, f, s in rows]
+    return section("per-class", "Per-class scores", figure(figures.per_class_bars(rows), "n: test rows of the class.")
+                   + table(["class", "precision", "recall", "F1", "support"], cells))
+
+
+def threshold(run: RunData) -> str:
+    arrays = label_arrays(run)
+    if len(run.labels) != 2 or arrays is None:
+        return ""
+    y, _, probs = arrays
+    positive = run.metrics.get("positive_label")
+    k = run.labels.index(positive) if positive in run.labels else 1
+    if len(set(y.tolist())) < 2:
+        return section("threshold", "Precision-recall and ROC", '<p class="muted">Needs both classes in the test '
+                       'split; it holds one.</p>')
+    svg, pr_auc, roc_auc = figures.threshold_curves((y == k).astype(int), probs[:, k], run.labels[k])
+    return section("threshold", "Precision-recall and ROC", figure(svg, (
+        f"Positive class: {run.labels[k]}; score: its probability in predictions.csv. Average precision "
+        f"(PR AUC) {pr_auc:.3f}, ROC AUC {roc_auc:.3f} (scikit-learn).")))
+
+
+def calibration(run: RunData) -> str:
+    arrays = label_arrays(run)
+    if arrays is None:
+        return section("calibration", "Calibration", NOT_RECORDED)
+    y, pred, probs = arrays
+    svg, ece = figures.calibration(probs.max(axis=1), y == pred)
+    return section("calibration", "Calibration", figure(svg, (
+        f"Top-label confidence (the predicted class's probability) in {figures.BINS} equal-width bins; expected "
+        f"calibration error {ece:.3f} = the share-weighted mean gap between accuracy and confidence per bin.")))
+
+
+def lengths(run: RunData) -> str:
+    texts = [row.get("text", "") for row in run.predictions]
+    max_length = run.task.get("max_length")
+    if not texts or not isinstance(max_length, int):
+        return section("lengths", "Token lengths", NOT_RECORDED)
+    try:
+        counts = token_counts(run, texts)
+    except (OSError, ValueError) as error:
+        return section("lengths", "Token lengths", f'<p class="muted">The saved tokenizer did not load: {e(error)}</p>')
+    over = int((counts > max_length).sum())
+    side = run.task.get("truncation", "head")
+    text = (f"{len(counts)} scored texts, median {int(np.median(counts))} tokens, longest {int(counts.max())}. "
+            f"{over} ({over / len(counts):.1%}) are longer than max_length {max_length} and were cut "
+            f"(truncation: {side}).")
+    return section("lengths", "Token lengths", figure(figures.token_lengths(counts, max_length), text))
+
+
+def token_counts(run: RunData, texts: list[str]) -> np.ndarray:
+    """Tokens per text with the run's own saved (fast) tokenizer, special tokens in, nothing cut."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging
+
+    tokenizer = AutoTokenizer.from_pretrained(run.run_dir / "model", use_fast=True)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # "sequence longer than the maximum" is what this measures
+    try:
+        ids = tokenizer(texts, truncation=False)["input_ids"]
+    finally:
+        logging.set_verbosity(verbosity)
+    return np.array([len(x) for x in ids])
+
+
+def data_checks(run: RunData) -> str:
+    checks = run.manifest.get("data_checks")
+    notes = "".join(f'<p dir="auto">{e(note)}</p>' for note in run.manifest.get("notes") or [])
+    source = f'<p dir="auto">Data: {e(run.manifest.get("data_source", "not recorded"))}</p>'
+    if not isinstance(checks, dict):
+        return section("data-checks", "Data and its checks", source + notes + NOT_RECORDED)
+    rows = ", ".join(f"{e(k)} {e(v)}" for k, v in (checks.get("rows") or {}).items())
+    found = [[td(f.get("level", "")), td(f.get("check", "")), text_cell(f.get("message", ""), 500),
+              td(f.get("count", "")), text_cell("\n".join(json.dumps(x, ensure_ascii=False, default=str)[:300]
+                                                          for x in f.get("examples") or []), 1200)]
+             for f in checks.get("findings") or []]
+    body = (f"<p>Rows: {rows or 'not recorded'}</p>"
+            + (table(["level", "check", "finding", "count", "examples"], found) if found
+               else '<p class="ok">No findings.</p>'))
+    return section("data-checks", "Data and its checks", source + notes + body)
+
+
+def diagnosis(run: RunData) -> str:
+    found = run.metrics.get("diagnosis")
+    if not isinstance(found, dict):
+        return section("diagnosis", "Overfitting", NOT_RECORDED)
+    if not found.get("overfitting"):
+        return section("diagnosis", "Overfitting", '<p class="ok">No sign of overfitting: validation loss did not '
+                       'rise while training loss fell.</p>')
+    advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in found.get("advice") or [])
+    return section("diagnosis", "Overfitting", f'<p class="warn" dir="auto">{e(found.get("message", ""))}</p>'
+                   + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+
+
+def mistakes(run: RunData) -> str:
+    worst = run.metrics.get("worst_mistakes")
+    if worst is None:
+        return section("mistakes", "Most confident mistakes", NOT_RECORDED)
+    if not worst:
+        return section("mistakes", "Most confident mistakes", '<p class="ok">No mistakes on the test split.</p>')
+    rows = [[text_cell(m.get("text", "")), td(m.get("label", "")), td(m.get("predicted", "")),
+             td(m.get("confidence", ""))] for m in worst]
+    return section("mistakes", "Most confident mistakes", table(["text", "true", "predicted", "confidence"], rows)
+                   + '<p class="muted">Texts as metrics.json keeps them (the first 500 characters); predictions.csv '
+                     "holds every scored text whole.</p>")
+
+
+def details(run: RunData) -> str:
+    m = run.manifest
+    facts = {"engine": m.get("engine") or "not recorded", "training seconds": run.metrics.get("train_seconds"),
+             "seed": m.get("seed"), "data fingerprint": json.dumps(m.get("data_fingerprint"), default=str)}
+    rows = [[td(k), td(str(v))] for k, v in facts.items()]
+    rows += [[td(k), td(json.dumps(v, default=str))] for k, v in sorted(run.task.items())]
+    rows += [[td(k), td(v)] for k, v in sorted((m.get("versions") or {}).items())]
+    return section("details", "Settings and versions", table(["key", "value"], rows))
+
+
+ALL = (summary, epochs, curves, confusion, per_class, threshold, calibration, lengths, data_checks, diagnosis,
+       mistakes, details)
