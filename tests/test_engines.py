@@ -59,6 +59,12 @@ def test_history_means_the_same_on_both_engines(pm, project, engine):
     assert recomputed == pytest.approx(best["validation_loss"], abs=1e-4)
     assert best["validation_loss"] == min(row["validation_loss"] for row in outcome.metrics["history"])
     assert all(row["train_loss"] > 0 and row["seconds"] > 0 for row in outcome.metrics["history"])
+    history = json.loads((outcome.run_dir / "history.json").read_text())
+    for row in history:  # the training loss is the mean of the epoch's step losses, on both engines
+        assert row["steps"] == 160 // 8 and len(row["step_losses"]) == 20
+        assert row["train_loss"] == pytest.approx(np.mean(row["step_losses"]), abs=1e-5)
+    curve = outcome.metrics["step_loss"]
+    assert [point[0] for point in curve] == list(range(1, 61)) and curve[-1][1] == history[-1]["step_losses"][-1]
 
 
 @pytest.mark.slow

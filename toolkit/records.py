@@ -62,7 +62,12 @@ class LabelMapping:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One row of the per-epoch table."""
+    """One row of the per-epoch table, and the epoch's training-loss curve.
+
+    ``train_loss`` is the mean of the epoch's ``steps`` step losses;
+    ``step_losses`` is that curve in at most a few hundred points (each the
+    mean of an equal run of steps).
+    """
 
     epoch: int
     train_loss: float | None
@@ -70,9 +75,11 @@ class EpochRecord:
     accuracy: float
     f1: float
     seconds: float
+    steps: int = 0
+    step_losses: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "step_losses": list(self.step_losses)}
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from toolkit.runs.folders import (
 )
 from toolkit.runs.model_card import write_model_card
 from toolkit.runs.report_page import write_report
-from toolkit.training import checkpoints, distributed
+from toolkit.training import checkpoints, distributed, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine
 from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
@@ -198,7 +198,8 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),
         "eval_seconds": round(time.perf_counter() - started, 2),
-        "history": [r.as_dict() for r in result.history],
+        "history": [{k: v for k, v in r.as_dict().items() if k != "step_losses"} for r in result.history],
+        "step_loss": policy.step_curve(result.history),
         "diagnosis": diagnosis,
         "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels),
     })
@@ -212,7 +213,7 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
     """Write every file, then mark the run complete: a crash in between leaves it marked failed."""
     task, label_names = prepared.task, prepared.dataset.labels
     artifacts.save_model(result.model, prepared.tokenizer, run_dir)
-    write_json(run_dir / "history.json", metrics["history"])
+    write_json(run_dir / "history.json", [r.as_dict() for r in result.history])
     artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names)
     artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
     write_json(run_dir / "manifest.json", {

@@ -31,8 +31,11 @@ class SavedRun:
         return tuple(config.id2label[i] for i in range(config.num_labels))
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities on the model's device, in bf16 where the run trained in it."""
+        from toolkit.training.device import use_bf16
+
         encoded = encode_texts(self.tokenizer, texts, self.task.max_length, self.task.truncation)
-        return predict_probabilities(self.model, encoded, self.task.eval_batch_size)
+        return predict_probabilities(self.model, encoded, self.task.eval_batch_size, use_bf16(self.task.bf16))
 
 
 def load_run(run_dir: Path) -> SavedRun:
@@ -53,7 +56,18 @@ def load_run(run_dir: Path) -> SavedRun:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TkError(f"{model_dir}: cannot load the saved model ({first_line}). {DAMAGED}") from None
     check_vocabulary(model_dir, model, tokenizer)
-    return SavedRun(run_dir, task, model, tokenizer)
+    return SavedRun(run_dir, task, on_gpu_if_any(model), tokenizer)
+
+
+def on_gpu_if_any(model: Any) -> Any:
+    import torch
+
+    if not torch.cuda.is_available():
+        return model
+    from toolkit.training.device import use_precompiled_attention
+
+    use_precompiled_attention()
+    return model.to("cuda")
 
 
 DAMAGED = "The run folder is damaged; train again (tk run) or restore it from a copy."

@@ -27,6 +27,7 @@ ADAM_EPSILON = 1e-8
 # No weight decay on biases and normalisation weights (transformers' own rule).
 NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 GROUPING_PAYS_OFF = 0.10  # group by length when random batches would be at least 10% padding
+CURVE_POINTS = 200  # most points per epoch of the step-level training-loss curve
 
 
 # -- what an engine trains with --------------------------------------------------
@@ -105,18 +106,35 @@ def validation_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
-def epoch_record(epoch: int, train_loss: float | None, labels: np.ndarray, probabilities: np.ndarray,
+def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, probabilities: np.ndarray,
                  seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> EpochRecord:
     """The history row of an epoch.
 
-    ``train_loss`` is the mean of the epoch's per-step mean losses; the
-    validation numbers come from ``probabilities`` of the validation rows.
+    ``step_losses`` are the epoch's per-step mean losses, in order: the
+    training loss is their mean, and the curve keeps at most CURVE_POINTS of
+    them (means of equal runs). The validation numbers come from
+    ``probabilities`` of the validation rows.
     """
     labels = np.asarray(labels)
     scores = compute_metrics(labels, probabilities)
-    return EpochRecord(epoch=epoch, train_loss=train_loss, validation_loss=validation_loss(labels, probabilities),
+    losses = np.asarray(step_losses, dtype=np.float64)
+    chunks = np.array_split(losses, min(len(losses), CURVE_POINTS)) if len(losses) else []
+    return EpochRecord(epoch=epoch, train_loss=float(losses.mean()) if len(losses) else None,
+                       validation_loss=validation_loss(labels, probabilities),
                        accuracy=float(scores.get("accuracy", float("nan"))),
-                       f1=float(scores.get("f1", float("nan"))), seconds=seconds)
+                       f1=float(scores.get("f1", float("nan"))), seconds=seconds, steps=len(losses),
+                       step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks))
+
+
+def step_curve(history: Sequence[EpochRecord]) -> list[list[float]]:
+    """[global step, training loss] points over the whole run: each point at the end of the steps it averages."""
+    points, done = [], 0
+    for record in history:
+        if record.step_losses:
+            per_point = record.steps / len(record.step_losses)
+            points += [[round(done + (i + 1) * per_point, 1), loss] for i, loss in enumerate(record.step_losses)]
+        done += record.steps
+    return points
 
 
 # -- which epoch is kept, and when to stop --------------------------------------------
@@ -167,7 +185,8 @@ class Selection:
                 "epochs_without_gain": self.epochs_without_gain}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.history = [EpochRecord(**row) for row in state["history"]]
+        self.history = [EpochRecord(**{**row, "step_losses": tuple(row.get("step_losses", ()))})
+                        for row in state["history"]]
         self.best = next((r for r in self.history if r.epoch == state["best_epoch"]), None)
         self.epochs_without_gain = state["epochs_without_gain"]
 

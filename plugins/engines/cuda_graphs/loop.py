@@ -47,7 +47,8 @@ class StaticLoop:
         self.steps_per_epoch = -(-len(self.train_data.host_lengths) // task.batch_size)
         self.optimizer = policy.build_optimizer(self.model, task, rate_on=device if self.capture else None)
         self.scheduler = policy.build_scheduler(self.optimizer, task, self.steps_per_epoch * task.epochs)
-        self.step = TrainStep(self.model, self.optimizer, self.train_data, task.batch_size, bf16, self.capture)
+        self.step = TrainStep(self.model, self.optimizer, self.train_data, task.batch_size, bf16, self.capture,
+                              self.steps_per_epoch)
         self.checkpoints = resume_points.CheckpointWriter(run_dir / "checkpoints")
         self.selection = policy.Selection(task)
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -111,13 +112,13 @@ class StaticLoop:
             self.progress.advance()
             if interrupt_requested():
                 raise RunInterrupted(self.global_step)  # the last epoch checkpoint stays the resume point
-        train_loss = self.step.take_loss_sum() / len(batches)
-        return self._timed("evaluation", self._evaluate, epoch, train_loss, epoch_started)
+        step_losses = self.step.take_step_losses()
+        return self._timed("evaluation", self._evaluate, epoch, step_losses, epoch_started)
 
-    def _evaluate(self, epoch: int, train_loss: float, epoch_started: float):
+    def _evaluate(self, epoch: int, step_losses: list[float], epoch_started: float):
         probabilities = predict_probabilities(self.model, self.validation, self.task.eval_batch_size, self.bf16)
         self.model.train()
-        return policy.epoch_record(epoch, train_loss, np.asarray(self.validation["labels"]), probabilities,
+        return policy.epoch_record(epoch, step_losses, np.asarray(self.validation["labels"]), probabilities,
                                    time.perf_counter() - epoch_started, self.compute_metrics)
 
     def _timed(self, what: str, function, *args):

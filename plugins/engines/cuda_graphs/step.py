@@ -81,14 +81,16 @@ class TrainStep:
     """One optimizer step on the batch in ``self.slots``, eager or as a replayed CUDA graph per width."""
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, data: DeviceSplit, batch_size: int,
-                 bf16: bool, capture: bool) -> None:
+                 bf16: bool, capture: bool, steps_per_epoch: int = 1024) -> None:
         device = data.ids.device
         self.model, self.optimizer, self.data = model, optimizer, data
         self.bf16, self.capture = bf16, capture
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.slots = torch.full((batch_size,), -1, dtype=torch.long, device=device)
         self.positions = torch.arange(data.ids.shape[1], device=device)
-        self.loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        # Each step's loss, written on the device (no sync per step) and read once an epoch.
+        self.step_losses = torch.zeros(steps_per_epoch, device=device)
+        self.cursor = torch.zeros(1, dtype=torch.long, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
         self.capture_seconds = 0.0
@@ -105,10 +107,12 @@ class TrainStep:
             self.capture_seconds += time.perf_counter() - started
         self.graphs[width].replay()
 
-    def take_loss_sum(self) -> float:
-        total = float(self.loss_sum)
-        self.loss_sum.zero_()
-        return total
+    def take_step_losses(self) -> list[float]:
+        """The losses of the steps since the last call, in order."""
+        count = int(self.cursor)
+        losses = self.step_losses[:count].tolist()
+        self.cursor.zero_()
+        return losses
 
     def _forward_backward(self, width: int) -> torch.Tensor:
         valid = self.slots >= 0
@@ -128,7 +132,8 @@ class TrainStep:
     def _step(self, width: int) -> None:
         loss = self._forward_backward(width)
         self.optimizer.step()
-        self.loss_sum += loss
+        self.step_losses.index_copy_(0, self.cursor, loss.view(1))
+        self.cursor += 1
 
     def _capture(self, width: int) -> torch.cuda.CUDAGraph:
         prime_optimizer_state(self.optimizer, self.params)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -15,15 +16,15 @@ from toolkit.api import RunInterrupted, checkpoints, interrupt_requested, policy
 class PolicyCallback(TrainerCallback):
     """Builds each epoch's history row, keeps the best weights, stops early, commits checkpoints; Ctrl-C."""
 
-    def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None) -> None:
+    def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None,
+                 step_losses: list) -> None:
         self.task, self.progress, self.compute_metrics = task, progress, compute_metrics
-        self.folder, self.resume_from = folder, resume_from
+        self.folder, self.resume_from, self.step_losses = folder, resume_from, step_losses
         self.selection = policy.Selection(task)
         self.best_weights: dict | None = None
         self.best_step = 0
         self.validation: tuple[np.ndarray, np.ndarray] | None = None
         self.epoch_started = time.perf_counter()
-        self.train_loss: float | None = None
 
     def keep_validation_predictions(self, prediction) -> dict:
         """The Trainer's compute_metrics: the row of the epoch is built in on_evaluate, by the policy."""
@@ -57,13 +58,11 @@ class PolicyCallback(TrainerCallback):
             # Stop mid-epoch without saving: the last committed checkpoint stays the resume point.
             raise RunInterrupted(state.global_step)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.train_loss = float(logs["loss"])  # the mean of the epoch's step losses
-
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         labels, probabilities = self.validation
-        record = policy.epoch_record(round(state.epoch), self.train_loss, labels, probabilities,
+        losses = torch.stack(self.step_losses).float().tolist() if self.step_losses else []
+        self.step_losses.clear()
+        record = policy.epoch_record(round(state.epoch), losses, labels, probabilities,
                                      time.perf_counter() - self.epoch_started, self.compute_metrics)
         decision = self.selection.end_epoch(record)
         if decision.improved:

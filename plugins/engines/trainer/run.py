@@ -17,11 +17,16 @@ from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_
 
 
 class PolicyTrainer(Trainer):
-    """The Trainer with the optimizer and schedule the training policy builds."""
+    """The Trainer with the optimizer and schedule the training policy builds; it keeps each step's loss."""
 
-    def __init__(self, *args, task, **kwargs) -> None:
-        self.task = task
+    def __init__(self, *args, task, step_losses: list, **kwargs) -> None:
+        self.task, self.step_losses = task, step_losses
         super().__init__(*args, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.step_losses.append(loss.detach())  # a device tensor: read once an epoch, no sync per step
+        return loss
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -66,7 +71,8 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         padding="longest" if task.dynamic_padding else "max_length",
         max_length=None if task.dynamic_padding else task.max_length,
     )
-    callback = PolicyCallback(task, progress, compute_metrics, folder, resume_from)
+    step_losses: list = []
+    callback = PolicyCallback(task, progress, compute_metrics, folder, resume_from, step_losses)
     trainer = PolicyTrainer(
         model=model,
         args=args,
@@ -76,6 +82,7 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         compute_metrics=callback.keep_validation_predictions,
         callbacks=[callback],
         task=task,
+        step_losses=step_losses,
     )
     trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
     started = time.perf_counter()
