@@ -137,7 +137,9 @@ def test_full_disk_at_each_write_ends_truthfully_and_resumes(project, monkeypatc
         ok(*args, "--output", project / "counted")
     writes = disk.count
     rng = random.Random(7)
-    chosen = sorted({1, 2, 3, writes, *rng.sample(range(4, writes), min(5, writes - 4))})
+    # The first writes (config, status), the last (status 'complete'), and a seeded sample in between
+    # (checkpoint files, the model, metrics): a full run per write would take minutes.
+    chosen = sorted({1, 2, writes, *rng.sample(range(3, writes), min(3, writes - 3))})
     resumed = 0
     for n in chosen:
         output = project / f"full-{n}"
@@ -154,7 +156,7 @@ def test_full_disk_at_each_write_ends_truthfully_and_resumes(project, monkeypatc
         assert not (run_dir / liveness.LOCK_FILE).exists(), n
         if checkpoints.latest(run_dir / "checkpoints") is not None:
             assert f"Then resume it: tk run --resume {run_dir}" in last, n
-            if resumed < 2:  # resuming each would take minutes; two show that the folder continues
+            if resumed < 1:  # resuming each would take minutes; one shows that the folder continues
                 assert "Test metrics" in ok("run", "--resume", run_dir)
                 resumed += 1
         else:
