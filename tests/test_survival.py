@@ -150,6 +150,7 @@ def test_sigterm_during_data_preparation_says_there_is_nothing_to_resume(project
     assert not (project / "runs").exists() or not list((project / "runs").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["predict_probabilities", "write_model_card"])
 def test_sigterm_after_the_last_checkpoint_ends_as_interrupted_and_resumes(pm, project, monkeypatch, where):
     with monkeypatch.context() as patch:
