@@ -117,23 +117,29 @@ def parse_overrides(assignments: tuple[str, ...]) -> dict:
               help="Folder that receives the run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN",
               help="Finish an interrupted run from its last epoch checkpoint.")
+@click.option("--resume-inexact", "inexact", is_flag=True,
+              help="With --resume: continue from a checkpoint that lacks optimizer, scheduler or random state "
+                   "(the run is marked not exactly reproducible).")
 @click.option("--strict", is_flag=True, help="Stop when a data check warns.")
 @pass_session
-def run(session, task_name, assignments, data, output, resume_dir, strict):
+@click.pass_context
+def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact, strict):
     """Fine-tune and evaluate TASK from tasks.toml."""
     from toolkit.evaluation.report import format_metrics
-    from toolkit.runs.folders import run_status
     from toolkit.runs.pipeline import resume_task, run_task
+    from toolkit.runs.resume import refuse_options
     from toolkit.training.progress import Progress
 
     progress = Progress(click.echo)
     if resume_dir:
-        if run_status(resume_dir) == "complete":
-            raise TkError(f"{resume_dir} is already complete; nothing to resume.")
-        outcome = resume_task(session.pm, resume_dir, progress)
+        given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
+                 "strict": "--strict"}
+        refuse_options([label for name, label in given.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"])
+        outcome = resume_task(session.pm, resume_dir, progress, inexact=inexact)
     else:
-        if not task_name:
-            raise click.UsageError("Name a task (tk list shows them) or pass --resume RUN.")
+        if not task_name or inexact:
+            raise click.UsageError("--resume-inexact goes with --resume RUN." if inexact else
+                                   "Name a task (tk list shows them) or pass --resume RUN.")
         task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
         outcome = run_task(session.pm, task, data=data, output=output, base=session.tasks_path.resolve().parent,
                            progress=progress, strict=strict, where=f"{session.tasks_path}: task '{task.name}'")
@@ -152,10 +158,11 @@ def list_command(session, show_runs, output):
     """Show tasks, datasets, models and plugins, and where each comes from."""
     if show_runs:
         from toolkit.runs.folders import list_runs
+        from toolkit.runs.liveness import shown_status
 
         rows = list_runs(output)
         for path, status in rows:
-            click.echo(f"{status:<12} {path}")
+            click.echo(f"{shown_status(path, status):<12} {path}")
         if not rows:
             click.echo(f"No runs in {output}.")
         return

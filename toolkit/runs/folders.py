@@ -62,9 +62,11 @@ def write_bytes(path: Path, data: bytes) -> None:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
-    except OSError as error:
+    except BaseException as error:  # a Ctrl-C mid-write leaves no temporary file either
         _cleanup(locals().get("handle"))
-        raise saving_error(path, error) from None
+        if isinstance(error, OSError):
+            raise saving_error(path, error) from None
+        raise
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -123,6 +125,7 @@ def saving_error(path: Path, error: OSError) -> TkError:
     return TkError(f"Could not save {path}: {error.strerror or error}.")
 
 
+SAVING = ("The disk is full", "File size limit exceeded")  # how saving_error's messages for FULL start
 _RUST_OS_ERROR = re.compile(r"os error (\d+)|Os \{ code: (\d+)")
 FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 

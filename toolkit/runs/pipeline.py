@@ -23,12 +23,15 @@ from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs import artifacts
+from toolkit.runs import artifacts, liveness
+from toolkit.runs import resume as resuming
 from toolkit.runs.folders import (
     FULL,
+    SAVING,
     check_task_name,
     new_run_dir,
     os_error_in,
+    run_status,
     saving_error,
     set_status,
     write_json,
@@ -38,13 +41,13 @@ from toolkit.runs.report_page import write_report
 from toolkit.training import checkpoints, distributed, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine
-from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
+from toolkit.training.interrupt import RunInterrupted, graceful_interrupts, safe_points
 from toolkit.training.progress import Progress
 
 
 @dataclass
 class RunOutcome:
-    run_dir: Path
+    run_dir: Path | None  # None: interrupted before the run folder was made
     status: str  # "complete" or "interrupted"
     metrics: dict[str, Any]
 
@@ -128,32 +131,79 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None) -> RunOutcome:
+             recorded_engine: str | None = None, inexact: bool = False) -> RunOutcome:
+    """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'."""
     progress = progress or Progress()
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
-    prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine)
-    run_dir = resume_dir or distributed.shared(lambda: new_run_dir(output, task.name))
-    if distributed.is_main():
-        if resume_dir is None:
-            write_json(run_dir / "config.json", {"task": task.describe(), "engine": prepared.engine.name,
-                                                 "data": data, "base": str(base or "")})
-        set_status(run_dir, "running")
-        progress.note(f"Run folder: {run_dir}")
-    try:
-        return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None)
-    except BaseException as error:
-        if distributed.is_main():
-            mark_failed(run_dir, error)
-        full = None if isinstance(error, TkError) else os_error_in(error)
-        if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
-            raise saving_error(run_dir, full) from None
-        raise
+    main = distributed.is_main()
+    run_dir, started = resume_dir, False
+    with graceful_interrupts(progress.note):
+        try:
+            if resume_dir is not None and main:
+                liveness.acquire(resume_dir)  # before any work: a live run is refused
+            prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine)
+            fingerprint = artifacts.fingerprint(prepared.splits)
+            if resume_dir is not None:
+                missing = resuming.begin(resume_dir, prepared, fingerprint, inexact, progress.note)
+            else:
+                run_dir = distributed.shared(lambda: new_run_dir(output, task.name))
+                if main:
+                    liveness.acquire(run_dir)
+                    write_json(run_dir / "config.json", {
+                        "task": task.describe(), "engine": prepared.engine.name,
+                        "data": str(prepared.source.path.resolve()) if prepared.source.path else None,
+                        "data_as_given": data, "data_source": prepared.source.describe(),
+                        "data_fingerprint": fingerprint, "base": str(base or "")})
+            started = True
+            if main:
+                if resume_dir is not None:
+                    resuming.record_inexact(run_dir, missing)
+                set_status(run_dir, "running")
+                progress.note(f"Run folder: {run_dir}")
+            return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None)
+        except (RunInterrupted, KeyboardInterrupt):
+            mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
+            return interrupted(run_dir, task, progress, mark)
+        except BaseException as error:
+            if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
+                mark_failed(run_dir, error)
+            full = os_error_in(error)
+            if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
+                said = str(error) if isinstance(error, TkError) and str(error).startswith(SAVING) else None
+                raise TkError((said or str(saving_error(run_dir or output, full)))
+                              + (resuming.where_next(run_dir, task.name) if run_dir is not None else "")) from None
+            raise
+        finally:
+            if run_dir is not None and main:
+                liveness.release(run_dir)
+
+
+def interrupted(run_dir: Path | None, task: TaskConfig, progress: Progress, mark: bool) -> RunOutcome:
+    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again."""
+    if mark and run_status(run_dir) != "complete":
+        try:
+            set_status(run_dir, "interrupted")
+        except TkError as error:  # e.g. a full disk: the status says 'running' and tk list shows it stale
+            progress.note(f"Could not mark the run interrupted: {error}")
+    if run_dir is not None and run_status(run_dir) == "complete":
+        progress.note(f"Interrupted after the run was complete; its results are saved in {run_dir}.")
+    elif run_dir is not None and checkpoints.latest(run_dir / "checkpoints") is not None:
+        progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
+    elif run_dir is not None:
+        progress.note(f"Interrupted before the first epoch ended: {run_dir} has nothing to resume from. "
+                      f"Start again: tk run {task.name}")
+    else:
+        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: tk run {task.name}")
+    return RunOutcome(run_dir, "interrupted", {})
 
 
 def mark_failed(run_dir: Path, error: BaseException) -> None:
-    """Best effort: on a full disk even status.json may not fit, and the first error is the one to report."""
+    """Best effort: on a full disk even status.json may not fit, and the first error is the one to report.
+    A complete run stays complete (an error while removing its checkpoints changes nothing saved)."""
+    if run_status(run_dir) == "complete":
+        return
     try:
         set_status(run_dir, "failed", error=str(error) or type(error).__name__)
     except (TkError, OSError):
@@ -167,17 +217,12 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     def per_epoch_scores(labels, probabilities):
         return score(pm, labels, probabilities, dataset.labels, positive_label=positive)
 
-    try:
-        with graceful_interrupts(progress.note):
-            engine = prepared.engine.engine
-            result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
-                              tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
-                              progress=progress, compute_metrics=per_epoch_scores, resume=resume,
-                              engine=engine.name)
-    except (RunInterrupted, KeyboardInterrupt):
-        set_status(run_dir, "interrupted")
-        progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
-        return RunOutcome(run_dir, "interrupted", {})
+    with safe_points():
+        engine = prepared.engine.engine
+        result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
+                          tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
+                          progress=progress, compute_metrics=per_epoch_scores, resume=resume,
+                          engine=engine.name)
     if not distributed.is_main():
         return RunOutcome(run_dir, "complete", {})  # metrics are computed once, on the main process
 
@@ -202,6 +247,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "step_loss": policy.step_curve(result.history),
         "diagnosis": diagnosis,
         "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels),
+        **resuming.reproducibility(run_dir),
     })
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities)
     for line in explain(diagnosis, result.best_epoch):
@@ -228,23 +274,24 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "data_checks": prepared.checks.as_dict(),
         "engine": prepared.engine.name,
         "training": result.extra,
+        **resuming.reproducibility(run_dir),
         "versions": artifacts.versions(),
     })
     write_json(run_dir / "metrics.json", metrics)
     write_model_card(run_dir)
     write_report(run_dir)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     set_status(run_dir, "complete")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # after: a kill in between leaves a complete run
 
 
-def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
-    """Finish an interrupted run from its last epoch checkpoint, with its saved config."""
+def resume_task(pm, run_dir: Path, progress: Progress | None = None, inexact: bool = False) -> RunOutcome:
+    """Finish an interrupted run from its last epoch checkpoint, with its saved config and data."""
     from toolkit.runs.saved import read_run_config, task_of
 
+    liveness.refuse_if_held(run_dir)
+    resuming.check_resumable(run_dir)
     saved = read_run_config(run_dir)
     task = task_of(run_dir, pm)
-    if checkpoints.latest(run_dir / "checkpoints") is None:
-        raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
-                      f"ended). Start it again: tk run {task.name}")
     return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
-                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "trainer"))
+                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "trainer"),
+                    inexact=inexact)

@@ -28,7 +28,8 @@ def unavailable(task) -> str | None:
 @hookimpl
 def tk_register_engines(register):
     register(EngineInfo(NAME, "each batch shape's whole step captured once as a CUDA graph and replayed "
-                              "(CUDA, one process)", unavailable=unavailable, auto_priority=10))
+                              "(CUDA, one process)", unavailable=unavailable, auto_priority=10,
+                        resume_required=("training_state.pt",)))
 
 
 @hookimpl

@@ -18,7 +18,9 @@ NAME = "trainer"
 
 @hookimpl
 def tk_register_engines(register):
-    register(EngineInfo(NAME, "the Hugging Face Trainer: CPU, GPU, torchrun / accelerate launch"))
+    register(EngineInfo(NAME, "the Hugging Face Trainer: CPU, GPU, torchrun / accelerate launch",
+                        resume_required=("model.safetensors",),
+                        resume_files=("optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json")))
 
 
 @hookimpl

@@ -1,0 +1,100 @@
+"""What ``tk run --resume RUN`` checks before it continues a run, and what it records when it cannot be exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import TkError
+from toolkit.runs.folders import read_json, run_status, write_json
+from toolkit.training import checkpoints
+
+INEXACT_OPTION = "--resume-inexact"
+
+
+def refuse_options(given: list[str]) -> None:
+    """A resumed run keeps the task, data and folder it was started with: options that would change them are refused."""
+    if given:
+        raise TkError(f"--resume continues a run exactly as it was started, so {', '.join(given)} cannot be "
+                      "given with it. Drop them, or start a new run: tk run TASK ...")
+
+
+def check_resumable(run_dir: Path) -> Path:
+    """The newest committed checkpoint of ``run_dir``; a complete run or one without a checkpoint is refused."""
+    if not (run_dir / "config.json").is_file():
+        raise TkError(f"{run_dir} is not a tk run folder (it has no config.json).")
+    if run_status(run_dir) == "complete":
+        raise TkError(f"{run_dir} is already complete; nothing to resume.")
+    latest = checkpoints.latest(run_dir / "checkpoints")
+    if latest is None:
+        task = read_json(run_dir / "config.json").get("task", {}).get("name", "TASK")
+        raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
+                      f"ended). Start it again: tk run {task}")
+    return latest
+
+
+def missing_state(checkpoint: Path, engine) -> tuple[list[str], list[str]]:
+    """(files without which the engine cannot resume at all, files an exact resume needs), those absent."""
+    def absent(patterns):
+        return [pattern for pattern in patterns if not any(checkpoint.glob(pattern))]
+
+    return absent(getattr(engine, "resume_required", ())), absent(getattr(engine, "resume_files", ()))
+
+
+def check_state(checkpoint: Path, engine, inexact: bool, note) -> list[str]:
+    """Refuse a checkpoint that cannot give an exact resume, unless ``inexact``; returns what is missing."""
+    required, exact = missing_state(checkpoint, engine)
+    if required:
+        raise TkError(f"{checkpoint} lacks {', '.join(required)}: the run cannot continue from it. "
+                      f"Start it again: tk run TASK")
+    if exact and not inexact:
+        raise TkError(f"{checkpoint} lacks {', '.join(exact)}, which an exact resume needs (the run would "
+                      f"silently differ from an uninterrupted one). Pass {INEXACT_OPTION} to continue anyway; "
+                      "the run is then marked not exactly reproducible.")
+    if exact:
+        note(f"Resuming without {', '.join(exact)}: the result will differ from an uninterrupted run's and the "
+             "run is marked not exactly reproducible (metrics.json, manifest.json).")
+    return [f"{checkpoint.name}/{name}" for name in exact]
+
+
+def record_inexact(run_dir: Path, missing: list[str]) -> None:
+    """Kept in config.json, so a later resume (from a new, whole checkpoint) still says so."""
+    if missing:
+        config = read_json(run_dir / "config.json")
+        config["inexact_resume"] = [*config.get("inexact_resume", []), *missing]
+        write_json(run_dir / "config.json", config)
+
+
+def reproducibility(run_dir: Path) -> dict[str, Any]:
+    """What metrics.json and manifest.json say: exact, or resumed without the files listed."""
+    try:
+        missing = read_json(run_dir / "config.json").get("inexact_resume") or []
+    except TkError:
+        missing = []
+    return {"exactly_reproducible": not missing, **({"resumed_without": missing} if missing else {})}
+
+
+def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str) -> None:
+    recorded = saved.get("data_fingerprint")
+    if recorded is not None and recorded != now:
+        raise TkError(f"The data changed since the run started: {source} now gives fingerprint "
+                      f"{_short(now)}, the run recorded {_short(recorded)}. Restore the data, or start a new run.")
+
+
+def _short(fingerprint: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value.get('rows')} rows {value.get('sha256')}" for name, value in fingerprint.items())
+
+
+def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], inexact: bool, note) -> list[str]:
+    """The same data as when the run started, and a checkpoint that resumes it exactly (or ``inexact``):
+    what the checkpoint lacks, for the record."""
+    check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe())
+    latest = check_resumable(run_dir)
+    return check_state(latest, prepared.engine.engine, inexact, note)
+
+
+def where_next(run_dir: Path, task_name: str) -> str:
+    """How a run that stopped goes on: resume from its committed checkpoint, or start again."""
+    if checkpoints.latest(run_dir / "checkpoints") is not None:
+        return f" Then resume it: tk run --resume {run_dir}"
+    return f" It has no epoch checkpoint to resume from; start it again: tk run {task_name}"
