@@ -134,30 +134,6 @@ def task_of(run_dir: Path, pm=None) -> TaskConfig:
                       run_dir / "config.json", declared)
 
 
-def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str, Any]:
-    """The saved model on a dataset split (all of its rows), with the run's own label names."""
-    from toolkit.data.loading import load_named
-    from toolkit.evaluation.scoring import require_metrics
-
-    require_metrics(pm)
-    dataset = pm.dataset(saved.task.dataset)
-    if dataset.labels != saved.labels:
-        raise TkError(f"{saved.run_dir}: the model's labels {saved.labels} differ from dataset "
-                      f"'{dataset.name}' labels {dataset.labels}.")
-    base = read_run_config(saved.run_dir).get("base")  # the task's data key is relative to it
-    labelled = load_named(pm, dataset.name, data, saved.task.data, Path(base) if base else None)
-    rows = labelled.split(split)
-    started = time.perf_counter()
-    probabilities = saved.probabilities(list(rows["text"]))
-    metrics = score(pm, rows["label"], probabilities, dataset.labels, confidence=True,
-                    positive_label=positive_class(saved.task, dataset.labels, str(saved.run_dir)),
-                    baseline_label=saved_baseline(saved.run_dir, dataset.labels))
-    metrics.update({"run": str(saved.run_dir), "data_source": labelled.source.describe(), "split": split,
-                    "data_given": data is not None,
-                    "seconds": round(time.perf_counter() - started, 2), "notes": labelled.notes})
-    return metrics
-
-
 def saved_baseline(run_dir: Path, label_names: tuple[str, ...]) -> int | None:
     """The class the run's training split held most (saved in its metrics.json); None for older runs."""
     path = run_dir / "metrics.json"
