@@ -43,7 +43,7 @@ def load(pm, path, task=None, labels=None):
 
 
 def run_dir_of(output):
-    return Path(re.search(r"Saved to (\S+)", output)[1])
+    return Path(re.search(r"Saved to (\S+)", output)[1]).resolve()
 
 
 def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):

@@ -54,12 +54,25 @@ def saved_labels(source: str) -> tuple[str, ...] | None:
 
 
 def fresh_head(model: Any) -> None:
-    """Re-initialise every module outside the encoder: the classification head starts anew."""
+    """Re-initialise every module outside the encoder (as BERT does: normal(0, initializer_range) weights,
+    zero biases): the classification head starts anew. Plain torch, since transformers skips weights
+    it loaded from a checkpoint."""
+    import torch
+
+    std = getattr(model.config, "initializer_range", 0.02)
     base = getattr(model, model.base_model_prefix, None)
     inside = {id(module) for module in base.modules()} if base is not None else set()
-    for module in model.modules():
-        if module is not model and id(module) not in inside:
-            model._init_weights(module)
+    with torch.no_grad():
+        for module in model.modules():
+            if module is model or id(module) in inside:
+                continue
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.normal_(0.0, std)
+                if getattr(module, "bias", None) is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
 
 
 def _from_pretrained(auto_class: Any, source: str, **options: Any) -> Any:
