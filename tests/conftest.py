@@ -9,6 +9,24 @@ from tests.helpers import SHARED_DATA, TESTS, TOY_TASKS
 from toolkit.plugins import PluginManager
 from toolkit.testing import make_tiny_model, write_keyword_dataset
 
+# Built-in plugins added on this branch: until tk is reinstalled, the installed entry points do not list them
+# (pyproject.toml does). Register them after the entry points, as "built-in", when the metadata lacks them.
+NEW_BUILTINS = {"files": "plugins.datasets.files", "any": "plugins.models.any"}
+_load = PluginManager.load
+
+
+def _load_with_new_builtins(self, *args, **kwargs):
+    import importlib
+
+    result = _load(self, *args, **kwargs)
+    for name, module in NEW_BUILTINS.items():
+        if not self.pm.has_plugin(name) and not self.pm.is_blocked(name):
+            self.register(importlib.import_module(module), name, "built-in")
+    return result
+
+
+PluginManager.load = _load_with_new_builtins
+
 # CI explores the same examples every run, so main stays green; locally each run explores new ones.
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):

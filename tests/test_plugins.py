@@ -7,7 +7,7 @@ from toolkit.errors import TkError
 from toolkit.plugins import PluginManager
 from toolkit.records import DatasetInfo
 
-BUILTINS = {"imdb", "sentiment140", "bert", "minilm", "trainer", "metrics", "lengths"}
+BUILTINS = {"imdb", "sentiment140", "files", "bert", "minilm", "any", "trainer", "metrics", "lengths"}
 
 
 class ImdbAgain:
@@ -57,7 +57,7 @@ def test_local_module_from_tasks_toml(pm):
 
 def test_unknown_names_list_what_exists():
     pm = PluginManager().load()
-    with pytest.raises(TkError, match="Unknown dataset 'imbd'. Did you mean 'imdb'.*Available datasets: imdb, sentiment140"):
+    with pytest.raises(TkError, match="Unknown dataset 'imbd'. Did you mean 'imdb'.*Available datasets: files, imdb, sentiment140"):
         pm.dataset("imbd")
     with pytest.raises(TkError, match="Unknown model 'minlm'. Did you mean 'minilm'"):
         pm.model("minlm")

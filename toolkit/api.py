@@ -8,7 +8,17 @@ third-party plugin would. docs/hooks.md documents each name.
 
 from toolkit import hookimpl
 from toolkit.config import TaskConfig
-from toolkit.data.files import builder_for, load_builder, load_table, split_files, standard_columns
+from toolkit.data.files import (
+    builder_for,
+    class_folders,
+    find_split_files,
+    load_builder,
+    load_class_folders,
+    load_table,
+    read_table_file,
+    split_files,
+    standard_columns,
+)
 from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals
@@ -39,7 +49,8 @@ __all__ = [
     "DatasetInfo", "ModelInfo", "EngineInfo", "Setting", "DataSource", "LabelMapping", "LengthStats",
     "EpochRecord", "TrainResult", "TaskConfig",
     # dataset plugins: local files
-    "builder_for", "split_files", "load_builder", "load_table", "standard_columns",
+    "builder_for", "split_files", "load_builder", "load_table", "standard_columns", "read_table_file",
+    "find_split_files", "class_folders", "load_class_folders",
     # model plugins: the Hub and pretrained models
     "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
     # metrics plugins: per-class counts and honest intervals

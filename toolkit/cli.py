@@ -16,12 +16,14 @@ import click
 from toolkit.config import (
     Config,
     find_tasks_file,
+    hoist_tasks_option,
     local_plugins,
     parse_assignment,
     parse_config,
     read_toml,
     with_overrides,
 )
+from toolkit.data.choose import command_target
 from toolkit.errors import TkError, user_message
 from toolkit.hub import HubUnreachable, offline_advice
 from toolkit.plugins import PluginManager
@@ -55,7 +57,10 @@ pass_session = click.make_pass_decorator(Session)
 
 
 class TkGroup(click.Group):
-    """Turns TkError into a short message and exit code 1, in one place."""
+    """Turns TkError into a short message and exit code 1, in one place; --tasks may follow the command."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_tasks_option(list(args)))
 
     def invoke(self, ctx):
         try:
@@ -112,7 +117,8 @@ def parse_overrides(assignments: tuple[str, ...]) -> dict:
 @cli.command()
 @click.argument("task_name", required=False)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a task setting (repeatable).")
-@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder instead of the Hub.")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder instead of the Hub; "
+              "with no TASK, train on this file (CSV, TSV, JSONL, Parquet, or a folder) with the files dataset.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Folder that receives the run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN",
@@ -124,7 +130,7 @@ def parse_overrides(assignments: tuple[str, ...]) -> dict:
 @pass_session
 @click.pass_context
 def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact, strict):
-    """Fine-tune and evaluate TASK from tasks.toml."""
+    """Fine-tune and evaluate TASK from tasks.toml, or your file: tk run --data FILE [--set label_column=NAME]."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.pipeline import resume_task, run_task
     from toolkit.runs.resume import refuse_options
@@ -137,12 +143,22 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
         refuse_options([label for name, label in given.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"])
         outcome = resume_task(session.pm, resume_dir, progress, inexact=inexact)
     else:
-        if not task_name or inexact:
-            raise click.UsageError("--resume-inexact goes with --resume RUN." if inexact else
-                                   "Name a task (tk list shows them) or pass --resume RUN.")
-        task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
-        outcome = run_task(session.pm, task, data=data, output=output, base=session.tasks_path.resolve().parent,
-                           progress=progress, strict=strict, where=f"{session.tasks_path}: task '{task.name}'")
+        if inexact:
+            raise click.UsageError("--resume-inexact goes with --resume RUN.")
+        if not task_name and not data:
+            raise click.UsageError("Name a task (tk list shows them), pass --data FILE to train on your own "
+                                   "file, or pass --resume RUN.")
+        if task_name:
+            task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+            base, where = session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
+        else:
+            from toolkit.data.choose import data_task
+
+            task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()))
+            data, base, where = task.data, Path.cwd(), f"--data {data}"
+            progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
+        outcome = run_task(session.pm, task, data=data, output=output, base=base, progress=progress, strict=strict,
+                           where=where)
     if outcome.status == "interrupted":
         sys.exit(130)
     if outcome.metrics:  # empty on the other processes of a data-parallel run
@@ -177,7 +193,8 @@ def list_command(session, show_runs, output):
     click.echo("Datasets:")
     for name, info in sorted(pm.datasets().items()):
         where = f" (Hub: {info.hub_id})" if info.hub_id else ""
-        click.echo(f"  {name:<26} {', '.join(info.labels):<24} plugin {info.plugin}: {info.description}{where}")
+        labels = ", ".join(info.labels) or "(from the data)"
+        click.echo(f"  {name:<26} {labels:<24} plugin {info.plugin}: {info.description}{where}")
     click.echo("Models:")
     for name, info in sorted(pm.models().items()):
         click.echo(f"  {name:<26} {info.source:<32} plugin {info.plugin}: {info.description}")
@@ -194,7 +211,7 @@ def list_command(session, show_runs, output):
 
 
 @cli.command(name="analyze-lengths")
-@click.argument("dataset_name")
+@click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
 @click.option("--model", "model_names", multiple=True, metavar="NAME",
               help="Model whose tokenizer to use (repeat to compare). Default: bert-uncased.")
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
@@ -206,17 +223,19 @@ def list_command(session, show_runs, output):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_session
 def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, as_json):
-    """Token-length statistics of DATASET and a recommended max_length."""
+    """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
     from toolkit.data.lengths import analyze, format_report, plot_histogram
     from toolkit.data.loading import load_named
     from toolkit.hub import hub_reachable
 
     pm = session.pm
-    models = [pm.model(name) for name in (model_names or ("bert-uncased",))]
+    dataset_name, task_data, base, task = command_target(session, dataset_name, data)
+    model_names = model_names or ((task.model,) if task else ())
+    models = [pm.model(name, base) for name in (model_names or ("bert-uncased",))]
     if not model_names and not hub_reachable():
         click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
                    "pass a model that needs no network" + offline_advice(pm.models()), err=True)
-    labelled = load_named(pm, dataset_name, data)
+    labelled = load_named(pm, dataset_name, data, task_data, base, task)
     dataset = labelled.dataset
     rows = labelled.split(split)
     if sample and sample < len(rows):
@@ -235,17 +254,19 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
 
 
 @cli.command()
-@click.argument("dataset_name")
+@click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--strict", is_flag=True, help="Exit with an error when any check warns.")
 @pass_session
 def check(session, dataset_name, data, as_json, strict):
-    """Check DATASET: duplicates, train/test leakage, label conflicts, balance, HTML; empty texts are left out."""
+    """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
+    HTML; empty texts are left out."""
     from toolkit.data.checks import check_splits, format_report
     from toolkit.data.loading import load_named
 
-    labelled = load_named(session.pm, dataset_name, data)
+    dataset_name, task_data, base, task = command_target(session, dataset_name, data)
+    labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     report = check_splits(labelled.splits, labelled.dataset.name, labelled.dataset.labels)
     if as_json:
         click.echo(json.dumps({**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes},
@@ -280,8 +301,13 @@ def predict(run_dir, texts, text_file, as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
-        scores = "  ".join(f"{printable(name)} {value:.3f}" for name, value in row["probabilities"].items())
+        top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
+        shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
+        scores = "  ".join(f"{printable(name)} {value:.3f}" for name, value in shown)
         click.echo(f"{printable(row['label']):<12} {scores}  {printable(row['text'])[:80]}")
+
+
+TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
 
 
 def read_lines(handle) -> list[str]:
@@ -311,21 +337,24 @@ def printable(text: str) -> str:
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("--data", metavar="PATH", help="Evaluate on this file or folder (default: the run's data source).")
-@click.option("--split", default="test", show_default=True)
+@click.option("--data", metavar="PATH", help="Evaluate on this file (all its rows) or folder (default: the run's "
+              "data source, recorded at run time).")
+@click.option("--split", help="The split to score (default: test; for one file given with --data, all of it; "
+              "for a run's data without a test split, the rows the run held out).")
 @pass_session
 def evaluate(session, run_dir, data, split):
     """Evaluate the model saved in RUN on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
+    from toolkit.runs.evaluate import evaluate_run
     from toolkit.runs.folders import write_json
-    from toolkit.runs.saved import evaluate_run, load_run
+    from toolkit.runs.saved import load_run
 
     metrics = evaluate_run(session.pm, load_run(run_dir), data, split)
     for note in metrics["notes"]:
         click.echo(note)
-    click.echo(f"Data: {metrics['data_source']}, split {split}")
+    click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
     click.echo(format_metrics(metrics))
-    path = run_dir / "evaluations" / f"{split}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = run_dir / "evaluations" / f"{metrics['split']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         path.parent.mkdir(exist_ok=True)
         write_json(path, metrics)

@@ -273,6 +273,22 @@ def find_tasks_file(explicit: str | None) -> Path:
     return shipped if shipped.exists() else local
 
 
+def hoist_tasks_option(args: list[str]) -> list[str]:
+    """``tk check NAME --tasks F`` means ``tk --tasks F check NAME``: the option moves before the command."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] == "--":
+            rest += args[i:]
+            break
+        if args[i] == "--tasks" and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        (front if args[i].startswith("--tasks=") else rest).append(args[i])
+        i += 1
+    return front + rest
+
+
 def core_setting_types(key: str) -> tuple[type, ...]:
     """The accepted types of a core key, for docs and ``tk list``."""
     return _field_types(key)
@@ -280,4 +296,4 @@ def core_setting_types(key: str) -> tuple[type, ...]:
 
 __all__ = ["Config", "TaskConfig", "CORE_SETTINGS", "build_task", "load_config", "parse_config", "with_overrides",
            "parse_assignment", "parse_value", "find_tasks_file", "check_key", "read_toml", "local_plugins",
-           "core_setting_types"]
+           "core_setting_types", "hoist_tasks_option"]

@@ -97,15 +97,38 @@ def tk_register_commands(cli: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def tk_load_dataset(dataset: DatasetInfo, source: DataSource) -> DatasetDict | None:
+def tk_load_dataset(
+    dataset: DatasetInfo, source: DataSource, task: TaskConfig | None, notes: list[str]
+) -> DatasetDict | None:
     """Load the raw rows of ``dataset`` from ``source``.
 
     Called by ``tk run``, ``tk check``, ``tk analyze-lengths`` and
     ``tk evaluate``. Return a ``datasets.DatasetDict`` with a ``train`` and a
     ``test`` split (``test`` may be absent when the source has only one
-    file), each with a ``text`` column (str) and a ``label`` column holding
+    file; a ``validation`` split, when present, is used instead of carving
+    one), each with a ``text`` column (str) and a ``label`` column holding
     the raw label values as stored in the data. Raise ``TkError`` for a
-    source that cannot be read. Stops at first non-None result.
+    source that cannot be read. ``task`` is the task being run (None for
+    ``tk check DATASET`` and ``tk analyze-lengths``): read your own keys with
+    ``task.setting(name)``. Append a line to ``notes`` to tell the user
+    something about the data (which file was picked). Both were added in
+    this version: leave them out if you do not use them. Stops at first
+    non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def tk_dataset_labels(dataset: DatasetInfo, splits: DatasetDict, task: TaskConfig | None) -> tuple[str, ...] | None:
+    """The label names of ``dataset``, in class-id order, read from its loaded ``splits``.
+
+    Called right after ``tk_load_dataset``, before ``tk_label_mapping``.
+    Answer for a dataset you registered with no labels (``DatasetInfo.labels
+    == ()``) because they come from the data: tk then uses a copy of the
+    ``DatasetInfo`` with these labels for the rest of the run (label mapping,
+    model head, metrics, the saved model's ``id2label``). Return them in a
+    stable order (sorted, or as the task fixes them). Not called when the
+    labels are already fixed (``tk evaluate`` uses the run's). Stops at
+    first non-None result.
     """
 
 
@@ -129,6 +152,20 @@ def tk_label_mapping(dataset: DatasetInfo) -> LabelMapping | None:
 # --------------------------------------------------------------------------
 # Model loading
 # --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def tk_resolve_model(name: str, base: Path | None) -> ModelInfo | None:
+    """A ``ModelInfo`` for a model name no plugin registered, or None.
+
+    Called when a task names a model that is not in the registry (e.g.
+    ``hf:ORG/NAME`` or a folder path): a plugin that recognises the name
+    answers with a ``ModelInfo`` (its ``plugin`` field set to its own name),
+    then loads it in ``tk_load_tokenizer`` / ``tk_load_model`` as usual.
+    ``base`` is the folder of tasks.toml (relative paths), or None. Raise
+    ``TkError`` for a name you recognise but cannot use. Stops at first
+    non-None result.
+    """
 
 
 @hookspec(firstresult=True)

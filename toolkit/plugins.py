@@ -134,8 +134,18 @@ class PluginManager:
     def dataset(self, name: str) -> DatasetInfo:
         return self._lookup(self.datasets(), "dataset", name)
 
-    def model(self, name: str) -> ModelInfo:
-        return self._lookup(self.models(), "model", name)
+    def model(self, name: str, base: Path | None = None) -> ModelInfo:
+        """A registered model, else one a plugin recognises by name (``tk_resolve_model``: hf:ORG/NAME, a folder)."""
+        models = self.models()
+        if name not in models and isinstance(name, str):
+            found = self.hook.tk_resolve_model(name=name, base=base)
+            if found is not None:
+                return found
+        try:
+            return self._lookup(models, "model", name)
+        except TkError as error:
+            raise TkError(f"{error} Or any Hub model as hf:ORG/NAME, or a folder saved with save_pretrained "
+                          "(a tk run's model/ folder too).") from None
 
     def engine(self, name: str) -> EngineInfo:
         return self._lookup(self.engines(), "engine", name)

@@ -44,6 +44,7 @@ class DataSource:
 
     path: Path | None
     origin: str
+    base: Path | None = None  # the folder of tasks.toml: other paths a task names (test_data) are relative to it
 
     def describe(self) -> str:
         return f"{self.path} (from {self.origin})" if self.path else "the Hugging Face Hub"

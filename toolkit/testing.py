@@ -84,19 +84,20 @@ def check_dataset_plugin(pm: PluginManager, name: str, local_path: Path) -> None
     columns; every raw label value covered by the label mapping; each class
     present in the training split.
     """
-    from toolkit.data.loading import load_labelled
+    from toolkit.data.loading import load_with_labels
 
     info = pm.datasets().get(name)
     assert info is not None, f"no plugin registers the dataset '{name}'"
-    assert len(info.labels) >= 2 and len(set(info.labels)) == len(info.labels), \
-        f"'{name}' must declare two or more distinct label names, got {info.labels}"
-    raw = pm.hook.tk_load_dataset(dataset=info, source=DataSource(local_path, "test"))
+    raw = pm.hook.tk_load_dataset(dataset=info, source=DataSource(local_path, "test"), task=None, notes=[])
     assert raw is not None, f"no plugin loads '{name}' from {local_path}"
     assert "train" in raw, f"'{name}' from {local_path} has no train split: {list(raw)}"
+    labels = info.labels or pm.hook.tk_dataset_labels(dataset=info, splits=raw, task=None) or ()
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), \
+        f"'{name}' must declare (or read from its data) two or more distinct label names, got {labels}"
     for split_name, split in raw.items():
         assert {"text", "label"} <= set(split.column_names), \
             f"'{name}' split {split_name} must have text and label columns, has {split.column_names}"
         assert all(isinstance(t, str) for t in split["text"][:100]), f"'{name}' {split_name}: texts must be str"
-    labelled = load_labelled(pm, info, DataSource(local_path, "test"), [])  # raises on an incomplete mapping
+    info, labelled = load_with_labels(pm, info, DataSource(local_path, "test"), [])  # raises on an incomplete mapping
     present = set(labelled["train"]["label"])
     assert present == set(range(len(info.labels))), f"'{name}': train split lacks classes {set(range(len(info.labels))) - present}"

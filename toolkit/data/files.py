@@ -93,3 +93,149 @@ def _pick(columns: list[str], options: tuple[str, ...]) -> str | None:
 
 def _names(files: dict[str, Path]) -> str:
     return ", ".join(str(p) for p in files.values())
+
+
+# --------------------------------------------------------------------------
+# Any file or folder of the user's (the built-in `files` dataset uses these)
+# --------------------------------------------------------------------------
+
+SPLIT_NAMES = {"train": ("train", "training"), "validation": ("validation", "valid", "dev", "val"),
+               "test": ("test", "eval")}
+DELIMITED = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None, "": None}  # None: sniffed from the first line
+SAMPLE_LINES = 200
+
+
+def is_table_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and (
+        builder_for(path) is not None or path.suffix.lower() in DELIMITED)
+
+
+def find_split_files(folder: Path, notes: list[str] | None = None) -> dict[str, Path]:
+    """``train.*``, ``validation.*`` / ``dev.*`` and ``test.*`` table files in ``folder``.
+
+    Several candidates for one split: the first by name is used and ``notes`` says so. A folder
+    with one table file and no ``train.*`` uses that file as the training split.
+    """
+    import re
+
+    tables = sorted(p for p in folder.iterdir() if is_table_file(p))
+    found: dict[str, Path] = {}
+    for split, stems in SPLIT_NAMES.items():
+        pattern = re.compile(rf"^({'|'.join(stems)})([^a-z].*)?$")
+        candidates = sorted((p for p in tables if pattern.match(p.name.lower()) and p not in found.values()),
+                            key=lambda p: (p.name.lower().split(".")[0] not in stems, p.name))  # train.* first
+        if candidates:
+            found[split] = candidates[0]
+            if len(candidates) > 1 and notes is not None:
+                notes.append(f"{split}: picked {candidates[0].name} from {folder}; also there, not used: "
+                             f"{', '.join(p.name for p in candidates[1:])}.")
+    if "train" not in found:
+        if len(tables) == 1:
+            return {"train": tables[0]}
+        listed = ", ".join(p.name for p in tables[:10]) or "no .csv, .tsv, .jsonl or .parquet files"
+        raise TkError(f"{folder}: no training file (train.csv, train.jsonl, ...). It holds: {listed}. Name the "
+                      "files train.* / validation.* (or dev.*) / test.*, or point at one file.")
+    return found
+
+
+def class_folders(folder: Path) -> dict[str, dict[str, list[Path]]] | None:
+    """``FOLDER/CLASS/*.txt`` (one split) or ``FOLDER/{train,test}/CLASS/*.txt``; None for other layouts."""
+    def classes(root: Path) -> dict[str, list[Path]]:
+        found = {d.name: sorted(d.glob("*.txt")) for d in sorted(root.iterdir())
+                 if d.is_dir() and not d.name.startswith(".")}
+        return found if found and all(found.values()) else {}
+
+    split_roots = {s: folder / s for s in ("train", "validation", "dev", "test") if (folder / s).is_dir()}
+    if "train" in split_roots:
+        layout = {("validation" if s == "dev" else s): classes(root) for s, root in split_roots.items()}
+        return layout if all(layout.values()) else None
+    found = classes(folder)
+    return {"train": found} if found else None
+
+
+def load_class_folders(layout: dict[str, dict[str, list[Path]]]):
+    """One text per ``.txt`` file, labelled with its folder's name."""
+    import datasets
+
+    splits = {}
+    for split, by_class in layout.items():
+        texts, labels = [], []
+        for label, paths in by_class.items():
+            for path in paths:
+                try:
+                    texts.append(path.read_text(encoding="utf-8"))
+                except UnicodeDecodeError as error:
+                    raise TkError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}). Re-save it as "
+                                  "UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+                labels.append(label)
+        splits[split] = datasets.Dataset.from_dict({"text": texts, "label": labels})
+    return datasets.DatasetDict(splits)
+
+
+def read_table_file(path: Path, text_column: str | None = None, label_column: str | None = None,
+                    header: bool | str = "auto", notes: list[str] | None = None):
+    """One CSV / TSV (with or without a header row) / JSON Lines / Parquet file as a ``Dataset`` with
+    ``text`` and ``label`` columns. A file without a header row gets columns ``column1``, ``column2``, ...;
+    with two columns and no names tk knows, the one with the longer values is the text."""
+    builder = builder_for(path)
+    options: dict[str, Any] = {}
+    if builder in (None, "csv"):
+        builder = "csv"
+        delimiter, first, rows = _sniff(path)
+        options = {"delimiter": delimiter, "keep_default_na": False}
+        if delimiter == "\t":
+            options["quoting"] = 3  # csv.QUOTE_NONE: a quote inside a TSV text is just a character
+        named = {c.lower() for c in (text_column, label_column) if c}
+        if header == "auto":
+            header = _looks_like_header(first, rows, named)
+        if not header:
+            options["column_names"] = [f"column{i}" for i in range(1, len(first) + 1)]
+            if notes is not None:
+                notes.append(f"{path.name}: no header row; its columns are column1..column{len(first)}.")
+    files = {"train": path}
+    table = load_builder(builder, files, **options)
+    columns = table["train"].column_names
+    if text_column is None and label_column is None and len(columns) == 2 and not (
+            _pick(columns, TEXT_COLUMNS) and _pick(columns, LABEL_COLUMNS)):
+        text_column, label_column = _two_columns(table["train"], columns, path, notes)
+    return standard_columns(table, files, text_column, label_column)["train"]
+
+
+def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:
+    import csv
+    import itertools
+
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+            lines = list(itertools.islice(handle, SAMPLE_LINES))
+    except OSError as error:
+        raise TkError(f"{path}: cannot read it ({error.strerror}).") from None
+    if not lines:
+        raise TkError(f"{path}: the file is empty.")
+    delimiter = DELIMITED.get(path.suffix.lower()) or ("\t" if "\t" in lines[0] else ",")
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    rows = [row for row in csv.reader(lines, delimiter=delimiter, quoting=quoting) if row]
+    return delimiter, rows[0], rows[1:]
+
+
+def _looks_like_header(first: list[str], rows: list[list[str]], named: set[str]) -> bool:
+    """A first row naming a known column is a header; a first row whose value repeats below it in the same
+    column (``ham`` in a column of ham/spam) is data. Otherwise: a header."""
+    values = [value.strip().lstrip("\ufeff").lower() for value in first]
+    if any(v in named or v in TEXT_COLUMNS or v in LABEL_COLUMNS for v in values):
+        return True
+    return not any(first[j] in {row[j] for row in rows if len(row) > j} for j in range(len(first)))
+
+
+def _two_columns(split, columns: list[str], path: Path, notes: list[str] | None) -> tuple[str, str]:
+    sample = split.select(range(min(len(split), SAMPLE_LINES)))
+    lengths = {c: sum(len(str(v)) for v in sample[c]) for c in columns}
+    text, label = sorted(columns, key=lambda c: -lengths[c])
+    known_text, known_label = _pick(columns, TEXT_COLUMNS), _pick(columns, LABEL_COLUMNS)
+    if known_text or known_label:  # one column has a name tk knows: the other one is the other role
+        text = known_text or next(c for c in columns if c != known_label)
+        label = known_label or next(c for c in columns if c != known_text)
+    elif notes is not None:
+        notes.append(f"{path.name}: took '{text}' as the text (the longer values) and '{label}' as the label; "
+                     "set text_column / label_column to choose.")
+    return text, label

@@ -11,8 +11,12 @@ from toolkit.records import DatasetInfo, LabelMapping
 MAX_EXAMPLES = 5
 
 
-def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, notes: list[str]):
-    """Map raw labels to class ids in every split, dropping values mapped to None on purpose."""
+def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, notes: list[str],
+                        every_class: bool = True):
+    """Map raw labels to class ids in every split, dropping values mapped to None on purpose.
+
+    ``every_class``: each split must hold every class (training); False for scoring a saved model.
+    """
     import datasets
 
     _check_mapping_targets(dataset, mapping)
@@ -35,7 +39,8 @@ def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, not
                           batched=True, features=features)
         mapped[split_name] = split
     result = datasets.DatasetDict(mapped)
-    check_classes(result, dataset)
+    if every_class:
+        check_classes(result, dataset)
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +29,46 @@ class Labelled:
 
 
 def load_named(pm, name: str, data: str | None = None, task_data: str | None = None,
-               base: Path | None = None) -> Labelled:
+               base: Path | None = None, task=None) -> Labelled:
     """Resolve the dataset and its source (--data, task data key, TK_DATA_DIR, Hub), then load and map labels."""
     dataset = pm.dataset(name)
     source = resolve_source(dataset.name, data, task_data, base)
     notes: list[str] = []
-    return Labelled(dataset, source, load_labelled(pm, dataset, source, notes), notes)
+    dataset, splits = load_with_labels(pm, dataset, source, notes, task)
+    return Labelled(dataset, source, splits, notes)
 
 
-def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str]):
+def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str], task=None):
     """Run ``tk_load_dataset`` and ``tk_label_mapping``; drop empty texts; check the labels."""
+    return load_with_labels(pm, dataset, source, notes, task)[1]
+
+
+def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[str], task=None,
+                     labels: tuple[str, ...] | None = None):
+    """Load, learn the label names (``tk_dataset_labels``, unless ``labels`` fixes them), map and check.
+
+    Returns the dataset record with its labels and the labelled splits.
+    """
     splits = pm.first("tk_load_dataset", f"dataset '{dataset.name}' from {source.describe()}", dataset.plugin,
-                      dataset=dataset, source=source)
+                      dataset=dataset, source=source, task=task, notes=notes)
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
+    fixed = labels is not None  # scoring a saved model: its labels, and a split may lack some classes
+    if labels is None:
+        labels = pm.hook.tk_dataset_labels(dataset=dataset, splits=splits, task=task)
+    if labels is not None:
+        dataset = replace(dataset, labels=tuple(str(label) for label in labels))
+    if not dataset.labels:
+        raise TkError(f"Dataset '{dataset.name}' (plugin '{dataset.plugin}') declares no labels and no plugin "
+                      "answered tk_dataset_labels for it. Declare labels in DatasetInfo or answer that hook.")
+    if len(set(dataset.labels)) != len(dataset.labels):
+        raise TkError(f"Dataset '{dataset.name}': label names repeat: {list(dataset.labels)}.")
     mapping = pm.hook.tk_label_mapping(dataset=dataset)
     if mapping is None:
         mapping = LabelMapping({i: i for i in range(len(dataset.labels))})
     splits = check_column_types(splits, f"{dataset.name} from {source.describe()}", notes)
     splits = drop_empty_texts(splits, notes)
-    return apply_label_mapping(splits, dataset, mapping, notes)
+    return dataset, apply_label_mapping(splits, dataset, mapping, notes, every_class=not fixed)
 
 
 def check_column_types(splits, where: str, notes: list[str]):

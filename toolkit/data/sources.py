@@ -13,17 +13,17 @@ def resolve_source(dataset: str, cli_data: str | None = None, task_data: str | N
                    base: Path | None = None) -> DataSource:
     """Pick the source by precedence; every local path must exist."""
     if cli_data:
-        return DataSource(_existing(Path(cli_data), "--data"), "--data")
+        return DataSource(_existing(Path(cli_data), "--data"), "--data", base)
     if task_data:
         path = Path(task_data)
         if not path.is_absolute() and base is not None:
             path = base / path
-        return DataSource(_existing(path, "the task's 'data' key"), "the task's data key")
+        return DataSource(_existing(path, "the task's 'data' key"), "the task's data key", base)
     root = os.environ.get("TK_DATA_DIR")
     if root:
         candidate = Path(root) / dataset
         if candidate.exists():
-            return DataSource(candidate, "TK_DATA_DIR")
+            return DataSource(candidate, "TK_DATA_DIR", base)
         if not Path(root).is_dir():
             raise TkError(f"TK_DATA_DIR={root} is not a folder. Point it at a folder laid out like ../shared/data.")
     return DataSource(None, "the Hub")

@@ -25,7 +25,13 @@ def make_splits(splits, task: TaskConfig, notes: list[str]):
         size = task.eval_size or max(1, int(len(train) * DEFAULT_TEST_SHARE))
         train, test = _carve(train, size, task.seed, "test", task)
         notes.append(f"The data has no test split: held out {len(test)} training rows as the test split.")
-    rest, validation = _carve(train, task.validation_size, task.seed, "validation", task)
+    if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
+        rest, validation = train, splits["validation"]
+        if task.validation_size < len(validation):
+            validation = _subset(validation, task.validation_size, task.seed, "validation_size", task)
+        notes.append(f"Validation: the data's own validation split ({len(validation)} rows).")
+    else:
+        rest, validation = _carve(train, task.validation_size, task.seed, "validation", task)
     if task.train_size is not None:
         if task.train_size > len(rest):
             raise TkError(

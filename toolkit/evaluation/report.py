@@ -38,7 +38,7 @@ def _title(metrics: dict[str, Any]) -> str:
         title = f"Metrics on {metrics['data_source']}"
     else:
         title = f"{split.capitalize()} metrics" if split else "Metrics"
-    details = [f"{split} split" if split else None, f"{n} examples" if n is not None else None, _methods(metrics)]
+    details = [metrics.get("split_description") or (f"{split} split" if split else None), f"{n} examples" if n is not None else None, _methods(metrics)]
     details = [part for part in details if part]
     return f"{title} ({', '.join(details)}):" if details else f"{title}:"
 

@@ -23,11 +23,21 @@ PACKAGES = ("tk-toolkit", "torch", "transformers", "datasets", "accelerate", "to
 WORST_MISTAKES = 20
 
 
-def save_model(model: Any, tokenizer: Any, run_dir: Path) -> Path:
-    """save_pretrained into a temporary folder, then rename: the model folder is whole or absent."""
+def save_model(model: Any, tokenizer: Any, run_dir: Path, max_length: int | None = None,
+               truncation: str = "head") -> Path:
+    """save_pretrained into a temporary folder, then rename: the model folder is whole or absent.
+
+    With ``max_length`` the tokenizer is saved to cut texts as training did: ``model_max_length`` is
+    ``max_length`` and ``truncation_side`` keeps the head (or, for ``tail``, the end), so
+    ``pipeline(..., truncation=True)`` scores long texts as ``tk predict`` does (``head+tail`` has no
+    tokenizer setting: pipeline keeps the head).
+    """
     final = run_dir / "model"
     staging = run_dir / ".model.partial"
     shutil.rmtree(staging, ignore_errors=True)
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+        tokenizer.truncation_side = "left" if truncation == "tail" else "right"
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

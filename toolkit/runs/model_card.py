@@ -85,8 +85,12 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
              f"It labels texts like those of `{md(task.get('dataset', '?'))}` with one of its classes; "
              "judge it on your own data before relying on it elsewhere.\n",
              "```python\nfrom transformers import pipeline\n\n"
-             'classify = pipeline("text-classification", model="path/to/this/folder")\n'
+             'classify = pipeline("text-classification", model="path/to/this/folder", truncation=True)\n'
              'classify("A wonderful, moving film.")\n```\n',
+             f"`truncation=True` cuts long texts to {task.get('max_length', '?')} tokens as training did "
+             + ("(tail: the end is kept).\n" if task.get("truncation") == "tail" else
+                "(head+tail in training: pipeline keeps the head; tk predict keeps both ends).\n"
+                if task.get("truncation") == "head+tail" else "(the head is kept).\n"),
              "## Training data and its checks\n", *training_data(manifest),
              "## Training procedure\n", *procedure(metrics, manifest),
              "## Evaluation\n", *evaluation(metrics),

@@ -12,7 +12,7 @@ import numpy as np
 
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits
-from toolkit.data.loading import load_labelled
+from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import special_tokens, tokenize_splits
@@ -42,7 +42,7 @@ from toolkit.training import checkpoints, distributed, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine
 from toolkit.training.interrupt import RunInterrupted, graceful_interrupts, safe_points
-from toolkit.training.progress import Progress
+from toolkit.training.progress import Progress, quiet_library_progress
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Prepared:
     tokenizer: Any
     model: Any
     notes: list[str]
+    source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
 
 
 def report_checks(report, strict: bool, progress: Progress) -> None:
@@ -76,7 +77,7 @@ def report_checks(report, strict: bool, progress: Progress) -> None:
                       f"See them with examples: tk check {report.dataset}")
 
 
-def registered(pm, task: TaskConfig, where: str | None = None):
+def registered(pm, task: TaskConfig, where: str | None = None, base: Path | None = None):
     """The task's dataset and model records; an unknown name names the file, the task and the key."""
     where = where or f"task '{task.name}'"
     try:
@@ -84,7 +85,7 @@ def registered(pm, task: TaskConfig, where: str | None = None):
     except TkError as error:
         raise TkError(f"{where}, key 'dataset'") from error
     try:
-        model = pm.model(task.model)
+        model = pm.model(task.model, base)
     except TkError as error:
         raise TkError(f"{where}, key 'model'") from error
     return dataset, model
@@ -94,16 +95,19 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
             strict: bool = False, where: str | None = None, recorded_engine: str | None = None) -> Prepared:
     from transformers import set_seed
 
-    dataset, model_info = registered(pm, task, where)
+    quiet_library_progress()
+    dataset, model_info = registered(pm, task, where, base)
     engine = resolve_engine(pm, task, recorded_engine)
     progress.note(engine.describe())
-    positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
+    if dataset.labels:  # else they come from the data: checked once loaded
+        positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
     require_metrics(pm)  # before any work
     start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
-    labelled = load_labelled(pm, dataset, source, notes)
+    dataset, labelled = load_with_labels(pm, dataset, source, notes, task)
+    positive_class(task, dataset.labels, where)
     checks = check_splits(labelled, dataset.name, dataset.labels)  # before splitting: leakage is still there to see
     report_checks(checks, strict, progress)
     splits = make_splits(labelled, task, notes)
@@ -125,7 +129,8 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
                       f"'{model_info.name}' adds {shortest - 1} special tokens to every text. "
                       f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
-    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes)
+    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes,
+                    artifacts.fingerprint(labelled) if source.path else None)
 
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
@@ -258,7 +263,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
 def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities) -> None:
     """Write every file, then mark the run complete: a crash in between leaves it marked failed."""
     task, label_names = prepared.task, prepared.dataset.labels
-    artifacts.save_model(result.model, prepared.tokenizer, run_dir)
+    artifacts.save_model(result.model, prepared.tokenizer, run_dir, task.max_length, task.truncation)
     write_json(run_dir / "history.json", [r.as_dict() for r in result.history])
     artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names)
     artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
@@ -266,6 +271,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "task": task.describe(),
         "labels": list(label_names),
         "data_source": prepared.source.describe(),
+        "data_path": str(prepared.source.path.resolve()) if prepared.source.path else None,
+        "source_fingerprint": prepared.source_fingerprint,
         "model_source": getattr(result.model, "name_or_path", None),  # a Hub id or a local folder
         "dataset_hub_id": prepared.dataset.hub_id if prepared.source.path is None else None,
         "data_fingerprint": artifacts.fingerprint(prepared.splits),

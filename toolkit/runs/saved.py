@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
 from toolkit.data.tokens import encode_texts
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
-from toolkit.evaluation.scoring import positive_class, score
 from toolkit.runs.folders import read_json, run_status
 
 
@@ -146,30 +144,6 @@ def task_of(run_dir: Path, pm=None) -> TaskConfig:
     known = set(CORE_SETTINGS) | {setting.name for setting in declared}
     return build_task(str(values.pop("name")), {k: v for k, v in values.items() if k in known},
                       run_dir / "config.json", declared)
-
-
-def evaluate_run(pm, saved: SavedRun, data: str | None, split: str) -> dict[str, Any]:
-    """The saved model on a dataset split (all of its rows), with the run's own label names."""
-    from toolkit.data.loading import load_named
-    from toolkit.evaluation.scoring import require_metrics
-
-    require_metrics(pm)
-    dataset = pm.dataset(saved.task.dataset)
-    if dataset.labels != saved.labels:
-        raise TkError(f"{saved.run_dir}: the model's labels {saved.labels} differ from dataset "
-                      f"'{dataset.name}' labels {dataset.labels}.")
-    base = read_run_config(saved.run_dir).get("base")  # the task's data key is relative to it
-    labelled = load_named(pm, dataset.name, data, saved.task.data, Path(base) if base else None)
-    rows = labelled.split(split)
-    started = time.perf_counter()
-    probabilities = saved.probabilities(list(rows["text"]))
-    metrics = score(pm, rows["label"], probabilities, dataset.labels, confidence=True,
-                    positive_label=positive_class(saved.task, dataset.labels, str(saved.run_dir)),
-                    baseline_label=saved_baseline(saved.run_dir, dataset.labels))
-    metrics.update({"run": str(saved.run_dir), "data_source": labelled.source.describe(), "split": split,
-                    "data_given": data is not None,
-                    "seconds": round(time.perf_counter() - started, 2), "notes": labelled.notes})
-    return metrics
 
 
 def saved_baseline(run_dir: Path, label_names: tuple[str, ...]) -> int | None:

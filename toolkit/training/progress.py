@@ -58,3 +58,18 @@ class Progress:
         self.echo(text)
         if self._bar is not None:
             self._bar.refresh()
+
+
+def quiet_library_progress() -> None:
+    """The libraries' own bars and load reports off (``Map``, ``Filter``, ``Loading weights``): tk draws its
+    own bar. The environment variables the CLI sets work only before the libraries are imported; this works
+    after too (a notebook, a test session, a plugin that imported them first)."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    disable_progress_bars()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

@@ -1,0 +1,90 @@
+"""`tk evaluate`: a saved model on the run's own data (its recorded source) or on a file given with --data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.data.loading import load_with_labels
+from toolkit.data.sources import resolve_source
+from toolkit.errors import TkError
+from toolkit.evaluation.scoring import positive_class, require_metrics, score
+from toolkit.records import DataSource
+from toolkit.runs.artifacts import fingerprint
+from toolkit.runs.folders import read_json
+from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline
+
+
+def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None) -> dict[str, Any]:
+    """Score the saved model with the run's own label names.
+
+    Without ``data``: the data source the run recorded (an absolute path), and its ``test`` split; when
+    that source has no test split, the rows the run held out as its test split (same seed, same sizes).
+    A file changed since the run is a warning naming both fingerprints. With ``data``: a file is the set
+    to score, all of it; a folder's ``split`` (default ``test``).
+    """
+    require_metrics(pm)
+    run_dir, task = saved.run_dir, saved.task
+    dataset = pm.dataset(task.dataset)
+    if dataset.labels and dataset.labels != saved.labels:
+        raise TkError(f"{run_dir}: the model's labels {saved.labels} differ from dataset "
+                      f"'{dataset.name}' labels {dataset.labels}.")
+    config = read_run_config(run_dir)
+    base = Path(config["base"]) if config.get("base") else None  # the task's data key is relative to it
+    manifest = _manifest(run_dir)
+    recorded = manifest.get("data_path") if data is None else None
+    if recorded and not Path(recorded).exists():
+        raise TkError(f"{run_dir} was trained on {recorded}, which no longer exists. Pass the data to score "
+                      "with --data PATH.")
+    source = (DataSource(Path(recorded), "the run's record", base) if recorded else
+              resolve_source(dataset.name, data or config.get("data"), task.data, base))
+    notes: list[str] = []
+    dataset, splits = load_with_labels(pm, dataset, source, notes, task, labels=saved.labels)
+    if data is None:
+        notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source)
+    rows, split_name, described = _rows(splits, task, source, data, split, notes)
+    started = time.perf_counter()
+    probabilities = saved.probabilities(list(rows["text"]))
+    metrics = score(pm, rows["label"], probabilities, saved.labels, confidence=True,
+                    positive_label=positive_class(task, saved.labels, str(run_dir)),
+                    baseline_label=saved_baseline(run_dir, saved.labels))
+    metrics.update({"run": str(run_dir), "data_source": source.describe(), "split": split_name,
+                    "split_description": described,
+                    "data_given": data is not None, "seconds": round(time.perf_counter() - started, 2),
+                    "notes": notes})
+    return metrics
+
+
+def _rows(splits, task, source, data: str | None, split: str | None, notes: list[str]):
+    """The rows to score and how to name them."""
+    if split is not None:
+        if split not in splits:
+            raise TkError(f"{source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
+        return splits[split], split, f"{split} split"
+    if "test" in splits:
+        return splits["test"], "test", "test split"
+    if data is not None:  # one file given: it is the set to score
+        return splits["train"], "all", f"all rows of {Path(data).name}"
+    from toolkit.data.splits import make_splits
+
+    held_out = make_splits(splits, task, [])["test"]
+    notes.append("The data has no test split: scoring the rows the run held out as its test split (same seed).")
+    return held_out, "test", "test (held out by the run)"
+
+
+def _changed(recorded: dict | None, now: dict, source) -> list[str]:
+    if not recorded or recorded == now:
+        return []
+    def short(value: dict) -> str:
+        return ", ".join(f"{name} {v.get('sha256')} ({v.get('rows')} rows)" for name, v in sorted(value.items()))
+    return [f"WARNING: {source.path} changed since the run: fingerprint at training {short(recorded)}; "
+            f"now {short(now)}. The scores below are on the data as it is now."]
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "manifest.json"
+    if not path.exists():
+        return {}
+    values = read_json(path)
+    return values if isinstance(values, dict) else {}
