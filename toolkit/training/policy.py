@@ -19,6 +19,7 @@ import numpy as np
 
 from toolkit.config import TaskConfig
 from toolkit.errors import TkError
+from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.records import EpochRecord
 
 MAX_GRAD_NORM = 1.0  # the Trainer's default
@@ -106,17 +107,30 @@ def validation_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def epoch_record(epoch: int, train_loss: float | None, labels: np.ndarray, probabilities: np.ndarray,
-                 seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> EpochRecord:
+                 seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+                 documents: Sequence[int] | None = None, pooling: str = "mean") -> EpochRecord:
     """The history row of an epoch.
 
     ``train_loss`` is the mean of the epoch's per-step mean losses; the
     validation numbers come from ``probabilities`` of the validation rows.
+    With ``documents`` (long_text = "chunks": each row's text, in the order of
+    the rows, from ``validation_documents``) the rows are windows: their
+    probabilities are pooled per text first, so the validation loss, accuracy
+    and F1 are per text, as the test metrics are.
     """
-    labels = np.asarray(labels)
+    labels, probabilities = pool_rows(labels, probabilities, documents, pooling)
     scores = compute_metrics(labels, probabilities)
     return EpochRecord(epoch=epoch, train_loss=train_loss, validation_loss=validation_loss(labels, probabilities),
                        accuracy=float(scores.get("accuracy", float("nan"))),
                        f1=float(scores.get("f1", float("nan"))), seconds=seconds)
+
+
+def validation_documents(split: Any) -> np.ndarray | None:
+    """The text of each row of a tokenized validation split, in its order; None unless long_text = "chunks".
+
+    An engine that evaluates the rows in another order reorders this the same way.
+    """
+    return documents_of(split)
 
 
 # -- which epoch is kept, and when to stop --------------------------------------------

@@ -15,8 +15,10 @@ from toolkit.api import RunInterrupted, checkpoints, interrupt_requested, policy
 class PolicyCallback(TrainerCallback):
     """Builds each epoch's history row, keeps the best weights, stops early, commits checkpoints; Ctrl-C."""
 
-    def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None) -> None:
+    def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None,
+                 documents=None) -> None:
         self.task, self.progress, self.compute_metrics = task, progress, compute_metrics
+        self.documents = documents  # long_text = "chunks": each validation window's text, in evaluation order
         self.folder, self.resume_from = folder, resume_from
         self.selection = policy.Selection(task)
         self.best_weights: dict | None = None
@@ -64,7 +66,8 @@ class PolicyCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         labels, probabilities = self.validation
         record = policy.epoch_record(round(state.epoch), self.train_loss, labels, probabilities,
-                                     time.perf_counter() - self.epoch_started, self.compute_metrics)
+                                     time.perf_counter() - self.epoch_started, self.compute_metrics,
+                                     documents=self.documents, pooling=self.task.pooling)
         decision = self.selection.end_epoch(record)
         if decision.improved:
             self.best_weights, self.best_step = policy.snapshot_weights(model), state.global_step
