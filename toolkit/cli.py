@@ -220,9 +220,10 @@ def list_command(session, show_runs, output):
 @click.option("--coverage", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="Share of texts the recommended max_length must hold whole.")
 @click.option("--histogram", type=click.Path(path_type=Path), help="PNG path (default: lengths-DATASET.png).")
+@click.option("--stride", type=click.IntRange(min=0), help="Window overlap of the chunks rows (default: max_length // 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_session
-def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, as_json):
+def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, stride, as_json):
     """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
     from toolkit.data.lengths import analyze, format_report, plot_histogram
     from toolkit.data.loading import load_named
@@ -240,7 +241,7 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
     rows = labelled.split(split)
     if sample and sample < len(rows):
         rows = rows.shuffle(seed=0).select(range(sample))
-    results = [analyze(pm, model, rows, coverage) for model in models]
+    results = [analyze(pm, model, rows, coverage, stride) for model in models]
     stats = [r[0] for r in results]
     histogram = histogram or Path(f"lengths-{dataset.name}.png")
     plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,

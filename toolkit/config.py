@@ -54,6 +54,14 @@ class TaskConfig:
     truncation: str = _key("head", "which tokens a long text keeps: `head`, `tail`, or `head+tail` (a quarter "
                                    "from the start, the rest from the end; Sun et al., 2019)",
                            "head", "tail", "head+tail")
+    long_text: str = _key("truncate", "texts longer than max_length: `truncate` keeps the tokens `truncation` says; "
+                                      "`chunks` cuts them into overlapping windows of max_length tokens, trains on "
+                                      "every window with its text's label and pools the windows' probabilities per "
+                                      "text (docs/long-documents.md)", "truncate", "chunks")
+    stride: int | None = _key(None, "long_text = \"chunks\": tokens each window shares with the one before it "
+                                    "(default: max_length // 4); below max_length minus the model's special tokens")
+    pooling: str = _key("mean", "long_text = \"chunks\": how a text's window probabilities become its own: `mean`, "
+                                "or `max` (each class's highest window probability, renormalised)", "mean", "max")
     select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
     positive_label: str | None = _key(None, "binary tasks: the label whose F1, precision and recall are the "
                                             "headline (default: the second label)")
@@ -73,6 +81,11 @@ class TaskConfig:
                                        "auto", True, False)
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
+
+    @property
+    def window_stride(self) -> int:
+        """The overlap of long_text = "chunks" windows: ``stride``, or a quarter of ``max_length``."""
+        return self.max_length // 4 if self.stride is None else self.stride
 
     def setting(self, name: str) -> Any:
         """A plugin key's value (its default when the task does not set it)."""
@@ -171,6 +184,10 @@ def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tu
         raise TkError(f"{path}: {where} has no '{sorted(missing)[0]}' key. Add it, e.g. dataset = \"imdb\".")
     core = {k: v for k, v in values.items() if k in CORE_SETTINGS}
     plugin_values = {s.name: values.get(s.name, s.default) for s in declared}
+    stride, max_length = core.get("stride"), core.get("max_length", CORE_SETTINGS["max_length"].default)
+    if stride is not None and stride >= max_length:
+        raise TkError(f"{path}: {where}: key 'stride' ({stride}) must be below max_length ({max_length}) minus the "
+                      f"model's special tokens: it is how many tokens each window shares with the one before.")
     return TaskConfig(name=name, **core, settings=plugin_values, declared=declared)
 
 

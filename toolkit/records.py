@@ -151,3 +151,6 @@ class LengthStats:
     padding_share: dict[int, float]
     seconds: float = 0.0
     cut: int = 0  # texts longer than analyze-lengths' character cap: their lengths are lower bounds
+    # long_text = "chunks" at each cut-off up to the model's limit: {max_length: {"stride", "windows",
+    # "per_text" (windows / texts: training and prediction time relative to truncation), "tokens_ratio"}}
+    windows: dict[int, dict[str, float]] = field(default_factory=dict)

@@ -4,7 +4,8 @@
 
 ``check_dataset_plugin`` asserts a dataset plugin keeps tk's contract;
 ``make_tiny_model`` writes a tiny randomly initialised BERT that trains in
-seconds; ``write_keyword_dataset`` writes a small learnable CSV dataset.
+seconds; ``write_keyword_dataset`` writes a small learnable CSV dataset (with
+``long=True``, texts whose keywords come only after their first 40 words).
 """
 
 from __future__ import annotations
@@ -65,15 +66,32 @@ def keyword_rows(n: int, labels: tuple[str, ...], seed: int = 0, noise: float = 
     return rows
 
 
+def long_keyword_rows(n: int, labels: tuple[str, ...], seed: int = 0, words: tuple[int, int] = (60, 90),
+                      after: int = 40) -> list[tuple[str, str]]:
+    """``n`` rows of ``words`` filler words whose class keywords appear only after the first ``after`` words:
+    a model that reads only the head of each text cannot learn them (long_text = "chunks" can)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        text = [rng.choice(FILLER) for _ in range(rng.randint(*words))]
+        for _ in range(rng.randint(1, 2)):
+            text.insert(rng.randrange(after, len(text) + 1), rng.choice(KEYWORDS[label]))
+        rows.append((" ".join(text), label))
+    rng.shuffle(rows)
+    return rows
+
+
 def write_keyword_dataset(folder: Path, labels: tuple[str, ...] = ("neg", "pos"), train: int = 200,
-                          test: int = 80, noise: float = 0.0, seed: int = 0) -> Path:
-    """Write ``train.csv`` and ``test.csv`` (columns text, label) under ``folder``."""
+                          test: int = 80, noise: float = 0.0, seed: int = 0, long: bool = False) -> Path:
+    """Write ``train.csv`` and ``test.csv`` (columns text, label) under ``folder``; ``long``: ``long_keyword_rows``."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, n, offset in (("train", train, 0), ("test", test, 1)):
+        rows = long_keyword_rows(n, labels, seed + offset) if long else keyword_rows(n, labels, seed + offset, noise)
         with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "label"])
-            writer.writerows(keyword_rows(n, labels, seed + offset, noise))
+            writer.writerows(rows)
     return folder
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.tokens import special_tokens, window_counts
 from toolkit.errors import TkError
 from toolkit.models import model_limit
 from toolkit.records import LengthStats
@@ -60,14 +61,34 @@ def _by_characters(texts: list[str]):
         yield part
 
 
-def analyze(pm, model_info, split, coverage: float) -> tuple[LengthStats, np.ndarray]:
+def analyze(pm, model_info, split, coverage: float, stride: int | None = None) -> tuple[LengthStats, np.ndarray]:
     started = time.perf_counter()
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     cut: list[int] = []
     lengths = token_lengths(tokenizer, split["text"], cut=cut)
     stats = pm.first("tk_analyze_lengths", f"model '{model_info.name}'", "lengths", lengths=lengths,
                      model=model_info, model_limit=model_limit(tokenizer), coverage=coverage)
-    return replace(stats, seconds=round(time.perf_counter() - started, 2), cut=cut[0]), lengths
+    prefix, suffix = special_tokens(tokenizer)
+    windows = chunk_costs(lengths, len(prefix) + len(suffix), stats.truncated_share, stats.model_limit, stride)
+    return replace(stats, seconds=round(time.perf_counter() - started, 2), cut=cut[0], windows=windows), lengths
+
+
+def chunk_costs(lengths: np.ndarray, specials: int, cutoffs, limit: int, stride: int | None) -> dict:
+    """long_text = "chunks" at each cut-off (max_length) the model takes: how many windows the texts make
+    (stride: ``stride``, or max_length // 4), per text, and the tokens they hold relative to truncation's."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    costs = {}
+    for max_length in cutoffs:
+        budget, overlap = max_length - specials, max_length // 4 if stride is None else stride
+        if max_length > limit or not 0 <= overlap < budget or lengths.size == 0:
+            continue
+        counts = window_counts(np.maximum(lengths - specials, 0), budget, overlap)
+        tokens = np.minimum(np.maximum(lengths - specials, 0), budget).sum() + specials * lengths.size
+        window_tokens = (np.maximum(lengths - specials, 0) + (counts - 1) * overlap + specials * counts).sum()
+        costs[int(max_length)] = {"stride": overlap, "windows": int(counts.sum()),
+                                  "per_text": round(float(counts.sum() / lengths.size), 3),
+                                  "tokens_ratio": round(float(window_tokens / max(1, tokens)), 3)}
+    return costs
 
 
 def format_report(stats: list[LengthStats]) -> str:
@@ -79,6 +100,11 @@ def format_report(stats: list[LengthStats]) -> str:
     for cut in stats[0].truncated_share:
         rows.append((f"cut at {cut}", [f"{s.truncated_share[cut]:.1%} of texts, {s.padding_share[cut]:.0%} padding"
                                        for s in stats]))
+    for max_length, cost in stats[0].windows.items():
+        rows.append((f"chunks at {max_length} (stride {cost['stride']})",
+                     [f"{s.windows[max_length]['windows']:,} windows ({s.windows[max_length]['per_text']:.2f}/text, "
+                      f"{s.windows[max_length]['tokens_ratio']:.2f}x tokens)"
+                      if max_length in s.windows else "-" for s in stats]))
     rows.append((f"recommended ({stats[0].coverage:.0%})", [str(s.recommended_max_length) for s in stats]))
     rows.append(("model limit", [str(s.model_limit) for s in stats]))
     rows.append(("seconds", [f"{s.seconds:.1f}" for s in stats]))
@@ -86,6 +112,10 @@ def format_report(stats: list[LengthStats]) -> str:
     col = max(max(len(v) for r in rows for v in r[1]), max(len(n) for n in names))
     lines = [f"{'':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names)]
     lines += [f"{label:<{width}}  " + "  ".join(f"{v:>{col}}" for v in values) for label, values in rows]
+    if stats[0].windows:
+        lines.append("chunks at N: long_text = \"chunks\" with max_length = N; windows per text is about how many "
+                     "times longer training and prediction take than truncating at N (x tokens: with padding per "
+                     "batch, the same ratio in tokens).")
     if stats[0].cut:
         lines.append(f"{stats[0].cut:,} texts are longer than {MAX_CHARS:,} characters and were measured on their "
                      f"first {MAX_CHARS:,}: their lengths (and the max) are at least the numbers shown.")
@@ -93,7 +123,7 @@ def format_report(stats: list[LengthStats]) -> str:
         if s.recommended_max_length == s.model_limit and s.truncated_share.get(s.model_limit, 0) > 1 - s.coverage:
             lines.append(f"{s.model}: even the model's limit of {s.model_limit} tokens cuts "
                          f"{s.truncated_share[s.model_limit]:.0%} of texts; truncation = \"head+tail\" keeps "
-                         "both ends of long texts.")
+                         "both ends of long texts, long_text = \"chunks\" reads all of them (the chunks rows).")
     return "\n".join(lines)
 
 

@@ -1,24 +1,39 @@
-"""Tokenizing once, without padding; truncation from the head, the tail or both ends."""
+"""Tokenizing once, without padding; truncation from the head, the tail or both ends, or overlapping windows."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 
-def tokenize_splits(splits, tokenizer: Any, max_length: int, truncation: str = "head"):
+from toolkit.errors import TkError
+
+
+def tokenize_splits(splits, tokenizer: Any, max_length: int, truncation: str = "head", stride: int | None = None):
     """Add ``input_ids``, ``attention_mask``, ``length`` and ``labels``; drop ``text``.
 
-    Padding happens per batch in the collator. ``datasets`` caches the result
-    for file-backed data, so a second run with the same tokenizer skips this.
+    With ``stride`` (long_text = "chunks") each row is a window of a text and
+    carries ``document``: the index of its text in the split; a text of
+    ``max_length`` tokens or fewer is one window. Padding happens per batch in
+    the collator. ``datasets`` caches the result for file-backed data, so a
+    second run with the same tokenizer skips this.
     """
-
-    def encode(batch):
-        return encode_texts(tokenizer, batch["text"], max_length, truncation)
-
     columns = next(iter(splits.values())).column_names
-    encoded = splits.map(encode, batched=True, batch_size=1000, remove_columns=[c for c in columns if c != "label"],
-                         desc="Tokenizing")
-    return encoded.rename_column("label", "labels")
+    if stride is None:
+        def encode(batch):
+            return encode_texts(tokenizer, batch["text"], max_length, truncation)
+
+        encoded = splits.map(encode, batched=True, batch_size=1000,
+                             remove_columns=[c for c in columns if c != "label"], desc="Tokenizing")
+        return encoded.rename_column("label", "labels")
+
+    def windows(batch, indices):
+        out = encode_windows(tokenizer, batch["text"], max_length, stride)
+        rows = out.pop("document")
+        return {**out, "document": [indices[r] for r in rows], "labels": [batch["label"][r] for r in rows]}
+
+    return splits.map(windows, batched=True, batch_size=1000, with_indices=True, remove_columns=columns,
+                      desc="Tokenizing into windows")
 
 
 CHARS_PER_TOKEN = 20  # far more than any real text needs (English averages 4-5 characters per token)
@@ -49,6 +64,47 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: 
         raw = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
         ids = [prefix + _keep(row, budget, truncation) + suffix for row in raw]
     return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids], "length": [len(row) for row in ids]}
+
+
+CHUNKED_CHARS = 100_000  # long_text = "chunks": windows cover a text's first 100,000 characters (~20,000 tokens)
+
+
+def encode_windows(tokenizer: Any, texts: list[str], max_length: int, stride: int) -> dict[str, list]:
+    """Every text as windows of ``max_length`` tokens (special tokens included), each sharing ``stride``
+    tokens with the one before; ``document`` is the index of each window's text in ``texts``.
+
+    What a fast tokenizer's ``return_overflowing_tokens=True, stride=...`` makes, for any tokenizer.
+    """
+    prefix, suffix = special_tokens(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    check_stride(stride, budget, max_length)
+    texts = [text[:CHUNKED_CHARS] for text in texts]
+    raw = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"] if texts else []
+    ids, documents = [], []
+    for document, row in enumerate(raw):
+        for start in window_starts(len(row), budget, stride):
+            ids.append(prefix + row[start:start + budget] + suffix)
+            documents.append(document)
+    return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids], "length": [len(row) for row in ids],
+            "document": documents}
+
+
+def window_starts(tokens: int, budget: int, stride: int) -> range:
+    """Where each window of a text of ``tokens`` tokens (no special tokens) starts; the last one reaches its end."""
+    return range(0, max(1, tokens - stride), budget - stride) if tokens > budget else range(1)
+
+
+def window_counts(tokens: np.ndarray, budget: int, stride: int) -> np.ndarray:
+    """How many windows texts of ``tokens`` tokens each (no special tokens) make: ``len(window_starts(...))``."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    return np.where(tokens > budget, -(-(tokens - budget) // (budget - stride)) + 1, 1)
+
+
+def check_stride(stride: int, budget: int, max_length: int) -> None:
+    if not 0 <= stride < budget:
+        raise TkError(f"stride = {stride} must be at least 0 and below {budget}: max_length ({max_length}) minus the "
+                      f"model's {max_length - budget} special tokens, or windows would not move forward. "
+                      f"Use --set stride={budget // 4}, say.")
 
 
 def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:

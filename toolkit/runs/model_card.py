@@ -18,7 +18,7 @@ from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 METRICS = ("accuracy", "f1", "precision", "recall")
-HYPERPARAMETERS = ("max_length", "truncation", "batch_size", "epochs", "learning_rate", "weight_decay",
+HYPERPARAMETERS = ("max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs", "learning_rate", "weight_decay",
                    "warmup_ratio", "lr_scheduler", "train_size", "validation_size", "eval_size", "seed", "patience",
                    "select_metric", "select_on", "bf16")
 
@@ -142,8 +142,13 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
 
 
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:
-    lines = [f"- Texts longer than {task.get('max_length', '?')} tokens are cut (truncation side: "
-             f"{md(task.get('truncation', 'head'))}); what lies beyond the cut is not read.",
+    cut = (f"- Texts longer than {task.get('max_length', '?')} tokens are cut (truncation side: "
+           f"{md(task.get('truncation', 'head'))}); what lies beyond the cut is not read.")
+    if task.get("long_text") == "chunks":
+        cut = (f"- Texts longer than {task.get('max_length', '?')} tokens were read as overlapping windows whose "
+               f"probabilities are pooled per text ({md(task.get('pooling', 'mean'))}); `transformers.pipeline` "
+               "reads one window only: use `toolkit.longdocs.predict_long` or `tk predict` for the pooled answer.")
+    lines = [cut,
              "- The 95% intervals cover the sampling noise of the test set only: not a change of domain, "
              "of time, or of how texts are written."]
     absent = metrics.get("classes_absent")

@@ -8,18 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import special_tokens, tokenize_splits
+from toolkit.data.tokens import check_stride, special_tokens, tokenize_splits
 from toolkit.errors import TkError
 from toolkit.evaluation.baseline import majority_class
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
 from toolkit.records import DatasetInfo, DataSource
@@ -128,9 +127,33 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
                       f"'{model_info.name}' adds {shortest - 1} special tokens to every text. "
                       f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
-    tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation)
+    stride = None
+    if task.long_text == "chunks":
+        stride = task.window_stride
+        try:
+            check_stride(stride, task.max_length - shortest + 1, task.max_length)
+        except TkError as error:
+            raise TkError(f"task '{task.name}', key 'stride'") from error
+    tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride)
+    if stride is not None:
+        progress.note(describe_windows(task, splits, tokenized))
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes,
                     artifacts.fingerprint(labelled) if source.path else None)
+
+
+def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
+    return {name: {"texts": len(splits[name]), "windows": len(tokenized[name])} for name in tokenized}
+
+
+def describe_windows(task: TaskConfig, splits, tokenized) -> str:
+    """long_text = "chunks": how many windows each split became (training time grows with the train windows)."""
+    counts = window_counts(splits, tokenized)
+    train = counts["train"]
+    return (f"Long texts: windows of {task.max_length} tokens sharing {task.window_stride}, pooled by "
+            f"{task.pooling}: training sees {train['windows']:,} windows of {train['texts']:,} texts "
+            f"({train['windows'] / max(1, train['texts']):.2f}x the rows, and the time, of truncation); "
+            + ", ".join(f"{name} {c['windows']:,} windows of {c['texts']:,} texts"
+                        for name, c in counts.items() if name != "train"))
 
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
@@ -234,7 +257,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     started = time.perf_counter()
     test = prepared.tokenized["test"]
     probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16))
-    labels = np.asarray(test["labels"])
+    labels, probabilities = pool_rows(test["labels"], probabilities, documents_of(test), task.pooling)  # per text
     texts = prepared.splits["test"]["text"]
     metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
                     baseline_label=majority_class(prepared.splits["train"]["label"]))
@@ -250,6 +273,9 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "eval_seconds": round(time.perf_counter() - started, 2),
         "history": [{k: v for k, v in r.as_dict().items() if k != "step_losses"} for r in result.history],
         "step_loss": policy.step_curve(result.history),
+        "long_text": {"mode": task.long_text, **({"stride": task.window_stride, "pooling": task.pooling,
+                                                  "splits": window_counts(prepared.splits, prepared.tokenized)}
+                                                 if task.long_text == "chunks" else {})},
         "diagnosis": diagnosis,
         "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels),
         **resuming.reproducibility(run_dir),

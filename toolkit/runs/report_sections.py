@@ -128,8 +128,9 @@ def lengths(run: RunData) -> str:
     over = int((counts > max_length).sum())
     side = run.task.get("truncation", "head")
     text = (f"{len(counts)} scored texts, median {int(np.median(counts))} tokens, longest {int(counts.max())}. "
-            f"{over} ({over / len(counts):.1%}) are longer than max_length {max_length} and were cut "
-            f"(truncation: {side}).")
+            f"{over} ({over / len(counts):.1%}) are longer than max_length {max_length} and were "
+            + (f"read as overlapping windows, pooled per text ({e(run.task.get('pooling', 'mean'))})."
+               if run.task.get("long_text") == "chunks" else f"cut (truncation: {side})."))
     return section("lengths", "Token lengths", figure(figures.token_lengths(counts, max_length), text))
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
-from toolkit.data.tokens import encode_texts
+from toolkit.data.tokens import encode_texts, encode_windows
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.pooling import pool
 from toolkit.runs.folders import read_json, run_status
 
 
@@ -29,11 +30,17 @@ class SavedRun:
         return tuple(config.id2label[i] for i in range(config.num_labels))
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities on the model's device, in bf16 where the run trained in it."""
+        """One row per text, on the model's device, in bf16 where the run trained in it; with
+        long_text = "chunks", its windows' probabilities pooled as in training."""
         from toolkit.training.device import use_bf16
 
-        encoded = encode_texts(self.tokenizer, texts, self.task.max_length, self.task.truncation)
-        return predict_probabilities(self.model, encoded, self.task.eval_batch_size, use_bf16(self.task.bf16))
+        task, bf16 = self.task, use_bf16(self.task.bf16)
+        if task.long_text != "chunks":
+            encoded = encode_texts(self.tokenizer, texts, task.max_length, task.truncation)
+            return predict_probabilities(self.model, encoded, task.eval_batch_size, bf16)
+        encoded = encode_windows(self.tokenizer, texts, task.max_length, task.window_stride)
+        windows = predict_probabilities(self.model, encoded, task.eval_batch_size, bf16)
+        return pool(windows, encoded["document"], task.pooling) if texts else windows
 
 
 def load_run(run_dir: Path) -> SavedRun:

@@ -19,6 +19,7 @@ import numpy as np
 
 from toolkit.config import TaskConfig
 from toolkit.errors import TkError
+from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.records import EpochRecord
 
 MAX_GRAD_NORM = 1.0  # the Trainer's default
@@ -107,15 +108,20 @@ def validation_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, probabilities: np.ndarray,
-                 seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> EpochRecord:
+                 seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+                 documents: Sequence[int] | None = None, pooling: str = "mean") -> EpochRecord:
     """The history row of an epoch.
 
     ``step_losses`` are the epoch's per-step mean losses, in order: the
     training loss is their mean, and the curve keeps at most CURVE_POINTS of
     them (means of equal runs). The validation numbers come from
-    ``probabilities`` of the validation rows.
+    ``probabilities`` of the validation rows. With ``documents``
+    (long_text = "chunks": each row's text, in the order of the rows, from
+    ``validation_documents``) the rows are windows: their probabilities are
+    pooled per text first, so the validation loss, accuracy and F1 are per
+    text, as the test metrics are.
     """
-    labels = np.asarray(labels)
+    labels, probabilities = pool_rows(labels, probabilities, documents, pooling)
     scores = compute_metrics(labels, probabilities)
     losses = np.asarray(step_losses, dtype=np.float64)
     chunks = np.array_split(losses, min(len(losses), CURVE_POINTS)) if len(losses) else []
@@ -135,6 +141,14 @@ def step_curve(history: Sequence[EpochRecord]) -> list[list[float]]:
             points += [[round(done + (i + 1) * per_point, 1), loss] for i, loss in enumerate(record.step_losses)]
         done += record.steps
     return points
+
+
+def validation_documents(split: Any) -> np.ndarray | None:
+    """The text of each row of a tokenized validation split, in its order; None unless long_text = "chunks".
+
+    An engine that evaluates the rows in another order reorders this the same way.
+    """
+    return documents_of(split)
 
 
 # -- which epoch is kept, and when to stop --------------------------------------------

@@ -42,6 +42,7 @@ class StaticLoop:
             model.set_attn_implementation(attention)
         self.model = model.to(device)
         self.validation = splits["validation"]
+        self.documents = policy.validation_documents(self.validation)  # long_text = "chunks": pooled per text
         self.train_data = DeviceSplit.from_split(splits["train"], task.max_length, tokenizer.pad_token_id or 0, device)
         self.grouped = policy.group_by_length(task, self.train_data.host_lengths)
         self.steps_per_epoch = -(-len(self.train_data.host_lengths) // task.batch_size)
@@ -119,7 +120,8 @@ class StaticLoop:
         probabilities = predict_probabilities(self.model, self.validation, self.task.eval_batch_size, self.bf16)
         self.model.train()
         return policy.epoch_record(epoch, step_losses, np.asarray(self.validation["labels"]), probabilities,
-                                   time.perf_counter() - epoch_started, self.compute_metrics)
+                                   time.perf_counter() - epoch_started, self.compute_metrics,
+                                   documents=self.documents, pooling=self.task.pooling)
 
     def _timed(self, what: str, function, *args):
         started = time.perf_counter()

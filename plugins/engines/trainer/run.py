@@ -72,12 +72,14 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         max_length=None if task.dynamic_padding else task.max_length,
     )
     step_losses: list = []
-    callback = PolicyCallback(task, progress, compute_metrics, folder, resume_from, step_losses)
+    validation = longest_first(splits["validation"])
+    callback = PolicyCallback(task, progress, compute_metrics, folder, resume_from, step_losses,
+                              documents=policy.validation_documents(validation))
     trainer = PolicyTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],
-        eval_dataset=longest_first(splits["validation"]),
+        eval_dataset=validation,
         data_collator=collator,
         compute_metrics=callback.keep_validation_predictions,
         callbacks=[callback],
