@@ -1,0 +1,135 @@
+"""The `tk` command line: parse, call the engine, print. TkError becomes a Click error here only.
+
+The group, the session and the entry point live here; the commands, by what they work on, in
+``training`` (run, list, sweep, compare), ``data`` (check, analyze-lengths) and ``using``
+(predict, evaluate, report).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import cached_property
+
+import click
+
+from toolkit.config import (
+    Config,
+    find_tasks_file,
+    hoist_tasks_option,
+    local_plugins,
+    parse_assignment,
+    parse_config,
+    read_toml,
+)
+from toolkit.errors import TkError, user_message
+from toolkit.hub import HubUnreachable, offline_advice
+from toolkit.plugins import PluginManager
+
+
+class Session:
+    """What every command shares: the tasks file and the plugin manager, loaded on first use.
+
+    The plugins come first: the local ones named in tasks.toml declare task
+    keys that its tasks may use.
+    """
+
+    def __init__(self, tasks_file: str | None) -> None:
+        self.tasks_path = find_tasks_file(tasks_file)
+
+    @cached_property
+    def raw(self) -> dict:
+        return read_toml(self.tasks_path)
+
+    @cached_property
+    def pm(self) -> PluginManager:
+        local = local_plugins(self.raw, self.tasks_path) if self.tasks_path.exists() else ()
+        return PluginManager().load(local, self.tasks_path.resolve().parent)
+
+    @cached_property
+    def config(self) -> Config:
+        return parse_config(self.raw, self.tasks_path, self.pm.settings())
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+class TkGroup(click.Group):
+    """Turns TkError into a short message and exit code 1, in one place; --tasks may follow the command."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_tasks_option(list(args)))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HubUnreachable as error:
+            raise click.ClickException(user_message(error) + offline_advice(ctx.obj.pm.models())) from None
+        except TkError as error:
+            raise click.ClickException(user_message(error)) from None
+
+
+@click.group(cls=TkGroup)
+@click.option("--tasks", "tasks_file", metavar="PATH", help="The tasks file (default: $TK_TASKS or ./tasks.toml).")
+@click.version_option(package_name="tk-toolkit")
+@click.pass_context
+def cli(ctx, tasks_file):
+    """tk: fine-tune and evaluate BERT-family text classifiers from a tasks.toml file."""
+    if not isinstance(ctx.obj, Session):  # main() passes the session it loaded plugin commands with
+        ctx.obj = Session(tasks_file)
+    _quiet_libraries()
+    file_size_limit_as_error()
+
+
+QUIET_LIBRARIES = {
+    "TOKENIZERS_PARALLELISM": "true",  # the Rust tokenizers use every core
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # tk draws its own progress bar
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def _quiet_libraries() -> None:
+    """Set before the libraries are imported (lazily, by the commands), so `tk --help` stays fast."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
+
+
+def file_size_limit_as_error() -> None:
+    """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills tk mid-write with no message. Ignored,
+    the write fails with EFBIG instead, and tk says which file and what to do (folders.saving_error)."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+
+
+def parse_overrides(assignments: tuple[str, ...]) -> dict:
+    return dict(parse_assignment(text) for text in assignments)
+
+
+
+def main() -> None:
+    """Entry point: plugin commands are added here, at start-up, never at import."""
+    session = Session(_tasks_option(sys.argv[1:]))
+    try:
+        session.pm.hook.tk_register_commands(cli=cli)
+    except TkError:
+        pass  # the command itself will report the problem with the tasks file
+    cli(prog_name="tk", obj=session)
+
+
+def _tasks_option(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--tasks" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--tasks="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+from toolkit.cli import data, training, using  # noqa: E402,F401  (registers the commands)

@@ -1,0 +1,85 @@
+"""tk check and tk analyze-lengths: look at the data before training."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from toolkit.cli import cli, pass_session
+from toolkit.data.choose import command_target
+from toolkit.errors import TkError
+from toolkit.hub import offline_advice
+
+
+@cli.command(name="analyze-lengths")
+@click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
+@click.option("--model", "model_names", multiple=True, metavar="NAME",
+              help="Model whose tokenizer to use (repeat to compare). Default: bert-uncased.")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--sample", type=click.IntRange(min=1), help="Measure a seeded random sample of N texts.")
+@click.option("--coverage", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+              help="Share of texts the recommended max_length must hold whole.")
+@click.option("--histogram", type=click.Path(path_type=Path), help="PNG path (default: lengths-DATASET.png).")
+@click.option("--stride", type=click.IntRange(min=0), help="Window overlap of the chunks rows (default: max_length // 4).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_session
+def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, stride, as_json):
+    """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
+    from toolkit.data.lengths import analyze, format_report, plot_histogram
+    from toolkit.data.loading import load_named
+    from toolkit.hub import hub_reachable
+
+    pm = session.pm
+    dataset_name, task_data, base, task = command_target(session, dataset_name, data)
+    model_names = model_names or ((task.model,) if task else ())
+    models = [pm.model(name, base) for name in (model_names or ("bert-uncased",))]
+    if not model_names and not hub_reachable():
+        click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
+                   "pass a model that needs no network" + offline_advice(pm.models()), err=True)
+    labelled = load_named(pm, dataset_name, data, task_data, base, task)
+    dataset = labelled.dataset
+    rows = labelled.split(split)
+    if sample and sample < len(rows):
+        rows = rows.shuffle(seed=0).select(range(sample))
+    results = [analyze(pm, model, rows, coverage, stride) for model in models]
+    stats = [r[0] for r in results]
+    histogram = histogram or Path(f"lengths-{dataset.name}.png")
+    plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
+                   f"{dataset.name} {split}: tokens per text")
+    if as_json:
+        click.echo(json.dumps({s.model: asdict(s) for s in stats}, indent=2))
+        return
+    click.echo(f"{dataset.name} ({split} split, {labelled.source.describe()})")
+    click.echo(format_report(stats))
+    click.echo(f"Histogram: {histogram}")
+
+
+@cli.command()
+@click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--strict", is_flag=True, help="Exit with an error when any check warns.")
+@pass_session
+def check(session, dataset_name, data, as_json, strict):
+    """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
+    HTML; empty texts are left out."""
+    from toolkit.data.checks import check_splits, format_report
+    from toolkit.data.loading import load_named
+
+    dataset_name, task_data, base, task = command_target(session, dataset_name, data)
+    labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
+    report = check_splits(labelled.splits, labelled.dataset.name, labelled.dataset.labels)
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes},
+                              indent=2))
+    else:
+        click.echo(f"Source: {labelled.source.describe()}")
+        for note in labelled.notes:
+            click.echo(note)
+        click.echo(format_report(report))
+    if strict and report.warnings:
+        raise TkError(f"{len(report.warnings)} data check warnings (--strict).")

@@ -1,0 +1,138 @@
+"""tk run, tk list, tk sweep, tk compare."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.config import with_overrides
+
+
+@cli.command()
+@click.argument("task_name", required=False)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a task setting (repeatable).")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder instead of the Hub; "
+              "with no TASK, train on this file (CSV, TSV, JSONL, Parquet, or a folder) with the files dataset.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder that receives the run folder.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN",
+              help="Finish an interrupted run from its last epoch checkpoint.")
+@click.option("--resume-inexact", "inexact", is_flag=True,
+              help="With --resume: continue from a checkpoint that lacks optimizer, scheduler or random state "
+                   "(the run is marked not exactly reproducible).")
+@click.option("--strict", is_flag=True, help="Stop when a data check warns.")
+@pass_session
+@click.pass_context
+def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact, strict):
+    """Fine-tune and evaluate TASK from tasks.toml, or your file: tk run --data FILE [--set label_column=NAME]."""
+    from toolkit.evaluation.report import format_metrics
+    from toolkit.runs.pipeline import resume_task, run_task
+    from toolkit.runs.resume import refuse_options
+    from toolkit.training.progress import Progress
+
+    progress = Progress(click.echo)
+    if resume_dir:
+        given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
+                 "strict": "--strict"}
+        refuse_options([label for name, label in given.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"])
+        outcome = resume_task(session.pm, resume_dir, progress, inexact=inexact)
+    else:
+        if inexact:
+            raise click.UsageError("--resume-inexact goes with --resume RUN.")
+        if not task_name and not data:
+            raise click.UsageError("Name a task (tk list shows them), pass --data FILE to train on your own "
+                                   "file, or pass --resume RUN.")
+        if task_name:
+            task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+            base, where = session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
+        else:
+            from toolkit.data.choose import data_task
+
+            task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()))
+            data, base, where = task.data, Path.cwd(), f"--data {data}"
+            progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
+        outcome = run_task(session.pm, task, data=data, output=output, base=base, progress=progress, strict=strict,
+                           where=where)
+    if outcome.status == "interrupted":
+        sys.exit(130)
+    if outcome.metrics:  # empty on the other processes of a data-parallel run
+        click.echo(format_metrics(outcome.metrics))
+        click.echo(f"Saved to {outcome.run_dir}")
+
+
+@cli.command(name="list")
+@click.option("--runs", "show_runs", is_flag=True, help="List run folders and their status instead.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@pass_session
+def list_command(session, show_runs, output):
+    """Show tasks, datasets, models and plugins, and where each comes from."""
+    if show_runs:
+        from toolkit.runs.folders import list_runs
+        from toolkit.runs.liveness import shown_status
+
+        rows = list_runs(output)
+        for path, status in rows:
+            click.echo(f"{shown_status(path, status):<12} {path}")
+        if not rows:
+            click.echo(f"No runs in {output}.")
+        return
+    from toolkit.training.engines import auto_engine_name
+
+    pm = session.pm
+    click.echo(f"Tasks ({session.tasks_path}):")
+    for name, task in sorted(session.config.tasks.items()):
+        engine = task.engine if task.engine != "auto" else f"auto: {auto_engine_name(pm, task)}"
+        click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}, {task.epochs} epochs, "
+                   f"engine {engine}")
+    click.echo("Datasets:")
+    for name, info in sorted(pm.datasets().items()):
+        where = f" (Hub: {info.hub_id})" if info.hub_id else ""
+        labels = ", ".join(info.labels) or "(from the data)"
+        click.echo(f"  {name:<26} {labels:<24} plugin {info.plugin}: {info.description}{where}")
+    click.echo("Models:")
+    for name, info in sorted(pm.models().items()):
+        click.echo(f"  {name:<26} {info.source:<32} plugin {info.plugin}: {info.description}")
+    click.echo("Engines:")
+    for name, info in sorted(pm.engines().items(), key=lambda item: -item[1].auto_priority):
+        click.echo(f"  {name:<26} plugin {info.plugin}: {info.description}")
+    click.echo("Task keys from plugins (every core key: docs/tasks-toml.md):")
+    for name, setting in sorted(pm.settings().items()):
+        click.echo(f"  {name:<26} default {setting.default!r:<8} plugin {setting.plugin}: {setting.help}")
+    click.echo("Plugins:")
+    for plugin in pm.plugins():
+        click.echo(f"  {plugin.name:<26} {plugin.origin}")
+        click.echo(f"  {'':<26} hooks: {', '.join(plugin.hooks)}")
+
+
+
+@cli.command()
+@click.argument("task_name")
+@click.option("--grid", "grid_specs", multiple=True, metavar="KEY=V1,V2", help="Values to try (repeatable).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override for every run.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeat each setting with N seeds and report mean ± sd.")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@pass_session
+def sweep(session, task_name, grid_specs, assignments, seeds, data, output):
+    """Run every combination of --grid values for TASK and compare them."""
+    from toolkit.runs.sweep import parse_grid, run_sweep
+    from toolkit.training.progress import Progress
+
+    task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+    table = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
+                      base=session.tasks_path.resolve().parent, progress=Progress(click.echo))
+    click.echo("")
+    click.echo(table)
+
+
+@cli.command()
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def compare(run_dirs):
+    """Compare finished runs: which differences are real and which are noise."""
+    from toolkit.runs.compare import compare_runs, summarise
+
+    click.echo(compare_runs([summarise(path) for path in run_dirs]))

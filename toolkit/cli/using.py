@@ -1,0 +1,118 @@
+"""tk predict, tk evaluate, tk report: use a finished run."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import click
+
+from toolkit.cli import cli, pass_session
+from toolkit.errors import TkError
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def predict(run_dir, texts, text_file, as_json):
+    """Label TEXTS with the model saved in RUN."""
+    from toolkit.runs.saved import load_run
+
+    texts = list(texts) + (read_lines(text_file) if text_file else [])
+    if not texts:
+        raise click.UsageError("Give texts as arguments or --file F.")
+    saved = load_run(run_dir)
+    probabilities = saved.probabilities(texts)
+    rows = [{"text": text, "label": saved.labels[int(p.argmax())],
+             "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
+            for text, p in zip(texts, probabilities)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
+        top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
+        shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
+        scores = "  ".join(f"{printable(name)} {value:.3f}" for name, value in shown)
+        click.echo(f"{printable(row['label']):<12} {scores}  {printable(row['text'])[:80]}")
+
+
+TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
+
+
+def read_lines(handle) -> list[str]:
+    """Non-blank lines of a --file; a binary or non-UTF-8 file is a one-line error."""
+    try:
+        text = handle.read()
+    except UnicodeDecodeError as error:
+        raise TkError(f"--file {handle.name}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                      "pass a text file with one text per line.") from None
+    if "\x00" in text:
+        raise TkError(f"--file {handle.name}: a binary file (it holds NUL bytes); pass a text file with one "
+                      "text per line.")
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
+TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears
+                              r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+                              r"|\x1b[ -/]*[0-~]?")  # any other ESC sequence
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # C0, C1, bidi overrides
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: ESC sequences and control characters removed, tabs and
+    line breaks shown as spaces."""
+    return CONTROLS.sub("", TERMINAL_ESCAPES.sub("", str(text)).replace("\t", " ").replace("\n", " "))
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--data", metavar="PATH", help="Evaluate on this file (all its rows) or folder (default: the run's "
+              "data source, recorded at run time).")
+@click.option("--split", help="The split to score (default: test; for one file given with --data, all of it; "
+              "for a run's data without a test split, the rows the run held out).")
+@pass_session
+def evaluate(session, run_dir, data, split):
+    """Evaluate the model saved in RUN on a whole dataset split."""
+    from toolkit.evaluation.report import format_metrics
+    from toolkit.runs.evaluate import evaluate_run
+    from toolkit.runs.folders import write_json
+    from toolkit.runs.saved import load_run
+
+    metrics = evaluate_run(session.pm, load_run(run_dir), data, split)
+    for note in metrics["notes"]:
+        click.echo(note)
+    click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
+    click.echo(format_metrics(metrics))
+    path = run_dir / "evaluations" / f"{metrics['split']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_json(path, metrics)
+    except (OSError, TkError) as error:  # e.g. a read-only run folder: the metrics above still stand
+        cause = error if isinstance(error, OSError) else error.__context__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
+        raise TkError(f"The metrics above are not saved: cannot write {path.parent} ({reason}). "
+                      "Copy the run folder somewhere writable to keep them.") from None
+    click.echo(f"Saved to {path}")
+
+
+
+@cli.command()
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
+              help="Where to write the page (default: RUN/report.html for one run, ./report.html for several).")
+def report(run_dirs, output):
+    """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
+    from toolkit.runs.folders import write_text
+    from toolkit.runs.report_page import expand_runs, render_comparison, write_report
+
+    runs = expand_runs(list(run_dirs))
+    if len(runs) == 1:
+        path = write_report(runs[0], output)
+    else:
+        path = output or Path("report.html")
+        write_text(path, render_comparison(runs))
+    click.echo(f"Wrote {path}")
