@@ -306,11 +306,5 @@ def hoist_tasks_option(args: list[str]) -> list[str]:
     return front + rest
 
 
-def core_setting_types(key: str) -> tuple[type, ...]:
-    """The accepted types of a core key, for docs and ``tk list``."""
-    return _field_types(key)
-
-
 __all__ = ["Config", "TaskConfig", "CORE_SETTINGS", "build_task", "load_config", "parse_config", "with_overrides",
-           "parse_assignment", "parse_value", "find_tasks_file", "check_key", "read_toml", "local_plugins",
-           "core_setting_types", "hoist_tasks_option"]
+           "parse_assignment", "parse_value", "find_tasks_file", "check_key", "read_toml", "local_plugins", "hoist_tasks_option"]
