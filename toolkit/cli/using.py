@@ -82,10 +82,14 @@ def evaluate(session, run_dir, data, split):
     from toolkit.runs.folders import write_json
     from toolkit.runs.saved import load_run
 
-    metrics = evaluate_run(session.pm, load_run(run_dir), data, split)
+    from toolkit.training.progress import Progress
+
+    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, Progress(click.echo))
     for note in metrics["notes"]:
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
+    click.echo(f"Scored {metrics['n']:,} texts in {metrics['seconds']:.1f} s "
+               f"({metrics['texts_per_second']:,.1f} texts/s, tokenizing included)")
     click.echo(format_metrics(metrics))
     path = run_dir / "evaluations" / f"{metrics['split']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
