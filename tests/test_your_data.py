@@ -80,6 +80,21 @@ def test_tsv_without_header(pm, tmp_path):
     assert any("took 'column2' as the text" in note for note in notes)
 
 
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_parquet_and_json_lines_files(pm, tmp_path, suffix):
+    import datasets
+
+    rows = [{"body": text, "queue": QUEUES[label]} for text, label in keyword_rows(120, tuple(QUEUES), seed=4)]
+    path = tmp_path / f"tickets.{suffix}"
+    table = datasets.Dataset.from_list(rows)
+    table.to_parquet(path) if suffix == "parquet" else table.to_json(path, lines=True)
+    task = _task(pm, text_column="body", label_column="queue")
+    dataset, splits, _ = load(pm, path, task)
+    assert dataset.labels == tuple(sorted(QUEUES.values())) and len(splits["train"]) == 120
+    assert splits["train"][0]["text"] == rows[0]["body"]
+    assert dataset.labels[splits["train"][0]["label"]] == rows[0]["queue"]
+
+
 def test_folder_with_its_own_test_file_and_several_training_files(tmp_path, tiny_model):
     folder = tmp_path / "data"
     folder.mkdir()
