@@ -78,8 +78,11 @@ def test_run_json_in_a_real_process_keeps_stdout_clean(project, tiny_model):
 
 
 def test_an_interrupted_run_still_prints_its_document(project, monkeypatch):
+    sent = []
+
     def sigterm_at_first_step(self):
-        os.kill(os.getpid(), signal.SIGTERM)
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
 
     monkeypatch.setattr(Progress, "advance", sigterm_at_first_step)
     document, stderr = tk_json("run", "toy", "--set", "epochs=1", exit_code=130)
