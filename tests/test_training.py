@@ -110,7 +110,7 @@ def test_predict_and_evaluate_a_saved_run(project):
     output = ok("predict", run_dir, "good great best", "awful bad worst")
     first, second = output.strip().splitlines()
     assert first.startswith("pos") and second.startswith("neg")
-    rows = json.loads(ok("predict", run_dir, "--json", "good"))
+    rows = json.loads(ok("predict", run_dir, "--json", "good"))["predictions"]
     assert set(rows[0]["probabilities"]) == {"neg", "pos"}
     write_keyword_dataset(project / "fresh", train=60, test=50, seed=11)
     output = ok("evaluate", run_dir, "--data", project / "fresh")

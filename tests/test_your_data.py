@@ -167,7 +167,7 @@ def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):
     for truncation in ("head", "tail"):
         run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", "epochs=1",
                                 "--set", "max_length=48", "--set", f"truncation={truncation}"))
-        expected = json.loads(ok("predict", run_dir, "--json", long_text))[0]["probabilities"]
+        expected = json.loads(ok("predict", run_dir, "--json", long_text))["predictions"][0]["probabilities"]
         classify = pipeline("text-classification", model=str(run_dir / "model"), truncation=True)
         got = {row["label"]: row["score"] for row in classify(long_text, top_k=None)}
         assert got.keys() == expected.keys()
@@ -183,7 +183,7 @@ def test_predict_shows_the_top_classes_and_json_all(tmp_path, tiny_model):
     run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", "epochs=1"))
     line = ok("predict", run_dir, "good great").strip()
     assert len(re.findall(r" \d\.\d{3}\b", line)) == 3, line
-    assert len(json.loads(ok("predict", run_dir, "--json", "good"))[0]["probabilities"]) == 5
+    assert len(json.loads(ok("predict", run_dir, "--json", "good"))["predictions"][0]["probabilities"]) == 5
 
 
 def test_further_training_keeps_the_head_only_for_the_same_labels(tmp_path, tiny_model):
