@@ -131,9 +131,11 @@ def test_compare_prints_the_rows_the_table_shows(runs):
     assert 0 <= p <= 1  # the same test rows: McNemar applies
     assert other[0]["vs_best"]["verdict"] == ("real" if p < document["significance"] else "noise")
     assert other[0]["vs_best"]["accuracy_difference"] <= 0
+    assert [row["settings"] for row in rows] == [{"seed": 1}, {"seed": 2}] and document["notes"] == []
     table = ok("compare", *run_dirs)
     line = next(line for line in table.splitlines() if line.startswith(other[0]["label"]))
     assert line.rstrip().endswith(verdict(p))
+    assert "Settings that differ:" in table and re.search(rf"{rows[0]['label']} +seed=1", table)
 
 
 def test_predict_prints_every_class_probability(runs):

@@ -116,6 +116,18 @@ def test_a_small_gain_over_the_baseline_is_called_noise():
     assert any("within noise" in warning for warning in metrics["warnings"])
 
 
+def test_classes_the_model_never_predicts_are_named():
+    labels = np.array([0] * 40 + [1] * 30 + [2] * 20 + [3] * 4)
+    predictions = np.where(labels == 2, 0, labels)  # never '2' (20 rows); never '3' either, but it has 4 rows
+    predictions[-4:] = 0
+    warnings = scored(labels, predictions, ("a", "b", "c", "d"), majority=0)["warnings"]
+    assert [w for w in warnings if "never predicts" in w] == [
+        "The model never predicts 1 of the 4 classes in these rows: 'c' (20 rows). Their recall and F1 are 0, "
+        "so macro recall is at most 0.750."]
+    every_class = scored(labels, labels, ("a", "b", "c", "d"), majority=0)["warnings"]
+    assert not any("never predicts" in w for w in every_class)
+
+
 def test_without_training_labels_the_baseline_comes_from_the_scored_split():
     labels = np.array([1] * 60 + [0] * 40)
     metrics = scored(labels, labels, ("neg", "pos"))
@@ -143,7 +155,7 @@ def test_precision_without_predicted_positives_has_no_interval_and_says_why():
 def test_a_bootstrap_that_cannot_vary_is_null_with_a_note():
     labels = np.arange(300) % 3
     metrics = scored(labels, labels, ("a", "b", "c"))
-    assert metrics["f1_ci"] is None and metrics["f1_ci_note"] == "every resample gave the same value"
+    assert metrics["f1_ci"] is None and metrics["f1_ci_note"].startswith("every resample gave the same value")
     small = scored(labels[:20], (labels[:20] + 1) % 3, ("a", "b", "c"))
     assert small["f1_ci"] is None and small["f1_ci_note"].startswith("n too small")
 
@@ -204,3 +216,15 @@ def test_a_run_saves_baseline_positive_label_and_selection(pm, project):
     printed = format_metrics(metrics)
     assert printed.startswith("Test metrics (test split, ") and "f1 (positive: neg)" in printed
     assert "(lowest validation loss)" in printed
+
+
+def test_compare_notes_say_why_a_row_has_no_test_and_which_losses_do_not_compare():
+    from toolkit.runs.compare import comparison_notes
+
+    def row(label, verdict, weights):
+        return {"label": label, "vs_best": {"verdict": verdict}, "settings": {"class_weights": weights}}
+
+    notes = comparison_notes([row("a", "best", "none"), row("b", "n/a", "balanced"), row("c", "noise", "none")])
+    assert notes[0].startswith("n/a: b scored other test rows than the best run")
+    assert notes[1].startswith("val loss: each run's validation loss is weighted by its own class_weights")
+    assert comparison_notes([row("a", "best", "none"), row("c", "noise", "none")]) == []

@@ -58,7 +58,12 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     assert list(config["id2label"].values()) == sorted(QUEUES.values())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["data_path"] == str(data.resolve()) and manifest["source_fingerprint"]["train"]["rows"] == 240
-    assert json.loads((run_dir / "metrics.json").read_text())["n"] == 48  # a fifth held out as the test split
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert trained["n"] == 48  # a fifth held out as the test split
+    output = ok("evaluate", run_dir)  # the run's own column names, recorded in config.json
+    assert "split: test (held out by the run)" in output and f"{trained['accuracy']:.4f}" in output
+    other = write_tickets(tmp_path / "more-tickets.csv", 30, seed=5)
+    assert "30 examples" in ok("evaluate", run_dir, "--data", other)
 
 
 def test_four_line_task_check_and_tasks_option_after_the_command(tmp_path, tiny_model):

@@ -63,7 +63,7 @@ class TaskConfig:
     pooling: str = _key("mean", "long_text = \"chunks\": how a text's window probabilities become its own: `mean`, "
                                 "or `max` (each class's highest window probability, renormalised)", "mean", "max")
     select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
-    class_weights: str | dict = _key("none", "weight each class's share of the training loss: `none`, `balanced` "
+    class_weights: str | dict = _key("none", "the weight of each class's rows in the training loss: `none`, `balanced` "
                                              "(n / (classes x the class's count) over the training rows, "
                                              "scikit-learn's rule), or a table such as `{ spam = 4.0 }` (labels "
                                              "not named weigh 1); docs/your-data.md")

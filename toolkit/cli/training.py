@@ -184,10 +184,21 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
 @json_option
 def compare(run_dirs, as_json):
     """Compare finished runs: which differences are real and which are noise."""
-    from toolkit.runs.compare import SIGNIFICANCE, format_run_rows, run_rows, summarise
+    from toolkit.runs.compare import (
+        SIGNIFICANCE,
+        comparison_notes,
+        format_run_rows,
+        format_settings_and_notes,
+        run_rows,
+        summarise,
+    )
 
     rows = run_rows([summarise(path) for path in run_dirs])
+    notes = comparison_notes(rows)
     if as_json:
-        emit("compare", {"significance": SIGNIFICANCE, "runs": rows})
+        emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes})
     else:
         click.echo(format_run_rows(rows))
+        extra = format_settings_and_notes(rows, notes)
+        if extra:
+            click.echo(extra)

@@ -16,6 +16,7 @@ from toolkit.evaluation.counts import class_counts, headline
 from toolkit.evaluation.intervals import mcnemar_exact
 
 ONE_CLASS_SHARE = 0.95  # warn when one class gets at least this share of the predictions
+NEVER_PREDICTED_SUPPORT = 5  # warn about a class the model never predicts when it has at least this many rows
 SIGNIFICANCE = 0.05
 
 
@@ -50,6 +51,8 @@ def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], maj
     if shares[top] >= ONE_CLASS_SHARE:
         warnings.append(f"The model predicts '{label_names[top]}' for {shares[top]:.1%} of the {n} rows: it has "
                         f"(almost) stopped telling the classes apart, whatever its accuracy says.")
+    else:
+        warnings += never_predicted(labels, predictions, label_names)
     accuracy, base = float(model_correct.mean()), baseline["accuracy"]
     if accuracy <= base:
         warnings.append(f"Accuracy {accuracy:.3f} does not beat always predicting '{name}' ({base:.3f} on these "
@@ -58,3 +61,18 @@ def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], maj
         warnings.append(f"Accuracy {accuracy:.3f} vs {base:.3f} for always predicting '{name}': the difference is "
                         f"within noise (McNemar exact p = {p:.2f}); the model is not shown to beat the baseline.")
     return {"baseline": baseline, "warnings": warnings}
+
+
+def never_predicted(labels: np.ndarray, predictions: np.ndarray, label_names: tuple[str, ...]) -> list[str]:
+    """A warning naming the classes of the scored rows the model never predicts (with enough rows to matter):
+    their recall and F1 are 0, which caps the macro averages."""
+    support = np.bincount(labels, minlength=len(label_names))
+    predicted = np.bincount(predictions, minlength=len(label_names)) > 0
+    missed = [c for c in np.argsort(-support, kind="stable") if support[c] >= NEVER_PREDICTED_SUPPORT and not predicted[c]]
+    if not missed:
+        return []
+    present = int((support > 0).sum())
+    named = ", ".join(f"'{label_names[c]}' ({support[c]} rows)" for c in missed[:5])
+    more = f" and {len(missed) - 5} more" if len(missed) > 5 else ""
+    return [f"The model never predicts {len(missed)} of the {present} classes in these rows: {named}{more}. Their "
+            f"recall and F1 are 0, so macro recall is at most {(present - len(missed)) / present:.3f}."]

@@ -37,7 +37,7 @@ MIN_BOOTSTRAP_ROWS = 30
 MAX_BCA_ROWS = 10_000  # the jackknife costs O(rows²): about 2 s at 10,000 rows
 BATCH_CELLS = 4_000_000  # resampled rows held in memory at once
 TOO_SMALL = "n too small"
-ALL_EQUAL = "every resample gave the same value"
+ALL_EQUAL = "every resample gave the same value, so the bootstrap cannot measure the noise (it is not zero)"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class RunSummary:
     correct: np.ndarray | None  # per test row: prediction right?
     test_fingerprint: str | None
     path: Path | None = None
+    settings: dict[str, Any] | None = None  # the task keys the run was trained with (config.json)
 
     @property
     def best_validation_loss(self) -> float:
@@ -48,7 +49,9 @@ def summarise(run_dir: Path, label: str | None = None) -> RunSummary:
     if (run_dir / "predictions.csv").exists():
         with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
             correct = np.array([row["label"] == row["predicted"] for row in csv.DictReader(handle)])
-    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, run_dir)
+    config_file = run_dir / "config.json"
+    settings = json.loads(config_file.read_text()).get("task") if config_file.exists() else None
+    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, run_dir, settings)
 
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:
@@ -89,6 +92,7 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
     """One row per run; the best test accuracy is the reference, each other run is tested against it
     with McNemar's exact test on the paired test predictions (p None: not the same test rows)."""
     best = max(runs, key=lambda r: r.metrics["accuracy"])
+    differing = differing_settings(runs)
     rows = []
     for run in runs:
         m = run.metrics
@@ -103,8 +107,44 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
             "f1": m["f1"], "f1_ci": m.get("f1_ci"),
             "overfitting": bool(m.get("diagnosis", {}).get("overfitting")),
             "vs_best": against_best(p, m["accuracy"] - best.metrics["accuracy"], "mcnemar", run is best),
+            "settings": {key: (run.settings or {}).get(key) for key in differing},
         })
     return rows
+
+
+IGNORED_SETTINGS = {"name"}
+
+
+def differing_settings(runs: list[RunSummary]) -> list[str]:
+    """The task keys whose values differ between the runs (what the comparison is about)."""
+    keys = sorted({key for run in runs for key in (run.settings or {})} - IGNORED_SETTINGS)
+    return [key for key in keys if len({json.dumps((run.settings or {}).get(key), sort_keys=True)
+                                        for run in runs}) > 1]
+
+
+def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What a reader of the table must know: why a row has no test, which columns do not compare."""
+    notes = []
+    unpaired = [row["label"] for row in rows if row["vs_best"]["verdict"] == "n/a"]
+    if unpaired:
+        notes.append(f"n/a: {', '.join(unpaired)} scored other test rows than the best run (another dataset, file, "
+                     "split, eval_size or seed), so no paired test is possible; compare runs of the same data.")
+    weights = {json.dumps(row["settings"].get("class_weights"), sort_keys=True) for row in rows
+               if "class_weights" in row["settings"]}
+    if len(weights) > 1:
+        notes.append("val loss: each run's validation loss is weighted by its own class_weights, so it does not "
+                     "compare across runs with different weights; compare accuracy and f1.")
+    return notes
+
+
+def format_settings_and_notes(rows: list[dict[str, Any]], notes: list[str]) -> str:
+    """Under tk compare's table: each run's values of the keys that differ, then the notes."""
+    lines = []
+    if any(row["settings"] for row in rows):
+        lines.append("Settings that differ:")
+        lines += [f"  {row['label']:<34} " + ", ".join(f"{key}={json.dumps(value)}" for key, value in
+                                                       row["settings"].items()) for row in rows]
+    return "\n".join(lines + notes)
 
 
 def format_run_rows(rows: list[dict[str, Any]]) -> str:

@@ -13,7 +13,7 @@ from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.records import DataSource
 from toolkit.runs.artifacts import fingerprint
 from toolkit.runs.folders import read_json
-from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline
+from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline, task_of
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,
@@ -26,7 +26,8 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     to score, all of it; a folder's ``split`` (default ``test``). ``progress`` shows a bar while scoring.
     """
     require_metrics(pm)
-    run_dir, task = saved.run_dir, saved.task
+    run_dir = saved.run_dir
+    task = task_of(run_dir, pm)  # with the plugin keys too: the files dataset's text_column, label_column, ...
     dataset = pm.dataset(task.dataset)
     if dataset.labels and dataset.labels != saved.labels:
         raise TkError(f"{run_dir}: the model's labels {saved.labels} differ from dataset "
@@ -82,7 +83,10 @@ def _changed(recorded: dict | None, now: dict, source) -> list[str]:
     def short(value: dict) -> str:
         return ", ".join(f"{name} {v.get('sha256')} ({v.get('rows')} rows)" for name, v in sorted(value.items()))
     return [f"WARNING: {source.path} changed since the run: fingerprint at training {short(recorded)}; "
-            f"now {short(now)}. The scores below are on the data as it is now."]
+            f"now {short(now)}. The scores below are on the data as it is now"
+            + (": the rows held out as the test split are drawn again from the changed file, so they may "
+               "include rows the model trained on (optimistic scores) and are not the run's test rows."
+               if "test" not in now else ".")]
 
 
 def _manifest(run_dir: Path) -> dict[str, Any]:

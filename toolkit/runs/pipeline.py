@@ -140,7 +140,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     weights = class_weights(task, tokenized, dataset.labels)
     if weights:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
-                      "each class's share of the loss: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
+                      "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes,
                     artifacts.fingerprint(labelled) if source.path else None)
 
