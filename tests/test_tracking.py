@@ -182,6 +182,7 @@ def test_a_tracking_server_that_does_not_answer_costs_the_run_nothing(pm, projec
     assert [note for note in notes if note.startswith("Tracking: MLflow could not start")], notes
 
 
+@pytest.mark.slow  # two runs
 def test_resume_continues_the_same_mlflow_run(pm, project, engine, store):
     stopped = train_toy(pm, project, progress=InterruptAt(STEPS_PER_EPOCH + 5), engine=engine, epochs=3,
                         report_to=["mlflow", "tensorboard"])
@@ -199,6 +200,7 @@ def test_resume_continues_the_same_mlflow_run(pm, project, engine, store):
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, steps + 1))
 
 
+@pytest.mark.slow  # two runs
 def test_each_run_of_a_sweep_is_an_mlflow_run_nested_under_the_sweep(project, store):
     ok("sweep", "toy", "--grid", "epochs=1,2", "--set", "report_to=mlflow")
     client = MlflowClient(store)
