@@ -1,5 +1,7 @@
 """Helpers shared by the test modules (fixtures live in conftest.py)."""
 
+import inspect
+import json
 import os
 import signal
 from pathlib import Path
@@ -44,6 +46,23 @@ def tk(*args):
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     return result
+
+
+def runner() -> CliRunner:
+    """A CliRunner whose ``result.stdout`` is stdout alone and ``result.stderr`` stderr (click 8.2+ does that
+    by default; 8.1, the floor, only with mix_stderr=False)."""
+    if "mix_stderr" in inspect.signature(CliRunner).parameters:
+        return CliRunner(mix_stderr=False)
+    return CliRunner()
+
+
+def tk_json(*args, exit_code=0):
+    """Invoke the CLI with --json: stdout must be one JSON document. Returns (document, stderr)."""
+    result = runner().invoke(cli, [str(a) for a in args] + ["--json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == exit_code, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout), result.stderr
 
 
 def ok(*args):

@@ -36,6 +36,19 @@ def test_cli_reference_equals_help():
     assert (DOCS / "cli.md").read_text() == render_cli_reference(), "run: python tests/test_docs.py"
 
 
+def test_every_command_has_json_and_a_section_in_json_md():
+    from toolkit.cli import cli
+
+    with_json = {name for name, command in cli.commands.items() if any(p.name == "as_json" for p in command.params)}
+    assert with_json == set(cli.commands), f"commands without --json: {sorted(set(cli.commands) - with_json)}"
+    text = (DOCS / "json.md").read_text()
+    sections = dict(re.findall(r"^## `tk (.+?) --json`\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    assert set(sections) == with_json | {"list --runs"}, "docs/json.md: one section per command with --json"
+    for name, body in sections.items():
+        schema = f"tk.{name.replace(' --', '-')}/1"
+        assert f"`\"{schema}\"`" in body, f"docs/json.md: the section of tk {name} does not name {schema}"
+
+
 def test_every_hook_is_documented_with_its_exact_signature():
     from toolkit import hookspecs
 

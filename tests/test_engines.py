@@ -21,7 +21,7 @@ SCRIPTED_LOSSES = [0.50, 0.40, 0.40, 0.45, 0.30, 0.20]  # epoch 3 ties epoch 2: 
 def scripted(monkeypatch):
     """Validation losses follow SCRIPTED_LOSSES; every snapshot of best weights is recorded with its epoch."""
     losses = iter(SCRIPTED_LOSSES)
-    monkeypatch.setattr(policy, "validation_loss", lambda labels, probabilities: next(losses))
+    monkeypatch.setattr(policy, "validation_loss", lambda labels, probabilities, weights=None: next(losses))
     snapshots = []
     real_snapshot = policy.snapshot_weights
 

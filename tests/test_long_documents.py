@@ -160,7 +160,7 @@ def predict_evaluate_and_helper_pool_like_the_run(outcome, long_project):
     with open(long_project / "long-data" / "test.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))[:4]
     texts = [row["text"] for row in rows]
-    predicted = json.loads(ok("predict", outcome.run_dir, "--json", *texts))
+    predicted = json.loads(ok("predict", outcome.run_dir, "--json", *texts))["predictions"]
     helper = predict_long(outcome.run_dir, texts)
     assert [p["label"] for p in predicted] == [h["label"] for h in helper]
     for p, h in zip(predicted, helper):
@@ -185,14 +185,14 @@ def test_analyze_lengths_counts_windows(project):
         writer.writerow(["text", "label"])
         for n, label in ((10, "neg"), (100, "pos"), (200, "neg")):  # one token per word, plus [CLS] and [SEP]
             writer.writerow([" ".join(["movie"] * n), label])
-    stats = json.loads(ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder, "--json"))["tiny"]
+    stats = json.loads(ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder, "--json"))["models"]["tiny"]
     # max_length 64: 62 tokens per window, a new one every 62 - 16; 10 -> 1, 100 -> 2, 200 -> 4
     assert stats["windows"]["64"] == {"stride": 16, "windows": 7, "per_text": round(7 / 3, 3),
                                       "tokens_ratio": round((10 + 100 + 200 + (0 + 1 + 3) * 16 + 7 * 2) / (10 + 62 + 62 + 6), 3)}
     assert stats["windows"]["32"]["windows"] == 1 + 5 + 9
     assert "256" not in stats["windows"]  # above the tiny model's 128 positions
     zero = json.loads(ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder, "--json", "--stride", "0"))
-    assert zero["tiny"]["windows"]["32"] | {"tokens_ratio": 0} == {"stride": 0, "windows": 1 + 4 + 7, "per_text": 4.0,
+    assert zero["models"]["tiny"]["windows"]["32"] | {"tokens_ratio": 0} == {"stride": 0, "windows": 1 + 4 + 7, "per_text": 4.0,
                                                                   "tokens_ratio": 0}
     text = ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder)
     assert "chunks at 64 (stride 16)" in text and "7 windows (2.33/text" in text

@@ -110,12 +110,15 @@ def test_predict_and_evaluate_a_saved_run(project):
     output = ok("predict", run_dir, "good great best", "awful bad worst")
     first, second = output.strip().splitlines()
     assert first.startswith("pos") and second.startswith("neg")
-    rows = json.loads(ok("predict", run_dir, "--json", "good"))
+    rows = json.loads(ok("predict", run_dir, "--json", "good"))["predictions"]
     assert set(rows[0]["probabilities"]) == {"neg", "pos"}
     write_keyword_dataset(project / "fresh", train=60, test=50, seed=11)
     output = ok("evaluate", run_dir, "--data", project / "fresh")
     assert "accuracy" in output and "50 examples" in output
-    assert list((run_dir / "evaluations").iterdir())
+    assert re.search(r"Scored 50 texts in [0-9.]+ s \([0-9.,]+ texts/s, tokenizing included\)", output)
+    saved = json.loads(next((run_dir / "evaluations").iterdir()).read_text())
+    seconds = saved["seconds"]  # rounded to 0.01 s
+    assert 50 / (seconds + 0.005) <= saved["texts_per_second"] <= 50 / max(seconds - 0.005, 1e-9)
 
 
 @pytest.mark.slow

@@ -80,6 +80,21 @@ def test_tsv_without_header(pm, tmp_path):
     assert any("took 'column2' as the text" in note for note in notes)
 
 
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_parquet_and_json_lines_files(pm, tmp_path, suffix):
+    import datasets
+
+    rows = [{"body": text, "queue": QUEUES[label]} for text, label in keyword_rows(120, tuple(QUEUES), seed=4)]
+    path = tmp_path / f"tickets.{suffix}"
+    table = datasets.Dataset.from_list(rows)
+    table.to_parquet(path) if suffix == "parquet" else table.to_json(path, lines=True)
+    task = _task(pm, text_column="body", label_column="queue")
+    dataset, splits, _ = load(pm, path, task)
+    assert dataset.labels == tuple(sorted(QUEUES.values())) and len(splits["train"]) == 120
+    assert splits["train"][0]["text"] == rows[0]["body"]
+    assert dataset.labels[splits["train"][0]["label"]] == rows[0]["queue"]
+
+
 def test_folder_with_its_own_test_file_and_several_training_files(tmp_path, tiny_model):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -152,7 +167,7 @@ def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):
     for truncation in ("head", "tail"):
         run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", "epochs=1",
                                 "--set", "max_length=48", "--set", f"truncation={truncation}"))
-        expected = json.loads(ok("predict", run_dir, "--json", long_text))[0]["probabilities"]
+        expected = json.loads(ok("predict", run_dir, "--json", long_text))["predictions"][0]["probabilities"]
         classify = pipeline("text-classification", model=str(run_dir / "model"), truncation=True)
         got = {row["label"]: row["score"] for row in classify(long_text, top_k=None)}
         assert got.keys() == expected.keys()
@@ -168,7 +183,7 @@ def test_predict_shows_the_top_classes_and_json_all(tmp_path, tiny_model):
     run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", "epochs=1"))
     line = ok("predict", run_dir, "good great").strip()
     assert len(re.findall(r" \d\.\d{3}\b", line)) == 3, line
-    assert len(json.loads(ok("predict", run_dir, "--json", "good"))[0]["probabilities"]) == 5
+    assert len(json.loads(ok("predict", run_dir, "--json", "good"))["predictions"][0]["probabilities"]) == 5
 
 
 def test_further_training_keeps_the_head_only_for_the_same_labels(tmp_path, tiny_model):

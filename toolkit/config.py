@@ -66,6 +66,10 @@ class TaskConfig:
     pooling: str = _key("mean", "long_text = \"chunks\": how a text's window probabilities become its own: `mean`, "
                                 "or `max` (each class's highest window probability, renormalised)", "mean", "max")
     select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
+    class_weights: str | dict = _key("none", "weight each class's share of the training loss: `none`, `balanced` "
+                                             "(n / (classes x the class's count) over the training rows, "
+                                             "scikit-learn's rule), or a table such as `{ spam = 4.0 }` (labels "
+                                             "not named weigh 1); docs/your-data.md")
     positive_label: str | None = _key(None, "binary tasks: the label whose F1, precision and recall are the "
                                             "headline (default: the second label)")
     select_on: str = _key("validation", "`test` selects epochs on the test split (as the reference notebook "
@@ -196,7 +200,21 @@ def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tu
     if stride is not None and stride >= max_length:
         raise TkError(f"{path}: {where}: key 'stride' ({stride}) must be below max_length ({max_length}) minus the "
                       f"model's special tokens: it is how many tokens each window shares with the one before.")
+    _check_class_weights(core.get("class_weights", "none"), f"{path}: {where}: key 'class_weights'")
     return TaskConfig(name=name, **core, settings=plugin_values, declared=declared)
+
+
+def _check_class_weights(value: str | dict, name: str) -> None:
+    if isinstance(value, str) and value not in ("none", "balanced"):
+        raise TkError(f"{name} must be 'none', 'balanced' or a table like {{ spam = 4.0 }}, got {value!r}."
+                      f"{suggest(value, ('none', 'balanced'))}")
+    for label, weight in (value.items() if isinstance(value, dict) else ()):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise TkError(f"{name}: the weight of '{label}' must be a number, got {weight!r}.")
+        _check_number("class_weights", weight, f"{name}: the weight of '{label}'")
+        if weight == 0:
+            raise TkError(f"{name}: the weight of '{label}' must be above 0 (a class weighted 0 is never learned; "
+                          "drop its rows instead).")
 
 
 def with_overrides(task: TaskConfig, overrides: dict[str, Any], path: Path | str = "--set") -> TaskConfig:
@@ -294,12 +312,12 @@ _NAME_LISTS = {"report_to"}
 _POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_rate", "train_size", "eval_size"}
 _SHARES = {"warmup_ratio"}
 _MAX_SEED = 2**32 - 1
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
 
 
 def _field_types(key: str) -> tuple[type, ...]:
     annotation = next(f.type for f in fields(TaskConfig) if f.name == key)
-    names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
+    names = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "None": type(None)}
     return tuple(names[part.strip()] for part in str(annotation).split("|"))
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from toolkit.cli import cli, pass_session
+from toolkit.cli.json_output import emit, json_option
 from toolkit.data.choose import command_target
 from toolkit.errors import TkError
 from toolkit.hub import offline_advice
@@ -23,9 +23,11 @@ from toolkit.hub import offline_advice
 @click.option("--sample", type=click.IntRange(min=1), help="Measure a seeded random sample of N texts.")
 @click.option("--coverage", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="Share of texts the recommended max_length must hold whole.")
-@click.option("--histogram", type=click.Path(path_type=Path), help="PNG path (default: lengths-DATASET.png).")
+@click.option("--histogram", type=click.Path(path_type=Path),
+              help="Write the histogram PNG here (default: lengths-DATASET.png in the current folder; "
+                   "with --json, none unless this is given).")
 @click.option("--stride", type=click.IntRange(min=0), help="Window overlap of the chunks rows (default: max_length // 4).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @pass_session
 def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, stride, as_json):
     """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
@@ -47,11 +49,15 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
         rows = rows.shuffle(seed=0).select(range(sample))
     results = [analyze(pm, model, rows, coverage, stride) for model in models]
     stats = [r[0] for r in results]
-    histogram = histogram or Path(f"lengths-{dataset.name}.png")
-    plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
-                   f"{dataset.name} {split}: tokens per text")
+    if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
+        histogram = histogram or Path(f"lengths-{dataset.name}.png")
+    if histogram:
+        plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
+                       f"{dataset.name} {split}: tokens per text")
     if as_json:
-        click.echo(json.dumps({s.model: asdict(s) for s in stats}, indent=2))
+        emit("analyze-lengths", {"dataset": dataset.name, "split": split, "source": labelled.source.describe(),
+                                 "sample": sample, "histogram": str(histogram) if histogram else None,
+                                 "models": {s.model: asdict(s) for s in stats}})
         return
     click.echo(f"{dataset.name} ({split} split, {labelled.source.describe()})")
     click.echo(format_report(stats))
@@ -61,8 +67,8 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
 @cli.command()
 @click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--strict", is_flag=True, help="Exit with an error when any check warns.")
+@click.option("--strict", is_flag=True, help="Exit with an error when any check warns (with --json: after the JSON).")
+@json_option
 @pass_session
 def check(session, dataset_name, data, as_json, strict):
     """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
@@ -73,13 +79,12 @@ def check(session, dataset_name, data, as_json, strict):
     dataset_name, task_data, base, task = command_target(session, dataset_name, data)
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     report = check_splits(labelled.splits, labelled.dataset.name, labelled.dataset.labels)
+    click.echo(f"Source: {labelled.source.describe()}")  # with --json, on stderr (json_output)
+    for note in labelled.notes:
+        click.echo(note)
     if as_json:
-        click.echo(json.dumps({**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes},
-                              indent=2))
+        emit("check", {**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes})
     else:
-        click.echo(f"Source: {labelled.source.describe()}")
-        for note in labelled.notes:
-            click.echo(note)
         click.echo(format_report(report))
     if strict and report.warnings:
         raise TkError(f"{len(report.warnings)} data check warnings (--strict).")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.json_output import emit, json_option
 from toolkit.config import with_overrides
 
 
@@ -24,16 +25,18 @@ from toolkit.config import with_overrides
               help="With --resume: continue from a checkpoint that lacks optimizer, scheduler or random state "
                    "(the run is marked not exactly reproducible).")
 @click.option("--strict", is_flag=True, help="Stop when a data check warns.")
+@json_option
 @pass_session
 @click.pass_context
-def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact, strict):
+def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact, strict, as_json):
     """Fine-tune and evaluate TASK from tasks.toml, or your file: tk run --data FILE [--set label_column=NAME]."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.pipeline import resume_task, run_task
     from toolkit.runs.resume import refuse_options
+    from toolkit.training import distributed
     from toolkit.training.progress import Progress
 
-    progress = Progress(click.echo)
+    progress = Progress(click.echo)  # with --json, click.echo writes to stderr (json_output)
     if resume_dir:
         given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
                  "strict": "--strict"}
@@ -56,9 +59,12 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
             progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
         outcome = run_task(session.pm, task, data=data, output=output, base=base, progress=progress, strict=strict,
                            where=where)
+    if as_json and distributed.is_main():  # one document for a data-parallel run too
+        emit("run", {"run_dir": str(outcome.run_dir) if outcome.run_dir else None, "status": outcome.status,
+                     "metrics": outcome.metrics or None})
     if outcome.status == "interrupted":
         sys.exit(130)
-    if outcome.metrics:  # empty on the other processes of a data-parallel run
+    if outcome.metrics and not as_json:  # empty on the other processes of a data-parallel run
         click.echo(format_metrics(outcome.metrics))
         click.echo(f"Saved to {outcome.run_dir}")
 
@@ -66,19 +72,59 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
 @cli.command(name="list")
 @click.option("--runs", "show_runs", is_flag=True, help="List run folders and their status instead.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@json_option
 @pass_session
-def list_command(session, show_runs, output):
+def list_command(session, show_runs, output, as_json):
     """Show tasks, datasets, models and plugins, and where each comes from."""
     if show_runs:
-        from toolkit.runs.folders import list_runs
-        from toolkit.runs.liveness import shown_status
+        print_runs(output, as_json)
+    elif as_json:
+        emit("list", registries(session))
+    else:
+        print_registries(session)
 
-        rows = list_runs(output)
-        for path, status in rows:
-            click.echo(f"{shown_status(path, status):<12} {path}")
-        if not rows:
-            click.echo(f"No runs in {output}.")
+
+def print_runs(output: Path, as_json: bool) -> None:
+    from toolkit.runs.folders import list_runs
+    from toolkit.runs.liveness import shown_status
+
+    rows = [(path, status, shown_status(path, status)) for path, status in list_runs(output)]
+    if as_json:
+        emit("list-runs", {"folder": str(output),
+                           "runs": [{"path": str(path), "status": status, "shown": shown} for path, status, shown in rows]})
         return
+    for path, _, shown in rows:
+        click.echo(f"{shown:<12} {path}")
+    if not rows:
+        click.echo(f"No runs in {output}.")
+
+
+def registries(session) -> dict:
+    """What tk list shows, as data (tk list --json)."""
+    from toolkit.training.engines import auto_engine_name
+
+    pm = session.pm
+    return {
+        "tasks_file": str(session.tasks_path),
+        "tasks": [{**task.describe(), "engine_resolved": auto_engine_name(pm, task) if task.engine == "auto"
+                   else task.engine} for _, task in sorted(session.config.tasks.items())],
+        "datasets": [{"name": name, "labels": list(info.labels), "plugin": info.plugin,
+                      "description": info.description, "hub_id": info.hub_id}
+                     for name, info in sorted(pm.datasets().items())],
+        "models": [{"name": name, "source": info.source, "plugin": info.plugin, "description": info.description,
+                    "offline": info.offline} for name, info in sorted(pm.models().items())],
+        "engines": [{"name": name, "plugin": info.plugin, "description": info.description,
+                     "auto_priority": info.auto_priority}
+                    for name, info in sorted(pm.engines().items(), key=lambda item: -item[1].auto_priority)],
+        "settings": [{"name": name, "types": [t.__name__ for t in setting.types], "default": setting.default,
+                      "choices": list(setting.choices), "plugin": setting.plugin, "help": setting.help}
+                     for name, setting in sorted(pm.settings().items())],
+        "plugins": [{"name": plugin.name, "origin": plugin.origin, "hooks": list(plugin.hooks)}
+                    for plugin in pm.plugins()],
+    }
+
+
+def print_registries(session) -> None:
     from toolkit.training.engines import auto_engine_name
 
     pm = session.pm
@@ -116,23 +162,32 @@ def list_command(session, show_runs, output):
               help="Repeat each setting with N seeds and report mean ± sd.")
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@json_option
 @pass_session
-def sweep(session, task_name, grid_specs, assignments, seeds, data, output):
+def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_json):
     """Run every combination of --grid values for TASK and compare them."""
     from toolkit.runs.sweep import parse_grid, run_sweep
     from toolkit.training.progress import Progress
 
     task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
-    table = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
-                      base=session.tasks_path.resolve().parent, progress=Progress(click.echo))
+    sweep_dir, record = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
+                                  base=session.tasks_path.resolve().parent, progress=Progress(click.echo))
+    if as_json:
+        emit("sweep", {"sweep_dir": str(sweep_dir), **record})
+        return
     click.echo("")
-    click.echo(table)
+    click.echo("\n".join(record["table"]))
 
 
 @cli.command()
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
-def compare(run_dirs):
+@json_option
+def compare(run_dirs, as_json):
     """Compare finished runs: which differences are real and which are noise."""
-    from toolkit.runs.compare import compare_runs, summarise
+    from toolkit.runs.compare import SIGNIFICANCE, format_run_rows, run_rows, summarise
 
-    click.echo(compare_runs([summarise(path) for path in run_dirs]))
+    rows = run_rows([summarise(path) for path in run_dirs])
+    if as_json:
+        emit("compare", {"significance": SIGNIFICANCE, "runs": rows})
+    else:
+        click.echo(format_run_rows(rows))

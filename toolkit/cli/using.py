@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from toolkit.cli import cli, pass_session
+from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
 
 
@@ -17,7 +17,7 @@ from toolkit.errors import TkError
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def predict(run_dir, texts, text_file, as_json):
     """Label TEXTS with the model saved in RUN."""
     from toolkit.runs.saved import load_run
@@ -31,7 +31,7 @@ def predict(run_dir, texts, text_file, as_json):
              "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
             for text, p in zip(texts, probabilities)]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "predictions": rows})
         return
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
@@ -74,19 +74,24 @@ def printable(text: str) -> str:
               "data source, recorded at run time).")
 @click.option("--split", help="The split to score (default: test; for one file given with --data, all of it; "
               "for a run's data without a test split, the rows the run held out).")
+@json_option
 @pass_session
-def evaluate(session, run_dir, data, split):
+def evaluate(session, run_dir, data, split, as_json):
     """Evaluate the model saved in RUN on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
     from toolkit.runs.folders import write_json
     from toolkit.runs.saved import load_run
+    from toolkit.training.progress import Progress
 
-    metrics = evaluate_run(session.pm, load_run(run_dir), data, split)
-    for note in metrics["notes"]:
+    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, Progress(click.echo))
+    for note in metrics["notes"]:  # with --json, on stderr (json_output)
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
-    click.echo(format_metrics(metrics))
+    click.echo(f"Scored {metrics['n']:,} texts in {metrics['seconds']:.1f} s "
+               f"({metrics['texts_per_second']:,.1f} texts/s, tokenizing included)")
+    if not as_json:
+        click.echo(format_metrics(metrics))
     path = run_dir / "evaluations" / f"{metrics['split']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         path.parent.mkdir(exist_ok=True)
@@ -94,9 +99,12 @@ def evaluate(session, run_dir, data, split):
     except (OSError, TkError) as error:  # e.g. a read-only run folder: the metrics above still stand
         cause = error if isinstance(error, OSError) else error.__context__
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
-        raise TkError(f"The metrics above are not saved: cannot write {path.parent} ({reason}). "
-                      "Copy the run folder somewhere writable to keep them.") from None
-    click.echo(f"Saved to {path}")
+        raise TkError(f"The metrics {'are' if as_json else 'above are'} not saved: cannot write {path.parent} "
+                      f"({reason}). Copy the run folder somewhere writable to keep them.") from None
+    if as_json:
+        emit("evaluate", {"path": str(path), "metrics": metrics})
+    else:
+        click.echo(f"Saved to {path}")
 
 
 
@@ -104,7 +112,8 @@ def evaluate(session, run_dir, data, split):
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
               help="Where to write the page (default: RUN/report.html for one run, ./report.html for several).")
-def report(run_dirs, output):
+@json_option
+def report(run_dirs, output, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
     from toolkit.runs.folders import write_text
     from toolkit.runs.report_page import expand_runs, render_comparison, write_report
@@ -115,4 +124,7 @@ def report(run_dirs, output):
     else:
         path = output or Path("report.html")
         write_text(path, render_comparison(runs))
-    click.echo(f"Wrote {path}")
+    if as_json:
+        emit("report", {"path": str(path), "runs": [str(run) for run in runs]})
+    else:
+        click.echo(f"Wrote {path}")

@@ -2,30 +2,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 
-def predict_probabilities(model: Any, encoded: dict[str, list], batch_size: int = 64, bf16: bool = False) -> np.ndarray:
-    """Class probabilities for already tokenized inputs, in input order."""
+class TokenRows:
+    """Token ids of many rows as one flat array and offsets: any batch is padded with array indexing."""
+
+    def __init__(self, input_ids: Any) -> None:
+        import pyarrow as pa
+
+        column = input_ids if isinstance(input_ids, (pa.Array, pa.ChunkedArray)) else pa.array(input_ids)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        column = column.cast(pa.large_list(pa.int64()))
+        self.values = column.flatten().to_numpy()
+        offsets = column.offsets.to_numpy()
+        self.starts, self.lengths = offsets[:-1] - offsets[0], np.diff(offsets)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, rows: np.ndarray, pad: int) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` padded to their longest: (input ids, attention mask)."""
+        lengths = self.lengths[rows]
+        positions = np.arange(lengths.max(initial=0))
+        mask = positions < lengths[:, None]
+        index = np.where(mask, self.starts[rows, None] + positions, 0)
+        ids = np.where(mask, self.values[index] if len(self.values) else pad, pad)
+        return ids, mask.astype(np.int64)
+
+
+def input_ids_of(encoded: Any) -> Any:
+    """The input_ids column with no Python list per row: Arrow for a datasets split, the lists of a tokenizer's
+    output otherwise."""
+    if hasattr(encoded, "with_format"):  # a datasets.Dataset, its row selection (indices) respected
+        return encoded.with_format("arrow")["input_ids"]
+    return encoded["input_ids"]
+
+
+def predict_probabilities(model: Any, encoded: Any, batch_size: int = 64, bf16: bool = False,
+                          on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Class probabilities for already tokenized inputs, in input order.
+
+    Rows go longest first, so each batch is padded to little more than its
+    own texts; ``on_batch(rows)`` is told after each batch (a progress bar).
+    """
     import torch
 
-    ids = list(encoded["input_ids"])  # one conversion: indexing a datasets column row by row is slow
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    tokens = TokenRows(input_ids_of(encoded))
+    order = np.argsort(-tokens.lengths, kind="stable")
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", 0) or 0
-    probabilities = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    probabilities = np.zeros((len(tokens), model.config.num_labels), dtype=np.float32)
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-                mask[row, :len(ids[i])] = 1
-            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+        for batch in batches(order, batch_size):
+            ids, mask = tokens.batch(batch, pad)
+            logits = model(input_ids=torch.from_numpy(ids).to(device),
+                           attention_mask=torch.from_numpy(mask).to(device)).logits
             probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            if on_batch:
+                on_batch(len(batch))
     return probabilities
+
+
+def batches(order: np.ndarray, size: int) -> Sequence[np.ndarray]:
+    return [order[start:start + size] for start in range(0, len(order), size)]

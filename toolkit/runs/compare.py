@@ -73,48 +73,97 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
 
 def verdict(p: float | None) -> str:
+    """The table's words for a test against the best: 'real (p=0.012)', 'noise (p=0.45)' or 'n/a'."""
     if p is None:
         return "n/a"
     return f"real (p={p:.3f})" if p < SIGNIFICANCE else f"noise (p={p:.2f})"
 
 
-def compare_runs(runs: list[RunSummary]) -> str:
-    """One row per run; the best test accuracy is the reference for 'vs best'."""
+def against_best(p: float | None, difference: float, test: str, is_best: bool) -> dict[str, Any]:
+    """One row's test against the best row, as data: the text column and tk compare --json share it."""
+    word = "best" if is_best else "n/a" if p is None else "real" if p < SIGNIFICANCE else "noise"
+    return {"test": test, "p": p, "verdict": word, "accuracy_difference": round(difference, 6)}
+
+
+def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
+    """One row per run; the best test accuracy is the reference, each other run is tested against it
+    with McNemar's exact test on the paired test predictions (p None: not the same test rows)."""
     best = max(runs, key=lambda r: r.metrics["accuracy"])
+    rows = []
+    for run in runs:
+        m = run.metrics
+        p = None if run is best else mcnemar_p(run, best)
+        rows.append({
+            "label": run.label,
+            "run_dir": str(run.path) if run.path is not None else None,
+            "train_seconds": m["train_seconds"],
+            "best_epoch": m["best_epoch"],
+            "best_validation_loss": run.best_validation_loss,
+            "accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"),
+            "f1": m["f1"], "f1_ci": m.get("f1_ci"),
+            "overfitting": bool(m.get("diagnosis", {}).get("overfitting")),
+            "vs_best": against_best(p, m["accuracy"] - best.metrics["accuracy"], "mcnemar", run is best),
+        })
+    return rows
+
+
+def format_run_rows(rows: list[dict[str, Any]]) -> str:
     header = (f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} {'accuracy [95% CI]':>22} "
               f"{'f1 [95% CI]':>22} {'overfit':>7}  vs best")
     lines = [header, "-" * (len(header) + 10)]
-    for run in runs:
-        m = run.metrics
-        against = "best" if run is best else verdict(mcnemar_p(run, best))
-        lines.append(f"{run.label:<34} {m['train_seconds']:>7.1f} {m['best_epoch']:>7} {run.best_validation_loss:>8.4f} "
-                     f"{_with_ci(m, 'accuracy'):>22} {_with_ci(m, 'f1'):>22} "
-                     f"{'yes' if m.get('diagnosis', {}).get('overfitting') else 'no':>7}  {against}")
+    for row in rows:
+        lines.append(f"{row['label']:<34} {row['train_seconds']:>7.1f} {row['best_epoch']:>7} "
+                     f"{row['best_validation_loss']:>8.4f} {_with_ci(row, 'accuracy'):>22} {_with_ci(row, 'f1'):>22} "
+                     f"{'yes' if row['overfitting'] else 'no':>7}  {_against(row)}")
     return "\n".join(lines)
 
 
-def compare_groups(groups: dict[str, list[RunSummary]]) -> str:
-    """Mean ± sd over seeds per setting; Welch's t-test against the best mean accuracy."""
+def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
+    """Mean ± sd over seeds per setting; Welch's t-test of the accuracies against the best mean accuracy."""
     accuracy = {name: [r.metrics["accuracy"] for r in runs] for name, runs in groups.items()}
     best = max(accuracy, key=lambda name: statistics.mean(accuracy[name]))
+    rows = []
+    for name, runs in groups.items():
+        p = None if name == best else welch_p(accuracy[name], accuracy[best])
+        difference = statistics.mean(accuracy[name]) - statistics.mean(accuracy[best])
+        rows.append({
+            "label": name,
+            "run_dirs": [str(r.path) for r in runs if r.path is not None],
+            "seeds": len(runs),
+            "train_seconds": statistics.mean(r.metrics["train_seconds"] for r in runs),
+            "best_validation_loss": _spread([r.best_validation_loss for r in runs]),
+            "accuracy": _spread(accuracy[name]),
+            "f1": _spread([r.metrics["f1"] for r in runs]),
+            "overfitting_runs": sum(bool(r.metrics.get("diagnosis", {}).get("overfitting")) for r in runs),
+            "vs_best": against_best(p, difference, "welch", name == best),
+        })
+    return rows
+
+
+def format_group_rows(rows: list[dict[str, Any]]) -> str:
     header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'accuracy':>15} {'f1':>15} "
               f"{'overfit':>7}  vs best")
     lines = [header, "-" * (len(header) + 10)]
-    for name, runs in groups.items():
-        f1 = [r.metrics["f1"] for r in runs]
-        overfit = sum(bool(r.metrics.get("diagnosis", {}).get("overfitting")) for r in runs)
-        against = "best" if name == best else verdict(welch_p(accuracy[name], accuracy[best]))
-        lines.append(f"{name:<34} {len(runs):>5} {statistics.mean(r.metrics['train_seconds'] for r in runs):>9.1f} "
-                     f"{_mean_sd([r.best_validation_loss for r in runs]):>15} {_mean_sd(accuracy[name]):>15} "
-                     f"{_mean_sd(f1):>15} {f'{overfit}/{len(runs)}':>7}  {against}")
+    for row in rows:
+        overfit = f"{row['overfitting_runs']}/{row['seeds']}"
+        lines.append(f"{row['label']:<34} {row['seeds']:>5} {row['train_seconds']:>9.1f} "
+                     f"{_mean_sd(row['best_validation_loss']):>15} {_mean_sd(row['accuracy']):>15} "
+                     f"{_mean_sd(row['f1']):>15} {overfit:>7}  {_against(row)}")
     return "\n".join(lines)
 
 
-def _with_ci(metrics: dict[str, Any], name: str) -> str:
-    ci = metrics.get(f"{name}_ci")
-    return f"{metrics[name]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{metrics[name]:.3f}"
+def _against(row: dict[str, Any]) -> str:
+    return "best" if row["vs_best"]["verdict"] == "best" else verdict(row["vs_best"]["p"])
 
 
-def _mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+def _with_ci(row: dict[str, Any], name: str) -> str:
+    ci = row.get(f"{name}_ci")
+    return f"{row[name]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{row[name]:.3f}"
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def _mean_sd(spread: dict[str, float]) -> str:
+    return f"{spread['mean']:.4f} ± {spread['sd']:.4f}"

@@ -16,13 +16,14 @@ from toolkit.runs.folders import read_json
 from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline
 
 
-def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None) -> dict[str, Any]:
+def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,
+                 progress: Any = None) -> dict[str, Any]:
     """Score the saved model with the run's own label names.
 
     Without ``data``: the data source the run recorded (an absolute path), and its ``test`` split; when
     that source has no test split, the rows the run held out as its test split (same seed, same sizes).
     A file changed since the run is a warning naming both fingerprints. With ``data``: a file is the set
-    to score, all of it; a folder's ``split`` (default ``test``).
+    to score, all of it; a folder's ``split`` (default ``test``). ``progress`` shows a bar while scoring.
     """
     require_metrics(pm)
     run_dir, task = saved.run_dir, saved.task
@@ -45,13 +46,15 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
         notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source)
     rows, split_name, described = _rows(splits, task, source, data, split, notes)
     started = time.perf_counter()
-    probabilities = saved.probabilities(list(rows["text"]))
+    probabilities = saved.probabilities(list(rows["text"]), progress)
+    seconds = time.perf_counter() - started
     metrics = score(pm, rows["label"], probabilities, saved.labels, confidence=True,
                     positive_label=positive_class(task, saved.labels, str(run_dir)),
                     baseline_label=saved_baseline(run_dir, saved.labels))
     metrics.update({"run": str(run_dir), "data_source": source.describe(), "split": split_name,
                     "split_description": described,
-                    "data_given": data is not None, "seconds": round(time.perf_counter() - started, 2),
+                    "data_given": data is not None, "seconds": round(seconds, 2),
+                    "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
                     "notes": notes})
     return metrics
 

@@ -138,8 +138,18 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride)
     if stride is not None:
         progress.note(describe_windows(task, splits, tokenized))
+    weights = class_weights(task, tokenized, dataset.labels)
+    if weights:
+        progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
+                      "each class's share of the loss: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes,
                     artifacts.fingerprint(labelled) if source.path else None)
+
+
+def class_weights(task: TaskConfig, tokenized, label_names) -> dict[str, float] | None:
+    """The loss weight of each class, as metrics.json records it; None when training is unweighted."""
+    weights = policy.class_weights(task, tokenized["train"]["labels"], label_names)
+    return None if weights is None else {name: round(float(w), 6) for name, w in zip(label_names, weights)}
 
 
 def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
@@ -265,7 +275,12 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
 
     started = time.perf_counter()
     test = prepared.tokenized["test"]
-    probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16))
+    progress.count(len(test), "window" if task.long_text == "chunks" else "text")
+    try:
+        probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16),
+                                              on_batch=progress.advance)
+    finally:
+        progress.close()
     labels, probabilities = pool_rows(test["labels"], probabilities, documents_of(test), task.pooling)  # per text
     texts = prepared.splits["test"]["text"]
     metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
@@ -276,6 +291,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "split": "test",
         "select_metric": task.select_metric,
         "select_on": task.select_on,
+        "class_weights": class_weights(task, prepared.tokenized, dataset.labels),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),

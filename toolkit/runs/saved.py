@@ -29,18 +29,25 @@ class SavedRun:
         config = self.model.config
         return tuple(config.id2label[i] for i in range(config.num_labels))
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
+    def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         """One row per text, on the model's device, in bf16 where the run trained in it; with
-        long_text = "chunks", its windows' probabilities pooled as in training."""
+        long_text = "chunks", its windows' probabilities pooled as in training. ``progress`` (a
+        ``Progress``) counts the rows the model reads: texts, or windows."""
         from toolkit.training.device import use_bf16
 
         task, bf16 = self.task, use_bf16(self.task.bf16)
-        if task.long_text != "chunks":
-            encoded = encode_texts(self.tokenizer, texts, task.max_length, task.truncation)
-            return predict_probabilities(self.model, encoded, task.eval_batch_size, bf16)
-        encoded = encode_windows(self.tokenizer, texts, task.max_length, task.window_stride)
-        windows = predict_probabilities(self.model, encoded, task.eval_batch_size, bf16)
-        return pool(windows, encoded["document"], task.pooling) if texts else windows
+        chunks = task.long_text == "chunks"
+        encoded = (encode_windows(self.tokenizer, texts, task.max_length, task.window_stride) if chunks else
+                   encode_texts(self.tokenizer, texts, task.max_length, task.truncation))
+        if progress is not None:
+            progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
+        try:
+            rows = predict_probabilities(self.model, encoded, task.eval_batch_size, bf16,
+                                         on_batch=progress.advance if progress is not None else None)
+        finally:
+            if progress is not None:
+                progress.close()
+        return pool(rows, encoded["document"], task.pooling) if chunks and texts else rows
 
 
 def load_run(run_dir: Path) -> SavedRun:

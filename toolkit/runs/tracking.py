@@ -68,7 +68,7 @@ class Tracker:
         self.backends, self.task, self.note, self.run_dir = list(backends), task, note, run_dir
         self.rate: Callable[[int], float] | None = None
 
-    def watch(self, progress: Progress) -> Progress:
+    def watch(self, progress: Progress) -> Progress | Watched:
         """``progress`` as the engine should get it: each epoch's record also comes here."""
         return Watched(progress, self) if self.backends else progress
 
@@ -121,30 +121,19 @@ class Tracker:
                       f"what {backend.name} has so far stays there, and the run folder {self.run_dir} has it all.")
 
 
-class Watched(Progress):
-    """The person's progress, unchanged, with each epoch record also handed to the tracker."""
+class Watched:
+    """The person's progress, unchanged, with each epoch record also handed to the tracker. Every other call
+    (``start``, ``advance``, ``note``, ``close``, whatever ``Progress`` or a subclass adds) goes to it as is."""
 
     def __init__(self, progress: Progress, tracker: Tracker) -> None:
         self.inner, self.tracker = progress, tracker
 
-    def __getattr__(self, name: str) -> Any:  # anything else a Progress (or a subclass) has
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-    def note(self, text: str) -> None:
-        self.inner.note(text)
-
-    def start(self, total_steps: int, done_steps: int = 0) -> None:
-        self.inner.start(total_steps, done_steps)
-
-    def advance(self) -> None:
-        self.inner.advance()
 
     def epoch(self, record: EpochRecord) -> None:
         self.inner.epoch(record)
         self.tracker.epoch(record)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def final_scalars(metrics: dict[str, Any]) -> Iterator[tuple[str, float]]:

@@ -111,18 +111,76 @@ def group_by_length(task: TaskConfig, lengths: Sequence[int]) -> bool:
     return bool(1 - batches.sum() / padded >= GROUPING_PAYS_OFF)
 
 
+# -- what the loss is --------------------------------------------------------------
+
+
+def class_weights(task: TaskConfig, train_labels: Sequence[int], label_names: Sequence[str]) -> np.ndarray | None:
+    """Each class's weight in the loss (``class_weights``), in label order; None when unweighted.
+
+    ``balanced`` is scikit-learn's rule over the training rows (windows, with
+    long_text = "chunks"): n / (classes present x the class's count); a class
+    with no training row keeps 1.
+    """
+    if task.class_weights == "none":
+        return None
+    if task.class_weights == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        labels = np.asarray(train_labels)
+        present = np.unique(labels)
+        weights = np.ones(len(label_names))
+        weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+        return weights
+    unknown = sorted(set(task.class_weights) - set(label_names))
+    if unknown:
+        raise TkError(f"class_weights names {', '.join(map(repr, unknown))}, which the data does not have. "
+                      f"Labels: {', '.join(label_names)}.")
+    return np.array([float(task.class_weights.get(name, 1.0)) for name in label_names])
+
+
+def loss_weights(task: TaskConfig, model: Any, train_split: Any) -> Any:
+    """``class_weights`` as a tensor on the model's device, for ``training_loss``; None when unweighted."""
+    import torch
+
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    weights = class_weights(task, train_split["labels"], names)
+    if weights is None:
+        return None
+    return torch.tensor(weights, dtype=torch.float32, device=next(model.parameters()).device)
+
+
+def training_loss(logits: Any, labels: Any, weights: Any = None, valid: Any = None) -> Any:
+    """The loss every engine minimises: cross-entropy, each row weighted by its class's weight.
+
+    The weighted mean divides by the weights of the rows' classes (as
+    ``torch.nn.CrossEntropyLoss(weight=...)`` does); ``valid`` (0/1 per row)
+    leaves out padding rows of a fixed-size batch.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    row_weights = weights[labels] if weights is not None else torch.ones_like(losses)
+    if valid is not None:
+        row_weights = row_weights * valid.to(losses.dtype)
+    return (losses * row_weights).sum() / row_weights.sum()
+
+
 # -- what an epoch's numbers are ----------------------------------------------------
 
 
-def validation_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean cross-entropy of the validation rows: -log p(true class), averaged over rows."""
-    picked = probabilities[np.arange(len(labels)), np.asarray(labels)]
-    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+def validation_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean cross-entropy of the validation rows, -log p(true class), weighted as ``training_loss`` weighs."""
+    labels = np.asarray(labels)
+    picked = probabilities[np.arange(len(labels)), labels]
+    row_weights = np.ones(len(labels)) if weights is None else np.asarray(weights)[labels]
+    return float((-np.log(np.clip(picked, 1e-12, None)) * row_weights).sum() / row_weights.sum())
 
 
 def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, probabilities: np.ndarray,
                  seconds: float, compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
-                 documents: Sequence[int] | None = None, pooling: str = "mean") -> EpochRecord:
+                 documents: Sequence[int] | None = None, pooling: str = "mean",
+                 weights: np.ndarray | None = None) -> EpochRecord:
     """The history row of an epoch.
 
     ``step_losses`` are the epoch's per-step mean losses, in order: the
@@ -132,14 +190,15 @@ def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, p
     (long_text = "chunks": each row's text, in the order of the rows, from
     ``validation_documents``) the rows are windows: their probabilities are
     pooled per text first, so the validation loss, accuracy and F1 are per
-    text, as the test metrics are.
+    text, as the test metrics are. ``weights`` (``class_weights``, as a
+    numpy array) weigh the validation loss as training weighs its loss.
     """
     labels, probabilities = pool_rows(labels, probabilities, documents, pooling)
     scores = compute_metrics(labels, probabilities)
     losses = np.asarray(step_losses, dtype=np.float64)
     chunks = np.array_split(losses, min(len(losses), CURVE_POINTS)) if len(losses) else []
     return EpochRecord(epoch=epoch, train_loss=float(losses.mean()) if len(losses) else None,
-                       validation_loss=validation_loss(labels, probabilities),
+                       validation_loss=validation_loss(labels, probabilities, weights),
                        accuracy=float(scores.get("accuracy", float("nan"))),
                        f1=float(scores.get("f1", float("nan"))), seconds=seconds, steps=len(losses),
                        step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks))

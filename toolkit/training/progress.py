@@ -40,9 +40,16 @@ class Progress:
             self._bar = tqdm(total=total_steps, initial=done_steps, unit="step", leave=False,
                              file=sys.stderr, dynamic_ncols=True)
 
-    def advance(self) -> None:
+    def count(self, total: int, unit: str) -> None:
+        """A bar over ``total`` items of work that is not training (texts being scored), no epoch table."""
+        if self.show_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def advance(self, done: int = 1) -> None:
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(done)
 
     def epoch(self, record: EpochRecord) -> None:
         self._write(format_epoch(record))

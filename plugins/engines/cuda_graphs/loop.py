@@ -48,8 +48,9 @@ class StaticLoop:
         self.steps_per_epoch = -(-len(self.train_data.host_lengths) // task.batch_size)
         self.optimizer = policy.build_optimizer(self.model, task, rate_on=device if self.capture else None)
         self.scheduler = policy.build_scheduler(self.optimizer, task, self.steps_per_epoch * task.epochs)
+        self.loss_weights = policy.loss_weights(task, self.model, splits["train"])
         self.step = TrainStep(self.model, self.optimizer, self.train_data, task.batch_size, bf16, self.capture,
-                              self.steps_per_epoch)
+                              self.steps_per_epoch, self.loss_weights)
         self.checkpoints = resume_points.CheckpointWriter(run_dir / "checkpoints")
         self.selection = policy.Selection(task)
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -121,7 +122,8 @@ class StaticLoop:
         self.model.train()
         return policy.epoch_record(epoch, step_losses, np.asarray(self.validation["labels"]), probabilities,
                                    time.perf_counter() - epoch_started, self.compute_metrics,
-                                   documents=self.documents, pooling=self.task.pooling)
+                                   documents=self.documents, pooling=self.task.pooling,
+                                   weights=None if self.loss_weights is None else self.loss_weights.cpu().numpy())
 
     def _timed(self, what: str, function, *args):
         started = time.perf_counter()

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from toolkit.api import policy
 
@@ -81,9 +80,11 @@ class TrainStep:
     """One optimizer step on the batch in ``self.slots``, eager or as a replayed CUDA graph per width."""
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, data: DeviceSplit, batch_size: int,
-                 bf16: bool, capture: bool, steps_per_epoch: int = 1024) -> None:
+                 bf16: bool, capture: bool, steps_per_epoch: int = 1024, loss_weights: torch.Tensor | None = None
+                 ) -> None:
         device = data.ids.device
         self.model, self.optimizer, self.data = model, optimizer, data
+        self.loss_weights = loss_weights  # class_weights on the device, or None
         self.bf16, self.capture = bf16, capture
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.slots = torch.full((batch_size,), -1, dtype=torch.long, device=device)
@@ -122,9 +123,7 @@ class TrainStep:
         # cache_enabled=False: autocast's weight cache would hold tensors from outside the graph.
         with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-        losses = F.cross_entropy(logits.float(), self.data.labels[rows], reduction="none")
-        weights = valid.to(losses.dtype)
-        loss = (losses * weights).sum() / weights.sum()
+        loss = policy.training_loss(logits, self.data.labels[rows], self.loss_weights, valid)
         loss.backward()
         policy.clip_gradients(self.params)
         return loss.detach()

@@ -17,8 +17,9 @@ class PolicyCallback(TrainerCallback):
     """Builds each epoch's history row, keeps the best weights, stops early, commits checkpoints; Ctrl-C."""
 
     def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None,
-                 step_losses: list, documents=None) -> None:
+                 step_losses: list, documents=None, weights=None) -> None:
         self.task, self.progress, self.compute_metrics = task, progress, compute_metrics
+        self.weights = weights  # class_weights, which weigh the validation loss as training weighs its loss
         self.documents = documents  # long_text = "chunks": each validation window's text, in evaluation order
         self.folder, self.resume_from, self.step_losses = folder, resume_from, step_losses
         self.selection = policy.Selection(task)
@@ -65,7 +66,7 @@ class PolicyCallback(TrainerCallback):
         self.step_losses.clear()
         record = policy.epoch_record(round(state.epoch), losses, labels, probabilities,
                                      time.perf_counter() - self.epoch_started, self.compute_metrics,
-                                     documents=self.documents, pooling=self.task.pooling)
+                                     documents=self.documents, pooling=self.task.pooling, weights=self.weights)
         decision = self.selection.end_epoch(record)
         if decision.improved:
             self.best_weights, self.best_step = policy.snapshot_weights(model), state.global_step

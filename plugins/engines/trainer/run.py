@@ -17,11 +17,21 @@ from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_
 
 
 class PolicyTrainer(Trainer):
-    """The Trainer with the optimizer and schedule the training policy builds; it keeps each step's loss."""
+    """The Trainer with the optimizer, schedule and loss the training policy builds; it keeps each step's loss."""
 
-    def __init__(self, *args, task, step_losses: list, **kwargs) -> None:
-        self.task, self.step_losses = task, step_losses
+    loss_is_scaled_for_ga = False  # training_loss is a per-batch mean, never normalised by num_items_in_batch
+
+    def __init__(self, *args, task, step_losses: list, loss_weights=None, **kwargs) -> None:
+        self.task, self.step_losses, self.loss_weights = task, step_losses, loss_weights
         super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        weights = None if self.loss_weights is None else self.loss_weights.to(outputs.logits.device)
+        loss = policy.training_loss(outputs.logits, labels, weights)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -73,8 +83,10 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
     )
     step_losses: list = []
     validation = longest_first(splits["validation"])
+    weights = policy.loss_weights(task, model, splits["train"])
     callback = PolicyCallback(task, progress, compute_metrics, folder, resume_from, step_losses,
-                              documents=policy.validation_documents(validation))
+                              documents=policy.validation_documents(validation),
+                              weights=None if weights is None else weights.cpu().numpy())
     trainer = PolicyTrainer(
         model=model,
         args=args,
@@ -85,6 +97,7 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         callbacks=[callback],
         task=task,
         step_losses=step_losses,
+        loss_weights=weights,
     )
     trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
     started = time.perf_counter()
