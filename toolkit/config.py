@@ -23,6 +23,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+TRACKERS = ("mlflow", "tensorboard")  # report_to: toolkit/runs/tracking.py
+
+
 def _key(default: Any, help: str, *choices: Any) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -83,6 +86,9 @@ class TaskConfig:
     group_by_length: bool | str = _key("auto", "batch texts of similar length together (less padding); `auto` "
                                                "does so only where random batches would be at least 10% padding",
                                        "auto", True, False)
+    report_to: tuple[str, ...] = _key((), "where the run is tracked besides its folder: `mlflow`, `tensorboard` (a "
+                                          "list, or one name; `none`: nowhere); docs/tracking.md",
+                                      *TRACKERS, "none")
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
 
@@ -187,6 +193,8 @@ def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tu
     if missing:
         raise TkError(f"{path}: {where} has no '{sorted(missing)[0]}' key. Add it, e.g. dataset = \"imdb\".")
     core = {k: v for k, v in values.items() if k in CORE_SETTINGS}
+    for key in _NAME_LISTS & core.keys():
+        core[key] = names_of(core[key], CORE_SETTINGS[key].choices)
     plugin_values = {s.name: values.get(s.name, s.default) for s in declared}
     stride, max_length = core.get("stride"), core.get("max_length", CORE_SETTINGS["max_length"].default)
     if stride is not None and stride >= max_length:
@@ -247,6 +255,9 @@ def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | s
     if key not in known:
         raise TkError(f"{path}: {where}: unknown key '{key}'.{suggest(key, known)}")
     spec = known[key]
+    if key in _NAME_LISTS:
+        names_of(value, spec.choices, f"{path}: {where}: key '{key}'")
+        return
     expected = spec.types or _field_types(key)
     if value is None and type(None) in expected:
         return
@@ -281,6 +292,23 @@ def _check_number(key: str, value: int | float, name: str) -> None:
         raise TkError(f"{name} must be between 0 and {_MAX_SEED} (2**32 - 1), got {value!r}.")
 
 
+def names_of(value: Any, choices: tuple[str, ...], name: str = "report_to") -> tuple[str, ...]:
+    """A list-of-names key (report_to) as a tuple: a TOML list, one name, or names with commas (`--set
+    report_to=mlflow,tensorboard`); "none" alone means none."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TkError(f"{name} must be a list of names, like [\"mlflow\"], or one name; got {value!r}.")
+    for item in value:
+        if item not in choices:
+            raise TkError(f"{name}: unknown name {item!r}.{suggest(item, choices)} "
+                          f"Choices: {', '.join(map(repr, choices))}.")
+    if "none" in value and len(set(value)) > 1:
+        raise TkError(f"{name}: 'none' cannot be combined with other names, got {list(value)!r}.")
+    return tuple(dict.fromkeys(v for v in value if v != "none"))  # in order, once each
+
+
+_NAME_LISTS = {"report_to"}
 _POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_rate", "train_size", "eval_size"}
 _SHARES = {"warmup_ratio"}
 _MAX_SEED = 2**32 - 1

@@ -22,7 +22,7 @@ from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs import artifacts, liveness
+from toolkit.runs import artifacts, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.folders import (
     FULL,
@@ -101,6 +101,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if dataset.labels:  # else they come from the data: checked once loaded
         positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
     require_metrics(pm)  # before any work
+    tracking.require(task, where)  # report_to's libraries, before any work
     start_gpu_warm_up()
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
@@ -177,6 +178,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
     main = distributed.is_main()
     run_dir, started = resume_dir, False
+    tracker = tracking.Tracker([])  # report_to's trackers, once the run folder exists
     with graceful_interrupts(progress.note):
         try:
             if resume_dir is not None and main:
@@ -200,11 +202,16 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                     resuming.record_inexact(run_dir, missing)
                 set_status(run_dir, "running")
                 progress.note(f"Run folder: {run_dir}")
-            return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None)
+                tracker = tracking.start(task, run_dir, {**task.describe(), "resolved_engine": prepared.engine.name,
+                                                         "data_source": prepared.source.describe()},
+                                         resume_dir is not None, progress.note)
+            return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None, tracker=tracker)
         except (RunInterrupted, KeyboardInterrupt):
+            tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
             return interrupted(run_dir, task, progress, mark)
         except BaseException as error:
+            tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
                 mark_failed(run_dir, error)
             full = os_error_in(error)
@@ -248,7 +255,9 @@ def mark_failed(run_dir: Path, error: BaseException) -> None:
         pass
 
 
-def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool) -> RunOutcome:
+def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool,
+                       tracker: tracking.Tracker | None = None) -> RunOutcome:
+    tracker = tracker or tracking.Tracker([])
     task, dataset = prepared.task, prepared.dataset
     positive = positive_class(task, dataset.labels)
 
@@ -259,7 +268,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         engine = prepared.engine.engine
         result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
                           tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
-                          progress=progress, compute_metrics=per_epoch_scores, resume=resume,
+                          progress=tracker.watch(progress), compute_metrics=per_epoch_scores, resume=resume,
                           engine=engine.name)
     if not distributed.is_main():
         return RunOutcome(run_dir, "complete", {})  # metrics are computed once, on the main process
@@ -297,6 +306,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         **resuming.reproducibility(run_dir),
     })
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities)
+    tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
     for line in explain(diagnosis, result.best_epoch):
         progress.note(line)
     return RunOutcome(run_dir, "complete", metrics)

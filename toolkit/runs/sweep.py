@@ -8,6 +8,7 @@ from typing import Any
 
 from toolkit.config import TaskConfig, parse_value, with_overrides
 from toolkit.errors import TkError
+from toolkit.runs import tracking
 from toolkit.runs.compare import format_group_rows, format_run_rows, group_rows, run_rows, summarise
 from toolkit.runs.folders import new_run_dir, write_json
 from toolkit.runs.pipeline import run_task
@@ -38,28 +39,30 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     # Validate every combination before the first minute of training is spent.
     planned = [(setting, with_overrides(task, {**setting, "seed": task.seed + i}, "--grid"))
                for setting in settings for i in range(seeds)]
+    tracking.require(task)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
     progress.note(f"Sweep of {len(planned)} runs into {sweep_dir}")
     groups: dict[str, list] = {}
     setting_of: dict[str, dict[str, Any]] = {}
-    for number, (setting, config) in enumerate(planned, 1):
-        name = ", ".join(f"{k}={v}" for k, v in setting.items()) or task.name
-        progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
-        outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress)
-        if outcome.status != "complete":
-            raise TkError(f"Sweep stopped at run {number}; finished runs are in {sweep_dir}.")
-        label = name if seeds == 1 else f"{name} (seed {config.seed})"
-        groups.setdefault(name, []).append(summarise(outcome.run_dir, label))
-        setting_of[name] = setting
-    if seeds > 1:
-        rows = group_rows(groups)
-        table = format_group_rows(rows)
-    else:
-        rows = run_rows([runs[0] for runs in groups.values()])
-        table = format_run_rows(rows)
-    rows = [{"setting": setting_of[name], **row} for name, row in zip(groups, rows)]
-    record = {"task": task.name, "grid": grid, "seeds": seeds,
-              "runs": {name: [r.path.name for r in runs] for name, runs in groups.items()},
-              "rows": rows, "table": table.splitlines()}
-    write_json(sweep_dir / "sweep.json", record)
+    with tracking.sweep(task, sweep_dir, progress.note):  # report_to = ["mlflow"]: the runs under one parent
+        for number, (setting, config) in enumerate(planned, 1):
+            name = ", ".join(f"{k}={v}" for k, v in setting.items()) or task.name
+            progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
+            outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress)
+            if outcome.status != "complete":
+                raise TkError(f"Sweep stopped at run {number}; finished runs are in {sweep_dir}.")
+            label = name if seeds == 1 else f"{name} (seed {config.seed})"
+            groups.setdefault(name, []).append(summarise(outcome.run_dir, label))
+            setting_of[name] = setting
+        if seeds > 1:
+            rows = group_rows(groups)
+            table = format_group_rows(rows)
+        else:
+            rows = run_rows([runs[0] for runs in groups.values()])
+            table = format_run_rows(rows)
+        rows = [{"setting": setting_of[name], **row} for name, row in zip(groups, rows)]
+        record = {"task": task.name, "grid": grid, "seeds": seeds,
+                  "runs": {name: [r.path.name for r in runs] for name, runs in groups.items()},
+                  "rows": rows, "table": table.splitlines()}
+        write_json(sweep_dir / "sweep.json", record)
     return sweep_dir, record

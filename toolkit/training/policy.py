@@ -74,6 +74,19 @@ def build_scheduler(optimizer: Any, task: TaskConfig, total_steps: int) -> Any:
                          num_training_steps=total_steps)
 
 
+def learning_rate_at(task: TaskConfig, total_steps: int) -> Callable[[int], float]:
+    """The learning rate global step ``step`` (from 1) trains with under ``build_scheduler``'s schedule.
+
+    The schedule depends on the step alone, so a tracker can log the rate of any step without asking the
+    engine (or reading a device tensor). Step ``s`` runs before the scheduler's ``s``-th step: factor ``s - 1``.
+    """
+    import torch
+
+    probe = build_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=task.learning_rate), task,
+                            total_steps)
+    return lambda step: task.learning_rate * probe.lr_lambdas[0](step - 1)
+
+
 def clip_gradients(parameters: Sequence[Any]) -> Any:
     """Clip the global gradient norm to MAX_GRAD_NORM; returns the norm before clipping."""
     import torch
@@ -200,6 +213,12 @@ def step_curve(history: Sequence[EpochRecord]) -> list[list[float]]:
             points += [[round(done + (i + 1) * per_point, 1), loss] for i, loss in enumerate(record.step_losses)]
         done += record.steps
     return points
+
+
+def curve_steps(steps: int, points: int) -> list[int]:
+    """The last step (counted from 1 within the epoch) that each of ``points`` curve points of
+    ``epoch_record`` averages: the ends of ``np.array_split``'s runs, so every point has an exact step."""
+    return [int(run[-1]) + 1 for run in np.array_split(np.arange(steps), points)] if points else []
 
 
 def validation_documents(split: Any) -> np.ndarray | None:

@@ -72,7 +72,7 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         save_strategy="epoch",  # the policy callback commits each checkpoint and prunes the older ones
         logging_strategy="epoch",
         train_sampling_strategy="group_by_length" if grouped else "random",
-        report_to="none",
+        report_to="none",  # the task's report_to is honoured by tk's run pipeline, alike for every engine
         disable_tqdm=True,
         dataloader_num_workers=0,
     )

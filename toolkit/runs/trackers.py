@@ -1,0 +1,173 @@
+"""The two trackers behind report_to, through each library's own public API: MLflow and TensorBoard.
+
+Each takes the same calls from ``toolkit.runs.tracking.Tracker``:
+``scalars(points)`` (name, value, global step, wall time), ``close(status,
+run_dir)`` (with ``run_dir``: the run folder first, as artifacts) and
+``describe()`` (where to look).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from toolkit.config import TaskConfig
+from toolkit.runs.folders import read_json, write_json
+from toolkit.runs.liveness import LOCK_FILE
+from toolkit.runs.tracking import STATE_FILE, Point, sweep_parent
+from toolkit.training import checkpoints
+
+DEFAULT_STORE = "mlruns"  # without MLFLOW_TRACKING_URI: MLflow's file store in ./mlruns, as MLflow 2 wrote it
+NOT_ARTIFACTS = {LOCK_FILE, "checkpoints"}  # the liveness lock; checkpoints are removed when the run completes
+
+
+def public(uri: str) -> str:
+    """A tracking URI without a user name or password in it: fit to print and to save in the run folder."""
+    parts = urllib.parse.urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def param_value(value: Any) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value) if isinstance(value, (list, tuple, dict)) \
+        else str(value)
+
+
+class MLflow:
+    """One MLflow run: parameters once, metrics by step, the run folder as artifacts at the end."""
+
+    name = "MLflow"
+    uploads = True  # closes last: the other trackers' files are complete before the run folder is uploaded
+
+    def __init__(self, client: Any, run_id: str, uri: str, experiment: str) -> None:
+        self.client, self.run_id, self.uri, self.experiment = client, run_id, uri, experiment
+
+    @staticmethod
+    def connect(saved_uri: str | None = None) -> tuple[Any, str]:
+        """MLFLOW_TRACKING_URI (or mlflow.set_tracking_uri) when set; else the store the run started in on a
+        resume; else ./mlruns. MLflow 3 keeps its file store behind MLFLOW_ALLOW_FILE_STORE: tk allows it for
+        its own default store, which mlflow-skinny can write without a database library."""
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        if mlflow.is_tracking_uri_set():
+            uri = mlflow.get_tracking_uri()
+        else:
+            uri = saved_uri or Path(DEFAULT_STORE).resolve().as_uri()
+            if uri.startswith("file:"):
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        return MlflowClient(tracking_uri=uri), uri
+
+    @staticmethod
+    def experiment_of(client: Any, task: TaskConfig) -> tuple[str, str]:
+        """MLFLOW_EXPERIMENT_ID or MLFLOW_EXPERIMENT_NAME when set (as MLflow does), else the task's name."""
+        from mlflow.exceptions import MlflowException
+
+        if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+            found = client.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+            return found.experiment_id, found.name
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or task.name
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            try:
+                return client.create_experiment(name), name
+            except MlflowException:  # another run made it meanwhile
+                found = client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        return found.experiment_id, name
+
+    @classmethod
+    def open(cls, task: TaskConfig, run_dir: Path, params: dict[str, Any], resume: bool) -> MLflow:
+        """A new run named after the run folder; on a resume, the run it started (recorded in tracking.json)."""
+        from mlflow.entities import Param
+
+        saved = (read_json(run_dir / STATE_FILE).get("mlflow") or {}) if resume and (run_dir / STATE_FILE).is_file() \
+            else {}
+        client, uri = cls.connect(saved.get("tracking_uri"))
+        if saved.get("run_id"):
+            run = client.get_run(saved["run_id"])
+            client.update_run(run.info.run_id, status="RUNNING")
+            return cls(client, run.info.run_id, uri, client.get_experiment(run.info.experiment_id).name)
+        experiment, name = cls.experiment_of(client, task)
+        tags = {"tk.run_folder": str(run_dir.resolve()), "tk.task": task.name}
+        if sweep_parent.get():
+            tags["mlflow.parentRunId"] = sweep_parent.get()
+        run_id = client.create_run(experiment, run_name=run_dir.name, tags=tags).info.run_id
+        write_json(run_dir / STATE_FILE, {"mlflow": {"run_id": run_id, "experiment_id": experiment,
+                                                     "tracking_uri": public(uri)}})
+        client.log_batch(run_id, params=[Param(key, param_value(value)) for key, value in params.items()])
+        return cls(client, run_id, uri, name)
+
+    @classmethod
+    def parent(cls, task: TaskConfig, sweep_dir: Path) -> MLflow:
+        client, uri = cls.connect()
+        experiment, name = cls.experiment_of(client, task)
+        run = client.create_run(experiment, run_name=sweep_dir.name, tags={"tk.sweep_folder": str(sweep_dir.resolve())})
+        return cls(client, run.info.run_id, uri, name)
+
+    def describe(self) -> str:
+        where = f"MLflow run {self.run_id} (experiment '{self.experiment}') in {public(self.uri)}"
+        if self.uri.startswith("file:"):  # MLflow 3 opens its file store only when allowed
+            where += f"; to see it: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {self.uri}"
+        return where
+
+    def scalars(self, points: list[Point]) -> None:
+        from mlflow.entities import Metric
+
+        self.client.log_batch(self.run_id, metrics=[Metric(name, value, int(at * 1000), step)
+                                                    for name, value, step, at in points])
+
+    def upload(self, path: Path) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
+        elif path.is_file():
+            self.client.log_artifact(self.run_id, str(path))
+
+    def close(self, status: str, run_dir: Path | None) -> None:
+        for path in sorted(run_dir.iterdir()) if run_dir is not None else ():
+            if path.name not in NOT_ARTIFACTS and not path.name.startswith("."):  # "." : atomic writes' temp files
+                self.upload(path)
+        self.client.set_terminated(self.run_id, status)
+
+
+class TensorBoard:
+    """Event files in RUN/tensorboard: the same scalars, and the resolved config as a text table."""
+
+    name = "TensorBoard"
+    uploads = False
+
+    def __init__(self, writer: Any, folder: Path) -> None:
+        self.writer, self.folder = writer, folder
+
+    @classmethod
+    def open(cls, task: TaskConfig, run_dir: Path, params: dict[str, Any], resume: bool) -> TensorBoard:
+        """On a resume, a new event file in the same folder; TensorBoard hides what the first one logged past
+        the checkpoint resumed from (``purge_step``), since those steps are trained again."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        latest = checkpoints.latest(run_dir / "checkpoints") if resume else None
+        folder = run_dir / "tensorboard"
+        writer = SummaryWriter(str(folder), purge_step=checkpoints.step_of(latest) + 1 if latest else None)
+        if not resume:
+            rows = "".join(f"| {key} | {param_value(value).replace('|', '&#124;')} |\n" for key, value in params.items())
+            writer.add_text("config", "| key | value |\n|---|---|\n" + rows)
+        return cls(writer, folder)
+
+    def describe(self) -> str:
+        return f"TensorBoard event files in {self.folder}"
+
+    def scalars(self, points: list[Point]) -> None:
+        for name, value, step, at in points:
+            self.writer.add_scalar(name, value, step, walltime=at)
+        self.writer.flush()
+
+    def close(self, status: str, run_dir: Path | None) -> None:
+        self.writer.close()
+
+
+OPEN = {"mlflow": MLflow.open, "tensorboard": TensorBoard.open}
