@@ -62,7 +62,12 @@ class TaskConfig:
                                     "(default: max_length // 4); below max_length minus the model's special tokens")
     pooling: str = _key("mean", "long_text = \"chunks\": how a text's window probabilities become its own: `mean`, "
                                 "or `max` (each class's highest window probability, renormalised)", "mean", "max")
-    select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
+    problem: str = _key("single-label", "`single-label`: one class per text (softmax); `multi-label`: any number of "
+                                        "labels per text (sigmoid per label, a threshold per label tuned on the "
+                                        "validation split; docs/multi-label.md)", "single-label", "multi-label")
+    select_metric: str = _key("loss", "validation metric that picks the best epoch (multi-label: accuracy is subset "
+                                      "accuracy and f1 micro F1, at threshold 0.5)",
+                              "loss", "accuracy", "f1", "f1_macro")
     positive_label: str | None = _key(None, "binary tasks: the label whose F1, precision and recall are the "
                                             "headline (default: the second label)")
     select_on: str = _key("validation", "`test` selects epochs on the test split (as the reference notebook "
@@ -81,6 +86,10 @@ class TaskConfig:
                                        "auto", True, False)
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem == "multi-label"
 
     @property
     def window_stride(self) -> int:

@@ -6,9 +6,12 @@ from typing import Any
 
 import numpy as np
 
+MULTI_LABEL = "multi_label_classification"  # transformers' problem_type: sigmoid scores, BCE loss
+
 
 def predict_probabilities(model: Any, encoded: dict[str, list], batch_size: int = 64, bf16: bool = False) -> np.ndarray:
-    """Class probabilities for already tokenized inputs, in input order."""
+    """Class probabilities for already tokenized inputs, in input order: softmax over the classes, or a sigmoid
+    per label for a model whose config says ``problem_type="multi_label_classification"``."""
     import torch
 
     ids = list(encoded["input_ids"])  # one conversion: indexing a datasets column row by row is slow
@@ -16,6 +19,7 @@ def predict_probabilities(model: Any, encoded: dict[str, list], batch_size: int 
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", 0) or 0
     probabilities = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    multi_label = getattr(model.config, "problem_type", None) == MULTI_LABEL
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(order), batch_size):
@@ -27,5 +31,6 @@ def predict_probabilities(model: Any, encoded: dict[str, list], batch_size: int 
                 input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
                 mask[row, :len(ids[i])] = 1
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            logits = logits.float()
+            probabilities[batch] = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).cpu().numpy()
     return probabilities

@@ -3,7 +3,8 @@
 An engine (the Trainer plugin, the CUDA-graph loop, yours) only knows how to
 run a step fast on its device. What it trains with and what it keeps is
 decided here, once: the AdamW parameter groups, the learning-rate schedule,
-gradient clipping, the validation loss, the history row of an epoch, the
+gradient clipping, the training loss (single- or multi-label), the validation
+loss, the history row of an epoch, the
 best epoch and its tie-breaking, early stopping, and the batching rule. A new
 task key that every engine must honour is read here and nowhere else.
 """
@@ -98,12 +99,43 @@ def group_by_length(task: TaskConfig, lengths: Sequence[int]) -> bool:
     return bool(1 - batches.sum() / padded >= GROUPING_PAYS_OFF)
 
 
+def training_loss(logits: Any, labels: Any, task: TaskConfig) -> Any:
+    """The loss of each row of a batch (a tensor of shape (rows,)): the engine averages them over its real rows.
+
+    Single-label: cross-entropy of the true class (what transformers computes for a classifier).
+    Multi-label: the mean over labels of the binary cross-entropy of each label's logit (transformers'
+    ``multi_label_classification`` loss, BCEWithLogits), ``labels`` a multi-hot float row.
+    """
+    import torch.nn.functional as F
+
+    if task.multi_label:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(dim=-1)
+    return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def probabilities_of(logits: np.ndarray, task: TaskConfig) -> np.ndarray:
+    """Class probabilities from logits: softmax over the classes; multi-label: a sigmoid per label."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if task.multi_label:
+        return (1 / (1 + np.exp(-logits))).astype(np.float32)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 # -- what an epoch's numbers are ----------------------------------------------------
 
 
 def validation_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Mean cross-entropy of the validation rows: -log p(true class), averaged over rows."""
-    picked = probabilities[np.arange(len(labels)), np.asarray(labels)]
+    """Mean cross-entropy of the validation rows: -log p(true class), averaged over rows.
+
+    Multi-label (``labels`` an (n, labels) multi-hot array): the mean binary cross-entropy over rows and
+    labels, -[y log p + (1 - y) log(1 - p)], the training loss's own measure.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
+        return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
+    picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
@@ -129,7 +161,8 @@ def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, p
                        validation_loss=validation_loss(labels, probabilities),
                        accuracy=float(scores.get("accuracy", float("nan"))),
                        f1=float(scores.get("f1", float("nan"))), seconds=seconds, steps=len(losses),
-                       step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks))
+                       step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks),
+                       f1_macro=float(scores.get("f1_macro", float("nan"))))
 
 
 def step_curve(history: Sequence[EpochRecord]) -> list[list[float]]:

@@ -49,7 +49,7 @@ class StaticLoop:
         self.optimizer = policy.build_optimizer(self.model, task, rate_on=device if self.capture else None)
         self.scheduler = policy.build_scheduler(self.optimizer, task, self.steps_per_epoch * task.epochs)
         self.step = TrainStep(self.model, self.optimizer, self.train_data, task.batch_size, bf16, self.capture,
-                              self.steps_per_epoch)
+                              self.steps_per_epoch, task=task)
         self.checkpoints = resume_points.CheckpointWriter(run_dir / "checkpoints")
         self.selection = policy.Selection(task)
         self.best_state: dict[str, torch.Tensor] | None = None

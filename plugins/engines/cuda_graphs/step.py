@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from toolkit.api import policy
 
@@ -37,7 +36,7 @@ class DeviceSplit:
 
     ids: torch.Tensor  # (rows, max_length), padded with the pad id
     lengths: torch.Tensor  # (rows,)
-    labels: torch.Tensor  # (rows,)
+    labels: torch.Tensor  # (rows,) class ids; multi-label: (rows, labels) multi-hot floats
     host_lengths: np.ndarray
 
     @classmethod
@@ -46,7 +45,8 @@ class DeviceSplit:
         ids = np.full((len(lengths), max_length), pad_id, dtype=np.int64)
         for row, tokens in enumerate(split["input_ids"]):
             ids[row, :len(tokens)] = tokens
-        labels = np.asarray(split["labels"], dtype=np.int64)
+        labels = np.asarray(split["labels"])
+        labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64)
         return cls(torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device),
                     torch.from_numpy(labels).to(device), lengths)
 
@@ -78,12 +78,15 @@ def batch_width(lengths: np.ndarray, rows: np.ndarray, max_length: int, dynamic_
 
 
 class TrainStep:
-    """One optimizer step on the batch in ``self.slots``, eager or as a replayed CUDA graph per width."""
+    """One optimizer step on the batch in ``self.slots``, eager or as a replayed CUDA graph per width.
+
+    ``task`` decides the loss (``policy.training_loss``: cross-entropy, or multi-label BCE).
+    """
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, data: DeviceSplit, batch_size: int,
-                 bf16: bool, capture: bool, steps_per_epoch: int = 1024) -> None:
+                 bf16: bool, capture: bool, steps_per_epoch: int = 1024, *, task: Any) -> None:
         device = data.ids.device
-        self.model, self.optimizer, self.data = model, optimizer, data
+        self.model, self.optimizer, self.data, self.task = model, optimizer, data, task
         self.bf16, self.capture = bf16, capture
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.slots = torch.full((batch_size,), -1, dtype=torch.long, device=device)
@@ -122,7 +125,7 @@ class TrainStep:
         # cache_enabled=False: autocast's weight cache would hold tensors from outside the graph.
         with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-        losses = F.cross_entropy(logits.float(), self.data.labels[rows], reduction="none")
+        losses = policy.training_loss(logits, self.data.labels[rows], self.task)
         weights = valid.to(losses.dtype)
         loss = (losses * weights).sum() / weights.sum()
         loss.backward()
