@@ -316,3 +316,28 @@ def test_train_and_evaluate_end_to_end(tags_project, engine):
     page = (run_dir / "report.html").read_text()
     assert "Per-label scores" in page and "subset accuracy" in page
     assert "top_k=None" in (run_dir / "model" / "README.md").read_text()
+
+
+def test_chunks_windows_carry_their_texts_label_sets(tags_project):
+    pm = PluginManager().load((), tags_project)
+    task = with_overrides(load_config(tags_project / "tasks.toml", pm).task("tags"),
+                          {"long_text": "chunks", "max_length": 6, "stride": 1})
+    prepared = prepare(pm, task, None, tags_project, quiet())
+    validation = prepared.tokenized["validation"]
+    assert len(validation) > len(prepared.splits["validation"])  # several windows for some texts
+    texts_labels, _ = pool_rows(validation["labels"], np.zeros((len(validation), 2)), validation["document"])
+    assert texts_labels.tolist() == np.asarray(prepared.splits["validation"]["label"]).tolist()
+
+
+def test_a_single_label_task_on_a_saved_multilabel_model_goes_back_to_softmax(tiny_model):
+    from transformers import AutoConfig
+
+    from toolkit.runs.pipeline import set_problem
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.problem_type, config.tk_thresholds = "multi_label_classification", {"a": 0.3}
+    model = type("Model", (), {"config": config})()
+    set_problem(model, build_task("t", {"dataset": "-", "model": "-"}, "test"))
+    assert config.problem_type is None and not hasattr(config, "tk_thresholds")
+    set_problem(model, build_task("t", {"dataset": "-", "model": "-", "problem": "multi-label"}, "test"))
+    assert config.problem_type == "multi_label_classification"

@@ -155,8 +155,8 @@ def _cooccurrence(split: str, labels: np.ndarray, label_names: Sequence[str], co
     pairs = [f"{label_names[first[i]]} + {label_names[second[i]]}: {shared[i]} rows "
              f"({shared[i] / max(min(counts[first[i]], counts[second[i]]), 1):.0%} of the rarer label's rows)"
              for i in order[:TOP_PAIRS]]
-    found = [Finding("label_cooccurrence", "info", f"{split}: {len(order)} label pairs occur together; the most "
-                     f"often: {'; '.join(pairs)}", int(len(order)), pairs)]
+    found = [Finding("label_cooccurrence", "info", f"{split}: {len(order)} label pairs occur on the same rows; the "
+                     f"{len(pairs)} most often:", int(len(order)), pairs)]
     twins = [f"{label_names[first[i]]} and {label_names[second[i]]}" for i in order
              if shared[i] == counts[first[i]] == counts[second[i]]]
     if twins:

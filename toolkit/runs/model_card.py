@@ -111,7 +111,7 @@ def multi_label_use(task: dict[str, Any]) -> list[str]:
             'folder = "path/to/this/folder"\n'
             'classify = pipeline("text-classification", model=folder, truncation=True, top_k=None)\n'
             "thresholds = AutoConfig.from_pretrained(folder).tk_thresholds\n"
-            'scores = classify("A wonderful, moving film.")  # every label with its probability\n'
+            'scores = classify(["A wonderful, moving film."])[0]  # every label with its probability\n'
             'labels = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]\n```\n']
 
 
