@@ -21,6 +21,7 @@ from toolkit.evaluation.multilabel import predict_sets
 from toolkit.evaluation.pooling import pool, pool_rows
 from toolkit.evaluation.report import format_metrics
 from toolkit.evaluation.thresholds import best_threshold, tune_thresholds
+from toolkit.longdocs import predict_long
 from toolkit.plugins import PluginManager
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 from toolkit.runs.pipeline import prepare, run_task
@@ -204,6 +205,20 @@ def test_label_mapping_drops_values_not_rows():
     assert "left out of the rows' label lists" in notes[0]
 
 
+def test_a_plugins_label_lists_go_through_its_own_mapping(pm, tmp_path):
+    """A dataset plugin's label lists: refused by a single-label task, with the fix; with no task (tk check)
+    or a multi-label one, each value goes through the plugin's tk_label_mapping."""
+    path = write_jsonl(tmp_path / "rows.jsonl", [("good", ["pos"]), ("mixed", ["neg", "pos"])], key="label")
+    dataset, source = pm.dataset("toy"), DataSource(path, "test")
+    single = build_task("t", {"dataset": "toy", "model": "tiny"}, "test")
+    with pytest.raises(TkError, match=r"holds lists \(e.g. row 1: \['pos'\]\): several labels per text. Set "
+                                      r"problem = \"multi-label\""):
+        load_with_labels(pm, dataset, source, [], single)
+    for task in (None, with_overrides(single, {"problem": "multi-label"})):
+        _, splits = load_with_labels(pm, dataset, source, [], task)
+        assert np.asarray(splits["train"]["label"]).tolist() == [[0, 1], [1, 1]]
+
+
 def test_clear_errors(files_pm, tmp_path):
     with open(tmp_path / "flags.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([["text", "toxic", "spam"], ["a", 1, 0], ["b", "maybe", 1]])
@@ -303,6 +318,7 @@ def test_train_and_evaluate_end_to_end(tags_project, engine):
     classify = pipeline("text-classification", model=str(run_dir / "model"), top_k=None, truncation=True)
     for scores, p in zip(classify(texts), mine):
         assert {s["label"]: s["score"] for s in scores} == pytest.approx(dict(zip(TWO, p.tolist())), abs=1e-5)
+    assert [answer["labels"] for answer in predict_long(run_dir, texts)] == [a["labels"] for a in answers]
     text = ok("predict", run_dir, texts[0])
     assert all(name in text for name in answers[0]["labels"]) or "(no label)" in text
 

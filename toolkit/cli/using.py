@@ -28,7 +28,7 @@ def predict(run_dir, texts, text_file, as_json):
     saved = load_run(run_dir)
     probabilities = saved.probabilities(texts)
     if saved.multi_label:
-        print_label_sets(texts, probabilities, saved.labels, saved.thresholds, as_json)
+        print_label_sets(texts, probabilities, saved, as_json)
         return
     rows = [{"text": text, "label": saved.labels[int(p.argmax())],
              "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
@@ -46,14 +46,13 @@ def predict(run_dir, texts, text_file, as_json):
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
 
 
-def print_label_sets(texts, probabilities, labels, thresholds, as_json: bool) -> None:
+def print_label_sets(texts, probabilities, saved, as_json: bool) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
-    rows = []
-    for text, p in zip(texts, probabilities):
-        above = sorted((j for j in range(len(labels)) if p[j] >= thresholds[j]), key=lambda j: -p[j])
-        rows.append({"text": text, "labels": [labels[j] for j in above],
-                     "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p)},
-                     "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}})
+    labels, thresholds = saved.labels, saved.thresholds
+    rows = [{"text": text, "labels": found,
+             "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p)},
+             "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}}
+            for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -39,6 +39,12 @@ class SavedRun:
         """Multi-label: each label's threshold, as tuned and saved by tk run (0.5 where none is saved)."""
         return from_config(self.model.config, self.labels) if self.multi_label else None
 
+    def label_sets(self, probabilities: np.ndarray) -> list[list[str]]:
+        """Multi-label: each row's labels whose probability reaches their threshold, most probable first."""
+        thresholds = self.thresholds
+        return [[self.labels[j] for j in sorted(np.flatnonzero(row >= thresholds), key=lambda j: -row[j])]
+                for row in probabilities]
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """One row per text, on the model's device, in bf16 where the run trained in it; with
         long_text = "chunks", its windows' probabilities pooled as in training."""

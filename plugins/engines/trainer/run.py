@@ -19,13 +19,15 @@ from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_
 class PolicyTrainer(Trainer):
     """The Trainer with the loss, optimizer and schedule of the training policy; it keeps each step's loss."""
 
-    loss_is_scaled_for_ga = False  # compute_loss returns the batch's mean: the Trainer scales for accumulation
-
     def __init__(self, *args, task, step_losses: list, **kwargs) -> None:
         self.task, self.step_losses = task, step_losses
         super().__init__(*args, **kwargs)
+        # compute_loss returns this device's batch mean: the Trainer must neither pass num_items_in_batch
+        # nor rescale the loss by the number of processes (DistributedDataParallel averages the gradients).
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The policy's loss (cross-entropy, or multi-label BCE), not the model's own."""
         outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
         loss = policy.training_loss(outputs.logits, inputs["labels"], self.task).mean()
         return (loss, outputs) if return_outputs else loss
