@@ -229,9 +229,9 @@ def tk_train(
     ``engine`` key, or the best available one for "auto"): answer only for
     an engine your plugin registered. The splits are tokenized
     (``input_ids``, ``attention_mask``, ``labels``, ``length``) and not
-    padded. Make every decision through ``toolkit.api.policy`` (the
-    optimizer, schedule, clipping, validation loss, best epoch, early
-    stopping, the history), report each epoch through ``progress`` and
+    padded (multi-label: ``labels`` are multi-hot float rows). Make every
+    decision through ``toolkit.api.policy`` (the loss, optimizer, schedule,
+    clipping, validation loss, best epoch, early stopping, the history), report each epoch through ``progress`` and
     return a ``TrainResult`` holding the selected (best) model. Checkpoints
     go under ``run_dir / "checkpoints"``; with ``resume`` continue from the
     newest complete one. Stops at first non-None result.
