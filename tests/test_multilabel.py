@@ -152,7 +152,8 @@ def test_losses_and_pooling(tiny_model):
     y = np.array([[1, 0], [0, 0]])
     expected = -(np.log(0.9) + np.log(0.8) + np.log(0.6) + np.log(0.4)) / 4
     assert policy.validation_loss(y, p) == pytest.approx(expected)
-    assert policy.probabilities_of(np.array([[0.0, 2.0]]), task) == pytest.approx(np.array([[0.5, 1 / (1 + np.exp(-2))]]))
+    sigmoid = np.array([[0.5, 1 / (1 + np.exp(-2))]])
+    assert policy.probabilities_of(np.array([[0.0, 2.0]]), task) == pytest.approx(sigmoid)
     windows = np.array([[0.9, 0.1], [0.2, 0.3], [0.5, 0.5]])
     labels_out, pooled = pool_rows(np.array([[1, 0], [1, 0], [0, 1]]), windows, [0, 0, 1], "max")
     assert pooled == pytest.approx(np.array([[0.9, 0.3], [0.5, 0.5]]))  # not renormalised: labels are separate

@@ -32,5 +32,6 @@ def predict_probabilities(model: Any, encoded: dict[str, list], batch_size: int 
                 mask[row, :len(ids[i])] = 1
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
             logits = logits.float()
-            probabilities[batch] = (torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)).cpu().numpy()
+            scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+            probabilities[batch] = scores.cpu().numpy()
     return probabilities

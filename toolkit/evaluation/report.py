@@ -57,7 +57,8 @@ def _methods(metrics: dict[str, Any]) -> str | None:
     bootstrap = sorted(m for m in methods if m != "wilson")
     if bootstrap:
         kind = {("bca",): "BCa", ("percentile",): "percentile"}.get(tuple(bootstrap), "BCa or percentile")
-        what = {"binary": "F1", "micro": "F1, the averages and Hamming loss"}.get(metrics.get("average"), "the averages")
+        what = {"binary": "F1", "micro": "F1, the averages and Hamming loss"}.get(metrics.get("average"),
+                                                                                 "the averages")
         parts.append(f"{kind} bootstrap for {what}")
     return "95% intervals: " + ", ".join(parts) if parts else "95% intervals"
 

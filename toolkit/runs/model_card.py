@@ -18,9 +18,9 @@ from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 METRICS = ("accuracy", "f1", "precision", "recall")
-HYPERPARAMETERS = ("problem", "max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs", "learning_rate", "weight_decay",
-                   "warmup_ratio", "lr_scheduler", "train_size", "validation_size", "eval_size", "seed", "patience",
-                   "select_metric", "select_on", "bf16")
+HYPERPARAMETERS = ("problem", "max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs",
+                   "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "train_size", "validation_size",
+                   "eval_size", "seed", "patience", "select_metric", "select_on", "bf16")
 
 
 def hub_id(value: Any) -> str | None:
