@@ -50,7 +50,7 @@ def random_split(rows: int, max_length: int, vocab: int) -> dict:
 def trainer_for(model, data: DeviceSplit, batch_size: int, bf16: bool, capture: bool) -> TrainStep:
     capture = capture and DEVICE.type == "cuda"
     optimizer = build_optimizer(model, TASK, rate_on=DEVICE if capture else None)
-    return TrainStep(model, optimizer, data, batch_size, bf16, capture)
+    return TrainStep(model, optimizer, data, batch_size, bf16, capture, task=TASK)
 
 
 def set_rate(optimizer, rate: float) -> None:

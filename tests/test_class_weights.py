@@ -53,11 +53,13 @@ def test_the_weighted_loss_is_torchs_weighted_cross_entropy():
     logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 1, 1, 0])
     weights = torch.tensor([0.5, 2.0, 1.5])
     expected = torch.nn.CrossEntropyLoss(weight=weights)(logits, labels)
-    assert policy.training_loss(logits, labels, weights) == pytest.approx(expected.item(), abs=1e-6)
-    assert policy.training_loss(logits, labels) == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
+    task = task_with("none")
+    assert policy.training_loss(logits, labels, task, weights) == pytest.approx(expected.item(), abs=1e-6)
+    assert policy.training_loss(logits, labels, task) == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item())
     valid = torch.tensor([1, 1, 1, 1, 0, 0])  # padding rows of a fixed-size batch count for nothing
     first_four = torch.nn.CrossEntropyLoss(weight=weights)(logits[:4], labels[:4])
-    assert policy.training_loss(logits, labels, weights, valid) == pytest.approx(first_four.item(), abs=1e-6)
+    assert policy.training_loss(logits, labels, task, weights, valid) == pytest.approx(first_four.item(), abs=1e-6)
 
 
 def test_the_validation_loss_is_weighted_as_training_is():
@@ -88,6 +90,11 @@ def test_unknown_label_in_class_weights_stops_before_training(project):
     fails_with("class_weights names 'spam', which the data does not have. Labels: neg, pos.",
                "--tasks", project / "tasks.toml", "run", "toy", "--set", "class_weights={spam=2.0}")
     assert not (project / "runs").exists() or not any((project / "runs").glob("toy-*/model"))
+
+
+def test_class_weights_are_refused_for_multi_label_tasks():
+    with pytest.raises(TkError, match="'class_weights' weighs classes of single-label tasks"):
+        build_task("t", {"dataset": "d", "model": "m", "problem": "multi-label", "class_weights": "balanced"}, "x")
 
 
 def test_with_overrides_accepts_balanced(project):

@@ -168,8 +168,9 @@ def test_text_column_of_numbers_is_read_as_text_with_a_note(pm, tmp_path, suffix
      "Each row's text must be a string."),
     ([{"text": "good", "label": "pos"}, {"text": ["bad"], "label": "neg"}],
      r"the text column of the train split holds lists, not text \(e.g. row 2: \['bad'\]\)"),
-    ([{"text": "good", "label": ["pos"]}, {"text": "bad", "label": ["neg"]}],
-     r"the label column of the train split holds lists \(e.g. row 1: \['pos'\]\). Each row needs one label value"),
-])
+    ([{"text": "good", "label": {"a": "pos"}}, {"text": "bad", "label": {"a": "neg"}}],
+     r"the label column of the train split holds objects \(e.g. row 1: \{'a': 'pos'\}\). Each row needs one label "
+     "value"),
+])  # label lists are multi-label data: tests/test_multilabel.py
 def test_jsonl_objects_or_lists_for_text_or_label_are_refused(pm, tmp_path, rows, message):
     refused(pm, "toy", tmp_path / "rows.jsonl", "".join(json.dumps(row) + "\n" for row in rows), message)

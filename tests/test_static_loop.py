@@ -40,7 +40,8 @@ def test_a_step_with_a_short_batch_equals_a_plain_training_step_on_its_real_rows
 
     model = tiny_classifier(tiny_model)
     step = TrainStep(model, build_optimizer(model, TASK),
-                     DeviceSplit.from_split(split, 64, 0, torch.device("cpu")), 8, bf16=False, capture=False)
+                     DeviceSplit.from_split(split, 64, 0, torch.device("cpu")), 8, bf16=False, capture=False,
+                     task=TASK)
     step.run(torch.tensor(np.r_[real_rows, [-1, -1, -1]]), width)  # 3 empty slots
 
     reference = tiny_classifier(tiny_model)

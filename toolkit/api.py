@@ -22,6 +22,7 @@ from toolkit.data.files import (
 from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals
+from toolkit.evaluation import multilabel as multilabel_scores
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.hub import hub_reachable, require_hub
 from toolkit.models import load_classifier, load_tokenizer
@@ -53,8 +54,8 @@ __all__ = [
     "find_split_files", "class_folders", "load_class_folders",
     # model plugins: the Hub and pretrained models
     "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
-    # metrics plugins: per-class counts and honest intervals
-    "metric_counts", "intervals",
+    # metrics plugins: per-class counts, multi-label scores and honest intervals
+    "metric_counts", "multilabel_scores", "intervals",
     # training engines: the shared policy and the pieces every engine uses
     "policy", "checkpoints", "Progress", "predict_probabilities", "use_bf16", "attention_kernel",
     "wait_for_gpu_warm_up", "world_size", "RunInterrupted", "interrupt_requested",

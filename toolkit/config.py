@@ -65,11 +65,16 @@ class TaskConfig:
                                     "(default: max_length // 4); below max_length minus the model's special tokens")
     pooling: str = _key("mean", "long_text = \"chunks\": how a text's window probabilities become its own: `mean`, "
                                 "or `max` (each class's highest window probability, renormalised)", "mean", "max")
-    select_metric: str = _key("loss", "validation metric that picks the best epoch", "loss", "accuracy", "f1")
-    class_weights: str | dict = _key("none", "the weight of each class's rows in the training loss: `none`, `balanced` "
-                                             "(n / (classes x the class's count) over the training rows, "
-                                             "scikit-learn's rule), or a table such as `{ spam = 4.0 }` (labels "
-                                             "not named weigh 1); docs/your-data.md")
+    problem: str = _key("single-label", "`single-label`: one class per text (softmax); `multi-label`: any number of "
+                                        "labels per text (sigmoid per label, a threshold per label tuned on the "
+                                        "validation split; docs/multi-label.md)", "single-label", "multi-label")
+    select_metric: str = _key("loss", "validation metric that picks the best epoch (multi-label: accuracy is subset "
+                                      "accuracy and f1 micro F1, at threshold 0.5)",
+                              "loss", "accuracy", "f1", "f1_macro")
+    class_weights: str | dict = _key("none", "single-label tasks: the weight of each class's rows in the training "
+                                             "loss: `none`, `balanced` (n / (classes x the class's count) over the "
+                                             "training rows, scikit-learn's rule), or a table such as "
+                                             "`{ spam = 4.0 }` (labels not named weigh 1); docs/your-data.md")
     positive_label: str | None = _key(None, "binary tasks: the label whose F1, precision and recall are the "
                                             "headline (default: the second label)")
     select_on: str = _key("validation", "`test` selects epochs on the test split (as the reference notebook "
@@ -91,6 +96,10 @@ class TaskConfig:
                                       *TRACKERS, "none")
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem == "multi-label"
 
     @property
     def window_stride(self) -> int:
@@ -201,6 +210,9 @@ def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tu
         raise TkError(f"{path}: {where}: key 'stride' ({stride}) must be below max_length ({max_length}) minus the "
                       f"model's special tokens: it is how many tokens each window shares with the one before.")
     _check_class_weights(core.get("class_weights", "none"), f"{path}: {where}: key 'class_weights'")
+    if core.get("problem") == "multi-label" and core.get("class_weights", "none") != "none":
+        raise TkError(f"{path}: {where}: key 'class_weights' weighs classes of single-label tasks; a multi-label "
+                      "task's loss is one binary loss per label. Leave class_weights out (docs/multi-label.md).")
     return TaskConfig(name=name, **core, settings=plugin_values, declared=declared)
 
 

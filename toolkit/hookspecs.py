@@ -107,7 +107,8 @@ def tk_load_dataset(
     ``test`` split (``test`` may be absent when the source has only one
     file; a ``validation`` split, when present, is used instead of carving
     one), each with a ``text`` column (str) and a ``label`` column holding
-    the raw label values as stored in the data. Raise ``TkError`` for a
+    the raw label values as stored in the data (for a multi-label task, a
+    list of raw values per row, possibly empty). Raise ``TkError`` for a
     source that cannot be read. ``task`` is the task being run (None for
     ``tk check DATASET`` and ``tk analyze-lengths``): read your own keys with
     ``task.setting(name)``. Append a line to ``notes`` to tell the user
@@ -143,7 +144,8 @@ def tk_label_mapping(dataset: DatasetInfo) -> LabelMapping | None:
 
     Called after loading, before any check or training. Return a
     ``LabelMapping`` whose ids index ``dataset.labels``; map a raw value to
-    None to drop its rows on purpose. tk checks the mapping against every row
+    None to drop its rows on purpose (multi-label: to drop it from each row's
+    label list). tk checks the mapping against every row
     and stops with examples when a value is missing from it. Stops at first
     non-None result.
     """
@@ -227,9 +229,9 @@ def tk_train(
     ``engine`` key, or the best available one for "auto"): answer only for
     an engine your plugin registered. The splits are tokenized
     (``input_ids``, ``attention_mask``, ``labels``, ``length``) and not
-    padded. Make every decision through ``toolkit.api.policy`` (the
-    optimizer, schedule, clipping, validation loss, best epoch, early
-    stopping, the history), report each epoch through ``progress`` and
+    padded (multi-label: ``labels`` are multi-hot float rows). Make every
+    decision through ``toolkit.api.policy`` (the loss, optimizer, schedule,
+    clipping, validation loss, best epoch, early stopping, the history), report each epoch through ``progress`` and
     return a ``TrainResult`` holding the selected (best) model. Checkpoints
     go under ``run_dir / "checkpoints"``; with ``resume`` continue from the
     newest complete one. Stops at first non-None result.
@@ -248,6 +250,8 @@ def tk_compute_metrics(
     label_names: tuple[str, ...],
     confidence: bool,
     positive_label: int | None,
+    problem: str,
+    thresholds: np.ndarray | None,
 ) -> dict[str, Any]:
     """Score predictions: ``labels`` are true class ids, ``probabilities`` an (n, classes) array.
 
@@ -255,6 +259,11 @@ def tk_compute_metrics(
     be quick) and once on the test split (``confidence`` True: add 95%
     intervals). ``positive_label`` is the class id a two-class task scores
     as positive (the task key of that name), None for the default (the
-    second label). Every plugin's dict is merged into ``metrics.json``; a
+    second label). ``problem`` is ``"single-label"`` or ``"multi-label"``:
+    then ``labels`` is an (n, labels) 0/1 array, ``probabilities`` a sigmoid
+    per label, and a label is predicted where its probability reaches its
+    entry of ``thresholds`` (0.5 per epoch, the tuned ones on the test
+    split; None for single-label). ``problem`` and ``thresholds`` were added
+    in this version. Every plugin's dict is merged into ``metrics.json``; a
     headline number is a float, its interval goes under ``<name>_ci``.
     """

@@ -19,7 +19,8 @@ from typing import Any
 
 def predict_long(path: str | Path, texts: list[str], *, max_length: int | None = None, stride: int | None = None,
                  pooling: str | None = None) -> list[dict[str, Any]]:
-    """One ``{"label", "score", "probabilities"}`` per text, like a pipeline's answers with ``top_k=None`` folded.
+    """One ``{"label", "score", "probabilities"}`` per text, like a pipeline's answers with ``top_k=None`` folded;
+    a multi-label model's also holds ``labels``, those at or above their thresholds.
 
     ``path``: a tk run folder or its ``model/`` folder (the run's max_length,
     stride and pooling are used), or any saved classifier folder (then
@@ -30,9 +31,13 @@ def predict_long(path: str | Path, texts: list[str], *, max_length: int | None =
                  if v is not None}
     saved.task = replace(saved.task, long_text="chunks", **overrides)
     probabilities = saved.probabilities(list(texts))
-    return [{"label": saved.labels[int(row.argmax())], "score": float(row.max()),
-             "probabilities": {name: float(value) for name, value in zip(saved.labels, row)}}
-            for row in probabilities]
+    answers = [{"label": saved.labels[int(row.argmax())], "score": float(row.max()),
+                "probabilities": {name: float(value) for name, value in zip(saved.labels, row)}}
+               for row in probabilities]
+    if saved.multi_label:  # every label at or above its saved threshold, most probable first
+        for answer, labels in zip(answers, saved.label_sets(probabilities)):
+            answer["labels"] = labels
+    return answers
 
 
 def _load(path: Path, max_length: int | None):

@@ -67,7 +67,8 @@ class EpochRecord:
 
     ``train_loss`` is the mean of the epoch's ``steps`` step losses;
     ``step_losses`` is that curve in at most a few hundred points (each the
-    mean of an equal run of steps).
+    mean of an equal run of steps). Multi-label: ``accuracy`` is subset accuracy
+    and ``f1`` micro F1; ``f1_macro`` is the macro F1 of either problem.
     """
 
     epoch: int
@@ -78,6 +79,7 @@ class EpochRecord:
     seconds: float
     steps: int = 0
     step_losses: tuple[float, ...] = ()
+    f1_macro: float | None = None  # added after the first release: None in older histories
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "step_losses": list(self.step_losses)}

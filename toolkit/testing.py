@@ -5,7 +5,8 @@
 ``check_dataset_plugin`` asserts a dataset plugin keeps tk's contract;
 ``make_tiny_model`` writes a tiny randomly initialised BERT that trains in
 seconds; ``write_keyword_dataset`` writes a small learnable CSV dataset (with
-``long=True``, texts whose keywords come only after their first 40 words).
+``long=True``, texts whose keywords come only after their first 40 words);
+``multilabel_keyword_rows`` makes rows with any number of labels.
 """
 
 from __future__ import annotations
@@ -63,6 +64,21 @@ def keyword_rows(n: int, labels: tuple[str, ...], seed: int = 0, noise: float = 
         shown = rng.choice(labels) if rng.random() < noise else label
         rows.append((" ".join(words), shown))
     rng.shuffle(rows)
+    return rows
+
+
+def multilabel_keyword_rows(n: int, labels: tuple[str, ...] = ("neg", "pos", "question"), seed: int = 0,
+                            share: float = 0.4, words: tuple[int, int] = (3, 20)) -> list[tuple[str, list[str]]]:
+    """``n`` (text, label list) rows: each label is on a row with probability ``share`` (a row may have none),
+    and the row holds a keyword of each of its labels among ``words`` filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        chosen = [label for label in labels if rng.random() < share]
+        text = [rng.choice(FILLER) for _ in range(rng.randint(*words))]
+        for label in chosen:
+            text.insert(rng.randrange(len(text) + 1), rng.choice(KEYWORDS[label]))
+        rows.append((" ".join(text), chosen))
     return rows
 
 

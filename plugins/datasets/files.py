@@ -5,6 +5,10 @@ folder of them (``train.*``, ``validation.*`` / ``dev.*``, ``test.*``); or a
 folder per class (``FOLDER/CLASS/*.txt``, optionally under ``train/`` and
 ``test/``). The label names come from the data (sorted) unless the task's
 ``labels`` key fixes them; they are saved with the model.
+
+A multi-label task (``problem = "multi-label"``) reads each row's labels from
+a list (JSON Lines, Parquet), a delimited string (``label_separator``, or a
+JSON list in the cell), or several 0/1 columns (``label_columns``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ def tk_register_settings(register):
     register(Setting("test_data", optional, None, "files dataset: a separate test file, relative to tasks.toml"))
     register(Setting("header", (str, bool), "auto", "files dataset: whether a CSV / TSV file's first row names "
                                                     "its columns", ("auto", True, False)))
+    register(Setting("label_columns", (list, type(None)), None, "files dataset, multi-label: several 0/1 columns, "
+                                                                "one per label; the column names are the labels, "
+                                                                "in this order"))
+    register(Setting("label_separator", (str,), ",", "files dataset, multi-label: what separates the labels in a "
+                                                     "text cell (`a,b`); a cell holding a JSON list (`[\"a\", \"b\"]`) "
+                                                     "is read as that list"))
 
 
 def _setting(task, name, default=None):
@@ -64,8 +74,18 @@ def tk_load_dataset(dataset, source, task, notes):
                       "data = \"FILE\" in the task.")
     import datasets
 
+    label_columns = _setting(task, "label_columns")
+    multi_label = task is not None and task.multi_label
+    if label_columns and not multi_label:
+        raise TkError(f"label_columns = {label_columns}: several 0/1 label columns make a multi-label task. Add "
+                      "problem = \"multi-label\" to the task (or --set problem=multi-label).")
+    if label_columns and _setting(task, "labels"):
+        raise TkError("Set label_columns or labels, not both: with label_columns the column names are the labels, "
+                      "in that order.")
+    if label_columns is not None and (not label_columns or not all(isinstance(c, str) for c in label_columns)):
+        raise TkError(f"label_columns must list column names, like [\"toxic\", \"obscene\"]; got {label_columns!r}.")
     columns = {"text_column": _setting(task, "text_column"), "label_column": _setting(task, "label_column"),
-               "header": _setting(task, "header", "auto")}
+               "header": _setting(task, "header", "auto"), "label_columns": label_columns}
     path = source.path
     layout = class_folders(path) if path.is_dir() else None
     if layout:
@@ -86,24 +106,38 @@ def tk_load_dataset(dataset, source, task, notes):
         if "test" in splits:
             notes.append(f"test: {test_path.name} (test_data) replaces the test split of {path.name}.")
         splits["test"] = read(test_path, columns, notes)
-    return datasets.DatasetDict({split: _label_names(rows, split, notes) for split, rows in splits.items()})
+    separator = _setting(task, "label_separator", ",") if multi_label else None
+    return datasets.DatasetDict({split: _label_names(rows, split, notes, separator)
+                                 for split, rows in splits.items()})
 
 
 def read(path: Path, columns: dict, notes: list[str]):
     try:
-        return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"], notes)
+        return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"], notes,
+                               columns["label_columns"])
     except TkError as error:
-        if " column" not in str(error):
-            raise
+        if "no text column" not in str(error) and "no label column. " not in str(error):
+            raise  # the hint below is for a column tk did not find by name
         raise TkError("files dataset (set text_column / label_column, e.g. --set label_column=NAME)") from error
 
 
-def _label_names(rows, split: str, notes: list[str]):
-    """Labels as strings (1 and 1.0 both read "1", a ClassLabel id its name); rows without one are left out."""
+def _label_names(rows, split: str, notes: list[str], separator: str | None = None):
+    """Labels as strings (1 and 1.0 both read "1", a ClassLabel id its name); rows without one are left out.
+
+    A list per row stays a list of names; with a ``separator`` (multi-label tasks) a text cell becomes one.
+    """
     import datasets
 
     feature = rows.features["label"]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    inner = getattr(feature, "feature", None)
+    listed = inner is not None and not isinstance(inner, (dict, datasets.Features))  # a list per row
+    if listed or separator is not None:
+        features = rows.features.copy()
+        features["label"] = datasets.Sequence(datasets.Value("string"))
+        named = rows.map(lambda batch: {"label": [_name_list(v, separator) for v in batch["label"]]},
+                         batched=True, features=features)
+        return _without_missing(named, split, notes)
 
     def to_text(batch):
         return {"label": [None if v is None else names[v] if names else _name(v) for v in batch["label"]]}
@@ -111,9 +145,14 @@ def _label_names(rows, split: str, notes: list[str]):
     features = rows.features.copy()
     features["label"] = datasets.Value("string")
     named = rows.map(to_text, batched=True, features=features)
+    return _without_missing(named, split, notes)
+
+
+def _without_missing(named, split: str, notes: list[str]):
+    """Rows whose label cell is missing (None; a single-label empty cell) are left out; an empty list stays."""
     before = len(named)
-    named = named.filter(lambda batch: [v is not None and str(v).strip() != "" for v in batch["label"]],
-                         batched=True)
+    named = named.filter(lambda batch: [v is not None and (isinstance(v, list) or str(v).strip() != "")
+                                        for v in batch["label"]], batched=True)
     if len(named) < before:
         notes.append(f"{split}: left out {before - len(named)} rows with no label.")
     return named
@@ -125,13 +164,41 @@ def _name(value) -> str:
     return str(value).strip()
 
 
+def _name_list(value, separator: str | None) -> list[str] | None:
+    """A multi-label cell as label names: a list as is, a JSON list, else text cut at ``separator``.
+    None (a missing cell) stays None; an empty cell or list is no label."""
+    import json
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                pass
+        if isinstance(value, str):
+            value = text.split(separator) if separator else [text]
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [_name(v) for v in values if v is not None and _name(v) != ""]
+
+
 @hookimpl
 def tk_dataset_labels(dataset, splits, task):
     if dataset.name != NAME:
         return None
+    import datasets
+
+    flags = _setting(task, "label_columns")
+    if flags:
+        return tuple(flags)  # each row's labels were named after these columns
     found = set()
     for rows in splits.values():
-        found.update(rows.unique("label"))
+        if isinstance(rows.features["label"], datasets.Value):
+            found.update(rows.unique("label"))
+        else:  # label lists (multi-label)
+            found.update(name for names in rows["label"] for name in names or ())
     given = _setting(task, "labels")
     if given:
         given = tuple(str(name) for name in given)

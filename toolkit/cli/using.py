@@ -27,6 +27,9 @@ def predict(run_dir, texts, text_file, as_json):
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run(run_dir)
     probabilities = saved.probabilities(texts)
+    if saved.multi_label:
+        print_label_sets(run_dir, texts, probabilities, saved, as_json)
+        return
     rows = [{"text": text, "label": saved.labels[int(p.argmax())],
              "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
             for text, p in zip(texts, probabilities)]
@@ -41,6 +44,21 @@ def predict(run_dir, texts, text_file, as_json):
 
 
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
+
+
+def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool) -> None:
+    """Multi-label: every label whose probability reaches its threshold, most probable first."""
+    labels, thresholds = saved.labels, saved.thresholds
+    rows = [{"text": text, "labels": found,
+             "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p)},
+             "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}}
+            for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
+    if as_json:
+        emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "predictions": rows})
+        return
+    for row in rows:
+        found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
+        click.echo(f"{found or '(no label)':<24} {printable(row['text'])[:80]}")
 
 
 def read_lines(handle) -> list[str]:

@@ -1,5 +1,7 @@
 """Data checks behind `tk check` and the start of `tk run`: duplicates, leakage, label conflicts,
 class balance and HTML remnants (empty texts are left out, and said, when the data is loaded).
+Multi-label data (multi-hot rows) gets per-label counts, rare labels, rows with no label and label
+co-occurrence instead of class balance (``toolkit.data.multilabel``).
 
 Texts are compared by 64-bit hashes in NumPy arrays, so the full 1.6M-row
 Sentiment140 file is checked in seconds without holding a second copy of it.
@@ -13,6 +15,8 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+
+from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
@@ -64,14 +68,24 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...]) -> Che
     for name, split in splits.items():
         texts, labels = texts_of[name], np.asarray(split["label"])
         findings += _text_quality(name, texts)
-        findings += _balance(name, labels, label_names)
+        found, labels, name_of = _labels(name, labels, label_names)
+        findings += found
         keys[name] = {"exact": text_hashes(texts), "normalised": text_hashes(texts, normalised=True)}
         for kind in ("exact", "normalised"):
             findings += _duplicates(name, keys[name][kind], kind, texts)
-        findings += _conflicts(name, keys[name]["normalised"], labels, label_names, texts)
+        findings += _conflicts(name, keys[name]["normalised"], labels, name_of, texts)
     for first, second in combinations(splits.keys(), 2):
         findings += _leakage(first, second, keys, texts_of[second])
     return CheckReport(dataset_name, {name: len(split) for name, split in splits.items()}, findings)
+
+
+def _labels(split: str, labels: np.ndarray, label_names: tuple[str, ...]):
+    """(label findings, a label id per row, a function naming a row's label): class balance for class ids;
+    per-label findings for multi-hot rows, whose label sets become the ids (conflicts compare whole sets)."""
+    if labels.ndim == 1:
+        return _balance(split, labels, label_names), labels, lambda row: label_names[labels[row]]
+    return (label_findings(split, labels, label_names), label_set_keys(labels),
+            lambda row: ", ".join(label_set_names(labels[row], label_names)) or "no label")
 
 
 def _text_quality(split: str, texts) -> list[Finding]:
@@ -119,7 +133,8 @@ def _duplicates(split: str, keys: np.ndarray, kind: str, texts) -> list[Finding]
                     extra, examples)]
 
 
-def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, label_names, texts) -> list[Finding]:
+def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts) -> list[Finding]:
+    """Equal texts with different labels (label ids; multi-label: label-set ids); ``name_of(row)`` names a row's."""
     inverse, counts, repeated = _repeated_groups(keys)
     if not len(repeated):
         return []
@@ -133,7 +148,7 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, label_names, te
     examples = []
     for group in conflicting[:EXAMPLES]:
         rows = np.flatnonzero(inverse == group)
-        names = sorted({label_names[labels[r]] for r in rows})
+        names = sorted({name_of(int(r)) for r in rows})
         examples.append(f"rows {rows[:4].tolist()} labelled {names}: {_short(texts[int(rows[0])])}")
     return [Finding("label_conflicts", "warning", f"{split}: {len(conflicting)} texts appear with different labels",
                     len(conflicting), examples)]

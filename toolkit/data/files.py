@@ -67,10 +67,16 @@ def load_table(files: dict[str, Path], text_column: str | None = None, label_col
 
 
 def standard_columns(splits, files: dict[str, Path], text_column: str | None = None,
-                     label_column: str | None = None):
-    """Rename the text and label columns to ``text``/``label`` and drop the rest."""
+                     label_column: str | None = None, label_columns: list[str] | None = None):
+    """Rename the text and label columns to ``text``/``label`` and drop the rest.
+
+    ``label_columns`` (multi-label): several 0/1 columns, one per label, become one ``label`` column holding
+    each row's list of the names of the columns that are 1.
+    """
     columns = next(iter(splits.values())).column_names
     text = text_column or _pick(columns, TEXT_COLUMNS)
+    if label_columns:
+        return _flag_columns(splits, files, text, list(label_columns), columns)
     label = label_column or _pick(columns, LABEL_COLUMNS)
     for role, name, options in (("text", text, TEXT_COLUMNS), ("label", label, LABEL_COLUMNS)):
         if name is None or name not in columns:
@@ -84,6 +90,44 @@ def standard_columns(splits, files: dict[str, Path], text_column: str | None = N
     if label != "label":
         splits = splits.rename_column(label, "label")
     return splits
+
+
+TRUE, FALSE = ("1", "1.0", "true"), ("0", "0.0", "false")
+
+
+def _flag_columns(splits, files: dict[str, Path], text: str | None, flags: list[str], columns: list[str]):
+    """Several 0/1 label columns as one ``label`` column of label-name lists; any other value is an error."""
+    missing = [name for name in flags if name not in columns]
+    if missing or text is None or text not in columns or text in flags:
+        what = (f"no label column '{missing[0]}' (label_columns)" if missing else
+                f"the text column '{text}' is also in label_columns" if text in flags else "no text column")
+        raise TkError(f"{_names(files)}: {what}. Found columns: {', '.join(columns)}.")
+
+    def to_names(batch, indices):
+        names = [[] for _ in indices]
+        for flag in flags:
+            for row, value in enumerate(batch[flag]):
+                on = _flag(value)
+                if on is None:
+                    raise TkError(f"{_names(files)}: label column '{flag}' holds {value!r} (row {indices[row] + 1}); "
+                                  "each label column must hold 0 or 1 (or true / false).")
+                if on:
+                    names[row].append(flag)
+        return {"label": names}
+
+    splits = splits.select_columns([text, *flags])
+    splits = splits.map(to_names, batched=True, with_indices=True, remove_columns=flags)
+    return splits.rename_column(text, "text") if text != "text" else splits
+
+
+def _flag(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE + FALSE:
+        return value.strip().lower() in TRUE
+    return None
 
 
 def _pick(columns: list[str], options: tuple[str, ...]) -> str | None:
@@ -173,10 +217,12 @@ def load_class_folders(layout: dict[str, dict[str, list[Path]]]):
 
 
 def read_table_file(path: Path, text_column: str | None = None, label_column: str | None = None,
-                    header: bool | str = "auto", notes: list[str] | None = None):
+                    header: bool | str = "auto", notes: list[str] | None = None,
+                    label_columns: list[str] | None = None):
     """One CSV / TSV (with or without a header row) / JSON Lines / Parquet file as a ``Dataset`` with
     ``text`` and ``label`` columns. A file without a header row gets columns ``column1``, ``column2``, ...;
-    with two columns and no names tk knows, the one with the longer values is the text."""
+    with two columns and no names tk knows, the one with the longer values is the text.
+    ``label_columns``: several 0/1 columns whose names become each row's label list (multi-label)."""
     builder = builder_for(path)
     options: dict[str, Any] = {}
     if builder in (None, "csv"):
@@ -185,7 +231,7 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
         options = {"delimiter": delimiter, "keep_default_na": False}
         if delimiter == "\t":
             options["quoting"] = 3  # csv.QUOTE_NONE: a quote inside a TSV text is just a character
-        named = {c.lower() for c in (text_column, label_column) if c}
+        named = {c.lower() for c in (text_column, label_column, *(label_columns or ())) if c}
         if header == "auto":
             header = _looks_like_header(first, rows, named)
         if not header:
@@ -195,10 +241,10 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
     files = {"train": path}
     table = load_builder(builder, files, **options)
     columns = table["train"].column_names
-    if text_column is None and label_column is None and len(columns) == 2 and not (
+    if text_column is None and label_column is None and not label_columns and len(columns) == 2 and not (
             _pick(columns, TEXT_COLUMNS) and _pick(columns, LABEL_COLUMNS)):
         text_column, label_column = _two_columns(table["train"], columns, path, notes)
-    return standard_columns(table, files, text_column, label_column)["train"]
+    return standard_columns(table, files, text_column, label_column, label_columns)["train"]
 
 
 def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:

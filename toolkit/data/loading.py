@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.data.labels import apply_label_mapping
+from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
@@ -47,7 +48,8 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
                      labels: tuple[str, ...] | None = None):
     """Load, learn the label names (``tk_dataset_labels``, unless ``labels`` fixes them), map and check.
 
-    Returns the dataset record with its labels and the labelled splits.
+    Returns the dataset record with its labels and the labelled splits: class ids, or for a multi-label
+    task (``problem = "multi-label"``; with no task, label lists in the data) multi-hot rows.
     """
     splits = pm.first("tk_load_dataset", f"dataset '{dataset.name}' from {source.describe()}", dataset.plugin,
                       dataset=dataset, source=source, task=task, notes=notes)
@@ -66,13 +68,22 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     mapping = pm.hook.tk_label_mapping(dataset=dataset)
     if mapping is None:
         mapping = LabelMapping({i: i for i in range(len(dataset.labels))})
-    splits = check_column_types(splits, f"{dataset.name} from {source.describe()}", notes)
+    multi_label = task.multi_label if task is not None else holds_label_lists(splits)
+    splits = check_column_types(splits, f"{dataset.name} from {source.describe()}", notes, multi_label)
     splits = drop_empty_texts(splits, notes)
+    if multi_label:
+        return dataset, apply_multilabel_mapping(splits, dataset, mapping, notes, every_label=not fixed)
     return dataset, apply_label_mapping(splits, dataset, mapping, notes, every_class=not fixed)
 
 
-def check_column_types(splits, where: str, notes: list[str]):
-    """Texts must be strings and labels single values.
+def holds_label_lists(splits) -> bool:
+    """Whether a split's label column holds a list per row: multi-label data (when no task says)."""
+    return any(getattr(split, "features", None) is not None and "label" in split.column_names
+               and is_list_feature(split.features["label"]) for split in splits.values())
+
+
+def check_column_types(splits, where: str, notes: list[str], multi_label: bool = False):
+    """Texts must be strings and labels single values (multi-label: lists of values, or single values).
 
     A text column of numbers (a CSV or parquet column the reader typed as int or float) is
     read as text, with a note: numbers are odd texts but valid ones, and a CSV gives no way
@@ -100,6 +111,16 @@ def check_column_types(splits, where: str, notes: list[str]):
         elif not isinstance(text, datasets.Value):
             raise TkError(f"{where}: the text column of the {name} split holds {_kind(split['text'])}, not text "
                           f"({_first_bad(split['text'], str)}). Each row's text must be a string.")
+        if is_list_feature(label) and not multi_label:
+            example = _first_bad(split["label"], (str, int, float, bool))
+            raise TkError(f"{where}: the label column of the {name} split holds lists ({example}): several labels "
+                          "per text. Set problem = \"multi-label\" in the task (or --set problem=multi-label); "
+                          "docs/multi-label.md.")
+        if multi_label and is_list_feature(label):
+            inner = getattr(label, "feature", None) or (label[0] if isinstance(label, list) and label else None)
+            if isinstance(inner, (datasets.Value, datasets.ClassLabel)):
+                kept[name] = split
+                continue
         if not isinstance(label, (datasets.Value, datasets.ClassLabel)):
             raise TkError(f"{where}: the label column of the {name} split holds {_kind(split['label'])} "
                           f"({_first_bad(split['label'], (str, int, float, bool))}). Each row needs one label "

@@ -1,4 +1,4 @@
-"""Train, validation and test: disjoint, stratified, seeded."""
+"""Train, validation and test: disjoint, stratified (multi-label: by each row's rarest label), seeded."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 
 from toolkit.config import TaskConfig
 from toolkit.data.checks import text_hashes
+from toolkit.data.multilabel import is_list_feature, label_matrix, strata
 from toolkit.errors import TkError
 
 DEFAULT_TEST_SHARE = 0.2
@@ -82,8 +83,22 @@ def _subset(split, size: int, seed: int, key: str, task: TaskConfig):
 
 
 def _stratified(split, size: int, seed: int, key: str, task: TaskConfig):
+    if is_list_feature(split.features["label"]):  # multi-label: stratified by each row's rarest label
+        import datasets
+
+        keys = strata(label_matrix(split))
+        split = split.add_column(STRATUM, keys.tolist()).cast_column(
+            STRATUM, datasets.ClassLabel(num_classes=int(keys.max()) + 1 if len(keys) else 1))
+        return _stratified_by(split, STRATUM, size, seed, key, task).remove_columns(STRATUM)
+    return _stratified_by(split, "label", size, seed, key, task)
+
+
+STRATUM = "tk_stratum"
+
+
+def _stratified_by(split, column: str, size: int, seed: int, key: str, task: TaskConfig):
     try:
-        return split.train_test_split(test_size=size, seed=seed, stratify_by_column="label")
+        return split.train_test_split(test_size=size, seed=seed, stratify_by_column=column)
     except ValueError as error:
         # Too few rows of some class to stratify: fall back to a seeded shuffle.
         if "least populated class" in str(error) or "should be greater or equal" in str(error):

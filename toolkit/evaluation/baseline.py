@@ -3,7 +3,8 @@
 The baseline always predicts the most frequent class of the training split
 (the scored split's when the training labels are not known; ties go to the
 lower class id). The model and the baseline are compared on the same rows
-with McNemar's exact test, as ``tk compare`` compares two runs.
+with McNemar's exact test, as ``tk compare`` compares two runs. A multi-label
+baseline predicts each label's majority value (``compare_multilabel``).
 """
 
 from __future__ import annotations
@@ -76,3 +77,61 @@ def never_predicted(labels: np.ndarray, predictions: np.ndarray, label_names: tu
     more = f" and {len(missed) - 5} more" if len(missed) > 5 else ""
     return [f"The model never predicts {len(missed)} of the {present} classes in these rows: {named}{more}. Their "
             f"recall and F1 are 0, so macro recall is at most {(present - len(missed)) / present:.3f}."]
+
+
+# -- multi-label ------------------------------------------------------------------------
+
+
+def majority_labels(labels) -> np.ndarray:
+    """The multi-label baseline's one answer: each label that more than half the rows have (usually none)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    return (labels.mean(axis=0) > 0.5).astype(np.float32)
+
+
+def compare_multilabel(labels, predictions, label_names: tuple[str, ...], majority: np.ndarray | None = None,
+                       source: str = "training split") -> dict[str, Any]:
+    """The baseline and warnings of a multi-label report: ``predictions`` are (rows, labels) booleans.
+
+    The baseline predicts, for every row, each label's majority value in the ``source`` split (usually no
+    label at all); compared on subset accuracy (McNemar's exact test on whole-set correctness) and Hamming loss.
+    """
+    from toolkit.evaluation.multilabel import score_sets
+
+    labels, predictions = np.asarray(labels) > 0.5, np.asarray(predictions, dtype=bool)
+    n = len(labels)
+    if not n:
+        return {}
+    if majority is None:
+        majority, source = majority_labels(labels), "scored split"
+    constant = np.broadcast_to(np.asarray(majority) > 0.5, labels.shape)
+    model, base = score_sets(labels, predictions), score_sets(labels, constant)
+    exact, base_exact = (predictions == labels).all(axis=1), (constant == labels).all(axis=1)
+    p = mcnemar_exact(exact, base_exact)
+    named = [label_names[j] for j in np.flatnonzero(constant[0])]
+    shown = ", ".join(named) or "no label"
+    baseline = {"labels": named, "source": source, "accuracy": float(base["accuracy"]),
+                "hamming_loss": float(base["hamming_loss"]), "f1": float(base["f1"]),
+                "f1_macro": float(base["f1_macro"]), "mcnemar_p": p}
+    warnings = []
+    sets, counts = np.unique(predictions, axis=0, return_counts=True)
+    top = int(counts.argmax())
+    if counts[top] / n >= ONE_CLASS_SHARE:
+        which = ", ".join(label_names[j] for j in np.flatnonzero(sets[top]))
+        what = f"the same labels ({which})" if which else "no label at all"
+        warnings.append(f"The model predicts {what} for {counts[top] / n:.1%} of the {n} rows: it has (almost) "
+                        "stopped telling the texts apart, whatever its scores say.")
+    never = [label_names[j] for j in np.flatnonzero(labels.any(axis=0) & ~predictions.any(axis=0))]
+    if never:
+        warnings.append(f"The model never predicts {len(never)} label(s) that the scored rows have: "
+                        f"{', '.join(never[:10])}{', ...' if len(never) > 10 else ''} (their recall is 0).")
+    accuracy, base_accuracy = float(model["accuracy"]), baseline["accuracy"]
+    if accuracy <= base_accuracy:
+        warnings.append(f"Subset accuracy {accuracy:.3f} does not beat always predicting {shown} ({base_accuracy:.3f} "
+                        f"on these rows; each label's majority value in the {source}).")
+    elif p >= SIGNIFICANCE:
+        warnings.append(f"Subset accuracy {accuracy:.3f} vs {base_accuracy:.3f} for always predicting {shown}: the "
+                        f"difference is within noise (McNemar exact p = {p:.2f}).")
+    if float(model["hamming_loss"]) >= baseline["hamming_loss"]:
+        warnings.append(f"Hamming loss {float(model['hamming_loss']):.4f} is no lower than always predicting {shown} "
+                        f"({baseline['hamming_loss']:.4f}): the model gets as many (row, label) cells wrong.")
+    return {"baseline": baseline, "warnings": warnings}

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+MULTI_LABEL = "multi_label_classification"  # transformers' problem_type: sigmoid scores, BCE loss
+
 
 class TokenRows:
     """Token ids of many rows as one flat array and offsets: any batch is padded with array indexing."""
@@ -45,7 +47,8 @@ def input_ids_of(encoded: Any) -> Any:
 
 def predict_probabilities(model: Any, encoded: Any, batch_size: int = 64, bf16: bool = False,
                           on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """Class probabilities for already tokenized inputs, in input order.
+    """Class probabilities for already tokenized inputs, in input order: softmax over the classes, or a sigmoid
+    per label for a model whose config says ``problem_type="multi_label_classification"``.
 
     Rows go longest first, so each batch is padded to little more than its
     own texts; ``on_batch(rows)`` is told after each batch (a progress bar).
@@ -57,13 +60,15 @@ def predict_probabilities(model: Any, encoded: Any, batch_size: int = 64, bf16: 
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", 0) or 0
     probabilities = np.zeros((len(tokens), model.config.num_labels), dtype=np.float32)
+    multi_label = getattr(model.config, "problem_type", None) == MULTI_LABEL
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch in batches(order, batch_size):
             ids, mask = tokens.batch(batch, pad)
             logits = model(input_ids=torch.from_numpy(ids).to(device),
-                           attention_mask=torch.from_numpy(mask).to(device)).logits
-            probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                           attention_mask=torch.from_numpy(mask).to(device)).logits.float()
+            scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+            probabilities[batch] = scores.cpu().numpy()
             if on_batch:
                 on_batch(len(batch))
     return probabilities

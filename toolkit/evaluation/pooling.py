@@ -20,12 +20,14 @@ def documents_of(split: Any) -> np.ndarray | None:
     return np.asarray(split["document"]) if "document" in names else None
 
 
-def pool(probabilities: np.ndarray, documents: Any, method: str = "mean") -> np.ndarray:
+def pool(probabilities: np.ndarray, documents: Any, method: str = "mean", multi_label: bool = False) -> np.ndarray:
     """One row of class probabilities per document, in ascending document order.
 
     ``mean``: the average of the document's window probabilities. ``max``: each
     class's highest window probability, the row then renormalised to sum to 1
-    (a class one window is sure of wins even when the other windows say nothing).
+    (a class one window is sure of wins even when the other windows say nothing);
+    ``multi_label``: each label's own probability, so the row is not renormalised
+    (a label any window finds is on).
     """
     if method not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {method!r}")
@@ -37,7 +39,8 @@ def pool(probabilities: np.ndarray, documents: Any, method: str = "mean") -> np.
         pooled /= counts[:, None]
     else:
         np.maximum.at(pooled, inverse, probabilities)
-        pooled /= pooled.sum(axis=1, keepdims=True)
+        if not multi_label:
+            pooled /= pooled.sum(axis=1, keepdims=True)
     return pooled.astype(np.float32)
 
 
@@ -52,7 +55,9 @@ def pool_labels(labels: Any, documents: Any) -> np.ndarray:
 
 
 def pool_rows(labels: Any, probabilities: np.ndarray, documents: Any, method: str = "mean"):
-    """``(labels, probabilities)`` per document; both unchanged when ``documents`` is None."""
+    """``(labels, probabilities)`` per document; both unchanged when ``documents`` is None. Multi-hot
+    ``labels`` (an (n, labels) array) make it multi-label."""
+    labels = np.asarray(labels)
     if documents is None:
-        return np.asarray(labels), probabilities
-    return pool_labels(labels, documents), pool(probabilities, documents, method)
+        return labels, probabilities
+    return pool_labels(labels, documents), pool(probabilities, documents, method, multi_label=labels.ndim == 2)

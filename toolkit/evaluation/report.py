@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 MAX_LABEL = 40  # the per-class table's first column grows to the longest label, up to this
-SELECTION = {"loss": "lowest {} loss", "accuracy": "highest {} accuracy", "f1": "highest {} f1"}
+SELECTION = {"loss": "lowest {} loss", "accuracy": "highest {} accuracy", "f1": "highest {} f1",
+             "f1_macro": "highest {} f1_macro"}
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -16,7 +17,12 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     for name, key in rows:
         lines.append(f"  {name:<{width}}  {metrics[key]:.4f}{_interval(metrics, key)}")
     baseline = metrics.get("baseline")
-    if baseline:
+    if baseline and isinstance(baseline.get("labels"), list):  # multi-label
+        shown = ", ".join(_cut(name) for name in baseline["labels"]) or "no label"
+        lines.append(f"  baseline: always {shown} (each label's majority value in the {baseline['source']}): "
+                     f"subset accuracy {baseline['accuracy']:.4f}, hamming loss {baseline['hamming_loss']:.4f}, "
+                     f"f1 {baseline['f1']:.4f}; model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
+    elif baseline:
         lines.append(f"  baseline: always '{_cut(baseline['label'])}' (most frequent class of the {baseline['source']}): "
                      f"accuracy {baseline['accuracy']:.4f}, f1_macro {baseline['f1_macro']:.4f}; "
                      f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
@@ -51,13 +57,18 @@ def _methods(metrics: dict[str, Any]) -> str | None:
     bootstrap = sorted(m for m in methods if m != "wilson")
     if bootstrap:
         kind = {("bca",): "BCa", ("percentile",): "percentile"}.get(tuple(bootstrap), "BCa or percentile")
-        parts.append(f"{kind} bootstrap for {'F1' if metrics.get('average') == 'binary' else 'the averages'}")
+        what = {"binary": "F1", "micro": "F1, the averages and Hamming loss"}.get(metrics.get("average"),
+                                                                                 "the averages")
+        parts.append(f"{kind} bootstrap for {what}")
     return "95% intervals: " + ", ".join(parts) if parts else "95% intervals"
 
 
 def _headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     """(printed name, key) per headline number: binary scores name their positive class."""
-    if metrics.get("positive_label") is not None:
+    if metrics.get("problem") == "multi-label":
+        names = [("f1 (micro)", "f1"), ("precision (micro)", "precision"), ("recall (micro)", "recall"),
+                 ("f1_macro", "f1_macro"), ("subset accuracy", "accuracy"), ("hamming loss", "hamming_loss")]
+    elif metrics.get("positive_label") is not None:
         which = f" (positive: {_cut(str(metrics['positive_label']), 20)})"
         names = [("accuracy", "accuracy"), ("f1" + which, "f1"), ("precision" + which, "precision"),
                  ("recall" + which, "recall"), ("f1_macro", "f1_macro")]
@@ -80,16 +91,21 @@ def _interval(metrics: dict[str, Any], key: str) -> str:
 def _per_class(metrics: dict[str, Any]) -> list[str]:
     per_class = metrics.get("per_class", {})
     names = [name for name in per_class if isinstance(per_class[name], dict) and "support" in per_class[name]
-             and name not in ("macro avg", "weighted avg")]
+             and name not in AVERAGES]
     if not names:
         return []
     width = max(12, *(len(_cut(name)) for name in names))
-    lines = [f"  {'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}"]
+    thresholds = all("threshold" in per_class[name] for name in names)  # multi-label: each label's own
+    lines = [f"  {'label' if thresholds else 'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} "
+             f"{'support':>7}" + (f" {'threshold':>9}" if thresholds else "")]
     for name in names:
         row = per_class[name]
         lines.append(f"  {_cut(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
-                     f"{int(row['support']):>7}")
+                     f"{int(row['support']):>7}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
     return lines
+
+
+AVERAGES = ("macro avg", "weighted avg", "micro avg", "samples avg")
 
 
 def _cut(label: str, limit: int = MAX_LABEL) -> str:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import TkError, suggest
-from toolkit.evaluation.baseline import compare_with_baseline
+from toolkit.evaluation.baseline import compare_multilabel, compare_with_baseline
+from toolkit.evaluation.multilabel import DEFAULT_THRESHOLD, predict_sets
 
 
 def require_metrics(pm) -> None:
@@ -22,19 +23,32 @@ def require_metrics(pm) -> None:
 
 
 def score(pm, labels, probabilities: np.ndarray, label_names: tuple[str, ...], confidence: bool = False,
-          positive_label: int | None = None, baseline_label: int | None = None,
-          baseline_source: str = "training split") -> dict[str, Any]:
+          positive_label: int | None = None, baseline_label: Any = None,
+          baseline_source: str = "training split", thresholds: np.ndarray | None = None) -> dict[str, Any]:
     """``positive_label``: a binary task's positive class id (None: the second label).
-    ``baseline_label``: the class the baseline always predicts (None: the scored split's most frequent)."""
+    ``baseline_label``: the class the baseline always predicts (None: the scored split's most frequent).
+
+    Multi-hot ``labels`` (an (n, labels) array) are a multi-label task: ``thresholds`` per label (None: 0.5)
+    make the predictions, and ``baseline_label`` is the baseline's multi-hot answer."""
     require_metrics(pm)
     labels = np.asarray(labels)
+    multi_label = labels.ndim == 2
+    if multi_label and thresholds is None:
+        thresholds = np.full(len(label_names), DEFAULT_THRESHOLD)
     merged: dict[str, Any] = {}
     # pluggy calls the last registered plugin first; reversing lets later plugins add or override.
     for result in reversed(pm.hook.tk_compute_metrics(labels=labels, probabilities=probabilities,
                                                       label_names=label_names, confidence=confidence,
-                                                      positive_label=positive_label)):
+                                                      positive_label=positive_label,
+                                                      problem="multi-label" if multi_label else "single-label",
+                                                      thresholds=thresholds if multi_label else None)):
         merged.update(result or {})
-    if confidence:
+    if confidence and multi_label:
+        found = compare_multilabel(labels, predict_sets(probabilities, thresholds), label_names, baseline_label,
+                                   baseline_source)
+        found["warnings"] = merged.get("warnings", []) + found.get("warnings", [])
+        merged.update(found)
+    elif confidence:
         found = compare_with_baseline(labels, np.asarray(probabilities).argmax(axis=1), label_names,
                                       baseline_label, baseline_source)
         found["warnings"] = merged.get("warnings", []) + found.get("warnings", [])  # a plugin's come first
@@ -48,6 +62,9 @@ def positive_class(task, label_names: tuple[str, ...], where: str | None = None)
     if value is None:
         return None
     where = where or f"task '{task.name}'"
+    if task.multi_label:
+        raise TkError(f"{where}, key 'positive_label': a multi-label task scores every label on its own (each its "
+                      "own precision, recall and F1); there is no positive class. Remove the key.")
     labels = ", ".join(repr(name) for name in label_names)
     if len(label_names) != 2:
         raise TkError(f"{where}, key 'positive_label': only two-class tasks have a positive class; dataset "

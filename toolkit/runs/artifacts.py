@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import platform
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.evaluation.multilabel import predict_sets
 from toolkit.records import EpochRecord
 from toolkit.runs.folders import os_error_in, saving_error, write_bytes, write_text
 
@@ -54,9 +56,20 @@ def save_model(model: Any, tokenizer: Any, run_dir: Path, max_length: int | None
 
 
 def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
-                      label_names: tuple[str, ...]) -> None:
+                      label_names: tuple[str, ...], thresholds: np.ndarray | None = None) -> None:
+    """Every scored text with its label, prediction and probabilities; multi-label (``labels`` multi-hot):
+    ``label`` and ``predicted`` hold JSON lists of label names, the prediction at ``thresholds``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    if np.ndim(labels) == 2:
+        writer.writerow(["text", "label", "predicted", *[f"p_{name}" for name in label_names]])
+        predicted = predict_sets(probabilities, thresholds)
+        for text, truth, chosen, probs in zip(texts, labels, predicted, probabilities):
+            writer.writerow([spreadsheet_safe(text), spreadsheet_safe(json.dumps(_names(truth, label_names))),
+                             spreadsheet_safe(json.dumps(_names(chosen, label_names))),
+                             *[f"{p:.4f}" for p in probs]])
+        write_text(path, buffer.getvalue())
+        return
     writer.writerow(["text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
     for text, label, probs in zip(texts, labels, probabilities):
         predicted = int(probs.argmax())
@@ -74,14 +87,35 @@ def spreadsheet_safe(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
+def _names(row: np.ndarray, label_names: tuple[str, ...]) -> list[str]:
+    return [label_names[j] for j in np.flatnonzero(np.asarray(row) > 0.5)]
+
+
 def worst_mistakes(texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
-                   label_names: tuple[str, ...], limit: int = WORST_MISTAKES) -> list[dict[str, Any]]:
-    """Wrong predictions, most confident first: where error analysis starts."""
+                   label_names: tuple[str, ...], limit: int = WORST_MISTAKES,
+                   thresholds: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Wrong predictions, most confident first: where error analysis starts.
+
+    Multi-label: rows whose label set is wrong, by their most confident wrong call (a label predicted
+    with probability p, or missed with 1 - p)."""
+    if np.ndim(labels) == 2:
+        return _worst_label_sets(texts, np.asarray(labels) > 0.5, probabilities, label_names, limit, thresholds)
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:limit]
     return [{"text": texts[i][:500], "label": label_names[labels[i]], "predicted": label_names[predicted[i]],
              "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in wrong]
+
+
+def _worst_label_sets(texts, truth, probabilities, label_names, limit, thresholds) -> list[dict[str, Any]]:
+    predicted = predict_sets(probabilities, thresholds)
+    sure = np.where(predicted, probabilities, 1 - probabilities)
+    confidence = np.where(predicted != truth, sure, -1.0).max(axis=1)
+    wrong = np.flatnonzero(confidence >= 0)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    return [{"text": texts[i][:500], "label": ", ".join(_names(truth[i], label_names)) or "no label",
+             "predicted": ", ".join(_names(predicted[i], label_names)) or "no label",
+             "confidence": round(float(confidence[i]), 4)} for i in wrong]
 
 
 def plot_losses(path: Path, history: list[EpochRecord], best_epoch: int, title: str) -> None:

@@ -51,7 +51,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     seconds = time.perf_counter() - started
     metrics = score(pm, rows["label"], probabilities, saved.labels, confidence=True,
                     positive_label=positive_class(task, saved.labels, str(run_dir)),
-                    baseline_label=saved_baseline(run_dir, saved.labels))
+                    baseline_label=saved_baseline(run_dir, saved.labels), thresholds=saved.thresholds)
     metrics.update({"run": str(run_dir), "data_source": source.describe(), "split": split_name,
                     "split_description": described,
                     "data_given": data is not None, "seconds": round(seconds, 2),

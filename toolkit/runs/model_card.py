@@ -18,9 +18,9 @@ from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 METRICS = ("accuracy", "f1", "precision", "recall")
-HYPERPARAMETERS = ("max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs", "learning_rate", "weight_decay",
-                   "warmup_ratio", "lr_scheduler", "train_size", "validation_size", "eval_size", "seed", "patience",
-                   "select_metric", "select_on", "bf16")
+HYPERPARAMETERS = ("problem", "max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs",
+                   "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "train_size", "validation_size",
+                   "eval_size", "seed", "patience", "select_metric", "select_on", "bf16")
 
 
 def hub_id(value: Any) -> str | None:
@@ -59,10 +59,12 @@ def front_matter(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     task = manifest.get("task") or {}
     name = str(task.get("name") or metrics.get("task") or "tk-model")
     dataset = hub_id(manifest.get("dataset_hub_id"))
+    names = MULTI_LABEL_METRICS if metrics.get("problem") == "multi-label" else {}
     results = [EvalResult(task_type="text-classification", task_name="Text Classification",
                           dataset_type=dataset or str(task.get("dataset", "unknown")),
                           dataset_name=str(task.get("dataset", "unknown")), dataset_split="test",
-                          metric_type=metric, metric_value=round(float(metrics[metric]), 4), metric_name=metric)
+                          metric_type=metric, metric_value=round(float(metrics[metric]), 4),
+                          metric_name=names.get(metric, metric))
                for metric in METRICS if isinstance(metrics.get(metric), (int, float))]
     data = ModelCardData(library_name="transformers", pipeline_tag="text-classification",
                          base_model=hub_id(manifest.get("model_source")), datasets=[dataset] if dataset else None,
@@ -78,15 +80,17 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     base = hub_id(manifest.get("model_source"))
     classes = ", ".join(f"`{md(x)}`" for x in labels) or "not recorded"
     base_text = f"[`{base}`](https://huggingface.co/{base})" if base else f"tk model `{md(task.get('model', '?'))}`"
+    multi = metrics.get("problem") == "multi-label"
     parts = [front_matter(metrics, manifest), f"# {name}\n",
-             f"A text classifier fine-tuned by tk from {base_text} on dataset "
-             f"`{md(task.get('dataset', '?'))}`. Classes: {classes}.\n",
+             f"A {'multi-label ' if multi else ''}text classifier fine-tuned by tk from {base_text} on dataset "
+             f"`{md(task.get('dataset', '?'))}`. {'Labels' if multi else 'Classes'}: {classes}.\n",
              "## Intended use and how to load it\n",
-             f"It labels texts like those of `{md(task.get('dataset', '?'))}` with one of its classes; "
-             "judge it on your own data before relying on it elsewhere.\n",
-             "```python\nfrom transformers import pipeline\n\n"
-             'classify = pipeline("text-classification", model="path/to/this/folder", truncation=True)\n'
-             'classify("A wonderful, moving film.")\n```\n',
+             *(multi_label_use(task) if multi else [
+                 f"It labels texts like those of `{md(task.get('dataset', '?'))}` with one of its classes; "
+                 "judge it on your own data before relying on it elsewhere.\n",
+                 "```python\nfrom transformers import pipeline\n\n"
+                 'classify = pipeline("text-classification", model="path/to/this/folder", truncation=True)\n'
+                 'classify("A wonderful, moving film.")\n```\n']),
              f"`truncation=True` cuts long texts to {task.get('max_length', '?')} tokens as training did "
              + ("(tail: the end is kept).\n" if task.get("truncation") == "tail" else
                 "(head+tail in training: pipeline keeps the head; tk predict keeps both ends).\n"
@@ -96,6 +100,19 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
              "## Evaluation\n", *evaluation(metrics),
              "## Limitations\n", *limitations(metrics, task)]
     return "\n".join(parts)
+
+
+def multi_label_use(task: dict[str, Any]) -> list[str]:
+    return [f"It gives a text like those of `{md(task.get('dataset', '?'))}` every label whose probability (a "
+            "sigmoid per label) reaches that label's threshold, tuned on the validation split and saved in "
+            "`config.json` as `tk_thresholds`; a text may get several labels or none. Judge it on your own data "
+            "before relying on it elsewhere.\n",
+            "```python\nfrom transformers import AutoConfig, pipeline\n\n"
+            'folder = "path/to/this/folder"\n'
+            'classify = pipeline("text-classification", model=folder, truncation=True, top_k=None)\n'
+            "thresholds = AutoConfig.from_pretrained(folder).tk_thresholds\n"
+            'scores = classify(["A wonderful, moving film."])[0]  # every label with its probability\n'
+            'labels = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]\n```\n']
 
 
 def training_data(manifest: dict[str, Any]) -> list[str]:
@@ -125,15 +142,22 @@ def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     return ["| setting | value |\n|---|---|\n" + "\n".join(rows) + "\n"]
 
 
+MULTI_LABEL_METRICS = {"f1": "f1 (micro)", "precision": "precision (micro)", "recall": "recall (micro)",
+                       "f1_macro": "f1_macro", "accuracy": "subset accuracy", "hamming_loss": "hamming loss"}
+
+
 def evaluation(metrics: dict[str, Any]) -> list[str]:
     rows = []
-    for metric in METRICS:
+    multi = metrics.get("problem") == "multi-label"
+    for metric, title in (MULTI_LABEL_METRICS if multi else {m: m for m in METRICS}).items():
         if isinstance(metrics.get(metric), (int, float)):
             ci = metrics.get(f"{metric}_ci")
             shown = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
-            rows.append(f"| {metric} | {metrics[metric]:.4f} | {shown} |")
+            rows.append(f"| {title} | {metrics[metric]:.4f} | {shown} |")
     baseline = metrics.get("baseline")
-    if isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
+    if multi and isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
+        rows.append(f"| baseline subset accuracy (each label's majority value) | {baseline['accuracy']:.4f} | — |")
+    elif isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
         rows.append(f"| majority-class baseline accuracy | {baseline['accuracy']:.4f} | — |")
     else:
         rows.append("| majority-class baseline | not recorded | — |")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits
 from toolkit.data.loading import load_with_labels
@@ -15,9 +17,10 @@ from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import check_stride, special_tokens, tokenize_splits
 from toolkit.errors import TkError
-from toolkit.evaluation.baseline import majority_class
+from toolkit.evaluation import thresholds
+from toolkit.evaluation.baseline import majority_class, majority_labels
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
-from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
@@ -118,6 +121,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     set_seed(task.seed)  # the new classification head starts the same every time
     model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
                      labels=dataset.labels)
+    set_problem(model, task)
     limit = model_limit(tokenizer, model.config)
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
@@ -136,6 +140,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
         except TkError as error:
             raise TkError(f"task '{task.name}', key 'stride'") from error
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride)
+    if task.multi_label:
+        progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
+                      "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
     if stride is not None:
         progress.note(describe_windows(task, splits, tokenized))
     weights = class_weights(task, tokenized, dataset.labels)
@@ -150,6 +157,29 @@ def class_weights(task: TaskConfig, tokenized, label_names) -> dict[str, float] 
     """The loss weight of each class, as metrics.json records it; None when training is unweighted."""
     weights = policy.class_weights(task, tokenized["train"]["labels"], label_names)
     return None if weights is None else {name: round(float(w), 6) for name, w in zip(label_names, weights)}
+
+
+def set_problem(model: Any, task: TaskConfig) -> None:
+    """transformers' ``problem_type``: multi-label models score with a sigmoid per label (tk, pipeline) and
+    train with BCE; a single-label task on a saved multi-label model goes back to softmax. Thresholds a
+    saved model carried are dropped: a multi-label run tunes its own."""
+    if task.multi_label:
+        model.config.problem_type = MULTI_LABEL
+    elif getattr(model.config, "problem_type", None) == MULTI_LABEL:
+        model.config.problem_type = None
+    thresholds.save_to_config(model.config, (), None)
+
+
+def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tuple[np.ndarray, list[str]]:
+    """Multi-label: each label's threshold tuned on the validation split (per text), saved in the model's
+    config; returns them and the labels left at 0.5."""
+    task, validation, names = prepared.task, prepared.tokenized["validation"], prepared.dataset.labels
+    probabilities = predict_probabilities(model, validation, task.eval_batch_size, use_bf16(task.bf16))
+    labels, probabilities = pool_rows(validation["labels"], probabilities, documents_of(validation), task.pooling)
+    found, untuned = thresholds.tune_thresholds(labels, probabilities)
+    thresholds.save_to_config(model.config, names, found)
+    progress.note(thresholds.describe(found, untuned, names))
+    return found, [names[j] for j in untuned]
 
 
 def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
@@ -274,6 +304,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         return RunOutcome(run_dir, "complete", {})  # metrics are computed once, on the main process
 
     started = time.perf_counter()
+    tuned, untuned = tune_on_validation(result.model, prepared, progress) if task.multi_label else (None, [])
     test = prepared.tokenized["test"]
     progress.count(len(test), "window" if task.long_text == "chunks" else "text")
     try:
@@ -283,15 +314,20 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         progress.close()
     labels, probabilities = pool_rows(test["labels"], probabilities, documents_of(test), task.pooling)  # per text
     texts = prepared.splits["test"]["text"]
+    train_labels = np.asarray(prepared.splits["train"]["label"])
     metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
-                    baseline_label=majority_class(prepared.splits["train"]["label"]))
+                    baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
+                    thresholds=tuned)
     diagnosis = diagnose_overfitting(result.history)
     metrics.update({
         "task": task.name,
         "split": "test",
+        "problem": task.problem,
         "select_metric": task.select_metric,
         "select_on": task.select_on,
         "class_weights": class_weights(task, prepared.tokenized, dataset.labels),
+        **({"thresholds_tuned_on": "test" if task.select_on == "test" else "validation",
+            "thresholds_untuned": untuned} if task.multi_label else {}),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),
@@ -302,22 +338,23 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                                                   "splits": window_counts(prepared.splits, prepared.tokenized)}
                                                  if task.long_text == "chunks" else {})},
         "diagnosis": diagnosis,
-        "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels),
+        "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels, thresholds=tuned),
         **resuming.reproducibility(run_dir),
     })
-    save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities)
+    save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
     tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
     for line in explain(diagnosis, result.best_epoch):
         progress.note(line)
     return RunOutcome(run_dir, "complete", metrics)
 
 
-def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities) -> None:
+def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities,
+                 tuned: np.ndarray | None = None) -> None:
     """Write every file, then mark the run complete: a crash in between leaves it marked failed."""
     task, label_names = prepared.task, prepared.dataset.labels
     artifacts.save_model(result.model, prepared.tokenizer, run_dir, task.max_length, task.truncation)
     write_json(run_dir / "history.json", [r.as_dict() for r in result.history])
-    artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names)
+    artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names, tuned)
     artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
     write_json(run_dir / "manifest.json", {
         "task": task.describe(),

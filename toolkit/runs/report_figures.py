@@ -141,8 +141,10 @@ def threshold_curves(y_true: np.ndarray, score: np.ndarray, positive: str) -> tu
         return pair([pr_ax, roc_ax]), pr_auc, roc_auc
 
 
-def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> tuple[str, float]:
-    """Reliability diagram of top-label confidence in equal-width bins; returns (svg, expected calibration error)."""
+def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS, what: str = "top-label confidence",
+                hit: str = "accuracy") -> tuple[str, float]:
+    """Reliability diagram of top-label confidence in equal-width bins; returns (svg, expected calibration error).
+    ``what`` / ``hit`` name the two axes (multi-label: a label's probability, the share that has the label)."""
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     counts = np.bincount(which, minlength=bins)
@@ -152,13 +154,13 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -
     centres = (edges[:-1] + edges[1:]) / 2
     with _figure(4.2, 3.2, 2) as (rel_ax, hist_ax):
         shown = counts > 0
-        rel_ax.bar(centres[shown], accuracy[shown], width=1 / bins, edgecolor="white", label="accuracy in bin")
+        rel_ax.bar(centres[shown], accuracy[shown], width=1 / bins, edgecolor="white", label=f"{hit} in bin")
         rel_ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfect calibration")
-        rel_ax.set(xlabel="top-label confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
-                   title=f"Reliability, ECE {ece:.3f}")
+        rel_ax.set(xlabel=what, ylabel=hit, xlim=(0, 1), ylim=(0, 1.02), title=f"Reliability, ECE {ece:.3f}")
         rel_ax.legend(loc="upper left")
         hist_ax.bar(centres, counts, width=1 / bins, edgecolor="white")
-        hist_ax.set(xlabel="top-label confidence", ylabel="texts", xlim=(0, 1), title="Texts per bin")
+        counted = "texts" if hit == "accuracy" else "(text, label) pairs"
+        hist_ax.set(xlabel=what, ylabel=counted, xlim=(0, 1), title=f"{counted.capitalize()} per bin")
         return pair([rel_ax, hist_ax]), ece
 
 

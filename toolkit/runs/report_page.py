@@ -24,6 +24,8 @@ from toolkit.runs.folders import run_status, write_text
 TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 HEADLINE = ("accuracy", "f1", "precision", "recall", "f1_weighted")
+HEADLINE_MULTILABEL = {"f1": "f1 (micro)", "precision": "precision (micro)", "recall": "recall (micro)",
+                       "f1_macro": "f1_macro", "accuracy": "subset accuracy", "hamming_loss": "hamming loss"}
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:60rem;margin:0 auto;padding:1rem;
 color:#222;background:#fff}
@@ -96,6 +98,10 @@ class RunData:
     @property
     def task(self) -> dict[str, Any]:
         return self.manifest.get("task") or {}
+
+    @property
+    def multi_label(self) -> bool:
+        return self.metrics.get("problem") == "multi-label"
 
 
 def load_run_data(run_dir: Path) -> RunData:
@@ -199,3 +205,14 @@ def label_arrays(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
     except (KeyError, ValueError, TypeError):
         return None
     return (y, pred, probs) if len(y) else None
+
+
+def label_sets(run: RunData) -> tuple[np.ndarray, np.ndarray] | None:
+    """Multi-label: (true multi-hot rows, probabilities) from predictions.csv, or None when it is unusable."""
+    labels = run.labels
+    try:
+        truth = np.array([[name in json.loads(row["label"]) for name in labels] for row in run.predictions])
+        probs = np.array([[float(row[f"p_{name}"]) for name in labels] for row in run.predictions])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return (truth, probs) if len(truth) else None

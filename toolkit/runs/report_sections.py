@@ -12,7 +12,19 @@ import json
 import numpy as np
 
 from toolkit.runs import report_figures as figures
-from toolkit.runs.report_page import HEADLINE, RunData, e, figure, label_arrays, section, table, td, text_cell
+from toolkit.runs.report_page import (
+    HEADLINE,
+    HEADLINE_MULTILABEL,
+    RunData,
+    e,
+    figure,
+    label_arrays,
+    label_sets,
+    section,
+    table,
+    td,
+    text_cell,
+)
 
 NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
 
@@ -20,12 +32,19 @@ NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
 def summary(run: RunData) -> str:
     m = run.metrics
     rows = []
-    for name in HEADLINE:
+    shown = HEADLINE_MULTILABEL if run.multi_label else {name: name for name in HEADLINE}
+    for name, title in shown.items():
         if isinstance(m.get(name), (int, float)):
             ci = m.get(f"{name}_ci")
-            rows.append([td(name), td(float(m[name])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
+            rows.append([td(title), td(float(m[name])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
     baseline = m.get("baseline")
-    if isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
+    if run.multi_label and isinstance(baseline, dict) and isinstance(baseline.get("labels"), list):
+        always = ", ".join(map(str, baseline["labels"])) or "no label"
+        for key, title in (("accuracy", "subset accuracy"), ("hamming_loss", "hamming loss")):
+            if isinstance(baseline.get(key), (int, float)):
+                rows.append([td(f"baseline {title} (always “{always}”: each label's majority value)"),
+                             td(float(baseline[key])), td("")])
+    elif isinstance(baseline, dict) and isinstance(baseline.get("accuracy"), (int, float)):
         label = f" (always “{baseline['label']}”)" if baseline.get("label") is not None else ""
         rows.append([td(f"majority-class baseline accuracy{label}"), td(float(baseline["accuracy"])), td("")])
     else:
@@ -71,6 +90,8 @@ def curves(run: RunData) -> str:
 
 
 def confusion(run: RunData) -> str:
+    if run.multi_label:
+        return ""  # no classes to confuse: each label is scored on its own (per-label scores)
     matrix = run.metrics.get("confusion_matrix")
     if not matrix or len(matrix) != len(run.labels):
         return section("confusion", "Confusion matrix", NOT_RECORDED)
@@ -80,13 +101,27 @@ def confusion(run: RunData) -> str:
 
 def per_class(run: RunData) -> str:
     report = run.metrics.get("per_class") or {}
+    kept = {name: r for name, r in report.items()
+            if isinstance(r, dict) and name not in ("macro avg", "weighted avg", "micro avg", "samples avg")}
     rows = [(name, float(r["precision"]), float(r["recall"]), float(r["f1-score"]), int(r["support"]))
-            for name, r in report.items() if isinstance(r, dict) and name not in ("macro avg", "weighted avg")]
+            for name, r in kept.items()]
     if not rows:
         return section("per-class", "Per-class scores", NOT_RECORDED)
     cells = [[td(n), td(p, 3), td(r, 3), td(f, 3), td(s)] for n, p, r, f, s in rows]
+    if run.multi_label:
+        cells = [row + [td(_interval(kept[row_name], "f1-score")), td(kept[row_name].get("threshold", "—"), 3)]
+                 for row, (row_name, *_) in zip(cells, rows)]
+        return section("per-class", "Per-label scores", figure(
+            figures.per_class_bars(rows), "n: test rows with the label; each label predicted where its probability "
+                                          "reaches its threshold (tuned on the validation split).")
+            + table(["label", "precision", "recall", "F1", "support", "F1 95% interval", "threshold"], cells))
     return section("per-class", "Per-class scores", figure(figures.per_class_bars(rows), "n: test rows of the class.")
                    + table(["class", "precision", "recall", "F1", "support"], cells))
+
+
+def _interval(row: dict, name: str) -> str:
+    ci = row.get(f"{name}_ci")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
 
 
 def threshold(run: RunData) -> str:
@@ -106,6 +141,8 @@ def threshold(run: RunData) -> str:
 
 
 def calibration(run: RunData) -> str:
+    if run.multi_label:
+        return label_calibration(run)
     arrays = label_arrays(run)
     if arrays is None:
         return section("calibration", "Calibration", NOT_RECORDED)
@@ -114,6 +151,18 @@ def calibration(run: RunData) -> str:
     return section("calibration", "Calibration", figure(svg, (
         f"Top-label confidence (the predicted class's probability) in {figures.BINS} equal-width bins; expected "
         f"calibration error {ece:.3f} = the share-weighted mean gap between accuracy and confidence per bin.")))
+
+
+def label_calibration(run: RunData) -> str:
+    """Multi-label: every (text, label) probability against whether the text has the label."""
+    arrays = label_sets(run)
+    if arrays is None:
+        return section("calibration", "Calibration", NOT_RECORDED)
+    truth, probs = arrays
+    svg, ece = figures.calibration(probs.ravel(), truth.ravel(), what="label probability", hit="share with the label")
+    return section("calibration", "Calibration", figure(svg, (
+        f"Each label's probability for each text, in {figures.BINS} equal-width bins, against the share of those "
+        f"(text, label) pairs where the text has the label; expected calibration error {ece:.3f}.")))
 
 
 def lengths(run: RunData) -> str:

@@ -12,8 +12,9 @@ import numpy as np
 from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
 from toolkit.data.tokens import encode_texts, encode_windows
 from toolkit.errors import TkError
-from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
+from toolkit.evaluation.thresholds import from_config
 from toolkit.runs.folders import read_json, run_status
 
 
@@ -28,6 +29,21 @@ class SavedRun:
     def labels(self) -> tuple[str, ...]:
         config = self.model.config
         return tuple(config.id2label[i] for i in range(config.num_labels))
+
+    @property
+    def multi_label(self) -> bool:
+        return getattr(self.model.config, "problem_type", None) == MULTI_LABEL
+
+    @property
+    def thresholds(self) -> np.ndarray | None:
+        """Multi-label: each label's threshold, as tuned and saved by tk run (0.5 where none is saved)."""
+        return from_config(self.model.config, self.labels) if self.multi_label else None
+
+    def label_sets(self, probabilities: np.ndarray) -> list[list[str]]:
+        """Multi-label: each row's labels whose probability reaches their threshold, most probable first."""
+        thresholds = self.thresholds
+        return [[self.labels[j] for j in sorted(np.flatnonzero(row >= thresholds), key=lambda j: -row[j])]
+                for row in probabilities]
 
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         """One row per text, on the model's device, in bf16 where the run trained in it; with
@@ -47,7 +63,7 @@ class SavedRun:
         finally:
             if progress is not None:
                 progress.close()
-        return pool(rows, encoded["document"], task.pooling) if chunks and texts else rows
+        return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
 
 
 def load_run(run_dir: Path) -> SavedRun:
@@ -160,11 +176,16 @@ def task_of(run_dir: Path, pm=None) -> TaskConfig:
                       run_dir / "config.json", declared)
 
 
-def saved_baseline(run_dir: Path, label_names: tuple[str, ...]) -> int | None:
-    """The class the run's training split held most (saved in its metrics.json); None for older runs."""
+def saved_baseline(run_dir: Path, label_names: tuple[str, ...]) -> int | np.ndarray | None:
+    """The class the run's training split held most (saved in its metrics.json); None for older runs.
+    Multi-label: the baseline's multi-hot answer (each label's majority value in the training split)."""
     path = run_dir / "metrics.json"
     baseline = (read_json(path).get("baseline") or {}) if path.exists() else {}
+    if baseline.get("source") != "training split":
+        return None
+    if isinstance(baseline.get("labels"), list):
+        return np.array([float(name in baseline["labels"]) for name in label_names], dtype=np.float32)
     label = baseline.get("label")
-    if baseline.get("source") != "training split" or label not in label_names:
+    if label not in label_names:
         return None
     return label_names.index(label)

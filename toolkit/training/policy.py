@@ -3,7 +3,8 @@
 An engine (the Trainer plugin, the CUDA-graph loop, yours) only knows how to
 run a step fast on its device. What it trains with and what it keeps is
 decided here, once: the AdamW parameter groups, the learning-rate schedule,
-gradient clipping, the validation loss, the history row of an epoch, the
+gradient clipping, the training loss (single- or multi-label), the validation
+loss, the history row of an epoch, the
 best epoch and its tie-breaking, early stopping, and the batching rule. A new
 task key that every engine must honour is read here and nowhere else.
 """
@@ -149,29 +150,53 @@ def loss_weights(task: TaskConfig, model: Any, train_split: Any) -> Any:
     return torch.tensor(weights, dtype=torch.float32, device=next(model.parameters()).device)
 
 
-def training_loss(logits: Any, labels: Any, weights: Any = None, valid: Any = None) -> Any:
-    """The loss every engine minimises: cross-entropy, each row weighted by its class's weight.
+def training_loss(logits: Any, labels: Any, task: TaskConfig, weights: Any = None, valid: Any = None) -> Any:
+    """The loss every engine minimises: the batch mean of each row's loss.
 
-    The weighted mean divides by the weights of the rows' classes (as
-    ``torch.nn.CrossEntropyLoss(weight=...)`` does); ``valid`` (0/1 per row)
-    leaves out padding rows of a fixed-size batch.
+    Single-label: cross-entropy of the true class, each row weighted by its
+    class's weight (``class_weights``; the mean divides by the rows' weights,
+    as ``torch.nn.CrossEntropyLoss(weight=...)`` does). Multi-label: the mean
+    over labels of each label's binary cross-entropy (transformers'
+    ``multi_label_classification`` loss, BCEWithLogits), ``labels`` a
+    multi-hot float row. ``valid`` (0/1 per row) leaves out the padding rows
+    of a fixed-size batch.
     """
     import torch
     import torch.nn.functional as F
 
-    losses = F.cross_entropy(logits.float(), labels, reduction="none")
-    row_weights = weights[labels] if weights is not None else torch.ones_like(losses)
+    if task.multi_label:
+        losses = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(dim=-1)
+        row_weights = torch.ones_like(losses)
+    else:
+        losses = F.cross_entropy(logits.float(), labels, reduction="none")
+        row_weights = weights[labels] if weights is not None else torch.ones_like(losses)
     if valid is not None:
         row_weights = row_weights * valid.to(losses.dtype)
     return (losses * row_weights).sum() / row_weights.sum()
+
+
+def probabilities_of(logits: np.ndarray, task: TaskConfig) -> np.ndarray:
+    """Class probabilities from logits: softmax over the classes; multi-label: a sigmoid per label."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if task.multi_label:
+        return (1 / (1 + np.exp(-logits))).astype(np.float32)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # -- what an epoch's numbers are ----------------------------------------------------
 
 
 def validation_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Mean cross-entropy of the validation rows, -log p(true class), weighted as ``training_loss`` weighs."""
+    """Mean cross-entropy of the validation rows, -log p(true class), weighted as ``training_loss`` weighs.
+
+    Multi-label (``labels`` an (n, labels) multi-hot array): the mean binary cross-entropy over rows and
+    labels, -[y log p + (1 - y) log(1 - p)], the training loss's own measure.
+    """
     labels = np.asarray(labels)
+    if labels.ndim == 2:
+        p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
+        return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
     picked = probabilities[np.arange(len(labels)), labels]
     row_weights = np.ones(len(labels)) if weights is None else np.asarray(weights)[labels]
     return float((-np.log(np.clip(picked, 1e-12, None)) * row_weights).sum() / row_weights.sum())
@@ -201,7 +226,8 @@ def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, p
                        validation_loss=validation_loss(labels, probabilities, weights),
                        accuracy=float(scores.get("accuracy", float("nan"))),
                        f1=float(scores.get("f1", float("nan"))), seconds=seconds, steps=len(losses),
-                       step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks))
+                       step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks),
+                       f1_macro=float(scores.get("f1_macro", float("nan"))))
 
 
 def step_curve(history: Sequence[EpochRecord]) -> list[list[float]]:

@@ -50,7 +50,7 @@ class StaticLoop:
         self.scheduler = policy.build_scheduler(self.optimizer, task, self.steps_per_epoch * task.epochs)
         self.loss_weights = policy.loss_weights(task, self.model, splits["train"])
         self.step = TrainStep(self.model, self.optimizer, self.train_data, task.batch_size, bf16, self.capture,
-                              self.steps_per_epoch, self.loss_weights)
+                              self.steps_per_epoch, task=task, loss_weights=self.loss_weights)
         self.checkpoints = resume_points.CheckpointWriter(run_dir / "checkpoints")
         self.selection = policy.Selection(task)
         self.best_state: dict[str, torch.Tensor] | None = None

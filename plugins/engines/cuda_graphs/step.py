@@ -36,7 +36,7 @@ class DeviceSplit:
 
     ids: torch.Tensor  # (rows, max_length), padded with the pad id
     lengths: torch.Tensor  # (rows,)
-    labels: torch.Tensor  # (rows,)
+    labels: torch.Tensor  # (rows,) class ids; multi-label: (rows, labels) multi-hot floats
     host_lengths: np.ndarray
 
     @classmethod
@@ -45,7 +45,8 @@ class DeviceSplit:
         ids = np.full((len(lengths), max_length), pad_id, dtype=np.int64)
         for row, tokens in enumerate(split["input_ids"]):
             ids[row, :len(tokens)] = tokens
-        labels = np.asarray(split["labels"], dtype=np.int64)
+        labels = np.asarray(split["labels"])
+        labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64)
         return cls(torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device),
                     torch.from_numpy(labels).to(device), lengths)
 
@@ -77,13 +78,16 @@ def batch_width(lengths: np.ndarray, rows: np.ndarray, max_length: int, dynamic_
 
 
 class TrainStep:
-    """One optimizer step on the batch in ``self.slots``, eager or as a replayed CUDA graph per width."""
+    """One optimizer step on the batch in ``self.slots``, eager or as a replayed CUDA graph per width.
+
+    ``task`` decides the loss (``policy.training_loss``: cross-entropy, or multi-label BCE).
+    """
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, data: DeviceSplit, batch_size: int,
-                 bf16: bool, capture: bool, steps_per_epoch: int = 1024, loss_weights: torch.Tensor | None = None
-                 ) -> None:
+                 bf16: bool, capture: bool, steps_per_epoch: int = 1024, *, task: Any,
+                 loss_weights: torch.Tensor | None = None) -> None:
         device = data.ids.device
-        self.model, self.optimizer, self.data = model, optimizer, data
+        self.model, self.optimizer, self.data, self.task = model, optimizer, data, task
         self.loss_weights = loss_weights  # class_weights on the device, or None
         self.bf16, self.capture = bf16, capture
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -123,7 +127,7 @@ class TrainStep:
         # cache_enabled=False: autocast's weight cache would hold tensors from outside the graph.
         with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-        loss = policy.training_loss(logits, self.data.labels[rows], self.loss_weights, valid)
+        loss = policy.training_loss(logits, self.data.labels[rows], self.task, self.loss_weights, valid)
         loss.backward()
         policy.clip_gradients(self.params)
         return loss.detach()

@@ -30,10 +30,7 @@ class PolicyCallback(TrainerCallback):
 
     def keep_validation_predictions(self, prediction) -> dict:
         """The Trainer's compute_metrics: the row of the epoch is built in on_evaluate, by the policy."""
-        logits = prediction.predictions
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        self.validation = (prediction.label_ids, probabilities)
+        self.validation = (prediction.label_ids, policy.probabilities_of(prediction.predictions, self.task))
         return {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):

@@ -17,20 +17,22 @@ from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_
 
 
 class PolicyTrainer(Trainer):
-    """The Trainer with the optimizer, schedule and loss the training policy builds; it keeps each step's loss."""
+    """The Trainer with the loss, optimizer and schedule of the training policy; it keeps each step's loss."""
 
     loss_is_scaled_for_ga = False  # training_loss is a per-batch mean, never normalised by num_items_in_batch
 
     def __init__(self, *args, task, step_losses: list, loss_weights=None, **kwargs) -> None:
         self.task, self.step_losses, self.loss_weights = task, step_losses, loss_weights
         super().__init__(*args, **kwargs)
+        # compute_loss returns this device's batch mean: the Trainer must neither pass num_items_in_batch
+        # nor rescale the loss by the number of processes (DistributedDataParallel averages the gradients).
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs = dict(inputs)
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
+        """The policy's loss (cross-entropy with class_weights, or multi-label BCE), not the model's own."""
+        outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
         weights = None if self.loss_weights is None else self.loss_weights.to(outputs.logits.device)
-        loss = policy.training_loss(outputs.logits, labels, weights)
+        loss = policy.training_loss(outputs.logits, inputs["labels"], self.task, weights)
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -11,6 +11,8 @@ class with no row cannot be scored, and counting it as 0 would cap macro F1
 below 1 for a perfect model. The classes left out are listed in
 ``classes_absent``. Test numbers carry 95% intervals (see
 ``toolkit.evaluation.intervals``); per-epoch numbers are numpy only, fast.
+
+Multi-label tasks are scored in ``plugins.metrics.multilabel``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ HEADLINE = ("accuracy", "f1", "precision", "recall", "f1_macro")
 
 
 @hookimpl
-def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_label=None):
+def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_label=None, problem="single-label",
+                       thresholds=None):
+    if problem == "multi-label":
+        from plugins.metrics.multilabel import multilabel_metrics
+
+        return multilabel_metrics(labels, probabilities, label_names, confidence, thresholds)
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(probabilities).argmax(axis=1)
     n_classes = len(label_names)
