@@ -1,5 +1,6 @@
 """Helpers shared by the test modules (fixtures live in conftest.py)."""
 
+import contextlib
 import inspect
 import json
 import os
@@ -104,3 +105,18 @@ class InterruptAt(Progress):
         self.seen += 1
         if self.seen == self.step:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def toy_environment(root, tiny_model):
+    """What the autouse isolated_env fixture sets, for module-scoped fixtures (which cannot use it): the toy
+    model, no Hub, no user data dir or tasks file, ``root`` as the current folder."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TK_TOY_MODEL", str(tiny_model))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        for name in ("TK_DATA_DIR", "TK_TASKS", "TK_DISABLE_PLUGINS"):
+            patch.delenv(name, raising=False)
+        patch.chdir(root)
+        yield

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_project
-from tests.helpers import TESTS, ok, runner, tk_json
+from tests.helpers import TESTS, ok, runner, tk_json, toy_environment
 from toolkit.cli import cli
 from toolkit.runs.compare import verdict
 from toolkit.training.progress import EPOCH_HEADER, Progress
@@ -41,12 +41,7 @@ def command(name: str) -> str:
 def runs(tmp_path_factory, tiny_model):
     """Two toy runs made with tk run --json (seeds 1 and 2, one epoch): [(document, stderr), ...]."""
     root = make_project(tmp_path_factory.mktemp("json-project"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TK_TOY_MODEL", str(tiny_model))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        for name in ("TK_DATA_DIR", "TK_TASKS", "TK_DISABLE_PLUGINS"):
-            patch.delenv(name, raising=False)
-        patch.chdir(root)
+    with toy_environment(root, tiny_model):
         return [tk_json("run", "toy", "--set", "epochs=1", "--set", f"seed={seed}", "--output", root / "runs")
                 for seed in (1, 2)]
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import make_project
+from tests.helpers import toy_environment
 from toolkit.cli import cli
 from toolkit.runs.model_card import render_model_card
 from toolkit.runs.report_page import render_comparison, write_report
@@ -34,12 +35,7 @@ def invoke(*args):
 def toy_run(tmp_path_factory, tiny_model):
     """One real toy run for the whole module (a run takes seconds; the tests only read it)."""
     root = make_project(tmp_path_factory.mktemp("report-project"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TK_TOY_MODEL", str(tiny_model))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        for name in ("TK_DATA_DIR", "TK_TASKS", "TK_DISABLE_PLUGINS"):
-            patch.delenv(name, raising=False)
-        patch.chdir(root)
+    with toy_environment(root, tiny_model):
         result = invoke("run", "toy", "--set", "epochs=2", "--output", root / "runs")
         assert result.exit_code == 0, result.output
     return next((root / "runs").iterdir())
