@@ -85,6 +85,8 @@ def tk_load_dataset(dataset, source, task, notes):
             raise TkError(f"test_data: {test_path} is not a file. Check the path (relative to tasks.toml).")
         if "test" in splits:
             notes.append(f"test: {test_path.name} (test_data) replaces the test split of {path.name}.")
+        else:
+            notes.append(f"test: {test_path.name} (test_data).")
         splits["test"] = read(test_path, columns, notes)
     return datasets.DatasetDict({split: _label_names(rows, split, notes) for split, rows in splits.items()})
 
@@ -93,9 +95,12 @@ def read(path: Path, columns: dict, notes: list[str]):
     try:
         return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"], notes)
     except TkError as error:
-        if " column" not in str(error):
+        role = getattr(error, "role", None)  # read_table_file's missing-column error says which column
+        if role is None:
             raise
-        raise TkError("files dataset (set text_column / label_column, e.g. --set label_column=NAME)") from error
+        key = f"{role}_column"
+        how = "Set it to one of them" if getattr(error, "given", None) else "Name the column"
+        raise TkError(f"files dataset: {error} {how}: {key} = \"NAME\" in the task, or --set {key}=NAME.") from None
 
 
 def _label_names(rows, split: str, notes: list[str]):
