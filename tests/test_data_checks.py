@@ -88,7 +88,7 @@ def test_test_rows_seen_in_training_are_left_out():
     test = dataset(["text number 5", "brand new", "another new"], [1, 0, 1])
     splits = make_splits(datasets.DatasetDict(train=train, test=test), task(validation_size=20), notes)
     assert "text number 5" not in splits["test"]["text"]
-    assert any("left out 1 rows" in n for n in notes)
+    assert any("left out 1 row whose text" in n for n in notes)
 
 
 WORDS = "the a movie film plot actor scene story it was".split()

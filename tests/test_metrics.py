@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from plugins.metrics import tk_compute_metrics
-from toolkit.data.checks import _balance
+from toolkit.data.checks import class_presence
 from toolkit.evaluation.baseline import compare_with_baseline
 from toolkit.evaluation.report import format_metrics
 
@@ -192,9 +192,9 @@ def test_report_names_its_split_and_selection_and_fits_long_labels():
 
 def test_rare_classes_are_a_data_check_finding():
     labels = np.array([0] * 100 + [1] * 40 + [2] * 3)
-    rare = [f for f in _balance("test", labels, ("a", "b", "c")) if f.check == "rare_classes"]
+    rare = [f for f in class_presence("test", labels, ("a", "b", "c")) if f.check == "rare_classes"]
     assert len(rare) == 1 and "c (3 rows)" in rare[0].message and "wide" in rare[0].message
-    assert not [f for f in _balance("test", np.arange(60) % 3, ("a", "b", "c")) if f.check == "rare_classes"]
+    assert not [f for f in class_presence("test", np.arange(60) % 3, ("a", "b", "c")) if f.check == "rare_classes"]
 
 
 def test_a_run_saves_baseline_positive_label_and_selection(pm, project):

@@ -92,7 +92,7 @@ def test_imdb_single_table_file(pm, tmp_path, suffix):
 
 def test_csv_without_label_column_names_the_columns(pm, tmp_path):
     refused(pm, "imdb", tmp_path / "reviews.csv", "text,stars\nGood,5\nBad,1\n",
-            "no label column. Found columns: text, stars")
+            r"no label column found by name \(tk looks for label, .*\). Columns: text, stars.")
 
 
 def test_non_utf8_csv_is_a_clear_error(pm, tmp_path):
@@ -130,7 +130,7 @@ def test_sentiment140_polarity_text_csv(pm, tmp_path):
 
 def test_label_outside_mapping_quotes_rows(pm, tmp_path):
     refused(pm, "sentiment140", tmp_path / "train.csv", "polarity,text\n0,sad\n4,happy\n1,what\n0,bad\n",
-            r"outside the mapping: 1 \(e.g. row 2: 1\)")
+            r"outside the mapping: 1 \(e.g. row index 2 \(0-based\): 1\)")
 
 
 def test_single_class_training_set_is_refused(pm, tmp_path):

@@ -48,8 +48,11 @@ def run_dir_of(output):
 
 def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     data = write_tickets(tmp_path / "tickets.csv")
-    fails_with("no text column. Found columns: ticket_id, body, queue", "run", "--data", data,
-               "--set", f"model={tiny_model}")
+    result = fails_with("no text column found by name (tk looks for text, review", "run", "--data", data,
+                        "--set", f"model={tiny_model}")
+    assert "Columns: ticket_id, body, queue." in result.output
+    assert 'text_column = "NAME" in the task, or --set text_column=NAME' in result.output
+    assert "Rename" not in result.output
     output = ok("run", "--data", data, "--set", "text_column=body", "--set", "label_column=queue",
                 "--set", f"model={tiny_model}", *FAST)
     assert "Task 'tickets': dataset files" in output and "accuracy" in output
@@ -256,3 +259,166 @@ def test_real_sms_spam_and_trec(tmp_path, pm):
             writer.writerow([label.split(":")[0], text])
     dataset, splits, _ = load(pm, trec)
     assert dataset.labels == ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM") and len(splits["train"]) == 5452
+
+
+# --------------------------------------------------------------------------
+# What the classes of each split may be (issue 11's rule), and the splits tk makes
+# --------------------------------------------------------------------------
+
+def write_rows(path, rows, header=("id", "text", "label")):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows((i, text, label) for i, (text, label) in enumerate(rows))
+    return path
+
+
+def test_a_given_test_split_lacking_a_class_is_a_warning_and_the_run_goes_on(tmp_path, tiny_model):
+    folder = tmp_path / "tickets"
+    folder.mkdir()
+    write_rows(folder / "train.csv", keyword_rows(200, ("neg", "neutral", "pos"), seed=1))
+    write_rows(folder / "test.csv", keyword_rows(40, ("neg", "pos"), seed=2))  # no 'neutral'
+    output = ok("check", "--data", folder)
+    assert "WARNING test: no rows of class 'neutral'" in output and "classes_absent" in output
+    assert "recommended" in ok("analyze-lengths", "--data", folder, "--model", tiny_model).lower()
+    output = ok("run", "--data", folder, "--set", f"model={tiny_model}", *FAST)
+    assert "Data check: test: no rows of class 'neutral'" in output
+    metrics = json.loads((run_dir_of(output) / "metrics.json").read_text())
+    assert metrics["classes_absent"] == ["neutral"] and metrics["n"] <= 40
+    # the same with test_data = "other.csv" beside one training file
+    other = write_rows(tmp_path / "other.csv", keyword_rows(30, ("neg", "pos"), seed=3))
+    output = ok("check", "--data", folder / "train.csv", "--set", f"test_data={other}")
+    assert "WARNING test: no rows of class 'neutral'" in output
+
+
+def test_a_class_training_never_saw_is_an_error_quoting_its_rows(pm, tmp_path):
+    folder = tmp_path / "tickets"
+    folder.mkdir()
+    write_rows(folder / "train.csv", keyword_rows(60, ("neg", "pos"), seed=1))
+    rows = keyword_rows(20, ("neg", "pos"), seed=2) + [("please look at this fraud", "fraud"),
+                                                       ("another fraud case", "fraud")]
+    write_rows(folder / "test.csv", rows)
+    for command in ("check", "run"):
+        result = fails_with("the test split has 2 rows of class 'fraud', which no row of the training split has",
+                            command, "--data", folder, "--set", "model=minilm")
+        assert "row index (0-based) 20 'please look at this fraud', 21 'another fraud case'" in result.output
+        assert "add training rows of that class" in result.output and "tk_label_mapping" not in result.output
+        assert "Files: train train.csv, test test.csv." in result.output  # which file each split is
+    # a plugin's dataset (labels declared, mapped by tk_label_mapping): the mapping may be the cause
+    toy3 = tmp_path / "toy3"
+    toy3.mkdir()
+    write_rows(toy3 / "train.csv", keyword_rows(60, ("neg", "pos"), seed=1))
+    write_rows(toy3 / "test.csv", keyword_rows(30, ("neg", "neutral", "pos"), seed=2))
+    with pytest.raises(TkError, match="rows of class 'neutral', which no row of the training split has.*"
+                                      "tk_label_mapping"):
+        load_with_labels(pm, pm.dataset("toy3"), DataSource(toy3, "test", toy3), [])
+
+
+def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_parsing(pm, tmp_path):
+    from toolkit.config import load_config
+    from toolkit.data.choose import data_task
+    from toolkit.data.splits import make_splits
+
+    project = tmp_path / "project"
+    project.mkdir()
+    write_tickets(project / "tickets.csv", 395, header=("id", "text", "label"))  # 316 training rows
+    (project / "tasks.toml").write_text('[tasks.tickets]\ndataset = "files"\ndata = "tickets.csv"\n'
+                                        'model = "minilm"\n')  # the four-line task of docs/your-data.md
+    task = load_config(project / "tasks.toml", pm).task("tickets")
+    assert task.validation_size is None
+    notes = []
+    splits = make_splits(load(pm, project / "tickets.csv", task)[1], task, notes)
+    assert len(splits["validation"]) == 31 and len(splits["train"]) == 285 and len(splits["test"]) == 79
+    assert "Validation: 31 of the 316 training rows (validation_size default: a tenth, at most 500)." in notes
+    # 300 rows whose texts span three lines each: rows count, not lines (901 of them)
+    multi = tmp_path / "multi.csv"
+    write_rows(multi, [(text.replace(" ", "\n", 2), label) for text, label in keyword_rows(300, ("neg", "pos"))])
+    task = data_task(str(multi), {}, tuple(pm.settings().values()))
+    splits = make_splits(load(pm, multi, task)[1], task, [])
+    assert [len(splits[name]) for name in ("train", "validation", "test")] == [216, 24, 60]
+    # 5,000 training rows and up: 500, as before; the data's own validation split: at most 500
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"text": [f"text {i} good" for i in range(6000)],
+                                       "label": [i % 2 for i in range(6000)]},
+                                      features=datasets.Features(text=datasets.Value("string"),
+                                                                 label=datasets.ClassLabel(names=["neg", "pos"])))
+    made = make_splits(datasets.DatasetDict(train=rows), task, [])
+    assert len(made["validation"]) == 480  # a tenth of the 4,800 left after the test hold-out of 1,200
+    made = make_splits(datasets.DatasetDict(train=rows, test=rows.select(range(10))), task, [])
+    assert len(made["validation"]) == 500
+    own = make_splits(datasets.DatasetDict(train=rows.select(range(100)), validation=rows.select(range(1000, 1800)),
+                                           test=rows.select(range(3000, 3010))), task, [])
+    assert len(own["validation"]) == 500
+    # an explicit validation_size stays as given, with its error when too large
+    from toolkit.config import with_overrides
+
+    with pytest.raises(TkError, match="cannot carve 500 validation rows from 240 training rows"):
+        make_splits(load(pm, multi, task)[1], with_overrides(task, {"validation_size": 500}), [])
+
+
+def test_check_and_analyze_lengths_take_set_and_name_columns_both_ways(tmp_path, tiny_model):
+    data = write_tickets(tmp_path / "tickets.csv")  # columns ticket_id, body, queue
+    columns = ("--set", "text_column=body", "--set", "label_column=queue")
+    assert "refunds" in ok("check", "--data", data, *columns)
+    output = ok("check", "files", "--data", data, *columns)  # a dataset named, not a task: tk's defaults
+    assert "As tk run splits it: train 173, validation 19, test 48 rows" in output
+    plain = write_tickets(tmp_path / "plain.csv", header=("ticket_id", "text", "label"))
+    assert "As tk run splits it" in ok("check", "files", "--data", plain)
+    output = ok("analyze-lengths", "--data", data, *columns, "--model", tiny_model)
+    assert "Histogram: lengths-tickets.png" in output and (tmp_path / "lengths-tickets.png").is_file()
+    result = fails_with("no label column found by name", "analyze-lengths", "--data", data, "--set",
+                        "text_column=body", "--model", tiny_model)
+    assert "--set label_column=NAME" in result.output
+    # a name given that is not a column: that name, the columns, the closest one
+    result = fails_with("label_column = 'queu' is not a column of", "check", "--data", data,
+                        "--set", "text_column=body", "--set", "label_column=queu")
+    assert "Columns: ticket_id, body, queue. Did you mean 'queue'?" in result.output
+    assert 'label_column = "NAME" in the task, or --set label_column=NAME' in result.output
+    result = fails_with("text_column = 'body' is not a column of", "run", "--data", plain,
+                        "--set", "text_column=body")
+    assert "Columns: ticket_id, text, label." in result.output and "expected one of" not in result.output
+
+
+def test_a_file_with_no_labels_or_no_rows_says_so(tmp_path):
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("text,label\n" + "".join(f"text {i},\n" for i in range(30)))
+    result = fails_with("unlabelled.csv: no row has a label in column 'label' (30 rows read).", "check",
+                        "--data", unlabelled)
+    assert "tk_dataset_labels" not in result.output
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    result = fails_with("header.csv: the file has a header row (text, label) but no rows of data.", "check",
+                        "--data", header_only)
+    assert "corresponds to no data" not in result.output
+
+
+def test_rare_classes_are_warned_per_split_after_splitting(tmp_path, tiny_model):
+    from toolkit.data.checks import RARE_CLASS_ROWS
+
+    rows = keyword_rows(240, ("neg", "pos"), seed=1) + keyword_rows(12, ("neutral",), seed=2)
+    data = write_rows(tmp_path / "reviews.csv", rows)  # 12 'neutral' rows in all: about 2 in the test hold-out
+    output = ok("check", "--data", data)
+    assert "files: train 252 rows\nAs tk run splits it: train 182, validation 20, test 50 rows" in output
+    assert re.search(rf"WARNING test: 1 class has fewer than {RARE_CLASS_ROWS} rows: neutral \(\d rows?\)\. Its "
+                     r"per-class scores have very wide intervals", output), output
+    assert re.search(r"WARNING train: 1 class has fewer than 10 rows: neutral \(\d rows?\)\. The model learns it "
+                     "from few examples", output), output  # 12 in the file: not rare before splitting
+    output = ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST)
+    assert re.search(r"Data check: test: 1 class has fewer than 10 rows: neutral \(\d rows?\)", output), output
+    manifest = json.loads((run_dir_of(output) / "manifest.json").read_text())
+    assert manifest["data_checks"]["split_rows"] == {"train": 182, "validation": 20, "test": 50}
+    assert any(f["check"] == "rare_classes" and f["message"].startswith("test:")
+               for f in manifest["data_checks"]["findings"])
+
+
+def test_small_messages(tmp_path):
+    from toolkit.data.checks import CheckReport, Finding, format_report
+
+    fails_with("runs/nosuch: no such folder. tk list --runs shows the run folders.", "predict", "runs/nosuch", "hi")
+    fails_with("runs/nosuch: no such folder.", "evaluate", "runs/nosuch")
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    result = fails_with("--data: nosuch.csv does not exist.", "evaluate", "runs/a", "--data", "nosuch.csv")
+    assert "leave --data out to score the run's own data" in result.output and "the Hub" not in result.output
+    report = CheckReport("d", {"train": 3}, [Finding("html", "warning", "train: html")])
+    assert format_report(report).endswith("\n1 warning.")

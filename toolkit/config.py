@@ -47,8 +47,10 @@ class TaskConfig:
     lr_scheduler: str = _key("linear", "decay after warm-up", "linear", "cosine", "constant", "constant_with_warmup")
     train_size: int | None = _key(None, "training examples, a stratified seeded subset of the training split "
                                         "(default: all)")
-    validation_size: int = _key(500, "examples carved from the training split (disjoint from training) for "
-                                     "per-epoch numbers, model selection and early stopping")
+    validation_size: int | None = _key(None, "examples carved from the training split (disjoint from training) "
+                                             "for per-epoch numbers, model selection and early stopping (default: "
+                                             "a tenth of the training rows, at most 500; a validation split in the "
+                                             "data: all of it, at most 500)")
     eval_size: int | None = _key(None, "test-split examples for the final report, stratified and seeded "
                                        "(default: all)")
     seed: int = _key(42, "seeds subsets, the classifier head, dropout and batch order")

@@ -110,11 +110,11 @@ def tk_load_dataset(
     the raw label values as stored in the data (for a multi-label task, a
     list of raw values per row, possibly empty). Raise ``TkError`` for a
     source that cannot be read. ``task`` is the task being run (None for
-    ``tk check DATASET`` and ``tk analyze-lengths``): read your own keys with
-    ``task.setting(name)``. Append a line to ``notes`` to tell the user
-    something about the data (which file was picked). Both were added in
-    this version: leave them out if you do not use them. Stops at first
-    non-None result.
+    ``tk check DATASET`` and ``tk analyze-lengths DATASET`` without
+    ``--set``): read your own keys with ``task.setting(name)``. Append a
+    line to ``notes`` to tell the user something about the data (which
+    file was picked). Both were added in this version: leave them out if
+    you do not use them. Stops at first non-None result.
     """
 
 

@@ -105,6 +105,8 @@ def tk_load_dataset(dataset, source, task, notes):
             raise TkError(f"test_data: {test_path} is not a file. Check the path (relative to tasks.toml).")
         if "test" in splits:
             notes.append(f"test: {test_path.name} (test_data) replaces the test split of {path.name}.")
+        else:
+            notes.append(f"test: {test_path.name} (test_data).")
         splits["test"] = read(test_path, columns, notes)
     separator = _setting(task, "label_separator", ",") if multi_label else None
     return datasets.DatasetDict({split: _label_names(rows, split, notes, separator)
@@ -116,9 +118,12 @@ def read(path: Path, columns: dict, notes: list[str]):
         return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"], notes,
                                columns["label_columns"])
     except TkError as error:
-        if "no text column" not in str(error) and "no label column. " not in str(error):
-            raise  # the hint below is for a column tk did not find by name
-        raise TkError("files dataset (set text_column / label_column, e.g. --set label_column=NAME)") from error
+        role = getattr(error, "role", None)  # read_table_file's missing-column error says which column
+        if role is None:
+            raise
+        key = f"{role}_column"
+        how = "Set it to one of them" if getattr(error, "given", None) else "Name the column"
+        raise TkError(f"files dataset: {error} {how}: {key} = \"NAME\" in the task, or --set {key}=NAME.") from None
 
 
 def _label_names(rows, split: str, notes: list[str], separator: str | None = None):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, pass_session
+from toolkit.cli import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.data.choose import command_target
 from toolkit.errors import TkError
@@ -19,30 +19,33 @@ from toolkit.hub import offline_advice
 @click.option("--model", "model_names", multiple=True, metavar="NAME",
               help="Model whose tokenizer to use (repeat to compare). Default: bert-uncased.")
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a task setting (repeatable), as tk run does: e.g. --set text_column=body.")
 @click.option("--split", default="train", show_default=True)
 @click.option("--sample", type=click.IntRange(min=1), help="Measure a seeded random sample of N texts.")
 @click.option("--coverage", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
               help="Share of texts the recommended max_length must hold whole.")
 @click.option("--histogram", type=click.Path(path_type=Path),
-              help="Write the histogram PNG here (default: lengths-DATASET.png in the current folder; "
-                   "with --json, none unless this is given).")
+              help="Write the histogram PNG here (default: lengths-NAME.png in the current folder, NAME the "
+                   "task, the file's or the dataset's; with --json, none unless this is given).")
 @click.option("--stride", type=click.IntRange(min=0), help="Window overlap of the chunks rows (default: max_length // 4).")
 @json_option
 @pass_session
-def analyze_lengths(session, dataset_name, model_names, data, split, sample, coverage, histogram, stride, as_json):
+def analyze_lengths(session, dataset_name, model_names, data, assignments, split, sample, coverage, histogram, stride,
+                    as_json):
     """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
     from toolkit.data.lengths import analyze, format_report, plot_histogram
     from toolkit.data.loading import load_named
     from toolkit.hub import hub_reachable
 
     pm = session.pm
-    dataset_name, task_data, base, task = command_target(session, dataset_name, data)
+    dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
     model_names = model_names or ((task.model,) if task else ())
     models = [pm.model(name, base) for name in (model_names or ("bert-uncased",))]
     if not model_names and not hub_reachable():
         click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
                    "pass a model that needs no network" + offline_advice(pm.models()), err=True)
-    labelled = load_named(pm, dataset_name, data, task_data, base, task)
+    labelled = load_named(pm, dataset_name, data, task_data, base, task, classes=False)  # texts are what it reads
     dataset = labelled.dataset
     rows = labelled.split(split)
     if sample and sample < len(rows):
@@ -50,7 +53,7 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
     results = [analyze(pm, model, rows, coverage, stride) for model in models]
     stats = [r[0] for r in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
-        histogram = histogram or Path(f"lengths-{dataset.name}.png")
+        histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}.png")
     if histogram:
         plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
                        f"{dataset.name} {split}: tokens per text")
@@ -67,18 +70,22 @@ def analyze_lengths(session, dataset_name, model_names, data, split, sample, cov
 @cli.command()
 @click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a task setting (repeatable), as tk run does: e.g. --set label_column=queue.")
 @click.option("--strict", is_flag=True, help="Exit with an error when any check warns (with --json: after the JSON).")
 @json_option
 @pass_session
-def check(session, dataset_name, data, as_json, strict):
+def check(session, dataset_name, data, assignments, as_json, strict):
     """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
-    HTML; empty texts are left out."""
-    from toolkit.data.checks import check_splits, format_report
+    HTML, and rare or absent classes in the splits tk run would make; empty texts are left out."""
+    from toolkit.data.checks import check_as_run, format_report, plural
+    from toolkit.data.choose import dataset_task
     from toolkit.data.loading import load_named
 
-    dataset_name, task_data, base, task = command_target(session, dataset_name, data)
+    dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
-    report = check_splits(labelled.splits, labelled.dataset.name, labelled.dataset.labels)
+    splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults
+    report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting)
     click.echo(f"Source: {labelled.source.describe()}")  # with --json, on stderr (json_output)
     for note in labelled.notes:
         click.echo(note)
@@ -87,4 +94,4 @@ def check(session, dataset_name, data, as_json, strict):
     else:
         click.echo(format_report(report))
     if strict and report.warnings:
-        raise TkError(f"{len(report.warnings)} data check warnings (--strict).")
+        raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")

@@ -25,7 +25,7 @@ def predict(run_dir, texts, text_file, as_json):
     texts = list(texts) + (read_lines(text_file) if text_file else [])
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run(run_dir)
+    saved = load_run(existing_run(run_dir))
     probabilities = saved.probabilities(texts)
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json)
@@ -59,6 +59,14 @@ def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool) -> Non
     for row in rows:
         found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
         click.echo(f"{found or '(no label)':<24} {printable(row['text'])[:80]}")
+
+def existing_run(run_dir: Path) -> Path:
+    """A run folder that is there, before tk looks inside it for a model."""
+    if not run_dir.exists():
+        raise TkError(f"{run_dir}: no such folder. tk list --runs shows the run folders.")
+    if not run_dir.is_dir():
+        raise TkError(f"{run_dir} is a file, not a run folder. tk list --runs shows the run folders.")
+    return run_dir
 
 
 def read_lines(handle) -> list[str]:
@@ -102,6 +110,10 @@ def evaluate(session, run_dir, data, split, as_json):
     from toolkit.runs.saved import load_run
     from toolkit.training.progress import Progress
 
+    existing_run(run_dir)
+    if data is not None and not Path(data).exists():
+        raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
+                      "own data (the source it recorded).")
     metrics = evaluate_run(session.pm, load_run(run_dir), data, split, Progress(click.echo))
     for note in metrics["notes"]:  # with --json, on stderr (json_output)
         click.echo(note)

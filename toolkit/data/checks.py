@@ -52,22 +52,28 @@ class CheckReport:
     dataset: str
     rows: dict[str, int]
     findings: list[Finding]
+    split_rows: dict[str, int] | None = None  # the splits tk run makes from the data (class_checks)
 
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "warning"]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "rows": self.rows, "findings": [asdict(f) for f in self.findings]}
+        return {"dataset": self.dataset, "rows": self.rows, "split_rows": self.split_rows,
+                "findings": [asdict(f) for f in self.findings]}
 
 
-def check_splits(splits, dataset_name: str, label_names: tuple[str, ...]) -> CheckReport:
+def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classes: bool = True) -> CheckReport:
+    """Every check on ``splits``. ``classes``: include the class-presence findings (rare or absent classes);
+    tk run makes those on the splits it trains and scores on instead (``class_checks``)."""
     findings: list[Finding] = []
     keys: dict[str, dict[str, np.ndarray]] = {}
     texts_of = {name: split["text"] for name, split in splits.items()}
     for name, split in splits.items():
         texts, labels = texts_of[name], np.asarray(split["label"])
         findings += _text_quality(name, texts)
+        if classes:
+            findings += class_presence(name, labels, label_names)
         found, labels, name_of = _labels(name, labels, label_names)
         findings += found
         keys[name] = {"exact": text_hashes(texts), "normalised": text_hashes(texts, normalised=True)}
@@ -88,6 +94,33 @@ def _labels(split: str, labels: np.ndarray, label_names: tuple[str, ...]):
             lambda row: ", ".join(label_set_names(labels[row], label_names)) or "no label")
 
 
+def class_checks(splits, label_names: tuple[str, ...]) -> list[Finding]:
+    """Class presence on the splits tk run trains, validates and tests on (after splitting)."""
+    return [finding for name, split in splits.items()
+            for finding in class_presence(name, split["label"], label_names)]
+
+
+def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) -> CheckReport:
+    """tk check: every check on the data as loaded, and class presence on the splits tk run would make
+    from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
+    the reason as a warning."""
+    from toolkit.data.splits import make_splits
+    from toolkit.errors import TkError, user_message
+
+    report = check_splits(splits, dataset_name, label_names, classes=False)
+    try:
+        made = make_splits(splits, task, [])
+    except TkError as error:
+        carves = "test" not in splits or "validation" not in splits
+        report.findings += [finding for name, split in splits.items() for finding in
+                            class_presence(name, split["label"], label_names, carved_from=carves and name == "train")]
+        report.findings.append(Finding("splits", "warning", f"tk run would stop when splitting: {user_message(error)}"))
+        return report
+    report.split_rows = {name: len(split) for name, split in made.items()}
+    report.findings += class_checks(made, label_names)
+    return report
+
+
 def _text_quality(split: str, texts) -> list[Finding]:
     found = []
     html = [row for row, text in enumerate(texts) if text and HTML_REMNANT.search(text)]
@@ -100,17 +133,51 @@ def _text_quality(split: str, texts) -> list[Finding]:
 
 
 def _balance(split: str, labels: np.ndarray, label_names: tuple[str, ...]) -> list[Finding]:
+    """Each class's share; a warning when the smallest class has under a fifth of the largest's rows."""
     counts = np.bincount(labels, minlength=len(label_names))
     summary = ", ".join(f"{name} {n} ({n / max(len(labels), 1):.1%})" for name, n in zip(label_names, counts))
-    level = "warning" if counts.max() and counts.min() / counts.max() < IMBALANCE_WARNING else "info"
-    found = [Finding("class_balance", level, f"{split}: classes {summary}", int(len(labels)))]
-    rare = [f"{name} ({n} rows)" for name, n in zip(label_names, counts) if n < RARE_CLASS_ROWS]
+    present = counts[counts > 0]  # a class with no rows here is the class-presence finding's, not this one's
+    level = "warning" if len(present) and present.min() / present.max() < IMBALANCE_WARNING else "info"
+    return [Finding("class_balance", level, f"{split}: classes {summary}", int(len(labels)))]
+
+
+def class_presence(split: str, labels, label_names: tuple[str, ...], carved_from: bool = False) -> list[Finding]:
+    """Classes with no rows, or fewer than RARE_CLASS_ROWS, in one split, and what that does to the numbers.
+
+    ``carved_from``: tk run carves validation or test rows from this split (the data as loaded).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:  # multi-hot rows: label_findings reports rare and absent labels
+        return []
+    counts = np.bincount(labels.astype(np.int64), minlength=len(label_names))
+    found = []
+    absent = [name for name, n in zip(label_names, counts) if n == 0]
+    if absent:
+        them = "it" if len(absent) == 1 else "them"
+        found.append(Finding("classes_absent", "warning", f"{split}: no rows of {_classes(absent)} "
+                             f"{', '.join(map(repr, absent))}. The {split} numbers leave {them} out (macro averages "
+                             f"run over the classes present; the metrics name {them} under classes_absent)",
+                             len(absent)))
+    rare = [f"{name} ({n} {plural(n, 'row')})" for name, n in zip(label_names, counts) if 0 < n < RARE_CLASS_ROWS]
     if rare:
-        found.append(Finding("rare_classes", "warning", f"{split}: {len(rare)} {'class has' if len(rare) == 1 else 'classes have'} fewer "
-                             f"than {RARE_CLASS_ROWS} rows: {', '.join(rare)}. Their per-class scores have very wide "
-                             "intervals (a recall of 3/3 only says [0.44, 1]), and a split carved from this one "
-                             "may miss them (macro averages then leave them out)", len(rare)))
+        effect = RARE_EFFECT.get(split, RARE_EFFECT[""])
+        if carved_from:
+            effect += ", and a split carved from this one may miss them (macro averages then leave them out)"
+        if len(rare) == 1:
+            effect = effect.replace("them", "it").replace("their", "its")
+        found.append(Finding("rare_classes", "warning", f"{split}: {len(rare)} "
+                             f"{'class has' if len(rare) == 1 else 'classes have'} fewer than {RARE_CLASS_ROWS} "
+                             f"rows: {', '.join(rare)}. {effect[0].upper()}{effect[1:]}", len(rare)))
     return found
+
+
+RARE_EFFECT = {"train": "the model learns them from few examples",
+               "validation": "the per-epoch validation numbers, which pick the epoch to keep, hardly measure them",
+               "": "their per-class scores have very wide intervals (a recall of 3/3 only says [0.44, 1])"}
+
+
+def _classes(names: list) -> str:
+    return "class" if len(names) == 1 else f"{len(names)} classes"
 
 
 def _repeated_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,9 +249,16 @@ def _around_html(text: str, context: int = 30) -> str:
 def format_report(report: CheckReport) -> str:
     rows = ", ".join(f"{name} {n:,}" for name, n in report.rows.items())
     lines = [f"{report.dataset}: {rows} rows"]
+    if report.split_rows and report.split_rows != report.rows:
+        lines.append("As tk run splits it: " + ", ".join(f"{name} {n:,}" for name, n in report.split_rows.items())
+                     + " rows")
     for finding in report.findings:
         mark = "WARNING" if finding.level == "warning" else "info"
         lines.append(f"  {mark:<7} {finding.message}")
         lines += [f"            e.g. {example}" for example in finding.examples]
-    lines.append(f"{len(report.warnings)} warnings.")
+    lines.append(f"{len(report.warnings)} {plural(len(report.warnings), 'warning')}.")
     return "\n".join(lines)
+
+
+def plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import TkError
+from toolkit.errors import TkError, suggest
 
 TEXT_COLUMNS = ("text", "review", "sentence", "content", "tweet")
 LABEL_COLUMNS = ("label", "labels", "polarity", "sentiment", "target", "class")
@@ -52,6 +52,8 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
                 f"{_names(files)}: not {options.get('encoding', 'UTF-8')} text ({cause.reason} at byte "
                 f"{cause.start}). Re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
             ) from error
+        if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
+            raise TkError(f"{_names(files)}: the file has no rows of data.") from error
         raise TkError(f"{_names(files)}: cannot read it as {builder}: {cause}") from error
 
 
@@ -66,6 +68,15 @@ def load_table(files: dict[str, Path], text_column: str | None = None, label_col
     return standard_columns(splits, files, text_column, label_column)
 
 
+class MissingColumn(TkError):
+    """A text or label column that is not there. ``role``: "text" or "label"; ``given``: the name asked
+    for, or None when none was given and no column has a name tk knows."""
+
+    def __init__(self, message: str, role: str, given: str | None) -> None:
+        super().__init__(message)
+        self.role, self.given = role, given
+
+
 def standard_columns(splits, files: dict[str, Path], text_column: str | None = None,
                      label_column: str | None = None, label_columns: list[str] | None = None):
     """Rename the text and label columns to ``text``/``label`` and drop the rest.
@@ -78,12 +89,14 @@ def standard_columns(splits, files: dict[str, Path], text_column: str | None = N
     if label_columns:
         return _flag_columns(splits, files, text, list(label_columns), columns)
     label = label_column or _pick(columns, LABEL_COLUMNS)
-    for role, name, options in (("text", text, TEXT_COLUMNS), ("label", label, LABEL_COLUMNS)):
-        if name is None or name not in columns:
-            raise TkError(
-                f"{_names(files)}: no {role} column. Found columns: {', '.join(columns)}; "
-                f"expected one of: {', '.join(options)}. Rename the column in the file."
-            )
+    for role, name, given, options in (("text", text, text_column, TEXT_COLUMNS),
+                                       ("label", label, label_column, LABEL_COLUMNS)):
+        if given is not None and given not in columns:
+            raise MissingColumn(f"{role}_column = {given!r} is not a column of {_names(files)}. Columns: "
+                                f"{', '.join(columns)}.{suggest(given, columns)}", role, given)
+        if name is None:
+            raise MissingColumn(f"{_names(files)}: no {role} column found by name (tk looks for "
+                                f"{', '.join(options)}). Columns: {', '.join(columns)}.", role, None)
     splits = splits.select_columns([text, label])
     if text != "text":
         splits = splits.rename_column(text, "text")
@@ -234,6 +247,8 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
         named = {c.lower() for c in (text_column, label_column, *(label_columns or ())) if c}
         if header == "auto":
             header = _looks_like_header(first, rows, named)
+        if header and not rows:
+            raise TkError(f"{path}: the file has a header row ({', '.join(first)}) but no rows of data.")
         if not header:
             options["column_names"] = [f"column{i}" for i in range(1, len(first) + 1)]
             if notes is not None:
@@ -244,7 +259,20 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
     if text_column is None and label_column is None and not label_columns and len(columns) == 2 and not (
             _pick(columns, TEXT_COLUMNS) and _pick(columns, LABEL_COLUMNS)):
         text_column, label_column = _two_columns(table["train"], columns, path, notes)
-    return standard_columns(table, files, text_column, label_column, label_columns)["train"]
+    read = standard_columns(table, files, text_column, label_column, label_columns)["train"]
+    if _no_labels(read):
+        raise TkError(f"{path}: no row has a label in column '{label_column or _pick(columns, LABEL_COLUMNS)}' "
+                      f"({len(read)} rows read).")
+    return read
+
+
+def _no_labels(split) -> bool:
+    """Every label empty (a column of single values only: a list per row is the caller's to read)."""
+    import datasets
+
+    if not isinstance(split.features["label"], datasets.Value):
+        return False
+    return all(value is None or str(value).strip() == "" for value in split.unique("label"))
 
 
 def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:

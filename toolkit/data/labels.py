@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.records import DatasetInfo, LabelMapping
+from toolkit.records import DatasetInfo, DataSource, LabelMapping
 
 MAX_EXAMPLES = 5
 
 
 def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, notes: list[str],
-                        every_class: bool = True):
+                        every_class: bool = True, source: DataSource | None = None, from_data: bool = False):
     """Map raw labels to class ids in every split, dropping values mapped to None on purpose.
 
-    ``every_class``: each split must hold every class (training); False for scoring a saved model.
+    ``every_class``: check the classes for training (``check_classes``); False for scoring a saved model.
+    ``source`` and ``from_data`` (the label names came from the data) shape check_classes' messages.
     """
     import datasets
 
@@ -40,25 +40,59 @@ def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, not
         mapped[split_name] = split
     result = datasets.DatasetDict(mapped)
     if every_class:
-        check_classes(result, dataset)
+        check_classes(result, dataset, source, from_data, notes)
     return result
 
 
-def check_classes(splits, dataset: DatasetInfo) -> None:
-    """Each split must hold every class; training on one class is refused."""
+def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None, from_data: bool = False,
+                  notes: list[str] | None = None) -> None:
+    """Training must hold every class, and at least two; a class in another split that training never saw
+    is refused, with its rows quoted. A validation or test split lacking classes is fine here: the data
+    checks warn (tk check, tk run) and the metrics list the classes they could not score (classes_absent).
+    """
+    import numpy as np
+
+    where = f"{dataset.name} from {source.describe()}" if source is not None else dataset.name
     for split_name, split in splits.items():
         if len(split) == 0:
-            raise TkError(f"{dataset.name}: the {split_name} split is empty after label mapping and filtering.")
-        counts = Counter(split["label"])
-        if split_name == "train" and len(counts) < 2:
-            only = dataset.labels[next(iter(counts))]
-            raise TkError(f"{dataset.name}: every training row is labelled '{only}' ({counts[next(iter(counts))]} rows); "
-                          "a classifier needs at least two classes. Check the file and the label mapping.")
-        missing = [dataset.labels[i] for i in range(len(dataset.labels)) if counts[i] == 0]
-        if missing:
-            have = ", ".join(f"{dataset.labels[i]}: {n}" for i, n in sorted(counts.items()))
-            raise TkError(f"{dataset.name}: the {split_name} split has no rows of class {_fmt(missing)} "
-                          f"(it has {have}). Check the label mapping and the data.")
+            raise TkError(f"{where}: the {split_name} split is empty after label mapping and filtering.")
+    counts = np.bincount(np.asarray(splits["train"]["label"], dtype=np.int64), minlength=len(dataset.labels))
+    train = "the training split"  # a single file's name is in ``where``
+    if np.count_nonzero(counts) < 2:
+        only = int(np.argmax(counts))
+        raise TkError(f"{where}: every training row is labelled '{dataset.labels[only]}' ({counts[only]} rows); "
+                      "a classifier needs at least two classes. Check the file and the label mapping.")
+    for split_name, split in splits.items():
+        if split_name == "train":
+            continue
+        unseen = sorted(set(split.unique("label")) - set(np.flatnonzero(counts).tolist()))
+        if unseen:
+            raise TkError(_unseen_message(where, dataset, split_name, split, unseen, train, from_data, notes))
+    missing = [dataset.labels[i] for i in np.flatnonzero(counts == 0)]
+    if missing:
+        have = ", ".join(f"{dataset.labels[i]}: {counts[i]}" for i in np.flatnonzero(counts))
+        fix = ("Add training rows of that class, or leave it out of the task's labels key." if from_data else
+               "Check the label mapping and the data.")
+        raise TkError(f"{where}: {train} has no rows of class {_fmt(missing)} (it has {have}), so the model "
+                      f"cannot learn it. {fix}")
+
+
+def _unseen_message(where, dataset, split_name, split, unseen, train, from_data, notes) -> str:
+    names = [dataset.labels[i] for i in unseen]
+    wanted = set(unseen)
+    rows = [row for row, label in enumerate(split["label"]) if label in wanted]
+    quoted = "row index (0-based) " + ", ".join(f"{row} {_excerpt(split[row]['text'])}" for row in rows[:MAX_EXAMPLES])
+    fix = (f"Fix those rows' labels, or add training rows of {'that class' if len(names) == 1 else 'those classes'}."
+           if from_data else "Fix those rows, or check the plugin's tk_label_mapping.")
+    said = f" Loading said: {' '.join(notes)}" if notes else ""  # e.g. which file each split came from
+    count = f"{len(rows)} {'row' if len(rows) == 1 else 'rows'}"
+    return (f"{where}: the {split_name} split has {count} of class {_fmt(names)}, which no row of {train} "
+            f"has, so the model cannot learn {'it' if len(names) == 1 else 'them'}: {quoted}. {fix}{said}")
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _check_mapping_targets(dataset: DatasetInfo, mapping: LabelMapping) -> None:
@@ -92,7 +126,7 @@ def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
     examples = []
     for row, value in enumerate(split["label"]):
         if repr(value) in unknown_set:
-            examples.append(f"row {row}: {value!r}")
+            examples.append(f"row index {row} (0-based): {value!r}")
             if len(examples) == MAX_EXAMPLES:
                 break
     return (f"{dataset.name}: the {split_name} split has label values outside the mapping: {_fmt(unknown)} "

@@ -30,12 +30,15 @@ class Labelled:
 
 
 def load_named(pm, name: str, data: str | None = None, task_data: str | None = None,
-               base: Path | None = None, task=None) -> Labelled:
-    """Resolve the dataset and its source (--data, task data key, TK_DATA_DIR, Hub), then load and map labels."""
+               base: Path | None = None, task=None, classes: bool = True) -> Labelled:
+    """Resolve the dataset and its source (--data, task data key, TK_DATA_DIR, Hub), then load and map labels.
+
+    ``classes``: check the classes for training (False for tk analyze-lengths, which reads only texts).
+    """
     dataset = pm.dataset(name)
     source = resolve_source(dataset.name, data, task_data, base)
     notes: list[str] = []
-    dataset, splits = load_with_labels(pm, dataset, source, notes, task)
+    dataset, splits = load_with_labels(pm, dataset, source, notes, task, classes=classes)
     return Labelled(dataset, source, splits, notes)
 
 
@@ -45,8 +48,9 @@ def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str]
 
 
 def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[str], task=None,
-                     labels: tuple[str, ...] | None = None):
-    """Load, learn the label names (``tk_dataset_labels``, unless ``labels`` fixes them), map and check.
+                     labels: tuple[str, ...] | None = None, classes: bool = True):
+    """Load, learn the label names (``tk_dataset_labels``, unless ``labels`` fixes them), map and check
+    (``classes``: the classes, for training; off where labels are fixed: scoring a saved model).
 
     Returns the dataset record with its labels and the labelled splits: class ids, or for a multi-label
     task (``problem = "multi-label"``; with no task, label lists in the data) multi-hot rows.
@@ -56,8 +60,13 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
     fixed = labels is not None  # scoring a saved model: its labels, and a split may lack some classes
+    from_data = False
     if labels is None:
         labels = pm.hook.tk_dataset_labels(dataset=dataset, splits=splits, task=task)
+        from_data = labels is not None
+        if from_data and not labels:
+            raise TkError(f"{dataset.name} from {source.describe()}: no row has a label (plugin "
+                          f"'{dataset.plugin}' found no label values in the data). Check the label column.")
     if labels is not None:
         dataset = replace(dataset, labels=tuple(str(label) for label in labels))
     if not dataset.labels:
@@ -72,8 +81,9 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     splits = check_column_types(splits, f"{dataset.name} from {source.describe()}", notes, multi_label)
     splits = drop_empty_texts(splits, notes)
     if multi_label:
-        return dataset, apply_multilabel_mapping(splits, dataset, mapping, notes, every_label=not fixed)
-    return dataset, apply_label_mapping(splits, dataset, mapping, notes, every_class=not fixed)
+        return dataset, apply_multilabel_mapping(splits, dataset, mapping, notes, every_label=classes and not fixed)
+    return dataset, apply_label_mapping(splits, dataset, mapping, notes, every_class=classes and not fixed,
+                                        source=source, from_data=from_data)
 
 
 def holds_label_lists(splits) -> bool:

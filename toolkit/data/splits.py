@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import text_hashes
+from toolkit.data.checks import plural, text_hashes
 from toolkit.data.multilabel import is_list_feature, label_matrix, strata
 from toolkit.errors import TkError
 
 DEFAULT_TEST_SHARE = 0.2
+MAX_VALIDATION = 500  # validation_size's default: a tenth of the training rows, at most this
+
+
+def default_validation_size(train_rows: int) -> int:
+    """A tenth of the training rows, at most 500: 500 for a training split of 5,000 rows or more."""
+    return max(1, min(MAX_VALIDATION, train_rows // 10))
 
 
 def make_splits(splits, task: TaskConfig, notes: list[str]):
@@ -28,9 +34,17 @@ def make_splits(splits, task: TaskConfig, notes: list[str]):
         notes.append(f"The data has no test split: held out {len(test)} training rows as the test split.")
     if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
         rest, validation = train, splits["validation"]
-        if task.validation_size < len(validation):
-            validation = _subset(validation, task.validation_size, task.seed, "validation_size", task)
+        limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
+        if limit < len(validation):
+            validation = _subset(validation, limit, task.seed, "validation_size", task)
         notes.append(f"Validation: the data's own validation split ({len(validation)} rows).")
+    elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
+        if len(train) < 2:
+            raise TkError(f"task '{task.name}': the training split has {len(train)} row: too few to carve a "
+                          "validation split from. Add rows, or give a validation file (validation.*).")
+        rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task)
+        notes.append(f"Validation: {len(validation)} of the {len(train)} training rows (validation_size default: "
+                     f"a tenth, at most {MAX_VALIDATION}).")
     else:
         rest, validation = _carve(train, task.validation_size, task.seed, "validation", task)
     if task.train_size is not None:
@@ -65,7 +79,8 @@ def _without(split, seen: np.ndarray, name: str, notes: list[str]):
     keys = text_hashes(split["text"], normalised=True)
     keep = np.flatnonzero(~np.isin(keys, seen))
     if len(keep) < len(split):
-        notes.append(f"{name}: left out {len(split) - len(keep)} rows whose text is also in the training data.")
+        gone = len(split) - len(keep)
+        notes.append(f"{name}: left out {gone} {plural(gone, 'row')} whose text is also in the training data.")
     return split.select(keep), keys[keep]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import check_splits
+from toolkit.data.checks import check_splits, class_checks, plural
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
@@ -71,12 +71,13 @@ class Prepared:
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
 
 
-def report_checks(report, strict: bool, progress: Progress) -> None:
-    for finding in report.warnings:
+def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:
+    warnings = [finding for finding in findings if finding.level == "warning"]
+    for finding in warnings:
         progress.note(f"Data check: {finding.message}")
-    if report.warnings and strict:
-        raise TkError(f"{len(report.warnings)} data check warnings and --strict is on. "
-                      f"See them with examples: tk check {report.dataset}")
+    if warnings and strict:
+        raise TkError(f"{len(warnings)} data check {plural(len(warnings), 'warning')} and --strict is on. "
+                      f"See them with examples: {check_command}")
 
 
 def registered(pm, task: TaskConfig, where: str | None = None, base: Path | None = None):
@@ -111,12 +112,19 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     notes: list[str] = []
     dataset, labelled = load_with_labels(pm, dataset, source, notes, task)
     positive_class(task, dataset.labels, where)
-    checks = check_splits(labelled, dataset.name, dataset.labels)  # before splitting: leakage is still there to see
-    report_checks(checks, strict, progress)
+    # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
+    check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
+                     f"tk check {task.name}" + (f" --data {data}" if data else ""))
+    checks = check_splits(labelled, dataset.name, dataset.labels, classes=False)
+    report_checks(checks.findings, strict, progress, check_command)
     splits = make_splits(labelled, task, notes)
     for note in notes:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
+    presence = class_checks(splits, dataset.labels)
+    checks.findings += presence
+    checks.split_rows = {name: len(split) for name, split in splits.items()}
+    report_checks(presence, strict, progress, check_command)
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     set_seed(task.seed)  # the new classification head starts the same every time
     model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
