@@ -125,7 +125,8 @@ def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
     unknown_set = set(map(repr, unknown))
     examples = []
     for row, value in enumerate(split["label"]):
-        if repr(value) in unknown_set:
+        values = value if isinstance(value, list) else [value]  # a multi-label row holds a list
+        if any(repr(v) in unknown_set for v in values):
             examples.append(f"row index {row} (0-based): {value!r}")
             if len(examples) == MAX_EXAMPLES:
                 break

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.labels import MAX_EXAMPLES, _fmt, _known, _lookup
+from toolkit.data.labels import _fmt, _known, _lookup, _unknown_message
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, LabelMapping
 
@@ -97,19 +97,6 @@ def label_matrix(split) -> np.ndarray:
 
 def label_set_names(row: np.ndarray, label_names: Sequence[str]) -> list[str]:
     return [label_names[i] for i in np.flatnonzero(row)]
-
-
-def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
-    unknown_set = set(map(repr, unknown))
-    examples = []
-    for row, value in enumerate(split["label"]):
-        if any(repr(v) in unknown_set for v in as_list(value)):
-            examples.append(f"row {row}: {value!r}")
-            if len(examples) == MAX_EXAMPLES:
-                break
-    return (f"{dataset.name}: the {split_name} split has label values outside the mapping: {_fmt(unknown)} "
-            f"(e.g. {'; '.join(examples)}). Known values: {_fmt(list(mapping.ids))}. "
-            "Fix those rows, or map the values in the plugin's tk_label_mapping.")
 
 
 # -- what tk check adds for multi-label data ------------------------------------------
