@@ -245,7 +245,7 @@ def test_clear_errors(files_pm, tmp_path):
 def test_check_reports_cooccurrence_rare_labels_and_rows_without_label(tmp_path):
     rows = [("good why", ["pos", "question"])] * 12 + [("bad", ["neg"])] * 3 + [("plain", [])] * 5
     write_jsonl(tmp_path / "tags.jsonl", rows)
-    report = json.loads(ok("check", "--data", tmp_path / "tags.jsonl", "--json"))  # lists: multi-label, no task
+    report = json.loads(ok("check", "--data", tmp_path / "tags.jsonl", "--set", "problem=multi-label", "--json"))
     found = {f["check"]: f for f in report["findings"]}
     assert found["label_cooccurrence"]["examples"][0].startswith("pos + question: 12 rows")
     assert "neg (3 rows)" in found["rare_labels"]["message"] and found["rare_labels"]["level"] == "warning"
