@@ -54,14 +54,21 @@ def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], maj
                         f"(almost) stopped telling the classes apart, whatever its accuracy says.")
     else:
         warnings += never_predicted(labels, predictions, label_names)
-    accuracy, base = float(model_correct.mean()), baseline["accuracy"]
-    if accuracy <= base:
-        warnings.append(f"Accuracy {accuracy:.3f} does not beat always predicting '{name}' ({base:.3f} on these "
-                        f"rows; the most frequent class of the {source}).")
-    elif p >= SIGNIFICANCE:
-        warnings.append(f"Accuracy {accuracy:.3f} vs {base:.3f} for always predicting '{name}': the difference is "
-                        f"within noise (McNemar exact p = {p:.2f}); the model is not shown to beat the baseline.")
+    warnings += not_beating("Accuracy", float(model_correct.mean()), baseline["accuracy"], p, f"'{name}'",
+                            f"the most frequent class of the {source}")
     return {"baseline": baseline, "warnings": warnings}
+
+
+def not_beating(measure: str, value: float, base: float, p: float, always: str, which: str) -> list[str]:
+    """The warning when the model's ``measure`` does not beat always predicting ``always`` (``which``
+    describes it), or beats it only within noise (McNemar's ``p``)."""
+    if value <= base:
+        return [f"{measure} {value:.3f} does not beat always predicting {always} ({base:.3f} on these rows; "
+                f"{which})."]
+    if p >= SIGNIFICANCE:
+        return [f"{measure} {value:.3f} vs {base:.3f} for always predicting {always}: the difference is within "
+                f"noise (McNemar exact p = {p:.2f}); the model is not shown to beat the baseline."]
+    return []
 
 
 def never_predicted(labels: np.ndarray, predictions: np.ndarray, label_names: tuple[str, ...]) -> list[str]:
@@ -124,13 +131,8 @@ def compare_multilabel(labels, predictions, label_names: tuple[str, ...], majori
     if never:
         warnings.append(f"The model never predicts {len(never)} label(s) that the scored rows have: "
                         f"{', '.join(never[:10])}{', ...' if len(never) > 10 else ''} (their recall is 0).")
-    accuracy, base_accuracy = float(model["accuracy"]), baseline["accuracy"]
-    if accuracy <= base_accuracy:
-        warnings.append(f"Subset accuracy {accuracy:.3f} does not beat always predicting {shown} ({base_accuracy:.3f} "
-                        f"on these rows; each label's majority value in the {source}).")
-    elif p >= SIGNIFICANCE:
-        warnings.append(f"Subset accuracy {accuracy:.3f} vs {base_accuracy:.3f} for always predicting {shown}: the "
-                        f"difference is within noise (McNemar exact p = {p:.2f}).")
+    warnings += not_beating("Subset accuracy", float(model["accuracy"]), baseline["accuracy"], p, shown,
+                            f"each label's majority value in the {source}")
     if float(model["hamming_loss"]) >= baseline["hamming_loss"]:
         warnings.append(f"Hamming loss {float(model['hamming_loss']):.4f} is no lower than always predicting {shown} "
                         f"({baseline['hamming_loss']:.4f}): the model gets as many (row, label) cells wrong.")

@@ -69,6 +69,7 @@ class Prepared:
     model: Any
     notes: list[str]
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
+    class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
 
 
 def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:
@@ -158,7 +159,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
                       "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes,
-                    artifacts.fingerprint(labelled) if source.path else None)
+                    artifacts.fingerprint(labelled) if source.path else None, weights)
 
 
 def class_weights(task: TaskConfig, tokenized, label_names) -> dict[str, float] | None:
@@ -333,7 +334,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "problem": task.problem,
         "select_metric": task.select_metric,
         "select_on": task.select_on,
-        "class_weights": class_weights(task, prepared.tokenized, dataset.labels),
+        "class_weights": prepared.class_weights,
         **({"thresholds_tuned_on": "test" if task.select_on == "test" else "validation",
             "thresholds_untuned": untuned} if task.multi_label else {}),
         "best_epoch": result.best_epoch,
