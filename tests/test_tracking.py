@@ -174,8 +174,7 @@ def test_a_tracker_failing_mid_run_is_said_once_and_the_run_completes(pm, projec
 
 def test_a_tracking_server_that_does_not_answer_costs_the_run_nothing(pm, project, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the discard port: nothing listens
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    # MLflow's own retry settings are left at their defaults (minutes of retries): tk's probe fails fast.
     notes = []
     outcome = train_toy(pm, project, progress=Progress(notes.append, bar=False), epochs=1, report_to="mlflow")
     assert outcome.status == "complete" and (outcome.run_dir / "model").is_dir()

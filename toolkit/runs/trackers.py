@@ -24,6 +24,24 @@ DEFAULT_STORE = "mlruns"  # without MLFLOW_TRACKING_URI: MLflow's file store in 
 NOT_ARTIFACTS = {LOCK_FILE, "checkpoints"}  # the liveness lock; checkpoints are removed when the run completes
 
 
+SERVER_PROBE_SECONDS = 5  # MLflow's own client retries an unreachable server for minutes before it fails
+
+
+def answers_quickly(uri: str) -> None:
+    """An http(s) tracking server that accepts no connection within SERVER_PROBE_SECONDS raises OSError
+    (the tracker then fails to start, says so once, and the run goes on without it)."""
+    import socket
+
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=SERVER_PROBE_SECONDS).close()
+    except OSError as error:
+        raise OSError(f"no answer from {public(uri)} within {SERVER_PROBE_SECONDS} s ({error})") from None
+
+
 def public(uri: str) -> str:
     """A tracking URI without a user name or password in it: fit to print and to save in the run folder."""
     parts = urllib.parse.urlsplit(uri)
@@ -56,6 +74,7 @@ class MLflow:
 
         if mlflow.is_tracking_uri_set():
             uri = mlflow.get_tracking_uri()
+            answers_quickly(uri)
         else:
             uri = saved_uri or Path(DEFAULT_STORE).resolve().as_uri()
             if uri.startswith("file:"):
