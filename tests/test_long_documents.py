@@ -145,15 +145,29 @@ def test_chunks_learn_late_keywords_per_document_on_both_engines(pm, long_projec
     with open(outcome.run_dir / "predictions.csv", encoding="utf-8") as handle:
         assert len(list(csv.DictReader(handle))) == 60
     assert any(f"training sees {splits['train']['windows']:,} windows of 80 texts" in n for n in notes), notes
-    # The best epoch's validation loss is the saved model's, pooled per document.
-    prepared = prepare(pm, toy_task(long_project, engine=engine, bf16="off", **CHUNKS), None, long_project, quiet())
+    assert_best_validation_loss_is_the_saved_models(pm, long_project, outcome, engine=engine, bf16="off", **CHUNKS)
+    if engine == "trainer":  # the saved run is the same on both engines
+        predict_evaluate_and_helper_pool_like_the_run(outcome, long_project)
+
+
+def test_grouped_validation_windows_stay_with_their_documents(pm, long_project):
+    """Under group_by_length the Trainer shuffles its evaluation rows in length groups; tk's engine keeps the
+    validation windows in its own order, so they pool with their own documents (they did not: an error)."""
+    settings = dict(engine="trainer", bf16="off", group_by_length=True, epochs=1, **CHUNKS)
+    outcome = train_toy(pm, long_project, **settings)
+    assert json.loads((outcome.run_dir / "manifest.json").read_text())["training"]["group_by_length"] is True
+    assert_best_validation_loss_is_the_saved_models(pm, long_project, outcome, **settings)
+
+
+def assert_best_validation_loss_is_the_saved_models(pm, project, outcome, **settings):
+    """The best epoch's validation loss is the saved model's, pooled per document."""
+    prepared = prepare(pm, toy_task(project, **settings), None, project, quiet())
     validation = prepared.tokenized["validation"]
     windows = predict_probabilities(load_run(outcome.run_dir).model, validation, 64)
     labels, pooled = pool_rows(validation["labels"], windows, validation["document"])
+    metrics = outcome.metrics
     best = metrics["history"][metrics["best_epoch"] - 1]
     assert policy.validation_loss(labels, pooled) == pytest.approx(best["validation_loss"], abs=1e-4)
-    if engine == "trainer":  # the saved run is the same on both engines
-        predict_evaluate_and_helper_pool_like_the_run(outcome, long_project)
 
 
 def predict_evaluate_and_helper_pool_like_the_run(outcome, long_project):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, pass_session
+from toolkit.cli import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
 
@@ -27,6 +27,7 @@ def predict(run_dir, texts, text_file, as_json):
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run(existing_run(run_dir))
     probabilities = saved.probabilities(texts)
+    skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json)
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
@@ -39,6 +40,14 @@ class PolicyTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.step_losses.append(loss.detach())  # a device tensor: read once an epoch, no sync per step
         return loss
+
+    def _get_eval_sampler(self, eval_dataset):
+        """The validation rows in their own order (already longest first). Under group_by_length the Trainer
+        would shuffle them in length groups, and a chunked task's windows would fall out of line with the
+        documents the policy pools them by."""
+        if eval_dataset is None or self.args.world_size > 1:
+            return None  # several processes: accelerate shards the rows in order
+        return SequentialSampler(eval_dataset)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
