@@ -4,7 +4,7 @@
     TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu           # GPU: both protocols, BERT-base shape
     TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu --cold    # each side with the driver's kernel cache off
     python benchmarks/speed.py --task imdb-minilm --set train_size=200    # a quick look
-    ... --eval-rows 25000                                                  # also time prediction over N test rows
+    ... --eval-rows 25000                                                  # prediction over N test rows (0: none)
 
 Both sides train on the same rows (tk's seeded split: train, validation for
 per-epoch evaluation, test for the report) from the same initial weights.
@@ -12,9 +12,10 @@ The reference side is the notebook's configuration: fp32, every text padded
 to max_length, eval every epoch, a checkpoint every 10 steps. Each side runs
 in its own process so peak memory is its own. ``--cold`` runs each side with
 ``CUDA_CACHE_DISABLE=1``, as on a fresh machine whose driver has compiled no
-kernel yet. ``--eval-rows N`` also times prediction over the first N rows of
-the test split: the reference with its Trainer (padded to max_length), tk
-through the saved run, as ``tk evaluate`` does.
+kernel yet. Each side also times prediction over the first N rows of the test
+split (``--eval-rows N``; by default 2,000 on the CPU, 25,000 with ``--gpu``):
+the reference with its Trainer (padded to max_length), tk through the saved
+run, as ``tk evaluate`` does.
 """
 
 from __future__ import annotations
@@ -222,8 +223,9 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="BERT-base shape with random weights, on CUDA")
     parser.add_argument("--only", choices=["reference", "tk"], help="run one side (no speed ratio)")
     parser.add_argument("--cold", action="store_true", help="each side with CUDA_CACHE_DISABLE=1 (a fresh GPU machine)")
-    parser.add_argument("--eval-rows", type=int, default=0, metavar="N",
-                        help="also time prediction over the first N test rows (both sides)")
+    parser.add_argument("--eval-rows", type=int, metavar="N",
+                        help="time prediction over the first N test rows, both sides (default: 2,000 on the CPU, "
+                             "25,000 with --gpu; 0: none)")
     parser.add_argument("--side", choices=["reference", "tk"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     tasks = args.task or ["imdb-minilm", "sentiment140-minilm"]
@@ -233,7 +235,8 @@ def main() -> None:
     rows = []
     for task in tasks:
         for side in [args.only] if args.only else ("reference", "tk"):
-            result = measure(side, task, args.set, args.gpu, args.cold, args.eval_rows)
+            eval_rows = args.eval_rows if args.eval_rows is not None else (25000 if args.gpu else 2000)
+            result = measure(side, task, args.set, args.gpu, args.cold, eval_rows)
             rows.append((task.replace("minilm", "bert-base-shape") if args.gpu else task, side, result))
             shown = {k: v for k, v in result.items() if k != "correct"}
             print(f"{task} {side}: {json.dumps(shown)}", flush=True)

@@ -40,6 +40,11 @@ def test_pooling_against_hand_computed_values():
     documents = [3, 7, 3, 3]  # unsorted, not contiguous: answers come in ascending document order
     assert pool(probabilities, documents, "mean") == pytest.approx(np.array([[0.6, 0.4], [0.2, 0.8]]))
     assert pool(probabilities, documents, "max") == pytest.approx(np.array([[0.9 / 1.5, 0.6 / 1.5], [0.2, 0.8]]))
+    geometric = np.array([(0.9 * 0.4 * 0.5) ** (1 / 3), (0.1 * 0.6 * 0.5) ** (1 / 3)])  # mean logits = geometric mean
+    assert pool(probabilities, documents, "logits") == pytest.approx(
+        np.array([geometric / geometric.sum(), [0.2, 0.8]]), abs=1e-6)
+    # multi-label: the mean log-odds of 0.9 (ln 9) and 0.5 (0) is ln 3, whose sigmoid is 3/4
+    assert pool(np.array([[0.9], [0.5]]), [0, 0], "logits", multi_label=True) == pytest.approx(np.array([[0.75]]))
     assert pool_labels([1, 0, 1, 1], documents).tolist() == [1, 0]
     with pytest.raises(ValueError):
         pool_labels([1, 0, 0, 1], documents)
@@ -74,6 +79,7 @@ class WindowModel(torch.nn.Module):
 @pytest.mark.parametrize("pooling, expected", [
     ("mean", (3 * 0.5 + 2 * (1 / (1 + math.exp(-1))) ) / 5),
     ("max", (1 / (1 + math.exp(-1))) / (0.5 + 1 / (1 + math.exp(-1)))),
+    ("logits", 1 / (1 + math.exp(-(3 * 0 + 2 * 1) / 5))),  # the mean logit margin (0, 0, 0, 1, 1) is 0.4
 ])
 def test_saved_run_pools_known_window_probabilities(tiny_model, pooling, expected):
     from transformers import AutoTokenizer
@@ -164,7 +170,7 @@ def assert_best_validation_loss_is_the_saved_models(pm, project, outcome, **sett
     prepared = prepare(pm, toy_task(project, **settings), None, project, quiet())
     validation = prepared.tokenized["validation"]
     windows = predict_probabilities(load_run(outcome.run_dir).model, validation, 64)
-    labels, pooled = pool_rows(validation["labels"], windows, validation["document"])
+    labels, pooled = pool_rows(validation["labels"], windows, validation["document"], prepared.task.pooling)
     metrics = outcome.metrics
     best = metrics["history"][metrics["best_epoch"] - 1]
     assert policy.validation_loss(labels, pooled) == pytest.approx(best["validation_loss"], abs=1e-4)

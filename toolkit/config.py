@@ -65,8 +65,10 @@ class TaskConfig:
                                       "text (docs/long-documents.md)", "truncate", "chunks")
     stride: int | None = _key(None, "long_text = \"chunks\": tokens each window shares with the one before it "
                                     "(default: max_length // 4); below max_length minus the model's special tokens")
-    pooling: str = _key("mean", "long_text = \"chunks\": how a text's window probabilities become its own: `mean`, "
-                                "or `max` (each class's highest window probability, renormalised)", "mean", "max")
+    pooling: str = _key("logits", "long_text = \"chunks\": how a text's window probabilities become its own: "
+                                  "`logits` (the mean of the windows' logits, then softmax or sigmoid), `mean` (of "
+                                  "the probabilities), or `max` (each class's highest window probability, "
+                                  "renormalised)", "logits", "mean", "max")
     problem: str = _key("single-label", "`single-label`: one class per text (softmax); `multi-label`: any number of "
                                         "labels per text (sigmoid per label, a threshold per label tuned on the "
                                         "validation split; docs/multi-label.md)", "single-label", "multi-label")

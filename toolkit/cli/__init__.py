@@ -124,8 +124,11 @@ def main() -> None:
         cli(prog_name="tk", obj=session)
     except SystemExit as done:
         if _skip_teardown and done.code in (0, None):
-            sys.stdout.flush()
-            sys.stderr.flush()
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except OSError:  # a closed pipe (tk predict ... | head -1): the reader has what it wanted
+                pass
             os._exit(0)
         raise
 

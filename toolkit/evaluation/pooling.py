@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-POOLINGS = ("mean", "max")
+POOLINGS = ("mean", "max", "logits")
+TINY = 1e-7  # probabilities are clipped to [TINY, 1 - TINY] before their logarithm
 
 
 def documents_of(split: Any) -> np.ndarray | None:
@@ -27,14 +28,26 @@ def pool(probabilities: np.ndarray, documents: Any, method: str = "mean", multi_
     class's highest window probability, the row then renormalised to sum to 1
     (a class one window is sure of wins even when the other windows say nothing);
     ``multi_label``: each label's own probability, so the row is not renormalised
-    (a label any window finds is on).
+    (a label any window finds is on). ``logits``: the softmax of the mean of the
+    windows' logits, computed from their probabilities (softmax(z) determines z up
+    to a per-window constant, which the softmax ignores); multi-label: the sigmoid
+    of each label's mean log-odds. Sure windows weigh more than with ``mean``.
     """
     if method not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {method!r}")
     probabilities = np.asarray(probabilities, dtype=np.float64)
     _, inverse, counts = np.unique(np.asarray(documents), return_inverse=True, return_counts=True)
     pooled = np.zeros((len(counts), probabilities.shape[1]))
-    if method == "mean":
+    if method == "logits":
+        clipped = np.clip(probabilities, TINY, 1 - TINY)
+        logits = np.log(clipped) - (np.log1p(-clipped) if multi_label else 0)
+        np.add.at(pooled, inverse, logits)
+        pooled /= counts[:, None]
+        if multi_label:
+            return (1 / (1 + np.exp(-pooled))).astype(np.float32)
+        pooled = np.exp(pooled - pooled.max(axis=1, keepdims=True))
+        pooled /= pooled.sum(axis=1, keepdims=True)
+    elif method == "mean":
         np.add.at(pooled, inverse, probabilities)
         pooled /= counts[:, None]
     else:

@@ -78,23 +78,13 @@ def load_run(run_dir: Path) -> SavedRun:
     model_dir = run_dir / "model"
     check_saved_model(model_dir)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=inference_dtype(task))
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except Exception as error:  # a damaged file the checks above did not catch
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TkError(f"{model_dir}: cannot load the saved model ({first_line}). {DAMAGED}") from None
     check_vocabulary(model_dir, model, tokenizer)
     return SavedRun(run_dir, task, on_gpu_if_any(model), tokenizer)
-
-
-def inference_dtype(task: TaskConfig) -> Any:
-    """bf16 weights on a CPU where the run predicts in bf16 (what predict_probabilities would copy them to),
-    else the saved fp32: on a GPU autocast runs the matrix products in bf16."""
-    import torch
-
-    from toolkit.training.device import use_bf16
-
-    return torch.bfloat16 if use_bf16(task.bf16) and not torch.cuda.is_available() else torch.float32
 
 
 def on_gpu_if_any(model: Any) -> Any:
