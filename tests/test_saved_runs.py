@@ -113,6 +113,25 @@ def test_predict_prints_no_terminal_control_codes(run_copy):
     assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in line)
 
 
+def test_predict_exits_without_teardown_only_from_its_own_main(run_copy, monkeypatch, capsys):
+    """tk predict ends with os._exit(0) once its answer is printed (the interpreter's teardown took about 1 s),
+    but only the main() that ran it does: a command run in-process (CliRunner) must leave later ones alone."""
+    import toolkit.cli
+
+    exits = []
+    monkeypatch.setattr(toolkit.cli.os, "_exit", exits.append)
+    assert tk("predict", run_copy, "great film").exit_code == 0
+    monkeypatch.setattr("sys.argv", ["tk", "--help"])
+    with pytest.raises(SystemExit):
+        toolkit.cli.main()
+    assert exits == []
+    capsys.readouterr()
+    monkeypatch.setattr("sys.argv", ["tk", "predict", str(run_copy), "great film"])
+    with pytest.raises(SystemExit):  # os._exit is recorded, not called, so main goes on to click's exit
+        toolkit.cli.main()
+    assert exits == [0] and "great film" in capsys.readouterr().out
+
+
 def test_predictions_csv_neutralises_formulas(tmp_path):
     texts = ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tlead", "\rcr", "plain - text", "'quoted"]
     path = tmp_path / "predictions.csv"

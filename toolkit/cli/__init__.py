@@ -36,6 +36,7 @@ class Session:
 
     def __init__(self, tasks_file: str | None) -> None:
         self.tasks_path = find_tasks_file(tasks_file)
+        self.skip_teardown = False  # set by skip_interpreter_teardown(); main() acts on it
 
     @cached_property
     def raw(self) -> dict:
@@ -123,7 +124,7 @@ def main() -> None:
     try:
         cli(prog_name="tk", obj=session)
     except SystemExit as done:
-        if _skip_teardown and done.code in (0, None):
+        if session.skip_teardown and done.code in (0, None):
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -133,15 +134,15 @@ def main() -> None:
         raise
 
 
-_skip_teardown = False
-
-
 def skip_interpreter_teardown() -> None:
     """For a command that has written all it will: exit without tearing torch and transformers' modules down,
-    which takes about a second (0.4 s for torch alone), a fifth of a one-text tk predict. Only main() acts on
-    it (tests call the commands in-process), and only when the command succeeded."""
-    global _skip_teardown
-    _skip_teardown = True
+    which takes about a second (0.4 s for torch alone), a fifth of a one-text tk predict. Marked on this
+    invocation's session, so only the main() that made it acts on it (tests invoke commands in-process, and
+    must never exit), and only when the command succeeded."""
+    context = click.get_current_context(silent=True)
+    session = context.find_object(Session) if context is not None else None
+    if session is not None:
+        session.skip_teardown = True
 
 
 def _tasks_option(args: list[str]) -> str | None:
