@@ -99,10 +99,13 @@ def test_thresholds_against_hand_computed_values():
     truth = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0], [0, 1, 0]])
     probabilities = np.array([[0.9, 0.9, 0.8], [0.8, 0.6, 0.1], [0.7, 0.5, 0.2], [0.4, 0.6, 0.3],
                               [0.3, 0.1, 0.9], [0.2, 0.2, 0.4]])
-    thresholds, untuned = tune_thresholds(truth, probabilities)
+    thresholds, untuned = tune_thresholds(truth, probabilities, min_positives=1)
     # label 0 is the first case above; label 1: 0.9 (F1 2/4), 0.6 (two rows, 2/6), 0.5 (4/7), 0.2 (6/8),
     # 0.1 (6/9): 0.2 wins, halfway to 0.1; label 2 has no positive row: 0.5, named
     assert thresholds.tolist() == pytest.approx([0.35, 0.15, 0.5]) and untuned == [2]
+    # by default a label needs 5 positive validation rows: 3 are too few to tune on (noise), so 0.5 stays
+    assert tune_thresholds(truth, probabilities)[0].tolist() == [0.5, 0.5, 0.5]
+    assert tune_thresholds(np.tile(truth, (2, 1)), np.tile(probabilities, (2, 1)))[1] == [2]  # 6 positives: tuned
     predicted = predict_sets(probabilities, thresholds)
     assert predicted[:, 0].tolist() == [True, True, True, True, False, False]
     assert predicted[:, 1].tolist() == [True, True, True, True, False, True]

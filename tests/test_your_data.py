@@ -167,6 +167,18 @@ def test_readme_evaluate_examples_run(tmp_path, tiny_model):
             assert "split: all rows of other-reviews.csv" in output and "50 examples" in output
 
 
+def test_evaluate_data_file_is_scored_even_when_the_run_had_test_data(tmp_path, tiny_model):
+    """--data FILE names the rows to score; the run's own test_data file used to replace them, under FILE's name."""
+    data = write_tickets(tmp_path / "reviews.csv", header=("id", "text", "label"))
+    test_file = write_tickets(tmp_path / "reviews-test.csv", 60, seed=5, header=("id", "text", "label"))
+    run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set",
+                            f"test_data={test_file}", *FAST))
+    other = write_tickets(tmp_path / "other.csv", 40, seed=9, header=("id", "text", "label"))
+    output = ok("evaluate", run_dir, "--data", other)
+    assert "split: all rows of other.csv" in output and "40 examples" in output, output
+    assert "60 examples" in ok("evaluate", run_dir)  # without --data: the run's test file, as before
+
+
 def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):
     from transformers import pipeline
 

@@ -6,8 +6,10 @@ highest F1 of that label wins; on a tie the higher threshold (fewer labels
 predicted). The saved threshold is the midpoint between the lowest
 probability it predicts and the highest it does not (the widest margin on
 either side; the lowest probability itself when every row is predicted), so
-the validation rows get exactly the winning prediction. A label with no
-positive validation row has no F1 to maximise: it keeps 0.5 and is named.
+the validation rows get exactly the winning prediction. A label with fewer
+than MIN_POSITIVES positive validation rows keeps 0.5 and is named: with one
+or two positives the best F1 is noise, and often a threshold near 0 that puts
+the label on almost every text.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from toolkit.evaluation.multilabel import DEFAULT_THRESHOLD
 
 CONFIG_KEY = "tk_thresholds"  # model/config.json: {label name: threshold}
+MIN_POSITIVES = 5  # positive validation rows a label needs before its threshold is tuned
 
 
 def best_threshold(truth, probabilities) -> float | None:
@@ -41,13 +44,14 @@ def best_threshold(truth, probabilities) -> float | None:
     return float((ranked[end] + ranked[end + 1]) / 2)
 
 
-def tune_thresholds(labels, probabilities) -> tuple[np.ndarray, list[int]]:
-    """(a threshold per label, the labels left at 0.5 because no row has them)."""
+def tune_thresholds(labels, probabilities, min_positives: int = MIN_POSITIVES) -> tuple[np.ndarray, list[int]]:
+    """(a threshold per label, the labels left at 0.5 because fewer than ``min_positives`` rows have them)."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities)
     thresholds = np.full(labels.shape[1], DEFAULT_THRESHOLD)
     untuned = []
     for j in range(labels.shape[1]):
-        found = best_threshold(labels[:, j], probabilities[:, j])
+        enough = int((labels[:, j] > 0.5).sum()) >= max(min_positives, 1)
+        found = best_threshold(labels[:, j], probabilities[:, j]) if enough else None
         if found is None:
             untuned.append(j)
         else:
@@ -60,7 +64,8 @@ def describe(thresholds: np.ndarray, untuned: Sequence[int], label_names: Sequen
                       if j not in untuned)
     line = f"Thresholds tuned on the validation split (each label's best F1): {tuned or 'none'}."
     if untuned:
-        line += (f" Kept at {DEFAULT_THRESHOLD} (no validation row has them): "
+        line += (f" Kept at {DEFAULT_THRESHOLD} (fewer than {MIN_POSITIVES} validation rows have them, too few "
+                 "to tune on): "
                  + ", ".join(label_names[j] for j in untuned) + ".")
     return line
 

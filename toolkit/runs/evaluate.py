@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     require_metrics(pm)
     run_dir = saved.run_dir
     task = task_of(run_dir, pm)  # with the plugin keys too: the files dataset's text_column, label_column, ...
+    if data is not None and task.settings.get("test_data"):
+        # --data names the rows to score: the run's own test file (files dataset) must not replace them.
+        task = replace(task, settings={**task.settings, "test_data": None})
     dataset = pm.dataset(task.dataset)
     if dataset.labels and dataset.labels != saved.labels:
         raise TkError(f"{run_dir}: the model's labels {saved.labels} differ from dataset "
