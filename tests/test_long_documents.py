@@ -216,3 +216,6 @@ def test_analyze_lengths_counts_windows(project):
                                                                   "tokens_ratio": 0}
     text = ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder)
     assert "chunks at 64 (stride 16)" in text and "7 windows (2.33/text" in text
+    # the task's stride (here from --set, as tk run takes it) counts the windows tk run would make
+    text = ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder, "--set", "stride=0")
+    assert "chunks at 32 (stride 0)" in text and "12 windows (4.00/text" in text

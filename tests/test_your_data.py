@@ -176,7 +176,8 @@ def test_evaluate_data_file_is_scored_even_when_the_run_had_test_data(tmp_path, 
     other = write_tickets(tmp_path / "other.csv", 40, seed=9, header=("id", "text", "label"))
     output = ok("evaluate", run_dir, "--data", other)
     assert "split: all rows of other.csv" in output and "40 examples" in output, output
-    assert "60 examples" in ok("evaluate", run_dir)  # without --data: the run's test file, as before
+    output = ok("evaluate", run_dir)  # without --data: the run's test file, named as such
+    assert "60 examples" in output and "split: test split (reviews-test.csv, the task's test_data)" in output
 
 
 def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):

@@ -28,7 +28,9 @@ from toolkit.hub import offline_advice
 @click.option("--histogram", type=click.Path(path_type=Path),
               help="Write the histogram PNG here (default: lengths-NAME.png in the current folder, NAME the "
                    "task, the file's or the dataset's; with --json, none unless this is given).")
-@click.option("--stride", type=click.IntRange(min=0), help="Window overlap of the chunks rows (default: max_length // 4).")
+@click.option("--stride", type=click.IntRange(min=0),
+              help="Window overlap of the chunks rows (default: the task's stride, else max_length // 4; rows whose "
+                   "max_length it does not fit are left out).")
 @json_option
 @pass_session
 def analyze_lengths(session, dataset_name, model_names, data, assignments, split, sample, coverage, histogram, stride,
@@ -50,6 +52,8 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
     rows = labelled.split(split)
     if sample and sample < len(rows):
         rows = rows.shuffle(seed=0).select(range(sample))
+    if stride is None and task is not None:
+        stride = task.stride  # the task's own (tasks.toml or --set); None: max_length // 4 per row
     results = [analyze(pm, model, rows, coverage, stride) for model in models]
     stats = [r[0] for r in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)

@@ -71,7 +71,9 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
             raise TkError(f"{source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
         return splits[split], split, f"{split} split"
     if "test" in splits:
-        return splits["test"], "test", "test split"
+        test_data = task.settings.get("test_data")  # the files dataset's separate test file, when the task has one
+        return splits["test"], "test", f"test split ({Path(test_data).name}, the task's test_data)" if test_data \
+            else "test split"
     if data is not None:  # one file given: it is the set to score
         return splits["train"], "all", f"all rows of {Path(data).name}"
     from toolkit.data.splits import make_splits
