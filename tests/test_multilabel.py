@@ -361,3 +361,19 @@ def test_a_single_label_task_on_a_saved_multilabel_model_goes_back_to_softmax(ti
     assert config.problem_type is None and not hasattr(config, "tk_thresholds")
     set_problem(model, build_task("t", {"dataset": "-", "model": "-", "problem": "multi-label"}, "test"))
     assert config.problem_type == "multi_label_classification"
+
+
+def test_check_warns_when_labels_look_like_unsplit_lists(tmp_path):
+    """A multi-label file read as single-label, or split with the wrong separator, trains compound labels
+    ('billing|urgent') with no error: tk check says what to set."""
+    rows = [("refund please now", "billing|urgent"), ("card charged twice", "billing"),
+            ("site is down", "outage|urgent"), ("login broken", "outage")] * 10
+    path = tmp_path / "tags.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    output = ok("check", "--data", path)  # single-label: 4 classes, 2 of them lists
+    assert "2 of 4 labels contain '|'" in output and 'set problem = "multi-label" and label_separator = "|"' in output
+    output = ok("check", "--data", path, "--set", "problem=multi-label")  # the default separator is ','
+    assert 'set label_separator = "|"' in output, output
+    output = ok("check", "--data", path, "--set", "problem=multi-label", "--set", "label_separator=|")
+    assert "label_separator" not in output

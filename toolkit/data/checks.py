@@ -82,7 +82,29 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classe
         findings += _conflicts(name, keys[name]["normalised"], labels, name_of, texts)
     for first, second in combinations(splits.keys(), 2):
         findings += _leakage(first, second, keys, texts_of[second])
+    multi_label = any(np.asarray(split["label"]).ndim == 2 for split in splits.values())
+    findings += _list_like_labels(label_names, multi_label)
     return CheckReport(dataset_name, {name: len(split) for name, split in splits.items()}, findings)
+
+
+LIST_SEPARATORS = (",", "|", ";")
+
+
+def _list_like_labels(label_names: tuple[str, ...], multi_label: bool) -> list[Finding]:
+    """Label names that look like unsplit lists ('HUM|person'): a multi-label file read as single-label, or
+    split with the wrong label_separator: at least two labels, and half of them or more, hold the same
+    separator (one class name with a comma is no evidence)."""
+    for separator in LIST_SEPARATORS:
+        holding = [name for name in label_names if separator in name]
+        if len(holding) < 2 or len(holding) * 2 < len(label_names):
+            continue
+        examples = ", ".join(repr(name) for name in holding[:3])
+        fix = (f'set label_separator = "{separator}"' if multi_label else
+               f'set problem = "multi-label" and label_separator = "{separator}"')
+        return [Finding("label_lists", "warning", f"{len(holding)} of {len(label_names)} labels contain "
+                        f"'{separator}' ({examples}): if a cell lists several labels, {fix} "
+                        "(docs/multi-label.md)", len(holding))]
+    return []
 
 
 def _labels(split: str, labels: np.ndarray, label_names: tuple[str, ...]):
