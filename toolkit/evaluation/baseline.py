@@ -135,5 +135,5 @@ def compare_multilabel(labels, predictions, label_names: tuple[str, ...], majori
                             f"each label's majority value in the {source}")
     if float(model["hamming_loss"]) >= baseline["hamming_loss"]:
         warnings.append(f"Hamming loss {float(model['hamming_loss']):.4f} is no lower than always predicting {shown} "
-                        f"({baseline['hamming_loss']:.4f}): the model gets as many (row, label) cells wrong.")
+                        f"({baseline['hamming_loss']:.4f}): the model gets at least as many (row, label) cells wrong.")
     return {"baseline": baseline, "warnings": warnings}
