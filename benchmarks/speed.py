@@ -184,6 +184,8 @@ def measure(side: str, task: str, overrides: list[str], gpu: bool, cold: bool, e
     if gpu:
         command.append("--gpu")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TK_BENCH_EVAL_ROWS": str(eval_rows)}
+    if side == "reference":
+        env["THP_MEM_ALLOC_ENABLE"] = "0"  # the notebook's process: PyTorch's default, no huge pages (tk sets 1)
     if cold:
         env["CUDA_CACHE_DISABLE"] = "1"  # the driver compiles every kernel afresh, as on a new machine
     completed = subprocess.run(command, capture_output=True, text=True, env=env)

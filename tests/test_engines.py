@@ -119,6 +119,22 @@ def test_learning_rate_schedule_and_decay_groups():
     assert rates == pytest.approx([0.0, 5e-4, 1e-3, 5e-4, 0.0])
 
 
+@pytest.mark.parametrize("scale", [0.01, 100.0])  # gradients within the limit, and far above it
+def test_eager_clipping_gives_clip_grad_norm_numbers(scale):
+    torch.manual_seed(0)
+    grads = [torch.randn(30, 20) * scale, torch.randn(7) * scale]
+    expected = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    clipped = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for params in (expected, clipped):
+        for param, grad in zip(params, grads):
+            param.grad = grad.clone()
+    norm = torch.nn.utils.clip_grad_norm_(expected, policy.MAX_GRAD_NORM)
+    assert torch.equal(policy.clip_gradients_if_needed(clipped), norm)
+    for a, b in zip(expected, clipped):
+        assert torch.equal(a.grad, b.grad)
+    assert (torch.cat([p.grad.flatten() for p in clipped]).norm() <= policy.MAX_GRAD_NORM + 1e-5)
+
+
 def toy_task_config(**values):
     from toolkit.config import build_task
 

@@ -1,4 +1,6 @@
-"""PCG64 dropout masks on the CPU: the same Bernoulli masks, reproducible, and the model given back as it was."""
+"""The CPU training step's levers (PCG64 dropout, bf16 attention, one embedding-gradient buffer), undone after."""
+
+import contextlib
 
 import pytest
 import torch
@@ -49,3 +51,51 @@ def test_model_trains_with_fast_dropout_and_comes_back_unchanged(tiny_model):
     assert model.config._attn_implementation == "eager"
     assert not any(isinstance(m, FastDropout) for m in model.modules())
     torch.testing.assert_close(model.eval()(input_ids=ids, attention_mask=mask).logits, expected)
+
+
+def test_attention_drops_probabilities_like_eager_attention_and_stays_in_bf16():
+    from plugins.engines.trainer.fast_dropout import eager_attention
+
+    module = nn.Module().train()
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    padding = torch.zeros(2, 1, 5, 5)
+    padding[1, :, :, 3:] = torch.finfo(torch.float32).min
+    torch.manual_seed(7)
+    output, _ = eager_attention(module, q, k, v, padding, dropout=0.2)
+    torch.manual_seed(7)
+    keep = keep_mask(torch.Size([2, 3, 5, 5]), 0.2)
+    probabilities = torch.softmax(q @ k.transpose(2, 3) * 8**-0.5 + padding, dim=-1)
+    expected = (probabilities * keep / 0.8) @ v
+    torch.testing.assert_close(output, expected.transpose(1, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(7)
+        output, weights = eager_attention(module, q, k, v, padding, dropout=0.2)
+    # the float32 padding mask must not promote the batch x heads x length x length tensors to float32
+    assert weights.dtype == torch.bfloat16
+    torch.testing.assert_close(output.float(), expected.transpose(1, 2), atol=0.05, rtol=0.05)
+
+
+def test_reused_embedding_gradient_trains_to_the_same_weights(tiny_model):
+    from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
+
+    def train(reuse: bool) -> dict:
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        embedding = model.get_input_embeddings()
+        with reused_embedding_gradient(model) if reuse else contextlib.nullcontext():
+            for step in range(3):
+                ids = torch.randint(1, 30, (4, 9))
+                ids[0, 6:] = 0  # padding rows of the vocabulary get no gradient
+                labels = torch.tensor([0, 1, 1, 0])
+                model(input_ids=ids, attention_mask=(ids != 0).long(), labels=labels).loss.backward()
+                assert not embedding.weight.grad.is_sparse
+                optimizer.step()
+                model.zero_grad()
+            assert embedding.sparse == reuse
+        assert not embedding.sparse  # given back as it was
+        return model.state_dict()
+
+    reused, dense = train(True), train(False)
+    for name, weight in dense.items():
+        assert torch.equal(reused[name], weight), name

@@ -25,14 +25,40 @@ ATTENTION = "eager_fast_dropout"
 
 
 def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
+    """True where an entry is kept: a Bernoulli(1 - p) draw per entry."""
+    return torch.from_numpy(_kept(shape, p))
+
+
+def _kept(shape: torch.Size, p: float) -> np.ndarray:
     seed = int(torch.randint(0, 2**62, (1,)))
     count = int(np.prod(shape))
     bits = np.random.PCG64(seed).random_raw(-(-count // 4)).view(np.int16)[:count]
-    return torch.from_numpy(bits.reshape(shape) >= -32768 + round(p * 65536))
+    return bits.reshape(shape) >= -32768 + round(p * 65536)
+
+
+def keep_weights(shape: torch.Size, p: float, dtype: torch.dtype, scale: float = 1.0) -> torch.Tensor:
+    """The keep mask as numbers of ``dtype``: ``scale`` where kept, 0 where dropped.
+
+    PyTorch multiplies by a mask of the tensor's own dtype in vectorized code, but by a bool mask one
+    element at a time: 0.09 ms against 0.7 ms for a 16 x 128 x 384 bf16 tensor here (3.1 ms in float32).
+    NumPy converts the bool mask to numbers fast; bf16, which NumPy lacks, is written as its bit pattern.
+    """
+    kept = _kept(shape, p)
+    if dtype == torch.bfloat16 and scale == 1.0:
+        return torch.from_numpy(np.multiply(kept, np.int16(0x3F80), dtype=np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.multiply(kept, np.float32(scale), dtype=np.float32)).to(dtype)
 
 
 def drop(x: torch.Tensor, p: float) -> torch.Tensor:
-    return x * keep_mask(x.shape, p) * (1.0 / (1.0 - p))
+    scale = 1.0 / (1.0 - p)
+    if x.dtype == torch.bfloat16 and torch.is_autocast_enabled(x.device.type):
+        # Dropout under autocast meets a bf16 layer output on its way into the float32 residual sum. Given
+        # back in float32, that sum is float32 + float32: bf16 + float32 took 2.7 ms per 16 x 128 x 384
+        # tensor here (no vectorized kernel for mixed dtypes), the cast and float32 sum 0.1 ms.
+        x = x.float()
+    if x.dtype == torch.float32:
+        return x * keep_weights(x.shape, p, torch.float32, scale)
+    return x * keep_weights(x.shape, p, x.dtype) * scale  # the scale is not rounded to a low-precision dtype
 
 
 class FastDropout(nn.Module):
@@ -45,17 +71,27 @@ class FastDropout(nn.Module):
 
 
 def eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """transformers' BERT eager attention, with the attention-probability dropout drawn by ``drop``."""
+    """transformers' BERT eager attention, with the attention-probability dropout drawn by ``drop``.
+
+    The batch x heads x length x length tensors stay in the matrix products' dtype (bf16 under autocast):
+    the float32 padding mask no longer promotes the scores to float32 only for autocast to cast the
+    probabilities back before the next product (two casts each way per layer), and the dropout's
+    1 / (1 - p) scales the much smaller product with ``value`` instead. Attention took 37 ms per layer at
+    16 x 128 tokens that way, 21 ms this way, as close to float32 attention (0.6-0.7% relative error in
+    the output and gradients, both ways). The probabilities it returns are not rescaled after dropout.
+    """
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
-        weights = weights + attention_mask
+        weights = weights + attention_mask.to(weights.dtype)
     weights = nn.functional.softmax(weights, dim=-1)
     if module.training and dropout > 0:
-        weights = drop(weights, dropout)
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return output, weights
+        weights = weights * keep_weights(weights.shape, dropout, weights.dtype)
+    output = torch.matmul(weights, value)
+    if module.training and dropout > 0:
+        output = output * (1.0 / (1.0 - dropout))
+    return output.transpose(1, 2).contiguous(), weights
 
 
 def _register_attention() -> None:

@@ -13,6 +13,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from plugins.engines.trainer.callback import PolicyCallback
+from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
 from plugins.engines.trainer.fast_dropout import fast_dropout
 from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_bf16
 
@@ -40,6 +41,12 @@ class PolicyTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.step_losses.append(loss.detach())  # a device tensor: read once an epoch, no sync per step
         return loss
+
+    def _clip_grad_norm(self, model):
+        """One process on the CPU: clip only when the norm exceeds the limit (same numbers, one pass fewer)."""
+        if self.args.world_size > 1 or torch.cuda.is_available() or self.args.fp16:
+            return super()._clip_grad_norm(model)
+        return policy.clip_gradients_if_needed(model.parameters())
 
     def _get_eval_sampler(self, eval_dataset):
         """The validation rows in their own order (already longest first). Under group_by_length the Trainer
@@ -113,8 +120,10 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
     trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
     started = time.perf_counter()
     dropout = task.setting("fast_dropout") and on_cpu
+    one_cpu_process = on_cpu and args.world_size == 1
     try:
-        with fast_dropout(model) if dropout else contextlib.nullcontext():
+        with (fast_dropout(model) if dropout else contextlib.nullcontext(),
+              reused_embedding_gradient(model) if one_cpu_process else contextlib.nullcontext()):
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise policy.out_of_memory(task, error) from None
