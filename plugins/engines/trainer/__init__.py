@@ -5,8 +5,8 @@ It runs the steps; every decision comes from the shared training policy
 loss, best epoch, early stopping), taken in a callback, so it decides as
 every other engine does. One checkpoint per epoch, never every few steps;
 dynamic padding with length-grouped batches; bf16 where the hardware runs
-it fast; dropout masks from PCG64 on the CPU (its own task key
-``fast_dropout``).
+it fast; on the CPU dropout masks from PCG64 and bf16-resident attention
+(its own task key ``fast_dropout``) and one word-embedding gradient buffer.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def tk_register_settings(register):
         "fast_dropout", (bool,), True,
         "trainer engine, on the CPU: draw dropout masks from NumPy's PCG64 instead of torch's "
         "one-number-at-a-time generator: the same Bernoulli masks (drop probability rounded to 1/65536), "
-        "about 28% faster IMDB training steps here; `false` keeps torch's"))
+        "about 28% faster IMDB training steps here; with eager attention it also keeps the attention "
+        "probabilities in bf16 and gives dropout's output in float32 under autocast (docs/speed.md); "
+        "`false` keeps torch's dropout and transformers' attention"))
 
 
 @hookimpl
