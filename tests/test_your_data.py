@@ -180,6 +180,26 @@ def test_evaluate_data_file_is_scored_even_when_the_run_had_test_data(tmp_path, 
     assert "60 examples" in output and "split: test split (reviews-test.csv, the task's test_data)" in output
 
 
+
+def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_path, tiny_model):
+    """tk run leaves out test rows whose text is also in the training data; tk evaluate used to score them all,
+    so its numbers differed from the run's with nothing saying why."""
+    data = write_tickets(tmp_path / "reviews.csv", header=("id", "text", "label"))
+    test_file = write_tickets(tmp_path / "reviews-test.csv", 60, seed=5, header=("id", "text", "label"))
+    with open(data, encoding="utf-8") as handle:
+        copied = handle.read().splitlines()[1:3]  # two training rows, also put in the test file
+    with open(test_file, "a", encoding="utf-8") as handle:
+        handle.write("".join(f"9{line}\n" for line in copied))
+    run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set",
+                            f"test_data={test_file}", *FAST))
+    run_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert run_metrics["n"] == 60
+    evaluated = json.loads(ok("evaluate", run_dir, "--json"))["metrics"]
+    assert evaluated["n"] == 60 and evaluated["accuracy"] == run_metrics["accuracy"]
+    assert any("left out 2 of the test split's 62" in note for note in evaluated["notes"]), evaluated["notes"]
+    assert json.loads(ok("evaluate", run_dir, "--json", "--split", "test"))["metrics"]["n"] == 62
+
+
 def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):
     from transformers import pipeline
 

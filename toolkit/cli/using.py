@@ -99,8 +99,9 @@ def printable(text: str) -> str:
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--data", metavar="PATH", help="Evaluate on this file (all its rows) or folder (default: the run's "
               "data source, recorded at run time).")
-@click.option("--split", help="The split to score (default: test; for one file given with --data, all of it; "
-              "for a run's data without a test split, the rows the run held out).")
+@click.option("--split", help="The split to score (default: the run's test rows, without those also in its training "
+              "data, as tk run scored them; for one file given with --data, all of it; for a run's data without a "
+              "test split, the rows the run held out). --split test: every row of the test split.")
 @json_option
 @pass_session
 def evaluate(session, run_dir, data, split, as_json):

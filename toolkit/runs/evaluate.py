@@ -21,8 +21,9 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
                  progress: Any = None) -> dict[str, Any]:
     """Score the saved model with the run's own label names.
 
-    Without ``data``: the data source the run recorded (an absolute path), and its ``test`` split; when
-    that source has no test split, the rows the run held out as its test split (same seed, same sizes).
+    Without ``data``: the data source the run recorded (an absolute path), and the rows of its ``test``
+    split that the run scored (leaked rows left out, as ``tk run`` does); when that source has no test
+    split, the rows the run held out as its test split (same seed, same sizes).
     A file changed since the run is a warning naming both fingerprints. With ``data``: a file is the set
     to score, all of it; a folder's ``split`` (default ``test``). ``progress`` shows a bar while scoring.
     """
@@ -72,8 +73,8 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
         return splits[split], split, f"{split} split"
     if "test" in splits:
         test_data = task.settings.get("test_data")  # the files dataset's separate test file, when the task has one
-        return splits["test"], "test", f"test split ({Path(test_data).name}, the task's test_data)" if test_data \
-            else "test split"
+        described = f"test split ({Path(test_data).name}, the task's test_data)" if test_data else "test split"
+        return (_run_test_rows(splits, task, notes) if data is None else splits["test"]), "test", described
     if data is not None:  # one file given: it is the set to score
         return splits["train"], "all", f"all rows of {Path(data).name}"
     from toolkit.data.splits import make_splits
@@ -81,6 +82,20 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
     held_out = make_splits(splits, task, [])["test"]
     notes.append("The data has no test split: scoring the rows the run held out as its test split (same seed).")
     return held_out, "test", "test (held out by the run)"
+
+
+def _run_test_rows(splits, task, notes: list[str]):
+    """The test rows ``tk run`` scored: the test split without the rows whose text is also in the training or
+    validation data (and subsampled to eval_size, as the run drew it), so the numbers are the run's."""
+    from toolkit.data.splits import make_splits
+
+    rows = make_splits(splits, task, [])["test"]
+    left_out = len(splits["test"]) - len(rows)
+    if left_out:
+        notes.append(f"Scoring the run's {len(rows)} test rows: like tk run, left out {left_out} of the test split's "
+                     f"{len(splits['test'])} (texts also in the training data, or beyond eval_size). "
+                     "--split test scores all of them.")
+    return rows
 
 
 def _changed(recorded: dict | None, now: dict, source) -> list[str]:
