@@ -118,8 +118,14 @@ def test_windows_cover_each_text_with_stride_overlap(tiny_model):
 def test_stride_is_checked(project):
     with pytest.raises(TkError, match="stride"):
         build_task("t", {"dataset": "toy", "model": "tiny", "max_length": 64, "stride": 64}, "test")
-    fails_with("stride = 62 must be at least 0 and below 62", "run", "toy", "--set", "long_text=chunks",
-               "--set", "stride=62")
+    result = fails_with("stride = 62 must be at least 0 and below 62", "run", "toy", "--set", "long_text=chunks",
+                        "--set", "stride=62")
+    assert "Data:" not in result.output  # stopped before any data is loaded
+    # a stride that fits but re-reads every token many times is run, with a warning
+    output = ok("run", "toy", "--set", "long_text=chunks", "--set", "stride=40", "--set", "epochs=1")
+    assert "WARNING: stride 40 is more than half of each window's 62 text tokens" in output, output
+    output = ok("run", "toy", "--set", "stride=40", "--set", "epochs=1")  # truncation: the stride is not used
+    assert 'stride and pooling apply only with long_text = "chunks"' in output, output
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -450,6 +450,8 @@ def test_small_messages(tmp_path):
 
     fails_with("runs/nosuch: no such folder. tk list --runs shows the run folders.", "predict", "runs/nosuch", "hi")
     fails_with("runs/nosuch: no such folder.", "evaluate", "runs/nosuch")
+    empty = tk("predict", "runs/nosuch", "fine", " ")  # checked before the run is even looked for
+    assert empty.exit_code == 2 and "Text 2 is empty." in empty.output, empty.output
     (tmp_path / "runs" / "a").mkdir(parents=True)
     result = fails_with("--data: nosuch.csv does not exist.", "evaluate", "runs/a", "--data", "nosuch.csv")
     assert "leave --data out to score the run's own data" in result.output and "the Hub" not in result.output

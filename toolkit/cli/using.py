@@ -22,6 +22,10 @@ def predict(run_dir, texts, text_file, as_json):
     """Label TEXTS with the model saved in RUN."""
     from toolkit.runs.saved import load_run
 
+    blank = [str(number) for number, text in enumerate(texts, 1) if not text.strip()]
+    if blank:  # a model still answers for an empty text, with nothing to go on: say so instead
+        raise click.UsageError(f"Text {', '.join(blank)} is empty. Give each text to label as an argument, in "
+                               "quotes, or one per line in --file F.")
     texts = list(texts) + (read_lines(text_file) if text_file else [])
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.config import TaskConfig
+from toolkit.config import CORE_SETTINGS, TaskConfig
 from toolkit.data.checks import check_splits, class_checks, plural
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
@@ -108,6 +108,12 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     require_metrics(pm)  # before any work
     tracking.require(task, where)  # report_to's libraries, before any work
     start_gpu_warm_up()
+    # The tokenizer before the data: a max_length or stride it cannot take stops the run before any loading.
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
+    stride = window_stride(task, tokenizer, model_info.name)
+    if stride is None and (task.stride is not None or task.pooling != CORE_SETTINGS["pooling"].default):
+        progress.note(f"Note: stride and pooling apply only with long_text = \"chunks\"; this task truncates long "
+                      f"texts (truncation = \"{task.truncation}\"), so they are not used.")
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
@@ -126,7 +132,6 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     checks.findings += presence
     checks.split_rows = {name: len(split) for name, split in splits.items()}
     report_checks(presence, strict, progress, check_command)
-    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     set_seed(task.seed)  # the new classification head starts the same every time
     model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
                      labels=dataset.labels)
@@ -135,25 +140,12 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
                       f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
-    prefix, suffix = special_tokens(tokenizer)
-    shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
-    if task.max_length < shortest:
-        raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
-                      f"'{model_info.name}' adds {shortest - 1} special tokens to every text. "
-                      f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
-    stride = None
-    if task.long_text == "chunks":
-        stride = task.window_stride
-        try:
-            check_stride(stride, task.max_length - shortest + 1, task.max_length)
-        except TkError as error:
-            raise TkError(f"task '{task.name}', key 'stride'") from error
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride)
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
     if stride is not None:
-        progress.note(describe_windows(task, splits, tokenized))
+        progress.note(describe_windows(task, splits, tokenized, tokenizer))
     weights = class_weights(task, tokenized, dataset.labels)
     if weights:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
@@ -195,15 +187,37 @@ def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
     return {name: {"texts": len(splits[name]), "windows": len(tokenized[name])} for name in tokenized}
 
 
-def describe_windows(task: TaskConfig, splits, tokenized) -> str:
+def window_stride(task: TaskConfig, tokenizer: Any, model_name: str) -> int | None:
+    """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
+    lets windows move forward."""
+    prefix, suffix = special_tokens(tokenizer)
+    shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
+    if task.max_length < shortest:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
+                      f"'{model_name}' adds {shortest - 1} special tokens to every text. "
+                      f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
+    if task.long_text != "chunks":
+        return None
+    try:
+        check_stride(task.window_stride, task.max_length - shortest + 1, task.max_length)
+    except TkError as error:
+        raise TkError(f"task '{task.name}', key 'stride'") from error
+    return task.window_stride
+
+
+def describe_windows(task: TaskConfig, splits, tokenized, tokenizer: Any) -> str:
     """long_text = "chunks": how many windows each split became (training time grows with the train windows)."""
     counts = window_counts(splits, tokenized)
     train = counts["train"]
+    budget = task.max_length - sum(map(len, special_tokens(tokenizer)))  # text tokens per window
+    heavy = (f" WARNING: stride {task.window_stride} is more than half of each window's {budget} text tokens, so "
+             f"every token is read more than twice; the default stride is max_length // 4 "
+             f"({task.max_length // 4})." if task.window_stride * 2 > budget else "")
     return (f"Long texts: windows of {task.max_length} tokens sharing {task.window_stride}, pooled by "
             f"{task.pooling}: training sees {train['windows']:,} windows of {train['texts']:,} texts "
             f"({train['windows'] / max(1, train['texts']):.2f}x the rows, and the time, of truncation); "
             + ", ".join(f"{name} {c['windows']:,} windows of {c['texts']:,} texts"
-                        for name, c in counts.items() if name != "train"))
+                        for name, c in counts.items() if name != "train") + heavy)
 
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
