@@ -77,8 +77,7 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classe
         found, labels, name_of = _labels(name, labels, label_names)
         findings += found
         keys[name] = {"exact": text_hashes(texts), "normalised": text_hashes(texts, normalised=True)}
-        for kind in ("exact", "normalised"):
-            findings += _duplicates(name, keys[name][kind], kind, texts)
+        findings += _duplicates(name, keys[name], texts)
         findings += _conflicts(name, keys[name]["normalised"], labels, name_of, texts)
     for first, second in combinations(splits.keys(), 2):
         findings += _leakage(first, second, keys, texts_of[second])
@@ -208,18 +207,26 @@ def _repeated_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return inverse, counts, np.flatnonzero(counts > 1)
 
 
-def _duplicates(split: str, keys: np.ndarray, kind: str, texts) -> list[Finding]:
-    inverse, counts, repeated = _repeated_groups(keys)
-    if not len(repeated):
-        return []
-    extra = int((counts[repeated] - 1).sum())
-    examples = []
-    for group in repeated[:EXAMPLES]:
-        rows = np.flatnonzero(inverse == group)
-        examples.append(f"rows {rows[:4].tolist()}: {_short(texts[int(rows[0])])}")
-    return [Finding(f"duplicates_{kind}", "warning",
-                    f"{split}: {extra} {kind} duplicate texts ({len(repeated)} texts appear more than once)",
-                    extra, examples)]
+def _duplicates(split: str, keys: dict[str, np.ndarray], texts) -> list[Finding]:
+    """Exact duplicates, then the texts equal only once case and spacing are ignored (not counted twice)."""
+    found, counted = [], 0
+    for kind in ("exact", "normalised"):
+        inverse, counts, repeated = _repeated_groups(keys[kind])
+        extra = int((counts[repeated] - 1).sum()) - counted
+        if kind == "normalised":  # only the groups whose rows differ in case or spacing
+            repeated = [g for g in repeated if len(np.unique(keys["exact"][inverse == g])) > 1]
+        if extra <= 0 or not len(repeated):
+            continue
+        counted += extra
+        examples = []
+        for group in repeated[:EXAMPLES]:
+            rows = np.flatnonzero(inverse == group)
+            examples.append(f"rows {rows[:4].tolist()}: {_short(texts[int(rows[0])])}")
+        what = ("exact duplicate texts" if kind == "exact" else
+                "more duplicate texts once case and spacing are ignored")
+        found.append(Finding(f"duplicates_{kind}", "warning",
+                             f"{split}: {extra} {what} ({len(repeated)} texts appear more than once)", extra, examples))
+    return found
 
 
 def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts) -> list[Finding]:
@@ -244,16 +251,18 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts)
 
 
 def _leakage(first: str, second: str, keys, second_texts) -> list[Finding]:
-    found = []
+    found, exact = [], np.zeros(len(keys[second]["exact"]), dtype=bool)
     for kind in ("exact", "normalised"):
-        in_first = np.isin(keys[second][kind], keys[first][kind])
+        in_first = np.isin(keys[second][kind], keys[first][kind]) & ~exact  # normalised: the ones exact missed
         rows = np.flatnonzero(in_first)
+        exact |= in_first
         if not len(rows):
             continue
         shared = len(np.unique(keys[second][kind][rows]))
+        what = f"{kind} texts" if kind == "exact" else "more texts once case and spacing are ignored"
         examples = [f"{second} row {row}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
         found.append(Finding(f"leakage_{kind}", "warning",
-                             f"{second} and {first} share {shared} {kind} texts ({len(rows)} {second} rows): "
+                             f"{second} and {first} share {shared} {what} ({len(rows)} {second} rows): "
                              f"tk run leaves them out of {second}", len(rows), examples))
     return found
 
