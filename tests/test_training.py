@@ -36,6 +36,35 @@ def test_reference_model_2_is_healthy():
     assert not diagnose_overfitting(history((0.3741, 0.3840), (0.2457, 0.3675)))["overfitting"]
 
 
+
+def test_a_rise_within_its_paired_standard_errors_is_not_overfitting():
+    rows = [EpochRecord(1, 0.50, 0.400, 0.8, 0.8, 1.0), EpochRecord(2, 0.30, 0.420, 0.8, 0.8, 1.0, loss_rise_se=0.015)]
+    assert not diagnose_overfitting(rows)["overfitting"]  # +5%, but 1.3 standard errors: noise
+    rows[1] = EpochRecord(2, 0.30, 0.420, 0.8, 0.8, 1.0, loss_rise_se=0.005)
+    found = diagnose_overfitting(rows)
+    assert found["overfitting"] and found["rise_standard_errors"] == pytest.approx(4.0)
+    assert "4.0 standard errors of its per-row change" in found["message"]
+
+
+def test_selection_pairs_each_epoch_with_the_lowest_validation_loss_before_it():
+    from toolkit.config import build_task
+    from toolkit.training import policy
+
+    labels = np.array([0, 1, 1, 0])
+    selection = policy.Selection(build_task("t", {"dataset": "d", "model": "m", "epochs": 3}, "test"))
+    for epoch, right in enumerate(([0.6, 0.7, 0.8, 0.9], [0.9, 0.9, 0.9, 0.9], [0.8, 0.6, 0.9, 0.9]), 1):
+        probabilities = np.array([[p, 1 - p] if y == 0 else [1 - p, p] for p, y in zip(right, labels)])
+        selection.end_epoch(policy.epoch_record(epoch, [0.5], labels, probabilities, 1.0,
+                                                lambda y, p: {"accuracy": 1.0, "f1": 1.0}))
+    first, second, third = selection.history
+    assert first.loss_rise_se is None and first.validation_rows is None  # per-row losses stay out of the history
+    change = -np.log([0.9] * 4) + np.log([0.6, 0.7, 0.8, 0.9])  # epoch 2 against epoch 1, row by row
+    assert second.loss_rise_se == pytest.approx(change.std() / 2)
+    change = -np.log([0.8, 0.6, 0.9, 0.9]) + np.log([0.9] * 4)  # epoch 3 against epoch 2, the lowest before it
+    assert third.loss_rise_se == pytest.approx(change.std() / 2)
+    assert "validation_rows" not in third.as_dict()
+
+
 def run(pm, project, **overrides):
     task = with_overrides(load_config(project / "tasks.toml").task("toy"), overrides)
     lines = []
@@ -45,11 +74,12 @@ def run(pm, project, **overrides):
 
 @pytest.mark.slow
 def test_forced_overfitting_is_diagnosed_and_best_epoch_kept(pm, project, noisy):
-    outcome, printed = run(pm, project, data=str(noisy), epochs=12, learning_rate=3e-3, patience=0,
+    outcome, printed = run(pm, project, data=str(noisy), epochs=30, learning_rate=3e-3, patience=0,
                            validation_size=40)
     diagnosis = outcome.metrics["diagnosis"]
     assert diagnosis["overfitting"], outcome.metrics["history"]
-    assert outcome.metrics["best_epoch"] < 12
+    assert outcome.metrics["best_epoch"] < 30
+    assert diagnosis["rise_standard_errors"] > 2  # beyond the noise of 40 validation rows
     assert "Overfitting from epoch" in printed and f"kept the weights of epoch {outcome.metrics['best_epoch']}" in printed
     saved = json.loads((outcome.run_dir / "metrics.json").read_text())
     assert saved["diagnosis"]["overfitting"]

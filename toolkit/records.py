@@ -80,9 +80,16 @@ class EpochRecord:
     steps: int = 0
     step_losses: tuple[float, ...] = ()
     f1_macro: float | None = None  # added after the first release: None in older histories
+    # The standard error of this epoch's rise in validation loss over the lowest one before it, from the
+    # paired per-row differences (the same rows both times); None for the first epoch and in older histories.
+    loss_rise_se: float | None = None
+    # (per-row validation losses, row weights): what the next epochs are paired with; in memory only.
+    validation_rows: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "step_losses": list(self.step_losses)}
+        values = {**self.__dict__, "step_losses": list(self.step_losses)}
+        del values["validation_rows"]
+        return values
 
 
 @dataclass(frozen=True)

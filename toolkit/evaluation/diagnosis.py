@@ -6,7 +6,8 @@ from typing import Any
 
 from toolkit.records import EpochRecord
 
-RISE_TOLERANCE = 0.01  # relative rise in validation loss treated as noise
+RISE_STANDARD_ERRORS = 2.0  # a rise in validation loss counts when it is this many paired standard errors
+RISE_TOLERANCE = 0.01  # histories without those standard errors (older runs): a relative rise above this
 
 ADVICE = (
     "train for fewer epochs (tk kept the best epoch for you)",
@@ -22,16 +23,18 @@ def diagnose_overfitting(history: list[EpochRecord]) -> dict[str, Any]:
         return {"overfitting": False}
     best = min(history, key=lambda r: r.validation_loss)
     later = [r for r in history if r.epoch > best.epoch]
-    rising = [r for r in later if r.validation_loss > best.validation_loss * (1 + RISE_TOLERANCE)
+    rising = [r for r in later if _rose(r, best)
               and r.train_loss is not None and best.train_loss is not None and r.train_loss < best.train_loss]
     if not rising:
         return {"overfitting": False}
     worst = max(rising, key=lambda r: r.validation_loss)
     rise = worst.validation_loss - best.validation_loss
+    beyond_noise = (f", {rise / worst.loss_rise_se:.1f} standard errors of its per-row change"
+                    if worst.loss_rise_se else "")
     message = (
         f"Overfitting from epoch {rising[0].epoch}: validation loss rose from {best.validation_loss:.4f} "
-        f"(epoch {best.epoch}) to {worst.validation_loss:.4f} (epoch {worst.epoch}, +{rise / best.validation_loss:.0%}) "
-        f"while training loss fell from {best.train_loss:.4f} to {worst.train_loss:.4f}. "
+        f"(epoch {best.epoch}) to {worst.validation_loss:.4f} (epoch {worst.epoch}, +{rise / best.validation_loss:.0%}"
+        f"{beyond_noise}) while training loss fell from {best.train_loss:.4f} to {worst.train_loss:.4f}. "
         "The model is memorising the training set rather than generalising."
     )
     return {
@@ -41,9 +44,18 @@ def diagnose_overfitting(history: list[EpochRecord]) -> dict[str, Any]:
         "best_validation_loss": best.validation_loss,
         "worst_validation_loss": worst.validation_loss,
         "rise": rise,
+        "rise_standard_errors": rise / worst.loss_rise_se if worst.loss_rise_se else None,
         "message": message,
         "advice": list(ADVICE),
     }
+
+
+def _rose(record: EpochRecord, best: EpochRecord) -> bool:
+    """Validation loss above the lowest by more than noise: RISE_STANDARD_ERRORS paired standard errors (the
+    same validation rows both times), or, where a history lacks them, RISE_TOLERANCE of the lowest."""
+    if record.loss_rise_se is not None:
+        return record.validation_loss - best.validation_loss > RISE_STANDARD_ERRORS * record.loss_rise_se
+    return record.validation_loss > best.validation_loss * (1 + RISE_TOLERANCE)
 
 
 def explain(diagnosis: dict[str, Any], kept_epoch: int) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -206,13 +206,30 @@ def validation_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.n
     Multi-label (``labels`` an (n, labels) multi-hot array): the mean binary cross-entropy over rows and
     labels, -[y log p + (1 - y) log(1 - p)], the training loss's own measure.
     """
+    losses, row_weights = validation_rows(labels, probabilities, weights)
+    return float((losses * row_weights).sum() / row_weights.sum())
+
+
+def validation_rows(labels: np.ndarray, probabilities: np.ndarray,
+                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each validation row's loss and weight; ``validation_loss`` is their weighted mean."""
     labels = np.asarray(labels)
     if labels.ndim == 2:
         p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
-        return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
-    picked = probabilities[np.arange(len(labels)), labels]
-    row_weights = np.ones(len(labels)) if weights is None else np.asarray(weights)[labels]
-    return float((-np.log(np.clip(picked, 1e-12, None)) * row_weights).sum() / row_weights.sum())
+        return -(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean(axis=1), np.ones(len(labels))
+    picked = np.asarray(probabilities, dtype=np.float64)[np.arange(len(labels)), labels]
+    row_weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)[labels]
+    return -np.log(np.clip(picked, 1e-12, None)), row_weights
+
+
+def paired_rise_se(rows: tuple[np.ndarray, np.ndarray], before: tuple[np.ndarray, np.ndarray]) -> float:
+    """The standard error of the change in weighted mean validation loss between two epochs on the same rows,
+    from the per-row differences: far smaller than two independent errors, as the rows are the same."""
+    (losses, weights), (earlier, _) = rows, before
+    difference = np.asarray(losses) - np.asarray(earlier)
+    total = weights.sum()
+    mean = (weights * difference).sum() / total
+    return float(np.sqrt((weights**2 * (difference - mean) ** 2).sum()) / total)
 
 
 def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, probabilities: np.ndarray,
@@ -237,6 +254,7 @@ def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, p
     chunks = np.array_split(losses, min(len(losses), CURVE_POINTS)) if len(losses) else []
     return EpochRecord(epoch=epoch, train_loss=float(losses.mean()) if len(losses) else None,
                        validation_loss=validation_loss(labels, probabilities, weights),
+                       validation_rows=validation_rows(labels, probabilities, weights),
                        accuracy=float(scores.get("accuracy", float("nan"))),
                        f1=float(scores.get("f1", float("nan"))), seconds=seconds, steps=len(losses),
                        step_losses=tuple(round(float(chunk.mean()), 6) for chunk in chunks),
@@ -291,8 +309,10 @@ class Selection:
         self.history: list[EpochRecord] = []
         self.best: EpochRecord | None = None
         self.epochs_without_gain = 0
+        self.lowest: EpochRecord | None = None  # the lowest validation loss so far, with its per-row losses
 
     def end_epoch(self, record: EpochRecord) -> Decision:
+        record = self._paired_with_lowest(record)
         self.history.append(record)
         improved = self.best is None or self._better(record, self.best)
         if improved:
@@ -301,6 +321,16 @@ class Selection:
             self.epochs_without_gain += 1
         out_of_patience = bool(self.patience) and self.epochs_without_gain >= self.patience
         return Decision(improved, out_of_patience or record.epoch >= self.epochs)
+
+    def _paired_with_lowest(self, record: EpochRecord) -> EpochRecord:
+        """``record`` with the standard error of its rise over the lowest validation loss before it."""
+        rows, lowest = record.validation_rows, self.lowest
+        se = None
+        if rows is not None and lowest is not None and len(rows[0]) == len(lowest.validation_rows[0]):
+            se = paired_rise_se(rows, lowest.validation_rows)
+        if rows is not None and (lowest is None or record.validation_loss < lowest.validation_loss):
+            self.lowest = record
+        return replace(record, loss_rise_se=se, validation_rows=None)
 
     @property
     def best_epoch(self) -> int:
@@ -312,14 +342,21 @@ class Selection:
         return getattr(record, self.metric) > getattr(best, self.metric)
 
     def state(self) -> dict[str, Any]:
+        lowest = self.lowest
         return {"history": [r.as_dict() for r in self.history], "best_epoch": self.best.epoch if self.best else None,
-                "epochs_without_gain": self.epochs_without_gain}
+                "epochs_without_gain": self.epochs_without_gain,
+                "lowest": None if lowest is None else {"epoch": lowest.epoch,
+                                                       "rows": [row.tolist() for row in lowest.validation_rows]}}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.history = [EpochRecord(**{**row, "step_losses": tuple(row.get("step_losses", ()))})
                         for row in state["history"]]
         self.best = next((r for r in self.history if r.epoch == state["best_epoch"]), None)
         self.epochs_without_gain = state["epochs_without_gain"]
+        lowest = state.get("lowest")  # absent from checkpoints written before it was kept
+        if lowest:
+            record = next(r for r in self.history if r.epoch == lowest["epoch"])
+            self.lowest = replace(record, validation_rows=tuple(np.asarray(row) for row in lowest["rows"]))
 
 
 def snapshot_weights(model: Any) -> dict[str, Any]:
