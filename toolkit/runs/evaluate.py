@@ -57,7 +57,11 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     metrics = score(pm, rows["label"], probabilities, saved.labels, confidence=True,
                     positive_label=positive_class(task, saved.labels, str(run_dir)),
                     baseline_label=saved_baseline(run_dir, saved.labels), thresholds=saved.thresholds)
-    metrics.update({"run": str(run_dir), "data_source": source.describe(), "split": split_name,
+    # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
+    test_data = task.settings.get("test_data") if split_name == "test" else None
+    scored_from = (f"{test_data} (the task's test_data; the run trained on {source.describe()})" if test_data
+                   else source.describe())
+    metrics.update({"run": str(run_dir), "data_source": scored_from, "split": split_name,
                     "split_description": described,
                     "data_given": data is not None, "seconds": round(seconds, 2),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
@@ -72,9 +76,7 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
             raise TkError(f"{source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
         return splits[split], split, f"{split} split"
     if "test" in splits:
-        test_data = task.settings.get("test_data")  # the files dataset's separate test file, when the task has one
-        described = f"test split ({Path(test_data).name}, the task's test_data)" if test_data else "test split"
-        return (_run_test_rows(splits, task, notes) if data is None else splits["test"]), "test", described
+        return (_run_test_rows(splits, task, notes) if data is None else splits["test"]), "test", "test split"
     if data is not None:  # one file given: it is the set to score
         return splits["train"], "all", f"all rows of {Path(data).name}"
     from toolkit.data.splits import make_splits
