@@ -12,6 +12,8 @@ CUTOFFS = (32, 64, 70, 100, 128, 256, 512)
 @hookimpl(trylast=True)
 def tk_analyze_lengths(lengths, model, model_limit, coverage):
     lengths = np.asarray(lengths)
+    recommended = recommend(lengths, coverage, model_limit)
+    cutoffs = sorted(set(CUTOFFS) | {recommended})  # the recommendation gets its own row, however short
     return LengthStats(
         model=model.name,
         count=int(lengths.size),
@@ -23,9 +25,9 @@ def tk_analyze_lengths(lengths, model, model_limit, coverage):
         max=int(lengths.max()),
         model_limit=model_limit,
         coverage=coverage,
-        recommended_max_length=recommend(lengths, coverage, model_limit),
-        truncated_share={cut: float((lengths > cut).mean()) for cut in CUTOFFS},
-        padding_share={cut: padding_share(lengths, cut) for cut in CUTOFFS},
+        recommended_max_length=recommended,
+        truncated_share={cut: float((lengths > cut).mean()) for cut in cutoffs},
+        padding_share={cut: padding_share(lengths, cut) for cut in cutoffs},
     )
 
 

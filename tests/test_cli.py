@@ -74,3 +74,14 @@ def test_analyze_lengths_json(project):
     assert 5 <= stats["mean"] <= 40
     assert stats["recommended_max_length"] % 8 == 0
     assert stats["recommended_max_length"] >= stats["p95"]
+
+
+def test_analyze_lengths_gives_a_short_recommendation_its_own_row(project):
+    short = project / "short.csv"  # three or four words a text: the recommendation falls below 32
+    short.write_text("text,label\n" + "".join(f"good film {i},pos\nbad film {i} here,neg\n" for i in range(30)))
+    result = invoke("analyze-lengths", "toy", "--model", "tiny", "--data", short, "--json")
+    stats = json.loads(result.stdout)["models"]["tiny"]
+    recommended = stats["recommended_max_length"]
+    assert recommended < 32 and stats["truncated_share"][str(recommended)] == 0
+    text = invoke("analyze-lengths", "toy", "--model", "tiny", "--data", short).output
+    assert f"cut at {recommended} " in text and "cut at 32 " in text, text

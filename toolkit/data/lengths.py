@@ -97,11 +97,12 @@ def format_report(stats: list[LengthStats]) -> str:
     for key in ("mean", "median", "p90", "p95", "p99"):
         rows.append((key, [f"{getattr(s, key):.1f}" for s in stats]))
     rows.append(("max", [f"≥ {s.max}" if s.cut else str(s.max) for s in stats]))
-    for cut in stats[0].truncated_share:
+    for cut in sorted(set().union(*(s.truncated_share for s in stats))):  # models may recommend different ones
         rows.append((f"cut at {cut}", [f"{s.truncated_share[cut]:.1%} of texts, {s.padding_share[cut]:.0%} padding"
-                                       for s in stats]))
-    for max_length, cost in stats[0].windows.items():
-        rows.append((f"chunks at {max_length} (stride {cost['stride']})",
+                                       if cut in s.truncated_share else "-" for s in stats]))
+    for max_length in sorted(set().union(*(s.windows for s in stats))):
+        stride = next(s.windows[max_length]["stride"] for s in stats if max_length in s.windows)
+        rows.append((f"chunks at {max_length} (stride {stride})",
                      [f"{s.windows[max_length]['windows']:,} windows ({s.windows[max_length]['per_text']:.2f}/text, "
                       f"{s.windows[max_length]['tokens_ratio']:.2f}x tokens)"
                       if max_length in s.windows else "-" for s in stats]))
