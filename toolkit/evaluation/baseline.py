@@ -76,7 +76,8 @@ def never_predicted(labels: np.ndarray, predictions: np.ndarray, label_names: tu
     their recall and F1 are 0, which caps the macro averages."""
     support = np.bincount(labels, minlength=len(label_names))
     predicted = np.bincount(predictions, minlength=len(label_names)) > 0
-    missed = [c for c in np.argsort(-support, kind="stable") if support[c] >= NEVER_PREDICTED_SUPPORT and not predicted[c]]
+    missed = [c for c in np.argsort(-support, kind="stable")
+              if support[c] >= NEVER_PREDICTED_SUPPORT and not predicted[c]]
     if not missed:
         return []
     present = int((support > 0).sum())
