@@ -115,6 +115,25 @@ def test_windows_cover_each_text_with_stride_overlap(tiny_model):
     assert whole == tokenizer(texts[4], add_special_tokens=False)["input_ids"]
 
 
+def test_windows_are_cut_without_the_tokenizers_too_long_warning(caplog, capfd):
+    """Windowing tokenizes whole texts on purpose: transformers' 'longer than the specified maximum sequence
+    length' warning would tell a predict_long user something wrong."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging
+
+    from plugins.models.minilm import bundled_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_dir()))  # it warns; the tiny test one does not
+    before = logging.get_verbosity()
+    logging.set_verbosity_warning()
+    try:
+        encode_windows(tokenizer, ["word " * (tokenizer.model_max_length + 50)], max_length=32, stride=8)
+    finally:
+        logging.set_verbosity(before)
+    said = caplog.text + capfd.readouterr().err  # pytest's log capture, or the terminal when it is off
+    assert "sequence length is longer" not in said, said
+
+
 def test_stride_is_checked(project):
     with pytest.raises(TkError, match="stride"):
         build_task("t", {"dataset": "toy", "model": "tiny", "max_length": 64, "stride": 64}, "test")

@@ -132,6 +132,21 @@ def test_predict_exits_without_teardown_only_from_its_own_main(run_copy, monkeyp
     assert exits == [0] and "great film" in capsys.readouterr().out
 
 
+def test_loading_a_run_from_python_draws_no_library_bars_and_leaves_them_as_they_were(run_copy, capfd):
+    from transformers.utils import logging
+
+    from toolkit.longdocs import predict_long
+
+    before = logging.is_progress_bar_enabled()
+    logging.enable_progress_bar()  # as in a fresh Python session
+    try:
+        assert predict_long(run_copy, ["a text"])[0]["label"]
+        assert logging.is_progress_bar_enabled()
+    finally:
+        (logging.enable_progress_bar if before else logging.disable_progress_bar)()
+    assert "Loading weights" not in capfd.readouterr().err
+
+
 def test_predictions_csv_neutralises_formulas(tmp_path):
     texts = ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tlead", "\rcr", "plain - text", "'quoted"]
     path = tmp_path / "predictions.csv"

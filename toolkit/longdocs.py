@@ -43,6 +43,7 @@ def predict_long(path: str | Path, texts: list[str], *, max_length: int | None =
 def _load(path: Path, max_length: int | None):
     from toolkit.config import build_task
     from toolkit.runs.saved import SavedRun, load_run
+    from toolkit.training.progress import library_bars_off
 
     for run_dir in (path, path.parent):
         if (run_dir / "config.json").is_file() and (run_dir / "model").is_dir():
@@ -51,5 +52,6 @@ def _load(path: Path, max_length: int | None):
 
     task = build_task(path.name, {"dataset": "-", "model": str(path), "max_length": max_length or 128,
                                   "long_text": "chunks"}, path)
-    return SavedRun(path, task, AutoModelForSequenceClassification.from_pretrained(path),
-                    AutoTokenizer.from_pretrained(path))
+    with library_bars_off():
+        return SavedRun(path, task, AutoModelForSequenceClassification.from_pretrained(path),
+                        AutoTokenizer.from_pretrained(path))

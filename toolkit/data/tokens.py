@@ -79,7 +79,8 @@ def encode_windows(tokenizer: Any, texts: list[str], max_length: int, stride: in
     budget = max_length - len(prefix) - len(suffix)
     check_stride(stride, budget, max_length)
     texts = [text[:CHUNKED_CHARS] for text in texts]
-    raw = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"] if texts else []
+    # verbose=False: whole texts longer than the model takes are the point here, not a mistake to warn about
+    raw = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"] if texts else []
     ids, documents = [], []
     for document, row in enumerate(raw):
         for start in window_starts(len(row), budget, stride):

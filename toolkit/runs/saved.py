@@ -16,6 +16,7 @@ from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
 from toolkit.evaluation.thresholds import from_config
 from toolkit.runs.folders import read_json, run_status
+from toolkit.training.progress import library_bars_off
 
 
 @dataclass
@@ -78,8 +79,9 @@ def load_run(run_dir: Path) -> SavedRun:
     model_dir = run_dir / "model"
     check_saved_model(model_dir)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        with library_bars_off():
+            model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except Exception as error:  # a damaged file the checks above did not catch
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TkError(f"{model_dir}: cannot load the saved model ({first_line}). {DAMAGED}") from None

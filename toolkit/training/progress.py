@@ -5,6 +5,7 @@ The engine never imports Click; the CLI passes its own ``echo``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -80,3 +81,18 @@ def quiet_library_progress() -> None:
     disable_progress_bars()
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+
+
+@contextlib.contextmanager
+def library_bars_off():
+    """transformers' own progress bars ('Loading weights') off for a moment, then as they were: for loading a
+    saved model from the Python API, where tk does not own the caller's settings."""
+    from transformers.utils import logging
+
+    was_on = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            logging.enable_progress_bar()
