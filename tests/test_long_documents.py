@@ -140,6 +140,8 @@ def test_stride_is_checked(project):
     result = fails_with("stride = 62 must be at least 0 and below 62", "run", "toy", "--set", "long_text=chunks",
                         "--set", "stride=62")
     assert "Data:" not in result.output  # stopped before any data is loaded
+    fails_with("stride = 62 must be at least 0 and below 62", "check", "toy", "--set", "long_text=chunks",
+               "--set", "stride=62")  # tk check says it too
     # a stride that fits but re-reads every token many times is run, with a warning
     output = ok("run", "toy", "--set", "long_text=chunks", "--set", "stride=40", "--set", "epochs=1")
     assert "WARNING: stride 40 is more than half of each window's 62 text tokens" in output, output

@@ -87,6 +87,8 @@ def check(session, dataset_name, data, assignments, as_json, strict):
     from toolkit.data.loading import load_named
 
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
+    if task is not None:
+        check_windows(session.pm, task, base)
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults
     report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting)
@@ -99,3 +101,16 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         click.echo(format_report(report))
     if strict and report.warnings:
         raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")
+
+
+def check_windows(pm, task, base) -> None:
+    """A chunks task's max_length and stride against its model's tokenizer, as tk run checks them before
+    loading any data."""
+    from toolkit.data.tokens import window_stride
+    from toolkit.runs.pipeline import registered
+
+    if task.long_text != "chunks":
+        return
+    _, model = registered(pm, task, base=base)
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
+    window_stride(task, tokenizer, model.name)

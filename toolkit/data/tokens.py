@@ -101,6 +101,24 @@ def window_counts(tokens: np.ndarray, budget: int, stride: int) -> np.ndarray:
     return np.where(tokens > budget, -(-(tokens - budget) // (budget - stride)) + 1, 1)
 
 
+def window_stride(task: Any, tokenizer: Any, model_name: str) -> int | None:
+    """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
+    lets windows move forward (``task``: a TaskConfig). tk run and tk check call it before loading any data."""
+    prefix, suffix = special_tokens(tokenizer)
+    shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
+    if task.max_length < shortest:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
+                      f"'{model_name}' adds {shortest - 1} special tokens to every text. "
+                      f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
+    if task.long_text != "chunks":
+        return None
+    try:
+        check_stride(task.window_stride, task.max_length - shortest + 1, task.max_length)
+    except TkError as error:
+        raise TkError(f"task '{task.name}', key 'stride'") from error
+    return task.window_stride
+
+
 def check_stride(stride: int, budget: int, max_length: int) -> None:
     if not 0 <= stride < budget:
         raise TkError(f"stride = {stride} must be at least 0 and below {budget}: max_length ({max_length}) minus the "

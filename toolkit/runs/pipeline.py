@@ -15,7 +15,7 @@ from toolkit.data.checks import check_splits, class_checks, plural
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import check_stride, special_tokens, tokenize_splits
+from toolkit.data.tokens import special_tokens, tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation import thresholds
 from toolkit.evaluation.baseline import majority_class, majority_labels
@@ -185,24 +185,6 @@ def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tu
 
 def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
     return {name: {"texts": len(splits[name]), "windows": len(tokenized[name])} for name in tokenized}
-
-
-def window_stride(task: TaskConfig, tokenizer: Any, model_name: str) -> int | None:
-    """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
-    lets windows move forward."""
-    prefix, suffix = special_tokens(tokenizer)
-    shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
-    if task.max_length < shortest:
-        raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
-                      f"'{model_name}' adds {shortest - 1} special tokens to every text. "
-                      f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
-    if task.long_text != "chunks":
-        return None
-    try:
-        check_stride(task.window_stride, task.max_length - shortest + 1, task.max_length)
-    except TkError as error:
-        raise TkError(f"task '{task.name}', key 'stride'") from error
-    return task.window_stride
 
 
 def describe_windows(task: TaskConfig, splits, tokenized, tokenizer: Any) -> str:
