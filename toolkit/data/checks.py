@@ -251,11 +251,11 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts)
 
 
 def _leakage(first: str, second: str, keys, second_texts) -> list[Finding]:
-    found, exact = [], np.zeros(len(keys[second]["exact"]), dtype=bool)
+    found, counted = [], np.zeros(len(keys[second]["exact"]), dtype=bool)
     for kind in ("exact", "normalised"):
-        in_first = np.isin(keys[second][kind], keys[first][kind]) & ~exact  # normalised: the ones exact missed
+        in_first = np.isin(keys[second][kind], keys[first][kind]) & ~counted  # normalised: those exact missed
         rows = np.flatnonzero(in_first)
-        exact |= in_first
+        counted |= in_first
         if not len(rows):
             continue
         shared = len(np.unique(keys[second][kind][rows]))
