@@ -1,6 +1,7 @@
 """Using a finished run folder that was damaged, is read-only, or is fed hostile input."""
 
 import csv
+import json
 import errno
 import shutil
 
@@ -104,6 +105,14 @@ def test_predict_refuses_a_binary_file(run_copy, tmp_path):
     (tmp_path / "nul").write_bytes(b"good\x00film\n")
     fails_with("a binary file (it holds NUL bytes)", "predict", run_copy, "--file", tmp_path / "nul")
 
+
+
+def test_predict_says_which_blank_lines_of_a_file_it_skipped(run_copy, tmp_path):
+    (tmp_path / "texts.txt").write_text("good film\n\nbad film\n   \nfine\n")
+    result = tk("predict", run_copy, "--file", tmp_path / "texts.txt", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["predictions"]) == 3
+    assert "skipped 2 blank lines (line 2, 4); one answer per other line, in order." in result.stderr
 
 def test_predict_prints_no_terminal_control_codes(run_copy):
     result = tk("predict", run_copy, "great \x1b[2J\x1b]0;owned\x07film\x07\r\x9b31m\u202eend\tok")

@@ -43,7 +43,11 @@ def test_a_rise_within_its_paired_standard_errors_is_not_overfitting():
     rows[1] = EpochRecord(2, 0.30, 0.420, 0.8, 0.8, 1.0, loss_rise_se=0.005)
     found = diagnose_overfitting(rows)
     assert found["overfitting"] and found["rise_standard_errors"] == pytest.approx(4.0)
-    assert "4.0 standard errors of its per-row change" in found["message"]
+    assert "4.0 standard errors, too large a rise for chance" in found["message"]
+    assert any("raise train_size" in advice for advice in found["advice"])
+    # every training row already used: no "raise train_size", but a word on labels
+    advice = diagnose_overfitting(rows, train_size=None)["advice"]
+    assert not any("train_size" in a for a in advice) and any("check the labels" in a for a in advice)
 
 
 def test_selection_pairs_each_epoch_with_the_lowest_validation_loss_before_it():

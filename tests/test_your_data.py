@@ -179,7 +179,7 @@ def test_evaluate_data_file_is_scored_even_when_the_run_had_test_data(tmp_path, 
     output = ok("evaluate", run_dir)  # without --data: the run's test file, named as such
     assert "60 examples" in output and "split: test split" in output
     # the Data line names the file scored first, then the one trained on
-    assert re.search(r"Data: \S*reviews-test.csv \(the task's test_data; the run trained on \S*reviews.csv", output)
+    assert re.search(r"Data: \S*reviews-test.csv \(the task's test_data; training data: \S*reviews.csv\)", output)
 
 
 
@@ -198,8 +198,11 @@ def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_p
     assert run_metrics["n"] == 60
     evaluated = json.loads(ok("evaluate", run_dir, "--json"))["metrics"]
     assert evaluated["n"] == 60 and evaluated["accuracy"] == run_metrics["accuracy"]
-    assert any("left out 2 of the test split's 62" in note for note in evaluated["notes"]), evaluated["notes"]
-    assert json.loads(ok("evaluate", run_dir, "--json", "--split", "test"))["metrics"]["n"] == 62
+    assert "Scoring the run's 60 test rows, as tk run did: of the test split's 62, 2 hold texts also in the " \
+           "training data. --split test scores all of them." in evaluated["notes"], evaluated["notes"]
+    everything = json.loads(ok("evaluate", run_dir, "--json", "--split", "test"))["metrics"]
+    assert everything["n"] == 62 and any(note.startswith("WARNING: 2 of these 62 rows hold texts also in the "
+                                                         "training data") for note in everything["notes"])
 
 
 def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):

@@ -84,7 +84,15 @@ def read_lines(handle) -> list[str]:
     if "\x00" in text:
         raise TkError(f"--file {handle.name}: a binary file (it holds NUL bytes); pass a text file with one "
                       "text per line.")
-    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's last line break ends the last line: no blank line after it
+    blank = [number for number, line in enumerate(lines, 1) if not line.strip()]
+    if blank:  # said on stderr, so that a reader of the answers knows they skip those lines
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        click.echo(f"--file {handle.name}: skipped {len(blank)} blank {'line' if len(blank) == 1 else 'lines'} "
+                   f"(line {shown}); one answer per other line, in order.", err=True)
+    return [line.rstrip("\r") for line in lines if line.strip()]
 
 
 TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears

@@ -222,10 +222,11 @@ def _duplicates(split: str, keys: dict[str, np.ndarray], texts) -> list[Finding]
         for group in repeated[:EXAMPLES]:
             rows = np.flatnonzero(inverse == group)
             examples.append(f"rows {rows[:4].tolist()}: {_short(texts[int(rows[0])])}")
-        what = ("exact duplicate texts" if kind == "exact" else
-                "more duplicate texts once case and spacing are ignored")
+        how = "exactly" if kind == "exact" else "once case and spacing are ignored"
         found.append(Finding(f"duplicates_{kind}", "warning",
-                             f"{split}: {extra} {what} ({len(repeated)} texts appear more than once)", extra, examples))
+                             f"{split}: {extra} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} repeat "
+                             f"an earlier text {how} ({len(repeated)} distinct {plural(len(repeated), 'text')} "
+                             "appear more than once)", extra, examples))
     return found
 
 
@@ -246,7 +247,9 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts)
         rows = np.flatnonzero(inverse == group)
         names = sorted({name_of(int(r)) for r in rows})
         examples.append(f"rows {rows[:4].tolist()} labelled {names}: {_short(texts[int(rows[0])])}")
-    return [Finding("label_conflicts", "warning", f"{split}: {len(conflicting)} texts appear with different labels",
+    n = len(conflicting)
+    return [Finding("label_conflicts", "warning",
+                    f"{split}: {n} {plural(n, 'text')} {'appears' if n == 1 else 'appear'} with different labels",
                     len(conflicting), examples)]
 
 
@@ -259,10 +262,11 @@ def _leakage(first: str, second: str, keys, second_texts) -> list[Finding]:
         if not len(rows):
             continue
         shared = len(np.unique(keys[second][kind][rows]))
-        what = f"{kind} texts" if kind == "exact" else "more texts once case and spacing are ignored"
+        what = (f"{shared} exact {plural(shared, 'text')}" if kind == "exact" else
+                f"{shared} more {plural(shared, 'text')} once case and spacing are ignored")
         examples = [f"{second} row {row}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
         found.append(Finding(f"leakage_{kind}", "warning",
-                             f"{second} and {first} share {shared} {what} ({len(rows)} {second} rows): "
+                             f"{second} and {first} share {what} ({len(rows)} {second} {plural(len(rows), 'row')}): "
                              f"tk run leaves them out of {second}", len(rows), examples))
     return found
 

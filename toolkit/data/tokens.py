@@ -123,7 +123,18 @@ def check_stride(stride: int, budget: int, max_length: int) -> None:
     if not 0 <= stride < budget:
         raise TkError(f"stride = {stride} must be at least 0 and below {budget}: max_length ({max_length}) minus the "
                       f"model's {max_length - budget} special tokens, or windows would not move forward. "
-                      f"Use --set stride={budget // 4}, say.")
+                      f"Use --set stride={min(max_length // 4, budget - 1)} (the default, max_length // 4).")
+
+
+def stride_warning(stride: int, budget: int, max_length: int) -> str | None:
+    """A warning when windows overlap so much that each token is read more than twice (``budget``: the text
+    tokens a window holds): training and prediction time grow with it."""
+    if stride * 2 <= budget:
+        return None
+    return (f"WARNING: stride = {stride} moves each window only {budget - stride} of its {budget} text tokens "
+            f"forward, so every token is read about {budget / (budget - stride):.0f} times, and a long text costs "
+            f"that many times the training and prediction time of truncating it. The default stride is "
+            f"max_length // 4 ({max_length // 4}).")
 
 
 def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:

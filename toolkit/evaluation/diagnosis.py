@@ -9,16 +9,21 @@ from toolkit.records import EpochRecord
 RISE_STANDARD_ERRORS = 2.0  # a rise in validation loss counts when it is this many paired standard errors
 RISE_TOLERANCE = 0.01  # histories without those standard errors (older runs): a relative rise above this
 
+MORE_DATA = "train on more data (raise train_size)"
+CHECK_LABELS = ("train on more data, and check the labels: a model memorises wrong labels too (tk check shows "
+                "texts with conflicting labels)")
 ADVICE = (
     "train for fewer epochs (tk kept the best epoch for you)",
     "lower the learning rate (e.g. --set learning_rate=1e-5)",
-    "train on more data (raise train_size)",
+    MORE_DATA,
     "regularise more (e.g. --set weight_decay=0.1)",
 )
 
 
-def diagnose_overfitting(history: list[EpochRecord]) -> dict[str, Any]:
-    """Return {"overfitting": bool, ...}; when true, from which epoch, by how much, and advice."""
+def diagnose_overfitting(history: list[EpochRecord], train_size: int | None = 0) -> dict[str, Any]:
+    """Return {"overfitting": bool, ...}; when true, from which epoch, by how much, and advice.
+
+    ``train_size``: the task's; None (every training row used) turns "raise train_size" into other advice."""
     if len(history) < 2:
         return {"overfitting": False}
     best = min(history, key=lambda r: r.validation_loss)
@@ -29,7 +34,7 @@ def diagnose_overfitting(history: list[EpochRecord]) -> dict[str, Any]:
         return {"overfitting": False}
     worst = max(rising, key=lambda r: r.validation_loss)
     rise = worst.validation_loss - best.validation_loss
-    beyond_noise = (f", {rise / worst.loss_rise_se:.1f} standard errors of its per-row change"
+    beyond_noise = (f"; {rise / worst.loss_rise_se:.1f} standard errors, too large a rise for chance"
                     if worst.loss_rise_se else "")
     message = (
         f"Overfitting from epoch {rising[0].epoch}: validation loss rose from {best.validation_loss:.4f} "
@@ -46,7 +51,7 @@ def diagnose_overfitting(history: list[EpochRecord]) -> dict[str, Any]:
         "rise": rise,
         "rise_standard_errors": rise / worst.loss_rise_se if worst.loss_rise_se else None,
         "message": message,
-        "advice": list(ADVICE),
+        "advice": [CHECK_LABELS if advice == MORE_DATA and train_size is None else advice for advice in ADVICE],
     }
 
 

@@ -59,7 +59,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
                     baseline_label=saved_baseline(run_dir, saved.labels), thresholds=saved.thresholds)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
-    scored_from = (f"{test_data} (the task's test_data; the run trained on {source.describe()})" if test_data
+    scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     metrics.update({"run": str(run_dir), "data_source": scored_from, "split": split_name,
                     "split_description": described,
@@ -74,6 +74,12 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
     if split is not None:
         if split not in splits:
             raise TkError(f"{source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
+        if split == "test" and data is None:
+            leaked = _leaked(splits, task)
+            if leaked:
+                notes.append(f"WARNING: {leaked} of these {len(splits['test'])} rows hold texts also in the training "
+                             "data: the model has seen them, so these scores are optimistic. Without --split, tk "
+                             "evaluate leaves them out, as tk run did.")
         return splits[split], split, f"{split} split"
     if "test" in splits:
         return (_run_test_rows(splits, task, notes) if data is None else splits["test"]), "test", "test split"
@@ -92,12 +98,22 @@ def _run_test_rows(splits, task, notes: list[str]):
     from toolkit.data.splits import make_splits
 
     rows = make_splits(splits, task, [])["test"]
-    left_out = len(splits["test"]) - len(rows)
-    if left_out:
-        notes.append(f"Scoring the run's {len(rows)} test rows: like tk run, left out {left_out} of the test split's "
-                     f"{len(splits['test'])} (texts also in the training data, or beyond eval_size). "
-                     "--split test scores all of them.")
+    if len(rows) < len(splits["test"]):
+        leaked = _leaked(splits, task)
+        subsampled = len(splits["test"]) - leaked - len(rows)
+        notes.append(f"Scoring the run's {len(rows)} test rows, as tk run did: of the test split's "
+                     f"{len(splits['test'])}, " + " and ".join(
+                         part for part in (f"{leaked} hold texts also in the training data" if leaked else "",
+                                           f"{subsampled} are beyond eval_size" if subsampled else "") if part)
+                     + ". --split test scores all of them.")
     return rows
+
+
+def _leaked(splits, task) -> int:
+    """Test rows whose text (normalised) is also in the run's training or validation rows."""
+    from toolkit.data.splits import make_splits
+
+    return len(splits["test"]) - len(make_splits(splits, replace(task, eval_size=None), [])["test"])
 
 
 def _changed(recorded: dict | None, now: dict, source) -> list[str]:

@@ -15,7 +15,7 @@ from toolkit.data.checks import check_splits, class_checks, plural
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import special_tokens, tokenize_splits, window_stride
+from toolkit.data.tokens import special_tokens, stride_warning, tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation import thresholds
 from toolkit.evaluation.baseline import majority_class, majority_labels
@@ -111,6 +111,10 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     # The tokenizer before the data: a max_length or stride it cannot take stops the run before any loading.
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     stride = window_stride(task, tokenizer, model_info.name)
+    heavy = stride is not None and stride_warning(stride, task.max_length - sum(map(len, special_tokens(tokenizer))),
+                                                  task.max_length)
+    if heavy:
+        progress.note(heavy)
     if stride is None and (task.stride is not None or task.pooling != CORE_SETTINGS["pooling"].default):
         progress.note(f"Note: stride and pooling apply only with long_text = \"chunks\"; this task truncates long "
                       f"texts (truncation = \"{task.truncation}\"), so they are not used.")
@@ -145,7 +149,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
     if stride is not None:
-        progress.note(describe_windows(task, splits, tokenized, tokenizer))
+        progress.note(describe_windows(task, splits, tokenized))
     weights = class_weights(task, tokenized, dataset.labels)
     if weights:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
@@ -187,19 +191,15 @@ def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
     return {name: {"texts": len(splits[name]), "windows": len(tokenized[name])} for name in tokenized}
 
 
-def describe_windows(task: TaskConfig, splits, tokenized, tokenizer: Any) -> str:
+def describe_windows(task: TaskConfig, splits, tokenized) -> str:
     """long_text = "chunks": how many windows each split became (training time grows with the train windows)."""
     counts = window_counts(splits, tokenized)
     train = counts["train"]
-    budget = task.max_length - sum(map(len, special_tokens(tokenizer)))  # text tokens per window
-    heavy = (f" WARNING: stride {task.window_stride} is more than half of each window's {budget} text tokens, so "
-             f"every token is read more than twice; the default stride is max_length // 4 "
-             f"({task.max_length // 4})." if task.window_stride * 2 > budget else "")
     return (f"Long texts: windows of {task.max_length} tokens sharing {task.window_stride}, pooled by "
             f"{task.pooling}: training sees {train['windows']:,} windows of {train['texts']:,} texts "
             f"({train['windows'] / max(1, train['texts']):.2f}x the rows, and the time, of truncation); "
             + ", ".join(f"{name} {c['windows']:,} windows of {c['texts']:,} texts"
-                        for name, c in counts.items() if name != "train") + heavy)
+                        for name, c in counts.items() if name != "train"))
 
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
@@ -323,7 +323,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
                     baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
                     thresholds=tuned)
-    diagnosis = diagnose_overfitting(result.history)
+    diagnosis = diagnose_overfitting(result.history, task.train_size)
     metrics.update({
         "task": task.name,
         "split": "test",
