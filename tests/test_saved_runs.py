@@ -1,8 +1,8 @@
 """Using a finished run folder that was damaged, is read-only, or is fed hostile input."""
 
 import csv
-import json
 import errno
+import json
 import shutil
 
 import numpy as np
