@@ -418,6 +418,16 @@ def test_check_and_analyze_lengths_take_set_and_name_columns_both_ways(tmp_path,
     assert "Columns: ticket_id, text, label." in result.output and "expected one of" not in result.output
 
 
+
+def test_check_says_which_rows_tk_run_would_leave_out_of_its_splits(tmp_path):
+    rows = keyword_rows(120, ("neg", "pos"), seed=3)
+    data = write_rows(tmp_path / "twice.csv", rows + rows)  # every text twice: validation twins are in train
+    output = ok("check", "--data", data)
+    assert re.search(r"As tk run splits it: [^\n]*\n(  [^\n]*\n)*  validation: left out \d+ rows whose text is also "
+                     "in the training data", output), output
+    document = json.loads(ok("check", "--data", data, "--json"))
+    assert any(note.startswith("validation: left out") for note in document["split_notes"])
+
 def test_a_file_with_no_labels_or_no_rows_says_so(tmp_path):
     unlabelled = tmp_path / "unlabelled.csv"
     unlabelled.write_text("text,label\n" + "".join(f"text {i},\n" for i in range(30)))

@@ -53,6 +53,7 @@ class CheckReport:
     rows: dict[str, int]
     findings: list[Finding]
     split_rows: dict[str, int] | None = None  # the splits tk run makes from the data (class_checks)
+    split_notes: list[str] = field(default_factory=list)  # what tk run says while making them (rows left out)
 
     @property
     def warnings(self) -> list[Finding]:
@@ -60,7 +61,7 @@ class CheckReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "rows": self.rows, "split_rows": self.split_rows,
-                "findings": [asdict(f) for f in self.findings]}
+                "split_notes": self.split_notes, "findings": [asdict(f) for f in self.findings]}
 
 
 def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classes: bool = True) -> CheckReport:
@@ -129,8 +130,9 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     from toolkit.errors import TkError, user_message
 
     report = check_splits(splits, dataset_name, label_names, classes=False)
+    notes: list[str] = []
     try:
-        made = make_splits(splits, task, [])
+        made = make_splits(splits, task, notes)
     except TkError as error:
         carves = "test" not in splits or "validation" not in splits
         report.findings += [finding for name, split in splits.items() for finding in
@@ -138,6 +140,7 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
         report.findings.append(Finding("splits", "warning", f"tk run would stop when splitting: {user_message(error)}"))
         return report
     report.split_rows = {name: len(split) for name, split in made.items()}
+    report.split_notes = notes
     report.findings += class_checks(made, label_names)
     return report
 
@@ -287,6 +290,7 @@ def format_report(report: CheckReport) -> str:
     if report.split_rows and report.split_rows != report.rows:
         lines.append("As tk run splits it: " + ", ".join(f"{name} {n:,}" for name, n in report.split_rows.items())
                      + " rows")
+        lines += [f"  {note}" for note in report.split_notes]
     for finding in report.findings:
         mark = "WARNING" if finding.level == "warning" else "info"
         lines.append(f"  {mark:<7} {finding.message}")
