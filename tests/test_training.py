@@ -12,7 +12,7 @@ from plugins.metrics import tk_compute_metrics
 from tests.helpers import ok
 from toolkit.cli import cli
 from toolkit.config import load_config, with_overrides
-from toolkit.evaluation.diagnosis import diagnose_overfitting
+from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.records import EpochRecord
 from toolkit.runs.compare import RunSummary, mcnemar_p
 from toolkit.runs.pipeline import run_task
@@ -39,7 +39,10 @@ def test_reference_model_2_is_healthy():
 
 def test_a_rise_within_its_paired_standard_errors_is_not_overfitting():
     rows = [EpochRecord(1, 0.50, 0.400, 0.8, 0.8, 1.0), EpochRecord(2, 0.30, 0.420, 0.8, 0.8, 1.0, loss_rise_se=0.015)]
-    assert not diagnose_overfitting(rows)["overfitting"]  # +5%, but 1.3 standard errors: noise
+    within = diagnose_overfitting(rows)
+    assert not within["overfitting"]  # +5%, but 1.3 standard errors: noise, and said so
+    assert "+5%) while training loss fell, but by 1.3 standard errors only: within the noise" in within["note"]
+    assert explain(within, 1) == [within["note"]]
     rows[1] = EpochRecord(2, 0.30, 0.420, 0.8, 0.8, 1.0, loss_rise_se=0.005)
     found = diagnose_overfitting(rows)
     assert found["overfitting"] and found["rise_standard_errors"] == pytest.approx(4.0)

@@ -28,10 +28,11 @@ def diagnose_overfitting(history: list[EpochRecord], train_size: int | None = 0)
         return {"overfitting": False}
     best = min(history, key=lambda r: r.validation_loss)
     later = [r for r in history if r.epoch > best.epoch]
-    rising = [r for r in later if _rose(r, best)
-              and r.train_loss is not None and best.train_loss is not None and r.train_loss < best.train_loss]
+    falling_train = [r for r in later if r.train_loss is not None and best.train_loss is not None
+                     and r.train_loss < best.train_loss]
+    rising = [r for r in falling_train if _rose(r, best)]
     if not rising:
-        return {"overfitting": False}
+        return {"overfitting": False, **_within_noise(falling_train, best)}
     worst = max(rising, key=lambda r: r.validation_loss)
     rise = worst.validation_loss - best.validation_loss
     beyond_noise = (f"; {rise / worst.loss_rise_se:.1f} standard errors, too large a rise for chance"
@@ -55,6 +56,19 @@ def diagnose_overfitting(history: list[EpochRecord], train_size: int | None = 0)
     }
 
 
+def _within_noise(later: list[EpochRecord], best: EpochRecord) -> dict[str, str]:
+    """A note when validation loss rose visibly (above RISE_TOLERANCE) but within its standard errors."""
+    seen = [r for r in later if r.loss_rise_se and r.validation_loss > best.validation_loss * (1 + RISE_TOLERANCE)]
+    if not seen:
+        return {}
+    worst = max(seen, key=lambda r: r.validation_loss)
+    rise = worst.validation_loss - best.validation_loss
+    return {"note": f"Validation loss rose from {best.validation_loss:.4f} (epoch {best.epoch}) to "
+                    f"{worst.validation_loss:.4f} (epoch {worst.epoch}, +{rise / best.validation_loss:.0%}) while "
+                    f"training loss fell, but by {rise / worst.loss_rise_se:.1f} standard errors only: within the "
+                    "noise of this validation set, not evidence of overfitting."}
+
+
 def _rose(record: EpochRecord, best: EpochRecord) -> bool:
     """Validation loss above the lowest by more than noise: RISE_STANDARD_ERRORS paired standard errors (the
     same validation rows both times), or, where a history lacks them, RISE_TOLERANCE of the lowest."""
@@ -65,6 +79,6 @@ def _rose(record: EpochRecord, best: EpochRecord) -> bool:
 
 def explain(diagnosis: dict[str, Any], kept_epoch: int) -> list[str]:
     if not diagnosis.get("overfitting"):
-        return []
+        return [diagnosis["note"]] if diagnosis.get("note") else []
     lines = [diagnosis["message"], f"tk kept the weights of epoch {kept_epoch}. To try:"]
     return lines + [f"  - {advice}" for advice in diagnosis["advice"]]
