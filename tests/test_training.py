@@ -98,6 +98,15 @@ def test_healthy_run_has_no_diagnosis(pm, project):
     assert "Overfitting" not in printed
 
 
+
+def test_no_progress_bar_is_drawn_into_a_log(project):
+    """Standard error that is not a terminal (a log file, a pipe) gets the lines, not a bar's redraws."""
+    from tests.helpers import tk
+
+    result = tk("run", "toy", "--set", "epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr and "epoch" in result.stdout
+
 def test_early_stopping_after_patience(pm, project, noisy):
     outcome, _ = run(pm, project, data=str(noisy), epochs=10, learning_rate=3e-3, patience=1, validation_size=40)
     history_ = outcome.metrics["history"]

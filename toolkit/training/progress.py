@@ -22,6 +22,12 @@ def format_epoch(record: EpochRecord, best: bool = False) -> str:
             f"{record.f1:>6.4f}  {record.seconds:>7.1f}{mark}")
 
 
+def draws_a_bar() -> bool:
+    """A terminal, or a notebook (tqdm.auto draws a widget there); not a log file or a pipe, where a bar's
+    redraws would become lines of spaces."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
 class Progress:
     """Progress bar over training steps plus one table row per finished epoch."""
 
@@ -39,14 +45,15 @@ class Progress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total_steps, initial=done_steps, unit="step", leave=False,
-                             file=sys.stderr, dynamic_ncols=True)
+                             file=sys.stderr, dynamic_ncols=True, disable=not draws_a_bar())
 
     def count(self, total: int, unit: str) -> None:
         """A bar over ``total`` items of work that is not training (texts being scored), no epoch table."""
         if self.show_bar:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
+            self._bar = tqdm(total=total, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True,
+                             disable=not draws_a_bar())
 
     def advance(self, done: int = 1) -> None:
         if self._bar is not None:
