@@ -47,6 +47,8 @@ def test_a_rise_within_its_paired_standard_errors_is_not_overfitting():
     found = diagnose_overfitting(rows)
     assert found["overfitting"] and found["rise_standard_errors"] == pytest.approx(4.0)
     assert "4.0 standard errors, too large a rise for chance" in found["message"]
+    onset = diagnose_overfitting(rows + [EpochRecord(3, 0.20, 0.450, 0.8, 0.8, 1.0, loss_rise_se=0.01)])
+    assert onset["message"].startswith("Overfitting from epoch 2 (4.0 standard errors above epoch 1): "), onset
     assert any("raise train_size" in advice for advice in found["advice"])
     # every training row already used: no "raise train_size", but a word on labels
     advice = diagnose_overfitting(rows, train_size=None)["advice"]

@@ -37,15 +37,18 @@ def diagnose_overfitting(history: list[EpochRecord], train_size: int | None = 0)
     rise = worst.validation_loss - best.validation_loss
     beyond_noise = (f"; {rise / worst.loss_rise_se:.1f} standard errors, too large a rise for chance"
                     if worst.loss_rise_se else "")
+    first = rising[0]
+    onset = (f" ({(first.validation_loss - best.validation_loss) / first.loss_rise_se:.1f} standard errors above "
+             f"epoch {best.epoch})" if first.loss_rise_se and first is not worst else "")
     message = (
-        f"Overfitting from epoch {rising[0].epoch}: validation loss rose from {best.validation_loss:.4f} "
+        f"Overfitting from epoch {first.epoch}{onset}: validation loss rose from {best.validation_loss:.4f} "
         f"(epoch {best.epoch}) to {worst.validation_loss:.4f} (epoch {worst.epoch}, +{rise / best.validation_loss:.0%}"
         f"{beyond_noise}) while training loss fell from {best.train_loss:.4f} to {worst.train_loss:.4f}. "
         "The model is memorising the training set rather than generalising."
     )
     return {
         "overfitting": True,
-        "from_epoch": rising[0].epoch,
+        "from_epoch": first.epoch,
         "best_epoch": best.epoch,
         "best_validation_loss": best.validation_loss,
         "worst_validation_loss": worst.validation_loss,
