@@ -147,6 +147,7 @@ def test_stride_is_checked(project):
     warning = "WARNING: stride = 40 moves each window only 22 of its 62 text tokens forward, so every token is read " \
               "about 3 times"
     assert warning in output and output.index(warning) < output.index("Data:"), output  # before any loading
+    assert warning in ok("check", "toy", "--set", "long_text=chunks", "--set", "stride=40")  # tk check says it too
     output = ok("run", "toy", "--set", "stride=40", "--set", "epochs=1")  # truncation: the stride is not used
     assert 'stride and pooling apply only with long_text = "chunks"' in output, output
 

@@ -113,4 +113,7 @@ def check_windows(pm, task, base) -> None:
         return
     _, model = registered(pm, task, base=base)
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
-    window_stride(task, tokenizer, model.name)
+    warnings: list[str] = []
+    window_stride(task, tokenizer, model.name, warnings)
+    for warning in warnings:  # with --json, on stderr (json_output)
+        click.echo(warning)

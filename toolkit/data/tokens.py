@@ -101,9 +101,10 @@ def window_counts(tokens: np.ndarray, budget: int, stride: int) -> np.ndarray:
     return np.where(tokens > budget, -(-(tokens - budget) // (budget - stride)) + 1, 1)
 
 
-def window_stride(task: Any, tokenizer: Any, model_name: str) -> int | None:
+def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str] | None = None) -> int | None:
     """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
-    lets windows move forward (``task``: a TaskConfig). tk run and tk check call it before loading any data."""
+    lets windows move forward (``task``: a TaskConfig); a stride that re-reads every token more than twice is
+    added to ``warnings``. tk run and tk check call it before loading any data."""
     prefix, suffix = special_tokens(tokenizer)
     shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
     if task.max_length < shortest:
@@ -116,6 +117,9 @@ def window_stride(task: Any, tokenizer: Any, model_name: str) -> int | None:
         check_stride(task.window_stride, task.max_length - shortest + 1, task.max_length)
     except TkError as error:
         raise TkError(f"task '{task.name}', key 'stride'") from error
+    heavy = stride_warning(task.window_stride, task.max_length - shortest + 1, task.max_length)
+    if heavy and warnings is not None:
+        warnings.append(heavy)
     return task.window_stride
 
 

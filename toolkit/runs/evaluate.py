@@ -99,7 +99,7 @@ def _run_test_rows(splits, task, notes: list[str]):
 
     rows = make_splits(splits, task, [])["test"]
     if len(rows) < len(splits["test"]):
-        leaked = _leaked(splits, task)
+        leaked = len(splits["test"]) - len(rows) if task.eval_size is None else _leaked(splits, task)
         subsampled = len(splits["test"]) - leaked - len(rows)
         notes.append(f"Scoring the run's {len(rows)} test rows, as tk run did: of the test split's "
                      f"{len(splits['test'])}, " + " and ".join(

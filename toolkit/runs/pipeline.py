@@ -15,7 +15,7 @@ from toolkit.data.checks import check_splits, class_checks, plural
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import special_tokens, stride_warning, tokenize_splits, window_stride
+from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation import thresholds
 from toolkit.evaluation.baseline import majority_class, majority_labels
@@ -110,11 +110,10 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     start_gpu_warm_up()
     # The tokenizer before the data: a max_length or stride it cannot take stops the run before any loading.
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
-    stride = window_stride(task, tokenizer, model_info.name)
-    heavy = stride is not None and stride_warning(stride, task.max_length - sum(map(len, special_tokens(tokenizer))),
-                                                  task.max_length)
-    if heavy:
-        progress.note(heavy)
+    warnings: list[str] = []
+    stride = window_stride(task, tokenizer, model_info.name, warnings)
+    for warning in warnings:
+        progress.note(warning)
     if stride is None and (task.stride is not None or task.pooling != CORE_SETTINGS["pooling"].default):
         progress.note(f"Note: stride and pooling apply only with long_text = \"chunks\"; this task truncates long "
                       f"texts (truncation = \"{task.truncation}\"), so they are not used.")
