@@ -165,8 +165,11 @@ def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> Non
     import torch
 
     from toolkit.cli import _quiet_libraries
+    from toolkit.memory import reuse_freed_memory
 
     _quiet_libraries()
+    if side == "tk":
+        reuse_freed_memory()  # as the tk command does; the notebook's process keeps glibc's defaults
     pm, task = load_task(task_name, overrides, gpu)
     with tempfile.TemporaryDirectory() as workdir:
         result = (run_reference if side == "reference" else run_tk)(pm, task, Path(workdir))

@@ -15,3 +15,51 @@ def test_token_rows_pad_the_same_from_lists_and_from_arrow():
         assert ids.tolist() == [ROWS[2], ROWS[0] + [0, 0, 0]]
         assert mask.tolist() == [[1] * 7, [1] * 4 + [0] * 3]
         assert tokens.lengths.tolist() == [4, 2, 7]
+
+
+
+def test_fused_cpu_inference_answers_as_float32_does_and_puts_the_model_back(tiny_model):
+    import pytest
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from toolkit.evaluation import cpu_inference
+    from toolkit.evaluation.inference import predict_probabilities
+
+    if not cpu_inference.onednn_linear_available():
+        pytest.skip("this PyTorch build has no oneDNN linear kernel")
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=3).eval()
+    weights = {name: value.clone() for name, value in model.state_dict().items()}
+    modules = [type(module) for module in model.modules()]
+    with cpu_inference.fused_cpu_inference(model):
+        fused = [module for module in model.modules() if isinstance(module, cpu_inference.OneDnnLinear)]
+        assert len(fused) == modules.count(torch.nn.Linear) and not any(
+            type(module) is torch.nn.Linear for module in model.modules())
+        assert [module.activation for module in fused].count("gelu") == 2  # each layer's intermediate dense
+        assert model.config._attn_implementation == cpu_inference.ATTENTION
+    assert [type(module) for module in model.modules()] == modules
+    assert model.config._attn_implementation == "sdpa"
+    assert all(torch.equal(value, weights[name]) for name, value in model.state_dict().items())
+
+    encoded = {"input_ids": [ROWS[2], ROWS[0], ROWS[1]] * 20}  # padded batches: the attention mask is used
+    float32 = predict_probabilities(model, encoded, batch_size=8, bf16=False)
+    calls = []
+    real = cpu_inference.OneDnnLinear.forward
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cpu_inference.OneDnnLinear, "forward", lambda self, x: calls.append(1) or real(self, x))
+        bf16 = predict_probabilities(model, encoded, batch_size=8, bf16=True)
+    assert calls  # the fused layers answered
+    np.testing.assert_allclose(bf16, float32, atol=0.02)
+    assert (bf16.argmax(axis=1) == float32.argmax(axis=1)).mean() > 0.9
+
+
+def test_only_the_exact_gelu_is_fused():
+    import torch
+    from transformers.activations import ACT2FN
+
+    from toolkit.evaluation.cpu_inference import exact_gelu
+
+    assert exact_gelu(ACT2FN["gelu"]) and exact_gelu(torch.nn.GELU())
+    assert not exact_gelu(ACT2FN["gelu_new"]) and not exact_gelu(torch.nn.GELU(approximate="tanh"))
+    assert not exact_gelu(ACT2FN["relu"]) and not exact_gelu(None)

@@ -23,6 +23,7 @@ from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals
 from toolkit.evaluation import multilabel as multilabel_scores
+from toolkit.evaluation.cpu_inference import bf16_attention, register_attention
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.hub import hub_reachable, require_hub
 from toolkit.models import load_classifier, load_tokenizer
@@ -58,5 +59,6 @@ __all__ = [
     "metric_counts", "multilabel_scores", "intervals",
     # training engines: the shared policy and the pieces every engine uses
     "policy", "checkpoints", "Progress", "predict_probabilities", "use_bf16", "attention_kernel",
+    "bf16_attention", "register_attention",
     "wait_for_gpu_warm_up", "world_size", "RunInterrupted", "interrupt_requested",
 ]

@@ -24,6 +24,7 @@ from toolkit.config import (
 )
 from toolkit.errors import TkError, user_message
 from toolkit.hub import HubUnreachable, offline_advice
+from toolkit.memory import reuse_freed_memory
 from toolkit.plugins import PluginManager
 
 
@@ -80,6 +81,7 @@ def cli(ctx, tasks_file):
         ctx.obj = Session(tasks_file)
     _quiet_libraries()
     file_size_limit_as_error()
+    reuse_freed_memory()
 
 
 QUIET_LIBRARIES = {

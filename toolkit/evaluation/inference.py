@@ -60,6 +60,8 @@ def predict_probabilities(model: Any, encoded: Any, batch_size: int = 64, bf16: 
     """
     import torch
 
+    from toolkit.evaluation.cpu_inference import fused_cpu_inference
+
     tokens = TokenRows(input_ids_of(encoded))
     order = np.argsort(-tokens.lengths, kind="stable")
     device = next(model.parameters()).device
@@ -67,7 +69,8 @@ def predict_probabilities(model: Any, encoded: Any, batch_size: int = 64, bf16: 
     probabilities = np.zeros((len(tokens), model.config.num_labels), dtype=np.float32)
     multi_label = getattr(model.config, "problem_type", None) == MULTI_LABEL
     model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with (torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+          fused_cpu_inference(model, enabled=bf16 and device.type == "cpu")):
         for batch in batches(order, batch_size):
             ids, mask = tokens.batch(batch, pad)
             logits = model(input_ids=torch.from_numpy(ids).to(device),
