@@ -196,11 +196,15 @@ def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_p
                             f"test_data={test_file}", *FAST))
     run_metrics = json.loads((run_dir / "metrics.json").read_text())
     assert run_metrics["n"] == 60
-    evaluated = json.loads(ok("evaluate", run_dir, "--json"))["metrics"]
+    document = json.loads(ok("evaluate", run_dir, "--json"))
+    evaluated = document["metrics"]
     assert evaluated["n"] == 60 and evaluated["accuracy"] == run_metrics["accuracy"]
+    assert re.fullmatch(r"test-\d{8}-\d{6}\.json", Path(document["path"]).name)
     assert "Scoring the run's 60 test rows, as tk run did: of the test split's 62, 2 hold texts also in the " \
            "training data. --split test scores all of them." in evaluated["notes"], evaluated["notes"]
-    everything = json.loads(ok("evaluate", run_dir, "--json", "--split", "test"))["metrics"]
+    document = json.loads(ok("evaluate", run_dir, "--json", "--split", "test"))
+    everything = document["metrics"]
+    assert re.fullmatch(r"test-all-\d{8}-\d{6}\.json", Path(document["path"]).name)  # not taken for the run's
     assert everything["n"] == 62 and any(note.startswith("WARNING: 2 of these 62 rows hold texts also in the "
                                                          "training data") for note in everything["notes"])
 

@@ -136,7 +136,9 @@ def evaluate(session, run_dir, data, split, as_json):
                f"({metrics['texts_per_second']:,.1f} texts/s, tokenizing included)")
     if not as_json:
         click.echo(format_metrics(metrics))
-    path = run_dir / "evaluations" / f"{metrics['split']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    # --split test scores every test row, the default only those the run scored: their files must differ
+    stem = "test-all" if split == "test" and data is None else metrics["split"]
+    path = run_dir / "evaluations" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         path.parent.mkdir(exist_ok=True)
         write_json(path, metrics)
