@@ -15,7 +15,7 @@ import sys
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEEP_BELOW = 1 << 30  # blocks under 1 GB come from the heap and go back to it when freed
 TRIM_ABOVE = 2**31 - 1  # the heap returns memory to the kernel only when 2 GB of it are free
-USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES", "LD_PRELOAD")
+USER_SETTINGS = ("GLIBC_TUNABLES", "LD_PRELOAD")  # besides any MALLOC_* variable
 
 
 def huge_pages_for_tensors() -> None:
@@ -36,7 +36,8 @@ def reuse_freed_memory() -> bool:
     tunes the allocator (MALLOC_*_ variables, GLIBC_TUNABLES, an LD_PRELOAD allocator) and off glibc.
     Returns whether the settings were applied.
     """
-    if not sys.platform.startswith("linux") or any(name in os.environ for name in USER_SETTINGS):
+    if not sys.platform.startswith("linux") or any(
+            name.startswith("MALLOC_") or name in USER_SETTINGS for name in os.environ):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
