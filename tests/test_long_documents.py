@@ -12,7 +12,6 @@ import torch
 from tests.helpers import fails_with, ok, quiet, toy_task, train_toy
 from toolkit.config import build_task
 from toolkit.data.tokens import encode_windows, window_counts
-from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.pooling import pool, pool_labels, pool_rows
 from toolkit.longdocs import predict_long
@@ -135,8 +134,6 @@ def test_windows_are_cut_without_the_tokenizers_too_long_warning(caplog, capfd):
 
 
 def test_stride_is_checked(project):
-    with pytest.raises(TkError, match="stride"):
-        build_task("t", {"dataset": "toy", "model": "tiny", "max_length": 64, "stride": 64}, "test")
     result = fails_with("stride = 62 must be at least 0 and below 62", "run", "toy", "--set", "long_text=chunks",
                         "--set", "stride=62")
     assert "Data:" not in result.output  # stopped before any data is loaded
@@ -149,7 +146,19 @@ def test_stride_is_checked(project):
     assert warning in output and output.index(warning) < output.index("Data:"), output  # before any loading
     assert warning in ok("check", "toy", "--set", "long_text=chunks", "--set", "stride=40")  # tk check says it too
     output = ok("run", "toy", "--set", "stride=40", "--set", "epochs=1")  # truncation: the stride is not used
-    assert 'stride and pooling apply only with long_text = "chunks"' in output, output
+    assert 'Note: stride applies only with long_text = "chunks"' in output, output
+    assert 'stride applies only' in ok("check", "toy", "--set", "stride=500")  # not used, so not refused either
+
+
+def test_a_bad_stride_in_one_task_blocks_only_that_task(project):
+    """tasks.toml with one chunks task whose stride cannot work: the other tasks, tk list, and the task itself
+    with --set stride=N, all still run (the error suggests --set, which must then work)."""
+    with open(project / "tasks.toml", "a", encoding="utf-8") as tasks:
+        tasks.write('\n[tasks.chunky]\ndataset = "toy"\ndata = "toy-data"\nlong_text = "chunks"\nstride = 64\n')
+    assert "chunky" in ok("list")
+    ok("check", "toy")
+    fails_with("Use --set stride=16", "check", "chunky")
+    assert "0 warnings." in ok("check", "chunky", "--set", "stride=16")
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -209,11 +209,8 @@ def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tu
     for key in _NAME_LISTS & core.keys():
         core[key] = names_of(core[key], CORE_SETTINGS[key].choices)
     plugin_values = {s.name: values.get(s.name, s.default) for s in declared}
-    stride, max_length = core.get("stride"), core.get("max_length", CORE_SETTINGS["max_length"].default)
-    if stride is not None and stride >= max_length:
-        raise TkError(f"{path}: {where}: key 'stride' ({stride}) must be below max_length ({max_length}) minus the "
-                      f"model's special tokens (2 for BERT): it is how many tokens each window shares with the one "
-                      f"before. Use --set stride={max_length // 4} (the default, max_length // 4).")
+    # stride against max_length is checked where the tokenizer is known and only for a chunks task
+    # (toolkit.data.tokens.window_stride): here it would block every command over one task's typo
     _check_class_weights(core.get("class_weights", "none"), f"{path}: {where}: key 'class_weights'")
     if core.get("problem") == "multi-label" and core.get("class_weights", "none") != "none":
         raise TkError(f"{path}: {where}: key 'class_weights' weighs classes of single-label tasks; a multi-label "

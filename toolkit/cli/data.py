@@ -105,11 +105,14 @@ def check(session, dataset_name, data, assignments, as_json, strict):
 
 def check_windows(pm, task, base) -> None:
     """A chunks task's max_length and stride against its model's tokenizer, as tk run checks them before
-    loading any data."""
-    from toolkit.data.tokens import window_stride
+    loading any data, with the same warnings; for a truncating task, tk run's note on unused keys."""
+    from toolkit.data.tokens import unused_window_keys, window_stride
     from toolkit.runs.pipeline import registered
 
-    if task.long_text != "chunks":
+    if task.long_text != "chunks":  # no tokenizer needed: tk check works on the data alone
+        note = unused_window_keys(task)
+        if note:
+            click.echo(note)
         return
     _, model = registered(pm, task, base=base)
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)

@@ -274,7 +274,8 @@ def _leakage(first: str, second: str, keys, second_texts) -> list[Finding]:
         examples = [f"{second} row {row}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
         found.append(Finding(f"leakage_{kind}", "warning",
                              f"{second} and {first} share {what} ({len(rows)} {second} {plural(len(rows), 'row')}): "
-                             f"tk run leaves them out of {second}", len(rows), examples))
+                             f"tk run leaves out of {second} those in the rows it trains or validates on", len(rows),
+                             examples))
     return found
 
 

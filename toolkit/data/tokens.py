@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.config import CORE_SETTINGS
 from toolkit.errors import TkError
 
 
@@ -103,8 +104,9 @@ def window_counts(tokens: np.ndarray, budget: int, stride: int) -> np.ndarray:
 
 def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str] | None = None) -> int | None:
     """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
-    lets windows move forward (``task``: a TaskConfig); a stride that re-reads every token more than twice is
-    added to ``warnings``. tk run and tk check call it before loading any data."""
+    lets windows move forward (``task``: a TaskConfig); a stride that re-reads every token more than twice,
+    or a stride or pooling that a truncating task does not use, is added to ``warnings``. tk run and tk check
+    call it before loading any data."""
     prefix, suffix = special_tokens(tokenizer)
     shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
     if task.max_length < shortest:
@@ -112,6 +114,9 @@ def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str
                       f"'{model_name}' adds {shortest - 1} special tokens to every text. "
                       f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
     if task.long_text != "chunks":
+        note = unused_window_keys(task)
+        if note and warnings is not None:
+            warnings.append(note)
         return None
     try:
         check_stride(task.window_stride, task.max_length - shortest + 1, task.max_length)
@@ -121,6 +126,17 @@ def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str
     if heavy and warnings is not None:
         warnings.append(heavy)
     return task.window_stride
+
+
+def unused_window_keys(task: Any) -> str | None:
+    """A note when a truncating task sets stride or pooling, which only long_text = "chunks" uses."""
+    unused = [key for key, given in (("stride", task.stride is not None),
+                                     ("pooling", task.pooling != CORE_SETTINGS["pooling"].default)) if given]
+    if not unused:
+        return None
+    return (f"Note: {' and '.join(unused)} appl{'ies' if len(unused) == 1 else 'y'} only with long_text = "
+            f"\"chunks\"; this task truncates long texts (truncation = \"{task.truncation}\"), so "
+            f"{'it is' if len(unused) == 1 else 'they are'} not used.")
 
 
 def check_stride(stride: int, budget: int, max_length: int) -> None:

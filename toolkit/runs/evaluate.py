@@ -103,7 +103,7 @@ def _run_test_rows(splits, task, notes: list[str]):
         subsampled = len(splits["test"]) - leaked - len(rows)
         notes.append(f"Scoring the run's {len(rows)} test rows, as tk run did: of the test split's "
                      f"{len(splits['test'])}, " + " and ".join(
-                         part for part in (f"{leaked} hold texts also in the training data" if leaked else "",
+                         part for part in (f"{leaked} hold texts also in the rows it trained or validated on" if leaked else "",
                                            f"{subsampled} are beyond eval_size" if subsampled else "") if part)
                      + ". --split test scores all of them.")
     return rows

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.config import CORE_SETTINGS, TaskConfig
+from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks, plural
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
@@ -114,9 +114,6 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     stride = window_stride(task, tokenizer, model_info.name, warnings)
     for warning in warnings:
         progress.note(warning)
-    if stride is None and (task.stride is not None or task.pooling != CORE_SETTINGS["pooling"].default):
-        progress.note(f"Note: stride and pooling apply only with long_text = \"chunks\"; this task truncates long "
-                      f"texts (truncation = \"{task.truncation}\"), so they are not used.")
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     notes: list[str] = []
