@@ -80,9 +80,12 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
                 notes.append(f"WARNING: {leaked} of these {len(splits['test'])} rows hold texts also in the training "
                              "data: the model has seen them, so these scores are optimistic. Without --split, tk "
                              "evaluate leaves them out, as tk run did.")
-        return splits[split], split, f"{split} split"
+        every = ", every row" if split == "test" and data is None else ""  # not only the rows tk run scored
+        return splits[split], split, f"{split} split{every}"
     if "test" in splits:
-        return (_run_test_rows(splits, task, notes) if data is None else splits["test"]), "test", "test split"
+        if data is None:
+            return _run_test_rows(splits, task, notes), "test", "test split, the rows tk run scored"
+        return splits["test"], "test", "test split"
     if data is not None:  # one file given: it is the set to score
         return splits["train"], "all", f"all rows of {Path(data).name}"
     from toolkit.data.splits import make_splits
