@@ -2,8 +2,9 @@
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from toolkit.evaluation.inference import TokenRows
+from toolkit.evaluation.inference import TokenRows, predict_probabilities
 
 ROWS = [[2, 7, 8, 3], [2, 3], [2, 5, 6, 7, 8, 9, 3]]  # ids inside the tiny test vocabulary
 
@@ -19,12 +20,10 @@ def test_token_rows_pad_the_same_from_lists_and_from_arrow():
 
 
 def test_fused_cpu_inference_answers_as_float32_does_and_puts_the_model_back(tiny_model):
-    import pytest
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from toolkit.evaluation import cpu_inference
-    from toolkit.evaluation.inference import predict_probabilities
 
     if not cpu_inference.onednn_linear_available():
         pytest.skip("this PyTorch build has no oneDNN linear kernel")
@@ -63,3 +62,30 @@ def test_only_the_exact_gelu_is_fused():
     assert exact_gelu(ACT2FN["gelu"]) and exact_gelu(torch.nn.GELU())
     assert not exact_gelu(ACT2FN["gelu_new"]) and not exact_gelu(torch.nn.GELU(approximate="tanh"))
     assert not exact_gelu(ACT2FN["relu"]) and not exact_gelu(None)
+
+
+FAMILY = {  # tiny random configs of BERT-family models tk users fine-tune
+    "distilbert": {"dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2},
+    "roberta": {}, "electra": {"embedding_size": 16}, "deberta-v2": {}, "albert": {"embedding_size": 16},
+    # local (sliding-window) attention layers: a padding position can see no key at all
+    "modernbert": {"global_attn_every_n_layers": 2, "num_hidden_layers": 4, "local_attention": 8, "pad_token_id": 0,
+                   "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILY))
+def test_bf16_prediction_of_bert_family_models_is_close_to_float32(kind):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.for_model(kind, **{"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2,
+                                           "num_attention_heads": 2, "intermediate_size": 64, "num_labels": 3,
+                                           "max_position_embeddings": 64, **FAMILY[kind]})
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    rows = np.random.default_rng(0).integers(5, 90, size=(20, 30))
+    encoded = {"input_ids": [list(row[:length]) for row, length in zip(rows, [30, 12, 7, 22] * 5)]}  # padded
+    float32 = predict_probabilities(model, encoded, batch_size=8, bf16=False)
+    bf16 = predict_probabilities(model, encoded, batch_size=8, bf16=True)
+    assert np.isfinite(bf16).all()
+    np.testing.assert_allclose(bf16, float32, atol=0.02)

@@ -37,7 +37,10 @@ def bf16_attention(module, query, key, value, attention_mask, scaling=None, drop
         scaling = query.size(-1) ** -0.5
     weights = torch.matmul(query * scaling, key.transpose(2, 3))  # scaled before: a quarter of the entries
     if attention_mask is not None:
-        weights = weights + attention_mask.to(weights.dtype)
+        # float32's lowest value becomes -inf in bf16, and a row masked throughout (a padding position that
+        # a sliding window leaves no key, as in ModernBERT) would softmax to NaN and spread; bf16's own
+        # lowest value keeps that row finite, as float32 attention does
+        weights = weights + attention_mask.to(weights.dtype).clamp(min=torch.finfo(weights.dtype).min)
     weights = nn.functional.softmax(weights, dim=-1)
     dropping = module.training and dropout > 0
     if dropping:
@@ -123,7 +126,10 @@ def fused_cpu_inference(model: Any, enabled: bool = True):
     bf16_eager = attention in ("eager", "sdpa")  # others: kernels of their own, or already bf16 (training's)
     if bf16_eager:
         register_attention(ATTENTION, bf16_attention)
-        model.set_attn_implementation(ATTENTION)
+        try:
+            model.set_attn_implementation(ATTENTION)
+        except ValueError:  # a model that takes no attention function: it keeps its own
+            bf16_eager = False
     try:
         yield model
     finally:
