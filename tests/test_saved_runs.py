@@ -111,7 +111,8 @@ def test_predict_says_which_blank_lines_of_a_file_it_skipped(run_copy, tmp_path)
     (tmp_path / "texts.txt").write_text("good film\n\nbad film\n   \nfine\n")
     result = tk("predict", run_copy, "--file", tmp_path / "texts.txt", "--json")
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)["predictions"]) == 3
+    document = json.loads(result.stdout)
+    assert len(document["predictions"]) == 3 and document["skipped_lines"] == [2, 4]
     assert "skipped 2 blank lines (line 2, 4); one answer per other line, in order." in result.stderr
 
 def test_predict_prints_no_terminal_control_codes(run_copy):

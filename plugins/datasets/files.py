@@ -104,9 +104,9 @@ def tk_load_dataset(dataset, source, task, notes):
         if not test_path.is_file():
             raise TkError(f"test_data: {test_path} is not a file. Check the path (relative to tasks.toml).")
         if "test" in splits:
-            notes.append(f"test: {test_path.name} (test_data) replaces the test split of {path.name}.")
+            notes.append(f"test: {test_path} (the task's test_data) replaces the test split of {path}.")
         else:
-            notes.append(f"test: {test_path.name} (test_data).")
+            notes.append(f"test: {test_path} (the task's test_data).")
         splits["test"] = read(test_path, columns, notes)
     separator = _setting(task, "label_separator", ",") if multi_label else None
     return datasets.DatasetDict({split: _label_names(rows, split, notes, separator)

@@ -26,20 +26,22 @@ def predict(run_dir, texts, text_file, as_json):
     if blank:  # a model still answers for an empty text, with nothing to go on: say so instead
         raise click.UsageError(f"Text {', '.join(blank)} is empty. Give each text to label as an argument, in "
                                "quotes, or one per line in --file F.")
-    texts = list(texts) + (read_lines(text_file) if text_file else [])
+    lines, skipped = read_lines(text_file) if text_file else ([], [])
+    texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run(existing_run(run_dir))
     probabilities = saved.probabilities(texts)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:
-        print_label_sets(run_dir, texts, probabilities, saved, as_json)
+        print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped)
         return
     rows = [{"text": text, "label": saved.labels[int(p.argmax())],
              "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
             for text, p in zip(texts, probabilities)]
     if as_json:
-        emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "predictions": rows})
+        emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
+                         "predictions": rows})
         return
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
@@ -51,7 +53,7 @@ def predict(run_dir, texts, text_file, as_json):
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
 
 
-def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool) -> None:
+def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int]) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
     labels, thresholds = saved.labels, saved.thresholds
     rows = [{"text": text, "labels": found,
@@ -59,7 +61,8 @@ def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool) -> Non
              "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}}
             for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
     if as_json:
-        emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "predictions": rows})
+        emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
+                         "predictions": rows})
         return
     for row in rows:
         found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
@@ -74,8 +77,9 @@ def existing_run(run_dir: Path) -> Path:
     return run_dir
 
 
-def read_lines(handle) -> list[str]:
-    """Non-blank lines of a --file; a binary or non-UTF-8 file is a one-line error."""
+def read_lines(handle) -> tuple[list[str], list[int]]:
+    """Non-blank lines of a --file, and the numbers of the blank ones (skipped); a binary or non-UTF-8 file
+    is a one-line error."""
     try:
         text = handle.read()
     except UnicodeDecodeError as error:
@@ -92,7 +96,7 @@ def read_lines(handle) -> list[str]:
         shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
         click.echo(f"--file {handle.name}: skipped {len(blank)} blank {'line' if len(blank) == 1 else 'lines'} "
                    f"(line {shown}); one answer per other line, in order.", err=True)
-    return [line.rstrip("\r") for line in lines if line.strip()]
+    return [line.rstrip("\r") for line in lines if line.strip()], blank
 
 
 TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears

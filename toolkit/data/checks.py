@@ -285,8 +285,10 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 def _around_html(text: str, context: int = 30) -> str:
+    """The first HTML remnant with ``context`` characters either side; "..." marks where the text goes on."""
     match = HTML_REMNANT.search(text)
-    return repr(text[max(0, match.start() - context):match.end() + context])
+    start, end = max(0, match.start() - context), match.end() + context
+    return ("..." if start > 0 else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
 
 
 def format_report(report: CheckReport) -> str:
