@@ -27,6 +27,8 @@ def test_checks_find_duplicates_leakage_conflicts_and_html():
     report = check_splits(datasets.DatasetDict(train=train, test=test), "d", LABELS)
     found = findings(report)
     assert found["duplicates_exact"].count == 1
+    assert "1 row repeats an earlier text exactly (1 distinct text appears more than once)" in \
+        found["duplicates_exact"].message
     # "good   FILM" equals "Good film" only once case and spacing are ignored: counted once, not under both
     assert found["duplicates_normalised"].count == 1 and "rows [0, 1, 2]" in found["duplicates_normalised"].examples[0]
     assert found["leakage_exact"].count == 1

@@ -200,15 +200,16 @@ def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_p
     evaluated = document["metrics"]
     assert evaluated["n"] == 60 and evaluated["accuracy"] == run_metrics["accuracy"]
     assert re.fullmatch(r"test-\d{8}-\d{6}\.json", Path(document["path"]).name)
-    assert evaluated["split_description"] == "test split, the rows tk run scored"
+    assert evaluated["split_description"] == "test split, the rows tk run scored" and not evaluated["every_row"]
     assert "Scoring the run's 60 test rows, as tk run did: of the test split's 62, 2 hold texts also in the " \
            "rows it trained or validated on. --split test scores all of them." in evaluated["notes"], evaluated["notes"]
     document = json.loads(ok("evaluate", run_dir, "--json", "--split", "test"))
     everything = document["metrics"]
     assert re.fullmatch(r"test-all-\d{8}-\d{6}\.json", Path(document["path"]).name)  # not taken for the run's
-    assert everything["split_description"] == "test split, every row"
+    assert everything["split_description"] == "test split, every row" and everything["every_row"]
     assert everything["n"] == 62 and any(note.startswith("WARNING: 2 of these 62 rows hold texts also in the "
-                                                         "training data") for note in everything["notes"])
+                                                         "rows the run trained or validated on")
+                                         for note in everything["notes"])
 
 
 def test_pipeline_gives_tk_predict_scores_on_long_texts(tmp_path, tiny_model):

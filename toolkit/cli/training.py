@@ -131,7 +131,8 @@ def print_registries(session) -> None:
     click.echo(f"Tasks ({session.tasks_path}):")
     for name, task in sorted(session.config.tasks.items()):
         engine = task.engine if task.engine != "auto" else f"auto: {auto_engine_name(pm, task)}"
-        click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}, {task.epochs} epochs, "
+        epochs = f"{task.epochs} epoch" + ("" if task.epochs == 1 else "s")
+        click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}, {epochs}, "
                    f"engine {engine}")
     click.echo("Datasets:")
     for name, info in sorted(pm.datasets().items()):

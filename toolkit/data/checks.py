@@ -231,9 +231,10 @@ def _duplicates(split: str, keys: dict[str, np.ndarray], texts) -> list[Finding]
             examples.append(f"rows {rows[:4].tolist()}: {_short(texts[int(rows[0])])}")
         how = "exactly" if kind == "exact" else "once case and spacing are ignored"
         found.append(Finding(f"duplicates_{kind}", "warning",
-                             f"{split}: {extra} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} repeat "
-                             f"an earlier text {how} ({len(repeated)} distinct {plural(len(repeated), 'text')} "
-                             "appear more than once)", extra, examples))
+                             f"{split}: {extra} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} "
+                             f"{'repeats' if extra == 1 else 'repeat'} an earlier text {how} ({len(repeated)} "
+                             f"distinct {plural(len(repeated), 'text')} {'appears' if len(repeated) == 1 else 'appear'}"
+                             " more than once)", extra, examples))
     return found
 
 

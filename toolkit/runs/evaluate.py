@@ -62,6 +62,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     metrics.update({"run": str(run_dir), "data_source": scored_from, "split": split_name,
+                    "every_row": split is not None or data is not None,  # False: the rows tk run scored
                     "split_description": described,
                     "data_given": data is not None, "seconds": round(seconds, 2),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
@@ -77,9 +78,9 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
         if split == "test" and data is None:
             leaked = _leaked(splits, task)
             if leaked:
-                notes.append(f"WARNING: {leaked} of these {len(splits['test'])} rows hold texts also in the training "
-                             "data: the model has seen them, so these scores are optimistic. Without --split, tk "
-                             "evaluate leaves them out, as tk run did.")
+                notes.append(f"WARNING: {leaked} of these {len(splits['test'])} rows {_hold(leaked)} also in the rows "
+                             "the run trained or validated on: the model has seen them, so these scores are "
+                             "optimistic. Without --split, tk evaluate leaves them out, as tk run did.")
         every = ", every row" if split == "test" and data is None else ""  # not only the rows tk run scored
         return splits[split], split, f"{split} split{every}"
     if "test" in splits:
@@ -106,10 +107,15 @@ def _run_test_rows(splits, task, notes: list[str]):
         subsampled = len(splits["test"]) - leaked - len(rows)
         notes.append(f"Scoring the run's {len(rows)} test rows, as tk run did: of the test split's "
                      f"{len(splits['test'])}, " + " and ".join(
-                         part for part in (f"{leaked} hold texts also in the rows it trained or validated on" if leaked else "",
+                         part for part in (f"{leaked} {_hold(leaked)} also in the rows it trained or validated on"
+                                           if leaked else "",
                                            f"{subsampled} are beyond eval_size" if subsampled else "") if part)
                      + ". --split test scores all of them.")
     return rows
+
+
+def _hold(rows: int) -> str:
+    return "holds a text" if rows == 1 else "hold texts"
 
 
 def _leaked(splits, task) -> int:
