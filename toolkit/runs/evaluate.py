@@ -59,6 +59,8 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
                     baseline_label=saved_baseline(run_dir, saved.labels), thresholds=saved.thresholds)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
+    if test_data and base is not None and not Path(test_data).is_absolute():
+        test_data = base / test_data  # relative to tasks.toml, as the files dataset reads it
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     metrics.update({"run": str(run_dir), "data_source": scored_from, "split": split_name,
