@@ -118,11 +118,12 @@ def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str
         if note and warnings is not None:
             warnings.append(note)
         return None
+    budget = task.max_length - shortest + 1  # the text tokens a window holds
     try:
-        check_stride(task.window_stride, task.max_length - shortest + 1, task.max_length)
+        check_stride(task.window_stride, budget, task.max_length)
     except TkError as error:
         raise TkError(f"task '{task.name}', key 'stride'") from error
-    heavy = stride_warning(task.window_stride, task.max_length - shortest + 1, task.max_length)
+    heavy = stride_warning(task.window_stride, budget, task.max_length)
     if heavy and warnings is not None:
         warnings.append(heavy)
     return task.window_stride

@@ -41,19 +41,18 @@ class Progress:
 
     def start(self, total_steps: int, done_steps: int = 0) -> None:
         self._write(EPOCH_HEADER)
-        if self.show_bar:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total_steps, initial=done_steps, unit="step", leave=False,
-                             file=sys.stderr, dynamic_ncols=True, disable=not draws_a_bar())
+        self._open_bar(total_steps, "step", done_steps)
 
     def count(self, total: int, unit: str) -> None:
         """A bar over ``total`` items of work that is not training (texts being scored), no epoch table."""
+        self._open_bar(total, unit)
+
+    def _open_bar(self, total: int, unit: str, initial: int = 0) -> None:
         if self.show_bar:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True,
-                             disable=not draws_a_bar())
+            self._bar = tqdm(total=total, initial=initial, unit=unit, leave=False, file=sys.stderr,
+                             dynamic_ncols=True, disable=not draws_a_bar())
 
     def advance(self, done: int = 1) -> None:
         if self._bar is not None:
