@@ -151,3 +151,19 @@ def test_local_plugin_package_may_import_its_own_modules(tmp_path):
         "@hookimpl\ndef tk_register_datasets(register):\n    register(DatasetInfo(NAME, ('a', 'b')))\n")
     pm = PluginManager().load(("my_pkg",), tmp_path)
     assert pm.datasets()["from-helper"].plugin == "my_pkg"
+
+
+def test_loading_every_builtin_plugin_leaves_torch_unimported():
+    """Plugins load on every command, tk --help included: torch's import (1-2 s) belongs to the commands that
+    compute (a plugin-API name that imported torch at the top once made tk --help take 2.3 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from toolkit.cli import cli; "
+            "result = CliRunner().invoke(cli, ['--help']); assert result.exit_code == 0, result.output; "
+            "from toolkit.plugins import PluginManager; PluginManager().load(); "
+            "print(sorted(name for name in ('torch', 'transformers', 'datasets') if name in sys.modules))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -7,6 +7,7 @@ third-party plugin would. docs/hooks.md documents each name.
 """
 
 from toolkit import hookimpl
+from toolkit.attention import bf16_attention, register_attention
 from toolkit.config import TaskConfig
 from toolkit.data.files import (
     builder_for,
@@ -23,7 +24,6 @@ from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals
 from toolkit.evaluation import multilabel as multilabel_scores
-from toolkit.evaluation.cpu_inference import bf16_attention, register_attention
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.hub import hub_reachable, require_hub
 from toolkit.models import load_classifier, load_tokenizer
