@@ -113,6 +113,60 @@ def test_truncation_strategies_with_a_real_tokenizer(tiny_model, truncation, kep
     assert encoded["length"] == [8, 4]
 
 
+def trained_tokenizer(kind: str, corpus: list[str]):
+    """A small fast tokenizer of each family's kind, trained on ``corpus``, with its special tokens around a text."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[UNK]", "[CLS]", "[SEP]", "[PAD]"]
+    if kind == "wordpiece":  # BERT
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=special)
+    elif kind == "bytelevel-bpe":  # RoBERTa
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:  # sentencepiece-style unigram: ALBERT, XLM-R, DeBERTa-v2
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=special, unk_token="[UNK]")
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")),
+                                                 ("[SEP]", tokenizer.token_to_id("[SEP]"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", pad_token="[PAD]")
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bytelevel-bpe", "unigram-metaspace"])
+def test_tokenizing_only_a_long_texts_head_gives_the_whole_texts_tokens(kind):
+    import random
+
+    from toolkit.data.tokens import HEAD_CHARS_PER_TOKEN, head_token_ids
+
+    rng = random.Random(0)
+    words = ["film", "Café", "naïve", "don't", "re-watch", "10/10", "!!!", "plot,", "(actor)", "très", "über",
+             "ending.", "Lorem", "ipsum", "x", "supercalifragilistic", "2,000", "😀", "\u00a0"]
+    separators = [" ", " ", " ", "  ", "\n", "\t", " \n "]
+    texts = ["".join(rng.choice(words) + rng.choice(separators) for _ in range(rng.randint(1, 250)))
+             for _ in range(300)]
+    texts += ["a" * 500,  # no space to cut at
+              " " * 200 + "film " * 40,  # a head of spaces: its tokens do not reach max_length
+              "film" + " " * 95 + "ending " * 30,  # the cut falls in a run of spaces
+              "supercalifragilistic" * 5 + " plot" * 40]  # a long word across the cut
+    tokenizer = trained_tokenizer(kind, texts)
+    for max_length in (16, 64, 128):  # most heads far past max_length tokens; heads near it; heads short of it
+        cut = sum(len(text) > HEAD_CHARS_PER_TOKEN * max_length for text in texts)
+        assert cut > 20
+        whole = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        assert head_token_ids(tokenizer, texts, max_length) == whole, max_length
+
+
 @pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
 def test_a_multi_megabyte_line_is_cut_before_tokenizing(tiny_model, truncation):
     import time
