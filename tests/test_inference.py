@@ -33,7 +33,9 @@ def test_fused_cpu_inference_answers_as_float32_does_and_puts_the_model_back(tin
     modules = [type(module) for module in model.modules()]
     with cpu_inference.fused_cpu_inference(model):
         fused = [module for module in model.modules() if isinstance(module, cpu_inference.OneDnnLinear)]
-        assert len(fused) == modules.count(torch.nn.Linear) and not any(
+        parts = [module for module in model.modules() if isinstance(module, cpu_inference.ProjectionPart)]
+        assert len(parts) == 2 * 3 and len({id(part.shared) for part in parts}) == 2  # query, key, value per layer
+        assert len(fused) + len(parts) == modules.count(torch.nn.Linear) and not any(
             type(module) is torch.nn.Linear for module in model.modules())
         assert [module.activation for module in fused].count("gelu") == 2  # each layer's intermediate dense
         assert model.config._attn_implementation == cpu_inference.ATTENTION
@@ -89,3 +91,30 @@ def test_bf16_prediction_of_bert_family_models_is_close_to_float32(kind):
     bf16 = predict_probabilities(model, encoded, batch_size=8, bf16=True)
     assert np.isfinite(bf16).all()
     np.testing.assert_allclose(bf16, float32, atol=0.02)
+
+
+def test_a_shared_query_key_value_product_answers_each_projection_in_any_order():
+    import torch
+
+    from toolkit.evaluation import cpu_inference
+
+    if not cpu_inference.onednn_linear_available():
+        pytest.skip("this PyTorch build has no oneDNN linear kernel")
+    torch.manual_seed(0)
+    linears = [torch.nn.Linear(16, size) for size in (8, 8, 4)]
+    shared = cpu_inference.SharedProduct(linears)
+    x, other = torch.randn(5, 16), torch.randn(5, 16)
+
+    def expected(index, tensor):
+        return linears[index](tensor.bfloat16().float()).detach()
+
+    with torch.inference_mode():  # value first, then a query of another tensor (cross-attention), then the rest
+        answers = [(2, x, shared.part(2, x)), (0, other, shared.part(0, other)), (0, x, shared.part(0, x)),
+                   (1, x, shared.part(1, x)), (1, other, shared.part(1, other)), (2, other, shared.part(2, other))]
+    for index, tensor, got in answers:  # each against its own linear layer
+        assert got.shape == (5, linears[index].out_features)
+        torch.testing.assert_close(got.float(), expected(index, tensor), atol=0.05, rtol=0.02)
+    with torch.inference_mode():
+        in_order = [shared.part(index, x) for index in range(3)]
+    assert all(torch.equal(got, answers[i][2]) for got, i in zip(in_order, (2, 3, 0)))
+    assert shared.input is None and shared.parts == ()  # a layer's three taken: nothing held until its next call
