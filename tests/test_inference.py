@@ -68,7 +68,7 @@ def test_only_the_exact_gelu_is_fused():
 
 FAMILY = {  # tiny random configs of BERT-family models tk users fine-tune
     "distilbert": {"dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2},
-    "roberta": {}, "electra": {"embedding_size": 16}, "deberta-v2": {}, "albert": {"embedding_size": 16},
+    "roberta": {}, "electra": {"embedding_size": 16}, "deberta-v2": {}, "albert": {"embedding_size": 16}, "mpnet": {},
     # local (sliding-window) attention layers: a padding position can see no key at all
     "modernbert": {"global_attn_every_n_layers": 2, "num_hidden_layers": 4, "local_attention": 8, "pad_token_id": 0,
                    "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2},
@@ -90,6 +90,12 @@ def test_bf16_prediction_of_bert_family_models_is_close_to_float32(kind):
     float32 = predict_probabilities(model, encoded, batch_size=8, bf16=False)
     bf16 = predict_probabilities(model, encoded, batch_size=8, bf16=True)
     assert np.isfinite(bf16).all()
+    from toolkit.evaluation.cpu_inference import ProjectionPart, fused_cpu_inference, onednn_linear_available
+
+    with fused_cpu_inference(model):  # each layer's query, key and value made by one product (ModernBERT: already)
+        parts = sum(isinstance(module, ProjectionPart) for module in model.modules())
+    layers = 1 if kind == "albert" else config.num_hidden_layers  # ALBERT's layers share one set of weights
+    assert parts == (0 if kind == "modernbert" or not onednn_linear_available() else 3 * layers)
     np.testing.assert_allclose(bf16, float32, atol=0.02)
 
 
