@@ -39,6 +39,15 @@ def test_checks_find_duplicates_leakage_conflicts_and_html():
     assert "rows [0, 2]" in found["duplicates_exact"].examples[0]
 
 
+def test_html_examples_never_cut_a_tag_or_entity():
+    """30 characters either side of the first remnant would end inside &quot; and start inside &nbsp;: the cut
+    moves outside them, and "..." marks both cuts."""
+    text = "c" * 10 + "&nbsp;" + "a" * 27 + "<br />" + "b" * 27 + "&quot;x" + " and more"
+    train = dataset([text] + [f"plain {i}" for i in range(5)], [0, 1, 0, 1, 0, 1])
+    (example,) = findings(check_splits(datasets.DatasetDict(train=train), "d", LABELS))["html"].examples
+    assert example.split(": ", 1)[1] == "..." + repr("a" * 27 + "<br />" + "b" * 27) + "..."
+
+
 def test_same_text_different_labels_is_a_conflict():
     report = check_splits(datasets.DatasetDict(train=dataset(["x y", "X  y", "z"], [0, 1, 1])), "d", LABELS)
     assert findings(report)["label_conflicts"].count == 1

@@ -20,6 +20,7 @@ from toolkit.data.multilabel import label_findings, label_set_keys, label_set_na
 
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
+SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
 SPACE = re.compile(r"\s+")
 EXAMPLES = 3
 IMBALANCE_WARNING = 0.2  # warn when the smallest class is under 20% of the largest
@@ -286,9 +287,17 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 def _around_html(text: str, context: int = 30) -> str:
-    """The first HTML remnant with ``context`` characters either side; "..." marks where the text goes on."""
+    """The first HTML remnant with up to ``context`` characters either side, cut outside any tag or entity
+    (never ``&qu``); "..." marks where the text goes on."""
     match = HTML_REMNANT.search(text)
-    start, end = max(0, match.start() - context), match.end() + context
+    start, end = max(0, match.start() - context), min(len(text), match.end() + context)
+    for unit in SHOWN_UNIT.finditer(text):
+        if unit.start() >= end:
+            break
+        if unit.start() < start < unit.end():  # a tag or entity cut at the start: leave it out
+            start = min(unit.end(), match.start())
+        if unit.start() < end < unit.end():
+            end = max(unit.start(), match.end())
     return ("..." if start > 0 else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
 
 
