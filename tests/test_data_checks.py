@@ -30,13 +30,13 @@ def test_checks_find_duplicates_leakage_conflicts_and_html():
     assert "1 row repeats an earlier text exactly (1 distinct text appears more than once)" in \
         found["duplicates_exact"].message
     # "good   FILM" equals "Good film" only once case and spacing are ignored: counted once, not under both
-    assert found["duplicates_normalised"].count == 1 and "rows [0, 1, 2]" in found["duplicates_normalised"].examples[0]
+    assert found["duplicates_normalised"].count == 1 and "rows 1, 2 and 3" in found["duplicates_normalised"].examples[0]
     assert found["leakage_exact"].count == 1
-    assert found["leakage_normalised"].count == 1 and "test row 2" in found["leakage_normalised"].examples[0]
+    assert found["leakage_normalised"].count == 1 and "test row 3" in found["leakage_normalised"].examples[0]
     assert found["html"].count == 1 and "such as <br />" in found["html"].message
     conflicts = [f for f in report.findings if f.check == "label_conflicts"]
     assert conflicts == []  # same labels within train; the cross-split conflict is leakage
-    assert "rows [0, 2]" in found["duplicates_exact"].examples[0]
+    assert "rows 1 and 3" in found["duplicates_exact"].examples[0]
 
 
 def test_html_examples_never_cut_a_tag_or_entity():
