@@ -86,6 +86,22 @@ def test_train_size_larger_than_the_data():
         make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])
 
 
+def test_check_fails_where_tk_run_would_stop_when_splitting(project):
+    """tk check exits 1 where tk run's own splitting (make_splits) would stop it, with tk run's reason and fix."""
+    from tests.helpers import fails_with, tk_json
+
+    reason = "train_size = 1000 is larger than the 160 training rows left after carving 40 validation rows. " \
+             "Lower train_size or validation_size."
+    result = fails_with(reason, "check", "toy", "--set", "train_size=1000")
+    assert f"ERROR   tk run would stop when splitting this data: task 'toy': {reason}" in result.output
+    assert "1 error, " in result.output and result.output.rstrip().endswith(reason)
+    fails_with(f"task 'toy': {reason}", "run", "toy", "--set", "train_size=1000")  # tk run's own words
+    document, stderr = tk_json("check", "toy", "--set", "train_size=1000", exit_code=1)  # the JSON, then the error
+    (error,) = [f for f in document["findings"] if f["level"] == "error"]
+    assert error["check"] == "splits" and reason in error["message"] and document["split_rows"] is None
+    assert f"Error: tk run would stop when splitting this data: task 'toy': {reason}" in stderr
+
+
 def test_selecting_on_test_warns():
     notes = []
     test = dataset([f"held out {i}" for i in range(60)], [i % 2 for i in range(60)])

@@ -81,7 +81,8 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
 @pass_session
 def check(session, dataset_name, data, assignments, as_json, strict):
     """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
-    HTML, and rare or absent classes in the splits tk run would make; empty texts are left out."""
+    HTML, and rare or absent classes in the splits tk run would make; empty texts are left out. Exits with an
+    error where tk run would stop on this data."""
     from toolkit.data.checks import check_as_run, format_report, plural
     from toolkit.data.choose import dataset_task
     from toolkit.data.loading import load_named
@@ -99,6 +100,8 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         emit("check", {**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes})
     else:
         click.echo(format_report(report))
+    if report.errors:  # after the report (and the JSON): tk run would stop on this data
+        raise TkError(report.errors[0].message)
     if strict and report.warnings:
         raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")
 

@@ -43,7 +43,7 @@ def text_hashes(texts, normalised: bool = False) -> np.ndarray:
 @dataclass
 class Finding:
     check: str
-    level: str  # "warning" or "info"
+    level: str  # "error" (tk run would stop), "warning" or "info"
     message: str
     count: int = 0
     examples: list[Any] = field(default_factory=list)
@@ -61,6 +61,12 @@ class CheckReport:
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def errors(self) -> list[Finding]:
+        """What would stop tk run on this data: tk check exits with an error."""
+        return [f for f in self.findings if f.level == "error"]
+
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "rows": self.rows, "split_rows": self.split_rows,
                 "split_notes": self.split_notes, "left_out": self.left_out,
@@ -133,7 +139,7 @@ def class_checks(splits, label_names: tuple[str, ...]) -> list[Finding]:
 def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) -> CheckReport:
     """tk check: every check on the data as loaded, and class presence on the splits tk run would make
     from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
-    the reason as a warning."""
+    tk run's error (the same ``make_splits``, the same message) as an error finding."""
     from toolkit.data.splits import make_splits
     from toolkit.errors import TkError, user_message
 
@@ -145,7 +151,8 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
         carves = "test" not in splits or "validation" not in splits
         report.findings += [finding for name, split in splits.items() for finding in
                             class_presence(name, split["label"], label_names, carved_from=carves and name == "train")]
-        report.findings.append(Finding("splits", "warning", f"tk run would stop when splitting: {user_message(error)}"))
+        report.findings.append(Finding("splits", "error", f"tk run would stop when splitting this data: "
+                                                          f"{user_message(error)}"))
         return report
     report.split_rows = {name: len(split) for name, split in made.items()}
     report.split_notes = notes
@@ -323,12 +330,13 @@ def format_report(report: CheckReport) -> str:
                      + " rows")
         lines += [f"  {note}" for note in report.split_notes]
     for finding in report.findings:
-        mark = "WARNING" if finding.level == "warning" else "info"
+        mark = {"error": "ERROR", "warning": "WARNING"}.get(finding.level, "info")
         lines.append(f"  {mark:<7} {finding.message}")
         lines += [f"            e.g. {example}" for example in finding.examples]
     if report.left_out or any(finding.examples for finding in report.findings):
         lines.append(ROW_NUMBERS)
-    lines.append(f"{len(report.warnings)} {plural(len(report.warnings), 'warning')}.")
+    errors = f"{len(report.errors)} {plural(len(report.errors), 'error')}, " if report.errors else ""
+    lines.append(f"{errors}{len(report.warnings)} {plural(len(report.warnings), 'warning')}.")
     return "\n".join(lines)
 
 
