@@ -55,6 +55,8 @@ def test_run_prints_its_metrics_json_and_progress_on_stderr(runs):
     assert document["metrics"] == json.loads((run_dir / "metrics.json").read_text())
     assert metrics_fields(document["metrics"]) <= documented("metrics.json")
     assert {"accuracy", "accuracy_ci", "history", "baseline", "diagnosis"} <= set(document["metrics"])
+    assert set(json.loads((run_dir / "config.json").read_text())) == documented("config.json")
+    assert set(json.loads((run_dir / "left_out.json").read_text())) <= documented("left_out.json")
     for text in (EPOCH_HEADER, "Engine: trainer", f"Run folder: {run_dir}"):
         assert text in stderr
 

@@ -67,7 +67,7 @@ class Prepared:
     tokenized: Any  # the same splits, tokenized
     tokenizer: Any
     model: Any
-    notes: list[str]
+    notes: list[str]  # what tk run said before training: on the task's keys, then loading and splitting
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
     class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
     left_out: dict[str, dict] | None = None  # validation and test rows whose text training has (left_out.json)
@@ -153,7 +153,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if weights:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
                       "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
-    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, notes,
+    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
                     artifacts.fingerprint(labelled) if source.path else None, weights, left_out)
 
 
@@ -229,7 +229,8 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                         "task": task.describe(), "engine": prepared.engine.name,
                         "data": str(prepared.source.path.resolve()) if prepared.source.path else None,
                         "data_as_given": data, "data_source": prepared.source.describe(),
-                        "data_fingerprint": fingerprint, "base": str(base or "")})
+                        "data_fingerprint": fingerprint, "base": str(base or ""),
+                        "notes": prepared.notes})  # e.g. a stride this task does not use
                     write_json(run_dir / "left_out.json", prepared.left_out or {})
             started = True
             if main:
