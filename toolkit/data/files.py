@@ -12,9 +12,9 @@ from typing import Any
 from toolkit.errors import TkError, suggest
 
 TEXT_COLUMNS = ("text", "review", "sentence", "content", "tweet")
-ROW = "tk_row"  # each row's number in the file or Hub split it was read from: from 1, a header line not counted
 LABEL_COLUMNS = ("label", "labels", "polarity", "sentiment", "target", "class")
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+ROW = "tk_row"  # each row's number in the file or Hub split it was read from: from 1, a header line not counted
 
 
 def number_rows(split):
