@@ -30,13 +30,22 @@ def test_checks_find_duplicates_leakage_conflicts_and_html():
     assert "1 row repeats an earlier text exactly (1 distinct text appears more than once)" in \
         found["duplicates_exact"].message
     # "good   FILM" equals "Good film" only once case and spacing are ignored: counted once, not under both
-    assert found["duplicates_normalised"].count == 1 and "rows [0, 1, 2]" in found["duplicates_normalised"].examples[0]
+    assert found["duplicates_normalised"].count == 1 and "rows 1, 2 and 3" in found["duplicates_normalised"].examples[0]
     assert found["leakage_exact"].count == 1
-    assert found["leakage_normalised"].count == 1 and "test row 2" in found["leakage_normalised"].examples[0]
+    assert found["leakage_normalised"].count == 1 and "test row 3" in found["leakage_normalised"].examples[0]
     assert found["html"].count == 1 and "such as <br />" in found["html"].message
     conflicts = [f for f in report.findings if f.check == "label_conflicts"]
     assert conflicts == []  # same labels within train; the cross-split conflict is leakage
-    assert "rows [0, 2]" in found["duplicates_exact"].examples[0]
+    assert "rows 1 and 3" in found["duplicates_exact"].examples[0]
+
+
+def test_html_examples_never_cut_a_tag_or_entity():
+    """30 characters either side of the first remnant would end inside &quot; and start inside &nbsp;: the cut
+    moves outside them, and "..." marks both cuts."""
+    text = "c" * 10 + "&nbsp;" + "a" * 27 + "<br />" + "b" * 27 + "&quot;x" + " and more"
+    train = dataset([text] + [f"plain {i}" for i in range(5)], [0, 1, 0, 1, 0, 1])
+    (example,) = findings(check_splits(datasets.DatasetDict(train=train), "d", LABELS))["html"].examples
+    assert example.split(": ", 1)[1] == "..." + repr("a" * 27 + "<br />" + "b" * 27) + "..."
 
 
 def test_same_text_different_labels_is_a_conflict():
@@ -75,6 +84,22 @@ def test_splits_are_disjoint_stratified_and_reproducible():
 def test_train_size_larger_than_the_data():
     with pytest.raises(TkError, match="train_size = 1000 is larger than the 350 training rows"):
         make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])
+
+
+def test_check_fails_where_tk_run_would_stop_when_splitting(project):
+    """tk check exits 1 where tk run's own splitting (make_splits) would stop it, with tk run's reason and fix."""
+    from tests.helpers import fails_with, tk_json
+
+    reason = "train_size = 1000 is larger than the 160 training rows left after carving 40 validation rows. " \
+             "Lower train_size or validation_size."
+    result = fails_with(reason, "check", "toy", "--set", "train_size=1000")
+    assert f"ERROR   tk run would stop when splitting this data: task 'toy': {reason}" in result.output
+    assert "1 error, " in result.output and result.output.rstrip().endswith(reason)
+    fails_with(f"task 'toy': {reason}", "run", "toy", "--set", "train_size=1000")  # tk run's own words
+    document, stderr = tk_json("check", "toy", "--set", "train_size=1000", exit_code=1)  # the JSON, then the error
+    (error,) = [f for f in document["findings"] if f["level"] == "error"]
+    assert error["check"] == "splits" and reason in error["message"] and document["split_rows"] is None
+    assert f"Error: tk run would stop when splitting this data: task 'toy': {reason}" in stderr
 
 
 def test_selecting_on_test_warns():

@@ -55,6 +55,8 @@ def test_run_prints_its_metrics_json_and_progress_on_stderr(runs):
     assert document["metrics"] == json.loads((run_dir / "metrics.json").read_text())
     assert metrics_fields(document["metrics"]) <= documented("metrics.json")
     assert {"accuracy", "accuracy_ci", "history", "baseline", "diagnosis"} <= set(document["metrics"])
+    assert set(json.loads((run_dir / "config.json").read_text())) == documented("config.json")
+    assert set(json.loads((run_dir / "left_out.json").read_text())) <= documented("left_out.json")
     for text in (EPOCH_HEADER, "Engine: trainer", f"Run folder: {run_dir}"):
         assert text in stderr
 
@@ -194,7 +196,8 @@ def test_check_json_and_strict(project):
     leaky.mkdir()
     (leaky / "train.csv").write_text("text,label\na good film,pos\na bad film,neg\nfine,pos\nawful,neg\n")
     (leaky / "test.csv").write_text("text,label\na good film,pos\nterrible,neg\n")
-    document, stderr = tk_json("check", "toy", "--data", leaky, "--strict", exit_code=1)  # the JSON, then the error
+    document, stderr = tk_json("check", "toy", "--data", leaky, "--set", "validation_size=1", "--strict",
+                               exit_code=1)  # the JSON, then the error
     assert any(f["check"] == "leakage_exact" and f["level"] == "warning" for f in document["findings"])
     assert "data check warnings (--strict)" in stderr
 

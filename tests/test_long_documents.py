@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -150,6 +151,19 @@ def test_stride_is_checked(project):
     assert 'stride applies only' in ok("check", "toy", "--set", "stride=500")  # not used, so not refused either
 
 
+def test_unused_window_keys_are_noted_in_the_run_folder(pm, project):
+    """A truncating task with stride and pooling set: the note tk run prints is in config.json (next to the keys),
+    and in manifest.json's notes, which the report page and the model card show."""
+    outcome = train_toy(pm, project, stride=500, pooling="max", epochs=1)
+    note = ('Note: stride and pooling apply only with long_text = "chunks"; this task truncates long texts '
+            '(truncation = "head"), so they are not used.')
+    config = json.loads((outcome.run_dir / "config.json").read_text())
+    assert config["task"]["stride"] == 500 and config["notes"][0] == note
+    assert json.loads((outcome.run_dir / "manifest.json").read_text())["notes"][0] == note
+    assert "stride and pooling apply only with long_text" in (outcome.run_dir / "report.html").read_text()
+    assert "stride and pooling apply only with long_text" in (outcome.run_dir / "model" / "README.md").read_text()
+
+
 def test_a_bad_stride_in_one_task_blocks_only_that_task(project):
     """tasks.toml with one chunks task whose stride cannot work: the other tasks, tk list, and the task itself
     with --set stride=N, all still run (the error suggests --set, which must then work)."""
@@ -258,3 +272,18 @@ def test_analyze_lengths_counts_windows(project):
     # the task's stride (here from --set, as tk run takes it) counts the windows tk run would make
     text = ok("analyze-lengths", "toy", "--model", "tiny", "--data", folder, "--set", "stride=0")
     assert "chunks at 32 (stride 0)" in text and "12 windows (4.00/text" in text
+
+
+def test_analyze_lengths_says_what_tk_run_would_about_an_impossible_stride(project):
+    """A chunks task whose stride its max_length cannot take: tk run's own error, as a warning (this command only
+    measures), and the recommended max_length is not offered as if that stride could work with it."""
+    chunky = ("--set", "long_text=chunks", "--set", "stride=62")
+    error = fails_with("stride = 62", "run", "toy", *chunky).output.split("Error: ", 1)[1].strip()
+    output = ok("analyze-lengths", "toy", "--model", "tiny", *chunky)
+    assert f"WARNING: tk run toy would stop: {error}" in output, output
+    recommended = int(re.search(r"recommended \(95%\) +(\d+)", output)[1])
+    assert (f"WARNING: tiny: with the recommended max_length ({recommended}) and long_text = \"chunks\", tk run would "
+            f"stop: stride = 62 must be at least 0 and below {recommended - 2}") in output, output
+    document = json.loads(ok("analyze-lengths", "toy", "--model", "tiny", *chunky, "--json"))
+    assert len(document["warnings"]) == 2 and document["warnings"][0] == f"WARNING: tk run toy would stop: {error}"
+    assert json.loads(ok("analyze-lengths", "toy", "--model", "tiny", "--json"))["warnings"] == []  # a fine task

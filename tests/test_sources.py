@@ -130,7 +130,7 @@ def test_sentiment140_polarity_text_csv(pm, tmp_path):
 
 def test_label_outside_mapping_quotes_rows(pm, tmp_path):
     refused(pm, "sentiment140", tmp_path / "train.csv", "polarity,text\n0,sad\n4,happy\n1,what\n0,bad\n",
-            r"outside the mapping: 1 \(e.g. row index 2 \(0-based\): 1\)")
+            r"outside the mapping: 1 \(e.g. row 3: 1\)")
 
 
 def test_single_class_training_set_is_refused(pm, tmp_path):

@@ -346,7 +346,7 @@ def test_a_class_training_never_saw_is_an_error_quoting_its_rows(pm, tmp_path):
     for command in ("check", "run"):
         result = fails_with("the test split has 2 rows of class 'fraud', which no row of the training split has",
                             command, "--data", folder, "--set", "model=minilm")
-        assert "row index (0-based) 20 'please look at this fraud', 21 'another fraud case'" in result.output
+        assert "rows 21 'please look at this fraud', 22 'another fraud case'" in result.output
         assert "add training rows of that class" in result.output and "tk_label_mapping" not in result.output
         assert "Files: train train.csv, test test.csv." in result.output  # which file each split is
     # a plugin's dataset (labels declared, mapped by tk_label_mapping): the mapping may be the cause
@@ -434,6 +434,59 @@ def test_check_says_which_rows_tk_run_would_leave_out_of_its_splits(tmp_path):
                      "in the training data", output), output
     document = json.loads(ok("check", "--data", data, "--json"))
     assert any(note.startswith("validation: left out") for note in document["split_notes"])
+
+def unique_rows(n, seed=0):
+    """``n`` keyword rows whose texts all differ (a serial word each)."""
+    return [(f"{text} serial{i}", label) for i, (text, label) in enumerate(keyword_rows(n, ("neg", "pos"), seed))]
+
+
+def test_run_names_the_rows_it_leaves_out_as_numbered_in_the_file_and_saves_them_all(tmp_path, tiny_model):
+    rows = [("no label here", ""), ("", "neg")] + unique_rows(200)  # rows 1-2 left out when loading: not renumbered
+    rows += [(text.upper(), label) for text, label in rows[2:32]]  # rows 203-232 repeat rows 3-32
+    data = write_rows(tmp_path / "twice.csv", rows)
+    repeated = {text.lower() for text, _ in rows[2:32]}
+    output = ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST)
+    run_dir = run_dir_of(output)
+    left_out = json.loads((run_dir / "left_out.json").read_text())
+    said = re.search(rf"Every row left out of {' and '.join(left_out)}: (\S+)", output)
+    assert said and Path(said[1]).resolve() == run_dir / "left_out.json", output
+    for split, earlier in (("validation", "training data"), ("test", "training or validation data")):
+        if split not in left_out:
+            continue
+        numbers = left_out[split]["rows"]
+        assert left_out[split]["rows_of"] == "train" and numbers == sorted(numbers)
+        # each number is the file's data row (from 1, header not counted) whose text the run trains or validates on
+        assert all(rows[n - 1][0].lower() in repeated for n in numbers), numbers
+        listed = [str(n) for n in numbers]  # the first five named, then how many more
+        shown = (f"rows {', '.join(listed[:5])} and {len(listed) - 5} more" if len(listed) > 5 else
+                 f"rows {', '.join(listed[:-1])} and {listed[-1]}" if len(listed) > 1 else f"row {listed[0]}")
+        assert (f"{split}: left out {len(numbers)} {'row' if len(numbers) == 1 else 'rows'} whose text is also in "
+                f"the {earlier}: train {shown}.") in output, output
+    assert "test" in left_out
+    scored = {row["text"].lower() for row in csv.DictReader(open(run_dir / "predictions.csv", encoding="utf-8"))}
+    assert not scored & {rows[n - 1][0].lower() for n in left_out["test"]["rows"]}
+    # tk check makes the same splits, names the same rows, and lists them all under left_out
+    document = json.loads(ok("check", "--data", data, "--json"))
+    assert document["left_out"] == left_out
+
+
+def test_check_names_rows_as_numbered_in_the_file(tmp_path):
+    rows = [("no label here", ""), ("", "neg"), ("a fine film", "pos")] + unique_rows(60)
+    rows += [("A  fine FILM", "pos"), ("a fine film", "pos")]  # rows 64 and 65 repeat row 3
+    data = write_rows(tmp_path / "reviews.csv", rows)
+    output = ok("check", "--data", data)
+    assert "e.g. rows 3 and 65: 'a fine film'" in output, output
+    assert "e.g. rows 3, 64 and 65: 'a fine film'" in output, output
+    assert "Rows are numbered as in the file each split was read from (a Hub dataset: its split), from 1, a header " \
+           "line not counted." in output
+    folder = tmp_path / "folder"  # a test file whose row 3 is a training text: named by its row in test.csv
+    folder.mkdir()
+    write_rows(folder / "train.csv", rows[2:])
+    write_rows(folder / "test.csv", [("fresh words", "pos"), ("", "neg"), ("A fine film", "pos")] + unique_rows(20, 1))
+    output = ok("check", "--data", folder)
+    assert "e.g. test row 3: 'A fine film'" in output, output
+    assert "test: left out 1 row whose text is also in the training or validation data: test row 3." in output
+
 
 def test_a_file_with_no_labels_or_no_rows_says_so(tmp_path):
     unlabelled = tmp_path / "unlabelled.csv"

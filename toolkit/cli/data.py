@@ -54,7 +54,9 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
         rows = rows.shuffle(seed=0).select(range(sample))
     if stride is None and task is not None:
         stride = task.stride  # the task's own (tasks.toml or --set); None: max_length // 4 per row
-    results = [analyze(pm, model, rows, coverage, stride) for model in models]
+    warnings: list[str] = []  # what tk run would say about the task's windows, per model
+    results = [analyze(pm, model, rows, coverage, stride, task, warnings) for model in models]
+    warnings = list(dict.fromkeys(warnings))  # once, when models say the same
     stats = [r[0] for r in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
         histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}.png")
@@ -62,12 +64,16 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
         plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
                        f"{dataset.name} {split}: tokens per text")
     if as_json:
+        for warning in warnings:  # on stderr (json_output)
+            click.echo(warning)
         emit("analyze-lengths", {"dataset": dataset.name, "split": split, "source": labelled.source.describe(),
                                  "sample": sample, "histogram": str(histogram) if histogram else None,
-                                 "models": {s.model: asdict(s) for s in stats}})
+                                 "models": {s.model: asdict(s) for s in stats}, "warnings": warnings})
         return
     click.echo(f"{dataset.name} ({split} split, {labelled.source.describe()})")
     click.echo(format_report(stats))
+    for warning in warnings:
+        click.echo(warning)
     click.echo(f"Histogram: {histogram}")
 
 
@@ -81,7 +87,8 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
 @pass_session
 def check(session, dataset_name, data, assignments, as_json, strict):
     """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
-    HTML, and rare or absent classes in the splits tk run would make; empty texts are left out."""
+    HTML, and rare or absent classes in the splits tk run would make; empty texts are left out. Exits with an
+    error where tk run would stop on this data."""
     from toolkit.data.checks import check_as_run, format_report, plural
     from toolkit.data.choose import dataset_task
     from toolkit.data.loading import load_named
@@ -99,6 +106,8 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         emit("check", {**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes})
     else:
         click.echo(format_report(report))
+    if report.errors:  # after the report (and the JSON): tk run would stop on this data
+        raise TkError(report.errors[0].message)
     if strict and report.warnings:
         raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")
 

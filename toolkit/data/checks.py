@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.files import row_numbers
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
+SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
 SPACE = re.compile(r"\s+")
 EXAMPLES = 3
 IMBALANCE_WARNING = 0.2  # warn when the smallest class is under 20% of the largest
@@ -41,7 +43,7 @@ def text_hashes(texts, normalised: bool = False) -> np.ndarray:
 @dataclass
 class Finding:
     check: str
-    level: str  # "warning" or "info"
+    level: str  # "error" (tk run would stop), "warning" or "info"
     message: str
     count: int = 0
     examples: list[Any] = field(default_factory=list)
@@ -54,14 +56,21 @@ class CheckReport:
     findings: list[Finding]
     split_rows: dict[str, int] | None = None  # the splits tk run makes from the data (class_checks)
     split_notes: list[str] = field(default_factory=list)  # what tk run says while making them (rows left out)
+    left_out: dict[str, dict] = field(default_factory=dict)  # the rows tk run leaves out of them (make_splits)
 
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "warning"]
 
+    @property
+    def errors(self) -> list[Finding]:
+        """What would stop tk run on this data: tk check exits with an error."""
+        return [f for f in self.findings if f.level == "error"]
+
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "rows": self.rows, "split_rows": self.split_rows,
-                "split_notes": self.split_notes, "findings": [asdict(f) for f in self.findings]}
+                "split_notes": self.split_notes, "left_out": self.left_out,
+                "findings": [asdict(f) for f in self.findings]}
 
 
 def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classes: bool = True) -> CheckReport:
@@ -74,18 +83,19 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classe
     columns = {name: split[:] for name, split in splits.items()}
     texts_of = {name: column["text"] for name, column in columns.items()}
     labels_of = {name: np.asarray(column["label"]) for name, column in columns.items()}
+    numbers_of = {name: row_numbers(split) for name, split in splits.items()}  # as the user finds the rows
     for name, split in splits.items():
-        texts, labels = texts_of[name], labels_of[name]
-        findings += _text_quality(name, texts)
+        texts, labels, numbers = texts_of[name], labels_of[name], numbers_of[name]
+        findings += _text_quality(name, texts, numbers)
         if classes:
             findings += class_presence(name, labels, label_names)
         found, labels, name_of = _labels(name, labels, label_names)
         findings += found
         keys[name] = {"exact": text_hashes(texts), "normalised": text_hashes(texts, normalised=True)}
-        findings += _duplicates(name, keys[name], texts)
-        findings += _conflicts(name, keys[name]["normalised"], labels, name_of, texts)
+        findings += _duplicates(name, keys[name], texts, numbers)
+        findings += _conflicts(name, keys[name]["normalised"], labels, name_of, texts, numbers)
     for first, second in combinations(splits.keys(), 2):
-        findings += _leakage(first, second, keys, texts_of[second])
+        findings += _leakage(first, second, keys, texts_of[second], numbers_of[second])
     multi_label = any(labels.ndim == 2 for labels in labels_of.values())
     findings += _list_like_labels(label_names, multi_label)
     return CheckReport(dataset_name, {name: len(split) for name, split in splits.items()}, findings)
@@ -129,19 +139,20 @@ def class_checks(splits, label_names: tuple[str, ...]) -> list[Finding]:
 def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) -> CheckReport:
     """tk check: every check on the data as loaded, and class presence on the splits tk run would make
     from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
-    the reason as a warning."""
+    tk run's error (the same ``make_splits``, the same message) as an error finding."""
     from toolkit.data.splits import make_splits
     from toolkit.errors import TkError, user_message
 
     report = check_splits(splits, dataset_name, label_names, classes=False)
     notes: list[str] = []
     try:
-        made = make_splits(splits, task, notes)
+        made = make_splits(splits, task, notes, report.left_out)
     except TkError as error:
         carves = "test" not in splits or "validation" not in splits
         report.findings += [finding for name, split in splits.items() for finding in
                             class_presence(name, split["label"], label_names, carved_from=carves and name == "train")]
-        report.findings.append(Finding("splits", "warning", f"tk run would stop when splitting: {user_message(error)}"))
+        report.findings.append(Finding("splits", "error", f"tk run would stop when splitting this data: "
+                                                          f"{user_message(error)}"))
         return report
     report.split_rows = {name: len(split) for name, split in made.items()}
     report.split_notes = notes
@@ -149,14 +160,14 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     return report
 
 
-def _text_quality(split: str, texts) -> list[Finding]:
+def _text_quality(split: str, texts, numbers: np.ndarray) -> list[Finding]:
     found = []
     html = [row for row, text in enumerate(texts) if text and HTML_REMNANT.search(text)]
     if html:
         first = HTML_REMNANT.search(texts[html[0]]).group(0)
         found.append(Finding("html", "warning", f"{split}: {len(html)} texts ({len(html) / len(texts):.1%}) hold "
                              f"HTML remnants such as {first} (the tokenizer sees them as words)", len(html),
-                             [f"row {row}: {_around_html(texts[row])}" for row in html[:EXAMPLES]]))
+                             [f"row {numbers[row]}: {_around_html(texts[row])}" for row in html[:EXAMPLES]]))
     return found
 
 
@@ -214,7 +225,7 @@ def _repeated_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return inverse, counts, np.flatnonzero(counts > 1)
 
 
-def _duplicates(split: str, keys: dict[str, np.ndarray], texts) -> list[Finding]:
+def _duplicates(split: str, keys: dict[str, np.ndarray], texts, numbers: np.ndarray) -> list[Finding]:
     """Exact duplicates, then the texts equal only once case and spacing are ignored (not counted twice)."""
     found, counted = [], 0
     for kind in ("exact", "normalised"):
@@ -228,7 +239,7 @@ def _duplicates(split: str, keys: dict[str, np.ndarray], texts) -> list[Finding]
         examples = []
         for group in repeated[:EXAMPLES]:
             rows = np.flatnonzero(inverse == group)
-            examples.append(f"rows {rows[:4].tolist()}: {_short(texts[int(rows[0])])}")
+            examples.append(f"{rows_named(numbers[rows])}: {_short(texts[int(rows[0])])}")
         how = "exactly" if kind == "exact" else "once case and spacing are ignored"
         found.append(Finding(f"duplicates_{kind}", "warning",
                              f"{split}: {extra} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} "
@@ -238,7 +249,7 @@ def _duplicates(split: str, keys: dict[str, np.ndarray], texts) -> list[Finding]
     return found
 
 
-def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts) -> list[Finding]:
+def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts, numbers: np.ndarray) -> list[Finding]:
     """Equal texts with different labels (label ids; multi-label: label-set ids); ``name_of(row)`` names a row's."""
     inverse, counts, repeated = _repeated_groups(keys)
     if not len(repeated):
@@ -254,14 +265,14 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts)
     for group in conflicting[:EXAMPLES]:
         rows = np.flatnonzero(inverse == group)
         names = sorted({name_of(int(r)) for r in rows})
-        examples.append(f"rows {rows[:4].tolist()} labelled {names}: {_short(texts[int(rows[0])])}")
+        examples.append(f"{rows_named(numbers[rows])} labelled {names}: {_short(texts[int(rows[0])])}")
     n = len(conflicting)
     return [Finding("label_conflicts", "warning",
                     f"{split}: {n} {plural(n, 'text')} {'appears' if n == 1 else 'appear'} with different labels",
                     len(conflicting), examples)]
 
 
-def _leakage(first: str, second: str, keys, second_texts) -> list[Finding]:
+def _leakage(first: str, second: str, keys, second_texts, second_numbers: np.ndarray) -> list[Finding]:
     found, counted = [], np.zeros(len(keys[second]["exact"]), dtype=bool)
     for kind in ("exact", "normalised"):
         in_first = np.isin(keys[second][kind], keys[first][kind]) & ~counted  # normalised: those exact missed
@@ -272,12 +283,23 @@ def _leakage(first: str, second: str, keys, second_texts) -> list[Finding]:
         shared = len(np.unique(keys[second][kind][rows]))
         what = (f"{shared} exact {plural(shared, 'text')}" if kind == "exact" else
                 f"{shared} more {plural(shared, 'text')} once case and spacing are ignored")
-        examples = [f"{second} row {row}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
+        examples = [f"{second} row {second_numbers[row]}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
         found.append(Finding(f"leakage_{kind}", "warning",
                              f"{second} and {first} share {what} ({len(rows)} {second} {plural(len(rows), 'row')}): "
                              f"tk run leaves out of {second} those in the rows it trains or validates on", len(rows),
                              examples))
     return found
+
+
+def rows_named(numbers, shown: int = 4) -> str:
+    """"row 7", "rows 3, 9 and 12" or "rows 3, 9, 12, 40 and 5 more": row numbers as the user finds them
+    in the file (``files.row_numbers``)."""
+    numbers = [str(n) for n in numbers]
+    if len(numbers) == 1:
+        return f"row {numbers[0]}"
+    if len(numbers) <= shown:
+        return f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
+    return f"rows {', '.join(numbers[:shown])} and {len(numbers) - shown} more"
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -286,9 +308,17 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 def _around_html(text: str, context: int = 30) -> str:
-    """The first HTML remnant with ``context`` characters either side; "..." marks where the text goes on."""
+    """The first HTML remnant with up to ``context`` characters either side, cut outside any tag or entity
+    (never ``&qu``); "..." marks where the text goes on."""
     match = HTML_REMNANT.search(text)
-    start, end = max(0, match.start() - context), match.end() + context
+    start, end = max(0, match.start() - context), min(len(text), match.end() + context)
+    for unit in SHOWN_UNIT.finditer(text):
+        if unit.start() >= end:
+            break
+        if unit.start() < start < unit.end():  # a tag or entity cut at the start: leave it out
+            start = min(unit.end(), match.start())
+        if unit.start() < end < unit.end():
+            end = max(unit.start(), match.end())
     return ("..." if start > 0 else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
 
 
@@ -300,11 +330,18 @@ def format_report(report: CheckReport) -> str:
                      + " rows")
         lines += [f"  {note}" for note in report.split_notes]
     for finding in report.findings:
-        mark = "WARNING" if finding.level == "warning" else "info"
+        mark = {"error": "ERROR", "warning": "WARNING"}.get(finding.level, "info")
         lines.append(f"  {mark:<7} {finding.message}")
         lines += [f"            e.g. {example}" for example in finding.examples]
-    lines.append(f"{len(report.warnings)} {plural(len(report.warnings), 'warning')}.")
+    if report.left_out or any(finding.examples for finding in report.findings):
+        lines.append(ROW_NUMBERS)
+    errors = f"{len(report.errors)} {plural(len(report.errors), 'error')}, " if report.errors else ""
+    lines.append(f"{errors}{len(report.warnings)} {plural(len(report.warnings), 'warning')}.")
     return "\n".join(lines)
+
+
+ROW_NUMBERS = ("Rows are numbered as in the file each split was read from (a Hub dataset: its split), from 1, "
+               "a header line not counted.")
 
 
 def plural(count: int, word: str) -> str:

@@ -14,6 +14,29 @@ from toolkit.errors import TkError, suggest
 TEXT_COLUMNS = ("text", "review", "sentence", "content", "tweet")
 LABEL_COLUMNS = ("label", "labels", "polarity", "sentiment", "target", "class")
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+ROW = "tk_row"  # each row's number in the file or Hub split it was read from: from 1, a header line not counted
+
+
+def number_rows(split):
+    """``split`` with the ``ROW`` column, numbering its rows as read, so the rows left out later (no label,
+    an empty text, a text also in training) keep the numbers a user finds them by. Added only to rows as read:
+    numbering a plugin's filtered or shuffled rows would copy them all (``datasets`` flattens its index first)."""
+    import datasets
+    import numpy as np
+
+    if not isinstance(split, datasets.Dataset) or ROW in split.column_names or split._indices is not None:
+        return split
+    return split.add_column(ROW, np.arange(1, len(split) + 1))
+
+
+def row_numbers(split):
+    """Each row's number as a user finds it (``ROW``), or where the rows were not numbered as read, its position
+    in ``split`` from 1: what tk check, tk run and their errors call "row N"."""
+    import numpy as np
+
+    if ROW in split.column_names:
+        return np.asarray(split[ROW])
+    return np.arange(1, len(split) + 1)
 
 
 def builder_for(path: Path) -> str | None:
@@ -259,7 +282,7 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
     if text_column is None and label_column is None and not label_columns and len(columns) == 2 and not (
             _pick(columns, TEXT_COLUMNS) and _pick(columns, LABEL_COLUMNS)):
         text_column, label_column = _two_columns(table["train"], columns, path, notes)
-    read = standard_columns(table, files, text_column, label_column, label_columns)["train"]
+    read = number_rows(standard_columns(table, files, text_column, label_column, label_columns)["train"])
     if _no_labels(read):
         raise TkError(f"{path}: no row has a label in column '{label_column or _pick(columns, LABEL_COLUMNS)}' "
                       f"({len(read)} rows read).")

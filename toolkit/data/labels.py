@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.data.files import row_numbers
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 
@@ -81,7 +82,9 @@ def _unseen_message(where, dataset, split_name, split, unseen, train, from_data,
     names = [dataset.labels[i] for i in unseen]
     wanted = set(unseen)
     rows = [row for row, label in enumerate(split["label"]) if label in wanted]
-    quoted = "row index (0-based) " + ", ".join(f"{row} {_excerpt(split[row]['text'])}" for row in rows[:MAX_EXAMPLES])
+    numbers = row_numbers(split)
+    quoted = ("row " if len(rows) == 1 else "rows ") + ", ".join(
+        f"{numbers[row]} {_excerpt(split[row]['text'])}" for row in rows[:MAX_EXAMPLES])
     fix = (f"Fix those rows' labels, or add training rows of {'that class' if len(names) == 1 else 'those classes'}."
            if from_data else "Fix those rows, or check the plugin's tk_label_mapping.")
     said = f" Loading said: {' '.join(notes)}" if notes else ""  # e.g. which file each split came from
@@ -124,10 +127,10 @@ def _as_int(value: Any) -> Any:
 def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
     unknown_set = set(map(repr, unknown))
     examples = []
-    for row, value in enumerate(split["label"]):
+    for row, value in zip(row_numbers(split), split["label"]):
         values = value if isinstance(value, list) else [value]  # a multi-label row holds a list
         if any(repr(v) in unknown_set for v in values):
-            examples.append(f"row index {row} (0-based): {value!r}")
+            examples.append(f"row {row}: {value!r}")
             if len(examples) == MAX_EXAMPLES:
                 break
     return (f"{dataset.name}: the {split_name} split has label values outside the mapping: {_fmt(unknown)} "

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.tokens import special_tokens, window_counts
-from toolkit.errors import TkError
+from toolkit.data.tokens import check_stride, special_tokens, window_counts, window_stride
+from toolkit.errors import TkError, user_message
 from toolkit.models import model_limit
 from toolkit.records import LengthStats
 from toolkit.runs.artifacts import save_png
@@ -61,7 +61,10 @@ def _by_characters(texts: list[str]):
         yield part
 
 
-def analyze(pm, model_info, split, coverage: float, stride: int | None = None) -> tuple[LengthStats, np.ndarray]:
+def analyze(pm, model_info, split, coverage: float, stride: int | None = None, task=None,
+            warnings: list[str] | None = None) -> tuple[LengthStats, np.ndarray]:
+    """The statistics and the lengths; ``warnings`` gets what tk run would say about ``task``'s windows and
+    a ``stride`` the recommended max_length cannot take (``window_warnings``)."""
     started = time.perf_counter()
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     cut: list[int] = []
@@ -70,7 +73,31 @@ def analyze(pm, model_info, split, coverage: float, stride: int | None = None) -
                      model=model_info, model_limit=model_limit(tokenizer), coverage=coverage)
     prefix, suffix = special_tokens(tokenizer)
     windows = chunk_costs(lengths, len(prefix) + len(suffix), stats.truncated_share, stats.model_limit, stride)
+    if warnings is not None:
+        warnings += window_warnings(task, tokenizer, model_info.name, stride, stats.recommended_max_length)
     return replace(stats, seconds=round(time.perf_counter() - started, 2), cut=cut[0], windows=windows), lengths
+
+
+def window_warnings(task, tokenizer, model_name: str, stride: int | None, recommended: int) -> list[str]:
+    """What tk run would say about ``task``'s max_length, stride and pooling with this tokenizer (its error,
+    as a warning: this command only measures), and, for chunks, a ``stride`` the recommended max_length
+    cannot take (its chunks row is then missing, and tk run would stop with it)."""
+    said: list[str] = []
+    if task is not None:
+        try:
+            window_stride(task, tokenizer, model_name, said)
+        except TkError as error:
+            said.append(f"WARNING: tk run {task.name} would stop: {user_message(error)}")
+    truncates = task is not None and task.long_text != "chunks"
+    said_above = task is not None and (task.max_length, task.window_stride) == (recommended, stride)
+    if stride is None or truncates or said_above:
+        return said
+    try:
+        check_stride(stride, recommended - sum(map(len, special_tokens(tokenizer))), recommended)
+    except TkError as error:
+        said.append(f"WARNING: {model_name}: with the recommended max_length ({recommended}) and long_text = "
+                    f"\"chunks\", tk run would stop: {error}")
+    return said
 
 
 def chunk_costs(lengths: np.ndarray, specials: int, cutoffs, limit: int, stride: int | None) -> dict:

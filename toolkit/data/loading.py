@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from toolkit.data.files import number_rows, row_numbers
 from toolkit.data.labels import apply_label_mapping
 from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
 from toolkit.data.sources import resolve_source
@@ -59,6 +60,7 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
                       dataset=dataset, source=source, task=task, notes=notes)
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
+    splits = type(splits)({name: number_rows(split) for name, split in splits.items()})  # before any row is left out
     fixed = labels is not None  # scoring a saved model: its labels, and a split may lack some classes
     from_data = False
     if labels is None:
@@ -120,9 +122,9 @@ def check_column_types(splits, where: str, notes: list[str], multi_label: bool =
                          f"text (e.g. {_first_value(split['text'])!r}). Check that it is the right column.")
         elif not isinstance(text, datasets.Value):
             raise TkError(f"{where}: the text column of the {name} split holds {_kind(split['text'])}, not text "
-                          f"({_first_bad(split['text'], str)}). Each row's text must be a string.")
+                          f"({_first_bad(split, 'text', str)}). Each row's text must be a string.")
         if is_list_feature(label) and not multi_label:
-            example = _first_bad(split["label"], (str, int, float, bool))
+            example = _first_bad(split, "label", (str, int, float, bool))
             raise TkError(f"{where}: the label column of the {name} split holds lists ({example}): several labels "
                           "per text. Set problem = \"multi-label\" in the task (or --set problem=multi-label); "
                           "docs/multi-label.md.")
@@ -133,7 +135,7 @@ def check_column_types(splits, where: str, notes: list[str], multi_label: bool =
                 continue
         if not isinstance(label, (datasets.Value, datasets.ClassLabel)):
             raise TkError(f"{where}: the label column of the {name} split holds {_kind(split['label'])} "
-                          f"({_first_bad(split['label'], (str, int, float, bool))}). Each row needs one label "
+                          f"({_first_bad(split, 'label', (str, int, float, bool))}). Each row needs one label "
                           "value, like \"pos\" or 1.")
         kept[name] = split
     return type(splits)(kept)
@@ -143,8 +145,8 @@ def _first_value(column) -> object:
     return next((v for v in column if v is not None), None)
 
 
-def _first_bad(column, allowed) -> str:
-    for row, value in enumerate(column, start=1):
+def _first_bad(split, column: str, allowed) -> str:
+    for row, value in zip(row_numbers(split), split[column]):
         if value is not None and not isinstance(value, allowed):
             shown = repr(value)
             return f"e.g. row {row}: {shown[:60] + '...' if len(shown) > 60 else shown}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import plural, text_hashes
+from toolkit.data.checks import plural, rows_named, text_hashes
+from toolkit.data.files import row_numbers
 from toolkit.data.multilabel import is_list_feature, label_matrix, strata
 from toolkit.errors import TkError
 
@@ -18,10 +19,12 @@ def default_validation_size(train_rows: int) -> int:
     return max(1, min(MAX_VALIDATION, train_rows // 10))
 
 
-def make_splits(splits, task: TaskConfig, notes: list[str]):
+def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, dict] | None = None):
     """Carve validation from the training split; subset train and test; never overlap.
 
-    Returns a DatasetDict with ``train``, ``validation`` and ``test``.
+    Returns a DatasetDict with ``train``, ``validation`` and ``test``. ``left_out`` gets, for each of validation
+    and test that lost rows whose text is also in the rows before it, ``{"rows_of": the split as loaded that the
+    row numbers count in, "rows": their numbers}`` (``files.row_numbers``).
     """
     import datasets
 
@@ -60,27 +63,39 @@ def make_splits(splits, task: TaskConfig, notes: list[str]):
     elif task.eval_size is not None and task.eval_size > len(test):
         notes.append(f"eval_size = {task.eval_size} but the test split has {len(test)} rows: using all of them.")
     seen = text_hashes(rest["text"], normalised=True)
+    left_out = {} if left_out is None else left_out
+    test_from = "test" if "test" in splits else "train"  # where the test rows' numbers count
     if task.select_on == "test":
         notes.append("WARNING: select_on = \"test\": epochs are chosen on the test split, so the test metrics "
                      "are optimistic. Use select_on = \"validation\" for numbers you can trust.")
-        test, _ = _without(test, seen, "test", notes)
+        test, _ = _without(test, seen, "test", "training data", test_from, notes, left_out)
         validation = test
     else:
-        validation, validation_keys = _without(validation, seen, "validation", notes)
-        test, _ = _without(test, np.concatenate([seen, validation_keys]), "test", notes)
+        validation, validation_keys = _without(validation, seen, "validation", "training data",
+                                               "validation" if "validation" in splits else "train", notes, left_out)
+        test, _ = _without(test, np.concatenate([seen, validation_keys]), "test", "training or validation data",
+                           test_from, notes, left_out)
     return datasets.DatasetDict({"train": rest, "validation": validation, "test": test})
 
 
-def _without(split, seen: np.ndarray, name: str, notes: list[str]):
-    """Leave out rows whose text (normalised) also appears in an earlier split: no leakage.
+LEFT_OUT_SHOWN = 5  # row numbers a note names; left_out (the run's left_out.json) has them all
+
+
+def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str, notes: list[str],
+             left_out: dict[str, dict]):
+    """Leave out rows whose text (normalised) also appears in an earlier split (``earlier`` names it): no leakage.
+    The note names the first few by their numbers in the split as loaded (``rows_of``); ``left_out`` gets them all.
 
     Returns the kept rows and their text hashes.
     """
     keys = text_hashes(split["text"], normalised=True)
-    keep = np.flatnonzero(~np.isin(keys, seen))
-    if len(keep) < len(split):
-        gone = len(split) - len(keep)
-        notes.append(f"{name}: left out {gone} {plural(gone, 'row')} whose text is also in the training data.")
+    seen_before = np.isin(keys, seen)
+    if seen_before.any():
+        gone = np.sort(row_numbers(split)[seen_before])
+        notes.append(f"{name}: left out {len(gone)} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
+                     f"{rows_of} {rows_named(gone, LEFT_OUT_SHOWN)}.")
+        left_out[name] = {"rows_of": rows_of, "rows": gone.tolist()}
+    keep = np.flatnonzero(~seen_before)
     return split.select(keep), keys[keep]
 
 
