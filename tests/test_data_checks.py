@@ -81,6 +81,23 @@ def test_splits_are_disjoint_stratified_and_reproducible():
     assert sum(first["validation"]["label"]) == 25  # stratified: half of each class
 
 
+@pytest.mark.parametrize("labels", [[i % 3 for i in range(300)],  # stratified
+                                    [0] * 299 + [1]])  # one row of a class: datasets' seeded shuffle instead
+def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
+    """Rows carved or subset for a seed stay the ones earlier tk versions drew (a resume depends on it), though tk
+    reads the label column at once where ``train_test_split`` reads it row by row."""
+    from toolkit.data.splits import _stratified
+
+    source = datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(300)], "label": labels},
+                                        features=datasets.Features({"text": datasets.Value("string"),
+                                                                    "label": datasets.ClassLabel(num_classes=3)}))
+    for size, seed in [(30, 0), (100, 7), (3, 42)]:
+        ours = _stratified(source, size, seed, "validation", task())
+        stratify = {"stratify_by_column": "label"} if min(labels.count(c) for c in set(labels)) > 1 else {}
+        theirs = source.train_test_split(test_size=size, seed=seed, **stratify)
+        assert ours["test"]["text"] == theirs["test"]["text"] and ours["train"]["text"] == theirs["train"]["text"]
+
+
 def test_train_size_larger_than_the_data():
     with pytest.raises(TkError, match="train_size = 1000 is larger than the 350 training rows"):
         make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])

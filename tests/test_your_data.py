@@ -532,3 +532,47 @@ def test_small_messages(tmp_path):
     assert "leave --data out to score the run's own data" in result.output and "the Hub" not in result.output
     report = CheckReport("d", {"train": 3}, [Finding("html", "warning", "train: html")])
     assert format_report(report).endswith("\n1 warning.")
+
+
+def test_no_command_reads_a_column_row_by_row(tmp_path, tiny_model, engine, monkeypatch):
+    """Iterating a datasets Column (or np.asarray on one) reads row by row: 16.6 s for 1.6M labels, 0.05 s from a
+    slice, and a 400,000-row CSV took 97-103 s to prepare for training instead of 17-18 s. tk check, tk run (each
+    engine) and tk evaluate read every column at once."""
+    import traceback
+
+    import datasets.arrow_dataset
+
+    read_by_row = []
+    iterate = datasets.arrow_dataset.Column.__iter__
+
+    def recorded(column):
+        ours = [f"{frame.filename.split('/')[-1]}:{frame.lineno}" for frame in traceback.extract_stack()[:-1]
+                if "/toolkit/" in frame.filename or "/plugins/" in frame.filename]
+        read_by_row.extend(ours[-1:])
+        return iterate(column)
+
+    monkeypatch.setattr(datasets.arrow_dataset.Column, "__iter__", recorded)
+    data = write_tickets(tmp_path / "tickets.csv", header=("id", "text", "label"))
+    ok("check", "--data", data)
+    run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", f"engine={engine}",
+                            *FAST))
+    ok("evaluate", run_dir)
+    ok("evaluate", run_dir, "--data", write_tickets(tmp_path / "more.csv", n=60, seed=1, header=("id", "text", "label")))
+    assert read_by_row == []
+
+
+def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
+    """Hashed a slice at a time, every row as "label<TAB>text<NEWLINE>": the digest runs saved before still match."""
+    import hashlib
+
+    import datasets
+
+    from toolkit.runs import artifacts
+
+    texts, labels = [f"text {i} é" for i in range(10)], [i % 3 for i in range(10)]
+    split = datasets.Dataset.from_dict({"text": texts, "label": labels})
+    row_by_row = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        row_by_row.update(f"{label}\t{text}\n".encode())
+    monkeypatch.setattr(artifacts, "FINGERPRINT_ROWS", 3)  # several slices, the last one short
+    assert artifacts.fingerprint({"train": split}) == {"train": {"rows": 10, "sha256": row_by_row.hexdigest()[:16]}}

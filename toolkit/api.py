@@ -12,6 +12,7 @@ from toolkit.config import TaskConfig
 from toolkit.data.files import (
     builder_for,
     class_folders,
+    column,
     find_split_files,
     load_builder,
     load_class_folders,
@@ -28,15 +29,15 @@ from toolkit.evaluation.inference import predict_probabilities
 from toolkit.hub import hub_reachable, require_hub
 from toolkit.models import load_classifier, load_tokenizer
 from toolkit.records import (
-                             DatasetInfo,
-                             DataSource,
-                             EngineInfo,
-                             EpochRecord,
-                             LabelMapping,
-                             LengthStats,
-                             ModelInfo,
-                             Setting,
-                             TrainResult,
+    DatasetInfo,
+    DataSource,
+    EngineInfo,
+    EpochRecord,
+    LabelMapping,
+    LengthStats,
+    ModelInfo,
+    Setting,
+    TrainResult,
 )
 from toolkit.training import checkpoints, policy
 from toolkit.training.device import attention_kernel, use_bf16, wait_for_gpu_warm_up
@@ -52,7 +53,7 @@ __all__ = [
     "EpochRecord", "TrainResult", "TaskConfig",
     # dataset plugins: local files
     "builder_for", "split_files", "load_builder", "load_table", "standard_columns", "read_table_file",
-    "find_split_files", "class_folders", "load_class_folders",
+    "find_split_files", "class_folders", "load_class_folders", "column",
     # model plugins: the Hub and pretrained models
     "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
     # metrics plugins: per-class counts, multi-label scores and honest intervals

@@ -21,6 +21,7 @@ from toolkit.api import (
     Setting,
     TkError,
     class_folders,
+    column,
     find_split_files,
     hookimpl,
     load_class_folders,
@@ -203,7 +204,7 @@ def tk_dataset_labels(dataset, splits, task):
         if isinstance(rows.features["label"], datasets.Value):
             found.update(rows.unique("label"))
         else:  # label lists (multi-label)
-            found.update(name for names in rows["label"] for name in names or ())
+            found.update(name for names in column(rows, "label") for name in names or ())
     given = _setting(task, "labels")
     if given:
         given = tuple(str(name) for name in given)

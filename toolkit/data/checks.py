@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.files import row_numbers
+from toolkit.data.files import column, row_numbers
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
@@ -133,7 +133,7 @@ def _labels(split: str, labels: np.ndarray, label_names: tuple[str, ...]):
 def class_checks(splits, label_names: tuple[str, ...]) -> list[Finding]:
     """Class presence on the splits tk run trains, validates and tests on (after splitting)."""
     return [finding for name, split in splits.items()
-            for finding in class_presence(name, split["label"], label_names)]
+            for finding in class_presence(name, column(split, "label"), label_names)]
 
 
 def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) -> CheckReport:
@@ -150,7 +150,7 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     except TkError as error:
         carves = "test" not in splits or "validation" not in splits
         report.findings += [finding for name, split in splits.items() for finding in
-                            class_presence(name, split["label"], label_names, carved_from=carves and name == "train")]
+                            class_presence(name, column(split, "label"), label_names, carved_from=carves and name == "train")]
         report.findings.append(Finding("splits", "error", f"tk run would stop when splitting this data: "
                                                           f"{user_message(error)}"))
         return report

@@ -29,13 +29,22 @@ def number_rows(split):
     return split.add_column(ROW, np.arange(1, len(split) + 1))
 
 
+def column(split, name: str):
+    """A split's column, read at once (a list; an array or tensor under a numpy or torch format).
+
+    ``split[name]`` is a datasets ``Column``: iterating it, or ``np.asarray`` on it, reads row by row
+    (1.6M labels: 16.6 s), where a slice reads the column in one go (0.05 s).
+    """
+    return split[name][:]
+
+
 def row_numbers(split):
     """Each row's number as a user finds it (``ROW``), or where the rows were not numbered as read, its position
     in ``split`` from 1: what tk check, tk run and their errors call "row N"."""
     import numpy as np
 
     if ROW in split.column_names:
-        return np.asarray(split[ROW])
+        return np.asarray(column(split, ROW))
     return np.arange(1, len(split) + 1)
 
 
@@ -326,7 +335,7 @@ def _looks_like_header(first: list[str], rows: list[list[str]], named: set[str])
 
 def _two_columns(split, columns: list[str], path: Path, notes: list[str] | None) -> tuple[str, str]:
     sample = split.select(range(min(len(split), SAMPLE_LINES)))
-    lengths = {c: sum(len(str(v)) for v in sample[c]) for c in columns}
+    lengths = {c: sum(len(str(v)) for v in column(sample, c)) for c in columns}
     text, label = sorted(columns, key=lambda c: -lengths[c])
     known_text, known_label = _pick(columns, TEXT_COLUMNS), _pick(columns, LABEL_COLUMNS)
     if known_text or known_label:  # one column has a name tk knows: the other one is the other role

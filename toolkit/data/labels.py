@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.data.files import row_numbers
+from toolkit.data.files import column, row_numbers
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 
@@ -57,7 +57,7 @@ def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None
     for split_name, split in splits.items():
         if len(split) == 0:
             raise TkError(f"{where}: the {split_name} split is empty after label mapping and filtering.")
-    counts = np.bincount(np.asarray(splits["train"]["label"], dtype=np.int64), minlength=len(dataset.labels))
+    counts = np.bincount(np.asarray(column(splits["train"], "label"), dtype=np.int64), minlength=len(dataset.labels))
     train = "the training split"  # a single file's name is in ``where``
     if np.count_nonzero(counts) < 2:
         only = int(np.argmax(counts))
@@ -81,7 +81,7 @@ def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None
 def _unseen_message(where, dataset, split_name, split, unseen, train, from_data, notes) -> str:
     names = [dataset.labels[i] for i in unseen]
     wanted = set(unseen)
-    rows = [row for row, label in enumerate(split["label"]) if label in wanted]
+    rows = [row for row, label in enumerate(column(split, "label")) if label in wanted]
     numbers = row_numbers(split)
     quoted = ("row " if len(rows) == 1 else "rows ") + ", ".join(
         f"{numbers[row]} {_excerpt(split[row]['text'])}" for row in rows[:MAX_EXAMPLES])
@@ -127,7 +127,7 @@ def _as_int(value: Any) -> Any:
 def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
     unknown_set = set(map(repr, unknown))
     examples = []
-    for row, value in zip(row_numbers(split), split["label"]):
+    for row, value in zip(row_numbers(split), column(split, "label")):
         values = value if isinstance(value, list) else [value]  # a multi-label row holds a list
         if any(repr(v) in unknown_set for v in values):
             examples.append(f"row {row}: {value!r}")

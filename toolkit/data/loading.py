@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.files import number_rows, row_numbers
+from toolkit.data.files import column, number_rows, row_numbers
 from toolkit.data.labels import apply_label_mapping
 from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
 from toolkit.data.sources import resolve_source
@@ -109,9 +109,9 @@ def check_column_types(splits, where: str, notes: list[str], multi_label: bool =
         if getattr(split, "features", None) is None:  # untyped (e.g. iterable) splits: nothing to check here
             kept[name] = split
             continue
-        for column in ("text", "label"):
-            if column not in split.column_names:
-                raise TkError(f"{where}: the {name} split has no '{column}' column (columns: "
+        for needed in ("text", "label"):
+            if needed not in split.column_names:
+                raise TkError(f"{where}: the {name} split has no '{needed}' column (columns: "
                               f"{', '.join(split.column_names)}).")
         text, label = split.features["text"], split.features["label"]
         if isinstance(text, datasets.Value) and text.dtype not in ("string", "large_string"):
@@ -141,20 +141,20 @@ def check_column_types(splits, where: str, notes: list[str], multi_label: bool =
     return type(splits)(kept)
 
 
-def _first_value(column) -> object:
-    return next((v for v in column if v is not None), None)
+def _first_value(values) -> object:  # read lazily: up to the first one
+    return next((v for v in values if v is not None), None)
 
 
-def _first_bad(split, column: str, allowed) -> str:
-    for row, value in zip(row_numbers(split), split[column]):
+def _first_bad(split, name: str, allowed) -> str:
+    for row, value in zip(row_numbers(split), column(split, name)):
         if value is not None and not isinstance(value, allowed):
             shown = repr(value)
             return f"e.g. row {row}: {shown[:60] + '...' if len(shown) > 60 else shown}"
     return "mixed types"
 
 
-def _kind(column) -> str:
-    bad = next((v for v in column if v is not None and not isinstance(v, (str, int, float, bool))), None)
+def _kind(values) -> str:
+    bad = next((v for v in values if v is not None and not isinstance(v, (str, int, float, bool))), None)
     return {dict: "objects", list: "lists"}.get(type(bad), "values of mixed types")
 
 

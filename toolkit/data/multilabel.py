@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.files import column
 from toolkit.data.labels import _fmt, _known, _lookup, _unknown_message
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, LabelMapping
@@ -50,7 +51,7 @@ def apply_multilabel_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping
     size = len(dataset.labels)
     mapped = {}
     for split_name, split in splits.items():
-        values = {v for row in split["label"] for v in as_list(row)}
+        values = {v for row in column(split, "label") for v in as_list(row)}
         unknown = sorted((v for v in values if not _known(v, mapping)), key=repr)
         if unknown:
             raise TkError(_unknown_message(dataset, split_name, split, unknown, mapping))
@@ -92,7 +93,7 @@ def check_labels(splits, dataset: DatasetInfo) -> None:
 
 def label_matrix(split) -> np.ndarray:
     """The split's multi-hot labels as a (rows, labels) 0/1 array."""
-    return np.asarray(split["label"], dtype=np.float32).reshape(len(split), -1)
+    return np.asarray(column(split, "label"), dtype=np.float32).reshape(len(split), -1)
 
 
 def label_set_names(row: np.ndarray, label_names: Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ TINY = 1e-7  # probabilities are clipped to [TINY, 1 - TINY] before their logari
 def documents_of(split: Any) -> np.ndarray | None:
     """The ``document`` column of a tokenized split (a window's text), or None when texts were truncated."""
     names = getattr(split, "column_names", None) or (list(split) if isinstance(split, dict) else [])
-    return np.asarray(split["document"]) if "document" in names else None
+    return np.asarray(split["document"][:]) if "document" in names else None  # a slice: read at once
 
 
 def pool(probabilities: np.ndarray, documents: Any, method: str = "mean", multi_label: bool = False) -> np.ndarray:

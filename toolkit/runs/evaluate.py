@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
@@ -52,9 +53,9 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
         notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source)
     rows, split_name, described = _rows(splits, task, source, data, split, notes)
     started = time.perf_counter()
-    probabilities = saved.probabilities(list(rows["text"]), progress)
+    probabilities = saved.probabilities(column(rows, "text"), progress)
     seconds = time.perf_counter() - started
-    metrics = score(pm, rows["label"], probabilities, saved.labels, confidence=True,
+    metrics = score(pm, column(rows, "label"), probabilities, saved.labels, confidence=True,
                     positive_label=positive_class(task, saved.labels, str(run_dir)),
                     baseline_label=saved_baseline(run_dir, saved.labels), thresholds=saved.thresholds)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data

@@ -12,6 +12,7 @@ import numpy as np
 
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks, plural
+from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
@@ -179,7 +180,8 @@ def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tu
     config; returns them and the labels left at 0.5."""
     task, validation, names = prepared.task, prepared.tokenized["validation"], prepared.dataset.labels
     probabilities = predict_probabilities(model, validation, task.eval_batch_size, use_bf16(task.bf16))
-    labels, probabilities = pool_rows(validation["labels"], probabilities, documents_of(validation), task.pooling)
+    labels, probabilities = pool_rows(column(validation, "labels"), probabilities, documents_of(validation),
+                                      task.pooling)
     found, untuned = thresholds.tune_thresholds(labels, probabilities)
     thresholds.save_to_config(model.config, names, found)
     progress.note(thresholds.describe(found, untuned, names))
@@ -321,9 +323,9 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                                               on_batch=progress.advance)
     finally:
         progress.close()
-    labels, probabilities = pool_rows(test["labels"], probabilities, documents_of(test), task.pooling)  # per text
-    texts = prepared.splits["test"]["text"]
-    train_labels = np.asarray(prepared.splits["train"]["label"])
+    labels, probabilities = pool_rows(column(test, "labels"), probabilities, documents_of(test), task.pooling)  # per text
+    texts = column(prepared.splits["test"], "text")
+    train_labels = np.asarray(column(prepared.splits["train"], "label"))
     metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
                     baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
                     thresholds=tuned)

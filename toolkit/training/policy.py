@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
+from toolkit.data.files import column
 from toolkit.errors import TkError
 from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.records import EpochRecord
@@ -157,7 +158,7 @@ def loss_weights(task: TaskConfig, model: Any, train_split: Any) -> Any:
     import torch
 
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    weights = class_weights(task, train_split["labels"], names)
+    weights = class_weights(task, column(train_split, "labels"), names)
     if weights is None:
         return None
     return torch.tensor(weights, dtype=torch.float32, device=next(model.parameters()).device)

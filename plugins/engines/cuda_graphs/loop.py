@@ -25,6 +25,7 @@ from toolkit.api import (
     TrainResult,
     attention_kernel,
     checkpoints,
+    column,
     interrupt_requested,
     policy,
     predict_probabilities,
@@ -120,7 +121,7 @@ class StaticLoop:
     def _evaluate(self, epoch: int, step_losses: list[float], epoch_started: float):
         probabilities = predict_probabilities(self.model, self.validation, self.task.eval_batch_size, self.bf16)
         self.model.train()
-        return policy.epoch_record(epoch, step_losses, np.asarray(self.validation["labels"]), probabilities,
+        return policy.epoch_record(epoch, step_losses, np.asarray(column(self.validation, "labels")), probabilities,
                                    time.perf_counter() - epoch_started, self.compute_metrics,
                                    documents=self.documents, pooling=self.task.pooling,
                                    weights=None if self.loss_weights is None else self.loss_weights.cpu().numpy())

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolkit.api import policy
+from toolkit.api import column, policy
 
 WIDTH_STEP = 32  # few enough shapes to capture, little enough padding at these widths
 MEGABATCH = 50  # length grouping sorts within windows of 50 batches, like the Trainer's sampler
@@ -41,11 +41,11 @@ class DeviceSplit:
 
     @classmethod
     def from_split(cls, split: Any, max_length: int, pad_id: int, device: torch.device) -> DeviceSplit:
-        lengths = np.asarray(split["length"], dtype=np.int64)
+        lengths = np.asarray(column(split, "length"), dtype=np.int64)
         ids = np.full((len(lengths), max_length), pad_id, dtype=np.int64)
-        for row, tokens in enumerate(split["input_ids"]):
+        for row, tokens in enumerate(column(split, "input_ids")):
             ids[row, :len(tokens)] = tokens
-        labels = np.asarray(split["labels"])
+        labels = np.asarray(column(split, "labels"))
         labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64)
         return cls(torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device),
                     torch.from_numpy(labels).to(device), lengths)

@@ -15,7 +15,7 @@ from transformers.trainer_callback import PrinterCallback
 from plugins.engines.trainer.callback import PolicyCallback
 from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
 from plugins.engines.trainer.fast_dropout import fast_dropout
-from toolkit.api import TrainResult, attention_kernel, checkpoints, policy, use_bf16
+from toolkit.api import TrainResult, attention_kernel, checkpoints, column, policy, use_bf16
 
 
 class PolicyTrainer(Trainer):
@@ -69,7 +69,7 @@ class PolicyTrainer(Trainer):
 
 def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metrics, resume: bool) -> TrainResult:
     bf16 = use_bf16(task.bf16)
-    grouped = policy.group_by_length(task, splits["train"]["length"])
+    grouped = policy.group_by_length(task, column(splits["train"], "length"))
     attention = attention_kernel(task.attention, bf16)
     if attention:
         model.set_attn_implementation(attention)
@@ -144,4 +144,4 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
 
 def longest_first(split):
     """Rows by falling length: each evaluation batch carries little padding (metrics do not depend on order)."""
-    return split.select(np.argsort(-np.asarray(split["length"]), kind="stable"))
+    return split.select(np.argsort(-np.asarray(column(split, "length")), kind="stable"))
