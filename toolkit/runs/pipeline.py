@@ -311,8 +311,9 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                           tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
                           progress=tracker.watch(progress), compute_metrics=per_epoch_scores, resume=resume,
                           engine=engine.name)
+    distributed.leave()  # training was the last collective work: the test metrics are the main process's alone
     if not distributed.is_main():
-        return RunOutcome(run_dir, "complete", {})  # metrics are computed once, on the main process
+        return RunOutcome(run_dir, "complete", {})
 
     started = time.perf_counter()
     tuned, untuned = tune_on_validation(result.model, prepared, progress) if task.multi_label else (None, [])
