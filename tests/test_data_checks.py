@@ -98,6 +98,17 @@ def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
         assert ours["test"]["text"] == theirs["test"]["text"] and ours["train"]["text"] == theirs["train"]["text"]
 
 
+def test_a_held_out_test_split_far_larger_than_train_size_says_how_to_hold_out_fewer():
+    notes = []
+    splits = make_splits(datasets.DatasetDict(train=big(30_000)), task(train_size=100, validation_size=50), notes)
+    assert len(splits["test"]) == 6000
+    assert "held out 6,000 training rows as the test split. Scoring them may take longer than training on " \
+           "train_size = 100; eval_size = 5000 holds out 5,000" in notes[0]
+    quiet = []
+    make_splits(datasets.DatasetDict(train=big(30_000)), task(train_size=1000, validation_size=50), quiet)
+    assert "eval_size" not in quiet[0]  # 6,000 test rows for 1,000 training rows: in proportion
+
+
 def test_train_size_larger_than_the_data():
     with pytest.raises(TkError, match="train_size = 1000 is larger than the 350 training rows"):
         make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])

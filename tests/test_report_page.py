@@ -106,6 +106,8 @@ def test_a_run_writes_its_report_and_model_card(toy_run):
     assert all(counts.get(name) == n for name, n in FIGURES.items()), counts
     assert "Training loss at every logged step" in page  # tk run records the step-level curve
     assert "train: classes neg" in page  # the data-check findings tk run recorded in manifest.json
+    # the data as loaded, then as split: the second is the console's "Rows:" line
+    assert "Rows: as loaded train 200, test 80; as tk run split them train 160, validation 40, test 80" in page
 
 
 def test_hostile_texts_stay_text(hostile):
@@ -167,6 +169,16 @@ def test_model_card_names_hub_ids_baseline_and_absent_classes(toy_run):
     assert "cuda_graphs" in card.text
     local = ModelCard(render_model_card(metrics, {**manifest, "model_source": str(toy_run)}))
     assert local.data.base_model is None
+    noted = render_model_card(metrics, {**manifest, "notes": ["Note: stride is not used.", "Validation: 40 rows."]})
+    assert "- Note: stride is not used.\n- Note: Validation: 40 rows." in noted  # never "Note: Note:"
+
+
+def test_a_p_value_below_the_smallest_float_is_not_printed_as_zero():
+    from toolkit.evaluation.report import format_metrics
+
+    baseline = {"label": "neg", "source": "training split", "accuracy": 0.5, "f1_macro": 0.33, "mcnemar_p": 0.0}
+    printed = format_metrics({"split": "test", "n": 25000, "accuracy": 0.9, "baseline": baseline})
+    assert "McNemar exact p = < 1e-300" in printed and "25,000 examples" in printed
 
 
 def chromium(*args, timeout=60):

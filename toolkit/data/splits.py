@@ -34,7 +34,8 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
     else:
         size = task.eval_size or max(1, int(len(train) * DEFAULT_TEST_SHARE))
         train, test = _carve(train, size, task.seed, "test", task)
-        notes.append(f"The data has no test split: held out {len(test)} training rows as the test split.")
+        notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split."
+                     + _large_test_hint(len(test), task))
     if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
         rest, validation = train, splits["validation"]
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
@@ -61,7 +62,8 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
     if task.eval_size is not None and task.eval_size < len(test):
         test = _subset(test, task.eval_size, task.seed, "eval_size", task)
     elif task.eval_size is not None and task.eval_size > len(test):
-        notes.append(f"eval_size = {task.eval_size} but the test split has {len(test)} rows: using all of them.")
+        notes.append(f"eval_size = {task.eval_size} but the test split has {len(test):,} rows: using all of them "
+                     "(less any whose text is also in training).")
     seen = text_hashes(column(rest, "text"), normalised=True)
     left_out = {} if left_out is None else left_out
     test_from = "test" if "test" in splits else "train"  # where the test rows' numbers count
@@ -99,11 +101,24 @@ def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str, not
     return split.select(keep), keys[keep]
 
 
+def _large_test_hint(rows: int, task: TaskConfig) -> str:
+    """A held-out test split far larger than train_size takes longer to score than training takes: say how to
+    hold out fewer, and what that costs in precision."""
+    if task.eval_size is not None or task.train_size is None or rows <= max(10 * task.train_size, LARGE_TEST):
+        return ""
+    return (f" Scoring them may take longer than training on train_size = {task.train_size}; eval_size = {LARGE_TEST} "
+            f"holds out {LARGE_TEST:,} (accuracy's 95% interval then about +/-1.4 points).")
+
+
+LARGE_TEST = 5000
+CARVED_BY = {"validation": "validation_size", "test": "eval_size"}  # the key that sizes each carved split
+
+
 def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
     """Split off ``size`` rows, stratified by label; returns (rest, carved)."""
     if size >= len(split):
         raise TkError(f"task '{task.name}': cannot carve {size} {what} rows from {len(split)} training rows. "
-                      f"Lower {what}_size or train_size.")
+                      f"Lower {CARVED_BY[what]} below {len(split)}, or add training rows.")
     parts = _stratified(split, size, seed, what, task)
     return parts["train"], parts["test"]
 

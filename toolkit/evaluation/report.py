@@ -44,7 +44,7 @@ def _title(metrics: dict[str, Any]) -> str:
         title = f"Metrics on {metrics['data_source']}"
     else:
         title = f"{split.capitalize()} metrics" if split else "Metrics"
-    details = [metrics.get("split_description") or (f"{split} split" if split else None), f"{n} examples" if n is not None else None, _methods(metrics)]
+    details = [metrics.get("split_description") or (f"{split} split" if split else None), f"{int(n):,} examples" if n is not None else None, _methods(metrics)]
     details = [part for part in details if part]
     return f"{title} ({', '.join(details)}):" if details else f"{title}:"
 
@@ -113,4 +113,6 @@ def _cut(label: str, limit: int = MAX_LABEL) -> str:
 
 
 def _p(value: float) -> str:
+    if value == 0:  # below the smallest float: "0.0e+00" would claim certainty
+        return "< 1e-300"
     return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"

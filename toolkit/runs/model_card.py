@@ -119,7 +119,8 @@ def training_data(manifest: dict[str, Any]) -> list[str]:
     lines = [f"- Source: {md(manifest.get('data_source', 'not recorded'))}"]
     for split, info in (manifest.get("data_fingerprint") or {}).items():
         lines.append(f"- `{md(split)}`: {info.get('rows', '?')} rows (sha256 prefix `{md(info.get('sha256', '?'))}`)")
-    lines += [f"- Note: {md(note)}" for note in manifest.get("notes") or []]
+    lines += [f"- {md(note if note.startswith(('Note: ', 'WARNING: ')) else 'Note: ' + note)}"
+              for note in manifest.get("notes") or []]
     checks = manifest.get("data_checks")
     if isinstance(checks, dict):
         findings = checks.get("findings") or []

@@ -204,7 +204,12 @@ def data_checks(run: RunData) -> str:
     source = f'<p dir="auto">Data: {e(run.manifest.get("data_source", "not recorded"))}</p>'
     if not isinstance(checks, dict):
         return section("data-checks", "Data and its checks", source + notes + NOT_RECORDED)
-    rows = ", ".join(f"{e(k)} {e(v)}" for k, v in (checks.get("rows") or {}).items())
+    def counted(rows: dict | None) -> str:
+        return ", ".join(f"{e(k)} {e(f'{v:,}' if isinstance(v, int) else v)}" for k, v in (rows or {}).items())
+
+    rows = counted(checks.get("rows"))
+    split = checks.get("split_rows")  # the console's "Rows:" line: after splitting and leaving rows out
+    rows = rows and f"as loaded {rows}" + (f"; as tk run split them {counted(split)}" if split else "")
     found = [[td(f.get("level", "")), td(f.get("check", "")), text_cell(f.get("message", ""), 500),
               td(f.get("count", "")), text_cell("\n".join(json.dumps(x, ensure_ascii=False, default=str)[:300]
                                                           for x in f.get("examples") or []), 1200)]
