@@ -464,8 +464,11 @@ def test_run_names_the_rows_it_leaves_out_as_numbered_in_the_file_and_saves_them
         assert (f"{split}: left out {len(numbers)} {'row' if len(numbers) == 1 else 'rows'} whose text is also in "
                 f"the {earlier}: train {shown}.") in output, output
     assert "test" in left_out
-    scored = {row["text"].lower() for row in csv.DictReader(open(run_dir / "predictions.csv", encoding="utf-8"))}
+    predictions = list(csv.DictReader(open(run_dir / "predictions.csv", encoding="utf-8")))
+    scored = {row["text"].lower() for row in predictions}
     assert not scored & {rows[n - 1][0].lower() for n in left_out["test"]["rows"]}
+    # each prediction names its row in the file (the test split is held out of it), which holds that text
+    assert all(rows[int(row["row"]) - 1][0] == row["text"] for row in predictions) and len(predictions) > 10
     # tk check makes the same splits, names the same rows, and lists them all under left_out
     document = json.loads(ok("check", "--data", data, "--json"))
     assert document["left_out"] == left_out

@@ -56,24 +56,27 @@ def save_model(model: Any, tokenizer: Any, run_dir: Path, max_length: int | None
 
 
 def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
-                      label_names: tuple[str, ...], thresholds: np.ndarray | None = None) -> None:
+                      label_names: tuple[str, ...], thresholds: np.ndarray | None = None, rows=None) -> None:
     """Every scored text with its label, prediction and probabilities; multi-label (``labels`` multi-hot):
-    ``label`` and ``predicted`` hold JSON lists of label names, the prediction at ``thresholds``."""
+    ``label`` and ``predicted`` hold JSON lists of label names, the prediction at ``thresholds``. ``rows``:
+    each text's row number in the file it was read from (``files.row_numbers``), as a first column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    numbers = [[int(n)] for n in rows] if rows is not None else [[] for _ in texts]
+    first = ["row"] if rows is not None else []
     if np.ndim(labels) == 2:
-        writer.writerow(["text", "label", "predicted", *[f"p_{name}" for name in label_names]])
+        writer.writerow([*first, "text", "label", "predicted", *[f"p_{name}" for name in label_names]])
         predicted = predict_sets(probabilities, thresholds)
-        for text, truth, chosen, probs in zip(texts, labels, predicted, probabilities):
-            writer.writerow([spreadsheet_safe(text), spreadsheet_safe(json.dumps(_names(truth, label_names))),
+        for number, text, truth, chosen, probs in zip(numbers, texts, labels, predicted, probabilities):
+            writer.writerow([*number, spreadsheet_safe(text), spreadsheet_safe(json.dumps(_names(truth, label_names))),
                              spreadsheet_safe(json.dumps(_names(chosen, label_names))),
                              *[f"{p:.4f}" for p in probs]])
         write_text(path, buffer.getvalue())
         return
-    writer.writerow(["text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
-    for text, label, probs in zip(texts, labels, probabilities):
+    writer.writerow([*first, "text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
+    for number, text, label, probs in zip(numbers, texts, labels, probabilities):
         predicted = int(probs.argmax())
-        writer.writerow([spreadsheet_safe(text), spreadsheet_safe(label_names[label]),
+        writer.writerow([*number, spreadsheet_safe(text), spreadsheet_safe(label_names[label]),
                          spreadsheet_safe(label_names[predicted]), f"{probs[predicted]:.4f}",
                          *[f"{p:.4f}" for p in probs]])
     write_text(path, buffer.getvalue())

@@ -12,7 +12,7 @@ import numpy as np
 
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks, plural
-from toolkit.data.files import column
+from toolkit.data.files import column, row_numbers
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
@@ -366,7 +366,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
     task, label_names = prepared.task, prepared.dataset.labels
     artifacts.save_model(result.model, prepared.tokenizer, run_dir, task.max_length, task.truncation)
     write_json(run_dir / "history.json", [r.as_dict() for r in result.history])
-    artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names, tuned)
+    artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names, tuned,
+                                rows=row_numbers(prepared.splits["test"]))
     artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
     write_json(run_dir / "manifest.json", {
         "task": task.describe(),
