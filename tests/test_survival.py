@@ -164,3 +164,18 @@ def test_sigterm_after_the_last_checkpoint_ends_as_interrupted_and_resumes(pm, p
     assert "interrupted" in ok("list", "--runs", "--output", project / "runs")
     assert "Test metrics" in ok("run", "--resume", run_dir)
     assert folders.run_status(run_dir) == "complete"
+
+
+@pytest.mark.slow  # a tk process of its own
+def test_a_run_whose_output_pipe_closes_goes_on_to_the_end(project):
+    """tk run | head: the reader goes away after two lines. The run used to die of the broken pipe (status
+    failed); now it says so on stderr once, trains to the end and saves everything."""
+    process = subprocess.Popen([sys.executable, "-m", "toolkit", "run", "toy", "--set", "epochs=2"], cwd=project,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    process.stdout.readline()
+    process.stdout.close()  # as head does once it has its lines
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=600) == 0, stderr
+    assert stderr.count("the output's reader has gone") == 1 and "Traceback" not in stderr
+    run_dir = next((project / "runs").iterdir())
+    assert folders.run_status(run_dir) == "complete" and (run_dir / "metrics.json").is_file()

@@ -6,6 +6,8 @@ The engine never imports Click; the CLI passes its own ``echo``.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -69,9 +71,27 @@ class Progress:
     def _write(self, text: str) -> None:
         if self._bar is not None:
             self._bar.clear()
-        self.echo(text)
+        try:
+            self.echo(text)
+        except BrokenPipeError:  # the reader went away (tk run | head): the run goes on, unheard
+            self.echo = discard_output()
         if self._bar is not None:
             self._bar.refresh()
+
+
+def discard_output() -> Callable[[str], None]:
+    """After stdout's reader has gone: stdout to /dev/null (later prints, and Python's last flush, would raise
+    again), a line on stderr, and an echo that says nothing. A run killed by its pipe lost its training."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # no file descriptor (a test's captured stdout)
+        pass
+    try:
+        print("tk: the output's reader has gone (a closed pipe); the run goes on, and its folder gets everything.",
+              file=sys.stderr)
+    except OSError:
+        pass
+    return lambda text: None
 
 
 def quiet_library_progress() -> None:
