@@ -130,7 +130,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     splits = make_splits(labelled, task, notes, left_out)
     for note in notes:
         progress.note(note)
-    progress.note("Rows: " + ", ".join(f"{name} {len(split)}" for name, split in splits.items()))
+    progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" for name, split in splits.items()))
     presence = class_checks(splits, dataset.labels)
     checks.findings += presence
     checks.split_rows = {name: len(split) for name, split in splits.items()}
