@@ -45,12 +45,17 @@ def test_max_length_below_the_special_tokens(project, length):
                "Use --set max_length=3 or more", "run", "toy", "--set", f"max_length={length}")
 
 
-def test_empty_texts_are_left_out_and_said(project):
-    (project / "toy-data" / "train.csv").write_text(
-        (project / "toy-data" / "train.csv").read_text() + '"   ",neg\n"",pos\n')
+def test_empty_texts_and_rows_with_no_label_are_left_out_and_named(project):
+    train = project / "toy-data" / "train.csv"
+    rows = len(train.read_text().splitlines()) - 1  # data rows, the header line not counted
+    train.write_text(train.read_text() + '"   ",neg\n"",pos\n')
     result = tk("run", "toy", "--set", "epochs=1")
     assert result.exit_code == 0, result.output
-    assert "left out 2 empty or whitespace-only texts" in result.output
+    assert f"train: left out 2 empty or whitespace-only texts: rows {rows + 1} and {rows + 2}." in result.output
+    data = project / "own.csv"  # a file of the user's own: a row with no label is left out too
+    data.write_text("text,label\n" + "".join(f"film {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
+                    + "good film,\n")
+    assert "train: left out 1 row with no label: row 41." in tk("check", "--data", data).output
 
 
 def test_dataset_empty_after_filtering(project):

@@ -18,6 +18,8 @@ from toolkit.data.files import (
     load_class_folders,
     load_table,
     read_table_file,
+    row_numbers,
+    rows_named,
     split_files,
     standard_columns,
 )
@@ -54,6 +56,7 @@ __all__ = [
     # dataset plugins: local files
     "builder_for", "split_files", "load_builder", "load_table", "standard_columns", "read_table_file",
     "find_split_files", "class_folders", "load_class_folders", "column",
+    "row_numbers", "rows_named",
     # model plugins: the Hub and pretrained models
     "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
     # metrics plugins: per-class counts, multi-label scores and honest intervals

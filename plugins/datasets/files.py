@@ -26,6 +26,8 @@ from toolkit.api import (
     hookimpl,
     load_class_folders,
     read_table_file,
+    row_numbers,
+    rows_named,
 )
 
 NAME = "files"
@@ -155,13 +157,18 @@ def _label_names(rows, split: str, notes: list[str], separator: str | None = Non
 
 
 def _without_missing(named, split: str, notes: list[str]):
-    """Rows whose label cell is missing (None; a single-label empty cell) are left out; an empty list stays."""
-    before = len(named)
-    named = named.filter(lambda batch: [v is not None and (isinstance(v, list) or str(v).strip() != "")
-                                        for v in batch["label"]], batched=True)
-    if len(named) < before:
-        notes.append(f"{split}: left out {before - len(named)} rows with no label.")
-    return named
+    """Rows whose label cell is missing (None; a single-label empty cell) are left out, named as the user numbers
+    them; an empty list stays."""
+    import numpy as np
+
+    keep = np.array([v is not None and (isinstance(v, list) or str(v).strip() != "") for v in column(named, "label")],
+                    dtype=bool)
+    if keep.all():
+        return named
+    missing = row_numbers(named)[~keep]
+    notes.append(f"{split}: left out {len(missing)} {'row' if len(missing) == 1 else 'rows'} with no label: "
+                 f"{rows_named(missing)}.")
+    return named.select(np.flatnonzero(keep))
 
 
 def _name(value) -> str:

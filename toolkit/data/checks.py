@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.files import column, row_numbers
+from toolkit.data.files import column, row_numbers, rows_named
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
@@ -289,17 +289,6 @@ def _leakage(first: str, second: str, keys, second_texts, second_numbers: np.nda
                              f"tk run leaves out of {second} those in the rows it trains or validates on", len(rows),
                              examples))
     return found
-
-
-def rows_named(numbers, shown: int = 4) -> str:
-    """"row 7", "rows 3, 9 and 12" or "rows 3, 9, 12, 40 and 5 more": row numbers as the user finds them
-    in the file (``files.row_numbers``)."""
-    numbers = [str(n) for n in numbers]
-    if len(numbers) == 1:
-        return f"row {numbers[0]}"
-    if len(numbers) <= shown:
-        return f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
-    return f"rows {', '.join(numbers[:shown])} and {len(numbers) - shown} more"
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -48,6 +48,17 @@ def row_numbers(split):
     return np.arange(1, len(split) + 1)
 
 
+def rows_named(numbers, shown: int = 4) -> str:
+    """"row 7", "rows 3, 9 and 12" or "rows 3, 9, 12, 40 and 5 more": row numbers as the user finds them
+    in the file (``row_numbers``)."""
+    numbers = [str(n) for n in numbers]
+    if len(numbers) == 1:
+        return f"row {numbers[0]}"
+    if len(numbers) <= shown:
+        return f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
+    return f"rows {', '.join(numbers[:shown])} and {len(numbers) - shown} more"
+
+
 def builder_for(path: Path) -> str | None:
     return BUILDERS.get(path.suffix.lower())
 

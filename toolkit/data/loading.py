@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.files import column, number_rows, row_numbers
+from toolkit.data.files import column, number_rows, row_numbers, rows_named
 from toolkit.data.labels import apply_label_mapping
 from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
 from toolkit.data.sources import resolve_source
@@ -161,11 +161,14 @@ def _kind(values) -> str:
 def drop_empty_texts(splits, notes: list[str]):
     """Empty or whitespace-only texts teach nothing: leave them out and say how many."""
     kept = {}
+    import numpy as np
+
     for name, split in splits.items():
-        before = len(split)
-        split = split.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True)
-        if len(split) < before:
-            notes.append(f"{name}: left out {before - len(split)} empty or whitespace-only texts.")
+        keep = np.array([bool(t and t.strip()) for t in column(split, "text")], dtype=bool)
+        if not keep.all():
+            empty = row_numbers(split)[~keep]
+            notes.append(f"{name}: left out {len(empty)} empty or whitespace-only texts: {rows_named(empty)}.")
+            split = split.select(np.flatnonzero(keep))
         if len(split) == 0:
             raise TkError(f"The {name} split has no rows with text. Check the text column of the data.")
         kept[name] = split

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import plural, rows_named, text_hashes
-from toolkit.data.files import column, row_numbers
+from toolkit.data.checks import plural, text_hashes
+from toolkit.data.files import column, row_numbers, rows_named
 from toolkit.data.multilabel import is_list_feature, label_matrix, strata
 from toolkit.errors import TkError
 
