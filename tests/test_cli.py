@@ -85,3 +85,31 @@ def test_analyze_lengths_gives_a_short_recommendation_its_own_row(project):
     assert recommended < 32 and stats["truncated_share"][str(recommended)] == 0
     text = invoke("analyze-lengths", "toy", "--model", "tiny", "--data", short).output
     assert f"cut at {recommended} " in text and "cut at 32 " in text, text
+
+
+def test_a_progress_bar_has_a_width_on_a_terminal_that_reports_none(monkeypatch):
+    """A pseudo-terminal nobody sized (as under `script`) reports 0 columns, and tqdm drew a bar of that width:
+    nothing at all. tk gives such a bar 80 columns; on a sized terminal the bar follows the terminal."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    from toolkit.training.progress import Progress
+
+    master, terminal = pty.openpty()
+    assert os.get_terminal_size(terminal).columns == 0
+    stream = os.fdopen(terminal, "w")
+    monkeypatch.setattr(sys, "stderr", stream)
+    progress = Progress(lambda text: None)
+    progress.count(20, "text")
+    assert progress._bar.ncols == 80 and not progress._bar.dynamic_ncols and not progress._bar.disable
+    progress.close()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # now 100 columns
+    progress.count(20, "text")
+    assert progress._bar.dynamic_ncols and progress._bar.ncols in (99, 100)  # tqdm keeps a column free
+    progress.close()
+    stream.close()
+    os.close(master)

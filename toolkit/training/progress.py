@@ -30,6 +30,15 @@ def draws_a_bar() -> bool:
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
+def fixed_bar_width() -> int | None:
+    """None: the bar follows the terminal's width. A terminal that reports no width (a pseudo-terminal nobody
+    sized, as under `script`) made tqdm draw a bar of width 0, nothing at all: 80 columns there."""
+    try:
+        return None if os.get_terminal_size(sys.stderr.fileno()).columns > 0 else 80
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # not a terminal: tqdm decides
+        return None
+
+
 class Progress:
     """Progress bar over training steps plus one table row per finished epoch."""
 
@@ -53,8 +62,9 @@ class Progress:
         if self.show_bar:
             from tqdm.auto import tqdm
 
+            width = fixed_bar_width()
             self._bar = tqdm(total=total, initial=initial, unit=unit, leave=False, file=sys.stderr,
-                             dynamic_ncols=True, disable=not draws_a_bar())
+                             ncols=width, dynamic_ncols=width is None, disable=not draws_a_bar())
 
     def advance(self, done: int = 1) -> None:
         if self._bar is not None:
