@@ -580,3 +580,12 @@ def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
         row_by_row.update(f"{label}\t{text}\n".encode())
     monkeypatch.setattr(artifacts, "FINGERPRINT_ROWS", 3)  # several slices, the last one short
     assert artifacts.fingerprint({"train": split}) == {"train": {"rows": 10, "sha256": row_by_row.hexdigest()[:16]}}
+
+
+def test_a_file_named_like_a_task_of_tasks_toml_gets_a_task_name_of_its_own(project, tiny_model):
+    """runs/toy-* are the toy task's; tk run --data toy.csv used to add its runs there, and tk compare mixed them."""
+    data = write_tickets(project / "toy.csv", header=("id", "text", "label"))
+    output = ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST)
+    assert "Task 'toy-data': dataset files" in output and run_dir_of(output).name.startswith("toy-data-")
+    elsewhere = write_tickets(project / "tickets.csv", header=("id", "text", "label"))
+    assert "Task 'tickets': dataset files" in ok("run", "--data", elsewhere, "--set", f"model={tiny_model}", *FAST)

@@ -52,9 +52,10 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
             task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
             base, where = session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
         else:
-            from toolkit.data.choose import data_task
+            from toolkit.data.choose import data_task, task_names
 
-            task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()))
+            task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()),
+                             task_names(session))
             data, base, where = task.data, Path.cwd(), f"--data {data}"
             progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
         outcome = run_task(session.pm, task, data=data, output=output, base=base, progress=progress, strict=strict,

@@ -13,16 +13,19 @@ FILES = "files"  # the built-in dataset for your own files (plugins/datasets/fil
 DEFAULT_MODEL = "minilm"  # bundled: a run on your file works with no network
 
 
-def data_task(data: str, overrides: dict[str, Any], declared: tuple = ()):
+def data_task(data: str, overrides: dict[str, Any], declared: tuple = (), taken: Any = ()):
     """The task of ``tk run --data FILE`` with no task name: the files dataset, minilm and tk's defaults
-    (a validation set of a tenth of the training rows, at most 500), with ``--set`` applied."""
+    (a validation set of a tenth of the training rows, at most 500), with ``--set`` applied. Named after the
+    file; ``-data`` is added where tasks.toml has a task of that name (``taken``), whose run folders, and
+    tk compare's groups, it would otherwise share."""
     path = Path(data)
     if not path.exists():
         raise TkError(f"--data: {path} does not exist. Check the path.")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().stem if path.is_file() else path.resolve().name)
+    name = name.strip("-.") or "data"
     values: dict[str, Any] = {"dataset": FILES, "model": DEFAULT_MODEL, "data": str(path.resolve())}
     values.update(overrides)
-    return build_task(name.strip("-.") or "data", values, "--set", declared)
+    return build_task(f"{name}-data" if name in taken else name, values, "--set", declared)
 
 
 def command_target(session, name: str | None, data: str | None, overrides: dict[str, Any] | None = None):
@@ -39,13 +42,18 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
     if name is None:
         if data is None:
             raise TkError("Name a task or a dataset (tk list shows them), or pass --data FILE.")
-        return FILES, None, Path.cwd(), data_task(data, overrides, declared)
+        return FILES, None, Path.cwd(), data_task(data, overrides, declared, task_names(session))
     if session.tasks_path.exists() and name in session.config.tasks:
         task = with_overrides(session.config.tasks[name], overrides)
         return task.dataset, task.data, session.tasks_path.resolve().parent, task
     if overrides:
         return name, None, None, dataset_task(name, overrides, declared)
     return name, None, None, None
+
+
+def task_names(session) -> tuple[str, ...]:
+    """The tasks of the session's tasks.toml, where there is one."""
+    return tuple(session.config.tasks) if session.tasks_path.exists() else ()
 
 
 def dataset_task(dataset: str, overrides: dict[str, Any], declared: tuple = ()):
