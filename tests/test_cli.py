@@ -23,6 +23,9 @@ def test_list_shows_tasks_datasets_models_plugins(project):
     for expected in ("toy3", "imdb", "sentiment140", "minilm", "bert-cased", "toy_plugin", "local module",
                      "built-in", "tk_load_dataset"):
         assert expected in result.output
+    with open(project / "tasks.toml", "a") as tasks:  # a task that reads long texts as windows says so
+        tasks.write('\n[tasks.windows]\ndataset = "toy"\nmodel = "tiny"\nlong_text = "chunks"\nstride = 16\n')
+    assert "max_length 64, long texts as windows (stride 16, pooling logits), " in invoke("list").output
 
 
 def test_run_prints_epoch_table_and_test_metrics(project):
