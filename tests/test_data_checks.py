@@ -100,13 +100,15 @@ def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
 
 def test_a_held_out_test_split_far_larger_than_train_size_says_how_to_hold_out_fewer():
     notes = []
-    splits = make_splits(datasets.DatasetDict(train=big(30_000)), task(train_size=100, validation_size=50), notes)
-    assert len(splits["test"]) == 6000
-    assert "held out 6,000 training rows as the test split. Scoring them may take longer than training on " \
-           "train_size = 100; eval_size = 5000 holds out 5,000" in notes[0]
-    quiet = []
-    make_splits(datasets.DatasetDict(train=big(30_000)), task(train_size=1000, validation_size=50), quiet)
-    assert "eval_size" not in quiet[0]  # 6,000 test rows for 1,000 training rows: in proportion
+    splits = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50), notes)
+    assert len(splits["test"]) == 12_000
+    assert "held out 12,000 training rows as the test split. Scoring them may take longer than training on " \
+           "train_size = 100; eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4" in notes[0]
+    # 12,000 test rows for train_size 1,500: in proportion; 6,000 for 100: eval_size = 5000 would gain little
+    for rows, train_size in ((60_000, 1500), (30_000, 100)):
+        quiet = []
+        make_splits(datasets.DatasetDict(train=big(rows)), task(train_size=train_size, validation_size=50), quiet)
+        assert "eval_size" not in quiet[0]
 
 
 def test_train_size_larger_than_the_data():
@@ -263,3 +265,25 @@ def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_mod
     report = format_report([stats])
     assert f"≥ {lengths.max()}" in report
     assert "1 texts are longer than 100,000 characters and were measured on their first 100,000" in report
+
+
+@pytest.mark.parametrize("keys,message", [
+    # 400 rows, no test split: a fifth (80) held out, 320 left; train_size 200 needs its rows after validation
+    ({"validation_size": 300, "train_size": 200}, "cannot carve 300 validation rows from 320 training rows (left "
+     "after holding out 80 as the test split: eval_size) and keep train_size = 200. Lower validation_size to at "
+     "most 120, or add training rows."),
+    ({"eval_size": 390, "validation_size": 50, "train_size": 200}, "eval_size = 390 leaves too few of the 400 "
+     "training rows for validation and training. Lower eval_size to at most 150,"),
+    ({"eval_size": 399}, "eval_size = 399 leaves too few of the 400 training rows for validation and training. "
+     "Lower eval_size to at most 398,"),  # 1 training row and 1 validation row are the least a run takes
+    ({"eval_size": 300, "train_size": 95}, "eval_size = 300 leaves too few of the 400 training rows for validation "
+     "and training. Lower eval_size to at most 295,"),  # 105 left: the default validation, a tenth, leaves 95
+])
+def test_split_errors_give_the_limit_that_works(keys, message):
+    with pytest.raises(TkError) as error:
+        make_splits(datasets.DatasetDict(train=big(400)), task(**keys), [])
+    assert message in str(error.value)
+    limit = int(message.split("at most ")[1].split(",")[0].split(".")[0])
+    key = "validation_size" if "validation_size to" in message else "eval_size"
+    splits = make_splits(datasets.DatasetDict(train=big(400)), task(**{**keys, key: limit}), [])  # the limit works
+    assert len(splits["train"]) == keys.get("train_size", len(splits["train"])) >= 1

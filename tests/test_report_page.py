@@ -107,7 +107,9 @@ def test_a_run_writes_its_report_and_model_card(toy_run):
     assert "Training loss at every logged step" in page  # tk run records the step-level curve
     assert "train: classes neg" in page  # the data-check findings tk run recorded in manifest.json
     # the data as loaded, then as split: the second is the console's "Rows:" line
-    assert "Rows: as loaded train 200, test 80; as tk run split them train 160, validation 40, test 80" in page
+    assert "Rows: train 160, validation 40, test 80 (of the data's train 200, test 80, before tk run split, " \
+           "subset and left rows out)" in page
+    assert "95% intervals: Wilson for proportions, BCa bootstrap for F1. They cover the test set" in page
 
 
 def test_hostile_texts_stay_text(hostile):

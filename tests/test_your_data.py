@@ -398,8 +398,9 @@ def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_p
     # an explicit validation_size stays as given, with its error when too large
     from toolkit.config import with_overrides
 
-    with pytest.raises(TkError, match="cannot carve 500 validation rows from 240 training rows. Lower "
-                                      "validation_size below 240, or add training rows"):
+    with pytest.raises(TkError, match=r"cannot carve 500 validation rows from 240 training rows \(left after "
+                                      r"holding out 60 as the test split: eval_size\). Lower validation_size to at "
+                                      "most 239, or add training rows"):
         make_splits(load(pm, multi, task)[1], with_overrides(task, {"validation_size": 500}), [])
 
 

@@ -29,11 +29,18 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
     import datasets
 
     train = splits["train"]
+    held = ""  # where the test split was held out of the training rows: said in the errors below
     if "test" in splits:
         test = splits["test"]
     else:
         size = task.eval_size or max(1, int(len(train) * DEFAULT_TEST_SHARE))
+        room = len(train) - rows_after_test(task, "validation" in splits)
+        if task.eval_size is not None and size > room:
+            raise TkError(f"task '{task.name}': eval_size = {size} leaves too few of the {len(train):,} training "
+                          f"rows for validation and training. Lower eval_size to at most {max(room, 0):,}, "
+                          "lower validation_size or train_size, or add rows.")
         train, test = _carve(train, size, task.seed, "test", task)
+        held = f" (left after holding out {len(test):,} as the test split: eval_size)"
         notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split."
                      + _large_test_hint(len(test), task))
     if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
@@ -44,18 +51,30 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
         notes.append(f"Validation: the data's own validation split ({len(validation)} rows).")
     elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
         if len(train) < 2:
-            raise TkError(f"task '{task.name}': the training split has {len(train)} row: too few to carve a "
+            raise TkError(f"task '{task.name}': the training split has {len(train)} row{held}: too few to carve a "
                           "validation split from. Add rows, or give a validation file (validation.*).")
         rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task)
         notes.append(f"Validation: {len(validation)} of the {len(train)} training rows (validation_size default: "
                      f"a tenth, at most {MAX_VALIDATION}).")
     else:
+        limit = len(train) - (task.train_size or 1)  # validation leaves train_size its rows
+        if task.validation_size > limit > 0:
+            raise TkError(f"task '{task.name}': cannot carve {task.validation_size:,} validation rows from "
+                          f"{len(train):,} training rows{held}"
+                          + (f" and keep train_size = {task.train_size}" if task.train_size else "")
+                          + f". Lower validation_size to at most {limit:,}, or add training rows.")
+        if task.validation_size >= len(train):  # and train_size takes them all too
+            raise TkError(f"task '{task.name}': cannot carve {task.validation_size:,} validation rows from "
+                          f"{len(train):,} training rows{held}. Lower validation_size and train_size: together "
+                          f"at most {len(train):,}.")
         rest, validation = _carve(train, task.validation_size, task.seed, "validation", task)
     if task.train_size is not None:
         if task.train_size > len(rest):
             raise TkError(
-                f"task '{task.name}': train_size = {task.train_size} is larger than the {len(rest)} training rows "
-                f"left after carving {len(validation)} validation rows. Lower train_size or validation_size."
+                f"task '{task.name}': train_size = {task.train_size} is larger than the {len(rest):,} training "
+                f"{plural(len(rest), 'row')} left after carving {len(validation):,} validation "
+                f"{plural(len(validation), 'row')}{held}. Lower train_size or validation_size"
+                + (" or eval_size." if held else ".")
             )
         if task.train_size < len(rest):
             rest = _subset(rest, task.train_size, task.seed, "train_size", task)
@@ -101,13 +120,27 @@ def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str, not
     return split.select(keep), keys[keep]
 
 
+def rows_after_test(task: TaskConfig, own_validation: bool) -> int:
+    """The training rows a held-out test split must leave: train_size's (at least 1), and validation's where
+    it is carved (validation_size, or its default: a tenth of what is left, at least 1, at most 500)."""
+    train = task.train_size or 1
+    if own_validation:
+        return train
+    if task.validation_size is not None:
+        return train + task.validation_size
+    left = max(train + 1, int(train / 0.9) - 2)  # the fewest rows whose default validation leaves train_size
+    while left - default_validation_size(left) < train:
+        left += 1
+    return left
+
+
 def _large_test_hint(rows: int, task: TaskConfig) -> str:
     """A held-out test split far larger than train_size takes longer to score than training takes: say how to
     hold out fewer, and what that costs in precision."""
-    if task.eval_size is not None or task.train_size is None or rows <= max(10 * task.train_size, LARGE_TEST):
+    if task.eval_size is not None or task.train_size is None or rows <= max(10 * task.train_size, 2 * LARGE_TEST):
         return ""
     return (f" Scoring them may take longer than training on train_size = {task.train_size}; eval_size = {LARGE_TEST} "
-            f"holds out {LARGE_TEST:,} (accuracy's 95% interval then about +/-1.4 points).")
+            f"holds out {LARGE_TEST:,} (accuracy's 95% interval then at most +/-1.4 points).")
 
 
 LARGE_TEST = 5000

@@ -44,12 +44,13 @@ def _title(metrics: dict[str, Any]) -> str:
         title = f"Metrics on {metrics['data_source']}"
     else:
         title = f"{split.capitalize()} metrics" if split else "Metrics"
-    details = [metrics.get("split_description") or (f"{split} split" if split else None), f"{int(n):,} examples" if n is not None else None, _methods(metrics)]
+    details = [metrics.get("split_description") or (f"{split} split" if split else None), f"{int(n):,} examples" if n is not None else None, interval_methods(metrics)]
     details = [part for part in details if part]
     return f"{title} ({', '.join(details)}):" if details else f"{title}:"
 
 
-def _methods(metrics: dict[str, Any]) -> str | None:
+def interval_methods(metrics: dict[str, Any]) -> str | None:
+    """"95% intervals: Wilson for proportions, BCa bootstrap for F1": how the metrics' intervals were made."""
     methods = {value for key, value in metrics.items() if key.endswith("_ci_method")}
     if not methods and not any(key.endswith("_ci") for key in metrics):
         return None

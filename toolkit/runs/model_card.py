@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
+from toolkit.evaluation.report import interval_methods
 from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -162,7 +163,7 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
         rows.append(f"| majority-class baseline accuracy | {baseline['accuracy']:.4f} | — |")
     else:
         rows.append("| majority-class baseline | not recorded | — |")
-    return [f"On {metrics.get('n', '?')} texts of the test split, with 95% bootstrap intervals:\n",
+    return [f"On {metrics.get('n', '?')} texts of the test split ({interval_methods(metrics) or '95% intervals'}):\n",
             "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n"]
 
 

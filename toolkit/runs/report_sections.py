@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from toolkit.evaluation.report import interval_methods
 from toolkit.runs import report_figures as figures
 from toolkit.runs.report_page import (
     HEADLINE,
@@ -49,7 +50,8 @@ def summary(run: RunData) -> str:
         rows.append([td(f"majority-class baseline accuracy{label}"), td(float(baseline["accuracy"])), td("")])
     else:
         rows.append([td("majority-class baseline"), td("not recorded"), td("")])
-    notes = [f"{m.get('n', '?')} test texts; 95% bootstrap intervals cover the test set's sampling noise only."]
+    methods = interval_methods(m) or "95% intervals"
+    notes = [f"{m.get('n', '?')} test texts; {methods}. They cover the test set's sampling noise only."]
     if "best_epoch" in m:
         rule = m.get("select_metric") or run.task.get("select_metric") or "validation loss"
         notes.append(f"Kept epoch {m['best_epoch']} of {m.get('epochs_run', '?')} (selected on {rule}).")
@@ -209,7 +211,8 @@ def data_checks(run: RunData) -> str:
 
     rows = counted(checks.get("rows"))
     split = checks.get("split_rows")  # the console's "Rows:" line: after splitting and leaving rows out
-    rows = rows and f"as loaded {rows}" + (f"; as tk run split them {counted(split)}" if split else "")
+    rows = rows and (f"{counted(split)} (of the data's {rows}, before tk run split, subset and left rows out)"
+                     if split else rows)
     found = [[td(f.get("level", "")), td(f.get("check", "")), text_cell(f.get("message", ""), 500),
               td(f.get("count", "")), text_cell("\n".join(json.dumps(x, ensure_ascii=False, default=str)[:300]
                                                           for x in f.get("examples") or []), 1200)]
