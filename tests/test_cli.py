@@ -26,6 +26,9 @@ def test_list_shows_tasks_datasets_models_plugins(project):
     with open(project / "tasks.toml", "a") as tasks:  # a task that reads long texts as windows says so
         tasks.write('\n[tasks.windows]\ndataset = "toy"\nmodel = "tiny"\nlong_text = "chunks"\nstride = 16\n')
     assert "max_length 64, long texts as windows (stride 16, pooling logits), " in invoke("list").output
+    with open(project / "tasks.toml", "a") as tasks:  # the default stride, a quarter of max_length, as a number
+        tasks.write('\n[tasks.windows2]\ndataset = "toy"\nmodel = "tiny"\nlong_text = "chunks"\nmax_length = 40\n')
+    assert "max_length 40, long texts as windows (stride 10, pooling logits)" in invoke("list").output
 
 
 def test_run_prints_epoch_table_and_test_metrics(project):

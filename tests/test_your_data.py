@@ -470,6 +470,9 @@ def test_run_names_the_rows_it_leaves_out_as_numbered_in_the_file_and_saves_them
     assert not scored & {rows[n - 1][0].lower() for n in left_out["test"]["rows"]}
     # each prediction names its row in the file (the test split is held out of it), which holds that text
     assert all(rows[int(row["row"]) - 1][0] == row["text"] for row in predictions) and len(predictions) > 10
+    mistakes = json.loads((run_dir / "metrics.json").read_text())["worst_mistakes"]  # the report's table too
+    assert mistakes and all(rows[m["row"] - 1][0][:500] == m["text"] for m in mistakes)
+    assert "<th>row</th><th>text</th><th>true</th>" in (run_dir / "report.html").read_text()
     # tk check makes the same splits, names the same rows, and lists them all under left_out
     document = json.loads(ok("check", "--data", data, "--json"))
     assert document["left_out"] == left_out

@@ -133,8 +133,8 @@ def print_registries(session) -> None:
     for name, task in sorted(session.config.tasks.items()):
         engine = task.engine if task.engine != "auto" else f"auto: {auto_engine_name(pm, task)}"
         epochs = f"{task.epochs} epoch" + ("" if task.epochs == 1 else "s")
-        windows = (f", long texts as windows (stride {'max_length // 4' if task.stride is None else task.stride}, "
-                   f"pooling {task.pooling})" if task.long_text == "chunks" else "")
+        windows = (f", long texts as windows (stride {task.window_stride}, pooling {task.pooling})"
+                   if task.long_text == "chunks" else "")
         click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}{windows}, {epochs}, "
                    f"engine {engine}")
     click.echo("Datasets:")

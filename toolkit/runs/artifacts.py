@@ -96,29 +96,32 @@ def _names(row: np.ndarray, label_names: tuple[str, ...]) -> list[str]:
 
 def worst_mistakes(texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
                    label_names: tuple[str, ...], limit: int = WORST_MISTAKES,
-                   thresholds: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """Wrong predictions, most confident first: where error analysis starts.
+                   thresholds: np.ndarray | None = None, rows=None) -> list[dict[str, Any]]:
+    """Wrong predictions, most confident first: where error analysis starts. ``rows``: each text's row number
+    in its file (as predictions.csv's), kept with each mistake.
 
     Multi-label: rows whose label set is wrong, by their most confident wrong call (a label predicted
     with probability p, or missed with 1 - p)."""
     if np.ndim(labels) == 2:
-        return _worst_label_sets(texts, np.asarray(labels) > 0.5, probabilities, label_names, limit, thresholds)
-    predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:limit]
-    return [{"text": texts[i][:500], "label": label_names[labels[i]], "predicted": label_names[predicted[i]],
-             "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in wrong]
+        found = _worst_label_sets(texts, np.asarray(labels) > 0.5, probabilities, label_names, limit, thresholds)
+    else:
+        predicted = probabilities.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != labels)
+        wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:limit]
+        found = [(i, {"text": texts[i][:500], "label": label_names[labels[i]], "predicted": label_names[predicted[i]],
+                      "confidence": round(float(probabilities[i, predicted[i]]), 4)}) for i in wrong]
+    return [{"row": int(rows[i]), **mistake} if rows is not None else mistake for i, mistake in found]
 
 
-def _worst_label_sets(texts, truth, probabilities, label_names, limit, thresholds) -> list[dict[str, Any]]:
+def _worst_label_sets(texts, truth, probabilities, label_names, limit, thresholds) -> list[tuple[int, dict]]:
     predicted = predict_sets(probabilities, thresholds)
     sure = np.where(predicted, probabilities, 1 - probabilities)
     confidence = np.where(predicted != truth, sure, -1.0).max(axis=1)
     wrong = np.flatnonzero(confidence >= 0)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
-    return [{"text": texts[i][:500], "label": ", ".join(_names(truth[i], label_names)) or "no label",
-             "predicted": ", ".join(_names(predicted[i], label_names)) or "no label",
-             "confidence": round(float(confidence[i]), 4)} for i in wrong]
+    return [(i, {"text": texts[i][:500], "label": ", ".join(_names(truth[i], label_names)) or "no label",
+                 "predicted": ", ".join(_names(predicted[i], label_names)) or "no label",
+                 "confidence": round(float(confidence[i]), 4)}) for i in wrong]
 
 
 def plot_losses(path: Path, history: list[EpochRecord], best_epoch: int, title: str) -> None:

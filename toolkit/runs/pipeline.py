@@ -350,7 +350,8 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                                                   "splits": window_counts(prepared.splits, prepared.tokenized)}
                                                  if task.long_text == "chunks" else {})},
         "diagnosis": diagnosis,
-        "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels, thresholds=tuned),
+        "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels, thresholds=tuned,
+                                                   rows=row_numbers(prepared.splits["test"])),
         **resuming.reproducibility(run_dir),
     })
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)

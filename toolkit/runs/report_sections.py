@@ -241,9 +241,12 @@ def mistakes(run: RunData) -> str:
         return section("mistakes", "Most confident mistakes", NOT_RECORDED)
     if not worst:
         return section("mistakes", "Most confident mistakes", '<p class="ok">No mistakes on the test split.</p>')
-    rows = [[text_cell(m.get("text", "")), td(m.get("label", "")), td(m.get("predicted", "")),
-             td(m.get("confidence", ""))] for m in worst]
-    return section("mistakes", "Most confident mistakes", table(["text", "true", "predicted", "confidence"], rows)
+    numbered = all("row" in m for m in worst)  # runs before the row numbers were kept have none
+    rows = [([td(m["row"])] if numbered else []) + [text_cell(m.get("text", "")), td(m.get("label", "")),
+                                                     td(m.get("predicted", "")), td(m.get("confidence", ""))]
+            for m in worst]
+    header = (["row"] if numbered else []) + ["text", "true", "predicted", "confidence"]
+    return section("mistakes", "Most confident mistakes", table(header, rows)
                    + '<p class="muted">Texts as metrics.json keeps them (the first 500 characters); predictions.csv '
                      "holds every scored text whole.</p>")
 
