@@ -173,6 +173,7 @@ def test_model_card_names_hub_ids_baseline_and_absent_classes(toy_run):
     assert local.data.base_model is None
     noted = render_model_card(metrics, {**manifest, "notes": ["Note: stride is not used.", "Validation: 40 rows."]})
     assert "- Note: stride is not used.\n- Note: Validation: 40 rows." in noted  # never "Note: Note:"
+    assert "- Rows used: train 160, validation 40, test 80\n" in noted  # the sizes, where a key was left unset
 
 
 def test_a_p_value_below_the_smallest_float_is_not_printed_as_zero():

@@ -120,9 +120,12 @@ def training_data(manifest: dict[str, Any]) -> list[str]:
     lines = [f"- Source: {md(manifest.get('data_source', 'not recorded'))}"]
     for split, info in (manifest.get("data_fingerprint") or {}).items():
         lines.append(f"- `{md(split)}`: {info.get('rows', '?')} rows (sha256 prefix `{md(info.get('sha256', '?'))}`)")
+    checks = manifest.get("data_checks")
+    used = checks.get("split_rows") if isinstance(checks, dict) else None  # validation_size may be unset: its default
+    if used:
+        lines.append("- Rows used: " + ", ".join(f"{md(name)} {rows:,}" for name, rows in used.items()))
     lines += [f"- {md(note if note.startswith(('Note: ', 'WARNING: ')) else 'Note: ' + note)}"
               for note in manifest.get("notes") or []]
-    checks = manifest.get("data_checks")
     if isinstance(checks, dict):
         findings = checks.get("findings") or []
         lines += [f"- Check `{md(f.get('check', '?'))}` ({md(f.get('level', '?'))}): {md(f.get('message', ''))}"
