@@ -71,7 +71,6 @@ class Prepared:
     notes: list[str]  # what tk run said before training: on the task's keys, then loading and splitting
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
     class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
-    left_out: dict[str, dict] | None = None  # validation and test rows whose text training has (left_out.json)
 
 
 def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:
@@ -126,15 +125,13 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))
     checks = check_splits(labelled, dataset.name, dataset.labels, classes=False)
     report_checks(checks.findings, strict, progress, check_command)
-    left_out: dict[str, dict] = {}
-    splits = make_splits(labelled, task, notes, left_out)
+    splits = make_splits(labelled, task, notes, checks.left_out)  # the rows left out: left_out.json
     for note in notes:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" for name, split in splits.items()))
     presence = class_checks(splits, dataset.labels)
     checks.findings += presence
     checks.split_rows = {name: len(split) for name, split in splits.items()}
-    checks.left_out = left_out
     report_checks(presence, strict, progress, check_command)
     set_seed(task.seed)  # the new classification head starts the same every time
     model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
@@ -155,7 +152,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
                       "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
-                    artifacts.fingerprint(labelled) if source.path else None, weights, left_out)
+                    artifacts.fingerprint(labelled) if source.path else None, weights)
 
 
 def class_weights(task: TaskConfig, tokenized, label_names) -> dict[str, float] | None:
@@ -233,15 +230,15 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                         "data_as_given": data, "data_source": prepared.source.describe(),
                         "data_fingerprint": fingerprint, "base": str(base or ""),
                         "notes": prepared.notes})  # e.g. a stride this task does not use
-                    write_json(run_dir / "left_out.json", prepared.left_out or {})
+                    write_json(run_dir / "left_out.json", prepared.checks.left_out)
             started = True
             if main:
                 if resume_dir is not None:
                     resuming.record_inexact(run_dir, missing)
                 set_status(run_dir, "running")
                 progress.note(f"Run folder: {run_dir}")
-                if prepared.left_out:
-                    progress.note(f"Every row left out of {' and '.join(prepared.left_out)}: "
+                if prepared.checks.left_out:
+                    progress.note(f"Every row left out of {' and '.join(prepared.checks.left_out)}: "
                                   f"{run_dir / 'left_out.json'}")
                 tracker = tracking.start(task, run_dir, {**task.describe(), "resolved_engine": prepared.engine.name,
                                                          "data_source": prepared.source.describe()},
