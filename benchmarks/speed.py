@@ -5,6 +5,7 @@
     TK_DATA_DIR=../shared/data python benchmarks/speed.py --gpu --cold    # each side with the driver's kernel cache off
     python benchmarks/speed.py --task imdb-minilm --set train_size=200    # a quick look
     ... --eval-rows 25000                                                  # prediction over N test rows (0: none)
+    ... --gpu --only tk --every-width      # tk capturing every width of 32 tokens (as before plan_widths)
 
 Both sides train on the same rows (tk's seeded split: train, validation for
 per-epoch evaluation, test for the report) from the same initial weights.
@@ -170,6 +171,10 @@ def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> Non
     _quiet_libraries()
     if side == "tk":
         reuse_freed_memory()  # as the tk command does; the notebook's process keeps glibc's defaults
+    if os.environ.get("TK_BENCH_EVERY_WIDTH"):
+        import plugins.engines.cuda_graphs.loop as graph_loop
+
+        graph_loop.CAPTURE_COST = 0.0  # plan_widths then keeps every width: one capture per 32 tokens
     pm, task = load_task(task_name, overrides, gpu)
     with tempfile.TemporaryDirectory() as workdir:
         result = (run_reference if side == "reference" else run_tk)(pm, task, Path(workdir))
@@ -182,7 +187,8 @@ def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> Non
     print("RESULT " + json.dumps(result))
 
 
-def measure(side: str, task: str, overrides: list[str], gpu: bool, cold: bool, eval_rows: int) -> dict:
+def measure(side: str, task: str, overrides: list[str], gpu: bool, cold: bool, eval_rows: int,
+            every_width: bool = False) -> dict:
     command = [sys.executable, __file__, "--side", side, "--task", task, *sum((["--set", o] for o in overrides), [])]
     if gpu:
         command.append("--gpu")
@@ -191,6 +197,8 @@ def measure(side: str, task: str, overrides: list[str], gpu: bool, cold: bool, e
         env["THP_MEM_ALLOC_ENABLE"] = "0"  # the notebook's process: PyTorch's default, no huge pages (tk sets 1)
     if cold:
         env["CUDA_CACHE_DISABLE"] = "1"  # the driver compiles every kernel afresh, as on a new machine
+    if every_width:
+        env["TK_BENCH_EVERY_WIDTH"] = "1"
     completed = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:
@@ -228,6 +236,8 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="BERT-base shape with random weights, on CUDA")
     parser.add_argument("--only", choices=["reference", "tk"], help="run one side (no speed ratio)")
     parser.add_argument("--cold", action="store_true", help="each side with CUDA_CACHE_DISABLE=1 (a fresh GPU machine)")
+    parser.add_argument("--every-width", action="store_true",
+                        help="tk captures every width of 32 tokens (the plan before plan_widths), for an A/B")
     parser.add_argument("--eval-rows", type=int, metavar="N",
                         help="time prediction over the first N test rows, both sides (default: 2,000 on the CPU, "
                              "25,000 with --gpu; 0: none)")
@@ -241,7 +251,7 @@ def main() -> None:
     for task in tasks:
         for side in [args.only] if args.only else ("reference", "tk"):
             eval_rows = args.eval_rows if args.eval_rows is not None else (25000 if args.gpu else 2000)
-            result = measure(side, task, args.set, args.gpu, args.cold, eval_rows)
+            result = measure(side, task, args.set, args.gpu, args.cold, eval_rows, args.every_width)
             rows.append((task.replace("minilm", "bert-base-shape") if args.gpu else task, side, result))
             shown = {k: v for k, v in result.items() if k != "correct"}
             print(f"{task} {side}: {json.dumps(shown)}", flush=True)

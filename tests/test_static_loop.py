@@ -12,7 +12,17 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 import plugins.engines.cuda_graphs.loop
-from plugins.engines.cuda_graphs.step import WIDTH_STEP, DeviceSplit, TrainStep, batch_width, epoch_batches
+from plugins.engines.cuda_graphs.step import (
+    CAPTURE_COST,
+    STEP_COST_PER_TOKEN,
+    WIDTH_STEP,
+    DeviceSplit,
+    TrainStep,
+    batch_width,
+    epoch_batches,
+    plan_widths,
+    planned_width,
+)
 from tests.helpers import train_toy
 from toolkit.config import build_task
 from toolkit.training.policy import build_optimizer
@@ -92,6 +102,35 @@ def test_batch_widths_are_a_few_fixed_shapes():
     assert batch_width(lengths, np.array([0]), 70, dynamic_padding=False) == 70
 
 
+def modelled_cost(widths, plan, batch_size):
+    steps = sum(1.0 + STEP_COST_PER_TOKEN * batch_size * planned_width(plan, width) for width in widths)
+    return steps + CAPTURE_COST * len(plan)
+
+
+@pytest.mark.parametrize("max_length,batch_size", [(70, 16), (128, 16), (512, 16), (512, 64)])
+def test_planned_widths_are_the_cheapest_set_under_the_cost_model(max_length, batch_size):
+    from itertools import combinations
+
+    lengths = np.minimum(np.random.default_rng(max_length).lognormal(np.log(max_length / 3), 0.8, 2000), max_length)
+    lengths = np.maximum(lengths.astype(int), 1)
+    widths = np.concatenate([[batch_width(lengths, rows, max_length, True) for rows in
+                              epoch_batches(lengths, batch_size, seed=0, epoch=epoch, grouped=True)]
+                             for epoch in (1, 2)])
+    plan = plan_widths(widths, batch_size)
+    narrower = sorted(set(widths.tolist()) - {max_length})
+    every_plan = [[*subset, max_length] for size in range(len(narrower) + 1) for subset in combinations(narrower, size)]
+    assert plan[-1] == max_length and all(planned_width(plan, width) >= width for width in widths)
+    assert modelled_cost(widths, plan, batch_size) == pytest.approx(
+        min(modelled_cost(widths, other, batch_size) for other in every_plan))
+    assert plan_widths(widths, batch_size, capture_cost=0.0) == sorted(set(widths.tolist()))  # eager: no padding
+
+
+def test_short_texts_train_at_one_width_when_captures_cost_more_than_the_padding_saves():
+    widths = np.array([32] * 150 + [64] * 80 + [70] * 20)  # 2,000 tweets, 2 epochs, batch 16
+    assert plan_widths(widths, 16) == [70]
+    assert plan_widths(np.array([32] * 5000 + [512] * 10), 16) == [32, 512]  # many steps: worth a second shape
+
+
 def test_cuda_graphs_engine_trains_and_saves_a_complete_run(pm, project, engine):
     if engine != "cuda-graphs":
         pytest.skip("the trainer engine is covered everywhere else")
@@ -112,3 +151,4 @@ def test_resume_points_are_written_once_their_interval_passes(pm, project, engin
                         lambda self, name, state, policy_state: written.append((name, len(policy_state["history"]))))
     train_toy(pm, project, engine=engine, epochs=3, resume_point_seconds=0)
     assert written == [("checkpoint-20", 1), ("checkpoint-40", 2)]  # none after the last epoch
+

@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from plugins.engines.cuda_graphs import checkpoints as resume_points
-from plugins.engines.cuda_graphs.step import DeviceSplit, TrainStep, batch_width, epoch_batches
+from plugins.engines.cuda_graphs.step import (
+    CAPTURE_COST,
+    DeviceSplit,
+    TrainStep,
+    batch_width,
+    epoch_batches,
+    plan_widths,
+    planned_width,
+)
 from toolkit.api import (
     RunInterrupted,
     TaskConfig,
@@ -47,6 +55,9 @@ class StaticLoop:
         self.train_data = DeviceSplit.from_split(splits["train"], task.max_length, tokenizer.pad_token_id or 0, device)
         self.grouped = policy.group_by_length(task, self.train_data.host_lengths)
         self.steps_per_epoch = -(-len(self.train_data.host_lengths) // task.batch_size)
+        # The widths of every epoch's steps are known up front (batches are seeded by epoch): capture few.
+        every_step = [self._step_widths(self._batches(epoch)) for epoch in range(1, task.epochs + 1)]
+        self.widths = plan_widths(np.concatenate(every_step), task.batch_size, CAPTURE_COST if self.capture else 0.0)
         self.optimizer = policy.build_optimizer(self.model, task, rate_on=device if self.capture else None)
         self.scheduler = policy.build_scheduler(self.optimizer, task, self.steps_per_epoch * task.epochs)
         self.loss_weights = policy.loss_weights(task, self.model, splits["train"])
@@ -101,15 +112,20 @@ class StaticLoop:
                                **{key: round(value, 3) for key, value in self.seconds.items()}}},
         )
 
+    def _batches(self, epoch: int) -> np.ndarray:
+        return epoch_batches(self.train_data.host_lengths, self.task.batch_size, self.task.seed, epoch, self.grouped)
+
+    def _step_widths(self, batches: np.ndarray) -> np.ndarray:
+        return np.array([batch_width(self.train_data.host_lengths, rows, self.task.max_length,
+                                     self.task.dynamic_padding) for rows in batches])
+
     def _train_epoch(self, epoch: int):
         epoch_started = time.perf_counter()
         self.model.train()
-        batches = epoch_batches(self.train_data.host_lengths, self.task.batch_size, self.task.seed, epoch,
-                                self.grouped)
+        batches = self._batches(epoch)
         on_device = torch.from_numpy(batches).to(self.device)
-        for index, rows in enumerate(batches):
-            width = batch_width(self.train_data.host_lengths, rows, self.task.max_length, self.task.dynamic_padding)
-            self.step.run(on_device[index], width)
+        for index, width in enumerate(self._step_widths(batches)):
+            self.step.run(on_device[index], planned_width(self.widths, width))
             self.scheduler.step()
             self.global_step += 1
             self.progress.advance()
