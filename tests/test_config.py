@@ -56,6 +56,16 @@ def test_bad_choice_lists_the_valid_ones(tmp_path):
             r"'head', 'tail', 'head\+tail'.*Did you mean 'tail'")
 
 
+@pytest.mark.parametrize("value,error", [('"auto"', None), ("256", None), ('"big"', "must be one of 'auto'"),
+                                         ("0", "must be above 0"), ("true", "must be an integer or a string")])
+def test_eval_batch_size_is_a_number_of_rows_or_auto(tmp_path, value, error):
+    text = f'[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\neval_batch_size = {value}\n'
+    if error:
+        refused(tmp_path, text, error)
+    else:
+        assert str(load_config(write(tmp_path, text)).task("a").eval_batch_size) == value.strip('"')
+
+
 @pytest.mark.parametrize("line", ["learning_rate = inf", "learning_rate = nan", "weight_decay = nan",
                                   "warmup_ratio = -inf"])
 def test_non_finite_numbers_are_refused(tmp_path, line):

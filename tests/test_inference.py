@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from toolkit.evaluation.inference import TokenRows, predict_probabilities
+from toolkit.evaluation.inference import TokenRows, predict_probabilities, rows_per_batch
 
 ROWS = [[2, 7, 8, 3], [2, 3], [2, 5, 6, 7, 8, 9, 3]]  # ids inside the tiny test vocabulary
 
@@ -16,7 +16,15 @@ def test_token_rows_pad_the_same_from_lists_and_from_arrow():
         assert ids.tolist() == [ROWS[2], ROWS[0] + [0, 0, 0]]
         assert mask.tolist() == [[1] * 7, [1] * 4 + [0] * 3]
         assert tokens.lengths.tolist() == [4, 2, 7]
+        ids, mask = tokens.batch(np.array([1, 0]), pad=0, multiple=8)
+        assert ids.tolist() == [ROWS[1] + [0] * 6, ROWS[0] + [0] * 4] and mask.sum(axis=1).tolist() == [2, 4]
 
+
+
+def test_auto_batches_hold_64_rows_on_the_cpu_and_a_token_budget_on_a_gpu():
+    assert rows_per_batch(32, "cuda", 128) == 32  # a number is kept as set
+    assert rows_per_batch("auto", "cpu", 40) == 64
+    assert [rows_per_batch("auto", "cuda", longest) for longest in (70, 128, 512, 4096)] == [468, 256, 64, 64]
 
 
 def test_fused_cpu_inference_answers_as_float32_does_and_puts_the_model_back(tiny_model):

@@ -27,7 +27,7 @@ from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals
 from toolkit.evaluation import multilabel as multilabel_scores
-from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.inference import predict_probabilities, rows_per_batch
 from toolkit.hub import hub_reachable, require_hub
 from toolkit.models import load_classifier, load_tokenizer
 from toolkit.records import (
@@ -62,7 +62,7 @@ __all__ = [
     # metrics plugins: per-class counts, multi-label scores and honest intervals
     "metric_counts", "multilabel_scores", "intervals",
     # training engines: the shared policy and the pieces every engine uses
-    "policy", "checkpoints", "Progress", "predict_probabilities", "use_bf16", "attention_kernel",
+    "policy", "checkpoints", "Progress", "predict_probabilities", "rows_per_batch", "use_bf16", "attention_kernel",
     "bf16_attention", "register_attention",
     "wait_for_gpu_warm_up", "world_size", "RunInterrupted", "interrupt_requested",
 ]

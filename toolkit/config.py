@@ -39,7 +39,9 @@ class TaskConfig:
     model: str = _key(None, "a registered model (`tk list`)")
     max_length: int = _key(128, "tokens kept per text; `tk analyze-lengths` recommends one; at most the model's limit")
     batch_size: int = _key(16, "training batch size per device")
-    eval_batch_size: int = _key(64, "batch size for validation and test predictions")
+    eval_batch_size: int | str = _key("auto", "rows per batch in validation and test predictions; `auto`: 64 on "
+                                      "the CPU; on a GPU as many as make 32,768 tokens at the longest text's length "
+                                      "(256 at 128 tokens), at least 64", "auto")
     epochs: int = _key(3, "most epochs to train (early stopping may end sooner)")
     learning_rate: float = _key(2e-5, "peak learning rate (AdamW)")
     weight_decay: float = _key(0.01, "AdamW weight decay, on every weight but biases and LayerNorm weights")
@@ -281,7 +283,8 @@ def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | s
     if not ok:
         names = " or ".join(_TYPE_NAMES[t] for t in expected if t is not type(None))
         raise TkError(f"{path}: {where}: key '{key}' must be {names}, got {value!r}.")
-    if spec.choices and value not in spec.choices:
+    if spec.choices and value not in spec.choices and (isinstance(value, str) or int not in expected):
+        # (a key of a number or "auto" lists only "auto" among its choices)
         raise TkError(
             f"{path}: {where}: key '{key}' must be one of {', '.join(map(repr, spec.choices))}, "
             f"got {value!r}.{suggest(str(value), map(str, spec.choices))}"

@@ -15,7 +15,7 @@ from transformers.trainer_callback import PrinterCallback
 from plugins.engines.trainer.callback import PolicyCallback
 from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
 from plugins.engines.trainer.fast_dropout import fast_dropout
-from toolkit.api import TrainResult, attention_kernel, checkpoints, column, policy, use_bf16
+from toolkit.api import TrainResult, attention_kernel, checkpoints, column, policy, rows_per_batch, use_bf16
 
 
 class PolicyTrainer(Trainer):
@@ -80,7 +80,8 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         output_dir=str(folder),
         num_train_epochs=task.epochs,
         per_device_train_batch_size=task.batch_size,
-        per_device_eval_batch_size=task.eval_batch_size,
+        per_device_eval_batch_size=rows_per_batch(task.eval_batch_size, "cpu" if on_cpu else "cuda",
+                                                  task.max_length),
         learning_rate=task.learning_rate,
         max_grad_norm=policy.MAX_GRAD_NORM,
         seed=task.seed,
