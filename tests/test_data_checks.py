@@ -99,16 +99,19 @@ def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
 
 
 def test_a_held_out_test_split_far_larger_than_train_size_says_how_to_hold_out_fewer():
-    notes = []
-    splits = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50), notes)
+    notes, advice = [], []
+    splits = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50), notes,
+                         advice=advice)
     assert len(splits["test"]) == 12_000
-    assert "held out 12,000 training rows as the test split. Scoring them may take longer than training on " \
-           "train_size = 100; eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4" in notes[0]
+    assert notes[0] == "The data has no test split: held out 12,000 training rows as the test split."
+    assert advice == ["Scoring the 12,000 held-out test rows may take longer than training on train_size = 100; "
+                      "eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4 points)."]
+    assert not any("eval_size" in note for note in notes)  # advice, not a fact about the run: not recorded
     # 12,000 test rows for train_size 1,500: in proportion; 6,000 for 100: eval_size = 5000 would gain little
     for rows, train_size in ((60_000, 1500), (30_000, 100)):
         quiet = []
         make_splits(datasets.DatasetDict(train=big(rows)), task(train_size=train_size, validation_size=50), quiet)
-        assert "eval_size" not in quiet[0]
+        assert not any("eval_size" in note for note in quiet)  # without advice=, advice would join the notes
 
 
 def test_train_size_larger_than_the_data():

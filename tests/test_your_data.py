@@ -69,6 +69,24 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     assert "30 examples" in ok("evaluate", run_dir, "--data", other)
 
 
+def test_model_card_names_your_file_and_keeps_advice_to_the_console(tmp_path, tiny_model, monkeypatch):
+    """The card is about the model: the data it learnt from by name (not the plugin 'files'), and no
+    suggestion meant for whoever ran tk (the hint to hold out fewer test rows)."""
+    from toolkit.data import splits
+
+    monkeypatch.setattr(splits, "LARGE_TEST", 20)  # 120 held-out rows are "far more" than train_size 8 then
+    data = write_tickets(tmp_path / "tickets.csv", n=600, header=("id", "text", "label"))
+    output = ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", "train_size=8", *FAST)
+    hint = "Scoring the 120 held-out test rows may take longer than training on train_size = 8; eval_size = 20"
+    assert hint in output
+    run_dir = run_dir_of(output)
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "on `tickets.csv`. Classes:" in card and "texts like those of `tickets.csv`" in card
+    assert "`files`" not in card and "Scoring the" not in card
+    assert "held out 120 training rows as the test split." in card  # the fact stays
+    assert not any("Scoring the" in note for note in json.loads((run_dir / "config.json").read_text())["notes"])
+
+
 def test_four_line_task_check_and_tasks_option_after_the_command(tmp_path, tiny_model):
     project = tmp_path / "project"
     project.mkdir()

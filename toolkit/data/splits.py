@@ -19,13 +19,17 @@ def default_validation_size(train_rows: int) -> int:
     return max(1, min(MAX_VALIDATION, train_rows // 10))
 
 
-def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, dict] | None = None):
+def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, dict] | None = None,
+                advice: list[str] | None = None):
     """Carve validation from the training split; subset train and test; never overlap.
 
     Returns a DatasetDict with ``train``, ``validation`` and ``test``. ``left_out`` gets, for each of validation
     and test that lost rows whose text is also in the rows before it, ``{"rows_of": the split as loaded that the
-    row numbers count in, "rows": their numbers}`` (``files.row_numbers``).
+    row numbers count in, "rows": their numbers}`` (``files.row_numbers``). ``advice`` gets what tk suggests to
+    the person running it (e.g. a smaller eval_size), which tk run prints but does not record as a fact about the
+    run (the model card); without it, advice joins ``notes``.
     """
+    advice = notes if advice is None else advice
     import datasets
 
     train = splits["train"]
@@ -41,8 +45,8 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
                           "lower validation_size or train_size, or add rows.")
         train, test = _carve(train, size, task.seed, "test", task)
         held = f" (left after holding out {len(test):,} as the test split: eval_size)"
-        notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split."
-                     + _large_test_hint(len(test), task))
+        notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split.")
+        advice += _large_test_hint(len(test), task)
     if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
         rest, validation = train, splits["validation"]
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
@@ -134,13 +138,14 @@ def rows_after_test(task: TaskConfig, own_validation: bool) -> int:
     return left
 
 
-def _large_test_hint(rows: int, task: TaskConfig) -> str:
+def _large_test_hint(rows: int, task: TaskConfig) -> list[str]:
     """A held-out test split far larger than train_size takes longer to score than training takes: say how to
     hold out fewer, and what that costs in precision."""
     if task.eval_size is not None or task.train_size is None or rows <= max(10 * task.train_size, 2 * LARGE_TEST):
-        return ""
-    return (f" Scoring them may take longer than training on train_size = {task.train_size}; eval_size = {LARGE_TEST} "
-            f"holds out {LARGE_TEST:,} (accuracy's 95% interval then at most +/-1.4 points).")
+        return []
+    return [f"Scoring the {rows:,} held-out test rows may take longer than training on train_size = "
+            f"{task.train_size}; eval_size = {LARGE_TEST} holds out {LARGE_TEST:,} (accuracy's 95% interval then at "
+            "most +/-1.4 points)."]
 
 
 LARGE_TEST = 5000

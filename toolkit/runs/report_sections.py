@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from toolkit.evaluation.report import interval_methods
+from toolkit.evaluation.report import interval_methods, undefined_precision
 from toolkit.runs import report_figures as figures
 from toolkit.runs.report_page import (
     HEADLINE,
@@ -58,6 +58,7 @@ def summary(run: RunData) -> str:
     absent = m.get("classes_absent")
     if absent:
         notes.append("Classes with no test rows (their scores mean nothing): " + ", ".join(map(str, absent)) + ".")
+    notes += [undefined_precision(m)] if undefined_precision(m) else []  # as the console and the model card say
     warnings = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in m.get("warnings") or [])
     return section("summary", "Test metrics", warnings + table(["metric", "value", "95% interval"], rows)
                    + "".join(f'<p dir="auto">{e(note)}</p>' for note in notes))
