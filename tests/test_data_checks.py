@@ -1,3 +1,5 @@
+import re
+
 import datasets
 import pytest
 
@@ -59,6 +61,20 @@ def test_clean_data_has_no_warnings():
     assert report.warnings == []
 
 
+def test_counts_that_reach_a_thousand_have_separators():
+    """12,500 as the rest of tk prints counts, not 12500; row numbers stay as the file numbers them."""
+    texts = [f"same &amp; text {i % 1250}" for i in range(2500)] + [f"other {i}" for i in range(1500)]
+    labels = [0] * 1250 + [1] * 1250 + [i % 2 for i in range(1500)]  # each repeated text: once neg, once pos
+    report = check_splits(datasets.DatasetDict(train=dataset(texts, labels)), "d", LABELS)
+    found = findings(report)
+    assert "train: 2,500 texts (62.5%) hold HTML remnants" in found["html"].message
+    assert "train: classes neg 2,000 (50.0%), pos 2,000 (50.0%)" in found["class_balance"].message
+    assert "1,250 rows repeat an earlier text exactly (1,250 distinct texts" in found["duplicates_exact"].message
+    assert "train: 1,250 texts appear with different labels" in found["label_conflicts"].message
+    assert found["html"].count == 2500  # the numbers themselves stay numbers (tk check --json)
+    assert re.match(r"rows (\d+) and (\d+):", found["duplicates_exact"].examples[0])  # no separators in row numbers
+
+
 def test_normalise_ignores_case_space_and_tags():
     assert normalise("  Good<br />FILM\n") == normalise("good film")
 
@@ -107,6 +123,9 @@ def test_a_held_out_test_split_far_larger_than_train_size_says_how_to_hold_out_f
     assert advice == ["Scoring the 12,000 held-out test rows may take longer than training on train_size = 100; "
                       "eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4 points)."]
     assert not any("eval_size" in note for note in notes)  # advice, not a fact about the run: not recorded
+    notes = []
+    make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100), notes)
+    assert "Validation: 500 of the 48,000 training rows (validation_size default: a tenth, at most 500)." in notes
     # 12,000 test rows for train_size 1,500: in proportion; 6,000 for 100: eval_size = 5000 would gain little
     for rows, train_size in ((60_000, 1500), (30_000, 100)):
         quiet = []
@@ -266,7 +285,7 @@ def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_mod
     stats = LengthStats("tiny", 2, 1.0, 1.0, 1.0, 1.0, 1.0, int(lengths.max()), 128, 0.95, 128, {128: 0.5},
                         {128: 0.5}, cut=1)
     report = format_report([stats])
-    assert f"≥ {lengths.max()}" in report
+    assert f"≥ {lengths.max():,}" in report  # tokens, counted as tk counts: 20,002
     assert "1 texts are longer than 100,000 characters and were measured on their first 100,000" in report
 
 

@@ -52,13 +52,13 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
         if limit < len(validation):
             validation = _subset(validation, limit, task.seed, "validation_size", task)
-        notes.append(f"Validation: the data's own validation split ({len(validation)} rows).")
+        notes.append(f"Validation: the data's own validation split ({len(validation):,} rows).")
     elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
         if len(train) < 2:
             raise TkError(f"task '{task.name}': the training split has {len(train)} row{held}: too few to carve a "
                           "validation split from. Add rows, or give a validation file (validation.*).")
         rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task)
-        notes.append(f"Validation: {len(validation)} of the {len(train)} training rows (validation_size default: "
+        notes.append(f"Validation: {len(validation):,} of the {len(train):,} training rows (validation_size default: "
                      f"a tenth, at most {MAX_VALIDATION}).")
     else:
         limit = len(train) - (task.train_size or 1)  # validation leaves train_size its rows
@@ -117,7 +117,7 @@ def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str, not
     seen_before = np.isin(keys, seen)
     if seen_before.any():
         gone = np.sort(row_numbers(split)[seen_before])
-        notes.append(f"{name}: left out {len(gone)} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
+        notes.append(f"{name}: left out {len(gone):,} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
                      f"{rows_of} {rows_named(gone, LEFT_OUT_SHOWN)}.")
         left_out[name] = {"rows_of": rows_of, "rows": gone.tolist()}
     keep = np.flatnonzero(~seen_before)
@@ -155,8 +155,8 @@ CARVED_BY = {"validation": "validation_size", "test": "eval_size"}  # the key th
 def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
     """Split off ``size`` rows, stratified by label; returns (rest, carved)."""
     if size >= len(split):
-        raise TkError(f"task '{task.name}': cannot carve {size} {what} rows from {len(split)} training rows. "
-                      f"Lower {CARVED_BY[what]} below {len(split)}, or add training rows.")
+        raise TkError(f"task '{task.name}': cannot carve {size:,} {what} rows from {len(split):,} training rows. "
+                      f"Lower {CARVED_BY[what]} below {len(split):,}, or add training rows.")
     parts = _stratified(split, size, seed, what, task)
     return parts["train"], parts["test"]
 
@@ -194,5 +194,5 @@ def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskC
         # Too few rows of some class to stratify: fall back to a seeded shuffle.
         if "Minimum class count" in str(error) or "should be greater or equal" in str(error):
             return split.train_test_split(test_size=size, seed=seed)
-        raise TkError(f"task '{task.name}': cannot take {size} rows for {key}: {error}") from None
+        raise TkError(f"task '{task.name}': cannot take {size:,} rows for {key}: {error}") from None
     return datasets.DatasetDict({"train": split.select(rest), "test": split.select(taken)})

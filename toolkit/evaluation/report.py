@@ -76,6 +76,11 @@ def undefined_precision(metrics: dict[str, Any]) -> str | None:
             "): shown as 0, as scikit-learn's zero_division=0 does.")
 
 
+def thousands(value: Any) -> str:
+    """A count as tk prints counts (12,500); a value that is not a count (not recorded: None) as '?'."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "?"
+
+
 def interval_methods(metrics: dict[str, Any]) -> str | None:
     """"95% intervals: Wilson for proportions, BCa bootstrap for F1": how the metrics' intervals were made."""
     methods = {value for key, value in metrics.items() if key.endswith("_ci_method")}
@@ -129,7 +134,7 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
     for name in names:
         row = per_class[name]
         lines.append(f"  {_cut(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
-                     f"{int(row['support']):>7}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
+                     f"{int(row['support']):>7,}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
     return lines
 
 
