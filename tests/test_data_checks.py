@@ -55,6 +55,22 @@ def test_same_text_different_labels_is_a_conflict():
     assert findings(report)["label_conflicts"].count == 1
 
 
+def test_conflicting_texts_that_start_alike_are_shown_apart_with_their_rows():
+    """Two texts whose first 80 characters are the same used to look identical in the examples."""
+    start = "Noshit party was great !! Working on a new track now .... and it's raining in Amsterdam "
+    texts = [start + "#copy5", "other", start + "#copy9", start + "#copy5", start + "#copy9"]
+    report = check_splits(datasets.DatasetDict(train=dataset(texts, [0, 0, 0, 1, 1])), "d", LABELS)
+    conflicts = findings(report)["label_conflicts"]
+    assert conflicts.count == 2
+    assert conflicts.examples == [
+        "rows 1 and 4 labelled ['neg', 'pos']: 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy5'",
+        "rows 3 and 5 labelled ['neg', 'pos']: 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy9'"]
+    different = check_splits(datasets.DatasetDict(train=dataset(["a b", "A  b", "c d", "C d"], [0, 1, 0, 1])), "d",
+                             LABELS)
+    assert findings(different)["label_conflicts"].examples == ["rows 1 and 2 labelled ['neg', 'pos']: 'a b'",
+                                                               "rows 3 and 4 labelled ['neg', 'pos']: 'c d'"]
+
+
 def test_clean_data_has_no_warnings():
     texts = [f"text {i}" for i in range(20)]  # ten rows per class: not rare
     report = check_splits(datasets.DatasetDict(train=dataset(texts, [i % 2 for i in range(20)])), "d", LABELS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
+from os.path import commonprefix
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
 SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
 SPACE = re.compile(r"\s+")
 EXAMPLES = 3
+SHOWN_CHARS = 80  # of an example text
+DIFFERENCE_CONTEXT = 20  # characters shown before where two alike examples first differ
 IMBALANCE_WARNING = 0.2  # warn when the smallest class is under 20% of the largest
 RARE_CLASS_ROWS = 10  # warn about classes with fewer rows than this in a split
 
@@ -236,10 +239,9 @@ def _duplicates(split: str, keys: dict[str, np.ndarray], texts, numbers: np.ndar
         if extra <= 0 or not len(repeated):
             continue
         counted += extra
-        examples = []
-        for group in repeated[:EXAMPLES]:
-            rows = np.flatnonzero(inverse == group)
-            examples.append(f"{rows_named(numbers[rows])}: {_short(texts[int(rows[0])])}")
+        groups = [np.flatnonzero(inverse == group) for group in repeated[:EXAMPLES]]
+        examples = [f"{rows_named(numbers[rows])}: {shown}"
+                    for rows, shown in zip(groups, _shorts([texts[int(rows[0])] for rows in groups]))]
         how = "exactly" if kind == "exact" else "once case and spacing are ignored"
         found.append(Finding(f"duplicates_{kind}", "warning",
                              f"{split}: {extra:,} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} "
@@ -261,11 +263,9 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts,
     conflicting = np.flatnonzero(low != high)
     if not len(conflicting):
         return []
-    examples = []
-    for group in conflicting[:EXAMPLES]:
-        rows = np.flatnonzero(inverse == group)
-        names = sorted({name_of(int(r)) for r in rows})
-        examples.append(f"{rows_named(numbers[rows])} labelled {names}: {_short(texts[int(rows[0])])}")
+    groups = [np.flatnonzero(inverse == group) for group in conflicting[:EXAMPLES]]
+    examples = [f"{rows_named(numbers[rows])} labelled {sorted({name_of(int(r)) for r in rows})}: {shown}"
+                for rows, shown in zip(groups, _shorts([texts[int(rows[0])] for rows in groups]))]
     n = len(conflicting)
     return [Finding("label_conflicts", "warning",
                     f"{split}: {n:,} {plural(n, 'text')} {'appears' if n == 1 else 'appear'} with different labels",
@@ -283,7 +283,8 @@ def _leakage(first: str, second: str, keys, second_texts, second_numbers: np.nda
         shared = len(np.unique(keys[second][kind][rows]))
         what = (f"{shared:,} exact {plural(shared, 'text')}" if kind == "exact" else
                 f"{shared:,} more {plural(shared, 'text')} once case and spacing are ignored")
-        examples = [f"{second} row {second_numbers[row]}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
+        examples = [f"{second} row {second_numbers[row]}: {shown}" for row, shown in
+                    zip(rows[:EXAMPLES], _shorts([second_texts[int(row)] for row in rows[:EXAMPLES]]))]
         found.append(Finding(f"leakage_{kind}", "warning",
                              f"{second} and {first} share {what} ({len(rows):,} {second} {plural(len(rows), 'row')}): "
                              f"tk run leaves out of {second} those in the rows it trains or validates on", len(rows),
@@ -291,9 +292,26 @@ def _leakage(first: str, second: str, keys, second_texts, second_numbers: np.nda
     return found
 
 
-def _short(text: str, limit: int = 80) -> str:
+def _short(text: str, limit: int = SHOWN_CHARS) -> str:
     text = SPACE.sub(" ", text).strip()
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _shorts(texts: list[str], limit: int = SHOWN_CHARS) -> list[str]:
+    """Each example text as ``_short`` shows it; one whose first ``limit`` characters are another example's
+    (so the two would look identical) shows its start, then the part from where it differs from the others:
+    'Noshit party was great !! Working on a n'...'g in Amsterdam #copy5'."""
+    texts = [SPACE.sub(" ", text).strip() for text in texts]
+    shown = []
+    for text in texts:
+        differs = max((len(commonprefix([text, other])) for other in texts if other != text), default=0)
+        if differs < limit:
+            shown.append(_short(text, limit))
+            continue
+        start = differs - DIFFERENCE_CONTEXT
+        part = text[start:start + limit // 2]
+        shown.append(repr(text[:limit // 2]) + "..." + repr(part) + ("..." if start + len(part) < len(text) else ""))
+    return shown
 
 
 def _around_html(text: str, context: int = 30) -> str:
