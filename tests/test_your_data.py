@@ -604,6 +604,37 @@ def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
     assert artifacts.fingerprint({"train": split}) == {"train": {"rows": 10, "sha256": row_by_row.hexdigest()[:16]}}
 
 
+def test_compare_says_when_runs_named_alike_used_other_data(project, tiny_model, monkeypatch):
+    """A run of tk run --data toy.csv made where no tasks.toml had a task 'toy' is named toy-*, like the toy
+    task's runs: tk compare runs/toy-* says that they share the name but not the data."""
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    data = write_tickets(elsewhere / "toy.csv", header=("id", "text", "label"))
+    monkeypatch.chdir(elsewhere)
+    first = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST, "--output", project / "runs"))
+    monkeypatch.chdir(project)
+    second = run_dir_of(ok("run", "toy", "--set", "epochs=1", "--output", project / "runs"))
+    assert first.name.startswith("toy-") and second.name.startswith("toy-")
+    output = ok("compare", first, second)
+    assert (f"task 'toy': these runs share its name but not their data ({first.name} on {data.resolve()}; "
+            f"{second.name} on {(project / 'toy-data').resolve()}), so they are not runs of one task") in output
+    assert f"data={json.dumps(str(data.resolve()))}" in output  # under the settings that differ, as resolved
+    document = json.loads(ok("compare", first, second, "--json"))
+    assert any(note.startswith("task 'toy': these runs share its name") for note in document["notes"])
+    assert "share its name" not in ok("compare", second, second)
+    # the same file, changed between runs (manifest.json's source fingerprint); unrecorded (older runs): no note
+    from toolkit.runs.compare import RunSummary, data_notes
+
+    def run(label, fingerprint):
+        return RunSummary(label, {}, None, None, None, {"name": "toy"}, "/data/toy.csv", fingerprint)
+
+    assert data_notes([run("a", "train 1a"), run("b", "train 2b")]) == [
+        "task 'toy': these runs share its name but not their data (a on /data/toy.csv (data fingerprint train 1a); "
+        "b on /data/toy.csv (data fingerprint train 2b)), so they are not runs of one task; compare runs of the "
+        "same data."]
+    assert data_notes([run("a", "train 1a"), run("b", None)]) == []
+
+
 def test_a_file_named_like_a_task_of_tasks_toml_gets_a_task_name_of_its_own(project, tiny_model):
     """runs/toy-* are the toy task's; tk run --data toy.csv used to add its runs there, and tk compare mixed them."""
     data = write_tickets(project / "toy.csv", header=("id", "text", "label"))
