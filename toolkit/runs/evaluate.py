@@ -82,8 +82,8 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
         if split == "test" and data is None:
             leaked = _leaked(splits, task)
             if leaked:
-                notes.append(f"WARNING: {leaked:,} of these {len(splits['test']):,} rows {_hold(leaked)} also in the rows "
-                             "the run trained or validated on: the model has seen them, so these scores are "
+                notes.append(f"WARNING: {leaked:,} of these {len(splits['test']):,} rows {_hold(leaked)} also in the "
+                             "rows the run trained or validated on: the model has seen them, so these scores are "
                              "optimistic. Without --split, tk evaluate leaves them out, as tk run did.")
         every = ", every row" if split == "test" and data is None else ""  # not only the rows tk run scored
         return splits[split], split, f"{split} split{every}"
@@ -133,7 +133,8 @@ def _changed(recorded: dict | None, now: dict, source) -> list[str]:
     if not recorded or recorded == now:
         return []
     def short(value: dict) -> str:
-        return ", ".join(f"{name} {v.get('sha256')} ({thousands(v.get('rows'))} rows)" for name, v in sorted(value.items()))
+        return ", ".join(f"{name} {v.get('sha256')} ({thousands(v.get('rows'))} rows)"
+                         for name, v in sorted(value.items()))
     return [f"WARNING: {source.path} changed since the run: fingerprint at training {short(recorded)}; "
             f"now {short(now)}. The scores below are on the data as it is now"
             + (": the rows held out as the test split are drawn again from the changed file, so they may "

@@ -130,7 +130,8 @@ def multi_label_use(data: str) -> list[str]:
 def training_data(manifest: dict[str, Any]) -> list[str]:
     lines = [f"- Source: {md(manifest.get('data_source', 'not recorded'))}"]
     for split, info in (manifest.get("data_fingerprint") or {}).items():
-        lines.append(f"- `{md(split)}`: {thousands(info.get('rows'))} rows (sha256 prefix `{md(info.get('sha256', '?'))}`)")
+        lines.append(f"- `{md(split)}`: {thousands(info.get('rows'))} rows "
+                     f"(sha256 prefix `{md(info.get('sha256', '?'))}`)")
     checks = manifest.get("data_checks")
     used = checks.get("split_rows") if isinstance(checks, dict) else None  # validation_size may be unset: its default
     if used:
@@ -178,7 +179,8 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
     else:
         rows.append("| majority-class baseline | not recorded | — |")
     undefined = undefined_precision(metrics)
-    return [f"On {thousands(metrics.get('n'))} texts of the test split ({interval_methods(metrics) or '95% intervals'}):\n",
+    methods = interval_methods(metrics) or "95% intervals"
+    return [f"On {thousands(metrics.get('n'))} texts of the test split ({methods}):\n",
             "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n",
             *([md(undefined) + "\n"] if undefined else [])]
 
