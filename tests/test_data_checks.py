@@ -1,3 +1,5 @@
+import re
+
 import datasets
 import pytest
 
@@ -53,10 +55,40 @@ def test_same_text_different_labels_is_a_conflict():
     assert findings(report)["label_conflicts"].count == 1
 
 
+def test_conflicting_texts_that_start_alike_are_shown_apart_with_their_rows():
+    """Two texts whose first 80 characters are the same used to look identical in the examples."""
+    start = "Noshit party was great !! Working on a new track now .... and it's raining in Amsterdam "
+    texts = [start + "#copy5", "other", start + "#copy9", start + "#copy5", start + "#copy9"]
+    report = check_splits(datasets.DatasetDict(train=dataset(texts, [0, 0, 0, 1, 1])), "d", LABELS)
+    conflicts = findings(report)["label_conflicts"]
+    assert conflicts.count == 2
+    assert conflicts.examples == [
+        "rows 1 and 4 labelled ['neg', 'pos']: 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy5'",
+        "rows 3 and 5 labelled ['neg', 'pos']: 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy9'"]
+    different = check_splits(datasets.DatasetDict(train=dataset(["a b", "A  b", "c d", "C d"], [0, 1, 0, 1])), "d",
+                             LABELS)
+    assert findings(different)["label_conflicts"].examples == ["rows 1 and 2 labelled ['neg', 'pos']: 'a b'",
+                                                               "rows 3 and 4 labelled ['neg', 'pos']: 'c d'"]
+
+
 def test_clean_data_has_no_warnings():
     texts = [f"text {i}" for i in range(20)]  # ten rows per class: not rare
     report = check_splits(datasets.DatasetDict(train=dataset(texts, [i % 2 for i in range(20)])), "d", LABELS)
     assert report.warnings == []
+
+
+def test_counts_that_reach_a_thousand_have_separators():
+    """12,500 as the rest of tk prints counts, not 12500; row numbers stay as the file numbers them."""
+    texts = [f"same &amp; text {i % 1250}" for i in range(2500)] + [f"other {i}" for i in range(1500)]
+    labels = [0] * 1250 + [1] * 1250 + [i % 2 for i in range(1500)]  # each repeated text: once neg, once pos
+    report = check_splits(datasets.DatasetDict(train=dataset(texts, labels)), "d", LABELS)
+    found = findings(report)
+    assert "train: 2,500 texts (62.5%) hold HTML remnants" in found["html"].message
+    assert "train: classes neg 2,000 (50.0%), pos 2,000 (50.0%)" in found["class_balance"].message
+    assert "1,250 rows repeat an earlier text exactly (1,250 distinct texts" in found["duplicates_exact"].message
+    assert "train: 1,250 texts appear with different labels" in found["label_conflicts"].message
+    assert found["html"].count == 2500  # the numbers themselves stay numbers (tk check --json)
+    assert re.match(r"rows (\d+) and (\d+):", found["duplicates_exact"].examples[0])  # no separators in row numbers
 
 
 def test_normalise_ignores_case_space_and_tags():
@@ -99,16 +131,22 @@ def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
 
 
 def test_a_held_out_test_split_far_larger_than_train_size_says_how_to_hold_out_fewer():
-    notes = []
-    splits = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50), notes)
+    notes, advice = [], []
+    splits = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50), notes,
+                         advice=advice)
     assert len(splits["test"]) == 12_000
-    assert "held out 12,000 training rows as the test split. Scoring them may take longer than training on " \
-           "train_size = 100; eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4" in notes[0]
+    assert notes[0] == "The data has no test split: held out 12,000 training rows as the test split."
+    assert advice == ["Scoring the 12,000 held-out test rows may take longer than training on train_size = 100; "
+                      "eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4 points)."]
+    assert not any("eval_size" in note for note in notes)  # advice, not a fact about the run: not recorded
+    notes = []
+    make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100), notes)
+    assert "Validation: 500 of the 48,000 training rows (validation_size default: a tenth, at most 500)." in notes
     # 12,000 test rows for train_size 1,500: in proportion; 6,000 for 100: eval_size = 5000 would gain little
     for rows, train_size in ((60_000, 1500), (30_000, 100)):
         quiet = []
         make_splits(datasets.DatasetDict(train=big(rows)), task(train_size=train_size, validation_size=50), quiet)
-        assert "eval_size" not in quiet[0]
+        assert not any("eval_size" in note for note in quiet)  # without advice=, advice would join the notes
 
 
 def test_train_size_larger_than_the_data():
@@ -263,7 +301,7 @@ def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_mod
     stats = LengthStats("tiny", 2, 1.0, 1.0, 1.0, 1.0, 1.0, int(lengths.max()), 128, 0.95, 128, {128: 0.5},
                         {128: 0.5}, cut=1)
     report = format_report([stats])
-    assert f"≥ {lengths.max()}" in report
+    assert f"≥ {lengths.max():,}" in report  # tokens, counted as tk counts: 20,002
     assert "1 texts are longer than 100,000 characters and were measured on their first 100,000" in report
 
 

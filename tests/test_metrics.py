@@ -128,6 +128,15 @@ def test_classes_the_model_never_predicts_are_named():
     assert not any("never predicts" in w for w in every_class)
 
 
+def test_warnings_count_rows_with_thousands_separators():
+    labels = np.array([0] * 1200 + [1] * 1500 + [2] * 300)
+    one_class = scored(labels, np.zeros(3000, int), ("a", "b", "c"), majority=0)["warnings"][0]
+    assert "'a' for 100.0% of the 3,000 rows" in one_class
+    predictions = np.where(labels == 1, 0, labels)  # never 'b'
+    never = [w for w in scored(labels, predictions, ("a", "b", "c"), majority=0)["warnings"] if "never" in w]
+    assert never and "'b' (1,500 rows)" in never[0]
+
+
 def test_without_training_labels_the_baseline_comes_from_the_scored_split():
     labels = np.array([1] * 60 + [0] * 40)
     metrics = scored(labels, labels, ("neg", "pos"))
@@ -150,6 +159,8 @@ def test_precision_without_predicted_positives_has_no_interval_and_says_why():
     assert "n too small" in metrics["precision_ci_note"] and "no row predicted 'pos'" in metrics["precision_ci_note"]
     assert metrics["recall_ci"][0] == 0.0 < metrics["recall_ci"][1]  # 0 of 20: Wilson is not [0, 0]
     assert "no interval: n too small" in format_metrics(metrics)
+    assert ("  Precision is undefined for 'pos' (no row was predicted as it): shown as 0, as scikit-learn's "
+            "zero_division=0 does.") in format_metrics(metrics).splitlines()
 
 
 def test_a_bootstrap_that_cannot_vary_is_null_with_a_note():

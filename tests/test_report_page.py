@@ -176,6 +176,47 @@ def test_model_card_names_hub_ids_baseline_and_absent_classes(toy_run):
     assert "- Rows used: train 160, validation 40, test 80\n" in noted  # the sizes, where a key was left unset
 
 
+def test_precision_of_a_class_no_row_was_predicted_as_is_called_undefined_everywhere(toy_run, tmp_path):
+    """The console, report.html and the model card all say why 'pos' shows precision 0 (zero_division=0)."""
+    import html
+
+    from toolkit.evaluation.report import format_metrics
+
+    said = ("Precision is undefined for 'pos' (no row was predicted as it): shown as 0, as scikit-learn's "
+            "zero_division=0 does.")
+    run = copy_run(toy_run, tmp_path / "never-pos")
+    manifest = json.loads((run / "manifest.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["confusion_matrix"] = [[30, 10], [10, 30]]
+    assert said not in format_metrics(metrics) + render_model_card(metrics, manifest)
+    metrics["confusion_matrix"] = [[40, 0], [40, 0]]  # every row predicted 'neg'
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert f"  {said}" in format_metrics(metrics).splitlines()  # a line of its own, under the per-class table
+    assert said in render_model_card(metrics, manifest)
+    assert html.escape(said) in write_report(run).read_text()
+
+
+def test_counts_have_thousands_separators_in_the_console_the_page_and_the_card(toy_run, tmp_path):
+    from toolkit.evaluation.report import format_metrics
+
+    run = copy_run(toy_run, tmp_path / "big")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update(n=12500, confusion_matrix=[[6000, 250], [1250, 5000]])
+    for name in ("neg", "pos"):
+        metrics["per_class"][name]["support"] = 6250
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["data_fingerprint"]["test"]["rows"] = 12500
+    for path, data in ((run / "metrics.json", metrics), (run / "manifest.json", manifest)):
+        path.write_text(json.dumps(data))
+    rows = [line.split() for line in format_metrics(metrics).splitlines() if line.split()[:1] in (["neg"], ["pos"])]
+    assert [row[-1] for row in rows] == ["6,250", "6,250"]  # the support column
+    card = render_model_card(metrics, manifest)
+    assert "On 12,500 texts of the test split" in card and "- `test`: 12,500 rows" in card
+    page = write_report(run).read_text()
+    assert "12,500 test texts" in page and '<td class="num">6,250</td>' in page and "(n=6,250)" in page
+    assert "6,000" in page.split('<section id="confusion">')[1].split("</section>")[0]  # the matrix's cells
+
+
 def test_a_p_value_below_the_smallest_float_is_not_printed_as_zero():
     from toolkit.evaluation.report import format_metrics
 

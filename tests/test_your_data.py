@@ -69,6 +69,24 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     assert "30 examples" in ok("evaluate", run_dir, "--data", other)
 
 
+def test_model_card_names_your_file_and_keeps_advice_to_the_console(tmp_path, tiny_model, monkeypatch):
+    """The card is about the model: the data it learnt from by name (not the plugin 'files'), and no
+    suggestion meant for whoever ran tk (the hint to hold out fewer test rows)."""
+    from toolkit.data import splits
+
+    monkeypatch.setattr(splits, "LARGE_TEST", 20)  # 120 held-out rows are "far more" than train_size 8 then
+    data = write_tickets(tmp_path / "tickets.csv", n=600, header=("id", "text", "label"))
+    output = ok("run", "--data", data, "--set", f"model={tiny_model}", "--set", "train_size=8", *FAST)
+    hint = "Scoring the 120 held-out test rows may take longer than training on train_size = 8; eval_size = 20"
+    assert hint in output
+    run_dir = run_dir_of(output)
+    card = (run_dir / "model" / "README.md").read_text()
+    assert "on `tickets.csv`. Classes:" in card and "texts like those of `tickets.csv`" in card
+    assert "`files`" not in card and "Scoring the" not in card
+    assert "held out 120 training rows as the test split." in card  # the fact stays
+    assert not any("Scoring the" in note for note in json.loads((run_dir / "config.json").read_text())["notes"])
+
+
 def test_four_line_task_check_and_tasks_option_after_the_command(tmp_path, tiny_model):
     project = tmp_path / "project"
     project.mkdir()
@@ -584,6 +602,37 @@ def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
         row_by_row.update(f"{label}\t{text}\n".encode())
     monkeypatch.setattr(artifacts, "FINGERPRINT_ROWS", 3)  # several slices, the last one short
     assert artifacts.fingerprint({"train": split}) == {"train": {"rows": 10, "sha256": row_by_row.hexdigest()[:16]}}
+
+
+def test_compare_says_when_runs_named_alike_used_other_data(project, tiny_model, monkeypatch):
+    """A run of tk run --data toy.csv made where no tasks.toml had a task 'toy' is named toy-*, like the toy
+    task's runs: tk compare runs/toy-* says that they share the name but not the data."""
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    data = write_tickets(elsewhere / "toy.csv", header=("id", "text", "label"))
+    monkeypatch.chdir(elsewhere)
+    first = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST, "--output", project / "runs"))
+    monkeypatch.chdir(project)
+    second = run_dir_of(ok("run", "toy", "--set", "epochs=1", "--output", project / "runs"))
+    assert first.name.startswith("toy-") and second.name.startswith("toy-")
+    output = ok("compare", first, second)
+    assert (f"task 'toy': these runs share its name but not their data ({first.name} on {data.resolve()}; "
+            f"{second.name} on {(project / 'toy-data').resolve()}), so they are not runs of one task") in output
+    assert f"data={json.dumps(str(data.resolve()))}" in output  # under the settings that differ, as resolved
+    document = json.loads(ok("compare", first, second, "--json"))
+    assert any(note.startswith("task 'toy': these runs share its name") for note in document["notes"])
+    assert "share its name" not in ok("compare", second, second)
+    # the same file, changed between runs (manifest.json's source fingerprint); unrecorded (older runs): no note
+    from toolkit.runs.compare import RunSummary, data_notes
+
+    def run(label, fingerprint):
+        return RunSummary(label, {}, None, None, None, {"name": "toy"}, "/data/toy.csv", fingerprint)
+
+    assert data_notes([run("a", "train 1a"), run("b", "train 2b")]) == [
+        "task 'toy': these runs share its name but not their data (a on /data/toy.csv (data fingerprint train 1a); "
+        "b on /data/toy.csv (data fingerprint train 2b)), so they are not runs of one task; compare runs of the "
+        "same data."]
+    assert data_notes([run("a", "train 1a"), run("b", None)]) == []
 
 
 def test_a_file_named_like_a_task_of_tasks_toml_gets_a_task_name_of_its_own(project, tiny_model):

@@ -166,7 +166,7 @@ def _without_missing(named, split: str, notes: list[str]):
     if keep.all():
         return named
     missing = row_numbers(named)[~keep]
-    notes.append(f"{split}: left out {len(missing)} {'row' if len(missing) == 1 else 'rows'} with no label: "
+    notes.append(f"{split}: left out {len(missing):,} {'row' if len(missing) == 1 else 'rows'} with no label: "
                  f"{rows_named(missing)}.")
     return named.select(np.flatnonzero(keep))
 

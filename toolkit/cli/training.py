@@ -191,14 +191,16 @@ def compare(run_dirs, as_json):
     from toolkit.runs.compare import (
         SIGNIFICANCE,
         comparison_notes,
+        data_notes,
         format_run_rows,
         format_settings_and_notes,
         run_rows,
         summarise,
     )
 
-    rows = run_rows([summarise(path) for path in run_dirs])
-    notes = comparison_notes(rows)
+    runs = [summarise(path) for path in run_dirs]
+    rows = run_rows(runs)
+    notes = data_notes(runs) + comparison_notes(rows)
     if as_json:
         emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes})
     else:

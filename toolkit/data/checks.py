@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
+from os.path import commonprefix
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
 SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
 SPACE = re.compile(r"\s+")
 EXAMPLES = 3
+SHOWN_CHARS = 80  # of an example text
+DIFFERENCE_CONTEXT = 20  # characters shown before where two alike examples first differ
 IMBALANCE_WARNING = 0.2  # warn when the smallest class is under 20% of the largest
 RARE_CLASS_ROWS = 10  # warn about classes with fewer rows than this in a split
 
@@ -115,7 +118,7 @@ def _list_like_labels(label_names: tuple[str, ...], multi_label: bool) -> list[F
         examples = ", ".join(repr(name) for name in holding[:3])
         fix = (f'set label_separator = "{separator}"' if multi_label else
                f'set problem = "multi-label" and label_separator = "{separator}"')
-        return [Finding("label_lists", "warning", f"{len(holding)} of {len(label_names)} labels contain "
+        return [Finding("label_lists", "warning", f"{len(holding):,} of {len(label_names):,} labels contain "
                         f"'{separator}' ({examples}): if a cell lists several labels, {fix} "
                         "(docs/multi-label.md)", len(holding))]
     return []
@@ -165,7 +168,7 @@ def _text_quality(split: str, texts, numbers: np.ndarray) -> list[Finding]:
     html = [row for row, text in enumerate(texts) if text and HTML_REMNANT.search(text)]
     if html:
         first = HTML_REMNANT.search(texts[html[0]]).group(0)
-        found.append(Finding("html", "warning", f"{split}: {len(html)} texts ({len(html) / len(texts):.1%}) hold "
+        found.append(Finding("html", "warning", f"{split}: {len(html):,} texts ({len(html) / len(texts):.1%}) hold "
                              f"HTML remnants such as {first} (the tokenizer sees them as words)", len(html),
                              [f"row {numbers[row]}: {_around_html(texts[row])}" for row in html[:EXAMPLES]]))
     return found
@@ -174,7 +177,7 @@ def _text_quality(split: str, texts, numbers: np.ndarray) -> list[Finding]:
 def _balance(split: str, labels: np.ndarray, label_names: tuple[str, ...]) -> list[Finding]:
     """Each class's share; a warning when the smallest class has under a fifth of the largest's rows."""
     counts = np.bincount(labels, minlength=len(label_names))
-    summary = ", ".join(f"{name} {n} ({n / max(len(labels), 1):.1%})" for name, n in zip(label_names, counts))
+    summary = ", ".join(f"{name} {n:,} ({n / max(len(labels), 1):.1%})" for name, n in zip(label_names, counts))
     present = counts[counts > 0]  # a class with no rows here is the class-presence finding's, not this one's
     level = "warning" if len(present) and present.min() / present.max() < IMBALANCE_WARNING else "info"
     return [Finding("class_balance", level, f"{split}: classes {summary}", int(len(labels)))]
@@ -204,7 +207,7 @@ def class_presence(split: str, labels, label_names: tuple[str, ...], carved_from
             effect += ", and a split carved from this one may miss them (macro averages then leave them out)"
         if len(rare) == 1:
             effect = effect.replace("them", "it").replace("their", "its")
-        found.append(Finding("rare_classes", "warning", f"{split}: {len(rare)} "
+        found.append(Finding("rare_classes", "warning", f"{split}: {len(rare):,} "
                              f"{'class has' if len(rare) == 1 else 'classes have'} fewer than {RARE_CLASS_ROWS} "
                              f"rows: {', '.join(rare)}. {effect[0].upper()}{effect[1:]}", len(rare)))
     return found
@@ -216,7 +219,7 @@ RARE_EFFECT = {"train": "the model learns them from few examples",
 
 
 def _classes(names: list) -> str:
-    return "class" if len(names) == 1 else f"{len(names)} classes"
+    return "class" if len(names) == 1 else f"{len(names):,} classes"
 
 
 def _repeated_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -236,14 +239,13 @@ def _duplicates(split: str, keys: dict[str, np.ndarray], texts, numbers: np.ndar
         if extra <= 0 or not len(repeated):
             continue
         counted += extra
-        examples = []
-        for group in repeated[:EXAMPLES]:
-            rows = np.flatnonzero(inverse == group)
-            examples.append(f"{rows_named(numbers[rows])}: {_short(texts[int(rows[0])])}")
+        groups = [np.flatnonzero(inverse == group) for group in repeated[:EXAMPLES]]
+        examples = [f"{rows_named(numbers[rows])}: {shown}"
+                    for rows, shown in zip(groups, _shorts([texts[int(rows[0])] for rows in groups]))]
         how = "exactly" if kind == "exact" else "once case and spacing are ignored"
         found.append(Finding(f"duplicates_{kind}", "warning",
-                             f"{split}: {extra} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} "
-                             f"{'repeats' if extra == 1 else 'repeat'} an earlier text {how} ({len(repeated)} "
+                             f"{split}: {extra:,} {'more ' if kind != 'exact' else ''}{plural(extra, 'row')} "
+                             f"{'repeats' if extra == 1 else 'repeat'} an earlier text {how} ({len(repeated):,} "
                              f"distinct {plural(len(repeated), 'text')} {'appears' if len(repeated) == 1 else 'appear'}"
                              " more than once)", extra, examples))
     return found
@@ -261,14 +263,12 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts,
     conflicting = np.flatnonzero(low != high)
     if not len(conflicting):
         return []
-    examples = []
-    for group in conflicting[:EXAMPLES]:
-        rows = np.flatnonzero(inverse == group)
-        names = sorted({name_of(int(r)) for r in rows})
-        examples.append(f"{rows_named(numbers[rows])} labelled {names}: {_short(texts[int(rows[0])])}")
+    groups = [np.flatnonzero(inverse == group) for group in conflicting[:EXAMPLES]]
+    examples = [f"{rows_named(numbers[rows])} labelled {sorted({name_of(int(r)) for r in rows})}: {shown}"
+                for rows, shown in zip(groups, _shorts([texts[int(rows[0])] for rows in groups]))]
     n = len(conflicting)
     return [Finding("label_conflicts", "warning",
-                    f"{split}: {n} {plural(n, 'text')} {'appears' if n == 1 else 'appear'} with different labels",
+                    f"{split}: {n:,} {plural(n, 'text')} {'appears' if n == 1 else 'appear'} with different labels",
                     len(conflicting), examples)]
 
 
@@ -281,19 +281,37 @@ def _leakage(first: str, second: str, keys, second_texts, second_numbers: np.nda
         if not len(rows):
             continue
         shared = len(np.unique(keys[second][kind][rows]))
-        what = (f"{shared} exact {plural(shared, 'text')}" if kind == "exact" else
-                f"{shared} more {plural(shared, 'text')} once case and spacing are ignored")
-        examples = [f"{second} row {second_numbers[row]}: {_short(second_texts[int(row)])}" for row in rows[:EXAMPLES]]
+        what = (f"{shared:,} exact {plural(shared, 'text')}" if kind == "exact" else
+                f"{shared:,} more {plural(shared, 'text')} once case and spacing are ignored")
+        examples = [f"{second} row {second_numbers[row]}: {shown}" for row, shown in
+                    zip(rows[:EXAMPLES], _shorts([second_texts[int(row)] for row in rows[:EXAMPLES]]))]
         found.append(Finding(f"leakage_{kind}", "warning",
-                             f"{second} and {first} share {what} ({len(rows)} {second} {plural(len(rows), 'row')}): "
+                             f"{second} and {first} share {what} ({len(rows):,} {second} {plural(len(rows), 'row')}): "
                              f"tk run leaves out of {second} those in the rows it trains or validates on", len(rows),
                              examples))
     return found
 
 
-def _short(text: str, limit: int = 80) -> str:
+def _short(text: str, limit: int = SHOWN_CHARS) -> str:
     text = SPACE.sub(" ", text).strip()
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _shorts(texts: list[str], limit: int = SHOWN_CHARS) -> list[str]:
+    """Each example text as ``_short`` shows it; one whose first ``limit`` characters are another example's
+    (so the two would look identical) shows its start, then the part from where it differs from the others:
+    'Noshit party was great !! Working on a n'...'g in Amsterdam #copy5'."""
+    texts = [SPACE.sub(" ", text).strip() for text in texts]
+    shown = []
+    for text in texts:
+        differs = max((len(commonprefix([text, other])) for other in texts if other != text), default=0)
+        if differs < limit:
+            shown.append(_short(text, limit))
+            continue
+        start = differs - DIFFERENCE_CONTEXT
+        part = text[start:start + limit // 2]
+        shown.append(repr(text[:limit // 2]) + "..." + repr(part) + ("..." if start + len(part) < len(text) else ""))
+    return shown
 
 
 def _around_html(text: str, context: int = 30) -> str:
@@ -324,8 +342,8 @@ def format_report(report: CheckReport) -> str:
         lines += [f"            e.g. {example}" for example in finding.examples]
     if report.left_out or any(finding.examples for finding in report.findings):
         lines.append(ROW_NUMBERS)
-    errors = f"{len(report.errors)} {plural(len(report.errors), 'error')}, " if report.errors else ""
-    lines.append(f"{errors}{len(report.warnings)} {plural(len(report.warnings), 'warning')}.")
+    errors = f"{len(report.errors):,} {plural(len(report.errors), 'error')}, " if report.errors else ""
+    lines.append(f"{errors}{len(report.warnings):,} {plural(len(report.warnings), 'warning')}.")
     return "\n".join(lines)
 
 

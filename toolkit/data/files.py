@@ -56,7 +56,7 @@ def rows_named(numbers, shown: int = 4) -> str:
         return f"row {numbers[0]}"
     if len(numbers) <= shown:
         return f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
-    return f"rows {', '.join(numbers[:shown])} and {len(numbers) - shown} more"
+    return f"rows {', '.join(numbers[:shown])} and {len(numbers) - shown:,} more"
 
 
 def builder_for(path: Path) -> str | None:
@@ -305,7 +305,7 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
     read = number_rows(standard_columns(table, files, text_column, label_column, label_columns)["train"])
     if _no_labels(read):
         raise TkError(f"{path}: no row has a label in column '{label_column or _pick(columns, LABEL_COLUMNS)}' "
-                      f"({len(read)} rows read).")
+                      f"({len(read):,} rows read).")
     return read
 
 

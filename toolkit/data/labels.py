@@ -32,7 +32,7 @@ def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, not
             before = len(split)
             split = split.filter(lambda batch: [_lookup(v, mapping) is not None for v in batch["label"]],
                                  batched=True, desc=None)
-            notes.append(f"{split_name}: left out {before - len(split)} rows labelled {_fmt(dropped)} "
+            notes.append(f"{split_name}: left out {before - len(split):,} rows labelled {_fmt(dropped)} "
                          f"(not a class of this {len(dataset.labels)}-class task).")
         features = split.features.copy()
         features["label"] = datasets.ClassLabel(names=list(dataset.labels))
@@ -61,7 +61,7 @@ def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None
     train = "the training split"  # a single file's name is in ``where``
     if np.count_nonzero(counts) < 2:
         only = int(np.argmax(counts))
-        raise TkError(f"{where}: every training row is labelled '{dataset.labels[only]}' ({counts[only]} rows); "
+        raise TkError(f"{where}: every training row is labelled '{dataset.labels[only]}' ({counts[only]:,} rows); "
                       "a classifier needs at least two classes. Check the file and the label mapping.")
     for split_name, split in splits.items():
         if split_name == "train":
@@ -71,7 +71,7 @@ def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None
             raise TkError(_unseen_message(where, dataset, split_name, split, unseen, train, from_data, notes))
     missing = [dataset.labels[i] for i in np.flatnonzero(counts == 0)]
     if missing:
-        have = ", ".join(f"{dataset.labels[i]}: {counts[i]}" for i in np.flatnonzero(counts))
+        have = ", ".join(f"{dataset.labels[i]}: {counts[i]:,}" for i in np.flatnonzero(counts))
         fix = ("Add training rows of that class, or leave it out of the task's labels key." if from_data else
                "Check the label mapping and the data.")
         raise TkError(f"{where}: {train} has no rows of class {_fmt(missing)} (it has {have}), so the model "
@@ -88,7 +88,7 @@ def _unseen_message(where, dataset, split_name, split, unseen, train, from_data,
     fix = (f"Fix those rows' labels, or add training rows of {'that class' if len(names) == 1 else 'those classes'}."
            if from_data else "Fix those rows, or check the plugin's tk_label_mapping.")
     said = f" Loading said: {' '.join(notes)}" if notes else ""  # e.g. which file each split came from
-    count = f"{len(rows)} {'row' if len(rows) == 1 else 'rows'}"
+    count = f"{len(rows):,} {'row' if len(rows) == 1 else 'rows'}"
     return (f"{where}: the {split_name} split has {count} of class {_fmt(names)}, which no row of {train} "
             f"has, so the model cannot learn {'it' if len(names) == 1 else 'them'}: {quoted}. {fix}{said}")
 

@@ -123,7 +123,7 @@ def format_report(stats: list[LengthStats]) -> str:
     rows = [("texts", [f"{s.count:,}" for s in stats])]
     for key in ("mean", "median", "p90", "p95", "p99"):
         rows.append((key, [f"{getattr(s, key):.1f}" for s in stats]))
-    rows.append(("max", [f"≥ {s.max}" if s.cut else str(s.max) for s in stats]))
+    rows.append(("max", [f"≥ {s.max:,}" if s.cut else f"{s.max:,}" for s in stats]))
     for cut in sorted(set().union(*(s.truncated_share for s in stats))):  # models may recommend different ones
         rows.append((f"cut at {cut}", [f"{s.truncated_share[cut]:.1%} of texts, {s.padding_share[cut]:.0%} padding"
                                        if cut in s.truncated_share else "-" for s in stats]))

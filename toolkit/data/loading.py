@@ -167,7 +167,7 @@ def drop_empty_texts(splits, notes: list[str]):
         keep = np.array([bool(t and t.strip()) for t in column(split, "text")], dtype=bool)
         if not keep.all():
             empty = row_numbers(split)[~keep]
-            notes.append(f"{name}: left out {len(empty)} empty or whitespace-only texts: {rows_named(empty)}.")
+            notes.append(f"{name}: left out {len(empty):,} empty or whitespace-only texts: {rows_named(empty)}.")
             split = split.select(np.flatnonzero(keep))
         if len(split) == 0:
             raise TkError(f"The {name} split has no rows with text. Check the text column of the data.")

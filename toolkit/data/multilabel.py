@@ -109,7 +109,7 @@ def label_findings(split: str, labels: np.ndarray, label_names: Sequence[str]) -
 
     rows, counts = len(labels), labels.sum(axis=0).astype(int)
     per_row = labels.sum(axis=1)
-    summary = ", ".join(f"{name} {n} ({n / max(rows, 1):.1%})" for name, n in zip(label_names, counts))
+    summary = ", ".join(f"{name} {n:,} ({n / max(rows, 1):.1%})" for name, n in zip(label_names, counts))
     found = [Finding("label_counts", "info", f"{split}: rows per label: {summary}; {per_row.mean():.2f} labels "
                      f"per row on average", rows)]
     rare = [f"{name} ({n} rows)" for name, n in zip(label_names, counts) if n < RARE_LABEL_ROWS]
@@ -124,7 +124,7 @@ def label_findings(split: str, labels: np.ndarray, label_names: Sequence[str]) -
                              "learns nothing from it", len(always)))
     empty = int((per_row == 0).sum())
     if empty:
-        found.append(Finding("rows_without_label", "info", f"{split}: {empty} rows ({empty / rows:.1%}) have no "
+        found.append(Finding("rows_without_label", "info", f"{split}: {empty:,} rows ({empty / rows:.1%}) have no "
                              "label (valid in a multi-label task: the model learns to say none)", empty))
     found += _cooccurrence(split, labels, label_names, counts)
     return found
@@ -140,10 +140,10 @@ def _cooccurrence(split: str, labels: np.ndarray, label_names: Sequence[str], co
     order = order[shared[order] > 0]
     if not len(order):
         return [Finding("label_cooccurrence", "info", f"{split}: no two labels occur on the same row", 0)]
-    pairs = [f"{label_names[first[i]]} + {label_names[second[i]]}: {shared[i]} rows "
+    pairs = [f"{label_names[first[i]]} + {label_names[second[i]]}: {shared[i]:,} rows "
              f"({shared[i] / max(min(counts[first[i]], counts[second[i]]), 1):.0%} of the rarer label's rows)"
              for i in order[:TOP_PAIRS]]
-    found = [Finding("label_cooccurrence", "info", f"{split}: {len(order)} label pairs occur on the same rows; the "
+    found = [Finding("label_cooccurrence", "info", f"{split}: {len(order):,} label pairs occur on the same rows; the "
                      f"{len(pairs)} most often:", int(len(order)), pairs)]
     twins = [f"{label_names[first[i]]} and {label_names[second[i]]}" for i in order
              if shared[i] == counts[first[i]] == counts[second[i]]]

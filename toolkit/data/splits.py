@@ -19,13 +19,17 @@ def default_validation_size(train_rows: int) -> int:
     return max(1, min(MAX_VALIDATION, train_rows // 10))
 
 
-def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, dict] | None = None):
+def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, dict] | None = None,
+                advice: list[str] | None = None):
     """Carve validation from the training split; subset train and test; never overlap.
 
     Returns a DatasetDict with ``train``, ``validation`` and ``test``. ``left_out`` gets, for each of validation
     and test that lost rows whose text is also in the rows before it, ``{"rows_of": the split as loaded that the
-    row numbers count in, "rows": their numbers}`` (``files.row_numbers``).
+    row numbers count in, "rows": their numbers}`` (``files.row_numbers``). ``advice`` gets what tk suggests to
+    the person running it (e.g. a smaller eval_size), which tk run prints but does not record as a fact about the
+    run (the model card); without it, advice joins ``notes``.
     """
+    advice = notes if advice is None else advice
     import datasets
 
     train = splits["train"]
@@ -41,20 +45,20 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
                           "lower validation_size or train_size, or add rows.")
         train, test = _carve(train, size, task.seed, "test", task)
         held = f" (left after holding out {len(test):,} as the test split: eval_size)"
-        notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split."
-                     + _large_test_hint(len(test), task))
+        notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split.")
+        advice += _large_test_hint(len(test), task)
     if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
         rest, validation = train, splits["validation"]
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
         if limit < len(validation):
             validation = _subset(validation, limit, task.seed, "validation_size", task)
-        notes.append(f"Validation: the data's own validation split ({len(validation)} rows).")
+        notes.append(f"Validation: the data's own validation split ({len(validation):,} rows).")
     elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
         if len(train) < 2:
             raise TkError(f"task '{task.name}': the training split has {len(train)} row{held}: too few to carve a "
                           "validation split from. Add rows, or give a validation file (validation.*).")
         rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task)
-        notes.append(f"Validation: {len(validation)} of the {len(train)} training rows (validation_size default: "
+        notes.append(f"Validation: {len(validation):,} of the {len(train):,} training rows (validation_size default: "
                      f"a tenth, at most {MAX_VALIDATION}).")
     else:
         limit = len(train) - (task.train_size or 1)  # validation leaves train_size its rows
@@ -113,7 +117,7 @@ def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str, not
     seen_before = np.isin(keys, seen)
     if seen_before.any():
         gone = np.sort(row_numbers(split)[seen_before])
-        notes.append(f"{name}: left out {len(gone)} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
+        notes.append(f"{name}: left out {len(gone):,} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
                      f"{rows_of} {rows_named(gone, LEFT_OUT_SHOWN)}.")
         left_out[name] = {"rows_of": rows_of, "rows": gone.tolist()}
     keep = np.flatnonzero(~seen_before)
@@ -134,13 +138,14 @@ def rows_after_test(task: TaskConfig, own_validation: bool) -> int:
     return left
 
 
-def _large_test_hint(rows: int, task: TaskConfig) -> str:
+def _large_test_hint(rows: int, task: TaskConfig) -> list[str]:
     """A held-out test split far larger than train_size takes longer to score than training takes: say how to
     hold out fewer, and what that costs in precision."""
     if task.eval_size is not None or task.train_size is None or rows <= max(10 * task.train_size, 2 * LARGE_TEST):
-        return ""
-    return (f" Scoring them may take longer than training on train_size = {task.train_size}; eval_size = {LARGE_TEST} "
-            f"holds out {LARGE_TEST:,} (accuracy's 95% interval then at most +/-1.4 points).")
+        return []
+    return [f"Scoring the {rows:,} held-out test rows may take longer than training on train_size = "
+            f"{task.train_size}; eval_size = {LARGE_TEST} holds out {LARGE_TEST:,} (accuracy's 95% interval then at "
+            "most +/-1.4 points)."]
 
 
 LARGE_TEST = 5000
@@ -150,8 +155,8 @@ CARVED_BY = {"validation": "validation_size", "test": "eval_size"}  # the key th
 def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
     """Split off ``size`` rows, stratified by label; returns (rest, carved)."""
     if size >= len(split):
-        raise TkError(f"task '{task.name}': cannot carve {size} {what} rows from {len(split)} training rows. "
-                      f"Lower {CARVED_BY[what]} below {len(split)}, or add training rows.")
+        raise TkError(f"task '{task.name}': cannot carve {size:,} {what} rows from {len(split):,} training rows. "
+                      f"Lower {CARVED_BY[what]} below {len(split):,}, or add training rows.")
     parts = _stratified(split, size, seed, what, task)
     return parts["train"], parts["test"]
 
@@ -189,5 +194,5 @@ def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskC
         # Too few rows of some class to stratify: fall back to a seeded shuffle.
         if "Minimum class count" in str(error) or "should be greater or equal" in str(error):
             return split.train_test_split(test_size=size, seed=seed)
-        raise TkError(f"task '{task.name}': cannot take {size} rows for {key}: {error}") from None
+        raise TkError(f"task '{task.name}': cannot take {size:,} rows for {key}: {error}") from None
     return datasets.DatasetDict({"train": split.select(rest), "test": split.select(taken)})

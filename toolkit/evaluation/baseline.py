@@ -50,7 +50,7 @@ def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], maj
     shares = np.bincount(predictions, minlength=n_classes) / n
     top = int(shares.argmax())
     if shares[top] >= ONE_CLASS_SHARE:
-        warnings.append(f"The model predicts '{label_names[top]}' for {shares[top]:.1%} of the {n} rows: it has "
+        warnings.append(f"The model predicts '{label_names[top]}' for {shares[top]:.1%} of the {n:,} rows: it has "
                         f"(almost) stopped telling the classes apart, whatever its accuracy says.")
     else:
         warnings += never_predicted(labels, predictions, label_names)
@@ -81,9 +81,9 @@ def never_predicted(labels: np.ndarray, predictions: np.ndarray, label_names: tu
     if not missed:
         return []
     present = int((support > 0).sum())
-    named = ", ".join(f"'{label_names[c]}' ({support[c]} rows)" for c in missed[:5])
-    more = f" and {len(missed) - 5} more" if len(missed) > 5 else ""
-    return [f"The model never predicts {len(missed)} of the {present} classes in these rows: {named}{more}. Their "
+    named = ", ".join(f"'{label_names[c]}' ({support[c]:,} rows)" for c in missed[:5])
+    more = f" and {len(missed) - 5:,} more" if len(missed) > 5 else ""
+    return [f"The model never predicts {len(missed):,} of the {present:,} classes in these rows: {named}{more}. Their "
             f"recall and F1 are 0, so macro recall is at most {(present - len(missed)) / present:.3f}."]
 
 
@@ -126,11 +126,11 @@ def compare_multilabel(labels, predictions, label_names: tuple[str, ...], majori
     if counts[top] / n >= ONE_CLASS_SHARE:
         which = ", ".join(label_names[j] for j in np.flatnonzero(sets[top]))
         what = f"the same labels ({which})" if which else "no label at all"
-        warnings.append(f"The model predicts {what} for {counts[top] / n:.1%} of the {n} rows: it has (almost) "
+        warnings.append(f"The model predicts {what} for {counts[top] / n:.1%} of the {n:,} rows: it has (almost) "
                         "stopped telling the texts apart, whatever its scores say.")
     never = [label_names[j] for j in np.flatnonzero(labels.any(axis=0) & ~predictions.any(axis=0))]
     if never:
-        warnings.append(f"The model never predicts {len(never)} label(s) that the scored rows have: "
+        warnings.append(f"The model never predicts {len(never):,} label(s) that the scored rows have: "
                         f"{', '.join(never[:10])}{', ...' if len(never) > 10 else ''} (their recall is 0).")
     warnings += not_beating("Subset accuracy", float(model["accuracy"]), baseline["accuracy"], p, shown,
                             f"each label's majority value in the {source}")

@@ -30,6 +30,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     if metrics.get("classes_absent"):
         absent = ", ".join(_cut(name) for name in metrics["classes_absent"])
         lines.append(f"  not in this split, so left out of the macro averages: {absent}")
+    undefined = undefined_precision(metrics)
+    if undefined:
+        lines.append(f"  {undefined}")
     if "best_epoch" in metrics:
         how = SELECTION.get(metrics.get("select_metric", ""), "")
         reason = f" ({how.format(metrics.get('select_on', 'validation'))})" if how else ""
@@ -47,6 +50,35 @@ def _title(metrics: dict[str, Any]) -> str:
     details = [metrics.get("split_description") or (f"{split} split" if split else None), f"{int(n):,} examples" if n is not None else None, interval_methods(metrics)]
     details = [part for part in details if part]
     return f"{title} ({', '.join(details)}):" if details else f"{title}:"
+
+
+def never_predicted(metrics: dict[str, Any]) -> list[str]:
+    """The classes (labels) of the split that no row was predicted as: their precision has no denominator."""
+    per_class = metrics.get("per_class") or {}
+    absent = set(metrics.get("classes_absent") or [])  # no row at all: said apart, left out of the averages
+    matrix = metrics.get("confusion_matrix")
+    names = [name for name in per_class if isinstance(per_class[name], dict) and name not in AVERAGES]
+    if matrix and len(matrix) == len(names):  # single-label: a column of zeros
+        predicted = [sum(row[j] for row in matrix) for j in range(len(names))]
+    else:  # multi-label: each label's own count
+        predicted = [per_class[name].get("predicted") for name in names]
+    return [name for name, count in zip(names, predicted) if count == 0 and name not in absent]
+
+
+def undefined_precision(metrics: dict[str, Any]) -> str | None:
+    """One sentence, the same in the console report, report.html and the model card: precision is undefined for a
+    class no row was predicted as, and tk shows it as 0 (as scikit-learn does with zero_division=0)."""
+    names = never_predicted(metrics)
+    if not names:
+        return None
+    listed = ", ".join(f"'{_cut(name)}'" for name in names)
+    return (f"Precision is undefined for {listed} (no row was predicted as {'it' if len(names) == 1 else 'any of them'}"
+            "): shown as 0, as scikit-learn's zero_division=0 does.")
+
+
+def thousands(value: Any) -> str:
+    """A count as tk prints counts (12,500); a value that is not a count (not recorded: None) as '?'."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "?"
 
 
 def interval_methods(metrics: dict[str, Any]) -> str | None:
@@ -102,7 +134,7 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
     for name in names:
         row = per_class[name]
         lines.append(f"  {_cut(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
-                     f"{int(row['support']):>7}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
+                     f"{int(row['support']):>7,}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
     return lines
 
 

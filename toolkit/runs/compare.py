@@ -30,6 +30,8 @@ class RunSummary:
     test_fingerprint: str | None
     path: Path | None = None
     settings: dict[str, Any] | None = None  # the task keys the run was trained with (config.json)
+    data: str | None = None  # the data it used, as config.json records it: a resolved path, or where from (the Hub)
+    data_fingerprint: str | None = None  # the data as loaded, before splitting (manifest.json): a changed file
 
     @property
     def best_validation_loss(self) -> float:
@@ -42,16 +44,22 @@ def summarise(run_dir: Path, label: str | None = None) -> RunSummary:
         raise TkError(f"{run_dir} has no metrics.json: not a completed tk run (tk list --runs shows each status).")
     metrics = json.loads(metrics_file.read_text())
     manifest_file = run_dir / "manifest.json"
-    fingerprint = None
+    fingerprint, source = None, None
     if manifest_file.exists():
-        fingerprint = json.loads(manifest_file.read_text())["data_fingerprint"].get("test", {}).get("sha256")
+        manifest = json.loads(manifest_file.read_text())
+        fingerprint = manifest["data_fingerprint"].get("test", {}).get("sha256")
+        source = ", ".join(f"{split} {value.get('sha256')}" for split, value in
+                           sorted((manifest.get("source_fingerprint") or {}).items())) or None
     correct = None
     if (run_dir / "predictions.csv").exists():
         with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
             correct = np.array([row["label"] == row["predicted"] for row in csv.DictReader(handle)])
     config_file = run_dir / "config.json"
-    settings = json.loads(config_file.read_text()).get("task") if config_file.exists() else None
-    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, run_dir, settings)
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    settings, data = config.get("task"), config.get("data") or config.get("data_source")
+    if settings is not None and config.get("data"):  # "sms.csv" in tasks.toml and --data /x/sms.csv: one file
+        settings = {**settings, "data": config["data"]}
+    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, run_dir, settings, data, source)
 
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:
@@ -134,6 +142,28 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
     if len(weights) > 1:
         notes.append("val loss: each run's validation loss is weighted by its own class_weights, so it does not "
                      "compare across runs with different weights; compare accuracy and f1.")
+    return notes
+
+
+def data_notes(runs: list[RunSummary]) -> list[str]:
+    """Runs of one task name trained on different data (another file, or the same file changed): a run of
+    ``tk run --data sms.csv`` from before tasks.toml had a task 'sms' is named like that task's runs."""
+    by_task: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        if run.settings and run.data:
+            by_task.setdefault(str(run.settings.get("name")), []).append(run)
+    notes = []
+    for task, named in by_task.items():
+        one_path = len({run.data for run in named}) == 1
+        if one_path and len({run.data_fingerprint for run in named} - {None}) <= 1:  # None: not recorded
+            continue
+        used: dict[str, list[str]] = {}
+        for run in named:
+            changed = f" (data fingerprint {run.data_fingerprint})" if one_path and run.data_fingerprint else ""
+            used.setdefault(f"{run.data}{changed}", []).append(run.label)
+        which = "; ".join(f"{', '.join(labels)} on {data}" for data, labels in used.items())
+        notes.append(f"task '{task}': these runs share its name but not their data ({which}), so they are not "
+                     "runs of one task; compare runs of the same data.")
     return notes
 
 

@@ -11,6 +11,7 @@ from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
+from toolkit.evaluation.report import thousands
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.records import DataSource
 from toolkit.runs.artifacts import fingerprint
@@ -81,8 +82,8 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
         if split == "test" and data is None:
             leaked = _leaked(splits, task)
             if leaked:
-                notes.append(f"WARNING: {leaked} of these {len(splits['test'])} rows {_hold(leaked)} also in the rows "
-                             "the run trained or validated on: the model has seen them, so these scores are "
+                notes.append(f"WARNING: {leaked:,} of these {len(splits['test']):,} rows {_hold(leaked)} also in the "
+                             "rows the run trained or validated on: the model has seen them, so these scores are "
                              "optimistic. Without --split, tk evaluate leaves them out, as tk run did.")
         every = ", every row" if split == "test" and data is None else ""  # not only the rows tk run scored
         return splits[split], split, f"{split} split{every}"
@@ -108,11 +109,11 @@ def _run_test_rows(splits, task, notes: list[str]):
     if len(rows) < len(splits["test"]):
         leaked = len(splits["test"]) - len(rows) if task.eval_size is None else _leaked(splits, task)
         subsampled = len(splits["test"]) - leaked - len(rows)
-        notes.append(f"Scoring the run's {len(rows)} test rows, as tk run did: of the test split's "
-                     f"{len(splits['test'])}, " + " and ".join(
-                         part for part in (f"{leaked} {_hold(leaked)} also in the rows it trained or validated on"
+        notes.append(f"Scoring the run's {len(rows):,} test rows, as tk run did: of the test split's "
+                     f"{len(splits['test']):,}, " + " and ".join(
+                         part for part in (f"{leaked:,} {_hold(leaked)} also in the rows it trained or validated on"
                                            if leaked else "",
-                                           f"{subsampled} are beyond eval_size" if subsampled else "") if part)
+                                           f"{subsampled:,} are beyond eval_size" if subsampled else "") if part)
                      + ". --split test scores all of them.")
     return rows
 
@@ -132,7 +133,8 @@ def _changed(recorded: dict | None, now: dict, source) -> list[str]:
     if not recorded or recorded == now:
         return []
     def short(value: dict) -> str:
-        return ", ".join(f"{name} {v.get('sha256')} ({v.get('rows')} rows)" for name, v in sorted(value.items()))
+        return ", ".join(f"{name} {v.get('sha256')} ({thousands(v.get('rows'))} rows)"
+                         for name, v in sorted(value.items()))
     return [f"WARNING: {source.path} changed since the run: fingerprint at training {short(recorded)}; "
             f"now {short(now)}. The scores below are on the data as it is now"
             + (": the rows held out as the test split are drawn again from the changed file, so they may "

@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.data.choose import FILES
 from toolkit.errors import TkError
-from toolkit.evaluation.report import interval_methods
+from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
 from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -34,6 +35,14 @@ def hub_id(value: Any) -> str | None:
 def md(value: Any) -> str:
     """A user's text in Markdown: HTML escaped (the Hub renders Markdown with HTML), on one line."""
     return html.escape(" ".join(str(value).split()), quote=False)
+
+
+def data_name(manifest: dict[str, Any]) -> str:
+    """What the model was trained on, for a reader: the dataset's name, or for your own data (the ``files``
+    dataset, which any file goes through) the file or folder name the run recorded."""
+    dataset = str((manifest.get("task") or {}).get("dataset") or "?")
+    path = manifest.get("data_path")
+    return Path(path).name if dataset == FILES and isinstance(path, str) and path else dataset
 
 
 def write_model_card(run_dir: Path) -> Path:
@@ -62,8 +71,8 @@ def front_matter(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     dataset = hub_id(manifest.get("dataset_hub_id"))
     names = MULTI_LABEL_METRICS if metrics.get("problem") == "multi-label" else {}
     results = [EvalResult(task_type="text-classification", task_name="Text Classification",
-                          dataset_type=dataset or str(task.get("dataset", "unknown")),
-                          dataset_name=str(task.get("dataset", "unknown")), dataset_split="test",
+                          dataset_type=dataset or data_name(manifest), dataset_name=data_name(manifest),
+                          dataset_split="test",
                           metric_type=metric, metric_value=round(float(metrics[metric]), 4),
                           metric_name=names.get(metric, metric))
                for metric in METRICS if isinstance(metrics.get(metric), (int, float))]
@@ -82,12 +91,14 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     classes = ", ".join(f"`{md(x)}`" for x in labels) or "not recorded"
     base_text = f"[`{base}`](https://huggingface.co/{base})" if base else f"tk model `{md(task.get('model', '?'))}`"
     multi = metrics.get("problem") == "multi-label"
+    data = md(data_name(manifest))
+    on = f"`{data}`" if task.get("dataset") == FILES else f"dataset `{data}`"
     parts = [front_matter(metrics, manifest), f"# {name}\n",
-             f"A {'multi-label ' if multi else ''}text classifier fine-tuned by tk from {base_text} on dataset "
-             f"`{md(task.get('dataset', '?'))}`. {'Labels' if multi else 'Classes'}: {classes}.\n",
+             f"A {'multi-label ' if multi else ''}text classifier fine-tuned by tk from {base_text} on {on}. "
+             f"{'Labels' if multi else 'Classes'}: {classes}.\n",
              "## Intended use and how to load it\n",
-             *(multi_label_use(task) if multi else [
-                 f"It labels texts like those of `{md(task.get('dataset', '?'))}` with one of its classes; "
+             *(multi_label_use(data) if multi else [
+                 f"It labels texts like those of `{data}` with one of its classes; "
                  "judge it on your own data before relying on it elsewhere.\n",
                  "```python\nfrom transformers import pipeline\n\n"
                  'classify = pipeline("text-classification", model="path/to/this/folder", truncation=True)\n'
@@ -103,8 +114,8 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def multi_label_use(task: dict[str, Any]) -> list[str]:
-    return [f"It gives a text like those of `{md(task.get('dataset', '?'))}` every label whose probability (a "
+def multi_label_use(data: str) -> list[str]:
+    return [f"It gives a text like those of `{data}` every label whose probability (a "
             "sigmoid per label) reaches that label's threshold, tuned on the validation split and saved in "
             "`config.json` as `tk_thresholds`; a text may get several labels or none. Judge it on your own data "
             "before relying on it elsewhere.\n",
@@ -119,7 +130,8 @@ def multi_label_use(task: dict[str, Any]) -> list[str]:
 def training_data(manifest: dict[str, Any]) -> list[str]:
     lines = [f"- Source: {md(manifest.get('data_source', 'not recorded'))}"]
     for split, info in (manifest.get("data_fingerprint") or {}).items():
-        lines.append(f"- `{md(split)}`: {info.get('rows', '?')} rows (sha256 prefix `{md(info.get('sha256', '?'))}`)")
+        lines.append(f"- `{md(split)}`: {thousands(info.get('rows'))} rows "
+                     f"(sha256 prefix `{md(info.get('sha256', '?'))}`)")
     checks = manifest.get("data_checks")
     used = checks.get("split_rows") if isinstance(checks, dict) else None  # validation_size may be unset: its default
     if used:
@@ -166,8 +178,11 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
         rows.append(f"| majority-class baseline accuracy | {baseline['accuracy']:.4f} | — |")
     else:
         rows.append("| majority-class baseline | not recorded | — |")
-    return [f"On {metrics.get('n', '?')} texts of the test split ({interval_methods(metrics) or '95% intervals'}):\n",
-            "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n"]
+    undefined = undefined_precision(metrics)
+    methods = interval_methods(metrics) or "95% intervals"
+    return [f"On {thousands(metrics.get('n'))} texts of the test split ({methods}):\n",
+            "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n",
+            *([md(undefined) + "\n"] if undefined else [])]
 
 
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:

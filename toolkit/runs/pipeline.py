@@ -125,8 +125,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))
     checks = check_splits(labelled, dataset.name, dataset.labels, classes=False)
     report_checks(checks.findings, strict, progress, check_command)
-    splits = make_splits(labelled, task, notes, checks.left_out)  # the rows left out: left_out.json
-    for note in notes:
+    advice: list[str] = []  # printed, not recorded: the model card states facts about the model
+    splits = make_splits(labelled, task, notes, checks.left_out, advice)  # the rows left out: left_out.json
+    for note in notes + advice:
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" for name, split in splits.items()))
     presence = class_checks(splits, dataset.labels)

@@ -102,7 +102,7 @@ def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
             high = counts.max() or 1
             for (i, j), value in np.ndenumerate(counts):
                 if value or n <= 12:
-                    ax.text(j, i, str(value), ha="center", va="center", fontsize=small,
+                    ax.text(j, i, f"{value:,}", ha="center", va="center", fontsize=small,
                             color="white" if value > high * 0.6 else "black")
         return to_svg(fig)
 
@@ -114,7 +114,7 @@ def per_class_bars(rows: list[tuple[str, float, float, float, int]]) -> str:
         y = np.arange(n)
         for k, (name, offset) in enumerate((("precision", -0.27), ("recall", 0), ("F1", 0.27))):
             ax.barh(y + offset, [row[k + 1] for row in rows], height=0.26, label=name)
-        ax.set_yticks(y, [f"{short(row[0])} (n={row[4]})" for row in rows], fontsize=9 if n <= 20 else 6)
+        ax.set_yticks(y, [f"{short(row[0])} (n={row[4]:,})" for row in rows], fontsize=9 if n <= 20 else 6)
         ax.invert_yaxis()
         ax.set(xlim=(0, 1), xlabel="score")
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=3, frameon=False)

@@ -64,9 +64,17 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def td(value: Any, digits: int = 4) -> str:
+    """A cell: a float with ``digits`` decimals, an int (a count) with thousands separators, else text."""
     if isinstance(value, float):
         return f'<td class="num">{value:.{digits}f}</td>'
-    return f'<td class="num">{e(value)}</td>' if isinstance(value, int) else f'<td dir="auto">{e(value)}</td>'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f'<td class="num">{value:,}</td>'
+    return f'<td dir="auto">{e(value)}</td>'
+
+
+def row_td(number: Any) -> str:
+    """A row number: as the file numbers it (found by it, like a line number), so no thousands separators."""
+    return f'<td class="num">{e(number)}</td>'
 
 
 def section(ident: str, title: str, body: str) -> str:

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from toolkit.evaluation.report import interval_methods
+from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
 from toolkit.runs.report_page import (
     HEADLINE,
@@ -21,6 +21,7 @@ from toolkit.runs.report_page import (
     figure,
     label_arrays,
     label_sets,
+    row_td,
     section,
     table,
     td,
@@ -51,13 +52,14 @@ def summary(run: RunData) -> str:
     else:
         rows.append([td("majority-class baseline"), td("not recorded"), td("")])
     methods = interval_methods(m) or "95% intervals"
-    notes = [f"{m.get('n', '?')} test texts; {methods}. They cover the test set's sampling noise only."]
+    notes = [f"{thousands(m.get('n'))} test texts; {methods}. They cover the test set's sampling noise only."]
     if "best_epoch" in m:
         rule = m.get("select_metric") or run.task.get("select_metric") or "validation loss"
         notes.append(f"Kept epoch {m['best_epoch']} of {m.get('epochs_run', '?')} (selected on {rule}).")
     absent = m.get("classes_absent")
     if absent:
         notes.append("Classes with no test rows (their scores mean nothing): " + ", ".join(map(str, absent)) + ".")
+    notes += [undefined_precision(m)] if undefined_precision(m) else []  # as the console and the model card say
     warnings = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in m.get("warnings") or [])
     return section("summary", "Test metrics", warnings + table(["metric", "value", "95% interval"], rows)
                    + "".join(f'<p dir="auto">{e(note)}</p>' for note in notes))
@@ -178,8 +180,8 @@ def lengths(run: RunData) -> str:
         return section("lengths", "Token lengths", f'<p class="muted">The saved tokenizer did not load: {e(error)}</p>')
     over = int((counts > max_length).sum())
     side = run.task.get("truncation", "head")
-    text = (f"{len(counts)} scored texts, median {int(np.median(counts))} tokens, longest {int(counts.max())}. "
-            f"{over} ({over / len(counts):.1%}) are longer than max_length {max_length} and were "
+    text = (f"{len(counts):,} scored texts, median {int(np.median(counts)):,} tokens, longest {int(counts.max()):,}. "
+            f"{over:,} ({over / len(counts):.1%}) are longer than max_length {max_length} and were "
             + (f"read as overlapping windows, pooled per text ({e(run.task.get('pooling', 'mean'))})."
                if run.task.get("long_text") == "chunks" else f"cut (truncation: {side})."))
     return section("lengths", "Token lengths", figure(figures.token_lengths(counts, max_length), text))
@@ -242,7 +244,7 @@ def mistakes(run: RunData) -> str:
     if not worst:
         return section("mistakes", "Most confident mistakes", '<p class="ok">No mistakes on the test split.</p>')
     numbered = all("row" in m for m in worst)  # runs before the row numbers were kept have none
-    rows = [([td(m["row"])] if numbered else []) + [text_cell(m.get("text", "")), td(m.get("label", "")),
+    rows = [([row_td(m["row"])] if numbered else []) + [text_cell(m.get("text", "")), td(m.get("label", "")),
                                                      td(m.get("predicted", "")), td(m.get("confidence", ""))]
             for m in worst]
     header = (["row"] if numbered else []) + ["text", "true", "predicted", "confidence"]

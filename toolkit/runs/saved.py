@@ -132,7 +132,7 @@ def check_vocabulary(model_dir: Path, model: Any, tokenizer: Any) -> None:
     tokens = len(tokenizer)
     rows = model.get_input_embeddings().num_embeddings
     if tokens > rows or tokens < 0.9 * rows:  # models may pad the matrix a little (to a multiple of 64...)
-        raise TkError(f"{model_dir}: the tokenizer has {tokens} tokens but the model has {rows} token embeddings; "
+        raise TkError(f"{model_dir}: the tokenizer has {tokens:,} tokens but the model has {rows:,} token embeddings; "
                       f"the tokenizer files do not belong to this model. {DAMAGED}")
 
 
