@@ -72,19 +72,20 @@ def not_beating(measure: str, value: float, base: float, p: float, always: str, 
 
 
 def never_predicted(labels: np.ndarray, predictions: np.ndarray, label_names: tuple[str, ...]) -> list[str]:
-    """A warning naming the classes of the scored rows the model never predicts (with enough rows to matter):
-    their recall and F1 are 0, which caps the macro averages."""
+    """A warning naming the classes of the scored rows the model never predicts, once one of them has enough rows
+    to matter: their recall and F1 are 0, which caps the macro averages. Every such class counts in the cap."""
     support = np.bincount(labels, minlength=len(label_names))
     predicted = np.bincount(predictions, minlength=len(label_names)) > 0
-    missed = [c for c in np.argsort(-support, kind="stable")
-              if support[c] >= NEVER_PREDICTED_SUPPORT and not predicted[c]]
-    if not missed:
+    missed = [c for c in np.argsort(-support, kind="stable") if support[c] > 0 and not predicted[c]]
+    if not any(support[c] >= NEVER_PREDICTED_SUPPORT for c in missed):
         return []
     present = int((support > 0).sum())
-    named = ", ".join(f"'{label_names[c]}' ({support[c]:,} rows)" for c in missed[:5])
+    named = ", ".join(f"'{label_names[c]}' ({support[c]:,} {'row' if support[c] == 1 else 'rows'})"
+                      for c in missed[:5])
     more = f" and {len(missed) - 5:,} more" if len(missed) > 5 else ""
-    return [f"The model never predicts {len(missed):,} of the {present:,} classes in these rows: {named}{more}. Their "
-            f"recall and F1 are 0, so macro recall is at most {(present - len(missed)) / present:.3f}."]
+    their = "Its" if len(missed) == 1 else "Their"
+    return [f"The model never predicts {len(missed):,} of the {present:,} classes in these rows: {named}{more}. "
+            f"{their} recall and F1 are 0, so macro recall is at most {(present - len(missed)) / present:.3f}."]
 
 
 # -- multi-label ------------------------------------------------------------------------
