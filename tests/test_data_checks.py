@@ -63,12 +63,12 @@ def test_conflicting_texts_that_start_alike_are_shown_apart_with_their_rows():
     conflicts = findings(report)["label_conflicts"]
     assert conflicts.count == 2
     assert conflicts.examples == [
-        "rows 1 and 4 labelled ['neg', 'pos']: 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy5'",
-        "rows 3 and 5 labelled ['neg', 'pos']: 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy9'"]
-    different = check_splits(datasets.DatasetDict(train=dataset(["a b", "A  b", "c d", "C d"], [0, 1, 0, 1])), "d",
-                             LABELS)
-    assert findings(different)["label_conflicts"].examples == ["rows 1 and 2 labelled ['neg', 'pos']: 'a b'",
-                                                               "rows 3 and 4 labelled ['neg', 'pos']: 'c d'"]
+        "rows 1 (neg) and 4 (pos): 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy5'",
+        "rows 3 (neg) and 5 (pos): 'Noshit party was great !! Working on a n'...'g in Amsterdam #copy9'"]
+    different = check_splits(datasets.DatasetDict(train=dataset(["a b", "A  b", "c d", "C d"], [1, 0, 0, 1])), "d",
+                             LABELS)  # each row's own label, in row order: not the labels sorted
+    assert findings(different)["label_conflicts"].examples == ["rows 1 (pos) and 2 (neg): 'a b'",
+                                                               "rows 3 (neg) and 4 (pos): 'c d'"]
 
 
 def test_clean_data_has_no_warnings():

@@ -264,7 +264,8 @@ def _conflicts(split: str, keys: np.ndarray, labels: np.ndarray, name_of, texts,
     if not len(conflicting):
         return []
     groups = [np.flatnonzero(inverse == group) for group in conflicting[:EXAMPLES]]
-    examples = [f"{rows_named(numbers[rows])} labelled {sorted({name_of(int(r)) for r in rows})}: {shown}"
+    # each row with its own label ("rows 12 (neg) and 40 (pos)"), so the file shows which row says what
+    examples = [f"{rows_named([f'{numbers[r]} ({name_of(int(r))})' for r in rows])}: {shown}"
                 for rows, shown in zip(groups, _shorts([texts[int(rows[0])] for rows in groups]))]
     n = len(conflicting)
     return [Finding("label_conflicts", "warning",
