@@ -141,6 +141,14 @@ def test_mcnemar_identical_runs_are_noise():
     assert mcnemar_p(a, RunSummary("c", {}, correct, "other rows")) is None
 
 
+def test_verdicts_never_print_a_p_value_of_zero():
+    from toolkit.runs.compare import verdict
+
+    assert [verdict(p) for p in (None, 0.3, 0.05, 0.012, 0.001, 4e-7, 0.0)] == [
+        "n/a", "noise (p=0.30)", "noise (p=0.05)", "real (p=0.012)", "real (p=0.001)", "real (p<0.001)",
+        "real (p<0.001)"]
+
+
 def test_evaluate_finds_the_task_data_from_another_folder(project, monkeypatch):
     ok("run", "toy", "--set", "epochs=1", "--output", project / "runs")
     run_dir = next((project / "runs").iterdir())

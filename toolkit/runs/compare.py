@@ -84,10 +84,13 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
 
 def verdict(p: float | None) -> str:
-    """The table's words for a test against the best: 'real (p=0.012)', 'noise (p=0.45)' or 'n/a'."""
+    """The table's words for a test against the best: 'real (p=0.012)', 'real (p<0.001)' (never 'p=0.000'),
+    'noise (p=0.45)' or 'n/a'."""
     if p is None:
         return "n/a"
-    return f"real (p={p:.3f})" if p < SIGNIFICANCE else f"noise (p={p:.2f})"
+    if p >= SIGNIFICANCE:
+        return f"noise (p={p:.2f})"
+    return f"real (p={p:.3f})" if p >= 0.001 else "real (p<0.001)"
 
 
 def against_best(p: float | None, difference: float, test: str, is_best: bool) -> dict[str, Any]:
