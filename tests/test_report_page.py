@@ -217,6 +217,23 @@ def test_counts_have_thousands_separators_in_the_console_the_page_and_the_card(t
     assert "6,000" in page.split('<section id="confusion">')[1].split("</section>")[0]  # the matrix's cells
 
 
+def test_your_files_are_named_in_the_page_header_and_the_cards_test_results(toy_run, tmp_path):
+    """A run on your own files: report.html's header names the file, not the plugin 'files', and the card's
+    results name the test file the metrics come from (test_data), not the training file."""
+    run = copy_run(toy_run, tmp_path / "own-data")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["task"].update(dataset="files", test_data="questions_test.csv")
+    manifest["data_path"] = str(tmp_path / "questions_train.csv")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((run / "metrics.json").read_text())
+    header = write_report(run).read_text().split("</header>")[0]
+    assert "data questions_train.csv" in header and "files" not in header.split("<h1")[1]
+    card = render_model_card(metrics, manifest)
+    results = card.split("model-index:")[1].split("---")[0]
+    assert "name: questions_test.csv" in results and "questions_train.csv" not in results
+    assert "on `questions_train.csv`" in card  # what it was trained on
+
+
 def test_a_p_value_below_the_smallest_float_is_not_printed_as_zero():
     from toolkit.evaluation.report import format_metrics
 

@@ -87,6 +87,19 @@ def test_model_card_names_your_file_and_keeps_advice_to_the_console(tmp_path, ti
     assert not any("Scoring the" in note for note in json.loads((run_dir / "config.json").read_text())["notes"])
 
 
+def test_a_data_run_says_the_tasks_toml_defaults_do_not_apply(tmp_path, tiny_model):
+    """A learning rate in [defaults] silently unused by tk run --data looked like a bug (a trial's underfit run)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    data = write_tickets(project / "tickets.csv", header=("id", "text", "label"))
+    (project / "tasks.toml").write_text('[defaults]\nlearning_rate = 2e-3\nepochs = 1\n')
+    base = ("--tasks", project / "tasks.toml", "run", "--data", data, "--set", f"model={tiny_model}",
+            "--set", "max_length=64", "--set", "batch_size=8")
+    output = ok(*base, "--set", "epochs=1")
+    assert "[defaults] (learning_rate) do not apply to a --data run" in output  # epochs came with --set
+    assert "do not apply" not in ok(*base, "--set", "epochs=1", "--set", "learning_rate=2e-3")
+
+
 def test_four_line_task_check_and_tasks_option_after_the_command(tmp_path, tiny_model):
     project = tmp_path / "project"
     project.mkdir()
@@ -544,6 +557,9 @@ def test_rare_classes_are_warned_per_split_after_splitting(tmp_path, tiny_model)
     assert manifest["data_checks"]["split_rows"] == {"train": 182, "validation": 20, "test": 50}
     assert any(f["check"] == "rare_classes" and f["message"].startswith("test:")
                for f in manifest["data_checks"]["findings"])
+    card = (run_dir_of(output) / "model" / "README.md").read_text()  # unset sizes say what their default gave
+    assert "| validation_size | not set (20 rows used) |" in card and "| eval_size | not set (50 rows used) |" in card
+    assert "film" not in card  # the usage example is not a movie review for data of any kind
 
 
 def test_small_messages(tmp_path):

@@ -137,6 +137,7 @@ class Config:
     path: Path
     tasks: dict[str, TaskConfig]
     plugins: tuple[str, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # the [defaults] table, as written
 
     def task(self, name: str) -> TaskConfig:
         if name not in self.tasks:
@@ -196,7 +197,7 @@ def parse_config(raw: dict[str, Any], path: Path, declared: Mapping[str, Setting
     for name, table in tasks_raw.items():
         merged = {**defaults, **_table(table, path, f"task '{name}'")}
         tasks[name] = build_task(name, merged, path, known)
-    return Config(path=path, tasks=tasks, plugins=plugins)
+    return Config(path=path, tasks=tasks, plugins=plugins, defaults=defaults)
 
 
 def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tuple[Setting, ...] = ()) -> TaskConfig:
@@ -338,6 +339,9 @@ def _field_types(key: str) -> tuple[type, ...]:
     return tuple(names[part.strip()] for part in str(annotation).split("|"))
 
 
+SHIPPED_TASKS = Path(__file__).resolve().parent.parent / "tasks.toml"  # the built-in tasks (imdb-bert, ...)
+
+
 def find_tasks_file(explicit: str | None) -> Path:
     """--tasks, then TK_TASKS, then ./tasks.toml, then the one shipped beside the package."""
     import os
@@ -349,8 +353,7 @@ def find_tasks_file(explicit: str | None) -> Path:
     local = Path("tasks.toml")
     if local.exists():
         return local
-    shipped = Path(__file__).resolve().parent.parent / "tasks.toml"
-    return shipped if shipped.exists() else local
+    return SHIPPED_TASKS if SHIPPED_TASKS.exists() else local
 
 
 def hoist_tasks_option(args: list[str]) -> list[str]:

@@ -58,6 +58,9 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
                              task_names(session))
             data, base, where = task.data, Path.cwd(), f"--data {data}"
             progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
+            unused = defaults_not_used(session, assignments)
+            if unused:
+                progress.note(unused)
         outcome = run_task(session.pm, task, data=data, output=output, base=base, progress=progress, strict=strict,
                            where=where)
     if as_json and distributed.is_main():  # one document for a data-parallel run too
@@ -68,6 +71,21 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
     if outcome.metrics and not as_json:  # empty on the other processes of a data-parallel run
         click.echo(format_metrics(outcome.metrics))
         click.echo(f"Saved to {outcome.run_dir}")
+
+
+def defaults_not_used(session, assignments) -> str | None:
+    """A --data run starts from tk's defaults, not from the [defaults] of the user's tasks.toml: say so where that
+    table sets keys the run does not get from --set (a learning rate there, silently unused, looks like a bug)."""
+    from toolkit.config import SHIPPED_TASKS
+
+    if not session.tasks_path.exists() or session.tasks_path.resolve() == SHIPPED_TASKS:
+        return None
+    given = parse_overrides(assignments)
+    unused = [key for key in session.config.defaults if key not in given]
+    if not unused:
+        return None
+    return (f"{session.tasks_path}'s [defaults] ({', '.join(unused)}) do not apply to a --data run, which starts "
+            "from tk's defaults: pass them with --set, or add a task for the file to tasks.toml.")
 
 
 @cli.command(name="list")

@@ -23,6 +23,7 @@ METRICS = ("accuracy", "f1", "precision", "recall")
 HYPERPARAMETERS = ("problem", "max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs",
                    "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "train_size", "validation_size",
                    "eval_size", "seed", "patience", "select_metric", "select_on", "bf16")
+SIZE_OF = {"train_size": "train", "validation_size": "validation", "eval_size": "test"}  # key -> split it sizes
 
 
 def hub_id(value: Any) -> str | None:
@@ -43,6 +44,15 @@ def data_name(manifest: dict[str, Any]) -> str:
     dataset = str((manifest.get("task") or {}).get("dataset") or "?")
     path = manifest.get("data_path")
     return Path(path).name if dataset == FILES and isinstance(path, str) and path else dataset
+
+
+def tested_on(manifest: dict[str, Any]) -> str:
+    """Where the test metrics come from: the task's own test file (the files dataset's ``test_data``), or the
+    data the model was trained on (its test split, or rows held out of it)."""
+    task = manifest.get("task") or {}
+    test_file = task.get("test_data")
+    return Path(test_file).name if task.get("dataset") == FILES and isinstance(test_file, str) and test_file else (
+        data_name(manifest))
 
 
 def write_model_card(run_dir: Path) -> Path:
@@ -71,7 +81,7 @@ def front_matter(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     dataset = hub_id(manifest.get("dataset_hub_id"))
     names = MULTI_LABEL_METRICS if metrics.get("problem") == "multi-label" else {}
     results = [EvalResult(task_type="text-classification", task_name="Text Classification",
-                          dataset_type=dataset or data_name(manifest), dataset_name=data_name(manifest),
+                          dataset_type=dataset or tested_on(manifest), dataset_name=tested_on(manifest),
                           dataset_split="test",
                           metric_type=metric, metric_value=round(float(metrics[metric]), 4),
                           metric_name=names.get(metric, metric))
@@ -102,7 +112,7 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
                  "judge it on your own data before relying on it elsewhere.\n",
                  "```python\nfrom transformers import pipeline\n\n"
                  'classify = pipeline("text-classification", model="path/to/this/folder", truncation=True)\n'
-                 'classify("A wonderful, moving film.")\n```\n']),
+                 'classify("A text like the ones it was trained on.")\n```\n']),
              f"`truncation=True` cuts long texts to {task.get('max_length', '?')} tokens as training did "
              + ("(tail: the end is kept).\n" if task.get("truncation") == "tail" else
                 "(head+tail in training: pipeline keeps the head; tk predict keeps both ends).\n"
@@ -123,7 +133,7 @@ def multi_label_use(data: str) -> list[str]:
             'folder = "path/to/this/folder"\n'
             'classify = pipeline("text-classification", model=folder, truncation=True, top_k=None)\n'
             "thresholds = AutoConfig.from_pretrained(folder).tk_thresholds\n"
-            'scores = classify(["A wonderful, moving film."])[0]  # every label with its probability\n'
+            'scores = classify(["A text like the ones it was trained on."])[0]  # every label, its probability\n'
             'labels = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]\n```\n']
 
 
@@ -149,7 +159,16 @@ def training_data(manifest: dict[str, Any]) -> list[str]:
 
 def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     task = manifest.get("task") or {}
-    rows = [f"| {key} | {md(json.dumps(task[key]))} |" for key in HYPERPARAMETERS if key in task]
+    checks = manifest.get("data_checks")
+    used = (checks.get("split_rows") if isinstance(checks, dict) else None) or {}
+
+    def value(key: str) -> str:  # an unset size says what its default gave: "not set (500 rows used)"
+        split = SIZE_OF.get(key)
+        if task[key] is None and isinstance(used.get(split), int):
+            return f"not set ({used[split]:,} rows used)"
+        return md(json.dumps(task[key]))
+
+    rows = [f"| {key} | {value(key)} |" for key in HYPERPARAMETERS if key in task]
     rows.append(f"| epochs run | {metrics.get('epochs_run', 'not recorded')} |")
     rows.append(f"| best epoch kept | {metrics.get('best_epoch', 'not recorded')} "
                 f"(selected on {md(metrics.get('select_metric') or task.get('select_metric', 'loss'))}) |")

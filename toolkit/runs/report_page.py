@@ -20,6 +20,7 @@ import numpy as np
 from toolkit.errors import TkError
 from toolkit.runs import report_figures as figures
 from toolkit.runs.folders import run_status, write_text
+from toolkit.runs.model_card import data_name
 
 TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -147,8 +148,8 @@ def render_report(run_dir: Path) -> str:
     run = load_run_data(run_dir)
     name = run.metrics.get("task") or run.task.get("name") or run.run_dir.name
     header = (f"<header><h1 dir=\"auto\">{e(name)}</h1><p class=\"muted\" dir=\"auto\">Run folder "
-              f"<code>{e(run.run_dir.name)}</code> · model {e(run.task.get('model', 'not recorded'))} · dataset "
-              f"{e(run.task.get('dataset', 'not recorded'))}</p></header>")
+              f"<code>{e(run.run_dir.name)}</code> · model {e(run.task.get('model', 'not recorded'))} · data "
+              f"{e(data_name(run.manifest) if run.task.get('dataset') else 'not recorded')}</p></header>")
     parts = [header] + [part(run) for part in sections.ALL]
     return page(f"tk report: {name}", "".join(p for p in parts if p))
 
