@@ -105,7 +105,7 @@ def test_a_run_writes_its_report_and_model_card(toy_run):
     counts = svgs_per_section(page)
     assert all(counts.get(name) == n for name, n in FIGURES.items()), counts
     assert "Training loss at every logged step" in page  # tk run records the step-level curve
-    assert "train: classes neg" in page  # the data-check findings tk run recorded in manifest.json
+    assert "train, as loaded: classes neg" in page  # the data-check findings tk run recorded in manifest.json
     # the data as loaded, then as split: the second is the console's "Rows:" line
     assert "Rows: train 160, validation 40, test 80 (of the data's train 200, test 80, before tk run split, " \
            "subset and left rows out)" in page

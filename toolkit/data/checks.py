@@ -180,7 +180,12 @@ def _balance(split: str, labels: np.ndarray, label_names: tuple[str, ...]) -> li
     summary = ", ".join(f"{name} {n:,} ({n / max(len(labels), 1):.1%})" for name, n in zip(label_names, counts))
     present = counts[counts > 0]  # a class with no rows here is the class-presence finding's, not this one's
     level = "warning" if len(present) and present.min() / present.max() < IMBALANCE_WARNING else "info"
-    return [Finding("class_balance", level, f"{split}: classes {summary}", int(len(labels)))]
+    # "as loaded": the rare-class findings count the rows tk run keeps (after train_size), under the same split name
+    message = f"{split}, as loaded: classes {summary}"
+    if level == "warning":
+        message += (f"; the smallest class has {present.min() / present.max():.0%} of the largest's rows (a warning "
+                    f"under {IMBALANCE_WARNING:.0%})")
+    return [Finding("class_balance", level, message, int(len(labels)))]
 
 
 def class_presence(split: str, labels, label_names: tuple[str, ...], carved_from: bool = False) -> list[Finding]:
