@@ -232,6 +232,11 @@ def test_your_files_are_named_in_the_page_header_and_the_cards_test_results(toy_
     results = card.split("model-index:")[1].split("---")[0]
     assert "name: questions_test.csv" in results and "questions_train.csv" not in results
     assert "on `questions_train.csv`" in card  # what it was trained on
+    manifest["data_source"] = f"{manifest['data_path']} (from the task's data key)"
+    manifest["notes"] = [f"files: train from {manifest['data_path']}"]
+    card = render_model_card(metrics, manifest)
+    assert "- Source: questions_train.csv (from the task's data key)" in card and str(tmp_path) not in card
+    assert "Note: files: train from questions_train.csv" in card
 
 
 def test_a_p_value_below_the_smallest_float_is_not_printed_as_zero():

@@ -138,7 +138,12 @@ def multi_label_use(data: str) -> list[str]:
 
 
 def training_data(manifest: dict[str, Any]) -> list[str]:
-    lines = [f"- Source: {md(manifest.get('data_source', 'not recorded'))}"]
+    path = manifest.get("data_path")
+
+    def local(text: str) -> str:  # a card travels with the model: the file's name, not this machine's path
+        return text.replace(path, Path(path).name) if isinstance(path, str) and path else text
+
+    lines = [f"- Source: {md(local(str(manifest.get('data_source', 'not recorded'))))}"]
     for split, info in (manifest.get("data_fingerprint") or {}).items():
         lines.append(f"- `{md(split)}`: {thousands(info.get('rows'))} rows "
                      f"(sha256 prefix `{md(info.get('sha256', '?'))}`)")
@@ -146,7 +151,7 @@ def training_data(manifest: dict[str, Any]) -> list[str]:
     used = checks.get("split_rows") if isinstance(checks, dict) else None  # validation_size may be unset: its default
     if used:
         lines.append("- Rows used: " + ", ".join(f"{md(name)} {rows:,}" for name, rows in used.items()))
-    lines += [f"- {md(note if note.startswith(('Note: ', 'WARNING: ')) else 'Note: ' + note)}"
+    lines += [f"- {md(local(note) if note.startswith(('Note: ', 'WARNING: ')) else 'Note: ' + local(note))}"
               for note in manifest.get("notes") or []]
     if isinstance(checks, dict):
         findings = checks.get("findings") or []
