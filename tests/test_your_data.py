@@ -656,5 +656,6 @@ def test_a_file_named_like_a_task_of_tasks_toml_gets_a_task_name_of_its_own(proj
     data = write_tickets(project / "toy.csv", header=("id", "text", "label"))
     output = ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST)
     assert "Task 'toy-data': dataset files" in output and run_dir_of(output).name.startswith("toy-data-")
+    assert "tasks.toml has a task 'toy', whose runs these are not" in output
     elsewhere = write_tickets(project / "tickets.csv", header=("id", "text", "label"))
     assert "Task 'tickets': dataset files" in ok("run", "--data", elsewhere, "--set", f"model={tiny_model}", *FAST)

@@ -54,10 +54,12 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
         else:
             from toolkit.data.choose import data_task, task_names
 
-            task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()),
-                             task_names(session))
+            taken = task_names(session)
+            task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()), taken)
             data, base, where = task.data, Path.cwd(), f"--data {data}"
-            progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
+            why = (f"; '-data' added: {session.tasks_path} has a task '{task.name[:-5]}', whose runs these are not"
+                   if task.name.endswith("-data") and task.name[:-5] in taken else "")
+            progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set){why}")
             unused = defaults_not_used(session, assignments)
             if unused:
                 progress.note(unused)
