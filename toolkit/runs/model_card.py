@@ -151,8 +151,8 @@ def training_data(manifest: dict[str, Any]) -> list[str]:
     used = checks.get("split_rows") if isinstance(checks, dict) else None  # validation_size may be unset: its default
     if used:
         lines.append("- Rows used: " + ", ".join(f"{md(name)} {rows:,}" for name, rows in used.items()))
-    lines += [f"- {md(local(note) if note.startswith(('Note: ', 'WARNING: ')) else 'Note: ' + local(note))}"
-              for note in manifest.get("notes") or []]
+    lines += [f"- {md(note if note.startswith(('Note: ', 'WARNING: ')) else 'Note: ' + note)}"
+              for note in map(local, manifest.get("notes") or [])]
     if isinstance(checks, dict):
         findings = checks.get("findings") or []
         lines += [f"- Check `{md(f.get('check', '?'))}` ({md(f.get('level', '?'))}): {md(f.get('message', ''))}"
