@@ -52,7 +52,7 @@ def _title(metrics: dict[str, Any]) -> str:
     return f"{title} ({', '.join(details)}):" if details else f"{title}:"
 
 
-def never_predicted(metrics: dict[str, Any]) -> list[str]:
+def _unpredicted(metrics: dict[str, Any]) -> list[str]:
     """The classes (labels) of the split that no row was predicted as: their precision has no denominator."""
     per_class = metrics.get("per_class") or {}
     absent = set(metrics.get("classes_absent") or [])  # no row at all: said apart, left out of the averages
@@ -68,7 +68,7 @@ def never_predicted(metrics: dict[str, Any]) -> list[str]:
 def undefined_precision(metrics: dict[str, Any]) -> str | None:
     """One sentence, the same in the console report, report.html and the model card: precision is undefined for a
     class no row was predicted as, and tk shows it as 0 (as scikit-learn does with zero_division=0)."""
-    names = never_predicted(metrics)
+    names = _unpredicted(metrics)
     if not names:
         return None
     listed = ", ".join(f"'{_cut(name)}'" for name in names)

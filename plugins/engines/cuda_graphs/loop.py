@@ -56,8 +56,9 @@ class StaticLoop:
         self.grouped = policy.group_by_length(task, self.train_data.host_lengths)
         self.steps_per_epoch = -(-len(self.train_data.host_lengths) // task.batch_size)
         # The widths of every epoch's steps are known up front (batches are seeded by epoch): capture few.
-        every_step = [self._step_widths(self._batches(epoch)) for epoch in range(1, task.epochs + 1)]
-        self.widths = plan_widths(np.concatenate(every_step), task.batch_size, CAPTURE_COST if self.capture else 0.0)
+        needed = [self._step_widths(self._batches(epoch)) for epoch in range(1, task.epochs + 1)]
+        plan = plan_widths(np.concatenate(needed), task.batch_size, CAPTURE_COST if self.capture else 0.0)
+        self.epoch_widths = [[planned_width(plan, width) for width in epoch] for epoch in needed]
         self.optimizer = policy.build_optimizer(self.model, task, rate_on=device if self.capture else None)
         self.scheduler = policy.build_scheduler(self.optimizer, task, self.steps_per_epoch * task.epochs)
         self.loss_weights = policy.loss_weights(task, self.model, splits["train"])
@@ -124,8 +125,8 @@ class StaticLoop:
         self.model.train()
         batches = self._batches(epoch)
         on_device = torch.from_numpy(batches).to(self.device)
-        for index, width in enumerate(self._step_widths(batches)):
-            self.step.run(on_device[index], planned_width(self.widths, width))
+        for index, width in enumerate(self.epoch_widths[epoch - 1]):
+            self.step.run(on_device[index], width)
             self.scheduler.step()
             self.global_step += 1
             self.progress.advance()
