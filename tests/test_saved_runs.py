@@ -4,6 +4,8 @@ import csv
 import errno
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -173,3 +175,24 @@ def test_disabled_metrics_plugin_is_refused(project, monkeypatch):
     fails_with("No plugin computes metrics (tk_compute_metrics): is the built-in 'metrics' plugin disabled?",
                "run", "toy", "--output", project / "runs")
     assert not (project / "runs").exists()
+
+
+def test_tk_predict_answers_as_evaluate_without_importing_transformers(run_copy):
+    """tk predict loads a BERT run as a bare model (toolkit.evaluation.bare_bert): the answers tk evaluate's
+    transformers model gives, and a one-text start-up that pays for torch, not for transformers' imports."""
+    from toolkit.runs.saved import load_run
+
+    texts = ["bad film", "a good and wonderful story", "why was it so boring " * 20]
+    bare, full = load_run(run_copy, bare=True), load_run(run_copy)
+    assert type(bare.model).__module__ == "toolkit.evaluation.bare_bert"
+    assert bare.labels == full.labels
+    np.testing.assert_allclose(bare.probabilities(texts), full.probabilities(texts), atol=1e-3)
+
+    script = ("import os, sys\nfrom toolkit.cli import main\nexit_now = os._exit\n"
+              "os._exit = lambda code: (print('transformers' in sys.modules, file=sys.stderr), exit_now(code))\n"
+              "sys.argv = ['tk', 'predict', sys.argv[1], 'bad film', '--json']\nmain()")
+    result = subprocess.run([sys.executable, "-c", script, str(run_copy)], capture_output=True, text=True,
+                            cwd=TESTS.parent)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["predictions"][0]["label"] in full.labels
+    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr

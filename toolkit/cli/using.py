@@ -30,7 +30,7 @@ def predict(run_dir, texts, text_file, as_json):
     texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run(existing_run(run_dir))
+    saved = load_run(existing_run(run_dir), bare=True)
     probabilities = saved.probabilities(texts)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:

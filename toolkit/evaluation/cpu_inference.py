@@ -151,7 +151,8 @@ def fused_cpu_inference(model: Any, enabled: bool = True):
     attention = getattr(model.config, "_attn_implementation", None)
     bf16_eager = attention in ("eager", "sdpa")  # others: kernels of their own, or already bf16 (training's)
     if bf16_eager:
-        register_attention(ATTENTION, bf16_attention)
+        if not getattr(model, "own_attention", False):  # tk's bare BERT (tk predict) picks it without transformers
+            register_attention(ATTENTION, bf16_attention)
         try:
             model.set_attn_implementation(ATTENTION)
         except ValueError:  # a model that takes no attention function: it keeps its own

@@ -67,9 +67,9 @@ class SavedRun:
         return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
 
 
-def load_run(run_dir: Path) -> SavedRun:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def load_run(run_dir: Path, bare: bool = False) -> SavedRun:
+    """The run's task, model and tokenizer. ``bare``: on the CPU, a BERT classifier without importing
+    transformers (``toolkit.evaluation.bare_bert``: the same answers; tk predict's start-up)."""
     if not (run_dir / "model").is_dir():
         status = run_status(run_dir)
         raise TkError(f"{run_dir} holds no saved model (run status: {status}). "
@@ -78,6 +78,13 @@ def load_run(run_dir: Path) -> SavedRun:
     task = task_of(run_dir)
     model_dir = run_dir / "model"
     check_saved_model(model_dir)
+    loaded = load_bare(model_dir) if bare else None
+    if loaded is not None:
+        model, tokenizer = loaded
+        check_vocabulary(model_dir, model, tokenizer)
+        return SavedRun(run_dir, task, model, tokenizer)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     try:
         with library_bars_off():
             model = AutoModelForSequenceClassification.from_pretrained(model_dir)
@@ -87,6 +94,18 @@ def load_run(run_dir: Path) -> SavedRun:
         raise TkError(f"{model_dir}: cannot load the saved model ({first_line}). {DAMAGED}") from None
     check_vocabulary(model_dir, model, tokenizer)
     return SavedRun(run_dir, task, on_gpu_if_any(model), tokenizer)
+
+
+def load_bare(model_dir: Path) -> tuple[Any, Any] | None:
+    """The bare BERT (model, tokenizer) where it applies: a BERT classifier, and no GPU (there tk predicts
+    through transformers, with the attention kernels tk chooses for it)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    from toolkit.evaluation.bare_bert import load_bare_bert
+
+    return load_bare_bert(model_dir)
 
 
 def on_gpu_if_any(model: Any) -> Any:

@@ -1,0 +1,103 @@
+"""tk predict's bare BERT: the same answers as transformers' model, without importing transformers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from toolkit.data.tokens import encode_texts, encode_windows
+from toolkit.evaluation import cpu_inference
+from toolkit.evaluation.bare_bert import BareTokenizer, load_bare_bert
+from toolkit.evaluation.inference import predict_probabilities
+
+TEXTS = ["a good film", "bad", "the plot was awful and the ending boring " * 30, "Why? How... WHERE",
+         "café naïve Ünïcödé 東京 🎬 émoji", "", "   spaces   around   ", "why how when where who " * 3]
+
+
+@pytest.fixture(scope="module")
+def saved_classifier(tmp_path_factory, tiny_model):
+    """A tiny BERT classifier and its tokenizer as tk run saves them (save_pretrained), with 3 classes."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("saved-classifier")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label={0: "neg", 1: "pos", 2: "why"}, label2id={"neg": 0, "pos": 1, "why": 2})
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    return folder
+
+
+def transformers_model(folder):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bare_bert_answers_as_transformers_does(saved_classifier, bf16):
+    if bf16 and not cpu_inference.onednn_linear_available():
+        pytest.skip("this PyTorch build has no oneDNN linear kernel")
+    model, tokenizer = transformers_model(saved_classifier)
+    bare_model, bare_tokenizer = load_bare_bert(saved_classifier)
+    assert bare_model.config.id2label == {0: "neg", 1: "pos", 2: "why"}
+    encoded = encode_texts(tokenizer, TEXTS * 5, max_length=32)
+    assert encode_texts(bare_tokenizer, TEXTS * 5, max_length=32) == encoded
+    lengths = {len(row) for row in encoded["input_ids"]}
+    assert len(lengths) > 3  # the batches are padded: the attention mask matters
+    expected = predict_probabilities(model, encoded, batch_size=8, bf16=bf16)
+    got = predict_probabilities(bare_model, encoded, batch_size=8, bf16=bf16)
+    np.testing.assert_allclose(got, expected, atol=1e-5 if not bf16 else 1e-3)
+    assert bare_model.config._attn_implementation == "sdpa"  # put back after the fused bf16 pass
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_bare_tokenizer_gives_the_transformers_tokenizers_ids(truncation):
+    """The real uncased vocabulary tk's MiniLM models use, saved as tk run saves it, on awkward texts."""
+    from transformers import AutoTokenizer
+
+    from plugins.models.minilm import bundled_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
+    bare = BareTokenizer.from_folder(bundled_model_dir())
+    for max_length in (8, 64, 512):
+        assert encode_texts(bare, TEXTS, max_length, truncation) == encode_texts(tokenizer, TEXTS, max_length,
+                                                                                 truncation)
+    assert encode_windows(bare, TEXTS, 16, 4) == encode_windows(tokenizer, TEXTS, 16, 4)
+    assert len(bare) == len(tokenizer)
+
+
+def test_a_model_the_bare_bert_does_not_compute_loads_through_transformers(saved_classifier, tmp_path):
+    import shutil
+
+    def variant(name, change):
+        folder = tmp_path / name
+        shutil.copytree(saved_classifier, folder)
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+        return folder
+
+    assert load_bare_bert(variant("same", lambda config: None)) is not None
+    assert load_bare_bert(variant("relative", lambda c: c.update(position_embedding_type="relative_key"))) is None
+    assert load_bare_bert(variant("tanh-gelu", lambda c: c.update(hidden_act="gelu_new"))) is None
+    assert load_bare_bert(variant("decoder", lambda c: c.update(is_decoder=True))) is None
+    assert load_bare_bert(variant("masked-lm", lambda c: c.update(architectures=["BertForMaskedLM"]))) is None
+    no_tokenizer_json = variant("vocab-only", lambda config: None)
+    (no_tokenizer_json / "tokenizer.json").unlink()
+    assert load_bare_bert(no_tokenizer_json) is None
+
+
+def test_a_weight_the_bare_bert_does_not_know_sends_the_model_to_transformers(saved_classifier, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "extra-weight"
+    shutil.copytree(saved_classifier, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["bert.encoder.layer.0.attention.self.distance_embedding.weight"] = torch.zeros(3, 32)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    assert load_bare_bert(folder) is None
