@@ -25,13 +25,14 @@ from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
 from plugins.engines.trainer.fast_dropout import fast_dropout
 from plugins.models.minilm import bundled_model_dir
 from toolkit.config import build_task
+from toolkit.memory import reuse_freed_memory
 from toolkit.training import policy
 
 
 @contextlib.contextmanager
 def tk_levers(model):
-    with fast_dropout(model), reused_embedding_gradient(model):
-        yield
+    with fast_dropout(model), reused_embedding_gradient(model) as gradient:
+        yield gradient
 
 
 def main() -> None:
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per block (after 2 untimed)")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the tk command does
 
     task = build_task("bench", {"dataset": "-", "model": "-"}, "benchmark")
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -54,12 +56,12 @@ def main() -> None:
     if not args.no_pad:
         mask[0, args.width // 2:] = 0
 
-    def step() -> float:
+    def step(gradient=None) -> float:
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = policy.training_loss(model(input_ids=ids, attention_mask=mask).logits, labels, task)
         loss.backward()
-        policy.clip_gradients_if_needed(model.parameters())
+        policy.clip_gradients_if_needed(model.parameters(), gradient.rows_of() if gradient else None)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - started
@@ -68,9 +70,9 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(args.rounds):
         for name, levers in sides.items():
-            with levers():
-                step(), step()
-                times[name] += [step() for _ in range(args.steps)]
+            with levers() as gradient:
+                step(gradient), step(gradient)
+                times[name] += [step(gradient) for _ in range(args.steps)]
     medians = {name: statistics.median(values) * 1000 for name, values in times.items()}
     print(f"{args.batch} x {args.width} tokens{'' if args.no_pad else ', one padded row'}: "
           + ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items())

@@ -25,6 +25,7 @@ class PolicyTrainer(Trainer):
 
     def __init__(self, *args, task, step_losses: list, loss_weights=None, **kwargs) -> None:
         self.task, self.step_losses, self.loss_weights = task, step_losses, loss_weights
+        self.embedding_gradient = None  # a ReusedEmbeddingGradient while one is open
         super().__init__(*args, **kwargs)
         # compute_loss returns this device's batch mean: the Trainer must neither pass num_items_in_batch
         # nor rescale the loss by the number of processes (DistributedDataParallel averages the gradients).
@@ -46,7 +47,8 @@ class PolicyTrainer(Trainer):
         """One process on the CPU: clip only when the norm exceeds the limit (same numbers, one pass fewer)."""
         if self.args.world_size > 1 or torch.cuda.is_available() or self.args.fp16:
             return super()._clip_grad_norm(model)
-        return policy.clip_gradients_if_needed(model.parameters())
+        gradient = self.embedding_gradient
+        return policy.clip_gradients_if_needed(model.parameters(), gradient.rows_of() if gradient else None)
 
     def _get_eval_sampler(self, eval_dataset):
         """The validation rows in their own order (already longest first). Under group_by_length the Trainer
@@ -124,7 +126,8 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
     one_cpu_process = on_cpu and args.world_size == 1
     try:
         with (fast_dropout(model) if dropout else contextlib.nullcontext(),
-              reused_embedding_gradient(model) if one_cpu_process else contextlib.nullcontext()):
+              (reused_embedding_gradient(model) if one_cpu_process else contextlib.nullcontext()) as gradient):
+            trainer.embedding_gradient = gradient
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise policy.out_of_memory(task, error) from None
