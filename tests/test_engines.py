@@ -159,3 +159,27 @@ def test_cuda_graphs_without_a_gpu_is_refused(project):
         pytest.skip("this machine has a GPU")
     fails_with('engine = "cuda-graphs" cannot train here: it needs a CUDA GPU', "run", "toy", "--set",
                "engine=cuda-graphs", "--output", project / "runs")
+
+
+def test_cpu_batches_are_padded_to_a_multiple_of_4_tokens_with_the_same_answers(tiny_model):
+    """The trainer engine's CPU batches: longest text rounded up to 4 tokens (fewer widths for oneDNN to build
+    kernels for), never past max_length, the padding masked, so the model answers as for the longest."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from plugins.engines.trainer.run import RoundedWidthPadding
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "label": 0}
+            for ids in ([2, 7, 8, 9, 3], [2, 7, 3], [2] + [9] * 15 + [3])]
+    collate = RoundedWidthPadding(tokenizer, 4, max_width=18)
+    assert [collate(rows[:n])["input_ids"].shape[1] for n in (1, 2, 3)] == [8, 8, 18]  # 5 -> 8, 17 -> 18 (cap)
+    assert RoundedWidthPadding(tokenizer, 4, max_width=12)(rows)["input_ids"].shape[1] == 17  # never cut
+    batch = collate(rows[:2])
+    assert batch["attention_mask"].sum(dim=1).tolist() == [5, 3] and batch["labels"].tolist() == [0, 0]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2).eval()
+    longest = RoundedWidthPadding(tokenizer, 1, max_width=18)(rows[:2])
+    assert longest["input_ids"].shape[1] == 5
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                   model(input_ids=longest["input_ids"],
+                                         attention_mask=longest["attention_mask"]).logits)
