@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from toolkit.data.tokens import encode_texts, encode_windows
 from toolkit.evaluation import cpu_inference
-from toolkit.evaluation.bare_bert import BareTokenizer, load_bare_bert
+from toolkit.evaluation.bare_bert import BareTokenizer, legacy_name, load_bare_bert
 from toolkit.evaluation.inference import predict_probabilities
 
 TEXTS = ["a good film", "bad", "the plot was awful and the ending boring " * 30, "Why? How... WHERE",
@@ -87,6 +88,24 @@ def test_a_model_the_bare_bert_does_not_compute_loads_through_transformers(saved
     no_tokenizer_json = variant("vocab-only", lambda config: None)
     (no_tokenizer_json / "tokenizer.json").unlink()
     assert load_bare_bert(no_tokenizer_json) is None
+
+
+def test_layer_norms_saved_as_gamma_and_beta_load_as_transformers_loads_them(saved_classifier, tmp_path):
+    """Early transformers 5 releases save BERT's LayerNorm weights under the original checkpoint's names."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "gamma-beta"
+    shutil.copytree(saved_classifier, folder)
+    weights = {legacy_name(name): value for name, value in load_file(folder / "model.safetensors").items()}
+    renamed = {name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
+               for name, value in weights.items()}
+    assert any(name.endswith("LayerNorm.gamma") for name in renamed)
+    save_file(renamed, folder / "model.safetensors", metadata={"format": "pt"})
+    model, _ = load_bare_bert(folder)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
 
 
 def test_a_weight_the_bare_bert_does_not_know_sends_the_model_to_transformers(saved_classifier, tmp_path):

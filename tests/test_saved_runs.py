@@ -56,6 +56,9 @@ DAMAGE = {
                           "model/tokenizer.json is not readable JSON"),
     "no tokenizer files": (lambda m: [(m / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")],
                            "model has no tokenizer vocabulary (tokenizer.json is missing). " + DAMAGED),
+    "labels cut in the model config": (lambda m: (m / "config.json").write_text(json.dumps(
+        {**json.loads((m / "config.json").read_text()), "id2label": {"0": "neg"}, "label2id": {"neg": 0}})),
+                                      "model: cannot load the saved model"),
     "run config a list": (lambda m: (m.parent / "config.json").write_text("[1, 2]"),
                           "config.json is not a tk run config (expected an object with a 'task' table)"),
 }

@@ -41,12 +41,25 @@ def load_bare_bert(model_dir: Path) -> tuple[Any, Any] | None:
     from safetensors.torch import load_file
 
     model = BareBertForSequenceClassification(config)
-    weights = load_file(model_dir / "model.safetensors")
-    weights.pop("bert.embeddings.position_ids", None)  # older transformers saved this fixed range
-    if set(weights) != set(model.state_dict()):
-        return None
-    model.load_state_dict(weights)
+    try:
+        weights = {legacy_name(name): value for name, value in load_file(model_dir / "model.safetensors").items()}
+        weights.pop("bert.embeddings.position_ids", None)  # older transformers saved this fixed range
+        if set(weights) != set(model.state_dict()):
+            return None
+        model.load_state_dict(weights)
+    except Exception:  # weights that do not fit the config (a file swapped in, labels edited): transformers'
+        return None  # loading then names the damage, as for any other model
     return model.eval(), tokenizer
+
+
+def legacy_name(name: str) -> str:
+    """A LayerNorm's weight and bias under their own names: early transformers 5 releases (5.2 among them)
+    save them as the original BERT checkpoint's gamma and beta, and rename them so when loading."""
+    if name.endswith("LayerNorm.gamma"):
+        return name[:-len("gamma")] + "weight"
+    if name.endswith("LayerNorm.beta"):
+        return name[:-len("beta")] + "bias"
+    return name
 
 
 def supported_config(model_dir: Path) -> SimpleNamespace | None:
