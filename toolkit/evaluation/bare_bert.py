@@ -71,11 +71,10 @@ def supported_config(model_dir: Path) -> SimpleNamespace | None:
     if (values.get("model_type") != "bert" or values.get("architectures") != [ARCHITECTURE]
             or values.get("hidden_act") != "gelu" or values.get("position_embedding_type", "absolute") != "absolute"
             or any(values.get(key, value) != value for key, value in PLAIN_ENCODER.items())
-            or not isinstance(values.get("id2label"), dict) or not (model_dir / "model.safetensors").is_file()):
+            or not isinstance(values.get("id2label"), dict)):
         return None
     config = SimpleNamespace(**values)
     config.id2label = {int(i): name for i, name in values["id2label"].items()}
-    config.label2id = {name: i for i, name in config.id2label.items()}
     config.num_labels = len(config.id2label)
     config.pad_token_id = values.get("pad_token_id", 0)
     config.layer_norm_eps = values.get("layer_norm_eps", 1e-12)
@@ -142,19 +141,16 @@ class BertSelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.config = config
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask``: which keys to attend to (bool, for SDPA), or an additive mask (for tk's bf16 attention)."""
         batch, width, _ = hidden.shape
         query, key, value = (projection(hidden).view(batch, width, self.heads, -1).transpose(1, 2)
                              for projection in (self.query, self.key, self.value))
-        if self.config._attn_implementation == "sdpa":
-            output = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
-            output = output.transpose(1, 2)
-        else:  # tk's bf16 attention, as fused_cpu_inference sets it on a transformers model
-            additive = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-            additive = additive.masked_fill(~mask, torch.finfo(torch.float32).min)[:, None, None, :]
-            output, _ = bf16_attention(self, query, key, value, additive)
+        if mask.dtype == torch.bool:
+            output = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask).transpose(1, 2)
+        else:
+            output, _ = bf16_attention(self, query, key, value, mask)
         return output.reshape(batch, width, -1)
 
 
@@ -244,7 +240,9 @@ class BareBertForSequenceClassification(nn.Module):
         return self.bert.embeddings.word_embeddings
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
-        mask = attention_mask.bool()
+        mask = attention_mask.bool()[:, None, None, :]  # batch x heads x queries x keys, broadcast
+        if self.config._attn_implementation != "sdpa":  # tk's bf16 attention, as fused_cpu_inference sets it
+            mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, torch.finfo(torch.float32).min)
         hidden = self.bert.embeddings(input_ids)
         for layer in self.bert.encoder.layer:
             hidden = layer(hidden, mask)
