@@ -11,6 +11,7 @@ import click
 from toolkit.cli import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
+from toolkit.runs.answers import prediction_rows
 
 
 @cli.command()
@@ -36,9 +37,7 @@ def predict(run_dir, texts, text_file, as_json):
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped)
         return
-    rows = [{"text": text, "label": saved.labels[int(p.argmax())],
-             "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
-            for text, p in zip(texts, probabilities)]
+    rows = prediction_rows(saved, texts, probabilities)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
                          "predictions": rows})
@@ -55,11 +54,8 @@ TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--jso
 
 def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int]) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
-    labels, thresholds = saved.labels, saved.thresholds
-    rows = [{"text": text, "labels": found,
-             "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p)},
-             "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}}
-            for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
+    labels = saved.labels
+    rows = prediction_rows(saved, texts, probabilities)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
                          "predictions": rows})

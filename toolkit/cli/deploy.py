@@ -1,0 +1,55 @@
+"""tk serve, tk export: from a run to a service (docs/deploy.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolkit.cli import cli
+from toolkit.cli.using import existing_run
+from toolkit.errors import TkError
+
+
+def positive(kind):
+    return click.IntRange(min=1) if kind is int else click.FloatRange(min=0)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 listens on every interface (then set a token).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on; 0 picks a free one (printed at start).")
+@click.option("--token", envvar="TK_SERVE_TOKEN", metavar="TOKEN",
+              help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health (default: "
+                   "$TK_SERVE_TOKEN; none).")
+@click.option("--workers", default=1, show_default=True, type=positive(int),
+              help="Processes, each with its own copy of the model, sharing the port.")
+@click.option("--max-batch", default=32, show_default=True, type=positive(int),
+              help="Texts in one forward pass, gathered from the requests waiting.")
+@click.option("--max-wait-ms", default=5.0, show_default=True, type=positive(float),
+              help="How long a request may wait for others to share its forward pass.")
+@click.option("--max-texts", default=256, show_default=True, type=positive(int),
+              help="Texts in one request; more is refused with 413.")
+@click.option("--max-body", "max_body_bytes", default=1_048_576, show_default=True, type=positive(int),
+              help="Bytes in one request body; more is refused with 413.")
+@click.option("--onnx", is_flag=True,
+              help="Serve the run's ONNX export (RUN/onnx-int8, else RUN/onnx; tk export writes them) instead of "
+                   "its PyTorch model. RUN may also be an export folder itself.")
+def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx):
+    """Serve the model saved in RUN over HTTP: POST /predict, GET /health, /ready, /metadata, /metrics."""
+    from toolkit.runs.exported import export_of
+    from toolkit.serving.limits import ServeSettings
+    from toolkit.serving.server import LOOPBACK, serve as run_server
+
+    folder = export_of(existing_run(run_dir)) if onnx else existing_run(run_dir)
+    if token is not None and not token.strip():
+        raise TkError("--token is empty; give a token, or leave --token and TK_SERVE_TOKEN unset to serve "
+                      "without one.")
+    if host not in LOOPBACK and token is None:
+        click.echo(f"WARNING: listening on {host} without a token: anyone who can reach this machine can use "
+                   "the model. Set --token (or TK_SERVE_TOKEN), or put it behind a proxy that authenticates.",
+                   err=True)
+    settings = ServeSettings(str(folder), token, max_batch, max_wait_ms, max_texts, max_body_bytes)
+    run_server(settings, host, port, workers, lambda text: click.echo(text, err=True))
