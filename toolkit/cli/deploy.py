@@ -11,6 +11,16 @@ from toolkit.cli.using import existing_run
 from toolkit.errors import TkError
 
 
+def require(modules: tuple[str, ...], extra: str, command: str) -> None:
+    """A missing optional library is a one-line error that names the extra to install."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TkError(f"{command} needs {', '.join(missing)}, not installed; install it with: "
+                      f"pip install 'tk-toolkit[{extra}]'")
+
+
 def positive(kind):
     return click.IntRange(min=1) if kind is int else click.FloatRange(min=0)
 
@@ -39,6 +49,7 @@ def positive(kind):
                    "its PyTorch model. RUN may also be an export folder itself.")
 def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx):
     """Serve the model saved in RUN over HTTP: POST /predict, GET /health, /ready, /metadata, /metrics."""
+    require(("uvicorn", "starlette", "prometheus_client"), "serve", "tk serve")
     from toolkit.runs.exported import export_of
     from toolkit.serving.limits import ServeSettings
     from toolkit.serving.server import LOOPBACK, serve as run_server
