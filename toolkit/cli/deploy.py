@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli
+from toolkit.cli import cli, pass_session
+from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.using import existing_run
 from toolkit.errors import TkError
 
@@ -64,3 +65,33 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
                    err=True)
     settings = ServeSettings(str(folder), token, max_batch, max_wait_ms, max_texts, max_body_bytes)
     run_server(settings, host, port, workers, lambda text: click.echo(text, err=True))
+
+
+@cli.command(name="export")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--format", "export_format", type=click.Choice(["onnx"]), default="onnx", show_default=True,
+              help="The format to write.")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Quantize the weights to int8 (ONNX Runtime's dynamic "
+              "quantization; default: float32).")
+@click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
+              help="The folder to write (default: RUN/onnx, or RUN/onnx-int8 with --quantize int8).")
+@click.option("--check-data", metavar="FILE", help="Check the export on every row of this file (default: the run's "
+              "test rows, as tk evaluate scores them).")
+@click.option("--min-agreement", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+              help="The share of checked rows on which the export must give the run's answer, or nothing is written.")
+@json_option
+@pass_session
+def export(session, run_dir, export_format, quantize, output, check_data, min_agreement, as_json):
+    """Export the model saved in RUN to ONNX, checked against the run's own model before it is written."""
+    require(("onnx", "onnxruntime", "onnxscript"), "export", "tk export")
+    from toolkit.runs.export import export_run
+
+    existing_run(run_dir)
+    if check_data is not None and not Path(check_data).exists():
+        raise TkError(f"--check-data: {check_data} does not exist. Check the path, or leave --check-data out to "
+                      "check on the run's test rows.")
+    manifest = export_run(session.pm, run_dir, quantize, output, check_data, min_agreement, click.echo)
+    if as_json:
+        emit("export", manifest)
+    else:
+        click.echo(f"Wrote {manifest['folder']}")

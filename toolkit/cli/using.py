@@ -20,8 +20,8 @@ from toolkit.runs.answers import prediction_rows
 @click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
 @json_option
 def predict(run_dir, texts, text_file, as_json):
-    """Label TEXTS with the model saved in RUN."""
-    from toolkit.runs.saved import load_run
+    """Label TEXTS with the model saved in RUN (or an export tk export wrote)."""
+    from toolkit.runs.exported import load_run_or_export
 
     blank = [str(number) for number, text in enumerate(texts, 1) if not text.strip()]
     if blank:  # a model still answers for an empty text, with nothing to go on: say so instead
@@ -31,7 +31,7 @@ def predict(run_dir, texts, text_file, as_json):
     texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run(existing_run(run_dir), bare=True)
+    saved = load_run_or_export(existing_run(run_dir), bare=True)
     probabilities = saved.probabilities(texts)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:
@@ -117,18 +117,18 @@ def printable(text: str) -> str:
 @json_option
 @pass_session
 def evaluate(session, run_dir, data, split, as_json):
-    """Evaluate the model saved in RUN on a whole dataset split."""
+    """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
+    from toolkit.runs.exported import load_run_or_export
     from toolkit.runs.folders import write_json
-    from toolkit.runs.saved import load_run
     from toolkit.training.progress import Progress
 
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
-    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, Progress(click.echo))
+    metrics = evaluate_run(session.pm, load_run_or_export(run_dir), data, split, Progress(click.echo))
     for note in metrics["notes"]:  # with --json, on stderr (json_output)
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")

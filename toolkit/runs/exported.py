@@ -49,6 +49,7 @@ class OnnxRun:
     labels: tuple[str, ...]
     thresholds: np.ndarray | None
     backend: str  # "onnx" or "onnx-int8"
+    pad_id: int = 0
 
     @property
     def multi_label(self) -> bool:
@@ -73,13 +74,6 @@ class OnnxRun:
                 progress.close()
         return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
 
-    @property
-    def pad_id(self) -> int:
-        return int(self.manifest.get("pad_token_id") or 0)
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
 
 
 def onnx_probabilities(session: Any, input_ids: Any, multi_label: bool, pad: int = 0,
@@ -151,4 +145,11 @@ def load_export(folder: Path) -> OnnxRun:
     thresholds = manifest.get("thresholds")
     return OnnxRun(folder, Path(manifest.get("run_dir", folder)), task, session, tokenizer, labels,
                    np.array([thresholds[name] for name in labels], dtype=np.float32) if thresholds else None,
-                   "onnx-int8" if manifest.get("quantize") == "int8" else "onnx")
+                   "onnx-int8" if manifest.get("quantize") == "int8" else "onnx", int(manifest.get("pad_token_id") or 0))
+
+
+def load_run_or_export(folder: Path, bare: bool = False) -> Any:
+    """tk predict, tk evaluate and tk serve take a run folder or an export folder alike."""
+    from toolkit.runs.saved import load_run
+
+    return load_export(folder) if is_export(folder) else load_run(folder, bare=bare)

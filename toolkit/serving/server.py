@@ -20,10 +20,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def load_model(folder: Path) -> Any:
     """The run (tk predict's loading path, and its refusals of an incomplete or damaged run), warmed up so that
     the first request does not pay for the first forward pass."""
-    from toolkit.runs.exported import is_export, load_export
-    from toolkit.runs.saved import load_run
+    from toolkit.runs.exported import load_run_or_export
 
-    model = load_export(folder) if is_export(folder) else load_run(folder, bare=True)
+    model = load_run_or_export(folder, bare=True)
     model.probabilities(["warm-up"])
     return model
 
