@@ -28,7 +28,7 @@ class Server:
     def _wait_for_url(self) -> str:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
-            found = re.search(r"at (http://\S+?:\d+)", self.output())
+            found = re.search(r"(?:at |\"url\": \")(http://[^\s\"]+?:\d+)", self.output())
             if found:
                 return found.group(1)
             if self.process.poll() is not None:

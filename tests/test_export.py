@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers import TESTS, TOY_TASKS, tk, tk_json, toy_environment
 from tests.served import Server
+from tests.test_json_output import documented
 from toolkit.config import load_config, with_overrides
 from toolkit.plugins import PluginManager
 from toolkit.runs.pipeline import run_task
@@ -58,7 +59,10 @@ def test_export_answers_as_the_run_does(exported, run):
     assert check["max_probability_difference"] < FP32_TOLERANCE
     assert check["metrics"]["run"]["accuracy"] == check["metrics"]["export"]["accuracy"]
     assert check["mcnemar_p"] == 1.0 and min(check["texts_per_second"].values()) > 0
+    assert set(exported) == documented("`tk export --json`")  # docs/json.md lists every field
+    assert set(check) == documented("`tk export --json`", "check.")
     manifest = json.loads((run / "onnx" / "tk_export.json").read_text())
+    assert manifest == {key: value for key, value in exported.items() if key != "folder"}
     assert manifest["labels"] == ["neg", "pos"] and manifest["task"]["max_length"] == 64
     assert {"model.onnx", "tokenizer.json", "config.json", "README.md"} <= {p.name for p in (run / "onnx").iterdir()}
     assert "How it was checked" in (run / "onnx" / "README.md").read_text()

@@ -5,6 +5,7 @@ every refusal is cheap to provoke), multi-label (with --workers 2), chunks; the 
 """
 
 import json
+import re
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import pytest
 
 from tests.helpers import TESTS, TOY_TASKS, tk, tk_json, toy_environment
 from tests.served import Server
+from tests.test_json_output import DOC, documented
 from toolkit.config import load_config, with_overrides
 from toolkit.plugins import PluginManager
 from toolkit.runs.pipeline import run_task
@@ -97,7 +99,7 @@ def test_predictions_equal_tk_predicts(server, single):
 @pytest.mark.parametrize("kind", ["multi", "chunks"])
 def test_multi_label_and_chunks_answers_equal_tk_predicts(kind, request, root):
     run = request.getfixturevalue(kind)
-    options = ("--workers", 2) if kind == "multi" else ()
+    options = ("--workers", 2) if kind == "multi" else ("--json",)
     with Server(run, *options, cwd=root) as running:
         status, answer = running.request("POST", "/predict", {"texts": TEXTS})
         assert status == 200, answer
@@ -114,6 +116,8 @@ def test_multi_label_and_chunks_answers_equal_tk_predicts(kind, request, root):
         else:
             assert metadata["long_text"] == "chunks" and metadata["max_length"] == 16
             assert metadata["stride"] == 4 and metadata["pooling"] == "logits"
+            printed = json.loads(running.output()[running.output().index("{"):running.output().rindex("}") + 1])
+            assert printed["url"] == running.url and set(printed) == documented("`tk serve --json`")
         assert running.stop() == 0
 
 
@@ -200,6 +204,8 @@ def test_the_token_guards_every_endpoint_but_health(server):
 
 def test_metadata_openapi_and_metrics(server, single):
     status, metadata = server.request("GET", "/metadata", token=TOKEN)
+    section = DOC.split("\n### `GET /metadata`\n", 1)[1].split("\n### ", 1)[0]
+    assert set(metadata) == set(re.findall(r"^\| `([^`]+)` \|", section, re.M))  # docs/json.md lists every field
     assert metadata["run_dir"] == str(single) and metadata["labels"] == ["neg", "pos"]
     assert (metadata["problem"], metadata["max_length"], metadata["truncation"], metadata["long_text"]) == \
         ("single-label", 64, "head", "truncate")

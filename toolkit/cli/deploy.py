@@ -48,7 +48,8 @@ def positive(kind):
 @click.option("--onnx", is_flag=True,
               help="Serve the run's ONNX export (RUN/onnx-int8, else RUN/onnx; tk export writes them) instead of "
                    "its PyTorch model. RUN may also be an export folder itself.")
-def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx):
+@json_option
+def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx, as_json):
     """Serve the model saved in RUN over HTTP: POST /predict, GET /health, /ready, /metadata, /metrics."""
     require(("uvicorn", "starlette", "prometheus_client"), "serve", "tk serve")
     from toolkit.runs.exported import export_of
@@ -64,7 +65,17 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
                    "the model. Set --token (or TK_SERVE_TOKEN), or put it behind a proxy that authenticates.",
                    err=True)
     settings = ServeSettings(str(folder), token, max_batch, max_wait_ms, max_texts, max_body_bytes)
-    run_server(settings, host, port, workers, lambda text: click.echo(text, err=True))
+
+    def listening(about: dict) -> None:
+        if as_json:  # one document as soon as the port is open: a script reads the URL (--port 0) from it
+            emit("serve", about)
+        else:
+            click.echo(f"Serving {about['folder']} ({about['backend']}, labels: {', '.join(about['labels'])}) at "
+                       f"{about['url']}" + (f" with {workers} worker processes" if workers > 1 else "")
+                       + f"; POST {about['url']}/predict. Ctrl-C or SIGTERM stops it (requests received are answered "
+                       "first).", err=True)
+
+    run_server(settings, host, port, workers, listening)
 
 
 @cli.command(name="export")

@@ -50,8 +50,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: ServeSettings, host: str, port: int, workers: int, echo: Callable[[str], None]) -> None:
-    """Serve until SIGTERM or Ctrl-C; then answer the requests already received and return (exit code 0)."""
+def serve(settings: ServeSettings, host: str, port: int, workers: int,
+          listening: Callable[[dict[str, Any]], None]) -> None:
+    """Serve until SIGTERM or Ctrl-C; then answer the requests already received and return (exit code 0).
+    ``listening`` is told where (url, labels, ...) once the port is open and the model loaded."""
     import uvicorn
 
     model = load_model(Path(settings.folder))  # refused here, before the port opens, as tk predict refuses it
@@ -64,10 +66,11 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, echo: Cal
         from toolkit.serving.app import create_app
 
         server = uvicorn.Server(uvicorn.Config(create_app(model, settings), **options))
-        echo(f"Serving {settings.folder} at {url} (labels: {', '.join(model.labels)}); POST {url}/predict")
+        listening(described(settings, url, model, workers))
         with drained_signals_exit_cleanly():
             server.run(sockets=[sock])
         return
+    about = described(settings, url, model, workers)
     del model  # each worker loads its own
     from uvicorn.supervisors import Multiprocess
 
@@ -76,8 +79,13 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int, echo: Cal
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = counts
         config = uvicorn.Config("toolkit.serving.server:app_from_environment", factory=True, workers=workers,
                                 **options)
-        echo(f"Serving {settings.folder} at {url} with {workers} worker processes; POST {url}/predict")
+        listening(about)
         Multiprocess(config, [sock]).run()
+
+
+def described(settings: ServeSettings, url: str, model: Any, workers: int) -> dict[str, Any]:
+    return {"url": url, "folder": settings.folder, "backend": getattr(model, "backend", "pytorch"),
+            "labels": list(model.labels), "workers": workers, "pid": os.getpid(), "token": settings.token is not None}
 
 
 class drained_signals_exit_cleanly:
