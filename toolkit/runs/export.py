@@ -2,9 +2,10 @@
 
 The graph is written by torch.onnx's exporter (``dynamo=True``, the torch.export path PyTorch maintains; the
 TorchScript tracer it replaces is deprecated and bakes shapes seen while tracing into the graph), with dynamic
-batch and sequence axes. int8 is ONNX Runtime's dynamic quantization (weights int8 with a scale per output channel,
-activations quantized per batch). The export is built in a hidden folder beside the output and renamed into place only after the check
-passed, so a refused or interrupted export leaves nothing behind that looks finished.
+batch and sequence axes. int8 is ONNX Runtime's dynamic quantization (weights int8 with a scale per output
+channel, activations quantized per batch). The export is built in a hidden folder beside the output and renamed
+into place only after the check passed, so a refused or interrupted export leaves nothing behind that looks
+finished.
 """
 
 from __future__ import annotations
