@@ -145,7 +145,8 @@ def test_concurrent_clients_share_forward_passes(server):
 
 def batch_count(server) -> float:
     metrics = server.request("GET", "/metrics", token=TOKEN)[1]
-    return float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("tk_serve_batch_texts_count")))
+    counts = [line for line in metrics.splitlines() if line.startswith("tk_serve_batch_texts_count")]
+    return float(counts[0].split()[-1])
 
 
 BAD = [

@@ -80,7 +80,8 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
 
     speed = check["texts_per_second"]
     return [f"Checked on {check['rows']:,} rows: the export gives the run's answer on {check['agreement']:.2%} "
-            f"({check['disagreements']:,} differ); largest probability difference {check['max_probability_difference']:.2g}",
+            f"({check['disagreements']:,} differ); largest probability difference "
+            f"{check['max_probability_difference']:.2g}",
             metric_line("run", "run (tk, PyTorch)"), metric_line("export", f"export ({backend})"),
             f"  McNemar exact p (same accuracy) = {check['mcnemar_p']:.3g}",
             f"  texts/s on this machine, tokenizing included: run {speed['run']:,.1f}, export {speed['export']:,.1f} "

@@ -19,7 +19,7 @@ from toolkit.evaluation.pooling import pool
 
 MANIFEST = "tk_export.json"  # written last: a folder without it is not (yet) an export
 MODEL_FILE = "model.onnx"
-EXPORT_FOLDERS = ("onnx-int8", "onnx")  # tk export's default outputs inside a run, the one tk serve --onnx prefers first
+EXPORT_FOLDERS = ("onnx-int8", "onnx")  # tk export's default outputs in a run; tk serve --onnx prefers the first
 
 
 def is_export(folder: Path) -> bool:
@@ -145,7 +145,8 @@ def load_export(folder: Path) -> OnnxRun:
     thresholds = manifest.get("thresholds")
     return OnnxRun(folder, Path(manifest.get("run_dir", folder)), task, session, tokenizer, labels,
                    np.array([thresholds[name] for name in labels], dtype=np.float32) if thresholds else None,
-                   "onnx-int8" if manifest.get("quantize") == "int8" else "onnx", int(manifest.get("pad_token_id") or 0))
+                   "onnx-int8" if manifest.get("quantize") == "int8" else "onnx",
+                   int(manifest.get("pad_token_id") or 0))
 
 
 def load_run_or_export(folder: Path, bare: bool = False) -> Any:
