@@ -1,6 +1,6 @@
 """tk serve against what a user would write in 20 lines (FastAPI + transformers.pipeline, one request at a time).
 
-    python benchmarks/serve_throughput.py RUN [--requests 10000] [--baseline-requests 2000] [--clients 32]
+    TK_DATA_DIR=../shared/data python benchmarks/serve_throughput.py RUN [--requests 10000] [--baseline-requests 2000] [--clients 32]
 
 Both servers serve RUN's model on 127.0.0.1, one process each, started here one after the other. Each gets:
 200 warm-up requests; then 1 client sending 300 requests in turn (p50 and p99 latency of one request alone);
@@ -26,7 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-SENTIMENT140 = Path(__file__).resolve().parent.parent.parent / "shared/data/sentiment140/testdata.manual.2009.06.14.csv"
+DATA = Path(os.environ.get("TK_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared/data"))
+SENTIMENT140 = DATA / "sentiment140/testdata.manual.2009.06.14.csv"
 
 BASELINE = '''
 import sys
