@@ -23,8 +23,26 @@ def load_model(folder: Path) -> Any:
     from toolkit.runs.exported import load_run_or_export
 
     model = load_run_or_export(folder, bare=True)
+    keep_cpu_kernels(model)
     model.probabilities(["warm-up"])
     return model
+
+
+def keep_cpu_kernels(model: Any) -> None:
+    """tk's bf16 CPU path swaps in oneDNN layers with bf16 copies of the weights at each call, which a one-call
+    tk predict pays once and a server would pay per batch. Entered here for the life of the process, the same
+    layers score every batch (predict_probabilities' own entry then changes nothing), so the answers stay
+    tk predict's."""
+    from toolkit.training.device import use_bf16
+
+    network = getattr(model, "model", None)  # None for an ONNX export
+    if network is None or not use_bf16(model.task.bf16) or next(network.parameters()).device.type != "cpu":
+        return
+    from toolkit.evaluation.cpu_inference import fused_cpu_inference
+
+    held = fused_cpu_inference(network)
+    held.__enter__()  # never exited: the server holds the model until it exits
+    model.held_kernels = held
 
 
 def app_from_environment() -> Any:
