@@ -11,6 +11,7 @@ import click
 from toolkit.cli import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
+from toolkit.runs.answers import prediction_rows
 
 
 @cli.command()
@@ -19,8 +20,8 @@ from toolkit.errors import TkError
 @click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
 @json_option
 def predict(run_dir, texts, text_file, as_json):
-    """Label TEXTS with the model saved in RUN."""
-    from toolkit.runs.saved import load_run
+    """Label TEXTS with the model saved in RUN (or an export tk export wrote)."""
+    from toolkit.runs.exported import load_run_or_export
 
     blank = [str(number) for number, text in enumerate(texts, 1) if not text.strip()]
     if blank:  # a model still answers for an empty text, with nothing to go on: say so instead
@@ -30,15 +31,13 @@ def predict(run_dir, texts, text_file, as_json):
     texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run(existing_run(run_dir), bare=True)
+    saved = load_run_or_export(existing_run(run_dir), bare=True)
     probabilities = saved.probabilities(texts)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped)
         return
-    rows = [{"text": text, "label": saved.labels[int(p.argmax())],
-             "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
-            for text, p in zip(texts, probabilities)]
+    rows = prediction_rows(saved, texts, probabilities)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
                          "predictions": rows})
@@ -55,11 +54,8 @@ TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--jso
 
 def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int]) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
-    labels, thresholds = saved.labels, saved.thresholds
-    rows = [{"text": text, "labels": found,
-             "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p)},
-             "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}}
-            for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
+    labels = saved.labels
+    rows = prediction_rows(saved, texts, probabilities)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
                          "predictions": rows})
@@ -121,18 +117,18 @@ def printable(text: str) -> str:
 @json_option
 @pass_session
 def evaluate(session, run_dir, data, split, as_json):
-    """Evaluate the model saved in RUN on a whole dataset split."""
+    """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
+    from toolkit.runs.exported import load_run_or_export
     from toolkit.runs.folders import write_json
-    from toolkit.runs.saved import load_run
     from toolkit.training.progress import Progress
 
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
-    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, Progress(click.echo))
+    metrics = evaluate_run(session.pm, load_run_or_export(run_dir), data, split, Progress(click.echo))
     for note in metrics["notes"]:  # with --json, on stderr (json_output)
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
