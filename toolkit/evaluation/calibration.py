@@ -22,6 +22,7 @@ BINS = 10
 RESAMPLES = 1000
 COVERAGE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 TEMPERATURE_RANGE = (0.05, 20.0)  # wider than any fitted value in the literature; the fit stops at the ends
+MIN_GAIN = 1e-4  # nats per text: a smaller NLL gain leaves T = 1 (a model saying 0.5 everywhere, say)
 TINY = np.float32(1e-30)  # log(0) guard: a probability that underflowed in float32
 
 
@@ -67,7 +68,8 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
     found = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
     best = round(float(np.exp(found.x)), 6)  # as recorded: the baked value and the reported one are the same
-    return best if loss(found.x) < loss(0.0) else 1.0  # never worse than leaving the model as it is
+    # T = 1 (the model as trained) unless another value lowers the NLL by more than rounding noise
+    return best if loss(found.x) < loss(0.0) - MIN_GAIN else 1.0
 
 
 def fit_temperatures(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> float | np.ndarray:
