@@ -82,3 +82,51 @@ def format_cv(summary: dict) -> str:
         f"{f['fold']}: " + ", ".join(f"{n} {f[n]:.3f}" for n in list(summary["mean"])[:2] if n in f)
         for f in summary["per_fold"]))
     return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--top", type=click.IntRange(0, None), default=10, show_default=True, help="Rows to print.")
+@click.option("--write", "target", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write a corrected copy of your data file to FILE (with --drop N or --relabel N); the original "
+                   "is never touched.")
+@click.option("--drop", type=click.IntRange(1, None), metavar="N", help="With --write: leave out the N rows the audit "
+              "ranks first.")
+@click.option("--relabel", type=click.IntRange(1, None), metavar="N", help="With --write: give the N rows the audit "
+              "ranks first their suggested label (single-label).")
+@json_option
+def audit(run_dir, top, target, drop, relabel, as_json):
+    """Rank RUN's rows by how likely their label is wrong (a tk cv folder: every training row; a tk run: its test
+    split); writes RUN/audit.csv."""
+    from toolkit.cli.using import existing_run, printable
+    from toolkit.runs.audit import audit as run_audit
+    from toolkit.runs.audit import read_audit
+
+    if (drop or relabel) and not target:
+        raise click.UsageError("--drop and --relabel say what --write FILE does: add --write FILE.")
+    if target and bool(drop) == bool(relabel):
+        raise click.UsageError("--write FILE needs one of --drop N or --relabel N.")
+    summary = run_audit(existing_run(run_dir))
+    if summary["warning"]:
+        click.echo(f"Note: {summary['warning']}.", err=True)
+    written = None
+    if target:
+        from toolkit.runs.corrections import write_corrected
+
+        chosen = read_audit(run_dir)[:drop or relabel]
+        written = write_corrected(run_dir, target, chosen, relabel=bool(relabel), multi_label=summary["multi_label"])
+    if as_json:
+        emit("audit", {**summary, "written": written})
+        return
+    ci = summary["estimated_errors_ci"]
+    click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: "
+               f"{summary['estimated_errors']:,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
+               + f"; flagged: {summary['flagged']:,}, of which {summary['duplicate_conflicts']:,} share a text with "
+                 "a differently labelled row.")
+    for entry in summary["top"][:top]:
+        click.echo(f"row {entry['row']:>6}  {printable(entry['label'])[:12]:<12} -> "
+                   f"{printable(entry['suggested'])[:12]:<12} {entry['score']:.3f}  {printable(entry['text'])[:60]}")
+    click.echo(f"Every row, ranked: {run_dir / 'audit.csv'} (score: label quality, lowest first; docs/metrics.md)")
+    if written:
+        click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}; "
+                   f"{written['source']} is unchanged.")
