@@ -106,3 +106,43 @@ def test_cv_refuses_more_folds_than_texts(pm, project):
 
     with pytest.raises(TkError, match="distinct texts cannot fill"):
         cv_task(pm, toy_task(project), output=project / "runs", base=project, progress=quiet(), folds=500)
+
+
+def fake_cv(folder, accuracies, right, folds):
+    """A finished tk cv folder with these per-fold accuracies and out-of-fold rows right or wrong."""
+    from toolkit.runs.folders import set_status, write_json
+
+    folder.mkdir()
+    write_json(folder / "config.json", {"kind": "cv"})
+    write_json(folder / "folds.json", {"rows": list(range(1, len(right) + 1)), "fold": folds})
+    write_json(folder / "cv.json", {"problem": "single-label",
+                                    "per_fold": [{"fold": i + 1, "accuracy": a} for i, a in enumerate(accuracies)]})
+    with open(folder / "oof.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "text", "label", "fold", "predicted"])
+        writer.writerows([[n, f"t{n}", "pos", folds[n - 1], "pos" if ok else "neg"] for n, ok in enumerate(right, 1)])
+    set_status(folder, "complete")
+    return folder
+
+
+def test_compare_of_cv_folders_pairs_folds_with_the_corrected_t_test(tmp_path):
+    from scipy import stats
+
+    folds = [0, 1, 2, 3, 4] * 4
+    a = fake_cv(tmp_path / "a", [0.80, 0.82, 0.78, 0.81, 0.79], [True] * 10 + [False] * 10, folds)
+    b = fake_cv(tmp_path / "b", [0.83, 0.84, 0.80, 0.85, 0.80], [True] * 18 + [False] * 2, folds)
+    document, _ = tk_json("compare", a, b)
+    pair = document["cv"][0]
+    assert pair["paired"] is True
+    d = np.array([0.03, 0.02, 0.02, 0.04, 0.01])
+    scale = np.sqrt((1 / 5 + 1 / 4) * d.var(ddof=1))  # Nadeau & Bengio's correction for K = 5 folds
+    half = stats.t.ppf(0.975, 4) * scale
+    found = pair["metrics"]["accuracy"]
+    assert found["difference"] == pytest.approx(d.mean(), abs=1e-4)
+    assert found["ci"] == pytest.approx([d.mean() - half, d.mean() + half], abs=1e-4)
+    assert found["p"] == pytest.approx(2 * stats.t.sf(d.mean() / scale, 4), abs=1e-4)
+    assert pair["mcnemar_p"] == pytest.approx(stats.binomtest(0, 8, 0.5).pvalue, abs=1e-4)  # 8 rows only b got
+
+    c = fake_cv(tmp_path / "c", [0.83, 0.84, 0.80, 0.85, 0.80], [True] * 20, [4, 3, 2, 1, 0] * 4)
+    document, _ = tk_json("compare", a, c)
+    assert document["cv"][0]["paired"] is False and "mcnemar_p" not in document["cv"][0]

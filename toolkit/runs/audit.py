@@ -162,7 +162,20 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
                "flagged": int(sum(e["flagged"] for e in entries)), "duplicate_conflicts": len(clash),
                "warning": warning, "top": entries[:20]}
     write_json(run_dir / "audit.json", summary)
+    rewrite_report(run_dir)
     return summary
+
+
+def rewrite_report(run_dir: Path) -> None:
+    """The folder's report.html, now with the audit section."""
+    if read_json(run_dir / "config.json").get("kind") == "cv":
+        from toolkit.runs.cv_summary import write_cv_report
+
+        write_cv_report(run_dir, read_json(run_dir / "cv.json"))
+    else:
+        from toolkit.runs.report_page import write_report
+
+        write_report(run_dir)
 
 
 AUDIT_COLUMNS = ("row", "text", "label", "suggested", "score", "flagged", "reason")

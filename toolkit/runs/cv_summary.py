@@ -123,6 +123,10 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                       + f'<p class="muted">Every row scored once, by the fold that did not train on it (oof.csv); '
                         f"intervals as tk run's (docs/metrics.md).</p>")
             + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))
+    if (cv_dir / "audit.json").is_file():  # tk audit rewrites the page with its section
+        from toolkit.runs.report_trust import audit_section
+
+        body += audit_section(read_json(cv_dir / "audit.json"))
     path = cv_dir / "report.html"
     write_text(path, page(f"tk cv: {summary['task']}", f"<h1>tk cv: {summary['task']}</h1>{body}"))
     return path

@@ -265,4 +265,4 @@ def details(run: RunData) -> str:
 
 
 ALL = (summary, epochs, curves, confusion, per_class, threshold, calibration, report_trust.temperature,
-       report_trust.coverage, lengths, data_checks, diagnosis, mistakes, details)
+       report_trust.coverage, lengths, data_checks, report_trust.audit, diagnosis, mistakes, details)

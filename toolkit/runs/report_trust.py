@@ -86,3 +86,25 @@ def coverage(run: RunData) -> str:
         + f'<p class="muted">Selective prediction on the test split: answer only when sure ({e(rule)}); '
           "tk predict --min-confidence t marks the others abstained. Accuracy on a few answered texts is "
           "noisy: read it with the count.</p>")
+
+
+def audit_section(found: dict[str, Any]) -> str:
+    """tk audit's summary (audit.json): the estimate with its interval and the top of the ranked rows."""
+    ci = found.get("estimated_errors_ci")
+    head = (f"<p dir=\"auto\">{e(found.get('audited'))}: {found.get('rows', 0):,} rows; estimated label errors "
+            f"{found.get('estimated_errors', 0):,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
+            + f"; flagged {found.get('flagged', 0):,}. Every row, ranked: audit.csv.</p>")
+    warning = f'<p class="warn" dir="auto">{e(found["warning"])}.</p>' if found.get("warning") else ""
+    rows = [[td(int(r["row"])), td(r["label"]), td(r["suggested"]), td(float(r["score"]), 3),
+             f'<td dir="auto">{e(str(r["text"])[:300])}</td>', td(r["reason"])] for r in found.get("top") or []]
+    return section("audit", "Label audit", warning + head + table(
+        ["row", "given", "suggested", "label quality", "text", "reason"], rows)
+        + '<p class="muted">Confident learning (cleanlab); a low label quality means the model, out of sample, '
+          "gives the given label little probability. Review before changing data (docs/metrics.md).</p>")
+
+
+def audit(run: RunData) -> str:
+    from toolkit.runs.folders import read_json
+
+    path = run.run_dir / "audit.json"
+    return audit_section(read_json(path)) if path.is_file() else ""
