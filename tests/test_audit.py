@@ -39,6 +39,7 @@ def records(path):
         return list(csv.reader(handle))
 
 
+@pytest.mark.slow
 def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv, tmp_path):
     cv_dir, flipped, source = flipped_cv
     before = hashlib.sha256(source.read_bytes()).hexdigest()

@@ -62,6 +62,7 @@ def predictions_csv(run_dir):
     return [r["text"] for r in rows], np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
 
 
+@pytest.mark.slow
 def test_baked_temperature_gives_the_same_probabilities_everywhere(pm, project):
     """Two runs alike but for calibration: the calibrated run's saved model gives exactly the uncalibrated
     one's logits divided by T, through predictions.csv, tk predict, tk evaluate and transformers.pipeline."""
@@ -130,3 +131,27 @@ def test_report_shows_calibration_before_after_and_coverage(pm, project):
     assert '<section id="temperature">' in page and "Reliability before and after" in page
     assert f"Temperature {run.metrics['calibration']['temperature']:.3f}" in page
     assert '<section id="coverage">' in page and "tk predict --min-confidence" in page
+
+
+def test_multilabel_temperatures_are_per_label_and_baked_per_row(tiny_model):
+    """Each label's sigmoid gets its own T; baking divides each label's row of the head by its T."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, size=(8000, 2))
+    labels = (rng.random((8000, 2)) < 1 / (1 + np.exp(-logits))).astype(float)
+    shown = 1 / (1 + np.exp(-logits * np.array([4.0, 1.0])))  # label 0 overconfident, label 1 calibrated
+    found = calibration.fit_temperatures(shown.astype(np.float32), labels, multi_label=True)
+    assert 3.5 < found[0] < 4.5 and 0.9 < found[1] < 1.1
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2,
+                                                               problem_type="multi_label_classification")
+    inputs = {"input_ids": torch.tensor([[2, 10, 11, 3]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    model.eval()
+    with torch.no_grad():
+        before = model(**inputs).logits.numpy()
+        assert calibration.bake(model, np.array([4.0, 0.5]))
+        after = model(**inputs).logits.numpy()
+    np.testing.assert_allclose(after, before / np.array([4.0, 0.5]), rtol=1e-5, atol=1e-6)
+    assert model.config.tk_temperature == [4.0, 0.5]

@@ -82,6 +82,7 @@ class Counting(Progress):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_cv_resumed_after_sigterm_equals_an_uninterrupted_one(pm, project):
     task = toy_task(project, epochs=3)
     counting = Counting()
