@@ -54,12 +54,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--work", type=Path, default=Path("/tmp/tk-label-audit"))
+    parser.add_argument("--imdb", type=Path, default=IMDB, help="the imdb/plain_text folder of the shared data")
     args = parser.parse_args()
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(42)
-    train = pq.read_table(IMDB / "train-00000-of-00001.parquet").to_pandas()
-    test = pq.read_table(IMDB / "test-00000-of-00001.parquet").to_pandas()
+    train = pq.read_table(args.imdb / "train-00000-of-00001.parquet").to_pandas()
+    test = pq.read_table(args.imdb / "test-00000-of-00001.parquet").to_pandas()
     train = train.iloc[rng.permutation(len(train))[:args.rows]].reset_index(drop=True)
     test = test.iloc[rng.permutation(len(test))[:args.test]].reset_index(drop=True)
     names = np.array(["neg", "pos"])

@@ -83,3 +83,12 @@ def test_audit_of_a_plain_run_says_why_it_is_weaker(pm, project):
     assert "not out-of-sample" in result.output and "only the test split" in result.output
     assert (run.run_dir / "audit.csv").is_file()
     assert '<section id="audit">' in (run.run_dir / "report.html").read_text()
+
+
+def test_audit_without_cleanlab_says_what_to_install(project, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cleanlab", None)  # import cleanlab now raises ImportError
+    result = tk("audit", project)
+    assert result.exit_code == 1
+    assert "tk audit needs cleanlab: pip install 'tk-toolkit[audit]'" in result.output
