@@ -144,7 +144,8 @@ def test_predict_prints_every_class_probability(runs):
     assert document["labels"] == ["neg", "pos"]
     assert [row["text"] for row in document["predictions"]] == ["good great", "awful"]
     for row in document["predictions"]:
-        assert set(row) == documented(command("predict"), "predictions[].") - {"labels", "thresholds"}  # multi-label
+        # labels, thresholds: multi-label only; abstained: with --min-confidence only
+        assert set(row) == documented(command("predict"), "predictions[].") - {"labels", "thresholds", "abstained"}
         assert set(row["probabilities"]) == {"neg", "pos"} and row["label"] in {"neg", "pos"}
 
 

@@ -207,7 +207,16 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @json_option
 def compare(run_dirs, as_json):
-    """Compare finished runs: which differences are real and which are noise."""
+    """Compare finished runs (or tk cv folders, fold by fold): which differences are real and which are noise."""
+    from toolkit.runs.cv_compare import compare_cv, format_cv_comparison, is_cv
+
+    if any(is_cv(path) for path in run_dirs):
+        found = compare_cv(list(run_dirs))
+        if as_json:
+            emit("compare", {"cv": found})
+        else:
+            click.echo(format_cv_comparison(found))
+        return
     from toolkit.runs.compare import (
         SIGNIFICANCE,
         comparison_notes,

@@ -26,7 +26,7 @@ from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs import artifacts, liveness, tracking
+from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.folders import (
     FULL,
@@ -173,13 +173,19 @@ def set_problem(model: Any, task: TaskConfig) -> None:
     thresholds.save_to_config(model.config, (), None)
 
 
-def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tuple[np.ndarray, list[str]]:
-    """Multi-label: each label's threshold tuned on the validation split (per text), saved in the model's
-    config; returns them and the labels left at 0.5."""
-    task, validation, names = prepared.task, prepared.tokenized["validation"], prepared.dataset.labels
+def validation_scores(model: Any, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of the validation split, per text (windows pooled)."""
+    task, validation = prepared.task, prepared.tokenized["validation"]
     probabilities = predict_probabilities(model, validation, task.eval_batch_size, use_bf16(task.bf16))
-    labels, probabilities = pool_rows(column(validation, "labels"), probabilities, documents_of(validation),
-                                      task.pooling)
+    return pool_rows(column(validation, "labels"), probabilities, documents_of(validation), task.pooling)
+
+
+def tune_on_validation(model: Any, prepared: Prepared, progress: Progress,
+                       scored: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Multi-label: each label's threshold tuned on the validation split (per text; ``scored``: its labels and
+    probabilities, already predicted), saved in the model's config; returns them and the labels left at 0.5."""
+    names = prepared.dataset.labels
+    labels, probabilities = scored if scored is not None else validation_scores(model, prepared)
     found, untuned = thresholds.tune_thresholds(labels, probabilities)
     thresholds.save_to_config(model.config, names, found)
     progress.note(thresholds.describe(found, untuned, names))
@@ -314,7 +320,9 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         return RunOutcome(run_dir, "complete", {})
 
     started = time.perf_counter()
-    tuned, untuned = tune_on_validation(result.model, prepared, progress) if task.multi_label else (None, [])
+    fitted = calibrate.fit(result.model, prepared, progress)  # before the thresholds: they are tuned on its scale
+    tuned, untuned = (tune_on_validation(result.model, prepared, progress, fitted.validation)
+                      if task.multi_label else (None, []))
     test = prepared.tokenized["test"]
     progress.count(len(test), "window" if task.long_text == "chunks" else "text")
     try:
@@ -329,6 +337,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                     baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
                     thresholds=tuned)
     diagnosis = diagnose_overfitting(result.history, task.train_size)
+    metrics["calibration"] = calibrate.on_test(fitted, labels, probabilities, task, progress)
     metrics.update({
         "task": task.name,
         "split": "test",

@@ -13,6 +13,7 @@ import numpy as np
 
 from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
+from toolkit.runs import report_trust
 from toolkit.runs.report_page import (
     HEADLINE,
     HEADLINE_MULTILABEL,
@@ -263,5 +264,5 @@ def details(run: RunData) -> str:
     return section("details", "Settings and versions", table(["key", "value"], rows))
 
 
-ALL = (summary, epochs, curves, confusion, per_class, threshold, calibration, lengths, data_checks, diagnosis,
-       mistakes, details)
+ALL = (summary, epochs, curves, confusion, per_class, threshold, calibration, report_trust.temperature,
+       report_trust.coverage, lengths, data_checks, report_trust.audit, diagnosis, mistakes, details)
