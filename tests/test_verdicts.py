@@ -1,0 +1,90 @@
+"""Verdicts a user can act on: tk compare decides on the task's own metric, with paired differences."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import ok, tk_json
+from toolkit.evaluation.paired import Scored, decision_metric, differences
+
+
+def write_run(folder, labels, predicted, names, fingerprint="same-rows", **metrics):
+    """A finished run folder as tk compare reads it: metrics.json, manifest.json, predictions.csv."""
+    from toolkit.evaluation.paired import score
+
+    folder.mkdir(parents=True)
+    ids = {name: i for i, name in enumerate(names)}
+    found = score(Scored(np.array([ids[x] for x in labels]), np.array([ids[x] for x in predicted]), len(names)),
+                  ("accuracy", "f1", "f1_macro"))
+    support = {name: labels.count(name) for name in names}
+    (folder / "metrics.json").write_text(json.dumps({
+        "problem": "single-label", "select_metric": "loss", "train_seconds": 1.0, "best_epoch": 1,
+        "history": [{"validation_loss": 0.5}], "average": "macro",
+        "per_class": {name: {"support": support[name]} for name in names}, **found, **metrics}))
+    (folder / "manifest.json").write_text(json.dumps({"data_fingerprint": {"test": {"sha256": fingerprint}}}))
+    with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "predicted", *[f"p_{name}" for name in names]])
+        writer.writerows([f"text {i}", truth, guess, *[1.0 if n == guess else 0.0 for n in names]]
+                         for i, (truth, guess) in enumerate(zip(labels, predicted)))
+    return folder
+
+
+def equal_accuracy_runs(tmp_path, fingerprint_b="same-rows"):
+    """Two runs with accuracy 0.8 each: one predicts only the big class, the other finds the small ones too."""
+    names = ("big", "small-a", "small-b")
+    labels = ["big"] * 400 + ["small-a"] * 50 + ["small-b"] * 50
+    unweighted = ["big"] * 500
+    balanced = ["big"] * 300 + ["small-a"] * 50 + ["small-b"] * 50 + ["small-a"] * 50 + ["small-b"] * 50
+    return (write_run(tmp_path / "unweighted", labels, unweighted, names),
+            write_run(tmp_path / "balanced", labels, balanced, names, fingerprint_b))
+
+
+def test_compare_decides_on_macro_f1_when_accuracy_is_equal(tmp_path):
+    unweighted, balanced = equal_accuracy_runs(tmp_path)
+    document, _ = tk_json("compare", unweighted, balanced)
+    rows = {row["label"]: row for row in document["runs"]}
+    assert rows["unweighted"]["accuracy"] == rows["balanced"]["accuracy"] == 0.8
+    assert rows["balanced"]["vs_best"]["verdict"] == "best"
+    against = rows["unweighted"]["vs_best"]
+    assert against["metric"] == "f1_macro" and against["test"] == "paired bootstrap"
+    assert against["verdict"] == "real" and against["p"] < 0.05
+    macro = against["differences"]["f1_macro"]
+    assert macro["difference"] < 0 and macro["ci"][1] < 0  # the interval leaves out 0
+    accuracy = against["differences"]["accuracy"]
+    assert accuracy["difference"] == 0 and accuracy["ci"][0] < 0 < accuracy["ci"][1]
+    table = ok("compare", unweighted, balanced)
+    assert "macro F1 [95% CI]" in table and "decided on macro F1" in table
+    assert "unweighted minus best (paired, 95% intervals): accuracy +0.000" in table
+
+
+def test_runs_on_other_test_rows_are_compared_unpaired_and_say_so(tmp_path):
+    unweighted, balanced = equal_accuracy_runs(tmp_path, fingerprint_b="other-rows")
+    document, _ = tk_json("compare", unweighted, balanced)
+    against = next(row for row in document["runs"] if row["label"] == "unweighted")["vs_best"]
+    assert against["test"] == "unpaired bootstrap" and against["verdict"] == "real"
+    assert "unpaired: unweighted scored other test rows" in ok("compare", unweighted, balanced)
+
+
+def test_the_unpaired_interval_is_wider_than_the_paired_one():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 2000)
+    a = np.where(rng.random(2000) < 0.85, labels, 1 - labels)
+    b = np.where(rng.random(2000) < 0.05, 1 - a, a)  # b mostly agrees with a: paired noise cancels
+    one, two = Scored(labels, a, 2, 1), Scored(labels, b, 2, 1)
+    paired_ci = differences(one, two, ("accuracy",))["accuracy"]["ci"]
+    unpaired_ci = differences(one, two, ("accuracy",), paired=False)["accuracy"]["ci"]
+    assert paired_ci[1] - paired_ci[0] < (unpaired_ci[1] - unpaired_ci[0]) / 2
+
+
+@pytest.mark.parametrize("metrics, expected", [
+    ({"problem": "multi-label", "select_metric": "loss"}, "f1"),
+    ({"select_metric": "accuracy", "per_class": {}}, "accuracy"),
+    ({"select_metric": "loss", "per_class": {"neg": {"support": 50}, "pos": {"support": 50}}}, "accuracy"),
+    ({"select_metric": "loss", "per_class": {"ham": {"support": 90}, "spam": {"support": 10}}}, "f1_macro"),
+    ({"select_metric": "loss", "per_class": {c: {"support": 10} for c in "abc"}}, "f1_macro"),
+])
+def test_the_decision_metric_is_the_tasks(metrics, expected):
+    assert decision_metric(metrics) == expected
