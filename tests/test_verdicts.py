@@ -88,3 +88,50 @@ def test_the_unpaired_interval_is_wider_than_the_paired_one():
 ])
 def test_the_decision_metric_is_the_tasks(metrics, expected):
     assert decision_metric(metrics) == expected
+
+
+def run_toy(project, task_name="toy", **overrides):
+    from toolkit.config import load_config, with_overrides
+    from toolkit.plugins import PluginManager
+    from toolkit.runs.pipeline import run_task
+    from toolkit.training.progress import Progress
+
+    pm = PluginManager().load(("toy_plugin",), project)
+    task = with_overrides(load_config(project / "tasks.toml").task(task_name), overrides)
+    lines = []
+    outcome = run_task(pm, task, output=project / "runs", base=project, progress=Progress(lines.append, bar=False))
+    return outcome, "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_the_linear_baseline_wins_on_keyword_data_and_the_verdict_says_so(project):
+    from toolkit.evaluation.report import format_metrics
+
+    # One epoch at a learning rate too small to move the weights: the fine-tune learns next to nothing, while the
+    # keywords that decide each label are exactly what TF-IDF + logistic regression reads.
+    outcome, printed = run_toy(project, epochs=1, learning_rate=1e-7)
+    linear = outcome.metrics["linear_baseline"]
+    assert "Linear baseline: TF-IDF" in printed
+    assert linear["metrics"]["accuracy"] > 0.9 and linear["metrics"]["accuracy_ci"][0] > outcome.metrics["accuracy"]
+    assert linear["selected_on"] == "accuracy" and set(linear["validation_scores"]) == {"0.1", "1", "10", "100"}
+    versus = linear["versus"]
+    assert versus["metric"] == "accuracy" and versus["test"] == "mcnemar" and versus["real"]
+    assert versus["differences"]["accuracy"]["ci"][1] < 0
+    assert linear["verdict"].startswith("The linear baseline (TF-IDF + logistic regression) is better than the "
+                                        "fine-tune (fine-tune minus linear model, accuracy: -")
+    assert linear["verdict"] in outcome.metrics["warnings"]
+    report = format_metrics(outcome.metrics)
+    assert "WARNING: The linear baseline (TF-IDF + logistic regression) is better" in report
+    assert "fine-tune minus linear baseline (paired, 95% intervals): accuracy -" in report
+    saved = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert saved["linear_baseline"]["verdict"] == linear["verdict"]
+    assert "fine-tune minus linear baseline, accuracy (paired)" in (outcome.run_dir / "report.html").read_text()
+    card = (outcome.run_dir / "model" / "README.md").read_text()
+    assert "| linear baseline accuracy (TF-IDF + logistic regression) |" in card
+    assert "| this model minus the linear baseline, accuracy (paired) | -" in card
+
+
+@pytest.mark.slow
+def test_the_linear_baseline_can_be_turned_off(project):
+    outcome, printed = run_toy(project, epochs=1, linear_baseline=False)
+    assert "linear_baseline" not in outcome.metrics and "Linear baseline" not in printed

@@ -56,16 +56,31 @@ class Scored:
 
 def decision_metric(metrics: dict[str, Any]) -> str:
     """The metric a verdict on this run is decided on (see the module docstring), from its metrics.json."""
-    chosen = metrics.get("select_metric")
-    if chosen in SELECTABLE:
-        return chosen
-    if metrics.get("problem") == "multi-label":
-        return "f1"
     supports = [row["support"] for name, row in (metrics.get("per_class") or {}).items()
                 if isinstance(row, dict) and "support" in row and not name.endswith(" avg")]
+    return choose_metric(metrics.get("select_metric"), metrics.get("problem") == "multi-label", supports)
+
+
+def choose_metric(select_metric: str | None, multi_label: bool, supports) -> str:
+    """The decision metric from the task's ``select_metric``, its problem and each class's rows."""
+    supports = [int(x) for x in supports]
+    if select_metric == "f1" and not multi_label and len(supports) > 2:
+        return "f1_macro"  # the same number: f1 is the macro average for more than two classes
+    if select_metric in SELECTABLE:
+        return select_metric
+    if multi_label:
+        return "f1"
     if len(supports) == 2 and sum(supports) and min(supports) / sum(supports) >= BALANCED_SHARE:
         return "accuracy"
     return "f1_macro"
+
+
+def shown_metrics(metric: str, metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics a comparison shows: accuracy, F1 (macro F1 once, where f1 is the macro average), and the
+    decision metric where it is neither."""
+    f1_is_macro = metrics.get("problem") != "multi-label" and metrics.get("positive_label") is None
+    names = ("accuracy", "f1_macro" if f1_is_macro else "f1")
+    return names + ((metric,) if metric not in names else ())
 
 
 METRIC_NAMES = {"accuracy": "accuracy", "f1_macro": "macro F1", "hamming_loss": "Hamming loss"}
@@ -140,6 +155,23 @@ def differences(a: Scored, b: Scored, names: tuple[str, ...], paired: bool = Tru
         result[name] = {"difference": estimate_a[name] - estimate_b[name], "ci": [float(low), float(high)],
                         "p": min(1.0, 2 * (beyond + 1) / (RESAMPLES + 1)), "real": bool(low > 0 or high < 0)}
     return result
+
+
+def test_against(a: Scored, b: Scored, metric: str, names: tuple[str, ...], same_rows: bool = True) -> dict[str, Any]:
+    """``a`` against ``b``, decided on ``metric``: ``{"test", "p", "real", "differences"}``, each of ``names``
+    (a minus b) with its interval. McNemar's exact test decides on accuracy over the same rows, else the
+    bootstrap (paired over the same rows, else unpaired)."""
+    from toolkit.evaluation.intervals import mcnemar_exact
+
+    names = tuple(dict.fromkeys((*names, metric)))
+    found = differences(a, b, names, paired=same_rows)
+    shown = {name: {"difference": round(value["difference"], 6), "ci": [round(x, 6) for x in value["ci"]],
+                    "p": value["p"]} for name, value in found.items()}
+    if same_rows and metric == "accuracy" and not a.multi_label:
+        p = mcnemar_exact(a.predictions == a.labels, b.predictions == b.labels)
+        return {"test": "mcnemar", "p": p, "real": p < 1 - CONFIDENCE, "differences": shown}
+    test = "paired bootstrap" if same_rows else "unpaired bootstrap"
+    return {"test": test, "p": found[metric]["p"], "real": found[metric]["real"], "differences": shown}
 
 
 def _weights(rng: np.random.Generator, rows: int, resamples: int) -> np.ndarray:

@@ -26,6 +26,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"  baseline: always '{_cut(baseline['label'])}' (most frequent class of the {baseline['source']}): "
                      f"accuracy {baseline['accuracy']:.4f}, f1_macro {baseline['f1_macro']:.4f}; "
                      f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
+    lines += linear_baseline_lines(metrics)
     lines += _per_class(metrics)
     if metrics.get("classes_absent"):
         absent = ", ".join(_cut(name) for name in metrics["classes_absent"])
@@ -39,6 +40,30 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"  kept epoch {metrics['best_epoch']} of {metrics['epochs_run']}{reason}"
                      if "epochs_run" in metrics else f"  kept epoch {metrics['best_epoch']}")
     return "\n".join(lines)
+
+
+def linear_baseline_lines(metrics: dict[str, Any]) -> list[str]:
+    """The linear baseline's scores with intervals, the fine-tune's differences from it, and the verdict (unless a
+    warning above already gives it)."""
+    linear = metrics.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, versus = linear.get("metrics") or {}, linear.get("versus") or {}
+    names = dict(_headline_rows({**metrics, **found}))
+    shown = ", ".join(f"{name} {found[key]:.4f}{_interval(found, key).replace('  ', ' ')}" for name, key in
+                      names.items() if key in ("accuracy", "f1", "f1_macro", "hamming_loss")
+                      and isinstance(found.get(key), (int, float)))
+    lines = [f"  linear baseline (TF-IDF + logistic regression, C = {linear.get('C'):g} chosen on validation "
+             f"{linear.get('selected_on_name') or linear.get('selected_on')}): {shown}"]
+    differences = versus.get("differences") or {}
+    if differences:
+        lines.append("  fine-tune minus linear baseline (paired, 95% intervals): " + ", ".join(
+            f"{(linear.get('metric_names') or {}).get(key, key)} {value['difference']:+.4f} "
+            f"[{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}]"
+            for key, value in differences.items()))
+    if linear.get("verdict") and linear["verdict"] not in (metrics.get("warnings") or []):
+        lines.append(f"  {linear['verdict']}")
+    return lines
 
 
 def _title(metrics: dict[str, Any]) -> str:

@@ -142,27 +142,18 @@ def against_best(p: float | None, difference: float, test: str, is_best: bool, m
             "differences": differences or {}}
 
 
-def shown_metrics(metric: str) -> tuple[str, ...]:
-    """The metrics tk compare shows: accuracy, f1, and the decision metric where it is neither."""
-    return ("accuracy", "f1") + ((metric,) if metric not in ("accuracy", "f1") else ())
-
-
 def versus(run: RunSummary, best: RunSummary, metric: str) -> dict[str, Any]:
     """``run`` against ``best`` on the metrics shown: paired on the same test rows, else unpaired."""
-    names = shown_metrics(metric)
+    names = paired.shown_metrics(metric, run.metrics)
     difference = run.metrics["accuracy"] - best.metrics["accuracy"]
     if run.scored is None or best.scored is None or run.scored.multi_label != best.scored.multi_label:
         return against_best(None, difference, "none", False, metric)
     same_rows = (run.test_fingerprint is not None and run.test_fingerprint == best.test_fingerprint
                  and len(run.scored) == len(best.scored)
                  and np.array_equal(run.scored.labels, best.scored.labels))
-    found = paired.differences(run.scored, best.scored, names, paired=same_rows)
-    shown = {name: {"difference": round(value["difference"], 6), "ci": [round(x, 6) for x in value["ci"]],
-                    "p": value["p"]} for name, value in found.items()}
-    if same_rows and metric == "accuracy":
-        return against_best(mcnemar_p(run, best), difference, "mcnemar", False, metric, shown)
-    test = "paired bootstrap" if same_rows else "unpaired bootstrap"
-    return against_best(found[metric]["p"], difference, test, False, metric, shown)
+    found = paired.test_against(run.scored, best.scored, metric, names, same_rows)
+    p = mcnemar_p(run, best) if found["test"] == "mcnemar" else found["p"]
+    return against_best(p, difference, found["test"], False, metric, found["differences"])
 
 
 def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
@@ -183,7 +174,7 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
             "accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"),
             "f1": m["f1"], "f1_ci": m.get("f1_ci"),
             "f1_macro": m.get("f1_macro"), "f1_macro_ci": m.get("f1_macro_ci"),
-            "metric_names": {name: paired.metric_name(name, m) for name in shown_metrics(metric)},
+            "metric_names": {name: paired.metric_name(name, m) for name in paired.shown_metrics(metric, m)},
             "overfitting": bool(m.get("diagnosis", {}).get("overfitting")),
             "vs_best": against_best(None, 0.0, "none", True, metric) if run is best else versus(run, best, metric),
             "settings": {key: (run.settings or {}).get(key) for key in differing},

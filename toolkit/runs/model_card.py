@@ -202,11 +202,30 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
         rows.append(f"| majority-class baseline accuracy | {baseline['accuracy']:.4f} | — |")
     else:
         rows.append("| majority-class baseline | not recorded | — |")
+    rows += linear_rows(metrics)
     undefined = undefined_precision(metrics)
     methods = interval_methods(metrics) or "95% intervals"
     return [f"On {thousands(metrics.get('n'))} texts of the test split ({methods}):\n",
             "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n",
             *([md(undefined) + "\n"] if undefined else [])]
+
+
+def linear_rows(metrics: dict[str, Any]) -> list[str]:
+    """The linear baseline (TF-IDF + logistic regression on the same rows) and the fine-tune's difference from it."""
+    linear = metrics.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
+    rows = []
+    for key, title in names.items():
+        if isinstance(found.get(key), (int, float)):
+            ci = found.get(f"{key}_ci")
+            rows.append(f"| linear baseline {md(title)} (TF-IDF + logistic regression) | {found[key]:.4f} | "
+                        + (f"[{ci[0]:.3f}, {ci[1]:.3f}] |" if ci else "— |"))
+    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
+        rows.append(f"| this model minus the linear baseline, {md(names.get(key, key))} (paired) | "
+                    f"{value['difference']:+.4f} | [{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}] |")
+    return rows
 
 
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
-from toolkit.evaluation import thresholds
+from toolkit.evaluation import classical, thresholds
 from toolkit.evaluation.baseline import majority_class, majority_labels
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
@@ -352,11 +352,30 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                                                    rows=row_numbers(prepared.splits["test"])),
         **resuming.reproducibility(run_dir),
     })
+    if task.linear_baseline:
+        add_linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress)
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
     tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
     for line in explain(diagnosis, result.best_epoch):
         progress.note(line)
     return RunOutcome(run_dir, "complete", metrics)
+
+
+def add_linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
+                        positive: int | None, progress: Progress) -> None:
+    """metrics.json's ``linear_baseline``; when it is as good as the fine-tune or better, a warning says so."""
+    task, names = prepared.task, prepared.dataset.labels
+
+    def score_linear(found, cut):
+        return score(pm, labels, found, names, confidence=True, positive_label=positive, thresholds=cut)
+
+    found = classical.against_fine_tune(score_linear, prepared.splits, labels, probabilities, tuned, names, positive,
+                                        metrics, task.select_metric, progress.note)
+    if found is None:
+        return
+    metrics["linear_baseline"] = found
+    if not (found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0):
+        metrics["warnings"] = [*metrics.get("warnings", []), found["verdict"]]
 
 
 def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities,

@@ -51,6 +51,7 @@ def summary(run: RunData) -> str:
         rows.append([td(f"majority-class baseline accuracy{label}"), td(float(baseline["accuracy"])), td("")])
     else:
         rows.append([td("majority-class baseline"), td("not recorded"), td("")])
+    rows += linear_rows(m)
     methods = interval_methods(m) or "95% intervals"
     notes = [f"{thousands(m.get('n'))} test texts; {methods}. They cover the test set's sampling noise only."]
     if "best_epoch" in m:
@@ -63,6 +64,24 @@ def summary(run: RunData) -> str:
     warnings = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in m.get("warnings") or [])
     return section("summary", "Test metrics", warnings + table(["metric", "value", "95% interval"], rows)
                    + "".join(f'<p dir="auto">{e(note)}</p>' for note in notes))
+
+
+def linear_rows(m: dict) -> list[list[str]]:
+    """The linear baseline's scores with intervals, then the fine-tune's paired differences from it."""
+    linear = m.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
+    rows = []
+    for key, title in names.items():
+        if isinstance(found.get(key), (int, float)):
+            ci = found.get(f"{key}_ci")
+            rows.append([td(f"linear baseline {title} (TF-IDF + logistic regression, C = {linear.get('C'):g})"),
+                         td(float(found[key])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
+    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
+        rows.append([td(f"fine-tune minus linear baseline, {names.get(key, key)} (paired)"),
+                     td(f"{value['difference']:+.4f}"), td(f"[{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}]")])
+    return rows
 
 
 def epochs(run: RunData) -> str:
