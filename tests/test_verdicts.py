@@ -135,3 +135,66 @@ def test_the_linear_baseline_wins_on_keyword_data_and_the_verdict_says_so(projec
 def test_the_linear_baseline_can_be_turned_off(project):
     outcome, printed = run_toy(project, epochs=1, linear_baseline=False)
     assert "linear_baseline" not in outcome.metrics and "Linear baseline" not in printed
+
+
+@pytest.mark.slow
+def test_an_underfit_run_is_diagnosed_with_the_figures_and_advice(project):
+    outcome, printed = run_toy(project, epochs=1, learning_rate=1e-7)
+    found = outcome.metrics["underfitting"]
+    assert found["underfitting"], found
+    assert found["best_validation_loss"] > found["prior_loss"] * 0.9  # not clearly below the base rates' loss
+    assert f"{found['prior_loss']:.4f} of predicting each class's base rate" in found["message"]
+    assert any("--set epochs=2" in advice for advice in found["advice"])
+    assert any("--set learning_rate=3e-07" in advice for advice in found["advice"])
+    assert "Underfitting: the lowest validation loss" in printed and "  - train longer (e.g. --set epochs=2)" in printed
+    page = (outcome.run_dir / "report.html").read_text()
+    assert "Underfitting: the lowest validation loss" in page and "raise the learning rate" in page
+
+
+@pytest.mark.slow
+def test_a_run_that_learned_is_not_called_underfit(project):
+    outcome, printed = run_toy(project, linear_baseline=False)  # four epochs at 2e-3: the keywords are learned
+    assert outcome.metrics["accuracy"] > 0.9
+    assert outcome.metrics["underfitting"] == {"underfitting": False} and "Underfitting" not in printed
+    assert "No sign of underfitting" in (outcome.run_dir / "report.html").read_text()
+
+
+def test_the_prior_loss_is_the_base_rates_cross_entropy():
+    from toolkit.evaluation.diagnosis import prior_loss
+
+    train, validation = np.array([0, 0, 0, 1]), np.array([0, 1])
+    assert prior_loss(train, validation) == pytest.approx(-(np.log(0.75) + np.log(0.25)) / 2)
+    # weighted 1:3, the best constant answer is 50/50 and each row counts by its class's weight
+    assert prior_loss(train, validation, np.array([1.0, 3.0])) == pytest.approx(np.log(2))
+    tags = np.array([[1, 0], [0, 0], [1, 0], [0, 1]])
+    rates = np.array([0.5, 0.25])
+    expected = -(tags * np.log(rates) + (1 - tags) * np.log(1 - rates)).mean()
+    assert prior_loss(tags, tags) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_a_multilabel_run_that_learns_nothing_keeps_untuned_thresholds(tmp_path, tiny_model):
+    from tests.test_multilabel import TASKS, TWO, write_jsonl
+    from toolkit.config import load_config, with_overrides
+    from toolkit.plugins import PluginManager
+    from toolkit.runs.pipeline import run_task
+    from toolkit.testing import multilabel_keyword_rows
+    from toolkit.training.progress import Progress
+
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", multilabel_keyword_rows(200, TWO, seed=1, words=(2, 8)))
+    write_jsonl(folder / "test.jsonl", multilabel_keyword_rows(60, TWO, seed=2, words=(2, 8)))
+    (tmp_path / "tasks.toml").write_text(TASKS.format(model=tiny_model))
+    pm = PluginManager().load((), tmp_path)
+    task = with_overrides(load_config(tmp_path / "tasks.toml", pm).task("tags"),
+                          {"epochs": 1, "learning_rate": 1e-7, "linear_baseline": False})
+    lines = []
+    outcome = run_task(pm, task, output=tmp_path / "runs", base=tmp_path, progress=Progress(lines.append, bar=False))
+    metrics = outcome.metrics
+    assert set(metrics["thresholds"].values()) == {0.5} and metrics["thresholds_untuned"] == list(TWO)
+    assert "is not clearly below the" in metrics["thresholds_not_tuned"]
+    assert any(line.startswith("Thresholds kept at 0.5 for every label: the model's validation loss") for line in lines)
+    config = json.loads((outcome.run_dir / "model" / "config.json").read_text())
+    assert set(config["tk_thresholds"].values()) == {0.5}
+    assert metrics["underfitting"]["underfitting"] and "each label's base rate" in metrics["underfitting"]["message"]

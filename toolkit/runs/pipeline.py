@@ -20,7 +20,7 @@ from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation import classical, thresholds
 from toolkit.evaluation.baseline import majority_class, majority_labels
-from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
+from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
 from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
@@ -173,17 +173,33 @@ def set_problem(model: Any, task: TaskConfig) -> None:
     thresholds.save_to_config(model.config, (), None)
 
 
-def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tuple[np.ndarray, list[str]]:
+def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tuple[np.ndarray, list[str], str | None]:
     """Multi-label: each label's threshold tuned on the validation split (per text), saved in the model's
-    config; returns them and the labels left at 0.5."""
+    config; returns them, the labels left at 0.5, and why none was tuned (None when they were).
+
+    A model whose validation loss is not clearly below the base rates' keeps 0.5 everywhere: tuned on
+    probabilities that carry no signal, each label's best-F1 cut-off falls near its base rate and tags
+    nearly every text with nearly every label."""
+    from toolkit.evaluation.diagnosis import PRIOR_MARGIN, beats_prior
+
     task, validation, names = prepared.task, prepared.tokenized["validation"], prepared.dataset.labels
     probabilities = predict_probabilities(model, validation, task.eval_batch_size, use_bf16(task.bf16))
     labels, probabilities = pool_rows(column(validation, "labels"), probabilities, documents_of(validation),
                                       task.pooling)
+    loss, prior = policy.validation_loss(labels, probabilities), validation_prior(prepared)
+    if not beats_prior(loss, prior):
+        kept = np.full(len(names), thresholds.DEFAULT_THRESHOLD)
+        thresholds.save_to_config(model.config, names, kept)
+        why = (f"the model's validation loss {loss:.4f} is not clearly below the {prior:.4f} of predicting each "
+               f"label's base rate (less than {PRIOR_MARGIN:.0%} lower): it has learned too little for tuned "
+               "thresholds to mean anything, and tuning would put near-base-rate cut-offs that tag most texts with "
+               "most labels")
+        progress.note(f"Thresholds kept at {thresholds.DEFAULT_THRESHOLD} for every label: {why}.")
+        return kept, list(names), why
     found, untuned = thresholds.tune_thresholds(labels, probabilities)
     thresholds.save_to_config(model.config, names, found)
     progress.note(thresholds.describe(found, untuned, names))
-    return found, [names[j] for j in untuned]
+    return found, [names[j] for j in untuned], None
 
 
 def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
@@ -314,7 +330,8 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         return RunOutcome(run_dir, "complete", {})
 
     started = time.perf_counter()
-    tuned, untuned = tune_on_validation(result.model, prepared, progress) if task.multi_label else (None, [])
+    tuned, untuned, not_tuned = (tune_on_validation(result.model, prepared, progress) if task.multi_label
+                                 else (None, [], None))
     test = prepared.tokenized["test"]
     progress.count(len(test), "window" if task.long_text == "chunks" else "text")
     try:
@@ -337,7 +354,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "select_on": task.select_on,
         "class_weights": prepared.class_weights,
         **({"thresholds_tuned_on": "test" if task.select_on == "test" else "validation",
-            "thresholds_untuned": untuned} if task.multi_label else {}),
+            "thresholds_untuned": untuned, "thresholds_not_tuned": not_tuned} if task.multi_label else {}),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),
@@ -352,13 +369,43 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                                                    rows=row_numbers(prepared.splits["test"])),
         **resuming.reproducibility(run_dir),
     })
+    metrics["underfitting"] = underfitting(prepared, result, labels, probabilities)
     if task.linear_baseline:
         add_linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress)
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
     tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
-    for line in explain(diagnosis, result.best_epoch):
+    for line in explain(diagnosis, result.best_epoch) + explain_underfitting(metrics["underfitting"]):
         progress.note(line)
     return RunOutcome(run_dir, "complete", metrics)
+
+
+def validation_prior(prepared: Prepared) -> float | None:
+    """The validation loss of predicting the training split's base rates (weighted as the loss is)."""
+    from toolkit.evaluation.diagnosis import prior_loss
+
+    names = prepared.dataset.labels
+    weights = (np.array([prepared.class_weights[name] for name in names]) if prepared.class_weights else None)
+    return prior_loss(column(prepared.splits["train"], "label"), column(prepared.splits["validation"], "label"),
+                      weights)
+
+
+def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str, Any]:
+    """metrics.json's ``underfitting``: the diagnosis, from the history, the prior and the test predictions."""
+    from toolkit.evaluation.diagnosis import diagnose_underfitting
+
+    task = prepared.task
+    labels = np.asarray(labels)
+    predicted = present = None
+    if labels.ndim == 1:
+        predicted = len(np.unique(np.asarray(probabilities).argmax(axis=1)))
+        present = len(np.unique(labels))
+    cut = None
+    if task.long_text == "truncate":
+        lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
+        cut = sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
+    settings = {"epochs": task.epochs, "learning_rate": task.learning_rate, "max_length": task.max_length,
+                "epochs_run": len(result.history), "unit": "label" if task.multi_label else "class"}
+    return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings, cut)
 
 
 def add_linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,

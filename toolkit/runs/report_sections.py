@@ -246,14 +246,24 @@ def data_checks(run: RunData) -> str:
 
 def diagnosis(run: RunData) -> str:
     found = run.metrics.get("diagnosis")
+    title = "Overfitting and underfitting"
     if not isinstance(found, dict):
-        return section("diagnosis", "Overfitting", NOT_RECORDED)
+        return section("diagnosis", title, NOT_RECORDED)
     if not found.get("overfitting"):
-        return section("diagnosis", "Overfitting", '<p class="ok">No sign of overfitting: validation loss did not '
-                       'rise while training loss fell.</p>')
-    advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in found.get("advice") or [])
-    return section("diagnosis", "Overfitting", f'<p class="warn" dir="auto">{e(found.get("message", ""))}</p>'
-                   + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+        body = '<p class="ok">No sign of overfitting: validation loss did not rise while training loss fell.</p>'
+    else:
+        advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in found.get("advice") or [])
+        body = (f'<p class="warn" dir="auto">{e(found.get("message", ""))}</p>'
+                + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+    under = run.metrics.get("underfitting")
+    if isinstance(under, dict) and under.get("underfitting"):
+        advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in under.get("advice") or [])
+        body += (f'<p class="warn" dir="auto">{e(under.get("message", ""))}</p>'
+                 + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+    elif isinstance(under, dict):
+        body += ("<p class=\"ok\">No sign of underfitting: validation loss clearly below that of predicting the "
+                 "base rates, and the model predicts most classes.</p>")
+    return section("diagnosis", title, body)
 
 
 def mistakes(run: RunData) -> str:
