@@ -117,8 +117,27 @@ def test_splits_are_disjoint_stratified_and_reproducible():
     assert sum(first["validation"]["label"]) == 25  # stratified: half of each class
 
 
+def test_a_single_row_class_leaves_every_other_class_stratified():
+    """A typo label on one row used to switch stratification off for every class; now only that row is drawn
+    apart, every other class keeps its share of validation, and a note says so."""
+    names = ["a", "b", "c", "d", "e", "pyhton"]
+    labels = [i % 5 for i in range(200)] + [5]
+    source = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(201)], "label": labels},
+                                         features=datasets.Features({"text": datasets.Value("string"),
+                                                                     "label": datasets.ClassLabel(names=names)})),
+        test=dataset([f"test {i}" for i in range(20)], [i % 2 for i in range(20)]))
+    for seed in (1, 2, 3):
+        notes = []
+        validation = make_splits(source, task(validation_size=50, seed=seed), notes)["validation"]
+        counts = [validation["label"].count(c) for c in range(5)]
+        assert all(9 <= count <= 11 for count in counts), counts  # 40 rows each, a quarter of them: 10
+        assert ("validation: 1 class of a single row ('pyhton') cannot be stratified, so they were drawn together "
+                "as one group; every other class is stratified.") in notes
+
+
 @pytest.mark.parametrize("labels", [[i % 3 for i in range(300)],  # stratified
-                                    [0] * 299 + [1]])  # one row of a class: datasets' seeded shuffle instead
+                                    [0] * 299 + [1]])  # one class besides a single row: datasets' seeded shuffle
 def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
     """Rows carved or subset for a seed stay the ones earlier tk versions drew (a resume depends on it), though tk
     reads the label column at once where ``train_test_split`` reads it row by row."""
