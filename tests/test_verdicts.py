@@ -198,3 +198,24 @@ def test_a_multilabel_run_that_learns_nothing_keeps_untuned_thresholds(tmp_path,
     config = json.loads((outcome.run_dir / "model" / "config.json").read_text())
     assert set(config["tk_thresholds"].values()) == {0.5}
     assert metrics["underfitting"]["underfitting"] and "each label's base rate" in metrics["underfitting"]["message"]
+
+
+def test_saved_model_files_are_readable_as_the_umask_allows(tmp_path, tiny_model):
+    """safetensors writes model.safetensors 0600; every file of the saved model gets 0644 under umask 022."""
+    import os
+    import stat
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from toolkit.runs.artifacts import save_model
+    from toolkit.runs.folders import write_json
+
+    previous = os.umask(0o022)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+        folder = save_model(model, AutoTokenizer.from_pretrained(tiny_model), tmp_path, 32)
+        write_json(tmp_path / "metrics.json", {})
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [*folder.iterdir(), tmp_path / "metrics.json"]}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, {k: oct(v) for k, v in modes.items()}
