@@ -71,7 +71,7 @@ def test_binary_scores_name_their_positive_class_and_add_macro_f1():
     assert chosen["precision"] == pytest.approx(precision_score(labels, predictions, pos_label=0))
     assert chosen["recall"] == pytest.approx(recall_score(labels, predictions, pos_label=0))
     printed = format_metrics(chosen)
-    assert "f1 (positive: neg)" in printed and "f1_macro" in printed
+    assert "f1 (positive: neg)" in printed and "f1 (macro)" in printed
 
 
 def test_a_good_model_on_balanced_data_gets_no_warning():

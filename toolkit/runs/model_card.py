@@ -15,7 +15,7 @@ from typing import Any
 
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
-from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
+from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -79,7 +79,7 @@ def front_matter(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     task = manifest.get("task") or {}
     name = str(task.get("name") or metrics.get("task") or "tk-model")
     dataset = hub_id(manifest.get("dataset_hub_id"))
-    names = MULTI_LABEL_METRICS if metrics.get("problem") == "multi-label" else {}
+    names = {key: title for title, key in headline_rows(metrics)}  # each average named: "f1 (macro)"
     results = [EvalResult(task_type="text-classification", task_name="Text Classification",
                           dataset_type=dataset or tested_on(manifest), dataset_name=tested_on(manifest),
                           dataset_split="test",
@@ -190,7 +190,7 @@ MULTI_LABEL_METRICS = {"f1": "f1 (micro)", "precision": "precision (micro)", "re
 def evaluation(metrics: dict[str, Any]) -> list[str]:
     rows = []
     multi = metrics.get("problem") == "multi-label"
-    for metric, title in (MULTI_LABEL_METRICS if multi else {m: m for m in METRICS}).items():
+    for title, metric in headline_rows(metrics):
         if isinstance(metrics.get(metric), (int, float)):
             ci = metrics.get(f"{metric}_ci")
             shown = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"

@@ -11,11 +11,9 @@ import json
 
 import numpy as np
 
-from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
+from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
 from toolkit.runs.report_page import (
-    HEADLINE,
-    HEADLINE_MULTILABEL,
     RunData,
     e,
     figure,
@@ -34,8 +32,7 @@ NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
 def summary(run: RunData) -> str:
     m = run.metrics
     rows = []
-    shown = HEADLINE_MULTILABEL if run.multi_label else {name: name for name in HEADLINE}
-    for name, title in shown.items():
+    for title, name in headline_rows(m):
         if isinstance(m.get(name), (int, float)):
             ci = m.get(f"{name}_ci")
             rows.append([td(title), td(float(m[name])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
