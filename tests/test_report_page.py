@@ -295,3 +295,16 @@ def test_figure_text_from_labels_is_escaped_and_not_math():
     assert not FORBIDDEN & set(parser.tags)
     assert "&lt;script&gt;alert(1)" in svg and "$x^2$ &amp; &lt;b&gt;" in svg  # escaped, cut, no TeX
     assert svg.startswith("<svg") and 'width="' not in svg.split(">", 1)[0]  # scales with the page
+
+
+def test_settings_show_one_engine_row_and_findings_whole(toy_run, tmp_path):
+    run_dir = copy_run(toy_run, tmp_path / "copy")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    finding = "train: classes " + ", ".join(f"label{i} {i} rows" for i in range(80)) + ". The end."
+    manifest["data_checks"]["findings"] = [{"check": "class_balance", "level": "info", "message": finding}]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run_dir).read_text()
+    assert len(finding) > 1000 and finding in page and "[cut:" not in page.split('id="data-checks"')[1][:5000]
+    details = page.split('<section id="details">')[1]
+    assert len(re.findall(r"<td[^>]*>engine</td>", details)) == 1, details[:2000]
+    assert re.search(r"<td[^>]*>trainer \(task key engine = &quot;auto&quot;\)</td>", details)

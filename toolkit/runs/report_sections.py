@@ -231,7 +231,8 @@ def data_checks(run: RunData) -> str:
     split = checks.get("split_rows")  # the console's "Rows:" line: after splitting and leaving rows out
     rows = rows and (f"{counted(split)} (of the data's {rows}, before tk run split, subset and left rows out)"
                      if split else rows)
-    found = [[td(f.get("level", "")), td(f.get("check", "")), text_cell(f.get("message", ""), 500),
+    found = [[td(f.get("level", "")), td(f.get("check", "")),
+              text_cell(f.get("message", ""), len(str(f.get("message", "")))),  # tk's own finding: whole
               td(f.get("count", "")), text_cell("\n".join(json.dumps(x, ensure_ascii=False, default=str)[:300]
                                                           for x in f.get("examples") or []), 1200)]
              for f in checks.get("findings") or []]
@@ -281,10 +282,13 @@ def mistakes(run: RunData) -> str:
 
 def details(run: RunData) -> str:
     m = run.manifest
-    facts = {"engine": m.get("engine") or "not recorded", "training seconds": run.metrics.get("train_seconds"),
+    asked = run.task.get("engine")  # the task's key ("auto"), shown beside the engine it resolved to: one row
+    engine = m.get("engine") or "not recorded"
+    facts = {"engine": f"{engine} (task key engine = {json.dumps(asked)})" if asked and asked != engine else engine,
+             "training seconds": run.metrics.get("train_seconds"),
              "seed": m.get("seed"), "data fingerprint": json.dumps(m.get("data_fingerprint"), default=str)}
     rows = [[td(k), td(str(v))] for k, v in facts.items()]
-    rows += [[td(k), td(json.dumps(v, default=str))] for k, v in sorted(run.task.items())]
+    rows += [[td(k), td(json.dumps(v, default=str))] for k, v in sorted(run.task.items()) if k != "engine"]
     rows += [[td(k), td(v)] for k, v in sorted((m.get("versions") or {}).items())]
     return section("details", "Settings and versions", table(["key", "value"], rows))
 
