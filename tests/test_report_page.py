@@ -308,3 +308,23 @@ def test_settings_show_one_engine_row_and_findings_whole(toy_run, tmp_path):
     details = page.split('<section id="details">')[1]
     assert len(re.findall(r"<td[^>]*>engine</td>", details)) == 1, details[:2000]
     assert re.search(r"<td[^>]*>trainer \(task key engine = &quot;auto&quot;\)</td>", details)
+
+
+def test_model_card_names_the_base_model_its_license_language_and_averages(toy_run):
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((toy_run / "metrics.json").read_text())
+    manifest = {**json.loads((toy_run / "manifest.json").read_text()), "model_source": "/site-packages/model",
+                "base_model": {"name": "minilm", "hub_id": "sentence-transformers/all-MiniLM-L6-v2",
+                               "license": "apache-2.0", "language": "en"},
+                "data_path": "/data/tickets.csv", "task": {"dataset": "files", "name": "tickets"}}
+    card = ModelCard(render_model_card(metrics, manifest))
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.license == "apache-2.0" and card.data.language == "en"
+    assert "License: `apache-2.0`, the base model's. Language: `en`." in card.text
+    result = card.data.eval_results[0]
+    assert result.dataset_name == "tickets.csv" and result.dataset_type == "local"
+    names = {r.metric_type: r.metric_name for r in card.data.eval_results}
+    assert names["f1"] == "f1 (positive: pos)" and names["accuracy"] == "accuracy"
+    unknown = ModelCard(render_model_card(metrics, {**manifest, "base_model": None}))
+    assert unknown.data.license == "unknown" and "License: unknown: tk does not know" in unknown.text

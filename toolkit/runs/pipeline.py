@@ -71,6 +71,7 @@ class Prepared:
     notes: list[str]  # what tk run said before training: on the task's keys, then loading and splitting
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
     class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
+    model_info: Any = None  # the ModelInfo the model came from: its Hub id, license and language for the card
 
 
 def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:
@@ -153,7 +154,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
                       "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
-                    artifacts.fingerprint(labelled) if source.path else None, weights)
+                    artifacts.fingerprint(labelled) if source.path else None, weights, model_info)
 
 
 def class_weights(task: TaskConfig, tokenized, label_names) -> dict[str, float] | None:
@@ -441,6 +442,7 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "data_path": str(prepared.source.path.resolve()) if prepared.source.path else None,
         "source_fingerprint": prepared.source_fingerprint,
         "model_source": getattr(result.model, "name_or_path", None),  # a Hub id or a local folder
+        "base_model": base_model(prepared.model_info),
         "dataset_hub_id": prepared.dataset.hub_id if prepared.source.path is None else None,
         "data_fingerprint": artifacts.fingerprint(prepared.splits),
         "seed": task.seed,
@@ -456,6 +458,13 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
     write_report(run_dir)
     set_status(run_dir, "complete")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # after: a kill in between leaves a complete run
+
+
+def base_model(info) -> dict[str, Any] | None:
+    """What the model card says of the pretrained model: its tk name, Hub id, license and language."""
+    if info is None:
+        return None
+    return {"name": info.name, "hub_id": info.hub_id, "license": info.license, "language": info.language}
 
 
 def resume_task(pm, run_dir: Path, progress: Progress | None = None, inexact: bool = False) -> RunOutcome:
