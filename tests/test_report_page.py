@@ -214,7 +214,7 @@ def test_counts_have_thousands_separators_in_the_console_the_page_and_the_card(t
     assert "On 12,500 texts of the test split" in card and "- `test`: 12,500 rows" in card
     page = write_report(run).read_text()
     assert "12,500 test texts" in page and '<td class="num">6,250</td>' in page and "(n=6,250)" in page
-    assert "6,000" in page.split('<section id="confusion">')[1].split("</section>")[0]  # the matrix's cells
+    assert "(n=6,250)" in page.split('<section id="confusion">')[1].split("</section>")[0]  # each true class's rows
 
 
 def test_your_files_are_named_in_the_page_header_and_the_cards_test_results(toy_run, tmp_path):
@@ -328,3 +328,63 @@ def test_model_card_names_the_base_model_its_license_language_and_averages(toy_r
     assert names["f1"] == "f1 (positive: pos)" and names["accuracy"] == "accuracy"
     unknown = ModelCard(render_model_card(metrics, {**manifest, "base_model": None}))
     assert unknown.data.license == "unknown" and "License: unknown: tk does not know" in unknown.text
+
+
+def many_class_run(toy_run, folder: Path, classes: int = 60) -> Path:
+    """The toy run rewritten as a 60-class one: real metrics of a model that confuses neighbouring classes."""
+    from plugins.metrics import tk_compute_metrics
+    from toolkit.runs.artifacts import write_predictions
+
+    run_dir = copy_run(toy_run, folder)
+    rng = np.random.default_rng(0)
+    names = tuple(f"category-{i:02d}" for i in range(classes))
+    labels = np.repeat(np.arange(classes), 10)
+    predicted = np.where(rng.random(len(labels)) < 0.6, labels, (labels + 1) % classes)
+    probabilities = np.full((len(labels), classes), 0.1 / (classes - 1))
+    probabilities[np.arange(len(labels)), predicted] = 0.9
+    metrics = {**json.loads((run_dir / "metrics.json").read_text()),
+               **tk_compute_metrics(labels, probabilities, names, True)}
+    metrics.pop("positive_label", None)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "labels": list(names)}))
+    write_predictions(run_dir / "predictions.csv", [f"text {i}" for i in range(len(labels))], labels, probabilities,
+                      names)
+    return run_dir
+
+
+def test_a_60_class_report_shows_tables_not_unreadable_figures(toy_run, tmp_path):
+    page = write_report(many_class_run(toy_run, tmp_path / "many")).read_text()
+    sections = dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', page, re.S))
+    confusion, per_class = sections["confusion"], sections["per-class"]
+    assert "<svg" not in confusion and "<svg" not in per_class  # no 6-pixel labels, no 2,400-pixel bar chart
+    assert "Most frequent confusions" in confusion and "60 classes: too many for a readable matrix" in confusion
+    assert confusion.count("<tr>") == 1 + 25  # the header and the 25 most frequent confusions
+    assert re.search(r"<td[^>]*>category-\d\d</td><td[^>]*>category-\d\d</td><td class=\"num\">\d+</td>", confusion)
+    assert per_class.count("<tr>") == 1 + 60 and "worst F1 first" in per_class
+    f1 = [float(x) for x in re.findall(r"</td><td class=\"num\">([01]\.\d{3})</td><td class=\"num\">[01]\.\d{3}</td>"
+                                       r"<td[^>]*>\[", per_class)]
+    assert len(f1) == 60 and f1 == sorted(f1)
+    assert "recall 95%" in per_class and re.search(r"\[0\.\d{3}, [01]\.\d{3}\]", per_class)
+
+
+def test_a_few_classes_get_a_row_normalised_confusion_matrix(toy_run, tmp_path):
+    page = write_report(many_class_run(toy_run, tmp_path / "five", classes=5)).read_text()
+    confusion = page.split('<section id="confusion">')[1].split("</section>")[0]
+    assert confusion.count("<svg") == 1 and "share of each true class" in confusion
+    assert "category-00 (n=10)" in confusion and re.search(r">0\.[0-9]{2}<", confusion)  # shares, not counts
+
+
+@pytest.mark.slow  # two Chromium starts
+def test_a_60_class_report_in_chromium(toy_run, tmp_path):
+    from PIL import Image
+
+    page = write_report(many_class_run(toy_run, tmp_path / "many"))
+    dom = chromium("--dump-dom", page.as_uri())
+    confusion = dom.split('<section id="confusion">')[1].split("</section>")[0]
+    assert "<table>" in confusion and confusion.count("<tr>") == 26 and "<svg" not in confusion
+    shot = tmp_path / "many.png"
+    chromium(f"--screenshot={shot}", "--window-size=1000,6000", page.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    ink_rows = (pixels < 128).any(axis=(1, 2)).nonzero()[0]
+    assert len(ink_rows) and (pixels < 200).any(axis=2).mean() > 0.01  # text rendered, not a blank page

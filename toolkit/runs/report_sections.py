@@ -13,6 +13,7 @@ import numpy as np
 
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
+from toolkit.runs.report_classes import confusion, per_class
 from toolkit.runs.report_page import (
     RunData,
     e,
@@ -107,41 +108,6 @@ def curves(run: RunData) -> str:
                "epoch's end." if per_epoch else "Training loss (mean over each epoch) and validation loss per epoch; "
                "step-level loss was not recorded.")
     return section("curves", "Learning curves", figure(figures.curves(history, steps, per_epoch), caption))
-
-
-def confusion(run: RunData) -> str:
-    if run.multi_label:
-        return ""  # no classes to confuse: each label is scored on its own (per-label scores)
-    matrix = run.metrics.get("confusion_matrix")
-    if not matrix or len(matrix) != len(run.labels):
-        return section("confusion", "Confusion matrix", NOT_RECORDED)
-    return section("confusion", "Confusion matrix", figure(figures.confusion(matrix, run.labels),
-                                                           "Rows: true class; columns: predicted class."))
-
-
-def per_class(run: RunData) -> str:
-    report = run.metrics.get("per_class") or {}
-    kept = {name: r for name, r in report.items()
-            if isinstance(r, dict) and name not in ("macro avg", "weighted avg", "micro avg", "samples avg")}
-    rows = [(name, float(r["precision"]), float(r["recall"]), float(r["f1-score"]), int(r["support"]))
-            for name, r in kept.items()]
-    if not rows:
-        return section("per-class", "Per-class scores", NOT_RECORDED)
-    cells = [[td(n), td(p, 3), td(r, 3), td(f, 3), td(s)] for n, p, r, f, s in rows]
-    if run.multi_label:
-        cells = [row + [td(_interval(kept[row_name], "f1-score")), td(kept[row_name].get("threshold", "—"), 3)]
-                 for row, (row_name, *_) in zip(cells, rows)]
-        return section("per-class", "Per-label scores", figure(
-            figures.per_class_bars(rows), "n: test rows with the label; each label predicted where its probability "
-                                          "reaches its threshold (tuned on the validation split).")
-            + table(["label", "precision", "recall", "F1", "support", "F1 95% interval", "threshold"], cells))
-    return section("per-class", "Per-class scores", figure(figures.per_class_bars(rows), "n: test rows of the class.")
-                   + table(["class", "precision", "recall", "F1", "support"], cells))
-
-
-def _interval(row: dict, name: str) -> str:
-    ci = row.get(f"{name}_ci")
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
 
 
 def threshold(run: RunData) -> str:
