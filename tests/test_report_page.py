@@ -388,3 +388,18 @@ def test_a_60_class_report_in_chromium(toy_run, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     ink_rows = (pixels < 128).any(axis=(1, 2)).nonzero()[0]
     assert len(ink_rows) and (pixels < 200).any(axis=2).mean() > 0.01  # text rendered, not a blank page
+
+
+def test_report_of_two_runs_names_them_whole_warns_on_weighted_losses_and_counts_whole_epochs(toy_run, tmp_path):
+    long_a, long_b = "toy-class-weights-balanced-20261204-101500", "toy-class-weights-balanced-20261204-101501"
+    runs = [copy_run(toy_run, tmp_path / name) for name in (long_a, long_b)]
+    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    manifest["task"]["class_weights"] = "balanced"
+    (runs[1] / "manifest.json").write_text(json.dumps(manifest))
+    page = render_comparison(runs)
+    curves = page.split('<section id="curves">')[1].split("</section>")[0]
+    assert long_a in curves and long_b in curves  # whole names in the legend, not one shared cut prefix
+    assert "so the losses do not compare across runs" in curves
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", curves)
+    assert texts[texts.index("epoch") - 2:texts.index("epoch")] == ["1", "2"], texts  # whole epochs: 1 and 2 only
+    assert "so the losses do not compare" not in render_comparison(runs[:1] + [copy_run(toy_run, tmp_path / "c")])

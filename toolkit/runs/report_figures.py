@@ -176,12 +176,15 @@ def token_lengths(lengths: np.ndarray, max_length: int) -> str:
 
 
 def compare_curves(runs: list[tuple[str, list[dict]]]) -> str:
-    """Validation loss per epoch of several runs on one axes."""
-    with _figure(8, 3.4) as (fig, ax):
+    """Validation loss per epoch of several runs on one axes: each run by its whole name (run folders of one task
+    share their start), legend under the axes, whole epochs on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    with _figure(8, 3.4 + 0.22 * len(runs)) as (fig, ax):
         for name, history in runs:
-            ax.plot([r["epoch"] for r in history], [r.get("validation_loss") for r in history], "o-",
-                    label=short(name))
+            ax.plot([r["epoch"] for r in history], [r.get("validation_loss") for r in history], "o-", label=name)
         ax.set(xlabel="epoch", ylabel="validation loss", title="Validation loss per run")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if runs:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1, frameon=False)
         return to_svg(fig)
