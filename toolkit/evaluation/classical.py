@@ -140,8 +140,8 @@ def verdict(versus: dict[str, Any], metric: str, metric_names: dict[str, str]) -
     found = versus["differences"][metric]
     named = metric_names.get(metric, metric)
     low, high = found["ci"]
-    how = (f"fine-tune minus linear model, {named}: {found['difference']:+.3f} [{low:+.3f}, {high:+.3f}], "
-           f"{versus['test']}")
+    test = {"mcnemar": "McNemar's exact test"}.get(versus["test"], versus["test"])
+    how = f"fine-tune minus linear model, {named}: {found['difference']:+.3f} [{low:+.3f}, {high:+.3f}], {test}"
     if versus["real"] and found["difference"] > 0:
         return f"The fine-tune beats the linear baseline ({how})."
     if versus["real"]:
