@@ -105,6 +105,9 @@ class TaskConfig:
     report_to: tuple[str, ...] = _key((), "where the run is tracked besides its folder: `mlflow`, `tensorboard` (a "
                                           "list, or one name; `none`: nowhere); docs/tracking.md",
                                       *TRACKERS, "none")
+    linear_baseline: bool = _key(True, "fit TF-IDF n-grams + logistic regression on the same training rows (C "
+                                       "chosen on the validation rows) and compare the fine-tune with it on the "
+                                       "test rows; `false` skips it (docs/metrics.md)")
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
 
