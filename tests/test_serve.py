@@ -199,6 +199,8 @@ def test_the_token_guards_every_endpoint_but_health(server):
         assert server.request(method, path, body)[0] == 401
         assert server.request(method, path, body, token=TOKEN + "x")[0] == 401
         assert server.request(method, path, body, headers={"Authorization": TOKEN})[0] == 401  # no "Bearer"
+        assert server.request(method, path, body, headers={"Authorization": f"Basic {TOKEN}"})[0] == 401
+        assert server.request(method, path, body, headers={"Authorization": f"bearer {TOKEN}"})[0] == 200  # any case
         assert server.request(method, path, body, token=TOKEN)[0] == 200
     assert "Authorization: Bearer" in server.request("GET", "/ready")[1]["error"]
 

@@ -116,7 +116,7 @@ class Guard:
 
     def __init__(self, app: Any, token: str | None, metrics: ServeMetrics) -> None:
         self.app, self.metrics = app, metrics
-        self.expected = f"Bearer {token}".encode() if token is not None else None
+        self.expected = token.encode() if token is not None else None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -143,4 +143,7 @@ class Guard:
 
     def authorised(self, scope) -> bool:
         given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        return hmac.compare_digest(given, self.expected)  # the time taken says nothing about the token
+        scheme, _, credentials = given.partition(b" ")
+        bearer = scheme.lower() == b"bearer"  # HTTP auth schemes are case-insensitive (RFC 9110, 11.1)
+        # compare_digest also when the scheme is wrong: the time taken says nothing about the token
+        return hmac.compare_digest(credentials.strip(), self.expected) and bearer
