@@ -12,13 +12,19 @@ from toolkit.cli import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
 
+allow_incomplete_option = click.option(
+    "--allow-incomplete", is_flag=True,
+    help="Use a run that is not complete or whose saved files changed since tk run saved them (experts only): "
+         "every answer is marked NOT A COMPLETE RUN.")
+
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
+@allow_incomplete_option
 @json_option
-def predict(run_dir, texts, text_file, as_json):
+def predict(run_dir, texts, text_file, allow_incomplete, as_json):
     """Label TEXTS with the model saved in RUN."""
     from toolkit.runs.saved import load_run
 
@@ -30,8 +36,10 @@ def predict(run_dir, texts, text_file, as_json):
     texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run(existing_run(run_dir), bare=True)
+    saved = load_run(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
     probabilities = saved.probabilities(texts)
+    if saved.warning and not as_json:
+        click.echo(saved.warning)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped)
@@ -41,7 +49,7 @@ def predict(run_dir, texts, text_file, as_json):
             for text, p in zip(texts, probabilities)]
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
-                         "predictions": rows})
+                         "incomplete_run": saved.warning, "predictions": rows})
         return
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
@@ -62,7 +70,7 @@ def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skippe
             for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
-                         "predictions": rows})
+                         "incomplete_run": saved.warning, "predictions": rows})
         return
     for row in rows:
         found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
@@ -118,9 +126,10 @@ def printable(text: str) -> str:
 @click.option("--split", help="The split to score (default: the run's test rows, without those also in its training "
               "data, as tk run scored them; for one file given with --data, all of it; for a run's data without a "
               "test split, the rows the run held out). --split test: every row of the test split.")
+@allow_incomplete_option
 @json_option
 @pass_session
-def evaluate(session, run_dir, data, split, as_json):
+def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
     """Evaluate the model saved in RUN on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
@@ -132,7 +141,11 @@ def evaluate(session, run_dir, data, split, as_json):
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
-    metrics = evaluate_run(session.pm, load_run(run_dir), data, split, Progress(click.echo))
+    saved = load_run(run_dir, allow_incomplete=allow_incomplete, need=("metrics.json", "manifest.json"))
+    metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo))
+    if saved.warning:
+        metrics["incomplete_run"] = saved.warning
+        click.echo(saved.warning)
     for note in metrics["notes"]:  # with --json, on stderr (json_output)
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
@@ -162,18 +175,19 @@ def evaluate(session, run_dir, data, split, as_json):
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
               help="Where to write the page (default: RUN/report.html for one run, ./report.html for several).")
+@allow_incomplete_option
 @json_option
-def report(run_dirs, output, as_json):
+def report(run_dirs, output, allow_incomplete, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
     from toolkit.runs.folders import write_text
     from toolkit.runs.report_page import expand_runs, render_comparison, write_report
 
     runs = expand_runs(list(run_dirs))
     if len(runs) == 1:
-        path = write_report(runs[0], output)
+        path = write_report(runs[0], output, allow_incomplete)
     else:
         path = output or Path("report.html")
-        write_text(path, render_comparison(runs))
+        write_text(path, render_comparison(runs, allow_incomplete))
     if as_json:
         emit("report", {"path": str(path), "runs": [str(run) for run in runs]})
     else:

@@ -39,6 +39,7 @@ from toolkit.runs.folders import (
     set_status,
     write_json,
 )
+from toolkit.runs.loader import record_checksums
 from toolkit.runs.model_card import write_model_card
 from toolkit.runs.report_page import write_report
 from toolkit.training import checkpoints, distributed, policy
@@ -389,7 +390,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
     })
     write_json(run_dir / "metrics.json", metrics)
     write_model_card(run_dir)
-    write_report(run_dir)
+    write_report(run_dir, writing=True)
+    record_checksums(run_dir)  # last: tk predict, evaluate, compare and report check every file against them
     set_status(run_dir, "complete")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # after: a kill in between leaves a complete run
 
