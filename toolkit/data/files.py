@@ -140,11 +140,13 @@ def standard_columns(splits, files: dict[str, Path], text_column: str | None = N
         if name is None:
             raise MissingColumn(f"{_names(files)}: no {role} column found by name (tk looks for "
                                 f"{', '.join(options)}). Columns: {', '.join(columns)}.", role, None)
+    if text == label:
+        raise MissingColumn(f"{_names(files)}: column {text!r} cannot be both the text and the label. Columns: "
+                            f"{', '.join(columns)}.", "label", label_column)
     splits = splits.select_columns([text, label])
-    if text != "text":
-        splits = splits.rename_column(text, "text")
-    if label != "label":
-        splits = splits.rename_column(label, "label")
+    if (text, label) != ("text", "label"):  # through temporary names: text_column=label, label_column=text swaps
+        splits = splits.rename_columns({text: "tk_text", label: "tk_label"})
+        splits = splits.rename_columns({"tk_text": "text", "tk_label": "label"})
     return splits
 
 

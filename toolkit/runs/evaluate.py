@@ -51,7 +51,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     notes: list[str] = []
     dataset, splits = load_with_labels(pm, dataset, source, notes, task, labels=saved.labels)
     if data is None:
-        notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source)
+        notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source, splits)
     rows, split_name, described = _rows(splits, task, source, data, split, notes)
     started = time.perf_counter()
     probabilities = saved.probabilities(column(rows, "text"), progress)
@@ -129,8 +129,10 @@ def _leaked(splits, task) -> int:
     return len(splits["test"]) - len(make_splits(splits, replace(task, eval_size=None), [])["test"])
 
 
-def _changed(recorded: dict | None, now: dict, source) -> list[str]:
-    if not recorded or recorded == now:
+def _changed(recorded: dict | None, now: dict, source, splits) -> list[str]:
+    from toolkit.runs.artifacts import same_fingerprint
+
+    if not isinstance(recorded, dict) or not recorded or same_fingerprint(recorded, splits, now):
         return []
     def short(value: dict) -> str:
         return ", ".join(f"{name} {v.get('sha256')} ({thousands(v.get('rows'))} rows)"

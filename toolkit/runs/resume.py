@@ -74,9 +74,16 @@ def reproducibility(run_dir: Path) -> dict[str, Any]:
     return {"exactly_reproducible": not missing, **({"resumed_without": missing} if missing else {})}
 
 
-def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str) -> None:
+def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str, splits=None) -> None:
+    """The data a resume loads is the data the run started with; a config.json without the fingerprint
+    cannot say so, and is refused."""
+    from toolkit.runs.artifacts import same_fingerprint
+
     recorded = saved.get("data_fingerprint")
-    if recorded is not None and recorded != now:
+    if not isinstance(recorded, dict) or not recorded:
+        raise TkError("The run's config.json records no data fingerprint (data_fingerprint), so tk cannot check "
+                      "that the data is the run's. Start a new run.")
+    if not (same_fingerprint(recorded, splits, now) if splits is not None else recorded == now):
         raise TkError(f"The data changed since the run started: {source} now gives fingerprint "
                       f"{_short(now)}, the run recorded {_short(recorded)}. Restore the data, or start a new run.")
 
@@ -88,7 +95,7 @@ def _short(fingerprint: dict[str, Any]) -> str:
 def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], inexact: bool, note) -> list[str]:
     """The same data as when the run started, and a checkpoint that resumes it exactly (or ``inexact``):
     what the checkpoint lacks, for the record."""
-    check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe())
+    check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe(), prepared.splits)
     latest = check_resumable(run_dir)
     return check_state(latest, prepared.engine.engine, inexact, note)
 
