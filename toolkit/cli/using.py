@@ -133,7 +133,7 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
     """Evaluate the model saved in RUN on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
-    from toolkit.runs.folders import write_json
+    from toolkit.runs.folders import create_json
     from toolkit.runs.saved import load_run
     from toolkit.training.progress import Progress
 
@@ -158,7 +158,7 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
     path = run_dir / "evaluations" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         path.parent.mkdir(exist_ok=True)
-        write_json(path, metrics)
+        path = create_json(path, metrics)  # never over another evaluation saved the same second
     except (OSError, TkError) as error:  # e.g. a read-only run folder: the metrics above still stand
         cause = error if isinstance(error, OSError) else error.__context__
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
