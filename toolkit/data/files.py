@@ -293,7 +293,9 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
         if header == "auto":
             header = _looks_like_header(first, rows, named)
         if header and not rows:
-            raise TkError(f"{path}: the file has a header row ({', '.join(first)}) but no rows of data.")
+            shown = ", ".join(name[:40] + ("..." if len(name) > 40 else "") for name in first[:10])
+            raise TkError(f"{path}: the file has a header row ({shown}{', ...' if len(first) > 10 else ''}) but no "
+                          "rows of data.")
         if not header:
             options["column_names"] = [f"column{i}" for i in range(1, len(first) + 1)]
             if notes is not None:
@@ -321,20 +323,43 @@ def _no_labels(split) -> bool:
 
 
 def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:
+    """The delimiter, the first row and some rows after it, from at most SNIFF_CHARS of the file: a file of
+    one 400 MB line costs no more to sniff than a small one."""
     import csv
-    import itertools
 
     try:
         with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-            lines = list(itertools.islice(handle, SAMPLE_LINES))
+            prefix = handle.read(SNIFF_CHARS)
+            cut = bool(handle.read(1))
     except OSError as error:
         raise TkError(f"{path}: cannot read it ({error.strerror}).") from None
+    lines = prefix.splitlines(keepends=True)[:SAMPLE_LINES + 1]
+    if cut and len(lines) > 1 and len(lines) <= SAMPLE_LINES:
+        lines.pop()  # the prefix ends inside this line (or inside a quoted text of it)
     if not lines:
         raise TkError(f"{path}: the file is empty.")
     delimiter = DELIMITED.get(path.suffix.lower()) or ("\t" if "\t" in lines[0] else ",")
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    rows = [row for row in csv.reader(lines, delimiter=delimiter, quoting=quoting) if row]
+    allow_long_fields()
+    try:
+        rows = [row for row in csv.reader(lines, delimiter=delimiter, quoting=quoting) if row]
+    except csv.Error as error:
+        raise TkError(f"{path}: not a CSV file tk can read ({error}).") from None
+    if not rows:
+        raise TkError(f"{path}: the file holds no rows.")
     return delimiter, rows[0], rows[1:]
+
+
+SNIFF_CHARS = 1 << 20  # what _sniff reads: 1 Mi characters at most
+
+
+def allow_long_fields() -> None:
+    """Python's csv module refuses a field over 131,072 characters by default (one long document): lift the
+    limit to the largest a C long holds, so no file is refused for the length of a text."""
+    import csv
+    import sys
+
+    csv.field_size_limit(min(sys.maxsize, 2**63 - 1))
 
 
 def _looks_like_header(first: list[str], rows: list[list[str]], named: set[str]) -> bool:
