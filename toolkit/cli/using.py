@@ -28,6 +28,14 @@ def predict(run_dir, texts, text_file, allow_incomplete, as_json):
     """Label TEXTS with the model saved in RUN."""
     from toolkit.runs.saved import load_run
 
+    for number, text in enumerate(texts, 1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # bytes the terminal's encoding could not decode (surrogateescape)
+            byte = ord(text[error.start]) - 0xDC00 if 0xDC80 <= ord(text[error.start]) <= 0xDCFF else None
+            raise TkError(f"Text {number} is not UTF-8 text" + (f" (byte 0x{byte:02x} at character {error.start})"
+                                                                 if byte is not None else "")
+                          + ". Pass texts in UTF-8, or in a UTF-8 file with --file F.") from None
     blank = [str(number) for number, text in enumerate(texts, 1) if not text.strip()]
     if blank:  # a model still answers for an empty text, with nothing to go on: say so instead
         raise click.UsageError(f"Text {', '.join(blank)} is empty. Give each text to label as an argument, in "

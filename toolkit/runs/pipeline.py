@@ -251,7 +251,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
-            return interrupted(run_dir, task, progress, mark)
+            return interrupted(run_dir, start_again(task, data, where), progress, mark)
         except BaseException as error:
             tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
@@ -260,14 +260,22 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
             if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
                 said = str(error) if isinstance(error, TkError) and str(error).startswith(SAVING) else None
                 raise TkError((said or str(saving_error(run_dir or output, full)))
-                              + (resuming.where_next(run_dir, task.name) if run_dir is not None else "")) from None
+                              + (resuming.where_next(run_dir, start_again(task, data, where)) if run_dir is not None
+                                 else "")) from None
             raise
         finally:
             if run_dir is not None and main:
                 liveness.release(run_dir)
 
 
-def interrupted(run_dir: Path | None, task: TaskConfig, progress: Progress, mark: bool) -> RunOutcome:
+def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
+    """The command that starts this run again: a run of your file (tk run --data F) has no task to name."""
+    if where and where.startswith("--data"):
+        return f"tk run --data {data}"
+    return f"tk run {task.name}" + (f" --data {data}" if data else "")
+
+
+def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool) -> RunOutcome:
     """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again."""
     if mark and run_status(run_dir) != "complete":
         try:
@@ -280,9 +288,9 @@ def interrupted(run_dir: Path | None, task: TaskConfig, progress: Progress, mark
         progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
     elif run_dir is not None:
         progress.note(f"Interrupted before the first epoch ended: {run_dir} has nothing to resume from. "
-                      f"Start again: tk run {task.name}")
+                      f"Start again: {again}")
     else:
-        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: tk run {task.name}")
+        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: {again}")
     return RunOutcome(run_dir, "interrupted", {})
 
 

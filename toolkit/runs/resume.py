@@ -100,8 +100,8 @@ def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], inexact: bool, n
     return check_state(latest, prepared.engine.engine, inexact, note)
 
 
-def where_next(run_dir: Path, task_name: str) -> str:
+def where_next(run_dir: Path, again: str) -> str:
     """How a run that stopped goes on: resume from its committed checkpoint, or start again."""
     if checkpoints.latest(run_dir / "checkpoints") is not None:
         return f" Then resume it: tk run --resume {run_dir}"
-    return f" It has no epoch checkpoint to resume from; start it again: tk run {task_name}"
+    return f" It has no epoch checkpoint to resume from; start it again: {again}"
