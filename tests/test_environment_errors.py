@@ -39,3 +39,16 @@ def test_start_again_names_a_command_that_exists(project, where, data, said):
     from tests.helpers import toy_task
 
     assert start_again(toy_task(project), data, where) == said
+
+
+@pytest.mark.parametrize("name, content", [("latin.csv", b"text,label\ncaf\xe9 ok,1\nbad,0\n"),
+                                           ("broken.jsonl", b'{"text": "a", "label": 1}\n{"text": broken\n'),
+                                           ("fake.parquet", b"PAR1garbage")])
+def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
+    """datasets logs its own "Failed to read file ..." before tk's error: only tk's line is printed."""
+    (tmp_path / name).write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "toolkit", "check", "--data", str(tmp_path / name)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{name}: " in lines[0], result.stderr

@@ -85,7 +85,11 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
     import pyarrow
     from datasets.exceptions import DatasetGenerationError
 
+    from datasets.utils import logging as library_logging
+
     data_files = {split: str(path) for split, path in files.items()}
+    level = library_logging.get_verbosity()
+    library_logging.set_verbosity(library_logging.CRITICAL)  # its "Failed to read file ..." would precede tk's line
     try:
         return datasets.load_dataset(builder, data_files=data_files, **options)
     except (DatasetGenerationError, UnicodeDecodeError, pyarrow.ArrowException, ValueError) as error:
@@ -98,6 +102,8 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
             raise TkError(f"{_names(files)}: the file has no rows of data.") from error
         raise TkError(f"{_names(files)}: cannot read it as {builder}: {cause}") from error
+    finally:
+        library_logging.set_verbosity(level)
 
 
 def load_table(files: dict[str, Path], text_column: str | None = None, label_column: str | None = None):
