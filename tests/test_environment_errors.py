@@ -52,3 +52,17 @@ def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{name}: " in lines[0], result.stderr
+
+
+def test_analyze_lengths_in_a_read_only_folder_names_its_own_option(project, monkeypatch):
+    import errno
+
+    from toolkit.runs import folders
+
+    def read_only(source, target):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    monkeypatch.setattr(folders.os, "replace", read_only)  # the tests run as root, where chmod stops nothing
+    result = fails_with("Cannot write the histogram lengths-toy.png (Permission denied). Pass --histogram PATH",
+                        "analyze-lengths", "toy", "--model", "tiny")
+    assert "--output" not in result.output
