@@ -66,3 +66,15 @@ def test_analyze_lengths_in_a_read_only_folder_names_its_own_option(project, mon
     result = fails_with("Cannot write the histogram lengths-toy.png (Permission denied). Pass --histogram PATH",
                         "analyze-lengths", "toy", "--model", "tiny")
     assert "--output" not in result.output
+
+
+def test_a_run_of_your_file_without_a_checkpoint_says_how_to_start_it_again(tmp_path):
+    from toolkit.runs import folders
+    from toolkit.runs.resume import check_resumable
+
+    run_dir = tmp_path / "sms-1"
+    run_dir.mkdir()
+    folders.write_json(run_dir / "config.json", {"task": {"name": "sms"}, "start_again": "tk run --data sms.csv"})
+    folders.set_status(run_dir, "failed")
+    with pytest.raises(Exception, match=r"Start it again: tk run --data sms.csv$"):
+        check_resumable(run_dir)

@@ -233,6 +233,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                         "data": str(prepared.source.path.resolve()) if prepared.source.path else None,
                         "data_as_given": data, "data_source": prepared.source.describe(),
                         "data_fingerprint": fingerprint, "base": str(base or ""),
+                        "start_again": start_again(task, data, where),
                         "notes": prepared.notes})  # e.g. a stride this task does not use
                     write_json(run_dir / "left_out.json", prepared.checks.left_out)
             started = True

@@ -27,10 +27,21 @@ def check_resumable(run_dir: Path) -> Path:
         raise TkError(f"{run_dir} is already complete; nothing to resume.")
     latest = checkpoints.latest(run_dir / "checkpoints")
     if latest is None:
-        task = read_json(run_dir / "config.json").get("task", {}).get("name", "TASK")
         raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
-                      f"ended). Start it again: tk run {task}")
+                      f"ended). Start it again: {again(run_dir)}")
     return latest
+
+
+def again(run_dir: Path) -> str:
+    """The command that starts a run again, as config.json recorded it (older runs: from the task's name)."""
+    try:
+        saved = read_json(run_dir / "config.json")
+    except TkError:
+        return "tk run TASK"
+    if isinstance(saved, dict) and isinstance(saved.get("start_again"), str):
+        return saved["start_again"]
+    task = saved.get("task") if isinstance(saved, dict) else None
+    return f"tk run {task.get('name', 'TASK')}" if isinstance(task, dict) else "tk run TASK"
 
 
 def missing_state(checkpoint: Path, engine) -> tuple[list[str], list[str]]:
@@ -46,7 +57,7 @@ def check_state(checkpoint: Path, engine, inexact: bool, note) -> list[str]:
     required, exact = missing_state(checkpoint, engine)
     if required:
         raise TkError(f"{checkpoint} lacks {', '.join(required)}: the run cannot continue from it. "
-                      f"Start it again: tk run TASK")
+                      f"Start it again: {again(checkpoint.parent.parent)}")
     if exact and not inexact:
         raise TkError(f"{checkpoint} lacks {', '.join(exact)}, which an exact resume needs (the run would "
                       f"silently differ from an uninterrupted one). Pass {INEXACT_OPTION} to continue anyway; "
