@@ -127,3 +127,19 @@ def test_the_loader_names_json_of_the_wrong_shape(run):
     with pytest.raises(TkError, match=r"metrics.json: history \(each epoch's validation_loss\) missing"):
         open_run(run)
     fails_with("metrics.json: history", "compare", run, run)
+
+
+def test_a_model_that_answers_nan_is_refused_not_printed(run):
+    """Weights of nan (a diverged run saved by an older tk, say) with checksums that match them."""
+    from safetensors.torch import load_file, save_file
+
+    from toolkit.runs.loader import record_checksums
+
+    weights = run / "model" / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(key for key in tensors if "classifier" in key and key.endswith("bias"))
+    tensors[name] = tensors[name] * float("nan")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    record_checksums(run)
+    result = fails_with("the model answers nan", "predict", run, "good film")
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1

@@ -153,7 +153,8 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if weights:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
                       "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
-    for warning in policy.range_warnings(task, np.array(list(weights.values())) if weights else None):
+    raw_weights = policy.class_weights(task, tokenized["train"]["labels"], dataset.labels)  # unrounded
+    for warning in policy.range_warnings(task, raw_weights):
         progress.note(f"Warning: {warning}")
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
                     artifacts.fingerprint(labelled) if source.path else None, weights)

@@ -65,7 +65,11 @@ class SavedRun:
         finally:
             if progress is not None:
                 progress.close()
-        return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
+        rows = pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
+        if not np.isfinite(rows).all():  # never print nan as an answer (nor score it)
+            raise TkError(f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it has "
+                          f"no answer to give. {DAMAGED}")
+        return rows
 
 
 def load_run(run_dir: Path, bare: bool = False, allow_incomplete: bool = False,
