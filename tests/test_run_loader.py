@@ -143,3 +143,19 @@ def test_a_model_that_answers_nan_is_refused_not_printed(run):
     record_checksums(run)
     result = fails_with("the model answers nan", "predict", run, "good film")
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unreadable_model_file_is_one_line(run, monkeypatch):
+    import errno
+
+    from toolkit.runs import loader
+
+    real = loader.sha256_of
+
+    def unreadable(path):
+        if path.name == "model.safetensors":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(loader, "sha256_of", unreadable)  # the tests run as root, where chmod stops nothing
+    fails_with("model/model.safetensors: cannot read it (Permission denied)", "predict", run, "good film")
