@@ -214,7 +214,8 @@ def answers(hook: Any, **kwargs: Any) -> list[tuple[str, Any]]:
     for impl in hook.get_hookimpls():
         if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
             continue
-        found.append((impl.plugin_name, impl.function(**{name: kwargs[name] for name in impl.argnames})))
+        keyword = {name: kwargs[name] for name in getattr(impl, "kwargnames", ()) if name in kwargs}  # as pluggy
+        found.append((impl.plugin_name, impl.function(*[kwargs[name] for name in impl.argnames], **keyword)))
     return found
 
 
