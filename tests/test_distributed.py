@@ -19,8 +19,11 @@ def test_torchrun_two_cpu_processes(project):
     assert len(runs) == 1, runs
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.7  # chance is 0.5; the tiny model is near it in loss, so no tighter bound
-    for row in metrics["history"]:  # each step's loss is the global batch mean, not scaled by the 2 processes
-        assert abs(row["train_loss"] - row["validation_loss"]) < 0.2, row
+    # Each step's loss is the global batch mean, not scaled by the 2 processes: in epoch 1, on any trajectory,
+    # the tiny model is still near chance, so both losses sit near ln 2 (a sum over 2 processes would be near
+    # 1.39, a mean halved again near 0.35). Later epochs' gap depends on how fast this run learns: not asserted.
+    first = metrics["history"][0]
+    assert abs(first["train_loss"] - 0.693) < 0.1 and abs(first["validation_loss"] - 0.693) < 0.1, first
     assert result.stdout.count("Test metrics") == 1
     # Each of the 2 processes saw half of each epoch's 160 training rows: 10 steps of 8, not 20.
     manifest = json.loads((runs[0] / "manifest.json").read_text())

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from transformers import pipeline
 
 from toolkit.config import load_config, with_overrides
@@ -11,8 +12,9 @@ def quiet():
     return Progress(echo=lambda text: None, bar=False)
 
 
-def test_run_writes_a_complete_loadable_run(pm, project):
-    task = load_config(project / "tasks.toml").task("toy")
+@pytest.mark.parametrize("bf16", ["on", "off"])  # both paths bf16 = "auto" can take, whatever this CPU picks
+def test_run_writes_a_complete_loadable_run(pm, project, bf16):
+    task = with_overrides(load_config(project / "tasks.toml").task("toy"), {"bf16": bf16})
     outcome = run_task(pm, task, output=project / "runs", base=project, progress=quiet())
 
     run = outcome.run_dir

@@ -11,6 +11,7 @@ import click
 from toolkit.cli import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
+from toolkit.runs.answers import prediction_rows
 
 allow_incomplete_option = click.option(
     "--allow-incomplete", is_flag=True,
@@ -25,8 +26,8 @@ allow_incomplete_option = click.option(
 @allow_incomplete_option
 @json_option
 def predict(run_dir, texts, text_file, allow_incomplete, as_json):
-    """Label TEXTS with the model saved in RUN."""
-    from toolkit.runs.saved import load_run
+    """Label TEXTS with the model saved in RUN (or an export tk export wrote)."""
+    from toolkit.runs.exported import load_run_or_export
 
     for number, text in enumerate(texts, 1):
         try:
@@ -44,20 +45,19 @@ def predict(run_dir, texts, text_file, allow_incomplete, as_json):
     texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
+    saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
     probabilities = saved.probabilities(texts)
-    if saved.warning and not as_json:
-        click.echo(saved.warning)
+    warning = getattr(saved, "warning", None)  # an export has none: tk export wrote it from a complete run
+    if warning and not as_json:
+        click.echo(warning)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped)
         return
-    rows = [{"text": text, "label": saved.labels[int(p.argmax())],
-             "probabilities": {name: round(float(v), 4) for name, v in zip(saved.labels, p)}}
-            for text, p in zip(texts, probabilities)]
+    rows = prediction_rows(saved, texts, probabilities)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
-                         "incomplete_run": saved.warning, "predictions": rows})
+                         "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
@@ -71,14 +71,11 @@ TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--jso
 
 def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int]) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
-    labels, thresholds = saved.labels, saved.thresholds
-    rows = [{"text": text, "labels": found,
-             "probabilities": {name: round(float(v), 4) for name, v in zip(labels, p)},
-             "thresholds": {name: round(float(t), 4) for name, t in zip(labels, thresholds)}}
-            for text, p, found in zip(texts, probabilities, saved.label_sets(probabilities))]
+    labels = saved.labels
+    rows = prediction_rows(saved, texts, probabilities)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
-                         "incomplete_run": saved.warning, "predictions": rows})
+                         "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:
         found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
@@ -138,20 +135,20 @@ def printable(text: str) -> str:
 @json_option
 @pass_session
 def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
-    """Evaluate the model saved in RUN on a whole dataset split."""
+    """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
+    from toolkit.runs.exported import load_run_or_export
     from toolkit.runs.folders import create_json
-    from toolkit.runs.saved import load_run
     from toolkit.training.progress import Progress
 
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
-    saved = load_run(run_dir, allow_incomplete=allow_incomplete, need=("metrics.json", "manifest.json"))
+    saved = load_run_or_export(run_dir, allow_incomplete=allow_incomplete, need=("metrics.json", "manifest.json"))
     metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo))
-    if saved.warning:
+    if getattr(saved, "warning", None):
         metrics["incomplete_run"] = saved.warning
         click.echo(saved.warning)
     for note in metrics["notes"]:  # with --json, on stderr (json_output)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from toolkit.config import TaskConfig
 from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
@@ -30,6 +31,35 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     to score, all of it; a folder's ``split`` (default ``test``). ``progress`` shows a bar while scoring.
     """
     require_metrics(pm)
+    chosen = rows_to_score(pm, saved, data, split)
+    rows, task, notes = chosen.rows, chosen.task, chosen.notes
+    started = time.perf_counter()
+    probabilities = saved.probabilities(column(rows, "text"), progress)
+    seconds = time.perf_counter() - started
+    metrics = score(pm, column(rows, "label"), probabilities, saved.labels, confidence=True,
+                    positive_label=positive_class(task, saved.labels, str(saved.run_dir)),
+                    baseline_label=saved_baseline(saved.run_dir, saved.labels), thresholds=saved.thresholds)
+    metrics.update({"run": str(saved.run_dir), "data_source": chosen.source, "split": chosen.split,
+                    "every_row": split is not None or data is not None,  # False: the rows tk run scored
+                    "split_description": chosen.described,
+                    "data_given": data is not None, "seconds": round(seconds, 2),
+                    "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
+                    "notes": notes})
+    return metrics
+
+
+@dataclass
+class RowsToScore:
+    rows: Any  # a datasets split with text and label columns
+    task: TaskConfig  # the run's task, its plugin keys included
+    split: str  # "test", "all", or the split asked for
+    described: str  # how tk names these rows ("test split, the rows tk run scored")
+    source: str  # where they came from
+    notes: list[str]
+
+
+def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None) -> RowsToScore:
+    """The rows tk evaluate scores (see ``evaluate_run``); tk export checks an export on the same rows."""
     run_dir = saved.run_dir
     task = task_of(run_dir, pm)  # with the plugin keys too: the files dataset's text_column, label_column, ...
     if data is not None and task.settings.get("test_data"):
@@ -53,25 +83,13 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
     if data is None:
         notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source, splits)
     rows, split_name, described = _rows(splits, task, source, data, split, notes)
-    started = time.perf_counter()
-    probabilities = saved.probabilities(column(rows, "text"), progress)
-    seconds = time.perf_counter() - started
-    metrics = score(pm, column(rows, "label"), probabilities, saved.labels, confidence=True,
-                    positive_label=positive_class(task, saved.labels, str(run_dir)),
-                    baseline_label=saved_baseline(run_dir, saved.labels), thresholds=saved.thresholds)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
     if test_data and base is not None and not Path(test_data).is_absolute():
         test_data = base / test_data  # relative to tasks.toml, as the files dataset reads it
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
-    metrics.update({"run": str(run_dir), "data_source": scored_from, "split": split_name,
-                    "every_row": split is not None or data is not None,  # False: the rows tk run scored
-                    "split_description": described,
-                    "data_given": data is not None, "seconds": round(seconds, 2),
-                    "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
-                    "notes": notes})
-    return metrics
+    return RowsToScore(rows, task, split_name, described, scored_from, notes)
 
 
 def _rows(splits, task, source, data: str | None, split: str | None, notes: list[str]):

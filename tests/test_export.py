@@ -1,0 +1,125 @@
+"""tk export --format onnx: the export answers as the run does (within the documented tolerance), a broken one is
+refused with nothing left behind, and tk predict / tk evaluate / tk serve --onnx take the export folder."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers import TESTS, TOY_TASKS, tk, tk_json, toy_environment
+from tests.served import Server
+from tests.test_json_output import documented
+from toolkit.config import load_config, with_overrides
+from toolkit.plugins import PluginManager
+from toolkit.runs.pipeline import run_task
+from toolkit.testing import write_keyword_dataset
+from toolkit.training.progress import Progress
+
+pytestmark = pytest.mark.slow
+
+FP32_TOLERANCE = 1e-3  # docs/deploy.md: a float32 export's probabilities against the run's float32 scoring
+TEXTS = ["great film, wonderful", "an awful bad movie", "fine " * 200]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("export")
+    with toy_environment(root, tiny_model):
+        shutil.copy(TESTS / "toy_plugin.py", root / "toy_plugin.py")
+        (root / "tasks.toml").write_text(TOY_TASKS)
+        write_keyword_dataset(root / "toy-data")
+        pm = PluginManager().load(("toy_plugin",), root)
+        # bf16 off: tk scores in float32 on every CPU, so the float32 export must match it closely
+        task = with_overrides(load_config(root / "tasks.toml").task("toy"), {"epochs": 2, "bf16": "off"})
+        outcome = run_task(pm, task, output=root / "runs", base=root, progress=Progress(lambda t: None, bar=False))
+        assert outcome.status == "complete"
+        yield root, outcome.run_dir
+
+
+@pytest.fixture
+def run(project, monkeypatch):
+    root, run_dir = project
+    monkeypatch.chdir(root)  # tasks.toml there declares the toy plugin, whose dataset holds the test rows
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(project):
+    root, run_dir = project
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        document, _ = tk_json("export", run_dir, "--format", "onnx")
+    return document
+
+
+def test_export_answers_as_the_run_does(exported, run):
+    check = exported["check"]
+    assert exported["folder"] == str(run / "onnx") and check["rows"] == 80
+    assert check["agreement"] == 1.0 and check["disagreements"] == 0
+    assert check["max_probability_difference"] < FP32_TOLERANCE
+    assert check["metrics"]["run"]["accuracy"] == check["metrics"]["export"]["accuracy"]
+    assert check["mcnemar_p"] == 1.0 and min(check["texts_per_second"].values()) > 0
+    assert set(exported) == documented("`tk export --json`")  # docs/json.md lists every field
+    assert set(check) == documented("`tk export --json`", "check.")
+    manifest = json.loads((run / "onnx" / "tk_export.json").read_text())
+    assert manifest == {key: value for key, value in exported.items() if key != "folder"}
+    assert manifest["labels"] == ["neg", "pos"] and manifest["task"]["max_length"] == 64
+    assert {"model.onnx", "tokenizer.json", "config.json", "README.md"} <= {p.name for p in (run / "onnx").iterdir()}
+    assert "How it was checked" in (run / "onnx" / "README.md").read_text()
+    ours = tk_json("predict", run, *TEXTS)[0]["predictions"]
+    theirs = tk_json("predict", run / "onnx", *TEXTS)[0]["predictions"]
+    for a, b in zip(ours, theirs):
+        assert a["label"] == b["label"]
+        assert all(abs(a["probabilities"][k] - b["probabilities"][k]) <= FP32_TOLERANCE for k in a["probabilities"])
+
+
+def test_the_onnx_model_has_dynamic_batch_and_sequence_axes(exported, run):
+    import onnx
+
+    graph = onnx.load(str(run / "onnx" / "model.onnx")).graph
+    for node in graph.input:
+        dims = node.type.tensor_type.shape.dim
+        assert [bool(d.dim_param) for d in dims] == [True, True], node  # named (dynamic), not fixed sizes
+
+
+def test_evaluate_and_serve_take_the_export(exported, run, project):
+    document, _ = tk_json("evaluate", run / "onnx")
+    assert document["metrics"]["accuracy"] == exported["check"]["metrics"]["export"]["accuracy"]
+    with Server(run, "--onnx", cwd=project[0]) as server:
+        status, answer = server.request("POST", "/predict", {"texts": TEXTS})
+        assert status == 200 and server.request("GET", "/metadata")[1]["backend"] == "onnx"
+        assert answer["predictions"] == tk_json("predict", run / "onnx", *TEXTS)[0]["predictions"]
+        assert server.stop() == 0
+
+
+def test_int8_export_is_checked_and_written(run, tmp_path):
+    document, stderr = tk_json("export", run, "--quantize", "int8", "--output", tmp_path / "int8")
+    assert document["quantize"] == "int8" and document["check"]["agreement"] >= 0.99
+    assert "McNemar exact p" in stderr and "texts/s" in stderr
+    assert tk_json("predict", tmp_path / "int8", "great film")[0]["predictions"][0]["label"] in ("neg", "pos")
+
+
+def test_a_broken_export_is_refused_and_nothing_is_left(run, tmp_path, monkeypatch):
+    """A graph whose classifier answers the opposite class (as an exporter bug would): under the floor."""
+    import toolkit.runs.export
+
+    exportable = toolkit.runs.export.exportable_model
+
+    def broken(run_dir):
+        model = exportable(run_dir)
+        model.classifier.weight.data.neg_()
+        model.classifier.bias.data.neg_()
+        return model
+
+    monkeypatch.setattr(toolkit.runs.export, "exportable_model", broken)
+    result = tk("export", run, "--output", tmp_path / "broken")
+    assert result.exit_code == 1
+    assert "under the floor of 99% (--min-agreement): not written" in result.output
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden staging folder
+
+
+def test_an_existing_output_and_a_missing_check_file_are_refused(exported, run, tmp_path):
+    result = tk("export", run)
+    assert result.exit_code == 1 and "already exists" in result.output
+    result = tk("export", run, "--check-data", tmp_path / "nope.csv", "--output", tmp_path / "x")
+    assert result.exit_code == 1 and "--check-data" in result.output

@@ -1,0 +1,120 @@
+"""Running tk serve: the model loaded and warmed up, a socket bound, uvicorn in one process or --workers N."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import TkError
+from toolkit.serving.limits import ServeSettings
+
+GRACEFUL_SECONDS = 30  # SIGTERM: how long requests already received may take to be answered
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def load_model(folder: Path) -> Any:
+    """The run (tk predict's loading path, and its refusals of an incomplete or damaged run), warmed up so that
+    the first request does not pay for the first forward pass."""
+    from toolkit.runs.exported import load_run_or_export
+
+    model = load_run_or_export(folder, bare=True)
+    keep_cpu_kernels(model)
+    model.probabilities(["warm-up"])
+    return model
+
+
+def keep_cpu_kernels(model: Any) -> None:
+    """tk's bf16 CPU path swaps in oneDNN layers with bf16 copies of the weights at each call, which a one-call
+    tk predict pays once and a server would pay per batch. Entered here for the life of the process, the same
+    layers score every batch (predict_probabilities' own entry then changes nothing), so the answers stay
+    tk predict's."""
+    from toolkit.training.device import use_bf16
+
+    network = getattr(model, "model", None)  # None for an ONNX export
+    if network is None or not use_bf16(model.task.bf16) or next(network.parameters()).device.type != "cpu":
+        return
+    from toolkit.evaluation.cpu_inference import fused_cpu_inference
+
+    held = fused_cpu_inference(network)
+    held.__enter__()  # never exited: the server holds the model until it exits
+    model.held_kernels = held
+
+
+def app_from_environment() -> Any:
+    """uvicorn's app factory in each --workers process: the settings come from the parent's environment."""
+    from toolkit.serving.app import create_app
+
+    settings = ServeSettings.from_environment()
+    return create_app(load_model(Path(settings.folder)), settings)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise TkError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port, or "
+                      "--host 127.0.0.1") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)  # the --workers processes accept on it
+    return sock
+
+
+def serve(settings: ServeSettings, host: str, port: int, workers: int,
+          listening: Callable[[dict[str, Any]], None]) -> None:
+    """Serve until SIGTERM or Ctrl-C; then answer the requests already received and return (exit code 0).
+    ``listening`` is told where (url, labels, ...) once the port is open and the model loaded."""
+    import uvicorn
+
+    model = load_model(Path(settings.folder))  # refused here, before the port opens, as tk predict refuses it
+    sock = bind(host, port)
+    port = sock.getsockname()[1]
+    options = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                   lifespan="on", server_header=False)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    if workers == 1:
+        from toolkit.serving.app import create_app
+
+        server = uvicorn.Server(uvicorn.Config(create_app(model, settings), **options))
+        listening(described(settings, url, model, workers))
+        with drained_signals_exit_cleanly():
+            server.run(sockets=[sock])
+        return
+    about = described(settings, url, model, workers)
+    del model  # each worker loads its own
+    from uvicorn.supervisors import Multiprocess
+
+    settings.to_environment()
+    with tempfile.TemporaryDirectory(prefix="tk-serve-metrics-") as counts:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = counts
+        config = uvicorn.Config("toolkit.serving.server:app_from_environment", factory=True, workers=workers,
+                                **options)
+        listening(about)
+        Multiprocess(config, [sock]).run()
+
+
+def described(settings: ServeSettings, url: str, model: Any, workers: int) -> dict[str, Any]:
+    return {"url": url, "folder": settings.folder, "backend": getattr(model, "backend", "pytorch"),
+            "labels": list(model.labels), "workers": workers, "pid": os.getpid(), "token": settings.token is not None}
+
+
+class drained_signals_exit_cleanly:
+    """uvicorn drains on SIGTERM / SIGINT, then raises the signal again for the handler it found: a handler that
+    does nothing lets tk exit 0 (a drained shutdown is a success) instead of dying by the signal."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self) -> None:
+        self.previous = {sig: signal.signal(sig, lambda number, frame: None) for sig in self.SIGNALS}
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
