@@ -128,3 +128,13 @@ def toy_environment(root, tiny_model):
             patch.delenv(name, raising=False)
         patch.chdir(root)
         yield
+
+
+def as_trained(probabilities, run_dir):
+    """A run's saved-model probabilities with its calibration temperature undone: the best epoch's model as
+    trained (tk run divides the head by model/config.json's tk_temperature; docs/metrics.md#calibration)."""
+    from toolkit.evaluation.calibration import scaled
+
+    temperature = json.loads((Path(run_dir) / "model" / "config.json").read_text()).get("tk_temperature")
+    return probabilities if temperature is None else scaled(probabilities, 1 / temperature, multi_label=False)
+

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from tests.helpers import fails_with, quiet, toy_task, train_toy
+from tests.helpers import as_trained, fails_with, quiet, toy_task, train_toy
 from toolkit.config import build_task, with_overrides
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
@@ -76,7 +76,7 @@ def test_weighted_training_on_every_engine(pm, project, engine):
     assert outcome.metrics["class_weights"] == {"neg": 1.0, "pos": 3.0}
     task = toy_task(project, engine=engine, bf16="off", class_weights={"pos": 3.0})
     validation = prepare(pm, task, None, project, quiet()).tokenized["validation"]
-    probabilities = predict_probabilities(load_run(outcome.run_dir).model, validation, 64)
+    probabilities = as_trained(predict_probabilities(load_run(outcome.run_dir).model, validation, 64), outcome.run_dir)
     best = outcome.metrics["history"][outcome.metrics["best_epoch"] - 1]
     weighted = policy.validation_loss(np.asarray(validation["labels"]), probabilities, np.array([1.0, 3.0]))
     assert weighted == pytest.approx(best["validation_loss"], abs=1e-4)

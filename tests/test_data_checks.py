@@ -1,6 +1,7 @@
 import re
 
 import datasets
+import numpy as np
 import pytest
 
 from toolkit.config import TaskConfig
@@ -117,8 +118,27 @@ def test_splits_are_disjoint_stratified_and_reproducible():
     assert sum(first["validation"]["label"]) == 25  # stratified: half of each class
 
 
+def test_a_single_row_class_leaves_every_other_class_stratified():
+    """A typo label on one row used to switch stratification off for every class; now only that row is drawn
+    apart, every other class keeps its share of validation, and a note says so."""
+    names = ["a", "b", "c", "d", "e", "pyhton"]
+    labels = [i % 5 for i in range(200)] + [5]
+    source = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(201)], "label": labels},
+                                         features=datasets.Features({"text": datasets.Value("string"),
+                                                                     "label": datasets.ClassLabel(names=names)})),
+        test=dataset([f"test {i}" for i in range(20)], [i % 2 for i in range(20)]))
+    for seed in (1, 2, 3):
+        notes = []
+        validation = make_splits(source, task(validation_size=50, seed=seed), notes)["validation"]
+        counts = [validation["label"].count(c) for c in range(5)]
+        assert all(9 <= count <= 11 for count in counts), counts  # 40 rows each, a quarter of them: 10
+        assert ("validation: 1 class of a single row ('pyhton') cannot be stratified, so they were drawn together "
+                "as one group; every other class is stratified.") in notes
+
+
 @pytest.mark.parametrize("labels", [[i % 3 for i in range(300)],  # stratified
-                                    [0] * 299 + [1]])  # one row of a class: datasets' seeded shuffle instead
+                                    [0] * 299 + [1]])  # one class besides a single row: datasets' seeded shuffle
 def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
     """Rows carved or subset for a seed stay the ones earlier tk versions drew (a resume depends on it), though tk
     reads the label column at once where ``train_test_split`` reads it row by row."""
@@ -329,3 +349,33 @@ def test_split_errors_give_the_limit_that_works(keys, message):
     key = "validation_size" if "validation_size to" in message else "eval_size"
     splits = make_splits(datasets.DatasetDict(train=big(400)), task(**{**keys, key: limit}), [])  # the limit works
     assert len(splits["train"]) == keys.get("train_size", len(splits["train"])) >= 1
+
+
+def test_near_duplicate_label_names_are_flagged_and_emacs_keys_are_no_html():
+    from toolkit.data.checks import near_duplicate_labels
+
+    names = ("python", "pyhton", "javascript", "NUM:count", "NUM:code", "Bug", "bug ")
+    labels = np.array([0] * 230 + [1] + [2] * 50 + [3] * 40 + [4] * 35 + [5] * 10 + [6] * 9)
+    found = near_duplicate_labels(names, [labels])
+    assert len(found) == 1 and found[0].level == "warning" and found[0].count == 2
+    assert "'pyhton' (1 row) beside 'python' (230)" in found[0].message
+    assert "'bug ' (9 rows) beside 'Bug' (10)" in found[0].message
+    assert "NUM:c" not in found[0].message  # alike, but both common: two classes
+    texts = ["Use M-< and M-> to move", "a <br /> b", "x &amp; y", "if a < b and c > d"]
+    report = check_splits(datasets.DatasetDict(train=dataset(texts, [0, 1, 0, 1])), "d", LABELS)
+    assert findings(report)["html"].count == 2
+
+
+def test_check_lists_the_checks_that_found_nothing():
+    from toolkit.data.checks import format_report
+
+    test = dataset([f"another {i}" for i in range(40)], [i % 2 for i in range(40)])
+    clean = check_splits(datasets.DatasetDict(train=big(), test=test), "d", LABELS)
+    printed = format_report(clean)
+    assert ("Checked, nothing found: exact duplicate texts, texts alike but for case, spaces or HTML, texts shared "
+            "between splits, texts with conflicting labels, HTML remnants, label names that look like lists, label "
+            "names written two ways, rare classes or labels, classes missing from a split.") in printed
+    dirty = check_splits(datasets.DatasetDict(train=dataset(["same", "same", "x <br /> y"], [0, 1, 0])), "d", LABELS)
+    listed = format_report(dirty).splitlines()[-2]
+    assert listed.startswith("Checked, nothing found: ") and "HTML remnants" not in listed
+    assert "exact duplicate" not in listed and "conflicting" not in listed

@@ -121,15 +121,17 @@ def test_compare_prints_the_rows_the_table_shows(runs):
     for row in rows:
         assert set(row) == documented(command("compare"), "runs[].")
         assert set(row["vs_best"]) == documented(command("compare"), "runs[].vs_best.")
-        assert row["vs_best"]["test"] == "mcnemar" and isinstance(row["best_validation_loss"], float)
+        assert isinstance(row["best_validation_loss"], float)
     best = [row for row in rows if row["vs_best"]["verdict"] == "best"]
     other = [row for row in rows if row["vs_best"]["verdict"] != "best"]
     assert len(best) == 1 and best[0]["vs_best"]["p"] is None and best[0]["vs_best"]["accuracy_difference"] == 0
+    assert best[0]["vs_best"]["test"] == "none" and other[0]["vs_best"]["test"] == "mcnemar"  # balanced: accuracy
     p = other[0]["vs_best"]["p"]
     assert 0 <= p <= 1  # the same test rows: McNemar applies
     assert other[0]["vs_best"]["verdict"] == ("real" if p < document["significance"] else "noise")
     assert other[0]["vs_best"]["accuracy_difference"] <= 0
-    assert [row["settings"] for row in rows] == [{"seed": 1}, {"seed": 2}] and document["notes"] == []
+    assert [row["settings"] for row in rows] == [{"seed": 1}, {"seed": 2}]
+    assert document["notes"][0].startswith("vs best: decided on accuracy") and len(document["notes"]) == 2
     table = ok("compare", *run_dirs)
     line = next(line for line in table.splitlines() if line.startswith(other[0]["label"]))
     assert line.rstrip().endswith(verdict(p))
@@ -144,7 +146,8 @@ def test_predict_prints_every_class_probability(runs):
     assert document["labels"] == ["neg", "pos"]
     assert [row["text"] for row in document["predictions"]] == ["good great", "awful"]
     for row in document["predictions"]:
-        assert set(row) == documented(command("predict"), "predictions[].") - {"labels", "thresholds"}  # multi-label
+        # labels, thresholds: multi-label only; abstained: with --min-confidence only
+        assert set(row) == documented(command("predict"), "predictions[].") - {"labels", "thresholds", "abstained"}
         assert set(row["probabilities"]) == {"neg", "pos"} and row["label"] in {"neg", "pos"}
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import fails_with, ok, quiet, toy_task, train_toy
+from tests.helpers import as_trained, fails_with, ok, quiet, toy_task, train_toy
 from toolkit.config import build_task
 from toolkit.data.tokens import encode_windows, window_counts
 from toolkit.evaluation.inference import predict_probabilities
@@ -222,7 +222,7 @@ def assert_best_validation_loss_is_the_saved_models(pm, project, outcome, **sett
     """The best epoch's validation loss is the saved model's, pooled per document."""
     prepared = prepare(pm, toy_task(project, **settings), None, project, quiet())
     validation = prepared.tokenized["validation"]
-    windows = predict_probabilities(load_run(outcome.run_dir).model, validation, 64)
+    windows = as_trained(predict_probabilities(load_run(outcome.run_dir).model, validation, 64), outcome.run_dir)
     labels, pooled = pool_rows(validation["labels"], windows, validation["document"], prepared.task.pooling)
     metrics = outcome.metrics
     best = metrics["history"][metrics["best_epoch"] - 1]

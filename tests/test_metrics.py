@@ -71,7 +71,7 @@ def test_binary_scores_name_their_positive_class_and_add_macro_f1():
     assert chosen["precision"] == pytest.approx(precision_score(labels, predictions, pos_label=0))
     assert chosen["recall"] == pytest.approx(recall_score(labels, predictions, pos_label=0))
     printed = format_metrics(chosen)
-    assert "f1 (positive: neg)" in printed and "f1_macro" in printed
+    assert "f1 (positive: neg)" in printed and "f1 (macro)" in printed
 
 
 def test_a_good_model_on_balanced_data_gets_no_warning():
@@ -234,10 +234,14 @@ def test_a_run_saves_baseline_positive_label_and_selection(pm, project):
 def test_compare_notes_say_why_a_row_has_no_test_and_which_losses_do_not_compare():
     from toolkit.runs.compare import comparison_notes
 
-    def row(label, verdict, weights):
-        return {"label": label, "vs_best": {"verdict": verdict}, "settings": {"class_weights": weights}}
+    def row(label, verdict, weights, test="paired bootstrap"):
+        return {"label": label, "vs_best": {"verdict": verdict, "metric": "f1_macro", "test": test, "differences": {}},
+                "settings": {"class_weights": weights}, "metric_names": {"f1_macro": "macro F1"}}
 
-    notes = comparison_notes([row("a", "best", "none"), row("b", "n/a", "balanced"), row("c", "noise", "none")])
-    assert notes[0].startswith("n/a: b scored other test rows than the best run")
-    assert notes[1].startswith("val loss: each run's validation loss is weighted by its own class_weights")
-    assert comparison_notes([row("a", "best", "none"), row("c", "noise", "none")]) == []
+    notes = comparison_notes([row("a", "best", "none"), row("b", "n/a", "balanced", "none"),
+                              row("c", "noise", "none", "unpaired bootstrap")])
+    assert notes[0].startswith("vs best: decided on macro F1, the task's decision metric, against a")
+    assert notes[1].startswith("unpaired: c scored other test rows than the best run")
+    assert notes[2].startswith("n/a: b has no readable predictions.csv")
+    assert notes[3].startswith("val loss: each run's validation loss is weighted by its own class_weights")
+    assert len(comparison_notes([row("a", "best", "none"), row("c", "noise", "none")])) == 1

@@ -216,7 +216,7 @@ def test_counts_have_thousands_separators_in_the_console_the_page_and_the_card(t
     assert "On 12,500 texts of the test split" in card and "- `test`: 12,500 rows" in card
     page = write_report(run).read_text()
     assert "12,500 test texts" in page and '<td class="num">6,250</td>' in page and "(n=6,250)" in page
-    assert "6,000" in page.split('<section id="confusion">')[1].split("</section>")[0]  # the matrix's cells
+    assert "(n=6,250)" in page.split('<section id="confusion">')[1].split("</section>")[0]  # each true class's rows
 
 
 def test_your_files_are_named_in_the_page_header_and_the_cards_test_results(toy_run, tmp_path):
@@ -298,3 +298,111 @@ def test_figure_text_from_labels_is_escaped_and_not_math():
     assert not FORBIDDEN & set(parser.tags)
     assert "&lt;script&gt;alert(1)" in svg and "$x^2$ &amp; &lt;b&gt;" in svg  # escaped, cut, no TeX
     assert svg.startswith("<svg") and 'width="' not in svg.split(">", 1)[0]  # scales with the page
+
+
+def test_settings_show_one_engine_row_and_findings_whole(toy_run, tmp_path):
+    run_dir = copy_run(toy_run, tmp_path / "copy")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    finding = "train: classes " + ", ".join(f"label{i} {i} rows" for i in range(80)) + ". The end."
+    manifest["data_checks"]["findings"] = [{"check": "class_balance", "level": "info", "message": finding}]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run_dir).read_text()
+    assert len(finding) > 1000 and finding in page and "[cut:" not in page.split('id="data-checks"')[1][:5000]
+    details = page.split('<section id="details">')[1]
+    assert len(re.findall(r"<td[^>]*>engine</td>", details)) == 1, details[:2000]
+    assert re.search(r"<td[^>]*>trainer \(task key engine = &quot;auto&quot;\)</td>", details)
+
+
+def test_model_card_names_the_base_model_its_license_language_and_averages(toy_run):
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((toy_run / "metrics.json").read_text())
+    manifest = {**json.loads((toy_run / "manifest.json").read_text()), "model_source": "/site-packages/model",
+                "base_model": {"name": "minilm", "hub_id": "sentence-transformers/all-MiniLM-L6-v2",
+                               "license": "apache-2.0", "language": "en"},
+                "data_path": "/data/tickets.csv", "task": {"dataset": "files", "name": "tickets"}}
+    card = ModelCard(render_model_card(metrics, manifest))
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.license == "apache-2.0" and card.data.language == "en"
+    assert "License: `apache-2.0`, the base model's. Language: `en`." in card.text
+    result = card.data.eval_results[0]
+    assert result.dataset_name == "tickets.csv" and result.dataset_type == "local"
+    names = {r.metric_type: r.metric_name for r in card.data.eval_results}
+    assert names["f1"] == "f1 (positive: pos)" and names["accuracy"] == "accuracy"
+    unknown = ModelCard(render_model_card(metrics, {**manifest, "base_model": None}))
+    assert unknown.data.license == "unknown" and "License: unknown: tk does not know" in unknown.text
+
+
+def many_class_run(toy_run, folder: Path, classes: int = 60) -> Path:
+    """The toy run rewritten as a 60-class one: real metrics of a model that confuses neighbouring classes."""
+    from plugins.metrics import tk_compute_metrics
+    from toolkit.runs.artifacts import write_predictions
+
+    run_dir = copy_run(toy_run, folder)
+    rng = np.random.default_rng(0)
+    names = tuple(f"category-{i:02d}" for i in range(classes))
+    labels = np.repeat(np.arange(classes), 10)
+    predicted = np.where(rng.random(len(labels)) < 0.6, labels, (labels + 1) % classes)
+    probabilities = np.full((len(labels), classes), 0.1 / (classes - 1))
+    probabilities[np.arange(len(labels)), predicted] = 0.9
+    metrics = {**json.loads((run_dir / "metrics.json").read_text()),
+               **tk_compute_metrics(labels, probabilities, names, True)}
+    metrics.pop("positive_label", None)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "labels": list(names)}))
+    write_predictions(run_dir / "predictions.csv", [f"text {i}" for i in range(len(labels))], labels, probabilities,
+                      names)
+    return run_dir
+
+
+def test_a_60_class_report_shows_tables_not_unreadable_figures(toy_run, tmp_path):
+    page = write_report(many_class_run(toy_run, tmp_path / "many")).read_text()
+    sections = dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', page, re.S))
+    confusion, per_class = sections["confusion"], sections["per-class"]
+    assert "<svg" not in confusion and "<svg" not in per_class  # no 6-pixel labels, no 2,400-pixel bar chart
+    assert "Most frequent confusions" in confusion and "60 classes: too many for a readable matrix" in confusion
+    assert confusion.count("<tr>") == 1 + 25  # the header and the 25 most frequent confusions
+    assert re.search(r"<td[^>]*>category-\d\d</td><td[^>]*>category-\d\d</td><td class=\"num\">\d+</td>", confusion)
+    assert per_class.count("<tr>") == 1 + 60 and "worst F1 first" in per_class
+    f1 = [float(x) for x in re.findall(r"</td><td class=\"num\">([01]\.\d{3})</td><td class=\"num\">[01]\.\d{3}</td>"
+                                       r"<td[^>]*>\[", per_class)]
+    assert len(f1) == 60 and f1 == sorted(f1)
+    assert "recall 95%" in per_class and re.search(r"\[0\.\d{3}, [01]\.\d{3}\]", per_class)
+
+
+def test_a_few_classes_get_a_row_normalised_confusion_matrix(toy_run, tmp_path):
+    page = write_report(many_class_run(toy_run, tmp_path / "five", classes=5)).read_text()
+    confusion = page.split('<section id="confusion">')[1].split("</section>")[0]
+    assert confusion.count("<svg") == 1 and "share of each true class" in confusion
+    assert "category-00 (n=10)" in confusion and re.search(r">0\.[0-9]{2}<", confusion)  # shares, not counts
+
+
+@pytest.mark.slow  # two Chromium starts
+def test_a_60_class_report_in_chromium(toy_run, tmp_path):
+    from PIL import Image
+
+    page = write_report(many_class_run(toy_run, tmp_path / "many"))
+    dom = chromium("--dump-dom", page.as_uri())
+    confusion = dom.split('<section id="confusion">')[1].split("</section>")[0]
+    assert "<table>" in confusion and confusion.count("<tr>") == 26 and "<svg" not in confusion
+    shot = tmp_path / "many.png"
+    chromium(f"--screenshot={shot}", "--window-size=1000,6000", page.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    ink_rows = (pixels < 128).any(axis=(1, 2)).nonzero()[0]
+    assert len(ink_rows) and (pixels < 200).any(axis=2).mean() > 0.01  # text rendered, not a blank page
+
+
+def test_report_of_two_runs_names_them_whole_warns_on_weighted_losses_and_counts_whole_epochs(toy_run, tmp_path):
+    long_a, long_b = "toy-class-weights-balanced-20261204-101500", "toy-class-weights-balanced-20261204-101501"
+    runs = [copy_run(toy_run, tmp_path / name) for name in (long_a, long_b)]
+    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    manifest["task"]["class_weights"] = "balanced"
+    (runs[1] / "manifest.json").write_text(json.dumps(manifest))
+    page = render_comparison(runs)
+    curves = page.split('<section id="curves">')[1].split("</section>")[0]
+    assert long_a in curves and long_b in curves  # whole names in the legend, not one shared cut prefix
+    assert "so the losses do not compare across runs" in curves
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", curves)
+    assert texts[texts.index("epoch") - 2:texts.index("epoch")] == ["1", "2"], texts  # whole epochs: 1 and 2 only
+    assert "so the losses do not compare" not in render_comparison(runs[:1] + [copy_run(toy_run, tmp_path / "c")])

@@ -666,3 +666,17 @@ def test_a_file_named_like_a_task_of_tasks_toml_gets_a_task_name_of_its_own(proj
     assert "tasks.toml has a task 'toy', whose runs these are not" in output
     elsewhere = write_tickets(project / "tickets.csv", header=("id", "text", "label"))
     assert "Task 'tickets': dataset files" in ok("run", "--data", elsewhere, "--set", f"model={tiny_model}", *FAST)
+
+
+@pytest.mark.slow
+def test_sweep_over_your_own_file(tmp_path, tiny_model):
+    """docs/your-data.md suggests a class_weights sweep for your data: tk sweep --data FILE needs no task."""
+    data = write_tickets(tmp_path / "tickets.csv", n=160)
+    output = ok("sweep", "--data", data, "--set", "text_column=body", "--set", "label_column=queue",
+                "--set", f"model={tiny_model}", *FAST, "--set", "linear_baseline=false",
+                "--grid", "class_weights=none,balanced", "--output", tmp_path / "runs")
+    assert "class_weights=none" in output and "class_weights=balanced" in output and "vs best" in output
+    sweep = json.loads(next((tmp_path / "runs").glob("sweep-tickets-*/sweep.json")).read_text())
+    assert [row["setting"] for row in sweep["rows"]] == [{"class_weights": "none"}, {"class_weights": "balanced"}]
+    assert "Missing argument" not in tk("sweep", "--grid", "epochs=1").output
+    assert "pass --data FILE to sweep over your own file" in tk("sweep", "--grid", "epochs=1").output

@@ -74,6 +74,11 @@ class TaskConfig:
     problem: str = _key("single-label", "`single-label`: one class per text (softmax); `multi-label`: any number of "
                                         "labels per text (sigmoid per label, a threshold per label tuned on the "
                                         "validation split; docs/multi-label.md)", "single-label", "multi-label")
+    calibration: str = _key("temperature", "`temperature`: after training, a temperature fitted on the validation "
+                                           "split (one per label for multi-label) is baked into the saved "
+                                           "classifier head, so every reader of the model gets calibrated "
+                                           "probabilities (docs/metrics.md#calibration); `off` saves the model "
+                                           "as trained", "temperature", "off")
     select_metric: str = _key("loss", "validation metric that picks the best epoch (multi-label: accuracy is subset "
                                       "accuracy and f1 micro F1, at threshold 0.5)",
                               "loss", "accuracy", "f1", "f1_macro")
@@ -100,6 +105,9 @@ class TaskConfig:
     report_to: tuple[str, ...] = _key((), "where the run is tracked besides its folder: `mlflow`, `tensorboard` (a "
                                           "list, or one name; `none`: nowhere); docs/tracking.md",
                                       *TRACKERS, "none")
+    linear_baseline: bool = _key(True, "fit TF-IDF n-grams + logistic regression on the same training rows (C "
+                                       "chosen on the validation rows) and compare the fine-tune with it on the "
+                                       "test rows; `false` skips it (docs/metrics.md)")
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
 

@@ -32,6 +32,11 @@ class ModelInfo:
     description: str = ""
     offline: bool = False  # True when it needs no network (bundled weights): named in offline advice
     plugin: str = ""
+    # For the model card: the Hub id the weights come from (a bundled copy too), their license and language;
+    # None where unknown (the card then says "unknown").
+    hub_id: str | None = None
+    license: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def tk_resolve_model(name, base):
         if not HUB_ID.match(hub_id) or ".." in hub_id:
             raise TkError(f"model '{name}': '{hub_id}' is not a Hub model id. Write it as hf:ORG/NAME, e.g. "
                           "hf:distilbert/distilbert-base-uncased.")
-        return ModelInfo(name, hub_id, f"{hub_id} from the Hugging Face Hub", offline=False, plugin=PLUGIN)
+        return ModelInfo(name, hub_id, f"{hub_id} from the Hugging Face Hub", offline=False, plugin=PLUGIN,
+                         hub_id=hub_id)
     explicit = name.startswith("local:")
     text = name[len("local:"):] if explicit else name
     if not explicit and "/" not in text and "\\" not in text and not text.startswith("."):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from toolkit.api import ModelInfo, hookimpl, load_classifier, load_tokenizer
 
 MODELS = {
-    "bert-uncased": ModelInfo("bert-uncased", "bert-base-uncased", "BERT base, uncased (110M, Hub)"),
-    "bert-cased": ModelInfo("bert-cased", "bert-base-cased", "BERT base, cased (110M, Hub)"),
+    "bert-uncased": ModelInfo("bert-uncased", "bert-base-uncased", "BERT base, uncased (110M, Hub)",
+                              hub_id="google-bert/bert-base-uncased", license="apache-2.0", language="en"),
+    "bert-cased": ModelInfo("bert-cased", "bert-base-cased", "BERT base, cased (110M, Hub)",
+                            hub_id="google-bert/bert-base-cased", license="apache-2.0", language="en"),
 }
 
 

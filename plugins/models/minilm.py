@@ -25,7 +25,8 @@ def bundled_model_dir() -> Path:
 @hookimpl
 def tk_register_models(register):
     register(ModelInfo(NAME, f"{PACKAGE} (bundled)", "all-MiniLM-L6-v2, BERT, uncased (22M, offline)",
-                       offline=True))
+                       offline=True, hub_id="sentence-transformers/all-MiniLM-L6-v2", license="apache-2.0",
+                       language="en"))
 
 
 @hookimpl

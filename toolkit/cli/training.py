@@ -194,23 +194,34 @@ def print_registries(session) -> None:
 
 
 @cli.command()
-@click.argument("task_name")
+@click.argument("task_name", required=False)
 @click.option("--grid", "grid_specs", multiple=True, metavar="KEY=V1,V2", help="Values to try (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override for every run.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repeat each setting with N seeds and report mean ± sd.")
-@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder; with no TASK, sweep "
+              "over your file (as tk run --data FILE does).")
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 @json_option
 @pass_session
 def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_json):
-    """Run every combination of --grid values for TASK and compare them."""
+    """Run every combination of --grid values for TASK (or --data FILE) and compare them."""
     from toolkit.runs.sweep import parse_grid, run_sweep
     from toolkit.training.progress import Progress
 
-    task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+    if not task_name and not data:
+        raise click.UsageError("Name a task (tk list shows them), or pass --data FILE to sweep over your own file.")
+    base = session.tasks_path.resolve().parent
+    if task_name:
+        task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+    else:
+        from toolkit.data.choose import data_task, task_names
+
+        task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()),
+                         task_names(session))
+        data, base = task.data, Path.cwd()
     sweep_dir, record = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
-                                  base=session.tasks_path.resolve().parent, progress=Progress(click.echo))
+                                  base=base, progress=Progress(click.echo))
     if as_json:
         emit("sweep", {"sweep_dir": str(sweep_dir), **record})
         return
@@ -225,7 +236,16 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
                    "(experts only): each is marked NOT A COMPLETE RUN.")
 @json_option
 def compare(run_dirs, allow_incomplete, as_json):
-    """Compare finished runs: which differences are real and which are noise."""
+    """Compare finished runs (or tk cv folders, fold by fold): which differences are real and which are noise."""
+    from toolkit.runs.cv_compare import compare_cv, format_cv_comparison, is_cv
+
+    if any(is_cv(path) for path in run_dirs):
+        found = compare_cv(list(run_dirs))
+        if as_json:
+            emit("compare", {"cv": found})
+        else:
+            click.echo(format_cv_comparison(found))
+        return
     from toolkit.runs.compare import (
         SIGNIFICANCE,
         comparison_notes,

@@ -23,9 +23,12 @@ allow_incomplete_option = click.option(
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="T",
+              help="Abstain where the answer is less sure than T: the top probability below T (multi-label: any "
+                   "label's probability between 1 - T and T). Abstained answers still show the model's best guess.")
 @allow_incomplete_option
 @json_option
-def predict(run_dir, texts, text_file, allow_incomplete, as_json):
+def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json):
     """Label TEXTS with the model saved in RUN (or an export tk export wrote)."""
     from toolkit.runs.exported import load_run_or_export
 
@@ -51,10 +54,15 @@ def predict(run_dir, texts, text_file, allow_incomplete, as_json):
     if warning and not as_json:
         click.echo(warning)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
+    abstained = None
+    if min_confidence is not None:
+        from toolkit.evaluation.calibration import abstains
+
+        abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
-        print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped)
+        print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped, abstained)
         return
-    rows = prediction_rows(saved, texts, probabilities)
+    rows = mark_abstained(prediction_rows(saved, texts, probabilities), abstained)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
@@ -63,23 +71,34 @@ def predict(run_dir, texts, text_file, allow_incomplete, as_json):
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
         shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
         scores = "  ".join(f"{printable(name)} {value:.3f}" for name, value in shown)
-        click.echo(f"{printable(row['label']):<12} {scores}  {printable(row['text'])[:80]}")
+        label = "(abstained)" if row.get("abstained") else printable(row["label"])
+        click.echo(f"{label:<12} {scores}  {printable(row['text'])[:80]}")
 
 
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
 
 
-def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int]) -> None:
+def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int],
+                     abstained=None) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
     labels = saved.labels
-    rows = prediction_rows(saved, texts, probabilities)
+    rows = mark_abstained(prediction_rows(saved, texts, probabilities), abstained)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:
         found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
+        found = f"(abstained) {found}".strip() if row.get("abstained") else found
         click.echo(f"{found or '(no label)':<24} {printable(row['text'])[:80]}")
+
+def mark_abstained(rows: list[dict], abstained) -> list[dict]:
+    """--min-confidence: each row says whether tk abstained from it (the model's best guess stays in the row)."""
+    if abstained is not None:
+        for row, held in zip(rows, abstained):
+            row["abstained"] = bool(held)
+    return rows
+
 
 def existing_run(run_dir: Path) -> Path:
     """A run folder that is there, before tk looks inside it for a model."""

@@ -21,7 +21,8 @@ from toolkit.data.files import column, row_numbers, rows_named
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 
 HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
-HTML_REMNANT = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>|&(?:amp|lt|gt|quot|#\d+);")
+# A tag starts with its name right after "<" (or "</"), as HTML requires: "M-< and M->" (Emacs keys) is no tag.
+HTML_REMNANT = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|&(?:amp|lt|gt|quot|#\d+);")
 SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
 SPACE = re.compile(r"\s+")
 EXAMPLES = 3
@@ -101,10 +102,46 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classe
         findings += _leakage(first, second, keys, texts_of[second], numbers_of[second])
     multi_label = any(labels.ndim == 2 for labels in labels_of.values())
     findings += _list_like_labels(label_names, multi_label)
+    findings += near_duplicate_labels(label_names, labels_of.values())
     return CheckReport(dataset_name, {name: len(split) for name, split in splits.items()}, findings)
 
 
 LIST_SEPARATORS = (",", "|", ";")
+SIMILAR_NAMES = 0.8  # difflib's ratio at which two label names look like one name misspelt ('pyhton', 'python')
+MAX_NAMES_COMPARED = 500  # every pair is compared: O(labels²)
+RARE_SHARE = 10  # names alike but not equal count only when one has at most a tenth of the other's rows
+
+
+def near_duplicate_labels(label_names: tuple[str, ...], labels_of) -> list[Finding]:
+    """Label names that are one name written two ways: equal but for case, spaces and punctuation ('Bug',
+    'bug '), or alike (difflib ratio SIMILAR_NAMES) with one at most a tenth as common ('pyhton' beside 'python';
+    'NUM:count' and 'NUM:code', both common, are two classes). One finding naming each pair with its rows."""
+    from difflib import SequenceMatcher
+
+    if not 2 <= len(label_names) <= MAX_NAMES_COMPARED:
+        return []
+    counts = np.zeros(len(label_names), dtype=np.int64)
+    for labels in labels_of:
+        labels = np.asarray(labels)
+        counts += (labels.sum(axis=0).astype(np.int64)[:len(label_names)] if labels.ndim == 2 else
+                   np.bincount(labels.astype(np.int64), minlength=len(label_names))[:len(label_names)])
+    folded = [re.sub(r"[\W_]+", "", str(name).casefold()) for name in label_names]
+    pairs = []
+    for i, j in combinations(range(len(label_names)), 2):
+        a, b = folded[i], folded[j]
+        rare, common = (i, j) if counts[i] <= counts[j] else (j, i)
+        lopsided = counts[rare] * RARE_SHARE <= counts[common]  # a typo is rare beside the name it misspells
+        if a == b or (lopsided and min(len(a), len(b)) >= 4 and SequenceMatcher(None, a, b).ratio() >= SIMILAR_NAMES):
+            pairs.append((rare, common))
+    if not pairs:
+        return []
+    shown = "; ".join(f"'{label_names[r]}' ({counts[r]:,} {plural(int(counts[r]), 'row')}) beside "
+                      f"'{label_names[c]}' ({counts[c]:,})" for r, c in pairs[:EXAMPLES])
+    more = f" and {len(pairs) - EXAMPLES:,} more" if len(pairs) > EXAMPLES else ""
+    return [Finding("similar_labels", "warning", f"{len(pairs):,} pair(s) of label names look like one name written "
+                    f"two ways: {shown}{more}. If they are one class, correct the rarer in the data (or map it onto "
+                    "the other) before training; two names split its rows and its scores.", len(pairs))]
+
 
 
 def _list_like_labels(label_names: tuple[str, ...], multi_label: bool) -> list[Finding]:
@@ -335,6 +372,20 @@ def _around_html(text: str, context: int = 30) -> str:
     return ("..." if start > 0 else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
 
 
+# What tk check looked for, as its text report names it: the ones with no finding are listed as clean.
+SEARCHED = {"duplicates_exact": "exact duplicate texts", "duplicates_normalised": "texts alike but for case, spaces "
+            "or HTML", "leakage": "texts shared between splits", "label_conflicts": "texts with conflicting labels",
+            "html": "HTML remnants", "label_lists": "label names that look like lists",
+            "similar_labels": "label names written two ways", "rare": "rare classes or labels",
+            "classes_absent": "classes missing from a split"}
+
+
+def found_nothing(report: CheckReport) -> list[str]:
+    """The checks in SEARCHED that found nothing, as the text report names them."""
+    seen = {finding.check for finding in report.findings}
+    return [what for check, what in SEARCHED.items() if not any(name.startswith(check) for name in seen)]
+
+
 def format_report(report: CheckReport) -> str:
     rows = ", ".join(f"{name} {n:,}" for name, n in report.rows.items())
     lines = [f"{report.dataset}: {rows} rows"]
@@ -348,6 +399,9 @@ def format_report(report: CheckReport) -> str:
         lines += [f"            e.g. {example}" for example in finding.examples]
     if report.left_out or any(finding.examples for finding in report.findings):
         lines.append(ROW_NUMBERS)
+    clean = found_nothing(report)
+    if clean:
+        lines.append(f"Checked, nothing found: {', '.join(clean)}.")
     errors = f"{len(report.errors):,} {plural(len(report.errors), 'error')}, " if report.errors else ""
     lines.append(f"{errors}{len(report.warnings):,} {plural(len(report.warnings), 'warning')}.")
     return "\n".join(lines)

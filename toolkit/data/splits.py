@@ -43,7 +43,7 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             raise TkError(f"task '{task.name}': eval_size = {size} leaves too few of the {len(train):,} training "
                           f"rows for validation and training. Lower eval_size to at most {max(room, 0):,}, "
                           "lower validation_size or train_size, or add rows.")
-        train, test = _carve(train, size, task.seed, "test", task)
+        train, test = _carve(train, size, task.seed, "test", task, notes)
         held = f" (left after holding out {len(test):,} as the test split: eval_size)"
         notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split.")
         advice += _large_test_hint(len(test), task)
@@ -51,13 +51,14 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
         rest, validation = train, splits["validation"]
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
         if limit < len(validation):
-            validation = _subset(validation, limit, task.seed, "validation_size", task)
+            validation = _subset(validation, limit, task.seed, "validation_size", task, notes)
         notes.append(f"Validation: the data's own validation split ({len(validation):,} rows).")
     elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
         if len(train) < 2:
             raise TkError(f"task '{task.name}': the training split has {len(train)} row{held}: too few to carve a "
                           "validation split from. Add rows, or give a validation file (validation.*).")
-        rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task)
+        rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task,
+                                   notes)
         notes.append(f"Validation: {len(validation):,} of the {len(train):,} training rows (validation_size default: "
                      f"a tenth, at most {MAX_VALIDATION}).")
     else:
@@ -71,7 +72,7 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             raise TkError(f"task '{task.name}': cannot carve {task.validation_size:,} validation rows from "
                           f"{len(train):,} training rows{held}. Lower validation_size and train_size: together "
                           f"at most {len(train):,}.")
-        rest, validation = _carve(train, task.validation_size, task.seed, "validation", task)
+        rest, validation = _carve(train, task.validation_size, task.seed, "validation", task, notes)
     if task.train_size is not None:
         if task.train_size > len(rest):
             raise TkError(
@@ -81,10 +82,10 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
                 + (" or eval_size." if held else ".")
             )
         if task.train_size < len(rest):
-            rest = _subset(rest, task.train_size, task.seed, "train_size", task)
+            rest = _subset(rest, task.train_size, task.seed, "train_size", task, notes)
         _two_classes(rest, task)
     if task.eval_size is not None and task.eval_size < len(test):
-        test = _subset(test, task.eval_size, task.seed, "eval_size", task)
+        test = _subset(test, task.eval_size, task.seed, "eval_size", task, notes)
     elif task.eval_size is not None and task.eval_size > len(test):
         notes.append(f"eval_size = {task.eval_size} but the test split has {len(test):,} rows: using all of them "
                      "(less any whose text is also in training).")
@@ -164,47 +165,75 @@ def _two_classes(train, task: TaskConfig) -> None:
                       "gets its share of the rows).")
 
 
-def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
+def _carve(split, size: int, seed: int, what: str, task: TaskConfig, notes: list[str] | None = None):
     """Split off ``size`` rows, stratified by label; returns (rest, carved)."""
     if size >= len(split):
         raise TkError(f"task '{task.name}': cannot carve {size:,} {what} rows from {len(split):,} training rows. "
                       f"Lower {CARVED_BY[what]} below {len(split):,}, or add training rows.")
-    parts = _stratified(split, size, seed, what, task)
+    parts = _stratified(split, size, seed, what, task, notes)
     return parts["train"], parts["test"]
 
 
-def _subset(split, size: int, seed: int, key: str, task: TaskConfig):
-    return _stratified(split, size, seed, key, task)["test"]
+def _subset(split, size: int, seed: int, key: str, task: TaskConfig, notes: list[str] | None = None):
+    return _stratified(split, size, seed, key, task, notes)["test"]
 
 
-def _stratified(split, size: int, seed: int, key: str, task: TaskConfig):
+def _stratified(split, size: int, seed: int, key: str, task: TaskConfig, notes: list[str] | None = None):
     if is_list_feature(split.features["label"]):  # multi-label: stratified by each row's rarest label
         import datasets
 
         keys = strata(label_matrix(split))
         split = split.add_column(STRATUM, keys.tolist()).cast_column(
             STRATUM, datasets.ClassLabel(num_classes=int(keys.max()) + 1 if len(keys) else 1))
-        return _stratified_by(split, STRATUM, size, seed, key, task).remove_columns(STRATUM)
-    return _stratified_by(split, "label", size, seed, key, task)
+        return _stratified_by(split, STRATUM, size, seed, key, task, notes).remove_columns(STRATUM)
+    return _stratified_by(split, "label", size, seed, key, task, notes)
 
 
 STRATUM = "tk_stratum"
 
 
-def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskConfig):
+def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskConfig,
+                   notes: list[str] | None = None):
     """``split.train_test_split(test_size=size, seed=seed, stratify_by_column=name)``: the same rows, drawn by
     the same ``datasets`` function, from the column read at once (``train_test_split`` reads it row by row,
-    seconds on Sentiment140's 1.6M rows)."""
+    seconds on Sentiment140's 1.6M rows). Classes of one row, which cannot be stratified, are drawn together as
+    one stratum, so every other class keeps its share; ``notes`` say so, and name a fallback to a plain seeded
+    shuffle where even that cannot be stratified."""
     import datasets
     from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 
     labels = np.asarray(column(split, name))
+    keys, lone = lone_classes_merged(labels)
+    if len(np.unique(keys)) < 2:  # one class besides single rows: nothing to stratify (datasets' seeded shuffle)
+        return split.train_test_split(test_size=size, seed=seed)
+    said = notes if notes is not None else []
+    if lone.size and name == "label":
+        names = split.features[name].names if hasattr(split.features[name], "names") else None
+        shown = ", ".join(repr(names[c]) if names else str(c) for c in lone[:5]) + (", ..." if lone.size > 5 else "")
+        said.append(f"{key}: {lone.size} {'class' if lone.size == 1 else 'classes'} of a single row ({shown}) cannot be "
+                    "stratified, so they were drawn together as one group; every other class is stratified.")
     try:
-        rest, taken = next(stratified_shuffle_split_generate_indices(labels, len(split) - size, size,
+        rest, taken = next(stratified_shuffle_split_generate_indices(keys, len(split) - size, size,
                                                                      rng=np.random.default_rng(seed)))
     except ValueError as error:
-        # Too few rows of some class to stratify: fall back to a seeded shuffle.
         if "Minimum class count" in str(error) or "should be greater or equal" in str(error):
+            said.append(f"{key}: {size:,} rows drawn by a seeded shuffle, not stratified: {len(np.unique(keys)):,} "
+                        f"classes (or groups) do not fit in {min(size, len(split) - size):,} rows, so some classes "
+                        "may be missing from it.")
             return split.train_test_split(test_size=size, seed=seed)
         raise TkError(f"task '{task.name}': cannot take {size:,} rows for {key}: {error}") from None
     return datasets.DatasetDict({"train": split.select(rest), "test": split.select(taken)})
+
+
+def lone_classes_merged(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a stratum per row, the classes of a single row): each such class joins one group of them (or, when that
+    group would be one row too, the largest class), so the rest can still be stratified."""
+    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    lone = counts[inverse] < 2
+    if not lone.any():
+        return inverse, np.array([], dtype=values.dtype)
+    keys = np.where(lone, len(values), inverse)  # one new stratum for every lone row
+    if lone.sum() == 1 and (~lone).any():
+        keys[lone] = counts.argmax()
+    return keys, values[counts < 2]

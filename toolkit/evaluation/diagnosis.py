@@ -1,8 +1,11 @@
-"""Overfitting: validation loss rising while training loss keeps falling."""
+"""Overfitting (validation loss rising while training loss keeps falling) and underfitting (a model that learned
+too little: no better than the base rates, still learning fast at the end, or blind to most classes)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from toolkit.records import EpochRecord
 
@@ -85,3 +88,101 @@ def explain(diagnosis: dict[str, Any], kept_epoch: int) -> list[str]:
         return [diagnosis["note"]] if diagnosis.get("note") else []
     lines = [diagnosis["message"], f"tk kept the weights of epoch {kept_epoch}. To try:"]
     return lines + [f"  - {advice}" for advice in diagnosis["advice"]]
+
+
+# -- underfitting ------------------------------------------------------------------------
+
+PRIOR_MARGIN = 0.10  # a validation loss less than 10% below the prior's has learned little beyond the base rates
+STEEP_FALL = 0.10  # training loss still falling by this share from one epoch (or quarter of an epoch) to the next
+FEW_CLASSES = 0.5  # a model that predicts at most half the classes present (three or more) has not learned them
+CUT_SHARE = 0.2  # a longer max_length is worth trying when this share of training texts was cut
+
+
+def prior_loss(train_labels, validation_labels, weights=None) -> float | None:
+    """The validation loss of predicting the base rates: each class's share of the training rows (with
+    ``class_weights``, weighted: the best constant answer to the weighted loss), or each label's (multi-label,
+    the mean binary cross-entropy). None without rows."""
+    train, validation = np.asarray(train_labels), np.asarray(validation_labels)
+    if not len(train) or not len(validation):
+        return None
+    if validation.ndim == 2:
+        rates = np.clip(train.astype(np.float64).mean(axis=0), 1e-6, 1 - 1e-6)
+        cells = validation * np.log(rates) + (1 - validation) * np.log(1 - rates)
+        return float(-cells.mean())
+    classes = max(int(train.max()), int(validation.max())) + 1
+    counts = np.bincount(train.astype(np.int64), minlength=classes).astype(np.float64)
+    class_weight = np.ones(classes) if weights is None else np.asarray(weights, dtype=np.float64)[:classes]
+    rates = np.clip(counts * class_weight / (counts * class_weight).sum(), 1e-12, None)
+    row_weight = class_weight[validation.astype(np.int64)]
+    return float((row_weight * -np.log(rates[validation.astype(np.int64)])).sum() / row_weight.sum())
+
+
+def beats_prior(loss: float, prior: float | None) -> bool:
+    """Whether a validation loss is clearly below the prior's (by more than PRIOR_MARGIN of it)."""
+    return prior is None or loss < prior * (1 - PRIOR_MARGIN)
+
+
+def still_falling(history: list[EpochRecord]) -> float | None:
+    """How much the training loss fell at the end, as a share, when that is steep (at least STEEP_FALL): the last
+    epoch against the one before, or with one epoch, its last quarter of steps against the quarter before."""
+    last = history[-1]
+    if len(history) >= 2 and history[-2].train_loss and last.train_loss is not None:
+        before, after = history[-2].train_loss, last.train_loss
+    elif len(last.step_losses) >= 8:
+        quarter = len(last.step_losses) // 4
+        before = float(np.mean(last.step_losses[-2 * quarter:-quarter]))
+        after = float(np.mean(last.step_losses[-quarter:]))
+    else:
+        return None
+    fall = (before - after) / before if before > 0 else 0.0
+    return fall if fall >= STEEP_FALL else None
+
+
+def diagnose_underfitting(history: list[EpochRecord], prior: float | None,
+                          predicted_classes: int | None, present_classes: int | None, settings: dict[str, Any],
+                          cut_share: float | None = None) -> dict[str, Any]:
+    """Return {"underfitting": bool, ...}; when true, the signs with their figures, a message and advice.
+
+    ``settings``: the task's epochs, learning_rate, max_length, epochs_run; ``cut_share``: the share of training
+    texts cut at max_length (None: not known, or read in windows); ``settings["unit"]``: "class" or "label"."""
+    if not history:
+        return {"underfitting": False}
+    best = min(history, key=lambda r: r.validation_loss)
+    signs, advice = [], []
+    if not beats_prior(best.validation_loss, prior):
+        signs.append(f"the lowest validation loss, {best.validation_loss:.4f} (epoch {best.epoch}), is not clearly "
+                     f"below the {prior:.4f} of predicting each {settings.get('unit', 'class')}'s base rate (at most "
+                     f"{1 - best.validation_loss / prior:.0%} lower; a model that learned should be well below)")
+    fall = still_falling(history) if best.epoch == history[-1].epoch else None
+    if fall is not None:
+        signs.append(f"training loss was still falling steeply at the end ({fall:.0%} in the last "
+                     f"{'epoch' if len(history) >= 2 else 'quarter of the epoch'}) and validation loss was lowest "
+                     "at the last epoch")
+    if predicted_classes is not None and present_classes and present_classes >= 3 \
+            and predicted_classes <= FEW_CLASSES * present_classes:
+        signs.append(f"it predicts only {predicted_classes} of the {present_classes} classes in the test rows")
+    if not signs:
+        return {"underfitting": False}
+    epochs, rate = settings.get("epochs"), settings.get("learning_rate")
+    if settings.get("epochs_run") == epochs and epochs:
+        advice.append(f"train longer (e.g. --set epochs={2 * epochs}); tk keeps the best epoch, so more epochs "
+                      "cost time, not quality")
+    if rate:
+        advice.append(f"raise the learning rate (e.g. --set learning_rate={3 * rate:.0e})")
+    if cut_share is not None and cut_share >= CUT_SHARE:
+        length = settings.get("max_length")
+        advice.append(f"read more of each text: {cut_share:.0%} of the training texts were cut at max_length = "
+                      f"{length} tokens (e.g. --set max_length={2 * length}, or --set long_text=chunks; "
+                      "tk analyze-lengths recommends one)")
+    if predicted_classes is not None and present_classes and predicted_classes <= FEW_CLASSES * present_classes:
+        advice.append("weigh the rare classes more (--set class_weights=balanced)")
+    message = "Underfitting: " + "; ".join(signs) + ". The model has learned too little from the training data."
+    return {"underfitting": True, "signs": signs, "prior_loss": prior, "best_validation_loss": best.validation_loss,
+            "train_loss_fall": fall, "predicted_classes": predicted_classes, "present_classes": present_classes,
+            "cut_share": cut_share, "message": message, "advice": advice}
+
+
+def explain_underfitting(diagnosis: dict[str, Any]) -> list[str]:
+    if not diagnosis.get("underfitting"):
+        return []
+    return [diagnosis["message"], "To try:", *[f"  - {advice}" for advice in diagnosis["advice"]]]

@@ -21,11 +21,12 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         shown = ", ".join(_cut(name) for name in baseline["labels"]) or "no label"
         lines.append(f"  baseline: always {shown} (each label's majority value in the {baseline['source']}): "
                      f"subset accuracy {baseline['accuracy']:.4f}, hamming loss {baseline['hamming_loss']:.4f}, "
-                     f"f1 {baseline['f1']:.4f}; model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
+                     f"f1 (micro) {baseline['f1']:.4f}; model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     elif baseline:
         lines.append(f"  baseline: always '{_cut(baseline['label'])}' (most frequent class of the {baseline['source']}): "
-                     f"accuracy {baseline['accuracy']:.4f}, f1_macro {baseline['f1_macro']:.4f}; "
+                     f"accuracy {baseline['accuracy']:.4f}, f1 (macro) {baseline['f1_macro']:.4f}; "
                      f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
+    lines += linear_baseline_lines(metrics)
     lines += _per_class(metrics)
     if metrics.get("classes_absent"):
         absent = ", ".join(_cut(name) for name in metrics["classes_absent"])
@@ -39,6 +40,30 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"  kept epoch {metrics['best_epoch']} of {metrics['epochs_run']}{reason}"
                      if "epochs_run" in metrics else f"  kept epoch {metrics['best_epoch']}")
     return "\n".join(lines)
+
+
+def linear_baseline_lines(metrics: dict[str, Any]) -> list[str]:
+    """The linear baseline's scores with intervals, the fine-tune's differences from it, and the verdict (unless a
+    warning above already gives it)."""
+    linear = metrics.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, versus = linear.get("metrics") or {}, linear.get("versus") or {}
+    names = dict(_headline_rows({**metrics, **found}))
+    shown = ", ".join(f"{name} {found[key]:.4f}{_interval(found, key).replace('  ', ' ')}" for name, key in
+                      names.items() if key in ("accuracy", "f1", "f1_macro", "hamming_loss")
+                      and isinstance(found.get(key), (int, float)))
+    lines = [f"  linear baseline (TF-IDF + logistic regression, C = {linear.get('C'):g} chosen on validation "
+             f"{linear.get('selected_on_name') or linear.get('selected_on')}): {shown}"]
+    differences = versus.get("differences") or {}
+    if differences:
+        lines.append("  fine-tune minus linear baseline (paired, 95% intervals): " + ", ".join(
+            f"{(linear.get('metric_names') or {}).get(key, key)} {value['difference']:+.4f} "
+            f"[{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}]"
+            for key, value in differences.items()))
+    if linear.get("verdict") and linear["verdict"] not in (metrics.get("warnings") or []):
+        lines.append(f"  {linear['verdict']}")
+    return lines
 
 
 def _title(metrics: dict[str, Any]) -> str:
@@ -96,21 +121,25 @@ def interval_methods(metrics: dict[str, Any]) -> str | None:
     return "95% intervals: " + ", ".join(parts) if parts else "95% intervals"
 
 
-def _headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """(printed name, key) per headline number: binary scores name their positive class."""
+def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(printed name, key) per headline number, each average named (macro, micro, weighted) and binary scores
+    naming their positive class: the console, report.html and the model card print these names."""
     if metrics.get("problem") == "multi-label":
         names = [("f1 (micro)", "f1"), ("precision (micro)", "precision"), ("recall (micro)", "recall"),
-                 ("f1_macro", "f1_macro"), ("subset accuracy", "accuracy"), ("hamming loss", "hamming_loss")]
+                 ("f1 (macro)", "f1_macro"), ("subset accuracy", "accuracy"), ("hamming loss", "hamming_loss")]
     elif metrics.get("positive_label") is not None:
         which = f" (positive: {_cut(str(metrics['positive_label']), 20)})"
         names = [("accuracy", "accuracy"), ("f1" + which, "f1"), ("precision" + which, "precision"),
-                 ("recall" + which, "recall"), ("f1_macro", "f1_macro")]
+                 ("recall" + which, "recall"), ("f1 (macro)", "f1_macro")]
     elif metrics.get("average") == "macro":
         names = [("accuracy", "accuracy"), ("f1 (macro)", "f1"), ("precision (macro)", "precision"),
-                 ("recall (macro)", "recall"), ("f1_weighted", "f1_weighted")]
+                 ("recall (macro)", "recall"), ("f1 (weighted)", "f1_weighted")]
     else:
         names = [(key, key) for key in ("accuracy", "f1", "precision", "recall", "f1_macro", "f1_weighted")]
     return [(name, key) for name, key in names if isinstance(metrics.get(key), (int, float))]
+
+
+_headline_rows = headline_rows
 
 
 def _interval(metrics: dict[str, Any], key: str) -> str:

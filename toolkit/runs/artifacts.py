@@ -43,6 +43,7 @@ def save_model(model: Any, tokenizer: Any, run_dir: Path, max_length: int | None
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        as_umask_allows(staging)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -53,6 +54,17 @@ def save_model(model: Any, tokenizer: Any, run_dir: Path, max_length: int | None
             raise
         raise saving_error(final, os_error) from None
     return final
+
+
+def as_umask_allows(folder: Path) -> None:
+    """Every file under ``folder`` gets the mode the umask gives a new file (0644 under the usual 022), as every
+    other file of a run has: safetensors writes model.safetensors 0600, which a teammate or a serving account
+    (and the copy in an MLflow store) could not read."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~mask)
 
 
 def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,

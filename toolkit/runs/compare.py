@@ -1,8 +1,14 @@
 """Comparing runs: which differences are real and which are noise.
 
-Two runs on the same test rows are compared with McNemar's exact test on
-their paired predictions (Dietterich, 1998). Groups of runs over several
-seeds are compared with Welch's t-test on their accuracies. p < 0.05 is
+The verdict is decided on the task's own metric (``paired.decision_metric``:
+the metric it selects epochs on, else micro F1 for multi-label, accuracy for
+two classes of about equal size, macro F1 otherwise). Two runs on the same
+test rows are compared paired: McNemar's exact test when that metric is
+accuracy (Dietterich, 1998), else a paired bootstrap of the metric
+difference; every metric shown gets its difference with a 95% interval.
+Runs scored on different test rows are compared with an unpaired bootstrap,
+and the table says so. Groups of runs over several seeds are compared with
+Welch's t-test on the metric. p < 0.05 (an interval that leaves out 0) is
 "real"; anything else is marked as within noise.
 """
 
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import TkError
+from toolkit.evaluation import paired
 
 SIGNIFICANCE = 0.05
 
@@ -31,6 +37,7 @@ class RunSummary:
     settings: dict[str, Any] | None = None  # the task keys the run was trained with (config.json)
     data: str | None = None  # the data it used, as config.json records it: a resolved path, or where from (the Hub)
     data_fingerprint: str | None = None  # the data as loaded, before splitting (manifest.json): a changed file
+    scored: paired.Scored | None = None  # each test row's label and prediction (predictions.csv)
 
     @property
     def best_validation_loss(self) -> float:
@@ -46,14 +53,44 @@ def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = 
     fingerprint = ((manifest.get("data_fingerprint") or {}).get("test") or {}).get("sha256")
     source = ", ".join(f"{split} {value.get('sha256')}" for split, value in
                        sorted((manifest.get("source_fingerprint") or {}).items())) or None
-    correct = None
+    correct, scored = None, None
     if (run_dir / "predictions.csv").exists():
-        correct = np.array([row["label"] == row["predicted"] for row in folder.predictions()])
+        rows = folder.predictions()
+        correct = np.array([row["label"] == row["predicted"] for row in rows])
+        scored = scored_rows(rows, list(rows[0]) if rows else [], metrics)
     settings, data = config.get("task"), config.get("data") or config.get("data_source")
     if settings is not None and config.get("data"):  # "sms.csv" in tasks.toml and --data /x/sms.csv: one file
         settings = {**settings, "data": config["data"]}
     name = (label or run_dir.name) + (" (INCOMPLETE)" if folder.warning else "")
-    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source)
+    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored)
+
+
+def scored_rows(rows: list[dict[str, str]], columns: list[str], metrics: dict[str, Any]) -> paired.Scored | None:
+    """predictions.csv as class ids (multi-label: multi-hot); None when a label is not among its p_ columns."""
+    names = [column[2:] for column in columns if column.startswith("p_")]
+    index = {name: i for i, name in enumerate(names)}
+    try:
+        if metrics.get("problem") == "multi-label":
+            def hot(cell: str) -> np.ndarray:
+                row = np.zeros(len(names), dtype=bool)
+                row[[index[name] for name in json.loads(cell)]] = True
+                return row
+            labels = np.array([hot(row["label"]) for row in rows]).reshape(len(rows), len(names))
+            predictions = np.array([hot(row["predicted"]) for row in rows]).reshape(len(rows), len(names))
+        else:
+            labels = np.array([index[_unquoted(row["label"])] for row in rows], dtype=np.int64)
+            predictions = np.array([index[_unquoted(row["predicted"])] for row in rows], dtype=np.int64)
+    except (KeyError, ValueError):
+        return None
+    positive = metrics.get("positive_label")
+    return paired.Scored(labels, predictions, len(names), index.get(positive) if positive is not None else None)
+
+
+def _unquoted(cell: str) -> str:
+    """A cell as written before artifacts.spreadsheet_safe put a ' before a formula-like start."""
+    from toolkit.runs.artifacts import FORMULA_START
+
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:
@@ -87,21 +124,39 @@ def verdict(p: float | None) -> str:
     return f"real (p={p:.3f})" if p >= 0.001 else "real (p<0.001)"
 
 
-def against_best(p: float | None, difference: float, test: str, is_best: bool) -> dict[str, Any]:
-    """One row's test against the best row, as data: the text column and tk compare --json share it."""
+def against_best(p: float | None, difference: float, test: str, is_best: bool, metric: str = "accuracy",
+                 differences: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row's test against the best row, as data: the text column and tk compare --json share it.
+    ``metric``: the one the verdict is decided on; ``differences``: each metric shown, this run minus the best,
+    with its 95% interval."""
     word = "best" if is_best else "n/a" if p is None else "real" if p < SIGNIFICANCE else "noise"
-    return {"test": test, "p": p, "verdict": word, "accuracy_difference": round(difference, 6)}
+    return {"test": test, "metric": metric, "p": p, "verdict": word, "accuracy_difference": round(difference, 6),
+            "differences": differences or {}}
+
+
+def versus(run: RunSummary, best: RunSummary, metric: str) -> dict[str, Any]:
+    """``run`` against ``best`` on the metrics shown: paired on the same test rows, else unpaired."""
+    names = paired.shown_metrics(metric, run.metrics)
+    difference = run.metrics["accuracy"] - best.metrics["accuracy"]
+    if run.scored is None or best.scored is None or run.scored.multi_label != best.scored.multi_label:
+        return against_best(None, difference, "none", False, metric)
+    same_rows = (run.test_fingerprint is not None and run.test_fingerprint == best.test_fingerprint
+                 and len(run.scored) == len(best.scored)
+                 and np.array_equal(run.scored.labels, best.scored.labels))
+    found = paired.test_against(run.scored, best.scored, metric, names, same_rows)
+    p = mcnemar_p(run, best) if found["test"] == "mcnemar" else found["p"]
+    return against_best(p, difference, found["test"], False, metric, found["differences"])
 
 
 def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
-    """One row per run; the best test accuracy is the reference, each other run is tested against it
-    with McNemar's exact test on the paired test predictions (p None: not the same test rows)."""
-    best = max(runs, key=lambda r: r.metrics["accuracy"])
+    """One row per run; the best on the decision metric is the reference, each other run is tested against it
+    (``versus``: paired on the same test rows, unpaired otherwise; n/a without predictions.csv)."""
+    metric = paired.decision_metric(runs[0].metrics)
+    best = max(runs, key=lambda r: r.metrics.get(metric, float("-inf")))
     differing = differing_settings(runs)
     rows = []
     for run in runs:
         m = run.metrics
-        p = None if run is best else mcnemar_p(run, best)
         rows.append({
             "label": run.label,
             "run_dir": str(run.path) if run.path is not None else None,
@@ -110,8 +165,10 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
             "best_validation_loss": run.best_validation_loss,
             "accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"),
             "f1": m["f1"], "f1_ci": m.get("f1_ci"),
+            "f1_macro": m.get("f1_macro"), "f1_macro_ci": m.get("f1_macro_ci"),
+            "metric_names": {name: paired.metric_name(name, m) for name in paired.shown_metrics(metric, m)},
             "overfitting": bool(m.get("diagnosis", {}).get("overfitting")),
-            "vs_best": against_best(p, m["accuracy"] - best.metrics["accuracy"], "mcnemar", run is best),
+            "vs_best": against_best(None, 0.0, "none", True, metric) if run is best else versus(run, best, metric),
             "settings": {key: (run.settings or {}).get(key) for key in differing},
         })
     return rows
@@ -128,17 +185,35 @@ def differing_settings(runs: list[RunSummary]) -> list[str]:
 
 
 def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
-    """What a reader of the table must know: why a row has no test, which columns do not compare."""
-    notes = []
-    unpaired = [row["label"] for row in rows if row["vs_best"]["verdict"] == "n/a"]
+    """What a reader of the table must know: the metric the verdicts used, each run's differences from the best,
+    why a row has no test, which rows were compared unpaired, which columns do not compare."""
+    best = next(row for row in rows if row["vs_best"]["verdict"] == "best")
+    metric = best["vs_best"]["metric"]
+    named = best["metric_names"]
+    notes = [f"vs best: decided on {named[metric]}, the task's decision metric, against {best['label']} (the best "
+             f"on it); McNemar's exact test where that is accuracy, else a bootstrap of the difference (p < "
+             f"{SIGNIFICANCE}: real)."]
+    for row in rows:
+        found = row["vs_best"]["differences"]
+        if found:
+            how = {"mcnemar": "paired", "paired bootstrap": "paired"}.get(row["vs_best"]["test"], "unpaired")
+            shown = ", ".join(f"{named.get(name, name)} {value['difference']:+.3f} [{value['ci'][0]:+.3f}, "
+                              f"{value['ci'][1]:+.3f}]" for name, value in found.items())
+            notes.append(f"  {row['label']} minus best ({how}, 95% intervals): {shown}")
+    unpaired = [row["label"] for row in rows if row["vs_best"]["test"] == "unpaired bootstrap"]
     if unpaired:
-        notes.append(f"n/a: {', '.join(unpaired)} scored other test rows than the best run (another dataset, file, "
-                     "split, eval_size or seed), so no paired test is possible; compare runs of the same data.")
+        notes.append(f"unpaired: {', '.join(unpaired)} scored other test rows than the best run (another dataset, "
+                     "file, split, eval_size or seed), so each run's rows were resampled on their own: a weaker test "
+                     "than a paired one; compare runs of the same data where you can.")
+    missing = [row["label"] for row in rows if row["vs_best"]["verdict"] == "n/a"]
+    if missing:
+        notes.append(f"n/a: {', '.join(missing)} has no readable predictions.csv (or another problem type than "
+                     "the best run), so no test is possible.")
     weights = {json.dumps(row["settings"].get("class_weights"), sort_keys=True) for row in rows
                if "class_weights" in row["settings"]}
     if len(weights) > 1:
         notes.append("val loss: each run's validation loss is weighted by its own class_weights, so it does not "
-                     "compare across runs with different weights; compare accuracy and f1.")
+                     f"compare across runs with different weights; compare {named[metric]}.")
     return notes
 
 
@@ -175,23 +250,26 @@ def format_settings_and_notes(rows: list[dict[str, Any]], notes: list[str]) -> s
 
 
 def format_run_rows(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} {'accuracy [95% CI]':>22} "
-              f"{'f1 [95% CI]':>22} {'overfit':>7}  vs best")
+    names = rows[0]["metric_names"]
+    header = f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} " + " ".join(
+        f"{names[name] + ' [95% CI]':>22}" for name in names) + f" {'overfit':>7}  vs best"
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         lines.append(f"{row['label']:<34} {row['train_seconds']:>7.1f} {row['best_epoch']:>7} "
-                     f"{row['best_validation_loss']:>8.4f} {_with_ci(row, 'accuracy'):>22} {_with_ci(row, 'f1'):>22} "
-                     f"{'yes' if row['overfitting'] else 'no':>7}  {_against(row)}")
+                     f"{row['best_validation_loss']:>8.4f} " + " ".join(f"{_with_ci(row, name):>22}" for name in names)
+                     + f" {'yes' if row['overfitting'] else 'no':>7}  {_against(row)}")
     return "\n".join(lines)
 
 
 def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
-    """Mean ± sd over seeds per setting; Welch's t-test of the accuracies against the best mean accuracy."""
+    """Mean ± sd over seeds per setting; Welch's t-test of the decision metric against the best mean."""
+    metric = paired.decision_metric(next(iter(groups.values()))[0].metrics)
     accuracy = {name: [r.metrics["accuracy"] for r in runs] for name, runs in groups.items()}
-    best = max(accuracy, key=lambda name: statistics.mean(accuracy[name]))
+    decided = {name: [r.metrics.get(metric, 0.0) for r in runs] for name, runs in groups.items()}
+    best = max(decided, key=lambda name: statistics.mean(decided[name]))
     rows = []
     for name, runs in groups.items():
-        p = None if name == best else welch_p(accuracy[name], accuracy[best])
+        p = None if name == best else welch_p(decided[name], decided[best])
         difference = statistics.mean(accuracy[name]) - statistics.mean(accuracy[best])
         rows.append({
             "label": name,
@@ -202,14 +280,14 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
             "accuracy": _spread(accuracy[name]),
             "f1": _spread([r.metrics["f1"] for r in runs]),
             "overfitting_runs": sum(bool(r.metrics.get("diagnosis", {}).get("overfitting")) for r in runs),
-            "vs_best": against_best(p, difference, "welch", name == best),
+            "vs_best": against_best(p, difference, "welch", name == best, metric),
         })
     return rows
 
 
 def format_group_rows(rows: list[dict[str, Any]]) -> str:
     header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'accuracy':>15} {'f1':>15} "
-              f"{'overfit':>7}  vs best")
+              f"{'overfit':>7}  vs best (Welch's t-test on {rows[0]['vs_best']['metric']})")
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         overfit = f"{row['overfitting_runs']}/{row['seeds']}"

@@ -7,11 +7,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolkit.config import TaskConfig
 from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
+from toolkit.evaluation import calibration
 from toolkit.evaluation.report import thousands
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.records import DataSource
@@ -44,7 +47,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
                     "split_description": chosen.described,
                     "data_given": data is not None, "seconds": round(seconds, 2),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
-                    "notes": notes})
+                    "notes": notes, **_calibration(column(rows, "label"), probabilities)})
     return metrics
 
 
@@ -90,6 +93,12 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     return RowsToScore(rows, task, split_name, described, scored_from, notes)
+
+
+def _calibration(labels, probabilities) -> dict[str, Any]:
+    """The saved model's ECE on the rows scored, with its interval (docs/metrics.md#calibration)."""
+    found = calibration.ece_with_intervals(probabilities, probabilities, np.asarray(labels))
+    return {"ece": found["ece_after"], "ece_ci": found.get("ece_after_ci"), "ece_bins": found["bins"]}
 
 
 def _rows(splits, task, source, data: str | None, split: str | None, notes: list[str]):

@@ -15,7 +15,7 @@ from typing import Any
 
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
-from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
+from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs.folders import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -79,25 +79,36 @@ def front_matter(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     task = manifest.get("task") or {}
     name = str(task.get("name") or metrics.get("task") or "tk-model")
     dataset = hub_id(manifest.get("dataset_hub_id"))
-    names = MULTI_LABEL_METRICS if metrics.get("problem") == "multi-label" else {}
+    names = {key: title for title, key in headline_rows(metrics)}  # each average named: "f1 (macro)"
     results = [EvalResult(task_type="text-classification", task_name="Text Classification",
-                          dataset_type=dataset or tested_on(manifest), dataset_name=tested_on(manifest),
+                          dataset_type=dataset or "local", dataset_name=tested_on(manifest),
                           dataset_split="test",
                           metric_type=metric, metric_value=round(float(metrics[metric]), 4),
                           metric_name=names.get(metric, metric))
                for metric in METRICS if isinstance(metrics.get(metric), (int, float))]
+    base = base_model(manifest)
     data = ModelCardData(library_name="transformers", pipeline_tag="text-classification",
-                         base_model=hub_id(manifest.get("model_source")), datasets=[dataset] if dataset else None,
+                         base_model=base.get("hub_id"), license=base.get("license") or "unknown",
+                         language=base.get("language"), datasets=[dataset] if dataset else None,
                          metrics=[r.metric_type for r in results] or None, model_name=name,
                          eval_results=results or None, tags=["tk", "text-classification"])
     return f"---\n{data.to_yaml()}\n---\n"
+
+
+def base_model(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The pretrained model's Hub id, license and language: as its model plugin declared them (manifest.json's
+    ``base_model``), else the Hub id the weights were loaded from; None where unknown."""
+    declared = manifest.get("base_model") or {}
+    return {"hub_id": hub_id(declared.get("hub_id")) or hub_id(manifest.get("model_source")),
+            "license": declared.get("license"), "language": declared.get("language")}
 
 
 def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     task = manifest.get("task") or {}
     labels = [str(x) for x in manifest.get("labels") or []]
     name = md(task.get("name") or metrics.get("task") or "this model")
-    base = hub_id(manifest.get("model_source"))
+    known = base_model(manifest)
+    base = known["hub_id"]
     classes = ", ".join(f"`{md(x)}`" for x in labels) or "not recorded"
     base_text = f"[`{base}`](https://huggingface.co/{base})" if base else f"tk model `{md(task.get('model', '?'))}`"
     multi = metrics.get("problem") == "multi-label"
@@ -106,6 +117,9 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     parts = [front_matter(metrics, manifest), f"# {name}\n",
              f"A {'multi-label ' if multi else ''}text classifier fine-tuned by tk from {base_text} on {on}. "
              f"{'Labels' if multi else 'Classes'}: {classes}.\n",
+             (f"License: `{md(known['license'])}`, the base model's." if known["license"] else
+              "License: unknown: tk does not know the base model's license; check it before sharing this model.")
+             + (f" Language: `{md(known['language'])}`.\n" if known["language"] else "\n"),
              "## Intended use and how to load it\n",
              *(multi_label_use(data) if multi else [
                  f"It labels texts like those of `{data}` with one of its classes; "
@@ -190,7 +204,7 @@ MULTI_LABEL_METRICS = {"f1": "f1 (micro)", "precision": "precision (micro)", "re
 def evaluation(metrics: dict[str, Any]) -> list[str]:
     rows = []
     multi = metrics.get("problem") == "multi-label"
-    for metric, title in (MULTI_LABEL_METRICS if multi else {m: m for m in METRICS}).items():
+    for title, metric in headline_rows(metrics):
         if isinstance(metrics.get(metric), (int, float)):
             ci = metrics.get(f"{metric}_ci")
             shown = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
@@ -202,11 +216,30 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
         rows.append(f"| majority-class baseline accuracy | {baseline['accuracy']:.4f} | — |")
     else:
         rows.append("| majority-class baseline | not recorded | — |")
+    rows += linear_rows(metrics)
     undefined = undefined_precision(metrics)
     methods = interval_methods(metrics) or "95% intervals"
     return [f"On {thousands(metrics.get('n'))} texts of the test split ({methods}):\n",
             "| metric | value | 95% interval |\n|---|---|---|\n" + "\n".join(rows) + "\n",
             *([md(undefined) + "\n"] if undefined else [])]
+
+
+def linear_rows(metrics: dict[str, Any]) -> list[str]:
+    """The linear baseline (TF-IDF + logistic regression on the same rows) and the fine-tune's difference from it."""
+    linear = metrics.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
+    rows = []
+    for key, title in names.items():
+        if isinstance(found.get(key), (int, float)):
+            ci = found.get(f"{key}_ci")
+            rows.append(f"| linear baseline {md(title)} (TF-IDF + logistic regression) | {found[key]:.4f} | "
+                        + (f"[{ci[0]:.3f}, {ci[1]:.3f}] |" if ci else "— |"))
+    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
+        rows.append(f"| this model minus the linear baseline, {md(names.get(key, key))} (paired) | "
+                    f"{value['difference']:+.4f} | [{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}] |")
+    return rows
 
 
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:

@@ -18,15 +18,15 @@ from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
-from toolkit.evaluation import thresholds
+from toolkit.evaluation import classical, thresholds
 from toolkit.evaluation.baseline import majority_class, majority_labels
-from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
+from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
 from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
 from toolkit.records import DatasetInfo, DataSource
-from toolkit.runs import artifacts, liveness, tracking
+from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.folders import (
     FULL,
@@ -72,6 +72,7 @@ class Prepared:
     notes: list[str]  # what tk run said before training: on the task's keys, then loading and splitting
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
     class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
+    model_info: Any = None  # the ModelInfo the model came from: its Hub id, license and language for the card
 
 
 def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:
@@ -157,7 +158,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     for warning in policy.range_warnings(task, raw_weights):
         progress.note(f"Warning: {warning}")
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
-                    artifacts.fingerprint(labelled) if source.path else None, weights)
+                    artifacts.fingerprint(labelled) if source.path else None, weights, model_info)
 
 
 def class_weights(task: TaskConfig, tokenized, label_names) -> dict[str, float] | None:
@@ -177,17 +178,41 @@ def set_problem(model: Any, task: TaskConfig) -> None:
     thresholds.save_to_config(model.config, (), None)
 
 
-def tune_on_validation(model: Any, prepared: Prepared, progress: Progress) -> tuple[np.ndarray, list[str]]:
-    """Multi-label: each label's threshold tuned on the validation split (per text), saved in the model's
-    config; returns them and the labels left at 0.5."""
-    task, validation, names = prepared.task, prepared.tokenized["validation"], prepared.dataset.labels
+def validation_scores(model: Any, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of the validation split, per text (windows pooled)."""
+    task, validation = prepared.task, prepared.tokenized["validation"]
     probabilities = predict_probabilities(model, validation, task.eval_batch_size, use_bf16(task.bf16))
-    labels, probabilities = pool_rows(column(validation, "labels"), probabilities, documents_of(validation),
-                                      task.pooling)
+    return pool_rows(column(validation, "labels"), probabilities, documents_of(validation), task.pooling)
+
+
+def tune_on_validation(model: Any, prepared: Prepared, progress: Progress,
+                       scored: tuple[np.ndarray, np.ndarray] | None = None
+                       ) -> tuple[np.ndarray, list[str], str | None]:
+    """Multi-label: each label's threshold tuned on the validation split (per text; ``scored``: its labels and
+    probabilities, already predicted), saved in the model's config; returns them, the labels left at 0.5, and
+    why none was tuned (None when they were).
+
+    A model whose validation loss is not clearly below the base rates' keeps 0.5 everywhere: tuned on
+    probabilities that carry no signal, each label's best-F1 cut-off falls near its base rate and tags
+    nearly every text with nearly every label."""
+    from toolkit.evaluation.diagnosis import PRIOR_MARGIN, beats_prior
+
+    names = prepared.dataset.labels
+    labels, probabilities = scored if scored is not None else validation_scores(model, prepared)
+    loss, prior = policy.validation_loss(labels, probabilities), validation_prior(prepared)
+    if not beats_prior(loss, prior):
+        kept = np.full(len(names), thresholds.DEFAULT_THRESHOLD)
+        thresholds.save_to_config(model.config, names, kept)
+        why = (f"the model's validation loss {loss:.4f} is not clearly below the {prior:.4f} of predicting each "
+               f"label's base rate (less than {PRIOR_MARGIN:.0%} lower): it has learned too little for tuned "
+               "thresholds to mean anything, and tuning would put near-base-rate cut-offs that tag most texts with "
+               "most labels")
+        progress.note(f"Thresholds kept at {thresholds.DEFAULT_THRESHOLD} for every label: {why}.")
+        return kept, list(names), why
     found, untuned = thresholds.tune_thresholds(labels, probabilities)
     thresholds.save_to_config(model.config, names, found)
     progress.note(thresholds.describe(found, untuned, names))
-    return found, [names[j] for j in untuned]
+    return found, [names[j] for j in untuned], None
 
 
 def window_counts(splits, tokenized) -> dict[str, dict[str, int]]:
@@ -327,7 +352,9 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         return RunOutcome(run_dir, "complete", {})
 
     started = time.perf_counter()
-    tuned, untuned = tune_on_validation(result.model, prepared, progress) if task.multi_label else (None, [])
+    fitted = calibrate.fit(result.model, prepared, progress)  # before the thresholds: they are tuned on its scale
+    tuned, untuned, not_tuned = (tune_on_validation(result.model, prepared, progress, fitted.validation)
+                                 if task.multi_label else (None, [], None))
     test = prepared.tokenized["test"]
     progress.count(len(test), "window" if task.long_text == "chunks" else "text")
     try:
@@ -342,6 +369,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                     baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
                     thresholds=tuned)
     diagnosis = diagnose_overfitting(result.history, task.train_size)
+    metrics["calibration"] = calibrate.on_test(fitted, labels, probabilities, task, progress)
     metrics.update({
         "task": task.name,
         "split": "test",
@@ -350,7 +378,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "select_on": task.select_on,
         "class_weights": prepared.class_weights,
         **({"thresholds_tuned_on": "test" if task.select_on == "test" else "validation",
-            "thresholds_untuned": untuned} if task.multi_label else {}),
+            "thresholds_untuned": untuned, "thresholds_not_tuned": not_tuned} if task.multi_label else {}),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "train_seconds": round(result.train_seconds, 2),
@@ -365,11 +393,60 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                                                    rows=row_numbers(prepared.splits["test"])),
         **resuming.reproducibility(run_dir),
     })
+    metrics["underfitting"] = underfitting(prepared, result, labels, probabilities)
+    if task.linear_baseline:
+        add_linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress)
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
     tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
-    for line in explain(diagnosis, result.best_epoch):
+    for line in explain(diagnosis, result.best_epoch) + explain_underfitting(metrics["underfitting"]):
         progress.note(line)
     return RunOutcome(run_dir, "complete", metrics)
+
+
+def validation_prior(prepared: Prepared) -> float | None:
+    """The validation loss of predicting the training split's base rates (weighted as the loss is)."""
+    from toolkit.evaluation.diagnosis import prior_loss
+
+    names = prepared.dataset.labels
+    weights = (np.array([prepared.class_weights[name] for name in names]) if prepared.class_weights else None)
+    return prior_loss(column(prepared.splits["train"], "label"), column(prepared.splits["validation"], "label"),
+                      weights)
+
+
+def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str, Any]:
+    """metrics.json's ``underfitting``: the diagnosis, from the history, the prior and the test predictions."""
+    from toolkit.evaluation.diagnosis import diagnose_underfitting
+
+    task = prepared.task
+    labels = np.asarray(labels)
+    predicted = present = None
+    if labels.ndim == 1:
+        predicted = len(np.unique(np.asarray(probabilities).argmax(axis=1)))
+        present = len(np.unique(labels))
+    cut = None
+    if task.long_text == "truncate":
+        lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
+        cut = sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
+    settings = {"epochs": task.epochs, "learning_rate": task.learning_rate, "max_length": task.max_length,
+                "epochs_run": len(result.history), "unit": "label" if task.multi_label else "class"}
+    return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings, cut)
+
+
+def add_linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
+                        positive: int | None, progress: Progress) -> None:
+    """metrics.json's ``linear_baseline``; when it is as good as the fine-tune or better, a warning says so."""
+    task, names = prepared.task, prepared.dataset.labels
+
+    def score_linear(found, cut):
+        return score(pm, labels, found, names, confidence=True, positive_label=positive, thresholds=cut)
+
+    found = classical.against_fine_tune(score_linear, prepared.splits, labels, probabilities, tuned, names, positive,
+                                        metrics, task.select_metric, progress.note)
+    if found is None:
+        return
+    metrics["linear_baseline"] = found
+    if not (found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0):
+        metrics["warnings"] = [*metrics.get("warnings", []), found["verdict"]]
 
 
 def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities,
@@ -388,6 +465,7 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
         "data_path": str(prepared.source.path.resolve()) if prepared.source.path else None,
         "source_fingerprint": prepared.source_fingerprint,
         "model_source": getattr(result.model, "name_or_path", None),  # a Hub id or a local folder
+        "base_model": base_model(prepared.model_info),
         "dataset_hub_id": prepared.dataset.hub_id if prepared.source.path is None else None,
         "data_fingerprint": artifacts.fingerprint(prepared.splits),
         "seed": task.seed,
@@ -404,6 +482,13 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
     record_checksums(run_dir)  # last: tk predict, evaluate, compare and report check every file against them
     set_status(run_dir, "complete")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # after: a kill in between leaves a complete run
+
+
+def base_model(info) -> dict[str, Any] | None:
+    """What the model card says of the pretrained model: its tk name, Hub id, license and language."""
+    if info is None:
+        return None
+    return {"name": info.name, "hub_id": info.hub_id, "license": info.license, "language": info.language}
 
 
 def resume_task(pm, run_dir: Path, progress: Progress | None = None, inexact: bool = False) -> RunOutcome:

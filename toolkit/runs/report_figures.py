@@ -87,23 +87,24 @@ def curves(history: list[dict], step_loss: Sequence | None, steps_per_epoch: flo
 
 
 def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
-    """Counts, true class on rows; sized so 50 classes stay legible, counts printed while they fit."""
-    counts = np.asarray(matrix)
+    """Row-normalised: each true class's share predicted as each class (rows sum to 1), so a large class does not
+    drown the rest; every share printed (up to report_classes.FIGURE_CLASSES classes, where they stay legible)."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    support = counts.sum(axis=1)
+    shares = counts / np.maximum(support, 1)[:, None]
     n = len(labels)
-    side = min(max(3.6, 0.2 * n + 2.2), 10)  # about the page's width: the page shows it nearly unscaled
+    side = min(max(3.6, 0.45 * n + 2.2), 10)  # about the page's width: the page shows it nearly unscaled
     with _figure(side + 1, side) as (fig, ax):
-        ax.imshow(counts, cmap="Blues")
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
         ticks = range(n)
-        small = 9 if n <= 10 else max(6, 9 - (n - 10) / 10)
+        small = 9 if n <= 10 else 7
         ax.set_xticks(ticks, [short(x) for x in labels], rotation=90 if n > 4 else 0, fontsize=small)
-        ax.set_yticks(ticks, [short(x) for x in labels], fontsize=small)
-        ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (counts)")
-        if n <= 30:
-            high = counts.max() or 1
-            for (i, j), value in np.ndenumerate(counts):
-                if value or n <= 12:
-                    ax.text(j, i, f"{value:,}", ha="center", va="center", fontsize=small,
-                            color="white" if value > high * 0.6 else "black")
+        ax.set_yticks(ticks, [f"{short(x)} (n={int(s):,})" for x, s in zip(labels, support)], fontsize=small)
+        ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (share of each true class)")
+        for (i, j), value in np.ndenumerate(shares):
+            if counts[i, j] or n <= 12:
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=small,
+                        color="white" if value > 0.6 else "black")
         return to_svg(fig)
 
 
@@ -175,12 +176,15 @@ def token_lengths(lengths: np.ndarray, max_length: int) -> str:
 
 
 def compare_curves(runs: list[tuple[str, list[dict]]]) -> str:
-    """Validation loss per epoch of several runs on one axes."""
-    with _figure(8, 3.4) as (fig, ax):
+    """Validation loss per epoch of several runs on one axes: each run by its whole name (run folders of one task
+    share their start), legend under the axes, whole epochs on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    with _figure(8, 3.4 + 0.22 * len(runs)) as (fig, ax):
         for name, history in runs:
-            ax.plot([r["epoch"] for r in history], [r.get("validation_loss") for r in history], "o-",
-                    label=short(name))
+            ax.plot([r["epoch"] for r in history], [r.get("validation_loss") for r in history], "o-", label=name)
         ax.set(xlabel="epoch", ylabel="validation loss", title="Validation loss per run")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if runs:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1, frameon=False)
         return to_svg(fig)

@@ -177,12 +177,19 @@ def render_comparison(run_dirs: list[Path], allow_incomplete: bool = False) -> s
                      td(baseline if isinstance(baseline, float) else "not recorded"),
                      td(f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}"), td(m.get("n", "?")),
                      *[td(json.dumps(run.task.get(k), default=str)) for k in differing]])
-    body = section("runs", "Runs", table(["run", "accuracy [95%]", "F1 [95%]", "baseline accuracy", "kept epoch",
-                                          "test texts", *differing], rows)
+    from toolkit.evaluation.report import headline_rows
+
+    f1_name = dict((key, title) for title, key in headline_rows(runs[0].metrics)).get("f1", "f1")
+    body = section("runs", "Runs", table(["run", "accuracy [95%]", f"{f1_name} [95%]", "baseline accuracy",
+                                          "kept epoch", "test texts", *differing], rows)
                    + "<p class=\"muted\">Whether a difference is real or noise: <code>tk compare RUN...</code> "
-                     "(McNemar's test on paired predictions).</p>")
+                     "(on the task's decision metric, paired on the same test rows).</p>")
     histories = [(run.run_dir.name, run.metrics.get("history") or []) for run in runs]
-    body += section("curves", "Validation loss", figure(figures.compare_curves(histories), "One line per run."))
+    weighted = "class_weights" in differing
+    caption = ("One line per run. These runs weigh their validation loss by different class_weights, so the "
+               "losses do not compare across runs: compare accuracy and F1 above." if weighted
+               else "One line per run.")
+    body += section("curves", "Validation loss", figure(figures.compare_curves(histories), caption))
     body += section("settings", "Shared settings", table(["key", "value"], [
         [td(k), td(json.dumps(runs[0].task.get(k), default=str))] for k in shared]))
     return page("tk report: comparison", f"<header><h1>Comparing {len(runs)} runs</h1></header>{body}")

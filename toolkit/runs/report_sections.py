@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 
-from toolkit.evaluation.report import interval_methods, thousands, undefined_precision
+from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
+from toolkit.runs import report_trust
+from toolkit.runs.report_classes import confusion, per_class
 from toolkit.runs.report_page import (
-    HEADLINE,
-    HEADLINE_MULTILABEL,
     RunData,
     e,
     figure,
@@ -34,8 +34,7 @@ NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
 def summary(run: RunData) -> str:
     m = run.metrics
     rows = []
-    shown = HEADLINE_MULTILABEL if run.multi_label else {name: name for name in HEADLINE}
-    for name, title in shown.items():
+    for title, name in headline_rows(m):
         if isinstance(m.get(name), (int, float)):
             ci = m.get(f"{name}_ci")
             rows.append([td(title), td(float(m[name])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
@@ -51,6 +50,7 @@ def summary(run: RunData) -> str:
         rows.append([td(f"majority-class baseline accuracy{label}"), td(float(baseline["accuracy"])), td("")])
     else:
         rows.append([td("majority-class baseline"), td("not recorded"), td("")])
+    rows += linear_rows(m)
     methods = interval_methods(m) or "95% intervals"
     notes = [f"{thousands(m.get('n'))} test texts; {methods}. They cover the test set's sampling noise only."]
     if "best_epoch" in m:
@@ -63,6 +63,24 @@ def summary(run: RunData) -> str:
     warnings = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in m.get("warnings") or [])
     return section("summary", "Test metrics", warnings + table(["metric", "value", "95% interval"], rows)
                    + "".join(f'<p dir="auto">{e(note)}</p>' for note in notes))
+
+
+def linear_rows(m: dict) -> list[list[str]]:
+    """The linear baseline's scores with intervals, then the fine-tune's paired differences from it."""
+    linear = m.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
+    rows = []
+    for key, title in names.items():
+        if isinstance(found.get(key), (int, float)):
+            ci = found.get(f"{key}_ci")
+            rows.append([td(f"linear baseline {title} (TF-IDF + logistic regression, C = {linear.get('C'):g})"),
+                         td(float(found[key])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
+    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
+        rows.append([td(f"fine-tune minus linear baseline, {names.get(key, key)} (paired)"),
+                     td(f"{value['difference']:+.4f}"), td(f"[{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}]")])
+    return rows
 
 
 def epochs(run: RunData) -> str:
@@ -91,41 +109,6 @@ def curves(run: RunData) -> str:
                "epoch's end." if per_epoch else "Training loss (mean over each epoch) and validation loss per epoch; "
                "step-level loss was not recorded.")
     return section("curves", "Learning curves", figure(figures.curves(history, steps, per_epoch), caption))
-
-
-def confusion(run: RunData) -> str:
-    if run.multi_label:
-        return ""  # no classes to confuse: each label is scored on its own (per-label scores)
-    matrix = run.metrics.get("confusion_matrix")
-    if not matrix or len(matrix) != len(run.labels):
-        return section("confusion", "Confusion matrix", NOT_RECORDED)
-    return section("confusion", "Confusion matrix", figure(figures.confusion(matrix, run.labels),
-                                                           "Rows: true class; columns: predicted class."))
-
-
-def per_class(run: RunData) -> str:
-    report = run.metrics.get("per_class") or {}
-    kept = {name: r for name, r in report.items()
-            if isinstance(r, dict) and name not in ("macro avg", "weighted avg", "micro avg", "samples avg")}
-    rows = [(name, float(r["precision"]), float(r["recall"]), float(r["f1-score"]), int(r["support"]))
-            for name, r in kept.items()]
-    if not rows:
-        return section("per-class", "Per-class scores", NOT_RECORDED)
-    cells = [[td(n), td(p, 3), td(r, 3), td(f, 3), td(s)] for n, p, r, f, s in rows]
-    if run.multi_label:
-        cells = [row + [td(_interval(kept[row_name], "f1-score")), td(kept[row_name].get("threshold", "—"), 3)]
-                 for row, (row_name, *_) in zip(cells, rows)]
-        return section("per-class", "Per-label scores", figure(
-            figures.per_class_bars(rows), "n: test rows with the label; each label predicted where its probability "
-                                          "reaches its threshold (tuned on the validation split).")
-            + table(["label", "precision", "recall", "F1", "support", "F1 95% interval", "threshold"], cells))
-    return section("per-class", "Per-class scores", figure(figures.per_class_bars(rows), "n: test rows of the class.")
-                   + table(["class", "precision", "recall", "F1", "support"], cells))
-
-
-def _interval(row: dict, name: str) -> str:
-    ci = row.get(f"{name}_ci")
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"
 
 
 def threshold(run: RunData) -> str:
@@ -215,7 +198,8 @@ def data_checks(run: RunData) -> str:
     split = checks.get("split_rows")  # the console's "Rows:" line: after splitting and leaving rows out
     rows = rows and (f"{counted(split)} (of the data's {rows}, before tk run split, subset and left rows out)"
                      if split else rows)
-    found = [[td(f.get("level", "")), td(f.get("check", "")), text_cell(f.get("message", ""), 500),
+    found = [[td(f.get("level", "")), td(f.get("check", "")),
+              text_cell(f.get("message", ""), len(str(f.get("message", "")))),  # tk's own finding: whole
               td(f.get("count", "")), text_cell("\n".join(json.dumps(x, ensure_ascii=False, default=str)[:300]
                                                           for x in f.get("examples") or []), 1200)]
              for f in checks.get("findings") or []]
@@ -227,14 +211,24 @@ def data_checks(run: RunData) -> str:
 
 def diagnosis(run: RunData) -> str:
     found = run.metrics.get("diagnosis")
+    title = "Overfitting and underfitting"
     if not isinstance(found, dict):
-        return section("diagnosis", "Overfitting", NOT_RECORDED)
+        return section("diagnosis", title, NOT_RECORDED)
     if not found.get("overfitting"):
-        return section("diagnosis", "Overfitting", '<p class="ok">No sign of overfitting: validation loss did not '
-                       'rise while training loss fell.</p>')
-    advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in found.get("advice") or [])
-    return section("diagnosis", "Overfitting", f'<p class="warn" dir="auto">{e(found.get("message", ""))}</p>'
-                   + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+        body = '<p class="ok">No sign of overfitting: validation loss did not rise while training loss fell.</p>'
+    else:
+        advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in found.get("advice") or [])
+        body = (f'<p class="warn" dir="auto">{e(found.get("message", ""))}</p>'
+                + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+    under = run.metrics.get("underfitting")
+    if isinstance(under, dict) and under.get("underfitting"):
+        advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in under.get("advice") or [])
+        body += (f'<p class="warn" dir="auto">{e(under.get("message", ""))}</p>'
+                 + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+    elif isinstance(under, dict):
+        body += ("<p class=\"ok\">No sign of underfitting: validation loss clearly below that of predicting the "
+                 "base rates, and the model predicts most classes.</p>")
+    return section("diagnosis", title, body)
 
 
 def mistakes(run: RunData) -> str:
@@ -255,13 +249,16 @@ def mistakes(run: RunData) -> str:
 
 def details(run: RunData) -> str:
     m = run.manifest
-    facts = {"engine": m.get("engine") or "not recorded", "training seconds": run.metrics.get("train_seconds"),
+    asked = run.task.get("engine")  # the task's key ("auto"), shown beside the engine it resolved to: one row
+    engine = m.get("engine") or "not recorded"
+    facts = {"engine": f"{engine} (task key engine = {json.dumps(asked)})" if asked and asked != engine else engine,
+             "training seconds": run.metrics.get("train_seconds"),
              "seed": m.get("seed"), "data fingerprint": json.dumps(m.get("data_fingerprint"), default=str)}
     rows = [[td(k), td(str(v))] for k, v in facts.items()]
-    rows += [[td(k), td(json.dumps(v, default=str))] for k, v in sorted(run.task.items())]
+    rows += [[td(k), td(json.dumps(v, default=str))] for k, v in sorted(run.task.items()) if k != "engine"]
     rows += [[td(k), td(v)] for k, v in sorted((m.get("versions") or {}).items())]
     return section("details", "Settings and versions", table(["key", "value"], rows))
 
 
-ALL = (summary, epochs, curves, confusion, per_class, threshold, calibration, lengths, data_checks, diagnosis,
-       mistakes, details)
+ALL = (summary, epochs, curves, confusion, per_class, threshold, calibration, report_trust.temperature,
+       report_trust.coverage, lengths, data_checks, report_trust.audit, diagnosis, mistakes, details)

@@ -10,7 +10,14 @@ from typing import Any
 from toolkit.config import TaskConfig, parse_value, with_overrides
 from toolkit.errors import TkError
 from toolkit.runs import tracking
-from toolkit.runs.compare import format_group_rows, format_run_rows, group_rows, run_rows, summarise
+from toolkit.runs.compare import (
+    comparison_notes,
+    format_group_rows,
+    format_run_rows,
+    group_rows,
+    run_rows,
+    summarise,
+)
 from toolkit.runs.folders import new_run_dir, write_json
 from toolkit.runs.pipeline import run_task
 from toolkit.training.progress import Progress
@@ -82,7 +89,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
             table = format_group_rows(rows)
         else:
             rows = run_rows([runs[0] for runs in groups.values()])
-            table = format_run_rows(rows)
+            table = "\n".join([format_run_rows(rows), *comparison_notes(rows)])
         rows = [{"setting": setting_of[name], **row} for name, row in zip(groups, rows)]
         record = {"task": task.name, "grid": grid, "seeds": seeds,
                   "runs": {name: [r.path.name for r in runs] for name, runs in groups.items()},

@@ -1,0 +1,94 @@
+"""tk audit: flipped labels ranked first; the corrected copy differs from the data in exactly the rows named."""
+
+import csv
+import hashlib
+import random
+
+import pytest
+
+from tests.helpers import quiet, tk, tk_json, toy_task, train_toy
+from toolkit.runs.cv import cv_task
+from toolkit.testing import keyword_rows
+
+pytest.importorskip("cleanlab")
+
+FLIPPED = 24  # of 240 rows: a tenth, as in the IMDB target
+
+
+@pytest.fixture
+def flipped_cv(pm, project):
+    """A cv of 240 keyword rows (learnable) with a known tenth of their labels flipped."""
+    rows = keyword_rows(240, ("neg", "pos"), seed=11)
+    rng = random.Random(5)
+    flipped = set(rng.sample(range(240), FLIPPED))
+    rows = [(text, {"neg": "pos", "pos": "neg"}[label] if i in flipped else label) for i, (text, label) in
+            enumerate(rows)]
+    folder = project / "flipped"
+    folder.mkdir()
+    for name, part in (("train", rows), ("test", keyword_rows(40, ("neg", "pos"), seed=12))):
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([("text", "label"), *part])
+    outcome = cv_task(pm, toy_task(project, data="flipped", epochs=5, validation_size=20), output=project / "runs", base=project,
+                      progress=quiet(), folds=3)
+    assert outcome.status == "complete"
+    return outcome.cv_dir, {i + 1 for i in flipped}, folder / "train.csv"  # row numbers count from 1
+
+
+def records(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.mark.slow
+def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv, tmp_path):
+    cv_dir, flipped, source = flipped_cv
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    document, _ = tk_json("audit", cv_dir)
+    assert document["audited"] == "out-of-fold (tk cv)" and document["rows"] == 240
+    with open(cv_dir / "audit.csv", newline="", encoding="utf-8") as handle:
+        ranked = [int(r["row"]) for r in csv.DictReader(handle)]
+    assert sorted(ranked) == list(range(1, 241))
+    precision = len(set(ranked[:FLIPPED]) & flipped) / FLIPPED
+    print(f"precision at {FLIPPED}: {precision:.2f}")
+    assert precision >= 0.5, f"precision at {FLIPPED}: {precision:.2f} (chance: 0.10)"
+    assert '<section id="audit">' in (cv_dir / "report.html").read_text()
+    low, high = document["estimated_errors_ci"]
+    assert low <= document["estimated_errors"] <= high
+
+    original = records(source)
+    dropped = tmp_path / "dropped.csv"
+    document, _ = tk_json("audit", cv_dir, "--write", dropped, "--drop", "10")
+    named = set(document["written"]["rows"])
+    assert named == set(ranked[:10])
+    assert records(dropped) == [r for n, r in enumerate(original) if n not in named]  # n: row number (header 0)
+
+    relabelled = tmp_path / "relabelled.csv"
+    document, _ = tk_json("audit", cv_dir, "--write", relabelled, "--relabel", "10")
+    suggested = {int(r["row"]): r["suggested"] for r in document["top"][:10]}
+    changed = records(relabelled)
+    assert len(changed) == len(original)
+    for n, (old, new) in enumerate(zip(original, changed)):
+        assert new == ([old[0], suggested[n]] if n in suggested else old)
+    assert all(suggested[n] != original[n][1] for n in suggested if n in flipped)  # a flipped row gets its label back
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # the data itself untouched
+
+    refused = tk("audit", cv_dir, "--write", source, "--drop", "3")
+    assert refused.exit_code == 1 and "never overwrites your data" in refused.output
+
+
+def test_audit_of_a_plain_run_says_why_it_is_weaker(pm, project):
+    run = train_toy(pm, project, epochs=1)
+    result = tk("audit", run.run_dir)
+    assert result.exit_code == 0, result.output
+    assert "not out-of-sample" in result.output and "only the test split" in result.output
+    assert (run.run_dir / "audit.csv").is_file()
+    assert '<section id="audit">' in (run.run_dir / "report.html").read_text()
+
+
+def test_audit_without_cleanlab_says_what_to_install(project, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cleanlab", None)  # import cleanlab now raises ImportError
+    result = tk("audit", project)
+    assert result.exit_code == 1
+    assert "tk audit needs cleanlab: pip install 'tk-toolkit[audit]'" in result.output

@@ -1,0 +1,157 @@
+"""Calibrated probabilities: ECE as documented, the fitted temperature, and the temperature baked into the
+saved model giving the same probabilities through every reader of it."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import ok, tk_json, train_toy
+from toolkit.evaluation import calibration
+
+
+def test_ece_matches_a_hand_computed_case():
+    # Bins [0.9, 1.0]: 0.95 twice, one right -> gap |0.5 - 0.95| = 0.45, weight 2/6.
+    # Bin [0.6, 0.7): 0.65 three times, all right -> gap 0.35, weight 3/6.
+    # Bin [0.7, 0.8): 0.7 exactly (a left edge belongs to the bin it opens), wrong -> gap 0.7, weight 1/6.
+    confidence = np.array([0.95, 0.95, 0.65, 0.65, 0.65, 0.7])
+    hits = np.array([1, 0, 1, 1, 1, 0])
+    expected = 2 / 6 * 0.45 + 3 / 6 * 0.35 + 1 / 6 * 0.7
+    assert calibration.expected_calibration_error(confidence, hits) == pytest.approx(expected)
+    stats = calibration.bin_stats(confidence, hits)
+    assert stats["rows"] == [0, 0, 0, 0, 0, 0, 3, 1, 0, 2]
+    # The same rows as class probabilities and labels, through the function tk run and tk evaluate call.
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    labels = np.where(hits == 1, 0, 1)
+    found = calibration.ece_with_intervals(probabilities, probabilities, labels, resamples=200)
+    assert found["ece_after"] == pytest.approx(expected, abs=1e-4)
+    low, high = found["ece_after_ci"]
+    assert low <= found["ece_after"] <= high
+
+
+def test_fitted_temperature_undoes_known_overconfidence():
+    """Labels drawn from softmax(z), probabilities reported as softmax(3z): the fit must find T near 3."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, size=(20000, 3))
+    truth = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(3, p=p) for p in truth])
+    sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)
+    temperature = calibration.fit_temperature(sharp.astype(np.float32), labels)
+    assert 2.7 < temperature < 3.3
+    fixed = calibration.scaled(sharp, temperature, multi_label=False)
+    before = calibration.expected_calibration_error(*calibration.confidence_and_hits(sharp, labels))
+    after = calibration.expected_calibration_error(*calibration.confidence_and_hits(fixed, labels))
+    assert after < before / 2
+    assert (fixed.argmax(axis=1) == sharp.argmax(axis=1)).all()  # the answers never change
+
+
+def test_selective_prediction_answers_only_sure_texts():
+    probabilities = np.array([[0.95, 0.05], [0.55, 0.45], [0.2, 0.8], [0.6, 0.4]])
+    labels = np.array([0, 1, 1, 0])
+    rows = {r["min_confidence"]: r for r in calibration.selective(probabilities, labels, (0.5, 0.7, 0.99))}
+    assert rows[0.5] == {"min_confidence": 0.5, "answered": 4, "coverage": 1.0, "accuracy": 0.75}
+    assert rows[0.7] == {"min_confidence": 0.7, "answered": 2, "coverage": 0.5, "accuracy": 1.0}
+    assert rows[0.99]["answered"] == 0 and rows[0.99]["accuracy"] is None
+    assert calibration.abstains(probabilities, 0.7, multi_label=False).tolist() == [False, True, False, True]
+
+
+def predictions_csv(run_dir):
+    with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r["text"] for r in rows], np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
+
+
+@pytest.mark.slow
+def test_baked_temperature_gives_the_same_probabilities_everywhere(pm, project):
+    """Two runs alike but for calibration: the calibrated run's saved model gives exactly the uncalibrated
+    one's logits divided by T, through predictions.csv, tk predict, tk evaluate and transformers.pipeline."""
+    from transformers import pipeline
+
+    plain = train_toy(pm, project, calibration="off")
+    calibrated = train_toy(pm, project)
+    temperature = calibrated.metrics["calibration"]["temperature"]
+    assert abs(temperature - 1) > 0.01  # the toy model, trained to fit, is not calibrated already
+    assert json.loads((calibrated.run_dir / "model" / "config.json").read_text())["tk_temperature"] == temperature
+    assert plain.metrics["calibration"]["method"] == "off"
+
+    texts, saved = predictions_csv(calibrated.run_dir)
+    _, unscaled = predictions_csv(plain.run_dir)
+    np.testing.assert_allclose(saved, calibration.scaled(unscaled, temperature, False), atol=2e-3)
+    assert calibrated.metrics["accuracy"] == plain.metrics["accuracy"]  # calibration never changes an answer
+
+    shown = texts[:12]
+    document, _ = tk_json("predict", calibrated.run_dir, *shown)
+    predicted = np.array([[p["probabilities"]["neg"], p["probabilities"]["pos"]] for p in document["predictions"]])
+    np.testing.assert_allclose(predicted, saved[:12], atol=2e-3)
+
+    classify = pipeline("text-classification", model=str(calibrated.run_dir / "model"), top_k=None)
+    through_pipeline = np.array([[next(s["score"] for s in scores if s["label"] == name) for name in ("neg", "pos")]
+                                 for scores in classify(shown, truncation=True)])
+    np.testing.assert_allclose(through_pipeline, saved[:12], atol=2e-3)
+
+    evaluated, _ = tk_json("evaluate", calibrated.run_dir)
+    recorded = calibrated.metrics["calibration"]
+    assert evaluated["metrics"]["ece"] == pytest.approx(recorded["ece_after"], abs=2e-3)
+    assert evaluated["metrics"]["accuracy"] == calibrated.metrics["accuracy"]
+    # ...and the saved probabilities really are the ones the recorded ECE describes
+    labels = np.array([0 if r == "neg" else 1 for r in _labels(calibrated.run_dir)])
+    ece = calibration.expected_calibration_error(*calibration.confidence_and_hits(saved, labels))
+    assert ece == pytest.approx(recorded["ece_after"], abs=2e-3)
+
+
+def _labels(run_dir):
+    with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
+        return [r["label"] for r in csv.DictReader(handle)]
+
+
+def test_predict_min_confidence_marks_abstentions(pm, project):
+    run = train_toy(pm, project, epochs=1)
+    document, _ = tk_json("predict", run.run_dir, "bad awful film", "the plot", "--min-confidence", "0.999")
+    answers = document["predictions"]
+    assert all(a["abstained"] for a in answers)
+    assert all(max(a["probabilities"].values()) < 0.999 for a in answers)
+    document, _ = tk_json("predict", run.run_dir, "bad awful film", "--min-confidence", "0.5")
+    assert document["predictions"][0]["abstained"] is False
+    shown = ok("predict", run.run_dir, "the plot", "--min-confidence", "0.999")
+    assert shown.startswith("(abstained)")
+
+
+def test_calibration_off_is_a_task_key(project):
+    from toolkit.config import load_config, with_overrides
+
+    task = load_config(project / "tasks.toml").task("toy")
+    assert task.calibration == "temperature"
+    assert with_overrides(task, {"calibration": "off"}).calibration == "off"
+
+
+def test_report_shows_calibration_before_after_and_coverage(pm, project):
+    run = train_toy(pm, project, epochs=2)
+    page = (run.run_dir / "report.html").read_text()
+    assert '<section id="temperature">' in page and "Reliability before and after" in page
+    assert f"Temperature {run.metrics['calibration']['temperature']:.3f}" in page
+    assert '<section id="coverage">' in page and "tk predict --min-confidence" in page
+
+
+def test_multilabel_temperatures_are_per_label_and_baked_per_row(tiny_model):
+    """Each label's sigmoid gets its own T; baking divides each label's row of the head by its T."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, size=(8000, 2))
+    labels = (rng.random((8000, 2)) < 1 / (1 + np.exp(-logits))).astype(float)
+    shown = 1 / (1 + np.exp(-logits * np.array([4.0, 1.0])))  # label 0 overconfident, label 1 calibrated
+    found = calibration.fit_temperatures(shown.astype(np.float32), labels, multi_label=True)
+    assert 3.5 < found[0] < 4.5 and 0.9 < found[1] < 1.1
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2,
+                                                               problem_type="multi_label_classification")
+    inputs = {"input_ids": torch.tensor([[2, 10, 11, 3]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+    model.eval()
+    with torch.no_grad():
+        before = model(**inputs).logits.numpy()
+        assert calibration.bake(model, np.array([4.0, 0.5]))
+        after = model(**inputs).logits.numpy()
+    np.testing.assert_allclose(after, before / np.array([4.0, 0.5]), rtol=1e-5, atol=1e-6)
+    assert model.config.tk_temperature == [4.0, 0.5]

@@ -1,0 +1,149 @@
+"""tk cv: folds that keep identical texts together, oof.csv rows that map back to the file, resume after
+SIGTERM."""
+
+import csv
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tests.helpers import quiet, tk_json, toy_task
+from toolkit.data.checks import normalise
+from toolkit.runs.cv import cv_task, fold_of, resume_cv
+from toolkit.training.progress import Progress
+
+
+def test_folds_keep_identical_texts_together_and_cover_every_row_once(project):
+    import datasets
+
+    rng = np.random.default_rng(3)
+    words = ["good", "bad", "film", "plot", "great", "awful", "story", "scene"]
+    texts = [" ".join(rng.choice(words, size=4)) for _ in range(150)]
+    texts += [texts[i].upper() + "  " for i in range(0, 40, 2)]  # the same text after normalising
+    labels = [int(rng.integers(0, 3)) for _ in texts]
+    train = datasets.Dataset.from_dict({"text": texts, "label": labels})
+    task = toy_task(project)
+    assigned = fold_of(train, 5, seed=1, task=task)
+    assert sorted(set(assigned.tolist())) == [0, 1, 2, 3, 4]  # every row in exactly one fold
+    fold_of_text = {}
+    for text, fold in zip(texts, assigned):
+        assert fold_of_text.setdefault(normalise(text), fold) == fold, f"{text!r} in two folds"
+    sizes = np.bincount(assigned)
+    assert sizes.min() >= 0.6 * len(texts) / 5  # roughly even
+
+
+def oof(cv_dir):
+    with open(cv_dir / "oof.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_path):
+    rows = list(csv.reader(open(project / "toy-data" / "train.csv", newline="", encoding="utf-8")))[1:121]
+    rows[5][0] = "   "  # an empty text: left out, yet later rows keep their numbers in the file
+    rows[7] = [rows[3][0], "neg" if rows[3][1] == "pos" else "pos"]  # the same text, another label
+    path = tmp_path / "mine.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["text", "label"], *rows])
+    document, _ = tk_json("cv", "--data", path, "--folds", "3", "--set", "model=tiny", "--set", "epochs=1",
+                          "--set", "validation_size=10")
+    cv_dir = tmp_path / document["cv_dir"] if not os.path.isabs(document["cv_dir"]) else document["cv_dir"]
+    found = oof(__import__("pathlib").Path(cv_dir))
+    numbers = [int(r["row"]) for r in found]
+    assert sorted(numbers) == [n for n in range(1, 121) if n != 6]  # every non-empty row once
+    for row in found:
+        text, label = rows[int(row["row"]) - 1]
+        assert (row["text"], row["label"]) == (text, label)
+        assert abs(float(row["p_neg"]) + float(row["p_pos"]) - 1) < 1e-3
+    fold = {int(r["row"]): r["fold"] for r in found}
+    assert fold[4] == fold[8]  # identical texts, one fold
+    summary = document["summary"]
+    assert summary["folds"] == 3 and summary["scored"] == 119
+    assert len(summary["per_fold"]) == 3 and sum(f["scored"] for f in summary["per_fold"]) == 119
+    low, high = summary["mean"]["accuracy"]["ci"]
+    assert low <= summary["mean"]["accuracy"]["mean"] <= high
+    assert summary["pooled"]["n"] == 119 and len(summary["pooled"]["accuracy_ci"]) == 2
+
+
+class Counting(Progress):
+    """Counts progress steps and where each fold starts; ``stop_at``: a real SIGTERM at that step."""
+
+    def __init__(self, stop_at=None):
+        super().__init__(echo=self.heard, bar=False)
+        self.seen, self.starts, self.stop_at = 0, {}, stop_at
+
+    def heard(self, text):
+        if text.startswith("Fold ") and " of " in text and "complete" not in text:
+            self.starts[int(text.split()[1])] = self.seen
+
+    def advance(self, done=1):
+        self.seen += 1
+        if self.seen == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_cv_resumed_after_sigterm_equals_an_uninterrupted_one(pm, project):
+    task = toy_task(project, epochs=3)
+    counting = Counting()
+    whole = cv_task(pm, task, output=project / "whole", base=project, progress=counting, folds=3)
+    assert whole.status == "complete"
+    stop = counting.starts[2] + (counting.starts[3] - counting.starts[2]) * 2 // 3  # late in fold 2's training
+    cut = cv_task(pm, task, output=project / "cut", base=project, progress=Counting(stop), folds=3)
+    assert cut.status == "interrupted"
+    first = cut.cv_dir / "fold-1" / "metrics.json"
+    assert first.exists() and not (cut.cv_dir / "fold-3").exists()
+    assert (cut.cv_dir / "fold-2" / "checkpoints").is_dir()  # it resumes inside the fold, not from its start
+    kept = first.stat().st_mtime_ns
+    resumed = resume_cv(pm, cut.cv_dir, quiet())
+    assert resumed.status == "complete"
+    assert first.stat().st_mtime_ns == kept  # the finished fold was not trained again
+    assert [r for r in oof(resumed.cv_dir)] == [r for r in oof(whole.cv_dir)]
+    assert resumed.summary["pooled"]["accuracy"] == whole.summary["pooled"]["accuracy"]
+
+
+def test_cv_refuses_more_folds_than_texts(pm, project):
+    from toolkit.errors import TkError
+
+    with pytest.raises(TkError, match="distinct texts cannot fill"):
+        cv_task(pm, toy_task(project), output=project / "runs", base=project, progress=quiet(), folds=500)
+
+
+def fake_cv(folder, accuracies, right, folds):
+    """A finished tk cv folder with these per-fold accuracies and out-of-fold rows right or wrong."""
+    from toolkit.runs.folders import set_status, write_json
+
+    folder.mkdir()
+    write_json(folder / "config.json", {"kind": "cv"})
+    write_json(folder / "folds.json", {"rows": list(range(1, len(right) + 1)), "fold": folds})
+    write_json(folder / "cv.json", {"problem": "single-label",
+                                    "per_fold": [{"fold": i + 1, "accuracy": a} for i, a in enumerate(accuracies)]})
+    with open(folder / "oof.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "text", "label", "fold", "predicted"])
+        writer.writerows([[n, f"t{n}", "pos", folds[n - 1], "pos" if ok else "neg"] for n, ok in enumerate(right, 1)])
+    set_status(folder, "complete")
+    return folder
+
+
+def test_compare_of_cv_folders_pairs_folds_with_the_corrected_t_test(tmp_path):
+    from scipy import stats
+
+    folds = [0, 1, 2, 3, 4] * 4
+    a = fake_cv(tmp_path / "a", [0.80, 0.82, 0.78, 0.81, 0.79], [True] * 10 + [False] * 10, folds)
+    b = fake_cv(tmp_path / "b", [0.83, 0.84, 0.80, 0.85, 0.80], [True] * 18 + [False] * 2, folds)
+    document, _ = tk_json("compare", a, b)
+    pair = document["cv"][0]
+    assert pair["paired"] is True
+    d = np.array([0.03, 0.02, 0.02, 0.04, 0.01])
+    scale = np.sqrt((1 / 5 + 1 / 4) * d.var(ddof=1))  # Nadeau & Bengio's correction for K = 5 folds
+    half = stats.t.ppf(0.975, 4) * scale
+    found = pair["metrics"]["accuracy"]
+    assert found["difference"] == pytest.approx(d.mean(), abs=1e-4)
+    assert found["ci"] == pytest.approx([d.mean() - half, d.mean() + half], abs=1e-4)
+    assert found["p"] == pytest.approx(2 * stats.t.sf(d.mean() / scale, 4), abs=1e-4)
+    assert pair["mcnemar_p"] == pytest.approx(stats.binomtest(0, 8, 0.5).pvalue, abs=1e-4)  # 8 rows only b got
+
+    c = fake_cv(tmp_path / "c", [0.83, 0.84, 0.80, 0.85, 0.80], [True] * 20, [4, 3, 2, 1, 0] * 4)
+    document, _ = tk_json("compare", a, c)
+    assert document["cv"][0]["paired"] is False and "mcnemar_p" not in document["cv"][0]

@@ -1,0 +1,221 @@
+"""Verdicts a user can act on: tk compare decides on the task's own metric, with paired differences."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import ok, tk_json
+from toolkit.evaluation.paired import Scored, decision_metric, differences
+
+
+def write_run(folder, labels, predicted, names, fingerprint="same-rows", **metrics):
+    """A finished run folder as tk compare reads it: metrics.json, manifest.json, predictions.csv."""
+    from toolkit.evaluation.paired import score
+
+    folder.mkdir(parents=True)
+    ids = {name: i for i, name in enumerate(names)}
+    found = score(Scored(np.array([ids[x] for x in labels]), np.array([ids[x] for x in predicted]), len(names)),
+                  ("accuracy", "f1", "f1_macro"))
+    support = {name: labels.count(name) for name in names}
+    (folder / "metrics.json").write_text(json.dumps({
+        "problem": "single-label", "select_metric": "loss", "train_seconds": 1.0, "best_epoch": 1,
+        "history": [{"validation_loss": 0.5}], "average": "macro",
+        "per_class": {name: {"support": support[name]} for name in names}, **found, **metrics}))
+    (folder / "manifest.json").write_text(json.dumps({"data_fingerprint": {"test": {"sha256": fingerprint}}}))
+    with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "predicted", *[f"p_{name}" for name in names]])
+        writer.writerows([f"text {i}", truth, guess, *[1.0 if n == guess else 0.0 for n in names]]
+                         for i, (truth, guess) in enumerate(zip(labels, predicted)))
+    return folder
+
+
+def equal_accuracy_runs(tmp_path, fingerprint_b="same-rows"):
+    """Two runs with accuracy 0.8 each: one predicts only the big class, the other finds the small ones too."""
+    names = ("big", "small-a", "small-b")
+    labels = ["big"] * 400 + ["small-a"] * 50 + ["small-b"] * 50
+    unweighted = ["big"] * 500
+    balanced = ["big"] * 300 + ["small-a"] * 50 + ["small-b"] * 50 + ["small-a"] * 50 + ["small-b"] * 50
+    return (write_run(tmp_path / "unweighted", labels, unweighted, names),
+            write_run(tmp_path / "balanced", labels, balanced, names, fingerprint_b))
+
+
+def test_compare_decides_on_macro_f1_when_accuracy_is_equal(tmp_path):
+    unweighted, balanced = equal_accuracy_runs(tmp_path)
+    document, _ = tk_json("compare", unweighted, balanced)
+    rows = {row["label"]: row for row in document["runs"]}
+    assert rows["unweighted"]["accuracy"] == rows["balanced"]["accuracy"] == 0.8
+    assert rows["balanced"]["vs_best"]["verdict"] == "best"
+    against = rows["unweighted"]["vs_best"]
+    assert against["metric"] == "f1_macro" and against["test"] == "paired bootstrap"
+    assert against["verdict"] == "real" and against["p"] < 0.05
+    macro = against["differences"]["f1_macro"]
+    assert macro["difference"] < 0 and macro["ci"][1] < 0  # the interval leaves out 0
+    accuracy = against["differences"]["accuracy"]
+    assert accuracy["difference"] == 0 and accuracy["ci"][0] < 0 < accuracy["ci"][1]
+    table = ok("compare", unweighted, balanced)
+    assert "macro F1 [95% CI]" in table and "decided on macro F1" in table
+    assert "unweighted minus best (paired, 95% intervals): accuracy +0.000" in table
+
+
+def test_runs_on_other_test_rows_are_compared_unpaired_and_say_so(tmp_path):
+    unweighted, balanced = equal_accuracy_runs(tmp_path, fingerprint_b="other-rows")
+    document, _ = tk_json("compare", unweighted, balanced)
+    against = next(row for row in document["runs"] if row["label"] == "unweighted")["vs_best"]
+    assert against["test"] == "unpaired bootstrap" and against["verdict"] == "real"
+    assert "unpaired: unweighted scored other test rows" in ok("compare", unweighted, balanced)
+
+
+def test_the_unpaired_interval_is_wider_than_the_paired_one():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 2000)
+    a = np.where(rng.random(2000) < 0.85, labels, 1 - labels)
+    b = np.where(rng.random(2000) < 0.05, 1 - a, a)  # b mostly agrees with a: paired noise cancels
+    one, two = Scored(labels, a, 2, 1), Scored(labels, b, 2, 1)
+    paired_ci = differences(one, two, ("accuracy",))["accuracy"]["ci"]
+    unpaired_ci = differences(one, two, ("accuracy",), paired=False)["accuracy"]["ci"]
+    assert paired_ci[1] - paired_ci[0] < (unpaired_ci[1] - unpaired_ci[0]) / 2
+
+
+@pytest.mark.parametrize("metrics, expected", [
+    ({"problem": "multi-label", "select_metric": "loss"}, "f1"),
+    ({"select_metric": "accuracy", "per_class": {}}, "accuracy"),
+    ({"select_metric": "loss", "per_class": {"neg": {"support": 50}, "pos": {"support": 50}}}, "accuracy"),
+    ({"select_metric": "loss", "per_class": {"ham": {"support": 90}, "spam": {"support": 10}}}, "f1_macro"),
+    ({"select_metric": "loss", "per_class": {c: {"support": 10} for c in "abc"}}, "f1_macro"),
+])
+def test_the_decision_metric_is_the_tasks(metrics, expected):
+    assert decision_metric(metrics) == expected
+
+
+def run_toy(project, task_name="toy", **overrides):
+    from toolkit.config import load_config, with_overrides
+    from toolkit.plugins import PluginManager
+    from toolkit.runs.pipeline import run_task
+    from toolkit.training.progress import Progress
+
+    pm = PluginManager().load(("toy_plugin",), project)
+    task = with_overrides(load_config(project / "tasks.toml").task(task_name), overrides)
+    lines = []
+    outcome = run_task(pm, task, output=project / "runs", base=project, progress=Progress(lines.append, bar=False))
+    return outcome, "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_the_linear_baseline_wins_on_keyword_data_and_the_verdict_says_so(project):
+    from toolkit.evaluation.report import format_metrics
+
+    # One epoch at a learning rate too small to move the weights: the fine-tune learns next to nothing, while the
+    # keywords that decide each label are exactly what TF-IDF + logistic regression reads.
+    outcome, printed = run_toy(project, epochs=1, learning_rate=1e-7)
+    linear = outcome.metrics["linear_baseline"]
+    assert "Linear baseline: TF-IDF" in printed
+    assert linear["metrics"]["accuracy"] > 0.9 and linear["metrics"]["accuracy_ci"][0] > outcome.metrics["accuracy"]
+    assert linear["selected_on"] == "accuracy" and set(linear["validation_scores"]) == {"0.1", "1", "10", "100"}
+    versus = linear["versus"]
+    assert versus["metric"] == "accuracy" and versus["test"] == "mcnemar" and versus["real"]
+    assert versus["differences"]["accuracy"]["ci"][1] < 0
+    assert linear["verdict"].startswith("The linear baseline (TF-IDF + logistic regression) is better than the "
+                                        "fine-tune (fine-tune minus linear model, accuracy: -")
+    assert linear["verdict"] in outcome.metrics["warnings"]
+    report = format_metrics(outcome.metrics)
+    assert "WARNING: The linear baseline (TF-IDF + logistic regression) is better" in report
+    assert "fine-tune minus linear baseline (paired, 95% intervals): accuracy -" in report
+    saved = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert saved["linear_baseline"]["verdict"] == linear["verdict"]
+    assert "fine-tune minus linear baseline, accuracy (paired)" in (outcome.run_dir / "report.html").read_text()
+    card = (outcome.run_dir / "model" / "README.md").read_text()
+    assert "| linear baseline accuracy (TF-IDF + logistic regression) |" in card
+    assert "| this model minus the linear baseline, accuracy (paired) | -" in card
+
+
+@pytest.mark.slow
+def test_the_linear_baseline_can_be_turned_off(project):
+    outcome, printed = run_toy(project, epochs=1, linear_baseline=False)
+    assert "linear_baseline" not in outcome.metrics and "Linear baseline" not in printed
+
+
+@pytest.mark.slow
+def test_an_underfit_run_is_diagnosed_with_the_figures_and_advice(project):
+    outcome, printed = run_toy(project, epochs=1, learning_rate=1e-7)
+    found = outcome.metrics["underfitting"]
+    assert found["underfitting"], found
+    assert found["best_validation_loss"] > found["prior_loss"] * 0.9  # not clearly below the base rates' loss
+    assert f"{found['prior_loss']:.4f} of predicting each class's base rate" in found["message"]
+    assert any("--set epochs=2" in advice for advice in found["advice"])
+    assert any("--set learning_rate=3e-07" in advice for advice in found["advice"])
+    assert "Underfitting: the lowest validation loss" in printed and "  - train longer (e.g. --set epochs=2)" in printed
+    page = (outcome.run_dir / "report.html").read_text()
+    assert "Underfitting: the lowest validation loss" in page and "raise the learning rate" in page
+
+
+@pytest.mark.slow
+def test_a_run_that_learned_is_not_called_underfit(project):
+    outcome, printed = run_toy(project, linear_baseline=False)  # four epochs at 2e-3: the keywords are learned
+    assert outcome.metrics["accuracy"] > 0.9
+    assert outcome.metrics["underfitting"] == {"underfitting": False} and "Underfitting" not in printed
+    assert "No sign of underfitting" in (outcome.run_dir / "report.html").read_text()
+
+
+def test_the_prior_loss_is_the_base_rates_cross_entropy():
+    from toolkit.evaluation.diagnosis import prior_loss
+
+    train, validation = np.array([0, 0, 0, 1]), np.array([0, 1])
+    assert prior_loss(train, validation) == pytest.approx(-(np.log(0.75) + np.log(0.25)) / 2)
+    # weighted 1:3, the best constant answer is 50/50 and each row counts by its class's weight
+    assert prior_loss(train, validation, np.array([1.0, 3.0])) == pytest.approx(np.log(2))
+    tags = np.array([[1, 0], [0, 0], [1, 0], [0, 1]])
+    rates = np.array([0.5, 0.25])
+    expected = -(tags * np.log(rates) + (1 - tags) * np.log(1 - rates)).mean()
+    assert prior_loss(tags, tags) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_a_multilabel_run_that_learns_nothing_keeps_untuned_thresholds(tmp_path, tiny_model):
+    from tests.test_multilabel import TASKS, TWO, write_jsonl
+    from toolkit.config import load_config, with_overrides
+    from toolkit.plugins import PluginManager
+    from toolkit.runs.pipeline import run_task
+    from toolkit.testing import multilabel_keyword_rows
+    from toolkit.training.progress import Progress
+
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", multilabel_keyword_rows(200, TWO, seed=1, words=(2, 8)))
+    write_jsonl(folder / "test.jsonl", multilabel_keyword_rows(60, TWO, seed=2, words=(2, 8)))
+    (tmp_path / "tasks.toml").write_text(TASKS.format(model=tiny_model))
+    pm = PluginManager().load((), tmp_path)
+    task = with_overrides(load_config(tmp_path / "tasks.toml", pm).task("tags"),
+                          {"epochs": 1, "learning_rate": 1e-7, "linear_baseline": False})
+    lines = []
+    outcome = run_task(pm, task, output=tmp_path / "runs", base=tmp_path, progress=Progress(lines.append, bar=False))
+    metrics = outcome.metrics
+    assert set(metrics["thresholds"].values()) == {0.5} and metrics["thresholds_untuned"] == list(TWO)
+    assert "is not clearly below the" in metrics["thresholds_not_tuned"]
+    assert any(line.startswith("Thresholds kept at 0.5 for every label: the model's validation loss") for line in lines)
+    config = json.loads((outcome.run_dir / "model" / "config.json").read_text())
+    assert set(config["tk_thresholds"].values()) == {0.5}
+    assert metrics["underfitting"]["underfitting"] and "each label's base rate" in metrics["underfitting"]["message"]
+
+
+def test_saved_model_files_are_readable_as_the_umask_allows(tmp_path, tiny_model):
+    """safetensors writes model.safetensors 0600; every file of the saved model gets 0644 under umask 022."""
+    import os
+    import stat
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from toolkit.runs.artifacts import save_model
+    from toolkit.runs.folders import write_json
+
+    previous = os.umask(0o022)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+        folder = save_model(model, AutoTokenizer.from_pretrained(tiny_model), tmp_path, 32)
+        write_json(tmp_path / "metrics.json", {})
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [*folder.iterdir(), tmp_path / "metrics.json"]}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, {k: oct(v) for k, v in modes.items()}

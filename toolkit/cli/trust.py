@@ -1,0 +1,132 @@
+"""tk cv, tk audit: how far to trust a score and the labels behind it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.json_output import emit, json_option
+
+
+@cli.command()
+@click.argument("task_name", required=False)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override a task setting (repeatable).")
+@click.option("--data", metavar="PATH", help="Read the dataset from this file or folder; with no TASK, "
+              "cross-validate on this file with the files dataset (as tk run --data).")
+@click.option("--folds", type=click.IntRange(2, None), default=5, show_default=True,
+              help="Number of folds: each row is scored once, by the model of the fold that did not train on it.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder that receives the cross-validation folder (TASK-cv-YYYYMMDD-HHMMSS).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="CV",
+              help="Continue an interrupted tk cv at the fold it was in; finished folds are kept.")
+@click.option("--strict", is_flag=True, help="Stop when a data check warns.")
+@json_option
+@pass_session
+@click.pass_context
+def cv(ctx, session, task_name, assignments, data, folds, output, resume_dir, strict, as_json):
+    """Cross-validate TASK (or --data FILE) in K folds: per-fold and pooled out-of-fold metrics, oof.csv."""
+    from toolkit.runs.cv import cv_task, resume_cv
+    from toolkit.training.progress import Progress
+
+    progress = Progress(click.echo)
+    if resume_dir:
+        from toolkit.runs.resume import refuse_options
+
+        given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
+                 "strict": "--strict", "folds": "--folds"}
+        refuse_options([label for name, label in given.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"])
+        outcome = resume_cv(session.pm, resume_dir, progress)
+    else:
+        task, data, base, where = task_for(session, task_name, assignments, data, progress)
+        outcome = cv_task(session.pm, task, data=data, output=output, base=base, progress=progress, folds=folds,
+                          strict=strict, where=where)
+    if as_json:
+        emit("cv", {"cv_dir": str(outcome.cv_dir) if outcome.cv_dir else None, "status": outcome.status,
+                    "summary": outcome.summary or None})
+    if outcome.status == "interrupted":
+        sys.exit(130)
+    if not as_json:
+        click.echo(format_cv(outcome.summary))
+        click.echo(f"Saved to {outcome.cv_dir} (oof.csv: every row's out-of-fold probabilities; next: "
+                   f"tk audit {outcome.cv_dir})")
+
+
+def task_for(session, task_name, assignments, data, progress):
+    """(task, data, base, where) as tk run resolves them: a task of tasks.toml, or --data FILE."""
+    from toolkit.config import with_overrides
+
+    if task_name:
+        task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+        return task, data, session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
+    if not data:
+        raise click.UsageError("Name a task (tk list shows them), pass --data FILE, or pass --resume CV.")
+    from toolkit.data.choose import data_task, task_names
+
+    task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()), task_names(session))
+    progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
+    return task, task.data, Path.cwd(), f"--data {data}"
+
+
+def format_cv(summary: dict) -> str:
+    lines = [f"{summary['folds']} folds, {summary['scored']:,} rows scored out of fold "
+             f"(per-fold mean [95% t interval across folds] | pooled out-of-fold [95% interval]):"]
+    pooled = summary["pooled"]
+    for name, found in summary["mean"].items():
+        ci = pooled.get(f"{name}_ci")
+        shown = f"{pooled[name]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") if name in pooled else "—"
+        lines.append(f"  {name:<14} {found['mean']:.4f} [{found['ci'][0]:.4f}, {found['ci'][1]:.4f}]  |  {shown}")
+    lines.append("  per fold: " + "; ".join(
+        f"{f['fold']}: " + ", ".join(f"{n} {f[n]:.3f}" for n in list(summary["mean"])[:2] if n in f)
+        for f in summary["per_fold"]))
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--top", type=click.IntRange(0, None), default=10, show_default=True, help="Rows to print.")
+@click.option("--write", "target", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write a corrected copy of your data file to FILE (with --drop N or --relabel N); the original "
+                   "is never touched.")
+@click.option("--drop", type=click.IntRange(1, None), metavar="N", help="With --write: leave out the N rows the audit "
+              "ranks first.")
+@click.option("--relabel", type=click.IntRange(1, None), metavar="N", help="With --write: give the N rows the audit "
+              "ranks first their suggested label (single-label).")
+@json_option
+def audit(run_dir, top, target, drop, relabel, as_json):
+    """Rank RUN's rows by how likely their label is wrong (a tk cv folder: every training row; a tk run: its test
+    split); writes RUN/audit.csv."""
+    from toolkit.cli.using import existing_run, printable
+    from toolkit.runs.audit import audit as run_audit
+    from toolkit.runs.audit import read_audit
+
+    if (drop or relabel) and not target:
+        raise click.UsageError("--drop and --relabel say what --write FILE does: add --write FILE.")
+    if target and bool(drop) == bool(relabel):
+        raise click.UsageError("--write FILE needs one of --drop N or --relabel N.")
+    summary = run_audit(existing_run(run_dir))
+    if summary["warning"]:
+        click.echo(f"Note: {summary['warning']}.", err=True)
+    written = None
+    if target:
+        from toolkit.runs.corrections import write_corrected
+
+        chosen = read_audit(run_dir)[:drop or relabel]
+        written = write_corrected(run_dir, target, chosen, relabel=bool(relabel), multi_label=summary["multi_label"])
+    if as_json:
+        emit("audit", {**summary, "written": written})
+        return
+    ci = summary["estimated_errors_ci"]
+    click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: "
+               f"{summary['estimated_errors']:,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
+               + f"; flagged: {summary['flagged']:,}, of which {summary['duplicate_conflicts']:,} share a text with "
+                 "a differently labelled row.")
+    for entry in summary["top"][:top]:
+        click.echo(f"row {entry['row']:>6}  {printable(entry['label'])[:12]:<12} -> "
+                   f"{printable(entry['suggested'])[:12]:<12} {entry['score']:.3f}  {printable(entry['text'])[:60]}")
+    click.echo(f"Every row, ranked: {run_dir / 'audit.csv'} (score: label quality, lowest first; docs/metrics.md)")
+    if written:
+        click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}; "
+                   f"{written['source']} is unchanged.")

@@ -1,0 +1,199 @@
+"""`tk audit`: rank rows by how likely their given label is wrong, from out-of-sample probabilities.
+
+The method is confident learning (Northcutt, Jiang & Chuang, JAIR 2021) through cleanlab: the rows flagged
+are those ``cleanlab.filter.find_label_issues`` finds (prune by noise rate), every row is ranked by its
+label-quality score (self-confidence: the probability the model gives the row's given label; multi-label:
+cleanlab's per-label self-confidence, pooled per row), and the estimated number of label errors is
+``cleanlab.count.num_label_issues`` (the off-diagonal of the calibrated confident joint), with a 95%
+percentile-bootstrap interval over rows. Rows whose text (normalised as tk check compares texts) appears
+with another label are flagged too: one of them is wrong whatever the model says.
+
+The probabilities must be out-of-sample: a tk cv folder's oof.csv scores every training row with a model
+that did not train on it. A tk run folder has that only for its test split (predictions.csv).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.data.checks import normalise
+from toolkit.errors import TkError
+from toolkit.runs.artifacts import spreadsheet_safe
+from toolkit.runs.cv_summary import cell_value, oof_arrays
+from toolkit.runs.folders import read_json, run_status, write_json, write_text
+
+RESAMPLES = 200  # bootstrap resamples of the estimated error count
+PLAIN_RUN = ("a tk run's model trained on the training rows, so its probabilities for them are not "
+             "out-of-sample: only the test split ({n} rows) is audited, and those are the rows you score with. "
+             "tk cv scores every training row out of fold: run it to audit the training data")
+
+
+def needs_cleanlab():
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError:
+        raise TkError("tk audit needs cleanlab: pip install 'tk-toolkit[audit]' (or pip install cleanlab).") from None
+
+
+def audited_rows(run_dir: Path) -> tuple[list[dict[str, str]], tuple[str, ...], bool, str, str | None]:
+    """(rows with row, text, label and p_ columns; label names; multi-label; what was audited; warning)."""
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else None
+    if not isinstance(config, dict):
+        raise TkError(f"{run_dir} is not a tk run or tk cv folder (no config.json). tk list --runs shows them.")
+    if config.get("kind") == "cv":
+        from toolkit.runs.cv import read_oof
+
+        rows, _ = read_oof(run_dir)
+        summary = read_json(run_dir / "cv.json")
+        return rows, tuple(summary["labels"]), summary.get("problem") == "multi-label", "out-of-fold (tk cv)", None
+    path = run_dir / "predictions.csv"
+    if run_status(run_dir) != "complete" or not path.is_file():
+        raise TkError(f"{run_dir} is not a complete run (status: {run_status(run_dir)}); audit a complete tk run "
+                      "or tk cv folder.")
+    manifest = read_json(run_dir / "manifest.json")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    multi = (manifest.get("task") or {}).get("problem") == "multi-label"
+    return rows, tuple(manifest["labels"]), multi, "test split (tk run)", PLAIN_RUN.format(n=f"{len(rows):,}")
+
+
+def rank(labels: np.ndarray, probabilities: np.ndarray, multi_label: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """(label-quality score per row, flagged per row, estimated number of label errors)."""
+    if multi_label:
+        from cleanlab.multilabel_classification.filter import find_label_issues
+        from cleanlab.multilabel_classification.rank import get_label_quality_scores
+
+        listed = [np.flatnonzero(row > 0.5).tolist() for row in labels]
+        quality = get_label_quality_scores(listed, probabilities)
+        flagged = find_label_issues(listed, probabilities)
+        return quality, flagged, int(flagged.sum())
+    from cleanlab.count import num_label_issues
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    quality = get_label_quality_scores(labels, probabilities)
+    flagged = find_label_issues(labels, probabilities)
+    return quality, flagged, int(num_label_issues(labels, probabilities))
+
+
+def estimate_interval(labels: np.ndarray, probabilities: np.ndarray, multi_label: bool,
+                      resamples: int = RESAMPLES, seed: int = 0) -> list[int] | None:
+    """95% percentile-bootstrap interval of the estimated error count (rows resampled; each resample's count
+    scaled to the whole set is the count itself: the resample has as many rows)."""
+    import warnings
+
+    rng = np.random.default_rng(seed)
+    counts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(resamples):
+            index = rng.integers(0, len(labels), len(labels))
+            if not multi_label and len(np.unique(labels[index])) < probabilities.shape[1]:
+                continue  # a resample without some class: cleanlab cannot count it
+            try:
+                counts.append(rank(labels[index], probabilities[index], multi_label)[2])
+            except (ValueError, IndexError):
+                continue
+    if len(counts) < resamples // 2:
+        return None
+    return [int(v) for v in np.percentile(counts, [2.5, 97.5])]
+
+
+def conflicts(texts: list[str], given: list[str]) -> dict[int, list[int]]:
+    """Rows (positions) whose normalised text appears elsewhere with another label: position -> the others."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(texts):
+        groups[normalise(text)].append(i)
+    found = {}
+    for members in groups.values():
+        if len(members) > 1 and len({given[i] for i in members}) > 1:
+            for i in members:
+                found[i] = [j for j in members if j != i]
+    return found
+
+
+def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
+    """Rank the run's rows, write audit.csv and audit.json; returns the summary."""
+    needs_cleanlab()
+    rows, names, multi, what, warning = audited_rows(run_dir)
+    if not rows:
+        raise TkError(f"{run_dir}: no rows to audit.")
+    labels, probabilities = oof_arrays(rows, names, multi)
+    if not multi and len(np.unique(labels)) < 2:
+        raise TkError(f"{run_dir}: every audited row has the label '{names[int(labels[0])]}': nothing to compare.")
+    probabilities = probabilities / (probabilities.sum(axis=1, keepdims=True) if not multi else 1)  # 4 decimals
+    quality, flagged, estimate = rank(labels, probabilities, multi)
+    interval = estimate_interval(labels, probabilities, multi)
+    texts = [cell_value(r["text"]) for r in rows]
+    given = [cell_value(r["label"]) for r in rows]
+    clash = conflicts(texts, given)
+    numbers = [int(r["row"]) for r in rows]
+    entries = []
+    for i in range(len(rows)):
+        if multi:
+            suggested = json.dumps([names[j] for j in np.flatnonzero(probabilities[i] >= 0.5)])
+            why = f"label quality {quality[i]:.3f}"
+        else:
+            top = int(probabilities[i].argmax())
+            suggested = names[top]
+            why = f"p({given[i]}) = {probabilities[i, int(labels[i])]:.3f}, p({suggested}) = {probabilities[i, top]:.3f}"
+        reasons = [("flagged by confident learning: " if flagged[i] else "") + why]
+        if i in clash:
+            others = sorted(clash[i], key=lambda j: numbers[j])
+            reasons.append("same text as row" + ("s " if len(others) > 1 else " ")
+                           + ", ".join(f"{numbers[j]} ({given[j]})" for j in others[:5]))
+        entries.append({"row": numbers[i], "text": texts[i], "label": given[i], "suggested": suggested,
+                        "score": round(float(quality[i]), 4), "flagged": bool(flagged[i] or i in clash),
+                        "reason": "; ".join(reasons)})
+    # flagged rows first, each group by label quality (lowest first): the order to review them in
+    entries.sort(key=lambda e: (not e["flagged"], e["score"], e["row"]))
+    write_audit_csv(run_dir / "audit.csv", entries)
+    summary = {"run": str(run_dir), "audited": what, "rows": len(entries), "multi_label": multi,
+               "method": "confident learning (cleanlab find_label_issues, prune_by_noise_rate); score: label "
+                         "quality, self-confidence", "estimated_errors": estimate, "estimated_errors_ci": interval,
+               "interval": f"percentile bootstrap over rows, {RESAMPLES} resamples",
+               "flagged": int(sum(e["flagged"] for e in entries)), "duplicate_conflicts": len(clash),
+               "warning": warning, "top": entries[:20]}
+    write_json(run_dir / "audit.json", summary)
+    rewrite_report(run_dir)
+    return summary
+
+
+def rewrite_report(run_dir: Path) -> None:
+    """The folder's report.html, now with the audit section."""
+    if read_json(run_dir / "config.json").get("kind") == "cv":
+        from toolkit.runs.cv_summary import write_cv_report
+
+        write_cv_report(run_dir, read_json(run_dir / "cv.json"))
+    else:
+        from toolkit.runs.report_page import write_report
+
+        write_report(run_dir)
+
+
+AUDIT_COLUMNS = ("row", "text", "label", "suggested", "score", "flagged", "reason")
+
+
+def write_audit_csv(path: Path, entries: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(AUDIT_COLUMNS)
+    for entry in entries:
+        writer.writerow([entry["row"], spreadsheet_safe(entry["text"]), spreadsheet_safe(entry["label"]),
+                         spreadsheet_safe(entry["suggested"]), f"{entry['score']:.4f}", int(entry["flagged"]),
+                         entry["reason"]])
+    write_text(path, buffer.getvalue())
+
+
+def read_audit(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / "audit.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{**row, "text": cell_value(row["text"]), "label": cell_value(row["label"]),
+                 "suggested": cell_value(row["suggested"])} for row in csv.DictReader(handle)]

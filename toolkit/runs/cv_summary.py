@@ -1,0 +1,132 @@
+"""tk cv's results: oof.csv, per-fold metrics and their mean with a 95% interval, pooled out-of-fold metrics,
+cv.json and report.html."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import TkError
+from toolkit.evaluation.scoring import score
+from toolkit.runs.folders import read_json, write_json, write_text
+
+FOLD_METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall")
+FOLD_METRICS_MULTILABEL = ("accuracy", "f1", "f1_macro", "hamming_loss")
+
+
+def fold_predictions(fold_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
+    path = fold_dir / "predictions.csv"
+    if not path.is_file():
+        raise TkError(f"{path} is missing: fold {fold_dir.name} did not finish. Resume: tk cv --resume "
+                      f"{fold_dir.parent}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader), list(reader.fieldnames or [])
+
+
+def across_folds(values: list[float]) -> dict[str, Any]:
+    """Mean, standard deviation and a 95% t interval over the folds. The folds' training sets overlap, so
+    their scores are not independent and this interval is too narrow (Bengio & Grandvalet, 2004): read it as
+    the spread across folds, not a guarantee. Clipped to [0, 1], where every fold metric lies."""
+    from scipy import stats
+
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    sd = float(data.std(ddof=1)) if len(data) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(data) - 1) * sd / np.sqrt(len(data))) if len(data) > 1 else float("nan")
+    low, high = max(mean - half, 0.0), min(mean + half, 1.0)  # every fold metric lies in [0, 1]
+    return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": [round(low, 4), round(high, 4)]}
+
+
+def oof_arrays(rows: list[dict[str, str]], label_names: tuple[str, ...], multi_label: bool):
+    """(labels, probabilities) from oof.csv rows: label ids (multi-label: multi-hot rows)."""
+    probabilities = np.array([[float(r[f"p_{name}"]) for name in label_names] for r in rows], dtype=np.float32)
+    if multi_label:
+        labels = np.array([[float(name in json.loads(cell_value(r["label"]))) for name in label_names]
+                           for r in rows])
+    else:
+        index = {name: i for i, name in enumerate(label_names)}
+        labels = np.array([index[r["label"] if r["label"] in index else cell_value(r["label"])] for r in rows])
+    return labels, probabilities
+
+
+def cell_value(cell: str) -> str:
+    """A CSV cell as tk wrote it, without the ' that keeps spreadsheets from running it (spreadsheet_safe)."""
+    from toolkit.runs.artifacts import FORMULA_START
+
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
+
+
+def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarray, rows: np.ndarray, task,
+              positive: int | None, seconds: float) -> dict[str, Any]:
+    from toolkit.runs.cv import write_oof
+
+    folds = int(assigned.max()) + 1
+    per_fold, gathered, header = [], [], []
+    names = FOLD_METRICS_MULTILABEL if task.multi_label else FOLD_METRICS
+    for fold in range(1, folds + 1):
+        fold_dir = cv_dir / f"fold-{fold}"
+        found, header = fold_predictions(fold_dir)
+        gathered.append((fold, found))
+        metrics = read_json(fold_dir / "metrics.json")
+        per_fold.append({"fold": fold, "rows": int((assigned == fold - 1).sum()), "scored": len(found),
+                         "best_epoch": metrics.get("best_epoch"), "train_seconds": metrics.get("train_seconds"),
+                         **{name: metrics.get(name) for name in names if isinstance(metrics.get(name), (int, float))},
+                         "temperature": (metrics.get("calibration") or {}).get("temperature")})
+    write_oof(cv_dir / "oof.csv", gathered, header)
+    from toolkit.runs.cv import read_oof
+
+    oof, _ = read_oof(cv_dir)
+    labels, probabilities = oof_arrays(oof, label_names, task.multi_label)
+    pooled = score(pm, labels, probabilities, label_names, confidence=True, positive_label=positive)
+    summary = {
+        "task": task.name, "folds": folds, "rows": len(rows), "scored": len(oof), "problem": task.problem,
+        "labels": list(label_names),
+        "grouping": "identical texts (normalised) in one fold; stratified by label"
+                    + (" (multi-label: each row's rarest label)" if task.multi_label else ""),
+        "per_fold": per_fold,
+        "mean": {name: across_folds([f[name] for f in per_fold]) for name in names
+                 if all(isinstance(f.get(name), (int, float)) for f in per_fold)},
+        "pooled": {k: v for k, v in pooled.items() if k not in ("per_class",)},
+        **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else {}),
+        "seconds": round(seconds, 1),
+    }
+    write_json(cv_dir / "cv.json", summary)
+    return summary
+
+
+def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
+    from toolkit.runs.report_page import page, section, table, td
+
+    names = list(summary["mean"])
+    rows = [[td(f"fold {f['fold']}"), td(int(f["scored"])), *[td(f.get(n)) if isinstance(f.get(n), float)
+                                                                else td("—") for n in names]]
+            for f in summary["per_fold"]]
+    rows.append([td("mean [95% t interval]"), td(int(summary["scored"])),
+                 *[td(f"{m['mean']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}]") for m in summary["mean"].values()]])
+    pooled = summary["pooled"]
+    pooled_rows = [[td(n), td(float(pooled[n])), td(f"[{pooled[n + '_ci'][0]:.4f}, {pooled[n + '_ci'][1]:.4f}]"
+                                                    if pooled.get(n + "_ci") else "—")]
+                   for n in names if isinstance(pooled.get(n), (int, float))]
+    links = "".join(f'<li><a href="fold-{f["fold"]}/report.html">fold {f["fold"]}</a></li>' for f in summary["per_fold"])
+    body = (section("cv", f"Cross-validation: {summary['folds']} folds of {summary['rows']:,} rows",
+                    table(["fold", "texts scored", *names], rows)
+                    + '<p class="muted">Each fold trained as tk run trains (its own validation split) and scored '
+                      "on its held-out rows. The t interval across folds is too narrow: the folds' training sets "
+                      "overlap, so their scores are not independent.</p>")
+            + section("pooled", "Out-of-fold metrics, pooled",
+                      table(["metric", "value", "95% interval"], pooled_rows)
+                      + f'<p class="muted">Every row scored once, by the fold that did not train on it (oof.csv); '
+                        f"intervals as tk run's (docs/metrics.md).</p>")
+            + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))
+    if (cv_dir / "audit.json").is_file():  # tk audit rewrites the page with its section
+        from toolkit.runs.report_trust import audit_section
+
+        body += audit_section(read_json(cv_dir / "audit.json"))
+    path = cv_dir / "report.html"
+    write_text(path, page(f"tk cv: {summary['task']}", f"<h1>tk cv: {summary['task']}</h1>{body}"))
+    return path

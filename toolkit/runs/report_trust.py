@@ -1,0 +1,110 @@
+"""report.html sections on how far to trust a run: calibration before and after its temperature, accuracy
+against coverage, and (for tk cv) the folds; each returns HTML, or '' when the run has nothing to show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolkit.runs import report_figures as figures
+from toolkit.runs.report_page import RunData, e, figure, section, table, td
+
+
+def temperature(run: RunData) -> str:
+    found = run.metrics.get("calibration")
+    if not isinstance(found, dict):
+        return ""
+    bins = found.get("bins", 10)
+    if found.get("method") != "temperature":
+        return section("temperature", "Temperature scaling",
+                       f'<p dir="auto">Not applied ({e(found.get("reason") or "not recorded")}): the saved model '
+                       f"gives its probabilities as trained; ECE {_with_ci(found.get('ece'), found.get('ece_ci'))} "
+                       f"on the test split ({bins} equal-width bins).</p>")
+    shown = found["temperature"]
+    shown = f"{shown:.3f}" if isinstance(shown, (int, float)) else ", ".join(f"{t:.2f}" for t in shown)
+    rows = [[td("before (as trained)"), td(_with_ci(found.get("ece_before"), found.get("ece_before_ci")))],
+            [td("after (saved model)"), td(_with_ci(found.get("ece_after"), found.get("ece_after_ci")))],
+            [td("change"), td(_with_ci(_change(found), found.get("ece_change_ci")))]]
+    reliability = found.get("reliability") or {}
+    svg = reliability_pair(reliability.get("before"), reliability.get("after"), bins,
+                           run.multi_label) if reliability.get("before") else ""
+    caption = (f"Temperature {shown} fitted on {found.get('validation_texts', '?')} validation texts "
+               f"(validation NLL {found['validation_nll'][0]:.4f} -> {found['validation_nll'][1]:.4f}) and baked "
+               "into the saved classifier head, so tk predict, tk evaluate and transformers.pipeline all give the "
+               f"calibrated probabilities. Expected calibration error on the test split, {bins} equal-width bins, "
+               f"95% intervals: {found.get('interval') or 'not computed'} (the change: the same resamples).")
+    body = table(["test split", "ECE [95% interval]"], rows)
+    return section("temperature", "Temperature scaling", body + (figure(svg, caption) if svg else
+                                                                 f'<p class="muted">{e(caption)}</p>'))
+
+
+def _change(found: dict) -> float | None:
+    before, after = found.get("ece_before"), found.get("ece_after")
+    return round(after - before, 4) if isinstance(before, (int, float)) and isinstance(after, (int, float)) else None
+
+
+def _with_ci(value: Any, ci: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "not recorded"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def reliability_pair(before: dict, after: dict, bins: int, multi_label: bool) -> str:
+    """Accuracy per confidence bin before and after calibration on one axes, and the texts per bin."""
+    import numpy as np
+
+    centres = (np.arange(bins) + 0.5) / bins
+    what = "label probability" if multi_label else "top-label confidence"
+    with figures._figure(4.2, 3.2, 2) as (rel_ax, hist_ax):
+        rel_ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfect calibration")
+        for name, stats, style in (("before", before, "s--"), ("after", after, "o-")):
+            points = [(c, a) for c, a in zip(stats["confidence"], stats["accuracy"]) if a is not None]
+            if points:
+                rel_ax.plot(*zip(*points), style, label=name)
+        rel_ax.set(xlabel=f"mean {what} in bin", ylabel="share right" if not multi_label else "share with the label",
+                   xlim=(0, 1), ylim=(0, 1.02), title="Reliability before and after")
+        rel_ax.legend(loc="upper left")
+        width = 0.4 / bins
+        hist_ax.bar(centres - width / 2, before["rows"], width=width, label="before")
+        hist_ax.bar(centres + width / 2, after["rows"], width=width, label="after")
+        hist_ax.set(xlabel=what, ylabel="texts" if not multi_label else "(text, label) pairs", xlim=(0, 1),
+                    title="Per bin")
+        hist_ax.legend()
+        return figures.pair([rel_ax, hist_ax])
+
+
+def coverage(run: RunData) -> str:
+    rows = (run.metrics.get("calibration") or {}).get("selective") if isinstance(run.metrics.get("calibration"),
+                                                                                  dict) else None
+    if not rows:
+        return ""
+    cells = [[td(f"{r['min_confidence']:.2f}"), td(int(r["answered"])), td(float(r["coverage"]), 3),
+              td(float(r["accuracy"]), 3) if r.get("accuracy") is not None else td("—")] for r in rows]
+    rule = ("every label's probability at least t or at most 1 - t; right: the whole label set"
+            if run.multi_label else "top probability at least t")
+    return section("coverage", "Accuracy against coverage", table(
+        ["answer when sure ≥ t", "texts answered", "coverage", "accuracy on those"], cells)
+        + f'<p class="muted">Selective prediction on the test split: answer only when sure ({e(rule)}); '
+          "tk predict --min-confidence t marks the others abstained. Accuracy on a few answered texts is "
+          "noisy: read it with the count.</p>")
+
+
+def audit_section(found: dict[str, Any]) -> str:
+    """tk audit's summary (audit.json): the estimate with its interval and the top of the ranked rows."""
+    ci = found.get("estimated_errors_ci")
+    head = (f"<p dir=\"auto\">{e(found.get('audited'))}: {found.get('rows', 0):,} rows; estimated label errors "
+            f"{found.get('estimated_errors', 0):,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
+            + f"; flagged {found.get('flagged', 0):,}. Every row, ranked: audit.csv.</p>")
+    warning = f'<p class="warn" dir="auto">{e(found["warning"])}.</p>' if found.get("warning") else ""
+    rows = [[td(int(r["row"])), td(r["label"]), td(r["suggested"]), td(float(r["score"]), 3),
+             f'<td dir="auto">{e(str(r["text"])[:300])}</td>', td(r["reason"])] for r in found.get("top") or []]
+    return section("audit", "Label audit", warning + head + table(
+        ["row", "given", "suggested", "label quality", "text", "reason"], rows)
+        + '<p class="muted">Confident learning (cleanlab); a low label quality means the model, out of sample, '
+          "gives the given label little probability. Review before changing data (docs/metrics.md).</p>")
+
+
+def audit(run: RunData) -> str:
+    from toolkit.runs.folders import read_json
+
+    path = run.run_dir / "audit.json"
+    return audit_section(read_json(path)) if path.is_file() else ""
