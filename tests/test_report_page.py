@@ -306,6 +306,7 @@ def test_settings_show_one_engine_row_and_findings_whole(toy_run, tmp_path):
     finding = "train: classes " + ", ".join(f"label{i} {i} rows" for i in range(80)) + ". The end."
     manifest["data_checks"]["findings"] = [{"check": "class_balance", "level": "info", "message": finding}]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    reseal(run_dir)
     page = write_report(run_dir).read_text()
     assert len(finding) > 1000 and finding in page and "[cut:" not in page.split('id="data-checks"')[1][:5000]
     details = page.split('<section id="details">')[1]
@@ -353,7 +354,7 @@ def many_class_run(toy_run, folder: Path, classes: int = 60) -> Path:
     (run_dir / "manifest.json").write_text(json.dumps({**manifest, "labels": list(names)}))
     write_predictions(run_dir / "predictions.csv", [f"text {i}" for i in range(len(labels))], labels, probabilities,
                       names)
-    return run_dir
+    return reseal(run_dir)
 
 
 def test_a_60_class_report_shows_tables_not_unreadable_figures(toy_run, tmp_path):
@@ -399,6 +400,7 @@ def test_report_of_two_runs_names_them_whole_warns_on_weighted_losses_and_counts
     manifest = json.loads((runs[1] / "manifest.json").read_text())
     manifest["task"]["class_weights"] = "balanced"
     (runs[1] / "manifest.json").write_text(json.dumps(manifest))
+    reseal(runs[1])
     page = render_comparison(runs)
     curves = page.split('<section id="curves">')[1].split("</section>")[0]
     assert long_a in curves and long_b in curves  # whole names in the legend, not one shared cut prefix
