@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import make_project
-from tests.helpers import toy_environment
+from tests.helpers import reseal, toy_environment
 from toolkit.cli import cli
 from toolkit.runs.model_card import render_model_card
 from toolkit.runs.report_page import render_comparison, write_report
@@ -76,7 +76,7 @@ def make_hostile(run_dir: Path) -> Path:
         {"check": "html", "level": "warning", "message": f"test: 2 texts hold HTML {SCRIPT}", "count": 2,
          "examples": [SCRIPT, IMG, LONG]}]}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    return run_dir
+    return reseal(run_dir)
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_report_command_errors_and_comparisons(toy_run, tmp_path):
     half.mkdir()
     (half / "status.json").write_text('{"status": "interrupted"}')
     result = invoke("report", half)
-    assert result.exit_code == 1 and "not a complete tk run (status: interrupted" in result.output
+    assert result.exit_code == 1 and "its status is 'interrupted', not 'complete'" in result.output
     assert "tk run --resume" in result.output
     sweep = tmp_path / "sweep"
     runs = [copy_run(toy_run, sweep / f"toy-{i}") for i in (1, 2)]
@@ -191,6 +191,7 @@ def test_precision_of_a_class_no_row_was_predicted_as_is_called_undefined_everyw
     assert said not in format_metrics(metrics) + render_model_card(metrics, manifest)
     metrics["confusion_matrix"] = [[40, 0], [40, 0]]  # every row predicted 'neg'
     (run / "metrics.json").write_text(json.dumps(metrics))
+    reseal(run)
     assert f"  {said}" in format_metrics(metrics).splitlines()  # a line of its own, under the per-class table
     assert said in render_model_card(metrics, manifest)
     assert html.escape(said) in write_report(run).read_text()
@@ -208,6 +209,7 @@ def test_counts_have_thousands_separators_in_the_console_the_page_and_the_card(t
     manifest["data_fingerprint"]["test"]["rows"] = 12500
     for path, data in ((run / "metrics.json", metrics), (run / "manifest.json", manifest)):
         path.write_text(json.dumps(data))
+    reseal(run)
     rows = [line.split() for line in format_metrics(metrics).splitlines() if line.split()[:1] in (["neg"], ["pos"])]
     assert [row[-1] for row in rows] == ["6,250", "6,250"]  # the support column
     card = render_model_card(metrics, manifest)
@@ -225,6 +227,7 @@ def test_your_files_are_named_in_the_page_header_and_the_cards_test_results(toy_
     manifest["task"].update(dataset="files", test_data="questions_test.csv")
     manifest["data_path"] = str(tmp_path / "questions_train.csv")
     (run / "manifest.json").write_text(json.dumps(manifest))
+    reseal(run)
     metrics = json.loads((run / "metrics.json").read_text())
     header = write_report(run).read_text().split("</header>")[0]
     assert "data questions_train.csv" in header and "files" not in header.split("<h1")[1]
@@ -303,6 +306,7 @@ def test_settings_show_one_engine_row_and_findings_whole(toy_run, tmp_path):
     finding = "train: classes " + ", ".join(f"label{i} {i} rows" for i in range(80)) + ". The end."
     manifest["data_checks"]["findings"] = [{"check": "class_balance", "level": "info", "message": finding}]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    reseal(run_dir)
     page = write_report(run_dir).read_text()
     assert len(finding) > 1000 and finding in page and "[cut:" not in page.split('id="data-checks"')[1][:5000]
     details = page.split('<section id="details">')[1]
@@ -350,7 +354,7 @@ def many_class_run(toy_run, folder: Path, classes: int = 60) -> Path:
     (run_dir / "manifest.json").write_text(json.dumps({**manifest, "labels": list(names)}))
     write_predictions(run_dir / "predictions.csv", [f"text {i}" for i in range(len(labels))], labels, probabilities,
                       names)
-    return run_dir
+    return reseal(run_dir)
 
 
 def test_a_60_class_report_shows_tables_not_unreadable_figures(toy_run, tmp_path):
@@ -396,6 +400,7 @@ def test_report_of_two_runs_names_them_whole_warns_on_weighted_losses_and_counts
     manifest = json.loads((runs[1] / "manifest.json").read_text())
     manifest["task"]["class_weights"] = "balanced"
     (runs[1] / "manifest.json").write_text(json.dumps(manifest))
+    reseal(runs[1])
     page = render_comparison(runs)
     curves = page.split('<section id="curves">')[1].split("</section>")[0]
     assert long_a in curves and long_b in curves  # whole names in the legend, not one shared cut prefix

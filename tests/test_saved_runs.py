@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import TESTS, TOY_TASKS, fails_with, tk
+from tests.helpers import TESTS, TOY_TASKS, fails_with, reseal, tk
 from toolkit.config import load_config, with_overrides
 from toolkit.plugins import PluginManager
 from toolkit.runs.artifacts import write_predictions
@@ -66,7 +66,10 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_damaged_run_folder_names_the_file(run_copy, finished, damage):
+    """A run saved before tk recorded checksums: the files themselves are checked (tests/test_run_loader.py
+    checks a damaged file against its checksum)."""
     change, message = DAMAGE[damage]
+    (run_copy / "checksums.json").unlink()
     change(run_copy / "model")
     fails_with(message, "predict", run_copy, "bad film")
     fails_with(message, "--tasks", finished.parent.parent / "tasks.toml", "evaluate", run_copy)
@@ -80,6 +83,7 @@ def test_tokenizer_that_does_not_match_the_model_is_refused(run_copy):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (run_copy / "model" / name).unlink()
     small.save_pretrained(run_copy / "model")
+    reseal(run_copy)  # the structural check, even where the checksums were recorded again
     fails_with("the tokenizer has 5 tokens but the model has 45 token embeddings; the tokenizer files do not belong "
                "to this model", "predict", run_copy, "bad film")
 

@@ -6,12 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import ok, tk_json
+from tests.helpers import ok, reseal, tk_json
 from toolkit.evaluation.paired import Scored, decision_metric, differences
 
 
 def write_run(folder, labels, predicted, names, fingerprint="same-rows", **metrics):
-    """A finished run folder as tk compare reads it: metrics.json, manifest.json, predictions.csv."""
+    """A finished run folder as tk compare reads it (through the run loader): metrics.json, manifest.json,
+    predictions.csv, config.json, status.json and checksums.json."""
     from toolkit.evaluation.paired import score
 
     folder.mkdir(parents=True)
@@ -23,13 +24,16 @@ def write_run(folder, labels, predicted, names, fingerprint="same-rows", **metri
         "problem": "single-label", "select_metric": "loss", "train_seconds": 1.0, "best_epoch": 1,
         "history": [{"validation_loss": 0.5}], "average": "macro",
         "per_class": {name: {"support": support[name]} for name in names}, **found, **metrics}))
-    (folder / "manifest.json").write_text(json.dumps({"data_fingerprint": {"test": {"sha256": fingerprint}}}))
+    (folder / "manifest.json").write_text(json.dumps({"data_fingerprint": {"test": {"sha256": fingerprint}},
+                                                      "labels": list(names)}))
+    (folder / "config.json").write_text(json.dumps({"task": {"name": folder.name}}))
+    (folder / "status.json").write_text(json.dumps({"status": "complete"}))
     with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label", "predicted", *[f"p_{name}" for name in names]])
         writer.writerows([f"text {i}", truth, guess, *[1.0 if n == guess else 0.0 for n in names]]
                          for i, (truth, guess) in enumerate(zip(labels, predicted)))
-    return folder
+    return reseal(folder)  # as tk run saves a run: its checksums last
 
 
 def equal_accuracy_runs(tmp_path, fingerprint_b="same-rows"):

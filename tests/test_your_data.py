@@ -604,7 +604,8 @@ def test_no_command_reads_a_column_row_by_row(tmp_path, tiny_model, engine, monk
 
 
 def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
-    """Hashed a slice at a time, every row as "label<TAB>text<NEWLINE>": the digest runs saved before still match."""
+    """Hashed a slice at a time: the digest of every row framed as its length-prefixed label and text, and, for
+    runs saved before the framing, every row as "label<TAB>text<NEWLINE>" (framed=False) still matches."""
     import hashlib
 
     import datasets
@@ -616,8 +617,14 @@ def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
     row_by_row = hashlib.sha256()
     for text, label in zip(texts, labels):
         row_by_row.update(f"{label}\t{text}\n".encode())
+    framed = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        framed.update(f"{len(str(label))}:{label}{len(text)}:{text}".encode())
     monkeypatch.setattr(artifacts, "FINGERPRINT_ROWS", 3)  # several slices, the last one short
-    assert artifacts.fingerprint({"train": split}) == {"train": {"rows": 10, "sha256": row_by_row.hexdigest()[:16]}}
+    assert artifacts.fingerprint({"train": split}, framed=False) == {
+        "train": {"rows": 10, "sha256": row_by_row.hexdigest()[:16]}}
+    assert artifacts.fingerprint({"train": split}) == {
+        "train": {"rows": 10, "sha256": framed.hexdigest()[:16], "framing": "length-prefixed"}}
 
 
 def test_compare_says_when_runs_named_alike_used_other_data(project, tiny_model, monkeypatch):

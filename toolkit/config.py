@@ -335,7 +335,8 @@ def names_of(value: Any, choices: tuple[str, ...], name: str = "report_to") -> t
 
 
 _NAME_LISTS = {"report_to"}
-_POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_rate", "train_size", "eval_size"}
+_POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_rate", "train_size", "eval_size",
+             "validation_size"}  # validation_size = 0: no epoch could be scored or chosen
 _SHARES = {"warmup_ratio"}
 _MAX_SEED = 2**32 - 1
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}

@@ -85,6 +85,10 @@ class PluginManager:
                 f"Cannot import plugin module '{module_name}' listed in tasks.toml 'plugins': {error}. "
                 f"Put {module_name}.py next to tasks.toml or install it."
             ) from None
+        except SystemExit as error:  # sys.exit() in a plugin would end tk silently, with its exit code
+            raise TkError(f"Plugin module '{module_name}' listed in tasks.toml 'plugins' called sys.exit({error.code!r}) "
+                          f"while being imported{_where(error)}; a plugin must not exit. Remove that call, or the "
+                          "module from 'plugins'.") from None
         except Exception as error:  # the module's own code failed at import: say where, once
             raise TkError(f"Plugin module '{module_name}' listed in tasks.toml 'plugins' failed to import: "
                           f"{type(error).__name__}: {error}{_where(error)}.") from None
@@ -176,6 +180,11 @@ class PluginManager:
         for impl in getattr(self.hook, hook_name).get_hookimpls():
 
             def register(record: Any, _plugin: str = impl.plugin_name) -> None:
+                expected = RECORD_TYPES[kind]
+                if not isinstance(record, expected) or not isinstance(record.name, str):
+                    raise TkError(f"Plugin '{_plugin}' answered {hook_name} with register({record!r:.60}), "
+                                  f"a {type(record).__name__}; register takes a {expected.__name__} "
+                                  f"(docs/hooks.md). Fix the plugin, or block it with TK_DISABLE_PLUGINS={_plugin}.")
                 if record.name in found:
                     raise TkError(
                         f"Two plugins register the {kind} '{record.name}': "
@@ -187,6 +196,27 @@ class PluginManager:
             impl.function(register=register)
         self._registries[hook_name] = found
         return found
+
+
+RECORD_TYPES = {"dataset": DatasetInfo, "model": ModelInfo, "engine": EngineInfo, "task key": Setting}
+
+
+def wrong_answer(hook_name: str, plugin: str, answer: Any, expected: str) -> TkError:
+    """A plugin's hook answered something of the wrong type: named with the plugin and the hook."""
+    return TkError(f"Plugin '{plugin}' answered {hook_name} with {answer!r:.60} ({type(answer).__name__}); it must "
+                   f"return {expected} (docs/hooks.md). Fix the plugin, or block it with TK_DISABLE_PLUGINS={plugin}.")
+
+
+def answers(hook: Any, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Each plugin's answer to a hook that collects answers, with the plugin's name, in registration order
+    (the reverse of pluggy's call order: a later plugin's keys override an earlier one's)."""
+    found = []
+    for impl in hook.get_hookimpls():
+        if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
+            continue
+        keyword = {name: kwargs[name] for name in getattr(impl, "kwargnames", ()) if name in kwargs}  # as pluggy
+        found.append((impl.plugin_name, impl.function(*[kwargs[name] for name in impl.argnames], **keyword)))
+    return found
 
 
 LOCAL_PACKAGE = "tk_local_plugins"

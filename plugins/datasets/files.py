@@ -13,6 +13,8 @@ JSON list in the cell), or several 0/1 columns (``label_columns``).
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from toolkit.api import (
@@ -172,9 +174,16 @@ def _without_missing(named, split: str, notes: list[str]):
 
 
 def _name(value) -> str:
+    """A label by its value: 1, 1.0 and "1.0" are "1" whatever the column's type (a column holding one
+    word is read as text, so its numbers arrive as strings)."""
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+        value = float(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+DECIMAL = re.compile(r"[-+]?\d+\.\d*")  # "1.0", "-2.50": numbers a float column would have read
 
 
 def _name_list(value, separator: str | None) -> list[str] | None:

@@ -69,6 +69,25 @@ class TkGroup(click.Group):
             raise click.ClickException(user_message(error) + offline_advice(ctx.obj.pm.models())) from None
         except TkError as error:
             raise click.ClickException(user_message(error)) from None
+        except OSError as error:
+            said = cache_problem(error)
+            if said is None:
+                raise
+            raise click.ClickException(said) from None
+
+
+def cache_problem(error: OSError) -> str | None:
+    """An OSError on the caches the libraries keep under HOME (datasets, the Hub, matplotlib), in words."""
+    path = getattr(error, "filename", None)
+    if not path:
+        return None
+    home = os.path.expanduser("~")
+    roots = [os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME", "MPLCONFIGDIR")]
+    if not any(root and str(path).startswith(root) for root in [*roots, home]):
+        return None
+    return (f"Cannot write the libraries' cache at {path} ({error.strerror}): HOME ({home}) or the cache folder is "
+            "not writable. Point the caches at a folder you can write, e.g. HF_HOME=/tmp/hf XDG_CACHE_HOME=/tmp/cache "
+            "tk ...")
 
 
 @click.group(cls=TkGroup)

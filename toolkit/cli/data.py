@@ -61,8 +61,14 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
         histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}.png")
     if histogram:
-        plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
-                       f"{dataset.name} {split}: tokens per text")
+        try:
+            plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
+                           f"{dataset.name} {split}: tokens per text")
+        except TkError as error:  # its advice names tk run's --output; this command's option is --histogram
+            cause = error.__context__
+            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
+            raise TkError(f"Cannot write the histogram {histogram} ({reason}). Pass --histogram PATH in a folder "
+                          "you can write.") from None
     if as_json:
         for warning in warnings:  # on stderr (json_output)
             click.echo(warning)

@@ -10,6 +10,7 @@ import click
 from toolkit.cli import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.config import with_overrides
+from toolkit.errors import TkError
 
 
 @cli.command()
@@ -109,7 +110,7 @@ def print_runs(output: Path, as_json: bool) -> None:
     from toolkit.runs.folders import list_runs
     from toolkit.runs.liveness import shown_status
 
-    rows = [(path, status, shown_status(path, status)) for path, status in list_runs(output)]
+    rows = [(path, status, intact(path, shown_status(path, status))) for path, status in list_runs(output)]
     if as_json:
         emit("list-runs", {"folder": str(output),
                            "runs": [{"path": str(path), "status": status, "shown": shown} for path, status, shown in rows]})
@@ -118,6 +119,20 @@ def print_runs(output: Path, as_json: bool) -> None:
         click.echo(f"{shown:<12} {path}")
     if not rows:
         click.echo(f"No runs in {output}.")
+
+
+def intact(path: Path, shown: str) -> str:
+    """A complete run whose files are missing, cut or grown since it was saved is shown 'damaged' (the run
+    loader's size check: cheap enough for a folder of runs; tk predict and the others hash every file)."""
+    from toolkit.runs.loader import open_run
+
+    if shown != "complete":
+        return shown
+    try:
+        open_run(path, need=(), verify="sizes")
+    except TkError:
+        return "damaged"
+    return shown
 
 
 def registries(session) -> dict:
@@ -216,8 +231,11 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
 
 @cli.command()
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--allow-incomplete", is_flag=True,
+              help="Compare runs that are not complete or whose saved files changed since tk run saved them "
+                   "(experts only): each is marked NOT A COMPLETE RUN.")
 @json_option
-def compare(run_dirs, as_json):
+def compare(run_dirs, allow_incomplete, as_json):
     """Compare finished runs (or tk cv folders, fold by fold): which differences are real and which are noise."""
     from toolkit.runs.cv_compare import compare_cv, format_cv_comparison, is_cv
 
@@ -238,7 +256,7 @@ def compare(run_dirs, as_json):
         summarise,
     )
 
-    runs = [summarise(path) for path in run_dirs]
+    runs = [summarise(path, allow_incomplete=allow_incomplete) for path in run_dirs]
     rows = run_rows(runs)
     notes = data_notes(runs) + comparison_notes(rows)
     if as_json:

@@ -13,6 +13,11 @@ from toolkit.cli.json_output import emit, json_option
 from toolkit.errors import TkError
 from toolkit.runs.answers import prediction_rows
 
+allow_incomplete_option = click.option(
+    "--allow-incomplete", is_flag=True,
+    help="Use a run that is not complete or whose saved files changed since tk run saved them (experts only): "
+         "every answer is marked NOT A COMPLETE RUN.")
+
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
@@ -21,11 +26,20 @@ from toolkit.runs.answers import prediction_rows
 @click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="T",
               help="Abstain where the answer is less sure than T: the top probability below T (multi-label: any "
                    "label's probability between 1 - T and T). Abstained answers still show the model's best guess.")
+@allow_incomplete_option
 @json_option
-def predict(run_dir, texts, text_file, min_confidence, as_json):
+def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json):
     """Label TEXTS with the model saved in RUN (or an export tk export wrote)."""
     from toolkit.runs.exported import load_run_or_export
 
+    for number, text in enumerate(texts, 1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:  # bytes the terminal's encoding could not decode (surrogateescape)
+            byte = ord(text[error.start]) - 0xDC00 if 0xDC80 <= ord(text[error.start]) <= 0xDCFF else None
+            raise TkError(f"Text {number} is not UTF-8 text" + (f" (byte 0x{byte:02x} at character {error.start})"
+                                                                 if byte is not None else "")
+                          + ". Pass texts in UTF-8, or in a UTF-8 file with --file F.") from None
     blank = [str(number) for number, text in enumerate(texts, 1) if not text.strip()]
     if blank:  # a model still answers for an empty text, with nothing to go on: say so instead
         raise click.UsageError(f"Text {', '.join(blank)} is empty. Give each text to label as an argument, in "
@@ -34,8 +48,11 @@ def predict(run_dir, texts, text_file, min_confidence, as_json):
     texts = list(texts) + lines
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
-    saved = load_run_or_export(existing_run(run_dir), bare=True)
+    saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
     probabilities = saved.probabilities(texts)
+    warning = getattr(saved, "warning", None)  # an export has none: tk export wrote it from a complete run
+    if warning and not as_json:
+        click.echo(warning)
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     abstained = None
     if min_confidence is not None:
@@ -48,7 +65,7 @@ def predict(run_dir, texts, text_file, min_confidence, as_json):
     rows = mark_abstained(prediction_rows(saved, texts, probabilities), abstained)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
-                         "predictions": rows})
+                         "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
@@ -68,7 +85,7 @@ def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skippe
     rows = mark_abstained(prediction_rows(saved, texts, probabilities), abstained)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
-                         "predictions": rows})
+                         "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:
         found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
@@ -133,21 +150,26 @@ def printable(text: str) -> str:
 @click.option("--split", help="The split to score (default: the run's test rows, without those also in its training "
               "data, as tk run scored them; for one file given with --data, all of it; for a run's data without a "
               "test split, the rows the run held out). --split test: every row of the test split.")
+@allow_incomplete_option
 @json_option
 @pass_session
-def evaluate(session, run_dir, data, split, as_json):
+def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
     """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
     from toolkit.runs.exported import load_run_or_export
-    from toolkit.runs.folders import write_json
+    from toolkit.runs.folders import create_json
     from toolkit.training.progress import Progress
 
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
-    metrics = evaluate_run(session.pm, load_run_or_export(run_dir), data, split, Progress(click.echo))
+    saved = load_run_or_export(run_dir, allow_incomplete=allow_incomplete, need=("metrics.json", "manifest.json"))
+    metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo))
+    if getattr(saved, "warning", None):
+        metrics["incomplete_run"] = saved.warning
+        click.echo(saved.warning)
     for note in metrics["notes"]:  # with --json, on stderr (json_output)
         click.echo(note)
     click.echo(f"Data: {metrics['data_source']}, split: {metrics['split_description']}")
@@ -160,7 +182,7 @@ def evaluate(session, run_dir, data, split, as_json):
     path = run_dir / "evaluations" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         path.parent.mkdir(exist_ok=True)
-        write_json(path, metrics)
+        path = create_json(path, metrics)  # never over another evaluation saved the same second
     except (OSError, TkError) as error:  # e.g. a read-only run folder: the metrics above still stand
         cause = error if isinstance(error, OSError) else error.__context__
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
@@ -177,18 +199,19 @@ def evaluate(session, run_dir, data, split, as_json):
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), metavar="PATH",
               help="Where to write the page (default: RUN/report.html for one run, ./report.html for several).")
+@allow_incomplete_option
 @json_option
-def report(run_dirs, output, as_json):
+def report(run_dirs, output, allow_incomplete, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
     from toolkit.runs.folders import write_text
     from toolkit.runs.report_page import expand_runs, render_comparison, write_report
 
     runs = expand_runs(list(run_dirs))
     if len(runs) == 1:
-        path = write_report(runs[0], output)
+        path = write_report(runs[0], output, allow_incomplete)
     else:
         path = output or Path("report.html")
-        write_text(path, render_comparison(runs))
+        write_text(path, render_comparison(runs, allow_incomplete))
     if as_json:
         emit("report", {"path": str(path), "runs": [str(run) for run in runs]})
     else:

@@ -85,7 +85,11 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
     import pyarrow
     from datasets.exceptions import DatasetGenerationError
 
+    from datasets.utils import logging as library_logging
+
     data_files = {split: str(path) for split, path in files.items()}
+    level = library_logging.get_verbosity()
+    library_logging.set_verbosity(library_logging.CRITICAL)  # its "Failed to read file ..." would precede tk's line
     try:
         return datasets.load_dataset(builder, data_files=data_files, **options)
     except (DatasetGenerationError, UnicodeDecodeError, pyarrow.ArrowException, ValueError) as error:
@@ -98,6 +102,8 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
             raise TkError(f"{_names(files)}: the file has no rows of data.") from error
         raise TkError(f"{_names(files)}: cannot read it as {builder}: {cause}") from error
+    finally:
+        library_logging.set_verbosity(level)
 
 
 def load_table(files: dict[str, Path], text_column: str | None = None, label_column: str | None = None):
@@ -140,11 +146,13 @@ def standard_columns(splits, files: dict[str, Path], text_column: str | None = N
         if name is None:
             raise MissingColumn(f"{_names(files)}: no {role} column found by name (tk looks for "
                                 f"{', '.join(options)}). Columns: {', '.join(columns)}.", role, None)
+    if text == label:
+        raise MissingColumn(f"{_names(files)}: column {text!r} cannot be both the text and the label. Columns: "
+                            f"{', '.join(columns)}.", "label", label_column)
     splits = splits.select_columns([text, label])
-    if text != "text":
-        splits = splits.rename_column(text, "text")
-    if label != "label":
-        splits = splits.rename_column(label, "label")
+    if (text, label) != ("text", "label"):  # through temporary names: text_column=label, label_column=text swaps
+        splits = splits.rename_columns({text: "tk_text", label: "tk_label"})
+        splits = splits.rename_columns({"tk_text": "text", "tk_label": "label"})
     return splits
 
 
@@ -291,7 +299,9 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
         if header == "auto":
             header = _looks_like_header(first, rows, named)
         if header and not rows:
-            raise TkError(f"{path}: the file has a header row ({', '.join(first)}) but no rows of data.")
+            shown = ", ".join(name[:40] + ("..." if len(name) > 40 else "") for name in first[:10])
+            raise TkError(f"{path}: the file has a header row ({shown}{', ...' if len(first) > 10 else ''}) but no "
+                          "rows of data.")
         if not header:
             options["column_names"] = [f"column{i}" for i in range(1, len(first) + 1)]
             if notes is not None:
@@ -319,20 +329,43 @@ def _no_labels(split) -> bool:
 
 
 def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:
+    """The delimiter, the first row and some rows after it, from at most SNIFF_CHARS of the file: a file of
+    one 400 MB line costs no more to sniff than a small one."""
     import csv
-    import itertools
 
     try:
         with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-            lines = list(itertools.islice(handle, SAMPLE_LINES))
+            prefix = handle.read(SNIFF_CHARS)
+            cut = bool(handle.read(1))
     except OSError as error:
         raise TkError(f"{path}: cannot read it ({error.strerror}).") from None
+    lines = prefix.splitlines(keepends=True)[:SAMPLE_LINES + 1]
+    if cut and len(lines) > 1 and len(lines) <= SAMPLE_LINES:
+        lines.pop()  # the prefix ends inside this line (or inside a quoted text of it)
     if not lines:
         raise TkError(f"{path}: the file is empty.")
     delimiter = DELIMITED.get(path.suffix.lower()) or ("\t" if "\t" in lines[0] else ",")
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    rows = [row for row in csv.reader(lines, delimiter=delimiter, quoting=quoting) if row]
+    allow_long_fields()
+    try:
+        rows = [row for row in csv.reader(lines, delimiter=delimiter, quoting=quoting) if row]
+    except csv.Error as error:
+        raise TkError(f"{path}: not a CSV file tk can read ({error}).") from None
+    if not rows:
+        raise TkError(f"{path}: the file holds no rows.")
     return delimiter, rows[0], rows[1:]
+
+
+SNIFF_CHARS = 1 << 20  # what _sniff reads: 1 Mi characters at most
+
+
+def allow_long_fields() -> None:
+    """Python's csv module refuses a field over 131,072 characters by default (one long document): lift the
+    limit to the largest a C long holds, so no file is refused for the length of a text."""
+    import csv
+    import sys
+
+    csv.field_size_limit(min(sys.maxsize, 2**63 - 1))
 
 
 def _looks_like_header(first: list[str], rows: list[list[str]], named: set[str]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from toolkit.data.files import column, row_numbers
@@ -119,6 +120,8 @@ def _as_int(value: Any) -> Any:
     """"4" in a CSV read as text means 4."""
     if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
         return int(value)  # isdecimal, not isdigit: int("²") fails
+    if isinstance(value, str) and re.fullmatch(r"-?\d+\.0*", value.strip()):
+        return int(float(value))  # "4.0": a number column read as text because of one word in it
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

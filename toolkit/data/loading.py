@@ -65,6 +65,11 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     from_data = False
     if labels is None:
         labels = pm.hook.tk_dataset_labels(dataset=dataset, splits=splits, task=task)
+        if labels is not None and (isinstance(labels, (str, bytes)) or not isinstance(labels, (list, tuple))):
+            from toolkit.plugins import wrong_answer
+
+            raise wrong_answer("tk_dataset_labels", dataset.plugin, labels,
+                               f"a tuple of label names for dataset '{dataset.name}', or None")
         from_data = labels is not None
         if from_data and not labels:
             raise TkError(f"{dataset.name} from {source.describe()}: no row has a label (plugin "

@@ -83,6 +83,7 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             )
         if task.train_size < len(rest):
             rest = _subset(rest, task.train_size, task.seed, "train_size", task, notes)
+        _two_classes(rest, task)
     if task.eval_size is not None and task.eval_size < len(test):
         test = _subset(test, task.eval_size, task.seed, "eval_size", task, notes)
     elif task.eval_size is not None and task.eval_size > len(test):
@@ -151,6 +152,17 @@ def _large_test_hint(rows: int, task: TaskConfig) -> list[str]:
 
 LARGE_TEST = 5000
 CARVED_BY = {"validation": "validation_size", "test": "eval_size"}  # the key that sizes each carved split
+
+
+def _two_classes(train, task: TaskConfig) -> None:
+    """A single-label training subset (train_size) of one class trains a model that answers that class always."""
+    if is_list_feature(train.features["label"]) or len(train) == 0:
+        return
+    classes = sorted(set(column(train, "label")), key=str)
+    if len(classes) < 2:
+        raise TkError(f"task '{task.name}': train_size = {task.train_size} leaves training rows of one class only "
+                      f"(class id {classes[0]}); a classifier needs at least two classes. Raise train_size (each class "
+                      "gets its share of the rows).")
 
 
 def _carve(split, size: int, seed: int, what: str, task: TaskConfig, notes: list[str] | None = None):

@@ -35,13 +35,16 @@ def score(pm, labels, probabilities: np.ndarray, label_names: tuple[str, ...], c
     multi_label = labels.ndim == 2
     if multi_label and thresholds is None:
         thresholds = np.full(len(label_names), DEFAULT_THRESHOLD)
+    from toolkit.plugins import answers, wrong_answer
+
     merged: dict[str, Any] = {}
-    # pluggy calls the last registered plugin first; reversing lets later plugins add or override.
-    for result in reversed(pm.hook.tk_compute_metrics(labels=labels, probabilities=probabilities,
-                                                      label_names=label_names, confidence=confidence,
-                                                      positive_label=positive_label,
-                                                      problem="multi-label" if multi_label else "single-label",
-                                                      thresholds=thresholds if multi_label else None)):
+    # In registration order: later plugins add or override.
+    for plugin, result in answers(pm.hook.tk_compute_metrics, labels=labels, probabilities=probabilities,
+                                  label_names=label_names, confidence=confidence, positive_label=positive_label,
+                                  problem="multi-label" if multi_label else "single-label",
+                                  thresholds=thresholds if multi_label else None):
+        if result is not None and not (isinstance(result, dict) and all(isinstance(k, str) for k in result)):
+            raise wrong_answer("tk_compute_metrics", plugin, result, "a dict of metric names to values, or None")
         merged.update(result or {})
     if confidence and multi_label:
         found = compare_multilabel(labels, predict_sets(probabilities, thresholds), label_names, baseline_label,

@@ -14,7 +14,6 @@ Welch's t-test on the metric. p < 0.05 (an interval that leaves out 0) is
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import TkError
 from toolkit.evaluation import paired
 
 SIGNIFICANCE = 0.05
@@ -46,31 +44,25 @@ class RunSummary:
         return min(r["validation_loss"] for r in self.metrics["history"])
 
 
-def summarise(run_dir: Path, label: str | None = None) -> RunSummary:
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.exists():
-        raise TkError(f"{run_dir} has no metrics.json: not a completed tk run (tk list --runs shows each status).")
-    metrics = json.loads(metrics_file.read_text())
-    manifest_file = run_dir / "manifest.json"
-    fingerprint, source = None, None
-    if manifest_file.exists():
-        manifest = json.loads(manifest_file.read_text())
-        fingerprint = manifest["data_fingerprint"].get("test", {}).get("sha256")
-        source = ", ".join(f"{split} {value.get('sha256')}" for split, value in
-                           sorted((manifest.get("source_fingerprint") or {}).items())) or None
+def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = False) -> RunSummary:
+    """A run's numbers, read through the run loader (complete, files as saved, of the types tk wrote)."""
+    from toolkit.runs.loader import open_run
+
+    folder = open_run(run_dir, allow_incomplete, verify="results")
+    metrics, manifest, config = folder.metrics, folder.manifest, folder.config
+    fingerprint = ((manifest.get("data_fingerprint") or {}).get("test") or {}).get("sha256")
+    source = ", ".join(f"{split} {value.get('sha256')}" for split, value in
+                       sorted((manifest.get("source_fingerprint") or {}).items())) or None
     correct, scored = None, None
     if (run_dir / "predictions.csv").exists():
-        with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
+        rows = folder.predictions()
         correct = np.array([row["label"] == row["predicted"] for row in rows])
-        scored = scored_rows(rows, reader.fieldnames or [], metrics)
-    config_file = run_dir / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        scored = scored_rows(rows, list(rows[0]) if rows else [], metrics)
     settings, data = config.get("task"), config.get("data") or config.get("data_source")
     if settings is not None and config.get("data"):  # "sms.csv" in tasks.toml and --data /x/sms.csv: one file
         settings = {**settings, "data": config["data"]}
-    return RunSummary(label or run_dir.name, metrics, correct, fingerprint, run_dir, settings, data, source, scored)
+    name = (label or run_dir.name) + (" (INCOMPLETE)" if folder.warning else "")
+    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored)
 
 
 def scored_rows(rows: list[dict[str, str]], columns: list[str], metrics: dict[str, Any]) -> paired.Scored | None:

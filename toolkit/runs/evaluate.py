@@ -84,7 +84,7 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     notes: list[str] = []
     dataset, splits = load_with_labels(pm, dataset, source, notes, task, labels=saved.labels)
     if data is None:
-        notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source)
+        notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source, splits)
     rows, split_name, described = _rows(splits, task, source, data, split, notes)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
@@ -156,8 +156,10 @@ def _leaked(splits, task) -> int:
     return len(splits["test"]) - len(make_splits(splits, replace(task, eval_size=None), [])["test"])
 
 
-def _changed(recorded: dict | None, now: dict, source) -> list[str]:
-    if not recorded or recorded == now:
+def _changed(recorded: dict | None, now: dict, source, splits) -> list[str]:
+    from toolkit.runs.artifacts import same_fingerprint
+
+    if not isinstance(recorded, dict) or not recorded or same_fingerprint(recorded, splits, now):
         return []
     def short(value: dict) -> str:
         return ", ".join(f"{name} {v.get('sha256')} ({thousands(v.get('rows'))} rows)"

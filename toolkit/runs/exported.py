@@ -149,8 +149,12 @@ def load_export(folder: Path) -> OnnxRun:
                    int(manifest.get("pad_token_id") or 0))
 
 
-def load_run_or_export(folder: Path, bare: bool = False) -> Any:
-    """tk predict, tk evaluate and tk serve take a run folder or an export folder alike."""
+def load_run_or_export(folder: Path, bare: bool = False, allow_incomplete: bool = False,
+                       need: tuple[str, ...] = ()) -> Any:
+    """tk predict, tk evaluate and tk serve take a run folder or an export folder alike; a run folder through
+    the run loader (``toolkit.runs.loader.open_run``: complete, its files as saved)."""
     from toolkit.runs.saved import load_run
 
-    return load_export(folder) if is_export(folder) else load_run(folder, bare=bare)
+    if is_export(folder):
+        return load_export(folder)
+    return load_run(folder, bare=bare, allow_incomplete=allow_incomplete, need=need)

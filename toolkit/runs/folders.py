@@ -69,6 +69,32 @@ def write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def create_json(path: Path, data: Any) -> Path:
+    """Write ``data`` to a new file, never over another: ``path``, else ``NAME-2.json``, ``NAME-3.json``...
+    The whole file is written under a temporary name, then hard-linked to the first free name (a link fails
+    where the name exists, atomically), so two processes saving at once keep both files."""
+    text = json.dumps(safe_json(data), indent=2, default=str, allow_nan=False) + "\n"
+    handle = None
+    try:
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            os.fsync(handle.fileno())
+        for attempt in range(1, 10_000):
+            candidate = path if attempt == 1 else path.with_name(f"{path.stem}-{attempt}{path.suffix}")
+            try:
+                os.link(handle.name, candidate)
+                return candidate
+            except FileExistsError:
+                continue
+        raise TkError(f"Too many files named {path.stem}-N{path.suffix} in {path.parent}.")
+    except OSError as error:
+        raise saving_error(path, error) from None
+    finally:
+        _cleanup(handle)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Strict JSON (RFC 8259): NaN and infinities are written as null, so every parser reads the file."""
     write_text(path, json.dumps(safe_json(data), indent=2, default=str, allow_nan=False) + "\n")

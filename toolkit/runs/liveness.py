@@ -2,12 +2,16 @@
 
 Written when a run starts or resumes, removed when it ends however it ends
 (complete, failed, interrupted). A ``kill -9`` or a power cut leaves it
-behind: a lock whose process is gone (or whose pid now belongs to another
-process, told apart by its start time) is stale, and the run can be resumed.
+behind: a lock whose process is gone (or is a zombie, or whose pid now
+belongs to another process, told apart by its start time) is stale, and the
+run can be resumed. The process that runs holds an exclusive ``flock`` on
+the file for as long as it runs (the kernel drops it when the process dies),
+so claiming a run is one atomic step: two resumes at once cannot both win.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -35,8 +39,16 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process
-    return True
+        pass  # someone else's process
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Killed but not yet reaped by its parent: it runs nothing and holds no lock (state Z in /proc/PID/stat)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def this_process() -> dict[str, Any]:
@@ -73,28 +85,60 @@ def holder(lock: dict[str, Any] | None) -> str:
     return "live"
 
 
+_held: dict[Path, int] = {}  # run folder -> the descriptor whose flock claims it, while this process runs it
+
+
 def acquire(run_dir: Path) -> None:
-    """Claim ``run_dir`` for this process; refuse when another live process holds it."""
-    refuse_if_held(run_dir)
+    """Claim ``run_dir`` for this process, atomically (an exclusive flock on run.lock); refuse when another
+    live process holds it."""
     lock = run_dir / LOCK_FILE
-    lock.unlink(missing_ok=True)  # stale, or none
-    try:
-        descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        raise TkError(f"{run_dir} was claimed by another tk process just now; it is running there.") from None
-    except OSError as error:
-        from toolkit.runs.folders import saving_error
+    for _ in range(10):  # the file can be removed between our open and our flock: open it again
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            from toolkit.runs.folders import saving_error
 
-        raise saving_error(lock, error) from None
-    try:
-        os.write(descriptor, json.dumps(this_process()).encode())
-    except OSError as error:
+            raise saving_error(lock, error) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            refuse_if_held(run_dir)  # names the process when the file says who
+            raise TkError(f"{run_dir} is running now (another tk process holds {lock}); wait for it to end, "
+                          "or stop it first (Ctrl-C), then resume.") from None
+        if _same_file(descriptor, lock):
+            break
         os.close(descriptor)
-        lock.unlink(missing_ok=True)
+    else:
+        raise TkError(f"{run_dir}: could not claim {lock}; another tk process keeps replacing it. Try again.")
+    try:
+        _claim(run_dir, descriptor)
+    except BaseException:
+        os.close(descriptor)  # the flock goes with it
+        raise
+    _held[run_dir.resolve()] = descriptor
+
+
+def _same_file(descriptor: int, path: Path) -> bool:
+    try:
+        return os.fstat(descriptor).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _claim(run_dir: Path, descriptor: int) -> None:
+    """With the flock held: refuse a lock another live process wrote (an older tk, another host), then write ours."""
+    lock = read_lock(run_dir)
+    state = holder(lock)
+    if state == "elsewhere" or (state == "live" and lock.get("pid") != os.getpid()):
+        refuse_if_held(run_dir)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(this_process()).encode(), 0)
+    except OSError as error:
         from toolkit.runs.folders import saving_error
 
-        raise saving_error(lock, error) from None
-    os.close(descriptor)
+        raise saving_error(run_dir / LOCK_FILE, error) from None
 
 
 def refuse_if_held(run_dir: Path) -> None:
@@ -110,13 +154,17 @@ def refuse_if_held(run_dir: Path) -> None:
 
 
 def release(run_dir: Path) -> None:
-    """Remove the lock if this process holds it (best effort: the run's outcome matters more)."""
+    """Remove the lock if this process holds it (best effort: the run's outcome matters more). Removed while
+    the flock is still held, so a process waiting on the old file sees it gone and opens the new one."""
+    descriptor = _held.pop(run_dir.resolve(), None)
     lock = read_lock(run_dir)
     if lock and lock.get("pid") == os.getpid() and lock.get("host") == socket.gethostname():
         try:
             (run_dir / LOCK_FILE).unlink()
         except OSError:
             pass
+    if descriptor is not None:
+        os.close(descriptor)
 
 
 def shown_status(run_dir: Path, status: str) -> str:

@@ -39,6 +39,7 @@ from toolkit.runs.folders import (
     set_status,
     write_json,
 )
+from toolkit.runs.loader import record_checksums
 from toolkit.runs.model_card import write_model_card
 from toolkit.runs.report_page import write_report
 from toolkit.training import checkpoints, distributed, policy
@@ -153,6 +154,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if weights:
         progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
                       "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
+    raw_weights = policy.class_weights(task, tokenized["train"]["labels"], dataset.labels)  # unrounded
+    for warning in policy.range_warnings(task, raw_weights):
+        progress.note(f"Warning: {warning}")
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
                     artifacts.fingerprint(labelled) if source.path else None, weights, model_info)
 
@@ -255,6 +259,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                         "data": str(prepared.source.path.resolve()) if prepared.source.path else None,
                         "data_as_given": data, "data_source": prepared.source.describe(),
                         "data_fingerprint": fingerprint, "base": str(base or ""),
+                        "start_again": start_again(task, data, where),
                         "notes": prepared.notes})  # e.g. a stride this task does not use
                     write_json(run_dir / "left_out.json", prepared.checks.left_out)
             started = True
@@ -273,7 +278,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
-            return interrupted(run_dir, task, progress, mark)
+            return interrupted(run_dir, start_again(task, data, where), progress, mark)
         except BaseException as error:
             tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
@@ -282,14 +287,22 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
             if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
                 said = str(error) if isinstance(error, TkError) and str(error).startswith(SAVING) else None
                 raise TkError((said or str(saving_error(run_dir or output, full)))
-                              + (resuming.where_next(run_dir, task.name) if run_dir is not None else "")) from None
+                              + (resuming.where_next(run_dir, start_again(task, data, where)) if run_dir is not None
+                                 else "")) from None
             raise
         finally:
             if run_dir is not None and main:
                 liveness.release(run_dir)
 
 
-def interrupted(run_dir: Path | None, task: TaskConfig, progress: Progress, mark: bool) -> RunOutcome:
+def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
+    """The command that starts this run again: a run of your file (tk run --data F) has no task to name."""
+    if where and where.startswith("--data"):
+        return f"tk run --data {data}"
+    return f"tk run {task.name}" + (f" --data {data}" if data else "")
+
+
+def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool) -> RunOutcome:
     """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again."""
     if mark and run_status(run_dir) != "complete":
         try:
@@ -302,9 +315,9 @@ def interrupted(run_dir: Path | None, task: TaskConfig, progress: Progress, mark
         progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
     elif run_dir is not None:
         progress.note(f"Interrupted before the first epoch ended: {run_dir} has nothing to resume from. "
-                      f"Start again: tk run {task.name}")
+                      f"Start again: {again}")
     else:
-        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: tk run {task.name}")
+        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: {again}")
     return RunOutcome(run_dir, "interrupted", {})
 
 
@@ -465,7 +478,8 @@ def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labe
     })
     write_json(run_dir / "metrics.json", metrics)
     write_model_card(run_dir)
-    write_report(run_dir)
+    write_report(run_dir, writing=True)
+    record_checksums(run_dir)  # last: tk predict, evaluate, compare and report check every file against them
     set_status(run_dir, "complete")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # after: a kill in between leaves a complete run
 

@@ -8,7 +8,6 @@ Policy forbids scripts and every fetch.
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.runs import report_figures as figures
-from toolkit.runs.folders import run_status, write_text
+from toolkit.runs.folders import write_text
 from toolkit.runs.model_card import data_name
 
 TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
@@ -99,6 +98,7 @@ class RunData:
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     predictions: list[dict[str, str]]
+    warning: str | None = None  # --allow-incomplete: why this is not a complete run's page
 
     @property
     def labels(self) -> list[str]:
@@ -113,51 +113,35 @@ class RunData:
         return self.metrics.get("problem") == "multi-label"
 
 
-def load_run_data(run_dir: Path) -> RunData:
-    """The files the page is made from; a folder that is not a finished run is a TkError that says so."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise TkError(f"{run_dir} is not a folder. Pass a run folder (tk list --runs shows them).")
-    missing = [name for name in ("metrics.json", "manifest.json") if not (run_dir / name).is_file()]
-    if missing:
-        status = run_status(run_dir)
-        fix = {"interrupted": f"Finish it first: tk run --resume {run_dir}",
-               "running": "It is still running (or was killed): wait until tk run says where it saved it."
-               }.get(status, "Pass a folder that tk run completed (tk list --runs shows each folder's status).")
-        raise TkError(f"{run_dir} is not a complete tk run (status: {status}; it has no {missing[0]}). {fix}")
-    try:
-        metrics, manifest = (json.loads((run_dir / name).read_text(encoding="utf-8"))
-                             for name in ("metrics.json", "manifest.json"))
-    except (OSError, ValueError) as error:
-        raise TkError(f"{run_dir}: cannot read its metrics or manifest ({error}).") from None
-    return RunData(run_dir, metrics, manifest, read_predictions(run_dir / "predictions.csv"))
+def load_run_data(run_dir: Path, allow_incomplete: bool = False, writing: bool = False) -> RunData:
+    """The files the page is made from, through the run loader: a folder that is not a complete, intact run
+    is a TkError that says so (``writing``: tk run writing the page of the run it is saving)."""
+    from toolkit.runs.loader import open_run
+
+    folder = open_run(Path(run_dir), allow_incomplete or writing, verify="none" if writing else "results")
+    return RunData(folder.path, folder.metrics, folder.manifest, folder.predictions(),
+                   None if writing else folder.warning)
 
 
-def read_predictions(path: Path) -> list[dict[str, str]]:
-    """predictions.csv's rows; [] when it is absent or unreadable (the sections that need it say so)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error):  # csv.Error: e.g. a text over csv's field size limit
-        return []
-
-
-def render_report(run_dir: Path) -> str:
+def render_report(run_dir: Path, allow_incomplete: bool = False, writing: bool = False) -> str:
     from toolkit.runs import report_sections as sections
 
-    run = load_run_data(run_dir)
+    run = load_run_data(run_dir, allow_incomplete, writing)
     name = run.metrics.get("task") or run.task.get("name") or run.run_dir.name
     header = (f"<header><h1 dir=\"auto\">{e(name)}</h1><p class=\"muted\" dir=\"auto\">Run folder "
               f"<code>{e(run.run_dir.name)}</code> · model {e(run.task.get('model', 'not recorded'))} · data "
               f"{e(data_name(run.manifest) if run.task.get('dataset') else 'not recorded')}</p></header>")
+    if run.warning:
+        header += f'<p class="warn">{e(run.warning)}</p>'
     parts = [header] + [part(run) for part in sections.ALL]
     return page(f"tk report: {name}", "".join(p for p in parts if p))
 
 
-def write_report(run_dir: Path, output: Path | None = None) -> Path:
+def write_report(run_dir: Path, output: Path | None = None, allow_incomplete: bool = False,
+                 writing: bool = False) -> Path:
     """Write ``run_dir/report.html`` (or ``output``) and return its path."""
     path = Path(output) if output else Path(run_dir) / "report.html"
-    write_text(path, render_report(Path(run_dir)))
+    write_text(path, render_report(Path(run_dir), allow_incomplete, writing))
     return path
 
 
@@ -175,9 +159,9 @@ def interval(metrics: dict[str, Any], name: str) -> str:
     return f"{metrics[name]:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{metrics[name]:.4f}"
 
 
-def render_comparison(run_dirs: list[Path]) -> str:
+def render_comparison(run_dirs: list[Path], allow_incomplete: bool = False) -> str:
     """One page comparing runs (a sweep folder counts as its runs): headline numbers, settings, curves."""
-    runs = [load_run_data(path) for path in expand_runs(run_dirs)]
+    runs = [load_run_data(path, allow_incomplete) for path in expand_runs(run_dirs)]
     if not runs:
         raise TkError("No runs to compare: pass run folders or a sweep folder.")
     keys = sorted({k for run in runs for k in run.task})
@@ -188,7 +172,8 @@ def render_comparison(run_dirs: list[Path]) -> str:
         m = run.metrics
         scores = [td(interval(m, n)) if n in m else td("—") for n in ("accuracy", "f1")]
         baseline = (m.get("baseline") or {}).get("accuracy")
-        rows.append([f'<td dir="auto"><code>{e(run.run_dir.name)}</code></td>', *scores,
+        marked = f' <span class="warn">{e(run.warning)}</span>' if run.warning else ""
+        rows.append([f'<td dir="auto"><code>{e(run.run_dir.name)}</code>{marked}</td>', *scores,
                      td(baseline if isinstance(baseline, float) else "not recorded"),
                      td(f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}"), td(m.get("n", "?")),
                      *[td(json.dumps(run.task.get(k), default=str)) for k in differing]])

@@ -27,10 +27,21 @@ def check_resumable(run_dir: Path) -> Path:
         raise TkError(f"{run_dir} is already complete; nothing to resume.")
     latest = checkpoints.latest(run_dir / "checkpoints")
     if latest is None:
-        task = read_json(run_dir / "config.json").get("task", {}).get("name", "TASK")
         raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
-                      f"ended). Start it again: tk run {task}")
+                      f"ended). Start it again: {again(run_dir)}")
     return latest
+
+
+def again(run_dir: Path) -> str:
+    """The command that starts a run again, as config.json recorded it (older runs: from the task's name)."""
+    try:
+        saved = read_json(run_dir / "config.json")
+    except TkError:
+        return "tk run TASK"
+    if isinstance(saved, dict) and isinstance(saved.get("start_again"), str):
+        return saved["start_again"]
+    task = saved.get("task") if isinstance(saved, dict) else None
+    return f"tk run {task.get('name', 'TASK')}" if isinstance(task, dict) else "tk run TASK"
 
 
 def missing_state(checkpoint: Path, engine) -> tuple[list[str], list[str]]:
@@ -46,7 +57,7 @@ def check_state(checkpoint: Path, engine, inexact: bool, note) -> list[str]:
     required, exact = missing_state(checkpoint, engine)
     if required:
         raise TkError(f"{checkpoint} lacks {', '.join(required)}: the run cannot continue from it. "
-                      f"Start it again: tk run TASK")
+                      f"Start it again: {again(checkpoint.parent.parent)}")
     if exact and not inexact:
         raise TkError(f"{checkpoint} lacks {', '.join(exact)}, which an exact resume needs (the run would "
                       f"silently differ from an uninterrupted one). Pass {INEXACT_OPTION} to continue anyway; "
@@ -74,9 +85,16 @@ def reproducibility(run_dir: Path) -> dict[str, Any]:
     return {"exactly_reproducible": not missing, **({"resumed_without": missing} if missing else {})}
 
 
-def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str) -> None:
+def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str, splits=None) -> None:
+    """The data a resume loads is the data the run started with; a config.json without the fingerprint
+    cannot say so, and is refused."""
+    from toolkit.runs.artifacts import same_fingerprint
+
     recorded = saved.get("data_fingerprint")
-    if recorded is not None and recorded != now:
+    if not isinstance(recorded, dict) or not recorded:
+        raise TkError("The run's config.json records no data fingerprint (data_fingerprint), so tk cannot check "
+                      "that the data is the run's. Start a new run.")
+    if not (same_fingerprint(recorded, splits, now) if splits is not None else recorded == now):
         raise TkError(f"The data changed since the run started: {source} now gives fingerprint "
                       f"{_short(now)}, the run recorded {_short(recorded)}. Restore the data, or start a new run.")
 
@@ -88,13 +106,13 @@ def _short(fingerprint: dict[str, Any]) -> str:
 def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], inexact: bool, note) -> list[str]:
     """The same data as when the run started, and a checkpoint that resumes it exactly (or ``inexact``):
     what the checkpoint lacks, for the record."""
-    check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe())
+    check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe(), prepared.splits)
     latest = check_resumable(run_dir)
     return check_state(latest, prepared.engine.engine, inexact, note)
 
 
-def where_next(run_dir: Path, task_name: str) -> str:
+def where_next(run_dir: Path, again: str) -> str:
     """How a run that stopped goes on: resume from its committed checkpoint, or start again."""
     if checkpoints.latest(run_dir / "checkpoints") is not None:
         return f" Then resume it: tk run --resume {run_dir}"
-    return f" It has no epoch checkpoint to resume from; start it again: tk run {task_name}"
+    return f" It has no epoch checkpoint to resume from; start it again: {again}"

@@ -25,6 +25,7 @@ class SavedRun:
     task: TaskConfig
     model: Any
     tokenizer: Any
+    warning: str | None = None  # --allow-incomplete: why answers from it are not a complete run's
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -64,12 +65,21 @@ class SavedRun:
         finally:
             if progress is not None:
                 progress.close()
-        return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
+        rows = pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
+        if not np.isfinite(rows).all():  # never print nan as an answer (nor score it)
+            raise TkError(f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it has "
+                          f"no answer to give. {DAMAGED}")
+        return rows
 
 
-def load_run(run_dir: Path, bare: bool = False) -> SavedRun:
-    """The run's task, model and tokenizer. ``bare``: on the CPU, a BERT classifier without importing
+def load_run(run_dir: Path, bare: bool = False, allow_incomplete: bool = False,
+             need: tuple[str, ...] = ()) -> SavedRun:
+    """The run's task, model and tokenizer, through the run loader (complete, files as saved; ``need``: the
+    result files the caller reads too). ``bare``: on the CPU, a BERT classifier without importing
     transformers (``toolkit.evaluation.bare_bert``: the same answers; tk predict's start-up)."""
+    from toolkit.runs.loader import open_run
+
+    warning = open_run(run_dir, allow_incomplete, need=need, verify="all").warning
     if not (run_dir / "model").is_dir():
         status = run_status(run_dir)
         raise TkError(f"{run_dir} holds no saved model (run status: {status}). "
@@ -82,7 +92,7 @@ def load_run(run_dir: Path, bare: bool = False) -> SavedRun:
     if loaded is not None:
         model, tokenizer = loaded
         check_vocabulary(model_dir, model, tokenizer)
-        return SavedRun(run_dir, task, model, tokenizer)
+        return SavedRun(run_dir, task, model, tokenizer, warning)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -93,7 +103,7 @@ def load_run(run_dir: Path, bare: bool = False) -> SavedRun:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TkError(f"{model_dir}: cannot load the saved model ({first_line}). {DAMAGED}") from None
     check_vocabulary(model_dir, model, tokenizer)
-    return SavedRun(run_dir, task, on_gpu_if_any(model), tokenizer)
+    return SavedRun(run_dir, task, on_gpu_if_any(model), tokenizer, warning)
 
 
 def load_bare(model_dir: Path) -> tuple[Any, Any] | None:
@@ -201,8 +211,9 @@ def saved_baseline(run_dir: Path, label_names: tuple[str, ...]) -> int | np.ndar
     """The class the run's training split held most (saved in its metrics.json); None for older runs.
     Multi-label: the baseline's multi-hot answer (each label's majority value in the training split)."""
     path = run_dir / "metrics.json"
-    baseline = (read_json(path).get("baseline") or {}) if path.exists() else {}
-    if baseline.get("source") != "training split":
+    metrics = read_json(path) if path.exists() else {}
+    baseline = (metrics.get("baseline") or {}) if isinstance(metrics, dict) else {}
+    if not isinstance(baseline, dict) or baseline.get("source") != "training split":
         return None
     if isinstance(baseline.get("labels"), list):
         return np.array([float(name in baseline["labels"]) for name in label_names], dtype=np.float32)

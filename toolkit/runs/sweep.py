@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,30 @@ def parse_grid(specs: tuple[str, ...]) -> dict[str, list[Any]]:
         key, sep, values = spec.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise TkError(f"--grid '{spec}': expected key=v1,v2, e.g. --grid epochs=2,3.")
-        grid[key.strip()] = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if any(not v.strip() for v in values.split(",")):
+            raise TkError(f"--grid '{spec}': an empty value (two commas, or one at an end). List each value once, "
+                          "e.g. --grid epochs=2,3.")
+        parsed = [parse_value(v.strip()) for v in values.split(",")]
+        same = _same_values(parsed, values.split(","))
+        if same:
+            raise TkError(f"--grid '{spec}': {same} are the same value, which would train the same run twice. "
+                          "List each value once.")
+        if key.strip() in grid:
+            raise TkError(f"--grid: key '{key.strip()}' is given twice; put its values in one --grid.")
+        grid[key.strip()] = parsed
     return grid
+
+
+def _same_values(parsed: list[Any], written: list[str]) -> str | None:
+    """'1e-4 and 0.0001': the first two values of a --grid that are equal by value (1 and 1.0 too)."""
+    seen: dict[str, str] = {}
+    for value, text in zip(parsed, written):
+        key = json.dumps(float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value,
+                         sort_keys=True, default=str)
+        if key in seen:
+            return f"{seen[key]} and {text.strip()}"
+        seen[key] = text.strip()
+    return None
 
 
 def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

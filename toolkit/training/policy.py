@@ -31,6 +31,10 @@ ADAM_EPSILON = 1e-8
 NO_DECAY = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 GROUPING_PAYS_OFF = 0.10  # group by length when random batches would be at least 10% padding
 CURVE_POINTS = 200  # most points per epoch of the step-level training-loss curve
+# Outside these, fine-tuning an encoder almost always diverges (too high) or learns nothing (too low):
+# tk warns before training, and trains anyway (docs/tasks-toml.md). BERT's own range is 1e-5 to 5e-5.
+SANE_LEARNING_RATES = (1e-7, 1e-2)
+SANE_CLASS_WEIGHTS = (1e-3, 1e3)  # each weight; and the largest at most this many times the smallest
 
 
 # -- what an engine trains with --------------------------------------------------
@@ -135,6 +139,55 @@ def group_by_length(task: TaskConfig, lengths: Sequence[int]) -> bool:
     batches = lengths[:usable].reshape(-1, task.batch_size)
     padded = batches.max(axis=1).sum() * task.batch_size
     return bool(1 - batches.sum() / padded >= GROUPING_PAYS_OFF)
+
+
+# -- what stops a run that went wrong -----------------------------------------------
+
+
+def range_warnings(task: TaskConfig, weights: np.ndarray | None = None) -> list[str]:
+    """What tk says before training about a learning rate or class weights outside the sane ranges."""
+    said = []
+    low, high = SANE_LEARNING_RATES
+    if not low <= task.learning_rate <= high:
+        said.append(f"learning_rate = {task.learning_rate:g} is outside the usual range {low:g} to {high:g}; "
+                    f"{'training is likely to diverge (a loss of nan stops the run)' if task.learning_rate > high else 'the model will barely change'}. "
+                    "Fine-tuning usually takes 1e-5 to 5e-5 (--set learning_rate=2e-5).")
+    if weights is not None and len(weights):
+        low, high = SANE_CLASS_WEIGHTS
+        smallest, largest = float(np.min(weights)), float(np.max(weights))
+        if smallest < low or largest > high or (smallest > 0 and largest / smallest > high):
+            said.append(f"class_weights range from {smallest:g} to {largest:g}, beyond the usual {low:g} to {high:g} "
+                        "(or a ratio over 1000); the loss can overflow and training diverge. "
+                        "class_weights = \"balanced\" weighs classes by their counts.")
+    return said
+
+
+class NonFiniteLoss(TkError):
+    """Training produced a loss of nan or inf: the weights are garbage from that step on."""
+
+
+def check_losses(losses: Sequence[float], first_step: int, task: TaskConfig, what: str = "Training loss") -> None:
+    """Stop the run at the first non-finite loss of ``losses`` (steps ``first_step``, ``first_step + 1``...)."""
+    values = np.asarray(losses, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise NonFiniteLoss(f"{what} became {values[bad[0]]} at step {first_step + int(bad[0])}: training "
+                            f"diverged, and nothing it learnt can be used. {likely_cause(task)} The run is "
+                            "marked failed and has no metrics.")
+
+
+def likely_cause(task: TaskConfig) -> str:
+    """Which settings to blame for a diverged run, most likely first."""
+    causes = []
+    if task.learning_rate > SANE_LEARNING_RATES[1] / 10:
+        causes.append(f"learning_rate = {task.learning_rate:g} is too high (try --set learning_rate=2e-5)")
+    if isinstance(task.class_weights, dict) and any(
+            not SANE_CLASS_WEIGHTS[0] <= float(w) <= SANE_CLASS_WEIGHTS[1] for w in task.class_weights.values()):
+        causes.append("class_weights hold an extreme weight (keep each within 1e-3 to 1e3)")
+    if not causes:
+        causes.append(f"the learning rate ({task.learning_rate:g}) is too high for this model and data, or the data "
+                      "holds broken texts; lower learning_rate")
+    return "Likely cause: " + "; ".join(causes) + "."
 
 
 # -- what the loss is --------------------------------------------------------------
@@ -261,6 +314,10 @@ def epoch_record(epoch: int, step_losses: Sequence[float], labels: np.ndarray, p
     numpy array) weigh the validation loss as training weighs its loss.
     """
     labels, probabilities = pool_rows(labels, probabilities, documents, pooling)
+    if not np.isfinite(probabilities).all():
+        raise NonFiniteLoss(f"The model's validation predictions after epoch {epoch} hold nan: training diverged, "
+                            "and nothing it learnt can be used. Lower learning_rate (e.g. --set learning_rate=2e-5) "
+                            "or extreme class_weights. The run is marked failed and has no metrics.")
     scores = compute_metrics(labels, probabilities)
     losses = np.asarray(step_losses, dtype=np.float64)
     chunks = np.array_split(losses, min(len(losses), CURVE_POINTS)) if len(losses) else []

@@ -133,6 +133,8 @@ class StaticLoop:
             if interrupt_requested():
                 raise RunInterrupted(self.global_step)  # the last epoch checkpoint stays the resume point
         step_losses = self.step.take_step_losses()
+        # The losses stay on the device until the epoch ends (no sync per step): the first bad step is named.
+        policy.check_losses(step_losses, self.global_step - len(step_losses) + 1, self.task)
         return self._timed("evaluation", self._evaluate, epoch, step_losses, epoch_started)
 
     def _evaluate(self, epoch: int, step_losses: list[float], epoch_started: float):

@@ -51,6 +51,8 @@ class PolicyCallback(TrainerCallback):
         self.epoch_started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.step_losses and self.step_losses[-1].device.type == "cpu":  # free on the CPU: no device sync
+            policy.check_losses([float(self.step_losses[-1])], state.global_step, self.task)
         if state.is_world_process_zero:
             self.progress.advance()
         if interrupt_requested():
@@ -61,6 +63,7 @@ class PolicyCallback(TrainerCallback):
         labels, probabilities = self.validation
         losses = torch.stack(self.step_losses).float().tolist() if self.step_losses else []
         self.step_losses.clear()
+        policy.check_losses(losses, state.global_step - len(losses) + 1, self.task)  # on a GPU: once an epoch
         record = policy.epoch_record(round(state.epoch), losses, labels, probabilities,
                                      time.perf_counter() - self.epoch_started, self.compute_metrics,
                                      documents=self.documents, pooling=self.task.pooling, weights=self.weights)

@@ -1,0 +1,80 @@
+"""Tracebacks of the second adversarial round from the environment and the command line: one line each."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import fails_with, train_toy
+from toolkit.runs.pipeline import start_again
+
+
+def test_an_unwritable_home_is_one_line_with_the_fix(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(40)))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME",
+                                                             "MPLCONFIGDIR", "TRANSFORMERS_CACHE")}
+    env["HOME"] = str(tmp_path / "a-file" / "home")  # under a file: nothing can be created there
+    result = subprocess.run([sys.executable, "-m", "toolkit", "check", "--data", str(data)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: Cannot write the libraries' cache") and "HF_HOME=" in last
+
+
+def test_a_command_line_text_that_is_not_utf8_is_one_line(pm, project):
+    outcome = train_toy(pm, project, epochs=1)
+    text = b"caf\xe9 film".decode("utf-8", "surrogateescape")  # what Python makes of such argv bytes
+    for extra in ((), ("--json",)):
+        fails_with("Text 1 is not UTF-8 text (byte 0xe9 at character 3)", "predict", outcome.run_dir, text, *extra)
+
+
+@pytest.mark.parametrize("where, data, said", [
+    ("--data sms.csv", "sms.csv", "tk run --data sms.csv"),
+    (None, None, "tk run toy"),
+])
+def test_start_again_names_a_command_that_exists(project, where, data, said):
+    from tests.helpers import toy_task
+
+    assert start_again(toy_task(project), data, where) == said
+
+
+@pytest.mark.parametrize("name, content", [("latin.csv", b"text,label\ncaf\xe9 ok,1\nbad,0\n"),
+                                           ("broken.jsonl", b'{"text": "a", "label": 1}\n{"text": broken\n'),
+                                           ("fake.parquet", b"PAR1garbage")])
+def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
+    """datasets logs its own "Failed to read file ..." before tk's error: only tk's line is printed."""
+    (tmp_path / name).write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "toolkit", "check", "--data", str(tmp_path / name)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{name}: " in lines[0], result.stderr
+
+
+def test_analyze_lengths_in_a_read_only_folder_names_its_own_option(project, monkeypatch):
+    import errno
+
+    from toolkit.runs import folders
+
+    def read_only(source, target):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    monkeypatch.setattr(folders.os, "replace", read_only)  # the tests run as root, where chmod stops nothing
+    result = fails_with("Cannot write the histogram lengths-toy.png (Permission denied). Pass --histogram PATH",
+                        "analyze-lengths", "toy", "--model", "tiny")
+    assert "--output" not in result.output
+
+
+def test_a_run_of_your_file_without_a_checkpoint_says_how_to_start_it_again(tmp_path):
+    from toolkit.runs import folders
+    from toolkit.runs.resume import check_resumable
+
+    run_dir = tmp_path / "sms-1"
+    run_dir.mkdir()
+    folders.write_json(run_dir / "config.json", {"task": {"name": "sms"}, "start_again": "tk run --data sms.csv"})
+    folders.set_status(run_dir, "failed")
+    with pytest.raises(Exception, match=r"Start it again: tk run --data sms.csv$"):
+        check_resumable(run_dir)

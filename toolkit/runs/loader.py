@@ -1,0 +1,254 @@
+"""Reading a run folder: the one door every command that uses a run goes through.
+
+``open_run`` checks that the run is complete (status.json), that its saved
+files match the checksums tk run recorded when it saved them
+(checksums.json: the model's weights, config and tokenizer, and the run's
+own JSON and CSV files), and that each JSON file holds what tk wrote (an
+object with the keys the commands read, of the right types). Anything else
+is one TkError that names the damaged file. ``allow_incomplete`` (the
+commands' ``--allow-incomplete``) lets an expert use a run that is not
+complete or whose files changed: the returned folder's ``warning`` says so,
+and every command that answers from it prints that warning with its answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import TkError
+
+CHECKSUMS_FILE = "checksums.json"
+# The files of a finished run that the commands read; report.html is left out (tk report rewrites it).
+RECORDED = ("config.json", "manifest.json", "metrics.json", "history.json", "predictions.csv", "left_out.json")
+DAMAGED = "The run folder is damaged; train again (tk run) or restore it from a copy."
+INCOMPLETE_FLAG = "--allow-incomplete"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class RunFolder:
+    """A run folder, validated. ``warning``: why its answers are not a complete run's (None when they are)."""
+
+    path: Path
+    status: str
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+    warning: str | None = None
+    _predictions: list[dict[str, str]] | None = field(default=None, repr=False)
+
+    @property
+    def incomplete(self) -> bool:
+        return self.warning is not None
+
+    def predictions(self) -> list[dict[str, str]]:
+        """predictions.csv's rows; a file that is not tk's is a TkError naming it."""
+        if self._predictions is None:
+            self._predictions = read_predictions(self.path / "predictions.csv",
+                                                 (self.manifest or {}).get("labels") or [])
+        return self._predictions
+
+
+def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] = ("metrics.json", "manifest.json"),
+             verify: str = "all") -> RunFolder:
+    """The run folder at ``path``, validated; ``need``: the files the caller reads besides config.json.
+
+    ``verify``: "all" hashes every recorded file (tk predict, tk evaluate: the model answers), "results"
+    hashes the run's own files and checks the model's by size (tk compare, tk report), "sizes" checks
+    sizes only (tk list)."""
+    path = Path(path)
+    if not path.exists():
+        raise TkError(f"{path}: no such folder. tk list --runs shows the run folders.")
+    if not path.is_dir():
+        raise TkError(f"{path} is a file, not a run folder. tk list --runs shows the run folders.")
+    status = read_status(path)
+    problems = []
+    if status != "complete":
+        problems.append(f"its status is '{status}', not 'complete'")
+    changed = verify_checksums(path, verify)
+    if changed:
+        problems.append(changed)
+    warning = None
+    if problems:
+        reason = "; ".join(problems)
+        if not allow_incomplete:
+            raise TkError(f"{path} is not a complete, intact tk run: {reason}. {advice(path, status)} "
+                          f"(To use it anyway, at your own risk: {INCOMPLETE_FLAG}.)")
+        warning = f"NOT A COMPLETE RUN ({reason}): answers from {path.name} are not a finished run's results."
+    config = read_object(path / "config.json", status, wrong_type=False)
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+        raise TkError(f"{path / 'config.json'} is not a tk run config (expected an object with a 'task' table). "
+                      f"{DAMAGED}")
+    folder = RunFolder(path, status, config, warning=warning)
+    if "metrics.json" in need:
+        folder.metrics = check_metrics(path / "metrics.json", read_object(path / "metrics.json", status))
+    if "manifest.json" in need:
+        folder.manifest = check_manifest(path / "manifest.json", read_object(path / "manifest.json", status))
+    return folder
+
+
+def advice(path: Path, status: str) -> str:
+    if status == "interrupted":
+        return f"Finish it first: tk run --resume {path}."
+    if status == "running":
+        return "It is still running (or was killed): wait until tk run says where it saved it (tk list --runs)."
+    if status == "failed":
+        return "Its error is in status.json; train again (tk run)."
+    return DAMAGED
+
+
+def read_status(path: Path) -> str:
+    """status.json's status; 'incomplete' when the file is missing or not tk's."""
+    try:
+        status = json.loads((path / "status.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return "incomplete"
+    return status if status in ("running", "interrupted", "failed", "complete") else "incomplete"
+
+
+def read_object(path: Path, status: str = "complete", wrong_type: bool = True) -> Any:
+    """A JSON object from a run folder; missing, unreadable or not an object: a TkError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TkError(f"{path} is missing (run status: {status}). "
+                      + (DAMAGED if status == "complete" else advice(path.parent, status))) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise TkError(f"{path}: cannot read it ({getattr(error, 'strerror', None) or error}). {DAMAGED}") from None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise TkError(f"{path} is not valid JSON ({str(error).splitlines()[0][:120]}). {DAMAGED}") from None
+    if wrong_type and not isinstance(value, dict):
+        raise TkError(f"{path} holds {type(value).__name__ if value is not None else 'null'}, not the object tk "
+                      f"wrote. {DAMAGED}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The keys tk compare and tk report read, of the types they read them as."""
+    wrong = [key for key in ("accuracy", "f1") if not (_is_number(metrics.get(key)) and 0 <= metrics[key] <= 1)]
+    if not _is_number(metrics.get("train_seconds", 0)):
+        wrong.append("train_seconds")
+    if not isinstance(metrics.get("best_epoch", 1), int):
+        wrong.append("best_epoch")
+    history = metrics.get("history", [])
+    if not isinstance(history, list) or not all(
+            isinstance(row, dict) and _is_number(row.get("validation_loss")) for row in history):
+        wrong.append("history (each epoch's validation_loss)")
+    for key in ("accuracy_ci", "f1_ci"):
+        ci = metrics.get(key)
+        if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(map(_is_number, ci))):
+            wrong.append(key)
+    for key in ("diagnosis", "baseline"):
+        if not isinstance(metrics.get(key) or {}, dict):
+            wrong.append(key)
+    if wrong:
+        raise TkError(f"{path}: {', '.join(wrong)} missing or not what tk wrote. {DAMAGED}")
+    return metrics
+
+
+def check_manifest(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    labels = manifest.get("labels")
+    wrong = [] if isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels) else ["labels"]
+    for key in ("data_fingerprint", "source_fingerprint", "task"):
+        value = manifest.get(key)
+        if value is not None and not (isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+                                      if key != "task" else isinstance(value, dict)):
+            wrong.append(key)
+    if wrong:
+        raise TkError(f"{path}: {', '.join(wrong)} missing or not what tk wrote. {DAMAGED}")
+    return manifest
+
+
+def read_predictions(path: Path, labels: list[str]) -> list[dict[str, str]]:
+    """predictions.csv as tk wrote it: a row per test text with its label, prediction and probabilities."""
+    try:
+        csv.field_size_limit(max(csv.field_size_limit(), path.stat().st_size + 1))  # one long text is one field
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise TkError(f"{path} is missing. {DAMAGED}") from None
+    except UnicodeDecodeError as error:
+        raise TkError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}). {DAMAGED}") from None
+    except (OSError, csv.Error) as error:
+        raise TkError(f"{path}: cannot read it ({error}). {DAMAGED}") from None
+    needed = ["label", "predicted"] + [f"p_{name}" for name in labels]
+    for number, row in enumerate(rows, 2):
+        if None in row or any(row.get(key) is None for key in needed):
+            raise TkError(f"{path}: line {number} is cut short or has extra fields. {DAMAGED}")
+        try:
+            values = [float(row[f"p_{name}"]) for name in labels]
+        except ValueError:
+            raise TkError(f"{path}: line {number} has a probability that is not a number. {DAMAGED}") from None
+        if not all(0 <= v <= 1 for v in values):
+            raise TkError(f"{path}: line {number} has a probability outside 0..1. {DAMAGED}")
+    return rows
+
+
+# -- checksums, recorded when tk run saves and checked when a command opens the run --------
+
+
+def recorded_files(run_dir: Path) -> list[Path]:
+    """Every file of ``model/`` and the run's own result files, as they are when the run is saved."""
+    model = sorted(p for p in (run_dir / "model").rglob("*") if p.is_file()) if (run_dir / "model").is_dir() else []
+    return model + [run_dir / name for name in RECORDED if (run_dir / name).is_file()]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_checksums(run_dir: Path) -> None:
+    """checksums.json: each saved file's size and SHA-256, written last before the run is marked complete."""
+    from toolkit.runs.folders import write_json
+
+    files = {str(p.relative_to(run_dir)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+             for p in recorded_files(run_dir)}
+    write_json(run_dir / CHECKSUMS_FILE, {"algorithm": "sha256", "files": files})
+
+
+def verify_checksums(run_dir: Path, verify: str = "all") -> str | None:
+    """What differs from checksums.json, in words; None when everything matches (or the run predates it)."""
+    path = run_dir / CHECKSUMS_FILE
+    if verify == "none" or not path.exists():
+        return None  # a run saved before tk recorded checksums: the structural checks still apply
+    recorded = read_object(path).get("files")
+    if not isinstance(recorded, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
+            for v in recorded.values()):
+        raise TkError(f"{path} is not what tk wrote. {DAMAGED}")
+    for name, expected in recorded.items():
+        file = run_dir / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise TkError(f"{path} names a file outside the run folder ({name}). {DAMAGED}")
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            return f"{file} is missing"
+        except OSError as error:
+            raise TkError(f"{file}: cannot read it ({error.strerror}).") from None
+        if size != expected["bytes"]:
+            return f"{file} has changed since the run saved it ({size:,} bytes, saved {expected['bytes']:,})"
+        hashed = verify == "all" or (verify == "results" and not name.startswith("model/"))
+        try:
+            if hashed and sha256_of(file) != expected["sha256"]:
+                return f"{file} has changed since the run saved it (its SHA-256 differs)"
+        except OSError as error:
+            raise TkError(f"{file}: cannot read it ({error.strerror}).") from None
+    return None
