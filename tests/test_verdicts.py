@@ -131,8 +131,8 @@ def test_the_linear_baseline_wins_on_keyword_data_and_the_verdict_says_so(projec
     assert saved["linear_baseline"]["verdict"] == linear["verdict"]
     assert "fine-tune minus linear baseline, accuracy (paired)" in (outcome.run_dir / "report.html").read_text()
     card = (outcome.run_dir / "model" / "README.md").read_text()
-    assert "| linear baseline accuracy (TF-IDF + logistic regression) |" in card
-    assert "| this model minus the linear baseline, accuracy (paired) | -" in card
+    assert "| linear baseline accuracy (TF-IDF + logistic regression, C = " in card
+    assert "| fine-tune minus linear baseline, accuracy (paired) | -" in card
 
 
 @pytest.mark.slow

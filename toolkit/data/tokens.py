@@ -95,6 +95,14 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: 
     return {"input_ids": ids, "attention_mask": [[1] * len(row) for row in ids], "length": [len(row) for row in ids]}
 
 
+def encode_as_task(tokenizer: Any, texts: list[str], task: Any) -> dict[str, list]:
+    """Texts encoded as ``task`` reads them: windows for long_text = "chunks", else cut as ``truncation`` says
+    (a saved run and its ONNX export score through this one function, so they read the same tokens)."""
+    if task.long_text == "chunks":
+        return encode_windows(tokenizer, texts, task.max_length, task.window_stride)
+    return encode_texts(tokenizer, texts, task.max_length, task.truncation)
+
+
 CHUNKED_CHARS = 100_000  # long_text = "chunks": windows cover a text's first 100,000 characters (~20,000 tokens)
 
 

@@ -186,3 +186,23 @@ def against_fine_tune(score_fn, splits, labels, probabilities, model_thresholds,
     found = summary(fitted, scored, versus, metric, names)
     found["seconds"] = round(time.perf_counter() - started, 2)  # fitting, scoring and the paired comparison
     return found
+
+
+def table_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(what, value, 95% interval) as text: the linear baseline's scores, then the fine-tune's paired
+    differences from it; the report page and the model card each render these rows in their own format."""
+    linear = metrics.get("linear_baseline")
+    if not isinstance(linear, dict):
+        return []
+    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
+    c = f", C = {linear['C']:g}" if isinstance(linear.get("C"), (int, float)) else ""
+    rows = []
+    for key, title in names.items():
+        if isinstance(found.get(key), (int, float)):
+            ci = found.get(f"{key}_ci")
+            rows.append((f"linear baseline {title} (TF-IDF + logistic regression{c})", f"{found[key]:.4f}",
+                         f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—"))
+    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
+        rows.append((f"fine-tune minus linear baseline, {names.get(key, key)} (paired)",
+                     f"{value['difference']:+.4f}", f"[{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}]"))
+    return rows

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.tokens import encode_texts, encode_windows
+from toolkit.data.tokens import encode_as_task
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import CPU_EVAL_BATCH, TokenRows, batches
 from toolkit.evaluation.pooling import pool
@@ -62,8 +62,7 @@ class OnnxRun:
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         task = self.task
         chunks = task.long_text == "chunks"
-        encoded = (encode_windows(self.tokenizer, texts, task.max_length, task.window_stride) if chunks else
-                   encode_texts(self.tokenizer, texts, task.max_length, task.truncation))
+        encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
+from toolkit.evaluation import classical
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs.folders import write_text
 
@@ -226,20 +227,7 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
 
 def linear_rows(metrics: dict[str, Any]) -> list[str]:
     """The linear baseline (TF-IDF + logistic regression on the same rows) and the fine-tune's difference from it."""
-    linear = metrics.get("linear_baseline")
-    if not isinstance(linear, dict):
-        return []
-    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
-    rows = []
-    for key, title in names.items():
-        if isinstance(found.get(key), (int, float)):
-            ci = found.get(f"{key}_ci")
-            rows.append(f"| linear baseline {md(title)} (TF-IDF + logistic regression) | {found[key]:.4f} | "
-                        + (f"[{ci[0]:.3f}, {ci[1]:.3f}] |" if ci else "— |"))
-    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
-        rows.append(f"| this model minus the linear baseline, {md(names.get(key, key))} (paired) | "
-                    f"{value['difference']:+.4f} | [{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}] |")
-    return rows
+    return [f"| {md(what)} | {value} | {interval} |" for what, value, interval in classical.table_rows(metrics)]
 
 
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:

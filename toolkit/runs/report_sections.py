@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from toolkit.evaluation import classical
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
 from toolkit.runs import report_trust
@@ -67,20 +68,7 @@ def summary(run: RunData) -> str:
 
 def linear_rows(m: dict) -> list[list[str]]:
     """The linear baseline's scores with intervals, then the fine-tune's paired differences from it."""
-    linear = m.get("linear_baseline")
-    if not isinstance(linear, dict):
-        return []
-    found, names = linear.get("metrics") or {}, linear.get("metric_names") or {}
-    rows = []
-    for key, title in names.items():
-        if isinstance(found.get(key), (int, float)):
-            ci = found.get(f"{key}_ci")
-            rows.append([td(f"linear baseline {title} (TF-IDF + logistic regression, C = {linear.get('C'):g})"),
-                         td(float(found[key])), td(f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")])
-    for key, value in ((linear.get("versus") or {}).get("differences") or {}).items():
-        rows.append([td(f"fine-tune minus linear baseline, {names.get(key, key)} (paired)"),
-                     td(f"{value['difference']:+.4f}"), td(f"[{value['ci'][0]:+.3f}, {value['ci'][1]:+.3f}]")])
-    return rows
+    return [[td(what), td(value), td(interval)] for what, value, interval in classical.table_rows(m)]
 
 
 def epochs(run: RunData) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import CORE_SETTINGS, TaskConfig, build_task
-from toolkit.data.tokens import encode_texts, encode_windows
+from toolkit.data.tokens import encode_as_task
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
@@ -55,8 +55,7 @@ class SavedRun:
 
         task, bf16 = self.task, use_bf16(self.task.bf16)
         chunks = task.long_text == "chunks"
-        encoded = (encode_windows(self.tokenizer, texts, task.max_length, task.window_stride) if chunks else
-                   encode_texts(self.tokenizer, texts, task.max_length, task.truncation))
+        encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
         try:
