@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import ok, tk_json, train_toy
+from tests.helpers import ok, tk, tk_json, train_toy
 from toolkit.evaluation import calibration
 
 
@@ -115,6 +115,9 @@ def test_predict_min_confidence_marks_abstentions(pm, project):
     assert document["predictions"][0]["abstained"] is False
     shown = ok("predict", run.run_dir, "the plot", "--min-confidence", "0.999")
     assert shown.startswith("(abstained)")
+    for threshold in ("nan", "inf", "1.5"):  # nan passes a plain range check: every comparison with it is false
+        refused = tk("predict", run.run_dir, "the plot", "--min-confidence", threshold)
+        assert refused.exit_code == 2 and "Invalid value for '--min-confidence'" in refused.output, refused.output
 
 
 def test_calibration_off_is_a_task_key(project):

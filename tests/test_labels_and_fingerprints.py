@@ -43,8 +43,19 @@ def test_validation_size_zero_and_swapped_columns_are_one_line_errors(tmp_path):
     fails_with("key 'validation_size' must be above 0, got 0", "check", "--data", data, "--set", "validation_size=0")
     fails_with("column 'label' cannot be both the text and the label", "check", "--data", data,
                "--set", "text_column=label", "--set", "label_column=label")
-    swapped = ok("check", "--data", data, "--set", "text_column=label", "--set", "label_column=text")
-    assert "Traceback" not in swapped
+    # Swapped: 40 distinct "labels" in 40 rows are texts; the run is refused before any work, by run and check.
+    swap = ("--data", data, "--set", "text_column=label", "--set", "label_column=text")
+    fails_with("column 'text' has 40 distinct values in 40 training rows", "check", *swap)
+    fails_with("column 'text' has 40 distinct values in 40 training rows", "run", *swap, "--output", tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_split_left_empty_by_repeated_texts_is_refused_before_training(tmp_path):
+    # Two texts repeated 60 times: validation rows all repeat a training text and are left out (no leakage).
+    data = write_csv(tmp_path / "d.csv", [(["a b c", "d e f"][i % 2], i % 2) for i in range(60)])
+    fails_with("no validation rows are left: all 10 repeat a text", "run", "--data", data,
+               "--set", "validation_size=10", "--set", "eval_size=10", "--output", tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_the_fingerprint_frames_each_row():

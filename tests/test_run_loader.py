@@ -124,9 +124,38 @@ def test_the_loader_names_json_of_the_wrong_shape(run):
     metrics["history"][0].pop("validation_loss")
     (run / "metrics.json").write_text(json.dumps(metrics))
     record_checksums(run)  # a file that matches its checksum can still be wrong: an older tk, a plugin
-    with pytest.raises(TkError, match=r"metrics.json: history \(each epoch's validation_loss\) missing"):
+    with pytest.raises(TkError, match=r"metrics.json: history missing or not what tk wrote"):
         open_run(run)
     fails_with("metrics.json: history", "compare", run, run)
+
+
+def test_every_key_a_run_writes_has_a_shape_the_loader_checks(finished):
+    """A new key in config, manifest or metrics needs its entry in toolkit.runs.shapes: the loader can
+    only refuse a damaged value of a key it knows."""
+    from toolkit.runs.shapes import CONFIG, MANIFEST, METRICS, check_of
+
+    for name, shape in (("config.json", CONFIG), ("manifest.json", MANIFEST), ("metrics.json", METRICS)):
+        values = json.loads((finished / name).read_text())
+        assert [key for key in values if check_of(shape, key) is None] == [], name
+        assert [key for key, value in values.items() if not check_of(shape, key)(value)] == [], name
+
+
+@pytest.mark.parametrize("name", ["config.json", "manifest.json", "metrics.json"])
+def test_a_value_of_another_kind_is_named_by_the_loader(run, name):
+    from toolkit.errors import TkError
+    from toolkit.runs.loader import record_checksums
+    from toolkit.runs.shapes import CONFIG, MANIFEST, METRICS, check_of
+
+    shape = {"config.json": CONFIG, "manifest.json": MANIFEST, "metrics.json": METRICS}[name]
+    saved = json.loads((run / name).read_text())
+    for key in saved:
+        for wrong in ([], "text", 42, None, {"x": 1}, True):
+            if check_of(shape, key)(wrong):
+                continue  # a kind tk writes there too (None for an optional key, say)
+            (run / name).write_text(json.dumps({**saved, key: wrong}))
+            record_checksums(run)
+            with pytest.raises(TkError, match=rf"{name}: .*{key}.* not what tk wrote"):
+                open_run(run)
 
 
 def test_a_model_that_answers_nan_is_refused_not_printed(run):

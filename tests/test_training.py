@@ -210,3 +210,17 @@ def test_sweep_over_seeds_reports_mean_and_sd(project):
 def test_sweep_rejects_a_bad_grid_before_training(project):
     result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", "epoch=1,2"])
     assert result.exit_code == 1 and "Did you mean 'epochs'" in result.output
+
+
+def test_a_seed_grid_trains_the_seeds_it_names(project):
+    """--grid seed=3,4: each run trains with its own seed (config.json says so), not the task's."""
+    ok("sweep", "toy", "--grid", "seed=3,4", "--set", "epochs=1", "--output", project / "runs")
+    sweep_dir = next((project / "runs").iterdir())
+    seeds = sorted(json.loads((run / "config.json").read_text())["task"]["seed"]
+                   for run in sweep_dir.iterdir() if run.is_dir())
+    assert seeds == [3, 4]
+    for grid, message in (("seed=1,01", "seed"), ("seed=1,2", "use one")):
+        result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", grid, "--seeds", "2" if grid == "seed=1,2" else "1",
+                                          "--output", str(project / "refused")])
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not (project / "refused").exists()

@@ -83,6 +83,23 @@ def test_the_unpaired_interval_is_wider_than_the_paired_one():
     assert paired_ci[1] - paired_ci[0] < (unpaired_ci[1] - unpaired_ci[0]) / 2
 
 
+def test_a_two_class_f1_is_the_second_class_s_as_the_test_report_scores_it():
+    """Without a positive_label the report scores F1 of the second class; the paired differences (tk compare,
+    the linear baseline) must score the same F1, not the macro average under its name."""
+    from sklearn.metrics import f1_score
+
+    from toolkit.evaluation.paired import score
+
+    labels = np.array([0] * 90 + [1] * 10)
+    never_positive = np.zeros(100, dtype=int)  # F1 of class 1: 0; macro F1: about 0.47
+    finds_half = np.concatenate([np.zeros(95, dtype=int), np.ones(5, dtype=int)])
+    a, b = Scored(labels, never_positive, 2), Scored(labels, finds_half, 2)
+    assert score(b, ("f1",))["f1"] == pytest.approx(f1_score(labels, finds_half, pos_label=1))
+    found = differences(a, b, ("f1", "f1_macro"))
+    assert found["f1"]["difference"] == pytest.approx(-f1_score(labels, finds_half, pos_label=1))
+    assert found["f1"]["difference"] != pytest.approx(found["f1_macro"]["difference"])
+
+
 @pytest.mark.parametrize("metrics, expected", [
     ({"problem": "multi-label", "select_metric": "loss"}, "f1"),
     ({"select_metric": "accuracy", "per_class": {}}, "accuracy"),

@@ -421,7 +421,9 @@ def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_p
                                                                  label=datasets.ClassLabel(names=["neg", "pos"])))
     made = make_splits(datasets.DatasetDict(train=rows), task, [])
     assert len(made["validation"]) == 480  # a tenth of the 4,800 left after the test hold-out of 1,200
-    made = make_splits(datasets.DatasetDict(train=rows, test=rows.select(range(10))), task, [])
+    unseen = datasets.Dataset.from_dict({"text": [f"unseen {i}" for i in range(10)], "label": [0, 1] * 5},
+                                        features=rows.features)  # a test split whose texts training lacks
+    made = make_splits(datasets.DatasetDict(train=rows, test=unseen), task, [])
     assert len(made["validation"]) == 500
     own = make_splits(datasets.DatasetDict(train=rows.select(range(100)), validation=rows.select(range(1000, 1800)),
                                            test=rows.select(range(3000, 3010))), task, [])

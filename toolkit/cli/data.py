@@ -9,6 +9,7 @@ import click
 
 from toolkit.cli import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
+from toolkit.cli.params import FiniteRange
 from toolkit.data.choose import command_target
 from toolkit.errors import TkError
 from toolkit.hub import offline_advice
@@ -23,7 +24,7 @@ from toolkit.hub import offline_advice
               help="Override a task setting (repeatable), as tk run does: e.g. --set text_column=body.")
 @click.option("--split", default="train", show_default=True)
 @click.option("--sample", type=click.IntRange(min=1), help="Measure a seeded random sample of N texts.")
-@click.option("--coverage", type=click.FloatRange(0.5, 1.0), default=0.95, show_default=True,
+@click.option("--coverage", type=FiniteRange(0.5, 1.0), default=0.95, show_default=True,
               help="Share of texts the recommended max_length must hold whole.")
 @click.option("--histogram", type=click.Path(path_type=Path),
               help="Write the histogram PNG here (default: lengths-NAME.png in the current folder, NAME the "

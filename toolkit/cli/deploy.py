@@ -8,6 +8,7 @@ import click
 
 from toolkit.cli import cli, pass_session
 from toolkit.cli.json_output import emit, json_option
+from toolkit.cli.params import FiniteRange
 from toolkit.cli.using import existing_run
 from toolkit.errors import TkError
 
@@ -23,7 +24,7 @@ def require(modules: tuple[str, ...], extra: str, command: str) -> None:
 
 
 def positive(kind):
-    return click.IntRange(min=1) if kind is int else click.FloatRange(min=0)
+    return click.IntRange(min=1) if kind is int else FiniteRange(min=0)
 
 
 @cli.command()
@@ -88,7 +89,7 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
               help="The folder to write (default: RUN/onnx, or RUN/onnx-int8 with --quantize int8).")
 @click.option("--check-data", metavar="FILE", help="Check the export on every row of this file (default: the run's "
               "test rows, as tk evaluate scores them).")
-@click.option("--min-agreement", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-agreement", default=0.99, show_default=True, type=FiniteRange(0, 1),
               help="The share of checked rows on which the export must give the run's answer, or nothing is written.")
 @json_option
 @pass_session

@@ -10,6 +10,7 @@ import click
 
 from toolkit.cli import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
+from toolkit.cli.params import FiniteRange
 from toolkit.errors import TkError
 from toolkit.runs.answers import prediction_rows
 
@@ -23,7 +24,7 @@ allow_incomplete_option = click.option(
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--file", "text_file", type=click.File(encoding="utf-8"), help="One text per line ('-' for stdin).")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), metavar="T",
+@click.option("--min-confidence", type=FiniteRange(0, 1), metavar="T",
               help="Abstain where the answer is less sure than T: the top probability below T (multi-label: any "
                    "label's probability between 1 - T and T). Abstained answers still show the model's best guess.")
 @allow_incomplete_option

@@ -239,7 +239,7 @@ def class_presence(split: str, labels, label_names: tuple[str, ...], carved_from
     if absent:
         them = "it" if len(absent) == 1 else "them"
         found.append(Finding("classes_absent", "warning", f"{split}: no rows of {_classes(absent)} "
-                             f"{', '.join(map(repr, absent))}. The {split} numbers leave {them} out (macro averages "
+                             f"{named(absent)}. The {split} numbers leave {them} out (macro averages "
                              f"run over the classes present; the metrics name {them} under classes_absent)",
                              len(absent)))
     rare = [f"{name} ({n} {plural(n, 'row')})" for name, n in zip(label_names, counts) if 0 < n < RARE_CLASS_ROWS]
@@ -251,13 +251,22 @@ def class_presence(split: str, labels, label_names: tuple[str, ...], carved_from
             effect = effect.replace("them", "it").replace("their", "its")
         found.append(Finding("rare_classes", "warning", f"{split}: {len(rare):,} "
                              f"{'class has' if len(rare) == 1 else 'classes have'} fewer than {RARE_CLASS_ROWS} "
-                             f"rows: {', '.join(rare)}. {effect[0].upper()}{effect[1:]}", len(rare)))
+                             f"rows: {named(rare, quote=False)}. {effect[0].upper()}{effect[1:]}", len(rare)))
     return found
 
 
 RARE_EFFECT = {"train": "the model learns them from few examples",
                "validation": "the per-epoch validation numbers, which pick the epoch to keep, hardly measure them",
                "": "their per-class scores have very wide intervals (a recall of 3/3 only says [0.44, 1])"}
+
+
+NAMES_SHOWN = 10  # a message names this many classes, then counts the rest (metrics.json lists them all)
+
+
+def named(names: list, quote: bool = True, shown: int = NAMES_SHOWN) -> str:
+    """'a', 'b', ... and 40 more: a list of names a console line can hold (each name cut short too)."""
+    words = [_short(str(n)) if quote else str(n) for n in names[:shown]]  # _short: quoted and cut short
+    return ", ".join(words) + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
 
 
 def _classes(names: list) -> str:

@@ -74,6 +74,8 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
         if from_data and not labels:
             raise TkError(f"{dataset.name} from {source.describe()}: no row has a label (plugin "
                           f"'{dataset.plugin}' found no label values in the data). Check the label column.")
+        if from_data and classes:
+            check_label_count(len(labels), len(splits["train"]), f"{dataset.name} from {source.describe()}", task)
     if labels is not None:
         dataset = replace(dataset, labels=tuple(str(label) for label in labels))
     if not dataset.labels:
@@ -91,6 +93,22 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
         return dataset, apply_multilabel_mapping(splits, dataset, mapping, notes, every_label=classes and not fixed)
     return dataset, apply_label_mapping(splits, dataset, mapping, notes, every_class=classes and not fixed,
                                         source=source, from_data=from_data)
+
+
+# A label column with more distinct values than this share of the training rows holds texts, not classes.
+MOST_ROWS_DISTINCT = 0.5
+FEW_LABELS = 20  # below this many distinct values the share says nothing (a 30-row toy set may have 16 classes)
+
+
+def check_label_count(distinct: int, rows: int, where: str, task=None) -> None:
+    """Refuse a label column that names nearly every row differently: texts read as labels (swapped columns)."""
+    if distinct < FEW_LABELS or distinct <= MOST_ROWS_DISTINCT * rows:
+        return
+    named = task.settings.get("label_column") if task is not None else None  # the files plugin's key
+    column = f"column '{named}'" if named else "the label column"
+    raise TkError(f"{where}: {column} has {distinct:,} distinct values in {rows:,} training rows, so most classes "
+                  "would have a single row: it looks like texts, not labels. Check text_column and label_column "
+                  "(are they swapped?).")
 
 
 def holds_label_lists(splits) -> bool:

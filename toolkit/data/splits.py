@@ -102,7 +102,21 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
                                                "validation" if "validation" in splits else "train", notes, left_out)
         test, _ = _without(test, np.concatenate([seen, validation_keys]), "test", "training or validation data",
                            test_from, notes, left_out)
+    for name, split in (("validation", validation), ("test", test)):
+        _not_empty(name, split, task, left_out)
     return datasets.DatasetDict({"train": rest, "validation": validation, "test": test})
+
+
+def _not_empty(name: str, split, task: TaskConfig, left_out: dict[str, dict]) -> None:
+    """A split with no rows left gives no number at all: refused before any training."""
+    if len(split):
+        return
+    if name in left_out:
+        gone = len(left_out[name]["rows"])
+        raise TkError(f"task '{task.name}': no {name} rows are left: all {gone:,} repeat a text of the rows before "
+                      "them and were left out (no leakage). Remove the repeated texts (tk check lists them), add "
+                      "rows, or check text_column: a column of few distinct values is not the text.")
+    raise TkError(f"task '{task.name}': the {name} split has no rows. Add rows to it.")
 
 
 LEFT_OUT_SHOWN = 5  # row numbers a note names; left_out (the run's left_out.json) has them all

@@ -50,6 +50,14 @@ class Scored:
     def multi_label(self) -> bool:
         return np.ndim(self.labels) == 2
 
+    @property
+    def positive_class(self) -> int | None:
+        """The class whose F1 is "f1": the given one; for two classes without one, the second, as the test
+        report scores it (plugins/metrics); None (macro averages) for more classes."""
+        if self.positive is not None or self.multi_label:
+            return self.positive
+        return 1 if self.n_classes == 2 else None
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -109,7 +117,7 @@ def _scores(scored: Scored, per_row: dict[str, np.ndarray], weights: np.ndarray,
     if scored.multi_label:
         found = multilabel.scores(multilabel.summed(per_row, weights), present)
     else:
-        found = headline({key: weights @ value for key, value in per_row.items()}, present, scored.positive)
+        found = headline({key: weights @ value for key, value in per_row.items()}, present, scored.positive_class)
     return {name: np.asarray(found[name], dtype=np.float64) for name in names}
 
 

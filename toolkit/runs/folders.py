@@ -126,11 +126,17 @@ def set_status(run_dir: Path, status: str, **details: Any) -> None:
     write_json(run_dir / STATUS_FILE, {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **details})
 
 
+STATUSES = ("running", "interrupted", "failed", "complete")
+
+
 def run_status(run_dir: Path) -> str:
+    """status.json's status; 'incomplete' when the file is missing, unreadable or not what tk wrote."""
     try:
-        return json.loads((run_dir / STATUS_FILE).read_text())["status"]
-    except (OSError, ValueError, KeyError):
+        saved = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return "incomplete"
+    status = saved.get("status") if isinstance(saved, dict) else None
+    return status if isinstance(status, str) and status in STATUSES else "incomplete"
 
 
 def list_runs(output: Path) -> list[tuple[Path, str]]:

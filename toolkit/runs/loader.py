@@ -16,12 +16,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
+from toolkit.runs.folders import run_status, write_json
+from toolkit.runs.shapes import CONFIG, MANIFEST, METRICS, wrong_keys
 
 CHECKSUMS_FILE = "checksums.json"
 # The files of a finished run that the commands read; report.html is left out (tk report rewrites it).
@@ -67,7 +68,7 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
         raise TkError(f"{path}: no such folder. tk list --runs shows the run folders.")
     if not path.is_dir():
         raise TkError(f"{path} is a file, not a run folder. tk list --runs shows the run folders.")
-    status = read_status(path)
+    status = run_status(path)
     problems = []
     if status != "complete":
         problems.append(f"its status is '{status}', not 'complete'")
@@ -82,10 +83,12 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
                           f"(To use it anyway, at your own risk: {INCOMPLETE_FLAG}.)")
         warning = f"NOT A COMPLETE RUN ({reason}): answers from {path.name} are not a finished run's results."
     config = read_object(path / "config.json", status, wrong_type=False)
-    task = config.get("task") if isinstance(config, dict) else None
-    if not isinstance(task, dict) or not isinstance(task.get("name"), str):
+    if not isinstance(config, dict) or "task" not in config:
         raise TkError(f"{path / 'config.json'} is not a tk run config (expected an object with a 'task' table). "
                       f"{DAMAGED}")
+    wrong = wrong_keys(config, CONFIG)
+    if wrong:
+        raise TkError(f"{path / 'config.json'}: {', '.join(wrong)} not what tk wrote. {DAMAGED}")
     folder = RunFolder(path, status, config, warning=warning)
     if "metrics.json" in need:
         folder.metrics = check_metrics(path / "metrics.json", read_object(path / "metrics.json", status))
@@ -102,15 +105,6 @@ def advice(path: Path, status: str) -> str:
     if status == "failed":
         return "Its error is in status.json; train again (tk run)."
     return DAMAGED
-
-
-def read_status(path: Path) -> str:
-    """status.json's status; 'incomplete' when the file is missing or not tk's."""
-    try:
-        status = json.loads((path / "status.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return "incomplete"
-    return status if status in ("running", "interrupted", "failed", "complete") else "incomplete"
 
 
 def read_object(path: Path, status: str = "complete", wrong_type: bool = True) -> Any:
@@ -132,41 +126,16 @@ def read_object(path: Path, status: str = "complete", wrong_type: bool = True) -
     return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def check_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The keys tk compare and tk report read, of the types they read them as."""
-    wrong = [key for key in ("accuracy", "f1") if not (_is_number(metrics.get(key)) and 0 <= metrics[key] <= 1)]
-    if not _is_number(metrics.get("train_seconds", 0)):
-        wrong.append("train_seconds")
-    if not isinstance(metrics.get("best_epoch", 1), int):
-        wrong.append("best_epoch")
-    history = metrics.get("history", [])
-    if not isinstance(history, list) or not all(
-            isinstance(row, dict) and _is_number(row.get("validation_loss")) for row in history):
-        wrong.append("history (each epoch's validation_loss)")
-    for key in ("accuracy_ci", "f1_ci"):
-        ci = metrics.get(key)
-        if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(map(_is_number, ci))):
-            wrong.append(key)
-    for key in ("diagnosis", "baseline"):
-        if not isinstance(metrics.get(key) or {}, dict):
-            wrong.append(key)
+    """The numbers every command reads are there, and every key is of the kind tk writes."""
+    wrong = [key for key in ("accuracy", "f1", "history") if key not in metrics] + wrong_keys(metrics, METRICS)
     if wrong:
-        raise TkError(f"{path}: {', '.join(wrong)} missing or not what tk wrote. {DAMAGED}")
+        raise TkError(f"{path}: {', '.join(dict.fromkeys(wrong))} missing or not what tk wrote. {DAMAGED}")
     return metrics
 
 
 def check_manifest(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    labels = manifest.get("labels")
-    wrong = [] if isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels) else ["labels"]
-    for key in ("data_fingerprint", "source_fingerprint", "task"):
-        value = manifest.get(key)
-        if value is not None and not (isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
-                                      if key != "task" else isinstance(value, dict)):
-            wrong.append(key)
+    wrong = ([] if "labels" in manifest else ["labels"]) + wrong_keys(manifest, MANIFEST)
     if wrong:
         raise TkError(f"{path}: {', '.join(wrong)} missing or not what tk wrote. {DAMAGED}")
     return manifest
@@ -216,8 +185,6 @@ def sha256_of(path: Path) -> str:
 
 def record_checksums(run_dir: Path) -> None:
     """checksums.json: each saved file's size and SHA-256, written last before the run is marked complete."""
-    from toolkit.runs.folders import write_json
-
     files = {str(p.relative_to(run_dir)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
              for p in recorded_files(run_dir)}
     write_json(run_dir / CHECKSUMS_FILE, {"algorithm": "sha256", "files": files})

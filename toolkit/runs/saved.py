@@ -16,6 +16,7 @@ from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
 from toolkit.evaluation.thresholds import from_config
 from toolkit.runs.folders import read_json, run_status
+from toolkit.runs.shapes import integer, number
 from toolkit.training.progress import library_bars_off
 
 
@@ -142,6 +143,9 @@ def check_saved_model(model_dir: Path) -> None:
     values = _json_file(config)
     if not isinstance(values, dict) or "model_type" not in values:
         raise TkError(f"{config} is not a transformers model config (no model_type). {DAMAGED}")
+    wrong = config_problems(values)
+    if wrong:
+        raise TkError(f"{config}: {', '.join(wrong)} not what a model config holds. {DAMAGED}")
     weights = [model_dir / name for name in WEIGHT_FILES if (model_dir / name).is_file()]
     if not weights:
         raise TkError(f"{model_dir} has no model weights ({WEIGHT_FILES[0]} is missing). {DAMAGED}")
@@ -151,8 +155,30 @@ def check_saved_model(model_dir: Path) -> None:
     if not vocabulary:
         raise TkError(f"{model_dir} has no tokenizer vocabulary ({VOCABULARY_FILES[0]} is missing). {DAMAGED}")
     for path in [vocabulary[0], model_dir / "tokenizer_config.json"]:
-        if path.suffix == ".json" and path.is_file():
-            _json_file(path)
+        if path.suffix == ".json" and path.is_file() and not isinstance(_json_file(path), dict):
+            raise TkError(f"{path} is not the object a tokenizer file holds. {DAMAGED}")
+
+
+# The sizes a BERT-family config gives as positive whole numbers: a model cannot be built from anything else.
+POSITIVE_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                  "max_position_embeddings", "type_vocab_size")
+
+
+def config_problems(values: dict[str, Any]) -> list[str]:
+    """The keys of a model's config.json that no model could be built or run from (a damaged file)."""
+    wrong = [key for key in POSITIVE_SIZES if key in values and not (integer(values[key]) and values[key] > 0)]
+    heads, width = values.get("num_attention_heads"), values.get("hidden_size")
+    if not wrong and integer(heads) and integer(width) and width % heads:
+        wrong.append("num_attention_heads (it must divide hidden_size)")
+    if "layer_norm_eps" in values and not (number(values["layer_norm_eps"]) and values["layer_norm_eps"] > 0):
+        wrong.append("layer_norm_eps")
+    if values.get("pad_token_id") is not None and not (integer(values["pad_token_id"]) and values["pad_token_id"] >= 0):
+        wrong.append("pad_token_id")
+    names = values.get("id2label")
+    if names is not None and not (isinstance(names, dict) and all(isinstance(v, str) for v in names.values())
+                                  and sorted(names) == sorted(str(i) for i in range(len(names)))):
+        wrong.append("id2label")
+    return wrong
 
 
 def check_vocabulary(model_dir: Path, model: Any, tokenizer: Any) -> None:

@@ -67,8 +67,13 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     run folders, and the table as text."""
     settings = combinations(grid) or [{}]
     # Validate every combination before the first minute of training is spent.
-    planned = [(setting, with_overrides(task, {**setting, "seed": task.seed + i}, "--grid"))
-               for setting in settings for i in range(seeds)]
+    if seeds > 1 and "seed" in grid:
+        raise TkError("--grid seed=... and --seeds both choose seeds: use one (--seeds N runs seeds "
+                      f"{task.seed}..{task.seed + seeds - 1} of each setting).")
+    planned = []
+    for setting in settings:
+        config = with_overrides(task, setting, "--grid")  # a grid's own seed is checked and kept, like any key
+        planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid")) for i in range(seeds)]
     tracking.require(task)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
     progress.note(f"Sweep of {len(planned)} runs into {sweep_dir}")
