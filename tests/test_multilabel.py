@@ -246,7 +246,8 @@ def test_clear_errors(files_pm, tmp_path):
 
 
 def test_check_reports_cooccurrence_rare_labels_and_rows_without_label(tmp_path):
-    rows = [("good why", ["pos", "question"])] * 12 + [("bad", ["neg"])] * 3 + [("plain", [])] * 5
+    rows = ([(f"good why {i}", ["pos", "question"]) for i in range(12)] + [(f"bad {i}", ["neg"]) for i in range(3)]
+            + [(f"plain {i}", []) for i in range(5)])  # distinct texts: repeated ones would leave no validation rows
     write_jsonl(tmp_path / "tags.jsonl", rows)
     report = json.loads(ok("check", "--data", tmp_path / "tags.jsonl", "--set", "problem=multi-label", "--json"))
     found = {f["check"]: f for f in report["findings"]}
@@ -366,8 +367,9 @@ def test_a_single_label_task_on_a_saved_multilabel_model_goes_back_to_softmax(ti
 def test_check_warns_when_labels_look_like_unsplit_lists(tmp_path):
     """A multi-label file read as single-label, or split with the wrong separator, trains compound labels
     ('billing|urgent') with no error: tk check says what to set."""
-    rows = [("refund please now", "billing|urgent"), ("card charged twice", "billing"),
-            ("site is down", "outage|urgent"), ("login broken", "outage")] * 10
+    rows = [(f"{text} ({i})", label) for i in range(10) for text, label in (
+        ("refund please now", "billing|urgent"), ("card charged twice", "billing"),
+        ("site is down", "outage|urgent"), ("login broken", "outage"))]
     path = tmp_path / "tags.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([("text", "label"), *rows])

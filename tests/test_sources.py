@@ -97,8 +97,10 @@ def test_csv_without_label_column_names_the_columns(pm, tmp_path):
 
 def test_non_utf8_csv_is_a_clear_error(pm, tmp_path):
     path = tmp_path / "reviews.csv"
-    path.write_bytes("text,label\nCaf\xe9 was great,pos\nBad,neg\n".encode("latin-1"))
-    with pytest.raises(TkError, match="not UTF-8"):
+    good = "".join(f"review {i} was fine,pos\n" for i in range(2000)).encode()  # the parser reads blocks
+    path.write_bytes(b"text,label\n" + good + "Caf\xe9 was great,pos\nBad,neg\n".encode("latin-1"))
+    # where a person finds it in the file, not the parser's offset within its block
+    with pytest.raises(TkError, match=rf"not UTF-8 text \(line 2,002, byte {len(good) + 14:,}: 0xe9"):
         load(pm, "imdb", path)
 
 

@@ -95,9 +95,12 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
     except (DatasetGenerationError, UnicodeDecodeError, pyarrow.ArrowException, ValueError) as error:
         cause = error.__cause__ if isinstance(error, DatasetGenerationError) and error.__cause__ else error
         if isinstance(cause, UnicodeDecodeError):
+            encoding = options.get("encoding", "utf-8")
+            where = "; ".join(f"{Path(path).name} {found}" if len(files) > 1 else found for path in files.values()
+                              if (found := first_undecodable(path, encoding)))
             raise TkError(
-                f"{_names(files)}: not {options.get('encoding', 'UTF-8')} text ({cause.reason} at byte "
-                f"{cause.start}). Re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+                f"{_names(files)}: not {encoding.upper()} text ({where or cause.reason}). Re-save it as UTF-8 "
+                "(e.g. iconv -f latin1 -t utf-8)."
             ) from error
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
             raise TkError(f"{_names(files)}: the file has no rows of data.") from error
@@ -259,6 +262,27 @@ def class_folders(folder: Path) -> dict[str, dict[str, list[Path]]] | None:
         return layout if all(layout.values()) else None
     found = classes(folder)
     return {"train": found} if found else None
+
+
+def first_undecodable(path: Path, encoding: str = "utf-8") -> str | None:
+    """Where a file stops being ``encoding`` text, as a person finds it: 'line 102, byte 6,013: 0xe9, invalid
+    continuation byte'. The parser's own error counts bytes within the block it was reading, not the file."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                bad = offset + error.start - len(decoder.getstate()[0])  # bytes the decoder held back come first
+                with open(path, "rb") as again:
+                    line = again.read(bad).count(b"\n") + 1
+                    byte = again.read(1).hex()
+                return f"line {line:,}, byte {bad:,}: 0x{byte}, {error.reason}"
+            offset += len(chunk)
+    return None
 
 
 def load_class_folders(layout: dict[str, dict[str, list[Path]]]):
