@@ -379,3 +379,4 @@ def test_check_lists_the_checks_that_found_nothing():
     listed = format_report(dirty).splitlines()[-2]
     assert listed.startswith("Checked, nothing found: ") and "HTML remnants" not in listed
     assert "exact duplicate" not in listed and "conflicting" not in listed
+    assert "HTML remnants" in clean.as_dict()["checked_clean"] and "HTML remnants" not in dirty.as_dict()["checked_clean"]

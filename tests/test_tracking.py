@@ -86,6 +86,13 @@ def test_mlflow_run_reads_back_through_mlflows_client(pm, project, engine, store
             assert [logged[f"test/{name}_low"], logged[f"test/{name}_high"]] == pytest.approx(metrics[f"{name}_ci"])
     assert logged["test/accuracy_low"] <= logged["test/accuracy"] <= logged["test/accuracy_high"]
     assert logged["test/baseline_accuracy"] == pytest.approx(metrics["baseline"]["accuracy"])
+    linear = metrics["linear_baseline"]  # the model the fine-tune has to beat, and by how much it does
+    assert logged["test/linear_baseline_accuracy"] == pytest.approx(linear["metrics"]["accuracy"])
+    assert [logged["test/linear_baseline_accuracy_low"], logged["test/linear_baseline_accuracy_high"]] == \
+        pytest.approx(linear["metrics"]["accuracy_ci"])
+    difference = linear["versus"]["differences"]["accuracy"]
+    assert logged["test/fine_tune_minus_linear_accuracy"] == pytest.approx(difference["difference"])
+    assert logged["test/fine_tune_minus_linear_accuracy_low"] == pytest.approx(difference["ci"][0])
     assert logged["best_epoch"] == metrics["best_epoch"]
 
     artifacts = {item.path for item in client.list_artifacts(run_id)}

@@ -74,7 +74,7 @@ class CheckReport:
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "rows": self.rows, "split_rows": self.split_rows,
                 "split_notes": self.split_notes, "left_out": self.left_out,
-                "findings": [asdict(f) for f in self.findings]}
+                "findings": [asdict(f) for f in self.findings], "checked_clean": found_nothing(self)}
 
 
 def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classes: bool = True) -> CheckReport:

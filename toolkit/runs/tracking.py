@@ -138,18 +138,32 @@ class Watched:
 
 def final_scalars(metrics: dict[str, Any]) -> Iterator[tuple[str, float]]:
     """metrics.json as scalars: ``test/NAME`` with ``test/NAME_low`` / ``_high`` where it has an interval,
-    ``test/baseline_NAME``, and the run's ``best_epoch``, ``epochs_run``, ``train_seconds``, ``eval_seconds``."""
-    for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        yield (name if name in RUN_KEYS else f"test/{name}"), float(value)
-        interval = metrics.get(f"{name}_ci")
-        if isinstance(interval, list) and len(interval) == 2:
-            yield f"test/{name}_low", float(interval[0])
-            yield f"test/{name}_high", float(interval[1])
+    ``test/baseline_NAME``, the linear baseline's ``test/linear_baseline_NAME`` (with its interval) and the
+    paired ``test/fine_tune_minus_linear_NAME`` (with its), and the run's ``best_epoch``, ``epochs_run``,
+    ``train_seconds``, ``eval_seconds``."""
+    yield from _with_intervals(metrics, "", RUN_KEYS)
     for name, value in (metrics.get("baseline") or {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _number(value):
             yield f"test/baseline_{name}", float(value)
+    linear = metrics.get("linear_baseline") or {}
+    yield from _with_intervals(linear.get("metrics") or {}, "linear_baseline_")
+    for name, found in ((linear.get("versus") or {}).get("differences") or {}).items():
+        yield from _with_intervals({name: found.get("difference"), f"{name}_ci": found.get("ci")}, "fine_tune_minus_linear_")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _with_intervals(metrics: dict[str, Any], prefix: str, run_keys: tuple[str, ...] = ()) -> Iterator[tuple[str, float]]:
+    for name, value in metrics.items():
+        if not _number(value):
+            continue
+        yield (name if name in run_keys else f"test/{prefix}{name}"), float(value)
+        interval = metrics.get(f"{name}_ci")
+        if isinstance(interval, list) and len(interval) == 2 and all(map(_number, interval)):
+            yield f"test/{prefix}{name}_low", float(interval[0])
+            yield f"test/{prefix}{name}_high", float(interval[1])
 
 
 def start(task: TaskConfig, run_dir: Path, params: dict[str, Any], resume: bool,
