@@ -188,3 +188,13 @@ def test_an_unreadable_model_file_is_one_line(run, monkeypatch):
 
     monkeypatch.setattr(loader, "sha256_of", unreadable)  # the tests run as root, where chmod stops nothing
     fails_with("model/model.safetensors: cannot read it (Permission denied)", "predict", run, "good film")
+
+
+@pytest.mark.parametrize("status", ['"complete"', "null", "[]", "42", '{"status": null}', '{"status": ["complete"]}',
+                                    '{"status": 5}', '{"status": "finished"}'])
+def test_tk_list_shows_a_status_file_of_the_wrong_shape_as_incomplete(run, status):
+    (run / "status.json").write_text(status)
+    listed = ok("list", "--runs", "--output", run.parent, "--json")
+    [row] = json.loads(listed)["runs"]
+    assert row["status"] == "incomplete", row
+    fails_with("its status is 'incomplete', not 'complete'", "compare", run, run)
