@@ -99,7 +99,7 @@ class PolicyTrainer(Trainer):
 # On the CPU each batch width a run meets for the first time costs oneDNN about 47 ms of kernel creation in a
 # MiniLM step (16 x 20-60 tokens, bf16), and Sentiment140's length-grouped batches meet about 55 widths, more
 # kernels than its cache keeps. Widths in steps of 4 tokens: Sentiment140 runs 34.0-35.6 s instead of
-# 36.6-38.0 s here, the 1.5 extra padded tokens per batch included (issue 16's eighth round).
+# 36.6-38.0 s on a 2-core Xeon with AMX, the 1.5 extra padded tokens per batch included (benchmarks/NOTES.md).
 CPU_WIDTH_STEP = 4
 
 
