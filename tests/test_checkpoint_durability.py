@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,18 @@ def test_a_failed_write_of_any_kind_removes_its_staging_folder(tmp_path):
     with pytest.raises(TkError, match=r"Could not write the checkpoint .*checkpoint-7: \[enforce fail.*pos 64 vs 0$"):
         checkpoints.write(tmp_path, "checkpoint-7", half_then_fail, {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_an_engine_wrote_in_place_is_committed_where_it_is(tmp_path):
+    """A plugin engine that writes ``checkpoint-STEP`` itself and commits it, as before staging existed."""
+    path = tmp_path / "checkpoint-3"
+    path.mkdir()
+    (path / "state.pt").write_bytes(b"weights")
+    assert checkpoints.commit(path, {"best_checkpoint": "checkpoint-3"}) == path
+    assert checkpoints.latest(tmp_path) == path
+    assert checkpoints.read_state(path)["files"] == {"state.pt": {"bytes": 7, "crc32": zlib.crc32(b"weights")}}
+    from toolkit.training import checkpoint_checks
+
+    assert checkpoint_checks.problems(path) == []
+    (path / "state.pt").write_bytes(b"weightz")
+    assert checkpoint_checks.problems(path) == ["state.pt: its bytes changed since it was written (CRC-32)"]

@@ -77,12 +77,16 @@ def staging(folder: Path, name: str) -> Path:
 
 
 def commit(staged: Path, state: dict[str, Any]) -> Path:
-    """Make the files in ``staged`` durable, record them with the policy ``state``, rename into place."""
+    """Make the files in ``staged`` durable, record them with the policy ``state``, rename into place.
+    A folder not under ``staging`` (a plugin engine's own ``checkpoint-STEP``) is committed where it is."""
     folder, name = staged.parent.parent, staged.name
-    files = sorted(path for path in staged.rglob("*") if path.is_file())
+    files = sorted(path for path in staged.rglob("*") if path.is_file() and path.name != STATE_FILE)
     recorded = {path.relative_to(staged).as_posix(): fsync_file(path) for path in files}
     write_json(staged / STATE_FILE, {**state, "files": recorded})  # written last, fsynced
     fsync_dir(staged)
+    if not staged.parent.name.startswith(PARTIAL):
+        fsync_dir(staged.parent)
+        return staged
     final = folder / name
     if final.exists():  # a checkpoint of the same step from an earlier try: the new one replaces it
         shutil.rmtree(final)
