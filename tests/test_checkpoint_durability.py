@@ -4,6 +4,7 @@ the previous checkpoint resumable, and a resume names a damaged newest checkpoin
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -69,6 +70,18 @@ def two_checkpoints(pm, project, engine, output="runs"):
     return stopped.run_dir
 
 
+STOPPED: dict = {}  # engine -> a stopped run trained once for the module (it records its data by absolute path)
+
+
+def copy_of_stopped_run(pm, project, engine):
+    """A copy of the module's stopped run of ``engine``, in this test's project: each test damages its own."""
+    if engine not in STOPPED:
+        STOPPED[engine] = two_checkpoints(pm, project, engine, "stopped-once")
+    copy = project / "runs" / STOPPED[engine].name
+    shutil.copytree(STOPPED[engine], copy)
+    return copy
+
+
 def use_engine(monkeypatch, engine):
     if engine == "cuda-graphs":  # its loop runs eagerly without CUDA, as in the engine fixture
         import plugins.engines.cuda_graphs
@@ -80,7 +93,7 @@ def use_engine(monkeypatch, engine):
 def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumed(pm, project, monkeypatch, engine, name,
                                                                            damage, said):
     use_engine(monkeypatch, engine)
-    run_dir = two_checkpoints(pm, project, engine)
+    run_dir = copy_of_stopped_run(pm, project, engine)
     damage(run_dir / "checkpoints" / "checkpoint-40" / name)
     notes = []
     outcome = resume_task(pm, run_dir, Progress(notes.append, bar=False))
