@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything one lent-GPU session measures, in one call (docs/speed.md, "On a GPU").
+# Everything one lent-GPU session measures, in one call (benchmarks/NOTES.md, "On a GPU").
 #
 # The lent machine has PyTorch and transformers but not `datasets`, nor the data.
 # Prepare a folder .gpu/ beside this repo's files (ignored by git) with:

@@ -28,12 +28,11 @@ def mlflow_env(monkeypatch):
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A temporary MLflow store named by MLFLOW_TRACKING_URI, as a user names theirs."""
-    uri = (tmp_path / "store").as_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 opens a file store only when allowed
-    return uri
+def store(monkeypatch, tmp_path):
+    """MLflow 3's default store named by MLFLOW_TRACKING_URI as its users name it, a SQLite file in the current
+    folder (each test's own tmp_path); read back by its absolute path (MLflow caches a store by its URI)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    return f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
 
 
 def only_run(client, experiment="toy"):
@@ -124,8 +123,9 @@ def test_tensorboard_event_file_holds_the_same_scalars(pm, project, engine):
 
 def test_cli_set_report_to_writes_the_default_store_in_the_current_folder(project):
     output = ok("run", "toy", "--set", "report_to=mlflow", "--set", "epochs=1")
-    store = (project / "mlruns").as_uri()  # MLflow's own local folder, where `mlflow ui` looks
-    assert "Tracking: MLflow run" in output and store in output and "mlflow ui --backend-store-uri" in output
+    store = f"sqlite:///{(project / 'mlflow.db').as_posix()}"  # MLflow 3's default, where `mlflow ui` looks
+    assert "Tracking: MLflow run" in output and f"{store}; to see it: mlflow ui --backend-store-uri {store}" in output
+    assert "MLFLOW_ALLOW_FILE_STORE" not in output
     run = only_run(MlflowClient(store))
     assert run.info.status == "FINISHED" and run.data.params["epochs"] == "1"
     assert len(MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")) == STEPS_PER_EPOCH
@@ -140,7 +140,17 @@ def test_a_missing_library_is_named_before_any_work(project, monkeypatch, name, 
         monkeypatch.setitem(sys.modules, module, None)
     fails_with(f"report_to = ['{name}'] needs {library}, which is not installed here: "
                f"pip install 'tk-toolkit[{name}]'", "run", "toy", "--set", f"report_to={name}")
-    assert not (project / "runs").exists() and not (project / "mlruns").exists()
+    assert not (project / "runs").exists() and not (project / "mlflow.db").exists()
+
+
+def test_mlflow_skinny_alone_is_named_for_a_database_store_and_enough_for_a_server(project, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # mlflow-skinny: the client without SQLAlchemy
+    fails_with("report_to = ['mlflow'] needs the full MLflow (its database store needs SQLAlchemy), which is not "
+               "installed here: pip install 'tk-toolkit[mlflow]'", "run", "toy", "--set", "report_to=mlflow")
+    from toolkit.runs import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    tracking.require(toy_task(project, report_to="mlflow"))  # a server: the client is all tk needs
 
 
 def test_report_to_takes_a_list_one_name_or_none(project):

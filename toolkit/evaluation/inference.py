@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 MULTI_LABEL = "multi_label_classification"  # transformers' problem_type: sigmoid scores, BCE loss
-CPU_EVAL_BATCH = 64  # rows on the CPU, as before "auto" (docs/speed.md's measurements used it)
+CPU_EVAL_BATCH = 64  # rows on the CPU, as before "auto" (benchmarks/NOTES.md's measurements used it)
 GPU_EVAL_TOKENS = 32_768  # on a GPU fewer, larger batches launch fewer kernels per row: 64 rows of 512 tokens
 
 
@@ -19,7 +19,7 @@ def rows_per_batch(setting: int | str, device: Any, longest: int) -> int:
 
     On one H200, tk evaluated 25,000 IMDB reviews at 128 tokens at 4,886
     rows/s in batches of 64 (about 3.2 s of it the model's, 1.9 s tokenizing),
-    and the model alone took 2.5 s in batches of 256 (docs/speed.md). The
+    and the model alone took 2.5 s in batches of 256 (benchmarks/NOTES.md). The
     token budget keeps a batch's memory at most that of 64 rows of 512 tokens.
     """
     if setting != "auto":

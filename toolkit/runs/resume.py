@@ -7,7 +7,7 @@ from typing import Any
 
 from toolkit.errors import TkError
 from toolkit.runs.folders import read_json, run_status, write_json
-from toolkit.training import checkpoints
+from toolkit.training import checkpoint_checks, checkpoints
 
 INEXACT_OPTION = "--resume-inexact"
 
@@ -20,7 +20,8 @@ def refuse_options(given: list[str]) -> None:
 
 
 def check_resumable(run_dir: Path) -> Path:
-    """The newest committed checkpoint of ``run_dir``; a complete run or one without a checkpoint is refused."""
+    """The newest committed checkpoint of ``run_dir``; a complete run or one without a checkpoint is refused.
+    Whether it is whole is ``whole_checkpoint``'s question, asked once the run is held."""
     if not (run_dir / "config.json").is_file():
         raise TkError(f"{run_dir} is not a tk run folder (it has no config.json).")
     if run_status(run_dir) == "complete":
@@ -30,6 +31,17 @@ def check_resumable(run_dir: Path) -> Path:
         raise TkError(f"{run_dir} has no epoch checkpoint to resume from (it stopped before the first epoch "
                       f"ended). Start it again: {again(run_dir)}")
     return latest
+
+
+def whole_checkpoint(run_dir: Path, note) -> tuple[Path, list]:
+    """The newest whole checkpoint, each newer damaged one named; none whole: start again."""
+    chosen, damaged = checkpoint_checks.newest_whole(run_dir / "checkpoints")
+    said = "; ".join(f"{path.name} is damaged ({', '.join(found)})" for path, found in damaged)
+    if chosen is None:
+        raise TkError(f"No checkpoint of {run_dir} is whole: {said}. Start it again: {again(run_dir)}")
+    if damaged:
+        note(f"{said}; resuming from {chosen.name}")
+    return chosen, damaged
 
 
 def again(run_dir: Path) -> str:
@@ -107,8 +119,11 @@ def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], inexact: bool, n
     """The same data as when the run started, and a checkpoint that resumes it exactly (or ``inexact``):
     what the checkpoint lacks, for the record."""
     check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe(), prepared.splits)
-    latest = check_resumable(run_dir)
-    return check_state(latest, prepared.engine.engine, inexact, note)
+    check_resumable(run_dir)
+    chosen, damaged = whole_checkpoint(run_dir, note)
+    missing = check_state(chosen, prepared.engine.engine, inexact, note)
+    checkpoint_checks.set_aside(damaged)  # the engine resumes from the newest committed one: the chosen one
+    return missing
 
 
 def where_next(run_dir: Path, again: str) -> str:

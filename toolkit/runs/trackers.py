@@ -20,7 +20,7 @@ from toolkit.runs.liveness import LOCK_FILE
 from toolkit.runs.tracking import STATE_FILE, Point, sweep_parent
 from toolkit.training import checkpoints
 
-DEFAULT_STORE = "mlruns"  # without MLFLOW_TRACKING_URI: MLflow's file store in ./mlruns, as MLflow 2 wrote it
+DEFAULT_STORE = "mlflow.db"  # without MLFLOW_TRACKING_URI: MLflow 3's own default, sqlite:///mlflow.db in ./
 NOT_ARTIFACTS = {LOCK_FILE, "checkpoints"}  # the liveness lock; checkpoints are removed when the run completes
 
 
@@ -50,6 +50,19 @@ def public(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def default_store() -> str:
+    return f"sqlite:///{Path(DEFAULT_STORE).resolve().as_posix()}"
+
+
+def absolute_sqlite(uri: str) -> str:
+    """``sqlite:///mlflow.db`` (relative to the current folder, as MLflow reads it) by its absolute path: the
+    same file, recorded so that a resume from another folder finds it."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix):].startswith("/") or uri[len(prefix):] in ("", ":memory:"):
+        return uri
+    return prefix + Path(uri[len(prefix):]).resolve().as_posix()
+
+
 def param_value(value: Any) -> str:
     return json.dumps(list(value) if isinstance(value, tuple) else value) if isinstance(value, (list, tuple, dict)) \
         else str(value)
@@ -67,16 +80,17 @@ class MLflow:
     @staticmethod
     def connect(saved_uri: str | None = None) -> tuple[Any, str]:
         """MLFLOW_TRACKING_URI (or mlflow.set_tracking_uri) when set; else the store the run started in on a
-        resume; else ./mlruns. MLflow 3 keeps its file store behind MLFLOW_ALLOW_FILE_STORE: tk allows it for
-        its own default store, which mlflow-skinny can write without a database library."""
+        resume; else MLflow 3's default, ``sqlite:///mlflow.db`` in the current folder (recorded by its
+        absolute path, so a resume from elsewhere finds it). A run started when tk wrote MLflow's file
+        store (./mlruns) resumes into it: MLflow 3 opens that only with MLFLOW_ALLOW_FILE_STORE."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
         if mlflow.is_tracking_uri_set():
-            uri = mlflow.get_tracking_uri()
+            uri = absolute_sqlite(mlflow.get_tracking_uri())
             answers_quickly(uri)
         else:
-            uri = saved_uri or Path(DEFAULT_STORE).resolve().as_uri()
+            uri = saved_uri or default_store()
             if uri.startswith("file:"):
                 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         return MlflowClient(tracking_uri=uri), uri
@@ -133,6 +147,8 @@ class MLflow:
         where = f"MLflow run {self.run_id} (experiment '{self.experiment}') in {public(self.uri)}"
         if self.uri.startswith("file:"):  # MLflow 3 opens its file store only when allowed
             where += f"; to see it: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {self.uri}"
+        elif self.uri.startswith("sqlite:"):
+            where += f"; to see it: mlflow ui --backend-store-uri {self.uri}"
         return where
 
     def scalars(self, points: list[Point]) -> None:

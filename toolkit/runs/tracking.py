@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,11 +48,28 @@ def require(task: TaskConfig, where: str | None = None) -> None:
     """Every library ``report_to`` names can be imported: else a TkError that says what to install."""
     for name in task.report_to:
         module, library = LIBRARIES[name]
-        try:
-            importlib.import_module(module)
-        except ImportError:
+        if name == "mlflow" and importable(module) and needs_database(os.environ.get("MLFLOW_TRACKING_URI")):
+            module, library = "sqlalchemy", "the full MLflow (its database store needs SQLAlchemy)"
+        if not importable(module):
             raise TkError(f"{where or f'task {task.name!r}'}: report_to = {list(task.report_to)} needs {library}, "
-                          f"which is not installed here: pip install 'tk-toolkit[{name}]'") from None
+                          f"which is not installed here: pip install 'tk-toolkit[{name}]'")
+
+
+def importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores
+
+
+def needs_database(uri: str | None) -> bool:
+    """MLflow 3's default store (no MLFLOW_TRACKING_URI: sqlite:///mlflow.db) and every database URI need
+    SQLAlchemy, which mlflow-skinny leaves out; a server or a file store does not."""
+    return not uri or uri.split(":", 1)[0].split("+", 1)[0] in DATABASES
 
 
 def short(error: BaseException) -> str:

@@ -73,7 +73,7 @@ def use_precompiled_attention() -> None:
     or container) the cuDNN backend spent about 2 s on its first call at each
     new sequence length, so every batch width and validation shape paid it
     once: a 2,000-review IMDB run took 6.7 s with it and 3.9 s without it
-    (issue 16's measurement). The flash and memory-efficient backends are
+    (benchmarks/NOTES.md). The flash and memory-efficient backends are
     precompiled and take 1-8 ms for a first call.
     """
     import torch

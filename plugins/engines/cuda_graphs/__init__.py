@@ -51,7 +51,7 @@ def tk_train(model, tokenizer, splits, task, run_dir: Path, progress, compute_me
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
-        progress.note("No CUDA GPU here: the cuda-graphs loop runs eagerly on the CPU.")
+        progress.note("No CUDA GPU on this machine: the cuda-graphs loop runs eagerly on the CPU.")
     loop = StaticLoop(model, tokenizer, splits, task, run_dir, progress, compute_metrics, use_bf16(task.bf16), device)
     try:
         return loop.train(resume)

@@ -1,15 +1,13 @@
 """Resume points written on a background thread, so training never waits for the disk.
 
 The state is copied on the device first (fast: it is the device's own
-memory); a second thread moves the copy to the CPU on its own CUDA stream,
-writes it and the policy state to a hidden folder and renames that folder
-into place, so a checkpoint is either whole or absent.
+memory); a second thread moves the copy to the CPU on its own CUDA stream
+and writes it as a checkpoint that is whole or absent (``checkpoints.write``:
+a staging folder, fsynced, renamed into place).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import torch
 
-from toolkit.api import TkError, checkpoints
+from toolkit.api import checkpoints
 
 STATE_FILE = "training_state.pt"
 
@@ -60,10 +58,9 @@ class CheckpointWriter:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._error is not None:
+        if self._error is not None:  # a one-line TkError from checkpoints.write, or a bug's own exception
             error, self._error = self._error, None
-            raise TkError(f"Could not write the epoch checkpoint in {self.folder}: {error}. "
-                          "Free some disk space or pick another --output.")
+            raise error
 
     def _write(self, name: str, state: dict[str, Any], policy_state: dict[str, Any], ready: Any) -> None:
         try:
@@ -74,13 +71,8 @@ class CheckpointWriter:
                     state = to_cpu(state)
             else:
                 state = to_cpu(state)
-            partial = self.folder / f".partial-{name}"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            torch.save(state, partial / STATE_FILE)
-            checkpoints.commit(partial, policy_state)
-            os.replace(partial, self.folder / name)
-            checkpoints.prune(self.folder, keep={self.folder / name})
+            checkpoints.write(self.folder, name, lambda staged: torch.save(state, staged / STATE_FILE), policy_state)
+            checkpoints.prune(self.folder)
         except BaseException as error:  # reported on the training thread by wait()
             self._error = error
 

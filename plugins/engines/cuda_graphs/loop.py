@@ -175,7 +175,7 @@ class StaticLoop:
 
     def _restore(self) -> None:
         path = checkpoints.latest(self.checkpoints.folder)
-        checkpoints.prune(self.checkpoints.folder, keep={path})  # partial ones included
+        checkpoints.prune(self.checkpoints.folder)  # partial and damaged ones included
         state = resume_points.load(path)
         self.selection.restore(checkpoints.read_state(path))
         self.model.load_state_dict(state["model"])

@@ -31,7 +31,7 @@ WIDTH_STEP = 32  # few enough shapes to capture, little enough padding at these 
 MEGABATCH = 50  # length grouping sorts within windows of 50 batches, like the Trainer's sampler
 
 # The cost model plan_widths weighs, in units of a replayed step's fixed cost (its kernel launches). Measured on
-# an H200 at BERT-base shape (docs/speed.md): replayed steps of 16, 32 and 64 x 128 tokens took 8.4, 12.0 and
+# an H200 at BERT-base shape (benchmarks/NOTES.md): replayed steps of 16, 32 and 64 x 128 tokens took 8.4, 12.0 and
 # 19.6 ms, i.e. 4.8 ms plus 1.8 us per padded token; a width's capture (two eager warm-up passes, then the
 # recording) took about 0.2 s, about 40 fixed costs.
 STEP_COST_PER_TOKEN = 0.75 / 2048

@@ -28,10 +28,10 @@ def tk_register_settings(register):
     register(Setting(
         "fast_dropout", (bool,), True,
         "trainer engine, on the CPU: draw dropout masks from NumPy's PCG64 instead of torch's "
-        "one-number-at-a-time generator: the same Bernoulli masks (drop probability rounded to 1/65536), "
-        "about 28% faster IMDB training steps here; with eager attention it also keeps the attention "
-        "probabilities in bf16 and gives dropout's output in float32 under autocast (docs/speed.md); "
-        "`false` keeps torch's dropout and transformers' attention"))
+        "one-number-at-a-time generator, for faster training steps: the same Bernoulli masks (drop probability "
+        "rounded to 1/65536); with eager attention it also keeps the attention probabilities in bf16 and gives "
+        "dropout's output in float32 under autocast (docs/speed.md); `false` keeps torch's dropout and "
+        "transformers' attention"))
 
 
 @hookimpl

@@ -14,7 +14,7 @@ from toolkit.api import RunInterrupted, checkpoints, interrupt_requested, policy
 
 
 class PolicyCallback(TrainerCallback):
-    """Builds each epoch's history row, keeps the best weights, stops early, commits checkpoints; Ctrl-C."""
+    """Builds each epoch's history row, keeps the best weights, stops early, prunes checkpoints; Ctrl-C."""
 
     def __init__(self, task, progress, compute_metrics, folder: Path, resume_from: Path | None,
                  step_losses: list, documents=None, weights=None) -> None:
@@ -43,7 +43,7 @@ class PolicyCallback(TrainerCallback):
                 self.best_weights = policy.snapshot_weights(model)
             else:
                 self.best_weights = load_file(best / "model.safetensors", device=str(model.device))
-            checkpoints.prune(self.folder, keep={self.resume_from, best})  # partial ones included
+            checkpoints.prune(self.folder)  # partial and damaged ones included
         if state.is_world_process_zero:
             self.progress.start(state.max_steps, state.global_step)
 
@@ -76,10 +76,10 @@ class PolicyCallback(TrainerCallback):
         if state.is_world_process_zero:
             self.progress.epoch(record)
 
+    def checkpoint_state(self) -> dict:
+        """What the checkpoint being saved commits: the policy's state and the best epoch's checkpoint."""
+        return {**self.selection.state(), "best_checkpoint": f"{checkpoints.PREFIX}{self.best_step}"}
+
     def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        path = self.folder / f"{checkpoints.PREFIX}{state.global_step}"
-        best = self.folder / f"{checkpoints.PREFIX}{self.best_step}"
-        checkpoints.commit(path, {**self.selection.state(), "best_checkpoint": best.name})
-        checkpoints.prune(self.folder, keep={path, best})
+        if state.is_world_process_zero:  # PolicyTrainer._save_checkpoint has committed the checkpoint
+            checkpoints.prune(self.folder)

@@ -23,9 +23,11 @@ class PolicyTrainer(Trainer):
 
     loss_is_scaled_for_ga = False  # training_loss is a per-batch mean, never normalised by num_items_in_batch
 
-    def __init__(self, *args, task, step_losses: list, loss_weights=None, **kwargs) -> None:
+    def __init__(self, *args, task, step_losses: list, loss_weights=None, checkpoint_state=None, **kwargs) -> None:
         self.task, self.step_losses, self.loss_weights = task, step_losses, loss_weights
+        self.checkpoint_state = checkpoint_state  # the policy state each checkpoint commits
         self.embedding_gradient = None  # a ReusedEmbeddingGradient while one is open
+        self.staging_root: Path | None = None  # where the Trainer writes the checkpoint being saved
         super().__init__(*args, **kwargs)
         # compute_loss returns this device's batch mean: the Trainer must neither pass num_items_in_batch
         # nor rescale the loss by the number of processes (DistributedDataParallel averages the gradients).
@@ -58,6 +60,31 @@ class PolicyTrainer(Trainer):
             return None  # several processes: accelerate shards the rows in order
         return SequentialSampler(eval_dataset)
 
+    def _get_output_dir(self, trial) -> str:
+        return str(self.staging_root) if self.staging_root is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's files written into a staging folder, then committed whole (fsynced, renamed into
+        place); an error removes the staging folder and the previous checkpoint stays the resume point."""
+        folder, name = Path(self.args.output_dir), f"{checkpoints.PREFIX}{self.state.global_step}"
+        main, several = self.is_world_process_zero(), self.args.world_size > 1
+
+        def trainer_files(staged: Path) -> None:
+            if several:
+                torch.distributed.barrier()  # the staging folder exists before any process writes into it
+            self.staging_root = staged.parent
+            try:
+                super(PolicyTrainer, self)._save_checkpoint(model, trial)
+            finally:
+                self.staging_root = None
+            if several:
+                torch.distributed.barrier()  # every process's RNG file is written before the commit
+
+        if main:
+            checkpoints.write(folder, name, trainer_files, self.checkpoint_state())
+        else:
+            trainer_files(folder / f"{checkpoints.PARTIAL}{name}" / name)
+
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             self.optimizer = policy.build_optimizer(model or self.model, self.task)
@@ -72,7 +99,7 @@ class PolicyTrainer(Trainer):
 # On the CPU each batch width a run meets for the first time costs oneDNN about 47 ms of kernel creation in a
 # MiniLM step (16 x 20-60 tokens, bf16), and Sentiment140's length-grouped batches meet about 55 widths, more
 # kernels than its cache keeps. Widths in steps of 4 tokens: Sentiment140 runs 34.0-35.6 s instead of
-# 36.6-38.0 s here, the 1.5 extra padded tokens per batch included (issue 16's eighth round).
+# 36.6-38.0 s on a 2-core Xeon with AMX, the 1.5 extra padded tokens per batch included (benchmarks/NOTES.md).
 CPU_WIDTH_STEP = 4
 
 
@@ -138,6 +165,7 @@ def train(model, tokenizer, splits, task, run_dir: Path, progress, compute_metri
         task=task,
         step_losses=step_losses,
         loss_weights=weights,
+        checkpoint_state=callback.checkpoint_state,
     )
     trainer.remove_callback(PrinterCallback)  # our table replaces its raw log dicts
     started = time.perf_counter()
