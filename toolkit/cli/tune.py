@@ -18,7 +18,7 @@ from toolkit.errors import TkError
 @click.argument("task_name", required=False)
 @click.option("--trials", type=int, default=20, show_default=True,
               help="Trials in the study, all workers together; running the command again continues it up to N.")
-@click.option("--space", "space_specs", multiple=True, metavar="KEY=LOW..HIGH[:log]|KEY=A,B",
+@click.option("--space", "space_specs", multiple=True, metavar="KEY=LOW..HIGH|A,B",
               help="Search KEY over a range or choices instead of its default (repeatable); one value pins it.")
 @click.option("--try", "tries", multiple=True, metavar="KEY=V[,KEY=V]",
               help="A configuration to train before the sampler's (repeatable), after the task's own.")

@@ -21,7 +21,15 @@ from toolkit.runs import tracking
 from toolkit.runs.folders import check_task_name, write_json
 from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, ranked_configs
 from toolkit.runs.tune_space import Dimension, describe, length_choices, measure_lengths, parse_try, pinned, search_space
-from toolkit.runs.tune_study import launch_trial, mark_interrupted_folders, open_study, redact, run_trials, state_of
+from toolkit.runs.tune_study import (
+    launch_trial,
+    mark_interrupted_folders,
+    open_storage,
+    open_study,
+    redact,
+    run_trials,
+    state_of,
+)
 from toolkit.training.progress import Progress
 
 RECORD = "tune.json"
@@ -58,8 +66,10 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
     check_task_name(task.name)
     tracking.require(task)
     tune_dir = request.output / f"tune-{task.name}"
-    space, base_task, tries = plan(pm, request, progress)
     url = request.storage or f"sqlite:///{(tune_dir / 'study.db').resolve()}"
+    if request.storage is not None:
+        open_storage(url)  # an unreachable storage is said before any work
+    space, base_task, tries = plan(pm, request, progress)
     name = request.study or f"tk-tune-{task.name}"
     metric = task.select_metric
     direction = "minimize" if metric == "loss" else "maximize"
@@ -67,10 +77,10 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
                                        "data": request.data}, default=str))
     if request.storage is None:
         tune_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(url, name, direction, request.pruner, task.seed, signature)
+    study, created = open_study(url, name, direction, request.pruner, task.seed, signature)
     tune_dir.mkdir(parents=True, exist_ok=True)
     default = {key: getattr(base_task, key) for key in space}
-    if not study.get_trials(deepcopy=False):  # a new study: the default first, then --try, then the sampler
+    if created:  # a new study: the default first, then --try, then the sampler
         if all(dim.holds(default[key]) for key, dim in space.items()):
             study.enqueue_trial(default, user_attrs={"tk_default": True}, skip_if_exists=True)
         for values in tries:

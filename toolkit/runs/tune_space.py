@@ -90,7 +90,7 @@ def _dimension(spec: str, key: str, text: str, task: TaskConfig) -> Dimension:
         raise TkError(f"--space '{spec}': unknown scale '{text.rpartition(':')[2]}'; the only one is ':log'.")
     if ".." in body:
         parts = body.split("..")
-        if len(parts) != 2 or not all(part.strip() for part in parts):
+        if len(parts) != 2 or not all(part.strip() for part in parts) or "..." in body:
             raise TkError(f"--space '{spec}': a range is LOW..HIGH with two dots, e.g. {key}=1e-5..1e-3:log.")
         low, high = (parse_value(part.strip()) for part in parts)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):

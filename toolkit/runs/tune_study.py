@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,11 +47,13 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         beat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS} if heartbeat else {}
         # SQLite: several workers write one file; each waits its turn rather than failing on the lock.
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words, and stable since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
     except Exception as error:
-        hint = (" Install its driver (e.g. pip install psycopg2-binary for PostgreSQL)."
-                if isinstance(error, ImportError) else "")
-        raise TkError(f"Cannot open the study storage {redact(url)}: {short(error)}.{hint}") from None
+        hint = (" Install the database's Python driver: pip install psycopg2-binary (PostgreSQL) or PyMySQL "
+                "(MySQL)." if isinstance(error, ImportError) else "")
+        raise TkError(f"Cannot open the study storage {redact(url)}: {short(error).rstrip('.')}.{hint}") from None
 
 
 def redact(url: str) -> str:
@@ -77,18 +79,27 @@ def pruner(spec: dict[str, Any]) -> Any:
 
 
 def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed: int,
-               signature: dict[str, Any]) -> Any:
-    """The study, created or continued: a continued one must search the same task, metric and space."""
+               signature: dict[str, Any]) -> tuple[Any, bool]:
+    """The study, created or continued (and whether this call created it): a continued one must search the
+    same task, metric and space."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
     sampler = optuna.samplers.TPESampler(seed=seed)
+    created = True
     try:
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
-                                    pruner=pruner(prune), load_if_exists=True)
+        try:  # one worker creates the study (the storage's unique name decides which): it enqueues the firsts
+            study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
+                                        pruner=pruner(prune))
+        except optuna.exceptions.DuplicatedStudyError:
+            created = False
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner(prune))
     except Exception as error:
-        raise TkError(f"Cannot open the study {name!r} in {redact(url)}: {short(error)}.") from None
+        raise TkError(f"Cannot open the study {name!r} in {redact(url)}: {short(error).rstrip('.')}.") from None
+    if not created and study.direction.name.lower() != direction:
+        raise TkError(f"The study {name!r} in {redact(url)} was started to {study.direction.name.lower()} its "
+                      f"value; this task's select_metric needs it to {direction}. Pass another --study.")
     recorded = study.user_attrs.get("tk_signature")
     if recorded is None:
         study.set_user_attr("tk_signature", signature)
@@ -97,7 +108,7 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
         raise TkError(f"The study {name!r} in {redact(url)} was started with another {', '.join(changed)}; it "
                       "continues only with the same task, --set, --space and --data. Pass another --output (or "
                       "--study) to start a new study.")
-    return study
+    return study, created
 
 
 def state_of(trial: Any) -> str:
@@ -130,7 +141,9 @@ def fail_stale(study: Any, note: Callable[[str], Any]) -> None:
             close(study, trial, "interrupted", "its worker stopped before the trial ended")
             note(f"Trial {trial.number} was left running by a worker that stopped: marked interrupted.")
     try:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     except Exception:  # a storage without heartbeats: nothing to check
         pass
 
@@ -171,7 +184,9 @@ def run_trials(study: Any, total: int, launch: Callable[[Any, dict[str, Any]], d
         fail_stale(study, note)
         if counted(study.get_trials(deepcopy=False)) >= total:
             return ran
-        trial = study.ask()
+        with warnings.catch_warnings():  # "heartbeats go with Study.optimize": tk records them itself (beat)
+            warnings.simplefilter("ignore", UserWarning)
+            trial = study.ask()
         trial.set_user_attr("tk_worker", this_worker())
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if counted(earlier) >= total:  # another worker asked first: N are running or done
