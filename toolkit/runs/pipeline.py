@@ -352,7 +352,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         engine = prepared.engine.engine
         result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
                           tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
-                          progress=tracker.watch(trial.watch(progress) if trial else progress),
+                          progress=trial.watch(tracker.watch(progress)) if trial else tracker.watch(progress),
                           compute_metrics=per_epoch_scores, resume=resume, engine=engine.name)
     distributed.leave()  # training was the last collective work: the test metrics are the main process's alone
     if not distributed.is_main():

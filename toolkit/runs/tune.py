@@ -30,6 +30,7 @@ from toolkit.runs.tune_study import (
     run_trials,
     state_of,
 )
+from toolkit.training.interrupt import graceful_interrupts
 from toolkit.training.progress import Progress
 
 RECORD = "tune.json"
@@ -96,9 +97,10 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
     with tracking.sweep(task, tune_dir, progress.note, record=RECORD):
         spec["mlflow_parent"] = tracking.sweep_parent.get()
         try:
-            run_trials(study, request.trials, lambda trial, params: launch_trial(trial, params, spec, trials_dir,
-                                                                               study._storage),
-                       space, progress.note)
+            with graceful_interrupts(progress.note):  # a SIGTERM stops the tuner as a Ctrl-C does
+                run_trials(study, request.trials, lambda trial, params: launch_trial(trial, params, spec,
+                                                                                   trials_dir, study._storage),
+                           space, progress.note)
         finally:
             mark_interrupted_folders(trials_dir, study)
         record = summarise_study(study, tune_dir, request, space, default, url, name, direction)

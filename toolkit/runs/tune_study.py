@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -47,9 +48,15 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
         beat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS} if heartbeat else {}
         # SQLite: several workers write one file; each waits its turn rather than failing on the lock.
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words, and stable since 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
+        for attempt in range(3):  # workers starting at once on a new database race to create its tables
+            try:
+                with warnings.catch_warnings():  # heartbeats: "experimental" in Optuna's words, stable since 2.9
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine, **beat)
+            except Exception as error:
+                if attempt == 2 or "already exists" not in str(error) and "UNIQUE" not in str(error):
+                    raise
+                time.sleep(1 + attempt)
     except Exception as error:
         hint = (" Install the database's Python driver: pip install psycopg2-binary (PostgreSQL) or PyMySQL "
                 "(MySQL)." if isinstance(error, ImportError) else "")
@@ -220,6 +227,7 @@ def launch_trial(trial: Any, params: dict[str, Any], spec: dict[str, Any], trial
     spec = {**spec, "values": {**spec["values"], **params}, "params": params, "trial_id": trial._trial_id,
             "number": trial.number, "output": str(folder), "result": str(result)}
     write_json(folder / "spec.json", spec)
+    beat(storage, trial)
     with open(folder / "log.txt", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "toolkit.runs.tune_trial", str(folder / "spec.json")],
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -249,7 +257,11 @@ def beat(storage: Any, trial: Any) -> None:
 
 
 def wait_after_interrupt(process: subprocess.Popen) -> int:
+    """The trial stops at its next step and marks its run interrupted (a Ctrl-C in the terminal reached it
+    already; a SIGTERM to the tuner alone did not)."""
     try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
         return process.wait(timeout=60)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
         process.kill()
