@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -204,3 +205,52 @@ def test_bad_input_is_one_line_before_any_training(project, args, message):
     assert lines[-1].startswith("Error: ") and len([line for line in lines if "Error" in line]) == 1
     assert "secret" not in result.output
     assert not (project / "runs" / "tune-toy" / "trials").exists()
+
+
+def seed_runs(label, correct_share, seeds=(2, 3, 4), rows=200):
+    """Hand-made final runs: on each seed's test rows (the same for every configuration of that seed), the
+    first ``correct_share`` of the rows right, the rest wrong."""
+    from toolkit.evaluation.paired import Scored
+    from toolkit.runs.compare import RunSummary
+
+    runs = []
+    for seed in seeds:
+        labels = np.random.default_rng(seed).integers(0, 2, rows)
+        predictions = labels.copy()
+        wrong = np.arange(rows) >= round(correct_share * rows)
+        predictions[wrong] = 1 - predictions[wrong]
+        metrics = {"select_metric": "loss", "per_class": {"neg": {"support": 100}, "pos": {"support": 100}},
+                   "accuracy": float((predictions == labels).mean())}
+        runs.append(RunSummary(f"{label} (seed {seed})", metrics, predictions == labels, f"rows-{seed}",
+                               settings={"seed": seed}, scored=Scored(labels, predictions, 2)))
+    return runs
+
+
+def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
+    from toolkit.runs.tune_final import against_default
+
+    default = seed_runs("default", 0.70)
+    better = against_default(seed_runs("trial 4", 0.85), default, "trial 4", 0)
+    assert better["verdict"] == "better" and better["seeds"] == 3
+    assert better["difference"] == pytest.approx(0.15) and 0 < better["ci"][0] < 0.15 < better["ci"][1]
+    assert better["sentence"].startswith("The best configuration (trial 4) beats the default by +0.150 accuracy [")
+    same = against_default(seed_runs("trial 5", 0.70), default, "trial 5", 1)
+    assert same["verdict"] == "noise" and same["difference"] == 0
+    assert "Configuration #2 (trial 5) is not distinguishable from the default: +0.000 accuracy" in same["sentence"]
+    worse = against_default(seed_runs("trial 6", 0.55), default, "trial 6", 2)
+    assert worse["verdict"] == "worse" and "is worse than the default" in worse["sentence"]
+    # One seed far better and two slightly worse: the seeds disagree, so the interval over seeds spans 0.
+    mixed = seed_runs("trial 7", 0.95, seeds=(2,)) + seed_runs("trial 7", 0.68, seeds=(3, 4))
+    assert against_default(mixed, default, "trial 7", 0)["verdict"] == "noise"
+
+
+def test_the_default_space_leaves_out_keys_set_and_pins_single_values(project):
+    from toolkit.runs.tune_space import DEFAULT_SPACE, parse_space, pinned, search_space
+
+    task = toy_task(project)
+    overrides = parse_space(("learning_rate=1e-5..1e-3:log", "batch_size=16", "epochs=2..4"), task)
+    space = search_space(overrides, {"weight_decay"}, task, (32, 64))
+    assert set(space) == {"learning_rate", "epochs", "warmup_ratio", "max_length"}
+    assert space["learning_rate"].log and space["epochs"].integer and space["max_length"].choices == (32, 64)
+    assert pinned(overrides) == {"batch_size": 16}
+    assert set(DEFAULT_SPACE) == {"learning_rate", "batch_size", "epochs", "warmup_ratio", "weight_decay"}
