@@ -109,9 +109,10 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
     assert again["final"]["configs"] == final["configs"]
 
 
-def test_a_trial_listens_to_its_epochs_and_ends_pruned_without_reading_the_test_split(project, pm, monkeypatch):
+def test_a_trial_listens_to_its_epochs_and_ends_pruned_without_reading_the_test_split(project, pm, monkeypatch,
+                                                                                       engine):
     """In process, with a real Optuna trial whose pruner stops every trial after its first epoch: the run
-    ends pruned after epoch 1, and nothing predicts on the test split or calibrates on validation."""
+    ends pruned after epoch 1 on either engine, and nothing predicts on the test split or calibrates."""
     import toolkit.runs.pipeline as pipeline
 
     predicted = []
@@ -119,7 +120,7 @@ def test_a_trial_listens_to_its_epochs_and_ends_pruned_without_reading_the_test_
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any loss is above 0
     trial = study.ask()
     listener = TrialRun(trial, "loss", trial.number, {})
-    outcome = run_task(pm, toy_task(project, epochs=3, linear_baseline=False), output=project / "runs",
+    outcome = run_task(pm, toy_task(project, epochs=3, linear_baseline=False, engine=engine), output=project / "runs",
                        base=project, progress=quiet(), trial=listener)
     assert outcome.status == "pruned" and outcome.metrics["pruned_after"] == 1
     assert predicted == []

@@ -81,7 +81,15 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
         emit("tune", {"tune_dir": str(tune_dir), **record})
         return
     click.echo("")
+    counts = ", ".join(f"{n} {state}" for state, n in record["counts"].items() if n)
+    click.echo(f"Trials: {counts or 'none'}.")
+    best = record["best_trial"]
+    if best:
+        values = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                           for key, value in best["params"].items())
+        click.echo(f"Best trial on validation: {best['number']} ({record['metric']} {best['value']:.4f}): {values}")
     if record.get("final"):
         click.echo("\n".join(record["final"]["table"]))
-    click.echo("\n".join(record["summary"]))
+    if record["summary"]:
+        click.echo("\n".join(record["summary"]))
     click.echo(f"Tune folder: {tune_dir} (report.html, tune.json)")

@@ -11,6 +11,7 @@ only by the final runs (``toolkit.runs.tune_final``).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,15 @@ from toolkit.errors import TkError
 from toolkit.runs import tracking
 from toolkit.runs.folders import check_task_name, write_json
 from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, ranked_configs
-from toolkit.runs.tune_space import Dimension, describe, length_choices, measure_lengths, parse_try, pinned, search_space
+from toolkit.runs.tune_space import (
+    Dimension,
+    describe,
+    length_choices,
+    measure_lengths,
+    parse_try,
+    pinned,
+    search_space,
+)
 from toolkit.runs.tune_study import (
     launch_trial,
     mark_interrupted_folders,
@@ -154,7 +163,9 @@ def importances(study) -> dict[str, float]:
     import optuna
 
     try:
-        found = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # "too few trials: importances will be equal": then none are shown
+            warnings.simplefilter("error", UserWarning)
+            found = optuna.importance.get_param_importances(study)
     except Exception:  # fewer than two finished trials, or a parameter that never varied
         return {}
     return {key: round(float(value), 4) for key, value in found.items()}

@@ -8,6 +8,7 @@ from typing import Any
 
 from toolkit.runs import report_figures as figures
 from toolkit.runs.report_page import e, figure, page, section, table, td
+from toolkit.runs.tune_final import describe
 
 
 def render(record: dict[str, Any]) -> str:
@@ -95,7 +96,7 @@ def final(record: dict[str, Any]) -> str:
     if not found:
         return section("final", "Final comparison", "<p>Not run (--top 0, or trials still running).</p>")
     table_text = "\n".join(found.get("table") or [])
-    configs = "".join(f"<li>{e(label)}: {e(', '.join(f'{k}={v}' for k, v in item['params'].items()) or 'the task as configured')}</li>"
+    configs = "".join(f"<li>{e(label)}: {e(describe(item['params']) or 'the task as configured')}</li>"
                       for label, item in found.get("configs", {}).items())
     return section("final", "Final comparison on the test split",
                    f"<p>Seeds {e(', '.join(map(str, found.get('seeds', []))))}, none used by the search.</p>"

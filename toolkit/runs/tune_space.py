@@ -35,15 +35,6 @@ class Dimension:
             return ",".join(map(str, self.choices))
         return f"{self.low:g}..{self.high:g}" + (":log" if self.log else "")
 
-    def distribution(self) -> Any:
-        import optuna
-
-        if self.choices:
-            return optuna.distributions.CategoricalDistribution(self.choices)
-        if self.integer:
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log)
-        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
-
     def holds(self, value: Any) -> bool:
         if self.choices:
             return value in self.choices
