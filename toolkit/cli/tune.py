@@ -46,6 +46,7 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
          prune_after, top, seeds, as_json):
     """Search TASK's hyperparameters (or --data FILE's), then test the best against the default."""
     from toolkit.runs.tune import TuneRequest, run_tune
+    from toolkit.runs.tune_final import describe
     from toolkit.runs.tune_space import parse_space
     from toolkit.training.progress import Progress
 
@@ -81,15 +82,30 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
         emit("tune", {"tune_dir": str(tune_dir), **record})
         return
     click.echo("")
+    click.echo(format_trials(record))
     counts = ", ".join(f"{n} {state}" for state, n in record["counts"].items() if n)
     click.echo(f"Trials: {counts or 'none'}.")
     best = record["best_trial"]
     if best:
-        values = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-                           for key, value in best["params"].items())
+        values = describe(best["params"])
         click.echo(f"Best trial on validation: {best['number']} ({record['metric']} {best['value']:.4f}): {values}")
     if record.get("final"):
         click.echo("\n".join(record["final"]["table"]))
     if record["summary"]:
         click.echo("\n".join(record["summary"]))
     click.echo(f"Tune folder: {tune_dir} (report.html, tune.json)")
+
+
+def format_trials(record: dict) -> str:
+    """One line per trial: its number, state (pruned after which epoch; a failed one's error), value, values."""
+    from toolkit.runs.tune_final import describe
+
+    lines = [f"{'trial':>5}  {'state':<22}  {'val ' + record['metric']:>10}  values"]
+    for trial in record["trials"]:
+        state = trial["state"] + (" (default)" if trial.get("default") else "")
+        if trial["state"] == "pruned" and trial["epochs"]:
+            state += f" after epoch {max(map(int, trial['epochs']))}"
+        value = f"{trial['value']:.4f}" if trial["state"] == "complete" else ""
+        line = f"{trial['number']:>5}  {state:<22}  {value:>10}  {describe(trial['params'])}"
+        lines.append(line + (f"  ({trial['error']})" if trial.get("error") else ""))
+    return "\n".join(lines)

@@ -187,7 +187,11 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
                         for label, params in configs.items()}
     found["seeds"] = seeds
     record["final"] = found
-    record["summary"] = found["summary"]
+    best = record["best_trial"]
+    first = (["On validation no trial beat the task's own configuration (trial "
+              f"{best['number']}); the best of the others is tested against it all the same."]
+             if best and best["params"] == record["default"] else [])
+    record["summary"] = first + found["summary"]
 
 
 def write_report_page(study, tune_dir: Path, record: dict) -> None:

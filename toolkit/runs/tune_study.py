@@ -167,15 +167,20 @@ def alive(pid: int) -> bool:
 
 def close(study: Any, trial: Any, state: str, error: str | None = None, value: float | None = None) -> None:
     """Tell the study how the trial ended, with tk's state (and error) on it."""
+    import optuna
     from optuna.trial import TrialState
 
-    study._storage.set_trial_user_attr(trial._trial_id, "tk_state", state)
-    if error:
-        study._storage.set_trial_user_attr(trial._trial_id, "tk_error", error)
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, "tk_state", state)
+        if error:
+            study._storage.set_trial_user_attr(trial._trial_id, "tk_error", error)
+    except optuna.exceptions.UpdateFinishedTrialError:  # another worker found it stale and closed it
+        return
     if state == "complete":
-        study.tell(trial.number, value)
+        study.tell(trial.number, value, skip_if_finished=True)
     else:
-        study.tell(trial.number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL,
+                   skip_if_finished=True)
 
 
 def counted(trials: list[Any]) -> int:
@@ -230,7 +235,7 @@ def launch_trial(trial: Any, params: dict[str, Any], spec: dict[str, Any], trial
     beat(storage, trial)
     with open(folder / "log.txt", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "toolkit.runs.tune_trial", str(folder / "spec.json")],
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             while True:
                 try:
