@@ -82,13 +82,18 @@ def trials(record: dict[str, Any]) -> str:
         value = t["value"] if t["state"] == "complete" else last_epoch(t)
         rows.append([td(t["number"]), td(t["state"] + (" (default)" if t.get("default") else "")),
                      td(value if value is not None else "")]
-                    + [td(t["params"].get(key, "")) for key in keys] + [td(why), td(t.get("run_dir") or "")])
+                    + [td(shown(t["params"].get(key, ""))) for key in keys] + [td(why), td(t.get("run_dir") or "")])
     pruned = sum(t["state"] == "pruned" for t in record["trials"])
     failed = sum(t["state"] == "failed" for t in record["trials"])
     note = (f'<p class="muted">{pruned} pruned (stopped after an epoch where they were worse than the median of '
             f"the finished trials), {failed} failed (the error is the trial's; its log is in trials/NNN/log.txt).</p>")
     return section("trials", "Trials", table(["trial", "state", f"validation {record['metric']}", *keys,
                                               "why", "run folder"], rows) + note)
+
+
+def shown(value: Any) -> str:
+    """A parameter's value as text: 2e-05, not 0.0000."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def final(record: dict[str, Any]) -> str:
