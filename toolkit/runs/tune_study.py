@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -282,7 +283,8 @@ def killed(code: int) -> str:
 
 
 def mark_interrupted_folders(trials_dir: Path, study: Any) -> None:
-    """Run folders of interrupted trials: status interrupted (a trial is never resumed; tk tune asks anew)."""
+    """Run folders of interrupted trials: status interrupted, no checkpoints (a trial is never resumed: tk tune
+    asks for a new one; the trial's log suggests tk run --resume, which would finish it as a plain run)."""
     from toolkit.runs.folders import run_status
 
     for trial in study.get_trials(deepcopy=False):
@@ -291,3 +293,4 @@ def mark_interrupted_folders(trials_dir: Path, study: Any) -> None:
         for run in (trials_dir / f"{trial.number:03d}").glob("*/config.json"):
             if run_status(run.parent) == "running":
                 set_status(run.parent, "interrupted")
+            shutil.rmtree(run.parent / "checkpoints", ignore_errors=True)  # never resumed: a new trial goes on
