@@ -67,7 +67,7 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
     assert list(trials[2]["epochs"]) == ["1"] and trials[2]["epochs"]["1"] > 2 * 0.6932
     assert "injected fault: this configuration raises" in trials[3]["error"]
     assert "\n" not in trials[3]["error"]
-    assert document["counts"] == {"complete": 2, "pruned": 1, "failed": 0 + 1, "interrupted": 0, "running": 0}
+    assert document["counts"] == {"complete": 2, "pruned": 1, "failed": 1, "interrupted": 0, "running": 0}
 
     # The search never scored the test split: trial folders hold validation numbers and no test output.
     runs = trial_runs(tune_dir)

@@ -34,7 +34,6 @@ from toolkit.runs.tune_space import Dimension, suggest_values
 HEARTBEAT_SECONDS = 30  # a worker records that its trial is alive this often (RDB storages)
 GRACE_SECONDS = 300  # after this long without a heartbeat, another machine's trial counts as interrupted
 COUNTED = ("complete", "pruned", "failed", "running")
-PRUNERS = ("median", "halving", "none")
 
 
 def open_storage(url: str, heartbeat: bool = True) -> Any:
