@@ -165,7 +165,8 @@ def importances(study) -> dict[str, float]:
     try:
         with warnings.catch_warnings():  # "too few trials: importances will be equal": then none are shown
             warnings.simplefilter("error", UserWarning)
-            found = optuna.importance.get_param_importances(study)
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     except Exception:  # fewer than two finished trials, or a parameter that never varied
         return {}
     return {key: round(float(value), 4) for key, value in found.items()}
