@@ -255,3 +255,41 @@ def test_the_default_space_leaves_out_keys_set_and_pins_single_values(project):
     assert space["learning_rate"].log and space["epochs"].integer and space["max_length"].choices == (32, 64)
     assert pinned(overrides) == {"batch_size": 16}
     assert set(DEFAULT_SPACE) == {"learning_rate", "batch_size", "epochs", "warmup_ratio", "weight_decay"}
+
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_worker_that_asks_after_the_nth_trial_closes_its_trial_untrained(tmp_path, monkeypatch):
+    """Trial numbers come from the storage one at a time. Running trials of other workers count towards N;
+    and when another worker asks between this worker's count and its ask (the race of two workers, played
+    here in order on a real SQLite study), this worker's trial is past the N-th: closed as surplus, never
+    launched."""
+    from toolkit.runs.tune_space import Dimension
+    from toolkit.runs.tune_study import open_study, run_trials, state_of
+
+    pruner = {"kind": "median", "startup": 2, "after": 1}
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study, created = open_study(url, "s", "minimize", pruner, 0, {"task": "t"})
+    assert created
+    space = {"learning_rate": Dimension("learning_rate", 1e-5, 1e-3, log=True)}
+    launched = []
+
+    def launch(trial, params):
+        launched.append(trial.number)
+        return {"state": "complete", "value": 0.5}
+
+    study.ask().set_user_attr("tk_worker", "another-machine:1")  # running elsewhere (no process check there)
+    assert run_trials(study, 1, launch, space, lambda text: None) == 0 and launched == []  # it counts
+    assert run_trials(study, 2, launch, space, lambda text: None) == 1 and launched == [1]
+
+    asked = study.ask
+
+    def another_worker_asks_first(*args, **kwargs):
+        asked().set_user_attr("tk_worker", "another-machine:2")
+        return asked(*args, **kwargs)
+
+    monkeypatch.setattr(study, "ask", another_worker_asks_first)
+    assert run_trials(study, 3, launch, space, lambda text: None) == 0 and launched == [1]
+    again, created = open_study(url, "s", "minimize", pruner, 0, {"task": "t"})
+    assert not created
+    assert [state_of(t) for t in again.get_trials(deepcopy=False)] == ["running", "complete", "running", "surplus"]
