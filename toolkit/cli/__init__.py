@@ -175,4 +175,4 @@ def _tasks_option(args: list[str]) -> str | None:
     return None
 
 
-from toolkit.cli import data, deploy, training, trust, using  # noqa: E402,F401  (registers the commands)
+from toolkit.cli import data, deploy, training, trust, tune, using  # noqa: E402,F401  (registers the commands)

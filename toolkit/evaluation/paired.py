@@ -139,6 +139,20 @@ def differences(a: Scored, b: Scored, names: tuple[str, ...], paired: bool = Tru
 
     ``paired``: the same rows in the same order (every resample scores both on one draw of rows); else each
     classifier's rows are resampled on their own."""
+    estimate, spread = resampled(a, b, names, paired, seed)
+    tail = (1 - CONFIDENCE) / 2
+    result = {}
+    for i, name in enumerate(names):
+        low, high = np.quantile(spread[i], [tail, 1 - tail])
+        beyond = min(int((spread[i] <= 0).sum()), int((spread[i] >= 0).sum()))
+        result[name] = {"difference": estimate[name], "ci": [float(low), float(high)],
+                        "p": min(1.0, 2 * (beyond + 1) / (RESAMPLES + 1)), "real": bool(low > 0 or high < 0)}
+    return result
+
+
+def resampled(a: Scored, b: Scored, names: tuple[str, ...], paired: bool = True,
+              seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
+    """Each metric's difference a - b, and its RESAMPLES bootstrap replicates: an array (metrics, RESAMPLES)."""
     if paired and (len(a) != len(b) or not np.array_equal(np.asarray(a.labels), np.asarray(b.labels))):
         raise ValueError("a paired comparison needs the same rows with the same labels")
     estimate_a, estimate_b = score(a, names), score(b, names)
@@ -146,23 +160,15 @@ def differences(a: Scored, b: Scored, names: tuple[str, ...], paired: bool = Tru
     present_a, present_b = _present(a), _present(b)
     rng = np.random.default_rng(seed)
     batch = max(1, BATCH_CELLS // max(len(a), len(b), 1))
-    resampled: list[np.ndarray] = []
+    replicates: list[np.ndarray] = []
     for start in range(0, RESAMPLES, batch):
         size = min(batch, RESAMPLES - start)
         weights_a = _weights(rng, len(a), size)
         weights_b = weights_a if paired else _weights(rng, len(b), size)
         found_a = _scores(a, rows_a, weights_a, present_a, names)
         found_b = _scores(b, rows_b, weights_b, present_b, names)
-        resampled.append(np.stack([found_a[name] - found_b[name] for name in names]))
-    spread = np.concatenate(resampled, axis=1)
-    tail = (1 - CONFIDENCE) / 2
-    result = {}
-    for i, name in enumerate(names):
-        low, high = np.quantile(spread[i], [tail, 1 - tail])
-        beyond = min(int((spread[i] <= 0).sum()), int((spread[i] >= 0).sum()))
-        result[name] = {"difference": estimate_a[name] - estimate_b[name], "ci": [float(low), float(high)],
-                        "p": min(1.0, 2 * (beyond + 1) / (RESAMPLES + 1)), "real": bool(low > 0 or high < 0)}
-    return result
+        replicates.append(np.stack([found_a[name] - found_b[name] for name in names]))
+    return {name: estimate_a[name] - estimate_b[name] for name in names}, np.concatenate(replicates, axis=1)
 
 
 def test_against(a: Scored, b: Scored, metric: str, names: tuple[str, ...], same_rows: bool = True) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from toolkit.runs.report_page import write_report
 from toolkit.training import checkpoints, distributed, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine
-from toolkit.training.interrupt import RunInterrupted, graceful_interrupts, safe_points
+from toolkit.training.interrupt import EndedEarly, RunInterrupted, graceful_interrupts, safe_points
 from toolkit.training.progress import Progress, quiet_library_progress
 
 
@@ -233,8 +233,11 @@ def describe_windows(task: TaskConfig, splits, tokenized) -> str:
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, inexact: bool = False) -> RunOutcome:
-    """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'."""
+             recorded_engine: str | None = None, inexact: bool = False, trial: Any = None) -> RunOutcome:
+    """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
+
+    ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
+    run early (pruned), and it ends the run after training, scored on the validation split alone."""
     progress = progress or Progress()
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
@@ -274,7 +277,11 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                 tracker = tracking.start(task, run_dir, {**task.describe(), "resolved_engine": prepared.engine.name,
                                                          "data_source": prepared.source.describe()},
                                          resume_dir is not None, progress.note)
-            return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None, tracker=tracker)
+            return train_and_evaluate(pm, prepared, run_dir, progress, resume=resume_dir is not None, tracker=tracker,
+                                      trial=trial)
+        except EndedEarly as ended:
+            tracker.end("KILLED")
+            return trial.pruned(run_dir, ended)
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
@@ -333,7 +340,7 @@ def mark_failed(run_dir: Path, error: BaseException) -> None:
 
 
 def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool,
-                       tracker: tracking.Tracker | None = None) -> RunOutcome:
+                       tracker: tracking.Tracker | None = None, trial: Any = None) -> RunOutcome:
     tracker = tracker or tracking.Tracker([])
     task, dataset = prepared.task, prepared.dataset
     positive = positive_class(task, dataset.labels)
@@ -345,11 +352,14 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         engine = prepared.engine.engine
         result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
                           tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
-                          progress=tracker.watch(progress), compute_metrics=per_epoch_scores, resume=resume,
-                          engine=engine.name)
+                          progress=trial.watch(tracker.watch(progress)) if trial else tracker.watch(progress),
+                          compute_metrics=per_epoch_scores, resume=resume, engine=engine.name)
     distributed.leave()  # training was the last collective work: the test metrics are the main process's alone
     if not distributed.is_main():
         return RunOutcome(run_dir, "complete", {})
+    if trial is not None:  # a search's trial: the test split is scored once, at the end of the search
+        tracker.end("FINISHED")
+        return trial.finish(run_dir, result)
 
     started = time.perf_counter()
     fitted = calibrate.fit(result.model, prepared, progress)  # before the thresholds: they are tuned on its scale

@@ -204,8 +204,9 @@ def start(task: TaskConfig, run_dir: Path, params: dict[str, Any], resume: bool,
 
 
 @contextmanager
-def sweep(task: TaskConfig, sweep_dir: Path, note: Callable[[str], Any]) -> Iterator[None]:
-    """A sweep with report_to = ["mlflow"]: one parent MLflow run, each run of the sweep nested under it."""
+def sweep(task: TaskConfig, sweep_dir: Path, note: Callable[[str], Any], record: str = "sweep.json") -> Iterator[None]:
+    """A sweep (or a tune) with report_to = ["mlflow"]: one parent MLflow run, each run of it nested under it;
+    ``record``, the sweep's table, is uploaded to the parent at the end."""
     from toolkit.runs import trackers
 
     parent = None
@@ -227,7 +228,8 @@ def sweep(task: TaskConfig, sweep_dir: Path, note: Callable[[str], Any]) -> Iter
         sweep_parent.reset(token)
         if parent is not None:
             try:
-                parent.upload(sweep_dir / "sweep.json")  # the table; each run uploads its own folder
+                if (sweep_dir / record).exists():
+                    parent.upload(sweep_dir / record)  # the table; each run uploads its own folder
                 parent.close(status, None)
             except Exception as error:
                 note(f"Tracking: MLflow failed closing the sweep's parent run ({short(error)}).")

@@ -19,6 +19,15 @@ class RunInterrupted(Exception):
         self.step = step
 
 
+class EndedEarly(Exception):
+    """Raised by a listener of the run's epochs (tk tune's pruner) to end the run after the epoch it was shown:
+    not an error and not an interruption; the run is recorded with the epochs it finished."""
+
+    def __init__(self, epoch: int, reason: str) -> None:
+        super().__init__(f"ended after epoch {epoch}: {reason}")
+        self.epoch, self.reason = epoch, reason
+
+
 def interrupt_requested() -> bool:
     return _requested.is_set()
 

@@ -1,0 +1,295 @@
+"""tk tune: trials as processes that report epochs and get pruned, failed trials recorded, a killed tuner
+resumed, two workers on one study, the test split kept for the end, and a final comparison over seeds."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from tests.helpers import quiet, tk, tk_json, toy_task
+from toolkit.runs.pipeline import run_task
+from toolkit.runs.tune_trial import TrialRun
+
+# Two epochs of tiny runs; only the learning rate is searched (every other default key is fixed by --set).
+SMALL = ["--set", "epochs=2", "--set", "max_length=32", "--set", "linear_baseline=false", "--set", "batch_size=8",
+         "--set", "warmup_ratio=0", "--set", "weight_decay=0.01"]
+FAULTY = '''
+from toolkit.api import hookimpl
+
+@hookimpl(tryfirst=True)
+def tk_load_dataset(dataset, source, task, notes):
+    if task is not None and task.learning_rate == 0.0123:
+        raise RuntimeError("injected fault: this configuration raises")
+    return None
+'''
+
+
+def tune_args(output, *more):
+    return ["tune", "toy", *SMALL, "--output", output, *more]
+
+
+def trials_of(tune_dir):
+    return {t["number"]: t for t in json.loads((tune_dir / "tune.json").read_text())["trials"]}
+
+
+def trial_runs(tune_dir):
+    """Every trial's run folder: trials/NNN/RUN."""
+    return sorted(p.parent for p in (tune_dir / "trials").glob("*/*/config.json"))
+
+
+@pytest.fixture
+def faulty(project):
+    (project / "faulty.py").write_text(FAULTY)
+    tasks = project / "tasks.toml"
+    tasks.write_text(tasks.read_text().replace('plugins = ["toy_plugin"]', 'plugins = ["toy_plugin", "faulty"]'))
+    return project
+
+
+@pytest.mark.slow
+def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_seeds(faulty):
+    """Trial 0 is the task's own configuration, then the --try ones in order: 1e-3 trains normally; 3.0 sends
+    the validation loss to several times ln 2 in its first epoch, far above the two finished trials' median
+    (about ln 2), so the pruner stops it there on any CPU; 0.0123 makes the faulty plugin raise."""
+    document, _ = tk_json(*tune_args(faulty / "runs", "--trials", "4", "--space", "learning_rate=1e-3..3.0:log",
+                                     "--try", "learning_rate=1e-3", "--try", "learning_rate=3.0",
+                                     "--try", "learning_rate=0.0123", "--top", "1", "--seeds", "2"))
+    tune_dir = Path(document["tune_dir"])
+    trials = trials_of(tune_dir)
+    assert [trials[n]["state"] for n in range(4)] == ["complete", "complete", "pruned", "failed"]
+    assert trials[0]["default"] and trials[0]["params"] == {"learning_rate": 2e-3}
+    assert list(trials[2]["epochs"]) == ["1"] and trials[2]["epochs"]["1"] > 2 * 0.6932
+    assert "injected fault: this configuration raises" in trials[3]["error"]
+    assert "\n" not in trials[3]["error"]
+    assert document["counts"] == {"complete": 2, "pruned": 1, "failed": 1, "interrupted": 0, "running": 0}
+
+    # The search never scored the test split: trial folders hold validation numbers and no test output.
+    runs = trial_runs(tune_dir)
+    assert [run.parent.name for run in runs] == ["000", "001", "002"]  # trial 3 raised before its run folder
+    assert trials[3]["run_dir"] is None
+    assert "RuntimeError: injected fault" in (tune_dir / "trials" / "003" / "log.txt").read_text()
+    for run in runs:
+        assert not (run / "metrics.json").exists() and not (run / "predictions.csv").exists()
+        assert not (run / "model").exists()
+    statuses = {json.loads((run / "status.json").read_text())["status"] for run in runs}
+    assert statuses == {"trial", "pruned"}
+    pruned = next(run for run in runs if json.loads((run / "status.json").read_text())["status"] == "pruned")
+    assert json.loads((pruned / "trial.json").read_text())["pruned_after"] == 1
+    assert len(json.loads((pruned / "history.json").read_text())) == 1
+
+    # The final comparison: the best non-default configuration (trial 1) and the default, two new seeds each.
+    final = document["final"]
+    assert set(final["configs"]) == {"default", "trial 1"}
+    assert final["seeds"] == [2, 3]  # the task's seed is 1: the search trained with it, the final runs do not
+    for label, config in final["configs"].items():
+        assert len(config["runs"]) == 2
+        seeds = {json.loads((Path(run) / "config.json").read_text())["task"]["seed"] for run in config["runs"]}
+        assert seeds == {2, 3}
+        assert all((Path(run) / "metrics.json").exists() for run in config["runs"])
+    [versus] = final["versus_default"]
+    assert versus["seeds"] == 2 and versus["ci"][0] <= versus["difference"] <= versus["ci"][1]
+    assert versus["sentence"] in document["summary"]
+    assert ("beats the default by" in versus["sentence"]) == (versus["verdict"] == "better")
+    assert ("not distinguishable from the default" in versus["sentence"]) == (versus["verdict"] == "noise")
+    page = (tune_dir / "report.html").read_text()
+    assert "Optimisation history" in page and "pruned after epoch 1" in page and "injected fault" in page
+    assert versus["sentence"].split(" (")[0] in page
+
+    # Running the same command again continues the study: nothing is trained again.
+    again, _ = tk_json(*tune_args(faulty / "runs", "--trials", "4", "--space", "learning_rate=1e-3..3.0:log",
+                                  "--try", "learning_rate=1e-3", "--try", "learning_rate=3.0",
+                                  "--try", "learning_rate=0.0123", "--top", "1", "--seeds", "2"))
+    assert trial_runs(tune_dir) == runs
+    assert again["final"]["configs"] == final["configs"]
+
+
+def test_a_trial_listens_to_its_epochs_and_ends_pruned_without_reading_the_test_split(project, pm, monkeypatch,
+                                                                                       engine):
+    """In process, with a real Optuna trial whose pruner stops every trial after its first epoch: the run
+    ends pruned after epoch 1 on either engine, and nothing predicts on the test split or calibrates."""
+    import toolkit.runs.pipeline as pipeline
+
+    predicted = []
+    monkeypatch.setattr(pipeline, "predict_probabilities", lambda *a, **k: predicted.append(1))
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any loss is above 0
+    trial = study.ask()
+    listener = TrialRun(trial, "loss", trial.number, {})
+    outcome = run_task(pm, toy_task(project, epochs=3, linear_baseline=False, engine=engine), output=project / "runs",
+                       base=project, progress=quiet(), trial=listener)
+    assert outcome.status == "pruned" and outcome.metrics["pruned_after"] == 1
+    assert predicted == []
+    assert list(study.trials[0].intermediate_values) == [1]
+    assert json.loads((outcome.run_dir / "status.json").read_text())["status"] == "pruned"
+    assert not (outcome.run_dir / "checkpoints").exists()
+
+
+def start_tuner(project, *args):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return subprocess.Popen([sys.executable, "-m", "toolkit", *args], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def wait_for(condition, seconds=240):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_killed_tuner_resumes_without_running_finished_trials_again(project):
+    args = tune_args(project / "runs", "--trials", "2", "--space", "learning_rate=1e-3..2e-3:log", "--top", "0")
+    tune_dir = project / "runs" / "tune-toy"
+    tuner = start_tuner(project, *args)
+    wait_for(lambda: (tune_dir / "trials" / "000" / "result.json").exists()  # trial 1 training: its folder made
+             and any((tune_dir / "trials" / "001").glob("*/config.json")) or tuner.poll() is not None)
+    assert tuner.poll() is None, tuner.stderr.read().decode()
+    os.killpg(tuner.pid, signal.SIGKILL)  # the tuner and its trial, mid-trial
+    tuner.wait()
+    first = trial_runs(tune_dir)
+    finished = first[0]
+    assert json.loads((finished / "status.json").read_text())["status"] == "trial"
+    stamp = (finished / "trial.json").stat().st_mtime_ns
+
+    result = tk(*args)
+    assert result.exit_code == 0, result.output
+    assert "Trial 1 was left running by a worker that stopped: marked interrupted." in result.output
+    trials = trials_of(tune_dir)
+    assert trials[0]["state"] == "complete" and trials[1]["state"] == "interrupted"
+    assert trials[2]["state"] in ("complete", "pruned", "failed") and len(trials) == 3
+    assert (finished / "trial.json").stat().st_mtime_ns == stamp  # trial 0 was not run again
+    assert [run.parent.name for run in trial_runs(tune_dir)] == ["000", "001", "002"]
+    killed = next((tune_dir / "trials" / "001").glob("*/status.json"))
+    assert json.loads(killed.read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_storage_run_n_trials_in_total_none_twice(project, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = [start_tuner(project, *tune_args(project / f"worker{i}", "--trials", "3", "--storage", storage,
+                                               "--space", "learning_rate=1e-3..2e-3:log", "--top", "0"))
+               for i in (1, 2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read().decode()
+    study = optuna.load_study(study_name="tk-tune-toy", storage=storage)
+    ran = [t for t in study.trials if t.user_attrs.get("tk_state") != "surplus"]
+    assert len(ran) == 3 and all(t.user_attrs.get("tk_state") in ("complete", "pruned", "failed") for t in ran)
+    folders = [p for i in (1, 2) for p in trial_runs(project / f"worker{i}" / "tune-toy")]
+    assert sorted(int(p.parent.name) for p in folders) == sorted(t.number for t in ran)  # each trial run once
+    assert {t.user_attrs["tk_worker"].rpartition(":")[2] for t in ran} <= {str(w.pid) for w in workers}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--space", "learning_rate=1e-5...1e-3"], "a range is LOW..HIGH with two dots"),
+    (["--space", "learnig_rate=1e-5..1e-3"], "unknown key 'learnig_rate'. Did you mean 'learning_rate'?"),
+    (["--space", "seed=1..5"], "unknown key 'seed' (tk tune never searches it)"),
+    (["--space", "learning_rate=1e-3..1e-5"], "the range's low end must be below its high end"),
+    (["--space", "learning_rate=0..1e-3:log"], "a log scale needs a low end above 0"),
+    (["--space", "learning_rate=1e-5..1e-3:lin"], "unknown scale 'lin'"),
+    (["--space", "batch_size=8,0"], "batch_size' must be above 0"),
+    (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=5"], "is outside the space"),
+    (["--trials", "0"], "--trials 0: a study needs at least one trial"),
+    (["--storage", "sqlite:////no/such/folder/study.db"], "Cannot open the study storage sqlite:////no/such"),
+    (["--storage", "postgresql://tk:secret@127.0.0.1:1/tk"], "Cannot open the study storage postgresql://tk:***@"),
+])
+def test_bad_input_is_one_line_before_any_training(project, args, message):
+    result = tk(*tune_args(project / "runs", "--space", "weight_decay=0.0..0.1", *args))
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: ") and len([line for line in lines if "Error" in line]) == 1
+    assert "secret" not in result.output
+    assert not (project / "runs" / "tune-toy" / "trials").exists()
+
+
+def seed_runs(label, correct_share, seeds=(2, 3, 4), rows=200):
+    """Hand-made final runs: on each seed's test rows (the same for every configuration of that seed), the
+    first ``correct_share`` of the rows right, the rest wrong."""
+    from toolkit.evaluation.paired import Scored
+    from toolkit.runs.compare import RunSummary
+
+    runs = []
+    for seed in seeds:
+        labels = np.random.default_rng(seed).integers(0, 2, rows)
+        predictions = labels.copy()
+        wrong = np.arange(rows) >= round(correct_share * rows)
+        predictions[wrong] = 1 - predictions[wrong]
+        metrics = {"select_metric": "loss", "per_class": {"neg": {"support": 100}, "pos": {"support": 100}},
+                   "accuracy": float((predictions == labels).mean())}
+        runs.append(RunSummary(f"{label} (seed {seed})", metrics, predictions == labels, f"rows-{seed}",
+                               settings={"seed": seed}, scored=Scored(labels, predictions, 2)))
+    return runs
+
+
+def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
+    from toolkit.runs.tune_final import against_default
+
+    default = seed_runs("default", 0.70)
+    better = against_default(seed_runs("trial 4", 0.85), default, "trial 4", 0)
+    assert better["verdict"] == "better" and better["seeds"] == 3
+    assert better["difference"] == pytest.approx(0.15) and 0 < better["ci"][0] < 0.15 < better["ci"][1]
+    assert better["sentence"].startswith("The best configuration (trial 4) beats the default by +0.150 accuracy [")
+    same = against_default(seed_runs("trial 5", 0.70), default, "trial 5", 1)
+    assert same["verdict"] == "noise" and same["difference"] == 0
+    assert "Configuration #2 (trial 5) is not distinguishable from the default: +0.000 accuracy" in same["sentence"]
+    worse = against_default(seed_runs("trial 6", 0.55), default, "trial 6", 2)
+    assert worse["verdict"] == "worse" and "is worse than the default" in worse["sentence"]
+    # One seed far better and two slightly worse: the seeds disagree, so the interval over seeds spans 0.
+    mixed = seed_runs("trial 7", 0.95, seeds=(2,)) + seed_runs("trial 7", 0.68, seeds=(3, 4))
+    assert against_default(mixed, default, "trial 7", 0)["verdict"] == "noise"
+
+
+def test_the_default_space_leaves_out_keys_set_and_pins_single_values(project):
+    from toolkit.runs.tune_space import DEFAULT_SPACE, parse_space, pinned, search_space
+
+    task = toy_task(project)
+    overrides = parse_space(("learning_rate=1e-5..1e-3:log", "batch_size=16", "epochs=2..4"), task)
+    space = search_space(overrides, {"weight_decay"}, task, (32, 64))
+    assert set(space) == {"learning_rate", "epochs", "warmup_ratio", "max_length"}
+    assert space["learning_rate"].log and space["epochs"].integer and space["max_length"].choices == (32, 64)
+    assert pinned(overrides) == {"batch_size": 16}
+    assert set(DEFAULT_SPACE) == {"learning_rate", "batch_size", "epochs", "warmup_ratio", "weight_decay"}
+
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_worker_that_asks_after_the_nth_trial_closes_its_trial_untrained(tmp_path, monkeypatch):
+    """Trial numbers come from the storage one at a time. Running trials of other workers count towards N;
+    and when another worker asks between this worker's count and its ask (the race of two workers, played
+    here in order on a real SQLite study), this worker's trial is past the N-th: closed as surplus, never
+    launched."""
+    from toolkit.runs.tune_space import Dimension
+    from toolkit.runs.tune_study import open_study, run_trials, state_of
+
+    pruner = {"kind": "median", "startup": 2, "after": 1}
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study, created = open_study(url, "s", "minimize", pruner, 0, {"task": "t"})
+    assert created
+    space = {"learning_rate": Dimension("learning_rate", 1e-5, 1e-3, log=True)}
+    launched = []
+
+    def launch(trial, params):
+        launched.append(trial.number)
+        return {"state": "complete", "value": 0.5}
+
+    study.ask().set_user_attr("tk_worker", "another-machine:1")  # running elsewhere (no process check there)
+    assert run_trials(study, 1, launch, space, lambda text: None) == 0 and launched == []  # it counts
+    assert run_trials(study, 2, launch, space, lambda text: None) == 1 and launched == [1]
+
+    asked = study.ask
+
+    def another_worker_asks_first(*args, **kwargs):
+        asked().set_user_attr("tk_worker", "another-machine:2")
+        return asked(*args, **kwargs)
+
+    monkeypatch.setattr(study, "ask", another_worker_asks_first)
+    assert run_trials(study, 3, launch, space, lambda text: None) == 0 and launched == [1]
+    again, created = open_study(url, "s", "minimize", pruner, 0, {"task": "t"})
+    assert not created
+    assert [state_of(t) for t in again.get_trials(deepcopy=False)] == ["running", "complete", "running", "surplus"]

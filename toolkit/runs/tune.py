@@ -1,0 +1,202 @@
+"""`tk tune`: a search over a task's hyperparameters (Optuna's TPE sampler, pruning on epochs), each trial a
+process of its own, then the best configurations re-run over seeds and compared with the default.
+
+The tune folder (``OUTPUT/tune-TASK``) holds the study (``study.db``, unless ``--storage`` names another),
+one folder per trial (``trials/NNN/``: its spec, log, result and run folder), the final runs
+(``final/``), ``tune.json`` and ``report.html``. Running the same command again continues the study.
+The objective is the validation value of the metric the task selects epochs on; the test split is read
+only by the final runs (``toolkit.runs.tune_final``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.config import TaskConfig, with_overrides
+from toolkit.errors import TkError
+from toolkit.runs import tracking
+from toolkit.runs.folders import check_task_name, write_json
+from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, ranked_configs
+from toolkit.runs.tune_space import (
+    Dimension,
+    describe,
+    length_choices,
+    measure_lengths,
+    parse_try,
+    pinned,
+    search_space,
+)
+from toolkit.runs.tune_study import (
+    launch_trial,
+    mark_interrupted_folders,
+    open_storage,
+    open_study,
+    redact,
+    run_trials,
+    state_of,
+)
+from toolkit.training.interrupt import graceful_interrupts
+from toolkit.training.progress import Progress
+
+RECORD = "tune.json"
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """What `tk tune` was asked, parsed and checked."""
+
+    task: TaskConfig
+    tasks_path: Path
+    overrides: dict[str, Dimension]  # --space
+    fixed: frozenset[str]  # keys --set gave: not searched
+    tries: tuple[str, ...]  # --try
+    trials: int
+    top: int
+    seeds: int
+    data: str | None
+    base: Path | None
+    output: Path
+    storage: str | None
+    study: str | None
+    pruner: dict[str, Any]
+    where: str | None = None
+
+
+def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[str, Any]]:
+    """The search (continued where a study exists), then the final comparison; returns the tune folder and
+    what tune.json holds. A Ctrl-C stops it with the finished trials kept (KeyboardInterrupt)."""
+    task = request.task
+    if task.select_on == "test":
+        raise TkError(f"task '{task.name}' has select_on = \"test\": tk tune searches on the validation split "
+                      "and keeps the test split for the end. Pass --set select_on=validation.")
+    check_task_name(task.name)
+    tracking.require(task)
+    tune_dir = request.output / f"tune-{task.name}"
+    url = request.storage or f"sqlite:///{(tune_dir / 'study.db').resolve()}"
+    if request.storage is not None:
+        open_storage(url)  # an unreachable storage is said before any work
+    space, base_task, tries = plan(pm, request, progress)
+    name = request.study or f"tk-tune-{task.name}"
+    metric = task.select_metric
+    direction = "minimize" if metric == "loss" else "maximize"
+    signature = json.loads(json.dumps({"task": base_task.describe(), "space": describe(space), "metric": metric,
+                                       "data": request.data}, default=str))
+    if request.storage is None:
+        tune_dir.mkdir(parents=True, exist_ok=True)
+    study, created = open_study(url, name, direction, request.pruner, task.seed, signature)
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    default = {key: getattr(base_task, key) for key in space}
+    if created:  # a new study: the default first, then --try, then the sampler
+        if all(dim.holds(default[key]) for key, dim in space.items()):
+            study.enqueue_trial(default, user_attrs={"tk_default": True}, skip_if_exists=True)
+        for values in tries:
+            study.enqueue_trial(values, skip_if_exists=True)
+    progress.note(f"Tuning {task.name} into {tune_dir}: study {name!r} in {redact(url)}, {request.trials} trials, "
+                  f"validation {metric} ({direction}); space: "
+                  + ", ".join(f"{key}={text}" for key, text in describe(space).items()))
+    spec = {"tasks": str(request.tasks_path.resolve()), "task_name": task.name,
+            "values": {k: v for k, v in base_task.describe().items() if k != "name"}, "data": request.data,
+            "base": str(request.base) if request.base else None, "where": request.where, "storage": url,
+            "study": name, "pruner": request.pruner}
+    trials_dir = tune_dir / "trials"
+    with tracking.sweep(task, tune_dir, progress.note, record=RECORD):
+        spec["mlflow_parent"] = tracking.sweep_parent.get()
+        try:
+            with graceful_interrupts(progress.note):  # a SIGTERM stops the tuner as a Ctrl-C does
+                run_trials(study, request.trials, lambda trial, params: launch_trial(trial, params, spec,
+                                                                                   trials_dir, study._storage),
+                           space, progress.note)
+        finally:
+            mark_interrupted_folders(trials_dir, study)
+        record = summarise_study(study, tune_dir, request, space, default, url, name, direction)
+        if record["running"]:
+            record["summary"] = [f"{record['running']} trial(s) still running on other workers: run this command "
+                                 "again once they end for the final comparison."]
+        elif request.top:
+            finish(pm, request, base_task, record, tune_dir, progress)
+        write_json(tune_dir / RECORD, record)
+    write_report_page(study, tune_dir, record)
+    return tune_dir, record
+
+
+def plan(pm, request: TuneRequest, progress: Progress) -> tuple[dict[str, Dimension], TaskConfig, list[dict]]:
+    """The space (max_length's choices measured when it is searched by default), the task with the pinned
+    keys, the --try configurations."""
+    lengths = None
+    if "max_length" not in request.fixed and "max_length" not in request.overrides:
+        progress.note("Measuring token lengths for max_length's choices (as tk analyze-lengths does)...")
+        lengths = length_choices(measure_lengths(pm, request.task, request.data, request.base), request.task)
+    space = search_space(request.overrides, set(request.fixed), request.task, lengths)
+    base_task = with_overrides(request.task, pinned(request.overrides), "--space")
+    return space, base_task, parse_try(request.tries, space, base_task)
+
+
+def summarise_study(study, tune_dir: Path, request: TuneRequest, space, default, url, name, direction) -> dict:
+    trials = [trial_row(t, tune_dir) for t in study.get_trials(deepcopy=False)]
+    shown = [t for t in trials if t["state"] not in ("surplus", "waiting")]
+    finished = [t for t in shown if t["state"] == "complete"]
+    best = (min if direction == "minimize" else max)(finished, key=lambda t: t["value"]) if finished else None
+    return {"task": request.task.name, "study": name, "storage": redact(url), "direction": direction,
+            "metric": request.task.select_metric, "space": describe(space), "default": default,
+            "trials_asked": request.trials, "trials": shown, "best_trial": best,
+            "counts": {state: sum(t["state"] == state for t in shown)
+                       for state in ("complete", "pruned", "failed", "interrupted", "running")},
+            "running": sum(t["state"] == "running" for t in shown), "importances": importances(study),
+            "final": None, "summary": []}
+
+
+def trial_row(trial: Any, tune_dir: Path) -> dict[str, Any]:
+    folder = tune_dir / "trials" / f"{trial.number:03d}"
+    runs = sorted(p for p in folder.glob("*/") if (p / "config.json").exists()) if folder.is_dir() else []
+    return {"number": trial.number, "state": state_of(trial), "value": trial.value, "params": trial.params,
+            "default": bool(trial.user_attrs.get("tk_default")), "error": trial.user_attrs.get("tk_error"),
+            "epochs": {str(step): value for step, value in sorted(trial.intermediate_values.items())},
+            "run_dir": str(runs[-1]) if runs else None, "worker": trial.user_attrs.get("tk_worker")}
+
+
+def importances(study) -> dict[str, float]:
+    """optuna.importance's fANOVA importances over the finished trials; none with too few of them."""
+    import optuna
+
+    try:
+        with warnings.catch_warnings():  # "too few trials: importances will be equal": then none are shown
+            warnings.simplefilter("error", UserWarning)
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except Exception:  # fewer than two finished trials, or a parameter that never varied
+        return {}
+    return {key: round(float(value), 4) for key, value in found.items()}
+
+
+def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_dir: Path,
+           progress: Progress) -> None:
+    """The top configurations and the default over further seeds, tested and compared (into ``record``)."""
+    ranked = ranked_configs(record["trials"], record["direction"], request.top, record["default"])
+    if not ranked:
+        record["summary"] = ["No finished trial other than the default's: nothing to compare with the default."]
+        return
+    configs = {DEFAULT: {}, **{f"trial {number}": params for number, params, _ in ranked}}
+    seeds = [base_task.seed + 1 + i for i in range(request.seeds)]  # seeds the search never trained with
+    groups = final_runs(pm, base_task, configs, seeds, data=request.data, base=request.base,
+                        folder=tune_dir / "final", progress=progress)
+    found = compare_final(groups, [label for label in configs if label != DEFAULT])
+    found["configs"] = {label: {"params": params, "runs": [str(r.path) for r in groups.get(label, [])]}
+                        for label, params in configs.items()}
+    found["seeds"] = seeds
+    record["final"] = found
+    best = record["best_trial"]
+    first = (["On validation no trial beat the task's own configuration (trial "
+              f"{best['number']}); the best of the others is tested against it all the same."]
+             if best and best["params"] == record["default"] else [])
+    record["summary"] = first + found["summary"]
+
+
+def write_report_page(study, tune_dir: Path, record: dict) -> None:
+    from toolkit.runs.folders import write_text
+    from toolkit.runs.tune_report import render
+
+    write_text(tune_dir / "report.html", render(record))

@@ -1,0 +1,139 @@
+"""The end of tk tune: the top configurations and the default, each re-run over further seeds and scored on
+the test split (the only time the search reads it), then compared.
+
+Each configuration is trained once per seed (``--seeds``), seeds the search never used; the runs are
+ordinary complete run folders under ``final/``. The table is tk sweep's (mean ± sd over seeds, Welch's
+t-test against the best mean). The verdict on each configuration against the default is on the task's
+decision metric: run and default of the same seed share their test rows, so each seed gives a paired
+difference with its bootstrap replicates; the interval resamples both the seeds and the test rows (a
+two-level bootstrap), so it holds the noise of training and of the test set alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.config import TaskConfig, with_overrides
+from toolkit.errors import TkError, user_message
+from toolkit.evaluation import paired
+from toolkit.runs.compare import RunSummary, format_group_rows, group_rows, summarise
+from toolkit.runs.folders import run_status, write_json
+from toolkit.training.progress import Progress
+
+FINAL_FILE = "final.json"  # which final run folder holds which configuration and seed: a re-run reuses them
+DEFAULT = "default"
+
+
+def final_runs(pm, task: TaskConfig, configs: dict[str, dict[str, Any]], seeds: list[int], *, data: str | None,
+               base: Path | None, folder: Path, progress: Progress) -> dict[str, list[RunSummary]]:
+    """Every configuration at every seed, trained and tested (reusing complete runs of an earlier attempt)."""
+    import json
+
+    from toolkit.runs.pipeline import run_task
+
+    record_path = folder / FINAL_FILE
+    folder.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, str]] = json.loads(record_path.read_text()) if record_path.exists() else {}
+    groups: dict[str, list[RunSummary]] = {}
+    for label, params in configs.items():
+        for seed in seeds:
+            name = done.get(label, {}).get(str(seed))
+            run_dir = folder / name if name else None
+            if run_dir is None or run_status(run_dir) != "complete":
+                progress.note(f"\nFinal run: {label} ({describe(params) or 'the task as configured'}), seed {seed}")
+                try:
+                    outcome = run_task(pm, with_overrides(task, {**params, "seed": seed}, "tk tune"), data=data,
+                                       output=folder, base=base, progress=progress)
+                except TkError as error:
+                    progress.note(f"Final run {label}, seed {seed} failed: {user_message(error)}")
+                    continue
+                if outcome.status != "complete":
+                    raise KeyboardInterrupt
+                run_dir = outcome.run_dir
+                done.setdefault(label, {})[str(seed)] = run_dir.name
+                write_json(record_path, done)
+            groups.setdefault(label, []).append(summarise(run_dir, f"{label} (seed {seed})"))
+    return groups
+
+
+def describe(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={f'{value:.3g}' if isinstance(value, float) else value}" for key, value in params.items())
+
+
+def compare_final(groups: dict[str, list[RunSummary]], ranked: list[str]) -> dict[str, Any]:
+    """The table over seeds, and each of ``ranked`` (best first) against the default, in words and numbers."""
+    if DEFAULT not in groups or not ranked or not any(label in groups for label in ranked):
+        return {"table": [], "versus_default": [], "summary": ["No final comparison: the default or every top "
+                                                               "configuration lacks a complete final run."]}
+    rows = group_rows(groups)
+    found = [against_default(groups[label], groups[DEFAULT], label, place)
+             for place, label in enumerate(ranked) if label in groups]
+    return {"rows": rows, "table": format_group_rows(rows).splitlines(), "versus_default": found,
+            "summary": [item["sentence"] for item in found]}
+
+
+def against_default(runs: list[RunSummary], default: list[RunSummary], label: str, place: int) -> dict[str, Any]:
+    """Seed by seed, this configuration minus the default on the decision metric; the interval from a
+    two-level bootstrap over the seeds and, within each seed, the test rows."""
+    metric = paired.decision_metric(default[0].metrics)
+    named = paired.metric_name(metric, default[0].metrics)
+    by_seed = {seed_of(run): run for run in default}
+    estimates, replicates, unpaired = [], [], 0
+    for run in runs:
+        other = by_seed.get(seed_of(run))
+        if other is None or run.scored is None or other.scored is None:
+            continue
+        same = (run.test_fingerprint is not None and run.test_fingerprint == other.test_fingerprint
+                and len(run.scored) == len(other.scored) and np.array_equal(run.scored.labels, other.scored.labels))
+        unpaired += not same
+        estimate, spread = paired.resampled(run.scored, other.scored, (metric,), paired=same, seed=seed_of(run))
+        estimates.append(estimate[metric])
+        replicates.append(spread[0])
+    who = "The best configuration" if place == 0 else f"Configuration #{place + 1}"
+    if not estimates:
+        return {"label": label, "metric": metric, "seeds": 0, "verdict": "n/a",
+                "sentence": f"{who} ({label}): no seed with test predictions shared with the default's runs."}
+    spread = np.stack(replicates)
+    rng = np.random.default_rng(0)
+    seeds = rng.integers(0, len(spread), size=(spread.shape[1], len(spread)))
+    combined = spread[seeds, np.arange(spread.shape[1])[:, None]].mean(axis=1)
+    low, high = (float(x) for x in np.quantile(combined, [0.025, 0.975]))
+    difference = float(np.mean(estimates))
+    shown = f"{difference:+.3f} {named} [{low:+.3f}, {high:+.3f}]"
+    how = (f"mean over {len(estimates)} seed{'s' if len(estimates) != 1 else ''}; 95% interval over the seeds and "
+           "the test rows")
+    if low > 0:
+        verdict, sentence = "better", f"{who} ({label}) beats the default by {shown} ({how})."
+    elif high < 0:
+        verdict, sentence = "worse", f"{who} ({label}) is worse than the default: {shown} ({how})."
+    else:
+        verdict, sentence = "noise", f"{who} ({label}) is not distinguishable from the default: {shown} ({how})."
+    return {"label": label, "metric": metric, "metric_name": named, "seeds": len(estimates),
+            "difference": round(difference, 6), "ci": [round(low, 6), round(high, 6)], "verdict": verdict,
+            "unpaired_seeds": unpaired, "sentence": sentence}
+
+
+def seed_of(run: RunSummary) -> int | None:
+    return (run.settings or {}).get("seed")
+
+
+def ranked_configs(trials: list[Any], direction: str, top: int,
+                   default_params: dict[str, Any]) -> list[tuple[int, dict[str, Any], float]]:
+    """The ``top`` best finished trials by their validation value, each configuration once, the default's
+    left out (it is the reference): (trial number, params, value)."""
+    finished = [t for t in trials if t.get("state") == "complete" and t.get("value") is not None]
+    finished.sort(key=lambda t: t["value"], reverse=direction == "maximize")
+    chosen: list[tuple[int, dict[str, Any], float]] = []
+    seen = [default_params]
+    for t in finished:
+        if t["params"] in seen:
+            continue
+        seen.append(t["params"])
+        chosen.append((t["number"], t["params"], t["value"]))
+        if len(chosen) == top:
+            break
+    return chosen
+
