@@ -126,7 +126,7 @@ def set_status(run_dir: Path, status: str, **details: Any) -> None:
     write_json(run_dir / STATUS_FILE, {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **details})
 
 
-STATUSES = ("running", "interrupted", "failed", "complete")
+STATUSES = ("running", "interrupted", "failed", "complete", "trial", "pruned")  # trial, pruned: tk tune's trials
 
 
 def run_status(run_dir: Path) -> str:
