@@ -1,6 +1,7 @@
 """tk tune: trials as processes that report epochs and get pruned, failed trials recorded, a killed tuner
 resumed, two workers on one study, the test split kept for the end, and a final comparison over seeds."""
 
+import csv
 import json
 import os
 import signal
@@ -92,6 +93,12 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
         seeds = {json.loads((Path(run) / "config.json").read_text())["task"]["seed"] for run in config["runs"]}
         assert seeds == {2, 3}
         assert all((Path(run) / "metrics.json").exists() for run in config["runs"])
+    # ... on the search's split: the test rows of every final run are the rows the search held out at seed 1
+    finals = [Path(run) for config in final["configs"].values() for run in config["runs"]]
+    assert {json.loads((run / "config.json").read_text())["task"]["split_seed"] for run in finals} == {1}
+    tested = [sorted(row["text"] for row in csv.DictReader(open(run / "predictions.csv", encoding="utf-8")))
+              for run in finals]
+    assert all(rows == tested[0] for rows in tested)
     [versus] = final["versus_default"]
     assert versus["seeds"] == 2 and versus["ci"][0] <= versus["difference"] <= versus["ci"][1]
     assert versus["sentence"] in document["summary"]
@@ -293,3 +300,39 @@ def test_a_worker_that_asks_after_the_nth_trial_closes_its_trial_untrained(tmp_p
     again, created = open_study(url, "s", "minimize", pruner, 0, {"task": "t"})
     assert not created
     assert [state_of(t) for t in again.get_trials(deepcopy=False)] == ["running", "complete", "running", "surplus"]
+
+
+def test_a_resumed_study_proposes_configurations_it_has_not_tried(tmp_path):
+    """TPE's proposals follow from its seed and the trials so far: a resumed study (or a second worker) seeded
+    as the first was would propose the very configurations already trained."""
+    from toolkit.runs.tune_space import Dimension
+    from toolkit.runs.tune_study import open_study, run_trials
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = {"learning_rate": Dimension("learning_rate", 1e-5, 1e-3, log=True)}
+    tried = []
+
+    def launch(trial, params):
+        tried.append(params["learning_rate"])
+        return {"state": "complete", "value": 0.5}
+
+    for total in (3, 6):  # the first run of the command, then the same command with more trials
+        study, _ = open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": "t"})
+        run_trials(study, total, launch, space, lambda text: None)
+    assert len(tried) == 6 and len(set(tried)) == 6, tried
+
+
+def test_split_seed_keeps_the_split_while_seed_changes(project, pm):
+    """tk tune's final runs vary seed over one split: the test rows the search never saw."""
+    from toolkit.config import load_config, with_overrides
+    from toolkit.data.loading import load_named
+    from toolkit.data.splits import make_splits
+
+    task = load_config(project / "tasks.toml", pm).task("toy")
+    labelled = load_named(pm, "toy", task_data=task.data, base=project, task=task).splits
+
+    def rows(**keys):
+        made = make_splits(labelled, with_overrides(task, keys), [])
+        return {name: sorted(made[name]["text"]) for name in ("train", "validation", "test")}
+
+    assert rows(seed=7, split_seed=3) == rows(seed=3) != rows(seed=7)

@@ -56,6 +56,9 @@ class TaskConfig:
     eval_size: int | None = _key(None, "test-split examples for the final report, stratified and seeded "
                                        "(default: all)")
     seed: int = _key(42, "seeds subsets, the classifier head, dropout and batch order")
+    split_seed: int | None = _key(None, "seeds which rows go to training, validation and test (default: `seed`); "
+                                        "set it to vary `seed` over runs that keep one split (tk tune's final runs "
+                                        "do)")
     data: str | None = _key(None, "a local file or folder for the dataset, relative to tasks.toml; `--data` "
                                   "wins, `TK_DATA_DIR` and the Hub come after")
     truncation: str = _key("head", "which tokens a long text keeps: `head`, `tail`, or `head+tail` (a quarter "
@@ -114,6 +117,11 @@ class TaskConfig:
     @property
     def multi_label(self) -> bool:
         return self.problem == "multi-label"
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the split: which rows train, validate and test."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def window_stride(self) -> int:
@@ -314,7 +322,7 @@ def _check_number(key: str, value: int | float, name: str) -> None:
         raise TkError(f"{name} must be above 0, got {value!r}.")
     if key in _SHARES and value > 1:
         raise TkError(f"{name} is a share and must be between 0 and 1, got {value!r}.")
-    if key == "seed" and value > _MAX_SEED:
+    if key in ("seed", "split_seed") and value > _MAX_SEED:
         raise TkError(f"{name} must be between 0 and {_MAX_SEED} (2**32 - 1), got {value!r}.")
 
 

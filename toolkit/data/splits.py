@@ -43,7 +43,7 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             raise TkError(f"task '{task.name}': eval_size = {size} leaves too few of the {len(train):,} training "
                           f"rows for validation and training. Lower eval_size to at most {max(room, 0):,}, "
                           "lower validation_size or train_size, or add rows.")
-        train, test = _carve(train, size, task.seed, "test", task, notes)
+        train, test = _carve(train, size, task.data_seed, "test", task, notes)
         held = f" (left after holding out {len(test):,} as the test split: eval_size)"
         notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split.")
         advice += _large_test_hint(len(test), task)
@@ -51,13 +51,13 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
         rest, validation = train, splits["validation"]
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
         if limit < len(validation):
-            validation = _subset(validation, limit, task.seed, "validation_size", task, notes)
+            validation = _subset(validation, limit, task.data_seed, "validation_size", task, notes)
         notes.append(f"Validation: the data's own validation split ({len(validation):,} rows).")
     elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
         if len(train) < 2:
             raise TkError(f"task '{task.name}': the training split has {len(train)} row{held}: too few to carve a "
                           "validation split from. Add rows, or give a validation file (validation.*).")
-        rest, validation = _carve(train, default_validation_size(len(train)), task.seed, "validation", task,
+        rest, validation = _carve(train, default_validation_size(len(train)), task.data_seed, "validation", task,
                                    notes)
         notes.append(f"Validation: {len(validation):,} of the {len(train):,} training rows (validation_size default: "
                      f"a tenth, at most {MAX_VALIDATION}).")
@@ -72,7 +72,7 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             raise TkError(f"task '{task.name}': cannot carve {task.validation_size:,} validation rows from "
                           f"{len(train):,} training rows{held}. Lower validation_size and train_size: together "
                           f"at most {len(train):,}.")
-        rest, validation = _carve(train, task.validation_size, task.seed, "validation", task, notes)
+        rest, validation = _carve(train, task.validation_size, task.data_seed, "validation", task, notes)
     if task.train_size is not None:
         if task.train_size > len(rest):
             raise TkError(
@@ -82,10 +82,10 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
                 + (" or eval_size." if held else ".")
             )
         if task.train_size < len(rest):
-            rest = _subset(rest, task.train_size, task.seed, "train_size", task, notes)
+            rest = _subset(rest, task.train_size, task.data_seed, "train_size", task, notes)
         _two_classes(rest, task)
     if task.eval_size is not None and task.eval_size < len(test):
-        test = _subset(test, task.eval_size, task.seed, "eval_size", task, notes)
+        test = _subset(test, task.eval_size, task.data_seed, "eval_size", task, notes)
     elif task.eval_size is not None and task.eval_size > len(test):
         notes.append(f"eval_size = {task.eval_size} but the test split has {len(test):,} rows: using all of them "
                      "(less any whose text is also in training).")

@@ -153,7 +153,7 @@ def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pat
             if resume_dir is not None:
                 liveness.acquire(resume_dir)
             shared = CvData(pm, task, data, base, progress, strict, where, recorded_engine)
-            assigned = fold_of(shared.train, folds, task.seed, task)
+            assigned = fold_of(shared.train, folds, task.data_seed, task)
             rows = row_numbers(shared.train)
             if resume_dir is None:
                 cv_dir = new_run_dir(output, f"{task.name}-cv")

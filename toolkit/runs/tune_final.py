@@ -45,7 +45,8 @@ def final_runs(pm, task: TaskConfig, configs: dict[str, dict[str, Any]], seeds: 
             if run_dir is None or run_status(run_dir) != "complete":
                 progress.note(f"\nFinal run: {label} ({describe(params) or 'the task as configured'}), seed {seed}")
                 try:
-                    outcome = run_task(pm, with_overrides(task, {**params, "seed": seed}, "tk tune"), data=data,
+                    outcome = run_task(pm, with_overrides(task, {**params, "seed": seed, "split_seed": task.data_seed},
+                                                             "tk tune"), data=data,
                                        output=folder, base=base, progress=progress)
                 except TkError as error:
                     progress.note(f"Final run {label}, seed {seed} failed: {user_message(error)}")

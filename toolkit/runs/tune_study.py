@@ -107,6 +107,7 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
     if not created and study.direction.name.lower() != direction:
         raise TkError(f"The study {name!r} in {redact(url)} was started to {study.direction.name.lower()} its "
                       f"value; this task's select_metric needs it to {direction}. Pass another --study.")
+    study.sampler = optuna.samplers.TPESampler(seed=worker_seed(seed, len(study.trials), created))
     recorded = study.user_attrs.get("tk_signature")
     if recorded is None:
         study.set_user_attr("tk_signature", signature)
@@ -116,6 +117,14 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
                       "continues only with the same task, --set, --space and --data. Pass another --output (or "
                       "--study) to start a new study.")
     return study, created
+
+
+def worker_seed(seed: int, trials_so_far: int, created: bool) -> int:
+    """The sampler's seed in this process. TPE's proposals follow from its seed and the trials so far, so a
+    resumed study or a second worker seeded like the first would propose the configurations already tried:
+    the trials so far and (for a worker joining a study) the process id make each one's seed its own, while
+    a new study searched by one worker stays reproducible from the task's seed."""
+    return (seed + 1_000_003 * trials_so_far + (0 if created else os.getpid())) % 2**32
 
 
 def state_of(trial: Any) -> str:
