@@ -102,6 +102,12 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
     [versus] = final["versus_default"]
     assert versus["seeds"] == 2 and versus["ci"][0] <= versus["difference"] <= versus["ci"][1]
     assert versus["sentence"] in document["summary"]
+    # what the final runs' own reports warn of reaches the summary (a verdict between two useless models
+    # must not read as one between two good ones)
+    firsts = [Path(config["runs"][0]) for config in final["configs"].values()]  # its wording is the one shown
+    warned = [w for run in firsts for w in json.loads((run / "metrics.json").read_text())["warnings"]]
+    assert warned and all(any(line.endswith(w) for line in final["warnings"]) for w in warned)
+    assert all(line in document["summary"] for line in final["warnings"])
     assert ("beats the default by" in versus["sentence"]) == (versus["verdict"] == "better")
     assert ("not distinguishable from the default" in versus["sentence"]) == (versus["verdict"] == "noise")
     page = (tune_dir / "report.html").read_text()
@@ -202,11 +208,13 @@ def test_two_workers_on_one_storage_run_n_trials_in_total_none_twice(project, tm
     (["--space", "batch_size=8,0"], "batch_size' must be above 0"),
     (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=5"], "is outside the space"),
     (["--trials", "0"], "--trials 0: a study needs at least one trial"),
+    (["--set", "max_length=32", "--space", "max_length=16,32"], "max_length: given with --set (not searched) and "
+                                                                 "with --space (searched). Use one."),
     (["--storage", "sqlite:////no/such/folder/study.db"], "Cannot open the study storage sqlite:////no/such"),
     (["--storage", "postgresql://tk:secret@127.0.0.1:1/tk"], "Cannot open the study storage postgresql://tk:***@"),
 ])
 def test_bad_input_is_one_line_before_any_training(project, args, message):
-    result = tk(*tune_args(project / "runs", "--space", "weight_decay=0.0..0.1", *args))
+    result = tk(*tune_args(project / "runs", *args))
     assert result.exit_code == 1, result.output
     assert message in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -20,7 +20,7 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
 from toolkit.runs import tracking
 from toolkit.runs.folders import check_task_name, write_json
-from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, ranked_configs
+from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, final_warnings, ranked_configs
 from toolkit.runs.tune_space import (
     Dimension,
     describe,
@@ -192,7 +192,8 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
     first = (["On validation no trial beat the task's own configuration (trial "
               f"{best['number']}); the best of the others is tested against it all the same."]
              if best and best["params"] == record["default"] else [])
-    record["summary"] = first + found["summary"]
+    found["warnings"] = final_warnings(groups)
+    record["summary"] = first + found["summary"] + found["warnings"]
 
 
 def write_report_page(study, tune_dir: Path, record: dict) -> None:

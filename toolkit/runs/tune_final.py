@@ -138,3 +138,25 @@ def ranked_configs(trials: list[Any], direction: str, top: int,
             break
     return chosen
 
+
+
+def final_warnings(groups: dict[str, list[RunSummary]]) -> list[str]:
+    """What the final runs' own reports warn of, once per configuration and kind: 'default (2 of 2 runs):
+    The model predicts 'ham' for 100.0% of the 80 rows ...'. A verdict of "not distinguishable" between two
+    models that both learned nothing must not read as two good models."""
+    import json
+    import re
+
+    lines = []
+    for label, runs in groups.items():
+        seen: dict[str, list] = {}  # a warning with its numbers taken out -> [its first wording, runs]
+        for run in runs:
+            try:
+                warnings = json.loads((run.path / "metrics.json").read_text(encoding="utf-8")).get("warnings") or []
+            except (OSError, ValueError, AttributeError):
+                continue
+            for warning in warnings:
+                if isinstance(warning, str):
+                    seen.setdefault(re.sub(r"[\d.,]+", "#", warning), [warning, 0])[1] += 1
+        lines += [f"WARNING {label} ({count} of {len(runs)} runs): {text}" for text, count in seen.values()]
+    return lines

@@ -118,6 +118,9 @@ def _check_value(spec: str, key: str, value: Any, task: TaskConfig) -> None:
 def search_space(overrides: dict[str, Dimension], fixed: set[str], task: TaskConfig,
                  length_choices: tuple[int, ...] | None) -> dict[str, Dimension]:
     """The default space less the keys ``--set`` fixed, with ``--space`` on top; one value pins a key."""
+    both = sorted(set(overrides) & set(fixed))
+    if both:  # the docs promise a --set key is not searched: say so rather than let --space win silently
+        raise TkError(f"{', '.join(both)}: given with --set (not searched) and with --space (searched). Use one.")
     space = {key: dim for key, dim in DEFAULT_SPACE.items() if key not in fixed}
     if "max_length" not in fixed and length_choices:
         space["max_length"] = Dimension("max_length", choices=length_choices)
