@@ -344,3 +344,21 @@ def test_split_seed_keeps_the_split_while_seed_changes(project, pm):
         return {name: sorted(made[name]["text"]) for name in ("train", "validation", "test")}
 
     assert rows(seed=7, split_seed=3) == rows(seed=3) != rows(seed=7)
+
+
+def test_a_study_continues_only_on_the_same_data_and_keys_and_says_what_changed(tmp_path):
+    from toolkit.errors import TkError
+    from toolkit.runs.tune import data_digest
+    from toolkit.runs.tune_study import open_study
+
+    data = tmp_path / "sms.csv"
+    data.write_text("text,label\na,ham\n")
+    before = data_digest("sms.csv", tmp_path)
+    data.write_text("text,label\nb,ham\n")  # the same name, other rows
+    assert data_digest("sms.csv", tmp_path) != before
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": {"max_length": 32}, "data_content": before})
+    with pytest.raises(TkError, match=r"another data \(its content changed\), task \(max_length: 32, now 48\)"):
+        open_study(url, "s", "minimize", {"kind": "none"}, 0,
+                   {"task": {"max_length": 48}, "data_content": data_digest(str(data), None)})

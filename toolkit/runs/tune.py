@@ -83,8 +83,9 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
     name = request.study or f"tk-tune-{task.name}"
     metric = task.select_metric
     direction = "minimize" if metric == "loss" else "maximize"
+    content = data_digest(request.data or task.data, request.base)
     signature = json.loads(json.dumps({"task": base_task.describe(), "space": describe(space), "metric": metric,
-                                       "data": request.data}, default=str))
+                                       "data": request.data, "data_content": content}, default=str))
     if request.storage is None:
         tune_dir.mkdir(parents=True, exist_ok=True)
     study, created = open_study(url, name, direction, request.pruner, task.seed, signature)
@@ -194,6 +195,24 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
              if best and best["params"] == record["default"] else [])
     found["warnings"] = final_warnings(groups)
     record["summary"] = first + found["summary"] + found["warnings"]
+
+
+def data_digest(given: str | None, base: Path | None) -> str | None:
+    """SHA-256 of the local data's bytes (a folder: its files' names and bytes): a study continues only on
+    the data it searched, so a file changed under the same name is a changed study, not more trials of it."""
+    import hashlib
+
+    if not given:
+        return None  # the Hub, or TK_DATA_DIR: the data fingerprint of each run still records what was read
+    path = Path(given) if Path(given).is_absolute() or base is None else base / given
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest() if files else None
 
 
 def write_report_page(study, tune_dir: Path, record: dict) -> None:

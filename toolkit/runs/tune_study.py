@@ -112,11 +112,20 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
     if recorded is None:
         study.set_user_attr("tk_signature", signature)
     elif recorded != signature:
-        changed = sorted(key for key in set(recorded) | set(signature) if recorded.get(key) != signature.get(key))
+        changed = [differs(key, recorded.get(key), signature.get(key)) for key in sorted(set(recorded) | set(signature))
+                   if recorded.get(key) != signature.get(key)]
         raise TkError(f"The study {name!r} in {redact(url)} was started with another {', '.join(changed)}; it "
-                      "continues only with the same task, --set, --space and --data. Pass another --output (or "
-                      "--study) to start a new study.")
+                      "continues only with the same task, --set, --space and --data (its content too). Pass another "
+                      "--output (or --study) to start a new study.")
     return study, created
+
+
+def differs(key: str, was: Any, now: Any) -> str:
+    """What changed in a study's signature, in words: 'task (max_length: 32, now 48)', 'data (its content)'."""
+    if key == "task" and isinstance(was, dict) and isinstance(now, dict):
+        keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        return "task (" + ", ".join(f"{k}: {was.get(k)!r}, now {now.get(k)!r}" for k in keys) + ")"
+    return {"data_content": "data (its content changed)"}.get(key, key)
 
 
 def worker_seed(seed: int, trials_so_far: int, created: bool) -> int:
