@@ -362,3 +362,16 @@ def test_a_study_continues_only_on_the_same_data_and_keys_and_says_what_changed(
     with pytest.raises(TkError, match=r"another data \(its content changed\), task \(max_length: 32, now 48\)"):
         open_study(url, "s", "minimize", {"kind": "none"}, 0,
                    {"task": {"max_length": 48}, "data_content": data_digest(str(data), None)})
+
+
+def test_a_try_leaves_the_keys_it_does_not_name_at_the_tasks_values(project):
+    from toolkit.runs.tune import with_defaults
+    from toolkit.runs.tune_space import parse_space, search_space
+
+    task = toy_task(project)
+    space = search_space(parse_space(("learning_rate=1e-5..1e-3:log", "warmup_ratio=0..0.2"), task), set(), task,
+                         (32, 64))
+    default = {key: getattr(task, key) for key in space}
+    tried = with_defaults({"learning_rate": 9e-5}, default, space)
+    assert tried["learning_rate"] == 9e-5
+    assert all(tried[key] == default[key] for key in space if key != "learning_rate" and space[key].holds(default[key]))

@@ -92,10 +92,15 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
     tune_dir.mkdir(parents=True, exist_ok=True)
     default = {key: getattr(base_task, key) for key in space}
     if created:  # a new study: the default first, then --try, then the sampler
-        if all(dim.holds(default[key]) for key, dim in space.items()):
+        outside = [key for key, dim in space.items() if not dim.holds(default[key])]
+        if not outside:
             study.enqueue_trial(default, user_attrs={"tk_default": True}, skip_if_exists=True)
+        else:
+            where = ", ".join(f"{key} = {default[key]}" for key in outside)
+            progress.note(f"The task's own configuration is outside the space ({where}): no trial trains it; the "
+                          "final comparison still tests against it.")
         for values in tries:
-            study.enqueue_trial(values, skip_if_exists=True)
+            study.enqueue_trial(with_defaults(values, default, space), skip_if_exists=True)
     progress.note(f"Tuning {task.name} into {tune_dir}: study {name!r} in {redact(url)}, {request.trials} trials, "
                   f"validation {metric} ({direction}); space: "
                   + ", ".join(f"{key}={text}" for key, text in describe(space).items()))
@@ -195,6 +200,12 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
              if best and best["params"] == record["default"] else [])
     found["warnings"] = final_warnings(groups)
     record["summary"] = first + found["summary"] + found["warnings"]
+
+
+def with_defaults(values: dict[str, Any], default: dict[str, Any], space: dict) -> dict[str, Any]:
+    """A --try configuration with the keys it does not name at the task's values (where the space holds them):
+    trying one learning rate should change the learning rate, not draw every other key at random."""
+    return {**{key: default[key] for key, dim in space.items() if dim.holds(default[key])}, **values}
 
 
 def data_digest(given: str | None, base: Path | None) -> str | None:
