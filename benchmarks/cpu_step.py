@@ -21,8 +21,8 @@ import time
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
-from plugins.engines.trainer.fast_dropout import fast_dropout
+from plugins.engines.eager.embedding_gradient import reused_embedding_gradient
+from plugins.engines.eager.fast_dropout import fast_dropout
 from plugins.models.minilm import bundled_model_dir
 from toolkit.config import build_task
 from toolkit.memory import reuse_freed_memory

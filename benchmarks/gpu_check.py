@@ -23,9 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugins.engines.cuda_graphs.step import DeviceSplit, TrainStep  # noqa: E402
+from functools import partial  # noqa: E402
+
+from plugins.engines.cuda_graphs.step import GraphSteps  # noqa: E402
 from toolkit.config import TaskConfig  # noqa: E402
+from toolkit.training import policy  # noqa: E402
+from toolkit.training.batches import DeviceSplit  # noqa: E402
 from toolkit.training.policy import build_optimizer  # noqa: E402
+from toolkit.training.strategy import StepPlan  # noqa: E402
 
 # Without CUDA it runs eagerly on the CPU: a dry run that catches mistakes before a GPU is lent.
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,10 +52,17 @@ def random_split(rows: int, max_length: int, vocab: int) -> dict:
             "labels": rng.integers(0, 2, rows).tolist()}
 
 
-def trainer_for(model, data: DeviceSplit, batch_size: int, bf16: bool, capture: bool) -> TrainStep:
+def trainer_for(model, data: DeviceSplit, batch_size: int, bf16: bool, capture: bool) -> GraphSteps:
+    """The cuda-graphs strategy on ``data`` in one process, as the training loop sets it up."""
     capture = capture and DEVICE.type == "cuda"
     optimizer = build_optimizer(model, TASK, rate_on=DEVICE if capture else None)
-    return TrainStep(model, optimizer, data, batch_size, bf16, capture, task=TASK)
+    step = GraphSteps()
+    step.capture = capture  # eager on a GPU too, for the comparison
+    step.setup(model, optimizer, StepPlan(data, batch_size, 1, 0, bf16, steps_per_epoch=1024,
+                                          training_loss=partial(policy.training_loss, task=TASK, weights=None),
+                                          batch_weight=partial(policy.batch_weight, task=TASK, weights=None),
+                                          flag=torch.zeros(1, device=DEVICE)))
+    return step
 
 
 def set_rate(optimizer, rate: float) -> None:
@@ -80,9 +92,9 @@ def check_same_function() -> float:
         step = trainer_for(model, data, 16, bf16=False, capture=capture)
         for index, (rows, width) in enumerate(batches * 2):
             set_rate(step.optimizer, 1e-3 * (1 - index / 20))
-            step.run(torch.as_tensor(rows, device=DEVICE), width)
+            step.train_step(torch.as_tensor(rows, device=DEVICE), width)
         sync()
-        models.append((model, sum(step.take_step_losses()), sorted(step.graphs)))
+        models.append((model, sum(step.take_losses()), sorted(step.graphs)))
     (eager, eager_loss, _), (graphed, graphed_loss, widths) = models
     worst = max(((a - b).norm() / a.norm()).item() for a, b in zip(eager.parameters(), graphed.parameters()))
     print(f"1. graphs {widths}: summed loss eager {eager_loss:.6f} graphed {graphed_loss:.6f}; "
@@ -100,8 +112,8 @@ def check_dropout_varies() -> None:
     rows = torch.arange(16, device=DEVICE)
     losses = []
     for _ in range(3):
-        step.run(rows, 64)
-        losses.append(sum(step.take_step_losses()))
+        step.train_step(rows, 64)
+        losses.append(sum(step.take_losses()))
     print(f"2. same batch, same weights, three replays: losses {', '.join(f'{x:.5f}' for x in losses)}")
     assert len(set(losses)) == 3 or DEVICE.type != "cuda", "dropout masks repeat across replays"
 
@@ -113,12 +125,12 @@ def time_steps(batch_size: int, capture: bool, steps: int) -> float:
     step = trainer_for(bert(0.1), data, batch_size, bf16=True, capture=capture)
     batches = torch.arange(batch_size * 8, device=DEVICE).view(8, batch_size)
     for i in range(3):
-        step.run(batches[i], 128)
+        step.train_step(batches[i], 128)
     sync()
     times = []
     for i in range(steps):
         started = time.perf_counter()
-        step.run(batches[i % 8], 128)
+        step.train_step(batches[i % 8], 128)
         sync()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.gpu_check import DEVICE, bert, random_split, sync, trainer_for  # noqa: E402
-from plugins.engines.cuda_graphs.step import DeviceSplit  # noqa: E402
+from toolkit.training.batches import DeviceSplit  # noqa: E402
 
 ON_GPU = DEVICE.type == "cuda"
 SHAPE = {} if ON_GPU else {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -46,7 +46,7 @@ def median_ms(step, batches, width: int, repeats: int) -> float:
     times = []
     for i in range(repeats):
         started = time.perf_counter()
-        step.run(batches[i % len(batches)], width)
+        step.train_step(batches[i % len(batches)], width)
         sync()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000
@@ -56,7 +56,7 @@ def kernel_profile() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     step, batches = full_width_step(16, 128, capture=ON_GPU)
-    step.run(batches[0], 128)
+    step.train_step(batches[0], 128)
     sync()
     replayed = median_ms(step, batches, 128, 50 if ON_GPU else 2)
     eager, _ = full_width_step(16, 128, capture=False)
@@ -88,7 +88,7 @@ def width_costs() -> None:
     for width in widths:
         step, batches = full_width_step(16, width, capture=ON_GPU)
         started = time.perf_counter()
-        step.run(batches[0], width)
+        step.train_step(batches[0], width)
         sync()
         first = (time.perf_counter() - started) * 1000
         replayed = median_ms(step, batches, width, 40 if ON_GPU else 2)

@@ -107,7 +107,7 @@ def pm(project):
     return PluginManager().load(("toy_plugin",), project)
 
 
-ENGINES = ("trainer", "cuda-graphs")
+ENGINES = ("eager", "cuda-graphs")
 
 
 @pytest.fixture(params=ENGINES)

@@ -36,26 +36,18 @@ def flip_a_byte(path):
     path.write_bytes(bytes(data))
 
 
-def best_points_nowhere(path):
-    state = json.loads(path.read_text())
-    folders.write_json(path, {**state, "best_checkpoint": "checkpoint-999"})
-
-
 def garbage(path):
     path.write_text("{ not json")
 
 
-# (engine, file in the newest checkpoint, what happens to it, what the message says about it)
+# (engine, file in the newest checkpoint, what happens to it, what the message says about it). Both engines write
+# the core loop's one format: training_state.pt and tk_state.json.
 DAMAGE = [
-    ("trainer", "model.safetensors", cut_short, "model.safetensors: "),
-    ("trainer", "model.safetensors", flip_a_byte, "model.safetensors: its bytes changed since it was written"),
-    ("trainer", "optimizer.pt", lambda path: path.write_bytes(b""), "optimizer.pt: 0 bytes where"),
-    ("trainer", "scheduler.pt", flip_a_byte, "scheduler.pt: "),
-    ("trainer", "trainer_state.json", garbage, "trainer_state.json: "),
-    ("trainer", "tk_state.json", best_points_nowhere, "the best epoch's checkpoint checkpoint-999 is missing"),
-    ("trainer", "tk_state.json", garbage, "tk_state.json: "),
+    ("eager", "training_state.pt", cut_short, "training_state.pt: "),
+    ("eager", "training_state.pt", flip_a_byte, "training_state.pt: its bytes changed since it was written"),
+    ("eager", "training_state.pt", lambda path: path.write_bytes(b""), "training_state.pt: 0 bytes where"),
+    ("eager", "tk_state.json", garbage, "tk_state.json: "),
     ("cuda-graphs", "training_state.pt", cut_short, "training_state.pt: "),
-    ("cuda-graphs", "training_state.pt", flip_a_byte, "training_state.pt: "),
     ("cuda-graphs", "tk_state.json", garbage, "tk_state.json: "),
 ]
 
@@ -105,14 +97,13 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_resumed(pm, p
     assert len(outcome.metrics["history"]) == 3
 
 
-@pytest.mark.parametrize("engine", ["trainer", "cuda-graphs"])
+@pytest.mark.parametrize("engine", ["eager", "cuda-graphs"])
 def test_resuming_from_the_previous_checkpoint_gives_the_uninterrupted_weights(pm, project, monkeypatch, engine,
                                                                                with_dropout):
     use_engine(monkeypatch, engine)
     whole = train_toy(pm, project, "whole", epochs=3, engine=engine)
     run_dir = two_checkpoints(pm, project, engine)
-    state = "optimizer.pt" if engine == "trainer" else "training_state.pt"
-    (run_dir / "checkpoints" / "checkpoint-40" / state).write_bytes(b"")  # what a power cut used to leave
+    (run_dir / "checkpoints" / "checkpoint-40" / "training_state.pt").write_bytes(b"")  # what a power cut used to leave
     resumed = resume_task(pm, run_dir, quiet())
     assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
     for a, b in zip(resumed.metrics["history"], whole.metrics["history"]):
@@ -124,12 +115,12 @@ def test_resuming_from_the_previous_checkpoint_gives_the_uninterrupted_weights(p
 
 
 def test_no_whole_checkpoint_is_a_one_line_error_that_says_start_again(pm, project):
-    stopped = train_toy(pm, project, progress=InterruptAt(STEPS + 5), epochs=2, engine="trainer")
-    (stopped.run_dir / "checkpoints" / "checkpoint-20" / "optimizer.pt").write_bytes(b"")  # kill -9, no fsync
+    stopped = train_toy(pm, project, progress=InterruptAt(STEPS + 5), epochs=2)
+    (stopped.run_dir / "checkpoints" / "checkpoint-20" / "training_state.pt").write_bytes(b"")  # kill -9, no fsync
     result = fails_with("", "run", "--resume", stopped.run_dir)
     last = result.output.strip().splitlines()[-1]
     assert last.startswith(f"Error: No checkpoint of {stopped.run_dir} is whole: checkpoint-20 is damaged "
-                           "(optimizer.pt: 0 bytes where"), result.output
+                           "(training_state.pt: 0 bytes where"), result.output
     assert last.endswith("Start it again: tk run toy"), result.output
     assert "Aborted" not in result.output
     assert folders.run_status(stopped.run_dir) == "interrupted"  # a refused resume changes nothing
@@ -145,17 +136,15 @@ def test_every_checkpoint_file_and_rename_is_fsynced(pm, project, monkeypatch):
         return real(handle)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    run_dir = two_checkpoints(pm, project, "trainer")
+    run_dir = two_checkpoints(pm, project, "eager")
     folder = run_dir / "checkpoints"
     staged = folder / ".partial-checkpoint-40" / "checkpoint-40"
-    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"):
-        assert str(staged / name) in synced, name
-    assert any(path.startswith(str(staged / "rng_state")) for path in synced)
+    assert str(staged / "training_state.pt") in synced
     state = next(i for i, path in enumerate(synced) if path.startswith(str(staged / ".tk_state.json.")))  # atomic
-    assert synced.index(str(staged / "optimizer.pt")) < state < synced.index(str(staged))  # the commit mark last
+    assert synced.index(str(staged / "training_state.pt")) < state < synced.index(str(staged))  # the commit mark last
     assert synced.index(str(staged)) < len(synced) - 1 - synced[::-1].index(str(folder))  # then the rename
     recorded = checkpoints.read_state(folder / "checkpoint-40")["files"]
-    assert recorded["optimizer.pt"]["bytes"] == (folder / "checkpoint-40" / "optimizer.pt").stat().st_size
+    assert recorded["training_state.pt"]["bytes"] == (folder / "checkpoint-40" / "training_state.pt").stat().st_size
 
 
 class FullDiskAt:
@@ -173,13 +162,12 @@ class FullDiskAt:
         return self.real(obj, f, *args, **kwargs)
 
 
-@pytest.mark.parametrize("engine", ["trainer", "cuda-graphs"])
+@pytest.mark.parametrize("engine", ["eager", "cuda-graphs"])
 def test_a_full_disk_while_writing_a_checkpoint_leaves_no_partial_folder_and_a_resumable_run(project, monkeypatch,
                                                                                              engine):
     use_engine(monkeypatch, engine)
-    name = "optimizer.pt" if engine == "trainer" else "training_state.pt"
     with monkeypatch.context() as patch:
-        FullDiskAt(patch, "checkpoint-40", name)
+        FullDiskAt(patch, "checkpoint-40", "training_state.pt")
         result = tk("run", "toy", "--set", "epochs=3", "--set", f"engine={engine}", "--set",
                     "resume_point_seconds=0")
     assert result.exit_code == 1, result.output
@@ -197,7 +185,7 @@ def test_a_full_disk_while_writing_a_checkpoint_leaves_no_partial_folder_and_a_r
 def test_a_file_size_limit_hit_inside_torch_save_is_a_one_line_error(project):
     """torch.save's own writer reports `ulimit -f` as "[enforce fail at inline_container.cc] unexpected pos"."""
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (160 * 1024, 160 * 1024)); "
-            "sys.argv = ['tk', 'run', 'toy', '--set', 'epochs=2', '--set', 'engine=trainer']; "
+            "sys.argv = ['tk', 'run', 'toy', '--set', 'epochs=2']; "
             "from toolkit.cli import main; main()")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True,

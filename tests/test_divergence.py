@@ -16,9 +16,9 @@ def nan_from_step_3(monkeypatch):
     """The policy's loss, but nan from the third step on (the arithmetic of a diverged run, on any CPU)."""
     real, calls = policy.training_loss, []
 
-    def diverging(logits, labels, task, weights=None, valid=None):
+    def diverging(logits, labels, task, weights=None, valid=None, total=None):
         calls.append(1)
-        loss = real(logits, labels, task, weights, valid)
+        loss = real(logits, labels, task, weights, valid, total)
         return loss * float("nan") if len(calls) >= 3 else loss
 
     monkeypatch.setattr(policy, "training_loss", diverging)

@@ -195,6 +195,23 @@ def test_model_plugin_page_runs(tmp_path, monkeypatch, tiny_model):
     assert pm.hook.tk_load_tokenizer(model=info) is not None
 
 
+def test_engine_example_in_hooks_md_trains_through_the_core_loop(project):
+    """The step strategy of docs/hooks.md, as a third-party engine: the core loop trains a complete run with it."""
+    text = (DOCS / "hooks.md").read_text()
+    blocks = {b["name"]: b["body"] for b in FILE_BLOCK.finditer(text)}
+    (project / "my_engine.py").write_text(blocks["my_engine.py"])
+    tasks = project / "tasks.toml"
+    tasks.write_text(tasks.read_text().replace('plugins = ["toy_plugin"]', 'plugins = ["toy_plugin", "my_engine"]'))
+    result = CliRunner().invoke(__import__("toolkit.cli", fromlist=["cli"]).cli,
+                                ["run", "toy", "--set", "engine=my-steps", "--set", "epochs=2", "--output", "runs"])
+    assert result.exit_code == 0, result.output
+    assert "Engine: my-steps (set by the task)" in result.output
+    run_dir = next((project / "runs").iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["training"]["strategy"] == "my-steps" and manifest["training"]["global_steps"] == 2 * 20
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 2
+
+
 if __name__ == "__main__":
     (DOCS / "cli.md").write_text(render_cli_reference())
     print("wrote docs/cli.md")

@@ -12,7 +12,7 @@ from toolkit.records import EpochRecord
 from toolkit.runs import folders
 from toolkit.runs.pipeline import prepare, resume_task
 from toolkit.runs.saved import load_run
-from toolkit.training import policy
+from toolkit.training import epochs, policy
 
 SCRIPTED_LOSSES = [0.50, 0.40, 0.40, 0.45, 0.30, 0.20]  # epoch 3 ties epoch 2: the earlier epoch is kept
 
@@ -21,7 +21,7 @@ SCRIPTED_LOSSES = [0.50, 0.40, 0.40, 0.45, 0.30, 0.20]  # epoch 3 ties epoch 2: 
 def scripted(monkeypatch):
     """Validation losses follow SCRIPTED_LOSSES; every snapshot of best weights is recorded with its epoch."""
     losses = iter(SCRIPTED_LOSSES)
-    monkeypatch.setattr(policy, "validation_loss", lambda labels, probabilities, weights=None: next(losses))
+    monkeypatch.setattr(epochs, "validation_loss", lambda labels, probabilities, weights=None: next(losses))
     snapshots = []
     real_snapshot = policy.snapshot_weights
 
@@ -144,15 +144,21 @@ def toy_task_config(**values):
 
 def test_engine_is_printed_and_listed(project):
     output = ok("run", "toy", "--set", "epochs=1", "--output", project / "runs")
-    assert "Engine: trainer (auto; cuda-graphs: it needs a CUDA GPU)" in output or torch.cuda.is_available()
+    assert "Engine: eager (auto; cuda-graphs: it needs a CUDA GPU)" in output or torch.cuda.is_available()
     listing = ok("list")
-    assert "Engines:" in listing and "cuda-graphs" in listing and "engine auto: trainer" in listing
+    assert "Engines:" in listing and "cuda-graphs" in listing and "engine auto: eager" in listing
     assert "fast_dropout" in listing and "resume_point_seconds" in listing
 
 
 def test_unknown_engine_suggests(project):
-    fails_with("task 'toy', key 'engine': Unknown engine 'traner'. Did you mean 'trainer'?",
-               "run", "toy", "--set", "engine=traner")
+    fails_with("task 'toy', key 'engine': Unknown engine 'eagr'. Did you mean 'eager'?",
+               "run", "toy", "--set", "engine=eagr")
+
+
+def test_the_retired_trainer_engine_names_its_replacement(project):
+    fails_with('The engine "trainer" (the Hugging Face Trainer) was retired', "run", "toy", "--set", "engine=trainer",
+               "--output", project / "runs")
+    assert not (project / "runs").exists() or not any((project / "runs").iterdir())
 
 
 def test_cuda_graphs_without_a_gpu_is_refused(project):
@@ -163,24 +169,23 @@ def test_cuda_graphs_without_a_gpu_is_refused(project):
 
 
 def test_cpu_batches_are_padded_to_a_multiple_of_4_tokens_with_the_same_answers(tiny_model):
-    """The trainer engine's CPU batches: longest text rounded up to 4 tokens (fewer widths for oneDNN to build
+    """The eager strategy's CPU batches: longest text rounded up to 4 tokens (fewer widths for oneDNN to build
     kernels for), never past max_length, the padding masked, so the model answers as for the longest."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification
 
-    from plugins.engines.trainer.run import RoundedWidthPadding
+    from plugins.engines.eager.step import CPU_WIDTH_STEP
+    from toolkit.training.batches import DeviceSplit, batch_width
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "label": 0}
-            for ids in ([2, 7, 8, 9, 3], [2, 7, 3], [2] + [9] * 15 + [3])]
-    collate = RoundedWidthPadding(tokenizer, 4, max_width=18)
-    assert [collate(rows[:n])["input_ids"].shape[1] for n in (1, 2, 3)] == [8, 8, 18]  # 5 -> 8, 17 -> 18 (cap)
-    assert RoundedWidthPadding(tokenizer, 4, max_width=12)(rows)["input_ids"].shape[1] == 17  # never cut
-    batch = collate(rows[:2])
-    assert batch["attention_mask"].sum(dim=1).tolist() == [5, 3] and batch["labels"].tolist() == [0, 0]
+    split = {"input_ids": [[2, 7, 8, 9, 3], [2, 7, 3], [2] + [9] * 15 + [3]], "length": [5, 3, 17], "labels": [0, 0, 1]}
+    data = DeviceSplit.from_split(split, 18, 0, torch.device("cpu"))
+    lengths = np.array(split["length"])
+    width = [batch_width(lengths, np.arange(n), 18, True, CPU_WIDTH_STEP) for n in (1, 2, 3)]
+    assert width == [8, 8, 18]  # 5 -> 8, 17 -> 20 capped at max_length
+    ids, mask, labels = data.batch(torch.tensor([0, 1]), 8)
+    assert ids.shape == (2, 8) and mask.sum(dim=1).tolist() == [5, 3] and labels.tolist() == [0, 0]
+    longest = data.batch(torch.tensor([0, 1]), 5)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2).eval()
-    longest = RoundedWidthPadding(tokenizer, 1, max_width=18)(rows[:2])
-    assert longest["input_ids"].shape[1] == 5
     with torch.no_grad():
-        torch.testing.assert_close(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                                   model(input_ids=longest["input_ids"],
-                                         attention_mask=longest["attention_mask"]).logits)
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits,
+                                   model(input_ids=longest[0], attention_mask=longest[1]).logits)

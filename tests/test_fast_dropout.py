@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from plugins.engines.trainer.fast_dropout import ATTENTION, FastDropout, fast_dropout, keep_mask
+from plugins.engines.eager.fast_dropout import ATTENTION, FastDropout, fast_dropout, keep_mask
 
 
 def test_masks_keep_the_right_share_and_follow_torch_seed():
@@ -54,7 +54,7 @@ def test_model_trains_with_fast_dropout_and_comes_back_unchanged(tiny_model):
 
 
 def test_attention_drops_probabilities_like_eager_attention_and_stays_in_bf16():
-    from plugins.engines.trainer.fast_dropout import eager_attention
+    from plugins.engines.eager.fast_dropout import eager_attention
 
     module = nn.Module().train()
     q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
@@ -82,7 +82,7 @@ def test_reused_embedding_gradient_trains_to_the_same_weights(tiny_model, micro_
     weights are the same bit for bit; with two, sparse rows add into a dense gradient in another order than
     dense ones (AdamW carries that to 3e-5 after 4 steps), where a stale row would be off by about the
     learning rate (1e-2)."""
-    from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
+    from plugins.engines.eager.embedding_gradient import reused_embedding_gradient
 
     def train(reuse: bool) -> dict:
         torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_reused_embedding_gradient_trains_to_the_same_weights(tiny_model, micro_
 
 @pytest.mark.parametrize("scale", [1.0, 1e4])  # gradients within the limit, and far above it
 def test_clipping_the_reused_embedding_gradient_by_its_rows_gives_clip_grad_norm_numbers(tiny_model, scale):
-    from plugins.engines.trainer.embedding_gradient import reused_embedding_gradient
+    from plugins.engines.eager.embedding_gradient import reused_embedding_gradient
     from toolkit.training import policy
 
     torch.manual_seed(0)

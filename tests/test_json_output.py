@@ -57,7 +57,7 @@ def test_run_prints_its_metrics_json_and_progress_on_stderr(runs):
     assert {"accuracy", "accuracy_ci", "history", "baseline", "diagnosis"} <= set(document["metrics"])
     assert set(json.loads((run_dir / "config.json").read_text())) == documented("config.json")
     assert set(json.loads((run_dir / "left_out.json").read_text())) <= documented("left_out.json")
-    for text in (EPOCH_HEADER, "Engine: trainer", f"Run folder: {run_dir}"):
+    for text in (EPOCH_HEADER, "Engine: eager", f"Run folder: {run_dir}"):
         assert text in stderr
 
 
@@ -176,10 +176,10 @@ def test_list_prints_every_registry(project):
     assert document["schema"] == "tk.list/1"
     assert set(document) == documented(command("list"))
     assert [task["name"] for task in document["tasks"]] == ["toy", "toy3"]
-    assert document["tasks"][0]["epochs"] == 4 and document["tasks"][0]["engine_resolved"] == "trainer"
+    assert document["tasks"][0]["epochs"] == 4 and document["tasks"][0]["engine_resolved"] == "eager"
     names = {key: {row["name"] for row in document[key]} for key in ("datasets", "models", "engines", "settings",
                                                                     "plugins")}
-    assert "toy" in names["datasets"] and "tiny" in names["models"] and "trainer" in names["engines"]
+    assert "toy" in names["datasets"] and "tiny" in names["models"] and "eager" in names["engines"]
     assert "fast_dropout" in names["settings"] and {"toy_plugin", "metrics"} <= names["plugins"]
     for key in ("datasets", "models", "engines", "settings", "plugins"):
         for row in document[key]:

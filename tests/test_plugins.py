@@ -7,7 +7,7 @@ from toolkit.errors import TkError
 from toolkit.plugins import PluginManager
 from toolkit.records import DatasetInfo
 
-BUILTINS = {"imdb", "sentiment140", "files", "bert", "minilm", "any", "trainer", "metrics", "lengths"}
+BUILTINS = {"imdb", "sentiment140", "files", "bert", "minilm", "any", "eager", "metrics", "lengths"}
 
 
 class ImdbAgain:

@@ -75,14 +75,22 @@ def test_output_folder_not_writable(project):
 
 
 def test_out_of_memory_stops_with_advice(project, monkeypatch):
-    def out_of_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory")
+    from plugins.engines.eager.step import EagerSteps
 
-    monkeypatch.setattr("transformers.Trainer.train", out_of_memory)
+    real, steps = EagerSteps.train_step, []
+
+    def out_of_memory_in_epoch_2(self, rows, width):
+        steps.append(width)
+        if len(steps) == 25:  # 20 steps an epoch
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(self, rows, width)
+
+    monkeypatch.setattr(EagerSteps, "train_step", out_of_memory_in_epoch_2)
     result = fails_with("Out of memory training with batch_size = 8", "run", "toy", "--output", project / "runs")
-    assert "--set batch_size=4" in result.output
+    assert "--set batch_size=4" in result.output and "the last finished epoch is saved" in result.output
     run_dir = next((project / "runs").iterdir())
     assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+    assert (run_dir / "checkpoints" / "checkpoint-20" / "training_state.pt").is_file()
 
 
 def test_full_disk_while_saving_keeps_earlier_files(project, monkeypatch):

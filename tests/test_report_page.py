@@ -59,7 +59,7 @@ def make_hostile(run_dir: Path) -> Path:
         writer.writerow(fields)
         for row in rows:
             values = list(row.values())
-            writer.writerow([values[0], *[rename.get(v, v) for v in values[1:3]], *values[3:]])
+            writer.writerow([values[0], *[rename.get(v, v) for v in values[1:4]], *values[4:]])  # label, predicted
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["per_class"][LABEL] = metrics["per_class"].pop("pos")
     metrics["task"] = f"toy {SCRIPT}"
@@ -71,7 +71,7 @@ def make_hostile(run_dir: Path) -> Path:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["labels"] = ["neg", LABEL]
     manifest["notes"] = [f"note {IMG}"]
-    manifest["engine"] = "trainer"
+    manifest["engine"] = "eager"
     manifest["data_checks"] = {"dataset": "toy", "rows": {"train": 160, "test": 80}, "findings": [
         {"check": "html", "level": "warning", "message": f"test: 2 texts hold HTML {SCRIPT}", "count": 2,
          "examples": [SCRIPT, IMG, LONG]}]}
@@ -311,7 +311,7 @@ def test_settings_show_one_engine_row_and_findings_whole(toy_run, tmp_path):
     assert len(finding) > 1000 and finding in page and "[cut:" not in page.split('id="data-checks"')[1][:5000]
     details = page.split('<section id="details">')[1]
     assert len(re.findall(r"<td[^>]*>engine</td>", details)) == 1, details[:2000]
-    assert re.search(r"<td[^>]*>trainer \(task key engine = &quot;auto&quot;\)</td>", details)
+    assert re.search(r"<td[^>]*>eager \(task key engine = &quot;auto&quot;\)</td>", details)
 
 
 def test_model_card_names_the_base_model_its_license_language_and_averages(toy_run):

@@ -174,7 +174,9 @@ def test_an_underfit_run_is_diagnosed_with_the_figures_and_advice(project):
 
 @pytest.mark.slow
 def test_a_run_that_learned_is_not_called_underfit(project):
-    outcome, printed = run_toy(project, linear_baseline=False)  # four epochs at 2e-3: the keywords are learned
+    # Eight epochs at 5e-3: the keywords are learned and the loss is flat by the end on any trajectory (seeds 1-3,
+    # bf16 on and off: accuracy 1.0, never called underfit).
+    outcome, printed = run_toy(project, linear_baseline=False, epochs=8, learning_rate=5e-3)
     assert outcome.metrics["accuracy"] > 0.9
     assert outcome.metrics["underfitting"] == {"underfitting": False} and "Underfitting" not in printed
     assert "No sign of underfitting" in (outcome.run_dir / "report.html").read_text()

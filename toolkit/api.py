@@ -41,11 +41,11 @@ from toolkit.records import (
     Setting,
     TrainResult,
 )
-from toolkit.training import checkpoints, policy
-from toolkit.training.device import attention_kernel, use_bf16, wait_for_gpu_warm_up
-from toolkit.training.distributed import world_size
-from toolkit.training.interrupt import RunInterrupted, interrupt_requested
+from toolkit.training import policy
+from toolkit.training.device import attention_kernel, use_bf16
+from toolkit.training.distributed import sum_gradients, world_size
 from toolkit.training.progress import Progress
+from toolkit.training.strategy import StepPlan, StepStrategy
 
 __all__ = [
     # writing a plugin
@@ -61,8 +61,7 @@ __all__ = [
     "hub_reachable", "require_hub", "load_tokenizer", "load_classifier",
     # metrics plugins: per-class counts, multi-label scores and honest intervals
     "metric_counts", "multilabel_scores", "intervals",
-    # training engines: the shared policy and the pieces every engine uses
-    "policy", "checkpoints", "Progress", "predict_probabilities", "rows_per_batch", "use_bf16", "attention_kernel",
-    "bf16_attention", "register_attention",
-    "wait_for_gpu_warm_up", "world_size", "RunInterrupted", "interrupt_requested",
+    # training engines: a step strategy, the shared policy, and the pieces a strategy uses
+    "StepStrategy", "StepPlan", "policy", "sum_gradients", "Progress", "predict_probabilities", "rows_per_batch",
+    "use_bf16", "attention_kernel", "bf16_attention", "register_attention", "world_size",
 ]

@@ -1,4 +1,4 @@
-"""tk's attention in bf16, shared by prediction on the CPU and the trainer engine's training loop.
+"""tk's attention in bf16, shared by prediction on the CPU and the eager engine's training steps.
 
 torch is imported inside the functions: the plugin API re-exports them, and ``tk --help`` or
 ``tk list`` would otherwise pay torch's import (about 1.5 s here) before doing anything.

@@ -94,8 +94,9 @@ class TaskConfig:
     select_on: str = _key("validation", "`test` selects epochs on the test split (as the reference notebook "
                                         "did); tk warns that test numbers are then optimistic", "validation", "test")
     patience: int | None = _key(2, "stop after this many epochs without improvement; 0 turns early stopping off")
-    engine: str = _key("auto", "the training engine (`tk list` shows them): `auto` picks the fastest one "
-                               "available on the machine; the choice is printed and recorded for resume")
+    engine: str = _key("auto", "how each training step runs (`tk list` shows the engines; every engine trains "
+                               "through tk's one training loop): `auto` picks the fastest one available on the "
+                               "machine; the choice is printed and recorded for resume")
     bf16: str = _key("auto", "bfloat16 mixed precision in training and prediction: `on`, `off`, or `auto` (on "
                              "for CUDA with bf16 and for CPUs with AVX-512 BF16 or AMX)", "auto", "on", "off")
     attention: str = _key("auto", "attention kernel: `sdpa`, `eager`, or `auto` (eager for bf16 on the CPU, "

@@ -22,7 +22,6 @@ from toolkit.records import (
     LengthStats,
     ModelInfo,
     Setting,
-    TrainResult,
 )
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
     from toolkit.config import TaskConfig
-    from toolkit.training.progress import Progress
 
 hookspec = pluggy.HookspecMarker("tk")
 
@@ -65,9 +63,11 @@ def tk_register_engines(register: Callable[[EngineInfo], None]) -> None:
     """Declare the training engines this plugin provides.
 
     Called once, when tk first needs the list of engines. Call
-    ``register(EngineInfo(...))`` once per engine; the engine then trains in
-    ``tk_train`` when that hook is called with its name. Two plugins
-    registering one name is an error.
+    ``register(EngineInfo(name, description, strategy=...))`` once per engine:
+    ``strategy(task)`` returns a ``toolkit.api.StepStrategy`` that runs each
+    optimizer step; tk's training loop runs everything else (epochs,
+    evaluation, selection, checkpoints, resume, data-parallel processes). Two
+    plugins registering one name is an error.
     """
 
 
@@ -203,38 +203,6 @@ def tk_analyze_lengths(
     Called by ``tk analyze-lengths`` once per model. ``model_limit`` is the
     model's maximum sequence length; ``coverage`` the share of texts the
     recommended ``max_length`` must hold whole. Stops at first non-None result.
-    """
-
-
-# --------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def tk_train(
-    model: Any,
-    tokenizer: Any,
-    splits: DatasetDict,
-    task: TaskConfig,
-    run_dir: Path,
-    progress: Progress,
-    compute_metrics: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
-    resume: bool,
-    engine: str,
-) -> TrainResult | None:
-    """Fine-tune ``model`` on ``splits["train"]``, evaluating on ``splits["validation"]``.
-
-    Called once per ``tk run``, with the ``engine`` tk resolved (the task's
-    ``engine`` key, or the best available one for "auto"): answer only for
-    an engine your plugin registered. The splits are tokenized
-    (``input_ids``, ``attention_mask``, ``labels``, ``length``) and not
-    padded (multi-label: ``labels`` are multi-hot float rows). Make every
-    decision through ``toolkit.api.policy`` (the loss, optimizer, schedule,
-    clipping, validation loss, best epoch, early stopping, the history), report each epoch through ``progress`` and
-    return a ``TrainResult`` holding the selected (best) model. Checkpoints
-    go under ``run_dir / "checkpoints"``; with ``resume`` continue from the
-    newest complete one. Stops at first non-None result.
     """
 
 

@@ -29,6 +29,14 @@ class PluginOrigin:
     hooks: tuple[str, ...]
 
 
+# Engines tk once had, and what replaces them.
+RETIRED_ENGINES = {
+    "trainer": 'The engine "trainer" (the Hugging Face Trainer) was retired: every engine now trains through '
+               'tk\'s own training loop. Use engine = "eager" (CPU or GPU, also under torchrun) or "auto"; '
+               "a run it trained cannot be resumed (start it again).",
+}
+
+
 class PluginManager:
     """A small typed wrapper around ``pluggy.PluginManager``.
 
@@ -152,7 +160,10 @@ class PluginManager:
                           "(a tk run's model/ folder too).") from None
 
     def engine(self, name: str) -> EngineInfo:
-        return self._lookup(self.engines(), "engine", name)
+        engines = self.engines()
+        if name in RETIRED_ENGINES and name not in engines:
+            raise TkError(RETIRED_ENGINES[name])
+        return self._lookup(engines, "engine", name)
 
     def first(self, hook_name: str, what: str, owner: str, **kwargs: Any) -> Any:
         """Call a firstresult hook; "no plugin answered" becomes a TkError naming the hook and ``what``.

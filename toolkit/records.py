@@ -126,24 +126,20 @@ class Setting:
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """A training engine: how steps run (the training policy is shared, in toolkit.training.policy).
+    """A training engine: how steps run. tk's training loop (toolkit.training.loop) runs the epochs and takes
+    every decision; the engine's ``strategy(task)`` returns a ``StepStrategy`` that runs each optimizer step.
 
     ``unavailable(task)`` returns why the engine cannot train ``task`` on this
     machine, or None. ``engine = "auto"`` picks the available engine with the
-    highest ``auto_priority``. The engine trains in ``tk_train`` when asked by name.
-    ``resume_required`` / ``resume_files`` name what its checkpoints hold, so
-    tk can refuse a checkpoint that would not resume exactly.
+    highest ``auto_priority``.
     """
 
     name: str
     description: str
+    strategy: Callable[[Any], Any] | None = field(default=None, compare=False)
     unavailable: Callable[[Any], str | None] = field(default=lambda task: None, compare=False)
     auto_priority: int = 0
     plugin: str = ""
-    # The files (glob patterns) of a checkpoint folder: without ``resume_required`` the engine cannot resume
-    # at all; without ``resume_files`` it resumes, but not exactly (tk run --resume refuses unless --resume-inexact).
-    resume_required: tuple[str, ...] = ()
-    resume_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,11 @@ from toolkit.errors import TkError
               help="Folder that receives the run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), metavar="RUN",
               help="Finish an interrupted run from its last epoch checkpoint.")
-@click.option("--resume-inexact", "inexact", is_flag=True,
-              help="With --resume: continue from a checkpoint that lacks optimizer, scheduler or random state "
-                   "(the run is marked not exactly reproducible).")
 @click.option("--strict", is_flag=True, help="Stop when a data check warns.")
 @json_option
 @pass_session
 @click.pass_context
-def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact, strict, as_json):
+def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, as_json):
     """Fine-tune and evaluate TASK from tasks.toml, or your file: tk run --data FILE [--set label_column=NAME]."""
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.pipeline import resume_task, run_task
@@ -42,10 +39,8 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
         given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
                  "strict": "--strict"}
         refuse_options([label for name, label in given.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"])
-        outcome = resume_task(session.pm, resume_dir, progress, inexact=inexact)
+        outcome = resume_task(session.pm, resume_dir, progress)
     else:
-        if inexact:
-            raise click.UsageError("--resume-inexact goes with --resume RUN.")
         if not task_name and not data:
             raise click.UsageError("Name a task (tk list shows them), pass --data FILE to train on your own "
                                    "file, or pass --resume RUN.")

@@ -102,6 +102,14 @@ def onednn_linear_available() -> bool:
     """This PyTorch build has the fused oneDNN linear kernel, and it computes a linear layer."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         return False
+    # The global random state is put back afterwards: drawn from it, the first prediction of a process (a
+    # training run's first validation) shifted every later dropout mask, and a run resumed in a new process
+    # trained differently from the uninterrupted one.
+    with torch.random.fork_rng(devices=[]):
+        return _computes_a_linear_layer()
+
+
+def _computes_a_linear_layer() -> bool:
     try:
         linear = nn.Linear(8, 4)
         x = torch.randn(3, 8)

@@ -42,7 +42,7 @@ from toolkit.runs.folders import (
 from toolkit.runs.loader import record_checksums
 from toolkit.runs.model_card import write_model_card
 from toolkit.runs.report_page import write_report
-from toolkit.training import checkpoints, distributed, policy
+from toolkit.training import checkpoints, distributed, loop, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine
 from toolkit.training.interrupt import EndedEarly, RunInterrupted, graceful_interrupts, safe_points
@@ -106,6 +106,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     dataset, model_info = registered(pm, task, where, base)
     engine = resolve_engine(pm, task, recorded_engine)
     progress.note(engine.describe())
+    if distributed.world_size() > 1:
+        progress.note(f"Data-parallel: {distributed.world_size()} processes, global batch "
+                      f"{task.batch_size * distributed.world_size()} ({task.batch_size} rows each)")
     if dataset.labels:  # else they come from the data: checked once loaded
         positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
     require_metrics(pm)  # before any work
@@ -233,7 +236,7 @@ def describe_windows(task: TaskConfig, splits, tokenized) -> str:
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, inexact: bool = False, trial: Any = None) -> RunOutcome:
+             recorded_engine: str | None = None, trial: Any = None) -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
@@ -251,8 +254,8 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                 liveness.acquire(resume_dir)  # before any work: a live run is refused
             prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine)
             fingerprint = artifacts.fingerprint(prepared.splits)
-            if resume_dir is not None:
-                missing = resuming.begin(resume_dir, prepared, fingerprint, inexact, progress.note)
+            if resume_dir is not None:  # checked, and damaged checkpoints set aside, by the main process alone
+                distributed.shared(lambda: resuming.begin(resume_dir, prepared, fingerprint, progress.note))
             else:
                 run_dir = distributed.shared(lambda: new_run_dir(output, task.name))
                 if main:
@@ -267,8 +270,6 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                     write_json(run_dir / "left_out.json", prepared.checks.left_out)
             started = True
             if main:
-                if resume_dir is not None:
-                    resuming.record_inexact(run_dir, missing)
                 set_status(run_dir, "running")
                 progress.note(f"Run folder: {run_dir}")
                 if prepared.checks.left_out:
@@ -349,11 +350,9 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         return score(pm, labels, probabilities, dataset.labels, positive_label=positive)
 
     with safe_points():
-        engine = prepared.engine.engine
-        result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
-                          tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
-                          progress=trial.watch(tracker.watch(progress)) if trial else tracker.watch(progress),
-                          compute_metrics=per_epoch_scores, resume=resume, engine=engine.name)
+        result = loop.train(prepared.model, prepared.tokenizer, prepared.tokenized, task, run_dir,
+                            prepared.engine.strategy(task), [progress, tracker, trial],
+                            compute_metrics=per_epoch_scores, resume=resume)
     distributed.leave()  # training was the last collective work: the test metrics are the main process's alone
     if not distributed.is_main():
         return RunOutcome(run_dir, "complete", {})
@@ -501,14 +500,14 @@ def base_model(info) -> dict[str, Any] | None:
     return {"name": info.name, "hub_id": info.hub_id, "license": info.license, "language": info.language}
 
 
-def resume_task(pm, run_dir: Path, progress: Progress | None = None, inexact: bool = False) -> RunOutcome:
+def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
     """Finish an interrupted run from its last epoch checkpoint, with its saved config and data."""
     from toolkit.runs.saved import read_run_config, task_of
 
-    liveness.refuse_if_held(run_dir)
+    if distributed.is_main():  # the main process holds the run's lock for every process of a data-parallel run
+        liveness.refuse_if_held(run_dir)
     resuming.check_resumable(run_dir)
     saved = read_run_config(run_dir)
     task = task_of(run_dir, pm)
     return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
-                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "trainer"),
-                    inexact=inexact)
+                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "eager"))

@@ -1,4 +1,4 @@
-"""What ``tk run --resume RUN`` checks before it continues a run, and what it records when it cannot be exact."""
+"""What ``tk run --resume RUN`` checks before it continues a run."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import read_json, run_status, write_json
-from toolkit.training import checkpoint_checks, checkpoints
-
-INEXACT_OPTION = "--resume-inexact"
+from toolkit.runs.folders import read_json, run_status
+from toolkit.training import checkpoint_checks, checkpoints, resume_points
 
 
 def refuse_options(given: list[str]) -> None:
@@ -56,40 +54,17 @@ def again(run_dir: Path) -> str:
     return f"tk run {task.get('name', 'TASK')}" if isinstance(task, dict) else "tk run TASK"
 
 
-def missing_state(checkpoint: Path, engine) -> tuple[list[str], list[str]]:
-    """(files without which the engine cannot resume at all, files an exact resume needs), those absent."""
-    def absent(patterns):
-        return [pattern for pattern in patterns if not any(checkpoint.glob(pattern))]
-
-    return absent(getattr(engine, "resume_required", ())), absent(getattr(engine, "resume_files", ()))
-
-
-def check_state(checkpoint: Path, engine, inexact: bool, note) -> list[str]:
-    """Refuse a checkpoint that cannot give an exact resume, unless ``inexact``; returns what is missing."""
-    required, exact = missing_state(checkpoint, engine)
-    if required:
-        raise TkError(f"{checkpoint} lacks {', '.join(required)}: the run cannot continue from it. "
+def check_state(checkpoint: Path) -> None:
+    """A checkpoint of tk's training loop holds its whole state in one file; without it the run cannot go on
+    (a checkpoint of the retired Trainer engine is refused earlier, by the engine's name)."""
+    if not (checkpoint / resume_points.STATE_FILE).is_file():
+        raise TkError(f"{checkpoint} lacks {resume_points.STATE_FILE}: the run cannot continue from it. "
                       f"Start it again: {again(checkpoint.parent.parent)}")
-    if exact and not inexact:
-        raise TkError(f"{checkpoint} lacks {', '.join(exact)}, which an exact resume needs (the run would "
-                      f"silently differ from an uninterrupted one). Pass {INEXACT_OPTION} to continue anyway; "
-                      "the run is then marked not exactly reproducible.")
-    if exact:
-        note(f"Resuming without {', '.join(exact)}: the result will differ from an uninterrupted run's and the "
-             "run is marked not exactly reproducible (metrics.json, manifest.json).")
-    return [f"{checkpoint.name}/{name}" for name in exact]
-
-
-def record_inexact(run_dir: Path, missing: list[str]) -> None:
-    """Kept in config.json, so a later resume (from a new, whole checkpoint) still says so."""
-    if missing:
-        config = read_json(run_dir / "config.json")
-        config["inexact_resume"] = [*config.get("inexact_resume", []), *missing]
-        write_json(run_dir / "config.json", config)
 
 
 def reproducibility(run_dir: Path) -> dict[str, Any]:
-    """What metrics.json and manifest.json say: exact, or resumed without the files listed."""
+    """What metrics.json and manifest.json say: exact, or resumed without the files listed (an inexact resume
+    of the retired Trainer engine's checkpoints recorded them)."""
     try:
         missing = read_json(run_dir / "config.json").get("inexact_resume") or []
     except TkError:
@@ -115,15 +90,13 @@ def _short(fingerprint: dict[str, Any]) -> str:
     return ", ".join(f"{name} {value.get('rows')} rows {value.get('sha256')}" for name, value in fingerprint.items())
 
 
-def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], inexact: bool, note) -> list[str]:
-    """The same data as when the run started, and a checkpoint that resumes it exactly (or ``inexact``):
-    what the checkpoint lacks, for the record."""
+def begin(run_dir: Path, prepared, fingerprint: dict[str, Any], note) -> None:
+    """The same data as when the run started, and a whole checkpoint that resumes it exactly."""
     check_fingerprint(read_json(run_dir / "config.json"), fingerprint, prepared.source.describe(), prepared.splits)
     check_resumable(run_dir)
     chosen, damaged = whole_checkpoint(run_dir, note)
-    missing = check_state(chosen, prepared.engine.engine, inexact, note)
-    checkpoint_checks.set_aside(damaged)  # the engine resumes from the newest committed one: the chosen one
-    return missing
+    check_state(chosen)
+    checkpoint_checks.set_aside(damaged)  # the loop resumes from the newest committed one: the chosen one
 
 
 def where_next(run_dir: Path, again: str) -> str:

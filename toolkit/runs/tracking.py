@@ -31,7 +31,6 @@ from toolkit.config import TaskConfig
 from toolkit.errors import TkError
 from toolkit.records import EpochRecord
 from toolkit.training import policy
-from toolkit.training.progress import Progress
 
 # report_to name -> (the module it needs, the library); `pip install 'tk-toolkit[NAME]'` installs it
 LIBRARIES = {"mlflow": ("mlflow", "MLflow"), "tensorboard": ("torch.utils.tensorboard", "TensorBoard")}
@@ -86,12 +85,9 @@ class Tracker:
         self.backends, self.task, self.note, self.run_dir = list(backends), task, note, run_dir
         self.rate: Callable[[int], float] | None = None
 
-    def watch(self, progress: Progress) -> Progress | Watched:
-        """``progress`` as the engine should get it: each epoch's record also comes here."""
-        return Watched(progress, self) if self.backends else progress
-
-    def epoch(self, record: EpochRecord) -> None:
-        """The epoch's step losses and learning rates at their global steps, then its validation numbers."""
+    def on_epoch(self, record: EpochRecord) -> None:
+        """A listener of the training loop: the epoch's step losses and learning rates at their global steps,
+        then its validation numbers."""
         if not self.backends or not record.steps:
             return
         if self.rate is None:  # every epoch has the same steps, so the schedule's length is known now
@@ -137,21 +133,6 @@ class Tracker:
             self.backends.remove(backend)
             self.note(f"Tracking: {backend.name} failed {what} ({short(error)}). The run goes on without it; "
                       f"what {backend.name} has so far stays there, and the run folder {self.run_dir} has it all.")
-
-
-class Watched:
-    """The person's progress, unchanged, with each epoch record also handed to the tracker. Every other call
-    (``start``, ``advance``, ``note``, ``close``, whatever ``Progress`` or a subclass adds) goes to it as is."""
-
-    def __init__(self, progress: Progress, tracker: Tracker) -> None:
-        self.inner, self.tracker = progress, tracker
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def epoch(self, record: EpochRecord) -> None:
-        self.inner.epoch(record)
-        self.tracker.epoch(record)
 
 
 def final_scalars(metrics: dict[str, Any]) -> Iterator[tuple[str, float]]:

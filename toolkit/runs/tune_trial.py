@@ -42,10 +42,8 @@ class TrialRun:
         self.trial, self.metric, self.number, self.params = trial, metric, number, params
         self.seen: list[EpochRecord] = []
 
-    def watch(self, progress: Progress) -> Reported:
-        return Reported(progress, self)
-
-    def epoch(self, record: EpochRecord) -> None:
+    def on_epoch(self, record: EpochRecord) -> None:
+        """A listener of the training loop: each epoch is reported to the study, which may prune the trial."""
         self.seen.append(record)
         value = objective_value(record, self.metric)
         self.trial.report(value, record.epoch)
@@ -73,20 +71,6 @@ class TrialRun:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a trial is not resumed: tk tune re-asks
         set_status(run_dir, "trial" if state == "complete" else "pruned")
         return RunOutcome(run_dir, state, record)
-
-
-class Reported:
-    """The person's progress, unchanged, with each epoch record also handed to the trial."""
-
-    def __init__(self, progress: Progress, trial: TrialRun) -> None:
-        self.inner, self.trial = progress, trial
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def epoch(self, record: EpochRecord) -> None:
-        self.inner.epoch(record)
-        self.trial.epoch(record)
 
 
 def run_trial(spec: dict[str, Any]) -> Any:

@@ -5,8 +5,7 @@ lose or corrupt a file, or someone can cut one short. Each file is checked
 against the size and CRC-32 its commit recorded (a checkpoint written
 before those were recorded: by its format, a torch file's zip entries
 against their CRCs, a safetensors file's header against its length, JSON
-parsed), and the best epoch the policy state names, present and whole. A missing file is not damage here: the
-resume checks say what an exact resume lacks (``toolkit.runs.resume``).
+parsed). A missing file is not damage here: the resume checks say what a resume lacks (``toolkit.runs.resume``).
 """
 
 from __future__ import annotations
@@ -38,16 +37,6 @@ def problems(path: Path) -> list[str]:
         why = checked(path / name, recorded.get(name))
         if why:
             found.append(f"{name}: {why}")
-    best = state.get("best_checkpoint")
-    if isinstance(best, str) and best != path.name:
-        best_path = path.parent / best
-        if not checkpoints.is_complete(best_path):
-            found.append(f"{checkpoints.STATE_FILE}: the best epoch's checkpoint {best} is missing")
-        else:
-            weights = best_path / "model.safetensors"
-            why = checked(weights, recorded_files(best_path).get(weights.name)) if weights.is_file() else "missing"
-            if why:
-                found.append(f"{best}/model.safetensors: {why}")
     return found
 
 

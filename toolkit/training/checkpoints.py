@@ -1,15 +1,15 @@
 """Epoch checkpoints shared by every engine: ``checkpoints/checkpoint-STEP/``, whole or absent.
 
-An engine writes its files into a staging folder (``.partial-NAME/NAME``:
-the Trainer its model, optimizer, scheduler and RNG files; the CUDA-graph
-loop one state file) and ``commit`` makes it durable: every file is
+The training loop writes its state file into a staging folder
+(``.partial-NAME/NAME``, ``toolkit.training.resume_points``) and ``commit``
+makes it durable: every file is
 fsynced, the policy state (``tk_state.json``, with each file's size) is
 written last, the folder is renamed into place and the renames fsynced,
 so a power cut leaves either the whole checkpoint or none. Each file's
 size and CRC-32 are recorded, for a resume to check it by. Any error while
 writing removes the staging folder (``write``), and the previous checkpoint
-stays the resume point. The two newest checkpoints are kept, and the best
-epochs they name, so a damaged newest one still leaves one to resume from
+stays the resume point. The two newest checkpoints are kept, so a damaged
+newest one still leaves one to resume from
 (``toolkit.training.checkpoint_checks``).
 """
 
@@ -173,17 +173,8 @@ def fsync_dir(path: Path) -> None:
 
 
 def resume_points(folder: Path) -> set[Path]:
-    """The checkpoints a resume may need: the ``KEEP`` newest committed ones and the best epochs they name."""
-    keep: set[Path] = set()
-    for path in committed(folder)[-KEEP:]:
-        keep.add(path)
-        try:
-            best = read_state(path).get("best_checkpoint")
-        except TkError:
-            continue
-        if isinstance(best, str) and best.startswith(PREFIX):
-            keep.add(folder / best)
-    return keep
+    """The checkpoints a resume may need: the ``KEEP`` newest committed ones (each holds its best epoch's weights)."""
+    return set(committed(folder)[-KEEP:])
 
 
 def prune(folder: Path) -> None:

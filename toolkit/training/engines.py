@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from toolkit.config import TaskConfig
 from toolkit.errors import TkError
+from toolkit.plugins import RETIRED_ENGINES
 from toolkit.records import EngineInfo
 
 
@@ -21,9 +22,18 @@ class EngineChoice:
     def describe(self) -> str:
         return f"Engine: {self.name} ({self.why})"
 
+    def strategy(self, task: TaskConfig):
+        """The engine's step strategy for ``task`` (toolkit.training.strategy)."""
+        if self.engine.strategy is None:
+            raise TkError(f"The engine '{self.name}' (plugin '{self.engine.plugin}') provides no step strategy: "
+                          "its EngineInfo needs strategy=... (docs/hooks.md).")
+        return self.engine.strategy(task)
+
 
 def resolve_engine(pm, task: TaskConfig, recorded: str | None = None) -> EngineChoice:
     """The engine for ``task``: the one a resumed run recorded, the task's ``engine``, or the best available."""
+    if recorded in RETIRED_ENGINES:
+        raise TkError(RETIRED_ENGINES[recorded])
     if recorded:
         try:
             return EngineChoice(pm.engine(recorded), "recorded by the run being resumed")
@@ -50,7 +60,7 @@ def resolve_engine(pm, task: TaskConfig, recorded: str | None = None) -> EngineC
         passed_over.append((engine.name, reason))
     raise TkError("No training engine can run here: "
                   + "; ".join(f"{name}: {why}" for name, why in passed_over or [("none", "no engine is registered")])
-                  + ". Is the built-in 'trainer' plugin disabled (TK_DISABLE_PLUGINS)?")
+                  + ". Is the built-in 'eager' plugin disabled (TK_DISABLE_PLUGINS)?")
 
 
 def auto_engine_name(pm, task: TaskConfig) -> str:

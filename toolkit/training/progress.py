@@ -73,6 +73,19 @@ class Progress:
     def epoch(self, record: EpochRecord) -> None:
         self._write(format_epoch(record))
 
+    # As a listener of the training loop's events (toolkit.training.events).
+    def on_start(self, total_steps: int, done_steps: int) -> None:
+        self.start(total_steps, done_steps)
+
+    def on_step(self, global_step: int) -> None:
+        self.advance()
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        self.epoch(record)
+
+    def on_end(self) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -1,9 +1,12 @@
 """Resume points written on a background thread, so training never waits for the disk.
 
-The state is copied on the device first (fast: it is the device's own
-memory); a second thread moves the copy to the CPU on its own CUDA stream
-and writes it as a checkpoint that is whole or absent (``checkpoints.write``:
-a staging folder, fsynced, renamed into place).
+One format for every strategy: ``training_state.pt`` holds the weights, the
+optimizer and schedule, every process's random state, the step, the number
+of processes, and the best epoch's weights where they differ. The state is
+copied on the device first (fast: it is the device's own memory); a second
+thread moves the copy to the CPU on its own CUDA stream and writes it as a
+checkpoint that is whole or absent (``checkpoints.write``: a staging
+folder, fsynced, renamed into place).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import torch
 
-from toolkit.api import checkpoints
+from toolkit.training import checkpoints
 
 STATE_FILE = "training_state.pt"
 

@@ -1,5 +1,5 @@
-"""The word-embedding gradient in one buffer kept for the whole run (CPU, one process), touched only where
-a batch wrote.
+"""The word-embedding gradient in one buffer kept for the whole run (eager steps on the CPU, one process),
+touched only where a batch wrote.
 
 PyTorch's embedding backward allocates a dense gradient for the whole
 vocabulary every step (30,522 x 384 floats, 47 MB, for MiniLM) and frees it at
