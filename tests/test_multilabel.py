@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_re
 
 from plugins.metrics import tk_compute_metrics
 from tests.helpers import fails_with, ok, quiet
-from toolkit.config import build_task, load_config, with_overrides
+from toolkit.config import build_task, with_overrides
 from toolkit.data.loading import load_with_labels
 from toolkit.data.multilabel import apply_multilabel_mapping, strata
 from toolkit.errors import TkError
@@ -26,6 +26,7 @@ from toolkit.plugins import PluginManager
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 from toolkit.runs.pipeline import prepare, run_task
 from toolkit.runs.saved import load_run
+from toolkit.tasks_file import load_config
 from toolkit.testing import multilabel_keyword_rows
 from toolkit.training import policy
 

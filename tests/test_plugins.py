@@ -129,7 +129,7 @@ def test_local_plugins_are_loaded_by_path_and_cannot_shadow_libraries(project, t
         'plugins = ["toy_plugin"]', 'plugins = ["toy_plugin", "datasets"]'))
     (project / "datasets.py").write_text("from toolkit import hookimpl\nLOCAL = True\n")
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    code = ("import sys; from pathlib import Path; from toolkit.config import load_config; "
+    code = ("import sys; from pathlib import Path; from toolkit.tasks_file import load_config; "
             "from toolkit.plugins import PluginManager; p = Path(sys.argv[1]); "
             "pm = PluginManager().load(load_config(p / 'tasks.toml').plugins, p); "
             "import datasets; assert str(p) not in sys.path; "

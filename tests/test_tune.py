@@ -332,9 +332,10 @@ def test_a_resumed_study_proposes_configurations_it_has_not_tried(tmp_path):
 
 def test_split_seed_keeps_the_split_while_seed_changes(project, pm):
     """tk tune's final runs vary seed over one split: the test rows the search never saw."""
-    from toolkit.config import load_config, with_overrides
+    from toolkit.config import with_overrides
     from toolkit.data.loading import load_named
     from toolkit.data.splits import make_splits
+    from toolkit.tasks_file import load_config
 
     task = load_config(project / "tasks.toml", pm).task("toy")
     labelled = load_named(pm, "toy", task_data=task.data, base=project, task=task).splits

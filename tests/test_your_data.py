@@ -391,9 +391,9 @@ def test_a_class_training_never_saw_is_an_error_quoting_its_rows(pm, tmp_path):
 
 
 def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_parsing(pm, tmp_path):
-    from toolkit.config import load_config
     from toolkit.data.choose import data_task
     from toolkit.data.splits import make_splits
+    from toolkit.tasks_file import load_config
 
     project = tmp_path / "project"
     project.mkdir()

@@ -13,19 +13,12 @@ from functools import cached_property
 
 import click
 
-from toolkit.config import (
-    Config,
-    find_tasks_file,
-    hoist_tasks_option,
-    local_plugins,
-    parse_assignment,
-    parse_config,
-    read_toml,
-)
+from toolkit.config import parse_assignment
 from toolkit.errors import TkError, user_message
 from toolkit.hub import HubUnreachable, offline_advice
 from toolkit.memory import reuse_freed_memory
 from toolkit.plugins import PluginManager
+from toolkit.tasks_file import Config, find_tasks_file, hoist_tasks_option, local_plugins, parse_config, read_toml
 
 
 class Session:

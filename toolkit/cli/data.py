@@ -125,7 +125,7 @@ def check_windows(pm, task, base) -> None:
     from toolkit.data.tokens import unused_window_keys, window_stride
     from toolkit.runs.pipeline import registered
 
-    if task.long_text != "chunks":  # no tokenizer needed: tk check works on the data alone
+    if not task.reads_in_windows:  # no tokenizer needed: tk check works on the data alone
         note = unused_window_keys(task)
         if note:
             click.echo(note)

@@ -79,7 +79,7 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, inexact,
 def defaults_not_used(session, assignments) -> str | None:
     """A --data run starts from tk's defaults, not from the [defaults] of the user's tasks.toml: say so where that
     table sets keys the run does not get from --set (a learning rate there, silently unused, looks like a bug)."""
-    from toolkit.config import SHIPPED_TASKS
+    from toolkit.tasks_file import SHIPPED_TASKS
 
     if not session.tasks_path.exists() or session.tasks_path.resolve() == SHIPPED_TASKS:
         return None
@@ -169,7 +169,7 @@ def print_registries(session) -> None:
         engine = task.engine if task.engine != "auto" else f"auto: {auto_engine_name(pm, task)}"
         epochs = f"{task.epochs} epoch" + ("" if task.epochs == 1 else "s")
         windows = (f", long texts as windows (stride {task.window_stride}, pooling {task.pooling})"
-                   if task.long_text == "chunks" else "")
+                   if task.reads_in_windows else "")
         click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}{windows}, {epochs}, "
                    f"engine {engine}")
     click.echo("Datasets:")

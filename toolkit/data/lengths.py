@@ -88,7 +88,7 @@ def window_warnings(task, tokenizer, model_name: str, stride: int | None, recomm
             window_stride(task, tokenizer, model_name, said)
         except TkError as error:
             said.append(f"WARNING: tk run {task.name} would stop: {user_message(error)}")
-    truncates = task is not None and task.long_text != "chunks"
+    truncates = task is not None and not task.reads_in_windows
     said_above = task is not None and (task.max_length, task.window_stride) == (recommended, stride)
     if stride is None or truncates or said_above:
         return said

@@ -98,7 +98,7 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: 
 def encode_as_task(tokenizer: Any, texts: list[str], task: Any) -> dict[str, list]:
     """Texts encoded as ``task`` reads them: windows for long_text = "chunks", else cut as ``truncation`` says
     (a saved run and its ONNX export score through this one function, so they read the same tokens)."""
-    if task.long_text == "chunks":
+    if task.reads_in_windows:
         return encode_windows(tokenizer, texts, task.max_length, task.window_stride)
     return encode_texts(tokenizer, texts, task.max_length, task.truncation)
 
@@ -149,7 +149,7 @@ def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str
         raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
                       f"'{model_name}' adds {shortest - 1} special tokens to every text. "
                       f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
-    if task.long_text != "chunks":
+    if not task.reads_in_windows:
         note = unused_window_keys(task)
         if note and warnings is not None:
             warnings.append(note)

@@ -61,7 +61,7 @@ class OnnxRun:
 
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         task = self.task
-        chunks = task.long_text == "chunks"
+        chunks = task.reads_in_windows
         encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.config import long_text_in_windows
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
 from toolkit.evaluation import classical
@@ -233,7 +234,7 @@ def linear_rows(metrics: dict[str, Any]) -> list[str]:
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:
     cut = (f"- Texts longer than {task.get('max_length', '?')} tokens are cut (truncation side: "
            f"{md(task.get('truncation', 'head'))}); what lies beyond the cut is not read.")
-    if task.get("long_text") == "chunks":
+    if long_text_in_windows(task.get("long_text")):
         cut = (f"- Texts longer than {task.get('max_length', '?')} tokens were read as overlapping windows whose "
                f"probabilities are pooled per text ({md(task.get('pooling', 'mean'))}); `transformers.pipeline` "
                "reads one window only: use `toolkit.longdocs.predict_long` or `tk predict` for the pooled answer.")

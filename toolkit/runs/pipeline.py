@@ -366,7 +366,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     tuned, untuned, not_tuned = (tune_on_validation(result.model, prepared, progress, fitted.validation)
                                  if task.multi_label else (None, [], None))
     test = prepared.tokenized["test"]
-    progress.count(len(test), "window" if task.long_text == "chunks" else "text")
+    progress.count(len(test), "window" if task.reads_in_windows else "text")
     try:
         probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16),
                                               on_batch=progress.advance)
@@ -397,7 +397,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         "step_loss": policy.step_curve(result.history),
         "long_text": {"mode": task.long_text, **({"stride": task.window_stride, "pooling": task.pooling,
                                                   "splits": window_counts(prepared.splits, prepared.tokenized)}
-                                                 if task.long_text == "chunks" else {})},
+                                                 if task.reads_in_windows else {})},
         "diagnosis": diagnosis,
         "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels, thresholds=tuned,
                                                    rows=row_numbers(prepared.splits["test"])),
@@ -434,7 +434,7 @@ def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str,
         predicted = len(np.unique(np.asarray(probabilities).argmax(axis=1)))
         present = len(np.unique(labels))
     cut = None
-    if task.long_text == "truncate":
+    if not task.reads_in_windows:
         lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
         cut = sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
     settings = {"epochs": task.epochs, "learning_rate": task.learning_rate, "max_length": task.max_length,

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from toolkit.config import long_text_in_windows
 from toolkit.evaluation import classical
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
@@ -154,7 +155,7 @@ def lengths(run: RunData) -> str:
     text = (f"{len(counts):,} scored texts, median {int(np.median(counts)):,} tokens, longest {int(counts.max()):,}. "
             f"{over:,} ({over / len(counts):.1%}) are longer than max_length {max_length} and were "
             + (f"read as overlapping windows, pooled per text ({e(run.task.get('pooling', 'mean'))})."
-               if run.task.get("long_text") == "chunks" else f"cut (truncation: {side})."))
+               if long_text_in_windows(run.task.get("long_text")) else f"cut (truncation: {side})."))
     return section("lengths", "Token lengths", figure(figures.token_lengths(counts, max_length), text))
 
 

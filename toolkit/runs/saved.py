@@ -55,7 +55,7 @@ class SavedRun:
         from toolkit.training.device import use_bf16
 
         task, bf16 = self.task, use_bf16(self.task.bf16)
-        chunks = task.long_text == "chunks"
+        chunks = task.reads_in_windows
         encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")

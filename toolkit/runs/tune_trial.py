@@ -93,11 +93,12 @@ def run_trial(spec: dict[str, Any]) -> Any:
     """The trial's run, with the plugins of the tuner's tasks file and the tuner's study."""
     import optuna
 
-    from toolkit.config import build_task, local_plugins, read_toml
+    from toolkit.config import build_task
     from toolkit.plugins import PluginManager
     from toolkit.runs import tracking
     from toolkit.runs.pipeline import run_task
     from toolkit.runs.tune_study import open_storage, pruner
+    from toolkit.tasks_file import local_plugins, read_toml
 
     tasks = Path(spec["tasks"])
     local = local_plugins(read_toml(tasks), tasks) if tasks.exists() else ()
