@@ -111,7 +111,8 @@ def test_cv_refuses_more_folds_than_texts(pm, project):
 
 def fake_cv(folder, accuracies, right, folds):
     """A finished tk cv folder with these per-fold accuracies and out-of-fold rows right or wrong."""
-    from toolkit.runs.folders import set_status, write_json
+    from toolkit.runs.folders import set_status
+    from toolkit.saving import write_json
 
     folder.mkdir()
     write_json(folder / "config.json", {"kind": "cv"})

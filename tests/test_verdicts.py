@@ -231,7 +231,7 @@ def test_saved_model_files_are_readable_as_the_umask_allows(tmp_path, tiny_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from toolkit.runs.artifacts import save_model
-    from toolkit.runs.folders import write_json
+    from toolkit.saving import write_json
 
     previous = os.umask(0o022)
     try:

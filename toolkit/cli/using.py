@@ -159,7 +159,7 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
     from toolkit.evaluation.report import format_metrics
     from toolkit.runs.evaluate import evaluate_run
     from toolkit.runs.exported import load_run_or_export
-    from toolkit.runs.folders import create_json
+    from toolkit.saving import create_json
     from toolkit.training.progress import Progress
 
     existing_run(run_dir)
@@ -204,8 +204,8 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
 @json_option
 def report(run_dirs, output, allow_incomplete, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
-    from toolkit.runs.folders import write_text
     from toolkit.runs.report_page import expand_runs, render_comparison, write_report
+    from toolkit.saving import write_text
 
     runs = expand_runs(list(run_dirs))
     if len(runs) == 1:

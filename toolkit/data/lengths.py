@@ -14,7 +14,7 @@ from toolkit.data.tokens import check_stride, special_tokens, window_counts, win
 from toolkit.errors import TkError, user_message
 from toolkit.models import model_limit
 from toolkit.records import LengthStats
-from toolkit.runs.artifacts import save_png
+from toolkit.saving import save_png
 
 CHUNK = 20_000
 

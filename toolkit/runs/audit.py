@@ -27,7 +27,8 @@ from toolkit.data.checks import normalise
 from toolkit.errors import TkError
 from toolkit.runs.artifacts import spreadsheet_safe
 from toolkit.runs.cv_summary import cell_value, oof_arrays
-from toolkit.runs.folders import read_json, run_status, write_json, write_text
+from toolkit.runs.folders import run_status
+from toolkit.saving import read_json, write_json, write_text
 
 RESAMPLES = 200  # bootstrap resamples of the estimated error count
 PLAIN_RUN = ("a tk run's model trained on the training rows, so its probabilities for them are not "

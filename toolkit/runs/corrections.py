@@ -17,7 +17,7 @@ from typing import Any
 
 from toolkit.data.files import split_files
 from toolkit.errors import TkError
-from toolkit.runs.folders import read_json, write_bytes, write_text
+from toolkit.saving import read_json, write_bytes, write_text
 
 FORMATS = (".csv", ".tsv", ".txt", ".jsonl", ".parquet")
 

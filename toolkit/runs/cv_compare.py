@@ -16,7 +16,8 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.evaluation.intervals import mcnemar_exact
-from toolkit.runs.folders import read_json, run_status
+from toolkit.runs.folders import run_status
+from toolkit.saving import read_json
 
 METRICS = ("accuracy", "f1_macro", "f1")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import score
-from toolkit.runs.folders import read_json, write_json, write_text
+from toolkit.saving import read_json, write_json, write_text
 
 FOLD_METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall")
 FOLD_METRICS_MULTILABEL = ("accuracy", "f1", "f1_macro", "hamming_loss")

@@ -19,8 +19,8 @@ from toolkit.evaluation.report import thousands
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.records import DataSource
 from toolkit.runs.artifacts import fingerprint
-from toolkit.runs.folders import read_json
 from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline, task_of
+from toolkit.saving import read_json
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,

@@ -24,8 +24,8 @@ from toolkit.config import CORE_SETTINGS
 from toolkit.errors import TkError
 from toolkit.runs.export_check import MIN_AGREEMENT, compare, describe
 from toolkit.runs.exported import MANIFEST, MODEL_FILE, OnnxRun, open_session
-from toolkit.runs.folders import write_json, write_text
 from toolkit.runs.saved import VOCABULARY_FILES, load_run, read_run_config
+from toolkit.saving import write_json, write_text
 
 OPSET = 18
 INPUTS = ("input_ids", "attention_mask")

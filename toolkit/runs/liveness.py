@@ -96,7 +96,7 @@ def acquire(run_dir: Path) -> None:
         try:
             descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            from toolkit.runs.folders import saving_error
+            from toolkit.saving import saving_error
 
             raise saving_error(lock, error) from None
         try:
@@ -136,7 +136,7 @@ def _claim(run_dir: Path, descriptor: int) -> None:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(this_process()).encode(), 0)
     except OSError as error:
-        from toolkit.runs.folders import saving_error
+        from toolkit.saving import saving_error
 
         raise saving_error(run_dir / LOCK_FILE, error) from None
 

@@ -18,7 +18,7 @@ from toolkit.data.choose import FILES
 from toolkit.errors import TkError
 from toolkit.evaluation import classical
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
-from toolkit.runs.folders import write_text
+from toolkit.saving import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 METRICS = ("accuracy", "f1", "precision", "recall")

@@ -28,20 +28,11 @@ from toolkit.models import model_limit
 from toolkit.records import DatasetInfo, DataSource
 from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
-from toolkit.runs.folders import (
-    FULL,
-    SAVING,
-    check_task_name,
-    new_run_dir,
-    os_error_in,
-    run_status,
-    saving_error,
-    set_status,
-    write_json,
-)
+from toolkit.runs.folders import check_task_name, new_run_dir, run_status, set_status
 from toolkit.runs.loader import record_checksums
 from toolkit.runs.model_card import write_model_card
 from toolkit.runs.report_page import write_report
+from toolkit.saving import FULL, SAVING, os_error_in, saving_error, write_json
 from toolkit.training import checkpoints, distributed, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
 from toolkit.training.engines import EngineChoice, resolve_engine

@@ -18,8 +18,8 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.runs import report_figures as figures
-from toolkit.runs.folders import write_text
 from toolkit.runs.model_card import data_name
+from toolkit.saving import write_text
 
 TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

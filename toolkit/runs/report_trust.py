@@ -104,7 +104,7 @@ def audit_section(found: dict[str, Any]) -> str:
 
 
 def audit(run: RunData) -> str:
-    from toolkit.runs.folders import read_json
+    from toolkit.saving import read_json
 
     path = run.run_dir / "audit.json"
     return audit_section(read_json(path)) if path.is_file() else ""

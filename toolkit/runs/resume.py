@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import read_json, run_status, write_json
+from toolkit.runs.folders import run_status
+from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoint_checks, checkpoints
 
 INEXACT_OPTION = "--resume-inexact"

@@ -15,8 +15,9 @@ from toolkit.errors import TkError
 from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
 from toolkit.evaluation.thresholds import from_config
-from toolkit.runs.folders import read_json, run_status
+from toolkit.runs.folders import run_status
 from toolkit.runs.shapes import integer, number
+from toolkit.saving import read_json
 from toolkit.training.progress import library_bars_off
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import TaskConfig
-from toolkit.runs.folders import read_json, write_json
 from toolkit.runs.liveness import LOCK_FILE
 from toolkit.runs.tracking import STATE_FILE, Point, sweep_parent
+from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoints
 
 DEFAULT_STORE = "mlflow.db"  # without MLFLOW_TRACKING_URI: MLflow 3's own default, sqlite:///mlflow.db in ./

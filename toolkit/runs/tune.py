@@ -19,7 +19,7 @@ from typing import Any
 from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
 from toolkit.runs import tracking
-from toolkit.runs.folders import check_task_name, write_json
+from toolkit.runs.folders import check_task_name
 from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, final_warnings, ranked_configs
 from toolkit.runs.tune_space import (
     Dimension,
@@ -39,6 +39,7 @@ from toolkit.runs.tune_study import (
     run_trials,
     state_of,
 )
+from toolkit.saving import write_json
 from toolkit.training.interrupt import graceful_interrupts
 from toolkit.training.progress import Progress
 
@@ -227,7 +228,7 @@ def data_digest(given: str | None, base: Path | None) -> str | None:
 
 
 def write_report_page(study, tune_dir: Path, record: dict) -> None:
-    from toolkit.runs.folders import write_text
     from toolkit.runs.tune_report import render
+    from toolkit.saving import write_text
 
     write_text(tune_dir / "report.html", render(record))

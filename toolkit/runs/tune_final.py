@@ -20,7 +20,8 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError, user_message
 from toolkit.evaluation import paired
 from toolkit.runs.compare import RunSummary, format_group_rows, group_rows, summarise
-from toolkit.runs.folders import run_status, write_json
+from toolkit.runs.folders import run_status
+from toolkit.saving import write_json
 from toolkit.training.progress import Progress
 
 FINAL_FILE = "final.json"  # which final run folder holds which configuration and seed: a re-run reuses them

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import set_status, write_json
+from toolkit.runs.folders import set_status
 from toolkit.runs.tracking import short
 from toolkit.runs.tune_space import Dimension, suggest_values
+from toolkit.saving import write_json
 
 HEARTBEAT_SECONDS = 30  # a worker records that its trial is alive this often (RDB storages)
 GRACE_SECONDS = 300  # after this long without a heartbeat, another machine's trial counts as interrupted

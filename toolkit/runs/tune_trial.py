@@ -23,7 +23,8 @@ from typing import Any
 
 from toolkit.errors import TkError, user_message
 from toolkit.records import EpochRecord
-from toolkit.runs.folders import set_status, write_json
+from toolkit.runs.folders import set_status
+from toolkit.saving import write_json
 from toolkit.training.interrupt import EndedEarly
 from toolkit.training.progress import Progress
 
