@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(names: list[str]) -> None:
-    from toolkit.data.files import column
+    from toolkit.data.rows import column
     from toolkit.evaluation import classical
     from toolkit.evaluation.scoring import score
     from toolkit.plugins import PluginManager

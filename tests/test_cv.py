@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import quiet, tk_json, toy_task
-from toolkit.data.checks import normalise
+from toolkit.data.hashes import normalise
 from toolkit.runs.cv import cv_task, fold_of, resume_cv
 from toolkit.training.progress import Progress
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import check_splits, normalise
+from toolkit.data.checks import check_splits
+from toolkit.data.hashes import normalise
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import encode_texts
 from toolkit.errors import TkError
@@ -352,7 +353,7 @@ def test_split_errors_give_the_limit_that_works(keys, message):
 
 
 def test_near_duplicate_label_names_are_flagged_and_emacs_keys_are_no_html():
-    from toolkit.data.checks import near_duplicate_labels
+    from toolkit.data.label_names import near_duplicate_labels
 
     names = ("python", "pyhton", "javascript", "NUM:count", "NUM:code", "Bug", "bug ")
     labels = np.array([0] * 230 + [1] + [2] * 50 + [3] * 40 + [4] * 35 + [5] * 10 + [6] * 9)
@@ -367,7 +368,7 @@ def test_near_duplicate_label_names_are_flagged_and_emacs_keys_are_no_html():
 
 
 def test_check_lists_the_checks_that_found_nothing():
-    from toolkit.data.checks import format_report
+    from toolkit.data.findings import format_report
 
     test = dataset([f"another {i}" for i in range(40)], [i % 2 for i in range(40)])
     clean = check_splits(datasets.DatasetDict(train=big(), test=test), "d", LABELS)

@@ -565,7 +565,7 @@ def test_rare_classes_are_warned_per_split_after_splitting(tmp_path, tiny_model)
 
 
 def test_small_messages(tmp_path):
-    from toolkit.data.checks import CheckReport, Finding, format_report
+    from toolkit.data.findings import CheckReport, Finding, format_report
 
     fails_with("runs/nosuch: no such folder. tk list --runs shows the run folders.", "predict", "runs/nosuch", "hi")
     fails_with("runs/nosuch: no such folder.", "evaluate", "runs/nosuch")

@@ -9,20 +9,18 @@ third-party plugin would. docs/hooks.md documents each name.
 from toolkit import hookimpl
 from toolkit.attention import bf16_attention, register_attention
 from toolkit.config import TaskConfig
+from toolkit.data.columns import standard_columns
 from toolkit.data.files import (
     builder_for,
     class_folders,
-    column,
     find_split_files,
     load_builder,
     load_class_folders,
     load_table,
     read_table_file,
-    row_numbers,
-    rows_named,
     split_files,
-    standard_columns,
 )
+from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals

@@ -96,8 +96,9 @@ def check(session, dataset_name, data, assignments, as_json, strict):
     """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
     HTML, and rare or absent classes in the splits tk run would make; empty texts are left out. Exits with an
     error where tk run would stop on this data."""
-    from toolkit.data.checks import check_as_run, format_report, plural
+    from toolkit.data.checks import check_as_run
     from toolkit.data.choose import dataset_task
+    from toolkit.data.findings import format_report, plural
     from toolkit.data.loading import load_named
 
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolkit.data.files import column, row_numbers
+from toolkit.data.rows import column, row_numbers
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.files import column, number_rows, row_numbers, rows_named
 from toolkit.data.labels import apply_label_mapping
 from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
+from toolkit.data.rows import column, number_rows, row_numbers, rows_named
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, DataSource, LabelMapping

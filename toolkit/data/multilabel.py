@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.files import column
+from toolkit.data.findings import Finding
 from toolkit.data.labels import _fmt, _known, _lookup, _unknown_message
+from toolkit.data.rows import column
 from toolkit.errors import TkError
 from toolkit.records import DatasetInfo, LabelMapping
 
@@ -105,8 +106,6 @@ def label_set_names(row: np.ndarray, label_names: Sequence[str]) -> list[str]:
 
 def label_findings(split: str, labels: np.ndarray, label_names: Sequence[str]) -> list:
     """Per-label counts, labels too rare to learn or score, rows with no label, labels that co-occur."""
-    from toolkit.data.checks import Finding
-
     rows, counts = len(labels), labels.sum(axis=0).astype(int)
     per_row = labels.sum(axis=1)
     summary = ", ".join(f"{name} {n:,} ({n / max(rows, 1):.1%})" for name, n in zip(label_names, counts))
@@ -131,8 +130,6 @@ def label_findings(split: str, labels: np.ndarray, label_names: Sequence[str]) -
 
 
 def _cooccurrence(split: str, labels: np.ndarray, label_names: Sequence[str], counts: np.ndarray) -> list:
-    from toolkit.data.checks import Finding
-
     together = labels.T.astype(np.int64) @ labels.astype(np.int64)
     first, second = np.triu_indices(len(label_names), k=1)
     shared = together[first, second]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import plural, text_hashes
-from toolkit.data.files import column, row_numbers, rows_named
+from toolkit.data.findings import plural
+from toolkit.data.hashes import text_hashes
 from toolkit.data.multilabel import is_list_feature, label_matrix, strata
+from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.errors import TkError
 
 DEFAULT_TEST_SHARE = 0.2

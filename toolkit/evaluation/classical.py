@@ -156,7 +156,7 @@ def against_fine_tune(score_fn, splits, labels, probabilities, model_thresholds,
     """The linear baseline of a run: fitted on ``splits``' train rows, C chosen on validation, scored on the test
     ``labels`` with ``score_fn`` (the run's own scoring), compared paired with the fine-tune's ``probabilities``.
     None when it cannot be fitted (said with ``note``)."""
-    from toolkit.data.files import column
+    from toolkit.data.rows import column
     from toolkit.evaluation.multilabel import predict_sets
 
     started = time.perf_counter()

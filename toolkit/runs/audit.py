@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.checks import normalise
+from toolkit.data.hashes import normalise
 from toolkit.errors import TkError
 from toolkit.runs.artifacts import spreadsheet_safe
 from toolkit.runs.cv_summary import cell_value, oof_arrays

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
+from toolkit.data.rows import column
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
 from toolkit.evaluation import calibration

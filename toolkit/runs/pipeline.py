@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import check_splits, class_checks, plural
-from toolkit.data.files import column, row_numbers
+from toolkit.data.checks import check_splits, class_checks
+from toolkit.data.findings import plural
 from toolkit.data.loading import load_with_labels
+from toolkit.data.rows import column, row_numbers
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
