@@ -34,7 +34,8 @@ from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.runs import artifacts, liveness
 from toolkit.runs.cv_summary import summarise, write_cv_report
 from toolkit.runs.folders import new_run_dir, run_status, set_status
-from toolkit.runs.pipeline import Prepared, registered, report_checks, set_problem, train_and_evaluate
+from toolkit.runs.outcome import train_and_evaluate
+from toolkit.runs.prepare import Prepared, registered, report_checks, set_problem
 from toolkit.saving import read_json, write_json, write_text
 from toolkit.training import checkpoints
 from toolkit.training.engines import resolve_engine

@@ -65,7 +65,7 @@ class TrialRun:
         return self._end(run_dir, self.seen, "pruned", best, pruned_after=ended.epoch, why=ended.reason)
 
     def _end(self, run_dir: Path, history: list[EpochRecord], state: str, value: float | None, **more: Any) -> Any:
-        from toolkit.runs.pipeline import RunOutcome
+        from toolkit.runs.outcome import RunOutcome
 
         record = {"number": self.number, "state": state, "metric": self.metric, "value": value,
                   "params": self.params, "epochs_run": len(history), **more}
