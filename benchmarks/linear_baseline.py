@@ -25,7 +25,7 @@ def main(names: list[str]) -> None:
     from toolkit.evaluation import classical
     from toolkit.evaluation.scoring import score
     from toolkit.plugins import PluginManager
-    from toolkit.runs.prepare import prepare
+    from toolkit.runs.pipeline import prepare
     from toolkit.tasks_file import load_config
     from toolkit.training.progress import Progress
 

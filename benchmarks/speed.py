@@ -88,7 +88,7 @@ def run_reference(pm, task, workdir: Path) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from toolkit.runs.prepare import prepare
+    from toolkit.runs.pipeline import prepare
     from toolkit.training.progress import Progress
 
     prepared = prepare(pm, task, None, REPO, Progress(bar=False))

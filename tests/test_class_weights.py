@@ -9,7 +9,7 @@ from tests.helpers import as_trained, fails_with, quiet, toy_task, train_toy
 from toolkit.config import build_task, with_overrides
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
-from toolkit.runs.prepare import prepare
+from toolkit.runs.pipeline import prepare
 from toolkit.runs.saved import load_run
 from toolkit.training import policy
 

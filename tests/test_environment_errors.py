@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.helpers import fails_with, train_toy
-from toolkit.runs.pipeline import start_again
+from toolkit.runs.endings import start_again
 
 
 def test_an_unwritable_home_is_one_line_with_the_fix(tmp_path):

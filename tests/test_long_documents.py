@@ -16,7 +16,7 @@ from toolkit.data.tokens import encode_windows, window_counts
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.pooling import pool, pool_labels, pool_rows
 from toolkit.longdocs import predict_long
-from toolkit.runs.prepare import prepare
+from toolkit.runs.pipeline import prepare
 from toolkit.runs.saved import SavedRun, load_run
 from toolkit.testing import FILLER, write_keyword_dataset
 from toolkit.training import policy
@@ -185,10 +185,10 @@ def test_truncation_misses_late_keywords(pm, long_project):
 
 
 def test_chunks_learn_late_keywords_per_document_on_both_engines(pm, long_project, engine, monkeypatch):
-    import toolkit.runs.outcome as outcome
+    import toolkit.runs.pipeline as pipeline
 
-    scored, real_score = [], outcome.score
-    monkeypatch.setattr(outcome, "score", lambda pm, labels, *a, **k: scored.append(len(labels))
+    scored, real_score = [], pipeline.score
+    monkeypatch.setattr(pipeline, "score", lambda pm, labels, *a, **k: scored.append(len(labels))
                         or real_score(pm, labels, *a, **k))
     notes = []
     progress = quiet()

@@ -24,8 +24,7 @@ from toolkit.evaluation.thresholds import best_threshold, tune_thresholds
 from toolkit.longdocs import predict_long
 from toolkit.plugins import PluginManager
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
-from toolkit.runs.pipeline import run_task
-from toolkit.runs.prepare import prepare
+from toolkit.runs.pipeline import prepare, run_task
 from toolkit.runs.saved import load_run
 from toolkit.tasks_file import load_config
 from toolkit.testing import multilabel_keyword_rows
@@ -355,7 +354,7 @@ def test_chunks_windows_carry_their_texts_label_sets(tags_project):
 def test_a_single_label_task_on_a_saved_multilabel_model_goes_back_to_softmax(tiny_model):
     from transformers import AutoConfig
 
-    from toolkit.runs.prepare import set_problem
+    from toolkit.runs.prepared import set_problem
 
     config = AutoConfig.from_pretrained(tiny_model)
     config.problem_type, config.tk_thresholds = "multi_label_classification", {"a": 0.3}

@@ -124,7 +124,7 @@ def check_windows(pm, task, base) -> None:
     """A chunks task's max_length and stride against its model's tokenizer, as tk run checks them before
     loading any data, with the same warnings; for a truncating task, tk run's note on unused keys."""
     from toolkit.data.tokens import unused_window_keys, window_stride
-    from toolkit.runs.prepare import registered
+    from toolkit.runs.prepared import registered
 
     if not task.reads_in_windows:  # no tokenizer needed: tk check works on the data alone
         note = unused_window_keys(task)

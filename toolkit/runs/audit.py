@@ -49,7 +49,7 @@ def audited_rows(run_dir: Path) -> tuple[list[dict[str, str]], tuple[str, ...], 
     if not isinstance(config, dict):
         raise TkError(f"{run_dir} is not a tk run or tk cv folder (no config.json). tk list --runs shows them.")
     if config.get("kind") == "cv":
-        from toolkit.runs.cv import read_oof
+        from toolkit.runs.cv_summary import read_oof
 
         rows, _ = read_oof(run_dir)
         summary = read_json(run_dir / "cv.json")

@@ -11,8 +11,6 @@ tokenized once, and the model loaded once (each fold starts from a copy of it); 
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,13 +28,13 @@ from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
-from toolkit.evaluation.scoring import positive_class, require_metrics, score
+from toolkit.evaluation.scoring import positive_class, require_metrics
 from toolkit.runs import artifacts, liveness
 from toolkit.runs.cv_summary import summarise, write_cv_report
 from toolkit.runs.folders import new_run_dir, run_status, set_status
-from toolkit.runs.outcome import train_and_evaluate
-from toolkit.runs.prepare import Prepared, registered, report_checks, set_problem
-from toolkit.saving import read_json, write_json, write_text
+from toolkit.runs.pipeline import train_and_evaluate
+from toolkit.runs.prepared import Prepared, registered, report_checks, set_problem
+from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoints
 from toolkit.training.engines import resolve_engine
 from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
@@ -244,25 +242,4 @@ def resume_cv(pm, cv_dir: Path, progress: Progress | None = None) -> CvOutcome:
                    progress=progress, folds=int(saved["folds"]), resume_dir=cv_dir,
                    recorded_engine=saved.get("engine"))
 
-
-def read_oof(cv_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
-    """oof.csv's rows (as strings) and its header."""
-    path = cv_dir / "oof.csv"
-    if not path.is_file():
-        raise TkError(f"{cv_dir} has no oof.csv (status: {run_status(cv_dir)}). Finish it: tk cv --resume {cv_dir}")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader), list(reader.fieldnames or [])
-
-
-def write_oof(path: Path, fold_rows: list[tuple[int, list[dict[str, str]]]], header: list[str]) -> None:
-    """Every fold's predictions.csv rows, with the fold, in the order of the rows in the user's file."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    columns = ["row", "text", "label", "fold", *[c for c in header if c not in ("row", "text", "label")]]
-    writer.writerow(columns)
-    merged = [(int(row["row"]), fold, row) for fold, rows in fold_rows for row in rows]
-    for number, fold, row in sorted(merged, key=lambda item: item[0]):
-        writer.writerow([number, row["text"], row["label"], fold, *[row[c] for c in columns[4:]]])
-    write_text(path, buffer.getvalue())
 

@@ -36,8 +36,7 @@ def cv_summary(path: Path) -> dict[str, Any]:
 
 def correct_out_of_fold(path: Path) -> dict[int, bool]:
     """Row number -> whether its out-of-fold prediction was right (single-label)."""
-    from toolkit.runs.cv import read_oof
-    from toolkit.runs.cv_summary import cell_value
+    from toolkit.runs.cv_summary import cell_value, read_oof
 
     rows, _ = read_oof(path)
     return {int(r["row"]): cell_value(r["predicted"]) == cell_value(r["label"]) for r in rows}

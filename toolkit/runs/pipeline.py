@@ -1,22 +1,54 @@
-"""`tk run`: load → map labels → split → check → tokenize → train → evaluate → save."""
+"""`tk run`: load → map labels → split → check → tokenize → train → evaluate → save, in that order
+here; each stage's own steps live beside it (prepared, validation, calibrate, diagnoses, endings)."""
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolkit.config import TaskConfig
+from toolkit.data.checks import check_splits, class_checks
+from toolkit.data.loading import load_with_labels
+from toolkit.data.rows import column, row_numbers
+from toolkit.data.sources import resolve_source
+from toolkit.data.splits import make_splits
+from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
-from toolkit.runs import artifacts, liveness, tracking
+from toolkit.evaluation.baseline import majority_class, majority_labels
+from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
+from toolkit.evaluation.inference import predict_probabilities
+from toolkit.evaluation.pooling import documents_of, pool_rows
+from toolkit.evaluation.scoring import positive_class, require_metrics, score
+from toolkit.models import model_limit
+from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
-from toolkit.runs.folders import check_task_name, new_run_dir, run_status, set_status
-from toolkit.runs.outcome import RunOutcome, train_and_evaluate
-from toolkit.runs.prepare import prepare
+from toolkit.runs.diagnoses import add_linear_baseline, underfitting
+from toolkit.runs.endings import RunOutcome, interrupted, mark_failed, start_again
+from toolkit.runs.folders import check_task_name, new_run_dir, set_status
+from toolkit.runs.loader import record_checksums
+from toolkit.runs.model_card import write_model_card
+from toolkit.runs.prepared import (
+    Prepared,
+    class_weights,
+    describe_windows,
+    registered,
+    report_checks,
+    set_problem,
+    window_counts,
+)
+from toolkit.runs.report_page import write_report
 from toolkit.runs.saved import read_run_config, task_of
+from toolkit.runs.validation import tune_on_validation
 from toolkit.saving import FULL, SAVING, os_error_in, saving_error, write_json
-from toolkit.training import checkpoints, distributed
-from toolkit.training.interrupt import EndedEarly, RunInterrupted, graceful_interrupts
-from toolkit.training.progress import Progress
+from toolkit.training import distributed, policy
+from toolkit.training.device import start_gpu_warm_up, use_bf16
+from toolkit.training.engines import resolve_engine
+from toolkit.training.interrupt import EndedEarly, RunInterrupted, graceful_interrupts, safe_points
+from toolkit.training.progress import Progress, quiet_library_progress
 
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
@@ -91,43 +123,6 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                 liveness.release(run_dir)
 
 
-def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
-    """The command that starts this run again: a run of your file (tk run --data F) has no task to name."""
-    if where and where.startswith("--data"):
-        return f"tk run --data {data}"
-    return f"tk run {task.name}" + (f" --data {data}" if data else "")
-
-
-def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool) -> RunOutcome:
-    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again."""
-    if mark and run_status(run_dir) != "complete":
-        try:
-            set_status(run_dir, "interrupted")
-        except TkError as error:  # e.g. a full disk: the status says 'running' and tk list shows it stale
-            progress.note(f"Could not mark the run interrupted: {error}")
-    if run_dir is not None and run_status(run_dir) == "complete":
-        progress.note(f"Interrupted after the run was complete; its results are saved in {run_dir}.")
-    elif run_dir is not None and checkpoints.latest(run_dir / "checkpoints") is not None:
-        progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
-    elif run_dir is not None:
-        progress.note(f"Interrupted before the first epoch ended: {run_dir} has nothing to resume from. "
-                      f"Start again: {again}")
-    else:
-        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: {again}")
-    return RunOutcome(run_dir, "interrupted", {})
-
-
-def mark_failed(run_dir: Path, error: BaseException) -> None:
-    """Best effort: on a full disk even status.json may not fit, and the first error is the one to report.
-    A complete run stays complete (an error while removing its checkpoints changes nothing saved)."""
-    if run_status(run_dir) == "complete":
-        return
-    try:
-        set_status(run_dir, "failed", error=str(error) or type(error).__name__)
-    except (TkError, OSError):
-        pass
-
-
 def resume_task(pm, run_dir: Path, progress: Progress | None = None, inexact: bool = False) -> RunOutcome:
     """Finish an interrupted run from its last epoch checkpoint, with its saved config and data."""
     liveness.refuse_if_held(run_dir)
@@ -137,3 +132,182 @@ def resume_task(pm, run_dir: Path, progress: Progress | None = None, inexact: bo
     return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
                     progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "trainer"),
                     inexact=inexact)
+
+
+def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
+            strict: bool = False, where: str | None = None, recorded_engine: str | None = None) -> Prepared:
+    from transformers import set_seed
+
+    quiet_library_progress()
+    dataset, model_info = registered(pm, task, where, base)
+    engine = resolve_engine(pm, task, recorded_engine)
+    progress.note(engine.describe())
+    if dataset.labels:  # else they come from the data: checked once loaded
+        positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
+    require_metrics(pm)  # before any work
+    tracking.require(task, where)  # report_to's libraries, before any work
+    start_gpu_warm_up()
+    # The tokenizer before the data: a max_length or stride it cannot take stops the run before any loading.
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
+    warnings: list[str] = []
+    stride = window_stride(task, tokenizer, model_info.name, warnings)
+    for warning in warnings:
+        progress.note(warning)
+    source = resolve_source(dataset.name, data, task.data, base)
+    progress.note(f"Data: {dataset.name} from {source.describe()}")
+    notes: list[str] = []
+    dataset, labelled = load_with_labels(pm, dataset, source, notes, task)
+    positive_class(task, dataset.labels, where)
+    # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
+    check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
+                     f"tk check {task.name}" + (f" --data {data}" if data else ""))
+    checks = check_splits(labelled, dataset.name, dataset.labels, classes=False)
+    report_checks(checks.findings, strict, progress, check_command)
+    advice: list[str] = []  # printed, not recorded: the model card states facts about the model
+    splits = make_splits(labelled, task, notes, checks.left_out, advice)  # the rows left out: left_out.json
+    for note in notes + advice:
+        progress.note(note)
+    progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" for name, split in splits.items()))
+    presence = class_checks(splits, dataset.labels)
+    checks.findings += presence
+    checks.split_rows = {name: len(split) for name, split in splits.items()}
+    report_checks(presence, strict, progress, check_command)
+    set_seed(task.seed)  # the new classification head starts the same every time
+    model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
+                     labels=dataset.labels)
+    set_problem(model, task)
+    limit = model_limit(tokenizer, model.config)
+    if task.max_length > limit:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
+                      f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
+    tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride)
+    if task.multi_label:
+        progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
+                      "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
+    if stride is not None:
+        progress.note(describe_windows(task, splits, tokenized))
+    weights = class_weights(task, tokenized, dataset.labels)
+    if weights:
+        progress.note(f"Class weights ({task.class_weights if isinstance(task.class_weights, str) else 'given'}), "
+                      "the loss weight of each row of a class: " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items()))
+    raw_weights = policy.class_weights(task, tokenized["train"]["labels"], dataset.labels)  # unrounded
+    for warning in policy.range_warnings(task, raw_weights):
+        progress.note(f"Warning: {warning}")
+    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
+                    artifacts.fingerprint(labelled) if source.path else None, weights, model_info)
+
+
+def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool,
+                       tracker: tracking.Tracker | None = None, trial: Any = None) -> RunOutcome:
+    tracker = tracker or tracking.Tracker([])
+    task, dataset = prepared.task, prepared.dataset
+    positive = positive_class(task, dataset.labels)
+
+    def per_epoch_scores(labels, probabilities):
+        return score(pm, labels, probabilities, dataset.labels, positive_label=positive)
+
+    with safe_points():
+        engine = prepared.engine.engine
+        result = pm.first("tk_train", f"the engine '{engine.name}'", engine.plugin, model=prepared.model,
+                          tokenizer=prepared.tokenizer, splits=prepared.tokenized, task=task, run_dir=run_dir,
+                          progress=trial.watch(tracker.watch(progress)) if trial else tracker.watch(progress),
+                          compute_metrics=per_epoch_scores, resume=resume, engine=engine.name)
+    distributed.leave()  # training was the last collective work: the test metrics are the main process's alone
+    if not distributed.is_main():
+        return RunOutcome(run_dir, "complete", {})
+    if trial is not None:  # a search's trial: the test split is scored once, at the end of the search
+        tracker.end("FINISHED")
+        return trial.finish(run_dir, result)
+
+    started = time.perf_counter()
+    fitted = calibrate.fit(result.model, prepared, progress)  # before the thresholds: they are tuned on its scale
+    tuned, untuned, not_tuned = (tune_on_validation(result.model, prepared, progress, fitted.validation)
+                                 if task.multi_label else (None, [], None))
+    test = prepared.tokenized["test"]
+    progress.count(len(test), "window" if task.reads_in_windows else "text")
+    try:
+        probabilities = predict_probabilities(result.model, test, task.eval_batch_size, use_bf16(task.bf16),
+                                              on_batch=progress.advance)
+    finally:
+        progress.close()
+    labels, probabilities = pool_rows(column(test, "labels"), probabilities, documents_of(test), task.pooling)  # per text
+    texts = column(prepared.splits["test"], "text")
+    train_labels = np.asarray(column(prepared.splits["train"], "label"))
+    metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
+                    baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
+                    thresholds=tuned)
+    diagnosis = diagnose_overfitting(result.history, task.train_size)
+    metrics["calibration"] = calibrate.on_test(fitted, labels, probabilities, task, progress)
+    metrics.update({
+        "task": task.name,
+        "split": "test",
+        "problem": task.problem,
+        "select_metric": task.select_metric,
+        "select_on": task.select_on,
+        "class_weights": prepared.class_weights,
+        **({"thresholds_tuned_on": "test" if task.select_on == "test" else "validation",
+            "thresholds_untuned": untuned, "thresholds_not_tuned": not_tuned} if task.multi_label else {}),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "train_seconds": round(result.train_seconds, 2),
+        "eval_seconds": round(time.perf_counter() - started, 2),
+        "history": [{k: v for k, v in r.as_dict().items() if k != "step_losses"} for r in result.history],
+        "step_loss": policy.step_curve(result.history),
+        "long_text": {"mode": task.long_text, **({"stride": task.window_stride, "pooling": task.pooling,
+                                                  "splits": window_counts(prepared.splits, prepared.tokenized)}
+                                                 if task.reads_in_windows else {})},
+        "diagnosis": diagnosis,
+        "worst_mistakes": artifacts.worst_mistakes(texts, labels, probabilities, dataset.labels, thresholds=tuned,
+                                                   rows=row_numbers(prepared.splits["test"])),
+        **resuming.reproducibility(run_dir),
+    })
+    metrics["underfitting"] = underfitting(prepared, result, labels, probabilities)
+    if task.linear_baseline:
+        add_linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress)
+    save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
+    tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
+    for line in explain(diagnosis, result.best_epoch) + explain_underfitting(metrics["underfitting"]):
+        progress.note(line)
+    return RunOutcome(run_dir, "complete", metrics)
+
+
+def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities,
+                 tuned: np.ndarray | None = None) -> None:
+    """Write every file, then mark the run complete: a crash in between leaves it marked failed."""
+    task, label_names = prepared.task, prepared.dataset.labels
+    artifacts.save_model(result.model, prepared.tokenizer, run_dir, task.max_length, task.truncation)
+    write_json(run_dir / "history.json", [r.as_dict() for r in result.history])
+    artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names, tuned,
+                                rows=row_numbers(prepared.splits["test"]))
+    artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
+    write_json(run_dir / "manifest.json", {
+        "task": task.describe(),
+        "labels": list(label_names),
+        "data_source": prepared.source.describe(),
+        "data_path": str(prepared.source.path.resolve()) if prepared.source.path else None,
+        "source_fingerprint": prepared.source_fingerprint,
+        "model_source": getattr(result.model, "name_or_path", None),  # a Hub id or a local folder
+        "base_model": base_model(prepared.model_info),
+        "dataset_hub_id": prepared.dataset.hub_id if prepared.source.path is None else None,
+        "data_fingerprint": artifacts.fingerprint(prepared.splits),
+        "seed": task.seed,
+        "notes": prepared.notes,
+        "data_checks": prepared.checks.as_dict(),
+        "engine": prepared.engine.name,
+        "training": result.extra,
+        **resuming.reproducibility(run_dir),
+        "versions": artifacts.versions(),
+    })
+    write_json(run_dir / "metrics.json", metrics)
+    write_model_card(run_dir)
+    write_report(run_dir, writing=True)
+    record_checksums(run_dir)  # last: tk predict, evaluate, compare and report check every file against them
+    set_status(run_dir, "complete")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # after: a kill in between leaves a complete run
+
+
+def base_model(info) -> dict[str, Any] | None:
+    """What the model card says of the pretrained model: its tk name, Hub id, license and language."""
+    if info is None:
+        return None
+    return {"name": info.name, "hub_id": info.hub_id, "license": info.license, "language": info.language}

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.runs import report_figures as figures
-from toolkit.runs.report_page import RunData, figure, section, table, td
+from toolkit.runs.report_data import RunData
+from toolkit.runs.report_html import figure, section, table, td
 
 FIGURE_CLASSES = 20
 TOP_CONFUSIONS = 25

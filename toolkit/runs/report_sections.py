@@ -17,18 +17,8 @@ from toolkit.evaluation.report import headline_rows, interval_methods, thousands
 from toolkit.runs import report_figures as figures
 from toolkit.runs import report_trust
 from toolkit.runs.report_classes import confusion, per_class
-from toolkit.runs.report_page import (
-    RunData,
-    e,
-    figure,
-    label_arrays,
-    label_sets,
-    row_td,
-    section,
-    table,
-    td,
-    text_cell,
-)
+from toolkit.runs.report_data import RunData, label_arrays, label_sets
+from toolkit.runs.report_html import e, figure, row_td, section, table, td, text_cell
 
 NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
 

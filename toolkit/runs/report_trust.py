@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.runs import report_figures as figures
-from toolkit.runs.report_page import RunData, e, figure, section, table, td
+from toolkit.runs.report_data import RunData
+from toolkit.runs.report_html import e, figure, section, table, td
 
 
 def temperature(run: RunData) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
-from toolkit.runs import tracking
+from toolkit.runs import trackers, tracking
 from toolkit.runs.folders import check_task_name
 from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, final_warnings, ranked_configs
 from toolkit.runs.tune_space import (
@@ -111,7 +111,7 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
             "study": name, "pruner": request.pruner}
     trials_dir = tune_dir / "trials"
     with tracking.sweep(task, tune_dir, progress.note, record=RECORD):
-        spec["mlflow_parent"] = tracking.sweep_parent.get()
+        spec["mlflow_parent"] = trackers.sweep_parent.get()
         try:
             with graceful_interrupts(progress.note):  # a SIGTERM stops the tuner as a Ctrl-C does
                 run_trials(study, request.trials, lambda trial, params: launch_trial(trial, params, spec,

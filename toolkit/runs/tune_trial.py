@@ -65,7 +65,7 @@ class TrialRun:
         return self._end(run_dir, self.seen, "pruned", best, pruned_after=ended.epoch, why=ended.reason)
 
     def _end(self, run_dir: Path, history: list[EpochRecord], state: str, value: float | None, **more: Any) -> Any:
-        from toolkit.runs.outcome import RunOutcome
+        from toolkit.runs.endings import RunOutcome
 
         record = {"number": self.number, "state": state, "metric": self.metric, "value": value,
                   "params": self.params, "epochs_run": len(history), **more}
@@ -96,7 +96,7 @@ def run_trial(spec: dict[str, Any]) -> Any:
 
     from toolkit.config import build_task
     from toolkit.plugins import PluginManager
-    from toolkit.runs import tracking
+    from toolkit.runs import trackers
     from toolkit.runs.pipeline import run_task
     from toolkit.runs.tune_study import open_storage, pruner
     from toolkit.tasks_file import local_plugins, read_toml
@@ -111,7 +111,7 @@ def run_trial(spec: dict[str, Any]) -> Any:
     trial = TrialRun(optuna.trial.Trial(study, spec["trial_id"]), task.select_metric, spec["number"],
                      spec["params"])
     base = Path(spec["base"]) if spec.get("base") else None
-    tracking.sweep_parent.set(spec.get("mlflow_parent"))  # report_to = ["mlflow"]: nested under the tune's run
+    trackers.sweep_parent.set(spec.get("mlflow_parent"))  # report_to = ["mlflow"]: nested under the tune's run
     return run_task(pm, task, data=spec.get("data"), output=Path(spec["output"]), base=base,
                     progress=Progress(print, bar=False), trial=trial, where=spec.get("where"))
 

@@ -12,7 +12,7 @@ from toolkit.evaluation import thresholds
 from toolkit.evaluation.diagnosis import PRIOR_MARGIN, beats_prior, prior_loss
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
-from toolkit.runs.prepare import Prepared
+from toolkit.runs.prepared import Prepared
 from toolkit.training import policy
 from toolkit.training.device import use_bf16
 from toolkit.training.progress import Progress
