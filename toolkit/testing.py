@@ -15,6 +15,7 @@ import csv
 import random
 from pathlib import Path
 
+from toolkit.data.loading import load_with_labels
 from toolkit.plugins import PluginManager
 from toolkit.records import DataSource
 
@@ -118,8 +119,6 @@ def check_dataset_plugin(pm: PluginManager, name: str, local_path: Path) -> None
     columns; every raw label value covered by the label mapping; each class
     present in the training split.
     """
-    from toolkit.data.loading import load_with_labels
-
     info = pm.datasets().get(name)
     assert info is not None, f"no plugin registers the dataset '{name}'"
     raw = pm.hook.tk_load_dataset(dataset=info, source=DataSource(local_path, "test"), task=None, notes=[])

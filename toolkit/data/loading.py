@@ -11,6 +11,7 @@ from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
 from toolkit.data.rows import column, number_rows, row_numbers, rows_named
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
+from toolkit.plugins import wrong_answer
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 
 
@@ -66,8 +67,6 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     if labels is None:
         labels = pm.hook.tk_dataset_labels(dataset=dataset, splits=splits, task=task)
         if labels is not None and (isinstance(labels, (str, bytes)) or not isinstance(labels, (list, tuple))):
-            from toolkit.plugins import wrong_answer
-
             raise wrong_answer("tk_dataset_labels", dataset.plugin, labels,
                                f"a tuple of label names for dataset '{dataset.name}', or None")
         from_data = labels is not None

@@ -34,6 +34,7 @@ from toolkit.runs.cv_summary import summarise, write_cv_report
 from toolkit.runs.folders import new_run_dir, run_status, set_status
 from toolkit.runs.pipeline import train_and_evaluate
 from toolkit.runs.prepared import Prepared, registered, report_checks, set_problem
+from toolkit.runs.saved import task_of
 from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoints
 from toolkit.training.engines import resolve_engine
@@ -228,8 +229,6 @@ def check_same_folds(cv_dir: Path, fingerprint: dict, rows: np.ndarray, assigned
 
 def resume_cv(pm, cv_dir: Path, progress: Progress | None = None) -> CvOutcome:
     """Continue an interrupted tk cv at the fold it was in; finished folds are kept as they are."""
-    from toolkit.runs.saved import task_of
-
     if not (cv_dir / "config.json").is_file() or read_json(cv_dir / "config.json").get("kind") != "cv":
         raise TkError(f"{cv_dir} is not a tk cv folder (its config.json does not say kind \"cv\"). "
                       "tk run --resume continues a tk run.")

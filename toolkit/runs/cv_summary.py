@@ -16,6 +16,7 @@ from toolkit.evaluation.scoring import score
 from toolkit.runs.artifacts import FORMULA_START
 from toolkit.runs.folders import run_status
 from toolkit.runs.report_html import page, section, table, td
+from toolkit.runs.report_trust import audit_section
 from toolkit.saving import read_json, write_json, write_text
 
 FOLD_METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall")
@@ -120,7 +121,6 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                         f"intervals as tk run's (docs/metrics.md).</p>")
             + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))
     if (cv_dir / "audit.json").is_file():  # tk audit rewrites the page with its section
-        from toolkit.runs.report_trust import audit_section
 
         body += audit_section(read_json(cv_dir / "audit.json"))
     path = cv_dir / "report.html"

@@ -13,12 +13,13 @@ from toolkit.config import TaskConfig
 from toolkit.data.loading import load_with_labels
 from toolkit.data.rows import column
 from toolkit.data.sources import resolve_source
+from toolkit.data.splits import make_splits
 from toolkit.errors import TkError
 from toolkit.evaluation import calibration
 from toolkit.evaluation.report import thousands
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.records import DataSource
-from toolkit.runs.artifacts import fingerprint
+from toolkit.runs.artifacts import fingerprint, same_fingerprint
 from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline, task_of
 from toolkit.saving import read_json
 
@@ -120,7 +121,6 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
         return splits["test"], "test", "test split"
     if data is not None:  # one file given: it is the set to score
         return splits["train"], "all", f"all rows of {Path(data).name}"
-    from toolkit.data.splits import make_splits
 
     held_out = make_splits(splits, task, [])["test"]
     notes.append("The data has no test split: scoring the rows the run held out as its test split (same seed).")
@@ -130,8 +130,6 @@ def _rows(splits, task, source, data: str | None, split: str | None, notes: list
 def _run_test_rows(splits, task, notes: list[str]):
     """The test rows ``tk run`` scored: the test split without the rows whose text is also in the training or
     validation data (and subsampled to eval_size, as the run drew it), so the numbers are the run's."""
-    from toolkit.data.splits import make_splits
-
     rows = make_splits(splits, task, [])["test"]
     if len(rows) < len(splits["test"]):
         leaked = len(splits["test"]) - len(rows) if task.eval_size is None else _leaked(splits, task)
@@ -151,14 +149,10 @@ def _hold(rows: int) -> str:
 
 def _leaked(splits, task) -> int:
     """Test rows whose text (normalised) is also in the run's training or validation rows."""
-    from toolkit.data.splits import make_splits
-
     return len(splits["test"]) - len(make_splits(splits, replace(task, eval_size=None), [])["test"])
 
 
 def _changed(recorded: dict | None, now: dict, source, splits) -> list[str]:
-    from toolkit.runs.artifacts import same_fingerprint
-
     if not isinstance(recorded, dict) or not recorded or same_fingerprint(recorded, splits, now):
         return []
     def short(value: dict) -> str:

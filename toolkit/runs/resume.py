@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
+from toolkit.runs.artifacts import same_fingerprint
 from toolkit.runs.folders import run_status
 from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoint_checks, checkpoints
@@ -101,8 +102,6 @@ def reproducibility(run_dir: Path) -> dict[str, Any]:
 def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str, splits=None) -> None:
     """The data a resume loads is the data the run started with; a config.json without the fingerprint
     cannot say so, and is refused."""
-    from toolkit.runs.artifacts import same_fingerprint
-
     recorded = saved.get("data_fingerprint")
     if not isinstance(recorded, dict) or not recorded:
         raise TkError("The run's config.json records no data fingerprint (data_fingerprint), so tk cannot check "

@@ -21,6 +21,7 @@ from toolkit.errors import TkError
 from toolkit.runs import trackers, tracking
 from toolkit.runs.folders import check_task_name
 from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, final_warnings, ranked_configs
+from toolkit.runs.tune_report import render
 from toolkit.runs.tune_space import (
     Dimension,
     describe,
@@ -39,7 +40,7 @@ from toolkit.runs.tune_study import (
     run_trials,
     state_of,
 )
-from toolkit.saving import write_json
+from toolkit.saving import write_json, write_text
 from toolkit.training.interrupt import graceful_interrupts
 from toolkit.training.progress import Progress
 
@@ -228,7 +229,4 @@ def data_digest(given: str | None, base: Path | None) -> str | None:
 
 
 def write_report_page(study, tune_dir: Path, record: dict) -> None:
-    from toolkit.runs.tune_report import render
-    from toolkit.saving import write_text
-
     write_text(tune_dir / "report.html", render(record))

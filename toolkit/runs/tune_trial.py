@@ -21,10 +21,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from toolkit.config import build_task
 from toolkit.errors import TkError, user_message
+from toolkit.plugins import PluginManager
 from toolkit.records import EpochRecord
+from toolkit.runs import trackers
+from toolkit.runs.endings import RunOutcome
 from toolkit.runs.folders import set_status
+from toolkit.runs.pipeline import run_task
+from toolkit.runs.tune_study import open_storage, pruner
 from toolkit.saving import write_json
+from toolkit.tasks_file import local_plugins, read_toml
 from toolkit.training.interrupt import EndedEarly
 from toolkit.training.progress import Progress
 
@@ -65,8 +72,6 @@ class TrialRun:
         return self._end(run_dir, self.seen, "pruned", best, pruned_after=ended.epoch, why=ended.reason)
 
     def _end(self, run_dir: Path, history: list[EpochRecord], state: str, value: float | None, **more: Any) -> Any:
-        from toolkit.runs.endings import RunOutcome
-
         record = {"number": self.number, "state": state, "metric": self.metric, "value": value,
                   "params": self.params, "epochs_run": len(history), **more}
         write_json(run_dir / "history.json", [r.as_dict() for r in history])
@@ -94,12 +99,6 @@ def run_trial(spec: dict[str, Any]) -> Any:
     """The trial's run, with the plugins of the tuner's tasks file and the tuner's study."""
     import optuna
 
-    from toolkit.config import build_task
-    from toolkit.plugins import PluginManager
-    from toolkit.runs import trackers
-    from toolkit.runs.pipeline import run_task
-    from toolkit.runs.tune_study import open_storage, pruner
-    from toolkit.tasks_file import local_plugins, read_toml
 
     tasks = Path(spec["tasks"])
     local = local_plugins(read_toml(tasks), tasks) if tasks.exists() else ()
