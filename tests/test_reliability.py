@@ -215,7 +215,7 @@ def test_file_size_limit_is_a_clear_message(tmp_path):
     import subprocess
     import sys
 
-    code = ("import resource, sys; from pathlib import Path; from toolkit.cli import file_size_limit_as_error; "
+    code = ("import resource, sys; from pathlib import Path; from toolkit.cli.group import file_size_limit_as_error; "
             "from toolkit.errors import TkError; from toolkit.runs.folders import write_bytes; "
             "file_size_limit_as_error(); resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)); "
             "exec('try:\\n write_bytes(Path(sys.argv[1]), bytes(1 << 20))\\nexcept TkError as e:\\n print(e)')")

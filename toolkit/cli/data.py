@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
 from toolkit.data import findings, lengths

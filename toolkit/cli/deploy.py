@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, pass_session
+from toolkit.cli.group import cli, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
 from toolkit.cli.using import existing_run

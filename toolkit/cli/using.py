@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, pass_session, skip_interpreter_teardown
+from toolkit.cli.group import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
 from toolkit.errors import TkError
