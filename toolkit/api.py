@@ -38,6 +38,7 @@ from toolkit.records import (
     ModelInfo,
     Setting,
     TrainResult,
+    WithNotes,
 )
 from toolkit.training import checkpoints, policy
 from toolkit.training.device import attention_kernel, use_bf16, wait_for_gpu_warm_up
@@ -50,7 +51,7 @@ __all__ = [
     "hookimpl", "TkError",
     # records: what plugins register and return
     "DatasetInfo", "ModelInfo", "EngineInfo", "Setting", "DataSource", "LabelMapping", "LengthStats",
-    "EpochRecord", "TrainResult", "TaskConfig",
+    "EpochRecord", "TrainResult", "TaskConfig", "WithNotes",
     # dataset plugins: local files
     "builder_for", "split_files", "load_builder", "load_table", "standard_columns", "read_table_file",
     "find_split_files", "class_folders", "load_class_folders", "column",

@@ -57,16 +57,16 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
         rows = rows.shuffle(seed=0).select(range(sample))
     if stride is None and task is not None:
         stride = task.stride  # the task's own (tasks.toml or --set); None: max_length // 4 per row
-    warnings: list[str] = []  # what tk run would say about the task's windows, per model
-    results = [lengths.analyze(pm, model, rows, coverage, stride, task, warnings) for model in models]
-    warnings = list(dict.fromkeys(warnings))  # once, when models say the same
-    stats = [r[0] for r in results]
+    results = [lengths.analyze(pm, model, rows, coverage, stride, task) for model in models]
+    # what tk run would say about the task's windows, per model: once, when models say the same
+    warnings = list(dict.fromkeys(warning for measured in results for warning in measured.warnings))
+    stats = [measured.stats for measured in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
         histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}.png")
     if histogram:
         try:
-            lengths.plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
-                           f"{dataset.name} {split}: tokens per text")
+            lengths.plot_histogram(histogram, {m.name: measured.lengths for m, measured in zip(models, results)},
+                                   stats, f"{dataset.name} {split}: tokens per text")
         except TkError as error:  # its advice names tk run's --output; this command's option is --histogram
             cause = error.__context__
             reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
@@ -127,7 +127,5 @@ def check_windows(pm, task, base) -> None:
         return
     _, model = registered(pm, task, base=base)
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
-    warnings: list[str] = []
-    window_stride(task, tokenizer, model.name, warnings)
-    for warning in warnings:  # with --json, on stderr (json_output)
+    for warning in window_stride(task, tokenizer, model.name).notes:  # with --json, on stderr (json_output)
         click.echo(warning)

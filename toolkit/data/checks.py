@@ -82,9 +82,8 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
     tk run's error (the same ``make_splits``, the same message) as an error finding."""
     report = check_splits(splits, dataset_name, label_names, classes=False)
-    notes: list[str] = []
     try:
-        made = make_splits(splits, task, notes, report.left_out)
+        made = make_splits(splits, task)
     except TkError as error:
         carves = "test" not in splits or "validation" not in splits
         report.findings += [finding for name, split in splits.items() for finding in
@@ -92,9 +91,10 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
         report.findings.append(Finding("splits", "error", f"tk run would stop when splitting this data: "
                                                           f"{user_message(error)}"))
         return report
-    report.split_rows = {name: len(split) for name, split in made.items()}
-    report.split_notes = notes
-    report.findings += class_checks(made, label_names)
+    report.split_rows = {name: len(split) for name, split in made.splits.items()}
+    report.split_notes = [*made.notes, *made.advice]
+    report.left_out = made.left_out
+    report.findings += class_checks(made.splits, label_names)
     return report
 
 

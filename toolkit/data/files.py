@@ -14,6 +14,7 @@ from typing import Any
 from toolkit.data.columns import LABEL_COLUMNS, TEXT_COLUMNS, files_named, pick_column, standard_columns
 from toolkit.data.rows import column, number_rows  # noqa: F401  column: toolkit/training/policy.py imports it from here
 from toolkit.errors import TkError
+from toolkit.records import WithNotes
 
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -93,32 +94,33 @@ def is_table_file(path: Path) -> bool:
         builder_for(path) is not None or path.suffix.lower() in DELIMITED)
 
 
-def find_split_files(folder: Path, notes: list[str] | None = None) -> dict[str, Path]:
-    """``train.*``, ``validation.*`` / ``dev.*`` and ``test.*`` table files in ``folder``.
+def find_split_files(folder: Path) -> WithNotes:
+    """``train.*``, ``validation.*`` / ``dev.*`` and ``test.*`` table files in ``folder``: {split: path}.
 
-    Several candidates for one split: the first by name is used and ``notes`` says so. A folder
+    Several candidates for one split: the first by name is used and a note says so. A folder
     with one table file and no ``train.*`` uses that file as the training split.
     """
     import re
 
     tables = sorted(p for p in folder.iterdir() if is_table_file(p))
     found: dict[str, Path] = {}
+    notes = []
     for split, stems in SPLIT_NAMES.items():
         pattern = re.compile(rf"^({'|'.join(stems)})([^a-z].*)?$")
         candidates = sorted((p for p in tables if pattern.match(p.name.lower()) and p not in found.values()),
                             key=lambda p: (p.name.lower().split(".")[0] not in stems, p.name))  # train.* first
         if candidates:
             found[split] = candidates[0]
-            if len(candidates) > 1 and notes is not None:
+            if len(candidates) > 1:
                 notes.append(f"{split}: picked {candidates[0].name} from {folder}; also there, not used: "
                              f"{', '.join(p.name for p in candidates[1:])}.")
     if "train" not in found:
         if len(tables) == 1:
-            return {"train": tables[0]}
+            return WithNotes({"train": tables[0]})
         listed = ", ".join(p.name for p in tables[:10]) or "no .csv, .tsv, .jsonl or .parquet files"
         raise TkError(f"{folder}: no training file (train.csv, train.jsonl, ...). It holds: {listed}. Name the "
                       "files train.* / validation.* (or dev.*) / test.*, or point at one file.")
-    return found
+    return WithNotes(found, tuple(notes))
 
 
 def class_folders(folder: Path) -> dict[str, dict[str, list[Path]]] | None:
@@ -177,14 +179,14 @@ def load_class_folders(layout: dict[str, dict[str, list[Path]]]):
 
 
 def read_table_file(path: Path, text_column: str | None = None, label_column: str | None = None,
-                    header: bool | str = "auto", notes: list[str] | None = None,
-                    label_columns: list[str] | None = None):
+                    header: bool | str = "auto", label_columns: list[str] | None = None) -> WithNotes:
     """One CSV / TSV (with or without a header row) / JSON Lines / Parquet file as a ``Dataset`` with
-    ``text`` and ``label`` columns. A file without a header row gets columns ``column1``, ``column2``, ...;
+    ``text`` and ``label`` columns, with notes on what was decided about it. A file without a header row gets columns ``column1``, ``column2``, ...;
     with two columns and no names tk knows, the one with the longer values is the text.
     ``label_columns``: several 0/1 columns whose names become each row's label list (multi-label)."""
     builder = builder_for(path)
     options: dict[str, Any] = {}
+    notes = []
     if builder in (None, "csv"):
         builder = "csv"
         delimiter, first, rows = _sniff(path)
@@ -200,19 +202,19 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
                           "rows of data.")
         if not header:
             options["column_names"] = [f"column{i}" for i in range(1, len(first) + 1)]
-            if notes is not None:
-                notes.append(f"{path.name}: no header row; its columns are column1..column{len(first)}.")
+            notes.append(f"{path.name}: no header row; its columns are column1..column{len(first)}.")
     files = {"train": path}
     table = load_builder(builder, files, **options)
     columns = table["train"].column_names
     if text_column is None and label_column is None and not label_columns and len(columns) == 2 and not (
             pick_column(columns, TEXT_COLUMNS) and pick_column(columns, LABEL_COLUMNS)):
-        text_column, label_column = _two_columns(table["train"], columns, path, notes)
+        text_column, label_column, said = _two_columns(table["train"], columns, path)
+        notes += said
     read = number_rows(standard_columns(table, files, text_column, label_column, label_columns)["train"])
     if _no_labels(read):
         raise TkError(f"{path}: no row has a label in column '{label_column or pick_column(columns, LABEL_COLUMNS)}' "
                       f"({len(read):,} rows read).")
-    return read
+    return WithNotes(read, tuple(notes))
 
 
 def _no_labels(split) -> bool:
@@ -273,7 +275,8 @@ def _looks_like_header(first: list[str], rows: list[list[str]], named: set[str])
     return not any(first[j] in {row[j] for row in rows if len(row) > j} for j in range(len(first)))
 
 
-def _two_columns(split, columns: list[str], path: Path, notes: list[str] | None) -> tuple[str, str]:
+def _two_columns(split, columns: list[str], path: Path) -> tuple[str, str, list[str]]:
+    """(the text column, the label column, what to say about the choice) of a two-column file."""
     sample = split.select(range(min(len(split), SAMPLE_LINES)))
     lengths = {c: sum(len(str(v)) for v in column(sample, c)) for c in columns}
     text, label = sorted(columns, key=lambda c: -lengths[c])
@@ -281,7 +284,6 @@ def _two_columns(split, columns: list[str], path: Path, notes: list[str] | None)
     if known_text or known_label:  # one column has a name tk knows: the other one is the other role
         text = known_text or next(c for c in columns if c != known_label)
         label = known_label or next(c for c in columns if c != known_text)
-    elif notes is not None:
-        notes.append(f"{path.name}: took '{text}' as the text (the longer values) and '{label}' as the label; "
-                     "set text_column / label_column to choose.")
-    return text, label
+        return text, label, []
+    return text, label, [f"{path.name}: took '{text}' as the text (the longer values) and '{label}' as the label; "
+                         "set text_column / label_column to choose."]

@@ -93,11 +93,11 @@ class CvData:
         require_metrics(pm)
         self.tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin,
                                   model=model_info)
-        self.stride = window_stride(task, self.tokenizer, model_info.name, [])
+        self.stride = window_stride(task, self.tokenizer, model_info.name).value
         self.source = resolve_source(dataset.name, data, task.data, base)
         progress.note(f"Data: {dataset.name} from {self.source.describe()}")
-        self.notes: list[str] = []
-        self.dataset, labelled = load_with_labels(pm, dataset, self.source, self.notes, task)
+        loaded = load_with_labels(pm, dataset, self.source, task)
+        self.dataset, labelled, self.notes = loaded.dataset, loaded.splits, list(loaded.notes)
         positive_class(task, self.dataset.labels, where)
         self.checks = check_splits(labelled, self.dataset.name, self.dataset.labels, classes=False)
         check_command = f"tk check --data {data}" if data else f"tk check {task.name}"
@@ -122,9 +122,9 @@ class CvData:
         import datasets
 
         held, rest = np.flatnonzero(assigned == fold), np.flatnonzero(assigned != fold)
-        notes: list[str] = []
-        splits = make_splits(datasets.DatasetDict({"train": self.train.select(rest), "test": self.train.select(held)}),
-                             self.task, notes, {}, [])
+        made = make_splits(datasets.DatasetDict({"train": self.train.select(rest), "test": self.train.select(held)}),
+                           self.task)
+        splits = made.splits
         checks = copy.copy(self.checks)
         checks.findings = list(self.checks.findings) + class_checks(splits, self.dataset.labels)
         checks.left_out = {}
@@ -138,7 +138,7 @@ class CvData:
         progress.note(f"Fold {fold + 1}: train {len(splits['train']):,}, validation {len(splits['validation']):,}, "
                       f"scored {len(splits['test']):,}")
         return Prepared(self.task, self.dataset, self.source, self.engine, checks, splits, tokenized, self.tokenizer,
-                        copy.deepcopy(self.model), self.notes + notes)
+                        copy.deepcopy(self.model), self.notes + list(made.notes))
 
 
 def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"), base: Path | None = None,

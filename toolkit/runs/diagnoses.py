@@ -33,9 +33,10 @@ def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str,
     return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings, cut)
 
 
-def add_linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
-                        positive: int | None, progress: Progress) -> None:
-    """metrics.json's ``linear_baseline``; when it is as good as the fine-tune or better, a warning says so."""
+def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
+                    positive: int | None, progress: Progress) -> dict[str, Any]:
+    """What the linear baseline adds to metrics.json (the fine-tune's ``metrics`` so far): ``linear_baseline``,
+    and when it is as good as the fine-tune or better, ``warnings`` with one more that says so."""
     task, names = prepared.task, prepared.dataset.labels
 
     def score_linear(found, cut):
@@ -44,9 +45,9 @@ def add_linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels,
     found = classical.against_fine_tune(score_linear, prepared.splits, labels, probabilities, tuned, names, positive,
                                         metrics, task.select_metric, progress.note)
     if found is None:
-        return
-    metrics["linear_baseline"] = found
-    if not (found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0):
-        metrics["warnings"] = [*metrics.get("warnings", []), found["verdict"]]
+        return {}
+    if found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0:
+        return {"linear_baseline": found}
+    return {"linear_baseline": found, "warnings": [*metrics.get("warnings", []), found["verdict"]]}
 
 

@@ -26,7 +26,7 @@ from toolkit.evaluation.scoring import positive_class, require_metrics, score
 from toolkit.models import model_limit
 from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
-from toolkit.runs.diagnoses import add_linear_baseline, underfitting
+from toolkit.runs.diagnoses import linear_baseline, underfitting
 from toolkit.runs.endings import RunOutcome, interrupted, mark_failed, start_again
 from toolkit.runs.folders import check_task_name, new_run_dir, set_status
 from toolkit.runs.loader import record_checksums
@@ -149,23 +149,23 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     start_gpu_warm_up()
     # The tokenizer before the data: a max_length or stride it cannot take stops the run before any loading.
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
-    warnings: list[str] = []
-    stride = window_stride(task, tokenizer, model_info.name, warnings)
-    for warning in warnings:
+    stride = window_stride(task, tokenizer, model_info.name)
+    for warning in stride.notes:
         progress.note(warning)
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
-    notes: list[str] = []
-    dataset, labelled = load_with_labels(pm, dataset, source, notes, task)
+    loaded = load_with_labels(pm, dataset, source, task)
+    dataset, labelled = loaded.dataset, loaded.splits
     positive_class(task, dataset.labels, where)
     # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
     check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))
     checks = check_splits(labelled, dataset.name, dataset.labels, classes=False)
     report_checks(checks.findings, strict, progress, check_command)
-    advice: list[str] = []  # printed, not recorded: the model card states facts about the model
-    splits = make_splits(labelled, task, notes, checks.left_out, advice)  # the rows left out: left_out.json
-    for note in notes + advice:
+    made = make_splits(labelled, task)
+    splits, notes = made.splits, [*loaded.notes, *made.notes]
+    checks.left_out = made.left_out  # the rows left out: left_out.json
+    for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)
     progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" for name, split in splits.items()))
     presence = class_checks(splits, dataset.labels)
@@ -180,11 +180,11 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if task.max_length > limit:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
                       f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
-    tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride)
+    tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride.value)
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
-    if stride is not None:
+    if stride.value is not None:
         progress.note(describe_windows(task, splits, tokenized))
     weights = class_weights(task, tokenized, dataset.labels)
     if weights:
@@ -193,7 +193,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     raw_weights = policy.class_weights(task, tokenized["train"]["labels"], dataset.labels)  # unrounded
     for warning in policy.range_warnings(task, raw_weights):
         progress.note(f"Warning: {warning}")
-    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, warnings + notes,
+    return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, [*stride.notes, *notes],
                     artifacts.fingerprint(labelled) if source.path else None, weights, model_info)
 
 
@@ -263,7 +263,7 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     })
     metrics["underfitting"] = underfitting(prepared, result, labels, probabilities)
     if task.linear_baseline:
-        add_linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress)
+        metrics.update(linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress))
     save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
     tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
     for line in explain(diagnosis, result.best_epoch) + explain_underfitting(metrics["underfitting"]):

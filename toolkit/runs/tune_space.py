@@ -154,7 +154,7 @@ def measure_lengths(pm, task: TaskConfig, data: str | None, base) -> Any:
     rows = labelled.split("train")
     if len(rows) > LENGTH_SAMPLE:
         rows = rows.shuffle(seed=0).select(range(LENGTH_SAMPLE))
-    return analyze(pm, pm.model(task.model, base), rows, 0.95)[0]
+    return analyze(pm, pm.model(task.model, base), rows, 0.95).stats
 
 
 def suggest_values(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:
