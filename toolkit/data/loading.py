@@ -54,7 +54,11 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, task=None,
     """
     loaded = pm.first("tk_load_dataset", f"dataset '{dataset.name}' from {source.describe()}", dataset.plugin,
                       dataset=dataset, source=source, task=task)
-    splits, notes = (loaded.value, list(loaded.notes)) if isinstance(loaded, WithNotes) else (loaded, [])
+    splits, notes = (loaded.value, loaded.notes) if isinstance(loaded, WithNotes) else (loaded, ())
+    if isinstance(notes, str) or not all(isinstance(note, str) for note in notes):
+        raise wrong_answer("tk_load_dataset", dataset.plugin, loaded,
+                           "a DatasetDict, or WithNotes(splits, notes) with notes a tuple of lines (str)")
+    notes = list(notes)
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
     splits = type(splits)({name: number_rows(split) for name, split in splits.items()})  # before any row is left out
