@@ -21,12 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(names: list[str]) -> None:
-    from toolkit.config import load_config
-    from toolkit.data.files import column
+    from toolkit.data.rows import column
     from toolkit.evaluation import classical
     from toolkit.evaluation.scoring import score
     from toolkit.plugins import PluginManager
     from toolkit.runs.pipeline import prepare
+    from toolkit.tasks_file import load_config
     from toolkit.training.progress import Progress
 
     pm = PluginManager().load((), ROOT)

@@ -58,7 +58,7 @@ def score_chunks(run_dir: Path, texts: list[str], names: list[str]) -> dict:
 
     saved = load_run(run_dir)
     task = saved.task
-    if task.long_text != "chunks":
+    if not task.reads_in_windows:
         sys.exit(f"{run_dir} is not a long_text = 'chunks' run")
     started = time.perf_counter()
     encoded = encode_windows(saved.tokenizer, texts, task.max_length, task.window_stride)

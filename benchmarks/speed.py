@@ -67,8 +67,9 @@ class RandomBertBase:
 
 
 def load_task(name: str, overrides: list[str], gpu: bool):
-    from toolkit.config import load_config, parse_assignment, with_overrides
+    from toolkit.config import parse_assignment, with_overrides
     from toolkit.plugins import PluginManager
+    from toolkit.tasks_file import load_config
 
     pm = PluginManager().load()
     if gpu:

@@ -9,30 +9,11 @@ from tests.helpers import SHARED_DATA, TESTS, TOY_TASKS
 from toolkit.plugins import PluginManager
 from toolkit.testing import make_tiny_model, write_keyword_dataset
 
-# Built-in plugins added on this branch: until tk is reinstalled, the installed entry points do not list them
-# (pyproject.toml does). Register them after the entry points, as "built-in", when the metadata lacks them.
-NEW_BUILTINS = {"files": "plugins.datasets.files", "any": "plugins.models.any"}
-_load = PluginManager.load
-
-
-def _load_with_new_builtins(self, *args, **kwargs):
-    import importlib
-
-    result = _load(self, *args, **kwargs)
-    for name, module in NEW_BUILTINS.items():
-        if not self.pm.has_plugin(name) and not self.pm.is_blocked(name):
-            self.register(importlib.import_module(module), name, "built-in")
-    return result
-
-
-PluginManager.load = _load_with_new_builtins
-
 # Every run explores the same examples, so `make test` passes or fails the same way twice (and CI keeps main
 # green); TK_TEST_EXPLORE=1 explores new ones each run, to look for damage no fixed example covers.
 settings.register_profile("fixed", derandomize=True, deadline=None)
 settings.register_profile("explore", deadline=None)
 settings.load_profile("explore" if os.environ.get("TK_TEST_EXPLORE") else "fixed")
-
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from toolkit.cli import cli
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
 from toolkit.runs.pipeline import run_task
+from toolkit.tasks_file import load_config
 from toolkit.training.progress import Progress
 
 TESTS = Path(__file__).parent

@@ -121,7 +121,8 @@ def test_predict_min_confidence_marks_abstentions(pm, project):
 
 
 def test_calibration_off_is_a_task_key(project):
-    from toolkit.config import load_config, with_overrides
+    from toolkit.config import with_overrides
+    from toolkit.tasks_file import load_config
 
     task = load_config(project / "tasks.toml").task("toy")
     assert task.calibration == "temperature"

@@ -2,7 +2,6 @@
 the previous checkpoint resumable, and a resume names a damaged newest checkpoint and uses the one before."""
 
 import errno
-import json
 import os
 import shutil
 import subprocess

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.config import load_config, parse_assignment, parse_config, with_overrides
+from toolkit.config import parse_assignment, with_overrides
 from toolkit.errors import TkError
+from toolkit.tasks_file import load_config, parse_config
 
 REPO_TASKS = Path(__file__).parent.parent / "tasks.toml"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import quiet, tk_json, toy_task
-from toolkit.data.checks import normalise
+from toolkit.data.hashes import normalise
 from toolkit.runs.cv import cv_task, fold_of, resume_cv
 from toolkit.training.progress import Progress
 
@@ -111,7 +111,8 @@ def test_cv_refuses_more_folds_than_texts(pm, project):
 
 def fake_cv(folder, accuracies, right, folds):
     """A finished tk cv folder with these per-fold accuracies and out-of-fold rows right or wrong."""
-    from toolkit.runs.folders import set_status, write_json
+    from toolkit.runs.folders import set_status
+    from toolkit.saving import write_json
 
     folder.mkdir()
     write_json(folder / "config.json", {"kind": "cv"})

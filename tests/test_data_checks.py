@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import check_splits, normalise
+from toolkit.data.checks import check_splits
+from toolkit.data.hashes import normalise
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import encode_texts
 from toolkit.errors import TkError
@@ -111,7 +112,7 @@ def big(n=400):
 def test_splits_are_disjoint_stratified_and_reproducible():
     source = datasets.DatasetDict(train=big(), test=dataset([f"test {i}" for i in range(100)], [i % 2 for i in range(100)]))
     config = task(train_size=200, validation_size=50, eval_size=40, seed=3)
-    first, second = make_splits(source, config, []), make_splits(source, config, [])
+    first, second = make_splits(source, config).splits, make_splits(source, config).splits
     assert [len(first[s]) for s in ("train", "validation", "test")] == [200, 50, 40]
     assert not set(first["train"]["text"]) & set(first["validation"]["text"])
     assert first["train"]["text"] == second["train"]["text"]
@@ -129,8 +130,8 @@ def test_a_single_row_class_leaves_every_other_class_stratified():
                                                                      "label": datasets.ClassLabel(names=names)})),
         test=dataset([f"test {i}" for i in range(20)], [i % 2 for i in range(20)]))
     for seed in (1, 2, 3):
-        notes = []
-        validation = make_splits(source, task(validation_size=50, seed=seed), notes)["validation"]
+        made = make_splits(source, task(validation_size=50, seed=seed))
+        validation, notes = made.splits["validation"], made.notes
         counts = [validation["label"].count(c) for c in range(5)]
         assert all(9 <= count <= 11 for count in counts), counts  # 40 rows each, a quarter of them: 10
         assert ("validation: 1 class of a single row ('pyhton') cannot be stratified, so they were drawn together "
@@ -148,34 +149,31 @@ def test_tk_draws_the_rows_datasets_train_test_split_draws(labels):
                                         features=datasets.Features({"text": datasets.Value("string"),
                                                                     "label": datasets.ClassLabel(num_classes=3)}))
     for size, seed in [(30, 0), (100, 7), (3, 42)]:
-        ours = _stratified(source, size, seed, "validation", task())
+        ours, _ = _stratified(source, size, seed, "validation", task())
         stratify = {"stratify_by_column": "label"} if min(labels.count(c) for c in set(labels)) > 1 else {}
         theirs = source.train_test_split(test_size=size, seed=seed, **stratify)
         assert ours["test"]["text"] == theirs["test"]["text"] and ours["train"]["text"] == theirs["train"]["text"]
 
 
 def test_a_held_out_test_split_far_larger_than_train_size_says_how_to_hold_out_fewer():
-    notes, advice = [], []
-    splits = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50), notes,
-                         advice=advice)
+    made = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100, validation_size=50))
+    splits, notes, advice = made.splits, made.notes, made.advice
     assert len(splits["test"]) == 12_000
     assert notes[0] == "The data has no test split: held out 12,000 training rows as the test split."
-    assert advice == ["Scoring the 12,000 held-out test rows may take longer than training on train_size = 100; "
-                      "eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4 points)."]
+    assert advice == ("Scoring the 12,000 held-out test rows may take longer than training on train_size = 100; "
+                      "eval_size = 5000 holds out 5,000 (accuracy's 95% interval then at most +/-1.4 points).",)
     assert not any("eval_size" in note for note in notes)  # advice, not a fact about the run: not recorded
-    notes = []
-    make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100), notes)
+    notes = make_splits(datasets.DatasetDict(train=big(60_000)), task(train_size=100)).notes
     assert "Validation: 500 of the 48,000 training rows (validation_size default: a tenth, at most 500)." in notes
     # 12,000 test rows for train_size 1,500: in proportion; 6,000 for 100: eval_size = 5000 would gain little
     for rows, train_size in ((60_000, 1500), (30_000, 100)):
-        quiet = []
-        make_splits(datasets.DatasetDict(train=big(rows)), task(train_size=train_size, validation_size=50), quiet)
-        assert not any("eval_size" in note for note in quiet)  # without advice=, advice would join the notes
+        made = make_splits(datasets.DatasetDict(train=big(rows)), task(train_size=train_size, validation_size=50))
+        assert made.advice == () and not any("eval_size" in note for note in made.notes)
 
 
 def test_train_size_larger_than_the_data():
     with pytest.raises(TkError, match="train_size = 1000 is larger than the 350 training rows"):
-        make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50), [])
+        make_splits(datasets.DatasetDict(train=big(), test=big(50)), task(train_size=1000, validation_size=50))
 
 
 def test_check_fails_where_tk_run_would_stop_when_splitting(project):
@@ -195,20 +193,20 @@ def test_check_fails_where_tk_run_would_stop_when_splitting(project):
 
 
 def test_selecting_on_test_warns():
-    notes = []
     test = dataset([f"held out {i}" for i in range(60)], [i % 2 for i in range(60)])
-    splits = make_splits(datasets.DatasetDict(train=big(), test=test), task(validation_size=50, select_on="test"), notes)
-    assert any("optimistic" in n for n in notes)
+    made = make_splits(datasets.DatasetDict(train=big(), test=test), task(validation_size=50, select_on="test"))
+    splits = made.splits
+    assert any("optimistic" in n for n in made.notes)
     assert splits["validation"]["text"] == splits["test"]["text"]
 
 
 def test_test_rows_seen_in_training_are_left_out():
-    notes = []
     train = big(200)
     test = dataset(["text number 5", "brand new", "another new"], [1, 0, 1])
-    splits = make_splits(datasets.DatasetDict(train=train, test=test), task(validation_size=20), notes)
-    assert "text number 5" not in splits["test"]["text"]
-    assert any("left out 1 row whose text" in n for n in notes)
+    made = make_splits(datasets.DatasetDict(train=train, test=test), task(validation_size=20))
+    assert "text number 5" not in made.splits["test"]["text"]
+    assert any("left out 1 row whose text" in n for n in made.notes)
+    assert made.left_out["test"]["rows"] == [1]  # the row as the test split numbers it
 
 
 WORDS = "the a movie film plot actor scene story it was".split()
@@ -318,10 +316,9 @@ def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_mod
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     texts = ["good film", "film " * 2_000_000]  # 10 MB on one line
     started = time.perf_counter()
-    cut = []
-    lengths = token_lengths(tokenizer, texts, cut=cut)
+    lengths, cut = token_lengths(tokenizer, texts)
     assert time.perf_counter() - started < 20
-    assert cut == [1] and lengths[0] == 4 and lengths[1] == MAX_CHARS // 5 + 2
+    assert cut == 1 and lengths[0] == 4 and lengths[1] == MAX_CHARS // 5 + 2
     stats = LengthStats("tiny", 2, 1.0, 1.0, 1.0, 1.0, 1.0, int(lengths.max()), 128, 0.95, 128, {128: 0.5},
                         {128: 0.5}, cut=1)
     report = format_report([stats])
@@ -343,16 +340,16 @@ def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_mod
 ])
 def test_split_errors_give_the_limit_that_works(keys, message):
     with pytest.raises(TkError) as error:
-        make_splits(datasets.DatasetDict(train=big(400)), task(**keys), [])
+        make_splits(datasets.DatasetDict(train=big(400)), task(**keys))
     assert message in str(error.value)
     limit = int(message.split("at most ")[1].split(",")[0].split(".")[0])
     key = "validation_size" if "validation_size to" in message else "eval_size"
-    splits = make_splits(datasets.DatasetDict(train=big(400)), task(**{**keys, key: limit}), [])  # the limit works
+    splits = make_splits(datasets.DatasetDict(train=big(400)), task(**{**keys, key: limit})).splits  # the limit works
     assert len(splits["train"]) == keys.get("train_size", len(splits["train"])) >= 1
 
 
 def test_near_duplicate_label_names_are_flagged_and_emacs_keys_are_no_html():
-    from toolkit.data.checks import near_duplicate_labels
+    from toolkit.data.label_names import near_duplicate_labels
 
     names = ("python", "pyhton", "javascript", "NUM:count", "NUM:code", "Bug", "bug ")
     labels = np.array([0] * 230 + [1] + [2] * 50 + [3] * 40 + [4] * 35 + [5] * 10 + [6] * 9)
@@ -367,7 +364,7 @@ def test_near_duplicate_label_names_are_flagged_and_emacs_keys_are_no_html():
 
 
 def test_check_lists_the_checks_that_found_nothing():
-    from toolkit.data.checks import format_report
+    from toolkit.data.findings import format_report
 
     test = dataset([f"another {i}" for i in range(40)], [i % 2 for i in range(40)])
     clean = check_splits(datasets.DatasetDict(train=big(), test=test), "d", LABELS)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.helpers import fails_with, train_toy
-from toolkit.runs.pipeline import start_again
+from toolkit.runs.endings import start_again
 
 
 def test_an_unwritable_home_is_one_line_with_the_fix(tmp_path):
@@ -57,12 +57,12 @@ def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
 def test_analyze_lengths_in_a_read_only_folder_names_its_own_option(project, monkeypatch):
     import errno
 
-    from toolkit.runs import folders
+    from toolkit import saving
 
     def read_only(source, target):
         raise PermissionError(errno.EACCES, "Permission denied", str(target))
 
-    monkeypatch.setattr(folders.os, "replace", read_only)  # the tests run as root, where chmod stops nothing
+    monkeypatch.setattr(saving.os, "replace", read_only)  # the tests run as root, where chmod stops nothing
     result = fails_with("Cannot write the histogram lengths-toy.png (Permission denied). Pass --histogram PATH",
                         "analyze-lengths", "toy", "--model", "tiny")
     assert "--output" not in result.output
@@ -71,10 +71,11 @@ def test_analyze_lengths_in_a_read_only_folder_names_its_own_option(project, mon
 def test_a_run_of_your_file_without_a_checkpoint_says_how_to_start_it_again(tmp_path):
     from toolkit.runs import folders
     from toolkit.runs.resume import check_resumable
+    from toolkit.saving import write_json
 
     run_dir = tmp_path / "sms-1"
     run_dir.mkdir()
-    folders.write_json(run_dir / "config.json", {"task": {"name": "sms"}, "start_again": "tk run --data sms.csv"})
+    write_json(run_dir / "config.json", {"task": {"name": "sms"}, "start_again": "tk run --data sms.csv"})
     folders.set_status(run_dir, "failed")
     with pytest.raises(Exception, match=r"Start it again: tk run --data sms.csv$"):
         check_resumable(run_dir)

@@ -211,9 +211,10 @@ def test_rare_classes_are_a_data_check_finding():
 
 
 def test_a_run_saves_baseline_positive_label_and_selection(pm, project):
-    from toolkit.config import load_config, with_overrides
+    from toolkit.config import with_overrides
     from toolkit.errors import TkError
     from toolkit.runs.pipeline import run_task
+    from toolkit.tasks_file import load_config
     from toolkit.training.progress import Progress
 
     task = load_config(project / "tasks.toml").task("toy")

@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_re
 
 from plugins.metrics import tk_compute_metrics
 from tests.helpers import fails_with, ok, quiet
-from toolkit.config import build_task, load_config, with_overrides
+from toolkit.config import build_task, with_overrides
 from toolkit.data.loading import load_with_labels
 from toolkit.data.multilabel import apply_multilabel_mapping, strata
 from toolkit.errors import TkError
@@ -26,6 +26,7 @@ from toolkit.plugins import PluginManager
 from toolkit.records import DatasetInfo, DataSource, LabelMapping
 from toolkit.runs.pipeline import prepare, run_task
 from toolkit.runs.saved import load_run
+from toolkit.tasks_file import load_config
 from toolkit.testing import multilabel_keyword_rows
 from toolkit.training import policy
 
@@ -40,9 +41,8 @@ def write_jsonl(path, rows, key="labels"):
 def load(pm, path, **keys):
     task = build_task("t", {"dataset": "files", "model": "minilm", "problem": "multi-label", **keys}, "test",
                       tuple(pm.settings().values()))
-    notes = []
-    dataset, splits = load_with_labels(pm, pm.dataset("files"), DataSource(path, "test", path.parent), notes, task)
-    return dataset, splits, notes
+    loaded = load_with_labels(pm, pm.dataset("files"), DataSource(path, "test", path.parent), task)
+    return loaded.dataset, loaded.splits, loaded.notes
 
 
 @pytest.fixture
@@ -202,11 +202,10 @@ def test_label_mapping_drops_values_not_rows():
 
     raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a", "b"],
                                                                     "label": [["x", "skip"], ["skip"]]})})
-    notes = []
     mapped = apply_multilabel_mapping(raw, DatasetInfo("d", ("x", "y")), LabelMapping({"x": 0, "y": 1, "skip": None}),
-                                      notes, every_label=False)
-    assert np.asarray(mapped["train"]["label"]).tolist() == [[1, 0], [0, 0]]
-    assert "left out of the rows' label lists" in notes[0]
+                                      every_label=False)
+    assert np.asarray(mapped.value["train"]["label"]).tolist() == [[1, 0], [0, 0]]
+    assert "left out of the rows' label lists" in mapped.notes[0]
 
 
 def test_a_plugins_label_lists_go_through_its_own_mapping(pm, tmp_path):
@@ -217,9 +216,9 @@ def test_a_plugins_label_lists_go_through_its_own_mapping(pm, tmp_path):
     single = build_task("t", {"dataset": "toy", "model": "tiny"}, "test")
     with pytest.raises(TkError, match=r"holds lists \(e.g. row 1: \['pos'\]\): several labels per text. Set "
                                       r"problem = \"multi-label\""):
-        load_with_labels(pm, dataset, source, [], single)
+        load_with_labels(pm, dataset, source, single)
     for task in (None, with_overrides(single, {"problem": "multi-label"})):
-        _, splits = load_with_labels(pm, dataset, source, [], task)
+        splits = load_with_labels(pm, dataset, source, task).splits
         assert np.asarray(splits["train"]["label"]).tolist() == [[0, 1], [1, 1]]
 
 
@@ -353,7 +352,7 @@ def test_chunks_windows_carry_their_texts_label_sets(tags_project):
 def test_a_single_label_task_on_a_saved_multilabel_model_goes_back_to_softmax(tiny_model):
     from transformers import AutoConfig
 
-    from toolkit.runs.pipeline import set_problem
+    from toolkit.runs.prepared import set_problem
 
     config = AutoConfig.from_pretrained(tiny_model)
     config.problem_type, config.tk_thresholds = "multi_label_classification", {"a": 0.3}

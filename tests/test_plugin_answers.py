@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.helpers import fails_with
+from tests.helpers import fails_with, ok
 from toolkit import hookimpl
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import score
@@ -37,6 +37,26 @@ def test_dataset_labels_of_the_wrong_type_name_the_plugin_and_the_hook(project):
                         "@hookimpl\ndef tk_dataset_labels(dataset, splits, task):\n    return 42\n")
     fails_with("Plugin 'odd' answered tk_dataset_labels with 42 (int); it must return a tuple of label names",
                "check", "odd")
+
+
+ODD_ROWS = ("from toolkit.api import DatasetInfo, WithNotes\n"
+            "@hookimpl\ndef tk_register_datasets(register):\n    register(DatasetInfo('odd', ('x', 'y')))\n"
+            "@hookimpl\ndef tk_load_dataset(dataset, source):\n"
+            "    import datasets\n    if dataset.name != 'odd':\n        return None\n"
+            "    def rows(word, n):\n"
+            "        return datasets.Dataset.from_dict({'text': [f'{word} {i}' for i in range(n)],\n"
+            "                                           'label': [i % 2 for i in range(n)]})\n"
+            "    return WithNotes(datasets.DatasetDict(train=rows('a', 40), test=rows('b', 10)), NOTES)\n")
+
+
+def test_a_dataset_plugins_notes_are_said(project):
+    add_plugin(project, ODD_ROWS.replace("NOTES", "('read the odd rows',)"))
+    assert "read the odd rows" in ok("check", "odd")
+
+
+def test_notes_of_the_wrong_type_name_the_plugin_and_the_hook(project):
+    add_plugin(project, ODD_ROWS.replace("NOTES", "'read the odd rows'"))  # a str, not a tuple of lines
+    fails_with("Plugin 'odd' answered tk_load_dataset with WithNotes(", "check", "odd")
 
 
 def test_metrics_of_the_wrong_type_name_the_plugin_and_the_hook(pm):

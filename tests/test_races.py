@@ -11,7 +11,8 @@ import pytest
 
 from tests.helpers import fails_with
 from toolkit.errors import TkError
-from toolkit.runs import folders, liveness
+from toolkit import saving
+from toolkit.runs import liveness
 
 
 def test_files_saved_at_once_under_one_name_all_survive(tmp_path):
@@ -20,7 +21,7 @@ def test_files_saved_at_once_under_one_name_all_survive(tmp_path):
 
     def save(n):
         start.wait()
-        saved.append(folders.create_json(path, {"n": n}))
+        saved.append(saving.create_json(path, {"n": n}))
 
     threads = [threading.Thread(target=save, args=(n,)) for n in range(8)]
     for thread in threads:

@@ -29,11 +29,11 @@ def test_imdb_minilm_on_a_slice_of_real_imdb(shared_data, monkeypatch, tmp_path)
 
 
 def test_sentiment140_raw_files_map_polarity_and_drop_neutral(shared_data, pm):
-    from toolkit.data.loading import load_labelled
+    from toolkit.data.loading import load_with_labels
     from toolkit.records import DataSource
 
-    notes = []
-    splits = load_labelled(pm, pm.dataset("sentiment140"), DataSource(shared_data / "sentiment140", "test"), notes)
+    loaded = load_with_labels(pm, pm.dataset("sentiment140"), DataSource(shared_data / "sentiment140", "test"))
+    splits, notes = loaded.splits, loaded.notes
     assert len(splits["train"]) == 100_000 or len(splits["train"]) == 20_000
     assert len(splits["test"]) == 498 - 139
     assert any("139 rows labelled 2" in note for note in notes)

@@ -190,13 +190,12 @@ def test_random_labels_and_mappings_give_data_or_a_tkerror(labels, mapping):
     if len({type(v) for v in labels}) > 1:
         labels = [str(v) for v in labels]  # one Arrow type per column, as any loader produces
     splits = datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["t"] * len(labels), "label": labels}))
-    notes = []
     try:
-        mapped = apply_label_mapping(splits, DatasetInfo("d", ("a", "b")), LabelMapping(mapping), notes)
+        mapped = apply_label_mapping(splits, DatasetInfo("d", ("a", "b")), LabelMapping(mapping))
     except TkError as error:
         assert str(error).startswith(("d:", ":")), error  # names the dataset (or its plugin)
         return
-    ids = mapped["train"]["label"]
+    ids, notes = mapped.value["train"]["label"], mapped.notes
     assert set(ids) == {0, 1}, "a trained split holds every class"
     kept = [mapping.get(v, mapping.get(_as_int(v))) for v in labels]
     assert ids == [k for k in kept if k is not None], "rows keep their order and their mapped class"
@@ -223,8 +222,8 @@ def test_file_size_limit_is_a_clear_message(tmp_path):
     import subprocess
     import sys
 
-    code = ("import resource, sys; from pathlib import Path; from toolkit.cli import file_size_limit_as_error; "
-            "from toolkit.errors import TkError; from toolkit.runs.folders import write_bytes; "
+    code = ("import resource, sys; from pathlib import Path; from toolkit.cli.group import file_size_limit_as_error; "
+            "from toolkit.errors import TkError; from toolkit.saving import write_bytes; "
             "file_size_limit_as_error(); resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024)); "
             "exec('try:\\n write_bytes(Path(sys.argv[1]), bytes(1 << 20))\\nexcept TkError as e:\\n print(e)')")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}

@@ -3,8 +3,9 @@ import json
 import pytest
 from transformers import pipeline
 
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
 from toolkit.runs.pipeline import run_task
+from toolkit.tasks_file import load_config
 from toolkit.training.progress import Progress
 
 

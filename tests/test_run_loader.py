@@ -6,10 +6,11 @@ import shutil
 import pytest
 
 from tests.helpers import TESTS, TOY_TASKS, fails_with, ok, tk
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
 from toolkit.plugins import PluginManager
 from toolkit.runs.loader import open_run
 from toolkit.runs.pipeline import run_task
+from toolkit.tasks_file import load_config
 from toolkit.testing import write_keyword_dataset
 from toolkit.training.progress import Progress
 

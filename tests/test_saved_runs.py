@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from tests.helpers import TESTS, TOY_TASKS, fails_with, reseal, tk
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
 from toolkit.plugins import PluginManager
 from toolkit.runs.artifacts import write_predictions
 from toolkit.runs.pipeline import run_task
+from toolkit.tasks_file import load_config
 from toolkit.testing import write_keyword_dataset
 from toolkit.training.progress import Progress
 

@@ -15,9 +15,10 @@ import pytest
 from tests.helpers import TESTS, TOY_TASKS, tk, tk_json, toy_environment
 from tests.served import Server
 from tests.test_json_output import DOC, documented
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
 from toolkit.plugins import PluginManager
 from toolkit.runs.pipeline import run_task
+from toolkit.tasks_file import load_config
 from toolkit.testing import multilabel_keyword_rows, write_keyword_dataset
 from toolkit.training.progress import Progress
 

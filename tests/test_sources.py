@@ -7,7 +7,7 @@ import tarfile
 import datasets
 import pytest
 
-from toolkit.data.loading import load_labelled
+from toolkit.data.loading import load_with_labels
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
 from toolkit.records import DataSource
@@ -17,8 +17,8 @@ REVIEWS = {("train", "pos"): ["A great film.", "Loved it."], ("train", "neg"): [
 
 
 def load(pm, name, path):
-    notes = []
-    return load_labelled(pm, pm.dataset(name), DataSource(path, "test"), notes), notes
+    loaded = load_with_labels(pm, pm.dataset(name), DataSource(path, "test"))
+    return loaded.splits, loaded.notes
 
 
 def refused(pm, name, path, text, message):

@@ -14,7 +14,6 @@ from tests.helpers import InterruptAt, fails_with, ok, quiet, tk, toy_task, trai
 from toolkit.errors import TkError
 from toolkit.runs import folders, liveness, pipeline
 from toolkit.runs.pipeline import resume_task
-from toolkit.training.progress import Progress
 
 
 def fake_run(project, name="toy-1", status="running", checkpoint=True, lock=None):

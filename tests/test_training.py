@@ -11,11 +11,12 @@ from sklearn.metrics import f1_score
 from plugins.metrics import tk_compute_metrics
 from tests.helpers import ok
 from toolkit.cli import cli
-from toolkit.config import load_config, with_overrides
+from toolkit.config import with_overrides
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
 from toolkit.records import EpochRecord
 from toolkit.runs.compare import RunSummary, mcnemar_p
 from toolkit.runs.pipeline import run_task
+from toolkit.tasks_file import load_config
 from toolkit.testing import write_keyword_dataset
 from toolkit.training.progress import Progress
 

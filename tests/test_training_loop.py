@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification
 
 from plugins.engines.cuda_graphs.step import CAPTURE_COST, WIDTH_STEP, GraphSteps
 from plugins.engines.eager.step import EagerSteps
-from tests.helpers import as_trained, train_toy
+from tests.helpers import train_toy
 from toolkit.config import build_task
 from toolkit.training import policy, resume_points
 from toolkit.training.batches import (

@@ -25,7 +25,7 @@ FAULTY = '''
 from toolkit.api import hookimpl
 
 @hookimpl(tryfirst=True)
-def tk_load_dataset(dataset, source, task, notes):
+def tk_load_dataset(dataset, source, task):
     if task is not None and task.learning_rate == 0.0123:
         raise RuntimeError("injected fault: this configuration raises")
     return None
@@ -332,15 +332,16 @@ def test_a_resumed_study_proposes_configurations_it_has_not_tried(tmp_path):
 
 def test_split_seed_keeps_the_split_while_seed_changes(project, pm):
     """tk tune's final runs vary seed over one split: the test rows the search never saw."""
-    from toolkit.config import load_config, with_overrides
+    from toolkit.config import with_overrides
     from toolkit.data.loading import load_named
     from toolkit.data.splits import make_splits
+    from toolkit.tasks_file import load_config
 
     task = load_config(project / "tasks.toml", pm).task("toy")
     labelled = load_named(pm, "toy", task_data=task.data, base=project, task=task).splits
 
     def rows(**keys):
-        made = make_splits(labelled, with_overrides(task, keys), [])
+        made = make_splits(labelled, with_overrides(task, keys)).splits
         return {name: sorted(made[name]["text"]) for name in ("train", "validation", "test")}
 
     assert rows(seed=7, split_seed=3) == rows(seed=3) != rows(seed=7)

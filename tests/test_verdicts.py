@@ -112,9 +112,10 @@ def test_the_decision_metric_is_the_tasks(metrics, expected):
 
 
 def run_toy(project, task_name="toy", **overrides):
-    from toolkit.config import load_config, with_overrides
+    from toolkit.config import with_overrides
     from toolkit.plugins import PluginManager
     from toolkit.runs.pipeline import run_task
+    from toolkit.tasks_file import load_config
     from toolkit.training.progress import Progress
 
     pm = PluginManager().load(("toy_plugin",), project)
@@ -198,9 +199,10 @@ def test_the_prior_loss_is_the_base_rates_cross_entropy():
 @pytest.mark.slow
 def test_a_multilabel_run_that_learns_nothing_keeps_untuned_thresholds(tmp_path, tiny_model):
     from tests.test_multilabel import TASKS, TWO, write_jsonl
-    from toolkit.config import load_config, with_overrides
+    from toolkit.config import with_overrides
     from toolkit.plugins import PluginManager
     from toolkit.runs.pipeline import run_task
+    from toolkit.tasks_file import load_config
     from toolkit.testing import multilabel_keyword_rows
     from toolkit.training.progress import Progress
 
@@ -231,7 +233,7 @@ def test_saved_model_files_are_readable_as_the_umask_allows(tmp_path, tiny_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from toolkit.runs.artifacts import save_model
-    from toolkit.runs.folders import write_json
+    from toolkit.saving import write_json
 
     previous = os.umask(0o022)
     try:

@@ -36,10 +36,8 @@ def write_tsv(path, n=200, seed=0):
 
 
 def load(pm, path, task=None, labels=None):
-    notes = []
-    dataset, splits = load_with_labels(pm, pm.dataset("files"), DataSource(path, "test", path.parent), notes,
-                                       task, labels)
-    return dataset, splits, notes
+    loaded = load_with_labels(pm, pm.dataset("files"), DataSource(path, "test", path.parent), task, labels)
+    return loaded.dataset, loaded.splits, loaded.notes
 
 
 def run_dir_of(output):
@@ -387,13 +385,13 @@ def test_a_class_training_never_saw_is_an_error_quoting_its_rows(pm, tmp_path):
     write_rows(toy3 / "test.csv", keyword_rows(30, ("neg", "neutral", "pos"), seed=2))
     with pytest.raises(TkError, match="rows of class 'neutral', which no row of the training split has.*"
                                       "tk_label_mapping"):
-        load_with_labels(pm, pm.dataset("toy3"), DataSource(toy3, "test", toy3), [])
+        load_with_labels(pm, pm.dataset("toy3"), DataSource(toy3, "test", toy3))
 
 
 def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_parsing(pm, tmp_path):
-    from toolkit.config import load_config
     from toolkit.data.choose import data_task
     from toolkit.data.splits import make_splits
+    from toolkit.tasks_file import load_config
 
     project = tmp_path / "project"
     project.mkdir()
@@ -402,15 +400,15 @@ def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_p
                                         'model = "minilm"\n')  # the four-line task of docs/your-data.md
     task = load_config(project / "tasks.toml", pm).task("tickets")
     assert task.validation_size is None
-    notes = []
-    splits = make_splits(load(pm, project / "tickets.csv", task)[1], task, notes)
+    made = make_splits(load(pm, project / "tickets.csv", task)[1], task)
+    splits = made.splits
     assert len(splits["validation"]) == 31 and len(splits["train"]) == 285 and len(splits["test"]) == 79
-    assert "Validation: 31 of the 316 training rows (validation_size default: a tenth, at most 500)." in notes
+    assert "Validation: 31 of the 316 training rows (validation_size default: a tenth, at most 500)." in made.notes
     # 300 rows whose texts span three lines each: rows count, not lines (901 of them)
     multi = tmp_path / "multi.csv"
     write_rows(multi, [(text.replace(" ", "\n", 2), label) for text, label in keyword_rows(300, ("neg", "pos"))])
     task = data_task(str(multi), {}, tuple(pm.settings().values()))
-    splits = make_splits(load(pm, multi, task)[1], task, [])
+    splits = make_splits(load(pm, multi, task)[1], task).splits
     assert [len(splits[name]) for name in ("train", "validation", "test")] == [216, 24, 60]
     # 5,000 training rows and up: 500, as before; the data's own validation split: at most 500
     import datasets
@@ -419,14 +417,14 @@ def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_p
                                        "label": [i % 2 for i in range(6000)]},
                                       features=datasets.Features(text=datasets.Value("string"),
                                                                  label=datasets.ClassLabel(names=["neg", "pos"])))
-    made = make_splits(datasets.DatasetDict(train=rows), task, [])
+    made = make_splits(datasets.DatasetDict(train=rows), task).splits
     assert len(made["validation"]) == 480  # a tenth of the 4,800 left after the test hold-out of 1,200
     unseen = datasets.Dataset.from_dict({"text": [f"unseen {i}" for i in range(10)], "label": [0, 1] * 5},
                                         features=rows.features)  # a test split whose texts training lacks
-    made = make_splits(datasets.DatasetDict(train=rows, test=unseen), task, [])
+    made = make_splits(datasets.DatasetDict(train=rows, test=unseen), task).splits
     assert len(made["validation"]) == 500
     own = make_splits(datasets.DatasetDict(train=rows.select(range(100)), validation=rows.select(range(1000, 1800)),
-                                           test=rows.select(range(3000, 3010))), task, [])
+                                           test=rows.select(range(3000, 3010))), task).splits
     assert len(own["validation"]) == 500
     # an explicit validation_size stays as given, with its error when too large
     from toolkit.config import with_overrides
@@ -434,7 +432,7 @@ def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_p
     with pytest.raises(TkError, match=r"cannot carve 500 validation rows from 240 training rows \(left after "
                                       r"holding out 60 as the test split: eval_size\). Lower validation_size to at "
                                       "most 239, or add training rows"):
-        make_splits(load(pm, multi, task)[1], with_overrides(task, {"validation_size": 500}), [])
+        make_splits(load(pm, multi, task)[1], with_overrides(task, {"validation_size": 500}))
 
 
 def test_check_and_analyze_lengths_take_set_and_name_columns_both_ways(tmp_path, tiny_model):
@@ -565,7 +563,7 @@ def test_rare_classes_are_warned_per_split_after_splitting(tmp_path, tiny_model)
 
 
 def test_small_messages(tmp_path):
-    from toolkit.data.checks import CheckReport, Finding, format_report
+    from toolkit.data.findings import CheckReport, Finding, format_report
 
     fails_with("runs/nosuch: no such folder. tk list --runs shows the run folders.", "predict", "runs/nosuch", "hi")
     fails_with("runs/nosuch: no such folder.", "evaluate", "runs/nosuch")

@@ -9,20 +9,18 @@ third-party plugin would. docs/hooks.md documents each name.
 from toolkit import hookimpl
 from toolkit.attention import bf16_attention, register_attention
 from toolkit.config import TaskConfig
+from toolkit.data.columns import standard_columns
 from toolkit.data.files import (
     builder_for,
     class_folders,
-    column,
     find_split_files,
     load_builder,
     load_class_folders,
     load_table,
     read_table_file,
-    row_numbers,
-    rows_named,
     split_files,
-    standard_columns,
 )
+from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.errors import TkError
 from toolkit.evaluation import counts as metric_counts
 from toolkit.evaluation import intervals
@@ -40,6 +38,7 @@ from toolkit.records import (
     ModelInfo,
     Setting,
     TrainResult,
+    WithNotes,
 )
 from toolkit.training import policy
 from toolkit.training.device import attention_kernel, use_bf16
@@ -52,7 +51,7 @@ __all__ = [
     "hookimpl", "TkError",
     # records: what plugins register and return
     "DatasetInfo", "ModelInfo", "EngineInfo", "Setting", "DataSource", "LabelMapping", "LengthStats",
-    "EpochRecord", "TrainResult", "TaskConfig",
+    "EpochRecord", "TrainResult", "TaskConfig", "WithNotes",
     # dataset plugins: local files
     "builder_for", "split_files", "load_builder", "load_table", "standard_columns", "read_table_file",
     "find_split_files", "class_folders", "load_class_folders", "column",

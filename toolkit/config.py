@@ -1,4 +1,5 @@
-"""tasks.toml: parsed and validated once, into frozen typed objects.
+"""A task's keys, parsed and validated once into a frozen ``TaskConfig`` (the file around them:
+``toolkit.tasks_file``).
 
 A task key is either a core key (a field of ``TaskConfig``, read by the
 engine core and by every training engine through the shared policy) or a
@@ -8,6 +9,7 @@ and reads with ``task.setting(name)``). Both are checked the same way.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -120,6 +122,11 @@ class TaskConfig:
         return self.problem == "multi-label"
 
     @property
+    def reads_in_windows(self) -> bool:
+        """long_text = "chunks": a long text is read as overlapping windows, pooled back into one answer."""
+        return long_text_in_windows(self.long_text)
+
+    @property
     def data_seed(self) -> int:
         """The seed of the split: which rows train, validate and test."""
         return self.seed if self.split_seed is None else self.split_seed
@@ -141,85 +148,22 @@ class TaskConfig:
         return {**core, **self.settings}
 
 
+def long_text_in_windows(long_text: str | None) -> bool:
+    """The one place that decides it: for a ``TaskConfig``, and for the ``long_text`` a run folder recorded
+    (read by the report and the model card without building a task)."""
+    return long_text == "chunks"
+
+
 CORE_SETTINGS = {
     f.name: Setting(f.name, (), f.default, f.metadata["help"], f.metadata["choices"])
     for f in fields(TaskConfig) if "help" in f.metadata
 }
 REQUIRED_KEYS = {"dataset", "model"}
-TOP_LEVEL_KEYS = {"defaults", "tasks", "plugins"}
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path
-    tasks: dict[str, TaskConfig]
-    plugins: tuple[str, ...] = ()
-    defaults: Mapping[str, Any] = field(default_factory=dict)  # the [defaults] table, as written
-
-    def task(self, name: str) -> TaskConfig:
-        if name not in self.tasks:
-            raise TkError(
-                f"{self.path}: no task '{name}'.{suggest(name, self.tasks)} "
-                f"Tasks: {', '.join(sorted(self.tasks))}."
-            )
-        return self.tasks[name]
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TkError(f"{path}: no such file. Pass --tasks PATH or run tk where tasks.toml is.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TkError(f"{path}: cannot read it ({error}).") from error
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise TkError(f"{path}: not valid TOML: {error}.") from None
-
-
-def local_plugins(raw: dict[str, Any], path: Path) -> tuple[str, ...]:
-    """The ``plugins = [...]`` list of a tasks.toml: local modules to load before its tasks are checked."""
-    plugins = raw.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise TkError(f"{path}: 'plugins' must be a list of module names, like plugins = [\"my_plugin\"].")
-    return tuple(plugins)
-
-
-def load_config(path: Path, pm=None) -> Config:
-    """Read and validate a tasks.toml; every error names the file, the task and the key.
-
-    ``pm`` supplies the plugin keys; without one, a plugin manager is loaded
-    with the file's own local plugins.
-    """
-    from toolkit.plugins import PluginManager
-
-    raw = read_toml(path)
-    if pm is None:
-        pm = PluginManager().load(local_plugins(raw, path), path.resolve().parent)
-    return parse_config(raw, path, pm.settings())
-
-
-def parse_config(raw: dict[str, Any], path: Path, declared: Mapping[str, Setting] | None = None) -> Config:
-    for key in raw:
-        if key not in TOP_LEVEL_KEYS:
-            raise TkError(f"{path}: unknown top-level key '{key}'.{suggest(key, TOP_LEVEL_KEYS)}")
-    plugins = local_plugins(raw, path)
-    known = tuple((declared or {}).values())
-    defaults = _table(raw.get("defaults", {}), path, "[defaults]")
-    for key, value in defaults.items():
-        check_key(key, value, _all_settings(known), path, "[defaults]")
-    tasks_raw = _table(raw.get("tasks", {}), path, "[tasks]")
-    tasks = {}
-    for name, table in tasks_raw.items():
-        merged = {**defaults, **_table(table, path, f"task '{name}'")}
-        tasks[name] = build_task(name, merged, path, known)
-    return Config(path=path, tasks=tasks, plugins=plugins, defaults=defaults)
 
 
 def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tuple[Setting, ...] = ()) -> TaskConfig:
     where = f"task '{name}'"
-    known = _all_settings(declared)
+    known = known_keys(declared)
     for key, value in values.items():
         check_key(key, value, known, path, where)
     missing = REQUIRED_KEYS - values.keys()
@@ -274,13 +218,8 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _table(value: Any, path: Path, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TkError(f"{path}: {where} must be a table, got {type(value).__name__}.")
-    return value
-
-
-def _all_settings(declared: tuple[Setting, ...]) -> dict[str, Setting]:
+def known_keys(declared: tuple[Setting, ...]) -> dict[str, Setting]:
+    """The core keys and the plugin keys ``declared``, by name."""
     return {**CORE_SETTINGS, **{s.name: s for s in declared}}
 
 
@@ -313,8 +252,6 @@ def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | s
 
 def _check_number(key: str, value: int | float, name: str) -> None:
     """Range checks: finite, not negative, above 0 where 0 makes no sense, shares in [0, 1], seeds in numpy's range."""
-    import math
-
     if not math.isfinite(value):  # TOML's inf and nan: training on them gives NaN weights and NaN metrics
         raise TkError(f"{name} must be a finite number, got {value!r}.")
     if value < 0:
@@ -357,38 +294,5 @@ def _field_types(key: str) -> tuple[type, ...]:
     return tuple(names[part.strip()] for part in str(annotation).split("|"))
 
 
-SHIPPED_TASKS = Path(__file__).resolve().parent.parent / "tasks.toml"  # the built-in tasks (imdb-bert, ...)
-
-
-def find_tasks_file(explicit: str | None) -> Path:
-    """--tasks, then TK_TASKS, then ./tasks.toml, then the one shipped beside the package."""
-    import os
-
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("TK_TASKS"):
-        return Path(os.environ["TK_TASKS"])
-    local = Path("tasks.toml")
-    if local.exists():
-        return local
-    return SHIPPED_TASKS if SHIPPED_TASKS.exists() else local
-
-
-def hoist_tasks_option(args: list[str]) -> list[str]:
-    """``tk check NAME --tasks F`` means ``tk --tasks F check NAME``: the option moves before the command."""
-    front, rest, i = [], [], 0
-    while i < len(args):
-        if args[i] == "--":
-            rest += args[i:]
-            break
-        if args[i] == "--tasks" and i + 1 < len(args):
-            front += args[i:i + 2]
-            i += 2
-            continue
-        (front if args[i].startswith("--tasks=") else rest).append(args[i])
-        i += 1
-    return front + rest
-
-
-__all__ = ["Config", "TaskConfig", "CORE_SETTINGS", "build_task", "load_config", "parse_config", "with_overrides",
-           "parse_assignment", "parse_value", "find_tasks_file", "check_key", "read_toml", "local_plugins", "hoist_tasks_option"]
+__all__ = ["TaskConfig", "CORE_SETTINGS", "build_task", "with_overrides", "parse_assignment", "parse_value",
+           "check_key", "known_keys", "names_of", "long_text_in_windows"]

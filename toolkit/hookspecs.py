@@ -22,6 +22,7 @@ from toolkit.records import (
     LengthStats,
     ModelInfo,
     Setting,
+    WithNotes,
 )
 
 if TYPE_CHECKING:
@@ -98,8 +99,8 @@ def tk_register_commands(cli: Any) -> None:
 
 @hookspec(firstresult=True)
 def tk_load_dataset(
-    dataset: DatasetInfo, source: DataSource, task: TaskConfig | None, notes: list[str]
-) -> DatasetDict | None:
+    dataset: DatasetInfo, source: DataSource, task: TaskConfig | None
+) -> DatasetDict | WithNotes | None:
     """Load the raw rows of ``dataset`` from ``source``.
 
     Called by ``tk run``, ``tk check``, ``tk analyze-lengths`` and
@@ -111,10 +112,11 @@ def tk_load_dataset(
     list of raw values per row, possibly empty). Raise ``TkError`` for a
     source that cannot be read. ``task`` is the task being run (None for
     ``tk check DATASET`` and ``tk analyze-lengths DATASET`` without
-    ``--set``): read your own keys with ``task.setting(name)``. Append a
-    line to ``notes`` to tell the user something about the data (which
-    file was picked). Both were added in this version: leave them out if
-    you do not use them. Stops at first non-None result.
+    ``--set``): read your own keys with ``task.setting(name)``; it was added
+    in this version: leave it out if you do not use it. To tell the user
+    something about the data (which file was picked, rows left out), return
+    ``WithNotes(splits, notes)``: tk prints each line and records them in
+    the run. Stops at first non-None result.
     """
 
 

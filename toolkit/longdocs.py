@@ -16,6 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from toolkit.config import build_task
+from toolkit.runs.saved import SavedRun, load_run
+from toolkit.training.progress import library_bars_off
+
 
 def predict_long(path: str | Path, texts: list[str], *, max_length: int | None = None, stride: int | None = None,
                  pooling: str | None = None) -> list[dict[str, Any]]:
@@ -41,10 +45,6 @@ def predict_long(path: str | Path, texts: list[str], *, max_length: int | None =
 
 
 def _load(path: Path, max_length: int | None):
-    from toolkit.config import build_task
-    from toolkit.runs.saved import SavedRun, load_run
-    from toolkit.training.progress import library_bars_off
-
     for run_dir in (path, path.parent):
         if (run_dir / "config.json").is_file() and (run_dir / "model").is_dir():
             return load_run(run_dir)

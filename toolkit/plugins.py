@@ -15,6 +15,7 @@ from typing import Any
 import pluggy
 
 from toolkit import hookspecs
+from toolkit.config import CORE_SETTINGS
 from toolkit.errors import TkError, unknown_name
 from toolkit.records import DatasetInfo, EngineInfo, ModelInfo, Setting
 
@@ -134,8 +135,6 @@ class PluginManager:
 
     def settings(self) -> dict[str, Setting]:
         """Task keys declared by plugins (the core keys are TaskConfig's fields)."""
-        from toolkit.config import CORE_SETTINGS
-
         declared = self._collect("tk_register_settings", "task key")
         for name, setting in declared.items():
             if name in CORE_SETTINGS:

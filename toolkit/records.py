@@ -56,6 +56,15 @@ class DataSource:
 
 
 @dataclass(frozen=True)
+class WithNotes:
+    """An answer and what to tell the user about it, one line each (which file was picked, which rows were left
+    out): what ``tk_load_dataset`` and the file readers of the plugin API return instead of appending to a list."""
+
+    value: Any
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LabelMapping:
     """Raw label values (as stored in the data) to class ids.
 

@@ -15,8 +15,9 @@ import csv
 import random
 from pathlib import Path
 
+from toolkit.data.loading import load_with_labels
 from toolkit.plugins import PluginManager
-from toolkit.records import DataSource
+from toolkit.records import DataSource, WithNotes
 
 FILLER = ("the", "a", "movie", "film", "plot", "actor", "scene", "story", "it", "was", "and", "very", "quite",
           "this", "that", "of", "in", "with", "time", "ending")
@@ -118,12 +119,11 @@ def check_dataset_plugin(pm: PluginManager, name: str, local_path: Path) -> None
     columns; every raw label value covered by the label mapping; each class
     present in the training split.
     """
-    from toolkit.data.loading import load_with_labels
-
     info = pm.datasets().get(name)
     assert info is not None, f"no plugin registers the dataset '{name}'"
-    raw = pm.hook.tk_load_dataset(dataset=info, source=DataSource(local_path, "test"), task=None, notes=[])
+    raw = pm.hook.tk_load_dataset(dataset=info, source=DataSource(local_path, "test"), task=None)
     assert raw is not None, f"no plugin loads '{name}' from {local_path}"
+    raw = raw.value if isinstance(raw, WithNotes) else raw
     assert "train" in raw, f"'{name}' from {local_path} has no train split: {list(raw)}"
     labels = info.labels or pm.hook.tk_dataset_labels(dataset=info, splits=raw, task=None) or ()
     assert len(labels) >= 2 and len(set(labels)) == len(labels), \
@@ -132,6 +132,7 @@ def check_dataset_plugin(pm: PluginManager, name: str, local_path: Path) -> None
         assert {"text", "label"} <= set(split.column_names), \
             f"'{name}' split {split_name} must have text and label columns, has {split.column_names}"
         assert all(isinstance(t, str) for t in split["text"][:100]), f"'{name}' {split_name}: texts must be str"
-    info, labelled = load_with_labels(pm, info, DataSource(local_path, "test"), [])  # raises on an incomplete mapping
+    loaded = load_with_labels(pm, info, DataSource(local_path, "test"))  # raises on an incomplete mapping
+    info, labelled = loaded.dataset, loaded.splits
     present = set(labelled["train"]["label"])
     assert present == set(range(len(info.labels))), f"'{name}': train split lacks classes {set(range(len(info.labels))) - present}"

@@ -14,7 +14,6 @@ JSON list in the cell), or several 0/1 columns (``label_columns``).
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 from toolkit.api import (
@@ -22,6 +21,7 @@ from toolkit.api import (
     LabelMapping,
     Setting,
     TkError,
+    WithNotes,
     class_folders,
     column,
     find_split_files,
@@ -71,7 +71,7 @@ def _setting(task, name, default=None):
 
 
 @hookimpl
-def tk_load_dataset(dataset, source, task, notes):
+def tk_load_dataset(dataset, source, task):
     if dataset.name != NAME:
         return None
     if source.path is None:
@@ -93,14 +93,19 @@ def tk_load_dataset(dataset, source, task, notes):
                "header": _setting(task, "header", "auto"), "label_columns": label_columns}
     path = source.path
     layout = class_folders(path) if path.is_dir() else None
+    notes = []
     if layout:
         splits = dict(load_class_folders(layout))
     elif path.is_dir():
-        files = find_split_files(path, notes)
-        splits = {split: read(file, columns, notes) for split, file in files.items()}
-        notes.append("Files: " + ", ".join(f"{split} {file.name}" for split, file in files.items()) + ".")
+        found = find_split_files(path)
+        read_files = {split: read(file, columns) for split, file in found.value.items()}
+        notes += [*found.notes, *(note for rows in read_files.values() for note in rows.notes)]
+        splits = {split: rows.value for split, rows in read_files.items()}
+        notes.append("Files: " + ", ".join(f"{split} {file.name}" for split, file in found.value.items()) + ".")
     else:
-        splits = {"train": read(path, columns, notes)}
+        rows = read(path, columns)
+        notes += rows.notes
+        splits = {"train": rows.value}
     test_data = _setting(task, "test_data")
     if test_data:
         test_path = Path(test_data)
@@ -112,15 +117,18 @@ def tk_load_dataset(dataset, source, task, notes):
             notes.append(f"test: {test_path} (the task's test_data) replaces the test split of {path}.")
         else:
             notes.append(f"test: {test_path} (the task's test_data).")
-        splits["test"] = read(test_path, columns, notes)
+        test = read(test_path, columns)
+        notes += test.notes
+        splits["test"] = test.value
     separator = _setting(task, "label_separator", ",") if multi_label else None
-    return datasets.DatasetDict({split: _label_names(rows, split, notes, separator)
-                                 for split, rows in splits.items()})
+    named = {split: _label_names(rows, split, separator) for split, rows in splits.items()}
+    notes += [note for rows in named.values() for note in rows.notes]
+    return WithNotes(datasets.DatasetDict({split: rows.value for split, rows in named.items()}), tuple(notes))
 
 
-def read(path: Path, columns: dict, notes: list[str]):
+def read(path: Path, columns: dict) -> WithNotes:
     try:
-        return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"], notes,
+        return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"],
                                columns["label_columns"])
     except TkError as error:
         role = getattr(error, "role", None)  # read_table_file's missing-column error says which column
@@ -131,7 +139,7 @@ def read(path: Path, columns: dict, notes: list[str]):
         raise TkError(f"files dataset: {error} {how}: {key} = \"NAME\" in the task, or --set {key}=NAME.") from None
 
 
-def _label_names(rows, split: str, notes: list[str], separator: str | None = None):
+def _label_names(rows, split: str, separator: str | None = None) -> WithNotes:
     """Labels as strings (1 and 1.0 both read "1", a ClassLabel id its name); rows without one are left out.
 
     A list per row stays a list of names; with a ``separator`` (multi-label tasks) a text cell becomes one.
@@ -147,7 +155,7 @@ def _label_names(rows, split: str, notes: list[str], separator: str | None = Non
         features["label"] = datasets.Sequence(datasets.Value("string"))
         named = rows.map(lambda batch: {"label": [_name_list(v, separator) for v in batch["label"]]},
                          batched=True, features=features)
-        return _without_missing(named, split, notes)
+        return _without_missing(named, split)
 
     def to_text(batch):
         return {"label": [None if v is None else names[v] if names else _name(v) for v in batch["label"]]}
@@ -155,10 +163,10 @@ def _label_names(rows, split: str, notes: list[str], separator: str | None = Non
     features = rows.features.copy()
     features["label"] = datasets.Value("string")
     named = rows.map(to_text, batched=True, features=features)
-    return _without_missing(named, split, notes)
+    return _without_missing(named, split)
 
 
-def _without_missing(named, split: str, notes: list[str]):
+def _without_missing(named, split: str) -> WithNotes:
     """Rows whose label cell is missing (None; a single-label empty cell) are left out, named as the user numbers
     them; an empty list stays."""
     import numpy as np
@@ -166,11 +174,11 @@ def _without_missing(named, split: str, notes: list[str]):
     keep = np.array([v is not None and (isinstance(v, list) or str(v).strip() != "") for v in column(named, "label")],
                     dtype=bool)
     if keep.all():
-        return named
+        return WithNotes(named)
     missing = row_numbers(named)[~keep]
-    notes.append(f"{split}: left out {len(missing):,} {'row' if len(missing) == 1 else 'rows'} with no label: "
-                 f"{rows_named(missing)}.")
-    return named.select(np.flatnonzero(keep))
+    return WithNotes(named.select(np.flatnonzero(keep)),
+                     (f"{split}: left out {len(missing):,} {'row' if len(missing) == 1 else 'rows'} with no label: "
+                      f"{rows_named(missing)}.",))
 
 
 def _name(value) -> str:

@@ -1,138 +1,19 @@
-"""The `tk` command line: parse, call the engine, print. TkError becomes a Click error here only.
+"""The `tk` command line: parse, call the engine, print.
 
-The group, the session and the entry point live here; the commands, by what they work on, in
-``training`` (run, list, sweep, compare), ``data`` (check, analyze-lengths) and ``using``
-(predict, evaluate, report).
+The group and the session live in ``group``; the commands, by what they work on, in ``training`` (run,
+list, sweep, compare), ``data`` (check, analyze-lengths), ``using`` (predict, evaluate, report),
+``deploy`` (serve, export), ``trust`` (cv, audit) and ``tune``; this package puts them together and
+holds the entry point.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from functools import cached_property
 
-import click
-
-from toolkit.config import (
-    Config,
-    find_tasks_file,
-    hoist_tasks_option,
-    local_plugins,
-    parse_assignment,
-    parse_config,
-    read_toml,
-)
-from toolkit.errors import TkError, user_message
-from toolkit.hub import HubUnreachable, offline_advice
-from toolkit.memory import reuse_freed_memory
-from toolkit.plugins import PluginManager
-
-
-class Session:
-    """What every command shares: the tasks file and the plugin manager, loaded on first use.
-
-    The plugins come first: the local ones named in tasks.toml declare task
-    keys that its tasks may use.
-    """
-
-    def __init__(self, tasks_file: str | None) -> None:
-        self.tasks_path = find_tasks_file(tasks_file)
-        self.skip_teardown = False  # set by skip_interpreter_teardown(); main() acts on it
-
-    @cached_property
-    def raw(self) -> dict:
-        return read_toml(self.tasks_path)
-
-    @cached_property
-    def pm(self) -> PluginManager:
-        local = local_plugins(self.raw, self.tasks_path) if self.tasks_path.exists() else ()
-        return PluginManager().load(local, self.tasks_path.resolve().parent)
-
-    @cached_property
-    def config(self) -> Config:
-        return parse_config(self.raw, self.tasks_path, self.pm.settings())
-
-
-pass_session = click.make_pass_decorator(Session)
-
-
-class TkGroup(click.Group):
-    """Turns TkError into a short message and exit code 1, in one place; --tasks may follow the command."""
-
-    def parse_args(self, ctx, args):
-        return super().parse_args(ctx, hoist_tasks_option(list(args)))
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except HubUnreachable as error:
-            raise click.ClickException(user_message(error) + offline_advice(ctx.obj.pm.models())) from None
-        except TkError as error:
-            raise click.ClickException(user_message(error)) from None
-        except OSError as error:
-            said = cache_problem(error)
-            if said is None:
-                raise
-            raise click.ClickException(said) from None
-
-
-def cache_problem(error: OSError) -> str | None:
-    """An OSError on the caches the libraries keep under HOME (datasets, the Hub, matplotlib), in words."""
-    path = getattr(error, "filename", None)
-    if not path:
-        return None
-    home = os.path.expanduser("~")
-    roots = [os.environ.get(name) for name in ("HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME", "MPLCONFIGDIR")]
-    if not any(root and str(path).startswith(root) for root in [*roots, home]):
-        return None
-    return (f"Cannot write the libraries' cache at {path} ({error.strerror}): HOME ({home}) or the cache folder is "
-            "not writable. Point the caches at a folder you can write, e.g. HF_HOME=/tmp/hf XDG_CACHE_HOME=/tmp/cache "
-            "tk ...")
-
-
-@click.group(cls=TkGroup)
-@click.option("--tasks", "tasks_file", metavar="PATH", help="The tasks file (default: $TK_TASKS or ./tasks.toml).")
-@click.version_option(package_name="tk-toolkit")
-@click.pass_context
-def cli(ctx, tasks_file):
-    """tk: fine-tune and evaluate BERT-family text classifiers from a tasks.toml file."""
-    if not isinstance(ctx.obj, Session):  # main() passes the session it loaded plugin commands with
-        ctx.obj = Session(tasks_file)
-    _quiet_libraries()
-    file_size_limit_as_error()
-    reuse_freed_memory()
-
-
-QUIET_LIBRARIES = {
-    "TOKENIZERS_PARALLELISM": "true",  # the Rust tokenizers use every core
-    "TRANSFORMERS_VERBOSITY": "error",
-    "DATASETS_VERBOSITY": "error",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # tk draws its own progress bar
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-}
-
-
-def _quiet_libraries() -> None:
-    """Set before the libraries are imported (lazily, by the commands), so `tk --help` stays fast."""
-    for name, value in QUIET_LIBRARIES.items():
-        os.environ.setdefault(name, value)
-
-
-def file_size_limit_as_error() -> None:
-    """Past ``ulimit -f`` the kernel sends SIGXFSZ, which kills tk mid-write with no message. Ignored,
-    the write fails with EFBIG instead, and tk says which file and what to do (folders.saving_error)."""
-    import signal
-
-    if hasattr(signal, "SIGXFSZ"):
-        try:
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        except ValueError:  # not the main thread
-            pass
-
-
-def parse_overrides(assignments: tuple[str, ...]) -> dict:
-    return dict(parse_assignment(text) for text in assignments)
-
+from toolkit.cli import data, deploy, training, trust, tune, using  # noqa: F401  (registers the commands)
+from toolkit.cli.group import Session, cli
+from toolkit.errors import TkError
 
 
 def main() -> None:
@@ -155,17 +36,6 @@ def main() -> None:
         raise
 
 
-def skip_interpreter_teardown() -> None:
-    """For a command that has written all it will: exit without tearing torch and transformers' modules down,
-    which takes about a second (0.4 s for torch alone), a fifth of a one-text tk predict. Marked on this
-    invocation's session, so only the main() that made it acts on it (tests invoke commands in-process, and
-    must never exit), and only when the command succeeded."""
-    context = click.get_current_context(silent=True)
-    session = context.find_object(Session) if context is not None else None
-    if session is not None:
-        session.skip_teardown = True
-
-
 def _tasks_option(args: list[str]) -> str | None:
     for i, arg in enumerate(args):
         if arg == "--tasks" and i + 1 < len(args):
@@ -173,6 +43,3 @@ def _tasks_option(args: list[str]) -> str | None:
         if arg.startswith("--tasks="):
             return arg.split("=", 1)[1]
     return None
-
-
-from toolkit.cli import data, deploy, training, trust, tune, using  # noqa: E402,F401  (registers the commands)

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
-from toolkit.data.choose import command_target
+from toolkit.data import findings, lengths
+from toolkit.data.checks import check_as_run
+from toolkit.data.choose import command_target, dataset_task
+from toolkit.data.findings import plural
+from toolkit.data.loading import load_named
+from toolkit.data.tokens import unused_window_keys, window_stride
 from toolkit.errors import TkError
-from toolkit.hub import offline_advice
+from toolkit.hub import hub_reachable, offline_advice
+from toolkit.runs.prepared import registered
 
 
 @cli.command(name="analyze-lengths")
@@ -37,10 +43,6 @@ from toolkit.hub import offline_advice
 def analyze_lengths(session, dataset_name, model_names, data, assignments, split, sample, coverage, histogram, stride,
                     as_json):
     """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
-    from toolkit.data.lengths import analyze, format_report, plot_histogram
-    from toolkit.data.loading import load_named
-    from toolkit.hub import hub_reachable
-
     pm = session.pm
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
     model_names = model_names or ((task.model,) if task else ())
@@ -55,16 +57,16 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
         rows = rows.shuffle(seed=0).select(range(sample))
     if stride is None and task is not None:
         stride = task.stride  # the task's own (tasks.toml or --set); None: max_length // 4 per row
-    warnings: list[str] = []  # what tk run would say about the task's windows, per model
-    results = [analyze(pm, model, rows, coverage, stride, task, warnings) for model in models]
-    warnings = list(dict.fromkeys(warnings))  # once, when models say the same
-    stats = [r[0] for r in results]
+    results = [lengths.analyze(pm, model, rows, coverage, stride, task) for model in models]
+    # what tk run would say about the task's windows, per model: once, when models say the same
+    warnings = list(dict.fromkeys(warning for measured in results for warning in measured.warnings))
+    stats = [measured.stats for measured in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
         histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}.png")
     if histogram:
         try:
-            plot_histogram(histogram, {m.name: r[1] for m, r in zip(models, results)}, stats,
-                           f"{dataset.name} {split}: tokens per text")
+            lengths.plot_histogram(histogram, {m.name: measured.lengths for m, measured in zip(models, results)},
+                                   stats, f"{dataset.name} {split}: tokens per text")
         except TkError as error:  # its advice names tk run's --output; this command's option is --histogram
             cause = error.__context__
             reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(error)
@@ -78,7 +80,7 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
                                  "models": {s.model: asdict(s) for s in stats}, "warnings": warnings})
         return
     click.echo(f"{dataset.name} ({split} split, {labelled.source.describe()})")
-    click.echo(format_report(stats))
+    click.echo(lengths.format_report(stats))
     for warning in warnings:
         click.echo(warning)
     click.echo(f"Histogram: {histogram}")
@@ -96,10 +98,6 @@ def check(session, dataset_name, data, assignments, as_json, strict):
     """Check a task's data, a DATASET, or --data FILE: duplicates, train/test leakage, label conflicts, balance,
     HTML, and rare or absent classes in the splits tk run would make; empty texts are left out. Exits with an
     error where tk run would stop on this data."""
-    from toolkit.data.checks import check_as_run, format_report, plural
-    from toolkit.data.choose import dataset_task
-    from toolkit.data.loading import load_named
-
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
     if task is not None:
         check_windows(session.pm, task, base)
@@ -112,7 +110,7 @@ def check(session, dataset_name, data, assignments, as_json, strict):
     if as_json:
         emit("check", {**report.as_dict(), "source": labelled.source.describe(), "notes": labelled.notes})
     else:
-        click.echo(format_report(report))
+        click.echo(findings.format_report(report))
     if report.errors:  # after the report (and the JSON): tk run would stop on this data
         raise TkError(report.errors[0].message)
     if strict and report.warnings:
@@ -122,17 +120,12 @@ def check(session, dataset_name, data, assignments, as_json, strict):
 def check_windows(pm, task, base) -> None:
     """A chunks task's max_length and stride against its model's tokenizer, as tk run checks them before
     loading any data, with the same warnings; for a truncating task, tk run's note on unused keys."""
-    from toolkit.data.tokens import unused_window_keys, window_stride
-    from toolkit.runs.pipeline import registered
-
-    if task.long_text != "chunks":  # no tokenizer needed: tk check works on the data alone
+    if not task.reads_in_windows:  # no tokenizer needed: tk check works on the data alone
         note = unused_window_keys(task)
         if note:
             click.echo(note)
         return
     _, model = registered(pm, task, base=base)
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
-    warnings: list[str] = []
-    window_stride(task, tokenizer, model.name, warnings)
-    for warning in warnings:  # with --json, on stderr (json_output)
+    for warning in window_stride(task, tokenizer, model.name).notes:  # with --json, on stderr (json_output)
         click.echo(warning)

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, pass_session
+from toolkit.cli.group import cli, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
 from toolkit.cli.using import existing_run
 from toolkit.errors import TkError
+from toolkit.runs.export import export_run
+from toolkit.runs.exported import export_of
+from toolkit.serving.limits import ServeSettings
+from toolkit.serving.server import LOOPBACK
+from toolkit.serving.server import serve as run_server
 
 
 def require(modules: tuple[str, ...], extra: str, command: str) -> None:
@@ -53,10 +58,6 @@ def positive(kind):
 def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx, as_json):
     """Serve the model saved in RUN over HTTP: POST /predict, GET /health, /ready, /metadata, /metrics."""
     require(("uvicorn", "starlette", "prometheus_client"), "serve", "tk serve")
-    from toolkit.runs.exported import export_of
-    from toolkit.serving.limits import ServeSettings
-    from toolkit.serving.server import LOOPBACK, serve as run_server
-
     folder = export_of(existing_run(run_dir)) if onnx else existing_run(run_dir)
     if token is not None and not token.strip():
         raise TkError("--token is empty; give a token, or leave --token and TK_SERVE_TOKEN unset to serve "
@@ -96,8 +97,6 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
 def export(session, run_dir, export_format, quantize, output, check_data, min_agreement, as_json):
     """Export the model saved in RUN to ONNX, checked against the run's own model before it is written."""
     require(("onnx", "onnxruntime", "onnxscript"), "export", "tk export")
-    from toolkit.runs.export import export_run
-
     existing_run(run_dir)
     if check_data is not None and not Path(check_data).exists():
         raise TkError(f"--check-data: {check_data} does not exist. Check the path, or leave --check-data out to "

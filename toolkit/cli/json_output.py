@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from toolkit.runs.folders import safe_json
+from toolkit.saving import safe_json
 
 VERSION = 1  # raised when a field changes meaning or goes away; new fields keep it
 STDOUT = "tk.json_stdout"  # the real stdout, in the Click context's meta while stdout is redirected

@@ -7,10 +7,32 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.config import with_overrides
+from toolkit.data.choose import data_task, task_names
 from toolkit.errors import TkError
+from toolkit.evaluation.report import format_metrics
+from toolkit.runs.compare import (
+    SIGNIFICANCE,
+    comparison_notes,
+    data_notes,
+    format_run_rows,
+    format_settings_and_notes,
+    run_rows,
+    summarise,
+)
+from toolkit.runs.cv_compare import compare_cv, format_cv_comparison, is_cv
+from toolkit.runs.folders import list_runs
+from toolkit.runs.liveness import shown_status
+from toolkit.runs.loader import open_run
+from toolkit.runs.pipeline import resume_task, run_task
+from toolkit.runs.resume import refuse_options
+from toolkit.runs.sweep import parse_grid, run_sweep
+from toolkit.tasks_file import SHIPPED_TASKS
+from toolkit.training import distributed
+from toolkit.training.engines import auto_engine_name
+from toolkit.training.progress import Progress
 
 
 @cli.command()
@@ -28,12 +50,6 @@ from toolkit.errors import TkError
 @click.pass_context
 def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, as_json):
     """Fine-tune and evaluate TASK from tasks.toml, or your file: tk run --data FILE [--set label_column=NAME]."""
-    from toolkit.evaluation.report import format_metrics
-    from toolkit.runs.pipeline import resume_task, run_task
-    from toolkit.runs.resume import refuse_options
-    from toolkit.training import distributed
-    from toolkit.training.progress import Progress
-
     progress = Progress(click.echo)  # with --json, click.echo writes to stderr (json_output)
     if resume_dir:
         given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
@@ -48,8 +64,6 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, 
             task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
             base, where = session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
         else:
-            from toolkit.data.choose import data_task, task_names
-
             taken = task_names(session)
             task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()), taken)
             data, base, where = task.data, Path.cwd(), f"--data {data}"
@@ -74,8 +88,6 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, 
 def defaults_not_used(session, assignments) -> str | None:
     """A --data run starts from tk's defaults, not from the [defaults] of the user's tasks.toml: say so where that
     table sets keys the run does not get from --set (a learning rate there, silently unused, looks like a bug)."""
-    from toolkit.config import SHIPPED_TASKS
-
     if not session.tasks_path.exists() or session.tasks_path.resolve() == SHIPPED_TASKS:
         return None
     given = parse_overrides(assignments)
@@ -102,9 +114,6 @@ def list_command(session, show_runs, output, as_json):
 
 
 def print_runs(output: Path, as_json: bool) -> None:
-    from toolkit.runs.folders import list_runs
-    from toolkit.runs.liveness import shown_status
-
     rows = [(path, status, intact(path, shown_status(path, status))) for path, status in list_runs(output)]
     if as_json:
         emit("list-runs", {"folder": str(output),
@@ -119,8 +128,6 @@ def print_runs(output: Path, as_json: bool) -> None:
 def intact(path: Path, shown: str) -> str:
     """A complete run whose files are missing, cut or grown since it was saved is shown 'damaged' (the run
     loader's size check: cheap enough for a folder of runs; tk predict and the others hash every file)."""
-    from toolkit.runs.loader import open_run
-
     if shown != "complete":
         return shown
     try:
@@ -132,8 +139,6 @@ def intact(path: Path, shown: str) -> str:
 
 def registries(session) -> dict:
     """What tk list shows, as data (tk list --json)."""
-    from toolkit.training.engines import auto_engine_name
-
     pm = session.pm
     return {
         "tasks_file": str(session.tasks_path),
@@ -156,15 +161,13 @@ def registries(session) -> dict:
 
 
 def print_registries(session) -> None:
-    from toolkit.training.engines import auto_engine_name
-
     pm = session.pm
     click.echo(f"Tasks ({session.tasks_path}):")
     for name, task in sorted(session.config.tasks.items()):
         engine = task.engine if task.engine != "auto" else f"auto: {auto_engine_name(pm, task)}"
         epochs = f"{task.epochs} epoch" + ("" if task.epochs == 1 else "s")
         windows = (f", long texts as windows (stride {task.window_stride}, pooling {task.pooling})"
-                   if task.long_text == "chunks" else "")
+                   if task.reads_in_windows else "")
         click.echo(f"  {name:<26} {task.dataset} + {task.model}, max_length {task.max_length}{windows}, {epochs}, "
                    f"engine {engine}")
     click.echo("Datasets:")
@@ -201,17 +204,12 @@ def print_registries(session) -> None:
 @pass_session
 def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_json):
     """Run every combination of --grid values for TASK (or --data FILE) and compare them."""
-    from toolkit.runs.sweep import parse_grid, run_sweep
-    from toolkit.training.progress import Progress
-
     if not task_name and not data:
         raise click.UsageError("Name a task (tk list shows them), or pass --data FILE to sweep over your own file.")
     base = session.tasks_path.resolve().parent
     if task_name:
         task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
     else:
-        from toolkit.data.choose import data_task, task_names
-
         task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()),
                          task_names(session))
         data, base = task.data, Path.cwd()
@@ -232,8 +230,6 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
 @json_option
 def compare(run_dirs, allow_incomplete, as_json):
     """Compare finished runs (or tk cv folders, fold by fold): which differences are real and which are noise."""
-    from toolkit.runs.cv_compare import compare_cv, format_cv_comparison, is_cv
-
     if any(is_cv(path) for path in run_dirs):
         found = compare_cv(list(run_dirs))
         if as_json:
@@ -241,15 +237,6 @@ def compare(run_dirs, allow_incomplete, as_json):
         else:
             click.echo(format_cv_comparison(found))
         return
-    from toolkit.runs.compare import (
-        SIGNIFICANCE,
-        comparison_notes,
-        data_notes,
-        format_run_rows,
-        format_settings_and_notes,
-        run_rows,
-        summarise,
-    )
 
     runs = [summarise(path, allow_incomplete=allow_incomplete) for path in run_dirs]
     rows = run_rows(runs)

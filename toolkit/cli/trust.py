@@ -7,8 +7,17 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
+from toolkit.cli.using import existing_run, printable
+from toolkit.config import with_overrides
+from toolkit.data.choose import data_task, task_names
+from toolkit.runs.audit import audit as run_audit
+from toolkit.runs.audit import read_audit
+from toolkit.runs.corrections import write_corrected
+from toolkit.runs.cv import cv_task, resume_cv
+from toolkit.runs.resume import refuse_options
+from toolkit.training.progress import Progress
 
 
 @cli.command()
@@ -28,13 +37,8 @@ from toolkit.cli.json_output import emit, json_option
 @click.pass_context
 def cv(ctx, session, task_name, assignments, data, folds, output, resume_dir, strict, as_json):
     """Cross-validate TASK (or --data FILE) in K folds: per-fold and pooled out-of-fold metrics, oof.csv."""
-    from toolkit.runs.cv import cv_task, resume_cv
-    from toolkit.training.progress import Progress
-
     progress = Progress(click.echo)
     if resume_dir:
-        from toolkit.runs.resume import refuse_options
-
         given = {"task_name": "a task name", "assignments": "--set", "data": "--data", "output": "--output",
                  "strict": "--strict", "folds": "--folds"}
         refuse_options([label for name, label in given.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"])
@@ -56,14 +60,11 @@ def cv(ctx, session, task_name, assignments, data, folds, output, resume_dir, st
 
 def task_for(session, task_name, assignments, data, progress):
     """(task, data, base, where) as tk run resolves them: a task of tasks.toml, or --data FILE."""
-    from toolkit.config import with_overrides
-
     if task_name:
         task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
         return task, data, session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
     if not data:
         raise click.UsageError("Name a task (tk list shows them), pass --data FILE, or pass --resume CV.")
-    from toolkit.data.choose import data_task, task_names
 
     task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()), task_names(session))
     progress.note(f"Task '{task.name}': dataset {task.dataset}, model {task.model} (change with --set)")
@@ -98,10 +99,6 @@ def format_cv(summary: dict) -> str:
 def audit(run_dir, top, target, drop, relabel, as_json):
     """Rank RUN's rows by how likely their label is wrong (a tk cv folder: every training row; a tk run: its test
     split); writes RUN/audit.csv."""
-    from toolkit.cli.using import existing_run, printable
-    from toolkit.runs.audit import audit as run_audit
-    from toolkit.runs.audit import read_audit
-
     if (drop or relabel) and not target:
         raise click.UsageError("--drop and --relabel say what --write FILE does: add --write FILE.")
     if target and bool(drop) == bool(relabel):
@@ -111,8 +108,6 @@ def audit(run_dir, top, target, drop, relabel, as_json):
         click.echo(f"Note: {summary['warning']}.", err=True)
     written = None
     if target:
-        from toolkit.runs.corrections import write_corrected
-
         chosen = read_audit(run_dir)[:drop or relabel]
         written = write_corrected(run_dir, target, chosen, relabel=bool(relabel), multi_label=summary["multi_label"])
     if as_json:

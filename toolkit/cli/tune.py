@@ -8,10 +8,15 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, parse_overrides, pass_session
+from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.config import with_overrides
+from toolkit.data.choose import data_task, task_names
 from toolkit.errors import TkError
+from toolkit.runs.tune import TuneRequest, run_tune
+from toolkit.runs.tune_final import describe
+from toolkit.runs.tune_space import parse_space
+from toolkit.training.progress import Progress
 
 
 @cli.command()
@@ -45,11 +50,6 @@ from toolkit.errors import TkError
 def tune(session, task_name, trials, space_specs, tries, assignments, data, output, storage, study_name, pruner,
          prune_after, top, seeds, as_json):
     """Search TASK's hyperparameters (or --data FILE's), then test the best against the default."""
-    from toolkit.runs.tune import TuneRequest, run_tune
-    from toolkit.runs.tune_final import describe
-    from toolkit.runs.tune_space import parse_space
-    from toolkit.training.progress import Progress
-
     if trials < 1:
         raise TkError(f"--trials {trials}: a study needs at least one trial, e.g. --trials 20.")
     if not task_name and not data:
@@ -63,8 +63,6 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
     if task_name:
         task = with_overrides(session.config.task(task_name), overrides)
     else:
-        from toolkit.data.choose import data_task, task_names
-
         task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base, where = task.data, Path.cwd(), f"--data {data}"
     request = TuneRequest(task=task, tasks_path=session.tasks_path, overrides=parse_space(space_specs, task),
@@ -98,8 +96,6 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
 
 def format_trials(record: dict) -> str:
     """One line per trial: its number, state (pruned after which epoch; a failed one's error), value, values."""
-    from toolkit.runs.tune_final import describe
-
     lines = [f"{'trial':>5}  {'state':<22}  {'val ' + record['metric']:>10}  values"]
     for trial in record["trials"]:
         state = trial["state"] + (" (default)" if trial.get("default") else "")

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import click
 
-from toolkit.cli import cli, pass_session, skip_interpreter_teardown
+from toolkit.cli.group import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
 from toolkit.errors import TkError
+from toolkit.evaluation.calibration import abstains
+from toolkit.evaluation.report import format_metrics
 from toolkit.runs.answers import prediction_rows
+from toolkit.runs.evaluate import evaluate_run
+from toolkit.runs.exported import load_run_or_export
+from toolkit.runs.report_page import expand_runs, render_comparison, write_report
+from toolkit.saving import create_json, write_text
+from toolkit.training.progress import Progress
 
 allow_incomplete_option = click.option(
     "--allow-incomplete", is_flag=True,
@@ -31,8 +38,6 @@ allow_incomplete_option = click.option(
 @json_option
 def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json):
     """Label TEXTS with the model saved in RUN (or an export tk export wrote)."""
-    from toolkit.runs.exported import load_run_or_export
-
     for number, text in enumerate(texts, 1):
         try:
             text.encode("utf-8")
@@ -57,8 +62,6 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     skip_interpreter_teardown()  # nothing is written: the answers are printed below, then tk exits at once
     abstained = None
     if min_confidence is not None:
-        from toolkit.evaluation.calibration import abstains
-
         abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
         print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped, abstained)
@@ -156,12 +159,6 @@ def printable(text: str) -> str:
 @pass_session
 def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
     """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
-    from toolkit.evaluation.report import format_metrics
-    from toolkit.runs.evaluate import evaluate_run
-    from toolkit.runs.exported import load_run_or_export
-    from toolkit.runs.folders import create_json
-    from toolkit.training.progress import Progress
-
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
@@ -204,9 +201,6 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
 @json_option
 def report(run_dirs, output, allow_incomplete, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
-    from toolkit.runs.folders import write_text
-    from toolkit.runs.report_page import expand_runs, render_comparison, write_report
-
     runs = expand_runs(list(run_dirs))
     if len(runs) == 1:
         path = write_report(runs[0], output, allow_incomplete)

@@ -1,80 +1,36 @@
 """Data checks behind `tk check` and the start of `tk run`: duplicates, leakage, label conflicts,
 class balance and HTML remnants (empty texts are left out, and said, when the data is loaded).
 Multi-label data (multi-hot rows) gets per-label counts, rare labels, rows with no label and label
-co-occurrence instead of class balance (``toolkit.data.multilabel``).
+co-occurrence instead of class balance (``toolkit.data.multilabel``); label names that look like lists
+or like one name written twice are ``toolkit.data.label_names``'s, the report ``toolkit.data.findings``'s.
 
-Texts are compared by 64-bit hashes in NumPy arrays, so the full 1.6M-row
+Texts are compared by 64-bit hashes in NumPy arrays (``toolkit.data.hashes``), so the full 1.6M-row
 Sentiment140 file is checked in seconds without holding a second copy of it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from os.path import commonprefix
-from typing import Any
 
 import numpy as np
 
-from toolkit.data.files import column, row_numbers, rows_named
+from toolkit.data.findings import EXAMPLES, CheckReport, Finding, plural
+from toolkit.data.hashes import SPACE, text_hashes
+from toolkit.data.label_names import list_like_labels, near_duplicate_labels
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
+from toolkit.data.rows import column, row_numbers, rows_named
+from toolkit.data.splits import make_splits
+from toolkit.errors import TkError, user_message
 
-HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
 # A tag starts with its name right after "<" (or "</"), as HTML requires: "M-< and M->" (Emacs keys) is no tag.
 HTML_REMNANT = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|&(?:amp|lt|gt|quot|#\d+);")
 SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
-SPACE = re.compile(r"\s+")
-EXAMPLES = 3
 SHOWN_CHARS = 80  # of an example text
 DIFFERENCE_CONTEXT = 20  # characters shown before where two alike examples first differ
 IMBALANCE_WARNING = 0.2  # warn when the smallest class is under 20% of the largest
 RARE_CLASS_ROWS = 10  # warn about classes with fewer rows than this in a split
-
-
-def normalise(text: str) -> str:
-    """Case, whitespace and HTML tags do not make a text different."""
-    return SPACE.sub(" ", HTML_TAG.sub(" ", text)).strip().lower()
-
-
-def text_hashes(texts, normalised: bool = False) -> np.ndarray:
-    import pandas as pd
-
-    values = [normalise(t) for t in texts] if normalised else list(texts)
-    return pd.util.hash_array(np.asarray(values, dtype=object))
-
-
-@dataclass
-class Finding:
-    check: str
-    level: str  # "error" (tk run would stop), "warning" or "info"
-    message: str
-    count: int = 0
-    examples: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class CheckReport:
-    dataset: str
-    rows: dict[str, int]
-    findings: list[Finding]
-    split_rows: dict[str, int] | None = None  # the splits tk run makes from the data (class_checks)
-    split_notes: list[str] = field(default_factory=list)  # what tk run says while making them (rows left out)
-    left_out: dict[str, dict] = field(default_factory=dict)  # the rows tk run leaves out of them (make_splits)
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "warning"]
-
-    @property
-    def errors(self) -> list[Finding]:
-        """What would stop tk run on this data: tk check exits with an error."""
-        return [f for f in self.findings if f.level == "error"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "rows": self.rows, "split_rows": self.split_rows,
-                "split_notes": self.split_notes, "left_out": self.left_out,
-                "findings": [asdict(f) for f in self.findings], "checked_clean": found_nothing(self)}
 
 
 def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classes: bool = True) -> CheckReport:
@@ -101,64 +57,9 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classe
     for first, second in combinations(splits.keys(), 2):
         findings += _leakage(first, second, keys, texts_of[second], numbers_of[second])
     multi_label = any(labels.ndim == 2 for labels in labels_of.values())
-    findings += _list_like_labels(label_names, multi_label)
+    findings += list_like_labels(label_names, multi_label)
     findings += near_duplicate_labels(label_names, labels_of.values())
     return CheckReport(dataset_name, {name: len(split) for name, split in splits.items()}, findings)
-
-
-LIST_SEPARATORS = (",", "|", ";")
-SIMILAR_NAMES = 0.8  # difflib's ratio at which two label names look like one name misspelt ('pyhton', 'python')
-MAX_NAMES_COMPARED = 500  # every pair is compared: O(labels²)
-RARE_SHARE = 10  # names alike but not equal count only when one has at most a tenth of the other's rows
-
-
-def near_duplicate_labels(label_names: tuple[str, ...], labels_of) -> list[Finding]:
-    """Label names that are one name written two ways: equal but for case, spaces and punctuation ('Bug',
-    'bug '), or alike (difflib ratio SIMILAR_NAMES) with one at most a tenth as common ('pyhton' beside 'python';
-    'NUM:count' and 'NUM:code', both common, are two classes). One finding naming each pair with its rows."""
-    from difflib import SequenceMatcher
-
-    if not 2 <= len(label_names) <= MAX_NAMES_COMPARED:
-        return []
-    counts = np.zeros(len(label_names), dtype=np.int64)
-    for labels in labels_of:
-        labels = np.asarray(labels)
-        counts += (labels.sum(axis=0).astype(np.int64)[:len(label_names)] if labels.ndim == 2 else
-                   np.bincount(labels.astype(np.int64), minlength=len(label_names))[:len(label_names)])
-    folded = [re.sub(r"[\W_]+", "", str(name).casefold()) for name in label_names]
-    pairs = []
-    for i, j in combinations(range(len(label_names)), 2):
-        a, b = folded[i], folded[j]
-        rare, common = (i, j) if counts[i] <= counts[j] else (j, i)
-        lopsided = counts[rare] * RARE_SHARE <= counts[common]  # a typo is rare beside the name it misspells
-        if a == b or (lopsided and min(len(a), len(b)) >= 4 and SequenceMatcher(None, a, b).ratio() >= SIMILAR_NAMES):
-            pairs.append((rare, common))
-    if not pairs:
-        return []
-    shown = "; ".join(f"'{label_names[r]}' ({counts[r]:,} {plural(int(counts[r]), 'row')}) beside "
-                      f"'{label_names[c]}' ({counts[c]:,})" for r, c in pairs[:EXAMPLES])
-    more = f" and {len(pairs) - EXAMPLES:,} more" if len(pairs) > EXAMPLES else ""
-    return [Finding("similar_labels", "warning", f"{len(pairs):,} pair(s) of label names look like one name written "
-                    f"two ways: {shown}{more}. If they are one class, correct the rarer in the data (or map it onto "
-                    "the other) before training; two names split its rows and its scores.", len(pairs))]
-
-
-
-def _list_like_labels(label_names: tuple[str, ...], multi_label: bool) -> list[Finding]:
-    """Label names that look like unsplit lists ('HUM|person'): a multi-label file read as single-label, or
-    split with the wrong label_separator: at least two labels, and half of them or more, hold the same
-    separator (one class name with a comma is no evidence)."""
-    for separator in LIST_SEPARATORS:
-        holding = [name for name in label_names if separator in name]
-        if len(holding) < 2 or len(holding) * 2 < len(label_names):
-            continue
-        examples = ", ".join(repr(name) for name in holding[:3])
-        fix = (f'set label_separator = "{separator}"' if multi_label else
-               f'set problem = "multi-label" and label_separator = "{separator}"')
-        return [Finding("label_lists", "warning", f"{len(holding):,} of {len(label_names):,} labels contain "
-                        f"'{separator}' ({examples}): if a cell lists several labels, {fix} "
-                        "(docs/multi-label.md)", len(holding))]
-    return []
 
 
 def _labels(split: str, labels: np.ndarray, label_names: tuple[str, ...]):
@@ -180,13 +81,9 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     """tk check: every check on the data as loaded, and class presence on the splits tk run would make
     from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
     tk run's error (the same ``make_splits``, the same message) as an error finding."""
-    from toolkit.data.splits import make_splits
-    from toolkit.errors import TkError, user_message
-
     report = check_splits(splits, dataset_name, label_names, classes=False)
-    notes: list[str] = []
     try:
-        made = make_splits(splits, task, notes, report.left_out)
+        made = make_splits(splits, task)
     except TkError as error:
         carves = "test" not in splits or "validation" not in splits
         report.findings += [finding for name, split in splits.items() for finding in
@@ -194,9 +91,10 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
         report.findings.append(Finding("splits", "error", f"tk run would stop when splitting this data: "
                                                           f"{user_message(error)}"))
         return report
-    report.split_rows = {name: len(split) for name, split in made.items()}
-    report.split_notes = notes
-    report.findings += class_checks(made, label_names)
+    report.split_rows = {name: len(split) for name, split in made.splits.items()}
+    report.split_notes = [*made.notes, *made.advice]
+    report.left_out = made.left_out
+    report.findings += class_checks(made.splits, label_names)
     return report
 
 
@@ -381,44 +279,3 @@ def _around_html(text: str, context: int = 30) -> str:
     return ("..." if start > 0 else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
 
 
-# What tk check looked for, as its text report names it: the ones with no finding are listed as clean.
-SEARCHED = {"duplicates_exact": "exact duplicate texts", "duplicates_normalised": "texts alike but for case, spaces "
-            "or HTML", "leakage": "texts shared between splits", "label_conflicts": "texts with conflicting labels",
-            "html": "HTML remnants", "label_lists": "label names that look like lists",
-            "similar_labels": "label names written two ways", "rare": "rare classes or labels",
-            "classes_absent": "classes missing from a split"}
-
-
-def found_nothing(report: CheckReport) -> list[str]:
-    """The checks in SEARCHED that found nothing, as the text report names them."""
-    seen = {finding.check for finding in report.findings}
-    return [what for check, what in SEARCHED.items() if not any(name.startswith(check) for name in seen)]
-
-
-def format_report(report: CheckReport) -> str:
-    rows = ", ".join(f"{name} {n:,}" for name, n in report.rows.items())
-    lines = [f"{report.dataset}: {rows} rows"]
-    if report.split_rows and report.split_rows != report.rows:
-        lines.append("As tk run splits it: " + ", ".join(f"{name} {n:,}" for name, n in report.split_rows.items())
-                     + " rows")
-        lines += [f"  {note}" for note in report.split_notes]
-    for finding in report.findings:
-        mark = {"error": "ERROR", "warning": "WARNING"}.get(finding.level, "info")
-        lines.append(f"  {mark:<7} {finding.message}")
-        lines += [f"            e.g. {example}" for example in finding.examples]
-    if report.left_out or any(finding.examples for finding in report.findings):
-        lines.append(ROW_NUMBERS)
-    clean = found_nothing(report)
-    if clean:
-        lines.append(f"Checked, nothing found: {', '.join(clean)}.")
-    errors = f"{len(report.errors):,} {plural(len(report.errors), 'error')}, " if report.errors else ""
-    lines.append(f"{errors}{len(report.warnings):,} {plural(len(report.warnings), 'warning')}.")
-    return "\n".join(lines)
-
-
-ROW_NUMBERS = ("Rows are numbered as in the file each split was read from (a Hub dataset: its split), from 1, "
-               "a header line not counted.")
-
-
-def plural(count: int, word: str) -> str:
-    return word if count == 1 else word + "s"

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import build_task
+from toolkit.config import build_task, with_overrides
 from toolkit.errors import TkError
 
 FILES = "files"  # the built-in dataset for your own files (plugins/datasets/files.py)
@@ -35,8 +35,6 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
     --data means your file, read by the files dataset, as ``tk run --data FILE`` reads it. ``overrides``
     (``--set``) apply to the task; a dataset named with ``--set`` gets a task of tk's defaults.
     """
-    from toolkit.config import with_overrides
-
     overrides = overrides or {}
     declared = tuple(session.pm.settings().values())
     if name is None:

@@ -1,4 +1,6 @@
-"""Readers for local data files that any dataset plugin can reuse.
+"""Readers for local data files that any dataset plugin can reuse: CSV / TSV / JSON Lines / Parquet
+files, split files found in a folder, class folders. Which columns are the text and the label is
+``toolkit.data.columns``'s; row numbers and whole columns ``toolkit.data.rows``'s.
 
 Everything goes through ``datasets`` builders, which stream files into
 memory-mapped Arrow tables: a 1.6M-row CSV is never held twice in memory.
@@ -9,54 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import TkError, suggest
+from toolkit.data.columns import LABEL_COLUMNS, TEXT_COLUMNS, files_named, pick_column, standard_columns
+from toolkit.data.rows import column, number_rows  # noqa: F401  column: toolkit/training/policy.py imports it from here
+from toolkit.errors import TkError
+from toolkit.records import WithNotes
 
-TEXT_COLUMNS = ("text", "review", "sentence", "content", "tweet")
-LABEL_COLUMNS = ("label", "labels", "polarity", "sentiment", "target", "class")
 BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-ROW = "tk_row"  # each row's number in the file or Hub split it was read from: from 1, a header line not counted
-
-
-def number_rows(split):
-    """``split`` with the ``ROW`` column, numbering its rows as read, so the rows left out later (no label,
-    an empty text, a text also in training) keep the numbers a user finds them by. Added only to rows as read:
-    numbering a plugin's filtered or shuffled rows would copy them all (``datasets`` flattens its index first)."""
-    import datasets
-    import numpy as np
-
-    if not isinstance(split, datasets.Dataset) or ROW in split.column_names or split._indices is not None:
-        return split
-    return split.add_column(ROW, np.arange(1, len(split) + 1))
-
-
-def column(split, name: str):
-    """A split's column, read at once (a list; an array or tensor under a numpy or torch format).
-
-    ``split[name]`` is a datasets ``Column``: iterating it, or ``np.asarray`` on it, reads row by row
-    (1.6M labels: 16.6 s), where a slice reads the column in one go (0.05 s).
-    """
-    return split[name][:]
-
-
-def row_numbers(split):
-    """Each row's number as a user finds it (``ROW``), or where the rows were not numbered as read, its position
-    in ``split`` from 1: what tk check, tk run and their errors call "row N"."""
-    import numpy as np
-
-    if ROW in split.column_names:
-        return np.asarray(column(split, ROW))
-    return np.arange(1, len(split) + 1)
-
-
-def rows_named(numbers, shown: int = 4) -> str:
-    """"row 7", "rows 3, 9 and 12" or "rows 3, 9, 12, 40 and 5 more": row numbers as the user finds them
-    in the file (``row_numbers``)."""
-    numbers = [str(n) for n in numbers]
-    if len(numbers) == 1:
-        return f"row {numbers[0]}"
-    if len(numbers) <= shown:
-        return f"rows {', '.join(numbers[:-1])} and {numbers[-1]}"
-    return f"rows {', '.join(numbers[:shown])} and {len(numbers) - shown:,} more"
 
 
 def builder_for(path: Path) -> str | None:
@@ -84,7 +44,6 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
     import datasets
     import pyarrow
     from datasets.exceptions import DatasetGenerationError
-
     from datasets.utils import logging as library_logging
 
     data_files = {split: str(path) for split, path in files.items()}
@@ -99,12 +58,12 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
             where = "; ".join(f"{Path(path).name} {found}" if len(files) > 1 else found for path in files.values()
                               if (found := first_undecodable(path, encoding)))
             raise TkError(
-                f"{_names(files)}: not {encoding.upper()} text ({where or cause.reason}). Re-save it as UTF-8 "
+                f"{files_named(files)}: not {encoding.upper()} text ({where or cause.reason}). Re-save it as UTF-8 "
                 "(e.g. iconv -f latin1 -t utf-8)."
             ) from error
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
-            raise TkError(f"{_names(files)}: the file has no rows of data.") from error
-        raise TkError(f"{_names(files)}: cannot read it as {builder}: {cause}") from error
+            raise TkError(f"{files_named(files)}: the file has no rows of data.") from error
+        raise TkError(f"{files_named(files)}: cannot read it as {builder}: {cause}") from error
     finally:
         library_logging.set_verbosity(level)
 
@@ -113,97 +72,11 @@ def load_table(files: dict[str, Path], text_column: str | None = None, label_col
     """Load tabular files (CSV, TSV, JSON Lines, Parquet) into splits with ``text`` and ``label`` columns."""
     builders = {builder_for(path) for path in files.values()}
     if None in builders or len(builders) != 1:
-        raise TkError(f"{_names(files)}: use one format of .csv, .tsv, .jsonl or .parquet for all splits.")
+        raise TkError(f"{files_named(files)}: use one format of .csv, .tsv, .jsonl or .parquet for all splits.")
     builder = builders.pop()
     options = {"delimiter": "\t"} if any(p.suffix.lower() == ".tsv" for p in files.values()) else {}
     splits = load_builder(builder, files, **options)
     return standard_columns(splits, files, text_column, label_column)
-
-
-class MissingColumn(TkError):
-    """A text or label column that is not there. ``role``: "text" or "label"; ``given``: the name asked
-    for, or None when none was given and no column has a name tk knows."""
-
-    def __init__(self, message: str, role: str, given: str | None) -> None:
-        super().__init__(message)
-        self.role, self.given = role, given
-
-
-def standard_columns(splits, files: dict[str, Path], text_column: str | None = None,
-                     label_column: str | None = None, label_columns: list[str] | None = None):
-    """Rename the text and label columns to ``text``/``label`` and drop the rest.
-
-    ``label_columns`` (multi-label): several 0/1 columns, one per label, become one ``label`` column holding
-    each row's list of the names of the columns that are 1.
-    """
-    columns = next(iter(splits.values())).column_names
-    text = text_column or _pick(columns, TEXT_COLUMNS)
-    if label_columns:
-        return _flag_columns(splits, files, text, list(label_columns), columns)
-    label = label_column or _pick(columns, LABEL_COLUMNS)
-    for role, name, given, options in (("text", text, text_column, TEXT_COLUMNS),
-                                       ("label", label, label_column, LABEL_COLUMNS)):
-        if given is not None and given not in columns:
-            raise MissingColumn(f"{role}_column = {given!r} is not a column of {_names(files)}. Columns: "
-                                f"{', '.join(columns)}.{suggest(given, columns)}", role, given)
-        if name is None:
-            raise MissingColumn(f"{_names(files)}: no {role} column found by name (tk looks for "
-                                f"{', '.join(options)}). Columns: {', '.join(columns)}.", role, None)
-    if text == label:
-        raise MissingColumn(f"{_names(files)}: column {text!r} cannot be both the text and the label. Columns: "
-                            f"{', '.join(columns)}.", "label", label_column)
-    splits = splits.select_columns([text, label])
-    if (text, label) != ("text", "label"):  # through temporary names: text_column=label, label_column=text swaps
-        splits = splits.rename_columns({text: "tk_text", label: "tk_label"})
-        splits = splits.rename_columns({"tk_text": "text", "tk_label": "label"})
-    return splits
-
-
-TRUE, FALSE = ("1", "1.0", "true"), ("0", "0.0", "false")
-
-
-def _flag_columns(splits, files: dict[str, Path], text: str | None, flags: list[str], columns: list[str]):
-    """Several 0/1 label columns as one ``label`` column of label-name lists; any other value is an error."""
-    missing = [name for name in flags if name not in columns]
-    if missing or text is None or text not in columns or text in flags:
-        what = (f"no label column '{missing[0]}' (label_columns)" if missing else
-                f"the text column '{text}' is also in label_columns" if text in flags else "no text column")
-        raise TkError(f"{_names(files)}: {what}. Found columns: {', '.join(columns)}.")
-
-    def to_names(batch, indices):
-        names = [[] for _ in indices]
-        for flag in flags:
-            for row, value in enumerate(batch[flag]):
-                on = _flag(value)
-                if on is None:
-                    raise TkError(f"{_names(files)}: label column '{flag}' holds {value!r} (row {indices[row] + 1}); "
-                                  "each label column must hold 0 or 1 (or true / false).")
-                if on:
-                    names[row].append(flag)
-        return {"label": names}
-
-    splits = splits.select_columns([text, *flags])
-    splits = splits.map(to_names, batched=True, with_indices=True, remove_columns=flags)
-    return splits.rename_column(text, "text") if text != "text" else splits
-
-
-def _flag(value) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in TRUE + FALSE:
-        return value.strip().lower() in TRUE
-    return None
-
-
-def _pick(columns: list[str], options: tuple[str, ...]) -> str | None:
-    lowered = {c.lower(): c for c in columns}
-    return next((lowered[o] for o in options if o in lowered), None)
-
-
-def _names(files: dict[str, Path]) -> str:
-    return ", ".join(str(p) for p in files.values())
 
 
 # --------------------------------------------------------------------------
@@ -221,32 +94,33 @@ def is_table_file(path: Path) -> bool:
         builder_for(path) is not None or path.suffix.lower() in DELIMITED)
 
 
-def find_split_files(folder: Path, notes: list[str] | None = None) -> dict[str, Path]:
-    """``train.*``, ``validation.*`` / ``dev.*`` and ``test.*`` table files in ``folder``.
+def find_split_files(folder: Path) -> WithNotes:
+    """``train.*``, ``validation.*`` / ``dev.*`` and ``test.*`` table files in ``folder``: {split: path}.
 
-    Several candidates for one split: the first by name is used and ``notes`` says so. A folder
+    Several candidates for one split: the first by name is used and a note says so. A folder
     with one table file and no ``train.*`` uses that file as the training split.
     """
     import re
 
     tables = sorted(p for p in folder.iterdir() if is_table_file(p))
     found: dict[str, Path] = {}
+    notes = []
     for split, stems in SPLIT_NAMES.items():
         pattern = re.compile(rf"^({'|'.join(stems)})([^a-z].*)?$")
         candidates = sorted((p for p in tables if pattern.match(p.name.lower()) and p not in found.values()),
                             key=lambda p: (p.name.lower().split(".")[0] not in stems, p.name))  # train.* first
         if candidates:
             found[split] = candidates[0]
-            if len(candidates) > 1 and notes is not None:
+            if len(candidates) > 1:
                 notes.append(f"{split}: picked {candidates[0].name} from {folder}; also there, not used: "
                              f"{', '.join(p.name for p in candidates[1:])}.")
     if "train" not in found:
         if len(tables) == 1:
-            return {"train": tables[0]}
+            return WithNotes({"train": tables[0]})
         listed = ", ".join(p.name for p in tables[:10]) or "no .csv, .tsv, .jsonl or .parquet files"
         raise TkError(f"{folder}: no training file (train.csv, train.jsonl, ...). It holds: {listed}. Name the "
                       "files train.* / validation.* (or dev.*) / test.*, or point at one file.")
-    return found
+    return WithNotes(found, tuple(notes))
 
 
 def class_folders(folder: Path) -> dict[str, dict[str, list[Path]]] | None:
@@ -305,14 +179,14 @@ def load_class_folders(layout: dict[str, dict[str, list[Path]]]):
 
 
 def read_table_file(path: Path, text_column: str | None = None, label_column: str | None = None,
-                    header: bool | str = "auto", notes: list[str] | None = None,
-                    label_columns: list[str] | None = None):
+                    header: bool | str = "auto", label_columns: list[str] | None = None) -> WithNotes:
     """One CSV / TSV (with or without a header row) / JSON Lines / Parquet file as a ``Dataset`` with
-    ``text`` and ``label`` columns. A file without a header row gets columns ``column1``, ``column2``, ...;
+    ``text`` and ``label`` columns, with notes on what was decided about it. A file without a header row gets columns ``column1``, ``column2``, ...;
     with two columns and no names tk knows, the one with the longer values is the text.
     ``label_columns``: several 0/1 columns whose names become each row's label list (multi-label)."""
     builder = builder_for(path)
     options: dict[str, Any] = {}
+    notes = []
     if builder in (None, "csv"):
         builder = "csv"
         delimiter, first, rows = _sniff(path)
@@ -328,19 +202,19 @@ def read_table_file(path: Path, text_column: str | None = None, label_column: st
                           "rows of data.")
         if not header:
             options["column_names"] = [f"column{i}" for i in range(1, len(first) + 1)]
-            if notes is not None:
-                notes.append(f"{path.name}: no header row; its columns are column1..column{len(first)}.")
+            notes.append(f"{path.name}: no header row; its columns are column1..column{len(first)}.")
     files = {"train": path}
     table = load_builder(builder, files, **options)
     columns = table["train"].column_names
     if text_column is None and label_column is None and not label_columns and len(columns) == 2 and not (
-            _pick(columns, TEXT_COLUMNS) and _pick(columns, LABEL_COLUMNS)):
-        text_column, label_column = _two_columns(table["train"], columns, path, notes)
+            pick_column(columns, TEXT_COLUMNS) and pick_column(columns, LABEL_COLUMNS)):
+        text_column, label_column, said = _two_columns(table["train"], columns, path)
+        notes += said
     read = number_rows(standard_columns(table, files, text_column, label_column, label_columns)["train"])
     if _no_labels(read):
-        raise TkError(f"{path}: no row has a label in column '{label_column or _pick(columns, LABEL_COLUMNS)}' "
+        raise TkError(f"{path}: no row has a label in column '{label_column or pick_column(columns, LABEL_COLUMNS)}' "
                       f"({len(read):,} rows read).")
-    return read
+    return WithNotes(read, tuple(notes))
 
 
 def _no_labels(split) -> bool:
@@ -401,15 +275,15 @@ def _looks_like_header(first: list[str], rows: list[list[str]], named: set[str])
     return not any(first[j] in {row[j] for row in rows if len(row) > j} for j in range(len(first)))
 
 
-def _two_columns(split, columns: list[str], path: Path, notes: list[str] | None) -> tuple[str, str]:
+def _two_columns(split, columns: list[str], path: Path) -> tuple[str, str, list[str]]:
+    """(the text column, the label column, what to say about the choice) of a two-column file."""
     sample = split.select(range(min(len(split), SAMPLE_LINES)))
     lengths = {c: sum(len(str(v)) for v in column(sample, c)) for c in columns}
     text, label = sorted(columns, key=lambda c: -lengths[c])
-    known_text, known_label = _pick(columns, TEXT_COLUMNS), _pick(columns, LABEL_COLUMNS)
+    known_text, known_label = pick_column(columns, TEXT_COLUMNS), pick_column(columns, LABEL_COLUMNS)
     if known_text or known_label:  # one column has a name tk knows: the other one is the other role
         text = known_text or next(c for c in columns if c != known_label)
         label = known_label or next(c for c in columns if c != known_text)
-    elif notes is not None:
-        notes.append(f"{path.name}: took '{text}' as the text (the longer values) and '{label}' as the label; "
-                     "set text_column / label_column to choose.")
-    return text, label
+        return text, label, []
+    return text, label, [f"{path.name}: took '{text}' as the text (the longer values) and '{label}' as the label; "
+                         "set text_column / label_column to choose."]

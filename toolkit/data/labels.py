@@ -5,24 +5,26 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolkit.data.files import column, row_numbers
+from toolkit.data.rows import column, row_numbers
 from toolkit.errors import TkError
-from toolkit.records import DatasetInfo, DataSource, LabelMapping
+from toolkit.records import DatasetInfo, DataSource, LabelMapping, WithNotes
 
 MAX_EXAMPLES = 5
 
 
-def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, notes: list[str],
-                        every_class: bool = True, source: DataSource | None = None, from_data: bool = False):
-    """Map raw labels to class ids in every split, dropping values mapped to None on purpose.
+def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, every_class: bool = True,
+                        source: DataSource | None = None, from_data: bool = False,
+                        said: tuple[str, ...] = ()) -> WithNotes:
+    """Map raw labels to class ids in every split, dropping values mapped to None on purpose (the notes say so).
 
     ``every_class``: check the classes for training (``check_classes``); False for scoring a saved model.
-    ``source`` and ``from_data`` (the label names came from the data) shape check_classes' messages.
+    ``source``, ``from_data`` (the label names came from the data) and ``said`` (what loading said) shape
+    check_classes' messages.
     """
     import datasets
 
     _check_mapping_targets(dataset, mapping)
-    mapped = {}
+    mapped, notes = {}, []
     for split_name, split in splits.items():
         values = split.unique("label")
         unknown = [v for v in values if not _known(v, mapping)]
@@ -42,12 +44,12 @@ def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, not
         mapped[split_name] = split
     result = datasets.DatasetDict(mapped)
     if every_class:
-        check_classes(result, dataset, source, from_data, notes)
-    return result
+        check_classes(result, dataset, source, from_data, (*said, *notes))
+    return WithNotes(result, tuple(notes))
 
 
 def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None, from_data: bool = False,
-                  notes: list[str] | None = None) -> None:
+                  said: tuple[str, ...] = ()) -> None:
     """Training must hold every class, and at least two; a class in another split that training never saw
     is refused, with its rows quoted. A validation or test split lacking classes is fine here: the data
     checks warn (tk check, tk run) and the metrics list the classes they could not score (classes_absent).
@@ -69,7 +71,7 @@ def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None
             continue
         unseen = sorted(set(split.unique("label")) - set(np.flatnonzero(counts).tolist()))
         if unseen:
-            raise TkError(_unseen_message(where, dataset, split_name, split, unseen, train, from_data, notes))
+            raise TkError(_unseen_message(where, dataset, split_name, split, unseen, train, from_data, said))
     missing = [dataset.labels[i] for i in np.flatnonzero(counts == 0)]
     if missing:
         have = ", ".join(f"{dataset.labels[i]}: {counts[i]:,}" for i in np.flatnonzero(counts))
@@ -79,7 +81,7 @@ def check_classes(splits, dataset: DatasetInfo, source: DataSource | None = None
                       f"cannot learn it. {fix}")
 
 
-def _unseen_message(where, dataset, split_name, split, unseen, train, from_data, notes) -> str:
+def _unseen_message(where, dataset, split_name, split, unseen, train, from_data, said) -> str:
     names = [dataset.labels[i] for i in unseen]
     wanted = set(unseen)
     rows = [row for row, label in enumerate(column(split, "label")) if label in wanted]
@@ -88,10 +90,10 @@ def _unseen_message(where, dataset, split_name, split, unseen, train, from_data,
         f"{numbers[row]} {_excerpt(split[row]['text'])}" for row in rows[:MAX_EXAMPLES])
     fix = (f"Fix those rows' labels, or add training rows of {'that class' if len(names) == 1 else 'those classes'}."
            if from_data else "Fix those rows, or check the plugin's tk_label_mapping.")
-    said = f" Loading said: {' '.join(notes)}" if notes else ""  # e.g. which file each split came from
+    loading = f" Loading said: {' '.join(said)}" if said else ""  # e.g. which file each split came from
     count = f"{len(rows):,} {'row' if len(rows) == 1 else 'rows'}"
     return (f"{where}: the {split_name} split has {count} of class {_fmt(names)}, which no row of {train} "
-            f"has, so the model cannot learn {'it' if len(names) == 1 else 'them'}: {quoted}. {fix}{said}")
+            f"has, so the model cannot learn {'it' if len(names) == 1 else 'them'}: {quoted}. {fix}{loading}")
 
 
 def _excerpt(text: str, limit: int = 60) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from toolkit.data.tokens import check_stride, special_tokens, window_counts, win
 from toolkit.errors import TkError, user_message
 from toolkit.models import model_limit
 from toolkit.records import LengthStats
-from toolkit.runs.artifacts import save_png
+from toolkit.saving import save_png
 
 CHUNK = 20_000
 
@@ -23,9 +23,9 @@ MAX_CHARS = 100_000  # ~5,000+ tokens, ten times any BERT's limit: longer texts 
 BATCH_CHARS = 5_000_000  # characters per tokenizer call: memory grows with them
 
 
-def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK, cut: list[int] | None = None) -> np.ndarray:
-    """Lengths with special tokens, untruncated up to ``MAX_CHARS`` characters (a lower bound beyond;
-    their count is appended to ``cut``); batched through the Rust tokenizer, chunk by chunk."""
+def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK) -> tuple[np.ndarray, int]:
+    """Lengths with special tokens, untruncated up to ``MAX_CHARS`` characters (a lower bound beyond), and how
+    many texts were that long; batched through the Rust tokenizer, chunk by chunk."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -44,9 +44,7 @@ def token_lengths(tokenizer: Any, texts, chunk: int = CHUNK, cut: list[int] | No
         for part in _by_characters(batch):
             lengths[start + done:start + done + len(part)] = [len(encoding.ids) for encoding in encode(part)]
             done += len(part)
-    if cut is not None:
-        cut.append(too_long)
-    return lengths
+    return lengths, too_long
 
 
 def _by_characters(texts: list[str]):
@@ -61,21 +59,27 @@ def _by_characters(texts: list[str]):
         yield part
 
 
-def analyze(pm, model_info, split, coverage: float, stride: int | None = None, task=None,
-            warnings: list[str] | None = None) -> tuple[LengthStats, np.ndarray]:
-    """The statistics and the lengths; ``warnings`` gets what tk run would say about ``task``'s windows and
-    a ``stride`` the recommended max_length cannot take (``window_warnings``)."""
+@dataclass(frozen=True)
+class Measured:
+    """One model's token lengths of a split, their statistics, and what tk run would say about the task's
+    windows and a ``stride`` the recommended max_length cannot take (``window_warnings``)."""
+
+    stats: LengthStats
+    lengths: np.ndarray
+    warnings: tuple[str, ...] = ()
+
+
+def analyze(pm, model_info, split, coverage: float, stride: int | None = None, task=None) -> Measured:
+    """The statistics and the lengths of ``split``'s texts as ``model_info``'s tokenizer counts them."""
     started = time.perf_counter()
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
-    cut: list[int] = []
-    lengths = token_lengths(tokenizer, split["text"], cut=cut)
+    lengths, cut = token_lengths(tokenizer, split["text"])
     stats = pm.first("tk_analyze_lengths", f"model '{model_info.name}'", "lengths", lengths=lengths,
                      model=model_info, model_limit=model_limit(tokenizer), coverage=coverage)
     prefix, suffix = special_tokens(tokenizer)
     windows = chunk_costs(lengths, len(prefix) + len(suffix), stats.truncated_share, stats.model_limit, stride)
-    if warnings is not None:
-        warnings += window_warnings(task, tokenizer, model_info.name, stride, stats.recommended_max_length)
-    return replace(stats, seconds=round(time.perf_counter() - started, 2), cut=cut[0], windows=windows), lengths
+    return Measured(replace(stats, seconds=round(time.perf_counter() - started, 2), cut=cut, windows=windows), lengths,
+                    tuple(window_warnings(task, tokenizer, model_info.name, stride, stats.recommended_max_length)))
 
 
 def window_warnings(task, tokenizer, model_name: str, stride: int | None, recommended: int) -> list[str]:
@@ -85,10 +89,10 @@ def window_warnings(task, tokenizer, model_name: str, stride: int | None, recomm
     said: list[str] = []
     if task is not None:
         try:
-            window_stride(task, tokenizer, model_name, said)
+            said += window_stride(task, tokenizer, model_name).notes
         except TkError as error:
             said.append(f"WARNING: tk run {task.name} would stop: {user_message(error)}")
-    truncates = task is not None and task.long_text != "chunks"
+    truncates = task is not None and not task.reads_in_windows
     said_above = task is not None and (task.max_length, task.window_stride) == (recommended, stride)
     if stride is None or truncates or said_above:
         return said

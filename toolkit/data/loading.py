@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.files import column, number_rows, row_numbers, rows_named
 from toolkit.data.labels import apply_label_mapping
 from toolkit.data.multilabel import apply_multilabel_mapping, is_list_feature
+from toolkit.data.rows import column, number_rows, row_numbers, rows_named
 from toolkit.data.sources import resolve_source
 from toolkit.errors import TkError
-from toolkit.records import DatasetInfo, DataSource, LabelMapping
+from toolkit.plugins import wrong_answer
+from toolkit.records import DatasetInfo, DataSource, LabelMapping, WithNotes
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Labelled:
     dataset: DatasetInfo
     source: DataSource
     splits: Any  # DatasetDict with text and class-id label columns
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()  # what loading tells the user: which file, which rows were left out
 
     def split(self, name: str):
         if name not in self.splits:
@@ -38,26 +39,26 @@ def load_named(pm, name: str, data: str | None = None, task_data: str | None = N
     """
     dataset = pm.dataset(name)
     source = resolve_source(dataset.name, data, task_data, base)
-    notes: list[str] = []
-    dataset, splits = load_with_labels(pm, dataset, source, notes, task, classes=classes)
-    return Labelled(dataset, source, splits, notes)
+    return load_with_labels(pm, dataset, source, task, classes=classes)
 
 
-def load_labelled(pm, dataset: DatasetInfo, source: DataSource, notes: list[str], task=None):
-    """Run ``tk_load_dataset`` and ``tk_label_mapping``; drop empty texts; check the labels."""
-    return load_with_labels(pm, dataset, source, notes, task)[1]
+def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, task=None,
+                     labels: tuple[str, ...] | None = None, classes: bool = True) -> Labelled:
+    """Load (``tk_load_dataset``), learn the label names (``tk_dataset_labels``, unless ``labels`` fixes them),
+    drop empty texts, map and check (``classes``: the classes, for training; off where labels are fixed:
+    scoring a saved model).
 
-
-def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[str], task=None,
-                     labels: tuple[str, ...] | None = None, classes: bool = True):
-    """Load, learn the label names (``tk_dataset_labels``, unless ``labels`` fixes them), map and check
-    (``classes``: the classes, for training; off where labels are fixed: scoring a saved model).
-
-    Returns the dataset record with its labels and the labelled splits: class ids, or for a multi-label
-    task (``problem = "multi-label"``; with no task, label lists in the data) multi-hot rows.
+    Returns the dataset record with its labels, and the labelled splits: class ids, or for a multi-label
+    task (``problem = "multi-label"``; with no task, label lists in the data) multi-hot rows; with what
+    each stage said.
     """
-    splits = pm.first("tk_load_dataset", f"dataset '{dataset.name}' from {source.describe()}", dataset.plugin,
-                      dataset=dataset, source=source, task=task, notes=notes)
+    loaded = pm.first("tk_load_dataset", f"dataset '{dataset.name}' from {source.describe()}", dataset.plugin,
+                      dataset=dataset, source=source, task=task)
+    splits, notes = (loaded.value, loaded.notes) if isinstance(loaded, WithNotes) else (loaded, ())
+    if isinstance(notes, str) or not all(isinstance(note, str) for note in notes):
+        raise wrong_answer("tk_load_dataset", dataset.plugin, loaded,
+                           "a DatasetDict, or WithNotes(splits, notes) with notes a tuple of lines (str)")
+    notes = list(notes)
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
     splits = type(splits)({name: number_rows(split) for name, split in splits.items()})  # before any row is left out
@@ -66,8 +67,6 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     if labels is None:
         labels = pm.hook.tk_dataset_labels(dataset=dataset, splits=splits, task=task)
         if labels is not None and (isinstance(labels, (str, bytes)) or not isinstance(labels, (list, tuple))):
-            from toolkit.plugins import wrong_answer
-
             raise wrong_answer("tk_dataset_labels", dataset.plugin, labels,
                                f"a tuple of label names for dataset '{dataset.name}', or None")
         from_data = labels is not None
@@ -87,12 +86,15 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, notes: list[s
     if mapping is None:
         mapping = LabelMapping({i: i for i in range(len(dataset.labels))})
     multi_label = task.multi_label if task is not None else holds_label_lists(splits)
-    splits = check_column_types(splits, f"{dataset.name} from {source.describe()}", notes, multi_label)
-    splits = drop_empty_texts(splits, notes)
+    typed = check_column_types(splits, f"{dataset.name} from {source.describe()}", multi_label)
+    with_text = drop_empty_texts(typed.value)
+    splits, notes = with_text.value, [*notes, *typed.notes, *with_text.notes]
     if multi_label:
-        return dataset, apply_multilabel_mapping(splits, dataset, mapping, notes, every_label=classes and not fixed)
-    return dataset, apply_label_mapping(splits, dataset, mapping, notes, every_class=classes and not fixed,
-                                        source=source, from_data=from_data)
+        mapped = apply_multilabel_mapping(splits, dataset, mapping, every_label=classes and not fixed)
+    else:
+        mapped = apply_label_mapping(splits, dataset, mapping, every_class=classes and not fixed, source=source,
+                                     from_data=from_data, said=tuple(notes))
+    return Labelled(dataset, source, mapped.value, (*notes, *mapped.notes))
 
 
 # A label column with more distinct values than this share of the training rows holds texts, not classes.
@@ -117,7 +119,7 @@ def holds_label_lists(splits) -> bool:
                and is_list_feature(split.features["label"]) for split in splits.values())
 
 
-def check_column_types(splits, where: str, notes: list[str], multi_label: bool = False):
+def check_column_types(splits, where: str, multi_label: bool = False) -> WithNotes:
     """Texts must be strings and labels single values (multi-label: lists of values, or single values).
 
     A text column of numbers (a CSV or parquet column the reader typed as int or float) is
@@ -127,7 +129,7 @@ def check_column_types(splits, where: str, notes: list[str], multi_label: bool =
     """
     import datasets
 
-    kept = {}
+    kept, notes = {}, []
     for name, split in splits.items():
         if getattr(split, "features", None) is None:  # untyped (e.g. iterable) splits: nothing to check here
             kept[name] = split
@@ -161,7 +163,7 @@ def check_column_types(splits, where: str, notes: list[str], multi_label: bool =
                           f"({_first_bad(split, 'label', (str, int, float, bool))}). Each row needs one label "
                           "value, like \"pos\" or 1.")
         kept[name] = split
-    return type(splits)(kept)
+    return WithNotes(type(splits)(kept), tuple(notes))
 
 
 def _first_value(values) -> object:  # read lazily: up to the first one
@@ -181,9 +183,9 @@ def _kind(values) -> str:
     return {dict: "objects", list: "lists"}.get(type(bad), "values of mixed types")
 
 
-def drop_empty_texts(splits, notes: list[str]):
+def drop_empty_texts(splits) -> WithNotes:
     """Empty or whitespace-only texts teach nothing: leave them out and say how many."""
-    kept = {}
+    kept, notes = {}, []
     import numpy as np
 
     for name, split in splits.items():
@@ -195,4 +197,4 @@ def drop_empty_texts(splits, notes: list[str]):
         if len(split) == 0:
             raise TkError(f"The {name} split has no rows with text. Check the text column of the data.")
         kept[name] = split
-    return type(splits)(kept)
+    return WithNotes(type(splits)(kept), tuple(notes))

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.files import column
+from toolkit.data.findings import Finding
 from toolkit.data.labels import _fmt, _known, _lookup, _unknown_message
+from toolkit.data.rows import column
 from toolkit.errors import TkError
-from toolkit.records import DatasetInfo, LabelMapping
+from toolkit.records import DatasetInfo, LabelMapping, WithNotes
 
 RARE_LABEL_ROWS = 10  # as RARE_CLASS_ROWS: fewer positive rows than this in a split is a warning
 TOP_PAIRS = 5
@@ -39,9 +40,10 @@ def as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
 
 
-def apply_multilabel_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, notes: list[str],
-                             every_label: bool = True):
-    """Every split's raw label lists as multi-hot float32 rows over ``dataset.labels``.
+def apply_multilabel_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping,
+                             every_label: bool = True) -> WithNotes:
+    """Every split's raw label lists as multi-hot float32 rows over ``dataset.labels`` (the notes name the
+    values that are no label of the task).
 
     ``every_label``: the training split must hold each label at least once (training); False for
     scoring a saved model.
@@ -49,7 +51,7 @@ def apply_multilabel_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping
     import datasets
 
     size = len(dataset.labels)
-    mapped = {}
+    mapped, notes = {}, []
     for split_name, split in splits.items():
         values = {v for row in column(split, "label") for v in as_list(row)}
         unknown = sorted((v for v in values if not _known(v, mapping)), key=repr)
@@ -73,7 +75,7 @@ def apply_multilabel_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping
     result = datasets.DatasetDict(mapped)
     if every_label:
         check_labels(result, dataset)
-    return result
+    return WithNotes(result, tuple(notes))
 
 
 def check_labels(splits, dataset: DatasetInfo) -> None:
@@ -105,8 +107,6 @@ def label_set_names(row: np.ndarray, label_names: Sequence[str]) -> list[str]:
 
 def label_findings(split: str, labels: np.ndarray, label_names: Sequence[str]) -> list:
     """Per-label counts, labels too rare to learn or score, rows with no label, labels that co-occur."""
-    from toolkit.data.checks import Finding
-
     rows, counts = len(labels), labels.sum(axis=0).astype(int)
     per_row = labels.sum(axis=1)
     summary = ", ".join(f"{name} {n:,} ({n / max(rows, 1):.1%})" for name, n in zip(label_names, counts))
@@ -131,8 +131,6 @@ def label_findings(split: str, labels: np.ndarray, label_names: Sequence[str]) -
 
 
 def _cooccurrence(split: str, labels: np.ndarray, label_names: Sequence[str], counts: np.ndarray) -> list:
-    from toolkit.data.checks import Finding
-
     together = labels.T.astype(np.int64) @ labels.astype(np.int64)
     first, second = np.triu_indices(len(label_names), k=1)
     shared = together[first, second]

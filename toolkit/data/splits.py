@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import plural, text_hashes
-from toolkit.data.files import column, row_numbers, rows_named
+from toolkit.data.findings import plural
+from toolkit.data.hashes import text_hashes
 from toolkit.data.multilabel import is_list_feature, label_matrix, strata
+from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.errors import TkError
 
 DEFAULT_TEST_SHARE = 0.2
@@ -19,18 +23,24 @@ def default_validation_size(train_rows: int) -> int:
     return max(1, min(MAX_VALIDATION, train_rows // 10))
 
 
-def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, dict] | None = None,
-                advice: list[str] | None = None):
-    """Carve validation from the training split; subset train and test; never overlap.
+@dataclass(frozen=True)
+class MadeSplits:
+    """What ``make_splits`` made, and what it has to say about it."""
 
-    Returns a DatasetDict with ``train``, ``validation`` and ``test``. ``left_out`` gets, for each of validation
-    and test that lost rows whose text is also in the rows before it, ``{"rows_of": the split as loaded that the
-    row numbers count in, "rows": their numbers}`` (``files.row_numbers``). ``advice`` gets what tk suggests to
-    the person running it (e.g. a smaller eval_size), which tk run prints but does not record as a fact about the
-    run (the model card); without it, advice joins ``notes``.
-    """
-    advice = notes if advice is None else advice
+    splits: Any  # DatasetDict: train, validation, test
+    notes: tuple[str, ...] = ()  # facts about the split, recorded with the run
+    advice: tuple[str, ...] = ()  # what tk suggests (e.g. a smaller eval_size): printed, not recorded as a fact
+    # for each of validation and test that lost rows whose text is also in the rows before it: {"rows_of": the
+    # split as loaded that the row numbers count in, "rows": their numbers} (``rows.row_numbers``)
+    left_out: dict[str, dict] = field(default_factory=dict)
+
+
+def make_splits(splits, task: TaskConfig) -> MadeSplits:
+    """Carve validation from the training split; subset train and test; never overlap."""
     import datasets
+
+    notes: list[str] = []
+    advice: list[str] = []
 
     train = splits["train"]
     held = ""  # where the test split was held out of the training rows: said in the errors below
@@ -43,7 +53,8 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             raise TkError(f"task '{task.name}': eval_size = {size} leaves too few of the {len(train):,} training "
                           f"rows for validation and training. Lower eval_size to at most {max(room, 0):,}, "
                           "lower validation_size or train_size, or add rows.")
-        train, test = _carve(train, size, task.data_seed, "test", task, notes)
+        train, test, said = _carve(train, size, task.data_seed, "test", task)
+        notes += said
         held = f" (left after holding out {len(test):,} as the test split: eval_size)"
         notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split.")
         advice += _large_test_hint(len(test), task)
@@ -51,14 +62,16 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
         rest, validation = train, splits["validation"]
         limit = MAX_VALIDATION if task.validation_size is None else task.validation_size
         if limit < len(validation):
-            validation = _subset(validation, limit, task.data_seed, "validation_size", task, notes)
+            validation, said = _subset(validation, limit, task.data_seed, "validation_size", task)
+            notes += said
         notes.append(f"Validation: the data's own validation split ({len(validation):,} rows).")
     elif task.validation_size is None:  # the default, sized to the rows there are (after the test hold-out)
         if len(train) < 2:
             raise TkError(f"task '{task.name}': the training split has {len(train)} row{held}: too few to carve a "
                           "validation split from. Add rows, or give a validation file (validation.*).")
-        rest, validation = _carve(train, default_validation_size(len(train)), task.data_seed, "validation", task,
-                                   notes)
+        rest, validation, said = _carve(train, default_validation_size(len(train)), task.data_seed, "validation",
+                                         task)
+        notes += said
         notes.append(f"Validation: {len(validation):,} of the {len(train):,} training rows (validation_size default: "
                      f"a tenth, at most {MAX_VALIDATION}).")
     else:
@@ -72,7 +85,8 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
             raise TkError(f"task '{task.name}': cannot carve {task.validation_size:,} validation rows from "
                           f"{len(train):,} training rows{held}. Lower validation_size and train_size: together "
                           f"at most {len(train):,}.")
-        rest, validation = _carve(train, task.validation_size, task.data_seed, "validation", task, notes)
+        rest, validation, said = _carve(train, task.validation_size, task.data_seed, "validation", task)
+        notes += said
     if task.train_size is not None:
         if task.train_size > len(rest):
             raise TkError(
@@ -82,29 +96,37 @@ def make_splits(splits, task: TaskConfig, notes: list[str], left_out: dict[str, 
                 + (" or eval_size." if held else ".")
             )
         if task.train_size < len(rest):
-            rest = _subset(rest, task.train_size, task.data_seed, "train_size", task, notes)
+            rest, said = _subset(rest, task.train_size, task.data_seed, "train_size", task)
+            notes += said
         _two_classes(rest, task)
     if task.eval_size is not None and task.eval_size < len(test):
-        test = _subset(test, task.eval_size, task.data_seed, "eval_size", task, notes)
+        test, said = _subset(test, task.eval_size, task.data_seed, "eval_size", task)
+        notes += said
     elif task.eval_size is not None and task.eval_size > len(test):
         notes.append(f"eval_size = {task.eval_size} but the test split has {len(test):,} rows: using all of them "
                      "(less any whose text is also in training).")
     seen = text_hashes(column(rest, "text"), normalised=True)
-    left_out = {} if left_out is None else left_out
+    left_out: dict[str, dict] = {}
     test_from = "test" if "test" in splits else "train"  # where the test rows' numbers count
     if task.select_on == "test":
         notes.append("WARNING: select_on = \"test\": epochs are chosen on the test split, so the test metrics "
                      "are optimistic. Use select_on = \"validation\" for numbers you can trust.")
-        test, _ = _without(test, seen, "test", "training data", test_from, notes, left_out)
-        validation = test
+        kept = {"test": _without(test, seen, "test", "training data", test_from)}
     else:
-        validation, validation_keys = _without(validation, seen, "validation", "training data",
-                                               "validation" if "validation" in splits else "train", notes, left_out)
-        test, _ = _without(test, np.concatenate([seen, validation_keys]), "test", "training or validation data",
-                           test_from, notes, left_out)
+        kept = {"validation": _without(validation, seen, "validation", "training data",
+                                       "validation" if "validation" in splits else "train")}
+        kept["test"] = _without(test, np.concatenate([seen, kept["validation"].keys]), "test",
+                                "training or validation data", test_from)
+    for name, without in kept.items():
+        notes += without.notes
+        if without.left_out is not None:
+            left_out[name] = without.left_out
+    test = kept["test"].rows
+    validation = kept["validation"].rows if "validation" in kept else test
     for name, split in (("validation", validation), ("test", test)):
         _not_empty(name, split, task, left_out)
-    return datasets.DatasetDict({"train": rest, "validation": validation, "test": test})
+    return MadeSplits(datasets.DatasetDict({"train": rest, "validation": validation, "test": test}), tuple(notes),
+                      tuple(advice), left_out)
 
 
 def _not_empty(name: str, split, task: TaskConfig, left_out: dict[str, dict]) -> None:
@@ -122,22 +144,31 @@ def _not_empty(name: str, split, task: TaskConfig, left_out: dict[str, dict]) ->
 LEFT_OUT_SHOWN = 5  # row numbers a note names; left_out (the run's left_out.json) has them all
 
 
-def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str, notes: list[str],
-             left_out: dict[str, dict]):
+def _without(split, seen: np.ndarray, name: str, earlier: str, rows_of: str) -> Without:
     """Leave out rows whose text (normalised) also appears in an earlier split (``earlier`` names it): no leakage.
-    The note names the first few by their numbers in the split as loaded (``rows_of``); ``left_out`` gets them all.
-
-    Returns the kept rows and their text hashes.
+    The note names the first few by their numbers in the split as loaded (``rows_of``); ``left_out`` has them all.
     """
     keys = text_hashes(column(split, "text"), normalised=True)
     seen_before = np.isin(keys, seen)
-    if seen_before.any():
-        gone = np.sort(row_numbers(split)[seen_before])
-        notes.append(f"{name}: left out {len(gone):,} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
-                     f"{rows_of} {rows_named(gone, LEFT_OUT_SHOWN)}.")
-        left_out[name] = {"rows_of": rows_of, "rows": gone.tolist()}
     keep = np.flatnonzero(~seen_before)
-    return split.select(keep), keys[keep]
+    if not seen_before.any():
+        return Without(split.select(keep), keys[keep])
+    gone = np.sort(row_numbers(split)[seen_before])
+    return Without(split.select(keep), keys[keep],
+                   (f"{name}: left out {len(gone):,} {plural(len(gone), 'row')} whose text is also in the {earlier}: "
+                    f"{rows_of} {rows_named(gone, LEFT_OUT_SHOWN)}.",),
+                   {"rows_of": rows_of, "rows": gone.tolist()})
+
+
+@dataclass(frozen=True)
+class Without:
+    """A split without the rows whose text an earlier split holds: the rows kept, their text hashes, what to say,
+    and the rows left out (None when none were)."""
+
+    rows: Any
+    keys: np.ndarray
+    notes: tuple[str, ...] = ()
+    left_out: dict[str, Any] | None = None
 
 
 def rows_after_test(task: TaskConfig, own_validation: bool) -> int:
@@ -179,48 +210,50 @@ def _two_classes(train, task: TaskConfig) -> None:
                       "gets its share of the rows).")
 
 
-def _carve(split, size: int, seed: int, what: str, task: TaskConfig, notes: list[str] | None = None):
-    """Split off ``size`` rows, stratified by label; returns (rest, carved)."""
+def _carve(split, size: int, seed: int, what: str, task: TaskConfig):
+    """Split off ``size`` rows, stratified by label; returns (rest, carved, what to say about it)."""
     if size >= len(split):
         raise TkError(f"task '{task.name}': cannot carve {size:,} {what} rows from {len(split):,} training rows. "
                       f"Lower {CARVED_BY[what]} below {len(split):,}, or add training rows.")
-    parts = _stratified(split, size, seed, what, task, notes)
-    return parts["train"], parts["test"]
+    parts, said = _stratified(split, size, seed, what, task)
+    return parts["train"], parts["test"], said
 
 
-def _subset(split, size: int, seed: int, key: str, task: TaskConfig, notes: list[str] | None = None):
-    return _stratified(split, size, seed, key, task, notes)["test"]
+def _subset(split, size: int, seed: int, key: str, task: TaskConfig):
+    """(``size`` rows of ``split``, stratified by label; what to say about it)."""
+    parts, said = _stratified(split, size, seed, key, task)
+    return parts["test"], said
 
 
-def _stratified(split, size: int, seed: int, key: str, task: TaskConfig, notes: list[str] | None = None):
+def _stratified(split, size: int, seed: int, key: str, task: TaskConfig):
     if is_list_feature(split.features["label"]):  # multi-label: stratified by each row's rarest label
         import datasets
 
         keys = strata(label_matrix(split))
         split = split.add_column(STRATUM, keys.tolist()).cast_column(
             STRATUM, datasets.ClassLabel(num_classes=int(keys.max()) + 1 if len(keys) else 1))
-        return _stratified_by(split, STRATUM, size, seed, key, task, notes).remove_columns(STRATUM)
-    return _stratified_by(split, "label", size, seed, key, task, notes)
+        parts, said = _stratified_by(split, STRATUM, size, seed, key, task)
+        return parts.remove_columns(STRATUM), said
+    return _stratified_by(split, "label", size, seed, key, task)
 
 
 STRATUM = "tk_stratum"
 
 
-def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskConfig,
-                   notes: list[str] | None = None):
+def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskConfig):
     """``split.train_test_split(test_size=size, seed=seed, stratify_by_column=name)``: the same rows, drawn by
     the same ``datasets`` function, from the column read at once (``train_test_split`` reads it row by row,
     seconds on Sentiment140's 1.6M rows). Classes of one row, which cannot be stratified, are drawn together as
-    one stratum, so every other class keeps its share; ``notes`` say so, and name a fallback to a plain seeded
-    shuffle where even that cannot be stratified."""
+    one stratum, so every other class keeps its share; the notes returned with the parts say so, and name a
+    fallback to a plain seeded shuffle where even that cannot be stratified."""
     import datasets
     from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 
     labels = np.asarray(column(split, name))
     keys, lone = lone_classes_merged(labels)
     if len(np.unique(keys)) < 2:  # one class besides single rows: nothing to stratify (datasets' seeded shuffle)
-        return split.train_test_split(test_size=size, seed=seed)
-    said = notes if notes is not None else []
+        return split.train_test_split(test_size=size, seed=seed), []
+    said = []
     if lone.size and name == "label":
         names = split.features[name].names if hasattr(split.features[name], "names") else None
         shown = ", ".join(repr(names[c]) if names else str(c) for c in lone[:5]) + (", ..." if lone.size > 5 else "")
@@ -234,9 +267,9 @@ def _stratified_by(split, name: str, size: int, seed: int, key: str, task: TaskC
             said.append(f"{key}: {size:,} rows drawn by a seeded shuffle, not stratified: {len(np.unique(keys)):,} "
                         f"classes (or groups) do not fit in {min(size, len(split) - size):,} rows, so some classes "
                         "may be missing from it.")
-            return split.train_test_split(test_size=size, seed=seed)
+            return split.train_test_split(test_size=size, seed=seed), said
         raise TkError(f"task '{task.name}': cannot take {size:,} rows for {key}: {error}") from None
-    return datasets.DatasetDict({"train": split.select(rest), "test": split.select(taken)})
+    return datasets.DatasetDict({"train": split.select(rest), "test": split.select(taken)}), said
 
 
 def lone_classes_merged(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

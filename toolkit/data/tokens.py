@@ -8,6 +8,7 @@ import numpy as np
 
 from toolkit.config import CORE_SETTINGS
 from toolkit.errors import TkError
+from toolkit.records import WithNotes
 
 
 def tokenize_splits(splits, tokenizer: Any, max_length: int, truncation: str = "head", stride: int | None = None):
@@ -98,7 +99,7 @@ def encode_texts(tokenizer: Any, texts: list[str], max_length: int, truncation: 
 def encode_as_task(tokenizer: Any, texts: list[str], task: Any) -> dict[str, list]:
     """Texts encoded as ``task`` reads them: windows for long_text = "chunks", else cut as ``truncation`` says
     (a saved run and its ONNX export score through this one function, so they read the same tokens)."""
-    if task.long_text == "chunks":
+    if task.reads_in_windows:
         return encode_windows(tokenizer, texts, task.max_length, task.window_stride)
     return encode_texts(tokenizer, texts, task.max_length, task.truncation)
 
@@ -138,31 +139,27 @@ def window_counts(tokens: np.ndarray, budget: int, stride: int) -> np.ndarray:
     return np.where(tokens > budget, -(-(tokens - budget) // (budget - stride)) + 1, 1)
 
 
-def window_stride(task: Any, tokenizer: Any, model_name: str, warnings: list[str] | None = None) -> int | None:
+def window_stride(task: Any, tokenizer: Any, model_name: str) -> WithNotes:
     """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
-    lets windows move forward (``task``: a TaskConfig); a stride that re-reads every token more than twice,
-    or a stride or pooling that a truncating task does not use, is added to ``warnings``. tk run and tk check
-    call it before loading any data."""
+    lets windows move forward (``task``: a TaskConfig), with warnings: a stride that re-reads every token more
+    than twice, or a stride or pooling that a truncating task does not use. tk run and tk check call it before
+    loading any data."""
     prefix, suffix = special_tokens(tokenizer)
     shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
     if task.max_length < shortest:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
                       f"'{model_name}' adds {shortest - 1} special tokens to every text. "
                       f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
-    if task.long_text != "chunks":
+    if not task.reads_in_windows:
         note = unused_window_keys(task)
-        if note and warnings is not None:
-            warnings.append(note)
-        return None
+        return WithNotes(None, (note,) if note else ())
     budget = task.max_length - shortest + 1  # the text tokens a window holds
     try:
         check_stride(task.window_stride, budget, task.max_length)
     except TkError as error:
         raise TkError(f"task '{task.name}', key 'stride'") from error
     heavy = stride_warning(task.window_stride, budget, task.max_length)
-    if heavy and warnings is not None:
-        warnings.append(heavy)
-    return task.window_stride
+    return WithNotes(task.window_stride, (heavy,) if heavy else ())
 
 
 def unused_window_keys(task: Any) -> str | None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from toolkit.evaluation.counts import class_counts, headline
 from toolkit.evaluation.intervals import mcnemar_exact
+from toolkit.evaluation.multilabel import score_sets
 
 ONE_CLASS_SHARE = 0.95  # warn when one class gets at least this share of the predictions
 NEVER_PREDICTED_SUPPORT = 5  # warn about a class the model never predicts when it has at least this many rows
@@ -104,8 +105,6 @@ def compare_multilabel(labels, predictions, label_names: tuple[str, ...], majori
     The baseline predicts, for every row, each label's majority value in the ``source`` split (usually no
     label at all); compared on subset accuracy (McNemar's exact test on whole-set correctness) and Hamming loss.
     """
-    from toolkit.evaluation.multilabel import score_sets
-
     labels, predictions = np.asarray(labels) > 0.5, np.asarray(predictions, dtype=bool)
     n = len(labels)
     if not n:

@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data.rows import column
 from toolkit.evaluation import paired
+from toolkit.evaluation import thresholds as tuning
+from toolkit.evaluation.multilabel import predict_sets
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried, weakest regularisation last
 MAX_FEATURES = 100_000
@@ -110,9 +113,6 @@ def _probabilities(model, rows, n_classes: int, multi_label: bool) -> np.ndarray
 def _validation_score(labels, probabilities, n_classes: int, metric: str, positive: int | None,
                       multi_label: bool) -> tuple[float, np.ndarray | None]:
     """The decision metric on validation (multi-label: at thresholds tuned on those rows) and the thresholds."""
-    from toolkit.evaluation import thresholds as tuning
-    from toolkit.evaluation.multilabel import predict_sets
-
     if multi_label:
         cut, _ = tuning.tune_thresholds(labels, probabilities)
         predictions = predict_sets(probabilities, cut)
@@ -156,9 +156,6 @@ def against_fine_tune(score_fn, splits, labels, probabilities, model_thresholds,
     """The linear baseline of a run: fitted on ``splits``' train rows, C chosen on validation, scored on the test
     ``labels`` with ``score_fn`` (the run's own scoring), compared paired with the fine-tune's ``probabilities``.
     None when it cannot be fitted (said with ``note``)."""
-    from toolkit.data.files import column
-    from toolkit.evaluation.multilabel import predict_sets
-
     started = time.perf_counter()
     train, validation = splits["train"], splits["validation"]
     note(f"Linear baseline: {DESCRIPTION}, on the {len(train):,} training texts; C chosen on the "

@@ -79,7 +79,7 @@ def predict_probabilities(model: Any, encoded: Any, batch_size: int | str = "aut
     """
     import torch
 
-    from toolkit.evaluation.cpu_inference import fused_cpu_inference
+    from toolkit.evaluation.cpu_inference import fused_cpu_inference  # torch: imported when used, not at tk's start
 
     tokens = TokenRows(input_ids_of(encoded))
     order = np.argsort(-tokens.lengths, kind="stable")

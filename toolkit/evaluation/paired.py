@@ -28,6 +28,7 @@ import numpy as np
 
 from toolkit.evaluation import multilabel
 from toolkit.evaluation.counts import headline
+from toolkit.evaluation.intervals import mcnemar_exact
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -175,8 +176,6 @@ def test_against(a: Scored, b: Scored, metric: str, names: tuple[str, ...], same
     """``a`` against ``b``, decided on ``metric``: ``{"test", "p", "real", "differences"}``, each of ``names``
     (a minus b) with its interval. McNemar's exact test decides on accuracy over the same rows, else the
     bootstrap (paired over the same rows, else unpaired)."""
-    from toolkit.evaluation.intervals import mcnemar_exact
-
     names = tuple(dict.fromkeys((*names, metric)))
     found = differences(a, b, names, paired=same_rows)
     shown = {name: {"difference": round(value["difference"], 6), "ci": [round(x, 6) for x in value["ci"]],

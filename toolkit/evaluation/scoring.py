@@ -13,6 +13,7 @@ import numpy as np
 from toolkit.errors import TkError, suggest
 from toolkit.evaluation.baseline import compare_multilabel, compare_with_baseline
 from toolkit.evaluation.multilabel import DEFAULT_THRESHOLD, predict_sets
+from toolkit.plugins import answers, wrong_answer
 
 
 def require_metrics(pm) -> None:
@@ -35,7 +36,6 @@ def score(pm, labels, probabilities: np.ndarray, label_names: tuple[str, ...], c
     multi_label = labels.ndim == 2
     if multi_label and thresholds is None:
         thresholds = np.full(len(label_names), DEFAULT_THRESHOLD)
-    from toolkit.plugins import answers, wrong_answer
 
     merged: dict[str, Any] = {}
     # In registration order: later plugins add or override.

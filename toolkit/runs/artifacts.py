@@ -18,7 +18,7 @@ import numpy as np
 
 from toolkit.evaluation.multilabel import predict_sets
 from toolkit.records import EpochRecord
-from toolkit.runs.folders import os_error_in, saving_error, write_bytes, write_text
+from toolkit.saving import os_error_in, save_png, saving_error, write_text
 
 PACKAGES = ("tk-toolkit", "torch", "transformers", "datasets", "accelerate", "tokenizers", "scikit-learn",
             "numpy", "pluggy")
@@ -153,17 +153,6 @@ def plot_losses(path: Path, history: list[EpochRecord], best_epoch: int, title: 
     ax.set_title(title)
     ax.legend()
     save_png(fig, path)
-
-
-def save_png(fig: Any, path: Path) -> None:
-    """Render a matplotlib figure and write it atomically."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes(path, buffer.getvalue())
 
 
 def fingerprint(splits, framed: bool = True) -> dict[str, Any]:

@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.checks import normalise
+from toolkit.data.hashes import normalise
 from toolkit.errors import TkError
 from toolkit.runs.artifacts import spreadsheet_safe
-from toolkit.runs.cv_summary import cell_value, oof_arrays
-from toolkit.runs.folders import read_json, run_status, write_json, write_text
+from toolkit.runs.cv_summary import cell_value, oof_arrays, read_oof, write_cv_report
+from toolkit.runs.folders import run_status
+from toolkit.runs.report_page import write_report
+from toolkit.saving import read_json, write_json, write_text
 
 RESAMPLES = 200  # bootstrap resamples of the estimated error count
 PLAIN_RUN = ("a tk run's model trained on the training rows, so its probabilities for them are not "
@@ -48,8 +50,6 @@ def audited_rows(run_dir: Path) -> tuple[list[dict[str, str]], tuple[str, ...], 
     if not isinstance(config, dict):
         raise TkError(f"{run_dir} is not a tk run or tk cv folder (no config.json). tk list --runs shows them.")
     if config.get("kind") == "cv":
-        from toolkit.runs.cv import read_oof
-
         rows, _ = read_oof(run_dir)
         summary = read_json(run_dir / "cv.json")
         return rows, tuple(summary["labels"]), summary.get("problem") == "multi-label", "out-of-fold (tk cv)", None
@@ -169,12 +169,8 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
 def rewrite_report(run_dir: Path) -> None:
     """The folder's report.html, now with the audit section."""
     if read_json(run_dir / "config.json").get("kind") == "cv":
-        from toolkit.runs.cv_summary import write_cv_report
-
         write_cv_report(run_dir, read_json(run_dir / "cv.json"))
     else:
-        from toolkit.runs.report_page import write_report
-
         write_report(run_dir)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.evaluation import calibration
+from toolkit.runs.validation import validation_scores
 
 MIN_VALIDATION_TEXTS = 20  # fewer: the fitted temperature is noise, and the model is saved as trained
 
@@ -22,8 +23,6 @@ class Fitted:
 
 def fit(model: Any, prepared: Any, progress: Any) -> Fitted:
     """Fit the temperature on the validation split and bake it into ``model``'s classifier head."""
-    from toolkit.runs.pipeline import validation_scores
-
     task = prepared.task
     if task.calibration == "off":
         return Fitted(None, None, 'calibration = "off"')

@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from toolkit.evaluation import paired
+from toolkit.evaluation.intervals import mcnemar_exact
+from toolkit.runs.artifacts import FORMULA_START
+from toolkit.runs.loader import open_run
 
 SIGNIFICANCE = 0.05
 
@@ -46,8 +49,6 @@ class RunSummary:
 
 def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = False) -> RunSummary:
     """A run's numbers, read through the run loader (complete, files as saved, of the types tk wrote)."""
-    from toolkit.runs.loader import open_run
-
     folder = open_run(run_dir, allow_incomplete, verify="results")
     metrics, manifest, config = folder.metrics, folder.manifest, folder.config
     fingerprint = ((manifest.get("data_fingerprint") or {}).get("test") or {}).get("sha256")
@@ -88,15 +89,11 @@ def scored_rows(rows: list[dict[str, str]], columns: list[str], metrics: dict[st
 
 def _unquoted(cell: str) -> str:
     """A cell as written before artifacts.spreadsheet_safe put a ' before a formula-like start."""
-    from toolkit.runs.artifacts import FORMULA_START
-
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def mcnemar_p(a: RunSummary, b: RunSummary) -> float | None:
     """Exact McNemar p-value for two runs' paired test predictions; None when rows differ."""
-    from toolkit.evaluation.intervals import mcnemar_exact
-
     if a.correct is None or b.correct is None or a.test_fingerprint != b.test_fingerprint:
         return None
     if len(a.correct) != len(b.correct):

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.files import split_files
+from toolkit.data.files import _sniff, split_files
 from toolkit.errors import TkError
-from toolkit.runs.folders import read_json, write_bytes, write_text
+from toolkit.saving import read_json, write_bytes, write_text
 
 FORMATS = (".csv", ".tsv", ".txt", ".jsonl", ".parquet")
 
@@ -102,8 +102,6 @@ def _label_key(label_key: Any, relabel: bool, where: str) -> Any:
 
 
 def _delimited(source: Path, target: Path, wanted: dict[int, dict], relabel: bool) -> None:
-    from toolkit.data.files import _sniff
-
     delimiter = _sniff(source)[0]
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with open(source, newline="", encoding="utf-8") as handle:

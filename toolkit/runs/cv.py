@@ -11,8 +11,6 @@ tokenized once, and the model loaded once (each fold starts from a copy of it); 
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,19 +19,23 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.checks import check_splits, class_checks, text_hashes
-from toolkit.data.files import column, row_numbers
+from toolkit.data.checks import check_splits, class_checks
+from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
 from toolkit.data.multilabel import label_matrix, strata
+from toolkit.data.rows import column, row_numbers
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
-from toolkit.evaluation.scoring import positive_class, require_metrics, score
+from toolkit.evaluation.scoring import positive_class, require_metrics
 from toolkit.runs import artifacts, liveness
 from toolkit.runs.cv_summary import summarise, write_cv_report
-from toolkit.runs.folders import new_run_dir, read_json, run_status, set_status, write_json, write_text
-from toolkit.runs.pipeline import Prepared, registered, report_checks, set_problem, train_and_evaluate
+from toolkit.runs.folders import new_run_dir, run_status, set_status
+from toolkit.runs.pipeline import train_and_evaluate
+from toolkit.runs.prepared import Prepared, registered, report_checks, set_problem
+from toolkit.runs.saved import task_of
+from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoints
 from toolkit.training.engines import resolve_engine
 from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
@@ -91,11 +93,11 @@ class CvData:
         require_metrics(pm)
         self.tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin,
                                   model=model_info)
-        self.stride = window_stride(task, self.tokenizer, model_info.name, [])
+        self.stride = window_stride(task, self.tokenizer, model_info.name).value
         self.source = resolve_source(dataset.name, data, task.data, base)
         progress.note(f"Data: {dataset.name} from {self.source.describe()}")
-        self.notes: list[str] = []
-        self.dataset, labelled = load_with_labels(pm, dataset, self.source, self.notes, task)
+        loaded = load_with_labels(pm, dataset, self.source, task)
+        self.dataset, labelled, self.notes = loaded.dataset, loaded.splits, list(loaded.notes)
         positive_class(task, self.dataset.labels, where)
         self.checks = check_splits(labelled, self.dataset.name, self.dataset.labels, classes=False)
         check_command = f"tk check --data {data}" if data else f"tk check {task.name}"
@@ -120,9 +122,9 @@ class CvData:
         import datasets
 
         held, rest = np.flatnonzero(assigned == fold), np.flatnonzero(assigned != fold)
-        notes: list[str] = []
-        splits = make_splits(datasets.DatasetDict({"train": self.train.select(rest), "test": self.train.select(held)}),
-                             self.task, notes, {}, [])
+        made = make_splits(datasets.DatasetDict({"train": self.train.select(rest), "test": self.train.select(held)}),
+                           self.task)
+        splits = made.splits
         checks = copy.copy(self.checks)
         checks.findings = list(self.checks.findings) + class_checks(splits, self.dataset.labels)
         checks.left_out = {}
@@ -136,7 +138,7 @@ class CvData:
         progress.note(f"Fold {fold + 1}: train {len(splits['train']):,}, validation {len(splits['validation']):,}, "
                       f"scored {len(splits['test']):,}")
         return Prepared(self.task, self.dataset, self.source, self.engine, checks, splits, tokenized, self.tokenizer,
-                        copy.deepcopy(self.model), self.notes + notes)
+                        copy.deepcopy(self.model), self.notes + list(made.notes))
 
 
 def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"), base: Path | None = None,
@@ -227,8 +229,6 @@ def check_same_folds(cv_dir: Path, fingerprint: dict, rows: np.ndarray, assigned
 
 def resume_cv(pm, cv_dir: Path, progress: Progress | None = None) -> CvOutcome:
     """Continue an interrupted tk cv at the fold it was in; finished folds are kept as they are."""
-    from toolkit.runs.saved import task_of
-
     if not (cv_dir / "config.json").is_file() or read_json(cv_dir / "config.json").get("kind") != "cv":
         raise TkError(f"{cv_dir} is not a tk cv folder (its config.json does not say kind \"cv\"). "
                       "tk run --resume continues a tk run.")
@@ -241,25 +241,4 @@ def resume_cv(pm, cv_dir: Path, progress: Progress | None = None) -> CvOutcome:
                    progress=progress, folds=int(saved["folds"]), resume_dir=cv_dir,
                    recorded_engine=saved.get("engine"))
 
-
-def read_oof(cv_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
-    """oof.csv's rows (as strings) and its header."""
-    path = cv_dir / "oof.csv"
-    if not path.is_file():
-        raise TkError(f"{cv_dir} has no oof.csv (status: {run_status(cv_dir)}). Finish it: tk cv --resume {cv_dir}")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        return list(reader), list(reader.fieldnames or [])
-
-
-def write_oof(path: Path, fold_rows: list[tuple[int, list[dict[str, str]]]], header: list[str]) -> None:
-    """Every fold's predictions.csv rows, with the fold, in the order of the rows in the user's file."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    columns = ["row", "text", "label", "fold", *[c for c in header if c not in ("row", "text", "label")]]
-    writer.writerow(columns)
-    merged = [(int(row["row"]), fold, row) for fold, rows in fold_rows for row in rows]
-    for number, fold, row in sorted(merged, key=lambda item: item[0]):
-        writer.writerow([number, row["text"], row["label"], fold, *[row[c] for c in columns[4:]]])
-    write_text(path, buffer.getvalue())
 

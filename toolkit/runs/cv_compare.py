@@ -16,7 +16,9 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.evaluation.intervals import mcnemar_exact
-from toolkit.runs.folders import read_json, run_status
+from toolkit.runs.cv_summary import cell_value, read_oof
+from toolkit.runs.folders import run_status
+from toolkit.saving import read_json
 
 METRICS = ("accuracy", "f1_macro", "f1")
 
@@ -35,9 +37,6 @@ def cv_summary(path: Path) -> dict[str, Any]:
 
 def correct_out_of_fold(path: Path) -> dict[int, bool]:
     """Row number -> whether its out-of-fold prediction was right (single-label)."""
-    from toolkit.runs.cv import read_oof
-    from toolkit.runs.cv_summary import cell_value
-
     rows, _ = read_oof(path)
     return {int(r["row"]): cell_value(r["predicted"]) == cell_value(r["label"]) for r in rows}
 

@@ -4,6 +4,7 @@ cv.json and report.html."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,11 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import score
-from toolkit.runs.folders import read_json, write_json, write_text
+from toolkit.runs.artifacts import FORMULA_START
+from toolkit.runs.folders import run_status
+from toolkit.runs.report_html import page, section, table, td
+from toolkit.runs.report_trust import audit_section
+from toolkit.saving import read_json, write_json, write_text
 
 FOLD_METRICS = ("accuracy", "f1", "f1_macro", "precision", "recall")
 FOLD_METRICS_MULTILABEL = ("accuracy", "f1", "f1_macro", "hamming_loss")
@@ -56,15 +61,11 @@ def oof_arrays(rows: list[dict[str, str]], label_names: tuple[str, ...], multi_l
 
 def cell_value(cell: str) -> str:
     """A CSV cell as tk wrote it, without the ' that keeps spreadsheets from running it (spreadsheet_safe)."""
-    from toolkit.runs.artifacts import FORMULA_START
-
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
 def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarray, rows: np.ndarray, task,
               positive: int | None, seconds: float) -> dict[str, Any]:
-    from toolkit.runs.cv import write_oof
-
     folds = int(assigned.max()) + 1
     per_fold, gathered, header = [], [], []
     names = FOLD_METRICS_MULTILABEL if task.multi_label else FOLD_METRICS
@@ -78,8 +79,6 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
                          **{name: metrics.get(name) for name in names if isinstance(metrics.get(name), (int, float))},
                          "temperature": (metrics.get("calibration") or {}).get("temperature")})
     write_oof(cv_dir / "oof.csv", gathered, header)
-    from toolkit.runs.cv import read_oof
-
     oof, _ = read_oof(cv_dir)
     labels, probabilities = oof_arrays(oof, label_names, task.multi_label)
     pooled = score(pm, labels, probabilities, label_names, confidence=True, positive_label=positive)
@@ -100,8 +99,6 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
 
 
 def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
-    from toolkit.runs.report_page import page, section, table, td
-
     names = list(summary["mean"])
     rows = [[td(f"fold {f['fold']}"), td(int(f["scored"])), *[td(f.get(n)) if isinstance(f.get(n), float)
                                                                 else td("—") for n in names]]
@@ -124,9 +121,30 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                         f"intervals as tk run's (docs/metrics.md).</p>")
             + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))
     if (cv_dir / "audit.json").is_file():  # tk audit rewrites the page with its section
-        from toolkit.runs.report_trust import audit_section
 
         body += audit_section(read_json(cv_dir / "audit.json"))
     path = cv_dir / "report.html"
     write_text(path, page(f"tk cv: {summary['task']}", f"<h1>tk cv: {summary['task']}</h1>{body}"))
     return path
+
+
+def read_oof(cv_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """oof.csv's rows (as strings) and its header."""
+    path = cv_dir / "oof.csv"
+    if not path.is_file():
+        raise TkError(f"{cv_dir} has no oof.csv (status: {run_status(cv_dir)}). Finish it: tk cv --resume {cv_dir}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader), list(reader.fieldnames or [])
+
+
+def write_oof(path: Path, fold_rows: list[tuple[int, list[dict[str, str]]]], header: list[str]) -> None:
+    """Every fold's predictions.csv rows, with the fold, in the order of the rows in the user's file."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = ["row", "text", "label", "fold", *[c for c in header if c not in ("row", "text", "label")]]
+    writer.writerow(columns)
+    merged = [(int(row["row"]), fold, row) for fold, rows in fold_rows for row in rows]
+    for number, fold, row in sorted(merged, key=lambda item: item[0]):
+        writer.writerow([number, row["text"], row["label"], fold, *[row[c] for c in columns[4:]]])
+    write_text(path, buffer.getvalue())

@@ -10,17 +10,18 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.files import column
 from toolkit.data.loading import load_with_labels
+from toolkit.data.rows import column
 from toolkit.data.sources import resolve_source
+from toolkit.data.splits import make_splits
 from toolkit.errors import TkError
 from toolkit.evaluation import calibration
 from toolkit.evaluation.report import thousands
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
-from toolkit.records import DataSource
-from toolkit.runs.artifacts import fingerprint
-from toolkit.runs.folders import read_json
+from toolkit.records import DataSource, WithNotes
+from toolkit.runs.artifacts import fingerprint, same_fingerprint
 from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline, task_of
+from toolkit.saving import read_json
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,
@@ -81,11 +82,13 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
                       "with --data PATH.")
     source = (DataSource(Path(recorded), "the run's record", base) if recorded else
               resolve_source(dataset.name, data or config.get("data"), task.data, base))
-    notes: list[str] = []
-    dataset, splits = load_with_labels(pm, dataset, source, notes, task, labels=saved.labels)
+    loaded = load_with_labels(pm, dataset, source, task, labels=saved.labels)
+    splits, notes = loaded.splits, list(loaded.notes)
     if data is None:
         notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source, splits)
-    rows, split_name, described = _rows(splits, task, source, data, split, notes)
+    chosen = _rows(splits, task, source, data, split)
+    rows, split_name, described = chosen.value
+    notes += chosen.notes
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
     if test_data and base is not None and not Path(test_data).is_absolute():
@@ -101,48 +104,48 @@ def _calibration(labels, probabilities) -> dict[str, Any]:
     return {"ece": found["ece_after"], "ece_ci": found.get("ece_after_ci"), "ece_bins": found["bins"]}
 
 
-def _rows(splits, task, source, data: str | None, split: str | None, notes: list[str]):
-    """The rows to score and how to name them."""
+def _rows(splits, task, source, data: str | None, split: str | None) -> WithNotes:
+    """(the rows to score, the split's name, how to name them), and what to say about them."""
     if split is not None:
         if split not in splits:
             raise TkError(f"{source.describe()} has no '{split}' split. Splits: {', '.join(splits)}.")
+        notes = ()
         if split == "test" and data is None:
             leaked = _leaked(splits, task)
             if leaked:
-                notes.append(f"WARNING: {leaked:,} of these {len(splits['test']):,} rows {_hold(leaked)} also in the "
-                             "rows the run trained or validated on: the model has seen them, so these scores are "
-                             "optimistic. Without --split, tk evaluate leaves them out, as tk run did.")
+                notes = (f"WARNING: {leaked:,} of these {len(splits['test']):,} rows {_hold(leaked)} also in the "
+                         "rows the run trained or validated on: the model has seen them, so these scores are "
+                         "optimistic. Without --split, tk evaluate leaves them out, as tk run did.",)
         every = ", every row" if split == "test" and data is None else ""  # not only the rows tk run scored
-        return splits[split], split, f"{split} split{every}"
+        return WithNotes((splits[split], split, f"{split} split{every}"), notes)
     if "test" in splits:
         if data is None:
-            return _run_test_rows(splits, task, notes), "test", "test split, the rows tk run scored"
-        return splits["test"], "test", "test split"
+            scored = _run_test_rows(splits, task)
+            return WithNotes((scored.value, "test", "test split, the rows tk run scored"), scored.notes)
+        return WithNotes((splits["test"], "test", "test split"))
     if data is not None:  # one file given: it is the set to score
-        return splits["train"], "all", f"all rows of {Path(data).name}"
-    from toolkit.data.splits import make_splits
+        return WithNotes((splits["train"], "all", f"all rows of {Path(data).name}"))
 
-    held_out = make_splits(splits, task, [])["test"]
-    notes.append("The data has no test split: scoring the rows the run held out as its test split (same seed).")
-    return held_out, "test", "test (held out by the run)"
+    held_out = make_splits(splits, task).splits["test"]
+    return WithNotes((held_out, "test", "test (held out by the run)"),
+                     ("The data has no test split: scoring the rows the run held out as its test split (same seed).",))
 
 
-def _run_test_rows(splits, task, notes: list[str]):
+def _run_test_rows(splits, task) -> WithNotes:
     """The test rows ``tk run`` scored: the test split without the rows whose text is also in the training or
     validation data (and subsampled to eval_size, as the run drew it), so the numbers are the run's."""
-    from toolkit.data.splits import make_splits
-
-    rows = make_splits(splits, task, [])["test"]
-    if len(rows) < len(splits["test"]):
-        leaked = len(splits["test"]) - len(rows) if task.eval_size is None else _leaked(splits, task)
-        subsampled = len(splits["test"]) - leaked - len(rows)
-        notes.append(f"Scoring the run's {len(rows):,} test rows, as tk run did: of the test split's "
-                     f"{len(splits['test']):,}, " + " and ".join(
-                         part for part in (f"{leaked:,} {_hold(leaked)} also in the rows it trained or validated on"
-                                           if leaked else "",
-                                           f"{subsampled:,} are beyond eval_size" if subsampled else "") if part)
-                     + ". --split test scores all of them.")
-    return rows
+    rows = make_splits(splits, task).splits["test"]
+    if len(rows) == len(splits["test"]):
+        return WithNotes(rows)
+    leaked = len(splits["test"]) - len(rows) if task.eval_size is None else _leaked(splits, task)
+    subsampled = len(splits["test"]) - leaked - len(rows)
+    return WithNotes(rows, (f"Scoring the run's {len(rows):,} test rows, as tk run did: of the test split's "
+                            f"{len(splits['test']):,}, " + " and ".join(
+                                part for part in (f"{leaked:,} {_hold(leaked)} also in the rows it trained or "
+                                                  "validated on" if leaked else "",
+                                                  f"{subsampled:,} are beyond eval_size" if subsampled else "")
+                                if part)
+                            + ". --split test scores all of them.",))
 
 
 def _hold(rows: int) -> str:
@@ -151,14 +154,10 @@ def _hold(rows: int) -> str:
 
 def _leaked(splits, task) -> int:
     """Test rows whose text (normalised) is also in the run's training or validation rows."""
-    from toolkit.data.splits import make_splits
-
-    return len(splits["test"]) - len(make_splits(splits, replace(task, eval_size=None), [])["test"])
+    return len(splits["test"]) - len(make_splits(splits, replace(task, eval_size=None)).splits["test"])
 
 
 def _changed(recorded: dict | None, now: dict, source, splits) -> list[str]:
-    from toolkit.runs.artifacts import same_fingerprint
-
     if not isinstance(recorded, dict) or not recorded or same_fingerprint(recorded, splits, now):
         return []
     def short(value: dict) -> str:

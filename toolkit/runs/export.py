@@ -22,10 +22,11 @@ from typing import Any
 
 from toolkit.config import CORE_SETTINGS
 from toolkit.errors import TkError
+from toolkit.runs.evaluate import rows_to_score
 from toolkit.runs.export_check import MIN_AGREEMENT, compare, describe
 from toolkit.runs.exported import MANIFEST, MODEL_FILE, OnnxRun, open_session
-from toolkit.runs.folders import write_json, write_text
 from toolkit.runs.saved import VOCABULARY_FILES, load_run, read_run_config
+from toolkit.saving import write_json, write_text
 
 OPSET = 18
 INPUTS = ("input_ids", "attention_mask")
@@ -98,8 +99,7 @@ def export_run(pm, run_dir: Path, quantize: str | None, output: Path | None, che
     import onnxruntime
     import torch
 
-    from toolkit.evaluation.bare_bert import BareTokenizer
-    from toolkit.runs.evaluate import rows_to_score
+    from toolkit.evaluation.bare_bert import BareTokenizer  # torch: imported when used, not at tk's start
 
     output = output or default_output(run_dir, quantize)
     if output.exists():

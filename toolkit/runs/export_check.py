@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.files import column
+from toolkit.data.rows import column
 from toolkit.evaluation.intervals import mcnemar_exact
 from toolkit.evaluation.scoring import positive_class, score
 from toolkit.runs.saved import saved_baseline

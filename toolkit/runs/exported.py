@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.config import TaskConfig
+from toolkit.config import TaskConfig, build_task
 from toolkit.data.tokens import encode_as_task
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import CPU_EVAL_BATCH, TokenRows, batches
 from toolkit.evaluation.pooling import pool
+from toolkit.runs.saved import load_run
 
 MANIFEST = "tk_export.json"  # written last: a folder without it is not (yet) an export
 MODEL_FILE = "model.onnx"
@@ -61,7 +62,7 @@ class OnnxRun:
 
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         task = self.task
-        chunks = task.long_text == "chunks"
+        chunks = task.reads_in_windows
         encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
@@ -114,8 +115,7 @@ def open_session(path: Path) -> Any:
 
 def load_export(folder: Path) -> OnnxRun:
     """The export in ``folder``; a missing runtime or a damaged file is a one-line error."""
-    from toolkit.config import build_task
-    from toolkit.evaluation.bare_bert import BareTokenizer
+    from toolkit.evaluation.bare_bert import BareTokenizer  # torch: imported when used, not at tk's start
 
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -152,8 +152,6 @@ def load_run_or_export(folder: Path, bare: bool = False, allow_incomplete: bool 
                        need: tuple[str, ...] = ()) -> Any:
     """tk predict, tk evaluate and tk serve take a run folder or an export folder alike; a run folder through
     the run loader (``toolkit.runs.loader.open_run``: complete, its files as saved)."""
-    from toolkit.runs.saved import load_run
-
     if is_export(folder):
         return load_export(folder)
     return load_run(folder, bare=bare, allow_incomplete=allow_incomplete, need=need)

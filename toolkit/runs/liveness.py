@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
+from toolkit.saving import saving_error
+from toolkit.training.checkpoints import latest
 
 LOCK_FILE = "run.lock"
 
@@ -96,8 +98,6 @@ def acquire(run_dir: Path) -> None:
         try:
             descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            from toolkit.runs.folders import saving_error
-
             raise saving_error(lock, error) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -136,8 +136,6 @@ def _claim(run_dir: Path, descriptor: int) -> None:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(this_process()).encode(), 0)
     except OSError as error:
-        from toolkit.runs.folders import saving_error
-
         raise saving_error(run_dir / LOCK_FILE, error) from None
 
 
@@ -176,6 +174,5 @@ def shown_status(run_dir: Path, status: str) -> str:
         return "running"
     if state == "elsewhere":
         return f"running on {read_lock(run_dir).get('host')}?"
-    from toolkit.training.checkpoints import latest
 
     return "stale (resumable)" if latest(run_dir / "checkpoints") is not None else "stale (start again)"

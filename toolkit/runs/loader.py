@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import run_status, write_json
+from toolkit.runs.folders import run_status
 from toolkit.runs.shapes import CONFIG, MANIFEST, METRICS, wrong_keys
+from toolkit.saving import write_json
 
 CHECKSUMS_FILE = "checksums.json"
 # The files of a finished run that the commands read; report.html is left out (tk report rewrites it).

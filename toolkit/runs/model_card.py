@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.config import long_text_in_windows
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
 from toolkit.evaluation import classical
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
-from toolkit.runs.folders import write_text
+from toolkit.saving import write_text
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 METRICS = ("accuracy", "f1", "precision", "recall")
@@ -233,7 +234,7 @@ def linear_rows(metrics: dict[str, Any]) -> list[str]:
 def limitations(metrics: dict[str, Any], task: dict[str, Any]) -> list[str]:
     cut = (f"- Texts longer than {task.get('max_length', '?')} tokens are cut (truncation side: "
            f"{md(task.get('truncation', 'head'))}); what lies beyond the cut is not read.")
-    if task.get("long_text") == "chunks":
+    if long_text_in_windows(task.get("long_text")):
         cut = (f"- Texts longer than {task.get('max_length', '?')} tokens were read as overlapping windows whose "
                f"probabilities are pooled per text ({md(task.get('pooling', 'mean'))}); `transformers.pipeline` "
                "reads one window only: use `toolkit.longdocs.predict_long` or `tk predict` for the pooled answer.")

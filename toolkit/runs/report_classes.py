@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.evaluation.intervals import wilson
 from toolkit.runs import report_figures as figures
-from toolkit.runs.report_page import RunData, figure, section, table, td
+from toolkit.runs.report_data import RunData
+from toolkit.runs.report_html import figure, section, table, td
 
 FIGURE_CLASSES = 20
 TOP_CONFUSIONS = 25
@@ -76,8 +78,6 @@ def per_class(run: RunData) -> str:
 
 def many_classes(rows, matrix) -> str:
     """Every class as a table row, worst F1 first, recall and precision with Wilson intervals from the counts."""
-    from toolkit.evaluation.intervals import wilson
-
     predicted = np.asarray(matrix).sum(axis=0) if matrix else None
     order = sorted(range(len(rows)), key=lambda k: (rows[k][3], -rows[k][4]))
     cells = []

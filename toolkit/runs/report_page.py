@@ -8,124 +8,21 @@ Policy forbids scripts and every fetch.
 
 from __future__ import annotations
 
-import html
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolkit.errors import TkError
+from toolkit.evaluation.report import headline_rows
 from toolkit.runs import report_figures as figures
-from toolkit.runs.folders import write_text
+from toolkit.runs import report_sections as sections
 from toolkit.runs.model_card import data_name
-
-TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-HEADLINE = ("accuracy", "f1", "precision", "recall", "f1_weighted")
-HEADLINE_MULTILABEL = {"f1": "f1 (micro)", "precision": "precision (micro)", "recall": "recall (micro)",
-                       "f1_macro": "f1_macro", "accuracy": "subset accuracy", "hamming_loss": "hamming loss"}
-CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:60rem;margin:0 auto;padding:1rem;
-color:#222;background:#fff}
-h1{font-size:1.5rem;margin:.2rem 0}
-h2{font-size:1.15rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0}th,td{border-bottom:1px solid #eee;padding:.25rem .6rem;
-text-align:left;vertical-align:top}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.scroll{overflow-x:auto;max-width:100%}figure{margin:.5rem 0}figure svg{width:100%;height:auto;display:block}
-.panels{display:flex;flex-wrap:wrap;gap:.5rem}.panels svg{flex:1 1 20rem;min-width:0}
-td.text{white-space:pre-wrap;overflow-wrap:anywhere;min-width:14rem;max-width:40rem}
-.cut,.muted{color:#777;font-size:.85em}.warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.4rem .7rem}
-.ok{background:#eef8ee;border-left:4px solid #4a4;padding:.4rem .7rem}code{overflow-wrap:anywhere}
-@media (max-width:40rem){body{font-size:14px;padding:.5rem}th,td{padding:.2rem .35rem}}
-@media print{body{max-width:none;font-size:11pt}.scroll{overflow:visible}section,figure,tr{break-inside:avoid}
-h2{break-after:avoid}}
-"""
-
-
-def e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def text_cell(text: Any, limit: int = TEXT_CHARS) -> str:
-    """A user's text in a table cell: escaped, direction left to the browser, cut with a note when long."""
-    text = str(text)
-    note = (f' <span class="cut">[cut: first {limit:,} of {len(text):,} characters shown]</span>'
-            if len(text) > limit else "")
-    return f'<td class="text" dir="auto">{e(text[:limit])}{note}</td>'
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """``rows`` hold ready-made cells (``<td>...``); ``header`` plain strings, escaped here."""
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def td(value: Any, digits: int = 4) -> str:
-    """A cell: a float with ``digits`` decimals, an int (a count) with thousands separators, else text."""
-    if isinstance(value, float):
-        return f'<td class="num">{value:.{digits}f}</td>'
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f'<td class="num">{value:,}</td>'
-    return f'<td dir="auto">{e(value)}</td>'
-
-
-def row_td(number: Any) -> str:
-    """A row number: as the file numbers it (found by it, like a line number), so no thousands separators."""
-    return f'<td class="num">{e(number)}</td>'
-
-
-def section(ident: str, title: str, body: str) -> str:
-    return f'<section id="{e(ident)}"><h2>{e(title)}</h2>{body}</section>'
-
-
-def figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption class=\"muted\">{e(caption)}</figcaption></figure>"
-
-
-def page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{e(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
-
-
-@dataclass
-class RunData:
-    run_dir: Path
-    metrics: dict[str, Any]
-    manifest: dict[str, Any]
-    predictions: list[dict[str, str]]
-    warning: str | None = None  # --allow-incomplete: why this is not a complete run's page
-
-    @property
-    def labels(self) -> list[str]:
-        return [str(x) for x in self.manifest.get("labels") or []]
-
-    @property
-    def task(self) -> dict[str, Any]:
-        return self.manifest.get("task") or {}
-
-    @property
-    def multi_label(self) -> bool:
-        return self.metrics.get("problem") == "multi-label"
-
-
-def load_run_data(run_dir: Path, allow_incomplete: bool = False, writing: bool = False) -> RunData:
-    """The files the page is made from, through the run loader: a folder that is not a complete, intact run
-    is a TkError that says so (``writing``: tk run writing the page of the run it is saving)."""
-    from toolkit.runs.loader import open_run
-
-    folder = open_run(Path(run_dir), allow_incomplete or writing, verify="none" if writing else "results")
-    return RunData(folder.path, folder.metrics, folder.manifest, folder.predictions(),
-                   None if writing else folder.warning)
+from toolkit.runs.report_data import load_run_data
+from toolkit.runs.report_html import e, figure, page, section, table, td
+from toolkit.saving import write_text
 
 
 def render_report(run_dir: Path, allow_incomplete: bool = False, writing: bool = False) -> str:
-    from toolkit.runs import report_sections as sections
-
     run = load_run_data(run_dir, allow_incomplete, writing)
     name = run.metrics.get("task") or run.task.get("name") or run.run_dir.name
     header = (f"<header><h1 dir=\"auto\">{e(name)}</h1><p class=\"muted\" dir=\"auto\">Run folder "
@@ -177,8 +74,6 @@ def render_comparison(run_dirs: list[Path], allow_incomplete: bool = False) -> s
                      td(baseline if isinstance(baseline, float) else "not recorded"),
                      td(f"{m.get('best_epoch', '?')} of {m.get('epochs_run', '?')}"), td(m.get("n", "?")),
                      *[td(json.dumps(run.task.get(k), default=str)) for k in differing]])
-    from toolkit.evaluation.report import headline_rows
-
     f1_name = dict((key, title) for title, key in headline_rows(runs[0].metrics)).get("f1", "f1")
     body = section("runs", "Runs", table(["run", "accuracy [95%]", f"{f1_name} [95%]", "baseline accuracy",
                                           "kept epoch", "test texts", *differing], rows)
@@ -195,25 +90,3 @@ def render_comparison(run_dirs: list[Path], allow_incomplete: bool = False) -> s
     return page("tk report: comparison", f"<header><h1>Comparing {len(runs)} runs</h1></header>{body}")
 
 
-def label_arrays(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(true ids, predicted ids, probability matrix) from predictions.csv, or None when it is unusable."""
-    labels = run.labels
-    index = {name: i for i, name in enumerate(labels)}
-    try:
-        y = np.array([index[row["label"]] for row in run.predictions])
-        pred = np.array([index[row["predicted"]] for row in run.predictions])
-        probs = np.array([[float(row[f"p_{name}"]) for name in labels] for row in run.predictions])
-    except (KeyError, ValueError, TypeError):
-        return None
-    return (y, pred, probs) if len(y) else None
-
-
-def label_sets(run: RunData) -> tuple[np.ndarray, np.ndarray] | None:
-    """Multi-label: (true multi-hot rows, probabilities) from predictions.csv, or None when it is unusable."""
-    labels = run.labels
-    try:
-        truth = np.array([[name in json.loads(row["label"]) for name in labels] for row in run.predictions])
-        probs = np.array([[float(row[f"p_{name}"]) for name in labels] for row in run.predictions])
-    except (KeyError, ValueError, TypeError):
-        return None
-    return (truth, probs) if len(truth) else None

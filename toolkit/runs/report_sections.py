@@ -11,23 +11,14 @@ import json
 
 import numpy as np
 
+from toolkit.config import long_text_in_windows
 from toolkit.evaluation import classical
 from toolkit.evaluation.report import headline_rows, interval_methods, thousands, undefined_precision
 from toolkit.runs import report_figures as figures
 from toolkit.runs import report_trust
 from toolkit.runs.report_classes import confusion, per_class
-from toolkit.runs.report_page import (
-    RunData,
-    e,
-    figure,
-    label_arrays,
-    label_sets,
-    row_td,
-    section,
-    table,
-    td,
-    text_cell,
-)
+from toolkit.runs.report_data import RunData, label_arrays, label_sets
+from toolkit.runs.report_html import e, figure, row_td, section, table, td, text_cell
 
 NOT_RECORDED = '<p class="muted">Not recorded for this run.</p>'
 
@@ -154,7 +145,7 @@ def lengths(run: RunData) -> str:
     text = (f"{len(counts):,} scored texts, median {int(np.median(counts)):,} tokens, longest {int(counts.max()):,}. "
             f"{over:,} ({over / len(counts):.1%}) are longer than max_length {max_length} and were "
             + (f"read as overlapping windows, pooled per text ({e(run.task.get('pooling', 'mean'))})."
-               if run.task.get("long_text") == "chunks" else f"cut (truncation: {side})."))
+               if long_text_in_windows(run.task.get("long_text")) else f"cut (truncation: {side})."))
     return section("lengths", "Token lengths", figure(figures.token_lengths(counts, max_length), text))
 
 

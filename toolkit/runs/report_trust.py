@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.runs import report_figures as figures
-from toolkit.runs.report_page import RunData, e, figure, section, table, td
+from toolkit.runs.report_data import RunData
+from toolkit.runs.report_html import e, figure, section, table, td
+from toolkit.saving import read_json
 
 
 def temperature(run: RunData) -> str:
@@ -104,7 +106,5 @@ def audit_section(found: dict[str, Any]) -> str:
 
 
 def audit(run: RunData) -> str:
-    from toolkit.runs.folders import read_json
-
     path = run.run_dir / "audit.json"
     return audit_section(read_json(path)) if path.is_file() else ""

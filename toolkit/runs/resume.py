@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import read_json, run_status
-from toolkit.training import checkpoint_checks, checkpoints, resume_points
+from toolkit.runs.artifacts import same_fingerprint
+from toolkit.runs.folders import run_status
+from toolkit.saving import read_json
+from toolkit.training import checkpoint_checks, checkpoints
 
 
 def refuse_options(given: list[str]) -> None:
@@ -57,8 +59,8 @@ def again(run_dir: Path) -> str:
 def check_state(checkpoint: Path) -> None:
     """A checkpoint of tk's training loop holds its whole state in one file; without it the run cannot go on
     (a checkpoint of the retired Trainer engine is refused earlier, by the engine's name)."""
-    if not (checkpoint / resume_points.STATE_FILE).is_file():
-        raise TkError(f"{checkpoint} lacks {resume_points.STATE_FILE}: the run cannot continue from it. "
+    if not (checkpoint / checkpoints.TRAINING_STATE).is_file():
+        raise TkError(f"{checkpoint} lacks {checkpoints.TRAINING_STATE}: the run cannot continue from it. "
                       f"Start it again: {again(checkpoint.parent.parent)}")
 
 
@@ -75,8 +77,6 @@ def reproducibility(run_dir: Path) -> dict[str, Any]:
 def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], source: str, splits=None) -> None:
     """The data a resume loads is the data the run started with; a config.json without the fingerprint
     cannot say so, and is refused."""
-    from toolkit.runs.artifacts import same_fingerprint
-
     recorded = saved.get("data_fingerprint")
     if not isinstance(recorded, dict) or not recorded:
         raise TkError("The run's config.json records no data fingerprint (data_fingerprint), so tk cannot check "

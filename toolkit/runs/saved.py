@@ -15,8 +15,11 @@ from toolkit.errors import TkError
 from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
 from toolkit.evaluation.thresholds import from_config
-from toolkit.runs.folders import read_json, run_status
+from toolkit.runs.folders import run_status
+from toolkit.runs.loader import open_run
 from toolkit.runs.shapes import integer, number
+from toolkit.saving import read_json
+from toolkit.training.device import use_bf16, use_precompiled_attention
 from toolkit.training.progress import library_bars_off
 
 
@@ -52,10 +55,8 @@ class SavedRun:
         """One row per text, on the model's device, in bf16 where the run trained in it; with
         long_text = "chunks", its windows' probabilities pooled as in training. ``progress`` (a
         ``Progress``) counts the rows the model reads: texts, or windows."""
-        from toolkit.training.device import use_bf16
-
         task, bf16 = self.task, use_bf16(self.task.bf16)
-        chunks = task.long_text == "chunks"
+        chunks = task.reads_in_windows
         encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
@@ -77,8 +78,6 @@ def load_run(run_dir: Path, bare: bool = False, allow_incomplete: bool = False,
     """The run's task, model and tokenizer, through the run loader (complete, files as saved; ``need``: the
     result files the caller reads too). ``bare``: on the CPU, a BERT classifier without importing
     transformers (``toolkit.evaluation.bare_bert``: the same answers; tk predict's start-up)."""
-    from toolkit.runs.loader import open_run
-
     warning = open_run(run_dir, allow_incomplete, need=need, verify="all").warning
     if not (run_dir / "model").is_dir():
         status = run_status(run_dir)
@@ -113,7 +112,7 @@ def load_bare(model_dir: Path) -> tuple[Any, Any] | None:
 
     if torch.cuda.is_available():
         return None
-    from toolkit.evaluation.bare_bert import load_bare_bert
+    from toolkit.evaluation.bare_bert import load_bare_bert  # torch: imported when used, not at tk's start
 
     return load_bare_bert(model_dir)
 
@@ -123,7 +122,6 @@ def on_gpu_if_any(model: Any) -> Any:
 
     if not torch.cuda.is_available():
         return model
-    from toolkit.training.device import use_precompiled_attention
 
     use_precompiled_attention()
     return model.to("cuda")

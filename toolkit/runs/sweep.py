@@ -18,8 +18,9 @@ from toolkit.runs.compare import (
     run_rows,
     summarise,
 )
-from toolkit.runs.folders import new_run_dir, write_json
+from toolkit.runs.folders import new_run_dir
 from toolkit.runs.pipeline import run_task
+from toolkit.saving import write_json
 from toolkit.training.progress import Progress
 
 

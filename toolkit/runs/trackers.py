@@ -8,6 +8,7 @@ run_dir)`` (with ``run_dir``: the run folder first, as artifacts) and
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import urllib.parse
@@ -15,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import TaskConfig
-from toolkit.runs.folders import read_json, write_json
 from toolkit.runs.liveness import LOCK_FILE
-from toolkit.runs.tracking import STATE_FILE, Point, sweep_parent
+from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoints
 
+STATE_FILE = "tracking.json"  # in the run folder: the MLflow run a resume continues
+# A sweep's parent MLflow run: each run of the sweep is nested under it.
+sweep_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar("sweep_parent", default=None)
+Point = tuple[str, float, int, float]  # name, value, global step, wall time (seconds since the epoch)
 DEFAULT_STORE = "mlflow.db"  # without MLFLOW_TRACKING_URI: MLflow 3's own default, sqlite:///mlflow.db in ./
 NOT_ARTIFACTS = {LOCK_FILE, "checkpoints"}  # the liveness lock; checkpoints are removed when the run completes
 

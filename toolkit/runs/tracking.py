@@ -17,7 +17,6 @@ the record. A missing library is a ``TkError`` before any work
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import math
 import os
@@ -30,17 +29,13 @@ from typing import Any
 from toolkit.config import TaskConfig
 from toolkit.errors import TkError
 from toolkit.records import EpochRecord
+from toolkit.runs import trackers
+from toolkit.runs.trackers import Point, sweep_parent
 from toolkit.training import policy
 
 # report_to name -> (the module it needs, the library); `pip install 'tk-toolkit[NAME]'` installs it
 LIBRARIES = {"mlflow": ("mlflow", "MLflow"), "tensorboard": ("torch.utils.tensorboard", "TensorBoard")}
-STATE_FILE = "tracking.json"  # in the run folder: the MLflow run a resume continues
 RUN_KEYS = ("best_epoch", "epochs_run", "train_seconds", "eval_seconds")  # metrics.json numbers about the run
-
-# A sweep's parent MLflow run: each run of the sweep is nested under it.
-sweep_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar("sweep_parent", default=None)
-
-Point = tuple[str, float, int, float]  # name, value, global step, wall time (seconds since the epoch)
 
 
 def require(task: TaskConfig, where: str | None = None) -> None:
@@ -169,8 +164,6 @@ def start(task: TaskConfig, run_dir: Path, params: dict[str, Any], resume: bool,
           note: Callable[[str], Any]) -> Tracker:
     """The trackers ``report_to`` names, opened on the run (reopened on a resume); one that cannot open is
     named and left out."""
-    from toolkit.runs import trackers
-
     backends = []
     for name in task.report_to:
         label = LIBRARIES[name][1]
@@ -188,8 +181,6 @@ def start(task: TaskConfig, run_dir: Path, params: dict[str, Any], resume: bool,
 def sweep(task: TaskConfig, sweep_dir: Path, note: Callable[[str], Any], record: str = "sweep.json") -> Iterator[None]:
     """A sweep (or a tune) with report_to = ["mlflow"]: one parent MLflow run, each run of it nested under it;
     ``record``, the sweep's table, is uploaded to the parent at the end."""
-    from toolkit.runs import trackers
-
     parent = None
     if "mlflow" in task.report_to:
         try:

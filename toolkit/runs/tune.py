@@ -18,9 +18,10 @@ from typing import Any
 
 from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
-from toolkit.runs import tracking
-from toolkit.runs.folders import check_task_name, write_json
+from toolkit.runs import trackers, tracking
+from toolkit.runs.folders import check_task_name
 from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, final_warnings, ranked_configs
+from toolkit.runs.tune_report import render
 from toolkit.runs.tune_space import (
     Dimension,
     describe,
@@ -39,6 +40,7 @@ from toolkit.runs.tune_study import (
     run_trials,
     state_of,
 )
+from toolkit.saving import write_json, write_text
 from toolkit.training.interrupt import graceful_interrupts
 from toolkit.training.progress import Progress
 
@@ -110,7 +112,7 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
             "study": name, "pruner": request.pruner}
     trials_dir = tune_dir / "trials"
     with tracking.sweep(task, tune_dir, progress.note, record=RECORD):
-        spec["mlflow_parent"] = tracking.sweep_parent.get()
+        spec["mlflow_parent"] = trackers.sweep_parent.get()
         try:
             with graceful_interrupts(progress.note):  # a SIGTERM stops the tuner as a Ctrl-C does
                 run_trials(study, request.trials, lambda trial, params: launch_trial(trial, params, spec,
@@ -123,7 +125,7 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
             record["summary"] = [f"{record['running']} trial(s) still running on other workers: run this command "
                                  "again once they end for the final comparison."]
         elif request.top:
-            finish(pm, request, base_task, record, tune_dir, progress)
+            record.update(finish(pm, request, base_task, record, tune_dir, progress))
         write_json(tune_dir / RECORD, record)
     write_report_page(study, tune_dir, record)
     return tune_dir, record
@@ -179,12 +181,12 @@ def importances(study) -> dict[str, float]:
 
 
 def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_dir: Path,
-           progress: Progress) -> None:
-    """The top configurations and the default over further seeds, tested and compared (into ``record``)."""
+           progress: Progress) -> dict[str, Any]:
+    """The top configurations of the study ``record`` and the default over further seeds, tested and compared:
+    the record's ``final`` and ``summary``."""
     ranked = ranked_configs(record["trials"], record["direction"], request.top, record["default"])
     if not ranked:
-        record["summary"] = ["No finished trial other than the default's: nothing to compare with the default."]
-        return
+        return {"summary": ["No finished trial other than the default's: nothing to compare with the default."]}
     configs = {DEFAULT: {}, **{f"trial {number}": params for number, params, _ in ranked}}
     seeds = [base_task.seed + 1 + i for i in range(request.seeds)]  # seeds the search never trained with
     groups = final_runs(pm, base_task, configs, seeds, data=request.data, base=request.base,
@@ -193,13 +195,12 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
     found["configs"] = {label: {"params": params, "runs": [str(r.path) for r in groups.get(label, [])]}
                         for label, params in configs.items()}
     found["seeds"] = seeds
-    record["final"] = found
     best = record["best_trial"]
     first = (["On validation no trial beat the task's own configuration (trial "
               f"{best['number']}); the best of the others is tested against it all the same."]
              if best and best["params"] == record["default"] else [])
     found["warnings"] = final_warnings(groups)
-    record["summary"] = first + found["summary"] + found["warnings"]
+    return {"final": found, "summary": first + found["summary"] + found["warnings"]}
 
 
 def with_defaults(values: dict[str, Any], default: dict[str, Any], space: dict) -> dict[str, Any]:
@@ -227,7 +228,4 @@ def data_digest(given: str | None, base: Path | None) -> str | None:
 
 
 def write_report_page(study, tune_dir: Path, record: dict) -> None:
-    from toolkit.runs.folders import write_text
-    from toolkit.runs.tune_report import render
-
     write_text(tune_dir / "report.html", render(record))

@@ -20,7 +20,9 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError, user_message
 from toolkit.evaluation import paired
 from toolkit.runs.compare import RunSummary, format_group_rows, group_rows, summarise
-from toolkit.runs.folders import run_status, write_json
+from toolkit.runs.folders import run_status
+from toolkit.runs.pipeline import run_task
+from toolkit.saving import write_json
 from toolkit.training.progress import Progress
 
 FINAL_FILE = "final.json"  # which final run folder holds which configuration and seed: a re-run reuses them
@@ -32,7 +34,6 @@ def final_runs(pm, task: TaskConfig, configs: dict[str, dict[str, Any]], seeds: 
     """Every configuration at every seed, trained and tested (reusing complete runs of an earlier attempt)."""
     import json
 
-    from toolkit.runs.pipeline import run_task
 
     record_path = folder / FINAL_FILE
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.runs import report_figures as figures
-from toolkit.runs.report_page import e, figure, page, section, table, td
+from toolkit.runs.report_html import e, figure, page, section, table, td
 from toolkit.runs.tune_final import describe
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit.config import TaskConfig, parse_value, with_overrides
+from toolkit.data.lengths import analyze
+from toolkit.data.loading import load_named
 from toolkit.errors import TkError, suggest
 
 LENGTH_SAMPLE = 2000  # training texts measured for max_length's default choices
@@ -148,14 +150,11 @@ def length_choices(stats: Any, task: TaskConfig) -> tuple[int, ...]:
 
 def measure_lengths(pm, task: TaskConfig, data: str | None, base) -> Any:
     """Token-length statistics of (a sample of) the task's training texts, as tk analyze-lengths gives them."""
-    from toolkit.data.lengths import analyze
-    from toolkit.data.loading import load_named
-
     labelled = load_named(pm, task.dataset, data, task.data, base, task, classes=False)
     rows = labelled.split("train")
     if len(rows) > LENGTH_SAMPLE:
         rows = rows.shuffle(seed=0).select(range(LENGTH_SAMPLE))
-    return analyze(pm, pm.model(task.model, base), rows, 0.95)[0]
+    return analyze(pm, pm.model(task.model, base), rows, 0.95).stats
 
 
 def suggest_values(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:

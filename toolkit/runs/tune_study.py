@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import set_status, write_json
+from toolkit.runs.folders import run_status, set_status
 from toolkit.runs.tracking import short
 from toolkit.runs.tune_space import Dimension, suggest_values
+from toolkit.saving import write_json
 
 HEARTBEAT_SECONDS = 30  # a worker records that its trial is alive this often (RDB storages)
 GRACE_SECONDS = 300  # after this long without a heartbeat, another machine's trial counts as interrupted
@@ -302,8 +303,6 @@ def killed(code: int) -> str:
 def mark_interrupted_folders(trials_dir: Path, study: Any) -> None:
     """Run folders of interrupted trials: status interrupted, no checkpoints (a trial is never resumed: tk tune
     asks for a new one; the trial's log suggests tk run --resume, which would finish it as a plain run)."""
-    from toolkit.runs.folders import run_status
-
     for trial in study.get_trials(deepcopy=False):
         if state_of(trial) != "interrupted":
             continue

@@ -21,9 +21,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from toolkit.config import build_task
 from toolkit.errors import TkError, user_message
+from toolkit.plugins import PluginManager
 from toolkit.records import EpochRecord
-from toolkit.runs.folders import set_status, write_json
+from toolkit.runs import trackers
+from toolkit.runs.endings import RunOutcome
+from toolkit.runs.folders import set_status
+from toolkit.runs.pipeline import run_task
+from toolkit.runs.tune_study import open_storage, pruner
+from toolkit.saving import write_json
+from toolkit.tasks_file import local_plugins, read_toml
 from toolkit.training.interrupt import EndedEarly
 from toolkit.training.progress import Progress
 
@@ -62,8 +70,6 @@ class TrialRun:
         return self._end(run_dir, self.seen, "pruned", best, pruned_after=ended.epoch, why=ended.reason)
 
     def _end(self, run_dir: Path, history: list[EpochRecord], state: str, value: float | None, **more: Any) -> Any:
-        from toolkit.runs.pipeline import RunOutcome
-
         record = {"number": self.number, "state": state, "metric": self.metric, "value": value,
                   "params": self.params, "epochs_run": len(history), **more}
         write_json(run_dir / "history.json", [r.as_dict() for r in history])
@@ -77,11 +83,6 @@ def run_trial(spec: dict[str, Any]) -> Any:
     """The trial's run, with the plugins of the tuner's tasks file and the tuner's study."""
     import optuna
 
-    from toolkit.config import build_task, local_plugins, read_toml
-    from toolkit.plugins import PluginManager
-    from toolkit.runs import tracking
-    from toolkit.runs.pipeline import run_task
-    from toolkit.runs.tune_study import open_storage, pruner
 
     tasks = Path(spec["tasks"])
     local = local_plugins(read_toml(tasks), tasks) if tasks.exists() else ()
@@ -93,7 +94,7 @@ def run_trial(spec: dict[str, Any]) -> Any:
     trial = TrialRun(optuna.trial.Trial(study, spec["trial_id"]), task.select_metric, spec["number"],
                      spec["params"])
     base = Path(spec["base"]) if spec.get("base") else None
-    tracking.sweep_parent.set(spec.get("mlflow_parent"))  # report_to = ["mlflow"]: nested under the tune's run
+    trackers.sweep_parent.set(spec.get("mlflow_parent"))  # report_to = ["mlflow"]: nested under the tune's run
     return run_task(pm, task, data=spec.get("data"), output=Path(spec["output"]), base=base,
                     progress=Progress(print, bar=False), trial=trial, where=spec.get("where"))
 

@@ -38,7 +38,7 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
 def metadata_of(model: Any, settings: ServeSettings) -> dict[str, Any]:
     """What a client needs to know about the input the model expects and the answers it gives."""
     task = model.task
-    chunks = task.long_text == "chunks"
+    chunks = task.reads_in_windows
     return {"schema": "tk.serve.metadata/1", "folder": settings.folder, "run_dir": str(model.run_dir),
             "backend": getattr(model, "backend", "pytorch"), "labels": list(model.labels),
             "problem": task.problem, "thresholds": (dict(zip(model.labels, map(float, model.thresholds)))

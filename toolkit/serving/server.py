@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
+from toolkit.runs.exported import load_run_or_export
 from toolkit.serving.limits import ServeSettings
+from toolkit.training.device import use_bf16
 
 GRACEFUL_SECONDS = 30  # SIGTERM: how long requests already received may take to be answered
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -20,8 +22,6 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def load_model(folder: Path) -> Any:
     """The run (tk predict's loading path, and its refusals of an incomplete or damaged run), warmed up so that
     the first request does not pay for the first forward pass."""
-    from toolkit.runs.exported import load_run_or_export
-
     model = load_run_or_export(folder, bare=True)
     keep_cpu_kernels(model)
     model.probabilities(["warm-up"])
@@ -33,12 +33,10 @@ def keep_cpu_kernels(model: Any) -> None:
     tk predict pays once and a server would pay per batch. Entered here for the life of the process, the same
     layers score every batch (predict_probabilities' own entry then changes nothing), so the answers stay
     tk predict's."""
-    from toolkit.training.device import use_bf16
-
     network = getattr(model, "model", None)  # None for an ONNX export
     if network is None or not use_bf16(model.task.bf16) or next(network.parameters()).device.type != "cpu":
         return
-    from toolkit.evaluation.cpu_inference import fused_cpu_inference
+    from toolkit.evaluation.cpu_inference import fused_cpu_inference  # torch: imported when used, not at tk's start
 
     held = fused_cpu_inference(network)
     held.__enter__()  # never exited: the server holds the model until it exits
@@ -47,7 +45,7 @@ def keep_cpu_kernels(model: Any) -> None:
 
 def app_from_environment() -> Any:
     """uvicorn's app factory in each --workers process: the settings come from the parent's environment."""
-    from toolkit.serving.app import create_app
+    from toolkit.serving.app import create_app  # starlette: imported when used, not at tk's start
 
     settings = ServeSettings.from_environment()
     return create_app(load_model(Path(settings.folder)), settings)
@@ -81,7 +79,7 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int,
                    lifespan="on", server_header=False)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if workers == 1:
-        from toolkit.serving.app import create_app
+        from toolkit.serving.app import create_app  # starlette: imported when used, not at tk's start
 
         server = uvicorn.Server(uvicorn.Config(create_app(model, settings), **options))
         listening(described(settings, url, model, workers))

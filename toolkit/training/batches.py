@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolkit.data.files import column
+from toolkit.data.rows import column
 
 MEGABATCH = 50  # length grouping sorts within windows of 50 batches, like transformers' length-grouped sampler
 

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import TkError
-from toolkit.runs.folders import os_error_in, read_json, saving_error, write_json
+from toolkit.saving import os_error_in, read_json, saving_error, write_json
 
 STATE_FILE = "tk_state.json"
+TRAINING_STATE = "training_state.pt"  # the training loop's state: weights, optimizer, schedule, random states
 PREFIX = "checkpoint-"
 PARTIAL = ".partial-"
 DAMAGED = ".damaged-"  # a damaged checkpoint set aside by a resume; removed with the next prune

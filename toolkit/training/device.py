@@ -6,6 +6,8 @@ import functools
 import threading
 from pathlib import Path
 
+from toolkit.training.distributed import world_size
+
 _warm_up: threading.Thread | None = None
 
 
@@ -56,8 +58,6 @@ def start_gpu_warm_up() -> None:
     """
     global _warm_up
     import torch
-
-    from toolkit.training.distributed import world_size
 
     if torch.cuda.is_available():
         use_precompiled_attention()

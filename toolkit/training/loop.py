@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from toolkit.config import TaskConfig
-from toolkit.data.files import column
+from toolkit.data.rows import column
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.records import EpochRecord, TrainResult

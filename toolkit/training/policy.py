@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
-from toolkit.data.files import column
+from toolkit.data.rows import column
 from toolkit.errors import TkError
 
 # The rest of the policy, in modules of their own; one name space for the loop and for engine plugins.

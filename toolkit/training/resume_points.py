@@ -20,7 +20,7 @@ import torch
 
 from toolkit.training import checkpoints
 
-STATE_FILE = "training_state.pt"
+STATE_FILE = checkpoints.TRAINING_STATE
 
 
 def snapshot(value: Any) -> Any:

@@ -1,0 +1,53 @@
+"""What metrics.json says about the model beyond its test scores: the underfitting diagnosis (from the
+history, the base rates' prior and the test predictions) and the linear baseline it is compared with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from toolkit.data.rows import column
+from toolkit.evaluation import classical
+from toolkit.evaluation.diagnosis import diagnose_underfitting
+from toolkit.evaluation.scoring import score
+from toolkit.runs.prepared import Prepared
+from toolkit.runs.validation import validation_prior
+from toolkit.training.progress import Progress
+
+
+def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str, Any]:
+    """metrics.json's ``underfitting``: the diagnosis, from the history, the prior and the test predictions."""
+    task = prepared.task
+    labels = np.asarray(labels)
+    predicted = present = None
+    if labels.ndim == 1:
+        predicted = len(np.unique(np.asarray(probabilities).argmax(axis=1)))
+        present = len(np.unique(labels))
+    cut = None
+    if not task.reads_in_windows:
+        lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
+        cut = sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
+    settings = {"epochs": task.epochs, "learning_rate": task.learning_rate, "max_length": task.max_length,
+                "epochs_run": len(result.history), "unit": "label" if task.multi_label else "class"}
+    return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings, cut)
+
+
+def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
+                    positive: int | None, progress: Progress) -> dict[str, Any]:
+    """What the linear baseline adds to metrics.json (the fine-tune's ``metrics`` so far): ``linear_baseline``,
+    and when it is as good as the fine-tune or better, ``warnings`` with one more that says so."""
+    task, names = prepared.task, prepared.dataset.labels
+
+    def score_linear(found, cut):
+        return score(pm, labels, found, names, confidence=True, positive_label=positive, thresholds=cut)
+
+    found = classical.against_fine_tune(score_linear, prepared.splits, labels, probabilities, tuned, names, positive,
+                                        metrics, task.select_metric, progress.note)
+    if found is None:
+        return {}
+    if found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0:
+        return {"linear_baseline": found}
+    return {"linear_baseline": found, "warnings": [*metrics.get("warnings", []), found["verdict"]]}
+
+

@@ -1,0 +1,58 @@
+"""How a run ends: its outcome, and when it ends early, interrupted (with how to go on: resume, or start
+again) or failed (marked so, best effort)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.config import TaskConfig
+from toolkit.errors import TkError
+from toolkit.runs.folders import run_status, set_status
+from toolkit.training import checkpoints
+from toolkit.training.progress import Progress
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path | None  # None: interrupted before the run folder was made
+    status: str  # "complete" or "interrupted"
+    metrics: dict[str, Any]
+
+
+def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
+    """The command that starts this run again: a run of your file (tk run --data F) has no task to name."""
+    if where and where.startswith("--data"):
+        return f"tk run --data {data}"
+    return f"tk run {task.name}" + (f" --data {data}" if data else "")
+
+
+def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool) -> RunOutcome:
+    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again."""
+    if mark and run_status(run_dir) != "complete":
+        try:
+            set_status(run_dir, "interrupted")
+        except TkError as error:  # e.g. a full disk: the status says 'running' and tk list shows it stale
+            progress.note(f"Could not mark the run interrupted: {error}")
+    if run_dir is not None and run_status(run_dir) == "complete":
+        progress.note(f"Interrupted after the run was complete; its results are saved in {run_dir}.")
+    elif run_dir is not None and checkpoints.latest(run_dir / "checkpoints") is not None:
+        progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")
+    elif run_dir is not None:
+        progress.note(f"Interrupted before the first epoch ended: {run_dir} has nothing to resume from. "
+                      f"Start again: {again}")
+    else:
+        progress.note(f"Interrupted before the run folder was made; nothing to resume. Start again: {again}")
+    return RunOutcome(run_dir, "interrupted", {})
+
+
+def mark_failed(run_dir: Path, error: BaseException) -> None:
+    """Best effort: on a full disk even status.json may not fit, and the first error is the one to report.
+    A complete run stays complete (an error while removing its checkpoints changes nothing saved)."""
+    if run_status(run_dir) == "complete":
+        return
+    try:
+        set_status(run_dir, "failed", error=str(error) or type(error).__name__)
+    except (TkError, OSError):
+        pass
