@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from toolkit.cli import _quiet_libraries
+    from toolkit.cli.group import _quiet_libraries
     from toolkit.memory import reuse_freed_memory
 
     _quiet_libraries()

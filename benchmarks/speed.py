@@ -166,7 +166,7 @@ def eval_texts(pm, task) -> list[str]:
 def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> None:
     import torch
 
-    from toolkit.cli import _quiet_libraries
+    from toolkit.cli.group import _quiet_libraries
     from toolkit.memory import reuse_freed_memory
 
     _quiet_libraries()
