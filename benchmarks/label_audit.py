@@ -101,6 +101,7 @@ def main() -> None:
         "ece_after_ci": calibration.get("ece_after_ci"),
         "cv_pooled_accuracy": cv["summary"]["pooled"]["accuracy"],
         "estimated_errors": estimate, "estimated_errors_ci": audit["estimated_errors_ci"],
+        "audit_models": audit.get("models"),
         "at_top_noise_share": precision_recall(len(truth)), "at_estimate": precision_recall(estimate),
         "fixed_accuracy": rerun["metrics"]["accuracy"], "fixed_accuracy_ci": rerun["metrics"]["accuracy_ci"],
         "compare": compared.get("runs"),

@@ -40,7 +40,7 @@ def main(names: list[str]) -> None:
         metrics = score(pm, labels, stand_in, names_, confidence=True)
         metrics.update(select_metric=task.select_metric, problem=task.problem)
         started = time.perf_counter()
-        found = classical.against_fine_tune(
+        found, _ = classical.against_fine_tune(
             lambda p, cut: score(pm, labels, p, names_, confidence=True, thresholds=cut), splits, labels, stand_in,
             None, names_, None, metrics, task.select_metric, lambda text: None)
         whole = time.perf_counter() - started

@@ -52,6 +52,9 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     print(f"precision at {FLIPPED}: {precision:.2f}")
     assert precision >= 0.5, f"precision at {FLIPPED}: {precision:.2f} (chance: 0.10)"
     assert '<section id="audit">' in (cv_dir / "report.html").read_text()
+    # every fold's linear baseline scored its held-out rows too, and the audit averaged the two models
+    assert [m["model"] for m in document["models"]] == ["fine-tune", "linear baseline"]
+    assert sum(m["weight"] for m in document["models"]) == pytest.approx(1, abs=1e-3)
     low, high = document["estimated_errors_ci"]
     assert low <= document["estimated_errors"] <= high
 
@@ -76,11 +79,38 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     assert refused.exit_code == 1 and "never overwrites your data" in refused.output
 
 
+def test_ensemble_scores_are_cleanlabs_and_the_linear_columns_are_read():
+    """Self-confidence of the accuracy-weighted average is cleanlab's ensemble score, weighted by accuracy; rows
+    without linear_p_ columns (a cv from before them, linear_baseline = false) rank with the fine-tune alone."""
+    import numpy as np
+    from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
+
+    from toolkit.runs.audit import members_of, pooled
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 200)
+    fine_tune, linear = rng.dirichlet(np.ones(3), 200), rng.dirichlet(np.ones(3) * 0.5, 200)
+    names = ("a", "b", "c")
+    rows = [{f"linear_p_{n}": f"{p:.6f}" for n, p in zip(names, row)} for row in linear]
+    members = members_of(rows, names, labels, fine_tune, multi_label=False)
+    assert [m.name for m in members] == ["fine-tune", "linear baseline"]
+    expected = get_label_quality_ensemble_scores(labels, [fine_tune, linear], weight_ensemble_members_by="accuracy",
+                                                 verbose=False)
+    assert np.allclose(get_label_quality_scores(labels, pooled(members)), expected, atol=1e-5)
+    alone = members_of([{} for _ in labels], names, labels, fine_tune, multi_label=False)
+    assert len(alone) == 1 and np.array_equal(pooled(alone), fine_tune)
+    assert len(members_of(rows, names, labels, fine_tune, multi_label=True)) == 1  # multi-label: the fine-tune
+
+
 def test_audit_of_a_plain_run_says_why_it_is_weaker(pm, project):
     run = train_toy(pm, project, epochs=1)
     result = tk("audit", run.run_dir)
     assert result.exit_code == 0, result.output
     assert "not out-of-sample" in result.output and "only the test split" in result.output
+    assert "the linear baseline's" in result.output  # predictions.csv carries its probabilities (linear_p_)
+    with open(run.run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert all(abs(float(r["linear_p_neg"]) + float(r["linear_p_pos"]) - 1) < 1e-3 for r in predictions)
     assert (run.run_dir / "audit.csv").is_file()
     assert '<section id="audit">' in (run.run_dir / "report.html").read_text()
 

@@ -16,6 +16,7 @@ from toolkit.runs.audit import audit as run_audit
 from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.cv import cv_task, resume_cv
+from toolkit.runs.report_trust import models_in_words
 from toolkit.runs.resume import refuse_options
 from toolkit.training.progress import Progress
 
@@ -118,6 +119,7 @@ def audit(run_dir, top, target, drop, relabel, as_json):
                f"{summary['estimated_errors']:,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
                + f"; flagged: {summary['flagged']:,}, of which {summary['duplicate_conflicts']:,} share a text with "
                  "a differently labelled row.")
+    click.echo(models_in_words(summary))
     for entry in summary["top"][:top]:
         click.echo(f"row {entry['row']:>6}  {printable(entry['label'])[:12]:<12} -> "
                    f"{printable(entry['suggested'])[:12]:<12} {entry['score']:.3f}  {printable(entry['text'])[:60]}")

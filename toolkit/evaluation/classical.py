@@ -152,10 +152,12 @@ def verdict(versus: dict[str, Any], metric: str, metric_names: dict[str, str]) -
 
 
 def against_fine_tune(score_fn, splits, labels, probabilities, model_thresholds, label_names, positive,
-                      metrics: dict[str, Any], select_metric: str | None, note) -> dict[str, Any] | None:
+                      metrics: dict[str, Any], select_metric: str | None,
+                      note) -> tuple[dict[str, Any], np.ndarray] | None:
     """The linear baseline of a run: fitted on ``splits``' train rows, C chosen on validation, scored on the test
     ``labels`` with ``score_fn`` (the run's own scoring), compared paired with the fine-tune's ``probabilities``.
-    None when it cannot be fitted (said with ``note``)."""
+    Returns (what metrics.json records, its test probabilities); None when it cannot be fitted (said with
+    ``note``)."""
     started = time.perf_counter()
     train, validation = splits["train"], splits["validation"]
     note(f"Linear baseline: {DESCRIPTION}, on the {len(train):,} training texts; C chosen on the "
@@ -182,7 +184,7 @@ def against_fine_tune(score_fn, splits, labels, probabilities, model_thresholds,
     names = {name: paired.metric_name(name, metrics) for name in shown}
     found = summary(fitted, scored, versus, metric, names)
     found["seconds"] = round(time.perf_counter() - started, 2)  # fitting, scoring and the paired comparison
-    return found
+    return found, fitted.probabilities
 
 
 def table_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -68,29 +68,35 @@ def as_umask_allows(folder: Path) -> None:
 
 
 def write_predictions(path: Path, texts: list[str], labels: np.ndarray, probabilities: np.ndarray,
-                      label_names: tuple[str, ...], thresholds: np.ndarray | None = None, rows=None) -> None:
+                      label_names: tuple[str, ...], thresholds: np.ndarray | None = None, rows=None,
+                      linear: np.ndarray | None = None) -> None:
     """Every scored text with its label, prediction and probabilities; multi-label (``labels`` multi-hot):
     ``label`` and ``predicted`` hold JSON lists of label names, the prediction at ``thresholds``. ``rows``:
-    each text's row number in the file it was read from (``files.row_numbers``), as a first column."""
+    each text's row number in the file it was read from (``files.row_numbers``), as a first column.
+    ``linear``: the linear baseline's probabilities, as ``linear_p_`` columns last (tk audit ensembles them)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     numbers = [[int(n)] for n in rows] if rows is not None else [[] for _ in texts]
     first = ["row"] if rows is not None else []
+    last = [f"linear_p_{name}" for name in label_names] if linear is not None else []
+    baseline = ([f"{p:.4f}" for p in probs] for probs in linear) if linear is not None else ([] for _ in texts)
     if np.ndim(labels) == 2:
-        writer.writerow([*first, "text", "label", "predicted", *[f"p_{name}" for name in label_names]])
+        writer.writerow([*first, "text", "label", "predicted", *[f"p_{name}" for name in label_names], *last])
         predicted = predict_sets(probabilities, thresholds)
-        for number, text, truth, chosen, probs in zip(numbers, texts, labels, predicted, probabilities):
+        for number, text, truth, chosen, probs, extra in zip(numbers, texts, labels, predicted, probabilities,
+                                                              baseline):
             writer.writerow([*number, spreadsheet_safe(text), spreadsheet_safe(json.dumps(_names(truth, label_names))),
                              spreadsheet_safe(json.dumps(_names(chosen, label_names))),
-                             *[f"{p:.4f}" for p in probs]])
+                             *[f"{p:.4f}" for p in probs], *extra])
         write_text(path, buffer.getvalue())
         return
-    writer.writerow([*first, "text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names]])
-    for number, text, label, probs in zip(numbers, texts, labels, probabilities):
+    writer.writerow([*first, "text", "label", "predicted", "confidence", *[f"p_{name}" for name in label_names],
+                     *last])
+    for number, text, label, probs, extra in zip(numbers, texts, labels, probabilities, baseline):
         predicted = int(probs.argmax())
         writer.writerow([*number, spreadsheet_safe(text), spreadsheet_safe(label_names[label]),
                          spreadsheet_safe(label_names[predicted]), f"{probs[predicted]:.4f}",
-                         *[f"{p:.4f}" for p in probs]])
+                         *[f"{p:.4f}" for p in probs], *extra])
     write_text(path, buffer.getvalue())
 
 

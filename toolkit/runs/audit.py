@@ -8,6 +8,12 @@ cleanlab's per-label self-confidence, pooled per row), and the estimated number 
 percentile-bootstrap interval over rows. Rows whose text (normalised as tk check compares texts) appears
 with another label are flagged too: one of them is wrong whatever the model says.
 
+Single-label, where the rows carry the linear baseline's out-of-sample probabilities too (``linear_p_``
+columns: every run and fold fits it), "the model" is the two together: their probabilities averaged with
+weights proportional to each one's accuracy on the given labels, so the scores are cleanlab's
+``get_label_quality_ensemble_scores`` (self-confidence, weighted by accuracy). Two models that err
+differently disagree less often with a correct label than either alone (cleanlab's advice: ensemble).
+
 The probabilities must be out-of-sample: a tk cv folder's oof.csv scores every training row with a model
 that did not train on it. A tk run folder has that only for its test split (predictions.csv).
 """
@@ -18,6 +24,7 @@ import csv
 import io
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +69,38 @@ def audited_rows(run_dir: Path) -> tuple[list[dict[str, str]], tuple[str, ...], 
         rows = list(csv.DictReader(handle))
     multi = (manifest.get("task") or {}).get("problem") == "multi-label"
     return rows, tuple(manifest["labels"]), multi, "test split (tk run)", PLAIN_RUN.format(n=f"{len(rows):,}")
+
+
+@dataclass
+class Member:
+    """One model whose out-of-sample probabilities the audit ranks with, and its weight in the average."""
+
+    name: str
+    probabilities: np.ndarray
+    accuracy: float = float("nan")
+    weight: float = 1.0
+
+
+def members_of(rows: list[dict[str, str]], names: tuple[str, ...], labels: np.ndarray, probabilities: np.ndarray,
+               multi_label: bool) -> list[Member]:
+    """The fine-tune, and (single-label, when every row has its ``linear_p_`` columns) the linear baseline,
+    weighted by accuracy on the given labels as cleanlab weights an ensemble."""
+    members = [Member("fine-tune", probabilities)]
+    columns = [f"linear_p_{name}" for name in names]
+    if not multi_label and rows and all(r.get(c) not in (None, "") for r in rows for c in columns):
+        linear = np.array([[float(r[c]) for c in columns] for r in rows])
+        members.append(Member("linear baseline", linear / linear.sum(axis=1, keepdims=True)))
+    if len(members) > 1:
+        for member in members:
+            member.accuracy = float((member.probabilities.argmax(axis=1) == labels).mean())
+        total = sum(m.accuracy for m in members)
+        for member in members:
+            member.weight = member.accuracy / total if total > 0 else 1 / len(members)
+    return members
+
+
+def pooled(members: list[Member]) -> np.ndarray:
+    return sum(m.weight * m.probabilities for m in members) if len(members) > 1 else members[0].probabilities
 
 
 def rank(labels: np.ndarray, probabilities: np.ndarray, multi_label: bool) -> tuple[np.ndarray, np.ndarray, int]:
@@ -129,6 +168,8 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
     if not multi and len(np.unique(labels)) < 2:
         raise TkError(f"{run_dir}: every audited row has the label '{names[int(labels[0])]}': nothing to compare.")
     probabilities = probabilities / (probabilities.sum(axis=1, keepdims=True) if not multi else 1)  # 4 decimals
+    members = members_of(rows, names, labels, probabilities, multi)
+    probabilities = pooled(members)
     quality, flagged, estimate = rank(labels, probabilities, multi)
     interval = estimate_interval(labels, probabilities, multi)
     texts = [cell_value(r["text"]) for r in rows]
@@ -143,7 +184,10 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
         else:
             top = int(probabilities[i].argmax())
             suggested = names[top]
-            why = f"p({given[i]}) = {probabilities[i, int(labels[i])]:.3f}, p({suggested}) = {probabilities[i, top]:.3f}"
+            label = int(labels[i])
+            each = (" (" + ", ".join(f"{m.name} {m.probabilities[i, label]:.3f}" for m in members) + ")"
+                    if len(members) > 1 else "")
+            why = f"p({given[i]}) = {probabilities[i, label]:.3f}{each}, p({suggested}) = {probabilities[i, top]:.3f}"
         reasons = [("flagged by confident learning: " if flagged[i] else "") + why]
         if i in clash:
             others = sorted(clash[i], key=lambda j: numbers[j])
@@ -157,7 +201,11 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
     write_audit_csv(run_dir / "audit.csv", entries)
     summary = {"run": str(run_dir), "audited": what, "rows": len(entries), "multi_label": multi,
                "method": "confident learning (cleanlab find_label_issues, prune_by_noise_rate); score: label "
-                         "quality, self-confidence", "estimated_errors": estimate, "estimated_errors_ci": interval,
+                         "quality, self-confidence" + (" of the models' accuracy-weighted average probabilities"
+                                                       if len(members) > 1 else ""),
+               "models": [{"model": m.name, **({"accuracy": round(m.accuracy, 4), "weight": round(m.weight, 4)}
+                                               if len(members) > 1 else {})} for m in members],
+               "estimated_errors": estimate, "estimated_errors_ci": interval,
                "interval": f"percentile bootstrap over rows, {RESAMPLES} resamples",
                "flagged": int(sum(e["flagged"] for e in entries)), "duplicate_conflicts": len(clash),
                "warning": warning, "top": entries[:20]}

@@ -34,20 +34,23 @@ def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str,
 
 
 def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
-                    positive: int | None, progress: Progress) -> dict[str, Any]:
+                    positive: int | None, progress: Progress) -> tuple[dict[str, Any], np.ndarray | None]:
     """What the linear baseline adds to metrics.json (the fine-tune's ``metrics`` so far): ``linear_baseline``,
-    and when it is as good as the fine-tune or better, ``warnings`` with one more that says so."""
+    and when it is as good as the fine-tune or better, ``warnings`` with one more that says so; and its test
+    probabilities (predictions.csv's ``linear_p_`` columns), None when it could not be fitted."""
     task, names = prepared.task, prepared.dataset.labels
 
     def score_linear(found, cut):
         return score(pm, labels, found, names, confidence=True, positive_label=positive, thresholds=cut)
 
-    found = classical.against_fine_tune(score_linear, prepared.splits, labels, probabilities, tuned, names, positive,
-                                        metrics, task.select_metric, progress.note)
-    if found is None:
-        return {}
+    fitted = classical.against_fine_tune(score_linear, prepared.splits, labels, probabilities, tuned, names, positive,
+                                         metrics, task.select_metric, progress.note)
+    if fitted is None:
+        return {}, None
+    found, linear_probabilities = fitted
     if found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0:
-        return {"linear_baseline": found}
-    return {"linear_baseline": found, "warnings": [*metrics.get("warnings", []), found["verdict"]]}
+        return {"linear_baseline": found}, linear_probabilities
+    warnings = [*metrics.get("warnings", []), found["verdict"]]
+    return {"linear_baseline": found, "warnings": warnings}, linear_probabilities
 
 

@@ -263,9 +263,12 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
         **resuming.reproducibility(run_dir),
     })
     metrics["underfitting"] = underfitting(prepared, result, labels, probabilities)
+    linear_probabilities = None
     if task.linear_baseline:
-        metrics.update(linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive, progress))
-    save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned)
+        found, linear_probabilities = linear_baseline(pm, prepared, metrics, labels, probabilities, tuned, positive,
+                                                      progress)
+        metrics.update(found)
+    save_outcome(run_dir, prepared, result, metrics, texts, labels, probabilities, tuned, linear_probabilities)
     tracker.finish(metrics, sum(record.steps for record in result.history), run_dir)
     for line in explain(diagnosis, result.best_epoch) + explain_underfitting(metrics["underfitting"]):
         progress.note(line)
@@ -273,13 +276,13 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
 
 
 def save_outcome(run_dir: Path, prepared: Prepared, result, metrics, texts, labels, probabilities,
-                 tuned: np.ndarray | None = None) -> None:
+                 tuned: np.ndarray | None = None, linear_probabilities: np.ndarray | None = None) -> None:
     """Write every file, then mark the run complete: a crash in between leaves it marked failed."""
     task, label_names = prepared.task, prepared.dataset.labels
     artifacts.save_model(result.model, prepared.tokenizer, run_dir, task.max_length, task.truncation)
     write_json(run_dir / "history.json", [r.as_dict() for r in result.history])
     artifacts.write_predictions(run_dir / "predictions.csv", texts, labels, probabilities, label_names, tuned,
-                                rows=row_numbers(prepared.splits["test"]))
+                                rows=row_numbers(prepared.splits["test"]), linear=linear_probabilities)
     artifacts.plot_losses(run_dir / "loss.png", result.history, result.best_epoch, task.name)
     write_json(run_dir / "manifest.json", {
         "task": task.describe(),

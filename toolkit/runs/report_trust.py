@@ -90,12 +90,21 @@ def coverage(run: RunData) -> str:
           "noisy: read it with the count.</p>")
 
 
+def models_in_words(summary: dict[str, Any]) -> str:
+    """Whose probabilities the audit ranked with, as a sentence (the CLI and the report say it)."""
+    models = summary.get("models") or [{"model": "fine-tune"}]
+    if len(models) == 1:
+        return f"Probabilities: the {models[0]['model']}'s."
+    return ("Probabilities: " + " and ".join(f"the {m['model']}'s (accuracy on the given labels {m['accuracy']:.3f}, "
+                                             f"weight {m['weight']:.2f})" for m in models) + ", averaged.")
+
+
 def audit_section(found: dict[str, Any]) -> str:
     """tk audit's summary (audit.json): the estimate with its interval and the top of the ranked rows."""
     ci = found.get("estimated_errors_ci")
     head = (f"<p dir=\"auto\">{e(found.get('audited'))}: {found.get('rows', 0):,} rows; estimated label errors "
             f"{found.get('estimated_errors', 0):,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
-            + f"; flagged {found.get('flagged', 0):,}. Every row, ranked: audit.csv.</p>")
+            + f"; flagged {found.get('flagged', 0):,}. {e(models_in_words(found))} Every row, ranked: audit.csv.</p>")
     warning = f'<p class="warn" dir="auto">{e(found["warning"])}.</p>' if found.get("warning") else ""
     rows = [[td(int(r["row"])), td(r["label"]), td(r["suggested"]), td(float(r["score"]), 3),
              f'<td dir="auto">{e(str(r["text"])[:300])}</td>', td(r["reason"])] for r in found.get("top") or []]
