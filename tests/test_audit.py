@@ -102,6 +102,26 @@ def test_ensemble_scores_are_cleanlabs_and_the_linear_columns_are_read():
     assert len(members_of(rows, names, labels, fine_tune, multi_label=True)) == 1  # multi-label: the fine-tune
 
 
+def test_oof_keeps_a_column_that_one_fold_lacks_and_the_audit_then_uses_the_fine_tune(tmp_path):
+    """A fold whose linear baseline could not be fitted (one class in its training rows) writes no linear_p_
+    columns: oof.csv keeps them for the other folds, empty for its rows, and the audit ranks with the
+    fine-tune alone rather than with half an ensemble."""
+    import numpy as np
+
+    from toolkit.runs.audit import members_of
+    from toolkit.runs.cv_summary import write_oof
+
+    plain = {"row": "2", "text": "b", "label": "neg", "predicted": "neg", "confidence": "0.8", "p_neg": "0.8",
+             "p_pos": "0.2"}
+    both = {**plain, "row": "1", "text": "a", "linear_p_neg": "0.6", "linear_p_pos": "0.4"}
+    write_oof(tmp_path / "oof.csv", [(1, [both]), (2, [plain])], list(both))
+    with open(tmp_path / "oof.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["row"], r["fold"], r["linear_p_neg"]) for r in rows] == [("1", "1", "0.6"), ("2", "2", "")]
+    members = members_of(rows, ("neg", "pos"), np.array([0, 0]), np.array([[0.8, 0.2], [0.8, 0.2]]), False)
+    assert [m.name for m in members] == ["fine-tune"]
+
+
 def test_audit_of_a_plain_run_says_why_it_is_weaker(pm, project):
     run = train_toy(pm, project, epochs=1)
     result = tk("audit", run.run_dir)

@@ -71,7 +71,9 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
     names = FOLD_METRICS_MULTILABEL if task.multi_label else FOLD_METRICS
     for fold in range(1, folds + 1):
         fold_dir = cv_dir / f"fold-{fold}"
-        found, header = fold_predictions(fold_dir)
+        found, columns = fold_predictions(fold_dir)
+        # every fold's columns: one whose linear baseline could not be fitted has no linear_p_ columns
+        header += [c for c in columns if c not in header]
         gathered.append((fold, found))
         metrics = read_json(fold_dir / "metrics.json")
         per_fold.append({"fold": fold, "rows": int((assigned == fold - 1).sum()), "scored": len(found),
@@ -146,5 +148,5 @@ def write_oof(path: Path, fold_rows: list[tuple[int, list[dict[str, str]]]], hea
     writer.writerow(columns)
     merged = [(int(row["row"]), fold, row) for fold, rows in fold_rows for row in rows]
     for number, fold, row in sorted(merged, key=lambda item: item[0]):
-        writer.writerow([number, row["text"], row["label"], fold, *[row[c] for c in columns[4:]]])
+        writer.writerow([number, row["text"], row["label"], fold, *[row.get(c, "") for c in columns[4:]]])
     write_text(path, buffer.getvalue())
