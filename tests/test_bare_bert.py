@@ -8,7 +8,7 @@ import torch
 
 from toolkit.data.tokens import encode_texts, encode_windows
 from toolkit.evaluation import cpu_inference
-from toolkit.evaluation.bare_bert import BareTokenizer, legacy_name, load_bare_bert
+from toolkit.evaluation.bare_bert import BareTokenizer, Packing, legacy_name, load_bare_bert
 from toolkit.evaluation.inference import predict_probabilities
 
 TEXTS = ["a good film", "bad", "the plot was awful and the ending boring " * 30, "Why? How... WHERE",
@@ -51,6 +51,30 @@ def test_bare_bert_answers_as_transformers_does(saved_classifier, bf16):
     got = predict_probabilities(bare_model, encoded, batch_size=8, bf16=bf16)
     np.testing.assert_allclose(got, expected, atol=1e-5 if not bf16 else 1e-3)
     assert bare_model.config._attn_implementation == "sdpa"  # put back after the fused bf16 pass
+
+
+def test_packing_keeps_the_real_tokens_and_puts_them_back_in_place():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    grid = torch.arange(12.0).reshape(3, 4, 1) + 1
+    packing = Packing(mask)
+    tokens = packing.tokens(grid)
+    last = [12] * (Packing.ROUND - 8)  # the count rounded up with copies of the last token
+    assert tokens.squeeze(1).tolist() == [1, 2, 3, 5, 9, 10, 11, 12, *last]
+    assert packing.positions.tolist() == [0, 1, 2, 0, 0, 1, 2, 3, *[3] * len(last)]
+    assert tokens[packing.first].squeeze(1).tolist() == [1, 5, 9]  # each text's [CLS]
+    assert torch.equal(packing.grid(tokens), grid * mask[..., None])
+    unpadded = Packing(torch.ones(2, 3, dtype=torch.long))
+    assert not unpadded.padded and unpadded.first.tolist() == [0, 3]
+    assert torch.equal(unpadded.grid(unpadded.tokens(grid[:2, :3])), grid[:2, :3])
+
+
+def test_a_texts_answer_does_not_depend_on_the_batch_it_is_scored_in(saved_classifier):
+    """Packed batches: a short text among long ones gets the answer it gets alone."""
+    bare_model, bare_tokenizer = load_bare_bert(saved_classifier)
+    encoded = encode_texts(bare_tokenizer, TEXTS, max_length=64)
+    together = predict_probabilities(bare_model, encoded, batch_size=len(TEXTS))
+    alone = predict_probabilities(bare_model, encoded, batch_size=1)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
 @pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
