@@ -73,6 +73,9 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     for n, (old, new) in enumerate(zip(original, changed)):
         assert new == ([old[0], suggested[n]] if n in suggested else old)
     assert all(suggested[n] != original[n][1] for n in suggested if n in flipped)  # a flipped row gets its label back
+    # a top row whose label already is the suggested one is left as it is, and not counted as relabelled
+    assert document["written"]["rows"] == sorted(n for n in suggested if suggested[n] != original[n][1])
+    assert document["written"]["unchanged"] == sorted(n for n in suggested if suggested[n] == original[n][1])
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # the data itself untouched
 
     refused = tk("audit", cv_dir, "--write", source, "--drop", "3")

@@ -244,3 +244,22 @@ def test_saved_model_files_are_readable_as_the_umask_allows(tmp_path, tiny_model
         os.umask(previous)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [*folder.iterdir(), tmp_path / "metrics.json"]}
     assert "model.safetensors" in modes and set(modes.values()) == {0o644}, {k: oct(v) for k, v in modes.items()}
+
+
+def test_a_model_that_learned_and_is_still_learning_is_not_called_underfit():
+    """Validation loss far below the base rate's, training loss still falling at the last (best) epoch: more
+    epochs may help, but the model has learned, so no "Underfitting" and no advice to raise the learning rate."""
+    from toolkit.evaluation.diagnosis import diagnose_underfitting, explain_underfitting
+    from toolkit.records import EpochRecord
+
+    history = [EpochRecord(1, 0.30, 0.12, 0.96, 0.95, 10.0), EpochRecord(2, 0.12, 0.05, 0.99, 0.98, 10.0)]
+    settings = {"epochs": 2, "epochs_run": 2, "learning_rate": 1e-4, "max_length": 64}
+    found = diagnose_underfitting(history, prior=0.42, predicted_classes=2, present_classes=2, settings=settings)
+    assert not found["underfitting"] and found["still_improving"] and found["train_loss_fall"] == pytest.approx(0.6)
+    lines = explain_underfitting(found)
+    assert lines == [found["message"]] and lines[0].startswith("Still improving: training loss was still falling")
+    assert "--set epochs=4" in lines[0] and "learning rate" not in lines[0]
+
+    unlearned = [EpochRecord(1, 0.70, 0.69, 0.5, 0.4, 10.0), EpochRecord(2, 0.50, 0.68, 0.5, 0.4, 10.0)]
+    found = diagnose_underfitting(unlearned, prior=0.693, predicted_classes=2, present_classes=2, settings=settings)
+    assert found["underfitting"] and "only 2% lower" in found["message"] and len(found["signs"]) == 2

@@ -125,5 +125,8 @@ def audit(run_dir, top, target, drop, relabel, as_json):
                    f"{printable(entry['suggested'])[:12]:<12} {entry['score']:.3f}  {printable(entry['text'])[:60]}")
     click.echo(f"Every row, ranked: {run_dir / 'audit.csv'} (score: label quality, lowest first; docs/metrics.md)")
     if written:
-        click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}; "
-                   f"{written['source']} is unchanged.")
+        kept = written["unchanged"]
+        click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}"
+                   + (f" ({len(kept)} of the top {relabel} already carry the suggested label: rows "
+                      f"{', '.join(map(str, kept))}, left as they are)" if kept else "")
+                   + f"; {written['source']} is unchanged.")

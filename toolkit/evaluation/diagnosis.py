@@ -150,9 +150,11 @@ def diagnose_underfitting(history: list[EpochRecord], prior: float | None,
     best = min(history, key=lambda r: r.validation_loss)
     signs, advice = [], []
     if not beats_prior(best.validation_loss, prior):
+        gap = 1 - best.validation_loss / prior
         signs.append(f"the lowest validation loss, {best.validation_loss:.4f} (epoch {best.epoch}), is not clearly "
-                     f"below the {prior:.4f} of predicting each {settings.get('unit', 'class')}'s base rate (at most "
-                     f"{1 - best.validation_loss / prior:.0%} lower; a model that learned should be well below)")
+                     f"below the {prior:.4f} of predicting each {settings.get('unit', 'class')}'s base rate ("
+                     + (f"only {gap:.0%} lower" if gap > 0 else f"{-gap:.0%} higher" if gap < 0 else "no lower")
+                     + "; a model that learned should be well below)")
     fall = still_falling(history) if best.epoch == history[-1].epoch else None
     if fall is not None:
         signs.append(f"training loss was still falling steeply at the end ({fall:.0%} in the last "
@@ -164,6 +166,11 @@ def diagnose_underfitting(history: list[EpochRecord], prior: float | None,
     if not signs:
         return {"underfitting": False}
     epochs, rate = settings.get("epochs"), settings.get("learning_rate")
+    if signs == [signs[0]] and fall is not None:  # learned (below the base rate) and still learning: not underfit
+        more = f" (e.g. --set epochs={2 * epochs})" if settings.get("epochs_run") == epochs and epochs else ""
+        return {"underfitting": False, "still_improving": True, "train_loss_fall": fall,
+                "message": f"Still improving: {signs[0]}. More epochs may give a better model{more}; tk keeps "
+                           "the best epoch, so they cost time, not quality."}
     if settings.get("epochs_run") == epochs and epochs:
         advice.append(f"train longer (e.g. --set epochs={2 * epochs}); tk keeps the best epoch, so more epochs "
                       "cost time, not quality")
@@ -184,5 +191,5 @@ def diagnose_underfitting(history: list[EpochRecord], prior: float | None,
 
 def explain_underfitting(diagnosis: dict[str, Any]) -> list[str]:
     if not diagnosis.get("underfitting"):
-        return []
+        return [diagnosis["message"]] if diagnosis.get("still_improving") else []
     return [diagnosis["message"], "To try:", *[f"  - {advice}" for advice in diagnosis["advice"]]]

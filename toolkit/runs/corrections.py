@@ -57,6 +57,10 @@ def write_corrected(run_dir: Path, target: Path, chosen: list[dict[str, str]], r
         raise TkError(f"--write {target}: give it the data file's extension ({source.suffix}); the copy is "
                       "written in the same format.")
     wanted = {int(row["row"]): row for row in chosen}
+    # a row flagged only because another row shares its text keeps the label the audit agrees with
+    unchanged = sorted(number for number, row in wanted.items() if relabel and row["suggested"] == row["label"])
+    for number in unchanged:
+        del wanted[number]
     kind = source.suffix.lower()
     if kind == ".parquet":
         _parquet(source, target, wanted, relabel)
@@ -65,7 +69,7 @@ def write_corrected(run_dir: Path, target: Path, chosen: list[dict[str, str]], r
     else:
         _delimited(source, target, wanted, relabel)
     return {"source": str(source), "written": str(target), "action": "relabelled" if relabel else "dropped",
-            "rows": sorted(wanted)}
+            "rows": sorted(wanted), "unchanged": unchanged}
 
 
 def _same(value: Any, expected: str) -> bool:
