@@ -263,3 +263,17 @@ def test_a_model_that_learned_and_is_still_learning_is_not_called_underfit():
     unlearned = [EpochRecord(1, 0.70, 0.69, 0.5, 0.4, 10.0), EpochRecord(2, 0.50, 0.68, 0.5, 0.4, 10.0)]
     found = diagnose_underfitting(unlearned, prior=0.693, predicted_classes=2, present_classes=2, settings=settings)
     assert found["underfitting"] and "only 2% lower" in found["message"] and len(found["signs"]) == 2
+
+
+def test_one_seed_has_no_spread_and_the_calibration_line_says_what_changed():
+    from toolkit.runs.calibrate import _change
+    from toolkit.runs.compare import _mean_sd, _spread
+
+    assert _spread([0.5])["sd"] is None and _mean_sd(_spread([0.5])) == "0.5000 ± n/a"
+    assert _mean_sd(_spread([0.4, 0.6])) == "0.5000 ± 0.1414"
+    rose = {"ece_before": 0.032, "ece_after": 0.038, "ece_change_ci": [0.001, 0.012]}
+    assert _change(rose) == "; change +0.006 [+0.001, +0.012], higher: the temperature fitted on validation " \
+                            "made test calibration worse"
+    assert _change({**rose, "ece_change_ci": [-0.02, 0.02]}).endswith("no measurable change")
+    assert _change({**rose, "ece_change_ci": [-0.02, -0.01]}).endswith("lower: calibration helped")
+    assert _change({"ece_before": 0.1, "ece_after": 0.1}) == ""

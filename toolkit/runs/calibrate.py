@@ -72,9 +72,20 @@ def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task:
         ci = result.get("ece_before_ci"), result.get("ece_after_ci")
         progress.note(f"Calibration on the test split (ECE, {result['bins']} equal-width bins): "
                       f"{result['ece_before']:.3f}{_interval(ci[0])} before, "
-                      f"{result['ece_after']:.3f}{_interval(ci[1])} after.")
+                      f"{result['ece_after']:.3f}{_interval(ci[1])} after{_change(result)}.")
     result["selective"] = calibration.selective(probabilities, labels)
     return result
+
+
+def _change(result: dict) -> str:
+    """The paired change and what it says: the evidence docs/metrics.md points to."""
+    ci = result.get("ece_change_ci")
+    if not ci:
+        return ""
+    said = ("lower: calibration helped" if ci[1] < 0 else
+            "higher: the temperature fitted on validation made test calibration worse" if ci[0] > 0 else
+            "no measurable change")
+    return f"; change {result['ece_after'] - result['ece_before']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {said}"
 
 
 def _interval(ci) -> str:

@@ -303,9 +303,11 @@ def _with_ci(row: dict[str, Any], name: str) -> str:
     return f"{row[name]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{row[name]:.3f}"
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+def _spread(values: list[float]) -> dict[str, float | None]:
+    """sd None for one value: a spread over one seed is not zero, it is not measured."""
+    return {"mean": statistics.mean(values), "sd": statistics.stdev(values) if len(values) > 1 else None}
 
 
-def _mean_sd(spread: dict[str, float]) -> str:
-    return f"{spread['mean']:.4f} ± {spread['sd']:.4f}"
+def _mean_sd(spread: dict[str, float | None]) -> str:
+    sd = spread["sd"]
+    return f"{spread['mean']:.4f} ± " + (f"{sd:.4f}" if sd is not None else "n/a")
