@@ -22,9 +22,9 @@ def environment():
     return {**os.environ, "TK_TOY_MODEL": os.environ["TK_TOY_MODEL"], "OMP_NUM_THREADS": "1"}
 
 
-def torchrun(port, *args):
+def torchrun(port, *args, launcher=()):
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-            "-m", "toolkit", "run", "toy", *args]
+            *launcher, "-m", "toolkit", "run", "toy", *args]
 
 
 def run(command, project):
@@ -66,8 +66,9 @@ def test_two_processes_train_the_run_one_process_trains_with_the_same_global_bat
         torch.testing.assert_close(weights["two"][key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
-def start_job(project, port, output, *args):
-    return subprocess.Popen(torchrun(port, "--set", "epochs=4", *EXACT, "--output", str(project / output), *args),
+def start_job(project, port, output, *args, launcher=()):
+    return subprocess.Popen(torchrun(port, "--set", "epochs=4", *EXACT, "--output", str(project / output), *args,
+                                     launcher=launcher),
                             cwd=project, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
 
@@ -113,7 +114,9 @@ def test_a_signalled_job_resumes_exactly_and_a_job_whose_process_died_resumes(pr
     for key, value in load_file(run_dir / "model" / "model.safetensors").items():
         assert torch.equal(value, weights[key]), key
 
-    job = start_job(project, 29521, "died")
+    # torchrun checks its processes every 0.1 s and then SIGTERMs the living ones, which on a quiet CPU can
+    # come before rank 0's next collective call fails; checking every 5 s leaves rank 0 to notice, as here
+    job = start_job(project, 29521, "died", launcher=("--monitor-interval", "5"))
     run_dir = wait_for_checkpoint(project, "died", job)
     os.kill(rank_process(29521, 1), signal.SIGKILL)
     output = job.communicate(timeout=300)[0]
