@@ -145,3 +145,24 @@ def test_audit_without_cleanlab_says_what_to_install(project, monkeypatch):
     result = tk("audit", project)
     assert result.exit_code == 1
     assert "tk audit needs cleanlab: pip install 'tk-toolkit[audit]'" in result.output
+
+
+def test_of_two_rows_with_one_text_the_one_the_model_disagrees_with_is_flagged():
+    """A duplicate pair labelled two ways: the row whose label the model gives is not put ahead of a real
+    suspect (it would be dropped by --drop N); its reason still names the other row."""
+    import numpy as np
+
+    from toolkit.runs.audit import Member, review_entries
+
+    rows = [{"row": "1", "text": "Free prize!", "label": "spam"}, {"row": "2", "text": "free  prize!", "label": "ham"},
+            {"row": "3", "text": "see you at noon", "label": "spam"}, {"row": "4", "text": "lunch?", "label": "ham"}]
+    labels = np.array([1, 0, 1, 0])
+    probabilities = np.array([[0.1, 0.9], [0.1, 0.9], [0.6, 0.4], [0.8, 0.2]])
+    quality = probabilities[np.arange(4), labels]
+    entries, shared = review_entries(rows, ("ham", "spam"), labels, [Member("fine-tune", probabilities)], quality,
+                                     np.zeros(4, dtype=bool), multi_label=False)
+    assert shared == 2
+    assert [(e["row"], e["flagged"]) for e in entries] == [(2, True), (3, False), (4, False), (1, False)]
+    by_row = {e["row"]: e["reason"] for e in entries}
+    assert "same text as row 2 (ham); the model agrees with this row's label" in by_row[1]
+    assert by_row[2].endswith("same text as row 1 (spam)")

@@ -116,9 +116,11 @@ def audit(run_dir, top, target, drop, relabel, as_json):
         return
     ci = summary["estimated_errors_ci"]
     click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: "
-               f"{summary['estimated_errors']:,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
-               + f"; flagged: {summary['flagged']:,}, of which {summary['duplicate_conflicts']:,} share a text with "
-                 "a differently labelled row.")
+               f"{summary['estimated_errors']:,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,}, over resampled rows: errors the models cannot see are "
+                  "not in it)" if ci else "")
+               + f"; flagged: {summary['flagged']:,}."
+               + (f" {summary['duplicate_conflicts']:,} rows share a text with a differently labelled row "
+                  "(flagged where the model's answer is not their label)." if summary["duplicate_conflicts"] else ""))
     click.echo(models_in_words(summary))
     for entry in summary["top"][:top]:
         click.echo(f"row {entry['row']:>6}  {printable(entry['label'])[:12]:<12} -> "

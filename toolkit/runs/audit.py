@@ -172,32 +172,7 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
     probabilities = pooled(members)
     quality, flagged, estimate = rank(labels, probabilities, multi)
     interval = estimate_interval(labels, probabilities, multi)
-    texts = [cell_value(r["text"]) for r in rows]
-    given = [cell_value(r["label"]) for r in rows]
-    clash = conflicts(texts, given)
-    numbers = [int(r["row"]) for r in rows]
-    entries = []
-    for i in range(len(rows)):
-        if multi:
-            suggested = json.dumps([names[j] for j in np.flatnonzero(probabilities[i] >= 0.5)])
-            why = f"label quality {quality[i]:.3f}"
-        else:
-            top = int(probabilities[i].argmax())
-            suggested = names[top]
-            label = int(labels[i])
-            each = (" (" + ", ".join(f"{m.name} {m.probabilities[i, label]:.3f}" for m in members) + ")"
-                    if len(members) > 1 else "")
-            why = f"p({given[i]}) = {probabilities[i, label]:.3f}{each}, p({suggested}) = {probabilities[i, top]:.3f}"
-        reasons = [("flagged by confident learning: " if flagged[i] else "") + why]
-        if i in clash:
-            others = sorted(clash[i], key=lambda j: numbers[j])
-            reasons.append("same text as row" + ("s " if len(others) > 1 else " ")
-                           + ", ".join(f"{numbers[j]} ({given[j]})" for j in others[:5]))
-        entries.append({"row": numbers[i], "text": texts[i], "label": given[i], "suggested": suggested,
-                        "score": round(float(quality[i]), 4), "flagged": bool(flagged[i] or i in clash),
-                        "reason": "; ".join(reasons)})
-    # flagged rows first, each group by label quality (lowest first): the order to review them in
-    entries.sort(key=lambda e: (not e["flagged"], e["score"], e["row"]))
+    entries, clash = review_entries(rows, names, labels, members, quality, flagged, multi)
     write_audit_csv(run_dir / "audit.csv", entries)
     summary = {"run": str(run_dir), "audited": what, "rows": len(entries), "multi_label": multi,
                "method": "confident learning (cleanlab find_label_issues, prune_by_noise_rate); score: label "
@@ -207,11 +182,53 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
                                                if len(members) > 1 else {})} for m in members],
                "estimated_errors": estimate, "estimated_errors_ci": interval,
                "interval": f"percentile bootstrap over rows, {RESAMPLES} resamples",
-               "flagged": int(sum(e["flagged"] for e in entries)), "duplicate_conflicts": len(clash),
+               "flagged": int(sum(e["flagged"] for e in entries)), "duplicate_conflicts": clash,
                "warning": warning, "top": entries[:20]}
     write_json(run_dir / "audit.json", summary)
     rewrite_report(run_dir)
     return summary
+
+
+def review_entries(rows: list[dict[str, str]], names: tuple[str, ...], labels: np.ndarray, members: list[Member],
+                   quality: np.ndarray, flagged: np.ndarray, multi_label: bool) -> tuple[list[dict[str, Any]], int]:
+    """(one entry per row, in the order to review them: flagged rows first, each group by label quality;
+    how many rows share their text with a differently labelled row).
+
+    A row that shares its text with a differently labelled row is flagged when the model's answer is not its
+    given label: of two rows with one text and two labels, the one the model agrees with is likely right, and
+    flagging it too would put correct rows into --drop N ahead of real suspects. Its reason still names the
+    other row."""
+    probabilities = pooled(members)
+    texts = [cell_value(r["text"]) for r in rows]
+    given = [cell_value(r["label"]) for r in rows]
+    clash = conflicts(texts, given)
+    numbers = [int(r["row"]) for r in rows]
+    entries = []
+    for i in range(len(rows)):
+        if multi_label:
+            answer = probabilities[i] >= 0.5
+            suggested = json.dumps([names[j] for j in np.flatnonzero(answer)])
+            agrees = bool(np.array_equal(answer, labels[i] > 0.5))
+            why = f"label quality {quality[i]:.3f}"
+        else:
+            top = int(probabilities[i].argmax())
+            suggested = names[top]
+            label = int(labels[i])
+            agrees = top == label
+            each = (" (" + ", ".join(f"{m.name} {m.probabilities[i, label]:.3f}" for m in members) + ")"
+                    if len(members) > 1 else "")
+            why = f"p({given[i]}) = {probabilities[i, label]:.3f}{each}, p({suggested}) = {probabilities[i, top]:.3f}"
+        reasons = [("flagged by confident learning: " if flagged[i] else "") + why]
+        if i in clash:
+            others = sorted(clash[i], key=lambda j: numbers[j])
+            reasons.append("same text as row" + ("s " if len(others) > 1 else " ")
+                           + ", ".join(f"{numbers[j]} ({given[j]})" for j in others[:5])
+                           + ("; the model agrees with this row's label" if agrees else ""))
+        entries.append({"row": numbers[i], "text": texts[i], "label": given[i], "suggested": suggested,
+                        "score": round(float(quality[i]), 4),
+                        "flagged": bool(flagged[i] or (i in clash and not agrees)), "reason": "; ".join(reasons)})
+    entries.sort(key=lambda e: (not e["flagged"], e["score"], e["row"]))
+    return entries, len(clash)
 
 
 def rewrite_report(run_dir: Path) -> None:
