@@ -114,7 +114,11 @@ def test_predict_min_confidence_marks_abstentions(pm, project):
     document, _ = tk_json("predict", run.run_dir, "bad awful film", "--min-confidence", "0.5")
     assert document["predictions"][0]["abstained"] is False
     shown = ok("predict", run.run_dir, "the plot", "--min-confidence", "0.999")
-    assert shown.startswith("(abstained)")
+    guess = tk_json("predict", run.run_dir, "the plot")[0]["predictions"][0]["label"]
+    assert shown.startswith(f"(abstained; best guess {guess})")
+    from toolkit.cli.using import shown_probability
+    # an abstained answer's probability is cut, so it never shows as meeting the bar it missed
+    assert shown_probability(0.9497, abstained=True) == "0.949" and shown_probability(0.9497, False) == "0.950"
     for threshold in ("nan", "inf", "1.5"):  # nan passes a plain range check: every comparison with it is false
         refused = tk("predict", run.run_dir, "the plot", "--min-confidence", threshold)
         assert refused.exit_code == 2 and "Invalid value for '--min-confidence'" in refused.output, refused.output

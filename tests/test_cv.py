@@ -2,8 +2,10 @@
 SIGTERM."""
 
 import csv
+import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,6 +65,27 @@ def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_pat
     low, high = summary["mean"]["accuracy"]["ci"]
     assert low <= summary["mean"]["accuracy"]["mean"] <= high
     assert summary["pooled"]["n"] == 119 and len(summary["pooled"]["accuracy_ci"]) == 2
+    # every warning of a fold's own report reaches the summary, with how many folds gave it
+    said = [w for k in (1, 2, 3) for w in json.loads((Path(cv_dir) / f"fold-{k}" / "metrics.json").read_text())
+            .get("warnings", [])]
+    assert sum(int(w.split(" of 3 folds: ")[0]) for w in summary["warnings"]) == len(said)
+    assert all(w.split(" of 3 folds: ")[1] in said for w in summary["warnings"])
+
+
+def test_cv_says_what_its_folds_warn_of_once_per_kind(tmp_path):
+    from toolkit.cli.trust import format_cv
+    from toolkit.runs.diagnoses import warnings_across
+
+    said = ["The model predicts 'ham' for {}% of the {} rows: it has (almost) stopped telling the classes apart.",
+            "Accuracy {} does not beat always predicting 'ham'."]
+    for fold, numbers in enumerate([(100.0, 40), (97.5, 41)], 1):
+        (tmp_path / f"{fold}.json").write_text(json.dumps({"warnings": [said[0].format(*numbers)]
+                                                           + ([said[1].format(0.4)] if fold == 2 else [])}))
+    found = warnings_across([tmp_path / "1.json", tmp_path / "2.json", tmp_path / "missing.json"])
+    assert found == [(said[0].format(100.0, 40), 2), (said[1].format(0.4), 1)]
+    summary = {"folds": 2, "scored": 81, "mean": {}, "pooled": {}, "per_fold": [],
+               "warnings": [f"{count} of 2 folds: {text}" for text, count in found]}
+    assert "  WARNING 2 of 2 folds: The model predicts 'ham' for 100.0% of the 40 rows" in format_cv(summary)
 
 
 class Counting(Progress):

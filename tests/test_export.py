@@ -124,3 +124,16 @@ def test_an_existing_output_and_a_missing_check_file_are_refused(exported, run, 
     assert result.exit_code == 1 and "already exists" in result.output
     result = tk("export", run, "--check-data", tmp_path / "nope.csv", "--output", tmp_path / "x")
     assert result.exit_code == 1 and "--check-data" in result.output
+
+
+def test_the_check_says_why_a_metric_has_no_interval():
+    from toolkit.runs.export_check import describe
+
+    few = {"accuracy": 0.9, "accuracy_ci": None, "accuracy_ci_note": "n < 30", "f1": 0.8, "f1_ci": None,
+           "f1_ci_note": "n < 30"}
+    check = {"rows": 20, "agreement": 1.0, "disagreements": 0, "max_probability_difference": 1e-6,
+             "mcnemar_p": 1.0, "texts_per_second": {"run": 10.0, "export": 20.0},
+             "metrics": {"run": few, "export": {**few, "accuracy_ci": [0.7, 0.98]}}}
+    lines = describe(check, "ONNX Runtime")
+    assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), f1 0.800 (no interval: n < 30)")
+    assert "accuracy 0.900 [0.700, 0.980], f1 0.800 (no interval: n < 30)" in lines[2]

@@ -83,6 +83,7 @@ def format_cv(summary: dict) -> str:
     lines.append("  per fold: " + "; ".join(
         f"{f['fold']}: " + ", ".join(f"{n} {f[n]:.3f}" for n in list(summary["mean"])[:2] if n in f)
         for f in summary["per_fold"]))
+    lines += [f"  WARNING {warning}" for warning in summary.get("warnings") or []]
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -74,9 +75,16 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
         shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
-        scores = "  ".join(f"{printable(name)} {value:.3f}" for name, value in shown)
-        label = "(abstained)" if row.get("abstained") else printable(row["label"])
+        held = row.get("abstained")
+        scores = "  ".join(f"{printable(name)} {shown_probability(value, held)}" for name, value in shown)
+        label = f"(abstained; best guess {printable(row['label'])})" if held else printable(row["label"])
         click.echo(f"{label:<12} {scores}  {printable(row['text'])[:80]}")
+
+
+def shown_probability(value: float, abstained: bool | None) -> str:
+    """Three decimals; an abstained answer's are cut, not rounded, so 0.9497 under --min-confidence 0.95 never
+    shows as 0.950, which would read as an answer that met the bar."""
+    return f"{math.floor(value * 1000) / 1000:.3f}" if abstained else f"{value:.3f}"
 
 
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
@@ -92,8 +100,10 @@ def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skippe
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:
-        found = "  ".join(f"{printable(name)} {row['probabilities'][name]:.3f}" for name in row["labels"])
-        found = f"(abstained) {found}".strip() if row.get("abstained") else found
+        held = row.get("abstained")
+        found = "  ".join(f"{printable(name)} {shown_probability(row['probabilities'][name], held)}"
+                          for name in row["labels"])
+        found = f"(abstained; best guess: {found or 'no label'})" if held else found
         click.echo(f"{found or '(no label)':<24} {printable(row['text'])[:80]}")
 
 def mark_abstained(rows: list[dict], abstained) -> list[dict]:

@@ -14,8 +14,9 @@ import numpy as np
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import score
 from toolkit.runs.artifacts import FORMULA_START
+from toolkit.runs.diagnoses import warnings_across
 from toolkit.runs.folders import run_status
-from toolkit.runs.report_html import page, section, table, td
+from toolkit.runs.report_html import e, page, section, table, td
 from toolkit.runs.report_trust import audit_section
 from toolkit.saving import read_json, write_json, write_text
 
@@ -94,6 +95,10 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
                  if all(isinstance(f.get(name), (int, float)) for f in per_fold)},
         "pooled": {k: v for k, v in pooled.items() if k not in ("per_class",)},
         **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else {}),
+        # a fold's report warns of a model that answers one class, or that the linear baseline beats: the
+        # mean across folds must not hide it
+        "warnings": [f"{count} of {folds} folds: {text}" for text, count in
+                     warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])],
         "seconds": round(seconds, 1),
     }
     write_json(cv_dir / "cv.json", summary)
@@ -112,8 +117,9 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                                                     if pooled.get(n + "_ci") else "—")]
                    for n in names if isinstance(pooled.get(n), (int, float))]
     links = "".join(f'<li><a href="fold-{f["fold"]}/report.html">fold {f["fold"]}</a></li>' for f in summary["per_fold"])
+    warned = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in summary.get("warnings") or [])
     body = (section("cv", f"Cross-validation: {summary['folds']} folds of {summary['rows']:,} rows",
-                    table(["fold", "texts scored", *names], rows)
+                    warned + table(["fold", "texts scored", *names], rows)
                     + '<p class="muted">Each fold trained as tk run trains (its own validation split) and scored '
                       "on its held-out rows. The t interval across folds is too narrow: the folds' training sets "
                       "overlap, so their scores are not independent.</p>")

@@ -3,6 +3,9 @@ history, the base rates' prior and the test predictions) and the linear baseline
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,3 +57,18 @@ def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, pro
     return {"linear_baseline": found, "warnings": warnings}, linear_probabilities
 
 
+
+
+def warnings_across(metrics_files: list[Path]) -> list[tuple[str, int]]:
+    """What several runs' metrics.json warn of, once per kind: (its first wording, in how many runs). Two
+    warnings are of one kind when they differ only in their numbers."""
+    seen: dict[str, list] = {}  # a warning with its numbers taken out -> [its first wording, runs]
+    for path in metrics_files:
+        try:
+            warnings = json.loads(path.read_text(encoding="utf-8")).get("warnings") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        for warning in warnings:
+            if isinstance(warning, str):
+                seen.setdefault(re.sub(r"[\d.,]+", "#", warning), [warning, 0])[1] += 1
+    return [(text, count) for text, count in seen.values()]

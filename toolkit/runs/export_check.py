@@ -63,7 +63,8 @@ def compare(pm, run: Any, export: Any, rows: Any, task: Any) -> dict[str, Any]:
     }
 
 
-METRIC_KEYS = ("accuracy", "accuracy_ci", "f1", "f1_ci")  # multi-label: subset accuracy and micro F1
+METRIC_KEYS = ("accuracy", "accuracy_ci", "accuracy_ci_note", "f1", "f1_ci", "f1_ci_note")  # multi-label: subset accuracy
+# and micro F1; a _note says why a metric has no interval (too few rows)
 
 
 def describe(check: dict[str, Any], backend: str) -> list[str]:
@@ -74,7 +75,9 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
         for key in ("accuracy", "f1"):
             if found.get(key) is not None:
                 interval = found.get(f"{key}_ci")
-                shown = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+                note = found.get(f"{key}_ci_note")
+                shown = (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else
+                         f" (no interval: {note})" if note else "")
                 parts.append(f"{key.replace('_', ' ')} {found[key]:.3f}{shown}")
         return f"  {name:<22} " + ", ".join(parts)
 

@@ -20,6 +20,7 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError, user_message
 from toolkit.evaluation import paired
 from toolkit.runs.compare import RunSummary, format_group_rows, group_rows, summarise
+from toolkit.runs.diagnoses import warnings_across
 from toolkit.runs.folders import run_status
 from toolkit.runs.pipeline import run_task
 from toolkit.saving import write_json
@@ -145,19 +146,5 @@ def final_warnings(groups: dict[str, list[RunSummary]]) -> list[str]:
     """What the final runs' own reports warn of, once per configuration and kind: 'default (2 of 2 runs):
     The model predicts 'ham' for 100.0% of the 80 rows ...'. A verdict of "not distinguishable" between two
     models that both learned nothing must not read as two good models."""
-    import json
-    import re
-
-    lines = []
-    for label, runs in groups.items():
-        seen: dict[str, list] = {}  # a warning with its numbers taken out -> [its first wording, runs]
-        for run in runs:
-            try:
-                warnings = json.loads((run.path / "metrics.json").read_text(encoding="utf-8")).get("warnings") or []
-            except (OSError, ValueError, AttributeError):
-                continue
-            for warning in warnings:
-                if isinstance(warning, str):
-                    seen.setdefault(re.sub(r"[\d.,]+", "#", warning), [warning, 0])[1] += 1
-        lines += [f"WARNING {label} ({count} of {len(runs)} runs): {text}" for text, count in seen.values()]
-    return lines
+    return [f"WARNING {label} ({count} of {len(runs)} runs): {text}" for label, runs in groups.items()
+            for text, count in warnings_across([run.path / "metrics.json" for run in runs])]
