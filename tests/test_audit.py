@@ -166,3 +166,33 @@ def test_of_two_rows_with_one_text_the_one_the_model_disagrees_with_is_flagged()
     by_row = {e["row"]: e["reason"] for e in entries}
     assert "same text as row 2 (ham); the model agrees with this row's label" in by_row[1]
     assert by_row[2].endswith("same text as row 1 (spam)")
+
+
+def test_a_multi_label_audit_ranks_a_missing_label_first_and_suggests_the_label_set():
+    """Multi-label: cleanlab's per-label scores pooled per row; the suggestion is the set the models give, and
+    a duplicate pair is flagged on the row whose set differs from theirs."""
+    import json
+
+    import numpy as np
+
+    from toolkit.runs.audit import Member, rank, review_entries
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, (60, 3)).astype(float)
+    probabilities = np.clip(labels * 0.9 + 0.05 + rng.normal(0, 0.02, labels.shape), 0.01, 0.99)
+    labels[7] = [1, 0, 0]
+    probabilities[7] = [0.95, 0.97, 0.03]  # the models are sure of "b" too: it is missing from row 8's labels
+    labels[20], probabilities[20] = [0, 1, 0], [0.04, 0.96, 0.02]
+    labels[21], probabilities[21] = [0, 1, 1], [0.04, 0.96, 0.02]  # row 22: row 21's text with "c" added
+    names = ("a", "b", "c")
+    given = [json.dumps([n for n, on in zip(names, row) if on]) for row in labels]
+    rows = [{"row": str(i + 1), "text": f"text {i}", "label": given[i]} for i in range(60)]
+    rows[21]["text"] = "TEXT 20"
+    quality, flagged, estimate = rank(labels, probabilities, multi_label=True)
+    entries, shared = review_entries(rows, names, labels, [Member("fine-tune", probabilities)], quality, flagged,
+                                     multi_label=True)
+    assert shared == 2 and estimate >= 1
+    by_row = {e["row"]: e for e in entries}
+    assert entries[0]["row"] in (8, 22) and {8, 22} <= {e["row"] for e in entries if e["flagged"]}
+    assert json.loads(by_row[8]["suggested"]) == ["a", "b"]
+    assert not by_row[21]["flagged"] and "the model agrees with this row's label" in by_row[21]["reason"]
