@@ -117,7 +117,8 @@ def audit(run_dir, top, target, drop, relabel, as_json):
         return
     ci = summary["estimated_errors_ci"]
     click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: "
-               f"{summary['estimated_errors']:,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,}, over resampled rows: errors the models cannot see are "
+               f"{summary['estimated_errors']:,}"
+               + (f" (95% interval {ci[0]:,} to {ci[1]:,}, over resampled rows: errors the models cannot see are "
                   "not in it)" if ci else "")
                + f"; flagged: {summary['flagged']:,}."
                + (f" {summary['duplicate_conflicts']:,} rows share a text with a differently labelled row "

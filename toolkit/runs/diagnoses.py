@@ -57,8 +57,6 @@ def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, pro
     return {"linear_baseline": found, "warnings": warnings}, linear_probabilities
 
 
-
-
 def warnings_across(metrics_files: list[Path]) -> list[tuple[str, int]]:
     """What several runs' metrics.json warn of, once per kind: (its first wording, in how many runs). Two
     warnings are of one kind when they differ only in their numbers."""

@@ -63,8 +63,8 @@ def compare(pm, run: Any, export: Any, rows: Any, task: Any) -> dict[str, Any]:
     }
 
 
-METRIC_KEYS = ("accuracy", "accuracy_ci", "accuracy_ci_note", "f1", "f1_ci", "f1_ci_note")  # multi-label: subset accuracy
-# and micro F1; a _note says why a metric has no interval (too few rows)
+# multi-label: subset accuracy and micro F1; a _ci_note says why a metric has no interval (too few rows)
+METRIC_KEYS = ("accuracy", "accuracy_ci", "accuracy_ci_note", "f1", "f1_ci", "f1_ci_note")
 
 
 def describe(check: dict[str, Any], backend: str) -> list[str]:
