@@ -90,7 +90,7 @@ def test_counts_that_reach_a_thousand_have_separators():
     skewed = findings(check_splits(datasets.DatasetDict(train=dataset(["a"] * 90 + ["b"] * 10, [0] * 90 + [1] * 10)),
                                    "d", LABELS))["class_balance"]
     assert skewed.level == "warning" and skewed.message.endswith(
-        "; the smallest class has 11% of the largest's rows (a warning under 20%)")
+        "; the smallest class has 10 rows, 11.1% of the largest's 90 (a warning under 20%)")
     assert "1,250 rows repeat an earlier text exactly (1,250 distinct texts" in found["duplicates_exact"].message
     assert "train: 1,250 texts appear with different labels" in found["label_conflicts"].message
     assert found["html"].count == 2500  # the numbers themselves stay numbers (tk check --json)
