@@ -57,6 +57,7 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     assert sum(m["weight"] for m in document["models"]) == pytest.approx(1, abs=1e-3)
     low, high = document["estimated_errors_ci"]
     assert low <= document["estimated_errors"] <= high
+    assert document["estimated_errors_note"] is None  # two classes of about 120 rows: no small class
 
     original = records(source)
     dropped = tmp_path / "dropped.csv"
@@ -196,3 +197,42 @@ def test_a_multi_label_audit_ranks_a_missing_label_first_and_suggests_the_label_
     assert entries[0]["row"] in (8, 22) and {8, 22} <= {e["row"] for e in entries if e["flagged"]}
     assert json.loads(by_row[8]["suggested"]) == ["a", "b"]
     assert not by_row[21]["flagged"] and "the model agrees with this row's label" in by_row[21]["reason"]
+
+
+def test_the_error_count_interval_comes_from_half_samples_around_the_estimate():
+    """50 classes, a tenth of the labels flipped: the interval holds the estimate and is not lopsided (the row
+    bootstrap it replaces counted more errors in resamples that repeat rows: 291 with 244 to 872)."""
+    import numpy as np
+
+    from toolkit.runs.audit import count_errors, estimate_interval
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 50, 3000)
+    probabilities = rng.dirichlet(np.full(50, 0.05), 3000) * 0.4
+    probabilities[np.arange(3000), truth] += 0.6
+    given = truth.copy()
+    flipped = rng.choice(3000, 300, replace=False)
+    given[flipped] = (truth[flipped] + rng.integers(1, 50, 300)) % 50
+    estimate = count_errors(given, probabilities, multi_label=False)
+    low, high = estimate_interval(given, probabilities, False, estimate, resamples=60)
+    assert 200 <= estimate <= 400, estimate
+    assert low <= estimate <= high
+    assert (high - estimate) < 3 * (estimate - low) + 5 and (estimate - low) < 3 * (high - estimate) + 5
+    assert high - low < estimate
+
+
+def test_rows_of_a_class_no_other_fold_has_are_set_apart_not_ranked_as_suspects():
+    import numpy as np
+
+    from toolkit.runs.audit import Member, review_entries
+
+    rows = [{"row": str(i + 1), "text": f"t{i}", "label": label, "fold": fold}
+            for i, (label, fold) in enumerate([("a", "1"), ("a", "2"), ("b", "1"), ("b", "2"), ("rare", "2")])]
+    labels = np.array([0, 0, 1, 1, 2])
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.3, 0.7, 0.0], [0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0]])
+    quality = probabilities[np.arange(5), labels]
+    entries, _ = review_entries(rows, ("a", "b", "rare"), labels, [Member("fine-tune", probabilities)], quality,
+                                np.array([False, True, False, False, True]), multi_label=False)
+    assert [e["row"] for e in entries] == [2, 4, 1, 3, 5]  # by score alone; the rare row last
+    assert not entries[-1]["flagged"] and "no row of 'rare' is outside fold 2" in entries[-1]["reason"]
+    assert "set_apart" not in entries[0]

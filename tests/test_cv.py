@@ -4,6 +4,7 @@ SIGTERM."""
 import csv
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -68,8 +69,10 @@ def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_pat
     # every warning of a fold's own report reaches the summary, with how many folds gave it
     said = [w for k in (1, 2, 3) for w in json.loads((Path(cv_dir) / f"fold-{k}" / "metrics.json").read_text())
             .get("warnings", [])]
-    assert sum(int(w.split(" of 3 folds: ")[0]) for w in summary["warnings"]) == len(said)
-    assert all(w.split(" of 3 folds: ")[1] in said for w in summary["warnings"])
+    quoted = [re.match(r"(\d) of 3 folds(?: \(in the words of fold \d\))?: (.*)", w).groups()
+              for w in summary["warnings"]]
+    assert sum(int(count) for count, _ in quoted) == len(said)
+    assert all(text in said for _, text in quoted)
 
 
 def test_cv_says_what_its_folds_warn_of_once_per_kind(tmp_path):
@@ -82,10 +85,14 @@ def test_cv_says_what_its_folds_warn_of_once_per_kind(tmp_path):
         (tmp_path / f"{fold}.json").write_text(json.dumps({"warnings": [said[0].format(*numbers)]
                                                            + ([said[1].format(0.4)] if fold == 2 else [])}))
     found = warnings_across([tmp_path / "1.json", tmp_path / "2.json", tmp_path / "missing.json"])
-    assert found == [(said[0].format(100.0, 40), 2), (said[1].format(0.4), 1)]
+    assert found == [(said[0].format(100.0, 40), 2, 0), (said[1].format(0.4), 1, 1)]
     summary = {"folds": 2, "scored": 81, "mean": {}, "pooled": {}, "per_fold": [],
-               "warnings": [f"{count} of 2 folds: {text}" for text, count in found]}
+               "warnings": [f"{count} of 2 folds: {text}" for text, count, _ in found]}
     assert "  WARNING 2 of 2 folds: The model predicts 'ham' for 100.0% of the 40 rows" in format_cv(summary)
+    # one kind though the folds name other classes
+    for fold, missed in ((1, "'a', 'b'"), (2, "'c', 'd', 'e'")):
+        (tmp_path / f"{fold}.json").write_text(json.dumps({"warnings": [f"It never predicts {missed}."]}))
+    assert warnings_across([tmp_path / "1.json", tmp_path / "2.json"]) == [("It never predicts 'a', 'b'.", 2, 0)]
 
 
 class Counting(Progress):
@@ -171,3 +178,12 @@ def test_compare_of_cv_folders_pairs_folds_with_the_corrected_t_test(tmp_path):
     c = fake_cv(tmp_path / "c", [0.83, 0.84, 0.80, 0.85, 0.80], [True] * 20, [4, 3, 2, 1, 0] * 4)
     document, _ = tk_json("compare", a, c)
     assert document["cv"][0]["paired"] is False and "mcnemar_p" not in document["cv"][0]
+
+
+def test_cv_warns_of_a_class_whose_every_row_is_in_one_fold():
+    from toolkit.runs.cv_summary import untrained_classes
+
+    labels, assigned = np.array([0, 0, 1, 1, 2, 0]), np.array([0, 1, 0, 1, 2, 2])
+    said = untrained_classes(labels, assigned, ("a", "b", "rare"))
+    assert said.startswith("1 class has every row in one fold, which then trains without it: 'rare' (1 row, fold 3)")
+    assert untrained_classes(labels[:4], assigned[:4], ("a", "b", "rare")) is None  # 'rare' has no rows at all

@@ -62,6 +62,7 @@ def test_compare_decides_on_macro_f1_when_accuracy_is_equal(tmp_path):
     table = ok("compare", unweighted, balanced)
     assert "macro F1 [95% CI]" in table and "decided on macro F1" in table
     assert "unweighted minus best (paired, 95% intervals): accuracy +0.000" in table
+    assert "real: beyond the noise of the test rows. Each run is one training of one seed" in table
 
 
 def test_runs_on_other_test_rows_are_compared_unpaired_and_say_so(tmp_path):
@@ -273,7 +274,17 @@ def test_one_seed_has_no_spread_and_the_calibration_line_says_what_changed():
     assert _mean_sd(_spread([0.4, 0.6])) == "0.5000 ± 0.1414"
     rose = {"ece_before": 0.032, "ece_after": 0.038, "ece_change_ci": [0.001, 0.012]}
     assert _change(rose) == "; change +0.006 [+0.001, +0.012], higher: the temperature fitted on validation " \
-                            "made test calibration worse"
+                            "made test calibration worse (--set calibration=off keeps the model's own probabilities)"
     assert _change({**rose, "ece_change_ci": [-0.02, 0.02]}).endswith("no measurable change")
     assert _change({**rose, "ece_change_ci": [-0.02, -0.01]}).endswith("lower: calibration helped")
     assert _change({"ece_before": 0.1, "ece_after": 0.1}) == ""
+
+
+def test_the_classes_a_model_predicts_are_counted_among_those_in_the_test_rows():
+    import numpy as np
+
+    from toolkit.runs.diagnoses import classes_predicted
+
+    labels = np.array([0, 0, 1, 2, 3])  # class 4 has no test row
+    answers = np.eye(5)[[0, 0, 4, 4, 1]]  # predicts 0, 1 and the absent 4
+    assert classes_predicted(labels, answers) == (2, 4)  # 2 of 4: at most half, so the sign applies

@@ -12,6 +12,7 @@ from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.using import existing_run, printable
 from toolkit.config import with_overrides
 from toolkit.data.choose import data_task, task_names
+from toolkit.evaluation.report import cut_text
 from toolkit.runs.audit import audit as run_audit
 from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
@@ -118,15 +119,16 @@ def audit(run_dir, top, target, drop, relabel, as_json):
     ci = summary["estimated_errors_ci"]
     click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: "
                f"{summary['estimated_errors']:,}"
-               + (f" (95% interval {ci[0]:,} to {ci[1]:,}, over resampled rows: errors the models cannot see are "
-                  "not in it)" if ci else "")
+               + (f" (95% interval {ci[0]:,} to {ci[1]:,}, from half-samples of the rows: errors the models cannot "
+                  "see are not in it" + (f"; {summary['estimated_errors_note']}" if summary.get("estimated_errors_note")
+                                         else "") + ")" if ci else "")
                + f"; flagged: {summary['flagged']:,}."
                + (f" {summary['duplicate_conflicts']:,} rows share a text with a differently labelled row "
                   "(flagged where the model's answer is not their label)." if summary["duplicate_conflicts"] else ""))
     click.echo(models_in_words(summary))
     for entry in summary["top"][:top]:
-        click.echo(f"row {entry['row']:>6}  {printable(entry['label'])[:12]:<12} -> "
-                   f"{printable(entry['suggested'])[:12]:<12} {entry['score']:.3f}  {printable(entry['text'])[:60]}")
+        click.echo(f"row {entry['row']:>6}  {cut_text(printable(entry['label']), 14):<14} -> "
+                   f"{cut_text(printable(entry['suggested']), 14):<14} {entry['score']:.4f}  {cut_text(printable(entry['text']), 60)}")
     click.echo(f"Every row, ranked: {run_dir / 'audit.csv'} (score: label quality, lowest first; docs/metrics.md)")
     if written:
         kept = written["unchanged"]

@@ -119,8 +119,9 @@ def _balance(split: str, labels: np.ndarray, label_names: tuple[str, ...]) -> li
     message = f"{split}, as loaded: classes {summary}"
     if level == "warning":
         # the counts themselves: with 50 classes, 4 rows against 962 rounded to "0%" at whole percents
-        message += (f"; the smallest class has {present.min():,} rows, {present.min() / present.max():.1%} of the "
-                    f"largest's {present.max():,} (a warning under {IMBALANCE_WARNING:.0%})")
+        smallest, largest = int(present.min()), int(present.max())
+        message += (f"; the smallest class has {smallest:,} {plural(smallest, 'row')}, {smallest / largest:.1%} of the "
+                    f"largest's {largest:,} (a warning under {IMBALANCE_WARNING:.0%})")
     return [Finding("class_balance", level, message, int(len(labels)))]
 
 

@@ -18,18 +18,18 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"  {name:<{width}}  {metrics[key]:.4f}{_interval(metrics, key)}")
     baseline = metrics.get("baseline")
     if baseline and isinstance(baseline.get("labels"), list):  # multi-label
-        shown = ", ".join(_cut(name) for name in baseline["labels"]) or "no label"
+        shown = ", ".join(cut_text(name) for name in baseline["labels"]) or "no label"
         lines.append(f"  baseline: always {shown} (each label's majority value in the {baseline['source']}): "
                      f"subset accuracy {baseline['accuracy']:.4f}, hamming loss {baseline['hamming_loss']:.4f}, "
                      f"f1 (micro) {baseline['f1']:.4f}; model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     elif baseline:
-        lines.append(f"  baseline: always '{_cut(baseline['label'])}' (most frequent class of the {baseline['source']}): "
+        lines.append(f"  baseline: always '{cut_text(baseline['label'])}' (most frequent class of the {baseline['source']}): "
                      f"accuracy {baseline['accuracy']:.4f}, f1 (macro) {baseline['f1_macro']:.4f}; "
                      f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     lines += linear_baseline_lines(metrics)
     lines += _per_class(metrics)
     if metrics.get("classes_absent"):
-        absent = ", ".join(_cut(name) for name in metrics["classes_absent"])
+        absent = ", ".join(cut_text(name) for name in metrics["classes_absent"])
         lines.append(f"  not in this split, so left out of the macro averages: {absent}")
     undefined = undefined_precision(metrics)
     if undefined:
@@ -96,7 +96,7 @@ def undefined_precision(metrics: dict[str, Any]) -> str | None:
     names = _unpredicted(metrics)
     if not names:
         return None
-    listed = ", ".join(f"'{_cut(name)}'" for name in names)
+    listed = ", ".join(f"'{cut_text(name)}'" for name in names)
     return (f"Precision is undefined for {listed} (no row was predicted as {'it' if len(names) == 1 else 'any of them'}"
             "): shown as 0, as scikit-learn's zero_division=0 does.")
 
@@ -128,7 +128,7 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         names = [("f1 (micro)", "f1"), ("precision (micro)", "precision"), ("recall (micro)", "recall"),
                  ("f1 (macro)", "f1_macro"), ("subset accuracy", "accuracy"), ("hamming loss", "hamming_loss")]
     elif metrics.get("positive_label") is not None:
-        which = f" (positive: {_cut(str(metrics['positive_label']), 20)})"
+        which = f" (positive: {cut_text(str(metrics['positive_label']), 20)})"
         names = [("accuracy", "accuracy"), ("f1" + which, "f1"), ("precision" + which, "precision"),
                  ("recall" + which, "recall"), ("f1 (macro)", "f1_macro")]
     elif metrics.get("average") == "macro":
@@ -156,13 +156,13 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
              and name not in AVERAGES]
     if not names:
         return []
-    width = max(12, *(len(_cut(name)) for name in names))
+    width = max(12, *(len(cut_text(name)) for name in names))
     thresholds = all("threshold" in per_class[name] for name in names)  # multi-label: each label's own
     lines = [f"  {'label' if thresholds else 'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} "
              f"{'support':>7}" + (f" {'threshold':>9}" if thresholds else "")]
     for name in names:
         row = per_class[name]
-        lines.append(f"  {_cut(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
+        lines.append(f"  {cut_text(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
                      f"{int(row['support']):>7,}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
     return lines
 
@@ -170,7 +170,8 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
 AVERAGES = ("macro avg", "weighted avg", "micro avg", "samples avg")
 
 
-def _cut(label: str, limit: int = MAX_LABEL) -> str:
+def cut_text(label: str, limit: int = MAX_LABEL) -> str:
+    """``label`` in at most ``limit`` characters, with an ellipsis where it was cut."""
     return label if len(label) <= limit else label[:limit - 1] + "…"
 
 

@@ -83,7 +83,8 @@ def _change(result: dict) -> str:
     if not ci:
         return ""
     said = ("lower: calibration helped" if ci[1] < 0 else
-            "higher: the temperature fitted on validation made test calibration worse" if ci[0] > 0 else
+            "higher: the temperature fitted on validation made test calibration worse (--set calibration=off "
+            "keeps the model's own probabilities)" if ci[0] > 0 else
             "no measurable change")
     return f"; change {result['ece_after'] - result['ece_before']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {said}"
 

@@ -197,6 +197,10 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
             shown = ", ".join(f"{named.get(name, name)} {value['difference']:+.3f} [{value['ci'][0]:+.3f}, "
                               f"{value['ci'][1]:+.3f}]" for name, value in found.items())
             notes.append(f"  {row['label']} minus best ({how}, 95% intervals): {shown}")
+    if any(row["vs_best"]["verdict"] == "real" for row in rows):
+        notes.append("real: beyond the noise of the test rows. Each run is one training of one seed, and a fine-tune "
+                     "trained again with another seed moves too; tk sweep --seeds 3 compares settings over seeds, "
+                     "which covers that as well.")
     unpaired = [row["label"] for row in rows if row["vs_best"]["test"] == "unpaired bootstrap"]
     if unpaired:
         notes.append(f"unpaired: {', '.join(unpaired)} scored other test rows than the best run (another dataset, "

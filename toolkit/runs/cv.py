@@ -30,7 +30,7 @@ from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import positive_class, require_metrics
 from toolkit.runs import artifacts, liveness
-from toolkit.runs.cv_summary import summarise, write_cv_report
+from toolkit.runs.cv_summary import summarise, untrained_classes, write_cv_report
 from toolkit.runs.folders import new_run_dir, run_status, set_status
 from toolkit.runs.pipeline import train_and_evaluate
 from toolkit.runs.prepared import Prepared, registered, report_checks, set_problem
@@ -157,6 +157,11 @@ def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pat
             shared = CvData(pm, task, data, base, progress, strict, where, recorded_engine)
             assigned = fold_of(shared.train, folds, task.data_seed, task)
             rows = row_numbers(shared.train)
+            if not task.multi_label:
+                untrained = untrained_classes(np.asarray(column(shared.train, "label")), assigned,
+                                              shared.dataset.labels)
+                if untrained:
+                    progress.note(f"WARNING: {untrained}")
             if resume_dir is None:
                 cv_dir = new_run_dir(output, f"{task.name}-cv")
                 liveness.acquire(cv_dir)

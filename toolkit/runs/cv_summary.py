@@ -48,6 +48,24 @@ def across_folds(values: list[float]) -> dict[str, Any]:
     return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": [round(low, 4), round(high, 4)]}
 
 
+def untrained_classes(labels: np.ndarray, assigned: np.ndarray, label_names: tuple[str, ...]) -> str | None:
+    """The warning for classes whose every row sits in one fold (single-label): that fold trains without them,
+    so its model cannot give those rows their label. A class with fewer rows than folds often ends so."""
+    found = []
+    for class_id, name in enumerate(label_names):
+        folds = np.unique(assigned[labels == class_id])
+        if len(folds) == 1:
+            rows = int((labels == class_id).sum())
+            found.append(f"'{name}' ({rows} {'row' if rows == 1 else 'rows'}, fold {int(folds[0]) + 1})")
+    if not found:
+        return None
+    shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+    return (f"{len(found)} {'class has' if len(found) == 1 else 'classes have'} every row in one fold, which then "
+            f"trains without {'it' if len(found) == 1 else 'them'}: {shown}. Those rows' out-of-fold answers are "
+            "wrong by construction (tk audit sets them apart rather than ranking them as suspects); gather more "
+            "rows of such a class, merge it into a related one, or use fewer folds.")
+
+
 def oof_arrays(rows: list[dict[str, str]], label_names: tuple[str, ...], multi_label: bool):
     """(labels, probabilities) from oof.csv rows: label ids (multi-label: multi-hot rows)."""
     probabilities = np.array([[float(r[f"p_{name}"]) for name in label_names] for r in rows], dtype=np.float32)
@@ -84,6 +102,7 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
     write_oof(cv_dir / "oof.csv", gathered, header)
     oof, _ = read_oof(cv_dir)
     labels, probabilities = oof_arrays(oof, label_names, task.multi_label)
+    oof_folds = np.array([int(r["fold"]) - 1 for r in oof])
     pooled = score(pm, labels, probabilities, label_names, confidence=True, positive_label=positive)
     summary = {
         "task": task.name, "folds": folds, "rows": len(rows), "scored": len(oof), "problem": task.problem,
@@ -97,8 +116,10 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
         **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else {}),
         # a fold's report warns of a model that answers one class, or that the linear baseline beats: the
         # mean across folds must not hide it
-        "warnings": [f"{count} of {folds} folds: {text}" for text, count in
-                     warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])],
+        "warnings": ([] if task.multi_label else [w for w in [untrained_classes(labels, oof_folds, label_names)] if w])
+                    + [f"{count} of {folds} folds{f' (in the words of fold {first + 1})' if count > 1 else ''}: "
+                       f"{text}" for text, count, first in
+                       warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])],
         "seconds": round(seconds, 1),
     }
     write_json(cv_dir / "cv.json", summary)

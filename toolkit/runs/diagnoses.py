@@ -23,10 +23,7 @@ def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str,
     """metrics.json's ``underfitting``: the diagnosis, from the history, the prior and the test predictions."""
     task = prepared.task
     labels = np.asarray(labels)
-    predicted = present = None
-    if labels.ndim == 1:
-        predicted = len(np.unique(np.asarray(probabilities).argmax(axis=1)))
-        present = len(np.unique(labels))
+    predicted, present = classes_predicted(labels, probabilities) if labels.ndim == 1 else (None, None)
     cut = None
     if not task.reads_in_windows:
         lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
@@ -34,6 +31,13 @@ def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str,
     settings = {"epochs": task.epochs, "learning_rate": task.learning_rate, "max_length": task.max_length,
                 "epochs_run": len(result.history), "unit": "label" if task.multi_label else "class"}
     return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings, cut)
+
+
+def classes_predicted(labels: np.ndarray, probabilities) -> tuple[int, int]:
+    """(of the classes in the test rows, how many the model predicts; how many there are). A predicted class
+    with no test row would count towards "predicts half of them" while telling nothing about them."""
+    present = np.unique(labels)
+    return len(np.intersect1d(np.unique(np.asarray(probabilities).argmax(axis=1)), present)), len(present)
 
 
 def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, probabilities, tuned,
@@ -57,16 +61,23 @@ def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, pro
     return {"linear_baseline": found, "warnings": warnings}, linear_probabilities
 
 
-def warnings_across(metrics_files: list[Path]) -> list[tuple[str, int]]:
-    """What several runs' metrics.json warn of, once per kind: (its first wording, in how many runs). Two
-    warnings are of one kind when they differ only in their numbers."""
-    seen: dict[str, list] = {}  # a warning with its numbers taken out -> [its first wording, runs]
-    for path in metrics_files:
+def warnings_across(metrics_files: list[Path]) -> list[tuple[str, int, int]]:
+    """What several runs' metrics.json warn of, once per kind: (its first wording, in how many runs, the
+    position of the run it is quoted from). Two warnings are of one kind when they differ only in their
+    numbers and quoted names ('ham', a list of classes)."""
+    seen: dict[str, list] = {}  # a warning with its numbers and names taken out -> [first wording, runs, first]
+    for position, path in enumerate(metrics_files):
         try:
             warnings = json.loads(path.read_text(encoding="utf-8")).get("warnings") or []
         except (OSError, ValueError, AttributeError):
             continue
         for warning in warnings:
             if isinstance(warning, str):
-                seen.setdefault(re.sub(r"[\d.,]+", "#", warning), [warning, 0])[1] += 1
-    return [(text, count) for text, count in seen.values()]
+                seen.setdefault(kind_of(warning), [warning, 0, position])[1] += 1
+    return [(text, count, first) for text, count, first in seen.values()]
+
+
+def kind_of(warning: str) -> str:
+    """A warning with its numbers and quoted names, and any list of them ('a', 'b' and 3 more), as one #."""
+    kind = re.sub(r"'[^']*'|[\d.,]+", "#", warning).replace(" and # more", "")
+    return re.sub(r"#(?:[\s,]*#)*", "#", kind)

@@ -103,7 +103,10 @@ def audit_section(found: dict[str, Any]) -> str:
     """tk audit's summary (audit.json): the estimate with its interval and the top of the ranked rows."""
     ci = found.get("estimated_errors_ci")
     head = (f"<p dir=\"auto\">{e(found.get('audited'))}: {found.get('rows', 0):,} rows; estimated label errors "
-            f"{found.get('estimated_errors', 0):,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,})" if ci else "")
+            f"{found.get('estimated_errors', 0):,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,}"
+                                                       + (f"; {e(found['estimated_errors_note'])}"
+                                                          if found.get("estimated_errors_note") else "") + ")"
+                                                       if ci else "")
             + f"; flagged {found.get('flagged', 0):,}. {e(models_in_words(found))} Every row, ranked: audit.csv.</p>")
     warning = f'<p class="warn" dir="auto">{e(found["warning"])}.</p>' if found.get("warning") else ""
     rows = [[td(int(r["row"])), td(r["label"]), td(r["suggested"]), td(float(r["score"]), 3),

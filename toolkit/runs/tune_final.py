@@ -147,4 +147,4 @@ def final_warnings(groups: dict[str, list[RunSummary]]) -> list[str]:
     The model predicts 'ham' for 100.0% of the 80 rows ...'. A verdict of "not distinguishable" between two
     models that both learned nothing must not read as two good models."""
     return [f"WARNING {label} ({count} of {len(runs)} runs): {text}" for label, runs in groups.items()
-            for text, count in warnings_across([run.path / "metrics.json" for run in runs])]
+            for text, count, _ in warnings_across([run.path / "metrics.json" for run in runs])]
