@@ -135,5 +135,7 @@ def test_the_check_says_why_a_metric_has_no_interval():
              "mcnemar_p": 1.0, "texts_per_second": {"run": 10.0, "export": 20.0},
              "metrics": {"run": few, "export": {**few, "accuracy_ci": [0.7, 0.98]}}}
     lines = describe(check, "ONNX Runtime")
+    assert "bf16" not in lines[0] and "(the run scores in bf16 on this machine" in describe({**check, "run_bf16": True},
+                                                                                         "ONNX Runtime")[0]
     assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), f1 0.800 (no interval: n < 30)")
     assert "accuracy 0.900 [0.700, 0.980], f1 0.800 (no interval: n < 30)" in lines[2]

@@ -155,6 +155,7 @@ BAD = [
     (b"\xff\xfe\xfa not utf-8", 400, "not valid JSON"),
     (b'["a text"]', 422, "not an object"),
     (b"{}", 422, "neither 'text' nor 'texts'"),
+    (b'{"text": "a", "min_confidence": 0.9}', 422, "the body has 'min_confidence', which tk serve does not read"),
     (b'{"text": "a", "texts": ["b"]}', 422, "both"),
     (b'{"text": 5}', 422, "'text' is a JSON number, not a string"),
     (b'{"text": "   "}', 422, "'text' is empty"),

@@ -11,6 +11,7 @@ from toolkit.data.rows import column
 from toolkit.evaluation.intervals import mcnemar_exact
 from toolkit.evaluation.scoring import positive_class, score
 from toolkit.runs.saved import saved_baseline
+from toolkit.training.device import use_bf16
 
 MIN_AGREEMENT = 0.99  # the share of rows on which the export must give the run's answer (tk export --min-agreement)
 
@@ -58,6 +59,7 @@ def compare(pm, run: Any, export: Any, rows: Any, task: Any) -> dict[str, Any]:
         "mcnemar_p": mcnemar_exact(correct(run, ours_answers, truth_answers),
                                    correct(run, theirs_answers, truth_answers)),
         "texts_per_second": {"run": round(ours_speed, 1), "export": round(theirs_speed, 1)},
+        "run_bf16": use_bf16(run.task.bf16),  # the run's side rounds to bf16: about 0.01 apart from float32
         "metrics": {side: {key: found.get(key) for key in METRIC_KEYS if key in found}
                     for side, found in metrics.items()},
     }
@@ -84,7 +86,9 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
     speed = check["texts_per_second"]
     return [f"Checked on {check['rows']:,} rows: the export gives the run's answer on {check['agreement']:.2%} "
             f"({check['disagreements']:,} differ); largest probability difference "
-            f"{check['max_probability_difference']:.2g}",
+            f"{check['max_probability_difference']:.2g}"
+            + (" (the run scores in bf16 on this machine, whose rounding alone moves probabilities about 0.01)"
+               if check.get("run_bf16") else ""),
             metric_line("run", "run (tk, PyTorch)"), metric_line("export", f"export ({backend})"),
             f"  McNemar exact p (same accuracy) = {check['mcnemar_p']:.3g}",
             f"  texts/s on this machine, tokenizing included: run {speed['run']:,.1f}, export {speed['export']:,.1f} "

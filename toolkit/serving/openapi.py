@@ -31,8 +31,8 @@ def document(labels: tuple[str, ...], multi_label: bool, max_texts: int, max_bod
                (422, "the JSON is not {\"text\": string} or {\"texts\": [string, ...]}, or a text is empty")]}
     request = {"oneOf": [
         {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "minLength": 1}},
-         "additionalProperties": True},
-        {"type": "object", "required": ["texts"], "additionalProperties": True,
+         "additionalProperties": False},
+        {"type": "object", "required": ["texts"], "additionalProperties": False,
          "properties": {"texts": {"type": "array", "minItems": 1, "maxItems": max_texts,
                                   "items": {"type": "string", "minLength": 1}}}}]}
     answer = {"type": "object", "required": ["schema", "labels", "predictions"],

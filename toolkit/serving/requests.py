@@ -41,6 +41,11 @@ def texts_of(body: bytes, max_texts: int) -> list[str]:
         raise BadRequest(400, f"the body is not valid JSON ({error}); {EXAMPLE}", "malformed_json") from None
     if not isinstance(document, dict):
         raise BadRequest(422, f"the body is a JSON {type_name(document)}, not an object; {EXAMPLE}", "not_an_object")
+    unknown = sorted(set(document) - {"text", "texts"})
+    if unknown:  # e.g. {"min_confidence": 0.9}: answered as if it were honoured, it would mislead
+        raise BadRequest(422, f"the body has {', '.join(repr(k) for k in unknown)}, which tk serve does not read; "
+                              f"{EXAMPLE}. Each answer carries every probability: abstain or threshold on them in "
+                              "the client", "unknown_field")
     if ("text" in document) == ("texts" in document):
         which = "both 'text' and 'texts'" if "text" in document else "neither 'text' nor 'texts'"
         raise BadRequest(422, f"the body has {which}; {EXAMPLE}", "no_text")

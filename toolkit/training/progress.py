@@ -14,7 +14,7 @@ from typing import Any
 
 from toolkit.records import EpochRecord
 
-EPOCH_HEADER = f"{'epoch':>5}  {'train loss':>10}  {'val loss':>9}  {'accuracy':>8}  {'f1':>6}  {'seconds':>7}"
+EPOCH_HEADER = f"{'epoch':>5}  {'train loss':>10}  {'val loss':>9}  {'val acc':>8}  {'val f1':>6}  {'seconds':>7}"
 
 
 def format_epoch(record: EpochRecord, best: bool = False) -> str:
