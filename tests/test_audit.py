@@ -219,6 +219,10 @@ def test_the_error_count_interval_comes_from_half_samples_around_the_estimate():
     assert low <= estimate <= high
     assert (high - estimate) < 3 * (estimate - low) + 5 and (estimate - low) < 3 * (high - estimate) + 5
     assert high - low < estimate
+    from toolkit.runs.audit import small_classes, small_classes_note
+
+    assert small_classes(truth) == 0 and small_classes(np.array([0] * 25 + [1] * 3 + [3] * 19)) == 2
+    assert small_classes_note(2).startswith("wide where classes are small: 2 classes have fewer than 20 rows")
 
 
 def test_rows_of_a_class_no_other_fold_has_are_set_apart_not_ranked_as_suspects():

@@ -190,8 +190,7 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
     probabilities = pooled(members)
     quality, flagged, estimate = rank(labels, probabilities, multi)
     interval = estimate_interval(labels, probabilities, multi, estimate)
-    small = 0 if multi else int(((np.bincount(labels.astype(np.int64)) > 0)
-                                 & (np.bincount(labels.astype(np.int64)) < STEADY_CLASS_ROWS)).sum())
+    small = 0 if multi else small_classes(labels)
     entries, clash = review_entries(rows, names, labels, members, quality, flagged, multi)
     write_audit_csv(run_dir / "audit.csv", entries)
     summary = {"run": str(run_dir), "audited": what, "rows": len(entries), "multi_label": multi,
@@ -270,6 +269,12 @@ def unseen_in_training(rows: list[dict[str, str]], given: list[str]) -> set[int]
     for row, label in zip(rows, given):
         folds_of[label].add(row["fold"])
     return {i for i, label in enumerate(given) if len(folds_of[label]) == 1}
+
+
+def small_classes(labels: np.ndarray) -> int:
+    """How many classes have rows, but fewer than STEADY_CLASS_ROWS of them."""
+    counts = np.bincount(labels.astype(np.int64))
+    return int(((counts > 0) & (counts < STEADY_CLASS_ROWS)).sum())
 
 
 def small_classes_note(small: int) -> str:
