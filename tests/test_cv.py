@@ -66,6 +66,14 @@ def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_pat
     low, high = summary["mean"]["accuracy"]["ci"]
     assert low <= summary["mean"]["accuracy"]["mean"] <= high
     assert summary["pooled"]["n"] == 119 and len(summary["pooled"]["accuracy_ci"]) == 2
+    # the pooled answers against always the most frequent class and the folds' linear baselines, paired
+    baselines = summary["baselines"]
+    assert baselines["metric"] == "accuracy" and baselines["majority"]["label"] in ("neg", "pos")
+    for key in ("majority", "linear"):
+        change = baselines[key]["differences"]["accuracy"]
+        assert change["ci"][0] <= change["difference"] <= change["ci"][1] and baselines[key]["test"] == "mcnemar"
+    from toolkit.cli.trust import format_cv
+    assert "fine-tune minus the folds' linear baselines (TF-IDF + logistic regression): " in format_cv(summary)
     # every warning of a fold's own report reaches the summary, with how many folds gave it
     said = [w for k in (1, 2, 3) for w in json.loads((Path(cv_dir) / f"fold-{k}" / "metrics.json").read_text())
             .get("warnings", [])]

@@ -17,6 +17,7 @@ from toolkit.runs.audit import audit as run_audit
 from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.cv import cv_task, resume_cv
+from toolkit.runs.cv_summary import baseline_sentences
 from toolkit.runs.report_trust import models_in_words
 from toolkit.runs.resume import refuse_options
 from toolkit.training.progress import Progress
@@ -84,6 +85,7 @@ def format_cv(summary: dict) -> str:
     lines.append("  per fold: " + "; ".join(
         f"{f['fold']}: " + ", ".join(f"{n} {f[n]:.3f}" for n in list(summary["mean"])[:2] if n in f)
         for f in summary["per_fold"]))
+    lines += [f"  {line}" for line in baseline_sentences(summary.get("baselines"))]
     lines += [f"  WARNING {warning}" for warning in summary.get("warnings") or []]
     return "\n".join(lines)
 

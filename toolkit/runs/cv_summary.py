@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import TkError
+from toolkit.evaluation import paired
 from toolkit.evaluation.scoring import score
 from toolkit.runs.artifacts import FORMULA_START
 from toolkit.runs.diagnoses import warnings_across
@@ -46,6 +47,47 @@ def across_folds(values: list[float]) -> dict[str, Any]:
     half = float(stats.t.ppf(0.975, len(data) - 1) * sd / np.sqrt(len(data))) if len(data) > 1 else float("nan")
     low, high = max(mean - half, 0.0), min(mean + half, 1.0)  # every fold metric lies in [0, 1]
     return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": [round(low, 4), round(high, 4)]}
+
+
+def pooled_baselines(rows: list[dict[str, str]], labels: np.ndarray, probabilities: np.ndarray,
+                     label_names: tuple[str, ...], select_metric: str | None, positive: int | None) -> dict[str, Any]:
+    """Single-label: the pooled out-of-fold answers against always answering the training rows' most frequent
+    class, and against the folds' linear baselines (their out-of-fold probabilities, when every row has
+    them), each paired over the rows as tk run compares: a mean across folds says nothing of what a
+    5-second model would have scored."""
+    n = len(label_names)
+    metric = paired.choose_metric(select_metric, False, np.bincount(labels, minlength=n))
+    shown = tuple(dict.fromkeys(("accuracy", "f1_macro", metric)))
+    fine_tune = paired.Scored(labels, probabilities.argmax(axis=1), n, positive)
+    majority = int(np.bincount(labels, minlength=n).argmax())
+    found = {"metric": metric, "majority": {
+        "label": label_names[majority],
+        **paired.test_against(fine_tune, paired.Scored(labels, np.full(len(labels), majority), n, positive), metric,
+                              shown)}}
+    columns = [f"linear_p_{name}" for name in label_names]
+    if rows and all(r.get(c) not in (None, "") for r in rows for c in columns):
+        linear = np.array([[float(r[c]) for c in columns] for r in rows]).argmax(axis=1)
+        found["linear"] = paired.test_against(fine_tune, paired.Scored(labels, linear, n, positive), metric, shown)
+    return found
+
+
+def baseline_sentences(baselines: dict[str, Any] | None) -> list[str]:
+    """``pooled_baselines`` in words: the decision metric's difference and interval against each baseline."""
+    if not baselines:
+        return []
+    metric = baselines["metric"]
+    named = {"f1_macro": "macro F1", "f1": "F1"}.get(metric, metric)
+    lines = [f"Pooled, paired over the rows, decided on {named}:"]
+    for key, whom in (("majority", f"always '{baselines['majority']['label']}'"),
+                      ("linear", "the folds' linear baselines (TF-IDF + logistic regression)")):
+        found = baselines.get(key)
+        if found:
+            change = found["differences"][metric]
+            ci = change["ci"]
+            said = ("better" if change["difference"] > 0 else "worse") if found["real"] else "not distinguishable"
+            lines.append(f"  fine-tune minus {whom}: {change['difference']:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}], "
+                         f"{said}")
+    return lines
 
 
 def untrained_classes(labels: np.ndarray, assigned: np.ndarray, label_names: tuple[str, ...]) -> str | None:
@@ -113,7 +155,8 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
         "mean": {name: across_folds([f[name] for f in per_fold]) for name in names
                  if all(isinstance(f.get(name), (int, float)) for f in per_fold)},
         "pooled": {k: v for k, v in pooled.items() if k not in ("per_class",)},
-        **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else {}),
+        **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else
+           {"baselines": pooled_baselines(oof, labels, probabilities, label_names, task.select_metric, positive)}),
         # a fold's report warns of a model that answers one class, or that the linear baseline beats: the
         # mean across folds must not hide it
         "warnings": ([] if task.multi_label else [w for w in [untrained_classes(labels, oof_folds, label_names)] if w])
@@ -146,6 +189,7 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                       "overlap, so their scores are not independent.</p>")
             + section("pooled", "Out-of-fold metrics, pooled",
                       table(["metric", "value", "95% interval"], pooled_rows)
+                      + "".join(f'<p dir="auto">{e(line)}</p>' for line in baseline_sentences(summary.get("baselines")))
                       + f'<p class="muted">Every row scored once, by the fold that did not train on it (oof.csv); '
                         f"intervals as tk run's (docs/metrics.md).</p>")
             + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))
