@@ -18,7 +18,7 @@ from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.cv import cv_task, resume_cv
 from toolkit.runs.cv_summary import baseline_sentences
-from toolkit.runs.report_trust import models_in_words
+from toolkit.runs.report_trust import estimate_in_words, models_in_words
 from toolkit.runs.resume import refuse_options
 from toolkit.training.progress import Progress
 
@@ -118,19 +118,16 @@ def audit(run_dir, top, target, drop, relabel, as_json):
     if as_json:
         emit("audit", {**summary, "written": written})
         return
-    ci = summary["estimated_errors_ci"]
-    click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: "
-               f"{summary['estimated_errors']:,}"
-               + (f" (95% interval {ci[0]:,} to {ci[1]:,}, from half-samples of the rows: errors the models cannot "
-                  "see are not in it" + (f"; {summary['estimated_errors_note']}" if summary.get("estimated_errors_note")
-                                         else "") + ")" if ci else "")
-               + f"; flagged: {summary['flagged']:,}."
+    estimate = estimate_in_words(summary, "from half-samples of the rows: errors the models cannot see are not in it")
+    click.echo(f"Audited {summary['rows']:,} rows ({summary['audited']}). Estimated label errors: {estimate}"
+               f"; flagged: {summary['flagged']:,}."
                + (f" {summary['duplicate_conflicts']:,} rows share a text with a differently labelled row "
                   "(flagged where the model's answer is not their label)." if summary["duplicate_conflicts"] else ""))
     click.echo(models_in_words(summary))
     for entry in summary["top"][:top]:
-        click.echo(f"row {entry['row']:>6}  {cut_text(printable(entry['label']), 14):<14} -> "
-                   f"{cut_text(printable(entry['suggested']), 14):<14} {entry['score']:.4f}  {cut_text(printable(entry['text']), 60)}")
+        label, suggested = (cut_text(printable(entry[key]), 14) for key in ("label", "suggested"))
+        click.echo(f"row {entry['row']:>6}  {label:<14} -> {suggested:<14} {entry['score']:.4f}  "
+                   f"{cut_text(printable(entry['text']), 60)}")
     click.echo(f"Every row, ranked: {run_dir / 'audit.csv'} (score: label quality, lowest first; docs/metrics.md)")
     if written:
         kept = written["unchanged"]

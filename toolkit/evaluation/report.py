@@ -15,7 +15,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     rows = _headline_rows(metrics)
     width = max((len(name) for name, _ in rows), default=0)
     for name, key in rows:
-        lines.append(f"  {name:<{width}}  {metrics[key]:.4f}{_interval(metrics, key)}")
+        lines.append(f"  {name:<{width}}  {metrics[key]:.4f}{interval_text(metrics, key)}")
     baseline = metrics.get("baseline")
     if baseline and isinstance(baseline.get("labels"), list):  # multi-label
         shown = ", ".join(cut_text(name) for name in baseline["labels"]) or "no label"
@@ -23,7 +23,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                      f"subset accuracy {baseline['accuracy']:.4f}, hamming loss {baseline['hamming_loss']:.4f}, "
                      f"f1 (micro) {baseline['f1']:.4f}; model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     elif baseline:
-        lines.append(f"  baseline: always '{cut_text(baseline['label'])}' (most frequent class of the {baseline['source']}): "
+        always = cut_text(baseline["label"])
+        lines.append(f"  baseline: always '{always}' (most frequent class of the {baseline['source']}): "
                      f"accuracy {baseline['accuracy']:.4f}, f1 (macro) {baseline['f1_macro']:.4f}; "
                      f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     lines += linear_baseline_lines(metrics)
@@ -50,7 +51,7 @@ def linear_baseline_lines(metrics: dict[str, Any]) -> list[str]:
         return []
     found, versus = linear.get("metrics") or {}, linear.get("versus") or {}
     names = dict(_headline_rows({**metrics, **found}))
-    shown = ", ".join(f"{name} {found[key]:.4f}{_interval(found, key).replace('  ', ' ')}" for name, key in
+    shown = ", ".join(f"{name} {found[key]:.4f}{interval_text(found, key).replace('  ', ' ')}" for name, key in
                       names.items() if key in ("accuracy", "f1", "f1_macro", "hamming_loss")
                       and isinstance(found.get(key), (int, float)))
     lines = [f"  linear baseline (TF-IDF + logistic regression, C = {linear.get('C'):g} chosen on validation "
@@ -142,7 +143,8 @@ def headline_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 _headline_rows = headline_rows
 
 
-def _interval(metrics: dict[str, Any], key: str) -> str:
+def interval_text(metrics: dict[str, Any], key: str) -> str:
+    """'  [0.812, 0.866]', or '  (no interval: why)' where metrics.json gives a ``_ci_note``; '' for neither."""
     ci = metrics.get(f"{key}_ci")
     if ci:
         return f"  [{ci[0]:.3f}, {ci[1]:.3f}]"
@@ -162,7 +164,8 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
              f"{'support':>7}" + (f" {'threshold':>9}" if thresholds else "")]
     for name in names:
         row = per_class[name]
-        lines.append(f"  {cut_text(name):<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
+        shown = cut_text(name)
+        lines.append(f"  {shown:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
                      f"{int(row['support']):>7,}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
     return lines
 

@@ -33,7 +33,14 @@ import numpy as np
 from toolkit.data.hashes import normalise
 from toolkit.errors import TkError
 from toolkit.runs.artifacts import spreadsheet_safe
-from toolkit.runs.cv_summary import cell_value, oof_arrays, read_oof, write_cv_report
+from toolkit.runs.cv_summary import (
+    cell_value,
+    classes_in_one_fold,
+    linear_probabilities,
+    oof_arrays,
+    read_oof,
+    write_cv_report,
+)
 from toolkit.runs.folders import run_status
 from toolkit.runs.report_page import write_report
 from toolkit.saving import read_json, write_json, write_text
@@ -87,10 +94,9 @@ def members_of(rows: list[dict[str, str]], names: tuple[str, ...], labels: np.nd
     """The fine-tune, and (single-label, when every row has its ``linear_p_`` columns) the linear baseline,
     weighted by accuracy on the given labels as cleanlab weights an ensemble."""
     members = [Member("fine-tune", probabilities)]
-    columns = [f"linear_p_{name}" for name in names]
-    if not multi_label and rows and all(r.get(c) not in (None, "") for r in rows for c in columns):
-        linear = np.array([[float(r[c]) for c in columns] for r in rows])
-        members.append(Member("linear baseline", linear / linear.sum(axis=1, keepdims=True)))
+    linear = None if multi_label else linear_probabilities(rows, names)
+    if linear is not None:
+        members.append(Member("linear baseline", linear))
     if len(members) > 1:
         for member in members:
             member.accuracy = float((member.probabilities.argmax(axis=1) == labels).mean())
@@ -227,7 +233,7 @@ def review_entries(rows: list[dict[str, str]], names: tuple[str, ...], labels: n
     given = [cell_value(r["label"]) for r in rows]
     clash = conflicts(texts, given)
     numbers = [int(r["row"]) for r in rows]
-    unseen = unseen_in_training(rows, given) if not multi_label else set()
+    unseen = set() if multi_label else unseen_in_training(rows, labels)
     entries = []
     for i in range(len(rows)):
         if multi_label:
@@ -254,21 +260,17 @@ def review_entries(rows: list[dict[str, str]], names: tuple[str, ...], labels: n
         entries.append({"row": numbers[i], "text": texts[i], "label": given[i], "suggested": suggested,
                         "score": round(float(quality[i]), 4),
                         "flagged": bool((flagged[i] or (i in clash and not agrees)) and i not in unseen),
-                        "reason": "; ".join(reasons), "set_apart": i in unseen})
-    entries.sort(key=lambda e: (e["set_apart"], e["score"], e["row"]))
-    for entry in entries:
-        del entry["set_apart"]
-    return entries, len(clash)
+                        "reason": "; ".join(reasons)})
+    order = sorted(range(len(entries)), key=lambda i: (i in unseen, entries[i]["score"], entries[i]["row"]))
+    return [entries[i] for i in order], len(clash)
 
 
-def unseen_in_training(rows: list[dict[str, str]], given: list[str]) -> set[int]:
-    """Positions of oof rows whose label has no row in another fold: their fold trained without it."""
+def unseen_in_training(rows: list[dict[str, str]], labels: np.ndarray) -> set[int]:
+    """Positions of oof rows whose class has no row in another fold: their fold trained without it."""
     if not rows or "fold" not in rows[0]:
         return set()
-    folds_of: dict[str, set[str]] = defaultdict(set)
-    for row, label in zip(rows, given):
-        folds_of[label].add(row["fold"])
-    return {i for i, label in enumerate(given) if len(folds_of[label]) == 1}
+    alone = classes_in_one_fold(labels, np.array([int(r["fold"]) for r in rows]))
+    return {i for i, label in enumerate(labels) if int(label) in alone}
 
 
 def small_classes(labels: np.ndarray) -> int:

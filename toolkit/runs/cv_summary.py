@@ -64,11 +64,26 @@ def pooled_baselines(rows: list[dict[str, str]], labels: np.ndarray, probabiliti
         "label": label_names[majority],
         **paired.test_against(fine_tune, paired.Scored(labels, np.full(len(labels), majority), n, positive), metric,
                               shown)}}
-    columns = [f"linear_p_{name}" for name in label_names]
-    if rows and all(r.get(c) not in (None, "") for r in rows for c in columns):
-        linear = np.array([[float(r[c]) for c in columns] for r in rows]).argmax(axis=1)
-        found["linear"] = paired.test_against(fine_tune, paired.Scored(labels, linear, n, positive), metric, shown)
+    linear = linear_probabilities(rows, label_names)
+    if linear is not None:
+        found["linear"] = paired.test_against(fine_tune, paired.Scored(labels, linear.argmax(axis=1), n, positive),
+                                              metric, shown)
     return found
+
+
+def linear_probabilities(rows: list[dict[str, str]], label_names: tuple[str, ...]) -> np.ndarray | None:
+    """The linear baseline's out-of-sample probabilities (``linear_p_`` columns), rows summing to 1; None unless
+    every row has them (a fold whose baseline could not be fitted leaves its rows' columns empty)."""
+    columns = [f"linear_p_{name}" for name in label_names]
+    if not rows or any(r.get(c) in (None, "") for r in rows for c in columns):
+        return None
+    linear = np.array([[float(r[c]) for c in columns] for r in rows])
+    return linear / linear.sum(axis=1, keepdims=True)
+
+
+def classes_in_one_fold(labels: np.ndarray, folds: np.ndarray) -> dict[int, int]:
+    """Class id -> its fold, for each class whose every row sits in one fold: that fold trains without it."""
+    return {int(c): int(folds[labels == c][0]) for c in np.unique(labels) if len(np.unique(folds[labels == c])) == 1}
 
 
 def baseline_sentences(baselines: dict[str, Any] | None) -> list[str]:
@@ -94,11 +109,9 @@ def untrained_classes(labels: np.ndarray, assigned: np.ndarray, label_names: tup
     """The warning for classes whose every row sits in one fold (single-label): that fold trains without them,
     so its model cannot give those rows their label. A class with fewer rows than folds often ends so."""
     found = []
-    for class_id, name in enumerate(label_names):
-        folds = np.unique(assigned[labels == class_id])
-        if len(folds) == 1:
-            rows = int((labels == class_id).sum())
-            found.append(f"'{name}' ({rows} {'row' if rows == 1 else 'rows'}, fold {int(folds[0]) + 1})")
+    for class_id, fold in classes_in_one_fold(labels, assigned).items():
+        rows = int((labels == class_id).sum())
+        found.append(f"'{label_names[class_id]}' ({rows} {'row' if rows == 1 else 'rows'}, fold {fold + 1})")
     if not found:
         return None
     shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
@@ -157,16 +170,21 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
         "pooled": {k: v for k, v in pooled.items() if k not in ("per_class",)},
         **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else
            {"baselines": pooled_baselines(oof, labels, probabilities, label_names, task.select_metric, positive)}),
-        # a fold's report warns of a model that answers one class, or that the linear baseline beats: the
-        # mean across folds must not hide it
-        "warnings": ([] if task.multi_label else [w for w in [untrained_classes(labels, oof_folds, label_names)] if w])
-                    + [f"{count} of {folds} folds{f' (in the words of fold {first + 1})' if count > 1 else ''}: "
-                       f"{text}" for text, count, first in
-                       warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])],
+        "warnings": cv_warnings(cv_dir, folds, None if task.multi_label else
+                                untrained_classes(labels, oof_folds, label_names)),
         "seconds": round(seconds, 1),
     }
     write_json(cv_dir / "cv.json", summary)
     return summary
+
+
+def cv_warnings(cv_dir: Path, folds: int, untrained: str | None) -> list[str]:
+    """The classes a fold trained without, then what the folds' own reports warn of (a model that answers one
+    class, a linear baseline that beats it), once per kind: the mean across folds must not hide them."""
+    found = warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])
+    return ([untrained] if untrained else []) + [
+        f"{count} of {folds} folds{f' (in the words of fold {first + 1})' if count > 1 else ''}: {text}"
+        for text, count, first in found]
 
 
 def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
@@ -189,7 +207,8 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                       "overlap, so their scores are not independent.</p>")
             + section("pooled", "Out-of-fold metrics, pooled",
                       table(["metric", "value", "95% interval"], pooled_rows)
-                      + "".join(f'<p dir="auto">{e(line)}</p>' for line in baseline_sentences(summary.get("baselines")))
+                      + "".join(f'<p dir="auto">{e(line)}</p>'
+                                for line in baseline_sentences(summary.get("baselines")))
                       + f'<p class="muted">Every row scored once, by the fold that did not train on it (oof.csv); '
                         f"intervals as tk run's (docs/metrics.md).</p>")
             + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))

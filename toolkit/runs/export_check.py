@@ -9,6 +9,7 @@ import numpy as np
 
 from toolkit.data.rows import column
 from toolkit.evaluation.intervals import mcnemar_exact
+from toolkit.evaluation.report import interval_text
 from toolkit.evaluation.scoring import positive_class, score
 from toolkit.runs.saved import saved_baseline
 from toolkit.training.device import use_bf16
@@ -76,11 +77,7 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
         parts = []
         for key in ("accuracy", "f1"):
             if found.get(key) is not None:
-                interval = found.get(f"{key}_ci")
-                note = found.get(f"{key}_ci_note")
-                shown = (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else
-                         f" (no interval: {note})" if note else "")
-                parts.append(f"{key.replace('_', ' ')} {found[key]:.3f}{shown}")
+                parts.append(f"{key.replace('_', ' ')} {found[key]:.3f}{interval_text(found, key).replace('  ', ' ')}")
         return f"  {name:<22} " + ", ".join(parts)
 
     speed = check["texts_per_second"]

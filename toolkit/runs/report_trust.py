@@ -99,15 +99,22 @@ def models_in_words(summary: dict[str, Any]) -> str:
                                              f"weight {m['weight']:.2f})" for m in models) + ", averaged.")
 
 
+def estimate_in_words(found: dict[str, Any], how: str = "") -> str:
+    """tk audit's estimated error count with its interval, ``how`` it was drawn, and why it is wide:
+    '291 (95% interval 157 to 793, HOW; wide where classes are small: ...)'."""
+    ci = found.get("estimated_errors_ci")
+    if not ci:
+        return f"{found.get('estimated_errors', 0):,}"
+    said = "".join([f", {how}" if how else "", f"; {found['estimated_errors_note']}"
+                    if found.get("estimated_errors_note") else ""])
+    return f"{found.get('estimated_errors', 0):,} (95% interval {ci[0]:,} to {ci[1]:,}{said})"
+
+
 def audit_section(found: dict[str, Any]) -> str:
     """tk audit's summary (audit.json): the estimate with its interval and the top of the ranked rows."""
-    ci = found.get("estimated_errors_ci")
     head = (f"<p dir=\"auto\">{e(found.get('audited'))}: {found.get('rows', 0):,} rows; estimated label errors "
-            f"{found.get('estimated_errors', 0):,}" + (f" (95% interval {ci[0]:,} to {ci[1]:,}"
-                                                       + (f"; {e(found['estimated_errors_note'])}"
-                                                          if found.get("estimated_errors_note") else "") + ")"
-                                                       if ci else "")
-            + f"; flagged {found.get('flagged', 0):,}. {e(models_in_words(found))} Every row, ranked: audit.csv.</p>")
+            f"{e(estimate_in_words(found))}; flagged {found.get('flagged', 0):,}. {e(models_in_words(found))} Every "
+            "row, ranked: audit.csv.</p>")
     warning = f'<p class="warn" dir="auto">{e(found["warning"])}.</p>' if found.get("warning") else ""
     rows = [[td(int(r["row"])), td(r["label"]), td(r["suggested"]), td(float(r["score"]), 3),
              f'<td dir="auto">{e(str(r["text"])[:300])}</td>', td(r["reason"])] for r in found.get("top") or []]
