@@ -8,6 +8,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from plugins.metrics import tk_compute_metrics
 from toolkit.data.checks import class_presence
 from toolkit.evaluation.baseline import compare_with_baseline
+from toolkit.evaluation.counts import metric_scores
 from toolkit.evaluation.report import format_metrics
 
 
@@ -171,6 +172,41 @@ def test_a_bootstrap_that_cannot_vary_is_null_with_a_note():
     assert metrics["f1_ci"] is None and metrics["f1_ci_note"].startswith("every resample gave the same value")
     small = scored(labels[:20], (labels[:20] + 1) % 3, ("a", "b", "c"))
     assert small["f1_ci"] is None and small["f1_ci_note"].startswith("n too small")
+
+
+def test_each_resample_averages_over_its_own_classes():
+    """The bootstrap scores a resample as the estimate scores the data: a class the resample lacks is left out."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, size=(50, 12))  # 50 resamples of 12 rows; some lack a class
+    predictions = np.where(rng.random((50, 12)) < 0.7, labels, rng.integers(0, 6, size=(50, 12)))
+    batch = metric_scores(labels, predictions, 6)
+    assert any(len(set(row.tolist())) < 6 for row in labels)
+    for i in range(50):
+        present = sorted(set(labels[i].tolist()))
+        assert batch["f1_macro"][i] == pytest.approx(f1_score(labels[i], predictions[i], labels=present,
+                                                              average="macro", zero_division=0))
+
+
+def test_a_perfect_model_with_a_one_row_class_gets_no_interval_below_one():
+    """Scored 0 in the resamples that lacked it, the one-row class used to pull the interval below 1."""
+    labels = np.concatenate([np.arange(200) % 3, [3]])
+    metrics = scored(labels, labels, ("a", "b", "c", "d"))
+    assert metrics["f1_macro"] == 1.0
+    assert metrics["f1_macro_ci"] is None and metrics["f1_macro_ci_note"].startswith("every resample gave")
+
+
+def test_a_class_of_two_rows_takes_the_percentile_interval_for_macro_scores():
+    rng = np.random.default_rng(1)
+    labels = np.concatenate([rng.integers(0, 3, 300), [3, 3]])
+    predictions = np.where(rng.random(302) < 0.75, labels, rng.integers(0, 4, 302))
+    metrics = scored(labels, predictions, ("a", "b", "c", "d"))
+    for name in ("f1", "precision", "recall", "f1_macro"):
+        assert metrics[f"{name}_ci_method"] == "percentile", name
+        low, high = metrics[f"{name}_ci"]
+        assert low <= metrics[name] <= high
+    assert metrics["f1_weighted_ci_method"] == "bca"  # a missing class weighs 0 in it anyway
+    larger = scored(labels[:-1].tolist() + [3, 3], predictions.tolist() + [3], ("a", "b", "c", "d"))
+    assert larger["f1_ci_method"] == "bca"  # three rows of "d"
 
 
 @pytest.mark.parametrize("seed", range(4))

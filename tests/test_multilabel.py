@@ -86,6 +86,20 @@ def test_metrics_equal_sklearn(seed):
     assert per_epoch == {key: pytest.approx(metrics[key]) for key in per_epoch}
 
 
+def test_macro_f1_over_a_label_with_one_row_takes_the_percentile_interval():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((200, 3)) < 0.4).astype(np.float32)
+    truth[:, 2] = 0
+    truth[7, 2] = 1  # one row carries the third label: a resample lacks it about a third of the time
+    probabilities = np.clip(0.5 * truth + 0.55 * rng.random((200, 3)), 0, 1)
+    metrics = tk_compute_metrics(truth, probabilities, ("a", "b", "c"), True, None, "multi-label", None)
+    assert metrics["f1_macro_ci_method"] == "percentile"
+    assert metrics["f1_ci_method"] == "bca"  # micro F1 pools the counts: no class drops out of it
+    truth[8:10, 2] = 1
+    again = tk_compute_metrics(truth, probabilities, ("a", "b", "c"), True, None, "multi-label", None)
+    assert again["f1_macro_ci_method"] == "bca"
+
+
 def test_thresholds_against_hand_computed_values():
     # candidates 0.9 .. 0.2 give F1 2/4, 4/5, 4/6, 6/7, 6/8, 6/9: 0.4 wins, halfway to the next value down
     assert best_threshold([1, 1, 0, 1, 0, 0], [0.9, 0.8, 0.7, 0.4, 0.3, 0.2]) == pytest.approx(0.35)

@@ -38,7 +38,7 @@ def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_
     positive = (1 if positive_label is None else int(positive_label)) if n_classes == 2 else None
     counts = counts_of.class_counts(labels, predictions, n_classes)
     present = counts["support"] > 0
-    scores = counts_of.headline(counts, present, positive)
+    scores = counts_of.headline(counts, positive)
     names = HEADLINE + (("f1_weighted",) if n_classes > 2 else ())
     metrics = {name: float(scores[name]) for name in names}
     if not confidence:
@@ -58,7 +58,8 @@ def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_
 
 
 def confidence_intervals(labels, predictions, counts, present, positive, metrics, names):
-    """Wilson for proportions, a paired BCa bootstrap for the rest; ``<name>_ci`` (+ method or note) each."""
+    """Wilson for proportions, a paired BCa bootstrap for the rest (percentile for a macro average over a class
+    of one or two rows: ``intervals.bca_for_macro``); ``<name>_ci`` (+ method or note) each."""
     per_class = counts_of.class_scores(counts)
     wilson = {"accuracy": intervals.wilson(int(counts["tp"].sum()), len(labels))}
     if positive is not None:
@@ -72,13 +73,15 @@ def confidence_intervals(labels, predictions, counts, present, positive, metrics
     resampled = [name for name in names if name not in wilson and not (positive is None and name == "f1_macro")]
 
     def statistic(y, p, axis=-1):
-        scores = counts_of.metric_scores(y, p, len(present), present, positive, axis)
+        scores = counts_of.metric_scores(y, p, len(present), positive, axis)
         return np.stack([scores[name] for name in resampled])
 
+    macro_bca = intervals.bca_for_macro(counts["support"])
     found = dict(wilson)
     found.update(zip(resampled, intervals.bootstrap(
         (labels, predictions), statistic, [metrics[name] for name in resampled],
-        [rows.get(name, len(labels)) for name in resampled])))
+        [rows.get(name, len(labels)) for name in resampled],
+        bca=[macro_bca or positive is not None or name == "f1_weighted" for name in resampled])))
     if positive is None:
         found["f1_macro"] = found["f1"]  # the same number for more than two classes
     return [found[name].entries(name) for name in names]

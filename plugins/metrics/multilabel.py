@@ -28,7 +28,7 @@ def multilabel_metrics(labels, probabilities, label_names, confidence, threshold
     sums = scoring.summed(per_row)
     support = sums["tp"] + sums["fn"]
     present = support > 0
-    scores = scoring.scores(sums, present)
+    scores = scoring.scores(sums)
     metrics = {name: float(scores[name]) for name in scoring.HEADLINE}
     if not confidence:
         return metrics  # per-epoch numbers: numpy only
@@ -52,12 +52,13 @@ def _intervals(per_row, sums, truth, predictions, present, scores, metrics) -> l
     rows = [involved, involved, involved, n, n] + per_label_rows
 
     def statistic(index, axis=-1):
-        resampled = scoring.scores(scoring.summed(per_row, scoring.resample_weights(index, n)), present)
+        resampled = scoring.scores(scoring.summed(per_row, scoring.resample_weights(index, n)))
         return np.concatenate([np.stack([resampled[name] for name in RESAMPLED]),
                                np.moveaxis(resampled["label_f1"], -1, 0)])
 
     estimates = [metrics[name] for name in RESAMPLED] + scores["label_f1"].tolist()
-    found = intervals.bootstrap((np.arange(n),), statistic, estimates, rows)
+    bca = [name != "f1_macro" or intervals.bca_for_macro(sums["tp"] + sums["fn"]) for name in RESAMPLED]
+    found = intervals.bootstrap((np.arange(n),), statistic, estimates, rows, bca=bca + [True] * len(per_label_rows))
     for name, interval in zip(RESAMPLED, found):
         metrics.update(interval.entries(name))
     return found[len(RESAMPLED):]

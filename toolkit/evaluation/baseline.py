@@ -40,8 +40,7 @@ def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], maj
     if majority is None:
         majority, source = majority_class(labels), "scored split"
     constant = np.full(n, majority)
-    present = np.bincount(labels, minlength=n_classes) > 0
-    scores = headline(class_counts(labels, constant, n_classes), present, None)
+    scores = headline(class_counts(labels, constant, n_classes))
     model_correct, baseline_correct = predictions == labels, constant == labels
     p = mcnemar_exact(model_correct, baseline_correct)
     name = label_names[majority]

@@ -40,22 +40,22 @@ def class_scores(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def headline(counts: dict[str, np.ndarray], present: np.ndarray, positive: int | None) -> dict[str, np.ndarray]:
+def headline(counts: dict[str, np.ndarray], positive: int | None = None) -> dict[str, np.ndarray]:
     """accuracy, f1, precision, recall, f1_macro, f1_weighted.
 
-    Macro averages run over the ``present`` classes only (a boolean mask: the
-    classes with a true row in the scored split), as scikit-learn does with
-    ``labels=<present>``. With a ``positive`` class id (binary tasks), f1,
-    precision and recall are that class's; otherwise they are macro averages.
+    Macro averages run over the classes present in the scored rows (a true
+    row each), as scikit-learn does with ``labels=<present>``; with leading
+    axes, each index (a bootstrap resample) over its own present classes.
+    With a ``positive`` class id (binary tasks), f1, precision and recall are
+    that class's; otherwise they are macro averages.
     """
     per_class = class_scores(counts)
-    total = counts["support"].sum(axis=-1)
-    present = np.asarray(present, dtype=bool)
+    support = per_class["support"]
+    total = support.sum(axis=-1)
 
     def macro(values):
-        return values[..., present].mean(axis=-1) if present.any() else np.zeros(values.shape[:-1])
+        return present_mean(values, support > 0)
 
-    support = per_class["support"]
     scores = {
         "accuracy": counts["tp"].sum(axis=-1) / np.maximum(total, 1),
         "f1_macro": macro(per_class["f1"]),
@@ -66,7 +66,18 @@ def headline(counts: dict[str, np.ndarray], present: np.ndarray, positive: int |
     return scores
 
 
-def metric_scores(labels, predictions, n_classes: int, present: np.ndarray, positive: int | None, axis: int = -1):
+def metric_scores(labels, predictions, n_classes: int, positive: int | None = None, axis: int = -1):
     """``headline`` straight from labels and predictions (``axis`` must be the last: scipy passes -1)."""
     assert axis in (-1, np.ndim(labels) - 1)
-    return headline(class_counts(labels, predictions, n_classes), present, positive)
+    return headline(class_counts(labels, predictions, n_classes), positive)
+
+
+def present_mean(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The mean over the last axis of the entries ``present`` marks, per leading index (0 where none is).
+
+    The bootstrap scores each resample as the estimate scores the data (the
+    plug-in rule): a class a resample happens to lack is left out of its
+    average, not scored 0, which would pull every resample below the estimate
+    when tiny classes are many."""
+    chosen = np.broadcast_to(present, values.shape)
+    return np.where(chosen, values, 0.0).sum(axis=-1) / np.maximum(chosen.sum(axis=-1), 1)

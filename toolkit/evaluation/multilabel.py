@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.evaluation.counts import present_mean
+
 HEADLINE = ("f1", "precision", "recall", "f1_macro", "accuracy", "hamming_loss")
 DEFAULT_THRESHOLD = 0.5
 
@@ -66,15 +68,16 @@ def _ratio(top, bottom):
     return np.where(bottom > 0, top / np.maximum(bottom, 1e-300), 0.0)
 
 
-def scores(sums: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.ndarray]:
-    """Every multi-label score from ``summed`` counts (leading axes: resamples); per-label ones as ``label_*``."""
+def scores(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every multi-label score from ``summed`` counts (leading axes: resamples); per-label ones as ``label_*``.
+
+    Macro averages run over the labels present in the scored rows, per resample (``counts.present_mean``)."""
     tp, fp, fn = sums["tp"], sums["fp"], sums["fn"]
-    present = np.asarray(present, dtype=bool)
     per_label = {"label_precision": _ratio(tp, tp + fp), "label_recall": _ratio(tp, tp + fn),
                  "label_f1": _ratio(2 * tp, 2 * tp + fp + fn)}
 
     def macro(values):
-        return values[..., present].mean(axis=-1) if present.any() else np.zeros(values.shape[:-1])
+        return present_mean(values, tp + fn > 0)
 
     all_tp, all_fp, all_fn = tp.sum(axis=-1), fp.sum(axis=-1), fn.sum(axis=-1)
     labels = tp.shape[-1]
@@ -95,4 +98,4 @@ def score_sets(labels, predictions) -> dict[str, np.ndarray]:
     """``scores`` of predicted label sets on true ones, macro over the labels present in ``labels``."""
     per_row = row_counts(labels, predictions)
     sums = summed(per_row)
-    return scores(sums, sums["tp"] + sums["fn"] > 0)
+    return scores(sums)

@@ -113,24 +113,18 @@ def _row_counts(scored: Scored) -> dict[str, np.ndarray]:
     return {"tp": labels * predictions, "predicted": predictions, "support": labels}
 
 
-def _scores(scored: Scored, per_row: dict[str, np.ndarray], weights: np.ndarray, present: np.ndarray,
+def _scores(scored: Scored, per_row: dict[str, np.ndarray], weights: np.ndarray,
             names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if scored.multi_label:
-        found = multilabel.scores(multilabel.summed(per_row, weights), present)
+        found = multilabel.scores(multilabel.summed(per_row, weights))
     else:
-        found = headline({key: weights @ value for key, value in per_row.items()}, present, scored.positive_class)
+        found = headline({key: weights @ value for key, value in per_row.items()}, scored.positive_class)
     return {name: np.asarray(found[name], dtype=np.float64) for name in names}
-
-
-def _present(scored: Scored) -> np.ndarray:
-    if scored.multi_label:
-        return (np.asarray(scored.labels) > 0.5).any(axis=0)
-    return np.bincount(np.asarray(scored.labels, dtype=np.int64), minlength=scored.n_classes) > 0
 
 
 def score(scored: Scored, names: tuple[str, ...]) -> dict[str, float]:
     """The metrics themselves, on every row."""
-    found = _scores(scored, _row_counts(scored), np.ones(len(scored)), _present(scored), names)
+    found = _scores(scored, _row_counts(scored), np.ones(len(scored)), names)
     return {name: float(value) for name, value in found.items()}
 
 
@@ -158,7 +152,6 @@ def resampled(a: Scored, b: Scored, names: tuple[str, ...], paired: bool = True,
         raise ValueError("a paired comparison needs the same rows with the same labels")
     estimate_a, estimate_b = score(a, names), score(b, names)
     rows_a, rows_b = _row_counts(a), _row_counts(b)
-    present_a, present_b = _present(a), _present(b)
     rng = np.random.default_rng(seed)
     batch = max(1, BATCH_CELLS // max(len(a), len(b), 1))
     replicates: list[np.ndarray] = []
@@ -166,8 +159,8 @@ def resampled(a: Scored, b: Scored, names: tuple[str, ...], paired: bool = True,
         size = min(batch, RESAMPLES - start)
         weights_a = _weights(rng, len(a), size)
         weights_b = weights_a if paired else _weights(rng, len(b), size)
-        found_a = _scores(a, rows_a, weights_a, present_a, names)
-        found_b = _scores(b, rows_b, weights_b, present_b, names)
+        found_a = _scores(a, rows_a, weights_a, names)
+        found_b = _scores(b, rows_b, weights_b, names)
         replicates.append(np.stack([found_a[name] - found_b[name] for name in names]))
     return {name: estimate_a[name] - estimate_b[name] for name in names}, np.concatenate(replicates, axis=1)
 
