@@ -48,8 +48,9 @@ def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_pat
     path = tmp_path / "mine.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([["text", "label"], *rows])
-    document, _ = tk_json("cv", "--data", path, "--folds", "3", "--set", "model=tiny", "--set", "epochs=1",
-                          "--set", "validation_size=10")
+    document, stderr = tk_json("cv", "--data", path, "--folds", "3", "--set", "model=tiny", "--set", "epochs=1",
+                               "--set", "validation_size=20")
+    assert stderr.count("Calibration on the held-out fold (ECE") == 3 and "the test split" not in stderr
     cv_dir = tmp_path / document["cv_dir"] if not os.path.isabs(document["cv_dir"]) else document["cv_dir"]
     found = oof(__import__("pathlib").Path(cv_dir))
     numbers = [int(r["row"]) for r in found]

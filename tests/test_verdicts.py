@@ -263,7 +263,10 @@ def test_a_model_that_learned_and_is_still_learning_is_not_called_underfit():
 
     unlearned = [EpochRecord(1, 0.70, 0.69, 0.5, 0.4, 10.0), EpochRecord(2, 0.50, 0.68, 0.5, 0.4, 10.0)]
     found = diagnose_underfitting(unlearned, prior=0.693, predicted_classes=2, present_classes=2, settings=settings)
-    assert found["underfitting"] and "only 2% lower" in found["message"] and len(found["signs"]) == 2
+    assert found["underfitting"] and "only 1.9% lower" in found["message"] and len(found["signs"]) == 2
+    at_prior = [EpochRecord(1, 0.6932, 0.69312, 0.5, 0.4, 10.0)]
+    found = diagnose_underfitting(at_prior, prior=0.69315, predicted_classes=2, present_classes=2, settings=settings)
+    assert "base rate (no lower;" in found["message"]  # not "only 0% lower"
 
 
 def test_one_seed_has_no_spread_and_the_calibration_line_says_what_changed():

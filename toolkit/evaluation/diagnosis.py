@@ -151,9 +151,10 @@ def diagnose_underfitting(history: list[EpochRecord], prior: float | None,
     signs, advice = [], []
     if not beats_prior(best.validation_loss, prior):
         gap = 1 - best.validation_loss / prior
+        gap = 0.0 if abs(gap) < 0.0005 else gap  # "0.0% lower" would say less than "no lower"
         signs.append(f"the lowest validation loss, {best.validation_loss:.4f} (epoch {best.epoch}), is not clearly "
                      f"below the {prior:.4f} of predicting each {settings.get('unit', 'class')}'s base rate ("
-                     + (f"only {gap:.0%} lower" if gap > 0 else f"{-gap:.0%} higher" if gap < 0 else "no lower")
+                     + (f"only {gap:.1%} lower" if gap > 0 else f"{-gap:.1%} higher" if gap < 0 else "no lower")
                      + "; a model that learned should be well below)")
     fall = still_falling(history) if best.epoch == history[-1].epoch else None
     if fall is not None:

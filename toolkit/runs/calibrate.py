@@ -48,7 +48,8 @@ def fit(model: Any, prepared: Any, progress: Any) -> Fitted:
     return Fitted(temperature, (labels, after), None, nll)
 
 
-def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task: Any, progress: Any) -> dict:
+def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task: Any, progress: Any,
+            scored_as: str = "the test split") -> dict:
     """metrics.json's ``calibration``: ECE before and after on the test split, with intervals, the reliability
     bins of each, and accuracy against coverage. ``probabilities``: the saved (calibrated) model's."""
     multi = task.multi_label
@@ -70,7 +71,7 @@ def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task:
                        "reliability": {name: calibration.bin_stats(*calibration.confidence_and_hits(p, labels))
                                        for name, p in (("before", before), ("after", probabilities))}})
         ci = result.get("ece_before_ci"), result.get("ece_after_ci")
-        progress.note(f"Calibration on the test split (ECE, {result['bins']} equal-width bins): "
+        progress.note(f"Calibration on {scored_as} (ECE, {result['bins']} equal-width bins): "
                       f"{result['ece_before']:.3f}{_interval(ci[0])} before, "
                       f"{result['ece_after']:.3f}{_interval(ci[1])} after{_change(result)}.")
     result["selective"] = calibration.selective(probabilities, labels)

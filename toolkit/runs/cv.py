@@ -138,7 +138,7 @@ class CvData:
         progress.note(f"Fold {fold + 1}: train {len(splits['train']):,}, validation {len(splits['validation']):,}, "
                       f"scored {len(splits['test']):,}")
         return Prepared(self.task, self.dataset, self.source, self.engine, checks, splits, tokenized, self.tokenizer,
-                        copy.deepcopy(self.model), self.notes + list(made.notes))
+                        copy.deepcopy(self.model), self.notes + list(made.notes), scored_as="the held-out fold")
 
 
 def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"), base: Path | None = None,

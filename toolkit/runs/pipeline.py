@@ -238,7 +238,8 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
                     baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
                     thresholds=tuned)
     diagnosis = diagnose_overfitting(result.history, task.train_size)
-    metrics["calibration"] = calibrate.on_test(fitted, labels, probabilities, task, progress)
+    metrics["calibration"] = calibrate.on_test(fitted, labels, probabilities, task, progress,
+                                              prepared.scored_as)
     metrics.update({
         "task": task.name,
         "split": "test",

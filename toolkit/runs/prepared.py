@@ -37,6 +37,7 @@ class Prepared:
     source_fingerprint: dict[str, Any] | None = None  # the data as loaded, before splitting: tk evaluate compares
     class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
     model_info: Any = None  # the ModelInfo the model came from: its Hub id, license and language for the card
+    scored_as: str = "the test split"  # what the scored rows are, in tk's notes (a cv fold: "the held-out fold")
 
 
 def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:
