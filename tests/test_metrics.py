@@ -207,6 +207,10 @@ def test_a_class_of_two_rows_takes_the_percentile_interval_for_macro_scores():
     assert metrics["f1_weighted_ci_method"] == "bca"  # a missing class weighs 0 in it anyway
     larger = scored(labels[:-1].tolist() + [3, 3], predictions.tolist() + [3], ("a", "b", "c", "d"))
     assert larger["f1_ci_method"] == "bca"  # three rows of "d"
+    binary = scored(np.minimum(labels, 1), np.minimum(predictions, 1), ("no", "yes"))
+    assert binary["f1_macro_ci_method"] == "bca"
+    rare_yes = scored((labels == 3).astype(int), (predictions == 3).astype(int), ("no", "yes"))
+    assert rare_yes["f1_macro_ci_method"] == "percentile"  # two rows of "yes"
 
 
 @pytest.mark.parametrize("seed", range(4))

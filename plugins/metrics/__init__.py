@@ -77,11 +77,12 @@ def confidence_intervals(labels, predictions, counts, present, positive, metrics
         return np.stack([scores[name] for name in resampled])
 
     macro_bca = intervals.bca_for_macro(counts["support"])
+    averaged = {"f1_macro"} if positive is not None else {"f1", "precision", "recall"}  # over the classes
     found = dict(wilson)
     found.update(zip(resampled, intervals.bootstrap(
         (labels, predictions), statistic, [metrics[name] for name in resampled],
         [rows.get(name, len(labels)) for name in resampled],
-        bca=[macro_bca or positive is not None or name == "f1_weighted" for name in resampled])))
+        bca=[macro_bca or name not in averaged for name in resampled])))
     if positive is None:
         found["f1_macro"] = found["f1"]  # the same number for more than two classes
     return [found[name].entries(name) for name in names]
