@@ -60,6 +60,8 @@ def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_pat
         assert (row["text"], row["label"]) == (text, label)
         assert abs(float(row["p_neg"]) + float(row["p_pos"]) - 1) < 1e-3
     fold = {int(r["row"]): r["fold"] for r in found}
+    page = (Path(cv_dir) / "fold-2" / "report.html").read_text(encoding="utf-8")
+    assert "Fold 2 of a cross-validation" in page and "the rows this fold held out of training" in page
     assert fold[4] == fold[8]  # identical texts, one fold
     summary = document["summary"]
     assert summary["folds"] == 3 and summary["scored"] == 119

@@ -20,6 +20,7 @@ class RunData:
     manifest: dict[str, Any]
     predictions: list[dict[str, str]]
     warning: str | None = None  # --allow-incomplete: why this is not a complete run's page
+    cv_fold: int | None = None  # a tk cv fold's folder: its "test" rows are the fold held out
 
     @property
     def labels(self) -> list[str]:
@@ -39,7 +40,7 @@ def load_run_data(run_dir: Path, allow_incomplete: bool = False, writing: bool =
     is a TkError that says so (``writing``: tk run writing the page of the run it is saving)."""
     folder = open_run(Path(run_dir), allow_incomplete or writing, verify="none" if writing else "results")
     return RunData(folder.path, folder.metrics, folder.manifest, folder.predictions(),
-                   None if writing else folder.warning)
+                   None if writing else folder.warning, folder.config.get("cv_fold"))
 
 
 def label_arrays(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

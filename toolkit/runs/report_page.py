@@ -30,6 +30,11 @@ def render_report(run_dir: Path, allow_incomplete: bool = False, writing: bool =
               f"{e(data_name(run.manifest) if run.task.get('dataset') else 'not recorded')}</p></header>")
     if run.warning:
         header += f'<p class="warn">{e(run.warning)}</p>'
+    if run.cv_fold:
+        header += (f'<p class="muted">Fold {run.cv_fold} of a cross-validation '
+                   '(<a href="../report.html">its summary</a>). Where this page says test, it means the rows this '
+                   "fold held out of training: rows of the data's training split, scored by a model that never saw "
+                   "them.</p>")
     parts = [header] + [part(run) for part in sections.ALL]
     return page(f"tk report: {name}", "".join(p for p in parts if p))
 
