@@ -104,6 +104,10 @@ def test_cv_says_what_its_folds_warn_of_once_per_kind(tmp_path):
     for fold, missed in ((1, "'a', 'b'"), (2, "'c', 'd', 'e'")):
         (tmp_path / f"{fold}.json").write_text(json.dumps({"warnings": [f"It never predicts {missed}."]}))
     assert warnings_across([tmp_path / "1.json", tmp_path / "2.json"]) == [("It never predicts 'a', 'b'.", 2, 0)]
+    # one kind though the differences have other signs
+    for fold, change in ((1, "-0.026 [-0.060, +0.009]"), (2, "+0.006 [-0.025, +0.038]")):
+        (tmp_path / f"{fold}.json").write_text(json.dumps({"warnings": [f"As good within noise ({change})."]}))
+    assert len(warnings_across([tmp_path / "1.json", tmp_path / "2.json"])) == 1
 
 
 class Counting(Progress):

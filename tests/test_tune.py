@@ -4,6 +4,7 @@ resumed, two workers on one study, the test split kept for the end, and a final 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,10 +59,13 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
     """Trial 0 is the task's own configuration, then the --try ones in order: 1e-3 trains normally; 3.0 sends
     the validation loss to several times ln 2 in its first epoch, far above the two finished trials' median
     (about ln 2), so the pruner stops it there on any CPU; 0.0123 makes the faulty plugin raise."""
-    document, _ = tk_json(*tune_args(faulty / "runs", "--trials", "4", "--space", "learning_rate=1e-3..3.0:log",
-                                     "--try", "learning_rate=1e-3", "--try", "learning_rate=3.0",
-                                     "--try", "learning_rate=0.0123", "--top", "1", "--seeds", "2"))
+    document, stderr = tk_json(*tune_args(faulty / "runs", "--trials", "4", "--space",
+                                          "learning_rate=1e-3..3.0:log", "--try", "learning_rate=1e-3",
+                                          "--try", "learning_rate=3.0", "--try", "learning_rate=0.0123", "--top", "1",
+                                          "--seeds", "2"))
     tune_dir = Path(document["tune_dir"])
+    # a finished trial's line says what it scored on validation, so one that learned nothing shows it then
+    assert re.search(r"Trial 1: validation loss \d\.\d{4} \(epoch \d; val acc \d\.\d{3}, val f1 \d\.\d{3}", stderr)
     trials = trials_of(tune_dir)
     assert [trials[n]["state"] for n in range(4)] == ["complete", "complete", "pruned", "failed"]
     assert trials[0]["default"] and trials[0]["params"] == {"learning_rate": 2e-3}
@@ -258,6 +262,32 @@ def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
     # One seed far better and two slightly worse: the seeds disagree, so the interval over seeds spans 0.
     mixed = seed_runs("trial 7", 0.95, seeds=(2,)) + seed_runs("trial 7", 0.68, seeds=(3, 4))
     assert against_default(mixed, default, "trial 7", 0)["verdict"] == "noise"
+
+
+def test_a_trial_that_learned_nothing_says_so_on_its_line():
+    from toolkit.runs.tune_study import completed
+
+    found = {"metric": "loss", "value": 0.36841, "best_epoch": 2, "validation_accuracy": 0.8637,
+             "validation_f1": 0.0}
+    assert completed(found) == ("validation loss 0.3684 (epoch 2; val acc 0.864, val f1 0.000: it learned nothing "
+                                "of the class F1 is measured on)")
+    assert completed({**found, "validation_f1": 0.8}).endswith("val f1 0.800)")
+
+
+def test_the_final_table_shows_the_metric_it_tests_and_a_constant_group_raises_no_warning(recwarn):
+    from toolkit.runs.compare import format_group_rows, group_rows, welch_p
+
+    one_class = 0.4634146341463415
+    assert 0 < welch_p([one_class, one_class * (1 + 1e-16)], [0.80, 0.85]) < 0.05
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # scipy's cancellation warning
+    groups = {"default": seed_runs("default", 0.70), "trial 4": seed_runs("trial 4", 0.60)}
+    for runs, f1 in ((groups["default"], 0.61), (groups["trial 4"], 0.0)):
+        for run in runs:
+            run.metrics.update({"f1": f1, "f1_macro": 0.3 + f1 / 2, "train_seconds": 1.0,
+                                "select_metric": "f1_macro", "history": [{"validation_loss": 0.5}]})
+    table = format_group_rows(group_rows(groups)).splitlines()
+    assert "macro f1" in table[0] and table[0].endswith("(Welch's t-test on f1_macro)")
+    assert "0.6050 ± 0.0000" in table[2]  # the macro F1 column, not the F1 of one class (0.6100)
 
 
 def test_the_default_space_leaves_out_keys_set_and_pins_single_values(project):

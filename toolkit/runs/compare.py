@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from toolkit.runs.artifacts import FORMULA_START
 from toolkit.runs.loader import open_run
 
 SIGNIFICANCE = 0.05
+GROUP_COLUMNS = {"f1_macro": "macro f1"}
 
 
 @dataclass
@@ -106,9 +108,17 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
     if len(a) < 2 or len(b) < 2:
         return None
-    if statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0:
+    if _constant(a) and _constant(b):
         return 1.0 if statistics.mean(a) == statistics.mean(b) else 0.0
-    return float(ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # one group constant to rounding: scipy's "catastrophic cancellation"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(a if not _constant(a) else [a[0]] * len(a),
+                               b if not _constant(b) else [b[0]] * len(b), equal_var=False).pvalue)
+
+
+def _constant(values: list[float]) -> bool:
+    """Equal to rounding: seeds that gave one answer (a model that predicts one class) differ by 1e-16."""
+    return max(values) - min(values) <= 1e-12 * max(1.0, abs(statistics.mean(values)))
 
 
 def verdict(p: float | None) -> str:
@@ -280,6 +290,7 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
             "best_validation_loss": _spread([r.best_validation_loss for r in runs]),
             "accuracy": _spread(accuracy[name]),
             "f1": _spread([r.metrics["f1"] for r in runs]),
+            **({metric: _spread(decided[name])} if metric not in ("accuracy", "f1") else {}),
             "overfitting_runs": sum(bool(r.metrics.get("diagnosis", {}).get("overfitting")) for r in runs),
             "vs_best": against_best(p, difference, "welch", name == best, metric),
         })
@@ -287,14 +298,18 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
 
 
 def format_group_rows(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'accuracy':>15} {'f1':>15} "
-              f"{'overfit':>7}  vs best (Welch's t-test on {rows[0]['vs_best']['metric']})")
+    """The table over seeds; its third score column is the one the verdict is decided on (macro F1 where
+    that decides, not a binary task's F1 of one class beside it)."""
+    metric = rows[0]["vs_best"]["metric"]
+    third = metric if metric in rows[0] and metric != "accuracy" else "f1"
+    header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'accuracy':>15} "
+              f"{GROUP_COLUMNS.get(third, third):>15} {'overfit':>7}  vs best (Welch's t-test on {metric})")
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         overfit = f"{row['overfitting_runs']}/{row['seeds']}"
         lines.append(f"{row['label']:<34} {row['seeds']:>5} {row['train_seconds']:>9.1f} "
                      f"{_mean_sd(row['best_validation_loss']):>15} {_mean_sd(row['accuracy']):>15} "
-                     f"{_mean_sd(row['f1']):>15} {overfit:>7}  {_against(row)}")
+                     f"{_mean_sd(row[third]):>15} {overfit:>7}  {_against(row)}")
     return "\n".join(lines)
 
 

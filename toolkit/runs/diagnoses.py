@@ -79,5 +79,5 @@ def warnings_across(metrics_files: list[Path]) -> list[tuple[str, int, int]]:
 
 def kind_of(warning: str) -> str:
     """A warning with its numbers and quoted names, and any list of them ('a', 'b' and 3 more), as one #."""
-    kind = re.sub(r"'[^']*'|[\d.,]+", "#", warning).replace(" and # more", "")
+    kind = re.sub(r"'[^']*'|[-+]?[\d.,]+", "#", warning).replace(" and # more", "")
     return re.sub(r"#(?:[\s,]*#)*", "#", kind)

@@ -229,12 +229,23 @@ def run_trials(study: Any, total: int, launch: Callable[[Any, dict[str, Any]], d
         found = launch(trial, params)
         close(study, trial, found["state"], found.get("error"), found.get("value"))
         ran += 1
-        said = {"complete": lambda: f"{found['value']:.4f}",
+        said = {"complete": lambda: completed(found),
                 "pruned": lambda: f"pruned after epoch {found.get('pruned_after')}",
                 "failed": lambda: f"failed: {found.get('error')}"}
         note(f"Trial {trial.number}: " + said.get(found["state"], lambda: found["state"])())
         if found["state"] == "interrupted":
             raise KeyboardInterrupt
+
+
+def completed(found: dict[str, Any]) -> str:
+    """'validation loss 0.3684 (epoch 2; val acc 0.864, val f1 0.000: it learned nothing of the class F1 is
+    on)': a trial that learned nothing says so now, not after the final runs."""
+    said = f"validation {found.get('metric')} {found['value']:.4f}"
+    if found.get("validation_f1") is None:  # a trial recorded before tk kept these
+        return said
+    f1 = found["validation_f1"]
+    return (f"{said} (epoch {found.get('best_epoch')}; val acc {found['validation_accuracy']:.3f}, val f1 {f1:.3f}"
+            + (": it learned nothing of the class F1 is measured on)" if f1 == 0 else ")"))
 
 
 def format_value(value: Any) -> str:

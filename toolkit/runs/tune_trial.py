@@ -62,7 +62,7 @@ class TrialRun:
     def finish(self, run_dir: Path, result: Any) -> Any:
         best = next(r for r in result.history if r.epoch == result.best_epoch)
         return self._end(run_dir, list(result.history), "complete", objective_value(best, self.metric),
-                         best_epoch=result.best_epoch)
+                         best_epoch=result.best_epoch, validation_accuracy=best.accuracy, validation_f1=best.f1)
 
     def pruned(self, run_dir: Path, ended: EndedEarly) -> Any:
         values = [objective_value(r, self.metric) for r in self.seen]
