@@ -59,7 +59,9 @@ def test_export_answers_as_the_run_does(exported, run):
     assert check["agreement"] == 1.0 and check["disagreements"] == 0
     assert check["max_probability_difference"] < FP32_TOLERANCE
     assert check["metrics"]["run"]["accuracy"] == check["metrics"]["export"]["accuracy"]
-    assert check["mcnemar_p"] == 1.0 and min(check["texts_per_second"].values()) > 0
+    speed = check["texts_per_second"]  # 80 rows: two interleaved timing rounds of 40
+    assert check["mcnemar_p"] == 1.0 and speed["run"] > 0 and speed["export"] > 0 and speed["rounds"] == 2
+    assert 0 < speed["ratio_range"][0] <= speed["ratio_range"][1]
     assert set(exported) == documented("`tk export --json`")  # docs/json.md lists every field
     assert set(check) == documented("`tk export --json`", "check.")
     manifest = json.loads((run / "onnx" / "tk_export.json").read_text())
@@ -135,6 +137,10 @@ def test_the_check_says_why_a_metric_has_no_interval():
              "mcnemar_p": 1.0, "texts_per_second": {"run": 10.0, "export": 20.0},
              "metrics": {"run": few, "export": {**few, "accuracy_ci": [0.7, 0.98]}}}
     lines = describe(check, "ONNX Runtime")
+    assert lines[-1].endswith("(2.00x; one round, so no spread)")
+    rounds = {**check, "texts_per_second": {"run": 10.0, "export": 20.0, "rounds": 4, "ratio_range": [1.8, 2.3]}}
+    assert describe(rounds, "onnx")[-1].endswith("(2.00x; 1.80x to 2.30x over 4 interleaved rounds)")
+    assert "int8 quantization moves probabilities" in describe({**check, "run_bf16": True}, "onnx-int8")[0]
     assert "bf16" not in lines[0] and "(the run scores in bf16 on this machine" in describe({**check, "run_bf16": True},
                                                                                          "ONNX Runtime")[0]
     assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), f1 0.800 (no interval: n < 30)")

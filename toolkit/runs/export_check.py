@@ -17,14 +17,32 @@ from toolkit.training.device import use_bf16
 MIN_AGREEMENT = 0.99  # the share of rows on which the export must give the run's answer (tk export --min-agreement)
 
 
-def timed_probabilities(model: Any, texts: list[str]) -> tuple[np.ndarray, float]:
-    """Probabilities and texts/s, tokenizing included (as tk evaluate times it), after one text untimed (the
-    first call sets up kernels and thread pools)."""
-    model.probabilities(texts[:1])
-    started = time.perf_counter()
-    probabilities = model.probabilities(texts)
-    seconds = time.perf_counter() - started
-    return probabilities, len(texts) / seconds if seconds > 0 else float("inf")
+ROUND_ROWS = 32  # the fewest rows a timing round scores: smaller parts would time batching, not the model
+MAX_ROUNDS = 4
+
+
+def timed_pair(run: Any, export: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Both models' probabilities, and texts/s of each, tokenizing included (as tk evaluate times it).
+
+    The rows are scored in interleaved rounds (run, export; then export, run; ...), so a change in the
+    machine's load while checking falls on both sides alike; each round's ratio is kept, and their range says
+    how steady the machine was. One text each goes first, untimed (it sets up kernels and thread pools)."""
+    run.probabilities(texts[:1])
+    export.probabilities(texts[:1])
+    parts = np.array_split(np.arange(len(texts)), max(1, min(MAX_ROUNDS, len(texts) // ROUND_ROWS)))
+    found: dict[str, list[np.ndarray]] = {"run": [], "export": []}
+    seconds = {"run": [], "export": []}
+    for number, part in enumerate(parts):
+        for side in ("run", "export") if number % 2 == 0 else ("export", "run"):
+            model = run if side == "run" else export
+            started = time.perf_counter()
+            found[side].append(model.probabilities([texts[i] for i in part]))
+            seconds[side].append(max(time.perf_counter() - started, 1e-9))
+    speed = {side: len(texts) / sum(spent) for side, spent in seconds.items()}
+    ratios = [ours / theirs for ours, theirs in zip(seconds["run"], seconds["export"])]  # export's speed-up
+    return (np.concatenate(found["run"]), np.concatenate(found["export"]),
+            {"run": round(speed["run"], 1), "export": round(speed["export"], 1),
+             "rounds": len(parts), "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})
 
 
 def answers(model: Any, probabilities: np.ndarray) -> np.ndarray:
@@ -43,8 +61,7 @@ def compare(pm, run: Any, export: Any, rows: Any, task: Any) -> dict[str, Any]:
     """Both models on ``rows``: agreement, the largest probability difference, accuracy and F1 with their 95%
     intervals, McNemar's exact p for their accuracies, and texts/s of each on this machine."""
     texts, truth = column(rows, "text"), np.asarray(column(rows, "label"))
-    ours, ours_speed = timed_probabilities(run, texts)
-    theirs, theirs_speed = timed_probabilities(export, texts)
+    ours, theirs, speed = timed_pair(run, export, texts)
     ours_answers, theirs_answers = answers(run, ours), answers(export, theirs)
     same = (ours_answers == theirs_answers).all(axis=1) if run.multi_label else ours_answers == theirs_answers
     options = dict(confidence=True, positive_label=positive_class(task, run.labels, str(run.run_dir)),
@@ -59,7 +76,7 @@ def compare(pm, run: Any, export: Any, rows: Any, task: Any) -> dict[str, Any]:
         "max_probability_difference": float(np.abs(ours - theirs).max()) if len(texts) else None,
         "mcnemar_p": mcnemar_exact(correct(run, ours_answers, truth_answers),
                                    correct(run, theirs_answers, truth_answers)),
-        "texts_per_second": {"run": round(ours_speed, 1), "export": round(theirs_speed, 1)},
+        "texts_per_second": speed,
         "run_bf16": use_bf16(run.task.bf16),  # the run's side rounds to bf16: about 0.01 apart from float32
         "metrics": {side: {key: found.get(key) for key in METRIC_KEYS if key in found}
                     for side, found in metrics.items()},
@@ -84,9 +101,19 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
     return [f"Checked on {check['rows']:,} rows: the export gives the run's answer on {check['agreement']:.2%} "
             f"({check['disagreements']:,} differ); largest probability difference "
             f"{check['max_probability_difference']:.2g}"
-            + (" (the run scores in bf16 on this machine, whose rounding alone moves probabilities about 0.01)"
+            + (" (int8 quantization moves probabilities more than rounding does; the floor is on the answers)"
+               if backend.endswith("int8") else
+               " (the run scores in bf16 on this machine, whose rounding alone moves probabilities about 0.01)"
                if check.get("run_bf16") else ""),
             metric_line("run", "run (tk, PyTorch)"), metric_line("export", f"export ({backend})"),
             f"  McNemar exact p (same accuracy) = {check['mcnemar_p']:.3g}",
             f"  texts/s on this machine, tokenizing included: run {speed['run']:,.1f}, export {speed['export']:,.1f} "
-            f"({speed['export'] / speed['run']:.2f}x)"]
+            f"({speed['export'] / speed['run']:.2f}x{_spread(speed)})"]
+
+
+def _spread(speed: dict[str, Any]) -> str:
+    """'; 1.25x to 1.38x over 4 interleaved rounds': how much the ratio moved while the machine checked."""
+    low, high = speed.get("ratio_range") or (None, None)
+    if low is None or speed.get("rounds", 1) < 2:
+        return "; one round, so no spread"
+    return f"; {low:.2f}x to {high:.2f}x over {speed['rounds']} interleaved rounds"
