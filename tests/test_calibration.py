@@ -116,6 +116,12 @@ def test_predict_min_confidence_marks_abstentions(pm, project):
     shown = ok("predict", run.run_dir, "the plot", "--min-confidence", "0.999")
     guess = tk_json("predict", run.run_dir, "the plot")[0]["predictions"][0]["label"]
     assert shown.startswith(f"(abstained; best guess {guess})")
+    from toolkit.cli.using import prediction_lines
+    rows = [{"label": "ham", "probabilities": {"ham": 0.998, "spam": 0.002}, "text": "Are we on?", "abstained": False},
+            {"label": "spam", "probabilities": {"ham": 0.014, "spam": 0.986}, "text": "WINNER!!", "abstained": True}]
+    lines = prediction_lines(rows)
+    assert lines[1].startswith("(abstained; best guess spam) ham 0.014  spam 0.986")
+    assert lines[0].index("ham 0.998") == lines[1].index("ham 0.014")  # the scores start in one column
     from toolkit.cli.using import shown_probability
     # an abstained answer's probability is cut, so it never shows as meeting the bar it missed
     assert shown_probability(0.9497, abstained=True) == "0.949" and shown_probability(0.9497, False) == "0.950"

@@ -152,6 +152,7 @@ def batch_count(server) -> float:
 
 BAD = [
     (b'{"texts": ["a", ', 400, "not valid JSON"),
+    (b"", 400, "the body is empty"),
     (b"\xff\xfe\xfa not utf-8", 400, "not valid JSON"),
     (b'["a text"]', 422, "not an object"),
     (b"{}", 422, "neither 'text' nor 'texts'"),

@@ -72,13 +72,24 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
-    for row in rows:  # texts and label names come from files: no terminal control codes reach the screen
+    for line in prediction_lines(rows):
+        click.echo(line)
+
+
+def prediction_lines(rows: list[dict]) -> list[str]:
+    """One line per text: the answer, its probabilities, the text; the scores start in one column for every
+    row, an abstained one's words included. Texts and label names come from files: no control codes shown."""
+    answers = [f"(abstained; best guess {printable(row['label'])})" if row.get("abstained") else
+               printable(row["label"]) for row in rows]
+    width = max([12, *map(len, answers)])
+    lines = []
+    for row, answer in zip(rows, answers):
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
         shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
-        held = row.get("abstained")
-        scores = "  ".join(f"{printable(name)} {shown_probability(value, held)}" for name, value in shown)
-        label = f"(abstained; best guess {printable(row['label'])})" if held else printable(row["label"])
-        click.echo(f"{label:<12} {scores}  {printable(row['text'])[:80]}")
+        scores = "  ".join(f"{printable(name)} {shown_probability(value, row.get('abstained'))}"
+                           for name, value in shown)
+        lines.append(f"{answer:<{width}} {scores}  {printable(row['text'])[:80]}")
+    return lines
 
 
 def shown_probability(value: float, abstained: bool | None) -> str:

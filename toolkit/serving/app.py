@@ -13,6 +13,7 @@ import hmac
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +40,7 @@ def metadata_of(model: Any, settings: ServeSettings) -> dict[str, Any]:
     """What a client needs to know about the input the model expects and the answers it gives."""
     task = model.task
     chunks = task.reads_in_windows
-    return {"schema": "tk.serve.metadata/1", "folder": settings.folder, "run_dir": str(model.run_dir),
+    return {"schema": "tk.serve.metadata/1", "folder": settings.folder, "run_dir": str(Path(model.run_dir).resolve()),
             "backend": getattr(model, "backend", "pytorch"), "labels": list(model.labels),
             "problem": task.problem, "thresholds": (dict(zip(model.labels, map(float, model.thresholds)))
                                                     if model.multi_label else None),

@@ -35,6 +35,8 @@ async def read_body(request: Any, limit: int) -> bytes:
 
 def texts_of(body: bytes, max_texts: int) -> list[str]:
     """The texts a /predict body asks about: ``{"text": str}`` or ``{"texts": [str, ...]}``."""
+    if not body.strip():
+        raise BadRequest(400, f"the body is empty; {EXAMPLE}", "malformed_json")
     try:
         document = json.loads(body)
     except ValueError as error:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8/16/32
