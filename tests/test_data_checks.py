@@ -8,7 +8,7 @@ from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits
 from toolkit.data.hashes import normalise
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import encode_texts
+from toolkit.data.tokens import cut_flags, encode_texts
 from toolkit.errors import TkError
 
 LABELS = ("neg", "pos")
@@ -226,6 +226,22 @@ def test_truncation_strategies_with_a_real_tokenizer(tiny_model, truncation, kep
     assert tokens == ["[CLS]", *kept, "[SEP]"]
     assert tokenizer.convert_ids_to_tokens(encoded["input_ids"][1]) == ["[CLS]", "good", "film", "[SEP]"]
     assert encoded["length"] == [8, 4]
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_cut_flags_name_exactly_the_texts_that_lost_tokens(tiny_model, truncation):
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    task = SimpleNamespace(max_length=8, truncation=truncation, reads_in_windows=False)
+    texts = [" ".join(WORDS), " ".join(WORDS[:6]), " ".join(WORDS[:7]), "good film"]  # 10, 6, 7 and 2 words
+    encoded = encode_texts(tokenizer, texts, task.max_length, truncation)
+    assert encoded["length"] == [8, 8, 8, 4]  # the second fills max_length exactly and loses nothing
+    assert cut_flags(tokenizer, texts, task, encoded["length"]) == [True, False, True, False]
+    windows = SimpleNamespace(max_length=8, truncation="head", reads_in_windows=True)
+    assert cut_flags(tokenizer, texts, windows, [8] * 4) == [False] * 4  # chunks read a text whole
 
 
 def trained_tokenizer(kind: str, corpus: list[str]):

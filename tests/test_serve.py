@@ -93,6 +93,11 @@ def test_predictions_equal_tk_predicts(server, single):
     assert status == 200, answer
     assert answer["labels"] == ["neg", "pos"] and answer["schema"] == "tk.predict/1"
     assert answer["predictions"] == predict_json(single, *TEXTS)
+    assert [row["cut"] for row in answer["predictions"]] == [False, False, True]  # "fine " * 200: 64 tokens read
+    printed = tk("predict", single, *TEXTS)
+    assert printed.stdout.count("\n") == 3  # the answers alone on stdout; the note on stderr
+    assert ("1 of 3 texts is longer than max_length = 64 tokens; tk read the start of each, as in training"
+            in printed.stderr)
     status, one = server.request("POST", "/predict", {"text": TEXTS[0]}, token=TOKEN)
     assert status == 200 and one["predictions"] == predict_json(single, TEXTS[0])
 

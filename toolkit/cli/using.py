@@ -15,7 +15,8 @@ from toolkit.cli.params import FiniteRange
 from toolkit.errors import TkError
 from toolkit.evaluation.calibration import abstains
 from toolkit.evaluation.report import format_metrics
-from toolkit.runs.answers import prediction_rows
+from toolkit.data.tokens import CHUNKED_CHARS
+from toolkit.runs.answers import answer, prediction_rows
 from toolkit.runs.evaluate import evaluate_run
 from toolkit.runs.exported import load_run_or_export
 from toolkit.runs.report_page import expand_runs, render_comparison, write_report
@@ -56,7 +57,7 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
-    probabilities = saved.probabilities(texts)
+    probabilities, cut = answer(saved, texts)
     warning = getattr(saved, "warning", None)  # an export has none: tk export wrote it from a complete run
     if warning and not as_json:
         click.echo(warning)
@@ -65,15 +66,30 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if min_confidence is not None:
         abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
-        print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped, abstained)
+        print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped, abstained, cut)
         return
-    rows = mark_abstained(prediction_rows(saved, texts, probabilities), abstained)
+    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut), abstained)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for line in prediction_lines(rows):
         click.echo(line)
+    say_what_was_cut(cut, saved.task)
+
+
+def say_what_was_cut(cut: list[bool], task) -> None:
+    """Under the answers (on stderr, so piped answers stay one per line): how many texts tk read only part of."""
+    count = sum(cut)
+    if not count:
+        return
+    if task.reads_in_windows:
+        said = f"longer than {CHUNKED_CHARS:,} characters; tk read their first {CHUNKED_CHARS:,}"
+    else:
+        part = {"head": "start", "tail": "end"}.get(task.truncation, "start and end")
+        said = f"longer than max_length = {task.max_length} tokens; tk read the {part} of each"
+    click.echo(f"{count:,} of {len(cut):,} texts {'is' if count == 1 else 'are'} {said}, as in training "
+               "(--json: cut).", err=True)
 
 
 def prediction_lines(rows: list[dict]) -> list[str]:
@@ -102,10 +118,10 @@ TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--jso
 
 
 def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int],
-                     abstained=None) -> None:
+                     abstained=None, cut=None) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
     labels = saved.labels
-    rows = mark_abstained(prediction_rows(saved, texts, probabilities), abstained)
+    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut), abstained)
     if as_json:
         emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
@@ -116,6 +132,7 @@ def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skippe
                           for name in row["labels"])
         found = f"(abstained; best guess: {found or 'no label'})" if held else found
         click.echo(f"{found or '(no label)':<24} {printable(row['text'])[:80]}")
+    say_what_was_cut(cut or [], saved.task)
 
 def mark_abstained(rows: list[dict], abstained) -> list[dict]:
     """--min-confidence: each row says whether tk abstained from it (the model's best guess stays in the row)."""

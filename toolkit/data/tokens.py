@@ -104,6 +104,21 @@ def encode_as_task(tokenizer: Any, texts: list[str], task: Any) -> dict[str, lis
     return encode_texts(tokenizer, texts, task.max_length, task.truncation)
 
 
+def cut_flags(tokenizer: Any, texts: list[str], task: Any, lengths: list[int]) -> list[bool]:
+    """Whether each text lost tokens to ``max_length`` (``lengths``: its encoded rows' lengths, as
+    ``encode_as_task`` made them). Only a row that fills ``max_length`` can have lost any: those texts are
+    tokenized again one token longer. long_text = "chunks" reads a text whole, up to ``CHUNKED_CHARS``."""
+    if task.reads_in_windows:
+        return [len(text) > CHUNKED_CHARS for text in texts]
+    full = [i for i, length in enumerate(lengths) if length >= task.max_length]
+    flags = [False] * len(texts)
+    if full:
+        longer = encode_texts(tokenizer, [texts[i] for i in full], task.max_length + 1, task.truncation)["length"]
+        for i, length in zip(full, longer):
+            flags[i] = length > task.max_length
+    return flags
+
+
 CHUNKED_CHARS = 100_000  # long_text = "chunks": windows cover a text's first 100,000 characters (~20,000 tokens)
 
 

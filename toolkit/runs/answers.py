@@ -10,17 +10,33 @@ if TYPE_CHECKING:  # tk --help imports this module: numpy only when answering
 DECIMALS = 4  # probabilities as tk predict prints them
 
 
-def prediction_rows(model: Any, texts: list[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
+def answer(model: Any, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+    """The probabilities of ``texts``, and whether each was cut to max_length: an answer about a text's first
+    64 tokens is not one about the whole text. ``model``: a saved run or an ONNX export loaded like one (both
+    have ``tokenizer``, ``task`` and ``score``)."""
+    from toolkit.data.tokens import cut_flags, encode_as_task
+
+    encoded = encode_as_task(model.tokenizer, texts, model.task)
+    return model.score(encoded), cut_flags(model.tokenizer, texts, model.task, encoded["length"])
+
+
+def prediction_rows(model: Any, texts: list[str], probabilities: np.ndarray,
+                    cut: list[bool] | None = None) -> list[dict[str, Any]]:
     """One row per text. Single-label: the most probable class and every class's probability; multi-label
     (``model.multi_label``): the labels whose probability reaches their tuned threshold, most probable first,
-    with the probabilities and thresholds. ``model`` is a saved run, or an ONNX export loaded like one."""
+    with the probabilities and thresholds; with ``cut`` (from ``answer``), whether the text was cut.
+    ``model`` is a saved run, or an ONNX export loaded like one."""
     labels = model.labels
     if model.multi_label:
         thresholds = {name: round(float(t), DECIMALS) for name, t in zip(labels, model.thresholds)}
-        return [{"text": text, "labels": found,
+        rows = [{"text": text, "labels": found,
                  "probabilities": {name: round(float(v), DECIMALS) for name, v in zip(labels, p)},
                  "thresholds": thresholds}
                 for text, p, found in zip(texts, probabilities, model.label_sets(probabilities))]
-    return [{"text": text, "label": labels[int(p.argmax())],
-             "probabilities": {name: round(float(v), DECIMALS) for name, v in zip(labels, p)}}
-            for text, p in zip(texts, probabilities)]
+    else:
+        rows = [{"text": text, "label": labels[int(p.argmax())],
+                 "probabilities": {name: round(float(v), DECIMALS) for name, v in zip(labels, p)}}
+                for text, p in zip(texts, probabilities)]
+    for row, was_cut in zip(rows, cut or ()):
+        row["cut"] = bool(was_cut)
+    return rows

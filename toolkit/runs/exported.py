@@ -61,9 +61,12 @@ class OnnxRun:
                 for row in probabilities]
 
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
+        return self.score(encode_as_task(self.tokenizer, texts, self.task), progress)
+
+    def score(self, encoded: dict[str, list], progress: Any = None) -> np.ndarray:
+        """``probabilities`` of texts ``encode_as_task`` encoded."""
         task = self.task
         chunks = task.reads_in_windows
-        encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
         try:
@@ -72,7 +75,7 @@ class OnnxRun:
         finally:
             if progress is not None:
                 progress.close()
-        return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
+        return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and len(rows) else rows
 
 
 

@@ -55,9 +55,12 @@ class SavedRun:
         """One row per text, on the model's device, in bf16 where the run trained in it; with
         long_text = "chunks", its windows' probabilities pooled as in training. ``progress`` (a
         ``Progress``) counts the rows the model reads: texts, or windows."""
+        return self.score(encode_as_task(self.tokenizer, texts, self.task), progress)
+
+    def score(self, encoded: dict[str, list], progress: Any = None) -> np.ndarray:
+        """``probabilities`` of texts ``encode_as_task`` encoded."""
         task, bf16 = self.task, use_bf16(self.task.bf16)
         chunks = task.reads_in_windows
-        encoded = encode_as_task(self.tokenizer, texts, task)
         if progress is not None:
             progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
         try:
@@ -66,7 +69,7 @@ class SavedRun:
         finally:
             if progress is not None:
                 progress.close()
-        rows = pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and texts else rows
+        rows = pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and len(rows) else rows
         if not np.isfinite(rows).all():  # never print nan as an answer (nor score it)
             raise TkError(f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it has "
                           f"no answer to give. {DAMAGED}")

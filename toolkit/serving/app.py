@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from toolkit.runs.answers import prediction_rows
+from toolkit.runs.answers import answer, prediction_rows
 from toolkit.serving import openapi
 from toolkit.serving.batcher import MicroBatcher
 from toolkit.serving.limits import ServeSettings
@@ -53,7 +53,7 @@ def metadata_of(model: Any, settings: ServeSettings) -> dict[str, Any]:
 def create_app(model: Any, settings: ServeSettings) -> Starlette:
     """``model``: a loaded run (``toolkit.runs.saved.SavedRun``) or export, already warmed up."""
     metrics = ServeMetrics()
-    batcher = MicroBatcher(lambda texts: prediction_rows(model, texts, model.probabilities(texts)),
+    batcher = MicroBatcher(lambda texts: prediction_rows(model, texts, *answer(model, texts)),
                            settings.max_batch, settings.max_wait_ms / 1000, metrics.batch_texts.observe)
     schema = openapi.document(model.labels, model.multi_label, settings.max_texts, settings.max_body_bytes,
                               settings.token is not None)
