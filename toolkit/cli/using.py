@@ -12,10 +12,10 @@ import click
 from toolkit.cli.group import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
+from toolkit.data.tokens import CHUNKED_CHARS
 from toolkit.errors import TkError
 from toolkit.evaluation.calibration import abstains
 from toolkit.evaluation.report import format_metrics
-from toolkit.data.tokens import CHUNKED_CHARS
 from toolkit.runs.answers import answer, prediction_rows
 from toolkit.runs.evaluate import evaluate_run
 from toolkit.runs.exported import load_run_or_export
@@ -95,16 +95,16 @@ def say_what_was_cut(cut: list[bool], task) -> None:
 def prediction_lines(rows: list[dict]) -> list[str]:
     """One line per text: the answer, its probabilities, the text; the scores start in one column for every
     row, an abstained one's words included. Texts and label names come from files: no control codes shown."""
-    answers = [f"(abstained; best guess {printable(row['label'])})" if row.get("abstained") else
-               printable(row["label"]) for row in rows]
-    width = max([12, *map(len, answers)])
+    said = [f"(abstained; best guess {printable(row['label'])})" if row.get("abstained") else
+            printable(row["label"]) for row in rows]
+    width = max([12, *map(len, said)])
     lines = []
-    for row, answer in zip(rows, answers):
+    for row, shown_answer in zip(rows, said):
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
         shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
         scores = "  ".join(f"{printable(name)} {shown_probability(value, row.get('abstained'))}"
                            for name, value in shown)
-        lines.append(f"{answer:<{width}} {scores}  {printable(row['text'])[:80]}")
+        lines.append(f"{shown_answer:<{width}} {scores}  {printable(row['text'])[:80]}")
     return lines
 
 
