@@ -202,3 +202,19 @@ def test_cv_warns_of_a_class_whose_every_row_is_in_one_fold():
     said = untrained_classes(labels, assigned, ("a", "b", "rare"))
     assert said.startswith("1 class has every row in one fold, which then trains without it: 'rare' (1 row, fold 3)")
     assert untrained_classes(labels[:4], assigned[:4], ("a", "b", "rare")) is None  # 'rare' has no rows at all
+
+
+def test_the_interval_across_folds_is_the_corrected_t_interval():
+    """Nadeau & Bengio's variance, (1/K + 1/(K-1)) sd², as tk compare of cv folders uses: sd / sqrt(K) alone
+    would treat folds that share most of their training rows as independent."""
+    from scipy import stats
+
+    from toolkit.runs.cv_summary import across_folds
+
+    scores = [0.80, 0.82, 0.78, 0.85, 0.80]
+    sd = float(np.std(scores, ddof=1))
+    half = stats.t.ppf(0.975, 4) * sd * np.sqrt(1 / 5 + 1 / 4)
+    found = across_folds(scores)
+    assert found["mean"] == pytest.approx(0.81) and found["sd"] == pytest.approx(sd, abs=1e-4)
+    assert found["ci"] == pytest.approx([0.81 - half, 0.81 + half], abs=1e-4)
+    assert across_folds([0.99, 0.97, 1.0])["ci"][1] == 1.0  # clipped where every fold metric lies

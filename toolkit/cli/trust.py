@@ -76,7 +76,7 @@ def task_for(session, task_name, assignments, data, progress):
 
 def format_cv(summary: dict) -> str:
     lines = [f"{summary['folds']} folds, {summary['scored']:,} rows scored out of fold "
-             f"(per-fold mean [95% t interval across folds] | pooled out-of-fold [95% interval]):"]
+             f"(per-fold mean [95% corrected t interval across folds] | pooled out-of-fold [95% interval]):"]
     pooled = summary["pooled"]
     for name, found in summary["mean"].items():
         ci = pooled.get(f"{name}_ci")

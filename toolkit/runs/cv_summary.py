@@ -36,15 +36,18 @@ def fold_predictions(fold_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
 
 
 def across_folds(values: list[float]) -> dict[str, Any]:
-    """Mean, standard deviation and a 95% t interval over the folds. The folds' training sets overlap, so
-    their scores are not independent and this interval is too narrow (Bengio & Grandvalet, 2004): read it as
-    the spread across folds, not a guarantee. Clipped to [0, 1], where every fold metric lies."""
+    """Mean, standard deviation and a 95% corrected t interval over the folds: the folds' training sets
+    overlap, so their scores are not independent and sd / sqrt(K) understates the mean's error (Bengio &
+    Grandvalet, 2004). As tk compare of cv folders does, the variance is scaled by 1/K + 1/(K-1) instead of
+    1/K (Nadeau & Bengio, 2003; a heuristic, which no unbiased estimator exists to replace). Clipped to
+    [0, 1], where every fold metric lies."""
     from scipy import stats
 
     data = np.asarray(values, dtype=float)
+    k = len(data)
     mean = float(data.mean())
-    sd = float(data.std(ddof=1)) if len(data) > 1 else 0.0
-    half = float(stats.t.ppf(0.975, len(data) - 1) * sd / np.sqrt(len(data))) if len(data) > 1 else float("nan")
+    sd = float(data.std(ddof=1)) if k > 1 else 0.0
+    half = float(stats.t.ppf(0.975, k - 1) * sd * np.sqrt(1 / k + 1 / (k - 1))) if k > 1 else float("nan")
     low, high = max(mean - half, 0.0), min(mean + half, 1.0)  # every fold metric lies in [0, 1]
     return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": [round(low, 4), round(high, 4)]}
 
@@ -192,7 +195,7 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
     rows = [[td(f"fold {f['fold']}"), td(int(f["scored"])), *[td(f.get(n)) if isinstance(f.get(n), float)
                                                                 else td("—") for n in names]]
             for f in summary["per_fold"]]
-    rows.append([td("mean [95% t interval]"), td(int(summary["scored"])),
+    rows.append([td("mean [95% corrected t interval]"), td(int(summary["scored"])),
                  *[td(f"{m['mean']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}]") for m in summary["mean"].values()]])
     pooled = summary["pooled"]
     pooled_rows = [[td(n), td(float(pooled[n])), td(f"[{pooled[n + '_ci'][0]:.4f}, {pooled[n + '_ci'][1]:.4f}]"
@@ -203,8 +206,9 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
     body = (section("cv", f"Cross-validation: {summary['folds']} folds of {summary['rows']:,} rows",
                     warned + table(["fold", "texts scored", *names], rows)
                     + '<p class="muted">Each fold trained as tk run trains (its own validation split) and scored '
-                      "on its held-out rows. The t interval across folds is too narrow: the folds' training sets "
-                      "overlap, so their scores are not independent.</p>")
+                      "on its held-out rows. The folds' training sets overlap, so their scores are not independent: "
+                      "the interval across folds scales their variance by 1/K + 1/(K-1), not 1/K (Nadeau &amp; "
+                      "Bengio's correction, a heuristic).</p>")
             + section("pooled", "Out-of-fold metrics, pooled",
                       table(["metric", "value", "95% interval"], pooled_rows)
                       + "".join(f'<p dir="auto">{e(line)}</p>'
