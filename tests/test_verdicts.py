@@ -291,3 +291,18 @@ def test_the_classes_a_model_predicts_are_counted_among_those_in_the_test_rows()
     labels = np.array([0, 0, 1, 2, 3])  # class 4 has no test row
     answers = np.eye(5)[[0, 0, 4, 4, 1]]  # predicts 0, 1 and the absent 4
     assert classes_predicted(labels, answers) == (2, 4)  # 2 of 4: at most half, so the sign applies
+
+
+def test_the_report_says_still_improving_where_tk_run_said_it():
+    from pathlib import Path
+
+    from toolkit.runs.report_data import RunData
+    from toolkit.runs.report_sections import diagnosis
+
+    said = "Still improving: training loss was still falling steeply. More epochs may give a better model."
+    metrics = {"diagnosis": {"overfitting": False},
+               "underfitting": {"underfitting": False, "still_improving": True, "message": said}}
+    page = diagnosis(RunData(Path("run"), metrics, {}, []))
+    assert said in page and "No sign of underfitting" not in page
+    quiet = diagnosis(RunData(Path("run"), {**metrics, "underfitting": {"underfitting": False}}, {}, []))
+    assert "No sign of underfitting" in quiet

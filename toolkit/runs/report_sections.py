@@ -204,6 +204,8 @@ def diagnosis(run: RunData) -> str:
         advice = "".join(f'<li dir="auto">{e(a)}</li>' for a in under.get("advice") or [])
         body += (f'<p class="warn" dir="auto">{e(under.get("message", ""))}</p>'
                  + (f"<p>To try:</p><ul>{advice}</ul>" if advice else ""))
+    elif isinstance(under, dict) and under.get("still_improving"):  # what tk run printed, said here too
+        body += f'<p class="warn" dir="auto">{e(under.get("message", ""))}</p>'
     elif isinstance(under, dict):
         body += ("<p class=\"ok\">No sign of underfitting: validation loss clearly below that of predicting the "
                  "base rates, and the model predicts most classes.</p>")
