@@ -164,6 +164,17 @@ def test_tutorial_plugin_installs_and_runs(tmp_path, monkeypatch):
 
     (tmp_path / "kit").mkdir()
     test_trec_keeps_the_contract(tmp_path / "kit")
+    # the same contract test for the plugin listed in tasks.toml rather than installed (the page's second form)
+    listed = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if '.load(("tk_trec",)' in block)
+    with monkeypatch.context() as patch:
+        patch.setenv("TK_DISABLE_PLUGINS", "trec")  # the installed entry point, which the listed module repeats
+        (tmp_path / "listed").mkdir()
+        (tmp_path / "listed" / "train_5500.label").write_text(
+            "\n".join(f"{label}:x question {i} ?" for i, label in enumerate(["ABBR", "DESC", "ENTY", "HUM", "LOC",
+                                                                            "NUM"] * 3)), encoding="latin-1")
+        exec(compile("from toolkit.plugins import PluginManager\nfrom toolkit.testing import check_dataset_plugin\n"
+                     + listed, "tutorial-dataset-plugin.md", "exec"),
+             {"__file__": str(project / "test_listed.py"), "tmp_path": tmp_path / "listed"})
 
     commands = [line for block in BASH_BLOCK.finditer(text) for line in block["body"].splitlines()
                 if line.startswith("tk ")]
