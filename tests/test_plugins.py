@@ -174,3 +174,30 @@ def test_loading_every_builtin_plugin_leaves_torch_unimported():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_local_plugin_that_imports_datasets_first_leaves_its_bars_off(tmp_path):
+    """tk turns the libraries' bars off before it loads the plugins: one that imports datasets at its top
+    would otherwise fix them on, and tk check would print 'Map: 100%' lines."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tasks.toml").write_text('plugins = ["bars_plugin"]\n')
+    (tmp_path / "bars_plugin.py").write_text(
+        "import datasets\nfrom toolkit.api import DatasetInfo, LabelMapping, hookimpl\n\n"
+        "@hookimpl\ndef tk_register_datasets(register):\n    register(DatasetInfo('bars', ('a', 'b')))\n\n"
+        "@hookimpl\ndef tk_label_mapping(dataset):\n"
+        "    return LabelMapping({'a': 0, 'b': 1}) if dataset.name == 'bars' else None\n\n"
+        "@hookimpl\ndef tk_load_dataset(dataset, source):\n    if dataset.name != 'bars':\n        return None\n"
+        "    def rows(split):\n"
+        "        return datasets.Dataset.from_dict({'text': [f'{split} text {i}' for i in range(60)],\n"
+        "                                           'label': ['a', 'b'] * 30})\n"
+        "    return datasets.DatasetDict({'train': rows('train'), 'test': rows('test')})\n")
+    env = {key: value for key, value in os.environ.items() if "PROGRESS" not in key and "VERBOSITY" not in key}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-m", "toolkit", "check", "bars"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "class_balance" in done.stdout or "classes" in done.stdout, done.stdout
+    assert "Map" not in done.stderr and "Map" not in done.stdout, done.stderr

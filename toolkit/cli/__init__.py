@@ -12,12 +12,13 @@ import os
 import sys
 
 from toolkit.cli import data, deploy, training, trust, tune, using  # noqa: F401  (registers the commands)
-from toolkit.cli.group import Session, cli
+from toolkit.cli.group import Session, cli, quiet_libraries
 from toolkit.errors import TkError
 
 
 def main() -> None:
     """Entry point: plugin commands are added here, at start-up, never at import."""
+    quiet_libraries()  # before the plugins load: a plugin that imports datasets would fix its bars on
     session = Session(_tasks_option(sys.argv[1:]))
     try:
         session.pm.hook.tk_register_commands(cli=cli)

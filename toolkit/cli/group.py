@@ -86,7 +86,7 @@ def cli(ctx, tasks_file):
     """tk: fine-tune and evaluate BERT-family text classifiers from a tasks.toml file."""
     if not isinstance(ctx.obj, Session):  # main() passes the session it loaded plugin commands with
         ctx.obj = Session(tasks_file)
-    _quiet_libraries()
+    quiet_libraries()
     file_size_limit_as_error()
     reuse_freed_memory()
 
@@ -100,7 +100,7 @@ QUIET_LIBRARIES = {
 }
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Set before the libraries are imported (lazily, by the commands), so `tk --help` stays fast."""
     for name, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(name, value)
