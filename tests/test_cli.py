@@ -65,11 +65,14 @@ def test_hub_unreachable_fails_fast_with_offline_ways(project):
     model_from_hub = invoke("run", "toy", "--set", 'model="bert-uncased"')
     data_from_hub = invoke("analyze-lengths", "imdb", "--model", "minilm")
     assert time.perf_counter() - started < 20
-    for result, what in ((model_from_hub, "bert-base-uncased"), (data_from_hub, "stanfordnlp/imdb")):
+    for result, what, hints in ((model_from_hub, "bert-base-uncased", ("model folder", "minilm")),
+                                (data_from_hub, "stanfordnlp/imdb", ("--data", "TK_DATA_DIR"))):
         assert result.exit_code == 1
         assert "Cannot reach the Hugging Face Hub to download" in result.output and what in result.output
-        for hint in ("--data", "TK_DATA_DIR", "minilm"):
+        for hint in hints:
             assert hint in result.output
+    assert "--data" not in model_from_hub.output  # the data is local already: its ways would not help
+    assert "minilm" not in data_from_hub.output
 
 
 def test_analyze_lengths_json(project):

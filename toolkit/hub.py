@@ -10,14 +10,19 @@ from urllib.parse import urlparse
 from toolkit.errors import TkError
 
 PROBE_TIMEOUT_S = 3.0
-OFFLINE_HINT = (
-    "Offline ways: --data PATH (a local copy of the dataset), TK_DATA_DIR=ROOT (a folder "
-    "laid out like ../shared/data), or a model that needs no network"
-)
+OFFLINE_HINT = ("Offline ways: --data PATH (a local copy of the dataset), or TK_DATA_DIR=ROOT (a folder laid out like "
+                "../shared/data).")
+MODEL_OFFLINE_HINT = ("Offline ways: a model folder on disk (--set model=PATH, or --model PATH for tk analyze-lengths), "
+                      "or a model that needs no network")
 
 
 class HubUnreachable(TkError):
-    """The Hub is needed and cannot be reached; the CLI names the offline models registered."""
+    """The Hub is needed and cannot be reached. ``about``: "data" or "model"; for a model, the CLI names the
+    offline models registered (for data they would not help)."""
+
+    def __init__(self, message: str, about: str = "data") -> None:
+        super().__init__(message)
+        self.about = about
 
 
 def offline_advice(models: dict) -> str:

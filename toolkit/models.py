@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.hub import OFFLINE_HINT, HubUnreachable, hub_reachable
+from toolkit.hub import MODEL_OFFLINE_HINT, HubUnreachable, hub_reachable
 
 
 def load_tokenizer(source: str) -> Any:
@@ -85,7 +85,7 @@ def _from_pretrained(auto_class: Any, source: str, **options: Any) -> Any:
         return auto_class.from_pretrained(source, local_files_only=True, **options)
     except OSError:
         raise HubUnreachable(f"Cannot reach the Hugging Face Hub to download the model '{source}', "
-                             f"and it is not in the local cache. {OFFLINE_HINT}") from None
+                             f"and it is not in the local cache. {MODEL_OFFLINE_HINT}", about="model") from None
 
 
 def model_limit(tokenizer: Any, model_config: Any = None) -> int:

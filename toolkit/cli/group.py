@@ -54,7 +54,8 @@ class TkGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HubUnreachable as error:
-            raise click.ClickException(user_message(error) + offline_advice(ctx.obj.pm.models())) from None
+            advice = offline_advice(ctx.obj.pm.models()) if error.about == "model" else ""
+            raise click.ClickException(user_message(error) + advice) from None
         except TkError as error:
             raise click.ClickException(user_message(error)) from None
         except OSError as error:
