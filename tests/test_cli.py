@@ -94,6 +94,8 @@ def test_analyze_lengths_gives_a_short_recommendation_its_own_row(project):
     assert recommended < 32 and stats["truncated_share"][str(recommended)] == 0
     text = invoke("analyze-lengths", "toy", "--model", "tiny", "--data", short).output
     assert f"cut at {recommended} " in text and "cut at 32 " in text, text
+    assert "chunks at" not in text and "padded to N" in text  # every text fits one window: no chunks rows
+    assert stats["windows"]  # --json keeps every length's numbers
 
 
 def test_a_progress_bar_has_a_width_on_a_terminal_that_reports_none(monkeypatch):

@@ -131,7 +131,10 @@ def format_report(stats: list[LengthStats]) -> str:
     for cut in sorted(set().union(*(s.truncated_share for s in stats))):  # models may recommend different ones
         rows.append((f"cut at {cut}", [f"{s.truncated_share[cut]:.1%} of texts, {s.padding_share[cut]:.0%} padding"
                                        if cut in s.truncated_share else "-" for s in stats]))
-    for max_length in sorted(set().union(*(s.windows for s in stats))):
+    # long_text = "chunks" rows only where some text needs more than one window: elsewhere chunks change nothing
+    chunked = sorted(max_length for max_length in set().union(*(s.windows for s in stats))
+                     if any(s.windows.get(max_length, {}).get("windows", 0) > s.count for s in stats))
+    for max_length in chunked:
         stride = next(s.windows[max_length]["stride"] for s in stats if max_length in s.windows)
         rows.append((f"chunks at {max_length} (stride {stride})",
                      [f"{s.windows[max_length]['windows']:,} windows ({s.windows[max_length]['per_text']:.2f}/text, "
@@ -144,10 +147,13 @@ def format_report(stats: list[LengthStats]) -> str:
     col = max(max(len(v) for r in rows for v in r[1]), max(len(n) for n in names))
     lines = [f"{'':<{width}}  " + "  ".join(f"{n:>{col}}" for n in names)]
     lines += [f"{label:<{width}}  " + "  ".join(f"{v:>{col}}" for v in values) for label, values in rows]
-    if stats[0].windows:
+    lines.append("cut at N: the texts longer than N tokens, and the share of tokens that would be padding if every "
+                 "text were padded to N. tk pads each batch only to its longest text (and groups texts of like "
+                 "length), so its own padding is far less: max_length costs little where it is not reached.")
+    if chunked:
         lines.append("chunks at N: long_text = \"chunks\" with max_length = N; windows per text is about how many "
                      "times longer training and prediction take than truncating at N (x tokens: with padding per "
-                     "batch, the same ratio in tokens).")
+                     "batch, the same ratio in tokens). Lengths where every text fits in one window are left out.")
     if stats[0].cut:
         lines.append(f"{stats[0].cut:,} texts are longer than {MAX_CHARS:,} characters and were measured on their "
                      f"first {MAX_CHARS:,}: their lengths (and the max) are at least the numbers shown.")
