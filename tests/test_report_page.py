@@ -408,3 +408,10 @@ def test_report_of_two_runs_names_them_whole_warns_on_weighted_losses_and_counts
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", curves)
     assert texts[texts.index("epoch") - 2:texts.index("epoch")] == ["1", "2"], texts  # whole epochs: 1 and 2 only
     assert "so the losses do not compare" not in render_comparison(runs[:1] + [copy_run(toy_run, tmp_path / "c")])
+
+
+def test_a_data_check_example_shows_as_tk_check_quoted_it():
+    from toolkit.runs.report_sections import example_text
+
+    assert example_text("'\"What war saw battles at Parrot ?\"'") == "'\"What war saw battles at Parrot ?\"'"  # no \"
+    assert example_text([3, 9]) == "[3, 9]"

@@ -179,13 +179,19 @@ def data_checks(run: RunData) -> str:
                      if split else rows)
     found = [[td(f.get("level", "")), td(f.get("check", "")),
               text_cell(f.get("message", ""), len(str(f.get("message", "")))),  # tk's own finding: whole
-              td(f.get("count", "")), text_cell("\n".join(json.dumps(x, ensure_ascii=False, default=str)[:300]
-                                                          for x in f.get("examples") or []), 1200)]
+              td(f.get("count", "")), text_cell("\n".join(example_text(x)[:300] for x in f.get("examples") or []),
+                                                1200)]
              for f in checks.get("findings") or []]
     body = (f"<p>Rows: {rows or 'not recorded'}</p>"
             + (table(["level", "check", "finding", "count", "examples"], found) if found
                else '<p class="ok">No findings.</p>'))
     return section("data-checks", "Data and its checks", source + notes + body)
+
+
+def example_text(example) -> str:
+    """A data check's example as tk check prints it: its texts come quoted already ('...'), so they are shown
+    as they are; anything else (a list of row numbers) as JSON."""
+    return example if isinstance(example, str) else json.dumps(example, ensure_ascii=False, default=str)
 
 
 def diagnosis(run: RunData) -> str:
