@@ -239,7 +239,7 @@ def run_trials(study: Any, total: int, launch: Callable[[Any, dict[str, Any]], d
 
 def completed(found: dict[str, Any]) -> str:
     """'validation loss 0.3684 (epoch 2; val acc 0.864, val f1 0.000: it learned nothing of the class F1 is
-    on)': a trial that learned nothing says so now, not after the final runs."""
+    measured on)': a trial that learned nothing says so now, not after the final runs."""
     said = f"validation {found.get('metric')} {found['value']:.4f}"
     if found.get("validation_f1") is None:  # a trial recorded before tk kept these
         return said
