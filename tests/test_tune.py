@@ -264,6 +264,23 @@ def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
     assert against_default(mixed, default, "trial 7", 0)["verdict"] == "noise"
 
 
+def test_the_interval_against_the_default_adds_the_seeds_spread_with_t_and_the_rows_noise():
+    from scipy import stats
+
+    from toolkit.runs.tune_final import seed_and_row_interval
+
+    differences = [0.05, 0.06, 0.00]
+    replicates = [d + np.tile([-0.01, 0.01], 1000) for d in differences]  # each seed's rows: variance 1e-4
+    row_variance = float(np.var(replicates[0], ddof=1))
+    half = np.sqrt(stats.t.ppf(0.975, 2) ** 2 * np.var(differences, ddof=1) / 3
+                   + stats.norm.ppf(0.975) ** 2 * row_variance)
+    low, high = seed_and_row_interval(differences, replicates)
+    assert (low, high) == pytest.approx((np.mean(differences) - half, np.mean(differences) + half))
+    assert low < 0 < high  # three seeds that disagree this much leave the gain unproven (t with 2 df is 4.3)
+    one = seed_and_row_interval([0.05], replicates[:1])  # one seed: the rows' noise alone
+    assert one == pytest.approx((0.05 - 1.96 * np.sqrt(row_variance), 0.05 + 1.96 * np.sqrt(row_variance)), abs=1e-4)
+
+
 def test_a_trial_that_learned_nothing_says_so_on_its_line():
     from toolkit.runs.tune_study import completed
 
