@@ -423,3 +423,22 @@ def test_a_try_leaves_the_keys_it_does_not_name_at_the_tasks_values(project):
     tried = with_defaults({"learning_rate": 9e-5}, default, space)
     assert tried["learning_rate"] == 9e-5
     assert all(tried[key] == default[key] for key in space if key != "learning_rate" and space[key].holds(default[key]))
+
+
+def test_a_trial_killed_before_its_status_was_written_is_marked_interrupted(tmp_path):
+    """A kill between config.json and status.json leaves a folder with no status: still the interrupted trial's."""
+    from optuna.trial import TrialState
+
+    from toolkit.runs.folders import run_status
+    from toolkit.runs.tune_study import mark_interrupted_folders
+
+    study = optuna.create_study()
+    trial = study.ask()
+    study._storage.set_trial_user_attr(trial._trial_id, "tk_state", "interrupted")
+    study.tell(trial.number, state=TrialState.FAIL)
+    run = tmp_path / "000" / "toy-20261206-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert run_status(run) == "incomplete"
+    mark_interrupted_folders(tmp_path, study)
+    assert run_status(run) == "interrupted" and not (run / "checkpoints").exists()

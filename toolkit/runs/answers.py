@@ -14,7 +14,7 @@ def answer(model: Any, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
     """The probabilities of ``texts``, and whether each was cut to max_length: an answer about a text's first
     64 tokens is not one about the whole text. ``model``: a saved run or an ONNX export loaded like one (both
     have ``tokenizer``, ``task`` and ``score``)."""
-    from toolkit.data.tokens import cut_flags, encode_as_task
+    from toolkit.data.tokens import cut_flags, encode_as_task  # numpy: when answering, not at tk --help
 
     encoded = encode_as_task(model.tokenizer, texts, model.task)
     return model.score(encoded), cut_flags(model.tokenizer, texts, model.task, encoded["length"])

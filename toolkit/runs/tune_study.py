@@ -318,6 +318,6 @@ def mark_interrupted_folders(trials_dir: Path, study: Any) -> None:
         if state_of(trial) != "interrupted":
             continue
         for run in (trials_dir / f"{trial.number:03d}").glob("*/config.json"):
-            if run_status(run.parent) == "running":
+            if run_status(run.parent) in ("running", "incomplete"):  # incomplete: killed before status.json
                 set_status(run.parent, "interrupted")
             shutil.rmtree(run.parent / "checkpoints", ignore_errors=True)  # never resumed: a new trial goes on
