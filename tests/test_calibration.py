@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import ok, tk, tk_json, train_toy
+from tests.helpers import ok, tk, tk_json, toy_task, train_toy
 from toolkit.evaluation import calibration
 
 
@@ -169,3 +169,23 @@ def test_multilabel_temperatures_are_per_label_and_baked_per_row(tiny_model):
         after = model(**inputs).logits.numpy()
     np.testing.assert_allclose(after, before / np.array([4.0, 0.5]), rtol=1e-5, atol=1e-6)
     assert model.config.tk_temperature == [4.0, 0.5]
+
+
+def test_the_temperature_is_fitted_on_spare_training_rows_where_train_size_left_some(pm, project):
+    """Rows train_size left unused never trained nor chose the epoch: the temperature is fitted on them."""
+    from toolkit.data.loading import load_named
+    from toolkit.data.hashes import normalise
+    from toolkit.data.splits import make_splits
+
+    task = toy_task(project, train_size=100)
+    labelled = load_named(pm, "toy", task_data=task.data, base=project, task=task).splits
+    made = make_splits(labelled, task)
+    used = {normalise(text) for split in made.splits.values() for text in split["text"]}
+    spare = made.spare["text"]
+    assert 20 <= len(spare) <= len(labelled["train"]) - 100 and not used & {normalise(t) for t in spare}
+    assert make_splits(labelled, toy_task(project)).spare is None  # every training row trains: none spare
+
+    run = train_toy(pm, project, train_size=100).metrics["calibration"]
+    assert (run["fitted_on"], run["fitted_texts"]) == ("spare training rows", len(spare))
+    whole = train_toy(pm, project).metrics["calibration"]
+    assert whole["fitted_on"] == "validation" and whole["fitted_texts"] == whole["validation_texts"]

@@ -79,8 +79,9 @@ class TaskConfig:
     problem: str = _key("single-label", "`single-label`: one class per text (softmax); `multi-label`: any number of "
                                         "labels per text (sigmoid per label, a threshold per label tuned on the "
                                         "validation split; docs/multi-label.md)", "single-label", "multi-label")
-    calibration: str = _key("temperature", "`temperature`: after training, a temperature fitted on the validation "
-                                           "split (one per label for multi-label) is baked into the saved "
+    calibration: str = _key("temperature", "`temperature`: after training, a temperature fitted on training rows "
+                                           "train_size left unused, else on the validation split (one per label "
+                                           "for multi-label), is baked into the saved "
                                            "classifier head, so every reader of the model gets calibrated "
                                            "probabilities (docs/metrics.md#calibration); `off` saves the model "
                                            "as trained", "temperature", "off")

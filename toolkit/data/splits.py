@@ -18,6 +18,9 @@ DEFAULT_TEST_SHARE = 0.2
 MAX_VALIDATION = 500  # validation_size's default: a tenth of the training rows, at most this
 
 
+CALIBRATION_ROWS = 2000  # spare training rows a temperature is fitted on: enough for a steady one, quick to score
+
+
 def default_validation_size(train_rows: int) -> int:
     """A tenth of the training rows, at most 500: 500 for a training split of 5,000 rows or more."""
     return max(1, min(MAX_VALIDATION, train_rows // 10))
@@ -33,6 +36,9 @@ class MadeSplits:
     # for each of validation and test that lost rows whose text is also in the rows before it: {"rows_of": the
     # split as loaded that the row numbers count in, "rows": their numbers} (``rows.row_numbers``)
     left_out: dict[str, dict] = field(default_factory=dict)
+    # training rows train_size left unused, less any text of train, validation or test: what tk run fits its
+    # temperature on (up to CALIBRATION_ROWS), as they played no part in training or choosing the epoch
+    spare: Any = None
 
 
 def make_splits(splits, task: TaskConfig) -> MadeSplits:
@@ -43,6 +49,7 @@ def make_splits(splits, task: TaskConfig) -> MadeSplits:
     advice: list[str] = []
 
     train = splits["train"]
+    spare = None
     held = ""  # where the test split was held out of the training rows: said in the errors below
     if "test" in splits:
         test = splits["test"]
@@ -96,7 +103,8 @@ def make_splits(splits, task: TaskConfig) -> MadeSplits:
                 + (" or eval_size." if held else ".")
             )
         if task.train_size < len(rest):
-            rest, said = _subset(rest, task.train_size, task.data_seed, "train_size", task)
+            parts, said = _stratified(rest, task.train_size, task.data_seed, "train_size", task)
+            rest, spare = parts["test"], parts["train"]
             notes += said
         _two_classes(rest, task)
     if task.eval_size is not None and task.eval_size < len(test):
@@ -125,8 +133,11 @@ def make_splits(splits, task: TaskConfig) -> MadeSplits:
     validation = kept["validation"].rows if "validation" in kept else test
     for name, split in (("validation", validation), ("test", test)):
         _not_empty(name, split, task, left_out)
+    if spare is not None:
+        spare = _without(spare.select(range(min(len(spare), CALIBRATION_ROWS))),
+                         np.concatenate([seen, *(without.keys for without in kept.values())]), "spare", "", "train").rows
     return MadeSplits(datasets.DatasetDict({"train": rest, "validation": validation, "test": test}), tuple(notes),
-                      tuple(advice), left_out)
+                      tuple(advice), left_out, spare if spare is not None and len(spare) else None)
 
 
 def _not_empty(name: str, split, task: TaskConfig, left_out: dict[str, dict]) -> None:

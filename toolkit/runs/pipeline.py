@@ -195,7 +195,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     for warning in policy.range_warnings(task, raw_weights):
         progress.note(f"Warning: {warning}")
     return Prepared(task, dataset, source, engine, checks, splits, tokenized, tokenizer, model, [*stride.notes, *notes],
-                    artifacts.fingerprint(labelled) if source.path else None, weights, model_info)
+                    artifacts.fingerprint(labelled) if source.path else None, weights, model_info, spare=made.spare)
 
 
 def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress, resume: bool,

@@ -38,6 +38,7 @@ class Prepared:
     class_weights: dict[str, float] | None = None  # each label's loss weight, as metrics.json records it
     model_info: Any = None  # the ModelInfo the model came from: its Hub id, license and language for the card
     scored_as: str = "the test split"  # what the scored rows are, in tk's notes (a cv fold: "the held-out fold")
+    spare: Any = None  # training rows train_size left unused (splits.MadeSplits.spare): the temperature's rows
 
 
 def report_checks(findings, strict: bool, progress: Progress, check_command: str) -> None:

@@ -29,8 +29,11 @@ def temperature(run: RunData) -> str:
     reliability = found.get("reliability") or {}
     svg = reliability_pair(reliability.get("before"), reliability.get("after"), bins,
                            run.multi_label) if reliability.get("before") else ""
-    caption = (f"Temperature {shown} fitted on {found.get('validation_texts', '?')} validation texts "
-               f"(validation NLL {found['validation_nll'][0]:.4f} -> {found['validation_nll'][1]:.4f}) and baked "
+    nll = found.get("fitted_nll") or found.get("validation_nll")  # validation_nll: runs from before spare rows
+    texts = (f"{found.get('fitted_texts')} spare training texts (rows train_size left unused, never trained or "
+             "selected on)" if found.get("fitted_on") == "spare training rows" else
+             f"{found.get('validation_texts', '?')} validation texts")
+    caption = (f"Temperature {shown} fitted on {texts} (NLL {nll[0]:.4f} -> {nll[1]:.4f}) and baked "
                "into the saved classifier head, so tk predict, tk evaluate and transformers.pipeline all give the "
                f"calibrated probabilities. Expected calibration error on the test split, {bins} equal-width bins, "
                f"95% intervals: {found.get('interval') or 'not computed'} (the change: the same resamples).")
