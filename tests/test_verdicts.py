@@ -306,3 +306,19 @@ def test_the_report_says_still_improving_where_tk_run_said_it():
     assert said in page and "No sign of underfitting" not in page
     quiet = diagnosis(RunData(Path("run"), {**metrics, "underfitting": {"underfitting": False}}, {}, []))
     assert "No sign of underfitting" in quiet
+
+
+def test_the_linear_baseline_verdict_says_when_another_metric_disagrees():
+    from toolkit.evaluation.classical import verdict
+
+    names = {"f1_macro": "macro F1", "accuracy": "accuracy"}
+    versus = {"test": "bootstrap", "real": True,
+              "differences": {"f1_macro": {"difference": -0.088, "ci": [-0.131, -0.025]},
+                              "accuracy": {"difference": 0.056, "ci": [0.020, 0.097]}}}
+    said = verdict(versus, "f1_macro", names)
+    assert said.startswith("The linear baseline (TF-IDF + logistic regression) is better than the fine-tune")
+    assert "On accuracy, though, the fine-tune is better (+0.056 [+0.020, +0.097])" in said
+    assert "tk decides on macro F1" in said
+    agreeing = {**versus, "differences": {**versus["differences"],
+                                          "accuracy": {"difference": -0.01, "ci": [-0.03, 0.01]}}}
+    assert "though" not in verdict(agreeing, "f1_macro", names)

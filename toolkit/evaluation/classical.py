@@ -143,12 +143,26 @@ def verdict(versus: dict[str, Any], metric: str, metric_names: dict[str, str]) -
     test = {"mcnemar": "McNemar's exact test"}.get(versus["test"], versus["test"])
     how = f"fine-tune minus linear model, {named}: {found['difference']:+.3f} [{low:+.3f}, {high:+.3f}], {test}"
     if versus["real"] and found["difference"] > 0:
-        return f"The fine-tune beats the linear baseline ({how})."
+        return f"The fine-tune beats the linear baseline ({how})." + _disagreeing(versus, metric, metric_names, -1)
     if versus["real"]:
         return (f"The linear baseline (TF-IDF + logistic regression) is better than the fine-tune ({how}): "
-                "keep the linear model, or train the fine-tune longer or on more data before using it.")
+                "keep the linear model, or train the fine-tune longer or on more data before using it."
+                + _disagreeing(versus, metric, metric_names, +1))
     return (f"The linear baseline (TF-IDF + logistic regression) is as good as the fine-tune within noise ({how}): "
             "the fine-tune is not shown to be worth its cost.")
+
+
+def _disagreeing(versus: dict[str, Any], metric: str, metric_names: dict[str, str], sign: int) -> str:
+    """' On accuracy, though, the fine-tune is better (+0.056 [+0.020, +0.097]) ...': another metric shown
+    whose interval says the opposite (``sign``: +1, the fine-tune better there; -1, worse)."""
+    for name, found in versus["differences"].items():
+        low, high = found["ci"]
+        if name != metric and (low > 0 if sign > 0 else high < 0):
+            side = "better" if sign > 0 else "worse"
+            return (f" On {metric_names.get(name, name)}, though, the fine-tune is {side} ({found['difference']:+.3f} "
+                    f"[{low:+.3f}, {high:+.3f}]): the two metrics weigh the classes differently, and tk decides "
+                    f"on {metric_names.get(metric, metric)}, the task's decision metric.")
+    return ""
 
 
 def against_fine_tune(score_fn, splits, labels, probabilities, model_thresholds, label_names, positive,
