@@ -173,8 +173,8 @@ def test_multilabel_temperatures_are_per_label_and_baked_per_row(tiny_model):
 
 def test_the_temperature_is_fitted_on_spare_training_rows_where_train_size_left_some(pm, project):
     """Rows train_size left unused never trained nor chose the epoch: the temperature is fitted on them."""
-    from toolkit.data.loading import load_named
     from toolkit.data.hashes import normalise
+    from toolkit.data.loading import load_named
     from toolkit.data.splits import make_splits
 
     task = toy_task(project, train_size=100)

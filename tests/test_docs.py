@@ -172,9 +172,9 @@ def test_tutorial_plugin_installs_and_runs(tmp_path, monkeypatch):
         (tmp_path / "listed" / "train_5500.label").write_text(
             "\n".join(f"{label}:x question {i} ?" for i, label in enumerate(["ABBR", "DESC", "ENTY", "HUM", "LOC",
                                                                             "NUM"] * 3)), encoding="latin-1")
-        exec(compile("from toolkit.plugins import PluginManager\nfrom toolkit.testing import check_dataset_plugin\n"
-                     + listed, "tutorial-dataset-plugin.md", "exec"),
-             {"__file__": str(project / "test_listed.py"), "tmp_path": tmp_path / "listed"})
+        code = compile("from toolkit.plugins import PluginManager\nfrom toolkit.testing import check_dataset_plugin\n"
+                       + listed, "tutorial-dataset-plugin.md", "exec")
+        exec(code, {"__file__": str(project / "test_listed.py"), "tmp_path": tmp_path / "listed"})  # noqa: S102 the page's
 
     commands = [line for block in BASH_BLOCK.finditer(text) for line in block["body"].splitlines()
                 if line.startswith("tk ")]
