@@ -188,4 +188,5 @@ def test_the_temperature_is_fitted_on_spare_training_rows_where_train_size_left_
     run = train_toy(pm, project, train_size=100).metrics["calibration"]
     assert (run["fitted_on"], run["fitted_texts"]) == ("spare training rows", len(spare))
     whole = train_toy(pm, project).metrics["calibration"]
-    assert whole["fitted_on"] == "validation" and whole["fitted_texts"] == whole["validation_texts"]
+    validation = make_splits(labelled, toy_task(project)).splits["validation"]
+    assert whole["fitted_on"] == "validation" and whole["fitted_texts"] == len(validation)

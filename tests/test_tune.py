@@ -303,7 +303,7 @@ def test_the_final_table_shows_the_metric_it_tests_and_a_constant_group_raises_n
             run.metrics.update({"f1": f1, "f1_macro": 0.3 + f1 / 2, "train_seconds": 1.0,
                                 "select_metric": "f1_macro", "history": [{"validation_loss": 0.5}]})
     table = format_group_rows(group_rows(groups)).splitlines()
-    assert "macro f1" in table[0] and table[0].endswith("(Welch's t-test on f1_macro)")
+    assert "macro F1" in table[0] and table[0].endswith("(Welch's t-test on f1_macro)")
     assert "0.6050 ± 0.0000" in table[2]  # the macro F1 column, not the F1 of one class (0.6100)
 
 

@@ -276,7 +276,7 @@ def test_one_seed_has_no_spread_and_the_calibration_line_says_what_changed():
     assert _spread([0.5])["sd"] is None and _mean_sd(_spread([0.5])) == "0.5000 ± n/a"
     assert _mean_sd(_spread([0.4, 0.6])) == "0.5000 ± 0.1414"
     rose = {"ece_before": 0.032, "ece_after": 0.038, "ece_change_ci": [0.001, 0.012]}
-    assert _change(rose) == "; change +0.006 [+0.001, +0.012], higher: the temperature fitted on validation " \
+    assert _change(rose) == "; change +0.006 [+0.001, +0.012], higher: the fitted temperature " \
                             "made test calibration worse (--set calibration=off keeps the model's own probabilities)"
     assert _change({**rose, "ece_change_ci": [-0.02, 0.02]}).endswith("no measurable change")
     assert _change({**rose, "ece_change_ci": [-0.02, -0.01]}).endswith("lower: calibration helped")

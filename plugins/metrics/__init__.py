@@ -50,14 +50,14 @@ def tk_compute_metrics(labels, probabilities, label_names, confidence, positive_
     if positive is not None:
         metrics["positive_label"] = label_names[positive]
     metrics["classes_absent"] = [name for name, there in zip(label_names, present) if not there]
-    for interval in confidence_intervals(labels, predictions, counts, present, positive, metrics, names):
+    for interval in confidence_intervals(labels, predictions, counts, positive, metrics, names):
         metrics.update(interval)
     metrics["per_class"] = per_class_report(labels, predictions, label_names, present)
     metrics["confusion_matrix"] = confusion_matrix(labels, predictions, labels=list(range(n_classes))).tolist()
     return metrics
 
 
-def confidence_intervals(labels, predictions, counts, present, positive, metrics, names):
+def confidence_intervals(labels, predictions, counts, positive, metrics, names):
     """Wilson for proportions, a paired BCa bootstrap for the rest (percentile for a macro average over a class
     of one or two rows: ``intervals.bca_for_macro``); ``<name>_ci`` (+ method or note) each."""
     per_class = counts_of.class_scores(counts)
@@ -73,7 +73,7 @@ def confidence_intervals(labels, predictions, counts, present, positive, metrics
     resampled = [name for name in names if name not in wilson and not (positive is None and name == "f1_macro")]
 
     def statistic(y, p, axis=-1):
-        scores = counts_of.metric_scores(y, p, len(present), positive, axis)
+        scores = counts_of.metric_scores(y, p, len(counts["support"]), positive, axis)
         return np.stack([scores[name] for name in resampled])
 
     macro_bca = intervals.bca_for_macro(counts["support"])

@@ -38,12 +38,12 @@ def multilabel_metrics(labels, probabilities, label_names, confidence, threshold
                     "recall_macro": float(scores["recall_macro"]),
                     "thresholds": {name: float(t) for name, t in zip(label_names, thresholds)},
                     "classes_absent": [name for name, there in zip(label_names, present) if not there]})
-    label_f1 = _intervals(per_row, sums, truth, predictions, present, scores, metrics)
+    label_f1 = _intervals(per_row, sums, truth, predictions, scores, metrics)
     metrics["per_class"] = per_label_report(label_names, sums, scores, thresholds, present, label_f1)
     return metrics
 
 
-def _intervals(per_row, sums, truth, predictions, present, scores, metrics) -> list:
+def _intervals(per_row, sums, truth, predictions, scores, metrics) -> list:
     """Headline intervals into ``metrics``; returns each label's F1 interval."""
     n = len(truth)
     metrics.update(intervals.wilson(int(sums["exact"]), n).entries("accuracy"))

@@ -13,13 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data.rows import column
-from toolkit.data.tokens import encode_as_task
+from toolkit.data.tokens import tokenize_splits
 from toolkit.evaluation import calibration
-from toolkit.evaluation.inference import predict_probabilities
-from toolkit.evaluation.pooling import pool
-from toolkit.runs.validation import validation_scores
-from toolkit.training.device import use_bf16
+from toolkit.runs.validation import split_scores, validation_scores
 
 MIN_VALIDATION_TEXTS = 20  # fewer: the fitted temperature is noise, and the model is saved as trained
 
@@ -42,39 +38,39 @@ def fit(model: Any, prepared: Any, progress: Any) -> Fitted:
     if task.select_on == "test":
         return Fitted(None, None, 'select_on = "test": the validation split is the test split, and a temperature '
                                   "fitted on it would make the test ECE optimistic")
-    labels, probabilities = validation_scores(model, prepared)
     spare = spare_scores(model, prepared)
-    on, fitted_on, what = ((spare, "spare training rows", "training texts train_size left unused")
-                           if spare is not None else ((labels, probabilities), "validation", "validation texts"))
-    if len(on[0]) < MIN_VALIDATION_TEXTS:
-        progress.note(f"Calibration skipped: {len(on[0])} {what}, fewer than {MIN_VALIDATION_TEXTS}.")
-        return Fitted(None, (labels, probabilities), f"{len(on[0])} {what} (at least "
-                                                     f"{MIN_VALIDATION_TEXTS} needed)")
+    on_validation = spare is None  # then its scores, calibrated, are what the thresholds are tuned on
+    labels, probabilities = validation_scores(model, prepared) if on_validation else spare
+    what = "validation texts" if on_validation else "training texts train_size left unused"
+    scored = (labels, probabilities) if on_validation else None
+    if len(labels) < MIN_VALIDATION_TEXTS:
+        progress.note(f"Calibration skipped: {len(labels)} {what}, fewer than {MIN_VALIDATION_TEXTS}.")
+        return Fitted(None, scored, f"{len(labels)} {what} (at least {MIN_VALIDATION_TEXTS} needed)")
     multi = task.multi_label
-    temperature = calibration.fit_temperatures(on[1], on[0], multi)
+    temperature = calibration.fit_temperatures(probabilities, labels, multi)
     if not calibration.bake(model, temperature):
-        return Fitted(None, (labels, probabilities), "no linear classifier head with one output per label")
-    nll = (calibration.negative_log_likelihood(on[1], on[0], multi),
-           calibration.negative_log_likelihood(calibration.scaled(on[1], temperature, multi), on[0], multi))
+        return Fitted(None, scored, "no linear classifier head with one output per label")
+    after = calibration.scaled(probabilities, temperature, multi)
+    nll = (calibration.negative_log_likelihood(probabilities, labels, multi),
+           calibration.negative_log_likelihood(after, labels, multi))
     shown = (f"{temperature:.3f}" if not multi else
              "per label " + ", ".join(f"{name} {t:.2f}" for name, t in zip(prepared.dataset.labels, temperature)))
-    progress.note(f"Calibration: temperature {shown} fitted on {len(on[0]):,} {what} (NLL {nll[0]:.4f} "
+    progress.note(f"Calibration: temperature {shown} fitted on {len(labels):,} {what} (NLL {nll[0]:.4f} "
                   f"-> {nll[1]:.4f}), baked into the saved classifier head.")
-    return Fitted(temperature, (labels, calibration.scaled(probabilities, temperature, multi)), None, nll,
-                  fitted_on, len(on[0]))
+    return Fitted(temperature, (labels, after) if on_validation else None, None, nll,
+                  "validation" if on_validation else "spare training rows", len(labels))
 
 
 def spare_scores(model: Any, prepared: Any) -> tuple[np.ndarray, np.ndarray] | None:
-    """(labels, probabilities) of the spare training rows, per text; None where there are none."""
-    spare = prepared.spare
+    """(labels, probabilities) of the spare training rows, per text; None where there are none (or too few)."""
+    import datasets  # heavy: imported when a run calibrates, not at tk's start
+
+    spare, task = prepared.spare, prepared.task
     if spare is None or len(spare) < MIN_VALIDATION_TEXTS:
         return None
-    task = prepared.task
-    encoded = encode_as_task(prepared.tokenizer, column(spare, "text"), task)
-    probabilities = predict_probabilities(model, encoded, task.eval_batch_size, use_bf16(task.bf16))
-    if task.reads_in_windows:
-        probabilities = pool(probabilities, encoded["document"], task.pooling, task.multi_label)
-    return np.asarray(column(spare, "label"), dtype=np.float64 if task.multi_label else np.int64), probabilities
+    tokenized = tokenize_splits(datasets.DatasetDict({"spare": spare}), prepared.tokenizer, task.max_length,
+                                task.truncation, task.window_stride if task.reads_in_windows else None)["spare"]
+    return split_scores(model, tokenized, task)
 
 
 def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task: Any, progress: Any,
@@ -95,7 +91,6 @@ def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task:
         result.update({"temperature": (round(float(temperature), 6) if not multi else
                                        [round(float(t), 6) for t in temperature]),
                        "fitted_on": fitted.fitted_on, "fitted_texts": fitted.texts,
-                       "validation_texts": len(fitted.validation[0]),
                        "fitted_nll": [round(v, 6) for v in fitted.nll],
                        **calibration.ece_with_intervals(before, probabilities, labels),
                        "reliability": {name: calibration.bin_stats(*calibration.confidence_and_hits(p, labels))
@@ -114,7 +109,7 @@ def _change(result: dict) -> str:
     if not ci:
         return ""
     said = ("lower: calibration helped" if ci[1] < 0 else
-            "higher: the temperature fitted on validation made test calibration worse (--set calibration=off "
+            "higher: the fitted temperature made test calibration worse (--set calibration=off "
             "keeps the model's own probabilities)" if ci[0] > 0 else
             "no measurable change")
     return f"; change {result['ece_after'] - result['ece_before']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}], {said}"

@@ -29,7 +29,6 @@ from toolkit.runs.artifacts import FORMULA_START
 from toolkit.runs.loader import open_run
 
 SIGNIFICANCE = 0.05
-GROUP_COLUMNS = {"f1_macro": "macro f1"}
 
 
 @dataclass
@@ -303,7 +302,7 @@ def format_group_rows(rows: list[dict[str, Any]]) -> str:
     metric = rows[0]["vs_best"]["metric"]
     third = metric if metric in rows[0] and metric != "accuracy" else "f1"
     header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'accuracy':>15} "
-              f"{GROUP_COLUMNS.get(third, third):>15} {'overfit':>7}  vs best (Welch's t-test on {metric})")
+              f"{paired.METRIC_NAMES.get(third, third):>15} {'overfit':>7}  vs best (Welch's t-test on {metric})")
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         overfit = f"{row['overfitting_runs']}/{row['seeds']}"

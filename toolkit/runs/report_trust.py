@@ -32,7 +32,7 @@ def temperature(run: RunData) -> str:
     nll = found.get("fitted_nll") or found.get("validation_nll")  # validation_nll: runs from before spare rows
     texts = (f"{found.get('fitted_texts')} spare training texts (rows train_size left unused, never trained or "
              "selected on)" if found.get("fitted_on") == "spare training rows" else
-             f"{found.get('validation_texts', '?')} validation texts")
+             f"{found.get('fitted_texts') or found.get('validation_texts', '?')} validation texts")
     caption = (f"Temperature {shown} fitted on {texts} (NLL {nll[0]:.4f} -> {nll[1]:.4f}) and baked "
                "into the saved classifier head, so tk predict, tk evaluate and transformers.pipeline all give the "
                f"calibrated probabilities. Expected calibration error on the test split, {bins} equal-width bins, "

@@ -20,9 +20,13 @@ from toolkit.training.progress import Progress
 
 def validation_scores(model: Any, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) of the validation split, per text (windows pooled)."""
-    task, validation = prepared.task, prepared.tokenized["validation"]
-    probabilities = predict_probabilities(model, validation, task.eval_batch_size, use_bf16(task.bf16))
-    return pool_rows(column(validation, "labels"), probabilities, documents_of(validation), task.pooling)
+    return split_scores(model, prepared.tokenized["validation"], prepared.task)
+
+
+def split_scores(model: Any, tokenized: Any, task: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a split ``tokenize_splits`` made, per text (windows pooled)."""
+    probabilities = predict_probabilities(model, tokenized, task.eval_batch_size, use_bf16(task.bf16))
+    return pool_rows(column(tokenized, "labels"), probabilities, documents_of(tokenized), task.pooling)
 
 
 def tune_on_validation(model: Any, prepared: Prepared, progress: Progress,
