@@ -85,6 +85,23 @@ def test_the_onnx_model_has_dynamic_batch_and_sequence_axes(exported, run):
         assert [bool(d.dim_param) for d in dims] == [True, True], node  # named (dynamic), not fixed sizes
 
 
+def operator_domains(path):
+    import onnx
+
+    return {node.domain or "ai.onnx" for node in onnx.load(str(path)).graph.node}
+
+
+def test_the_graph_is_fused_for_onnx_runtime_unless_told_not_to(exported, run, tmp_path):
+    assert {"attention", "skip_layer_normalization"} <= set(exported["fusions"])
+    assert "com.microsoft" in operator_domains(run / "onnx" / "model.onnx")  # ONNX Runtime's fused operators
+    assert "runs in ONNX Runtime only" in (run / "onnx" / "README.md").read_text()
+    document, stderr = tk_json("export", run, "--no-fuse", "--output", tmp_path / "plain")
+    assert document["fusions"] is None and "fused" not in stderr.splitlines()[0]
+    assert operator_domains(tmp_path / "plain" / "model.onnx") == {"ai.onnx"}
+    assert document["check"]["agreement"] == 1.0
+    assert document["check"]["max_probability_difference"] < FP32_TOLERANCE
+
+
 def test_evaluate_and_serve_take_the_export(exported, run, project):
     document, _ = tk_json("evaluate", run / "onnx")
     assert document["metrics"]["accuracy"] == exported["check"]["metrics"]["export"]["accuracy"]

@@ -92,16 +92,19 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
               "test rows, as tk evaluate scores them).")
 @click.option("--min-agreement", default=0.99, show_default=True, type=FiniteRange(0, 1),
               help="The share of checked rows on which the export must give the run's answer, or nothing is written.")
+@click.option("--fuse/--no-fuse", default=True, show_default=True,
+              help="Fuse attention, LayerNorm and GELU into ONNX Runtime's operators (faster; the file then runs "
+              "in ONNX Runtime only). --no-fuse keeps standard ONNX operators for other runtimes.")
 @json_option
 @pass_session
-def export(session, run_dir, export_format, quantize, output, check_data, min_agreement, as_json):
+def export(session, run_dir, export_format, quantize, output, check_data, min_agreement, fuse, as_json):
     """Export the model saved in RUN to ONNX, checked against the run's own model before it is written."""
     require(("onnx", "onnxruntime", "onnxscript"), "export", "tk export")
     existing_run(run_dir)
     if check_data is not None and not Path(check_data).exists():
         raise TkError(f"--check-data: {check_data} does not exist. Check the path, or leave --check-data out to "
                       "check on the run's test rows.")
-    manifest = export_run(session.pm, run_dir, quantize, output, check_data, min_agreement, click.echo)
+    manifest = export_run(session.pm, run_dir, quantize, output, check_data, min_agreement, click.echo, fuse)
     if as_json:
         emit("export", manifest)
     else:
