@@ -2,6 +2,7 @@
 resumed, two workers on one study, the test split kept for the end, and a final comparison over seeds."""
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import optuna
 import pytest
 
 from tests.helpers import quiet, tk, tk_json, toy_task
+from tests.postgres import postgres_server
 from toolkit.runs.pipeline import run_task
 from toolkit.runs.tune_trial import TrialRun
 
@@ -186,9 +188,20 @@ def test_a_killed_tuner_resumes_without_running_finished_trials_again(project):
     assert json.loads(killed.read_text())["status"] == "interrupted"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_storage(request, tmp_path):
+    """A study storage two workers share: a SQLite file, and a real PostgreSQL server (docs/tune.md's two
+    machines) where PostgreSQL is installed."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        with postgres_server() as url:
+            yield url
+
+
 @pytest.mark.slow
-def test_two_workers_on_one_storage_run_n_trials_in_total_none_twice(project, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_two_workers_on_one_storage_run_n_trials_in_total_none_twice(project, shared_storage):
+    storage = shared_storage
     workers = [start_tuner(project, *tune_args(project / f"worker{i}", "--trials", "3", "--storage", storage,
                                                "--space", "learning_rate=1e-3..2e-3:log", "--top", "0"))
                for i in (1, 2)]
@@ -225,6 +238,15 @@ def test_bad_input_is_one_line_before_any_training(project, args, message):
     assert lines[-1].startswith("Error: ") and len([line for line in lines if "Error" in line]) == 1
     assert "secret" not in result.output
     assert not (project / "runs" / "tune-toy" / "trials").exists()
+
+
+def test_a_missing_database_driver_is_named_with_its_package(project):
+    pytest.importorskip("sqlalchemy")
+    if importlib.util.find_spec("pymysql") is not None:
+        pytest.skip("PyMySQL is installed here: the storage would fail on the connection, not the driver")
+    result = tk(*tune_args(project / "runs", "--storage", "mysql+pymysql://tk:secret@127.0.0.1:1/tk"))
+    assert result.exit_code == 1 and "Install its Python driver (pymysql): pip install PyMySQL" in result.output
+    assert "secret" not in result.output
 
 
 def seed_runs(label, correct_share, seeds=(2, 3, 4), rows=200):

@@ -59,9 +59,25 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
                     raise
                 time.sleep(1 + attempt)
     except Exception as error:
-        hint = (" Install the database's Python driver: pip install psycopg2-binary (PostgreSQL) or PyMySQL "
-                "(MySQL)." if isinstance(error, ImportError) else "")
+        hint = driver_hint(url) if isinstance(error, ImportError) else ""
         raise TkError(f"Cannot open the study storage {redact(url)}: {short(error).rstrip('.')}.{hint}") from None
+
+
+# pip packages of the database drivers SQLAlchemy picks for a URL (postgresql:// is psycopg 3 from SQLAlchemy 2.1)
+DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "mysqldb": "mysqlclient",
+                   "pymysql": "PyMySQL", "pg8000": "pg8000", "oracledb": "oracledb"}
+
+
+def driver_hint(url: str) -> str:
+    """Which package to install for the database driver the URL names (or SQLAlchemy's default for it)."""
+    from sqlalchemy.engine import make_url  # optuna's dependency: imported with the storage, not at tk's start
+
+    try:
+        driver = make_url(url).get_dialect().driver
+    except Exception:  # SQLAlchemy's own errors for a URL it cannot place: the generic hint below
+        return " Install the database's Python driver (docs/tune.md)."
+    package = DRIVER_PACKAGES.get(driver, driver)
+    return f" Install its Python driver ({driver}): pip install {package}"
 
 
 def redact(url: str) -> str:
