@@ -134,7 +134,7 @@ def test_a_broken_export_is_refused_and_nothing_is_left(run, tmp_path, monkeypat
     monkeypatch.setattr(toolkit.runs.export, "exportable_model", broken)
     result = tk("export", run, "--output", tmp_path / "broken")
     assert result.exit_code == 1
-    assert "under the floor of 99% (--min-agreement): not written" in result.output
+    assert "under the floor of 99% (--min-agreement): not written. Export with --no-fuse" in result.output
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden staging folder
 
 

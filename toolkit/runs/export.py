@@ -160,12 +160,13 @@ def export_run(pm, run_dir: Path, quantize: str | None, output: Path | None, che
         for line in lines:
             echo(line)
         if check["agreement"] is None or check["agreement"] < min_agreement:
+            remedies = ((["export without --quantize (float32)"] if quantize else [])
+                        + (["export with --no-fuse (standard ONNX operators)"] if fusions else [])
+                        or ["report it as a bug"]) + ["check on other data with --check-data FILE"]
+            remedy = ", or ".join(remedies)
             raise TkError(f"the export gives the run's answer on {check['agreement'] or 0:.2%} of {check['rows']:,} "
                           f"rows, under the floor of {min_agreement:.0%} (--min-agreement): not written. "
-                          + ("Export without --quantize (float32), or " if quantize else "")
-                          + ("export with --no-fuse (standard ONNX operators), or " if fusions else "")
-                          + ("" if quantize or fusions else "Report it as a bug, or ")
-                          + "check on other data with --check-data FILE.")
+                          f"{remedy[0].upper()}{remedy[1:]}.")
         manifest["check"] = check
         write_text(staging / "README.md", card(manifest, lines))
         write_json(staging / MANIFEST, manifest)  # last: the folder is an export from now on
