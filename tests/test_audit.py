@@ -81,6 +81,15 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
 
     refused = tk("audit", cv_dir, "--write", source, "--drop", "3")
     assert refused.exit_code == 1 and "never overwrites your data" in refused.output
+    for option, count in (("--drop", "240"), ("--relabel", "241")):  # no row left, or more rows than audited
+        refused = tk("audit", cv_dir, "--write", tmp_path / "all.csv", option, count)
+        assert refused.exit_code == 1 and f"{option} {count}: the audit ranked 240 rows" in refused.output
+        assert "the estimated error count is" in refused.output and not (tmp_path / "all.csv").exists()
+    flagged = tk_json("audit", cv_dir)[0]["flagged"]
+    _, stderr = tk_json("audit", cv_dir, "--write", tmp_path / "many.csv", "--drop", str(flagged + 1))
+    assert f"goes past the {flagged} rows the audit flagged" in stderr
+    both = tk("audit", cv_dir, "--write", tmp_path / "both.csv", "--drop", "3", "--relabel", "3")
+    assert both.exit_code == 2 and "not both" in both.output
 
 
 def test_ensemble_scores_are_cleanlabs_and_the_linear_columns_are_read():

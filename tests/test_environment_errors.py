@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from tests.helpers import fails_with, train_toy
+from tests.helpers import fails_with, tk, train_toy
 from toolkit.runs.endings import start_again
+from toolkit.testing import write_keyword_dataset
 
 
 def test_an_unwritable_home_is_one_line_with_the_fix(tmp_path):
@@ -52,6 +53,24 @@ def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{name}: " in lines[0], result.stderr
+
+
+def test_a_file_in_no_format_tk_reads_names_the_formats(tmp_path):
+    """TREC's raw lines (COARSE:fine question) are not CSV: the parser's complaint, then what tk reads."""
+    (tmp_path / "raw.label").write_text("ABBR:exp What is AIDS ?\n" * 3 + "NUM:date When , then ?\n")
+    result = subprocess.run([sys.executable, "-m", "toolkit", "check", "--data", str(tmp_path / "raw.label")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Expected 1 fields in line 4, saw 2. tk reads CSV, TSV, JSON Lines and " \
+        "Parquet files (docs/your-data.md): fix the line named, or convert the file" in result.stderr, result.stderr
+
+
+def test_a_missing_test_file_says_where_a_relative_path_is_read_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_keyword_dataset(tmp_path / "data")
+    result = tk("check", "--data", "data/train.csv", "--set", "test_data=holdout.csv")
+    assert result.exit_code == 1
+    assert f"test_data: {tmp_path / 'holdout.csv'} is not a file. Check the path; a relative path is read " \
+        f"from {tmp_path}." in result.output
 
 
 def test_analyze_lengths_in_a_read_only_folder_names_its_own_option(project, monkeypatch):

@@ -50,7 +50,7 @@ def tk_register_settings(register):
                                                      "by name: label, class, sentiment, ...)"))
     register(Setting("labels", (list, type(None)), None, "files dataset: the label names in class-id order "
                                                          "(default: the values in the data, sorted)"))
-    register(Setting("test_data", optional, None, "files dataset: a separate test file, relative to tasks.toml"))
+    register(Setting("test_data", optional, None, "files dataset: a separate test file, relative to tasks.toml (without one: to the current folder)"))
     register(Setting("header", (str, bool), "auto", "files dataset: whether a CSV / TSV file's first row names "
                                                     "its columns", ("auto", True, False)))
     register(Setting("label_columns", (list, type(None)), None, "files dataset, multi-label: several 0/1 columns, "
@@ -112,7 +112,9 @@ def tk_load_dataset(dataset, source, task):
         if not test_path.is_absolute() and source.base is not None:
             test_path = source.base / test_path
         if not test_path.is_file():
-            raise TkError(f"test_data: {test_path} is not a file. Check the path (relative to tasks.toml).")
+            relative = (f"; a relative path is read from {source.base}" if source.base is not None
+                        and not Path(test_data).is_absolute() else "")
+            raise TkError(f"test_data: {test_path} is not a file. Check the path{relative}.")
         if "test" in splits:
             notes.append(f"test: {test_path} (the task's test_data) replaces the test split of {path}.")
         else:

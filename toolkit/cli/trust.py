@@ -12,6 +12,8 @@ from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.using import existing_run, printable
 from toolkit.config import with_overrides
 from toolkit.data.choose import data_task, task_names
+from toolkit.data.rows import rows_named
+from toolkit.errors import TkError
 from toolkit.evaluation.report import cut_text
 from toolkit.runs.audit import audit as run_audit
 from toolkit.runs.audit import read_audit
@@ -90,6 +92,20 @@ def format_cv(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def check_correction_count(summary: dict, drop: int | None, relabel: int | None) -> None:
+    """--drop N that would leave no row, or N past the rows audited, is refused; N past the rows the audit
+    flagged is allowed with a note (those rows' labels are more likely right than wrong)."""
+    option, count = ("--drop", drop) if drop else ("--relabel", relabel)
+    start = (f"the estimated error count is {summary['estimated_errors']:,} and {summary['flagged']:,} rows are "
+             "flagged: start there")
+    if count > summary["rows"] or (drop and count == summary["rows"]):
+        raise TkError(f"{option} {count:,}: the audit ranked {summary['rows']:,} rows, so "
+                      + ("no row would be left" if drop else "there are not that many to relabel") + f"; {start}.")
+    if count > summary["flagged"]:
+        click.echo(f"Note: {option} {count:,} goes past the {summary['flagged']:,} rows the audit flagged; the rows "
+                   "after them are more likely labelled right than wrong.", err=True)
+
+
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--top", type=click.IntRange(0, None), default=10, show_default=True, help="Rows to print.")
@@ -106,13 +122,17 @@ def audit(run_dir, top, target, drop, relabel, as_json):
     split); writes RUN/audit.csv."""
     if (drop or relabel) and not target:
         raise click.UsageError("--drop and --relabel say what --write FILE does: add --write FILE.")
-    if target and bool(drop) == bool(relabel):
+    if target and not (drop or relabel):
         raise click.UsageError("--write FILE needs one of --drop N or --relabel N.")
+    if drop and relabel:
+        raise click.UsageError("--write FILE takes one of --drop N or --relabel N, not both: drop the rows, or give "
+                               "them the suggested label.")
     summary = run_audit(existing_run(run_dir))
     if summary["warning"]:
         click.echo(f"Note: {summary['warning']}.", err=True)
     written = None
     if target:
+        check_correction_count(summary, drop, relabel)
         chosen = read_audit(run_dir)[:drop or relabel]
         written = write_corrected(run_dir, target, chosen, relabel=bool(relabel), multi_label=summary["multi_label"])
     if as_json:
@@ -132,6 +152,6 @@ def audit(run_dir, top, target, drop, relabel, as_json):
     if written:
         kept = written["unchanged"]
         click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}"
-                   + (f" ({len(kept)} of the top {relabel} already carry the suggested label: rows "
-                      f"{', '.join(map(str, kept))}, left as they are)" if kept else "")
+                   + (f" ({len(kept)} of the top {relabel} already carry the suggested label: "
+                      f"{rows_named(kept)}, left as they are)" if kept else "")
                    + f"; {written['source']} is unchanged.")

@@ -63,7 +63,9 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
             ) from error
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
             raise TkError(f"{files_named(files)}: the file has no rows of data.") from error
-        raise TkError(f"{files_named(files)}: cannot read it as {builder}: {cause}") from error
+        raise TkError(f"{files_named(files)}: cannot read it as {builder}: {str(cause).strip().rstrip('.')}. tk reads CSV, "
+                      "TSV, JSON Lines and Parquet files (docs/your-data.md): fix the line named, or convert the "
+                      "file to one of them.") from error
     finally:
         library_logging.set_verbosity(level)
 
