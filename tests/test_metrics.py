@@ -286,3 +286,7 @@ def test_compare_notes_say_why_a_row_has_no_test_and_which_losses_do_not_compare
     assert notes[2].startswith("n/a: b has no readable predictions.csv")
     assert notes[3].startswith("val loss: each run's validation loss is weighted by its own class_weights")
     assert len(comparison_notes([row("a", "best", "none"), row("c", "noise", "none")])) == 1
+    noisy, fixed = row("noisy", "best", "none"), row("fixed", "noise", "none")
+    noisy["settings"], fixed["settings"] = {"data": "noisy.csv"}, {"data": "fixed.csv"}  # tk audit's loop
+    assert comparison_notes([noisy, fixed])[-1].startswith("val loss: each run's validation rows come from its "
+                                                           "own data, with that data's labels")

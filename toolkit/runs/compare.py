@@ -224,6 +224,9 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
     if len(weights) > 1:
         notes.append("val loss: each run's validation loss is weighted by its own class_weights, so it does not "
                      f"compare across runs with different weights; compare {named[metric]}.")
+    if len({json.dumps(row["settings"].get("data")) for row in rows if "data" in row["settings"]}) > 1:
+        notes.append("val loss: each run's validation rows come from its own data, with that data's labels (a "
+                     f"corrected copy's differ), so it does not compare across these runs; compare {named[metric]}.")
     return notes
 
 
