@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -152,6 +153,17 @@ def test_the_linear_baseline_wins_on_keyword_data_and_the_verdict_says_so(projec
     card = (outcome.run_dir / "model" / "README.md").read_text()
     assert "| linear baseline accuracy (TF-IDF + logistic regression, C = " in card
     assert "| fine-tune minus linear baseline, accuracy (paired) | -" in card
+    assert "reads each text whole" not in linear["verdict"]  # the toy texts fit max_length: nothing to read more of
+
+
+@pytest.mark.slow
+def test_a_linear_baseline_that_wins_on_cut_texts_says_to_read_more_of_them(project):
+    outcome, _ = run_toy(project, epochs=1, learning_rate=1e-7, max_length=8)
+    verdict = outcome.metrics["linear_baseline"]["verdict"]
+    assert verdict.startswith("The linear baseline (TF-IDF + logistic regression) is better than the fine-tune")
+    assert re.search(r"The linear model reads each text whole, and \d+% of the training texts were cut at "
+                     r"max_length = 8 tokens: try --set long_text=chunks", verdict), verdict
+    assert verdict in outcome.metrics["warnings"]
 
 
 @pytest.mark.slow

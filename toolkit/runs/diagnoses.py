@@ -12,7 +12,7 @@ import numpy as np
 
 from toolkit.data.rows import column
 from toolkit.evaluation import classical
-from toolkit.evaluation.diagnosis import diagnose_underfitting
+from toolkit.evaluation.diagnosis import CUT_SHARE, diagnose_underfitting
 from toolkit.evaluation.scoring import score
 from toolkit.runs.prepared import Prepared
 from toolkit.runs.validation import validation_prior
@@ -24,13 +24,30 @@ def underfitting(prepared: Prepared, result, labels, probabilities) -> dict[str,
     task = prepared.task
     labels = np.asarray(labels)
     predicted, present = classes_predicted(labels, probabilities) if labels.ndim == 1 else (None, None)
-    cut = None
-    if not task.reads_in_windows:
-        lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
-        cut = sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
     settings = {"epochs": task.epochs, "learning_rate": task.learning_rate, "max_length": task.max_length,
                 "epochs_run": len(result.history), "unit": "label" if task.multi_label else "class"}
-    return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings, cut)
+    return diagnose_underfitting(result.history, validation_prior(prepared), predicted, present, settings,
+                                 training_cut_share(prepared))
+
+
+def training_cut_share(prepared: Prepared) -> float | None:
+    """The share of training texts cut at max_length (None where texts are read in windows: none is cut)."""
+    task = prepared.task
+    if task.reads_in_windows:
+        return None
+    lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
+    return sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
+
+
+def reading_advice(prepared: Prepared) -> str:
+    """For a linear baseline as good as the fine-tune or better: it reads every text whole, so where the
+    fine-tune saw a cut of many of them, reading more is the first thing to try."""
+    share = training_cut_share(prepared)
+    if share is None or share < CUT_SHARE:
+        return ""
+    return (f" The linear model reads each text whole, and {share:.0%} of the training texts were cut at max_length "
+            f"= {prepared.task.max_length} tokens: try --set long_text=chunks (on IMDB it took MiniLM from 0.822 "
+            "to 0.898; docs/long-documents.md) or a longer max_length.")
 
 
 def classes_predicted(labels: np.ndarray, probabilities) -> tuple[int, int]:
@@ -57,6 +74,7 @@ def linear_baseline(pm, prepared: Prepared, metrics: dict[str, Any], labels, pro
     found, linear_probabilities = fitted
     if found["versus"]["real"] and found["versus"]["differences"][found["versus"]["metric"]]["difference"] > 0:
         return {"linear_baseline": found}, linear_probabilities
+    found["verdict"] += reading_advice(prepared)
     warnings = [*metrics.get("warnings", []), found["verdict"]]
     return {"linear_baseline": found, "warnings": warnings}, linear_probabilities
 
