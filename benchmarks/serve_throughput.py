@@ -6,8 +6,8 @@ Both servers serve RUN's model on 127.0.0.1, one process each, started here one 
 200 warm-up requests; then 1 client sending 300 requests in turn (p50 and p99 latency of one request alone);
 then CLIENTS concurrent clients (threads, each on its own keep-alive connection) sending one short text per
 request (Sentiment140's manual test tweets, in turn) until REQUESTS are done: requests/s, errors, and the
-server's resident memory after the warm-up and at the end. The clients run in this process and share the
-CPU with the server, equally for both servers: the ratio is the figure to read.
+server's resident memory after the warm-up, at each tenth of the requests and at the end. The clients run in
+this process and share the CPU with the server, equally for both servers: the ratio is the figure to read.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def measure(name: str, port: int, pid: int, texts: list[str], requests: int, cli
         latencies.append(time.perf_counter() - started)
     latencies.sort()
     counter, errors, lock = iter(range(requests)), [0], threading.Lock()
+    step, memory = max(1, requests // 10), []  # resident memory at each tenth of the requests: growth or a plateau
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
@@ -117,6 +118,8 @@ def measure(name: str, port: int, pid: int, texts: list[str], requests: int, cli
                 i = next(counter, None)
             if i is None:
                 return
+            if i % step == 0:
+                memory.append((i, round(rss_mib(pid), 1)))
             try:
                 ok = post(connection, texts[i % len(texts)])
             except OSError:
@@ -137,7 +140,8 @@ def measure(name: str, port: int, pid: int, texts: list[str], requests: int, cli
               "requests_per_second": round(requests / seconds, 1),
               "p50_ms": round(1000 * statistics.median(latencies), 1),
               "p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
-              "rss_after_warm_up_mib": round(memory_after_warm_up, 1), "rss_at_end_mib": round(rss_mib(pid), 1)}
+              "rss_after_warm_up_mib": round(memory_after_warm_up, 1), "rss_by_tenth_mib": [mib for _, mib in sorted(memory)],
+              "rss_at_end_mib": round(rss_mib(pid), 1)}
     print(json.dumps(result), flush=True)
     return result
 
