@@ -108,13 +108,18 @@ def test_evaluate_and_serve_take_the_export(exported, run, project):
     with Server(run, "--onnx", cwd=project[0]) as server:
         status, answer = server.request("POST", "/predict", {"texts": TEXTS})
         assert status == 200 and server.request("GET", "/metadata")[1]["backend"] == "onnx"
-        assert answer["predictions"] == tk_json("predict", run / "onnx", *TEXTS)[0]["predictions"]
+        predicted = tk_json("predict", run / "onnx", *TEXTS)[0]
+        assert answer["predictions"] == predicted["predictions"]
+        assert answer["run_dir"] == predicted["run_dir"] == str(run.resolve())  # the run exported, both ways
         assert server.stop() == 0
 
 
 def test_int8_export_is_checked_and_written(run, tmp_path):
-    document, stderr = tk_json("export", run, "--quantize", "int8", "--output", tmp_path / "int8")
+    document, stderr = tk_json("export", run, "--quantize", "int8", "--output", tmp_path / "int8",
+                               "--check-data", "toy-data/test.csv")
     assert document["quantize"] == "int8" and document["check"]["agreement"] >= 0.99
+    assert document["check"]["data_source"].endswith("test.csv (from --check-data)")
+    assert "activations quantized per batch" in (tmp_path / "int8" / "README.md").read_text()
     assert "McNemar exact p" in stderr and "texts/s" in stderr
     assert tk_json("predict", tmp_path / "int8", "great film")[0]["predictions"][0]["label"] in ("neg", "pos")
 
@@ -140,7 +145,10 @@ def test_a_broken_export_is_refused_and_nothing_is_left(run, tmp_path, monkeypat
 
 def test_an_existing_output_and_a_missing_check_file_are_refused(exported, run, tmp_path):
     result = tk("export", run)
-    assert result.exit_code == 1 and "already exists" in result.output
+    assert result.exit_code == 1 and "already exists; remove it first, or pass --output PATH" in result.output
+    result = tk("export", run, "--output", run / "onnx")
+    assert result.exit_code == 1 and "already exists; remove it first, or name another folder with --output" \
+        in result.output
     result = tk("export", run, "--check-data", tmp_path / "nope.csv", "--output", tmp_path / "x")
     assert result.exit_code == 1 and "--check-data" in result.output
 
@@ -162,3 +170,11 @@ def test_the_check_says_why_a_metric_has_no_interval():
                                                                                          "ONNX Runtime")[0]
     assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), f1 0.800 (no interval: n < 30)")
     assert "accuracy 0.900 [0.700, 0.980], f1 0.800 (no interval: n < 30)" in lines[2]
+
+
+def test_serve_onnx_on_a_run_without_a_default_export_says_how_to_serve_one_written_elsewhere(tmp_path):
+    from toolkit.errors import TkError
+    from toolkit.runs.exported import export_of
+
+    with pytest.raises(TkError, match=r"written elsewhere with --output: name its folder \(tk serve FOLDER\)"):
+        export_of(tmp_path)

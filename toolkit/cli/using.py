@@ -66,11 +66,11 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if min_confidence is not None:
         abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
-        print_label_sets(run_dir, texts, probabilities, saved, as_json, skipped, abstained, cut)
+        print_label_sets(texts, probabilities, saved, as_json, skipped, abstained, cut)
         return
     rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut), abstained)
     if as_json:
-        emit("predict", {"run_dir": str(run_dir), "labels": list(saved.labels), "skipped_lines": skipped,
+        emit("predict", {"run_dir": source_run(saved), "labels": list(saved.labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for line in prediction_lines(rows):
@@ -117,13 +117,18 @@ def shown_probability(value: float, abstained: bool | None) -> str:
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
 
 
-def print_label_sets(run_dir, texts, probabilities, saved, as_json: bool, skipped: list[int],
+def source_run(saved) -> str:
+    """The run the model comes from, absolute, for a run or an export alike (as tk serve's answers give it)."""
+    return str(Path(saved.run_dir).resolve())
+
+
+def print_label_sets(texts, probabilities, saved, as_json: bool, skipped: list[int],
                      abstained=None, cut=None) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
     labels = saved.labels
     rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut), abstained)
     if as_json:
-        emit("predict", {"run_dir": str(run_dir), "labels": list(labels), "skipped_lines": skipped,
+        emit("predict", {"run_dir": source_run(saved), "labels": list(labels), "skipped_lines": skipped,
                          "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
         return
     for row in rows:

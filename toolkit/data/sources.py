@@ -10,10 +10,11 @@ from toolkit.records import DataSource
 
 
 def resolve_source(dataset: str, cli_data: str | None = None, task_data: str | None = None,
-                   base: Path | None = None) -> DataSource:
-    """Pick the source by precedence; every local path must exist."""
+                   base: Path | None = None, cli_option: str = "--data") -> DataSource:
+    """Pick the source by precedence; every local path must exist. ``cli_option`` names where ``cli_data``
+    came from in messages (tk export's --check-data, a run's recorded data)."""
     if cli_data:
-        return DataSource(_existing(Path(cli_data), "--data"), "--data", base)
+        return DataSource(_existing(Path(cli_data), cli_option), cli_option, base)
     if task_data:
         path = Path(task_data)
         if not path.is_absolute() and base is not None:

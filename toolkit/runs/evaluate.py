@@ -62,8 +62,10 @@ class RowsToScore:
     notes: list[str]
 
 
-def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None) -> RowsToScore:
-    """The rows tk evaluate scores (see ``evaluate_run``); tk export checks an export on the same rows."""
+def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None,
+                  option: str = "--data") -> RowsToScore:
+    """The rows tk evaluate scores (see ``evaluate_run``); tk export checks an export on the same rows
+    (``option``: the command's name for ``data``, as messages give it)."""
     run_dir = saved.run_dir
     task = task_of(run_dir, pm)  # with the plugin keys too: the files dataset's text_column, label_column, ...
     if data is not None and task.settings.get("test_data"):
@@ -81,7 +83,8 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
         raise TkError(f"{run_dir} was trained on {recorded}, which no longer exists. Pass the data to score "
                       "with --data PATH.")
     source = (DataSource(Path(recorded), "the run's record", base) if recorded else
-              resolve_source(dataset.name, data or config.get("data"), task.data, base))
+              resolve_source(dataset.name, data or config.get("data"), task.data, base,
+                             option if data else "the run's data"))
     loaded = load_with_labels(pm, dataset, source, task, labels=saved.labels)
     splits, notes = loaded.splits, list(loaded.notes)
     if data is None:

@@ -121,11 +121,13 @@ def export_run(pm, run_dir: Path, quantize: str | None, output: Path | None, che
 
     from toolkit.evaluation.bare_bert import BareTokenizer  # torch: imported when used, not at tk's start
 
+    output_given = output is not None
     output = output or default_output(run_dir, quantize)
     if output.exists():
-        raise TkError(f"{output} already exists; remove it first, or pass --output PATH for another folder.")
+        raise TkError(f"{output} already exists; remove it first, or " + ("name another folder with --output."
+                      if output_given else "pass --output PATH for another folder."))
     run = load_run(run_dir, bare=True)  # tk's default scoring path: what the export must agree with
-    chosen = rows_to_score(pm, run, check_data)  # the data is read before the slow export: a bad path fails fast
+    chosen = rows_to_score(pm, run, check_data, option="--check-data")  # read before the slow export: fails fast
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     umask = os.umask(0)
@@ -196,7 +198,9 @@ def manifest_of(run: Any, run_dir: Path, quantize: str | None, min_agreement: fl
 
 def card(manifest: dict[str, Any], check_lines: list[str]) -> str:
     """README.md of the export: what was exported, from which run, and how it was checked."""
-    quantized = "int8 (ONNX Runtime dynamic quantization: int8 weights)" if manifest["quantize"] else "float32"
+    quantized = ("int8 (ONNX Runtime dynamic quantization: int8 weights with a scale per output channel; "
+                 "activations quantized per batch, so a text's scores depend a little on the texts scored with it)"
+                 if manifest["quantize"] else "float32")
     fused = (f"Fused for ONNX Runtime ({', '.join(f'{name} x{count}' for name, count in manifest['fusions'].items())}"
              "): the graph uses ONNX Runtime's contrib operators and runs in ONNX Runtime only."
              if manifest["fusions"] else "Standard ONNX operators only (not fused for ONNX Runtime).")

@@ -103,7 +103,8 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
             f"{check['max_probability_difference']:.2g}"
             + (" (int8 quantization moves probabilities more than rounding does; the floor is on the answers)"
                if backend.endswith("int8") else
-               " (the run scores in bf16 on this machine, whose rounding alone moves probabilities about 0.01)"
+               " (the run scores in bf16 on this machine, whose rounding alone moves probabilities, typically "
+               "by about 0.01 and more for texts near a decision boundary)"
                if check.get("run_bf16") else ""),
             metric_line("run", "run (tk, PyTorch)"), metric_line("export", f"export ({backend})"),
             f"  McNemar exact p (same accuracy) = {check['mcnemar_p']:.3g}",

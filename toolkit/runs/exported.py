@@ -34,8 +34,9 @@ def export_of(run_dir: Path) -> Path:
     for name in EXPORT_FOLDERS:
         if is_export(run_dir / name):
             return run_dir / name
-    raise TkError(f"{run_dir} has no ONNX export ({' or '.join(EXPORT_FOLDERS)} with {MANIFEST}). "
-                  f"Write one with: tk export {run_dir} --format onnx")
+    raise TkError(f"{run_dir} has no ONNX export ({' or '.join(EXPORT_FOLDERS)} with {MANIFEST}). An export "
+                  "written elsewhere with --output: name its folder (tk serve FOLDER). Or write one with: "
+                  f"tk export {run_dir} --format onnx")
 
 
 @dataclass
