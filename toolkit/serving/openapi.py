@@ -64,6 +64,8 @@ def document(labels: tuple[str, ...], multi_label: bool, max_texts: int, max_bod
             "/metrics": {"get": {"summary": "Prometheus metrics (text format)", "security": secured,
                                  "responses": {"200": {"description": "Prometheus text exposition format",
                                                        "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": secured,
+                                      "responses": {"200": json_response("OpenAPI 3 document", {"type": "object"})}}},
         },
         "components": {"schemas": {"Error": ERROR},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
