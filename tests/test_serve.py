@@ -228,6 +228,7 @@ def test_metadata_openapi_and_metrics(server, single):
             got = server.request(method.upper(), path, {"text": "x"} if method == "post" else None, token=TOKEN)[0]
             assert str(got) in operation["responses"], (method, path, got)
     assert server.request("GET", "/ready", token=TOKEN) == (200, {"status": "ready"})
+    assert server.request("GET", "/ready")[0] == 401  # counted below, whichever tests ran before this one
     metrics = server.request("GET", "/metrics", token=TOKEN)[1]
     for series in ('tk_serve_requests_total{path="/predict",status="200"}', "tk_serve_request_seconds_bucket",
                    "tk_serve_batch_texts_bucket", 'tk_serve_errors_total{reason="unauthorised"}'):
