@@ -141,6 +141,10 @@ def test_a_broken_export_is_refused_and_nothing_is_left(run, tmp_path, monkeypat
     assert result.exit_code == 1
     assert "under the floor of 99% (--min-agreement): not written. Export with --no-fuse" in result.output
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its hidden staging folder
+    result = tk("export", run, "--quantize", "int8", "--output", tmp_path / "broken-int8")
+    assert result.exit_code == 1 and "not written. Export without --quantize (float32), or lower " \
+        "--min-agreement where the accuracy and McNemar lines above show no loss" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_existing_output_and_a_missing_check_file_are_refused(exported, run, tmp_path):
