@@ -250,6 +250,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(root, single):
         assert status == 200 and answer["predictions"][0]["text"] == "great film"
         with pytest.raises(OSError):
             running.request("GET", "/health", timeout=5)
+        assert running.output().rstrip().endswith(f"Stopped serving {single}.")
 
 
 def test_an_unfinished_or_damaged_run_is_refused_with_tk_predicts_error(single, tmp_path):

@@ -78,6 +78,7 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
                        "first).", err=True)
 
     run_server(settings, host, port, workers, listening)
+    click.echo(f"Stopped serving {folder}.", err=True)  # after the drain: a log shows the end was deliberate
 
 
 @cli.command(name="export")
