@@ -127,6 +127,29 @@ def test_multi_label_and_chunks_answers_equal_tk_predicts(kind, request, root):
         assert running.stop() == 0
 
 
+@pytest.mark.parametrize("kind", ["multi", "chunks"])
+def test_an_export_of_a_multi_label_or_chunks_run_answers_as_the_run(kind, request, root, tmp_path, monkeypatch):
+    """tk export's check and tk predict on the export: label sets with the run's thresholds, windows pooled."""
+    pytest.importorskip("onnxruntime")
+    run = request.getfixturevalue(kind)
+    near = 0.02  # the run may score in bf16 (a CPU with fast bf16): its rounding, not the export's, sets the gap
+    monkeypatch.chdir(root / "tags" if kind == "multi" else root)  # the tasks.toml the run's data is named in
+    # the floor is the test's own tolerance below: on a CPU with fast bf16 a tiny model's borderline rows may
+    # differ by rounding, and the check would refuse the export for that alone
+    document, _ = tk_json("export", run, "--output", tmp_path / "onnx", "--min-agreement", "0")
+    assert document["problem"] == ("multi-label" if kind == "multi" else "single-label") and document["fusions"]
+    assert document["check"]["max_probability_difference"] < near
+    ours, theirs = predict_json(run, *TEXTS), predict_json(tmp_path / "onnx", *TEXTS)
+    assert [row["cut"] for row in theirs] == [row["cut"] for row in ours]
+    for a, b in zip(ours, theirs):
+        for label, p in a["probabilities"].items():
+            assert abs(p - b["probabilities"][label]) < near
+            if kind == "multi":  # the same label set, but for a label within rounding of its threshold
+                assert (label in a["labels"]) == (label in b["labels"]) or abs(p - a["thresholds"][label]) < near
+        if kind == "chunks":  # two classes: the same label, but for a text within rounding of 0.5
+            assert a["label"] == b["label"] or max(a["probabilities"].values()) < 0.5 + near
+
+
 def test_concurrent_clients_share_forward_passes(server):
     texts = [f"text number {i} " + ("great " if i % 2 else "awful ") * (i % 5) for i in range(32)]
     start = threading.Barrier(len(texts))
