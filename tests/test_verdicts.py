@@ -160,7 +160,8 @@ def test_the_linear_baseline_wins_on_keyword_data_and_the_verdict_says_so(projec
 def test_a_linear_baseline_that_wins_on_cut_texts_says_to_read_more_of_them(project):
     outcome, _ = run_toy(project, epochs=1, learning_rate=1e-7, max_length=8)
     verdict = outcome.metrics["linear_baseline"]["verdict"]
-    assert verdict.startswith("The linear baseline (TF-IDF + logistic regression) is better than the fine-tune")
+    # better, or as good within noise: either way the warning, and the advice with it
+    assert verdict.startswith("The linear baseline (TF-IDF + logistic regression) is ")
     assert re.search(r"The linear model reads each text whole, and \d+% of the training texts were cut at "
                      r"max_length = 8 tokens: try --set long_text=chunks", verdict), verdict
     assert verdict in outcome.metrics["warnings"]

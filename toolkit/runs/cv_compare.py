@@ -16,7 +16,7 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.evaluation.intervals import mcnemar_exact
-from toolkit.runs.cv_summary import cell_value, read_oof
+from toolkit.runs.cv_summary import cell_value, corrected_standard_error, read_oof
 from toolkit.runs.folders import run_status
 from toolkit.saving import read_json
 
@@ -56,7 +56,7 @@ def compare_pair(a: Path, b: Path) -> dict[str, Any]:
         if paired:
             d = y - x
             k = len(d)
-            scale = np.sqrt((1 / k + 1 / (k - 1)) * d.var(ddof=1))
+            scale = corrected_standard_error(d)
             t = float(d.mean() / scale) if scale > 0 else (0.0 if d.mean() == 0 else float("inf") * np.sign(d.mean()))
             p = float(2 * stats.t.sf(abs(t), k - 1)) if scale > 0 else (1.0 if d.mean() == 0 else 0.0)
             half = float(stats.t.ppf(0.975, k - 1) * scale)

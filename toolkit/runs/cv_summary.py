@@ -35,6 +35,13 @@ def fold_predictions(fold_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
         return list(reader), list(reader.fieldnames or [])
 
 
+def corrected_standard_error(values: np.ndarray) -> float:
+    """The standard error of the mean of K fold scores (or paired fold differences) with Nadeau & Bengio's
+    correction for the folds' overlapping training sets: sqrt((1/K + 1/(K-1)) s²), not sqrt(s² / K)."""
+    k = len(values)
+    return float(np.sqrt((1 / k + 1 / (k - 1)) * np.var(values, ddof=1)))
+
+
 def across_folds(values: list[float]) -> dict[str, Any]:
     """Mean, standard deviation and a 95% corrected t interval over the folds: the folds' training sets
     overlap, so their scores are not independent and sd / sqrt(K) understates the mean's error (Bengio &
@@ -47,7 +54,7 @@ def across_folds(values: list[float]) -> dict[str, Any]:
     k = len(data)
     mean = float(data.mean())
     sd = float(data.std(ddof=1)) if k > 1 else 0.0
-    half = float(stats.t.ppf(0.975, k - 1) * sd * np.sqrt(1 / k + 1 / (k - 1))) if k > 1 else float("nan")
+    half = float(stats.t.ppf(0.975, k - 1) * corrected_standard_error(data)) if k > 1 else float("nan")
     low, high = max(mean - half, 0.0), min(mean + half, 1.0)  # every fold metric lies in [0, 1]
     return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": [round(low, 4), round(high, 4)]}
 
