@@ -218,7 +218,9 @@ def test_body_over_the_limit_without_content_length_is_refused_while_it_streams(
 
 def test_unknown_paths_and_methods_are_json_errors(server):
     status, answer = server.request("GET", "/nowhere", token=TOKEN)
-    assert status == 404 and "POST /predict" in answer["error"]
+    listed = answer["error"].split("Endpoints: ", 1)[1].split(", ")
+    assert status == 404 and listed == ["GET /health", "GET /metadata", "GET /metrics", "GET /openapi.json",
+                                        "GET /ready", "POST /predict"]
     status, answer = server.request("GET", "/predict", token=TOKEN)
     assert status == 405 and answer["status"] == 405
 
@@ -260,8 +262,9 @@ def test_metadata_openapi_and_metrics(server, single):
 
 def test_sigterm_answers_the_request_in_flight_then_exits_0(root, single):
     """Every interface without a token: a warning. The request waits in the batcher (--max-wait-ms 3000) when
-    SIGTERM arrives: it is answered, new connections are not, and tk exits 0."""
-    with Server(single, "--host", "0.0.0.0", "--max-wait-ms", 3000, cwd=root) as running:
+    SIGTERM arrives: it is answered, new connections are not, and tk exits 0. --access-log logs it, with no
+    start-up chatter from uvicorn."""
+    with Server(single, "--host", "0.0.0.0", "--max-wait-ms", 3000, "--access-log", cwd=root) as running:
         assert "WARNING: listening on 0.0.0.0 without a token" in running.output()
         local = running.url.replace("0.0.0.0", "127.0.0.1")
         running.url = local
@@ -274,6 +277,9 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(root, single):
         with pytest.raises(OSError):
             running.request("GET", "/health", timeout=5)
         assert running.output().rstrip().endswith(f"Stopped serving {single}.")
+        assert re.search(r'^\d{4}-\d\d-\d\d [\d:,]+ 127\.0\.0\.1:\d+ "POST /predict HTTP/1\.1" 200 OK$',
+                         running.output(), re.M)
+        assert "Uvicorn running" not in running.output() and "Started server process" not in running.output()
 
 
 def test_an_unfinished_or_damaged_run_is_refused_with_tk_predicts_error(single, tmp_path):

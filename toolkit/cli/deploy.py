@@ -54,8 +54,11 @@ def positive(kind):
 @click.option("--onnx", is_flag=True,
               help="Serve the run's ONNX export (RUN/onnx-int8, else RUN/onnx; tk export writes them) instead of "
                    "its PyTorch model. RUN may also be an export folder itself.")
+@click.option("--access-log", is_flag=True,
+              help="Log each request to stderr: time, client address, request line, status.")
 @json_option
-def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx, as_json):
+def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts, max_body_bytes, onnx, access_log,
+          as_json):
     """Serve the model saved in RUN over HTTP: POST /predict, GET /health, /ready, /metadata, /metrics."""
     require(("uvicorn", "starlette", "prometheus_client"), "serve", "tk serve")
     folder = export_of(existing_run(run_dir)) if onnx else existing_run(run_dir)
@@ -77,7 +80,7 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
                        + f"; POST {about['url']}/predict. Ctrl-C or SIGTERM stops it (requests received are answered "
                        "first).", err=True)
 
-    run_server(settings, host, port, workers, listening)
+    run_server(settings, host, port, workers, listening, access_log)
     click.echo(f"Stopped serving {folder}.", err=True)  # after the drain: a log shows the end was deliberate
 
 

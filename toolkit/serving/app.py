@@ -94,8 +94,8 @@ def create_app(model: Any, settings: ServeSettings) -> Starlette:
     async def http_error(request: Request, exc: HTTPException) -> Response:
         metrics.errors.labels("not_found" if exc.status_code == 404 else "bad_method").inc()
         known = ", ".join(sorted(("POST " if path == "/predict" else "GET ") + path for path in schema["paths"]))
-        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. Endpoints: {known}, "
-                                      "GET /openapi.json", headers=getattr(exc, "headers", None))
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. Endpoints: {known}",
+                     headers=getattr(exc, "headers", None))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import socket
@@ -69,16 +70,17 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int,
-          listening: Callable[[dict[str, Any]], None]) -> None:
+          listening: Callable[[dict[str, Any]], None], access_log: bool = False) -> None:
     """Serve until SIGTERM or Ctrl-C; then answer the requests already received and return (exit code 0).
-    ``listening`` is told where (url, labels, ...) once the port is open and the model loaded."""
+    ``listening`` is told where (url, labels, ...) once the port is open and the model loaded; ``access_log``
+    writes one line per request to stderr."""
     import uvicorn
 
     model = load_model(Path(settings.folder))  # refused here, before the port opens, as tk predict refuses it
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    options = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=GRACEFUL_SECONDS,
-                   lifespan="on", server_header=False)
+    options = dict(log_config=logging_config(access_log), log_level=None, access_log=access_log,
+                   timeout_graceful_shutdown=GRACEFUL_SECONDS, lifespan="on", server_header=False)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if workers == 1:
         from toolkit.serving.app import create_app  # starlette: imported when used, not at tk's start
@@ -99,6 +101,20 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int,
                                 **options)
         listening(about)
         Multiprocess(config, [sock]).run()
+
+
+def logging_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's own logging, quieter: its start-up chatter off (tk prints where it serves), warnings and errors
+    kept, and with ``access_log`` one timestamped line per request, on stderr so that --json's stdout stays
+    one document."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["access"]["fmt"] = '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s'
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
+    return config
 
 
 def described(settings: ServeSettings, url: str, model: Any, workers: int) -> dict[str, Any]:
