@@ -147,6 +147,23 @@ def test_a_broken_export_is_refused_and_nothing_is_left(run, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_export_that_answers_nan_is_refused_not_printed(exported, run, tmp_path):
+    """The classifier's bias set to nan in the graph (a damaged or hand-edited model.onnx): tk predict's one-line
+    refusal, as for a run whose weights hold nan."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    folder = shutil.copytree(run / "onnx", tmp_path / "onnx")
+    graph = onnx.load(folder / "model.onnx")
+    bias = next(tensor for tensor in graph.graph.initializer if "classifier" in tensor.name and "bias" in tensor.name)
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) * np.float32("nan"), bias.name))
+    onnx.save(graph, folder / "model.onnx")
+    result = tk("predict", folder, "great film")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert f"{folder / 'model.onnx'}: the model answers nan" in result.output and "tk export" in result.output
+
+
 def test_an_existing_output_and_a_missing_check_file_are_refused(exported, run, tmp_path):
     result = tk("export", run)
     assert result.exit_code == 1 and "already exists; remove it first, or pass --output PATH" in result.output

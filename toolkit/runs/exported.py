@@ -15,8 +15,7 @@ from toolkit.config import TaskConfig, build_task
 from toolkit.data.tokens import encode_as_task
 from toolkit.errors import TkError
 from toolkit.evaluation.inference import CPU_EVAL_BATCH, TokenRows, batches
-from toolkit.evaluation.pooling import pool
-from toolkit.runs.saved import load_run
+from toolkit.runs.saved import label_sets, load_run, scored
 
 MANIFEST = "tk_export.json"  # written last: a folder without it is not (yet) an export
 MODEL_FILE = "model.onnx"
@@ -58,26 +57,19 @@ class OnnxRun:
         return self.thresholds is not None
 
     def label_sets(self, probabilities: np.ndarray) -> list[list[str]]:
-        return [[self.labels[j] for j in sorted(np.flatnonzero(row >= self.thresholds), key=lambda j: -row[j])]
-                for row in probabilities]
+        return label_sets(self.labels, self.thresholds, probabilities)
 
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         return self.score(encode_as_task(self.tokenizer, texts, self.task), progress)
 
     def score(self, encoded: dict[str, list], progress: Any = None) -> np.ndarray:
         """``probabilities`` of texts ``encode_as_task`` encoded."""
-        task = self.task
-        chunks = task.reads_in_windows
-        if progress is not None:
-            progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
-        try:
-            rows = onnx_probabilities(self.session, encoded["input_ids"], self.multi_label, self.pad_id,
-                                      progress.advance if progress is not None else None)
-        finally:
-            if progress is not None:
-                progress.close()
-        return pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and len(rows) else rows
+        def forward(on_batch):
+            return onnx_probabilities(self.session, encoded["input_ids"], self.multi_label, self.pad_id, on_batch)
 
+        return scored(self.task, self.multi_label, encoded, forward, progress,
+                      f"{self.folder / MODEL_FILE}: the model answers nan (its weights hold nan or inf), so it has no "
+                      f"answer to give. The export is damaged; export the run again (tk export {self.run_dir}).")
 
 
 def onnx_probabilities(session: Any, input_ids: Any, multi_label: bool, pad: int = 0,

@@ -16,7 +16,7 @@ from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
 from toolkit.evaluation.thresholds import from_config
 from toolkit.runs.folders import run_status
-from toolkit.runs.loader import open_run
+from toolkit.runs.loader import DAMAGED, open_run
 from toolkit.runs.shapes import integer, number
 from toolkit.saving import read_json
 from toolkit.training.device import use_bf16, use_precompiled_attention
@@ -46,10 +46,7 @@ class SavedRun:
         return from_config(self.model.config, self.labels) if self.multi_label else None
 
     def label_sets(self, probabilities: np.ndarray) -> list[list[str]]:
-        """Multi-label: each row's labels whose probability reaches their threshold, most probable first."""
-        thresholds = self.thresholds
-        return [[self.labels[j] for j in sorted(np.flatnonzero(row >= thresholds), key=lambda j: -row[j])]
-                for row in probabilities]
+        return label_sets(self.labels, self.thresholds, probabilities)
 
     def probabilities(self, texts: list[str], progress: Any = None) -> np.ndarray:
         """One row per text, on the model's device, in bf16 where the run trained in it; with
@@ -59,21 +56,39 @@ class SavedRun:
 
     def score(self, encoded: dict[str, list], progress: Any = None) -> np.ndarray:
         """``probabilities`` of texts ``encode_as_task`` encoded."""
-        task, bf16 = self.task, use_bf16(self.task.bf16)
-        chunks = task.reads_in_windows
+        bf16 = use_bf16(self.task.bf16)
+
+        def forward(on_batch):
+            return predict_probabilities(self.model, encoded, self.task.eval_batch_size, bf16, on_batch=on_batch)
+
+        return scored(self.task, self.multi_label, encoded, forward, progress,
+                      f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it has no "
+                      f"answer to give. {DAMAGED}")
+
+
+def label_sets(labels: tuple[str, ...], thresholds: np.ndarray, probabilities: np.ndarray) -> list[list[str]]:
+    """Multi-label: each row's labels whose probability reaches their threshold, most probable first."""
+    return [[labels[j] for j in sorted(np.flatnonzero(row >= thresholds), key=lambda j: -row[j])]
+            for row in probabilities]
+
+
+def scored(task: TaskConfig, multi_label: bool, encoded: dict[str, list], forward: Any, progress: Any,
+           nan_error: str) -> np.ndarray:
+    """A saved run's or an export's probabilities: ``forward(on_batch)`` scores the encoded rows (texts, or
+    windows that are then pooled per text as in training); ``progress`` counts the rows; an answer of nan is
+    the error ``nan_error``, never printed (nor scored)."""
+    chunks = task.reads_in_windows
+    if progress is not None:
+        progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
+    try:
+        rows = forward(progress.advance if progress is not None else None)
+    finally:
         if progress is not None:
-            progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
-        try:
-            rows = predict_probabilities(self.model, encoded, task.eval_batch_size, bf16,
-                                         on_batch=progress.advance if progress is not None else None)
-        finally:
-            if progress is not None:
-                progress.close()
-        rows = pool(rows, encoded["document"], task.pooling, self.multi_label) if chunks and len(rows) else rows
-        if not np.isfinite(rows).all():  # never print nan as an answer (nor score it)
-            raise TkError(f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it has "
-                          f"no answer to give. {DAMAGED}")
-        return rows
+            progress.close()
+    rows = pool(rows, encoded["document"], task.pooling, multi_label) if chunks and len(rows) else rows
+    if not np.isfinite(rows).all():
+        raise TkError(nan_error)
+    return rows
 
 
 def load_run(run_dir: Path, bare: bool = False, allow_incomplete: bool = False,
@@ -130,7 +145,6 @@ def on_gpu_if_any(model: Any) -> Any:
     return model.to("cuda")
 
 
-DAMAGED = "The run folder is damaged; train again (tk run) or restore it from a copy."
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
                     "tokenizer.model")
