@@ -68,8 +68,9 @@ class OnnxRun:
             return onnx_probabilities(self.session, encoded["input_ids"], self.multi_label, self.pad_id, on_batch)
 
         return scored(self.task, self.multi_label, encoded, forward, progress,
-                      f"{self.folder / MODEL_FILE}: the model answers nan (its weights hold nan or inf), so it has no "
-                      f"answer to give. The export is damaged; export the run again (tk export {self.run_dir}).")
+                      lambda: f"{self.folder / MODEL_FILE}: the model answers nan (its weights hold nan or inf), so "
+                              f"it has no answer to give. The export is damaged; export the run again (tk export "
+                              f"{self.run_dir}).")
 
 
 def onnx_probabilities(session: Any, input_ids: Any, multi_label: bool, pad: int = 0,

@@ -62,8 +62,8 @@ class SavedRun:
             return predict_probabilities(self.model, encoded, self.task.eval_batch_size, bf16, on_batch=on_batch)
 
         return scored(self.task, self.multi_label, encoded, forward, progress,
-                      f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it has no "
-                      f"answer to give. {DAMAGED}")
+                      lambda: f"{self.run_dir / 'model'}: the model answers nan (its weights hold nan or inf), so it "
+                              f"has no answer to give. {DAMAGED}")
 
 
 def label_sets(labels: tuple[str, ...], thresholds: np.ndarray, probabilities: np.ndarray) -> list[list[str]]:
@@ -73,10 +73,10 @@ def label_sets(labels: tuple[str, ...], thresholds: np.ndarray, probabilities: n
 
 
 def scored(task: TaskConfig, multi_label: bool, encoded: dict[str, list], forward: Any, progress: Any,
-           nan_error: str) -> np.ndarray:
+           nan_error: Any) -> np.ndarray:
     """A saved run's or an export's probabilities: ``forward(on_batch)`` scores the encoded rows (texts, or
     windows that are then pooled per text as in training); ``progress`` counts the rows; an answer of nan is
-    the error ``nan_error``, never printed (nor scored)."""
+    the error ``nan_error()`` says, never printed (nor scored)."""
     chunks = task.reads_in_windows
     if progress is not None:
         progress.count(len(encoded["input_ids"]), "window" if chunks else "text")
@@ -87,7 +87,7 @@ def scored(task: TaskConfig, multi_label: bool, encoded: dict[str, list], forwar
             progress.close()
     rows = pool(rows, encoded["document"], task.pooling, multi_label) if chunks and len(rows) else rows
     if not np.isfinite(rows).all():
-        raise TkError(nan_error)
+        raise TkError(nan_error())
     return rows
 
 
