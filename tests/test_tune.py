@@ -218,12 +218,19 @@ def test_two_workers_on_one_storage_run_n_trials_in_total_none_twice(project, sh
 @pytest.mark.parametrize(("args", "message"), [
     (["--space", "learning_rate=1e-5...1e-3"], "a range is LOW..HIGH with two dots"),
     (["--space", "learnig_rate=1e-5..1e-3"], "unknown key 'learnig_rate'. Did you mean 'learning_rate'?"),
-    (["--space", "seed=1..5"], "unknown key 'seed' (tk tune never searches it)"),
+    (["--space", "seed=1..5"], "tk tune never searches 'seed'"),
     (["--space", "learning_rate=1e-3..1e-5"], "the range's low end must be below its high end"),
     (["--space", "learning_rate=0..1e-3:log"], "a log scale needs a low end above 0"),
     (["--space", "learning_rate=1e-5..1e-3:lin"], "unknown scale 'lin'"),
     (["--space", "batch_size=8,0"], "batch_size' must be above 0"),
     (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=5"], "is outside the space"),
+    (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=abc"], "learning_rate='abc' is not a number"),
+    (["--space", "text_column=a,b"], "does not search 'text_column': it changes the data each trial reads"),
+    (["--space", "validation_size=10,20"], "does not search 'validation_size': it changes which rows"),
+    (["--space", "class_weights=none,balanced"], "each weighting would be ranked on its own loss"),
+    (["--set", "select_metric=f1_macro", "--space", "class_weights={neg=2.0}"], "not a table or a list"),
+    (["--space", "max_length=16..100000"], "max_length = 100000 is above the"),
+    (["--space", "max_length=1..32"], "max_length = 1 leaves no room for text"),
     (["--trials", "0"], "--trials 0: a study needs at least one trial"),
     (["--set", "max_length=32", "--space", "max_length=16,32"], "max_length: given with --set (not searched) and "
                                                                  "with --space (searched). Use one."),
@@ -284,6 +291,11 @@ def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
     # One seed far better and two slightly worse: the seeds disagree, so the interval over seeds spans 0.
     mixed = seed_runs("trial 7", 0.95, seeds=(2,)) + seed_runs("trial 7", 0.68, seeds=(3, 4))
     assert against_default(mixed, default, "trial 7", 0)["verdict"] == "noise"
+    # Two seeds that disagree: t with one degree of freedom; the interval stops where a difference must.
+    two = against_default(seed_runs("trial 8", 1.0, seeds=(2,)) + seed_runs("trial 8", 0.70, seeds=(3,)),
+                          default, "trial 8", 0)
+    assert two["seeds"] == 2 and two["ci"][1] == 1.0 and two["ci"][0] < 0
+    assert "one degree of freedom" in two["sentence"] and "--seeds 3 or more" in two["sentence"]
 
 
 def test_the_interval_against_the_default_adds_the_seeds_spread_with_t_and_the_rows_noise():
@@ -325,7 +337,7 @@ def test_the_final_table_shows_the_metric_it_tests_and_a_constant_group_raises_n
             run.metrics.update({"f1": f1, "f1_macro": 0.3 + f1 / 2, "train_seconds": 1.0,
                                 "select_metric": "f1_macro", "history": [{"validation_loss": 0.5}]})
     table = format_group_rows(group_rows(groups)).splitlines()
-    assert "macro F1" in table[0] and table[0].endswith("(Welch's t-test on f1_macro)")
+    assert "macro F1" in table[0] and table[0].endswith("(Welch's t-test on test f1_macro)")
     assert "0.6050 ± 0.0000" in table[2]  # the macro F1 column, not the F1 of one class (0.6100)
 
 
@@ -428,10 +440,28 @@ def test_a_study_continues_only_on_the_same_data_and_keys_and_says_what_changed(
     assert data_digest("sms.csv", tmp_path) != before
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": {"max_length": 32}, "data_content": before})
+    open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": {"max_length": 32}, "data_content": before,
+                                                           "space": {"epochs": "1..2"}})
     with pytest.raises(TkError, match=r"another data \(its content changed\), task \(max_length: 32, now 48\)"):
         open_study(url, "s", "minimize", {"kind": "none"}, 0,
-                   {"task": {"max_length": 48}, "data_content": data_digest(str(data), None)})
+                   {"task": {"max_length": 48}, "data_content": data_digest(str(data), None),
+                    "space": {"epochs": "1..2"}})
+    with pytest.raises(TkError, match=r"another space \(epochs: 1\.\.2, now 1\.\.3; warmup_ratio: not searched, "
+                                      r"now 0\.\.0\.2\)"):
+        open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": {"max_length": 32}, "data_content": before,
+                                                               "space": {"epochs": "1..3", "warmup_ratio": "0..0.2"}})
+
+
+def test_a_plugin_key_is_searched_like_a_core_key(project):
+    """A plugin key (the eager engine's fast_dropout): parsed, its default read from the task's plugin values."""
+    from toolkit.runs.tune import with_defaults
+    from toolkit.runs.tune_space import parse_space, search_space
+
+    task = toy_task(project)
+    space = search_space(parse_space(("fast_dropout=true,false",), task), set(), task, (32,))
+    default = {key: task.describe()[key] for key in space}
+    assert space["fast_dropout"].choices == (True, False) and default["fast_dropout"] is True
+    assert with_defaults({"fast_dropout": False}, default, space)["fast_dropout"] is False
 
 
 def test_a_try_leaves_the_keys_it_does_not_name_at_the_tasks_values(project):
@@ -445,6 +475,38 @@ def test_a_try_leaves_the_keys_it_does_not_name_at_the_tasks_values(project):
     tried = with_defaults({"learning_rate": 9e-5}, default, space)
     assert tried["learning_rate"] == 9e-5
     assert all(tried[key] == default[key] for key in space if key != "learning_rate" and space[key].holds(default[key]))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_an_interrupted_default_or_try_is_queued_again_once(tmp_path):
+    """The default's trial (or a --try's) interrupted: the continued study queues it again, once, ahead of the
+    sampler; one that ended (complete, pruned, failed) is not trained again."""
+    from toolkit.runs.tune import queue_firsts
+    from toolkit.runs.tune_study import close, open_study, state_of
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    default, tried = {"learning_rate": 2e-3}, {"learning_rate": 1e-3}
+    firsts = [(default, {"tk_default": True}), (tried, {})]
+    study, created = open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": "t"})
+    queue_firsts(study, firsts, created, lambda text: None)
+    close(study, study.ask(), "interrupted", "its worker stopped")  # the default's trial
+    close(study, study.ask(), "complete", value=0.5)  # the --try's
+    said = []
+    again, created = open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": "t"})
+    queue_firsts(again, firsts, created, said.append)
+    queue_firsts(again, firsts, created, said.append)  # a second worker, or the command run again
+    waiting = [t for t in again.get_trials(deepcopy=False) if state_of(t) == "waiting"]
+    assert [(t.system_attrs["fixed_params"], t.user_attrs) for t in waiting] == [(default, {"tk_default": True})]
+    assert said == ["Queued ahead of the sampler: the task's own configuration (no trial of it has ended)."]
+
+
+def test_a_trial_is_not_pruned_at_its_last_epoch(project, pm):
+    """After the last epoch nothing is left to save: a one-epoch trial the pruner would stop ends complete."""
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any loss is above 0
+    trial = study.ask()
+    outcome = run_task(pm, toy_task(project, epochs=1, linear_baseline=False), output=project / "runs",
+                       base=project, progress=quiet(), trial=TrialRun(trial, "loss", trial.number, {}, epochs=1))
+    assert outcome.status == "complete" and list(study.trials[0].intermediate_values) == [1]
 
 
 def test_a_trial_killed_before_its_status_was_written_is_marked_interrupted(tmp_path):

@@ -15,7 +15,8 @@ from toolkit.data.choose import data_task, task_names
 from toolkit.errors import TkError
 from toolkit.runs.tune import TuneRequest, run_tune
 from toolkit.runs.tune_final import describe
-from toolkit.runs.tune_space import parse_space
+from toolkit.runs.tune_report import last_epoch
+from toolkit.runs.tune_space import data_keys, parse_space
 from toolkit.training.progress import Progress
 
 
@@ -65,7 +66,8 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
     else:
         task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base, where = task.data, Path.cwd(), f"--data {data}"
-    request = TuneRequest(task=task, tasks_path=session.tasks_path, overrides=parse_space(space_specs, task),
+    space = parse_space(space_specs, task, data_keys(session.pm, task))
+    request = TuneRequest(task=task, tasks_path=session.tasks_path, overrides=space,
                           fixed=frozenset(overrides), tries=tries, trials=trials, top=top, seeds=seeds, data=data,
                           base=base, output=output, storage=storage, study=study_name,
                           pruner={"kind": pruner, "startup": 2, "after": prune_after}, where=where)
@@ -102,6 +104,8 @@ def format_trials(record: dict) -> str:
         if trial["state"] == "pruned" and trial["epochs"]:
             state += f" after epoch {max(map(int, trial['epochs']))}"
         value = f"{trial['value']:.4f}" if trial["state"] == "complete" else ""
+        if trial["state"] == "pruned" and trial["epochs"]:  # its value at the epoch it was stopped after
+            value = f"{last_epoch(trial):.4f}"
         line = f"{trial['number']:>5}  {state:<22}  {value:>10}  {describe(trial['params'])}"
         lines.append(line + (f"  ({trial['error']})" if trial.get("error") else ""))
     return "\n".join(lines)

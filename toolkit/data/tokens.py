@@ -8,6 +8,7 @@ import numpy as np
 
 from toolkit.config import CORE_SETTINGS
 from toolkit.errors import TkError
+from toolkit.models import model_limit
 from toolkit.records import WithNotes
 
 
@@ -154,17 +155,28 @@ def window_counts(tokens: np.ndarray, budget: int, stride: int) -> np.ndarray:
     return np.where(tokens > budget, -(-(tokens - budget) // (budget - stride)) + 1, 1)
 
 
-def window_stride(task: Any, tokenizer: Any, model_name: str) -> WithNotes:
-    """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
-    lets windows move forward (``task``: a TaskConfig), with warnings: a stride that re-reads every token more
-    than twice, or a stride or pooling that a truncating task does not use. tk run and tk check call it before
-    loading any data."""
+def check_max_length(task: Any, tokenizer: Any, model_name: str, model_config: Any = None) -> int:
+    """max_length leaves room for text and is within what the model takes (its tokenizer's limit; with
+    ``model_config``, capped by its position embeddings). Returns the shortest max_length that holds text."""
     prefix, suffix = special_tokens(tokenizer)
     shortest = len(prefix) + len(suffix) + 1  # below this, transformers turns truncation off
     if task.max_length < shortest:
         raise TkError(f"task '{task.name}': max_length = {task.max_length} leaves no room for text: model "
                       f"'{model_name}' adds {shortest - 1} special tokens to every text. "
                       f"Use --set max_length={shortest} or more (the length report: tk analyze-lengths).")
+    limit = model_limit(tokenizer, model_config)
+    if task.max_length > limit:
+        raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
+                      f"model '{model_name}' can take. Use --set max_length={limit} or less.")
+    return shortest
+
+
+def window_stride(task: Any, tokenizer: Any, model_name: str) -> WithNotes:
+    """The chunks windows' stride (None for truncation), once max_length leaves room for text and the stride
+    lets windows move forward (``task``: a TaskConfig), with warnings: a stride that re-reads every token more
+    than twice, or a stride or pooling that a truncating task does not use. tk run and tk check call it before
+    loading any data."""
+    shortest = check_max_length(task, tokenizer, model_name)
     if not task.reads_in_windows:
         note = unused_window_keys(task)
         return WithNotes(None, (note,) if note else ())

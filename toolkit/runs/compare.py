@@ -304,8 +304,9 @@ def format_group_rows(rows: list[dict[str, Any]]) -> str:
     that decides, not a binary task's F1 of one class beside it)."""
     metric = rows[0]["vs_best"]["metric"]
     third = metric if metric in rows[0] and metric != "accuracy" else "f1"
-    header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'accuracy':>15} "
-              f"{paired.METRIC_NAMES.get(third, third):>15} {'overfit':>7}  vs best (Welch's t-test on {metric})")
+    header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'test accuracy':>15} "
+              f"{'test ' + paired.METRIC_NAMES.get(third, third):>15} {'overfit':>7}  vs best (Welch's t-test on "
+              f"test {metric})")
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         overfit = f"{row['overfitting_runs']}/{row['seeds']}"

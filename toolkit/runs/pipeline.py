@@ -16,14 +16,13 @@ from toolkit.data.loading import load_with_labels
 from toolkit.data.rows import column, row_numbers
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import tokenize_splits, window_stride
+from toolkit.data.tokens import check_max_length, tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation.baseline import majority_class, majority_labels
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
-from toolkit.models import model_limit
 from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.diagnoses import linear_baseline, underfitting
@@ -177,10 +176,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     model = pm.first("tk_load_model", f"model '{model_info.name}'", model_info.plugin, model=model_info,
                      labels=dataset.labels)
     set_problem(model, task)
-    limit = model_limit(tokenizer, model.config)
-    if task.max_length > limit:
-        raise TkError(f"task '{task.name}': max_length = {task.max_length} is above the {limit} tokens "
-                      f"model '{model_info.name}' can take. Use --set max_length={limit} or less.")
+    check_max_length(task, tokenizer, model_info.name, model.config)  # its position embeddings known now
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride.value)
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "

@@ -20,10 +20,18 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
 from toolkit.runs import trackers, tracking
 from toolkit.runs.folders import check_task_name
-from toolkit.runs.tune_final import DEFAULT, compare_final, final_runs, final_warnings, ranked_configs
+from toolkit.runs.tune_final import (
+    DEFAULT,
+    compare_final,
+    final_runs,
+    final_warnings,
+    ranked_configs,
+)
+from toolkit.runs.tune_final import describe as describe_values
 from toolkit.runs.tune_report import render
 from toolkit.runs.tune_space import (
     Dimension,
+    check_lengths,
     describe,
     length_choices,
     measure_lengths,
@@ -32,6 +40,7 @@ from toolkit.runs.tune_space import (
     search_space,
 )
 from toolkit.runs.tune_study import (
+    COUNTED,
     launch_trial,
     mark_interrupted_folders,
     open_storage,
@@ -92,17 +101,16 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
         tune_dir.mkdir(parents=True, exist_ok=True)
     study, created = open_study(url, name, direction, request.pruner, task.seed, signature)
     tune_dir.mkdir(parents=True, exist_ok=True)
-    default = {key: getattr(base_task, key) for key in space}
-    if created:  # a new study: the default first, then --try, then the sampler
-        outside = [key for key, dim in space.items() if not dim.holds(default[key])]
-        if not outside:
-            study.enqueue_trial(default, user_attrs={"tk_default": True}, skip_if_exists=True)
-        else:
-            where = ", ".join(f"{key} = {default[key]}" for key in outside)
-            progress.note(f"The task's own configuration is outside the space ({where}): no trial trains it; the "
-                          "final comparison still tests against it.")
-        for values in tries:
-            study.enqueue_trial(with_defaults(values, default, space), skip_if_exists=True)
+    settings = base_task.describe()
+    default = {key: settings[key] for key in space}
+    outside = [key for key, dim in space.items() if not dim.holds(default[key])]
+    firsts = [] if outside else [(default, {"tk_default": True})]  # the default first, then --try, then the sampler
+    if outside and created:
+        where = ", ".join(f"{key} = {default[key]}" for key in outside)
+        progress.note(f"The task's own configuration is outside the space ({where}): no trial trains it; the "
+                      "final comparison still tests against it.")
+    queue_firsts(study, firsts + [(with_defaults(values, default, space), {}) for values in tries], created,
+                 progress.note)
     progress.note(f"Tuning {task.name} into {tune_dir}: study {name!r} in {redact(url)}, {request.trials} trials, "
                   f"validation {metric} ({direction}); space: "
                   + ", ".join(f"{key}={text}" for key, text in describe(space).items()))
@@ -138,6 +146,8 @@ def plan(pm, request: TuneRequest, progress: Progress) -> tuple[dict[str, Dimens
     if "max_length" not in request.fixed and "max_length" not in request.overrides:
         progress.note("Measuring token lengths for max_length's choices (as tk analyze-lengths does)...")
         lengths = length_choices(measure_lengths(pm, request.task, request.data, request.base), request.task)
+    if "max_length" in request.overrides:
+        check_lengths(pm, request.overrides["max_length"], request.task, request.base)
     space = search_space(request.overrides, set(request.fixed), request.task, lengths)
     base_task = with_overrides(request.task, pinned(request.overrides), "--space")
     return space, base_task, parse_try(request.tries, space, base_task)
@@ -192,7 +202,8 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
     groups = final_runs(pm, base_task, configs, seeds, data=request.data, base=request.base,
                         folder=tune_dir / "final", progress=progress)
     found = compare_final(groups, [label for label in configs if label != DEFAULT])
-    found["configs"] = {label: {"params": params, "runs": [str(r.path) for r in groups.get(label, [])]}
+    found["configs"] = {label: {"params": record["default"] if label == DEFAULT else params,  # the searched keys'
+                                "runs": [str(r.path) for r in groups.get(label, [])]}    # values, the default's too
                         for label, params in configs.items()}
     found["seeds"] = seeds
     best = record["best_trial"]
@@ -201,6 +212,28 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
              if best and best["params"] == record["default"] else [])
     found["warnings"] = final_warnings(groups)
     return {"final": found, "summary": first + found["summary"] + found["warnings"]}
+
+
+def queue_firsts(study, firsts: list[tuple[dict[str, Any], dict[str, Any]]], created: bool, note) -> None:
+    """The default and the --try configurations, queued ahead of the sampler: all of them in a new study; in
+    a continued one, each that no trial has trained to an end (a trial interrupted, a --try added since) and
+    none is queued or running. The study's creator alone queues a new study's, so workers starting together
+    do not queue them twice."""
+    if created:
+        for params, attrs in firsts:
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
+        return
+    trials = study.get_trials(deepcopy=False)
+    for params, attrs in firsts:
+        if not any(state_of(t) in (*COUNTED, "waiting") and fixed_params(t) == params for t in trials):
+            study.enqueue_trial(params, user_attrs=attrs)
+            what = "the task's own configuration" if attrs else describe_values(params)
+            note(f"Queued ahead of the sampler: {what} (no trial of it has ended).")
+
+
+def fixed_params(trial: Any) -> dict[str, Any]:
+    """A queued trial's configuration (its params are filled in only once a worker asks for it)."""
+    return trial.system_attrs.get("fixed_params", trial.params)
 
 
 def with_defaults(values: dict[str, Any], default: dict[str, Any], space: dict) -> dict[str, Any]:

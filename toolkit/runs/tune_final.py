@@ -101,9 +101,13 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
                 "sentence": f"{who} ({label}): no seed with test predictions shared with the default's runs."}
     difference = float(np.mean(estimates))
     low, high = seed_and_row_interval(estimates, replicates)
+    low, high = max(low, -1.0), min(high, 1.0)  # a difference of two scores in [0, 1]: nothing outside is possible
     shown = f"{difference:+.3f} {named} [{low:+.3f}, {high:+.3f}]"
     how = (f"mean over {len(estimates)} seeds; 95% interval from the seeds' spread and the test rows"
            if len(estimates) > 1 else "one seed, so the seeds' spread is not in the 95% interval, only the test rows")
+    if len(estimates) == 2:
+        how += ("; with two seeds Student's t has one degree of freedom (12.7 standard errors each side): "
+                "--seeds 3 or more narrows it")
     if low > 0:
         verdict, sentence = "better", f"{who} ({label}) beats the default by {shown} ({how})."
     elif high < 0:
@@ -153,8 +157,10 @@ def ranked_configs(trials: list[Any], direction: str, top: int,
 
 
 def final_warnings(groups: dict[str, list[RunSummary]]) -> list[str]:
-    """What the final runs' own reports warn of, once per configuration and kind: 'default (2 of 2 runs):
-    The model predicts 'ham' for 100.0% of the 80 rows ...'. A verdict of "not distinguishable" between two
-    models that both learned nothing must not read as two good models."""
-    return [f"WARNING {label} ({count} of {len(runs)} runs): {text}" for label, runs in groups.items()
-            for text, count, _ in warnings_across([run.path / "metrics.json" for run in runs])]
+    """What the final runs' own reports warn of, once per configuration and kind: 'default (2 of 2 runs, in the
+    words of seed 43's run): The model predicts 'ham' for 100.0% of the 80 rows ...'. A verdict of "not
+    distinguishable" between two models that both learned nothing must not read as two good models."""
+    return [f"WARNING {label} ({count} of {len(runs)} runs"
+            + (f", in the words of seed {seed_of(runs[first])}'s run" if count > 1 else "") + f"): {text}"
+            for label, runs in groups.items()
+            for text, count, first in warnings_across([run.path / "metrics.json" for run in runs])]

@@ -33,6 +33,8 @@ def history(record: dict[str, Any]) -> str:
     points = [p for p in points if p[1] is not None]
     if not points:
         return section("history", "Optimisation history", "<p>No trial has a validation value yet.</p>")
+    from matplotlib.ticker import MaxNLocator  # matplotlib: imported when a page is drawn, not at tk's start
+
     minimise = record["direction"] == "minimize"
     with figures._figure(6.5, 3.2) as (fig, ax):
         for state, marker in (("complete", "o"), ("pruned", "x")):
@@ -47,6 +49,7 @@ def history(record: dict[str, Any]) -> str:
         line = [(n, v) for n, v in line if v is not None]
         if line:
             ax.step([n for n, _ in line], [v for _, v in line], where="post", label="best so far")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered: no tick at 0.5
         ax.set_xlabel("trial")
         ax.set_ylabel(f"validation {record['metric']}")
         ax.legend()

@@ -15,7 +15,8 @@ from typing import Any
 from toolkit.config import TaskConfig, parse_value, with_overrides
 from toolkit.data.lengths import analyze
 from toolkit.data.loading import load_named
-from toolkit.errors import TkError, suggest
+from toolkit.data.tokens import check_max_length
+from toolkit.errors import TkError, suggest, user_message
 
 LENGTH_SAMPLE = 2000  # training texts measured for max_length's default choices
 LENGTH_STEP = 16  # max_length choices are rounded up to a multiple of this
@@ -54,10 +55,15 @@ DEFAULT_SPACE = {
     "weight_decay": Dimension("weight_decay", 0.0, 0.1),
 }
 NOT_SEARCHABLE = {"name", "dataset", "model", "data", "seed", "select_on", "select_metric", "report_to"}
+# Trials are ranked on their validation rows: a key that changes which rows those are (or what the task is)
+# would rank trials on different data.
+CHANGES_THE_ROWS = {"validation_size", "split_seed", "problem"}
 
 
-def parse_space(specs: tuple[str, ...], task: TaskConfig) -> dict[str, Dimension]:
-    """``--space`` values, each checked: a known task key, a well-formed range or list, values the task accepts."""
+def parse_space(specs: tuple[str, ...], task: TaskConfig, data_keys: frozenset[str] = frozenset()
+                ) -> dict[str, Dimension]:
+    """``--space`` values, each checked: a key tk tune may search, a well-formed range or list, values the task
+    accepts. ``data_keys``: the plugin keys of dataset plugins (what a trial reads), never searched."""
     found: dict[str, Dimension] = {}
     for spec in specs:
         key, sep, text = spec.partition("=")
@@ -65,14 +71,33 @@ def parse_space(specs: tuple[str, ...], task: TaskConfig) -> dict[str, Dimension
         if not sep or not key or not text:
             raise TkError(f"--space '{spec}': expected KEY=LOW..HIGH[:log] or KEY=A,B,C, e.g. "
                           "--space learning_rate=1e-5..1e-3:log or --space batch_size=8,16,32.")
+        if key in CHANGES_THE_ROWS or key in data_keys:
+            what = "the data each trial reads, and so " if key in data_keys else ""
+            raise TkError(f"--space '{spec}': tk tune does not search '{key}': it changes {what}which rows each "
+                          "trial is scored on, so the trials would be ranked on different validation rows; set it "
+                          "for every trial with --set.")
         known = [name for name in task.describe() if name not in NOT_SEARCHABLE]
+        if key in NOT_SEARCHABLE:
+            raise TkError(f"--space '{spec}': tk tune never searches '{key}'.")
         if key not in known:
-            why = " (tk tune never searches it)" if key in NOT_SEARCHABLE else ""
-            raise TkError(f"--space '{spec}': unknown key '{key}'{why}.{suggest(key, known)}")
+            raise TkError(f"--space '{spec}': unknown key '{key}'.{suggest(key, known)}")
         if key in found:
             raise TkError(f"--space: key '{key}' is given twice; give it once.")
+        if key == "class_weights" and task.select_metric == "loss":
+            raise TkError(f"--space '{spec}': the validation loss is weighted by class_weights, so each weighting "
+                          "would be ranked on its own loss. Rank the trials on a metric the weights do not change: "
+                          "add --set select_metric=f1_macro (or accuracy).")
+        if text[:1] in "{[":
+            raise TkError(f"--space '{spec}': --space searches numbers, words and true/false, not a table or a "
+                          f"list. Set it for every trial with --set {key}={text}.")
         found[key] = _dimension(spec, key, text, task)
     return found
+
+
+def data_keys(pm, task: TaskConfig) -> frozenset[str]:
+    """The task keys that dataset plugins declare: which file, columns and labels a trial reads."""
+    readers = {info.plugin for info in pm.datasets().values()}
+    return frozenset(setting.name for setting in task.declared if setting.plugin in readers)
 
 
 def _dimension(spec: str, key: str, text: str, task: TaskConfig) -> Dimension:
@@ -93,7 +118,7 @@ def _dimension(spec: str, key: str, text: str, task: TaskConfig) -> Dimension:
             raise TkError(f"--space '{spec}': the range's low end must be below its high end.")
         if log and low <= 0:
             raise TkError(f"--space '{spec}': a log scale needs a low end above 0.")
-        integer = isinstance(low, int) and isinstance(high, int) and isinstance(getattr(task, key, None), int)
+        integer = isinstance(low, int) and isinstance(high, int) and isinstance(task.describe().get(key), int)
         for value in (low, high):
             _check_value(spec, key, value, task)
         return Dimension(key, low, high, log, integer)
@@ -113,8 +138,8 @@ def _dimension(spec: str, key: str, text: str, task: TaskConfig) -> Dimension:
 def _check_value(spec: str, key: str, value: Any, task: TaskConfig) -> None:
     try:
         with_overrides(task, {key: value}, "--space")
-    except TkError as error:
-        raise TkError(f"--space '{spec}': {error}") from None
+    except TkError as error:  # with_overrides says "--space: task 'x': key ...": the spec is named once
+        raise TkError(f"--space '{spec}': {str(error).removeprefix('--space: ')}") from None
 
 
 def search_space(overrides: dict[str, Dimension], fixed: set[str], task: TaskConfig,
@@ -146,6 +171,18 @@ def length_choices(stats: Any, task: TaskConfig) -> tuple[int, ...]:
     rounded = sorted({min(stats.model_limit, max(LENGTH_STEP, math.ceil(v / LENGTH_STEP) * LENGTH_STEP))
                       for v in wanted})
     return tuple(rounded) or (task.max_length,)
+
+
+def check_lengths(pm, dim: Dimension, task: TaskConfig, base) -> None:
+    """Every max_length a --space gives holds text and fits the model (tk run's check, with the model's
+    tokenizer), before the first trial: a range is checked at its ends."""
+    model = pm.model(task.model, base)
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
+    for value in dim.choices or (int(dim.low), int(dim.high)):
+        try:
+            check_max_length(with_overrides(task, {"max_length": value}, "--space"), tokenizer, model.name)
+        except TkError as error:
+            raise TkError(f"--space max_length={dim.describe()}: {user_message(error)}") from None
 
 
 def measure_lengths(pm, task: TaskConfig, data: str | None, base) -> Any:
@@ -183,7 +220,11 @@ def parse_try(specs: tuple[str, ...], space: dict[str, Dimension], task: TaskCon
             if key not in space:
                 raise TkError(f"--try '{spec}': '{key}' is not searched. Searched: {', '.join(space)}.")
             value = parse_value(text.strip())
-            if not space[key].holds(value):
+            dim = space[key]
+            if not dim.choices and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise TkError(f"--try '{spec}': {key}={text.strip()!r} is not a number; {key} is searched over "
+                              f"{dim.describe()}.")
+            if not dim.holds(value):
                 raise TkError(f"--try '{spec}': {key}={value!r} is outside the space ({space[key].describe()}).")
             values[key] = value
         try:

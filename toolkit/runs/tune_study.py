@@ -138,10 +138,12 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
 
 
 def differs(key: str, was: Any, now: Any) -> str:
-    """What changed in a study's signature, in words: 'task (max_length: 32, now 48)', 'data (its content)'."""
-    if key == "task" and isinstance(was, dict) and isinstance(now, dict):
+    """What changed in a study's signature, in words: 'task (max_length: 32, now 48)', 'space (epochs: 1..2,
+    now 1..3)', 'data (its content changed)'."""
+    if key in ("task", "space") and isinstance(was, dict) and isinstance(now, dict):
         keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-        return "task (" + ", ".join(f"{k}: {was.get(k)!r}, now {now.get(k)!r}" for k in keys) + ")"
+        shown = repr if key == "task" else lambda v: "not searched" if v is None else v  # a space's ranges as typed
+        return f"{key} (" + "; ".join(f"{k}: {shown(was.get(k))}, now {shown(now.get(k))}" for k in keys) + ")"
     return {"data_content": "data (its content changed)"}.get(key, key)
 
 

@@ -46,16 +46,18 @@ def objective_value(record: EpochRecord, metric: str) -> float:
 class TrialRun:
     """What a run does differently as a trial: it reports each epoch, may be pruned, and ends unscored."""
 
-    def __init__(self, trial: Any, metric: str, number: int, params: dict[str, Any]) -> None:
-        self.trial, self.metric, self.number, self.params = trial, metric, number, params
+    def __init__(self, trial: Any, metric: str, number: int, params: dict[str, Any], epochs: int | None = None
+                 ) -> None:
+        self.trial, self.metric, self.number, self.params, self.epochs = trial, metric, number, params, epochs
         self.seen: list[EpochRecord] = []
 
     def on_epoch(self, record: EpochRecord) -> None:
-        """A listener of the training loop: each epoch is reported to the study, which may prune the trial."""
+        """A listener of the training loop: each epoch is reported to the study, which may prune the trial
+        before its last epoch (after it there is nothing left to save: the trial is complete)."""
         self.seen.append(record)
         value = objective_value(record, self.metric)
         self.trial.report(value, record.epoch)
-        if self.trial.should_prune():
+        if (self.epochs is None or record.epoch < self.epochs) and self.trial.should_prune():
             raise EndedEarly(record.epoch, f"validation {self.metric} {value:.4f} after epoch {record.epoch} is "
                                            "worse than the median of the finished trials there")
 
@@ -92,7 +94,7 @@ def run_trial(spec: dict[str, Any]) -> Any:
     study = optuna.load_study(study_name=spec["study"], storage=open_storage(spec["storage"], heartbeat=False),
                               pruner=pruner(spec["pruner"]))
     trial = TrialRun(optuna.trial.Trial(study, spec["trial_id"]), task.select_metric, spec["number"],
-                     spec["params"])
+                     spec["params"], task.epochs)
     base = Path(spec["base"]) if spec.get("base") else None
     trackers.sweep_parent.set(spec.get("mlflow_parent"))  # report_to = ["mlflow"]: nested under the tune's run
     return run_task(pm, task, data=spec.get("data"), output=Path(spec["output"]), base=base,
