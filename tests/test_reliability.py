@@ -25,6 +25,14 @@ def test_unknown_dataset_names_file_task_and_key(project):
                "run", "toy", "--set", "dataset=tyo")
 
 
+def test_check_and_analyze_lengths_name_the_task_and_key_of_an_unknown_name(project):
+    fails_with("tasks.toml: task 'toy', key 'dataset': Unknown dataset 'tyo'. Did you mean 'toy'?",
+               "check", "toy", "--set", "dataset=tyo")
+    fails_with("task 'toy', key 'model': Unknown model 'tiyn'. Did you mean 'tiny'?",
+               "analyze-lengths", "toy", "--set", "model=tiyn")
+    fails_with("No task or dataset 'toyy'. Did you mean 'toy'? Tasks in tasks.toml: ", "check", "toyy")
+
+
 def test_unknown_model_names_file_task_and_key(project):
     fails_with("task 'toy', key 'model': Unknown model 'tiyn'. Did you mean 'tiny'?", "run", "toy", "--set", "model=tiyn")
 

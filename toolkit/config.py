@@ -160,6 +160,7 @@ CORE_SETTINGS = {
     for f in fields(TaskConfig) if "help" in f.metadata
 }
 REQUIRED_KEYS = {"dataset", "model"}
+EXAMPLES = {"dataset": "imdb", "model": "minilm"}  # what the error for a missing required key suggests
 
 
 def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tuple[Setting, ...] = ()) -> TaskConfig:
@@ -169,7 +170,8 @@ def build_task(name: str, values: dict[str, Any], path: Path | str, declared: tu
         check_key(key, value, known, path, where)
     missing = REQUIRED_KEYS - values.keys()
     if missing:
-        raise TkError(f"{path}: {where} has no '{sorted(missing)[0]}' key. Add it, e.g. dataset = \"imdb\".")
+        key = sorted(missing)[0]
+        raise TkError(f"{path}: {where} has no '{key}' key. Add it, e.g. {key} = \"{EXAMPLES[key]}\".")
     core = {k: v for k, v in values.items() if k in CORE_SETTINGS}
     for key in _NAME_LISTS & core.keys():
         core[key] = names_of(core[key], CORE_SETTINGS[key].choices)

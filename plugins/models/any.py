@@ -31,9 +31,9 @@ def tk_resolve_model(name, base):
         return None  # a plain name: an unknown registered model, not a path
     folder = _folder(Path(text).expanduser(), base)
     if folder is None:
-        raise TkError(f"model '{name}': no folder {text} (looked in {Path.cwd()}"
-                      f"{' and ' + str(base) if base else ''}). Give a folder saved with save_pretrained, "
-                      "or a Hub model as hf:ORG/NAME.")
+        places = list(dict.fromkeys(str(p) for p in (Path.cwd(), base) if p))  # once where they are one folder
+        raise TkError(f"model '{name}': no folder {text} (looked in {' and '.join(places)}). Give a folder saved "
+                      "with save_pretrained, or a Hub model as hf:ORG/NAME.")
     if not (folder / "config.json").is_file():
         raise TkError(f"model '{name}': {folder} has no config.json, so it is not a save_pretrained folder. "
                       "Point at the folder that holds config.json and the weights (a tk run's model/).")

@@ -24,7 +24,8 @@ from toolkit.runs.prepared import registered
 @cli.command(name="analyze-lengths")
 @click.argument("dataset_name", metavar="[TASK|DATASET]", required=False)
 @click.option("--model", "model_names", multiple=True, metavar="NAME",
-              help="Model whose tokenizer to use (repeat to compare). Default: bert-uncased.")
+              help="Model whose tokenizer to use (repeat to compare). Default: the task's model (minilm for "
+                   "--data FILE); bert-uncased for a dataset named alone.")
 @click.option("--data", metavar="PATH", help="Read the dataset from this file or folder.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a task setting (repeatable), as tk run does: e.g. --set text_column=body.")
@@ -45,8 +46,10 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
     """Token-length statistics of a task's or a dataset's data (or --data FILE) and a recommended max_length."""
     pm = session.pm
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
-    model_names = model_names or ((task.model,) if task else ())
-    models = [pm.model(name, base) for name in (model_names or ("bert-uncased",))]
+    if task is not None and not model_names:  # the task's model: an unknown name names the task and the key
+        models, model_names = [registered(pm, task, base=base)[1]], (task.model,)
+    else:
+        models = [pm.model(name, base) for name in (model_names or ("bert-uncased",))]
     if not model_names and not hub_reachable():
         click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
                    "pass a model that needs no network" + offline_advice(pm.models()), err=True)

@@ -80,7 +80,8 @@ def cache_problem(error: OSError) -> str | None:
 
 
 @click.group(cls=TkGroup)
-@click.option("--tasks", "tasks_file", metavar="PATH", help="The tasks file (default: $TK_TASKS or ./tasks.toml).")
+@click.option("--tasks", "tasks_file", metavar="PATH",
+              help="The tasks file (default: $TK_TASKS, else ./tasks.toml, else the one shipped with tk).")
 @click.version_option(package_name="tk-toolkit")
 @click.pass_context
 def cli(ctx, tasks_file):

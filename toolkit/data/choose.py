@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import build_task, with_overrides
-from toolkit.errors import TkError
+from toolkit.errors import TkError, suggest
 
 FILES = "files"  # the built-in dataset for your own files (plugins/datasets/files.py)
 DEFAULT_MODEL = "minilm"  # bundled: a run on your file works with no network
@@ -43,7 +43,16 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
         return FILES, None, Path.cwd(), data_task(data, overrides, declared, task_names(session))
     if session.tasks_path.exists() and name in session.config.tasks:
         task = with_overrides(session.config.tasks[name], overrides)
+        try:
+            session.pm.dataset(task.dataset)
+        except TkError as error:
+            raise TkError(f"{session.tasks_path}: task '{name}', key 'dataset'") from error
         return task.dataset, task.data, session.tasks_path.resolve().parent, task
+    datasets = session.pm.datasets()
+    if name not in datasets:
+        tasks = task_names(session)
+        raise TkError(f"No task or dataset '{name}'.{suggest(name, [*tasks, *datasets])} Tasks in "
+                      f"{session.tasks_path}: {', '.join(tasks) or 'none'}; datasets: {', '.join(sorted(datasets))}.")
     if overrides:
         return name, None, None, dataset_task(name, overrides, declared)
     return name, None, None, None

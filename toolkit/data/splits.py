@@ -216,8 +216,10 @@ def _two_classes(train, task: TaskConfig) -> None:
         return
     classes = sorted(set(column(train, "label")), key=str)
     if len(classes) < 2:
+        names = getattr(train.features["label"], "names", None)  # a ClassLabel names its ids
+        named = f"'{names[classes[0]]}'" if names else f"id {classes[0]}"
         raise TkError(f"task '{task.name}': train_size = {task.train_size} leaves training rows of one class only "
-                      f"(class id {classes[0]}); a classifier needs at least two classes. Raise train_size (each class "
+                      f"(class {named}); a classifier needs at least two classes. Raise train_size (each class "
                       "gets its share of the rows).")
 
 
