@@ -526,3 +526,16 @@ def test_a_trial_killed_before_its_status_was_written_is_marked_interrupted(tmp_
     assert run_status(run) == "incomplete"
     mark_interrupted_folders(tmp_path, study)
     assert run_status(run) == "interrupted" and not (run / "checkpoints").exists()
+
+
+def test_an_interrupted_trial_says_to_run_tk_tune_again_not_tk_run(tmp_path):
+    """A trial's log is read by someone whose command was tk tune: tk run --resume would finish the trial as a
+    plain run, outside the study."""
+    from toolkit.runs.endings import interrupted
+    from toolkit.training.progress import Progress
+
+    said = []
+    outcome = interrupted(tmp_path, "tk run --data sms.csv", Progress(said.append, bar=False), mark=False, trial=True)
+    assert outcome.status == "interrupted"
+    assert said == ["Interrupted. Run the same tk tune command again: the study goes on with a new trial (a trial's "
+                    "run is never resumed)."]

@@ -28,14 +28,21 @@ def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
     return f"tk run {task.name}" + (f" --data {data}" if data else "")
 
 
-def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool) -> RunOutcome:
-    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again."""
+TUNE_AGAIN = ("Run the same tk tune command again: the study goes on with a new trial (a trial's run is never "
+              "resumed).")
+
+
+def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool, trial: bool = False) -> RunOutcome:
+    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again (a tk tune
+    trial: run tk tune again)."""
     if mark and run_status(run_dir) != "complete":
         try:
             set_status(run_dir, "interrupted")
         except TkError as error:  # e.g. a full disk: the status says 'running' and tk list shows it stale
             progress.note(f"Could not mark the run interrupted: {error}")
-    if run_dir is not None and run_status(run_dir) == "complete":
+    if trial:
+        progress.note(f"Interrupted. {TUNE_AGAIN}")
+    elif run_dir is not None and run_status(run_dir) == "complete":
         progress.note(f"Interrupted after the run was complete; its results are saved in {run_dir}.")
     elif run_dir is not None and checkpoints.latest(run_dir / "checkpoints") is not None:
         progress.note(f"Interrupted. The last finished epoch is saved; resume with:\n  tk run --resume {run_dir}")

@@ -103,7 +103,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
-            return interrupted(run_dir, start_again(task, data, where), progress, mark)
+            return interrupted(run_dir, start_again(task, data, where), progress, mark, trial=trial is not None)
         except BaseException as error:
             tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched

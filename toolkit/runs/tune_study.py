@@ -331,7 +331,7 @@ def killed(code: int) -> str:
 
 def mark_interrupted_folders(trials_dir: Path, study: Any) -> None:
     """Run folders of interrupted trials: status interrupted, no checkpoints (a trial is never resumed: tk tune
-    asks for a new one; the trial's log suggests tk run --resume, which would finish it as a plain run)."""
+    asks for a new one; tk run --resume would finish it as a plain run, outside the study)."""
     for trial in study.get_trials(deepcopy=False):
         if state_of(trial) != "interrupted":
             continue
