@@ -539,3 +539,24 @@ def test_an_interrupted_trial_says_to_run_tk_tune_again_not_tk_run(tmp_path):
     assert outcome.status == "interrupted"
     assert said == ["Interrupted. Run the same tk tune command again: the study goes on with a new trial (a trial's "
                     "run is never resumed)."]
+
+
+def test_the_median_pruner_needs_two_finished_trials_at_the_epoch():
+    """Epochs searched: one finished trial trained 1 epoch, one 2. At epoch 2 a worse trial is not pruned on the
+    'median' of one trial; at epoch 1, against two, it is."""
+    from toolkit.runs.tune_study import pruner
+
+    study = optuna.create_study(pruner=pruner({"kind": "median", "startup": 2, "after": 1}))
+    for values in ([0.5], [0.5, 0.4]):
+        trial = study.ask()
+        for epoch, value in enumerate(values, 1):
+            trial.report(value, epoch)
+        study.tell(trial, values[-1])
+    late = study.ask()
+    late.report(0.45, 1)  # better than both at epoch 1
+    assert not late.should_prune()
+    late.report(0.45, 2)  # worse than the one trial that reached epoch 2
+    assert not late.should_prune()
+    early = study.ask()
+    early.report(0.6, 1)  # worse than both at epoch 1
+    assert early.should_prune()

@@ -92,11 +92,14 @@ def redact(url: str) -> str:
 
 def pruner(spec: dict[str, Any]) -> Any:
     """``median``: a trial worse than the median of the finished trials at the same epoch stops there (from
-    epoch ``after``, once ``startup`` trials have finished); ``halving``: successive halving over epochs."""
+    epoch ``after``, once ``startup`` trials have finished, and only at an epoch that as many finished trials
+    reached: a "median" of one trial that trained that long is that trial); ``halving``: successive halving
+    over epochs."""
     import optuna
 
     if spec["kind"] == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec["startup"], n_warmup_steps=spec["after"])
+        return optuna.pruners.MedianPruner(n_startup_trials=spec["startup"], n_warmup_steps=spec["after"],
+                                           n_min_trials=spec["startup"])
     if spec["kind"] == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, spec["after"]))
     return optuna.pruners.NopPruner()
