@@ -94,6 +94,8 @@ def test_baked_temperature_gives_the_same_probabilities_everywhere(pm, project):
     recorded = calibrated.metrics["calibration"]
     assert evaluated["metrics"]["ece"] == pytest.approx(recorded["ece_after"], abs=2e-3)
     assert evaluated["metrics"]["accuracy"] == calibrated.metrics["accuracy"]
+    printed = tk("evaluate", calibrated.run_dir).output  # the text report says it too
+    assert f"calibration: ECE {evaluated['metrics']['ece']:.3f} [" in printed
     # ...and the saved probabilities really are the ones the recorded ECE describes
     labels = np.array([0 if r == "neg" else 1 for r in _labels(calibrated.run_dir)])
     ece = calibration.expected_calibration_error(*calibration.confidence_and_hits(saved, labels))

@@ -218,6 +218,11 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
                f"({metrics['texts_per_second']:,.1f} texts/s, tokenizing included)")
     if not as_json:
         click.echo(format_metrics(metrics))
+        if metrics.get("ece") is not None:  # what --min-confidence rests on, measured on these rows
+            ci = metrics.get("ece_ci")
+            click.echo(f"  calibration: ECE {metrics['ece']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+                       + f" on these rows ({metrics['ece_bins']} equal-width confidence bins; 0 is perfect; "
+                       "docs/metrics.md#calibration)")
     # --split test scores every test row, the default only those the run scored: their files must differ
     stem = "test-all" if split == "test" and data is None else metrics["split"]
     path = run_dir / "evaluations" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
