@@ -199,6 +199,7 @@ def test_sweep_and_compare(project):
     assert len(rows) == 2 and sum(row.rstrip().endswith("best") for row in rows) == 1
     verdict = next(row for row in rows if not row.rstrip().endswith("best"))
     assert re.search(r"(noise \(p=\d\.\d\d\)|real \(p=\d\.\d{3}\)|real \(p<0\.001\))$", verdict.rstrip()), verdict
+    assert ok("compare", sweep_dir).splitlines()[:len(rows) + 2] == table.splitlines()[:len(rows) + 2]  # its runs
 
 
 @pytest.mark.slow

@@ -11,9 +11,10 @@ from tests.helpers import ok, reseal, tk_json
 from toolkit.evaluation.paired import Scored, decision_metric, differences
 
 
-def write_run(folder, labels, predicted, names, fingerprint="same-rows", **metrics):
+def write_run(folder, labels, predicted, names, fingerprint="same-rows", rows=None, source=None, **metrics):
     """A finished run folder as tk compare reads it (through the run loader): metrics.json, manifest.json,
-    predictions.csv, config.json, status.json and checksums.json."""
+    predictions.csv, config.json, status.json and checksums.json. ``rows``: predictions.csv's row numbers (in
+    the file the rows came from, fingerprinted ``source``); none by default."""
     from toolkit.evaluation.paired import score
 
     folder.mkdir(parents=True)
@@ -26,13 +27,17 @@ def write_run(folder, labels, predicted, names, fingerprint="same-rows", **metri
         "history": [{"validation_loss": 0.5}], "average": "macro",
         "per_class": {name: {"support": support[name]} for name in names}, **found, **metrics}))
     (folder / "manifest.json").write_text(json.dumps({"data_fingerprint": {"test": {"sha256": fingerprint}},
-                                                      "labels": list(names)}))
+                                                      "labels": list(names),
+                                                      **({"source_fingerprint": {"test": {"sha256": source}}}
+                                                         if source else {})}))
     (folder / "config.json").write_text(json.dumps({"task": {"name": folder.name}}))
     (folder / "status.json").write_text(json.dumps({"status": "complete"}))
     with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["text", "label", "predicted", *[f"p_{name}" for name in names]])
-        writer.writerows([f"text {i}", truth, guess, *[1.0 if n == guess else 0.0 for n in names]]
+        writer.writerow([*(["row"] if rows is not None else []), "text", "label", "predicted",
+                         *[f"p_{name}" for name in names]])
+        writer.writerows([*([rows[i]] if rows is not None else []), f"text {i}", truth, guess,
+                          *[1.0 if n == guess else 0.0 for n in names]]
                          for i, (truth, guess) in enumerate(zip(labels, predicted)))
     return reseal(folder)  # as tk run saves a run: its checksums last
 
@@ -72,6 +77,50 @@ def test_runs_on_other_test_rows_are_compared_unpaired_and_say_so(tmp_path):
     against = next(row for row in document["runs"] if row["label"] == "unweighted")["vs_best"]
     assert against["test"] == "unpaired bootstrap" and against["verdict"] == "real"
     assert "unpaired: unweighted scored other test rows" in ok("compare", unweighted, balanced)
+
+
+def test_runs_that_left_out_a_few_rows_of_one_test_file_are_paired_on_the_rows_both_scored(tmp_path):
+    """A separate test file: each run leaves out the test rows whose text its own split trained or validated
+    on, so two seeds score 498 of the same 500 rows. They are paired on the 496 both scored, not resampled
+    apart; runs of another file, or that share too few rows, stay unpaired."""
+    names = ("big", "small-a", "small-b")
+    labels = ["big"] * 400 + ["small-a"] * 50 + ["small-b"] * 50
+    unweighted = ["big"] * 500
+    balanced = ["big"] * 300 + ["small-a"] * 50 + ["small-b"] * 50 + ["small-a"] * 50 + ["small-b"] * 50
+
+    def run(name, predicted, left_out, source="test-file"):
+        kept = [i for i in range(500) if i not in left_out]
+        return write_run(tmp_path / name, [labels[i] for i in kept], [predicted[i] for i in kept], names,
+                         fingerprint=name, rows=kept, source=source)
+
+    best = run("balanced", balanced, {10, 20})
+    against = tk_json("compare", run("unweighted", unweighted, {30, 40}), best)[0]["runs"]
+    found = next(row for row in against if row["label"] == "unweighted")["vs_best"]
+    assert found["test"] == "paired bootstrap" and found["paired_rows"] == 496 and found["rows"] == [498, 498]
+    assert "(paired on the 496 test rows both scored, of 498 and 498, 95% intervals)" in ok(
+        "compare", tmp_path / "unweighted", best)
+    for other in (run("other-file", unweighted, {30, 40}, source="another-file"),
+                  run("fewer", unweighted, set(range(0, 500, 5)))):  # 398 of 498 shared: another split's rows
+        found = next(row for row in tk_json("compare", other, best)[0]["runs"] if row["label"] == other.name)
+        assert found["vs_best"]["test"] == "unpaired bootstrap" and "paired_rows" not in found["vs_best"]
+
+
+def test_a_sweep_says_what_its_runs_warn_of_once_per_setting(tmp_path):
+    from toolkit.runs.compare import summarise
+    from toolkit.runs.diagnoses import group_warnings
+
+    names, labels = ("neg", "pos"), ["neg", "pos"] * 50
+    runs = [write_run(tmp_path / f"seed{seed}", labels, ["neg"] * 100, names, warnings=[
+        f"The model predicts 'neg' for 100.0% of the {100 + seed} rows."]) for seed in (1, 2)]
+    summaries = []
+    for seed, folder in zip((1, 2), runs):
+        config = json.loads((folder / "config.json").read_text())
+        config["task"]["seed"] = seed
+        (folder / "config.json").write_text(json.dumps(config))
+        summaries.append(summarise(reseal(folder)))
+    assert group_warnings({"lr=1e-4": summaries}) == [
+        "WARNING lr=1e-4 (2 of 2 runs, in the words of seed 1's run): The model predicts 'neg' for 100.0% of the "
+        "101 rows."]
 
 
 def test_the_unpaired_interval_is_wider_than_the_paired_one():

@@ -27,6 +27,7 @@ from toolkit.runs.folders import list_runs
 from toolkit.runs.liveness import shown_status
 from toolkit.runs.loader import open_run
 from toolkit.runs.pipeline import resume_task, run_task
+from toolkit.runs.report_page import expand_runs
 from toolkit.runs.resume import refuse_options
 from toolkit.runs.sweep import parse_grid, run_sweep
 from toolkit.tasks_file import SHIPPED_TASKS
@@ -219,7 +220,7 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
         emit("sweep", {"sweep_dir": str(sweep_dir), **record})
         return
     click.echo("")
-    click.echo("\n".join(record["table"]))
+    click.echo("\n".join(record["table"] + record["warnings"]))
 
 
 @cli.command()
@@ -238,7 +239,7 @@ def compare(run_dirs, allow_incomplete, as_json):
             click.echo(format_cv_comparison(found))
         return
 
-    runs = [summarise(path, allow_incomplete=allow_incomplete) for path in run_dirs]
+    runs = [summarise(path, allow_incomplete=allow_incomplete) for path in expand_runs(list(run_dirs))]
     rows = run_rows(runs)
     notes = data_notes(runs) + comparison_notes(rows)
     if as_json:

@@ -42,6 +42,7 @@ class RunSummary:
     data: str | None = None  # the data it used, as config.json records it: a resolved path, or where from (the Hub)
     data_fingerprint: str | None = None  # the data as loaded, before splitting (manifest.json): a changed file
     scored: paired.Scored | None = None  # each test row's label and prediction (predictions.csv)
+    row_ids: np.ndarray | None = None  # each test row's number in the file it came from (predictions.csv's row)
 
     @property
     def best_validation_loss(self) -> float:
@@ -55,16 +56,26 @@ def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = 
     fingerprint = ((manifest.get("data_fingerprint") or {}).get("test") or {}).get("sha256")
     source = ", ".join(f"{split} {value.get('sha256')}" for split, value in
                        sorted((manifest.get("source_fingerprint") or {}).items())) or None
-    correct, scored = None, None
+    correct, scored, row_ids = None, None, None
     if (run_dir / "predictions.csv").exists():
         rows = folder.predictions()
         correct = np.array([row["label"] == row["predicted"] for row in rows])
         scored = scored_rows(rows, list(rows[0]) if rows else [], metrics)
+        row_ids = row_numbers(rows)
     settings, data = config.get("task"), config.get("data") or config.get("data_source")
     if settings is not None and config.get("data"):  # "sms.csv" in tasks.toml and --data /x/sms.csv: one file
         settings = {**settings, "data": config["data"]}
     name = (label or run_dir.name) + (" (INCOMPLETE)" if folder.warning else "")
-    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored)
+    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored, row_ids)
+
+
+def row_numbers(rows: list[dict[str, str]]) -> np.ndarray | None:
+    """predictions.csv's row numbers; None where a run has none (an older tk) or they repeat."""
+    try:
+        found = np.array([int(row["row"]) for row in rows], dtype=np.int64)
+    except (KeyError, ValueError):
+        return None
+    return found if len(np.unique(found)) == len(found) else None
 
 
 def scored_rows(rows: list[dict[str, str]], columns: list[str], metrics: dict[str, Any]) -> paired.Scored | None:
@@ -149,9 +160,36 @@ def versus(run: RunSummary, best: RunSummary, metric: str) -> dict[str, Any]:
     same_rows = (run.test_fingerprint is not None and run.test_fingerprint == best.test_fingerprint
                  and len(run.scored) == len(best.scored)
                  and np.array_equal(run.scored.labels, best.scored.labels))
+    shared = None if same_rows else shared_rows(run, best)
+    if shared is not None:  # nearly the same rows of one file: paired on the rows both scored
+        ours, theirs = shared
+        found = paired.test_against(subset(run.scored, ours), subset(best.scored, theirs), metric, names, True)
+        return {**against_best(found["p"], difference, found["test"], False, metric, found["differences"]),
+                "paired_rows": len(ours), "rows": [len(run.scored), len(best.scored)]}
     found = paired.test_against(run.scored, best.scored, metric, names, same_rows)
     p = mcnemar_p(run, best) if found["test"] == "mcnemar" else found["p"]
     return against_best(p, difference, found["test"], False, metric, found["differences"])
+
+
+SHARED_SHARE = 0.9  # pair two runs on their common test rows when these are at least this share of each run's
+
+
+def shared_rows(a: RunSummary, b: RunSummary) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where two runs scored nearly the same rows of one source (one test file, each run leaving out the few
+    whose text it trained or validated on, which its split decides): each one's indices of the rows both
+    scored, with the same labels. Runs whose test rows were drawn apart (another seed's split) share too few."""
+    if a.row_ids is None or b.row_ids is None or a.data_fingerprint is None or a.data_fingerprint != b.data_fingerprint:
+        return None
+    common, ours, theirs = np.intersect1d(a.row_ids, b.row_ids, assume_unique=True, return_indices=True)
+    if len(common) < SHARED_SHARE * max(len(a.row_ids), len(b.row_ids)):
+        return None
+    if not np.array_equal(a.scored.labels[ours], b.scored.labels[theirs]):
+        return None
+    return ours, theirs
+
+
+def subset(scored: paired.Scored, rows: np.ndarray) -> paired.Scored:
+    return paired.Scored(scored.labels[rows], scored.predictions[rows], scored.n_classes, scored.positive)
 
 
 def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
@@ -174,6 +212,7 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
             "f1_macro": m.get("f1_macro"), "f1_macro_ci": m.get("f1_macro_ci"),
             "metric_names": {name: paired.metric_name(name, m) for name in paired.shown_metrics(metric, m)},
             "overfitting": bool(m.get("diagnosis", {}).get("overfitting")),
+            "underfitting": underfit(m),
             "vs_best": against_best(None, 0.0, "none", True, metric) if run is best else versus(run, best, metric),
             "settings": {key: (run.settings or {}).get(key) for key in differing},
         })
@@ -203,6 +242,9 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
         found = row["vs_best"]["differences"]
         if found:
             how = {"mcnemar": "paired", "paired bootstrap": "paired"}.get(row["vs_best"]["test"], "unpaired")
+            if "paired_rows" in row["vs_best"]:
+                how = (f"paired on the {row['vs_best']['paired_rows']:,} test rows both scored, of "
+                       f"{row['vs_best']['rows'][0]:,} and {row['vs_best']['rows'][1]:,}")
             shown = ", ".join(f"{named.get(name, name)} {value['difference']:+.3f} [{value['ci'][0]:+.3f}, "
                               f"{value['ci'][1]:+.3f}]" for name, value in found.items())
             notes.append(f"  {row['label']} minus best ({how}, 95% intervals): {shown}")
@@ -210,6 +252,14 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
         notes.append("real: beyond the noise of the test rows. Each run is one training of one seed, and a fine-tune "
                      "trained again with another seed moves too; tk sweep --seeds 3 compares settings over seeds, "
                      "which covers that as well.")
+    if len(rows) > 2 and any(row["vs_best"]["verdict"] in ("real", "noise") for row in rows):
+        notes.append(f"{len(rows)} runs: the best is chosen on these same test rows and each other run is tested "
+                     "against it, so its lead includes its luck on them, and with more runs more chances of a "
+                     "'real' by chance: read a p near 0.05 as weak.")
+    if any("paired_rows" in row["vs_best"] for row in rows):
+        notes.append("paired on the rows both scored: the runs scored one test file but each left out the few rows "
+                     "whose text it trained or validated on (its split decides which), so the rows both scored are "
+                     "compared, paired.")
     unpaired = [row["label"] for row in rows if row["vs_best"]["test"] == "unpaired bootstrap"]
     if unpaired:
         notes.append(f"unpaired: {', '.join(unpaired)} scored other test rows than the best run (another dataset, "
@@ -265,13 +315,18 @@ def format_settings_and_notes(rows: list[dict[str, Any]], notes: list[str]) -> s
 def format_run_rows(rows: list[dict[str, Any]]) -> str:
     names = rows[0]["metric_names"]
     header = f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} " + " ".join(
-        f"{names[name] + ' [95% CI]':>22}" for name in names) + f" {'overfit':>7}  vs best"
+        f"{'test ' + names[name] + ' [95% CI]':>27}" for name in names) + f" {'overfit':>7} {'underfit':>8}  vs best"
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         lines.append(f"{row['label']:<34} {row['train_seconds']:>7.1f} {row['best_epoch']:>7} "
-                     f"{row['best_validation_loss']:>8.4f} " + " ".join(f"{_with_ci(row, name):>22}" for name in names)
-                     + f" {'yes' if row['overfitting'] else 'no':>7}  {_against(row)}")
+                     f"{row['best_validation_loss']:>8.4f} " + " ".join(f"{_with_ci(row, name):>27}" for name in names)
+                     + f" {'yes' if row['overfitting'] else 'no':>7} {'yes' if row.get('underfitting') else 'no':>8}"
+                     f"  {_against(row)}")
     return "\n".join(lines)
+
+
+def underfit(metrics: dict[str, Any]) -> bool:
+    return bool((metrics.get("underfitting") or {}).get("underfitting"))
 
 
 def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
@@ -294,6 +349,7 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
             "f1": _spread([r.metrics["f1"] for r in runs]),
             **({metric: _spread(decided[name])} if metric not in ("accuracy", "f1") else {}),
             "overfitting_runs": sum(bool(r.metrics.get("diagnosis", {}).get("overfitting")) for r in runs),
+            "underfitting_runs": sum(underfit(r.metrics) for r in runs),
             "vs_best": against_best(p, difference, "welch", name == best, metric),
         })
     return rows
@@ -305,14 +361,16 @@ def format_group_rows(rows: list[dict[str, Any]]) -> str:
     metric = rows[0]["vs_best"]["metric"]
     third = metric if metric in rows[0] and metric != "accuracy" else "f1"
     header = (f"{'setting':<34} {'seeds':>5} {'train s':>9} {'val loss':>15} {'test accuracy':>15} "
-              f"{'test ' + paired.METRIC_NAMES.get(third, third):>15} {'overfit':>7}  vs best (Welch's t-test on "
-              f"test {metric})")
+              f"{'test ' + paired.METRIC_NAMES.get(third, third):>15} {'overfit':>7} {'underfit':>8}  vs best "
+              f"(Welch's t-test on test {metric})")
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
-        overfit = f"{row['overfitting_runs']}/{row['seeds']}"
+        overfit, underfit_runs = (f"{row[key]}/{row['seeds']}" for key in ("overfitting_runs", "underfitting_runs"))
         lines.append(f"{row['label']:<34} {row['seeds']:>5} {row['train_seconds']:>9.1f} "
                      f"{_mean_sd(row['best_validation_loss']):>15} {_mean_sd(row['accuracy']):>15} "
-                     f"{_mean_sd(row[third]):>15} {overfit:>7}  {_against(row)}")
+                     f"{_mean_sd(row[third]):>15} {overfit:>7} {underfit_runs:>8}  {_against(row)}")
+    lines.append("(mean ± sd over each setting's seeds; test scores on each run's test rows; val loss: the kept "
+                 "epoch's. With few seeds, 'noise' means a difference not shown, not one shown absent.)")
     return "\n".join(lines)
 
 

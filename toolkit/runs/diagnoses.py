@@ -95,6 +95,21 @@ def warnings_across(metrics_files: list[Path]) -> list[tuple[str, int, int]]:
     return [(text, count, first) for text, count, first in seen.values()]
 
 
+def group_warnings(groups: dict[str, list]) -> list[str]:
+    """What each group's runs (``RunSummary``s: a setting over seeds) warn of, once per group and kind:
+    "WARNING default (2 of 2 runs, in the words of seed 43's run): The model predicts 'ham' for 100.0% of the 80
+    rows ...". A verdict between settings that all learned nothing, or all lose to the linear baseline, must
+    not read as one between good models."""
+    lines = []
+    for label, runs in groups.items():
+        for text, count, first in warnings_across([run.path / "metrics.json" for run in runs]):
+            seed = (runs[first].settings or {}).get("seed")
+            whose = f", in the words of seed {seed}'s run" if count > 1 and seed is not None else ""
+            lines.append(f"WARNING {label} ({count} of {len(runs)} {'run' if len(runs) == 1 else 'runs'}{whose}): "
+                         f"{text}")
+    return lines
+
+
 def kind_of(warning: str) -> str:
     """A warning with its numbers and quoted names, and any list of them ('a', 'b' and 3 more), as one #."""
     kind = re.sub(r"'[^']*'|[-+]?[\d.,]+", "#", warning).replace(" and # more", "")

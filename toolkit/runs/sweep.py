@@ -18,6 +18,7 @@ from toolkit.runs.compare import (
     run_rows,
     summarise,
 )
+from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import new_run_dir
 from toolkit.runs.pipeline import run_task
 from toolkit.saving import write_json
@@ -99,6 +100,6 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         rows = [{"setting": setting_of[name], **row} for name, row in zip(groups, rows)]
         record = {"task": task.name, "grid": grid, "seeds": seeds,
                   "runs": {name: [r.path.name for r in runs] for name, runs in groups.items()},
-                  "rows": rows, "table": table.splitlines()}
+                  "rows": rows, "table": table.splitlines(), "warnings": group_warnings(groups)}
         write_json(sweep_dir / "sweep.json", record)
     return sweep_dir, record

@@ -19,12 +19,12 @@ from typing import Any
 from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
 from toolkit.runs import trackers, tracking
+from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import check_task_name
 from toolkit.runs.tune_final import (
     DEFAULT,
     compare_final,
     final_runs,
-    final_warnings,
     ranked_configs,
 )
 from toolkit.runs.tune_final import describe as describe_values
@@ -210,7 +210,7 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
     first = (["On validation no trial beat the task's own configuration (trial "
               f"{best['number']}); the best of the others is tested against it all the same."]
              if best and best["params"] == record["default"] else [])
-    found["warnings"] = final_warnings(groups)
+    found["warnings"] = group_warnings(groups)
     return {"final": found, "summary": first + found["summary"] + found["warnings"]}
 
 

@@ -20,7 +20,6 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError, user_message
 from toolkit.evaluation import paired
 from toolkit.runs.compare import RunSummary, format_group_rows, group_rows, summarise
-from toolkit.runs.diagnoses import warnings_across
 from toolkit.runs.folders import run_status
 from toolkit.runs.pipeline import run_task
 from toolkit.saving import write_json
@@ -153,14 +152,3 @@ def ranked_configs(trials: list[Any], direction: str, top: int,
         if len(chosen) == top:
             break
     return chosen
-
-
-
-def final_warnings(groups: dict[str, list[RunSummary]]) -> list[str]:
-    """What the final runs' own reports warn of, once per configuration and kind: 'default (2 of 2 runs, in the
-    words of seed 43's run): The model predicts 'ham' for 100.0% of the 80 rows ...'. A verdict of "not
-    distinguishable" between two models that both learned nothing must not read as two good models."""
-    return [f"WARNING {label} ({count} of {len(runs)} runs"
-            + (f", in the words of seed {seed_of(runs[first])}'s run" if count > 1 else "") + f"): {text}"
-            for label, runs in groups.items()
-            for text, count, first in warnings_across([run.path / "metrics.json" for run in runs])]
