@@ -384,3 +384,32 @@ def test_the_linear_baseline_verdict_says_when_another_metric_disagrees():
     agreeing = {**versus, "differences": {**versus["differences"],
                                           "accuracy": {"difference": -0.01, "ci": [-0.03, 0.01]}}}
     assert "though" not in verdict(agreeing, "f1_macro", names)
+
+
+def test_the_linear_baseline_tries_weaker_regularisation_while_the_weakest_tried_is_best(monkeypatch):
+    """A baseline whose best C sits at the grid's edge may be held back by the grid: 10x weaker is tried, twice
+    at most. Here every weaker C scores better, so 1,000 and 10,000 are tried; a grid whose best is inside
+    stops at 100."""
+    from toolkit.evaluation import classical
+
+    texts = [f"{word} film number {i}" for i in range(40) for word in ("good", "bad")]
+    labels = [i % 2 for i in range(80)]
+    calls = []
+
+    def rising(labels_, probabilities, *args):
+        calls.append(len(calls))
+        return float(len(calls)), None
+
+    monkeypatch.setattr(classical, "_validation_score", rising)
+    fitted = classical.fit(texts, labels, texts[:20], labels[:20], texts[:10], 2, "accuracy")
+    assert list(fitted.tried) == ["0.1", "1", "10", "100", "1000", "10000"] and fitted.c == 10_000
+
+    calls.clear()
+
+    def best_at_one(labels_, probabilities, *args):  # the second C tried, 1.0, is the best
+        calls.append(len(calls))
+        return (1.0 if len(calls) == 2 else 0.5), None
+
+    monkeypatch.setattr(classical, "_validation_score", best_at_one)
+    fitted = classical.fit(texts, labels, texts[:20], labels[:20], texts[:10], 2, "accuracy")
+    assert list(fitted.tried) == ["0.1", "1", "10", "100"] and fitted.c == 1.0
