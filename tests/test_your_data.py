@@ -445,6 +445,11 @@ def test_check_and_analyze_lengths_take_set_and_name_columns_both_ways(tmp_path,
     assert "As tk run splits it" in ok("check", "files", "--data", plain)
     output = ok("analyze-lengths", "--data", data, *columns, "--model", tiny_model)
     assert "Histogram: lengths-tickets.png" in output and (tmp_path / "lengths-tickets.png").is_file()
+    held_out = write_tickets(tmp_path / "held-out.csv")  # a separate test file: the test split's rows are its own
+    output = ok("analyze-lengths", "--data", data, *columns, "--set", f"test_data={held_out}", "--split", "test",
+                "--model", tiny_model)
+    assert f"(test split, {held_out} (the task's test_data))" in output
+    assert "Histogram: lengths-tickets-test.png" in output and (tmp_path / "lengths-tickets-test.png").is_file()
     result = fails_with("no label column found by name", "analyze-lengths", "--data", data, "--set",
                         "text_column=body", "--model", tiny_model)
     assert "--set label_column=NAME" in result.output

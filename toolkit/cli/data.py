@@ -35,7 +35,8 @@ from toolkit.runs.prepared import registered
               help="Share of texts the recommended max_length must hold whole.")
 @click.option("--histogram", type=click.Path(path_type=Path),
               help="Write the histogram PNG here (default: lengths-NAME.png in the current folder, NAME the "
-                   "task, the file's or the dataset's; with --json, none unless this is given).")
+                   "task, the file's or the dataset's, -SPLIT added for a split other than train; with --json, "
+                   "none unless this is given).")
 @click.option("--stride", type=click.IntRange(min=0),
               help="Window overlap of the chunks rows (default: the task's stride, else max_length // 4; rows whose "
                    "max_length it does not fit are left out).")
@@ -63,9 +64,12 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
     results = [lengths.analyze(pm, model, rows, coverage, stride, task) for model in models]
     # what tk run would say about the task's windows, per model: once, when models say the same
     warnings = list(dict.fromkeys(warning for measured in results for warning in measured.warnings))
+    test_data = task.settings.get("test_data") if task is not None and split == "test" else None
+    source = f"{test_data} (the task's test_data)" if test_data else labelled.source.describe()
     stats = [measured.stats for measured in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
-        histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}.png")
+        suffix = "" if split == "train" else f"-{split}"  # another split's histogram beside the training one
+        histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}{suffix}.png")
     if histogram:
         try:
             lengths.plot_histogram(histogram, {m.name: measured.lengths for m, measured in zip(models, results)},
@@ -78,11 +82,11 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
     if as_json:
         for warning in warnings:  # on stderr (json_output)
             click.echo(warning)
-        emit("analyze-lengths", {"dataset": dataset.name, "split": split, "source": labelled.source.describe(),
+        emit("analyze-lengths", {"dataset": dataset.name, "split": split, "source": source,
                                  "sample": sample, "histogram": str(histogram) if histogram else None,
                                  "models": {s.model: asdict(s) for s in stats}, "warnings": warnings})
         return
-    click.echo(f"{dataset.name} ({split} split, {labelled.source.describe()})")
+    click.echo(f"{dataset.name} ({split} split, {source})")
     click.echo(lengths.format_report(stats))
     for warning in warnings:
         click.echo(warning)
