@@ -6,7 +6,9 @@ two classes of about equal size, macro F1 otherwise). Two runs on the same
 test rows are compared paired: McNemar's exact test when that metric is
 accuracy (Dietterich, 1998), else a paired bootstrap of the metric
 difference; every metric shown gets its difference with a 95% interval.
-Runs scored on different test rows are compared with an unpaired bootstrap,
+Two runs that scored nearly the same rows of one test file (each leaving out
+the few whose text its own split used) are paired on the rows both scored;
+runs scored on different test rows are compared with an unpaired bootstrap,
 and the table says so. Groups of runs over several seeds are compared with
 Welch's t-test on the metric. p < 0.05 (an interval that leaves out 0) is
 "real"; anything else is marked as within noise.
