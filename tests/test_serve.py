@@ -150,6 +150,34 @@ def test_an_export_of_a_multi_label_or_chunks_run_answers_as_the_run(kind, reque
             assert a["label"] == b["label"] or max(a["probabilities"].values()) < 0.5 + near
 
 
+def test_a_request_that_fails_its_batch_fails_alone():
+    """Scoring raises for one request's text: the requests batched with it are scored again on their own and
+    answered; only that request gets the error (a 500 from the app)."""
+    import asyncio
+
+    from toolkit.serving.batcher import MicroBatcher
+
+    passes = []
+
+    def answer(texts):
+        passes.append(list(texts))
+        if "breaks the model" in texts:
+            raise RuntimeError("the model failed")
+        return [text.upper() for text in texts]
+
+    async def three_clients():
+        batcher = MicroBatcher(answer, max_batch=16, max_wait=0.2)
+        batcher.start()
+        found = await asyncio.gather(batcher.predict(["good"]), batcher.predict(["breaks the model"]),
+                                     batcher.predict(["also", "good"]), return_exceptions=True)
+        await batcher.stop()
+        return found
+
+    good, bad, also = asyncio.run(three_clients())
+    assert good == ["GOOD"] and also == ["ALSO", "GOOD"] and isinstance(bad, RuntimeError)
+    assert passes[0] == ["good", "breaks the model", "also", "good"]  # one pass for all three, then one each
+
+
 def test_concurrent_clients_share_forward_passes(server):
     texts = [f"text number {i} " + ("great " if i % 2 else "awful ") * (i % 5) for i in range(32)]
     start = threading.Barrier(len(texts))
@@ -191,6 +219,8 @@ BAD = [
     (b'{"texts": "a"}', 422, "not a list"),
     (b'{"texts": []}', 422, "empty list"),
     (b'{"texts": ["a", null]}', 422, "'texts'[1] is a JSON null"),
+    (b'{"texts": ["fine", "\\ud800 half a pair"]}', 422, "'texts'[1] is not valid Unicode text (a lone surrogate"),
+    (b'{"texts": ' + b"[" * 1900 + b"]" * 1900 + b"}", 400, "nests JSON arrays or objects too deep"),
     (json.dumps({"texts": ["a"] * 9}).encode(), 413, "9 texts in one request, over the limit of 8"),
     (json.dumps({"text": "a" * 5000}).encode(), 413, "over the limit of 4,096 bytes"),
 ]

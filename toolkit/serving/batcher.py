@@ -76,7 +76,11 @@ class MicroBatcher:
             self.on_batch(len(texts))
         try:
             answers = await loop.run_in_executor(self.model_thread, self.answer, texts)
-        except Exception as error:  # a bug in scoring: every request of the batch gets a 500, the server stays up
+        except Exception as error:  # a bug in scoring: its request gets a 500, the server stays up
+            if len(batch) > 1:  # one request's text must not fail the others batched with it: each on its own
+                for item in batch:
+                    await self._score(loop, [item])
+                return
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)

@@ -41,6 +41,9 @@ def texts_of(body: bytes, max_texts: int) -> list[str]:
         document = json.loads(body)
     except ValueError as error:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8/16/32
         raise BadRequest(400, f"the body is not valid JSON ({error}); {EXAMPLE}", "malformed_json") from None
+    except RecursionError:  # arrays nested thousands deep: the parser's own recursion runs out
+        raise BadRequest(400, f"the body nests JSON arrays or objects too deep to read; {EXAMPLE}",
+                         "malformed_json") from None
     if not isinstance(document, dict):
         raise BadRequest(422, f"the body is a JSON {type_name(document)}, not an object; {EXAMPLE}", "not_an_object")
     unknown = sorted(set(document) - {"text", "texts"})
@@ -69,6 +72,11 @@ def checked(text: Any, where: str) -> str:
         raise BadRequest(422, f"{where} is a JSON {type_name(text)}, not a string", "not_a_string")
     if not text.strip():  # as tk predict: a model answers for an empty text with nothing to go on
         raise BadRequest(422, f"{where} is empty; give each text to label", "empty_text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # "\ud800" is valid JSON but no text: a half of a UTF-16 pair
+        raise BadRequest(422, f"{where} is not valid Unicode text (a lone surrogate {text[error.start]!r} at "
+                              f"character {error.start + 1}); send the text as UTF-8", "not_unicode") from None
     return text
 
 
