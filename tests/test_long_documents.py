@@ -243,6 +243,9 @@ def predict_evaluate_and_helper_pool_like_the_run(outcome, long_project):
     assert evaluated["accuracy"] == pytest.approx(outcome.metrics["accuracy"], abs=0.04)
     report = (outcome.run_dir / "model" / "README.md").read_text()
     assert "predict_long" in report
+    # the card's usage says what truncation=True does to a long text here, and which stride the windows had
+    assert "`truncation=True` reads its first" in report and "cuts long texts" not in report
+    assert "| stride | not set (8 tokens used: max_length // 4) |" in report  # CHUNKS: max_length 32, no stride
 
 
 # -- analyze-lengths -----------------------------------------------------------------------------

@@ -148,6 +148,9 @@ def test_an_export_of_a_multi_label_or_chunks_run_answers_as_the_run(kind, reque
                 assert (label in a["labels"]) == (label in b["labels"]) or abs(p - a["thresholds"][label]) < near
         if kind == "chunks":  # two classes: the same label, but for a text within rounding of 0.5
             assert a["label"] == b["label"] or max(a["probabilities"].values()) < 0.5 + near
+    card = (tmp_path / "onnx" / "README.md").read_text()  # the windows a user outside tk must reproduce
+    assert ("overlapping windows of 16 tokens (special tokens included), each sharing 4 tokens" in card) == (
+        kind == "chunks")
 
 
 def test_a_request_that_fails_its_batch_fails_alone():

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import CORE_SETTINGS
+from toolkit.config import CORE_SETTINGS, long_text_in_windows
 from toolkit.errors import TkError
 from toolkit.runs.evaluate import rows_to_score
 from toolkit.runs.export_check import MIN_AGREEMENT, compare, describe
@@ -218,4 +218,17 @@ def card(manifest: dict[str, Any], check_lines: list[str]) -> str:
         f"Before it was written, tk scored {manifest['check']['split']} ({manifest['check']['data_source']}) with "
         f"ONNX Runtime {manifest['onnxruntime']} and with the run's own model; the floor for label agreement was "
         f"{manifest['min_agreement']:.0%}.", "", "```", *check_lines, "```", "",
-        "Use it with `tk serve FOLDER`, `tk predict FOLDER TEXT` or `tk evaluate FOLDER` (docs/deploy.md).", ""])
+        "Use it with `tk serve FOLDER`, `tk predict FOLDER TEXT` or `tk evaluate FOLDER` (docs/deploy.md).",
+        *windows_note(manifest["task"]), ""])
+
+
+def windows_note(task: dict[str, Any]) -> list[str]:
+    """A chunks run's export: the windows and pooling a user outside tk must reproduce."""
+    if not long_text_in_windows(task.get("long_text")):
+        return []
+    max_length = int(task["max_length"])
+    stride = task.get("stride") if task.get("stride") is not None else max_length // 4
+    return ["", f"The run read a text longer than {max_length} tokens as overlapping windows of {max_length} tokens "
+            f"(special tokens included), each sharing {stride} tokens with the one before, and pooled the windows' "
+            f"answers per text ({task.get('pooling', 'logits')}; docs/long-documents.md). tk serve, tk predict and "
+            "tk evaluate on this folder do so; outside tk, cutting a text to its first window gives another answer."]

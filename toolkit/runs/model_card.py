@@ -129,15 +129,26 @@ def render_model_card(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
                  "```python\nfrom transformers import pipeline\n\n"
                  'classify = pipeline("text-classification", model="path/to/this/folder", truncation=True)\n'
                  'classify("A text like the ones it was trained on.")\n```\n']),
-             f"`truncation=True` cuts long texts to {task.get('max_length', '?')} tokens as training did "
-             + ("(tail: the end is kept).\n" if task.get("truncation") == "tail" else
-                "(head+tail in training: pipeline keeps the head; tk predict keeps both ends).\n"
-                if task.get("truncation") == "head+tail" else "(the head is kept).\n"),
+             how_long_texts_are_read(task),
              "## Training data and its checks\n", *training_data(manifest),
              "## Training procedure\n", *procedure(metrics, manifest),
              "## Evaluation\n", *evaluation(metrics),
              "## Limitations\n", *limitations(metrics, task)]
     return "\n".join(parts)
+
+
+def how_long_texts_are_read(task: dict[str, Any]) -> str:
+    """What ``truncation=True`` does to a long text, against what training did."""
+    max_length = task.get("max_length", "?")
+    if long_text_in_windows(task.get("long_text")):
+        return (f"Training read a text longer than {max_length} tokens as overlapping windows of {max_length} "
+                f"tokens, pooled per text ({md(task.get('pooling', 'logits'))}); `truncation=True` reads its first "
+                f"{max_length} tokens only, so a long text's answer differs from the one tk reports. For that "
+                "answer: `tk predict`, or `toolkit.longdocs.predict_long(\"path/to/the/run\", texts)`.\n")
+    return (f"`truncation=True` cuts long texts to {max_length} tokens as training did "
+            + ("(tail: the end is kept).\n" if task.get("truncation") == "tail" else
+               "(head+tail in training: pipeline keeps the head; tk predict keeps both ends).\n"
+               if task.get("truncation") == "head+tail" else "(the head is kept).\n"))
 
 
 def multi_label_use(data: str) -> list[str]:
@@ -187,6 +198,8 @@ def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
         split = SIZE_OF.get(key)
         if task[key] is None and isinstance(used.get(split), int):
             return f"not set ({used[split]:,} rows used)"
+        if key == "stride" and task[key] is None and long_text_in_windows(task.get("long_text")):
+            return f"not set ({int(task.get('max_length', 0)) // 4} tokens used: max_length // 4)"
         return md(json.dumps(task[key]))
 
     rows = [f"| {key} | {value(key)} |" for key in HYPERPARAMETERS if key in task]
