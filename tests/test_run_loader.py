@@ -199,3 +199,16 @@ def test_tk_list_shows_a_status_file_of_the_wrong_shape_as_incomplete(run, statu
     [row] = json.loads(listed)["runs"]
     assert row["status"] == "incomplete", row
     fails_with("its status is 'incomplete', not 'complete'", "compare", run, run)
+
+
+def test_a_folder_that_was_never_a_run_is_not_called_damaged(tmp_path):
+    """A folder of texts, or a sweep folder, has neither config.json nor status.json: not a damaged run."""
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("a review")
+    result = fails_with("texts is not a tk run folder (no config.json or status.json). tk list --runs",
+                        "predict", tmp_path / "texts", "x")
+    assert "damaged" not in result.output
+    sweep = tmp_path / "sweep"
+    (sweep / "run-1").mkdir(parents=True)
+    (sweep / "run-1" / "config.json").write_text("{}")
+    fails_with("It holds run folders (run-1): name one.", "evaluate", sweep)

@@ -359,3 +359,21 @@ def test_accepted_connections_send_without_nagles_delay():
             server.close()
 
     assert asyncio.run(nodelay_of_accepted()) != 0
+
+
+def test_a_port_in_use_is_refused_with_the_fix():
+    import socket
+
+    from toolkit.errors import TkError
+    from toolkit.serving.server import bind
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(TkError) as refused:
+            bind("127.0.0.1", port)
+        assert str(refused.value).endswith("; choose another --port")  # already on 127.0.0.1: no --host advice
+    finally:
+        taken.close()

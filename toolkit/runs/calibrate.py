@@ -41,7 +41,7 @@ def fit(model: Any, prepared: Any, progress: Any) -> Fitted:
     spare = spare_scores(model, prepared)
     on_validation = spare is None  # then its scores, calibrated, are what the thresholds are tuned on
     labels, probabilities = validation_scores(model, prepared) if on_validation else spare
-    what = "validation texts" if on_validation else "training texts train_size left unused"
+    what = "validation texts" if on_validation else "training texts that train_size left unused"
     scored = (labels, probabilities) if on_validation else None
     if len(labels) < MIN_VALIDATION_TEXTS:
         progress.note(f"Calibration skipped: {len(labels)} {what}, fewer than {MIN_VALIDATION_TEXTS}.")

@@ -69,6 +69,11 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
         raise TkError(f"{path}: no such folder. tk list --runs shows the run folders.")
     if not path.is_dir():
         raise TkError(f"{path} is a file, not a run folder. tk list --runs shows the run folders.")
+    if not (path / "config.json").exists() and not (path / "status.json").exists():  # never a run, not a damaged one
+        inner = [p.name for p in sorted(path.iterdir()) if (p / "config.json").is_file()]
+        raise TkError(f"{path} is not a tk run folder (no config.json or status.json). "
+                      + (f"It holds run folders ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}): "
+                         "name one." if inner else "tk list --runs shows the run folders."))
     status = run_status(path)
     problems = []
     if status != "complete":

@@ -62,8 +62,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise TkError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port, or "
-                      "--host 127.0.0.1") from None
+        other_host = "" if host in LOOPBACK else ", or --host 127.0.0.1"  # an address this machine may not have
+        raise TkError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another "
+                      f"--port{other_host}") from None
     sock.listen(2048)
     sock.set_inheritable(True)  # the --workers processes accept on it
     return sock
