@@ -111,6 +111,7 @@ def test_evaluate_and_serve_take_the_export(exported, run, project):
         predicted = tk_json("predict", run / "onnx", *TEXTS)[0]
         assert answer["predictions"] == predicted["predictions"]
         assert answer["run_dir"] == predicted["run_dir"] == str(run.resolve())  # the run exported, both ways
+        assert answer["backend"] == predicted["backend"] == "onnx"  # an export's answers say they are
         assert server.stop() == 0
 
 

@@ -147,9 +147,11 @@ def test_predict_prints_every_class_probability(runs):
     assert document["labels"] == ["neg", "pos"]
     assert [row["text"] for row in document["predictions"]] == ["good great", "awful"]
     for row in document["predictions"]:
-        # labels, thresholds: multi-label only; abstained: with --min-confidence only
-        assert set(row) == documented(command("predict"), "predictions[].") - {"labels", "thresholds", "abstained"}
+        # labels, thresholds: multi-label only; abstained: with --min-confidence only; windows: chunks only
+        assert set(row) == documented(command("predict"), "predictions[].") - {"labels", "thresholds", "abstained",
+                                                                                "windows"}
         assert set(row["probabilities"]) == {"neg", "pos"} and row["label"] in {"neg", "pos"}
+    assert document["backend"] == "pytorch"
 
 
 def test_report_prints_the_page_path(runs, tmp_path):

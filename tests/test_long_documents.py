@@ -232,6 +232,11 @@ def predict_evaluate_and_helper_pool_like_the_run(outcome, long_project):
         rows = list(csv.DictReader(handle))[:4]
     texts = [row["text"] for row in rows]
     predicted = json.loads(ok("predict", outcome.run_dir, "--json", *texts))["predictions"]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(outcome.run_dir / "model")  # each answer says how it read its text
+    windows = np.bincount(encode_windows(tokenizer, texts, 32, 8)["document"], minlength=len(texts))  # CHUNKS
+    assert [p["windows"] for p in predicted] == windows.tolist() and max(windows) > 1
     helper = predict_long(outcome.run_dir, texts)
     assert [p["label"] for p in predicted] == [h["label"] for h in helper]
     for p, h in zip(predicted, helper):

@@ -16,7 +16,7 @@ from toolkit.data.tokens import CHUNKED_CHARS
 from toolkit.errors import TkError
 from toolkit.evaluation.calibration import abstains
 from toolkit.evaluation.report import format_metrics
-from toolkit.runs.answers import answer, prediction_rows
+from toolkit.runs.answers import answer, backend_of, prediction_rows
 from toolkit.runs.evaluate import evaluate_run
 from toolkit.runs.exported import load_run_or_export
 from toolkit.runs.report_page import expand_runs, render_comparison, write_report
@@ -57,7 +57,7 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
-    probabilities, cut = answer(saved, texts)
+    probabilities, cut, windows = answer(saved, texts)
     warning = getattr(saved, "warning", None)  # an export has none: tk export wrote it from a complete run
     if warning and not as_json:
         click.echo(warning)
@@ -66,12 +66,13 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if min_confidence is not None:
         abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
-        print_label_sets(texts, probabilities, saved, as_json, skipped, abstained, cut)
+        print_label_sets(texts, probabilities, saved, as_json, skipped, abstained, cut, windows)
         return
-    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut), abstained)
+    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows), abstained)
     if as_json:
-        emit("predict", {"run_dir": source_run(saved), "labels": list(saved.labels), "skipped_lines": skipped,
-                         "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
+        emit("predict", {"run_dir": source_run(saved), "backend": backend_of(saved), "labels": list(saved.labels),
+                         "skipped_lines": skipped, "incomplete_run": getattr(saved, "warning", None),
+                         "predictions": rows})
         return
     for line in prediction_lines(rows):
         click.echo(line)
@@ -123,13 +124,14 @@ def source_run(saved) -> str:
 
 
 def print_label_sets(texts, probabilities, saved, as_json: bool, skipped: list[int],
-                     abstained=None, cut=None) -> None:
+                     abstained=None, cut=None, windows=None) -> None:
     """Multi-label: every label whose probability reaches its threshold, most probable first."""
     labels = saved.labels
-    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut), abstained)
+    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows), abstained)
     if as_json:
-        emit("predict", {"run_dir": source_run(saved), "labels": list(labels), "skipped_lines": skipped,
-                         "incomplete_run": getattr(saved, "warning", None), "predictions": rows})
+        emit("predict", {"run_dir": source_run(saved), "backend": backend_of(saved), "labels": list(labels),
+                         "skipped_lines": skipped, "incomplete_run": getattr(saved, "warning", None),
+                         "predictions": rows})
         return
     for row in rows:
         held = row.get("abstained")

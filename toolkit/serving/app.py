@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from toolkit.runs.answers import answer, prediction_rows
+from toolkit.runs.answers import answer, backend_of, prediction_rows
 from toolkit.serving import openapi
 from toolkit.serving.batcher import MicroBatcher
 from toolkit.serving.limits import ServeSettings
@@ -41,7 +41,7 @@ def metadata_of(model: Any, settings: ServeSettings) -> dict[str, Any]:
     task = model.task
     chunks = task.reads_in_windows
     return {"schema": "tk.serve.metadata/1", "folder": settings.folder, "run_dir": str(Path(model.run_dir).resolve()),
-            "backend": getattr(model, "backend", "pytorch"), "labels": list(model.labels),
+            "backend": backend_of(model), "labels": list(model.labels),
             "problem": task.problem, "thresholds": (dict(zip(model.labels, map(float, model.thresholds)))
                                                     if model.multi_label else None),
             "max_length": task.max_length, "truncation": task.truncation, "long_text": task.long_text,
@@ -73,7 +73,7 @@ def create_app(model: Any, settings: ServeSettings) -> Starlette:
             metrics.errors.labels("scoring_failed").inc()
             return error(500, "the model failed to score this batch; the server log has the traceback")
         return JSONResponse({"schema": "tk.predict/1", "run_dir": metadata["run_dir"],
-                             "labels": metadata["labels"], "predictions": rows})
+                             "backend": metadata["backend"], "labels": metadata["labels"], "predictions": rows})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "alive"})

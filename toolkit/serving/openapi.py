@@ -6,15 +6,18 @@ from typing import Any
 
 PROBABILITIES = {"type": "object", "additionalProperties": {"type": "number"},
                  "description": "each label's probability, rounded to 4 decimals"}
+READ = {"cut": {"type": "boolean", "description": "the text was longer than the model reads and was cut"},
+        "windows": {"type": "integer", "description": "long_text = chunks: the windows the text was read in"}}
 SINGLE_LABEL_ROW = {"type": "object", "required": ["text", "label", "probabilities"],
                     "properties": {"text": {"type": "string"}, "label": {"type": "string"},
-                                   "probabilities": PROBABILITIES}}
+                                   "probabilities": PROBABILITIES, **READ}}
 MULTI_LABEL_ROW = {"type": "object", "required": ["text", "labels", "probabilities", "thresholds"],
                    "properties": {"text": {"type": "string"},
                                   "labels": {"type": "array", "items": {"type": "string"},
                                              "description": "labels at or above their threshold, most probable first"},
                                   "probabilities": PROBABILITIES,
-                                  "thresholds": {"type": "object", "additionalProperties": {"type": "number"}}}}
+                                  "thresholds": {"type": "object", "additionalProperties": {"type": "number"}},
+                                  **READ}}
 ERROR = {"type": "object", "required": ["error", "status"],
          "properties": {"error": {"type": "string", "description": "what is wrong and how to fix it"},
                         "status": {"type": "integer"}}}
@@ -37,6 +40,7 @@ def document(labels: tuple[str, ...], multi_label: bool, max_texts: int, max_bod
                                   "items": {"type": "string", "minLength": 1}}}}]}
     answer = {"type": "object", "required": ["schema", "labels", "predictions"],
               "properties": {"schema": {"const": "tk.predict/1"}, "run_dir": {"type": "string"},
+                             "backend": {"enum": ["pytorch", "onnx", "onnx-int8"]},
                              "labels": {"type": "array", "items": {"enum": list(labels)}},
                              "predictions": {"type": "array",
                                              "items": MULTI_LABEL_ROW if multi_label else SINGLE_LABEL_ROW}}}
