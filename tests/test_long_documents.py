@@ -201,7 +201,8 @@ def test_chunks_learn_late_keywords_per_document_on_both_engines(pm, long_projec
     assert metrics["n"] == 60
     with open(outcome.run_dir / "predictions.csv", encoding="utf-8") as handle:
         assert len(list(csv.DictReader(handle))) == 60
-    assert any(f"training sees {splits['train']['windows']:,} windows of 80 texts" in n for n in notes), notes
+    assert any(f"training sees {splits['train']['windows']:,} windows of 80 texts" in n
+               and "train loss is per window and val loss per text" in n for n in notes), notes
     assert_best_validation_loss_is_the_saved_models(pm, long_project, outcome, engine=engine, bf16="off", **CHUNKS)
     if engine == "eager":  # the saved run is the same on both engines
         predict_evaluate_and_helper_pool_like_the_run(outcome, long_project)

@@ -93,4 +93,5 @@ def describe_windows(task: TaskConfig, splits, tokenized) -> str:
             f"{task.pooling}: training sees {train['windows']:,} windows of {train['texts']:,} texts "
             f"({train['windows'] / max(1, train['texts']):.2f}x the rows, and the time, of truncation); "
             + ", ".join(f"{name} {c['windows']:,} windows of {c['texts']:,} texts"
-                        for name, c in counts.items() if name != "train"))
+                        for name, c in counts.items() if name != "train")
+            + ". In the epoch table, train loss is per window and val loss per text (its windows pooled).")
