@@ -226,3 +226,15 @@ def test_a_seed_grid_trains_the_seeds_it_names(project):
                                           "--output", str(project / "refused")])
         assert result.exit_code == 1 and message in result.output, result.output
         assert not (project / "refused").exists()
+
+
+def test_a_sweep_prints_each_data_check_line_once():
+    from toolkit.runs.sweep import NotesOnce
+
+    said = []
+    progress = NotesOnce(Progress(said.append, bar=False))
+    for run in range(2):
+        progress.note("Data check: class 'x' has 3 training rows")
+        progress.note(f"Run {run}")
+    assert said == ["Data check: class 'x' has 3 training rows", "Run 0", "Run 1"]
+    assert progress.show_bar is False  # the rest is the sweep's own progress

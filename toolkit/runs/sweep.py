@@ -78,7 +78,8 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid")) for i in range(seeds)]
     tracking.require(task)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
-    progress.note(f"Sweep of {len(planned)} runs into {sweep_dir}")
+    progress = NotesOnce(progress)
+    progress.note(f"Sweep of {len(planned)} runs into {sweep_dir} (a data-check line is printed once for the sweep)")
     groups: dict[str, list] = {}
     setting_of: dict[str, dict[str, Any]] = {}
     with tracking.sweep(task, sweep_dir, progress.note):  # report_to = ["mlflow"]: the runs under one parent
@@ -103,3 +104,23 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
                   "rows": rows, "table": table.splitlines(), "warnings": group_warnings(groups)}
         write_json(sweep_dir / "sweep.json", record)
     return sweep_dir, record
+
+
+class NotesOnce:
+    """A sweep's progress: its runs read the same data, so a data-check line already printed (a rare class, an
+    imbalance: kilobytes with many classes) is not printed again for each run; everything else passes."""
+
+    REPEATED = "Data check: "
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.seen = progress, set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.progress, name)
+
+    def note(self, text: str) -> None:
+        if text.startswith(self.REPEATED):
+            if text in self.seen:
+                return
+            self.seen.add(text)
+        self.progress.note(text)
