@@ -1,6 +1,8 @@
 """Metrics that are honest on any label set: macro over present classes, named positive class,
 the majority-class baseline and its warnings, intervals that never collapse at 0 or 1, the report text."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
@@ -55,7 +57,10 @@ def test_a_perfect_model_scores_macro_f1_one_with_classes_absent():
     metrics = scored(labels, labels, tuple(f"c{k}" for k in range(10)))
     assert metrics["f1"] == metrics["f1_macro"] == 1.0
     assert metrics["classes_absent"] == ["c5", "c6", "c7", "c8", "c9"]
-    assert "left out of the macro averages: c5, c6, c7, c8, c9" in format_metrics(metrics)
+    printed = format_metrics(metrics)
+    assert "left out of the macro averages: c5, c6, c7, c8, c9" in printed
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if re.match(r"\s+c\d ", line)}
+    assert rows["c0"][1:3] == ["1.000", "1.000"] and rows["c9"][1:4] == ["—", "—", "0"]  # no row: nothing measured
 
 
 def test_binary_scores_name_their_positive_class_and_add_macro_f1():

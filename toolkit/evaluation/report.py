@@ -165,7 +165,10 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
     for name in names:
         row = per_class[name]
         shown = cut_text(name)
-        lines.append(f"  {shown:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1-score']:>6.3f} "
+        # no row of the class here: its recall (and so F1) has nothing to measure, not a score of 0
+        recall, f1 = (f"{row['recall']:>7.3f}", f"{row['f1-score']:>6.3f}") if row["support"] else (f"{'—':>7}",
+                                                                                                   f"{'—':>6}")
+        lines.append(f"  {shown:<{width}} {row['precision']:>9.3f} {recall} {f1} "
                      f"{int(row['support']):>7,}" + (f" {row['threshold']:>9.3f}" if thresholds else ""))
     return lines
 
