@@ -54,6 +54,7 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     output = ok("run", "--data", data, "--set", "text_column=body", "--set", "label_column=queue",
                 "--set", f"model={tiny_model}", *FAST)
     assert "Task 'tickets': dataset files" in output and "accuracy" in output
+    assert f"val f1 is macro F1: the {len(QUEUES)} classes' F1, averaged" in output  # not one class's, nor micro
     run_dir = run_dir_of(output)
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert list(config["id2label"].values()) == sorted(QUEUES.values())

@@ -181,6 +181,8 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
+    elif len(dataset.labels) > 2:  # binary: the F1 of the positive class, which the test report names
+        progress.note(f"In the epoch table, val f1 is macro F1: the {len(dataset.labels)} classes' F1, averaged.")
     if stride.value is not None:
         progress.note(describe_windows(task, splits, tokenized))
     weights = class_weights(task, tokenized, dataset.labels)
