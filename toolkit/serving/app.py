@@ -71,7 +71,7 @@ def create_app(model: Any, settings: ServeSettings) -> Starlette:
         except Exception:  # a bug: said in the server's log and to the client; the service stays up
             traceback.print_exc(file=sys.stderr)
             metrics.errors.labels("scoring_failed").inc()
-            return error(500, "the model failed to score this batch; the server log has the traceback")
+            return error(500, "the model failed to score this request's texts; the server log has the traceback")
         return JSONResponse({"schema": "tk.predict/1", "run_dir": metadata["run_dir"],
                              "backend": metadata["backend"], "labels": metadata["labels"], "predictions": rows})
 
