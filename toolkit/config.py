@@ -135,7 +135,7 @@ class TaskConfig:
     @property
     def window_stride(self) -> int:
         """The overlap of long_text = "chunks" windows: ``stride``, or a quarter of ``max_length``."""
-        return self.max_length // 4 if self.stride is None else self.stride
+        return window_stride_of(self.max_length, self.stride)
 
     def setting(self, name: str) -> Any:
         """A plugin key's value (its default when the task does not set it)."""
@@ -147,6 +147,12 @@ class TaskConfig:
         """Every key and its value, core and plugin keys alike: what config.json and manifest.json record."""
         core = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("settings", "declared")}
         return {**core, **self.settings}
+
+
+def window_stride_of(max_length: int, stride: int | None) -> int:
+    """The windows' overlap for these keys, for a ``TaskConfig`` and for the task a run folder recorded (the
+    model card, an export's README): ``stride``, or a quarter of ``max_length`` when it is not set."""
+    return int(max_length) // 4 if stride is None else int(stride)
 
 
 def long_text_in_windows(long_text: str | None) -> bool:

@@ -15,15 +15,13 @@ def answer(model: Any, texts: list[str]) -> tuple[np.ndarray, list[bool], list[i
     tokens is not one about the whole text), and with long_text = "chunks" how many windows each was read
     in (None otherwise). ``model``: a saved run or an ONNX export loaded like one (both have ``tokenizer``,
     ``task`` and ``score``)."""
-    from collections import Counter
+    import numpy as np  # when answering, not at tk --help
 
     from toolkit.data.tokens import cut_flags, encode_as_task  # numpy: when answering, not at tk --help
 
     encoded = encode_as_task(model.tokenizer, texts, model.task)
-    windows = None
-    if model.task.reads_in_windows:
-        counted = Counter(encoded["document"])
-        windows = [counted[i] for i in range(len(texts))]
+    windows = (np.bincount(encoded["document"], minlength=len(texts)).tolist() if model.task.reads_in_windows
+               else None)
     return model.score(encoded), cut_flags(model.tokenizer, texts, model.task, encoded["length"]), windows
 
 

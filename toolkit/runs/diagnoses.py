@@ -35,8 +35,8 @@ def training_cut_share(prepared: Prepared) -> float | None:
     task = prepared.task
     if task.reads_in_windows:
         return None
-    lengths = [len(ids) for ids in column(prepared.tokenized["train"], "input_ids")]
-    return sum(length >= task.max_length for length in lengths) / max(1, len(lengths))
+    lengths = np.asarray(column(prepared.tokenized["train"], "length"))  # tokenize_splits records each row's
+    return float(np.mean(lengths >= task.max_length)) if len(lengths) else 0.0
 
 
 def reading_advice(prepared: Prepared) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import CORE_SETTINGS, long_text_in_windows
+from toolkit.config import CORE_SETTINGS, long_text_in_windows, window_stride_of
 from toolkit.errors import TkError
 from toolkit.runs.evaluate import rows_to_score
 from toolkit.runs.export_check import MIN_AGREEMENT, compare, describe
@@ -226,8 +226,7 @@ def windows_note(task: dict[str, Any]) -> list[str]:
     """A chunks run's export: the windows and pooling a user outside tk must reproduce."""
     if not long_text_in_windows(task.get("long_text")):
         return []
-    max_length = int(task["max_length"])
-    stride = task.get("stride") if task.get("stride") is not None else max_length // 4
+    max_length, stride = int(task["max_length"]), window_stride_of(task["max_length"], task.get("stride"))
     return ["", f"The run read a text longer than {max_length} tokens as overlapping windows of {max_length} tokens "
             f"(special tokens included), each sharing {stride} tokens with the one before, and pooled the windows' "
             f"answers per text ({task.get('pooling', 'logits')}; docs/long-documents.md). tk serve, tk predict and "

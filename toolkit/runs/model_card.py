@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import long_text_in_windows
+from toolkit.config import long_text_in_windows, window_stride_of
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
 from toolkit.evaluation import classical
@@ -199,7 +199,7 @@ def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
         if task[key] is None and isinstance(used.get(split), int):
             return f"not set ({used[split]:,} rows used)"
         if key == "stride" and task[key] is None and long_text_in_windows(task.get("long_text")):
-            return f"not set ({int(task.get('max_length', 0)) // 4} tokens used: max_length // 4)"
+            return f"not set ({window_stride_of(task['max_length'], None)} tokens used: max_length // 4)"
         return md(json.dumps(task[key]))
 
     rows = [f"| {key} | {value(key)} |" for key in HYPERPARAMETERS if key in task]
