@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers import ok, reseal, tk_json
 from toolkit.evaluation.paired import Scored, decision_metric, differences
+from toolkit.runs.compare import holm
 
 
 def write_run(folder, labels, predicted, names, fingerprint="same-rows", rows=None, source=None, **metrics):
@@ -103,6 +104,36 @@ def test_runs_that_left_out_a_few_rows_of_one_test_file_are_paired_on_the_rows_b
                   run("fewer", unweighted, set(range(0, 500, 5)))):  # 398 of 498 shared: another split's rows
         found = next(row for row in tk_json("compare", other, best)[0]["runs"] if row["label"] == other.name)
         assert found["vs_best"]["test"] == "unpaired bootstrap" and "paired_rows" not in found["vs_best"]
+
+
+def test_holm_adjusts_p_values_as_holm_1979_defines():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # 3 x 0.01; 2 x 0.03; max(0.06, 0.04)
+    assert holm([0.2, 0.6]) == pytest.approx([0.4, 0.6]) and holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+
+
+def test_with_three_runs_a_p_under_005_against_the_best_is_adjusted_before_it_is_called_real(tmp_path):
+    """Each of two runs is worse than the best on 15 rows and better on 5 (McNemar p = 0.041). Alone against
+    the best either is 'real'; tested together, Holm doubles the smaller p and neither is."""
+    labels = ["neg"] * 100 + ["pos"] * 100
+    flip = {"neg": "pos", "pos": "neg"}
+
+    def wrong_on(rows):
+        return [flip[truth] if i in rows else truth for i, truth in enumerate(labels)]
+
+    names = ("neg", "pos")
+    best = write_run(tmp_path / "best", labels, wrong_on(set(range(10))), names)
+    first = write_run(tmp_path / "first", labels, wrong_on(set(range(5)) | set(range(100, 115))), names)
+    second = write_run(tmp_path / "second", labels, wrong_on(set(range(5, 10)) | set(range(150, 165))), names)
+    alone = next(row for row in tk_json("compare", best, first)[0]["runs"] if row["label"] == "first")["vs_best"]
+    assert alone["p"] == pytest.approx(0.0414, abs=1e-4) and alone["p_holm"] == alone["p"]
+    assert alone["verdict"] == "real"
+    together = {row["label"]: row["vs_best"] for row in tk_json("compare", best, first, second)[0]["runs"]}
+    for name in ("first", "second"):
+        assert together[name]["p"] == pytest.approx(0.0414, abs=1e-4)
+        assert together[name]["p_holm"] == pytest.approx(2 * 0.0414, abs=2e-4)
+        assert together[name]["verdict"] == "noise" and together[name]["tests"] == 2
+    table = ok("compare", best, first, second)
+    assert "noise (p=0.041, Holm 0.083)" in table and "adjusted for the number of tests (Holm)" in table
 
 
 def test_a_sweep_says_what_its_runs_warn_of_once_per_setting(tmp_path):

@@ -10,8 +10,10 @@ Two runs that scored nearly the same rows of one test file (each leaving out
 the few whose text its own split used) are paired on the rows both scored;
 runs scored on different test rows are compared with an unpaired bootstrap,
 and the table says so. Groups of runs over several seeds are compared with
-Welch's t-test on the metric. p < 0.05 (an interval that leaves out 0) is
-"real"; anything else is marked as within noise.
+Welch's t-test on the metric. With three runs or more, each other run is
+tested against the best, so the p-values are adjusted for the number of
+tests (Holm, 1979) before the verdict: an adjusted p < 0.05 is "real";
+anything else is marked as within noise.
 """
 
 from __future__ import annotations
@@ -133,14 +135,45 @@ def _constant(values: list[float]) -> bool:
     return max(values) - min(values) <= 1e-12 * max(1.0, abs(statistics.mean(values)))
 
 
-def verdict(p: float | None) -> str:
+def verdict(p: float | None, adjusted: float | None = None) -> str:
     """The table's words for a test against the best: 'real (p=0.012)', 'real (p<0.001)' (never 'p=0.000'),
-    'noise (p=0.45)' or 'n/a'."""
+    'noise (p=0.45)' or 'n/a'; with ``adjusted`` (Holm's p, of three runs or more) both, the verdict on it:
+    'noise (p=0.030, Holm 0.090)'."""
     if p is None:
         return "n/a"
-    if p >= SIGNIFICANCE:
-        return f"noise (p={p:.2f})"
-    return f"real (p={p:.3f})" if p >= 0.001 else "real (p<0.001)"
+    if adjusted is None:
+        return f"noise (p={p:.2f})" if p >= SIGNIFICANCE else f"real (p{_p(p)})"
+    return f"{'noise' if adjusted >= SIGNIFICANCE else 'real'} (p{_p(p)}, Holm {_p(adjusted).lstrip('=')})"
+
+
+def _p(p: float) -> str:
+    return f"={p:.3f}" if p >= 0.001 else "<0.001"
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment (Holm, 1979) of one family of p-values: the k-th smallest is multiplied by
+    (m - k + 1), kept at least the adjusted value before it, and capped at 1. Comparing adjusted p with 0.05 keeps
+    the chance of any 'real' among tests of no difference at 5%, whatever their dependence (these share the
+    best run). Six lines, where statsmodels' multipletests would bring a large dependency for them."""
+    m, adjusted, running = len(p_values), [1.0] * len(p_values), 0.0
+    for rank, index in enumerate(sorted(range(m), key=p_values.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def adjust_for_multiplicity(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's test against the best gets ``p_holm`` (its p adjusted over the rows tested; the p itself with
+    one test; None without a test), and its verdict is decided on it."""
+    tested = [row["vs_best"] for row in rows if row["vs_best"]["p"] is not None]
+    adjusted = holm([found["p"] for found in tested]) if len(tested) > 1 else [found["p"] for found in tested]
+    for row in rows:
+        row["vs_best"]["p_holm"] = None
+        row["vs_best"]["tests"] = len(tested)
+    for found, p in zip(tested, adjusted):
+        found["p_holm"] = p
+        found["verdict"] = "real" if p < SIGNIFICANCE else "noise"
+    return rows
 
 
 def against_best(p: float | None, difference: float, test: str, is_best: bool, metric: str = "accuracy",
@@ -218,7 +251,7 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
             "vs_best": against_best(None, 0.0, "none", True, metric) if run is best else versus(run, best, metric),
             "settings": {key: (run.settings or {}).get(key) for key in differing},
         })
-    return rows
+    return adjust_for_multiplicity(rows)
 
 
 IGNORED_SETTINGS = {"name"}
@@ -237,9 +270,12 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
     best = next(row for row in rows if row["vs_best"]["verdict"] == "best")
     metric = best["vs_best"]["metric"]
     named = best["metric_names"]
+    tests = best["vs_best"].get("tests", 0)
+    adjusted = (f"; {tests} runs tested against it, so each p is also adjusted for the number of tests (Holm), "
+                f"and the verdict is decided on that (the intervals below are not adjusted)" if tests > 1 else "")
     notes = [f"vs best: decided on {named[metric]}, the task's decision metric, against {best['label']} (the best "
              f"on it); McNemar's exact test where that is accuracy, else a bootstrap of the difference (p < "
-             f"{SIGNIFICANCE}: real)."]
+             f"{SIGNIFICANCE}: real){adjusted}."]
     for row in rows:
         found = row["vs_best"]["differences"]
         if found:
@@ -255,9 +291,9 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
                      "trained again with another seed moves too; tk sweep --seeds 3 compares settings over seeds, "
                      "which covers that as well.")
     if len(rows) > 2 and any(row["vs_best"]["verdict"] in ("real", "noise") for row in rows):
-        notes.append(f"{len(rows)} runs: the best is chosen on these same test rows and each other run is tested "
-                     "against it, so its lead includes its luck on them, and with more runs more chances of a "
-                     "'real' by chance: read a p near 0.05 as weak.")
+        notes.append(f"{len(rows)} runs: the best is chosen on these same test rows, so its lead includes its luck "
+                     "on them; Holm's adjustment covers the number of tests, not that choice: read an adjusted p "
+                     "near 0.05 as weak.")
     if any("paired_rows" in row["vs_best"] for row in rows):
         notes.append("paired on the rows both scored: the runs scored one test file but each left out the few rows "
                      "whose text it trained or validated on (its split decides which), so the rows both scored are "
@@ -354,7 +390,7 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
             "underfitting_runs": sum(underfit(r.metrics) for r in runs),
             "vs_best": against_best(p, difference, "welch", name == best, metric),
         })
-    return rows
+    return adjust_for_multiplicity(rows)
 
 
 def format_group_rows(rows: list[dict[str, Any]]) -> str:
@@ -377,7 +413,10 @@ def format_group_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def _against(row: dict[str, Any]) -> str:
-    return "best" if row["vs_best"]["verdict"] == "best" else verdict(row["vs_best"]["p"])
+    found = row["vs_best"]
+    if found["verdict"] == "best":
+        return "best"
+    return verdict(found["p"], found.get("p_holm") if found.get("tests", 0) > 1 else None)
 
 
 def _with_ci(row: dict[str, Any], name: str) -> str:
