@@ -200,3 +200,15 @@ def test_serve_onnx_on_a_run_without_a_default_export_says_how_to_serve_one_writ
 
     with pytest.raises(TkError, match=r"written elsewhere with --output: name its folder \(tk serve FOLDER\)"):
         export_of(tmp_path)
+
+
+def test_serve_onnx_prefers_the_float32_export_whose_answers_do_not_depend_on_the_batch(tmp_path):
+    from toolkit.runs.exported import MANIFEST, export_of
+
+    (tmp_path / "onnx-int8").mkdir()
+    (tmp_path / "onnx-int8" / MANIFEST).write_text("{}")
+    assert export_of(tmp_path) == tmp_path / "onnx-int8"  # the only export
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / MANIFEST).write_text("{}")
+    assert export_of(tmp_path) == tmp_path / "onnx"
+    assert export_of(tmp_path / "onnx-int8") == tmp_path / "onnx-int8"  # named: served as named

@@ -52,8 +52,8 @@ def positive(kind):
 @click.option("--max-body", "max_body_bytes", default=1_048_576, show_default=True, type=positive(int),
               help="Bytes in one request body; more is refused with 413.")
 @click.option("--onnx", is_flag=True,
-              help="Serve the run's ONNX export (RUN/onnx-int8, else RUN/onnx; tk export writes them) instead of "
-                   "its PyTorch model. RUN may also be an export folder itself.")
+              help="Serve the run's ONNX export (RUN/onnx, else RUN/onnx-int8; tk export writes them) instead of "
+                   "its PyTorch model. RUN may also be an export folder itself (tk serve RUN/onnx-int8).")
 @click.option("--access-log", is_flag=True,
               help="Log each request to stderr: time, client address, request line, status.")
 @json_option

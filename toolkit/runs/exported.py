@@ -19,7 +19,9 @@ from toolkit.runs.saved import label_sets, load_run, scored
 
 MANIFEST = "tk_export.json"  # written last: a folder without it is not (yet) an export
 MODEL_FILE = "model.onnx"
-EXPORT_FOLDERS = ("onnx-int8", "onnx")  # tk export's default outputs in a run; tk serve --onnx prefers the first
+# tk export's default outputs in a run; tk serve --onnx prefers the first: float32 answers match the run's and
+# do not depend on the other texts in a batch, dynamic int8's do (docs/deploy.md)
+EXPORT_FOLDERS = ("onnx", "onnx-int8")
 
 
 def is_export(folder: Path) -> bool:
