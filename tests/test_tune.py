@@ -269,7 +269,8 @@ def seed_runs(label, correct_share, seeds=(2, 3, 4), rows=200):
         wrong = np.arange(rows) >= round(correct_share * rows)
         predictions[wrong] = 1 - predictions[wrong]
         metrics = {"select_metric": "loss", "per_class": {"neg": {"support": 100}, "pos": {"support": 100}},
-                   "accuracy": float((predictions == labels).mean())}
+                   "accuracy": float((predictions == labels).mean()), "f1": 0.0, "train_seconds": 1.0,
+                   "history": [{"validation_loss": 0.5}]}  # what tk sweep's table reads besides
         runs.append(RunSummary(f"{label} (seed {seed})", metrics, predictions == labels, f"rows-{seed}",
                                settings={"seed": seed}, scored=Scored(labels, predictions, 2)))
     return runs
@@ -296,6 +297,22 @@ def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
                           default, "trial 8", 0)
     assert two["seeds"] == 2 and two["ci"][1] == 1.0 and two["ci"][0] < 0
     assert "one degree of freedom" in two["sentence"] and "--seeds 3 or more" in two["sentence"]
+
+
+def test_several_configurations_against_the_default_get_bonferroni_intervals():
+    """Three configurations each compared with the default: three chances of a 'beats' by luck, so each interval
+    is 98.3%, wider than one configuration's 95%, and the sentence names its level."""
+    from toolkit.runs.tune_final import DEFAULT, compare_final
+
+    groups = {DEFAULT: seed_runs(DEFAULT, 0.70), "trial 4": seed_runs("trial 4", 0.80),
+              "trial 5": seed_runs("trial 5", 0.72), "trial 6": seed_runs("trial 6", 0.69)}
+    alone = compare_final(groups, ["trial 4"])["versus_default"][0]
+    three = compare_final(groups, ["trial 4", "trial 5", "trial 6"])["versus_default"]
+    assert alone["level"] == 0.95 and "95% interval" in alone["sentence"] and "Bonferroni" not in alone["sentence"]
+    assert [item["level"] for item in three] == [pytest.approx(1 - 0.05 / 3, abs=1e-6)] * 3
+    assert three[0]["difference"] == alone["difference"]
+    assert three[0]["ci"][0] < alone["ci"][0] and three[0]["ci"][1] > alone["ci"][1]
+    assert "98.3% interval" in three[0]["sentence"] and "3 configurations are each compared" in three[0]["sentence"]
 
 
 def test_the_interval_against_the_default_adds_the_seeds_spread_with_t_and_the_rows_noise():

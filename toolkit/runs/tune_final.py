@@ -19,7 +19,7 @@ import numpy as np
 from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError, user_message
 from toolkit.evaluation import paired
-from toolkit.runs.compare import RunSummary, format_group_rows, group_rows, summarise
+from toolkit.runs.compare import SIGNIFICANCE, RunSummary, format_group_rows, group_rows, summarise
 from toolkit.runs.folders import run_status
 from toolkit.runs.pipeline import run_task
 from toolkit.saving import write_json
@@ -71,15 +71,20 @@ def compare_final(groups: dict[str, list[RunSummary]], ranked: list[str]) -> dic
         return {"table": [], "versus_default": [], "summary": ["No final comparison: the default or every top "
                                                                "configuration lacks a complete final run."]}
     rows = group_rows(groups)
-    found = [against_default(groups[label], groups[DEFAULT], label, place)
-             for place, label in enumerate(ranked) if label in groups]
+    compared = [label for label in ranked if label in groups]
+    # each configuration against the default is one more chance of a 'better' by luck: Bonferroni's intervals
+    level = 1 - SIGNIFICANCE / len(compared)
+    found = [against_default(groups[label], groups[DEFAULT], label, ranked.index(label), level, len(compared))
+             for label in compared]
     return {"rows": rows, "table": format_group_rows(rows).splitlines(), "versus_default": found,
             "summary": [item["sentence"] for item in found]}
 
 
-def against_default(runs: list[RunSummary], default: list[RunSummary], label: str, place: int) -> dict[str, Any]:
-    """Seed by seed, this configuration minus the default on the decision metric; the interval from a
-    two-level bootstrap over the seeds and, within each seed, the test rows."""
+def against_default(runs: list[RunSummary], default: list[RunSummary], label: str, place: int,
+                    level: float = 1 - SIGNIFICANCE, compared: int = 1) -> dict[str, Any]:
+    """Seed by seed, this configuration minus the default on the decision metric; the ``level`` interval from
+    the seeds' spread and, within each seed, the test rows. ``compared``: configurations tested against the
+    default (the interval's level is 1 - 0.05 / compared, Bonferroni's, when more than one is)."""
     metric = paired.decision_metric(default[0].metrics)
     named = paired.metric_name(metric, default[0].metrics)
     by_seed = {seed_of(run): run for run in default}
@@ -99,13 +104,20 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
         return {"label": label, "metric": metric, "seeds": 0, "verdict": "n/a",
                 "sentence": f"{who} ({label}): no seed with test predictions shared with the default's runs."}
     difference = float(np.mean(estimates))
-    low, high = seed_and_row_interval(estimates, replicates)
+    low, high = seed_and_row_interval(estimates, replicates, level)
     low, high = max(low, -1.0), min(high, 1.0)  # a difference of two scores in [0, 1]: nothing outside is possible
     shown = f"{difference:+.3f} {named} [{low:+.3f}, {high:+.3f}]"
-    how = (f"mean over {len(estimates)} seeds; 95% interval from the seeds' spread and the test rows"
-           if len(estimates) > 1 else "one seed, so the seeds' spread is not in the 95% interval, only the test rows")
+    interval = f"{level:.1%}".replace(".0%", "%") + " interval"
+    how = (f"mean over {len(estimates)} seeds; {interval} from the seeds' spread and the test rows"
+           if len(estimates) > 1 else f"one seed, so the seeds' spread is not in the {interval}, only the test rows")
+    if compared > 1:
+        how += (f"; {interval}s, not 95%, as {compared} configurations are each compared with the default "
+                "(Bonferroni)")
     if len(estimates) == 2:
-        how += ("; with two seeds Student's t has one degree of freedom (12.7 standard errors each side): "
+        from scipy import stats
+
+        t = stats.t.ppf(1 - (1 - level) / 2, 1)
+        how += (f"; with two seeds Student's t has one degree of freedom ({t:.1f} standard errors each side): "
                 "--seeds 3 or more narrows it")
     if low > 0:
         verdict, sentence = "better", f"{who} ({label}) beats the default by {shown} ({how})."
@@ -114,21 +126,23 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
     else:
         verdict, sentence = "noise", f"{who} ({label}) is not distinguishable from the default: {shown} ({how})."
     return {"label": label, "metric": metric, "metric_name": named, "seeds": len(estimates),
-            "difference": round(difference, 6), "ci": [round(low, 6), round(high, 6)], "verdict": verdict,
-            "unpaired_seeds": unpaired, "sentence": sentence}
+            "difference": round(difference, 6), "ci": [round(low, 6), round(high, 6)], "level": round(level, 6),
+            "verdict": verdict, "unpaired_seeds": unpaired, "sentence": sentence}
 
 
-def seed_and_row_interval(differences: list[float], replicates: list[np.ndarray]) -> tuple[float, float]:
-    """95% interval of the mean paired difference over K seeds, from two sources of noise added as variances:
-    the seeds' spread, s² / K with Student's t at K - 1 degrees of freedom (a bootstrap over three seeds
+def seed_and_row_interval(differences: list[float], replicates: list[np.ndarray],
+                          level: float = 1 - SIGNIFICANCE) -> tuple[float, float]:
+    """The ``level`` interval of the mean paired difference over K seeds, from two sources of noise added as
+    variances: the seeds' spread, s² / K with Student's t at K - 1 degrees of freedom (a bootstrap over three seeds
     would be far too narrow: it has three values to draw from), and the test rows, the mean of each seed's
     bootstrap variance (the seeds share their test rows, so their row noise does not average out)."""
     from scipy import stats
 
     k, mean = len(differences), float(np.mean(differences))
     rows = float(np.mean([np.var(r, ddof=1) for r in replicates]))
-    seeds = stats.t.ppf(0.975, k - 1) ** 2 * float(np.var(differences, ddof=1)) / k if k > 1 else 0.0
-    half = float(np.sqrt(seeds + stats.norm.ppf(0.975) ** 2 * rows))
+    upper = 1 - (1 - level) / 2
+    seeds = stats.t.ppf(upper, k - 1) ** 2 * float(np.var(differences, ddof=1)) / k if k > 1 else 0.0
+    half = float(np.sqrt(seeds + stats.norm.ppf(upper) ** 2 * rows))
     return mean - half, mean + half
 
 
