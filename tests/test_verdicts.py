@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.helpers import ok, reseal, tk_json
+from tests.helpers import fails_with, ok, reseal, tk_json
 from toolkit.evaluation.paired import Scored, decision_metric, differences
 from toolkit.runs.compare import holm
 
@@ -134,6 +134,31 @@ def test_with_three_runs_a_p_under_005_against_the_best_is_adjusted_before_it_is
         assert together[name]["verdict"] == "noise" and together[name]["tests"] == 2
     table = ok("compare", best, first, second)
     assert "noise (p=0.041, Holm 0.083)" in table and "adjusted for the number of tests (Holm)" in table
+
+
+def test_a_run_scored_on_a_handful_of_test_rows_gets_no_verdict(tmp_path):
+    """A 5-row file's run scored one test row: resampling it gives no spread, so an unpaired bootstrap would
+    call any difference real. Under 30 rows in either run there is no test, and the note says why."""
+    names = ("neg", "pos")
+    labels = ["neg"] * 250 + ["pos"] * 250
+    many = write_run(tmp_path / "many", labels, labels[:400] + ["neg"] * 100, names)
+    one = write_run(tmp_path / "one", ["pos"], ["pos"], names, fingerprint="one-row")
+    document, _ = tk_json("compare", many, one)
+    found = next(row for row in document["runs"] if row["label"] == "many")["vs_best"]
+    assert found["verdict"] == "n/a" and found["p"] is None and found["too_few_rows"] == [500, 1]
+    assert "a bootstrap needs at least 30 test rows in each run" in ok("compare", many, one)
+
+
+def test_a_predictions_file_cut_short_is_named_as_damage(tmp_path):
+    names = ("neg", "pos")
+    labels = ["neg"] * 50 + ["pos"] * 50
+    run = write_run(tmp_path / "cut", labels, labels, names, n=100)
+    other = write_run(tmp_path / "other", labels, labels, names, n=100)
+    lines = (run / "predictions.csv").read_text().splitlines(keepends=True)
+    (run / "predictions.csv").write_text("".join(lines[:3]))
+    reseal(run)  # as an older run without checksums would be: only the count can tell
+    fails_with("predictions.csv has 2 rows where metrics.json scored 100: the run folder is damaged", "compare", run,
+               other)
 
 
 def test_a_sweep_says_what_its_runs_warn_of_once_per_setting(tmp_path):

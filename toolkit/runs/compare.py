@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import TkError
 from toolkit.evaluation import paired
-from toolkit.evaluation.intervals import mcnemar_exact
+from toolkit.evaluation.intervals import MIN_BOOTSTRAP_ROWS, mcnemar_exact
 from toolkit.runs.artifacts import FORMULA_START
 from toolkit.runs.loader import open_run
 
@@ -63,6 +64,9 @@ def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = 
     correct, scored, row_ids = None, None, None
     if (run_dir / "predictions.csv").exists():
         rows = folder.predictions()
+        if isinstance(metrics.get("n"), int) and len(rows) != metrics["n"]:  # cut short, where no checksum says so
+            raise TkError(f"{run_dir / 'predictions.csv'} has {len(rows):,} rows where metrics.json scored "
+                          f"{metrics['n']:,}: the run folder is damaged. Train it again, or compare other runs.")
         correct = np.array([row["label"] == row["predicted"] for row in rows])
         scored = scored_rows(rows, list(rows[0]) if rows else [], metrics)
         row_ids = row_numbers(rows)
@@ -196,6 +200,10 @@ def versus(run: RunSummary, best: RunSummary, metric: str) -> dict[str, Any]:
                  and len(run.scored) == len(best.scored)
                  and np.array_equal(run.scored.labels, best.scored.labels))
     shared = None if same_rows else shared_rows(run, best)
+    bootstrap = not (same_rows and metric == "accuracy" and not run.scored.multi_label)
+    if bootstrap and min(len(run.scored), len(best.scored)) < MIN_BOOTSTRAP_ROWS:  # a resample of 1 row: no spread
+        return {**against_best(None, difference, "none", False, metric), "too_few_rows": [len(run.scored),
+                                                                                          len(best.scored)]}
     if shared is not None:  # nearly the same rows of one file: paired on the rows both scored
         ours, theirs = shared
         found = paired.test_against(subset(run.scored, ours), subset(best.scored, theirs), metric, names, True)
@@ -303,7 +311,14 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
         notes.append(f"unpaired: {', '.join(unpaired)} scored other test rows than the best run (another dataset, "
                      "file, split, eval_size or seed), so each run's rows were resampled on their own: a weaker test "
                      "than a paired one; compare runs of the same data where you can.")
-    missing = [row["label"] for row in rows if row["vs_best"]["verdict"] == "n/a"]
+    few = [f"{row['label']} ({row['vs_best']['too_few_rows'][0]:,} test rows, the best "
+           f"{row['vs_best']['too_few_rows'][1]:,})" for row in rows if "too_few_rows" in row["vs_best"]]
+    if few:
+        notes.append(f"n/a: {', '.join(few)}: a bootstrap needs at least {MIN_BOOTSTRAP_ROWS} test rows in each run "
+                     "to say anything (resampling one row gives no spread at all); score more test rows "
+                     "(eval_size, or a larger test split) to compare them.")
+    missing = [row["label"] for row in rows if row["vs_best"]["verdict"] == "n/a" and "too_few_rows" not in
+               row["vs_best"]]
     if missing:
         notes.append(f"n/a: {', '.join(missing)} has no readable predictions.csv (or another problem type than "
                      "the best run), so no test is possible.")
