@@ -138,19 +138,27 @@ def test_sigterm_during_data_preparation_says_there_is_nothing_to_resume(project
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["predict_probabilities", "write_model_card"])
-def test_sigterm_after_the_last_checkpoint_ends_as_interrupted_and_resumes(pm, project, monkeypatch, where):
+@pytest.mark.parametrize("where", ["predict_probabilities", "linear_baseline", "write_model_card"])
+def test_sigterm_after_training_keeps_the_trained_model_and_resumes_without_training_again(pm, project,
+                                                                                          monkeypatch, where):
+    """Interrupted while scoring the test split, fitting the linear baseline or saving: the last epoch keeps
+    no checkpoint of its own (a run that completes needs none), so the trained state is kept as the resume
+    point then. A one-epoch run used to have nothing to resume from and lost its training."""
     with monkeypatch.context() as patch:
-        sigterm_in(patch, pipeline, where)  # evaluating the test split; saving the outcome
-        result = tk("run", "toy", "--set", "epochs=2", "--output", project / "runs")
+        sigterm_in(patch, pipeline, where)
+        result = tk("run", "toy", "--set", "epochs=1", "--output", project / "runs")
     assert result.exit_code == 130, result.output
     run_dir = next((project / "runs").iterdir())
     assert f"resume with:\n  tk run --resume {run_dir}" in result.output
     assert folders.run_status(run_dir) == "interrupted"
     assert not (run_dir / liveness.LOCK_FILE).exists()
     assert "interrupted" in ok("list", "--runs", "--output", project / "runs")
+    [kept] = [path for path in (run_dir / "checkpoints").iterdir() if path.name.startswith("checkpoint-")]
+    trained = json.loads((kept / "tk_state.json").read_text())["history"]
     assert "Test metrics" in ok("run", "--resume", run_dir)
     assert folders.run_status(run_dir) == "complete"
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["seconds"] for row in history] == [row["seconds"] for row in trained]  # no epoch trained again
 
 
 @pytest.mark.slow  # a tk process of its own

@@ -115,6 +115,9 @@ class TrainResult:
     best_epoch: int
     train_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)  # engine details for manifest.json
+    # After training, before the run is saved: writes the trained state as the last resume point (an interrupt
+    # while scoring or saving then resumes without training again). None where it cannot (data-parallel).
+    keep_for_resume: Any = None
 
 
 @dataclass(frozen=True)

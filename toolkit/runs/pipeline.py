@@ -27,7 +27,7 @@ from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.diagnoses import linear_baseline, underfitting
 from toolkit.runs.endings import RunOutcome, interrupted, mark_failed, start_again
-from toolkit.runs.folders import check_task_name, new_run_dir, set_status
+from toolkit.runs.folders import check_task_name, new_run_dir, run_status, set_status
 from toolkit.runs.loader import record_checksums
 from toolkit.runs.model_card import write_model_card
 from toolkit.runs.prepared import (
@@ -217,7 +217,20 @@ def train_and_evaluate(pm, prepared: Prepared, run_dir: Path, progress: Progress
     if trial is not None:  # a search's trial: the test split is scored once, at the end of the search
         tracker.end("FINISHED")
         return trial.finish(run_dir, result)
+    try:
+        return score_and_save(pm, prepared, run_dir, progress, tracker, result)
+    except (RunInterrupted, KeyboardInterrupt):
+        if result.keep_for_resume is not None and run_status(run_dir) != "complete":
+            progress.note("Keeping the trained model to resume from...")
+            result.keep_for_resume()  # tk run --resume then scores and saves without training again
+        raise
 
+
+def score_and_save(pm, prepared: Prepared, run_dir: Path, progress: Progress, tracker: tracking.Tracker,
+                   result) -> RunOutcome:
+    """After training: calibration, the test split, the linear baseline, every file of the run folder."""
+    task, dataset = prepared.task, prepared.dataset
+    positive = positive_class(task, dataset.labels)
     started = time.perf_counter()
     fitted = calibrate.fit(result.model, prepared, progress)  # before the thresholds: they are tuned on its scale
     tuned, untuned, not_tuned = (tune_on_validation(result.model, prepared, progress, fitted.validation)

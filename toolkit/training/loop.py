@@ -89,9 +89,28 @@ class TrainingLoop:
             self._timed("checkpoints", self.writer.wait)
         self.model.load_state_dict(self.best_state)
         return TrainResult(model=self.model, history=self.selection.history, best_epoch=self.selection.best_epoch,
-                           train_seconds=time.perf_counter() - started, extra=self._facts())
+                           train_seconds=time.perf_counter() - started, extra=self._facts(),
+                           keep_for_resume=self._keep_trained if self.processes == 1 else None)
+
+    def _keep_trained(self) -> None:
+        """The trained run as its last resume point: the best weights (as the model, kept from before any
+        calibration changed the live one), the history that chose them; tk run --resume then trains no
+        further epoch and goes straight to scoring and saving."""
+        name = f"{checkpoints.PREFIX}{self.global_step}"
+        if (self.writer.folder / name).is_dir():  # resumed from this very point and interrupted again
+            return
+        cuda = self.device.type == "cuda"
+        state = resume_points.snapshot({
+            "global_step": self.global_step, "processes": 1, "model": self.best_state,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": [torch.get_rng_state()], "cuda_rng": [torch.cuda.get_rng_state() if cuda else None]})
+        state["best_model"] = None
+        self.writer.save(name, state, self.selection.state())
+        self.writer.wait()
 
     def _epochs(self) -> None:
+        if self.selection.finished:  # resumed after the last epoch: nothing left to train
+            return
         for epoch in range(len(self.selection.history) + 1, self.task.epochs + 1):
             record = self._train_epoch(epoch)
             decision = self.selection.end_epoch(record)

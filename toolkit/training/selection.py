@@ -56,6 +56,12 @@ class Selection:
         return replace(record, loss_rise_se=se, validation_rows=None)
 
     @property
+    def finished(self) -> bool:
+        """No epoch left to train: the last one is done, or patience ran out (a run resumed after training)."""
+        out_of_patience = bool(self.patience) and self.epochs_without_gain >= self.patience
+        return bool(self.history) and (self.history[-1].epoch >= self.epochs or out_of_patience)
+
+    @property
     def best_epoch(self) -> int:
         return self.best.epoch
 
