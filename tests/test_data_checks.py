@@ -393,3 +393,30 @@ def test_check_lists_the_checks_that_found_nothing():
     assert listed.startswith("Checked, nothing found: ") and "HTML remnants" not in listed
     assert "exact duplicate" not in listed and "conflicting" not in listed
     assert "HTML remnants" in clean.as_dict()["checked_clean"] and "HTML remnants" not in dirty.as_dict()["checked_clean"]
+
+
+@pytest.mark.parametrize("setting, reason", [
+    ("positive_label=pso", "task 'toy', key 'positive_label': 'pso' is not a label of dataset 'toy'. "
+                           "Its labels: 'neg', 'pos'. Did you mean 'pos'?"),
+    ("class_weights={pso=2}", "class_weights names 'pso', which the data does not have. Labels: neg, pos."),
+])
+def test_check_fails_on_a_setting_the_data_refutes_as_tk_run_does(project, setting, reason):
+    """tk check runs tk run's own check of the settings against the data's labels (check_settings_on_data)."""
+    from tests.helpers import fails_with
+
+    result = fails_with(reason, "check", "toy", "--set", setting)
+    assert f"ERROR   tk run would stop on this task's settings: {reason}" in result.output
+    assert result.output.rstrip().endswith(reason)
+    fails_with(reason, "run", "toy", "--set", setting, "--output", project / "runs")  # tk run's own words
+    assert not (project / "runs").exists()  # refused before any run folder
+
+
+def test_check_refuses_a_task_name_tk_run_refuses(project):
+    from tests.helpers import fails_with
+
+    with open(project / "tasks.toml", "a") as tasks:
+        tasks.write('\n[tasks."a b"]\ndataset = "toy"\ndata = "toy-data"\n')
+    reason = "Task name 'a b' cannot name a run folder"
+    fails_with(reason, "check", "a b")
+    fails_with(reason, "run", "a b", "--output", project / "runs")
+    assert not (project / "runs").exists()

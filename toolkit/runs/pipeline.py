@@ -13,6 +13,7 @@ import numpy as np
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.loading import load_with_labels
+from toolkit.data.settings_checks import check_settings_on_data
 from toolkit.data.rows import column, row_numbers
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
@@ -156,7 +157,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     loaded = load_with_labels(pm, dataset, source, task)
     dataset, labelled = loaded.dataset, loaded.splits
-    positive_class(task, dataset.labels, where)
+    check_settings_on_data(task, dataset.labels, where)
     # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
     check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))

@@ -175,11 +175,18 @@ def class_weights(task: TaskConfig, train_labels: Sequence[int], label_names: Se
         weights = np.ones(len(label_names))
         weights[present] = compute_class_weight("balanced", classes=present, y=labels)
         return weights
+    check_class_weight_names(task, label_names)
+    return np.array([float(task.class_weights.get(name, 1.0)) for name in label_names])
+
+
+def check_class_weight_names(task: TaskConfig, label_names: Sequence[str]) -> None:
+    """A ``class_weights`` table names only labels the data has (a typo would otherwise weigh nothing)."""
+    if isinstance(task.class_weights, str):  # "none" or "balanced"
+        return
     unknown = sorted(set(task.class_weights) - set(label_names))
     if unknown:
         raise TkError(f"class_weights names {', '.join(map(repr, unknown))}, which the data does not have. "
                       f"Labels: {', '.join(label_names)}.")
-    return np.array([float(task.class_weights.get(name, 1.0)) for name in label_names])
 
 
 def loss_weights(task: TaskConfig, model: Any, train_split: Any) -> Any:

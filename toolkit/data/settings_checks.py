@@ -1,0 +1,17 @@
+"""The task settings only the data can judge (its labels, its training rows). tk run calls this once it has
+split the data, and tk check on the same splits, so the two stop on the same settings with the same words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from toolkit.config import TaskConfig
+from toolkit.evaluation.scoring import positive_class
+from toolkit.training.policy import check_class_weight_names
+
+
+def check_settings_on_data(task: TaskConfig, label_names: Sequence[str], where: str | None = None) -> None:
+    """A TkError for the first setting the data refutes: positive_label or class_weights naming a label the
+    data lacks."""
+    positive_class(task, tuple(label_names), where)
+    check_class_weight_names(task, label_names)
