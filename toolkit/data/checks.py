@@ -98,7 +98,7 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     report.left_out = made.left_out
     report.findings += class_checks(made.splits, label_names)
     try:
-        check_settings_on_data(task, label_names)
+        check_settings_on_data(task, label_names, len(made.splits["train"]))
     except TkError as error:
         report.findings.append(Finding("settings", "error", f"tk run would stop on this task's settings: "
                                                             f"{user_message(error)}"))

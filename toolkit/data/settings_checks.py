@@ -7,11 +7,13 @@ from collections.abc import Sequence
 
 from toolkit.config import TaskConfig
 from toolkit.evaluation.scoring import positive_class
-from toolkit.training.policy import check_class_weight_names
+from toolkit.training.policy import check_batch_size, check_class_weight_names
 
 
-def check_settings_on_data(task: TaskConfig, label_names: Sequence[str], where: str | None = None) -> None:
+def check_settings_on_data(task: TaskConfig, label_names: Sequence[str], train_rows: int,
+                           where: str | None = None) -> None:
     """A TkError for the first setting the data refutes: positive_label or class_weights naming a label the
-    data lacks."""
+    data lacks, a batch_size over the ``train_rows`` of the training split tk run made."""
     positive_class(task, tuple(label_names), where)
     check_class_weight_names(task, label_names)
+    check_batch_size(task, train_rows)

@@ -157,7 +157,6 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     loaded = load_with_labels(pm, dataset, source, task)
     dataset, labelled = loaded.dataset, loaded.splits
-    check_settings_on_data(task, dataset.labels, where)
     # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
     check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))
@@ -165,6 +164,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     report_checks(checks.findings, strict, progress, check_command)
     made = make_splits(labelled, task)
     splits, notes = made.splits, [*loaded.notes, *made.notes]
+    check_settings_on_data(task, dataset.labels, len(splits["train"]), where)  # as tk check does
     checks.left_out = made.left_out  # the rows left out: left_out.json
     for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)
