@@ -89,7 +89,7 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, 
 def defaults_not_used(session, assignments) -> str | None:
     """A --data run starts from tk's defaults, not from the [defaults] of the user's tasks.toml: say so where that
     table sets keys the run does not get from --set (a learning rate there, silently unused, looks like a bug)."""
-    if not session.tasks_path.exists() or session.tasks_path.resolve() == SHIPPED_TASKS:
+    if not session.has_tasks_file() or session.tasks_path.resolve() == SHIPPED_TASKS:
         return None
     given = parse_overrides(assignments)
     unused = [key for key in session.config.defaults if key not in given]
