@@ -14,7 +14,7 @@ import numpy as np
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.loading import load_with_labels
-from toolkit.data.settings_checks import check_settings_on_data
+from toolkit.data.settings_checks import check_label_settings
 from toolkit.data.rows import column, row_numbers
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
@@ -180,6 +180,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     loaded = load_with_labels(pm, dataset, source, task)
     dataset, labelled = loaded.dataset, loaded.splits
+    check_label_settings(task, dataset.labels, where)
     # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
     check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))
@@ -187,7 +188,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     report_checks(checks.findings, strict, progress, check_command)
     made = make_splits(labelled, task)
     splits, notes = made.splits, [*loaded.notes, *made.notes]
-    check_settings_on_data(task, dataset.labels, len(splits["train"]), where)  # as tk check does
+    policy.check_batch_size(task, len(splits["train"]))
     checks.left_out = made.left_out  # the rows left out: left_out.json
     for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)
