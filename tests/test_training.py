@@ -216,10 +216,10 @@ def test_sweep_rejects_a_bad_grid_before_training(project):
 
 @pytest.mark.parametrize("grid, reason", [
     ("model=tiny,tiyn", "task 'toy', key 'model': Unknown model 'tiyn'. Did you mean 'tiny'?"),
-    ("max_length=64,100000", "max_length = 100000 is above the 128 tokens model 'tiny' can take. "
-                             "Use --grid max_length=128 or less."),
-    ("engine=eager,cuda-graphs", "engine = \"cuda-graphs\" cannot train here: it needs a CUDA GPU. "
-                                 "Use --grid engine=auto"),
+    ("max_length=64,100000", ("max_length = 100000 is above the 128 tokens model 'tiny' can take. "
+                              "Use --grid max_length=128 or less.")),
+    ("engine=eager,cuda-graphs", ("engine = \"cuda-graphs\" cannot train here: it needs a CUDA GPU. "
+                                  "Use --grid engine=auto")),
 ])
 def test_every_grid_setting_is_checked_before_the_first_run_trains(project, grid, reason):
     """tk run's checks before loading data, on each setting: the bad second one stops the sweep before the first

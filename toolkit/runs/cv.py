@@ -24,8 +24,8 @@ from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
 from toolkit.data.multilabel import label_matrix, strata
 from toolkit.data.rows import column, row_numbers
-from toolkit.data.sources import resolve_source
 from toolkit.data.settings_checks import check_settings_on_data
+from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError

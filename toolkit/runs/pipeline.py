@@ -14,8 +14,8 @@ import numpy as np
 from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.loading import load_with_labels
-from toolkit.data.settings_checks import check_label_settings
 from toolkit.data.rows import column, row_numbers
+from toolkit.data.settings_checks import check_label_settings
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import check_max_length, tokenize_splits, window_stride
