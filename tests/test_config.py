@@ -144,3 +144,22 @@ def test_random_set_arguments_give_a_value_or_a_tkerror(text):
         assert "--set" in str(error), error  # says where the bad value came from
         return
     assert changed.describe()[key] == value
+
+
+def test_a_named_tasks_file_that_is_missing_is_said_by_every_command(project, monkeypatch):
+    """--tasks or TK_TASKS naming no file: every command says so, not "No task 'toy'. Tasks in nosuch.toml: none"."""
+    from tests.helpers import fails_with, tk
+
+    missing = "nosuch.toml: no such file. Pass --tasks PATH or run tk where tasks.toml is."
+    mine = project / "toy-data" / "train.csv"
+    commands = [("check", "toy"), ("analyze-lengths", "toy"), ("check", "--data", mine), ("run", "toy"),
+                ("run", "--data", mine), ("sweep", "toy", "--grid", "epochs=1,2"), ("list",)]
+    for command in commands:
+        result = fails_with(missing, "--tasks", "nosuch.toml", *command)
+        assert "No task" not in result.output
+    monkeypatch.setenv("TK_TASKS", "nosuch.toml")
+    for command in commands:
+        fails_with(missing, *command)
+    assert not (Path.cwd() / "runs").exists()
+    monkeypatch.delenv("TK_TASKS")
+    assert tk("check", "toy").exit_code == 0  # found by looking: ./tasks.toml

@@ -1,3 +1,4 @@
+import json
 import re
 
 import datasets
@@ -393,3 +394,50 @@ def test_check_lists_the_checks_that_found_nothing():
     assert listed.startswith("Checked, nothing found: ") and "HTML remnants" not in listed
     assert "exact duplicate" not in listed and "conflicting" not in listed
     assert "HTML remnants" in clean.as_dict()["checked_clean"] and "HTML remnants" not in dirty.as_dict()["checked_clean"]
+
+
+@pytest.mark.parametrize("setting, reason", [
+    ("positive_label=pso", ("task 'toy', key 'positive_label': 'pso' is not a label of dataset 'toy'. "
+                            "Its labels: 'neg', 'pos'. Did you mean 'pos'?")),
+    ("class_weights={pso=2}", "class_weights names 'pso', which the data does not have. Labels: neg, pos."),
+])
+def test_check_fails_on_a_setting_the_data_refutes_as_tk_run_does(project, setting, reason):
+    """tk check runs tk run's own check of the settings against the data's labels (check_settings_on_data)."""
+    from tests.helpers import fails_with
+
+    result = fails_with(reason, "check", "toy", "--set", setting)
+    assert f"ERROR   tk run would stop on this task's settings: {reason}" in result.output
+    assert result.output.rstrip().endswith(reason)
+    fails_with(reason, "run", "toy", "--set", setting, "--output", project / "runs")  # tk run's own words
+    assert not (project / "runs").exists()  # refused before any run folder
+
+
+def test_check_refuses_a_task_name_tk_run_refuses(project):
+    from tests.helpers import fails_with
+
+    with open(project / "tasks.toml", "a") as tasks:
+        tasks.write('\n[tasks."a b"]\ndataset = "toy"\ndata = "toy-data"\n')
+    reason = "Task name 'a b' cannot name a run folder"
+    fails_with(reason, "check", "a b")
+    fails_with(reason, "run", "a b", "--output", project / "runs")
+    assert not (project / "runs").exists()
+
+
+def test_a_batch_size_over_the_training_rows_is_refused_by_check_and_run(project):
+    """Every step runs batch_size rows (padding fills a short batch), so a batch over the 160 training rows
+    would cost memory in proportion to batch_size: refused before training, by tk check too. A batch of every
+    row is allowed; eval_batch_size only slices the rows it scores, so a huge one is harmless."""
+    from tests.helpers import fails_with, ok
+
+    reason = ("task 'toy': batch_size = 99999999999 is larger than the 160 training rows: one batch would hold "
+              "every row; set batch_size to at most 160, e.g. --set batch_size=16.")
+    for batch_size in (161, 99999999999):
+        fails_with(f"batch_size = {batch_size} is larger than the 160 training rows", "check", "toy",
+                   "--set", f"batch_size={batch_size}")
+    result = fails_with(reason, "run", "toy", "--set", "batch_size=99999999999", "--output", project / "runs")
+    assert "Traceback" not in result.output and not (project / "runs").exists()
+    ok("check", "toy", "--set", "batch_size=160")
+    ok("run", "toy", "--set", "batch_size=160", "--set", "eval_batch_size=99999999999", "--set", "epochs=1",
+       "--output", project / "runs")
+    (run,) = (project / "runs").iterdir()
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"

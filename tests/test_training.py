@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sklearn.metrics import f1_score
 
 from plugins.metrics import tk_compute_metrics
-from tests.helpers import ok
+from tests.helpers import fails_with, ok
 from toolkit.cli import cli
 from toolkit.config import with_overrides
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
@@ -212,6 +212,32 @@ def test_sweep_over_seeds_reports_mean_and_sd(project):
 def test_sweep_rejects_a_bad_grid_before_training(project):
     result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", "epoch=1,2"])
     assert result.exit_code == 1 and "Did you mean 'epochs'" in result.output
+
+
+@pytest.mark.parametrize("grid, reason", [
+    ("model=tiny,tiyn", "task 'toy', key 'model': Unknown model 'tiyn'. Did you mean 'tiny'?"),
+    ("max_length=64,100000", ("max_length = 100000 is above the 128 tokens model 'tiny' can take. "
+                              "Use --grid max_length=128 or less.")),
+    ("engine=eager,cuda-graphs", ("engine = \"cuda-graphs\" cannot train here: it needs a CUDA GPU. "
+                                  "Use --grid engine=auto")),
+])
+def test_every_grid_setting_is_checked_before_the_first_run_trains(project, grid, reason):
+    """tk run's checks before loading data, on each setting: the bad second one stops the sweep before the first
+    trains, and tk run's advice names the --grid the value came from."""
+    if "cuda-graphs" in grid and __import__("torch").cuda.is_available():
+        pytest.skip("cuda-graphs can train here")
+    value = grid.split(",")[1]
+    result = fails_with(reason, "sweep", "toy", "--grid", grid, "--output", project / "runs")
+    assert f"The sweep cannot start its setting 2 of 2 ({grid.split('=')[0]}={value}), so nothing was trained: " \
+           in result.output
+    assert not (project / "runs").exists()
+
+
+def test_a_key_in_both_grid_and_set_is_refused(project):
+    fails_with("--grid epochs=... and --set epochs=... both set 'epochs': the --grid values would replace the --set "
+               "one in every run.", "sweep", "toy", "--grid", "epochs=1,2", "--set", "epochs=3",
+               "--output", project / "runs")
+    assert not (project / "runs").exists()
 
 
 def test_a_seed_grid_trains_the_seeds_it_names(project):

@@ -42,11 +42,15 @@ class Config:
         return self.tasks[name]
 
 
+def missing_tasks_file(path: Path) -> TkError:
+    return TkError(f"{path}: no such file. Pass --tasks PATH or run tk where tasks.toml is.")
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TkError(f"{path}: no such file. Pass --tasks PATH or run tk where tasks.toml is.") from None
+        raise missing_tasks_file(path) from None
     except (OSError, UnicodeDecodeError) as error:
         raise TkError(f"{path}: cannot read it ({error}).") from error
     try:

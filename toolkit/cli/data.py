@@ -18,6 +18,7 @@ from toolkit.data.loading import load_named
 from toolkit.data.tokens import unused_window_keys, window_stride
 from toolkit.errors import TkError
 from toolkit.hub import hub_reachable, offline_advice
+from toolkit.runs.folders import check_task_name
 from toolkit.runs.prepared import registered
 
 
@@ -107,6 +108,7 @@ def check(session, dataset_name, data, assignments, as_json, strict):
     error where tk run would stop on this data."""
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
     if task is not None:
+        check_task_name(task.name)  # tk run's first check: the name becomes a run folder's
         check_windows(session.pm, task, base)
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults

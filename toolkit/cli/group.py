@@ -13,7 +13,15 @@ from toolkit.errors import TkError, user_message
 from toolkit.hub import HubUnreachable, offline_advice
 from toolkit.memory import reuse_freed_memory
 from toolkit.plugins import PluginManager
-from toolkit.tasks_file import Config, find_tasks_file, hoist_tasks_option, local_plugins, parse_config, read_toml
+from toolkit.tasks_file import (
+    Config,
+    find_tasks_file,
+    hoist_tasks_option,
+    local_plugins,
+    missing_tasks_file,
+    parse_config,
+    read_toml,
+)
 
 
 class Session:
@@ -25,7 +33,15 @@ class Session:
 
     def __init__(self, tasks_file: str | None) -> None:
         self.tasks_path = find_tasks_file(tasks_file)
+        self.tasks_named = bool(tasks_file or os.environ.get("TK_TASKS"))  # not found by looking
         self.skip_teardown = False  # set by skip_interpreter_teardown(); main() acts on it
+
+    def has_tasks_file(self) -> bool:
+        """Whether there is a tasks file to read. One named by --tasks or TK_TASKS must exist: a typo in its name
+        would otherwise read as a file with no tasks ("No task 'sms'. Tasks in nosuch.toml: none")."""
+        if self.tasks_named and not self.tasks_path.exists():
+            raise missing_tasks_file(self.tasks_path)
+        return self.tasks_path.exists()
 
     @cached_property
     def raw(self) -> dict:

@@ -29,7 +29,7 @@ from toolkit.runs.loader import open_run
 from toolkit.runs.pipeline import resume_task, run_task
 from toolkit.runs.report_page import expand_runs
 from toolkit.runs.resume import refuse_options
-from toolkit.runs.sweep import parse_grid, run_sweep
+from toolkit.runs.sweep import parse_grid, refuse_keys_in_both, run_sweep
 from toolkit.tasks_file import SHIPPED_TASKS
 from toolkit.training import distributed
 from toolkit.training.engines import auto_engine_name
@@ -89,7 +89,7 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, 
 def defaults_not_used(session, assignments) -> str | None:
     """A --data run starts from tk's defaults, not from the [defaults] of the user's tasks.toml: say so where that
     table sets keys the run does not get from --set (a learning rate there, silently unused, looks like a bug)."""
-    if not session.tasks_path.exists() or session.tasks_path.resolve() == SHIPPED_TASKS:
+    if not session.has_tasks_file() or session.tasks_path.resolve() == SHIPPED_TASKS:
         return None
     given = parse_overrides(assignments)
     unused = [key for key in session.config.defaults if key not in given]
@@ -208,13 +208,14 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
     if not task_name and not data:
         raise click.UsageError("Name a task (tk list shows them), or pass --data FILE to sweep over your own file.")
     base = session.tasks_path.resolve().parent
+    grid, overrides = parse_grid(grid_specs), parse_overrides(assignments)
+    refuse_keys_in_both(grid, overrides)
     if task_name:
-        task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+        task = with_overrides(session.config.task(task_name), overrides)
     else:
-        task = data_task(data, parse_overrides(assignments), tuple(session.pm.settings().values()),
-                         task_names(session))
+        task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base = task.data, Path.cwd()
-    sweep_dir, record = run_sweep(session.pm, task, parse_grid(grid_specs), seeds, data=data, output=output,
+    sweep_dir, record = run_sweep(session.pm, task, grid, seeds, data=data, output=output,
                                   base=base, progress=Progress(click.echo))
     if as_json:
         emit("sweep", {"sweep_dir": str(sweep_dir), **record})

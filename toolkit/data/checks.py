@@ -21,6 +21,7 @@ from toolkit.data.hashes import SPACE, text_hashes
 from toolkit.data.label_names import list_like_labels, near_duplicate_labels
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 from toolkit.data.rows import column, row_numbers, rows_named
+from toolkit.data.settings_checks import check_settings_on_data
 from toolkit.data.splits import make_splits
 from toolkit.errors import TkError, user_message
 
@@ -80,7 +81,8 @@ def class_checks(splits, label_names: tuple[str, ...]) -> list[Finding]:
 def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) -> CheckReport:
     """tk check: every check on the data as loaded, and class presence on the splits tk run would make
     from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
-    tk run's error (the same ``make_splits``, the same message) as an error finding."""
+    tk run's error (the same ``make_splits``, the same message) as an error finding; likewise where tk run
+    would stop on a setting the data refutes (``check_settings_on_data``)."""
     report = check_splits(splits, dataset_name, label_names, classes=False)
     try:
         made = make_splits(splits, task)
@@ -95,6 +97,11 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     report.split_notes = [*made.notes, *made.advice]
     report.left_out = made.left_out
     report.findings += class_checks(made.splits, label_names)
+    try:
+        check_settings_on_data(task, label_names, len(made.splits["train"]))
+    except TkError as error:
+        report.findings.append(Finding("settings", "error", f"tk run would stop on this task's settings: "
+                                                            f"{user_message(error)}"))
     return report
 
 

@@ -41,7 +41,7 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
         if data is None:
             raise TkError("Name a task or a dataset (tk list shows them), or pass --data FILE.")
         return FILES, None, Path.cwd(), data_task(data, overrides, declared, task_names(session))
-    if session.tasks_path.exists() and name in session.config.tasks:
+    if session.has_tasks_file() and name in session.config.tasks:
         task = with_overrides(session.config.tasks[name], overrides)
         try:
             session.pm.dataset(task.dataset)
@@ -60,7 +60,7 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
 
 def task_names(session) -> tuple[str, ...]:
     """The tasks of the session's tasks.toml, where there is one."""
-    return tuple(session.config.tasks) if session.tasks_path.exists() else ()
+    return tuple(session.config.tasks) if session.has_tasks_file() else ()
 
 
 def dataset_task(dataset: str, overrides: dict[str, Any], declared: tuple = ()):

@@ -24,6 +24,7 @@ from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
 from toolkit.data.multilabel import label_matrix, strata
 from toolkit.data.rows import column, row_numbers
+from toolkit.data.settings_checks import check_settings_on_data
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
@@ -125,6 +126,7 @@ class CvData:
         made = make_splits(datasets.DatasetDict({"train": self.train.select(rest), "test": self.train.select(held)}),
                            self.task)
         splits = made.splits
+        check_settings_on_data(self.task, self.dataset.labels, len(splits["train"]))  # tk run's checks, per fold
         checks = copy.copy(self.checks)
         checks.findings = list(self.checks.findings) + class_checks(splits, self.dataset.labels)
         checks.left_out = {}

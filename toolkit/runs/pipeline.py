@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from toolkit.config import TaskConfig
 from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.loading import load_with_labels
 from toolkit.data.rows import column, row_numbers
+from toolkit.data.settings_checks import check_label_settings
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import check_max_length, tokenize_splits, window_stride
@@ -23,6 +25,7 @@ from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
 from toolkit.evaluation.scoring import positive_class, require_metrics, score
+from toolkit.records import DatasetInfo, ModelInfo, WithNotes
 from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.diagnoses import linear_baseline, underfitting
@@ -45,7 +48,7 @@ from toolkit.runs.validation import tune_on_validation
 from toolkit.saving import FULL, SAVING, os_error_in, saving_error, write_json
 from toolkit.training import distributed, policy
 from toolkit.training.device import start_gpu_warm_up, use_bf16
-from toolkit.training.engines import resolve_engine
+from toolkit.training.engines import EngineChoice, resolve_engine
 from toolkit.training.interrupt import EndedEarly, RunInterrupted, graceful_interrupts, safe_points
 from toolkit.training.progress import Progress, quiet_library_progress
 
@@ -131,32 +134,53 @@ def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutco
                     progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "eager"))
 
 
+@dataclass
+class Ready:
+    """What tk run's checks before loading any data found and loaded."""
+
+    dataset: DatasetInfo
+    model_info: ModelInfo
+    engine: EngineChoice
+    tokenizer: Any
+    stride: WithNotes  # the chunks windows' stride (None: truncation), with its warnings
+
+
+def check_before_loading(pm, task: TaskConfig, where: str | None = None, base: Path | None = None,
+                         recorded_engine: str | None = None) -> Ready:
+    """tk run's checks before it loads any data, so that a bad setting costs no loading: the dataset's and
+    model's names, the engine (available here?), positive_label against a dataset's fixed labels, the metrics
+    plugin, report_to's libraries, and max_length and stride against the model's tokenizer. tk sweep runs them
+    on every run's settings before its first run trains."""
+    dataset, model_info = registered(pm, task, where, base)
+    engine = resolve_engine(pm, task, recorded_engine)
+    if dataset.labels:  # else they come from the data: checked once loaded
+        positive_class(task, dataset.labels, where)
+    require_metrics(pm)
+    tracking.require(task, where)  # report_to's libraries
+    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
+    return Ready(dataset, model_info, engine, tokenizer, window_stride(task, tokenizer, model_info.name))
+
+
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
             strict: bool = False, where: str | None = None, recorded_engine: str | None = None) -> Prepared:
     from transformers import set_seed
 
     quiet_library_progress()
-    dataset, model_info = registered(pm, task, where, base)
-    engine = resolve_engine(pm, task, recorded_engine)
+    ready = check_before_loading(pm, task, where, base, recorded_engine)
+    dataset, model_info, engine, tokenizer, stride = (ready.dataset, ready.model_info, ready.engine, ready.tokenizer,
+                                                      ready.stride)
     progress.note(engine.describe())
     if distributed.world_size() > 1:
         progress.note(f"Data-parallel: {distributed.world_size()} processes, global batch "
                       f"{task.batch_size * distributed.world_size()} ({task.batch_size} rows each)")
-    if dataset.labels:  # else they come from the data: checked once loaded
-        positive_class(task, dataset.labels, where)  # a wrong positive_label stops the run before any work
-    require_metrics(pm)  # before any work
-    tracking.require(task, where)  # report_to's libraries, before any work
     start_gpu_warm_up()
-    # The tokenizer before the data: a max_length or stride it cannot take stops the run before any loading.
-    tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
-    stride = window_stride(task, tokenizer, model_info.name)
     for warning in stride.notes:
         progress.note(warning)
     source = resolve_source(dataset.name, data, task.data, base)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     loaded = load_with_labels(pm, dataset, source, task)
     dataset, labelled = loaded.dataset, loaded.splits
-    positive_class(task, dataset.labels, where)
+    check_label_settings(task, dataset.labels, where)
     # Before splitting, where leakage is still there to see; rare or absent classes after, split by split.
     check_command = (f"tk check --data {data}" if where and where.startswith("--data") else
                      f"tk check {task.name}" + (f" --data {data}" if data else ""))
@@ -164,6 +188,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     report_checks(checks.findings, strict, progress, check_command)
     made = make_splits(labelled, task)
     splits, notes = made.splits, [*loaded.notes, *made.notes]
+    policy.check_batch_size(task, len(splits["train"]))
     checks.left_out = made.left_out  # the rows left out: left_out.json
     for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import TaskConfig, parse_value, with_overrides
-from toolkit.errors import TkError
+from toolkit.errors import TkError, user_message
 from toolkit.runs import tracking
 from toolkit.runs.compare import (
     comparison_notes,
@@ -20,7 +20,7 @@ from toolkit.runs.compare import (
 )
 from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import new_run_dir
-from toolkit.runs.pipeline import run_task
+from toolkit.runs.pipeline import check_before_loading, run_task
 from toolkit.saving import write_json
 from toolkit.training.progress import Progress
 
@@ -76,7 +76,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     for setting in settings:
         config = with_overrides(task, setting, "--grid")  # a grid's own seed is checked and kept, like any key
         planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid")) for i in range(seeds)]
-    tracking.require(task)
+    check_every_setting(pm, task, settings, base)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
     progress = NotesOnce(progress)
     progress.note(f"Sweep of {len(planned)} runs into {sweep_dir} (a data-check line is printed once for the sweep)")
@@ -84,7 +84,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     setting_of: dict[str, dict[str, Any]] = {}
     with tracking.sweep(task, sweep_dir, progress.note):  # report_to = ["mlflow"]: the runs under one parent
         for number, (setting, config) in enumerate(planned, 1):
-            name = ", ".join(f"{k}={v}" for k, v in setting.items()) or task.name
+            name = _name(setting, task)
             progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
             outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress)
             if outcome.status != "complete":
@@ -104,6 +104,39 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
                   "rows": rows, "table": table.splitlines(), "warnings": group_warnings(groups)}
         write_json(sweep_dir / "sweep.json", record)
     return sweep_dir, record
+
+
+def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -> None:
+    """A key in --grid and --set: the grid's values would replace the --set one in every run, unsaid."""
+    both = [key for key in grid if key in overrides]
+    if both:
+        key = both[0]
+        raise TkError(f"--grid {key}=... and --set {key}=... both set '{key}': the --grid values would replace "
+                      f"the --set one in every run. Give {key} in one of them (add its value to the --grid list, or "
+                      "drop the --grid).")
+
+
+def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], base: Path | None) -> None:
+    """tk run's checks before loading data (model, max_length, engine, ...) on every setting, so that a bad
+    --grid value stops the sweep before its first run trains rather than after."""
+    for number, setting in enumerate(settings, 1):
+        try:
+            check_before_loading(pm, with_overrides(task, setting, "--grid"), base=base)
+        except TkError as error:
+            said = f"setting {number} of {len(settings)} ({_name(setting, task)})" if setting else "its task"
+            raise TkError(f"The sweep cannot start its {said}, so nothing was trained: "
+                          f"{in_sweep_words(user_message(error), setting)}") from None
+
+
+def in_sweep_words(message: str, setting: dict[str, Any]) -> str:
+    """tk run's advice '--set KEY=VALUE' for a key the sweep takes from --grid: change the --grid value."""
+    for key in setting:
+        message = message.replace(f"--set {key}=", f"--grid {key}=")
+    return message
+
+
+def _name(setting: dict[str, Any], task: TaskConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in setting.items()) or task.name
 
 
 class NotesOnce:
