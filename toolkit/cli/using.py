@@ -20,6 +20,7 @@ from toolkit.runs.answers import answer, backend_of, prediction_rows
 from toolkit.runs.evaluate import evaluate_run
 from toolkit.runs.exported import load_run_or_export
 from toolkit.runs.report_page import expand_runs, render_comparison, write_report
+from toolkit.runs.user_files import check_output_file, recorded_data
 from toolkit.saving import create_json, write_text
 from toolkit.training.progress import Progress
 
@@ -252,6 +253,9 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
 def report(run_dirs, output, allow_incomplete, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
     runs = expand_runs(list(run_dirs))
+    if output is not None:
+        check_output_file(output, "--output", "html", data=[recorded_data(run) for run in runs],
+                          tk_names=("report.html",))
     if len(runs) == 1:
         path = write_report(runs[0], output, allow_incomplete)
     else:
