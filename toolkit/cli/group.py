@@ -13,6 +13,7 @@ from toolkit.errors import TkError, user_message
 from toolkit.hub import HubUnreachable, offline_advice
 from toolkit.memory import reuse_freed_memory
 from toolkit.plugins import PluginManager
+from toolkit.runs.loader import INCOMPLETE_FLAG, NotComplete
 from toolkit.tasks_file import Config, find_tasks_file, hoist_tasks_option, local_plugins, parse_config, read_toml
 
 
@@ -57,12 +58,24 @@ class TkGroup(click.Group):
             advice = offline_advice(ctx.obj.pm.models()) if error.about == "model" else ""
             raise click.ClickException(user_message(error) + advice) from None
         except TkError as error:
-            raise click.ClickException(user_message(error)) from None
+            raise click.ClickException(user_message(error) + incomplete_hint(self, ctx, error)) from None
         except OSError as error:
             said = cache_problem(error)
             if said is None:
                 raise
             raise click.ClickException(said) from None
+
+
+def incomplete_hint(group: click.Group, ctx: click.Context, error: TkError) -> str:
+    """For a run that is not complete, the way to use it anyway: only where the command has --allow-incomplete."""
+    command = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    takes_it = command is not None and any(param.name == "allow_incomplete" for param in command.params)
+    causes = [error]
+    while isinstance(causes[-1].__cause__, TkError):
+        causes.append(causes[-1].__cause__)
+    if takes_it and any(isinstance(cause, NotComplete) for cause in causes):
+        return f" (To use it anyway, at your own risk: {INCOMPLETE_FLAG}.)"
+    return ""
 
 
 def cache_problem(error: OSError) -> str | None:

@@ -200,17 +200,25 @@ def printable(text: str) -> str:
 @click.option("--split", help="The split to score (default: the run's test rows, without those also in its training "
               "data, as tk run scored them; for one file given with --data, all of it; for a run's data without a "
               "test split, the rows the run held out). --split test: every row of the test split.")
+@click.option("--text-column", metavar="NAME", help="With --data: the column holding the texts (default: found by "
+              "name, as tk run finds it).")
+@click.option("--label-column", metavar="NAME", help="With --data: the column holding the labels (default: found by "
+              "name).")
 @allow_incomplete_option
 @json_option
 @pass_session
-def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
+def evaluate(session, run_dir, data, split, text_column, label_column, allow_incomplete, as_json):
     """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
+    columns = {key: name for key, name in (("text_column", text_column), ("label_column", label_column)) if name}
+    if columns and data is None:
+        raise click.UsageError("--text-column and --label-column name the columns of --data FILE: add --data FILE "
+                               "(the run's own data is read with the columns it was trained on).")
     saved = load_run_or_export(run_dir, allow_incomplete=allow_incomplete, need=("metrics.json", "manifest.json"))
-    metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo))
+    metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo), columns)
     if getattr(saved, "warning", None):
         metrics["incomplete_run"] = saved.warning
         click.echo(saved.warning)
