@@ -98,3 +98,29 @@ def test_a_run_of_your_file_without_a_checkpoint_says_how_to_start_it_again(tmp_
     folders.set_status(run_dir, "failed")
     with pytest.raises(Exception, match=r"Start it again: tk run --data sms.csv$"):
         check_resumable(run_dir)
+
+
+@pytest.mark.parametrize("command,where,said", [
+    (("evaluate", "run"), "toolkit.cli.using.load_run_or_export", "Interrupted: tk evaluate stopped; no evaluation was saved."),
+    (("export", "run"), "toolkit.cli.deploy.export_run", "Interrupted: tk export stopped; nothing was written"),
+    (("analyze-lengths", "toy", "--model", "tiny"), "toolkit.cli.data.load_named",
+     "Interrupted: tk analyze-lengths stopped; no histogram was written."),
+    (("audit", "run"), "toolkit.cli.trust.run_audit", "Interrupted: tk audit stopped;"),
+])
+def test_ctrl_c_on_any_command_is_one_line_and_exit_130(project, monkeypatch, command, where, said):
+    import importlib
+
+    from tests.helpers import runner
+    from toolkit.cli import cli
+
+    (project / "run").mkdir()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module, name = where.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+    monkeypatch.setattr("toolkit.cli.deploy.require", lambda *args: None)  # onnx need not be installed here
+    result = runner().invoke(cli, list(command))
+    assert result.exit_code == 130, result.output
+    assert said in result.stderr and "Aborted" not in result.output and "Traceback" not in result.output

@@ -54,6 +54,9 @@ class TkGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # not click's "Aborted!" (exit 1): what the command left, and exit 130
+            click.echo(interrupted_line(ctx.invoked_subcommand), err=True)
+            ctx.exit(130)
         except HubUnreachable as error:
             advice = offline_advice(ctx.obj.pm.models()) if error.about == "model" else ""
             raise click.ClickException(user_message(error) + advice) from None
@@ -64,6 +67,25 @@ class TkGroup(click.Group):
             if said is None:
                 raise
             raise click.ClickException(said) from None
+
+
+# what a Ctrl-C leaves, by command; every file tk writes is written whole or not at all (toolkit.saving)
+LEFT_BY_INTERRUPT = {
+    "export": "nothing was written (an export is put in place only once it is checked)",
+    "evaluate": "no evaluation was saved",
+    "analyze-lengths": "no histogram was written",
+    "audit": "audit.csv and any --write copy are each written whole or not at all; run it again for both",
+    "report": "no page was written",
+    "check": "nothing is written",
+    "predict": "nothing is written",
+}
+
+
+def interrupted_line(command: str | None) -> str:
+    """One line for a command stopped by Ctrl-C (tk run, cv and tune say their own first)."""
+    left = LEFT_BY_INTERRUPT.get(command or "", "a file it was writing is left as it was (tk writes files whole "
+                                                "or not at all)")
+    return f"Interrupted: tk {command or ''} stopped; {left}."
 
 
 def incomplete_hint(group: click.Group, ctx: click.Context, error: TkError) -> str:
