@@ -124,3 +124,16 @@ def test_ctrl_c_on_any_command_is_one_line_and_exit_130(project, monkeypatch, co
     result = runner().invoke(cli, list(command))
     assert result.exit_code == 130, result.output
     assert said in result.stderr and "Aborted" not in result.output and "Traceback" not in result.output
+
+
+def test_a_csv_separated_by_tabs_or_semicolons_says_so_and_no_line_is_named_where_none_is(tmp_path):
+    rows = [("text", "label"), ("hello there, friend", "ham"), ("win cash now", "spam"), ("see you", "ham")] * 3
+    (tmp_path / "tabs.csv").write_text("".join(f"{t}\t{l}\n" for t, l in rows) + "a, b, c\tham\n")
+    (tmp_path / "semi.csv").write_text("".join(f"{t};{l}\n" for t, l in rows) + "a, b, c;ham\n")
+    fails_with("tabs.csv: this file looks tab-separated, not comma-separated: name it .tsv", "check", "--data",
+               tmp_path / "tabs.csv")
+    fails_with("semi.csv: this file looks semicolon-separated, not comma-separated", "check", "--data",
+               tmp_path / "semi.csv")
+    (tmp_path / "fake.parquet").write_text("text,label\nhello,ham\nbye,spam\n")
+    result = fails_with("fake.parquet: cannot read it as parquet", "check", "--data", tmp_path / "fake.parquet")
+    assert "fix the line named" not in result.output and "convert the file" in result.output
