@@ -137,3 +137,18 @@ def test_a_csv_separated_by_tabs_or_semicolons_says_so_and_no_line_is_named_wher
     (tmp_path / "fake.parquet").write_text("text,label\nhello,ham\nbye,spam\n")
     result = fails_with("fake.parquet: cannot read it as parquet", "check", "--data", tmp_path / "fake.parquet")
     assert "fix the line named" not in result.output and "convert the file" in result.output
+
+
+def test_predict_warns_when_its_file_starts_with_a_csv_header(pm, project):
+    from tests.helpers import runner
+    from toolkit.cli import cli
+
+    outcome = train_toy(pm, project, epochs=1)
+    (project / "rows.csv").write_text("text,label\na great film,pos\nan awful film,neg\n")
+    (project / "plain.txt").write_text("a great film\ntext, then more text\n")
+    result = runner().invoke(cli, ["predict", str(outcome.run_dir), "--file", "rows.csv"])
+    assert result.exit_code == 0, result.output
+    assert "--file rows.csv: its first line looks like a CSV header (text,label)" in result.stderr
+    assert "use tk evaluate RUN --data FILE" in result.stderr and len(result.stdout.splitlines()) == 3
+    result = runner().invoke(cli, ["predict", str(outcome.run_dir), "--file", "plain.txt"])
+    assert result.exit_code == 0 and "CSV header" not in result.stderr

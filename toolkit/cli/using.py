@@ -12,6 +12,7 @@ import click
 from toolkit.cli.group import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
+from toolkit.data.columns import TEXT_COLUMNS
 from toolkit.data.tokens import CHUNKED_CHARS
 from toolkit.errors import TkError
 from toolkit.evaluation.calibration import abstains
@@ -58,6 +59,8 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
+    if lines:
+        warn_of_a_csv_header(text_file.name, lines[0], saved.task)
     probabilities, cut, windows = answer(saved, texts)
     warning = getattr(saved, "warning", None)  # an export has none: tk export wrote it from a complete run
     if warning and not as_json:
@@ -157,6 +160,19 @@ def existing_run(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise TkError(f"{run_dir} is a file, not a run folder. tk list --runs shows the run folders.")
     return run_dir
+
+
+def warn_of_a_csv_header(name: str, first_line: str, task) -> None:
+    """--file F labels every line as one text: a CSV's header (naming the run's text column) would be labelled
+    too, and its rows whole, label and all. Said on stderr; the answers are still given."""
+    cells = {cell.strip().strip('"').lower() for cell in re.split(r"[,\t;]", first_line)}
+    text_column = (task.settings.get("text_column") or "").lower()
+    if len(cells) < 2 or not cells & ({text_column} | set(TEXT_COLUMNS)) - {""}:
+        return
+    click.echo(f"WARNING: --file {name}: its first line looks like a CSV header ({printable(first_line)[:60]}); "
+               "tk predict labels every line whole as one text, that line included. To score a CSV's text column, "
+               "use tk evaluate RUN --data FILE (with its label column), or give predict one text per line.",
+               err=True)
 
 
 def read_lines(handle) -> tuple[list[str], list[int]]:
