@@ -48,6 +48,21 @@ def test_wrong_type_names_task_and_key(tmp_path):
             r"task 'a': key 'epochs' must be an integer, got 'three'")
 
 
+@pytest.mark.parametrize("assignment,said", [
+    ("labels=ham,spam", """key 'labels' must be a list of strings, got 'ham,spam'. Write it as labels = ["ham", "spam"]"""),
+    ("labels=3", "key 'labels' must be a list of strings, got 3."),
+    ("label_columns=spam", """key 'label_columns' must be a list of strings, got 'spam'. Write it as label_columns = ["spam"] """
+                           """in the task, or --set 'label_columns=["spam"]'."""),
+])
+def test_list_keys_are_type_checked_from_set_and_tasks_toml(tmp_path, assignment, said):
+    from tests.helpers import fails_with
+
+    (tmp_path / "tasks.toml").write_text('[tasks.sms]\ndataset = "files"\ndata = "sms.csv"\nmodel = "minilm"\n')
+    fails_with(said, "check", "sms", "--set", assignment)
+    (tmp_path / "tasks.toml").write_text('[tasks.sms]\ndataset = "files"\nmodel = "minilm"\nlabels = "ham,spam"\n')
+    fails_with("tasks.toml: task 'sms': key 'labels' must be a list of strings, got 'ham,spam'", "list")
+
+
 def test_bool_is_not_an_integer(tmp_path):
     refused(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nbatch_size = true\n', "batch_size")
 

@@ -98,3 +98,57 @@ def test_a_run_of_your_file_without_a_checkpoint_says_how_to_start_it_again(tmp_
     folders.set_status(run_dir, "failed")
     with pytest.raises(Exception, match=r"Start it again: tk run --data sms.csv$"):
         check_resumable(run_dir)
+
+
+@pytest.mark.parametrize("command,where,said", [
+    (("evaluate", "run"), "toolkit.cli.using.load_run_or_export", "Interrupted: tk evaluate stopped; no evaluation was saved."),
+    (("export", "run"), "toolkit.cli.deploy.export_run", "Interrupted: tk export stopped; nothing was written"),
+    (("analyze-lengths", "toy", "--model", "tiny"), "toolkit.cli.data.load_named",
+     "Interrupted: tk analyze-lengths stopped; no histogram was written."),
+    (("audit", "run"), "toolkit.cli.trust.run_audit", "Interrupted: tk audit stopped;"),
+])
+def test_ctrl_c_on_any_command_is_one_line_and_exit_130(project, monkeypatch, command, where, said):
+    import importlib
+
+    from tests.helpers import runner
+    from toolkit.cli import cli
+
+    (project / "run").mkdir()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module, name = where.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+    monkeypatch.setattr("toolkit.cli.deploy.require", lambda *args: None)  # onnx need not be installed here
+    result = runner().invoke(cli, list(command))
+    assert result.exit_code == 130, result.output
+    assert said in result.stderr and "Aborted" not in result.output and "Traceback" not in result.output
+
+
+def test_a_csv_separated_by_tabs_or_semicolons_says_so_and_no_line_is_named_where_none_is(tmp_path):
+    rows = [("text", "label"), ("hello there, friend", "ham"), ("win cash now", "spam"), ("see you", "ham")] * 3
+    (tmp_path / "tabs.csv").write_text("".join(f"{t}\t{l}\n" for t, l in rows) + "a, b, c\tham\n")
+    (tmp_path / "semi.csv").write_text("".join(f"{t};{l}\n" for t, l in rows) + "a, b, c;ham\n")
+    fails_with("tabs.csv: this file looks tab-separated, not comma-separated: name it .tsv", "check", "--data",
+               tmp_path / "tabs.csv")
+    fails_with("semi.csv: this file looks semicolon-separated, not comma-separated", "check", "--data",
+               tmp_path / "semi.csv")
+    (tmp_path / "fake.parquet").write_text("text,label\nhello,ham\nbye,spam\n")
+    result = fails_with("fake.parquet: cannot read it as parquet", "check", "--data", tmp_path / "fake.parquet")
+    assert "fix the line named" not in result.output and "convert the file" in result.output
+
+
+def test_predict_warns_when_its_file_starts_with_a_csv_header(pm, project):
+    from tests.helpers import runner
+    from toolkit.cli import cli
+
+    outcome = train_toy(pm, project, epochs=1)
+    (project / "rows.csv").write_text("text,label\na great film,pos\nan awful film,neg\n")
+    (project / "plain.txt").write_text("a great film\ntext, then more text\n")
+    result = runner().invoke(cli, ["predict", str(outcome.run_dir), "--file", "rows.csv"])
+    assert result.exit_code == 0, result.output
+    assert "--file rows.csv: its first line looks like a CSV header (text,label)" in result.stderr
+    assert "use tk evaluate RUN --data FILE" in result.stderr and len(result.stdout.splitlines()) == 3
+    result = runner().invoke(cli, ["predict", str(outcome.run_dir), "--file", "plain.txt"])
+    assert result.exit_code == 0 and "CSV header" not in result.stderr

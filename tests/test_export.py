@@ -175,6 +175,15 @@ def test_an_existing_output_and_a_missing_check_file_are_refused(exported, run, 
     assert result.exit_code == 1 and "--check-data" in result.output
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_line(run, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = tk("export", run, "--output", tmp_path / "a-file" / "onnx")
+    assert result.exit_code == 1 and "The output folder" in result.output and "is a file, not a folder" in result.output
+    result = tk("export", run, "--output", "/proc/tk-export")  # a folder that takes no new folder
+    assert result.exit_code == 1 and "Cannot create the export in /proc" in result.output
+    assert "--output PATH" in result.output
+
+
 def test_the_check_says_why_a_metric_has_no_interval():
     from toolkit.runs.export_check import describe
 

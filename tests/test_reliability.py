@@ -82,6 +82,16 @@ def test_output_folder_not_writable(project):
     fails_with("Cannot create the output folder", "run", "toy", "--output", project / "a-file" / "runs")
 
 
+def test_tune_output_that_is_a_file_or_cannot_be_made_is_one_line(project):
+    pytest.importorskip("optuna")
+    (project / "a-file").write_text("data")
+    fails_with("The output folder a-file is a file, not a folder. Pass --output DIR.", "tune", "toy",
+               "--output", "a-file", "--trials", "1")
+    fails_with("Cannot create the output folder /proc/tk-tune", "tune", "toy", "--output", "/proc/tk-tune",
+               "--trials", "1")
+    assert (project / "a-file").read_text() == "data"
+
+
 def test_out_of_memory_stops_with_advice(project, monkeypatch):
     from plugins.engines.eager.step import EagerSteps
 

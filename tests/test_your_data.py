@@ -66,6 +66,19 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     assert "split: test (held out by the run)" in output and f"{trained['accuracy']:.4f}" in output
     other = write_tickets(tmp_path / "more-tickets.csv", 30, seed=5)
     assert "30 examples" in ok("evaluate", run_dir, "--data", other)
+    # a file with other column names: each command's hint names a way it has to name them
+    renamed = write_tickets(tmp_path / "renamed.csv", 30, seed=5, header=("id", "message", "team"))
+    result = fails_with("Name it with --text-column NAME.", "evaluate", run_dir, "--data", renamed)
+    assert "--set" not in result.output
+    assert "30 examples" in ok("evaluate", run_dir, "--data", renamed, "--text-column", "message",
+                               "--label-column", "team")
+    pytest.importorskip("onnxruntime")
+    result = fails_with(f"Rename that column of {renamed} to 'text', or score the file with tk evaluate RUN --data",
+                        "export", run_dir, "--check-data", renamed, "--output", tmp_path / "onnx")
+    assert "--set" not in result.output
+    data.rename(tmp_path / "moved.csv")
+    result = fails_with("which no longer exists. Pass the data to score with --check-data PATH.", "export", run_dir,
+                        "--output", tmp_path / "onnx")
 
 
 def test_model_card_names_your_file_and_keeps_advice_to_the_console(tmp_path, tiny_model, monkeypatch):
@@ -566,6 +579,36 @@ def test_rare_classes_are_warned_per_split_after_splitting(tmp_path, tiny_model)
     card = (run_dir_of(output) / "model" / "README.md").read_text()  # unset sizes say what their default gave
     assert "| validation_size | not set (20 rows used) |" in card and "| eval_size | not set (50 rows used) |" in card
     assert "film" not in card  # the usage example is not a movie review for data of any kind
+
+
+def test_hints_name_options_and_commands_the_command_has(tmp_path):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "status.json").write_text('{"status": "complete"}')
+    (run / "model" / "config.json").write_text("{}")
+    for command in (("predict", run / "model", "hi"), ("evaluate", run / "model"), ("export", run / "model")):
+        result = fails_with(f"{run / 'model'} is the model folder inside the run {run}; pass the run folder: {run}.",
+                            *command)
+        assert "damaged" not in result.output and "incomplete" not in result.output
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    (interrupted / "status.json").write_text('{"status": "interrupted"}')
+    (interrupted / "config.json").write_text('{"task": {}}')
+    assert "--allow-incomplete" in fails_with("tk run --resume", "predict", interrupted, "hi").output
+    for command in ("export", "serve", "audit"):  # no --allow-incomplete there: not named
+        result = tk(command, interrupted)
+        assert result.exit_code == 1 and "--allow-incomplete" not in result.output, result.output
+    cv = tmp_path / "cv"
+    cv.mkdir()
+    (cv / "status.json").write_text('{"status": "interrupted"}')
+    (cv / "config.json").write_text('{"kind": "cv", "task": {}}')
+    for command in (("predict", cv, "hi"), ("evaluate", cv)):
+        result = fails_with(f"Finish it first: tk cv --resume {cv}.", *command)
+        assert "tk run --resume" not in result.output
+    (cv / "status.json").write_text('{"status": "complete"}')
+    for command in (("predict", cv, "hi"), ("evaluate", cv)):
+        result = fails_with(f"{cv} is a tk cv folder: it has no single model to use", *command)
+        assert "missing" not in result.output and "damaged" not in result.output
 
 
 def test_small_messages(tmp_path):

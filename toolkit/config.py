@@ -9,6 +9,7 @@ and reads with ``task.setting(name)``). Both are checked the same way.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Mapping
@@ -243,6 +244,9 @@ def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | s
     expected = spec.types or _field_types(key)
     if value is None and type(None) in expected:
         return
+    if list in expected:
+        _check_list_of_strings(key, value, f"{path}: {where}: key '{key}'")
+        return
     ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in expected)
     if float in expected and isinstance(value, int) and not isinstance(value, bool):
         ok = True
@@ -257,6 +261,16 @@ def check_key(key: str, value: Any, known: Mapping[str, Setting], path: Path | s
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_number(key, value, f"{path}: {where}: key '{key}'")
+
+
+def _check_list_of_strings(key: str, value: Any, name: str) -> None:
+    """A list key (labels, label_columns): a TOML list of strings; the message writes the value given as one."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return
+    items = value if isinstance(value, list) else str(value).split(",")
+    example = json.dumps([str(item).strip() for item in items])
+    raise TkError(f"{name} must be a list of strings, got {value!r}. Write it as {key} = {example} in the task, "
+                  f"or --set '{key}={example.replace(', ', ',')}'.")
 
 
 def _check_number(key: str, value: int | float, name: str) -> None:

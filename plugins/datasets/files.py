@@ -138,7 +138,10 @@ def read(path: Path, columns: dict) -> WithNotes:
             raise
         key = f"{role}_column"
         how = "Set it to one of them" if getattr(error, "given", None) else "Name the column"
-        raise TkError(f"files dataset: {error} {how}: {key} = \"NAME\" in the task, or --set {key}=NAME.") from None
+        named = TkError(f"files dataset: {error} {how}: {key} = \"NAME\" in the task, or --set {key}=NAME.")
+        # a command without --set (tk evaluate --data, tk export --check-data) says its own way to name it
+        named.role, named.problem = role, f"files dataset: {error}"
+        raise named from None
 
 
 def _label_names(rows, split: str, separator: str | None = None) -> WithNotes:

@@ -20,6 +20,7 @@ from toolkit.errors import TkError
 from toolkit.hub import hub_reachable, offline_advice
 from toolkit.runs.folders import check_task_name
 from toolkit.runs.prepared import registered
+from toolkit.runs.user_files import check_output_file
 
 
 @cli.command(name="analyze-lengths")
@@ -56,6 +57,8 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
         click.echo("Note: the default tokenizer is bert-base-uncased from the Hub, which cannot be reached; "
                    "pass a model that needs no network" + offline_advice(pm.models()), err=True)
     labelled = load_named(pm, dataset_name, data, task_data, base, task, classes=False)  # texts are what it reads
+    if histogram:  # before the measuring: a histogram path that would replace the data is refused at once
+        check_output_file(histogram, "--histogram", "png", data=[labelled.source.path])
     dataset = labelled.dataset
     rows = labelled.split(split)
     if sample and sample < len(rows):
@@ -70,7 +73,9 @@ def analyze_lengths(session, dataset_name, model_names, data, assignments, split
     stats = [measured.stats for measured in results]
     if not as_json:  # a script gets the numbers; a file in its folder only when it asks (--histogram)
         suffix = "" if split == "train" else f"-{split}"  # another split's histogram beside the training one
-        histogram = histogram or Path(f"lengths-{task.name if task else dataset.name}{suffix}.png")
+        if not histogram:
+            histogram = Path(f"lengths-{task.name if task else dataset.name}{suffix}.png")
+            check_output_file(histogram, "--histogram (default)", "png")
     if histogram:
         try:
             lengths.plot_histogram(histogram, {m.name: measured.lengths for m, measured in zip(models, results)},

@@ -13,6 +13,7 @@ from toolkit.errors import TkError, user_message
 from toolkit.hub import HubUnreachable, offline_advice
 from toolkit.memory import reuse_freed_memory
 from toolkit.plugins import PluginManager
+from toolkit.runs.loader import INCOMPLETE_FLAG, NotComplete
 from toolkit.tasks_file import (
     Config,
     find_tasks_file,
@@ -69,16 +70,50 @@ class TkGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # not click's "Aborted!" (exit 1): what the command left, and exit 130
+            click.echo(interrupted_line(ctx.invoked_subcommand), err=True)
+            ctx.exit(130)
         except HubUnreachable as error:
             advice = offline_advice(ctx.obj.pm.models()) if error.about == "model" else ""
             raise click.ClickException(user_message(error) + advice) from None
         except TkError as error:
-            raise click.ClickException(user_message(error)) from None
+            raise click.ClickException(user_message(error) + incomplete_hint(self, ctx, error)) from None
         except OSError as error:
             said = cache_problem(error)
             if said is None:
                 raise
             raise click.ClickException(said) from None
+
+
+# what a Ctrl-C leaves, by command; every file tk writes is written whole or not at all (toolkit.saving)
+LEFT_BY_INTERRUPT = {
+    "export": "nothing was written (an export is put in place only once it is checked)",
+    "evaluate": "no evaluation was saved",
+    "analyze-lengths": "no histogram was written",
+    "audit": "audit.csv and any --write copy are each written whole or not at all; run it again for both",
+    "report": "no page was written",
+    "check": "nothing is written",
+    "predict": "nothing is written",
+}
+
+
+def interrupted_line(command: str | None) -> str:
+    """One line for a command stopped by Ctrl-C (tk run, cv and tune say their own first)."""
+    left = LEFT_BY_INTERRUPT.get(command or "", "a file it was writing is left as it was (tk writes files whole "
+                                                "or not at all)")
+    return f"Interrupted: tk {command or ''} stopped; {left}."
+
+
+def incomplete_hint(group: click.Group, ctx: click.Context, error: TkError) -> str:
+    """For a run that is not complete, the way to use it anyway: only where the command has --allow-incomplete."""
+    command = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    takes_it = command is not None and any(param.name == "allow_incomplete" for param in command.params)
+    causes = [error]
+    while isinstance(causes[-1].__cause__, TkError):
+        causes.append(causes[-1].__cause__)
+    if takes_it and any(isinstance(cause, NotComplete) for cause in causes):
+        return f" (To use it anyway, at your own risk: {INCOMPLETE_FLAG}.)"
+    return ""
 
 
 def cache_problem(error: OSError) -> str | None:

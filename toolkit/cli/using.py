@@ -12,6 +12,7 @@ import click
 from toolkit.cli.group import cli, pass_session, skip_interpreter_teardown
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.params import FiniteRange
+from toolkit.data.columns import TEXT_COLUMNS
 from toolkit.data.tokens import CHUNKED_CHARS
 from toolkit.errors import TkError
 from toolkit.evaluation.calibration import abstains
@@ -20,6 +21,7 @@ from toolkit.runs.answers import answer, backend_of, prediction_rows
 from toolkit.runs.evaluate import evaluate_run
 from toolkit.runs.exported import load_run_or_export
 from toolkit.runs.report_page import expand_runs, render_comparison, write_report
+from toolkit.runs.user_files import check_output_file, recorded_data
 from toolkit.saving import create_json, write_text
 from toolkit.training.progress import Progress
 
@@ -57,6 +59,8 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
+    if lines:
+        warn_of_a_csv_header(text_file.name, lines[0], saved.task)
     probabilities, cut, windows = answer(saved, texts)
     warning = getattr(saved, "warning", None)  # an export has none: tk export wrote it from a complete run
     if warning and not as_json:
@@ -158,6 +162,19 @@ def existing_run(run_dir: Path) -> Path:
     return run_dir
 
 
+def warn_of_a_csv_header(name: str, first_line: str, task) -> None:
+    """--file F labels every line as one text: a CSV's header (naming the run's text column) would be labelled
+    too, and its rows whole, label and all. Said on stderr; the answers are still given."""
+    cells = {cell.strip().strip('"').lower() for cell in re.split(r"[,\t;]", first_line)}
+    text_column = (task.settings.get("text_column") or "").lower()
+    if len(cells) < 2 or not cells & ({text_column} | set(TEXT_COLUMNS)) - {""}:
+        return
+    click.echo(f"WARNING: --file {name}: its first line looks like a CSV header ({printable(first_line)[:60]}); "
+               "tk predict labels every line whole as one text, that line included. To score a CSV's text column, "
+               "use tk evaluate RUN --data FILE (with its label column), or give predict one text per line.",
+               err=True)
+
+
 def read_lines(handle) -> tuple[list[str], list[int]]:
     """Non-blank lines of a --file, and the numbers of the blank ones (skipped); a binary or non-UTF-8 file
     is a one-line error."""
@@ -199,17 +216,25 @@ def printable(text: str) -> str:
 @click.option("--split", help="The split to score (default: the run's test rows, without those also in its training "
               "data, as tk run scored them; for one file given with --data, all of it; for a run's data without a "
               "test split, the rows the run held out). --split test: every row of the test split.")
+@click.option("--text-column", metavar="NAME", help="With --data: the column holding the texts (default: found by "
+              "name, as tk run finds it).")
+@click.option("--label-column", metavar="NAME", help="With --data: the column holding the labels (default: found by "
+              "name).")
 @allow_incomplete_option
 @json_option
 @pass_session
-def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
+def evaluate(session, run_dir, data, split, text_column, label_column, allow_incomplete, as_json):
     """Evaluate the model saved in RUN (or an export tk export wrote) on a whole dataset split."""
     existing_run(run_dir)
     if data is not None and not Path(data).exists():
         raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to score the run's "
                       "own data (the source it recorded).")
+    columns = {key: name for key, name in (("text_column", text_column), ("label_column", label_column)) if name}
+    if columns and data is None:
+        raise click.UsageError("--text-column and --label-column name the columns of --data FILE: add --data FILE "
+                               "(the run's own data is read with the columns it was trained on).")
     saved = load_run_or_export(run_dir, allow_incomplete=allow_incomplete, need=("metrics.json", "manifest.json"))
-    metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo))
+    metrics = evaluate_run(session.pm, saved, data, split, Progress(click.echo), columns)
     if getattr(saved, "warning", None):
         metrics["incomplete_run"] = saved.warning
         click.echo(saved.warning)
@@ -252,6 +277,9 @@ def evaluate(session, run_dir, data, split, allow_incomplete, as_json):
 def report(run_dirs, output, allow_incomplete, as_json):
     """Write report.html for RUN, or one page comparing several runs (a sweep folder counts as its runs)."""
     runs = expand_runs(list(run_dirs))
+    if output is not None:
+        check_output_file(output, "--output", "html", data=[recorded_data(run) for run in runs],
+                          tk_names=("report.html",))
     if len(runs) == 1:
         path = write_report(runs[0], output, allow_incomplete)
     else:

@@ -8,6 +8,7 @@ memory-mapped Arrow tables: a 1.6M-row CSV is never held twice in memory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,37 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
             ) from error
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
             raise TkError(f"{files_named(files)}: the file has no rows of data.") from error
-        raise TkError(f"{files_named(files)}: cannot read it as {builder}: {str(cause).strip().rstrip('.')}. tk reads CSV, "
-                      "TSV, JSON Lines and Parquet files (docs/your-data.md): fix the line named, or convert the "
-                      "file to one of them.") from error
+        separated = other_delimiter(files) if builder == "csv" else None
+        if separated:
+            raise TkError(separated) from error
+        said = str(cause).strip().rstrip(".")
+        fix = "fix the line named, or convert" if re.search(r"\bline \d", said) else "convert"
+        raise TkError(f"{files_named(files)}: cannot read it as {builder}: {said}. tk reads CSV, TSV, JSON Lines "
+                      f"and Parquet files (docs/your-data.md): {fix} the file to one of them.") from error
     finally:
         library_logging.set_verbosity(level)
+
+
+DELIMITER_NAMES = {"\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def other_delimiter(files: dict[str, Path]) -> str | None:
+    """For a .csv the CSV reader refused: the file that looks separated by something other than commas (a
+    TSV or a spreadsheet's semicolon export named .csv), said with the fix; None when none does."""
+    import csv
+
+    for path in files.values():
+        try:
+            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+                sample = "".join(handle.read(SNIFF_CHARS).splitlines(keepends=True)[:SAMPLE_LINES])
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
+        except (OSError, csv.Error):
+            continue
+        if delimiter in DELIMITER_NAMES:
+            fix = ("name it .tsv (tk reads a .tsv as tab-separated)" if delimiter == "\t" else
+                   "save it comma-separated (or tab-separated, named .tsv)")
+            return f"{path}: this file looks {DELIMITER_NAMES[delimiter]}-separated, not comma-separated: {fix}."
+    return None
 
 
 def load_table(files: dict[str, Path], text_column: str | None = None, label_column: str | None = None):

@@ -17,6 +17,7 @@ from typing import Any
 
 from toolkit.data.files import _sniff, split_files
 from toolkit.errors import TkError
+from toolkit.runs.user_files import check_output_file
 from toolkit.saving import read_json, write_bytes, write_text
 
 FORMATS = (".csv", ".tsv", ".txt", ".jsonl", ".parquet")
@@ -48,8 +49,7 @@ def write_corrected(run_dir: Path, target: Path, chosen: list[dict[str, str]], r
                     multi_label: bool) -> dict[str, Any]:
     """Write ``target``: the source file less the ``chosen`` audit rows (or with their suggested label)."""
     source = source_file(run_dir)
-    if target.resolve() == source.resolve():
-        raise TkError(f"--write {target} is the data file itself; tk never overwrites your data. Name a new file.")
+    check_output_file(target, "--write", data=[source])  # a corrected copy is a new file, never over another
     if relabel and multi_label:
         raise TkError("--relabel writes one label per row; for a multi-label run use --drop, or edit the rows "
                       "audit.csv names.")

@@ -25,17 +25,18 @@ from toolkit.saving import read_json
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,
-                 progress: Any = None) -> dict[str, Any]:
+                 progress: Any = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
     """Score the saved model with the run's own label names.
 
     Without ``data``: the data source the run recorded (an absolute path), and the rows of its ``test``
     split that the run scored (leaked rows left out, as ``tk run`` does); when that source has no test
     split, the rows the run held out as its test split (same seed, same sizes).
     A file changed since the run is a warning naming both fingerprints. With ``data``: a file is the set
-    to score, all of it; a folder's ``split`` (default ``test``). ``progress`` shows a bar while scoring.
+    to score, all of it; a folder's ``split`` (default ``test``). ``progress`` shows a bar while scoring;
+    ``columns``: the text_column and label_column of ``data``.
     """
     require_metrics(pm)
-    chosen = rows_to_score(pm, saved, data, split)
+    chosen = rows_to_score(pm, saved, data, split, columns=columns)
     rows, task, notes = chosen.rows, chosen.task, chosen.notes
     started = time.perf_counter()
     probabilities = saved.probabilities(column(rows, "text"), progress)
@@ -63,11 +64,14 @@ class RowsToScore:
 
 
 def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None,
-                  option: str = "--data") -> RowsToScore:
+                  option: str = "--data", columns: dict[str, str] | None = None) -> RowsToScore:
     """The rows tk evaluate scores (see ``evaluate_run``); tk export checks an export on the same rows
-    (``option``: the command's name for ``data``, as messages give it)."""
+    (``option``: the command's name for ``data``, as messages give it; ``columns``: text_column and
+    label_column of ``data``, tk evaluate's --text-column and --label-column)."""
     run_dir = saved.run_dir
     task = task_of(run_dir, pm)  # with the plugin keys too: the files dataset's text_column, label_column, ...
+    if data is not None and columns:
+        task = replace(task, settings={**task.settings, **columns})
     if data is not None and task.settings.get("test_data"):
         # --data names the rows to score: the run's own test file (files dataset) must not replace them.
         task = replace(task, settings={**task.settings, "test_data": None})
@@ -81,11 +85,16 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     recorded = manifest.get("data_path") if data is None else None
     if recorded and not Path(recorded).exists():
         raise TkError(f"{run_dir} was trained on {recorded}, which no longer exists. Pass the data to score "
-                      "with --data PATH.")
+                      f"with {option} PATH.")
     source = (DataSource(Path(recorded), "the run's record", base) if recorded else
               resolve_source(dataset.name, data or config.get("data"), task.data, base,
                              option if data else "the run's data"))
-    loaded = load_with_labels(pm, dataset, source, task, labels=saved.labels)
+    try:
+        loaded = load_with_labels(pm, dataset, source, task, labels=saved.labels)
+    except TkError as error:
+        if data is None or getattr(error, "role", None) is None:
+            raise
+        raise TkError(f"{error.problem} {how_to_name_the_column(error.role, option, data)}") from None
     splits, notes = loaded.splits, list(loaded.notes)
     if data is None:
         notes += _changed(manifest.get("source_fingerprint"), fingerprint(splits), source, splits)
@@ -99,6 +108,15 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     return RowsToScore(rows, task, split_name, described, scored_from, notes)
+
+
+def how_to_name_the_column(role: str, option: str, data: str) -> str:
+    """The fix for a text or label column of ``data`` tk cannot find, in the words of the command reading it:
+    tk evaluate names it with an option; tk export --check-data has none, so the column is renamed."""
+    if option == "--data":
+        return f"Name it with --{role}-column NAME."
+    return (f"Rename that column of {data} to '{role}', or score the file with tk evaluate RUN --data {data} "
+            f"--{role}-column NAME.")
 
 
 def _calibration(labels, probabilities) -> dict[str, Any]:

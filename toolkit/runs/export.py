@@ -27,6 +27,7 @@ from toolkit.errors import TkError
 from toolkit.runs.evaluate import rows_to_score
 from toolkit.runs.export_check import MIN_AGREEMENT, compare, describe
 from toolkit.runs.exported import MANIFEST, MODEL_FILE, OnnxRun, open_session
+from toolkit.runs.folders import make_output_folder
 from toolkit.runs.saved import VOCABULARY_FILES, load_run, read_run_config
 from toolkit.saving import write_json, write_text
 
@@ -128,8 +129,12 @@ def export_run(pm, run_dir: Path, quantize: str | None, output: Path | None, che
                       if output_given else "pass --output PATH for another folder."))
     run = load_run(run_dir, bare=True)  # tk's default scoring path: what the export must agree with
     chosen = rows_to_score(pm, run, check_data, option="--check-data")  # read before the slow export: fails fast
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    make_output_folder(output.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    except OSError as error:  # a folder that takes no new folder (/proc): said as tk run says it for --output
+        raise TkError(f"Cannot create the export in {output.parent}: {error.strerror}. Pass --output PATH in a "
+                      "folder you can write.") from None
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is a folder like any other

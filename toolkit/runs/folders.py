@@ -28,12 +28,7 @@ def check_task_name(name: str) -> None:
 def new_run_dir(output: Path, task_name: str) -> Path:
     """Create a fresh folder; os.mkdir is atomic, so two runs at once never share one."""
     check_task_name(task_name)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise TkError(f"Cannot create the output folder {output}: {error.strerror}. Pass --output DIR.") from None
-    if not os.access(output, os.W_OK):
-        raise TkError(f"The output folder {output} is not writable. Pass --output DIR with a folder you can write.")
+    make_output_folder(output)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 1000):
         path = output / (f"{task_name}-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
@@ -47,6 +42,20 @@ def new_run_dir(output: Path, task_name: str) -> Path:
         except OSError as error:
             raise TkError(f"Cannot create a run folder in {output}: {error.strerror}.") from None
     raise TkError(f"Too many runs of '{task_name}' this second in {output}.")
+
+
+def make_output_folder(output: Path) -> Path:
+    """The --output folder of tk run, cv, sweep, tune and export, made if missing: one line where it cannot
+    be (a file of that name, a path under /proc) or cannot be written."""
+    if output.exists() and not output.is_dir():
+        raise TkError(f"The output folder {output} is a file, not a folder. Pass --output DIR.")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TkError(f"Cannot create the output folder {output}: {error.strerror}. Pass --output DIR.") from None
+    if not os.access(output, os.W_OK):
+        raise TkError(f"The output folder {output} is not writable. Pass --output DIR with a folder you can write.")
+    return output
 
 
 def set_status(run_dir: Path, status: str, **details: Any) -> None:

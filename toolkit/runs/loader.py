@@ -30,6 +30,11 @@ CHECKSUMS_FILE = "checksums.json"
 RECORDED = ("config.json", "manifest.json", "metrics.json", "history.json", "predictions.csv", "left_out.json")
 DAMAGED = "The run folder is damaged; train again (tk run) or restore it from a copy."
 INCOMPLETE_FLAG = "--allow-incomplete"
+
+
+class NotComplete(TkError):
+    """A run that is not complete and intact. The CLI adds "to use it anyway: --allow-incomplete" where the
+    command has that option (tk export, serve and audit have none)."""
 _CHUNK = 1 << 20
 
 
@@ -69,6 +74,9 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
         raise TkError(f"{path}: no such folder. tk list --runs shows the run folders.")
     if not path.is_dir():
         raise TkError(f"{path} is a file, not a run folder. tk list --runs shows the run folders.")
+    if path.name == "model" and (path.parent / "status.json").is_file():  # RUN/model: a common slip
+        raise TkError(f"{path} is the model folder inside the run {path.parent}; pass the run folder: "
+                      f"{path.parent}.")
     if not (path / "config.json").exists() and not (path / "status.json").exists():  # never a run, not a damaged one
         inner = [p.name for p in sorted(path.iterdir()) if (p / "config.json").is_file()]
         raise TkError(f"{path} is not a tk run folder (no config.json or status.json). "
@@ -85,9 +93,10 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
     if problems:
         reason = "; ".join(problems)
         if not allow_incomplete:
-            raise TkError(f"{path} is not a complete, intact tk run: {reason}. {advice(path, status)} "
-                          f"(To use it anyway, at your own risk: {INCOMPLETE_FLAG}.)")
+            raise NotComplete(f"{path} is not a complete, intact tk run: {reason}. {advice(path, status)}")
         warning = f"NOT A COMPLETE RUN ({reason}): answers from {path.name} are not a finished run's results."
+    if "metrics.json" in need and kind_of(path) == "cv":  # its metrics are cv.json's, per fold and pooled
+        raise TkError(cv_has_no_model(path))
     config = read_object(path / "config.json", status, wrong_type=False)
     if not isinstance(config, dict) or "task" not in config:
         raise TkError(f"{path / 'config.json'} is not a tk run config (expected an object with a 'task' table). "
@@ -103,14 +112,30 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
     return folder
 
 
+def cv_has_no_model(path: Path) -> str:
+    return (f"{path} is a tk cv folder: it has no single model to use (each fold's model scored the rows it did not "
+            f"train on; see cv.json and oof.csv). Use a fold's run ({path}/fold-1 ...), or train one model on all "
+            "the data with tk run.")
+
+
 def advice(path: Path, status: str) -> str:
     if status == "interrupted":
-        return f"Finish it first: tk run --resume {path}."
+        command = "tk cv" if kind_of(path) == "cv" else "tk run"
+        return f"Finish it first: {command} --resume {path}."
     if status == "running":
         return "It is still running (or was killed): wait until tk run says where it saved it (tk list --runs)."
     if status == "failed":
         return "Its error is in status.json; train again (tk run)."
     return DAMAGED
+
+
+def kind_of(path: Path) -> str | None:
+    """config.json's kind ("cv" for a tk cv folder), or None."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return config.get("kind") if isinstance(config, dict) else None
 
 
 def read_object(path: Path, status: str = "complete", wrong_type: bool = True) -> Any:

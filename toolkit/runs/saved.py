@@ -16,7 +16,7 @@ from toolkit.evaluation.inference import MULTI_LABEL, predict_probabilities
 from toolkit.evaluation.pooling import pool
 from toolkit.evaluation.thresholds import from_config
 from toolkit.runs.folders import run_status
-from toolkit.runs.loader import DAMAGED, open_run
+from toolkit.runs.loader import DAMAGED, advice, cv_has_no_model, kind_of, open_run
 from toolkit.runs.shapes import integer, number
 from toolkit.saving import read_json
 from toolkit.training.device import use_bf16, use_precompiled_attention
@@ -96,11 +96,13 @@ def load_run(run_dir: Path, bare: bool = False, allow_incomplete: bool = False,
     """The run's task, model and tokenizer, through the run loader (complete, files as saved; ``need``: the
     result files the caller reads too). ``bare``: on the CPU, a BERT classifier without importing
     transformers (``toolkit.evaluation.bare_bert``: the same answers; tk predict's start-up)."""
+    if kind_of(run_dir) == "cv" and run_status(run_dir) == "complete":  # a finished one: no model, by design
+        raise TkError(cv_has_no_model(run_dir))
     warning = open_run(run_dir, allow_incomplete, need=need, verify="all").warning
     if not (run_dir / "model").is_dir():
         status = run_status(run_dir)
         raise TkError(f"{run_dir} holds no saved model (run status: {status}). "
-                      + ("Finish it with: tk run --resume " + str(run_dir) if status == "interrupted" else
+                      + (advice(run_dir, status) if status == "interrupted" else
                          "Pass a folder that tk run completed (tk list --runs shows them)."))
     task = task_of(run_dir)
     model_dir = run_dir / "model"

@@ -20,7 +20,7 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError
 from toolkit.runs import trackers, tracking
 from toolkit.runs.diagnoses import group_warnings
-from toolkit.runs.folders import check_task_name
+from toolkit.runs.folders import check_task_name, make_output_folder
 from toolkit.runs.tune_final import (
     DEFAULT,
     compare_final,
@@ -86,7 +86,9 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
                       "and keeps the test split for the end. Pass --set select_on=validation.")
     check_task_name(task.name)
     tracking.require(task)
-    tune_dir = request.output / f"tune-{task.name}"
+    tune_dir = make_output_folder(request.output) / f"tune-{task.name}"
+    if tune_dir.exists() and not tune_dir.is_dir():
+        raise TkError(f"{tune_dir} is a file, not a tune folder. Pass --output DIR for another folder.")
     url = request.storage or f"sqlite:///{(tune_dir / 'study.db').resolve()}"
     if request.storage is not None:
         open_storage(url)  # an unreachable storage is said before any work
