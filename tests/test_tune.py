@@ -188,6 +188,31 @@ def test_a_killed_tuner_resumes_without_running_finished_trials_again(project):
     assert json.loads(killed.read_text())["status"] == "interrupted"
 
 
+@pytest.mark.slow
+def test_a_trial_stops_when_its_tuner_is_killed_and_the_default_is_queued_again(project):
+    """SIGKILL to the tuner alone (not its process group): its trial used to train on as an orphan and write a
+    result the next tuner had already marked interrupted, and the task's own configuration was never trained.
+    Now the trial notices its parent is gone and stops as a Ctrl-C would; the next tuner queues the default."""
+    args = tune_args(project / "runs", "--trials", "1", "--top", "0", "--set", "epochs=40", "--space",
+                     "learning_rate=1e-3..3e-3:log")  # holds the task's 2e-3: trial 0 trains the default
+    tune_dir = project / "runs" / "tune-toy"
+    tuner = start_tuner(project, *args)
+    wait_for(lambda: any((tune_dir / "trials" / "000").glob("*/config.json")) or tuner.poll() is not None)
+    assert tuner.poll() is None, tuner.stderr.read().decode()
+    os.kill(tuner.pid, signal.SIGKILL)
+    tuner.wait()
+    status = next((tune_dir / "trials" / "000").glob("*/config.json")).parent / "status.json"
+    wait_for(lambda: json.loads(status.read_text())["status"] == "interrupted", seconds=60)
+
+    result = tk(*args)
+    assert result.exit_code == 0, result.output
+    assert "Trial 0 was left running by a worker that stopped: marked interrupted." in result.output
+    assert "Queued ahead of the sampler: the task's own configuration" in result.output
+    trials = trials_of(tune_dir)
+    assert trials[0]["state"] == "interrupted" and trials[0]["default"] and len(trials) == 2
+    assert trials[1]["state"] == "complete" and trials[1]["default"]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def shared_storage(request, tmp_path):
     """A study storage two workers share: a SQLite file, and a real PostgreSQL server (docs/tune.md's two

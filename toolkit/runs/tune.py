@@ -41,6 +41,7 @@ from toolkit.runs.tune_space import (
 )
 from toolkit.runs.tune_study import (
     COUNTED,
+    fail_stale,
     launch_trial,
     mark_interrupted_folders,
     open_storage,
@@ -111,6 +112,8 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
         where = ", ".join(f"{key} = {default[key]}" for key in outside)
         progress.note(f"The task's own configuration is outside the space ({where}): no trial trains it; the "
                       "final comparison still tests against it.")
+    if not created:  # a trial a killed worker left 'running' is no trial of it: the default is queued again
+        fail_stale(study, progress.note)
     queue_firsts(study, firsts + [(with_defaults(values, default, space), {}) for values in tries], created,
                  progress.note)
     progress.note(f"Tuning {task.name} into {tune_dir}: study {name!r} in {redact(url)}, {request.trials} trials, "

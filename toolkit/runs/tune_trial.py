@@ -15,8 +15,12 @@ tuner says so.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -101,9 +105,27 @@ def run_trial(spec: dict[str, Any]) -> Any:
                     progress=Progress(print, bar=False), trial=trial, where=spec.get("where"))
 
 
+PARENT_CHECK_SECONDS = 1.0
+
+
+def stop_with_the_tuner() -> None:
+    """A tuner killed outright (SIGKILL, a lost ssh session) cannot stop its trial, which would train on as an
+    orphan and write a result the next tuner has already marked interrupted. The trial watches for its
+    parent to change and then stops itself as a Ctrl-C would: its run is marked interrupted."""
+    tuner = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == tuner:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="tk-tuner-watch").start()
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text())
     result = Path(spec["result"])
+    stop_with_the_tuner()
     try:
         outcome = run_trial(spec)
     except TkError as error:
