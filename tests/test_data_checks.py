@@ -380,6 +380,18 @@ def test_near_duplicate_label_names_are_flagged_and_emacs_keys_are_no_html():
     assert findings(report)["html"].count == 2
 
 
+def test_label_names_mixing_codes_and_words_are_flagged():
+    """A file whose rows say 'ham'/'spam' in some places and 0/1 in others: four classes, two of them codes."""
+    from toolkit.data.label_names import numbers_beside_words
+
+    [found] = numbers_beside_words(("0", "1", "ham", "spam"))
+    assert found.check == "similar_labels" and found.level == "warning" and found.count == 2
+    assert "label names mix whole numbers ('0', '1') and words ('ham', 'spam')" in found.message
+    assert "tk would train 4 classes" in found.message
+    assert numbers_beside_words(("1", "2", "3", "4", "5")) == []  # star ratings: numbers only
+    assert numbers_beside_words(("ham", "spam")) == [] and numbers_beside_words(("NUM:count", "ABBR:exp")) == []
+
+
 def test_check_lists_the_checks_that_found_nothing():
     from toolkit.data.findings import format_report
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from toolkit.data.findings import EXAMPLES, CheckReport, Finding, plural
 from toolkit.data.hashes import SPACE, text_hashes
-from toolkit.data.label_names import list_like_labels, near_duplicate_labels
+from toolkit.data.label_names import list_like_labels, near_duplicate_labels, numbers_beside_words
 from toolkit.data.multilabel import label_findings, label_set_keys, label_set_names
 from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.data.settings_checks import check_settings_on_data
@@ -59,7 +59,7 @@ def check_splits(splits, dataset_name: str, label_names: tuple[str, ...], classe
         findings += _leakage(first, second, keys, texts_of[second], numbers_of[second])
     multi_label = any(labels.ndim == 2 for labels in labels_of.values())
     findings += list_like_labels(label_names, multi_label)
-    findings += near_duplicate_labels(label_names, labels_of.values())
+    findings += near_duplicate_labels(label_names, labels_of.values()) + numbers_beside_words(label_names)
     return CheckReport(dataset_name, {name: len(split) for name, split in splits.items()}, findings)
 
 

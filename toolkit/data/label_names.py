@@ -1,5 +1,5 @@
 """Checks on the label names themselves: names that look like unsplit lists ('HUM|person'), and one
-name written two ways ('Bug' and 'bug ', 'pyhton' beside 'python')."""
+name written two ways ('Bug' and 'bug ', 'pyhton' beside 'python', codes beside words: '0' and 'ham')."""
 
 from __future__ import annotations
 
@@ -44,6 +44,21 @@ def near_duplicate_labels(label_names: tuple[str, ...], labels_of) -> list[Findi
     return [Finding("similar_labels", "warning", f"{len(pairs):,} pair(s) of label names look like one name written "
                     f"two ways: {shown}{more}. If they are one class, correct the rarer in the data (or map it onto "
                     "the other) before training; two names split its rows and its scores.", len(pairs))]
+
+
+def numbers_beside_words(label_names: tuple[str, ...]) -> list[Finding]:
+    """Some label names are whole numbers and others words ('0', '1' beside 'ham', 'spam'): one file's classes
+    written as codes in some rows and as names in others, which tk would train as that many classes."""
+    numbers = [name for name in label_names if re.fullmatch(r"\s*[-+]?\d+\s*", str(name))]
+    words = [name for name in label_names if name not in numbers]
+    if not numbers or not words:
+        return []
+    shown = ", ".join(repr(name) for name in numbers[:EXAMPLES])
+    named = ", ".join(repr(name) for name in words[:EXAMPLES])
+    return [Finding("similar_labels", "warning", f"label names mix whole numbers ({shown}) and words ({named}): if the "
+                    "numbers are codes for the words, the same classes are written two ways and tk would train "
+                    f"{len(label_names):,} classes. Write each class one way in the data before training.",
+                    len(numbers))]
 
 
 def list_like_labels(label_names: tuple[str, ...], multi_label: bool) -> list[Finding]:
