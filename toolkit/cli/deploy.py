@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -65,6 +66,9 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
     if token is not None and not token.strip():
         raise TkError("--token is empty; give a token, or leave --token and TK_SERVE_TOKEN unset to serve "
                       "without one.")
+    if token is None and "TK_SERVE_TOKEN" in os.environ:  # click reads an empty variable as unset
+        raise TkError("TK_SERVE_TOKEN is set but empty (a variable that expanded to nothing?): serving would need "
+                      "no token. Give it a token, or unset it to serve without one.")
     if host not in LOOPBACK and token is None:
         click.echo(f"WARNING: listening on {host} without a token: anyone who can reach this machine can use "
                    "the model. Set --token (or TK_SERVE_TOKEN), or put it behind a proxy that authenticates.",
