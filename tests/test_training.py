@@ -209,6 +209,30 @@ def test_sweep_over_seeds_reports_mean_and_sd(project):
     assert "±" in output and "batch_size=16" in output
 
 
+@pytest.mark.slow
+def test_an_interrupted_sweep_exits_130_and_says_what_it_kept(project, monkeypatch):
+    import os
+    import signal
+
+    from toolkit.runs import pipeline
+
+    real, calls = pipeline.make_splits, []
+
+    def interrupting_the_second_run(*args, **kwargs):  # inside the run: its handler turns SIGTERM into a stop
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "make_splits", interrupting_the_second_run)
+    result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", "learning_rate=1e-3,2e-3", "--set", "epochs=1",
+                                      "--output", str(project / "runs")])
+    assert result.exit_code == 130, result.output
+    sweep_dir = next((project / "runs").iterdir())
+    assert (f"Sweep interrupted at run 2 of 2 (learning_rate=0.002, seed 1); its 1 finished run(s) are in "
+            f"{sweep_dir} (tk compare {sweep_dir} compares them)") in result.stderr
+
+
 def test_sweep_rejects_a_bad_grid_before_training(project):
     result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", "epoch=1,2"])
     assert result.exit_code == 1 and "Did you mean 'epochs'" in result.output

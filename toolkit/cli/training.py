@@ -29,7 +29,7 @@ from toolkit.runs.loader import open_run
 from toolkit.runs.pipeline import resume_task, run_task
 from toolkit.runs.report_page import expand_runs
 from toolkit.runs.resume import refuse_options
-from toolkit.runs.sweep import parse_grid, refuse_keys_in_both, run_sweep
+from toolkit.runs.sweep import SweepInterrupted, parse_grid, refuse_keys_in_both, run_sweep
 from toolkit.tasks_file import SHIPPED_TASKS
 from toolkit.training import distributed
 from toolkit.training.engines import auto_engine_name
@@ -215,8 +215,12 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
     else:
         task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base = task.data, Path.cwd()
-    sweep_dir, record = run_sweep(session.pm, task, grid, seeds, data=data, output=output,
-                                  base=base, progress=Progress(click.echo))
+    try:
+        sweep_dir, record = run_sweep(session.pm, task, grid, seeds, data=data, output=output,
+                                      base=base, progress=Progress(click.echo))
+    except SweepInterrupted as stopped:
+        click.echo(str(stopped), err=True)
+        sys.exit(130)
     if as_json:
         emit("sweep", {"sweep_dir": str(sweep_dir), **record})
         return

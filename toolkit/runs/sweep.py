@@ -87,6 +87,12 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
             name = _name(setting, task)
             progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
             outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress)
+            if outcome.status == "interrupted":
+                raise SweepInterrupted(f"Sweep interrupted at run {number} of {len(planned)} ({name}, seed "
+                                       f"{config.seed}); its {number - 1} finished run(s) are in {sweep_dir} (tk "
+                                       f"compare {sweep_dir} compares them). A sweep does not resume: run tk sweep again "
+                                       "with the settings left (or resume the interrupted run, where it says how) "
+                                       "and tk compare all the runs.")
             if outcome.status != "complete":
                 raise TkError(f"Sweep stopped at run {number}; finished runs are in {sweep_dir}.")
             label = name if seeds == 1 else f"{name} (seed {config.seed})"
@@ -104,6 +110,10 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
                   "rows": rows, "table": table.splitlines(), "warnings": group_warnings(groups)}
         write_json(sweep_dir / "sweep.json", record)
     return sweep_dir, record
+
+
+class SweepInterrupted(TkError):
+    """A Ctrl-C or SIGTERM stopped one of the sweep's runs (tk sweep exits 130, as tk run does)."""
 
 
 def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -> None:
