@@ -102,6 +102,10 @@ def test_non_utf8_csv_is_a_clear_error(pm, tmp_path):
     # where a person finds it in the file, not the parser's offset within its block
     with pytest.raises(TkError, match=rf"not UTF-8 text \(line 2,002, byte {len(good) + 14:,}: 0xe9"):
         load(pm, "imdb", path)
+    wide = tmp_path / "excel-unicode.csv"  # Excel's 'Unicode text': UTF-16 with its byte-order mark
+    wide.write_bytes(("text,label\n" + "".join(f"review {i},pos\n" for i in range(50))).encode("utf-16"))
+    with pytest.raises(TkError, match=r"not UTF-8 text .*iconv -f utf-16 -t utf-8"):
+        load(pm, "imdb", wide)
 
 
 RAW_ROWS = [("0", "1", "Mon Apr 06", "NO_QUERY", "u1", "sad day \xe9"), ("4", "2", "Mon Apr 06", "NO_QUERY", "u2", "yay"),

@@ -58,9 +58,10 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
             encoding = options.get("encoding", "utf-8")
             where = "; ".join(f"{Path(path).name} {found}" if len(files) > 1 else found for path in files.values()
                               if (found := first_undecodable(path, encoding)))
+            source = "utf-16" if any(utf16_marked(path) for path in files.values()) else "latin1"
             raise TkError(
                 f"{files_named(files)}: not {encoding.upper()} text ({where or cause.reason}). Re-save it as UTF-8 "
-                "(e.g. iconv -f latin1 -t utf-8)."
+                f"(e.g. iconv -f {source} -t utf-8)."
             ) from error
         if "corresponds to no data" in str(cause):  # datasets' words for a file with no rows
             raise TkError(f"{files_named(files)}: the file has no rows of data.") from error
@@ -73,6 +74,15 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
                       f"and Parquet files (docs/your-data.md): {fix} the file to one of them.") from error
     finally:
         library_logging.set_verbosity(level)
+
+
+def utf16_marked(path: str | Path) -> bool:
+    """Whether the file starts with UTF-16's byte-order mark (Excel's 'Unicode text' export)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    except OSError:
+        return False
 
 
 DELIMITER_NAMES = {"\t": "tab", ";": "semicolon", "|": "pipe"}
