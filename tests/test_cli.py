@@ -31,6 +31,13 @@ def test_list_shows_tasks_datasets_models_plugins(project):
     assert "max_length 40, long texts as windows (stride 10, pooling logits)" in invoke("list").output
 
 
+def test_list_runs_says_when_the_folder_does_not_exist(project):
+    (project / "empty").mkdir()
+    assert invoke("list", "--runs", "--output", project / "empty").output.strip() == f"No runs in {project / 'empty'}."
+    typo = invoke("list", "--runs", "--output", project / "rnus")
+    assert typo.exit_code == 0 and "(no such folder: a typo in --output?)" in typo.output
+
+
 def test_run_prints_epoch_table_and_test_metrics(project):
     result = invoke("run", "toy", "--set", "epochs=2", "--output", project / "out")
     assert result.exit_code == 0, result.output

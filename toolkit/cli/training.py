@@ -123,7 +123,7 @@ def print_runs(output: Path, as_json: bool) -> None:
     for path, _, shown in rows:
         click.echo(f"{shown:<12} {path}")
     if not rows:
-        click.echo(f"No runs in {output}.")
+        click.echo(f"No runs in {output}" + ("." if output.is_dir() else " (no such folder: a typo in --output?)."))
 
 
 def intact(path: Path, shown: str) -> str:
