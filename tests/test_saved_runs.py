@@ -114,6 +114,9 @@ def test_predict_refuses_a_binary_file(run_copy, tmp_path):
                "predict", run_copy, "--file", tmp_path / "blob")
     (tmp_path / "nul").write_bytes(b"good\x00film\n")
     fails_with("a binary file (it holds NUL bytes)", "predict", run_copy, "--file", tmp_path / "nul")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    result = tk("predict", run_copy, "--file", tmp_path / "blank.txt")
+    assert result.exit_code == 2 and f"--file {tmp_path / 'blank.txt'} holds no text" in result.output
 
 
 

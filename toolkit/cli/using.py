@@ -56,6 +56,9 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
                                "quotes, or one per line in --file F.")
     lines, skipped = read_lines(text_file) if text_file else ([], [])
     texts = list(texts) + lines
+    if not texts and text_file:
+        raise click.UsageError(f"--file {text_file.name} holds no text (no line with more than spaces); give a file with "
+                               "one text per line.")
     if not texts:
         raise click.UsageError("Give texts as arguments or --file F.")
     saved = load_run_or_export(existing_run(run_dir), bare=True, allow_incomplete=allow_incomplete)
