@@ -30,12 +30,12 @@ CHECKSUMS_FILE = "checksums.json"
 RECORDED = ("config.json", "manifest.json", "metrics.json", "history.json", "predictions.csv", "left_out.json")
 DAMAGED = "The run folder is damaged; train again (tk run) or restore it from a copy."
 INCOMPLETE_FLAG = "--allow-incomplete"
+_CHUNK = 1 << 20
 
 
 class NotComplete(TkError):
     """A run that is not complete and intact. The CLI adds "to use it anyway: --allow-incomplete" where the
     command has that option (tk export, serve and audit have none)."""
-_CHUNK = 1 << 20
 
 
 @dataclass
