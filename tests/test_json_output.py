@@ -202,8 +202,8 @@ def test_check_json_and_strict(project):
     leaky.mkdir()
     (leaky / "train.csv").write_text("text,label\na good film,pos\na bad film,neg\nfine,pos\nawful,neg\n")
     (leaky / "test.csv").write_text("text,label\na good film,pos\nterrible,neg\n")
-    document, stderr = tk_json("check", "toy", "--data", leaky, "--set", "validation_size=1", "--strict",
-                               exit_code=1)  # the JSON, then the error
+    document, stderr = tk_json("check", "toy", "--data", leaky, "--set", "validation_size=1", "--set", "batch_size=2",
+                               "--strict", exit_code=1)  # the JSON, then the error; a batch within its 3 rows
     assert any(f["check"] == "leakage_exact" and f["level"] == "warning" for f in document["findings"])
     assert "data check warnings (--strict)" in stderr
 
