@@ -435,6 +435,16 @@ def test_check_refuses_a_task_name_tk_run_refuses(project):
     assert not (project / "runs").exists()
 
 
+@pytest.mark.parametrize("setting, reason", [("model=tinny", "Unknown model 'tinny'. Did you mean 'tiny'?"),
+                                             ("engine=eagr", "Unknown engine 'eagr'. Did you mean 'eager'?")])
+def test_check_refuses_a_model_or_engine_tk_run_refuses(project, setting, reason):
+    from tests.helpers import fails_with
+
+    fails_with(reason, "check", "toy", "--set", setting)
+    fails_with(reason, "run", "toy", "--set", setting, "--output", project / "runs")
+    assert not (project / "runs").exists()
+
+
 def test_a_batch_size_over_the_training_rows_is_refused_by_check_and_run(project):
     """Every step runs batch_size rows (padding fills a short batch), so a batch over the 160 training rows
     would cost memory in proportion to batch_size: refused before training, by tk check too. A batch of every

@@ -10,6 +10,7 @@ from toolkit.errors import TkError
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.user_files import check_output_file
 
+TK_PAGE = '<!DOCTYPE html><html><head><meta name="generator" content="tk"></head></html>'
 DATA = "text,label\n" + "".join(f"a fine text number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
 
 
@@ -38,19 +39,29 @@ def test_the_rule_refuses_data_tk_files_and_files_of_another_kind(tmp_path):
     refused("is the data file itself; tk never overwrites your data", data, "--output", "html", data=[data])
     refused("is the data file itself", link, "--output", "html", data=[data])  # through a link too
     refused("is a file of the tk folder .*run, which needs it", run / "metrics.json", "--output", "html")
-    refused("already exists and is not an earlier HTML report", data, "--output", "html")
-    refused("already exists and is not an earlier PNG histogram", data, "--histogram", "png")
+    refused("already exists and is not a report tk wrote", data, "--output", "html")
+    refused("already exists and is not a histogram tk wrote", data, "--histogram", "png")
     png_named_html = tmp_path / "old.html"
     png_named_html.write_bytes(b"\x89PNG\r\n")
-    refused("is not an earlier HTML report", png_named_html, "--output", "html")
+    refused("is not a report tk wrote", png_named_html, "--output", "html")
+    own_page = tmp_path / "plan.html"  # a user's own page: HTML, but not tk's
+    own_page.write_text("<!DOCTYPE html><html><body>My hand-written plan</body></html>")
+    refused("is not a report tk wrote", own_page, "--output", "html")
+    own_picture = tmp_path / "family.png"
+    own_picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    refused("is not a histogram tk wrote", own_picture, "--histogram", "png")
     refused("already exists; tk does not write over it. Name a new file, or remove it first", data, "--write")
     refused("is a folder", tmp_path, "--output", "html")
 
     earlier = tmp_path / "report.html"
-    earlier.write_text("<!DOCTYPE html><html></html>")
+    earlier.write_text(TK_PAGE)
     check_output_file(earlier, "--output", "html")  # an earlier report may be replaced
-    (run / "report.html").write_text("<!DOCTYPE html><html></html>")
-    check_output_file(run / "report.html", "--output", "html", tk_names=("report.html",))  # the run's own report
+    (run / "report.html").write_text(TK_PAGE)
+    check_output_file(run / "report.html", "--output", "html", tk_names=("report.html",), own=[run])  # its own
+    other = fake_run(tmp_path / "other-run", data)
+    (other / "report.html").write_text(TK_PAGE)  # another tk folder's report (a tune's, say): not this run's
+    refused("is a file of the tk folder .*other-run", other / "report.html", "--output", "html",
+            tk_names=("report.html",), own=[run])
     check_output_file(tmp_path / "new.png", "--histogram", "png", data=[data])  # a new file
 
 

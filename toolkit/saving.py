@@ -90,13 +90,16 @@ def read_json(path: Path) -> Any:
         raise TkError(f"{path}: cannot read it ({error}).") from None
 
 
+WRITTEN_BY = "tk"  # the PNG 'Software' and HTML 'generator' tk writes: only such a file may be written over
+
+
 def save_png(fig: Any, path: Path) -> None:
     """Render a matplotlib figure and write it atomically."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": WRITTEN_BY})
     plt.close(fig)
     write_bytes(path, buffer.getvalue())
 

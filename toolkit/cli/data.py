@@ -21,6 +21,7 @@ from toolkit.hub import hub_reachable, offline_advice
 from toolkit.runs.folders import check_task_name
 from toolkit.runs.prepared import registered
 from toolkit.runs.user_files import check_output_file
+from toolkit.training.engines import resolve_engine
 
 
 @cli.command(name="analyze-lengths")
@@ -114,6 +115,8 @@ def check(session, dataset_name, data, assignments, as_json, strict):
     dataset_name, task_data, base, task = command_target(session, dataset_name, data, parse_overrides(assignments))
     if task is not None:
         check_task_name(task.name)  # tk run's first check: the name becomes a run folder's
+        registered(session.pm, task, base=base)  # a model or dataset name tk run would not know
+        resolve_engine(session.pm, task)  # an engine this machine cannot run (cuda-graphs without a GPU)
         check_windows(session.pm, task, base)
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults

@@ -282,7 +282,7 @@ def report(run_dirs, output, allow_incomplete, as_json):
     runs = expand_runs(list(run_dirs))
     if output is not None:
         check_output_file(output, "--output", "html", data=[recorded_data(run) for run in runs],
-                          tk_names=("report.html",))
+                          tk_names=("report.html",), own=[*run_dirs, *runs])
     if len(runs) == 1:
         path = write_report(runs[0], output, allow_incomplete)
     else:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from toolkit.saving import WRITTEN_BY
+
 TEXT_CHARS = 1000  # longer texts are cut on the page, and the page says so
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSS = """
@@ -71,4 +73,5 @@ def page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="generator" content="{WRITTEN_BY}">'
             f"<title>{e(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")

@@ -2,7 +2,7 @@
 
 One rule for every such option, so that none writes over what it must not: the data a run or task reads,
 a file of a tk run, cv, tune or sweep folder that tk did not name for that purpose, or an existing file of
-another kind (a report may replace an earlier report, a histogram an earlier histogram).
+another kind or not written by tk (a report may replace a report tk wrote, a histogram a histogram tk wrote).
 """
 
 from __future__ import annotations
@@ -12,23 +12,26 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from toolkit.errors import TkError
+from toolkit.saving import WRITTEN_BY
 
 # a folder holding one of these is one tk wrote (a run, cv or tune trial; a tune; a sweep)
 TK_FOLDER_MARKS = ("status.json", "checksums.json", "cv.json", "tune.json", "sweep.json")
 
-# what an earlier file of a kind starts with: only such a file may be replaced
+# what tk writes into the head of a file of each kind: only a file holding it (one tk wrote) may be replaced,
+# not a user's own page or picture of the same kind
 KINDS = {
-    "html": (".html", "an earlier HTML report", (b"<!doctype html", b"<html")),
-    "png": (".png", "an earlier PNG histogram", (b"\x89png",)),
+    "html": (".html", "a report tk wrote", f'<meta name="generator" content="{WRITTEN_BY}">'.encode()),
+    "png": (".png", "a histogram tk wrote", b"tEXtSoftware\x00" + WRITTEN_BY.encode()),
 }
+HEAD_BYTES = 1024  # where the mark sits: the PNG's first chunks, the HTML page's <head>
 
 
 def check_output_file(path: Path, option: str, kind: str | None = None, data: Iterable[Path | None] = (),
-                      tk_names: tuple[str, ...] = ()) -> None:
+                      tk_names: tuple[str, ...] = (), own: Iterable[Path] = ()) -> None:
     """Refuse ``path`` (given with ``option``) before anything is written where writing it would destroy
     something. ``kind``: the kind of file that may be replaced (None: no existing file may be); ``data``: the
-    files or folders the run or task reads; ``tk_names``: the names tk itself writes this file under in its
-    folders (tk report's report.html)."""
+    files or folders the run or task reads; ``tk_names``: the names tk itself writes this file under in the
+    tk folders ``own`` (tk report's report.html in the runs it reports), and in no other tk folder."""
     shown = f"{option} {path}"
     if path.is_dir():
         raise TkError(f"{shown} is a folder; name a file.")
@@ -39,13 +42,13 @@ def check_output_file(path: Path, option: str, kind: str | None = None, data: It
     if not path.exists():
         return
     folder = tk_folder_of(path)
-    if folder is not None and path.name not in tk_names:
+    if folder is not None and not (path.name in tk_names and folder in {Path(f).resolve() for f in own}):
         raise TkError(f"{shown} is a file of the tk folder {folder}, which needs it; tk does not write over it. "
                       "Name a file outside that folder.")
     if kind is None:
         raise TkError(f"{shown} already exists; tk does not write over it. Name a new file, or remove it first.")
-    suffix, what, starts = KINDS[kind]
-    if path.suffix.lower() != suffix or not starts_with(path, starts):
+    suffix, what, mark = KINDS[kind]
+    if path.suffix.lower() != suffix or not holds_mark(path, mark):
         raise TkError(f"{shown} already exists and is not {what}, the only file tk writes over here. "
                       f"Name a new {suffix} file, or remove it first.")
 
@@ -64,13 +67,12 @@ def tk_folder_of(path: Path) -> Path | None:
     return None
 
 
-def starts_with(path: Path, starts: tuple[bytes, ...]) -> bool:
+def holds_mark(path: Path, mark: bytes) -> bool:
     try:
         with open(path, "rb") as handle:
-            head = handle.read(64).lstrip().lower()
+            return mark in handle.read(HEAD_BYTES)
     except OSError:
         return False
-    return head.startswith(starts)
 
 
 def recorded_data(run_dir: Path) -> Path | None:
