@@ -262,7 +262,8 @@ def test_check_reports_cooccurrence_rare_labels_and_rows_without_label(tmp_path)
     rows = ([(f"good why {i}", ["pos", "question"]) for i in range(12)] + [(f"bad {i}", ["neg"]) for i in range(3)]
             + [(f"plain {i}", []) for i in range(5)])  # distinct texts: repeated ones would leave no validation rows
     write_jsonl(tmp_path / "tags.jsonl", rows)
-    report = json.loads(ok("check", "--data", tmp_path / "tags.jsonl", "--set", "problem=multi-label", "--json"))
+    report = json.loads(ok("check", "--data", tmp_path / "tags.jsonl", "--set", "problem=multi-label", "--set",
+                           "batch_size=8", "--json"))  # a batch within its 15 training rows
     found = {f["check"]: f for f in report["findings"]}
     assert found["label_cooccurrence"]["examples"][0].startswith("pos + question: 12 rows")
     assert "neg (3 rows)" in found["rare_labels"]["message"] and found["rare_labels"]["level"] == "warning"
