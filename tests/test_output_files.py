@@ -40,7 +40,8 @@ def test_the_rule_refuses_data_tk_files_and_files_of_another_kind(tmp_path):
     refused("is the data file itself", link, "--output", "html", data=[data])  # through a link too
     refused("is a file of the tk folder .*run, which needs it", run / "metrics.json", "--output", "html")
     refused("already exists and is not a report tk wrote", data, "--output", "html")
-    refused("already exists and is not a histogram tk wrote", data, "--histogram", "png")
+    refused(r"--histogram .*h.txt: tk writes a PNG image there; name the file .png", tmp_path / "h.txt",
+            "--histogram", "png")  # a new file too: a PNG named .txt would open as garbage
     png_named_html = tmp_path / "old.html"
     png_named_html.write_bytes(b"\x89PNG\r\n")
     refused("is not a report tk wrote", png_named_html, "--output", "html")

@@ -328,7 +328,7 @@ def test_an_unfinished_or_damaged_run_is_refused_with_tk_predicts_error(single, 
 
 def test_an_empty_token_is_refused(single, monkeypatch):
     result = tk("serve", single, "--token", " ")
-    assert result.exit_code == 1 and "--token is empty" in result.output
+    assert result.exit_code == 1 and "The token (--token or TK_SERVE_TOKEN) is empty" in result.output
     monkeypatch.setenv("TK_SERVE_TOKEN", "")  # docker run -e TK_SERVE_TOKEN=$TOKEN with $TOKEN unset
     result = tk("serve", single)
     assert result.exit_code == 1 and "TK_SERVE_TOKEN is set but empty" in result.output

@@ -64,8 +64,8 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
     require(("uvicorn", "starlette", "prometheus_client"), "serve", "tk serve")
     folder = export_of(existing_run(run_dir)) if onnx else existing_run(run_dir)
     if token is not None and not token.strip():
-        raise TkError("--token is empty; give a token, or leave --token and TK_SERVE_TOKEN unset to serve "
-                      "without one.")
+        raise TkError("The token (--token or TK_SERVE_TOKEN) is empty; give a token, or leave --token and "
+                      "TK_SERVE_TOKEN unset to serve without one.")
     if token is None and "TK_SERVE_TOKEN" in os.environ:  # click reads an empty variable as unset
         raise TkError("TK_SERVE_TOKEN is set but empty (a variable that expanded to nothing?): serving would need "
                       "no token. Give it a token, or unset it to serve without one.")

@@ -20,8 +20,9 @@ TK_FOLDER_MARKS = ("status.json", "checksums.json", "cv.json", "tune.json", "swe
 # what tk writes into the head of a file of each kind: only a file holding it (one tk wrote) may be replaced,
 # not a user's own page or picture of the same kind
 KINDS = {
-    "html": (".html", "a report tk wrote", f'<meta name="generator" content="{WRITTEN_BY}">'.encode()),
-    "png": (".png", "a histogram tk wrote", b"tEXtSoftware\x00" + WRITTEN_BY.encode()),
+    "html": (".html", "a report tk wrote", f'<meta name="generator" content="{WRITTEN_BY}">'.encode(),
+             "an HTML page"),
+    "png": (".png", "a histogram tk wrote", b"tEXtSoftware\x00" + WRITTEN_BY.encode(), "a PNG image"),
 }
 HEAD_BYTES = 1024  # where the mark sits: the PNG's first chunks, the HTML page's <head>
 
@@ -40,6 +41,8 @@ def check_output_file(path: Path, option: str, kind: str | None = None, data: It
             which = "the data file itself" if Path(source).is_file() else f"inside the data folder {source}"
             raise TkError(f"{shown} is {which}; tk never overwrites your data. Name a new file.")
     if not path.exists():
+        if kind is not None and path.suffix.lower() != KINDS[kind][0]:  # a PNG named .txt opens as garbage
+            raise TkError(f"{shown}: tk writes {KINDS[kind][3]} there; name the file {KINDS[kind][0]}.")
         return
     folder = tk_folder_of(path)
     if folder is not None and not (path.name in tk_names and folder in {Path(f).resolve() for f in own}):
@@ -47,7 +50,7 @@ def check_output_file(path: Path, option: str, kind: str | None = None, data: It
                       "Name a file outside that folder.")
     if kind is None:
         raise TkError(f"{shown} already exists; tk does not write over it. Name a new file, or remove it first.")
-    suffix, what, mark = KINDS[kind]
+    suffix, what, mark, _ = KINDS[kind]
     if path.suffix.lower() != suffix or not holds_mark(path, mark):
         raise TkError(f"{shown} already exists and is not {what}, the only file tk writes over here. "
                       f"Name a new {suffix} file, or remove it first.")
