@@ -2,12 +2,16 @@
 
     python benchmarks/label_audit.py --rows 2000 --test 500 --folds 5          # the issue's target size
     python benchmarks/label_audit.py --rows 600 --test 300 --epochs 1          # what a busy CPU allows
+    python benchmarks/label_audit.py --test 2000 --seeds 3                     # the retrain over three seeds
 
 Samples ``--rows`` IMDB training reviews (seeded), flips ``--noise`` of their labels, and runs with minilm:
 tk run on the noisy data (time, accuracy, ECE before/after calibration), tk cv (time against the run),
 tk audit (precision of its top rows and at its estimated count, against the flipped rows), then tk run on
 the copy tk audit wrote with the estimated count dropped, and tk compare of the two runs (McNemar, same
-test rows). Prints one JSON document; lab notes go to benchmarks/NOTES.md.
+test rows). With ``--seeds N`` both runs are trained with seeds 1..N (the cv and the audit once, with the
+task's seed): each seed's pair is compared by McNemar, and the mean accuracy change gets a t interval over
+the N seeds, since one retrain's change is within what a seed varies by. Prints one JSON document; lab
+notes go to benchmarks/NOTES.md.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 IMDB = ROOT.parent / "shared" / "data" / "imdb" / "plain_text"
@@ -53,6 +58,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seeds", type=int, default=1, help="train the noisy and the corrected run with N seeds")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tk-label-audit"))
     parser.add_argument("--imdb", type=Path, default=IMDB, help="the imdb/plain_text folder of the shared data")
     args = parser.parse_args()
@@ -72,7 +78,9 @@ def main() -> None:
     write(noisy, "test", test["text"], names[test["label"].to_numpy()])
     settings = ["--set", "model=minilm", "--set", f"max_length={args.max_length}", "--set", f"epochs={args.epochs}",
                 "--set", "learning_rate=1e-4", "--output", str(args.work / "runs")]
-    run = tk("run", "--data", str(noisy), *settings, cwd=args.work)
+    seeds = [42] if args.seeds == 1 else list(range(1, args.seeds + 1))
+    runs = [tk("run", "--data", str(noisy), *settings, "--set", f"seed={seed}", cwd=args.work) for seed in seeds]
+    run = runs[0]
     cv = tk("cv", "--data", str(noisy), "--folds", str(args.folds), *settings, cwd=args.work)
     audit = tk("audit", cv["cv_dir"], cwd=args.work)
     ranked = [int(r["row"]) for r in csv.DictReader(open(Path(cv["cv_dir"]) / "audit.csv", encoding="utf-8"))]
@@ -87,8 +95,9 @@ def main() -> None:
     fixed.mkdir(exist_ok=True)
     (fixed / "test.csv").write_bytes((noisy / "test.csv").read_bytes())
     tk("audit", cv["cv_dir"], "--write", str(fixed / "train.csv"), "--drop", str(estimate), cwd=args.work)
-    rerun = tk("run", "--data", str(fixed), *settings, cwd=args.work)
-    compared = tk("compare", run["run_dir"], rerun["run_dir"], cwd=args.work)
+    reruns = [tk("run", "--data", str(fixed), *settings, "--set", f"seed={seed}", cwd=args.work) for seed in seeds]
+    retrains = [retrain_pair(seed, noisy_run, rerun, args.work)
+                for seed, noisy_run, rerun in zip(seeds, runs, reruns)]
     calibration = run["metrics"]["calibration"]
     print(json.dumps({
         "rows": args.rows, "test": args.test, "flipped": len(truth), "folds": args.folds, "epochs": args.epochs,
@@ -103,9 +112,27 @@ def main() -> None:
         "estimated_errors": estimate, "estimated_errors_ci": audit["estimated_errors_ci"],
         "audit_models": audit.get("models"),
         "at_top_noise_share": precision_recall(len(truth)), "at_estimate": precision_recall(estimate),
-        "fixed_accuracy": rerun["metrics"]["accuracy"], "fixed_accuracy_ci": rerun["metrics"]["accuracy_ci"],
-        "compare": compared.get("runs"),
+        "retrain_by_seed": retrains, "retrain_over_seeds": over_seeds([pair["change"] for pair in retrains]),
     }, indent=1, default=str))
+
+
+def retrain_pair(seed: int, noisy_run: dict, rerun: dict, work: Path) -> dict:
+    """One seed's noisy run against the same seed's run on the corrected copy: tk compare's McNemar."""
+    compared = tk("compare", noisy_run["run_dir"], rerun["run_dir"], cwd=work)
+    return {"seed": seed, "noisy_accuracy": noisy_run["metrics"]["accuracy"],
+            "fixed_accuracy": rerun["metrics"]["accuracy"], "fixed_accuracy_ci": rerun["metrics"]["accuracy_ci"],
+            "change": round(rerun["metrics"]["accuracy"] - noisy_run["metrics"]["accuracy"], 4),
+            "compare": compared.get("runs")}
+
+
+def over_seeds(changes: list[float]) -> dict:
+    """The mean accuracy change with a 95% t interval over seeds (each seed one draw of the retrain's change)."""
+    values = np.asarray(changes, dtype=float)
+    if len(values) < 2:
+        return {"seeds": len(values), "mean_change": float(values.mean())}
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return {"seeds": len(values), "mean_change": round(float(values.mean()), 4),
+            "ci95": [round(float(values.mean() - half), 4), round(float(values.mean() + half), 4)]}
 
 
 if __name__ == "__main__":
