@@ -151,6 +151,18 @@ def test_stride_is_checked(project):
     assert 'stride applies only' in ok("check", "toy", "--set", "stride=500")  # not used, so not refused either
 
 
+def test_check_judges_max_length_against_the_model_as_run_does(project):
+    """tk check stops where tk run would on a max_length the model cannot take, for a truncating task too (it
+    used to load the tokenizer for chunks tasks only); a Hub model it cannot load offline is a note, not an
+    error, since tk check works on the data alone."""
+    run = fails_with("max_length = 4096 is above the", "run", "toy", "--set", "max_length=4096")
+    check = fails_with("max_length = 4096 is above the", "check", "toy", "--set", "max_length=4096")
+    assert run.output.strip().splitlines()[-1] in check.output  # the same words
+    fails_with("leaves no room for text", "check", "toy", "--set", "max_length=2")
+    output = ok("check", "toy", "--set", "model=bert-uncased", "--set", "max_length=4096")
+    assert "max_length = 4096 was not checked against model 'bert-uncased'" in output, output
+
+
 def test_unused_window_keys_are_noted_in_the_run_folder(pm, project):
     """A truncating task with stride and pooling set: the note tk run prints is in config.json (next to the keys),
     and in manifest.json's notes, which the report page and the model card show."""

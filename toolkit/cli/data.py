@@ -17,7 +17,7 @@ from toolkit.data.findings import plural
 from toolkit.data.loading import load_named
 from toolkit.data.tokens import unused_window_keys, window_stride
 from toolkit.errors import TkError
-from toolkit.hub import hub_reachable, offline_advice
+from toolkit.hub import HubUnreachable, hub_reachable, offline_advice
 from toolkit.runs.folders import check_task_name
 from toolkit.runs.prepared import registered
 from toolkit.runs.user_files import check_output_file
@@ -117,7 +117,7 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         check_task_name(task.name)  # tk run's first check: the name becomes a run folder's
         registered(session.pm, task, base=base)  # a model or dataset name tk run would not know
         resolve_engine(session.pm, task)  # an engine this machine cannot run (cuda-graphs without a GPU)
-        check_windows(session.pm, task, base)
+        check_tokenizer_settings(session.pm, task, base)
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults
     report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting)
@@ -134,15 +134,19 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")
 
 
-def check_windows(pm, task, base) -> None:
-    """A chunks task's max_length and stride against its model's tokenizer, as tk run checks them before
-    loading any data, with the same warnings; for a truncating task, tk run's note on unused keys."""
-    if not task.reads_in_windows:  # no tokenizer needed: tk check works on the data alone
+def check_tokenizer_settings(pm, task, base) -> None:
+    """max_length (and a chunks task's stride) against the model's tokenizer, as tk run checks them before
+    loading any data, with the same errors and warnings. Offline with a Hub model that is not cached, a note
+    says max_length was not checked: tk check works on the data alone, offline included."""
+    _, model = registered(pm, task, base=base)
+    try:
+        tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
+    except HubUnreachable:
+        click.echo(f"Note: max_length = {task.max_length} was not checked against model '{model.name}': its "
+                   "tokenizer is not on this machine and the Hub cannot be reached (tk run checks it).")
         note = unused_window_keys(task)
         if note:
             click.echo(note)
         return
-    _, model = registered(pm, task, base=base)
-    tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
     for warning in window_stride(task, tokenizer, model.name).notes:  # with --json, on stderr (json_output)
         click.echo(warning)
