@@ -55,6 +55,15 @@ def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
     assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{name}: " in lines[0], result.stderr
 
 
+def test_a_json_lines_line_that_does_not_parse_is_named_by_its_line_number_from_1(tmp_path):
+    """pyarrow says 'in row 2' here: rows from 0, the blank line not counted. An editor shows line 4."""
+    good = '{"text": "a fine film", "label": "pos"}\n'
+    (tmp_path / "bad.jsonl").write_text(good + "\n" + good + '{"text": "broken, "label": "neg"}\n' + good * 3)
+    result = fails_with("bad.jsonl: cannot read it as json: JSON parse error on line 4: Missing a comma", "check",
+                        "--data", tmp_path / "bad.jsonl")
+    assert "row" not in result.output and "fix the line named" in result.output, result.output
+
+
 def test_a_file_in_no_format_tk_reads_names_the_formats(tmp_path):
     """TREC's raw lines (COARSE:fine question) are not CSV: the parser's complaint, then what tk reads."""
     (tmp_path / "raw.label").write_text("ABBR:exp What is AIDS ?\n" * 3 + "NUM:date When , then ?\n")

@@ -69,11 +69,33 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
         if separated:
             raise TkError(separated) from error
         said = str(cause).strip().rstrip(".")
+        if builder == "json" and re.search(r" in row \d+$", said):
+            said = json_line_named(said, files)
         fix = "fix the line named, or convert" if re.search(r"\bline \d", said) else "convert"
         raise TkError(f"{files_named(files)}: cannot read it as {builder}: {said}. tk reads CSV, TSV, JSON Lines "
                       f"and Parquet files (docs/your-data.md): {fix} the file to one of them.") from error
     finally:
         library_logging.set_verbosity(level)
+
+
+def json_line_named(said: str, files: dict[str, Path]) -> str:
+    """pyarrow's 'JSON parse error: Invalid value. in row 4' as 'JSON parse error on line 5: Invalid value', the
+    line numbered as an editor numbers it (from 1). pyarrow counts rows from 0, skips blank lines and starts again
+    in each block datasets hands it, so its number is no line of the file; no line found (a type clash, not a
+    syntax error): no number at all."""
+    import json
+
+    error, _, problem = re.sub(r"\.? in row \d+$", "", said).partition(": ")
+    for path in files.values():
+        with open(path, encoding="utf-8-sig", errors="replace", newline="\n") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    if line.strip():
+                        json.loads(line)
+                except ValueError:
+                    named = f" of {Path(path).name}" if len(files) > 1 else ""
+                    return f"{error} on line {number:,}{named}: {problem}"
+    return f"{error}: {problem}"
 
 
 def utf16_marked(path: str | Path) -> bool:
