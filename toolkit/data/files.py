@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.data.binary import refuse_binary
 from toolkit.data.columns import LABEL_COLUMNS, TEXT_COLUMNS, files_named, pick_column, standard_columns
 from toolkit.data.rows import column, number_rows  # noqa: F401  column: toolkit/training/policy.py imports it from here
 from toolkit.errors import TkError
@@ -47,6 +48,8 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
     from datasets.exceptions import DatasetGenerationError
     from datasets.utils import logging as library_logging
 
+    if builder != "parquet":  # before a text reader quotes a PNG's bytes in its error
+        refuse_binary(files.values())
     data_files = {split: str(path) for split, path in files.items()}
     level = library_logging.get_verbosity()
     library_logging.set_verbosity(library_logging.CRITICAL)  # its "Failed to read file ..." would precede tk's line
@@ -292,6 +295,7 @@ def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:
     one 400 MB line costs no more to sniff than a small one."""
     import csv
 
+    refuse_binary([path])  # its first "row" would be quoted back as a header, control bytes and all
     try:
         with open(path, encoding="utf-8", errors="replace", newline="") as handle:
             prefix = handle.read(SNIFF_CHARS)
