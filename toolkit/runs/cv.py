@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.config import TaskConfig
+from toolkit.config import TaskConfig, origin_of
 from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
@@ -85,8 +85,8 @@ class CvData:
         quiet_library_progress()
         where = where or f"task '{task.name}'"
         if task.select_on == "test":
-            raise TkError(f"{where}: select_on = \"test\" picks epochs on the scored rows; tk cv scores each fold "
-                          "on rows it never chose on. Leave select_on at \"validation\".")
+            raise TkError(f"{origin_of(task, 'select_on', where)}: select_on = \"test\" picks epochs on the scored "
+                          "rows; tk cv scores each fold on rows it never chose on. Leave select_on at \"validation\".")
         self.task = replace(task, eval_size=None)  # a fold's scored rows are the whole fold
         dataset, model_info = registered(pm, task, where, base)
         self.engine = resolve_engine(pm, task, recorded_engine)
