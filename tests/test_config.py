@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import fails_with
 from toolkit.config import parse_assignment, with_overrides
 from toolkit.errors import TkError
 from toolkit.tasks_file import load_config, parse_config
@@ -36,6 +37,21 @@ def test_shipped_tasks_have_the_reference_settings():
 
 def test_malformed_toml_names_file_line_and_column(tmp_path):
     refused(tmp_path, "[tasks.a]\ndataset = \n", r"tasks.toml: not valid TOML: .*line 2")
+
+
+def test_a_key_or_table_given_twice_names_the_file_the_key_both_lines_and_the_fix(tmp_path):
+    """tomllib says only 'Cannot overwrite a value (at line 5, column 11)': no key, no table, no first line."""
+    path = write(tmp_path, '[tasks.a]\ndataset = "imdb"\nmodel = "minilm"\nepochs = 2\nepochs = 3\n')
+    result = fails_with(f"Error: {path}, line 5: the key 'epochs' is set twice in [tasks.a] (first on line 4); TOML "
+                        "allows each key once in a table. Delete the line you do not mean.\n", "--tasks", path,
+                        "check", "a")
+    assert result.output.count("\n") == 1
+    # a list over several lines: tomllib names the line where the value ends, the message the key's
+    write(tmp_path, '[tasks.a]\ndataset = "imdb"\nlabels = ["x", "y"]\nlabels = [\n  "x",\n  "y",\n]\n')
+    fails_with("line 4: the key 'labels' is set twice in [tasks.a] (first on line 3)", "--tasks", path, "check", "a")
+    write(tmp_path, '[tasks.a]\ndataset = "imdb"\n\n[tasks.b]\ndataset = "imdb"\n\n[ tasks . "a" ]\nmodel = "x"\n')
+    fails_with(f"{path}, line 7: the table [tasks.a] appears twice (first on line 1); TOML allows each table once. "
+               "Merge the two into one [tasks.a] table.", "--tasks", path, "check", "a")
 
 
 def test_unknown_key_suggests_the_closest(tmp_path):

@@ -140,8 +140,11 @@ def test_cv_resumed_after_sigterm_equals_an_uninterrupted_one(pm, project):
     assert first.exists() and not (cut.cv_dir / "fold-3").exists()
     assert (cut.cv_dir / "fold-2" / "checkpoints").is_dir()  # it resumes inside the fold, not from its start
     kept = first.stat().st_mtime_ns
-    resumed = resume_cv(pm, cut.cv_dir, quiet())
+    said = []
+    resumed = resume_cv(pm, cut.cv_dir, Progress(said.append, bar=False))
     assert resumed.status == "complete"
+    # the recorded path, named as the run was given it (the task's data key), not as --data
+    assert f"Data: toy from {(project / 'toy-data').resolve()} (from the task's data key)" in said, said
     assert first.stat().st_mtime_ns == kept  # the finished fold was not trained again
     assert [r for r in oof(resumed.cv_dir)] == [r for r in oof(whole.cv_dir)]
     assert resumed.summary["pooled"]["accuracy"] == whole.summary["pooled"]["accuracy"]

@@ -409,7 +409,7 @@ def test_check_lists_the_checks_that_found_nothing():
 
 
 @pytest.mark.parametrize("setting, reason", [
-    ("positive_label=pso", ("task 'toy', key 'positive_label': 'pso' is not a label of dataset 'toy'. "
+    ("positive_label=pso", ("--set: task 'toy', key 'positive_label': 'pso' is not a label of dataset 'toy'. "
                             "Its labels: 'neg', 'pos'. Did you mean 'pos'?")),
     ("class_weights={pso=2}", "class_weights names 'pso', which the data does not have. Labels: neg, pos."),
 ])

@@ -1,6 +1,7 @@
 """Tracebacks of the second adversarial round from the environment and the command line: one line each."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -53,6 +54,30 @@ def test_a_file_the_reader_refuses_is_tks_line_alone(tmp_path, name, content):
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and f"{name}: " in lines[0], result.stderr
+
+
+def test_a_json_lines_line_that_does_not_parse_is_named_by_its_line_number_from_1(tmp_path):
+    """pyarrow says 'in row 2' here: rows from 0, the blank line not counted. An editor shows line 4."""
+    good = '{"text": "a fine film", "label": "pos"}\n'
+    (tmp_path / "bad.jsonl").write_text(good + "\n" + good + '{"text": "broken, "label": "neg"}\n' + good * 3)
+    result = fails_with("bad.jsonl: cannot read it as json: JSON parse error on line 4: Missing a comma", "check",
+                        "--data", tmp_path / "bad.jsonl")
+    assert "row" not in result.output and "fix the line named" in result.output, result.output
+
+
+@pytest.mark.parametrize("name, content, kind", [
+    ("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "a PNG image"),
+    ("ls", b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4, "a program"),
+    ("sheet.csv", b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)), "a ZIP archive; an .xlsx workbook is one"),
+    ("control.csv", b"\x1b[2J\x07\x01\x02,\x03\x1b]0;x\x07\n" * 20, "it is full of control characters"),
+])
+def test_a_binary_file_given_as_data_is_said_to_be_binary_and_none_of_its_bytes_are_printed(tmp_path, name, content,
+                                                                                            kind):
+    (tmp_path / name).write_bytes(content)
+    for command in ("check", "run"):
+        result = fails_with(f"{name}: this file looks binary ({kind}), not text. tk reads CSV, TSV and JSON Lines "
+                            "text files and Parquet files", command, "--data", tmp_path / name)
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", result.output), repr(result.output)
 
 
 def test_a_file_in_no_format_tk_reads_names_the_formats(tmp_path):

@@ -21,12 +21,31 @@ from toolkit.training.progress import Progress
 
 
 def test_unknown_dataset_names_file_task_and_key(project):
-    fails_with("tasks.toml: task 'toy', key 'dataset': Unknown dataset 'tyo'. Did you mean 'toy'?",
-               "run", "toy", "--set", "dataset=tyo")
+    tasks = project / "tasks.toml"
+    tasks.write_text(tasks.read_text().replace('dataset = "toy"\n', 'dataset = "tyo"\n', 1))
+    fails_with("tasks.toml: task 'toy', key 'dataset': Unknown dataset 'tyo'. Did you mean 'toy'?", "run", "toy")
+
+
+def test_a_bad_value_from_set_is_said_to_come_from_set_not_from_tasks_toml(project):
+    """tasks.toml holds a good value, or none: naming it sends the user to a file that is right."""
+    for key, value, said in [("model", "tiyn", "--set: task 'toy', key 'model': Unknown model 'tiyn'."),
+                             ("dataset", "tyo", "--set: task 'toy', key 'dataset': Unknown dataset 'tyo'."),
+                             ("learning_rate", "abc", "--set: task 'toy': key 'learning_rate' must be a number"),
+                             ("epochs", "-1", "--set: task 'toy': key 'epochs' must not be negative, got -1.")]:
+        for command in ("run", "check"):
+            result = fails_with(f"Error: {said}", command, "toy", "--set", f"{key}={value}")
+            assert "tasks.toml" not in result.output, result.output
+    fails_with("--set: task 'toy', key 'positive_label': 'yes' is not a label of dataset 'toy'.", "run", "toy",
+               "--set", "positive_label=yes")
+    fails_with("Error: --set: task 'toy': select_on = \"test\" picks epochs on the scored rows", "cv", "toy",
+               "--set", "select_on=test")
+    tasks = project / "tasks.toml"  # a bad value of the file's, with another key --set: the file is named
+    tasks.write_text(tasks.read_text().replace('model = "tiny"', 'model = "tiyn"', 1))
+    fails_with("Error: tasks.toml: task 'toy', key 'model': Unknown model 'tiyn'.", "run", "toy", "--set", "epochs=1")
 
 
 def test_check_and_analyze_lengths_name_the_task_and_key_of_an_unknown_name(project):
-    fails_with("tasks.toml: task 'toy', key 'dataset': Unknown dataset 'tyo'. Did you mean 'toy'?",
+    fails_with("--set: task 'toy', key 'dataset': Unknown dataset 'tyo'. Did you mean 'toy'?",
                "check", "toy", "--set", "dataset=tyo")
     fails_with("task 'toy', key 'model': Unknown model 'tiyn'. Did you mean 'tiny'?",
                "analyze-lengths", "toy", "--set", "model=tiyn")

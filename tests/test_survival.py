@@ -100,6 +100,20 @@ def test_resume_uses_the_recorded_data_and_refuses_changed_data(pm, project, mon
     assert resume_task(pm, stopped.run_dir, quiet()).status == "complete"
 
 
+@pytest.mark.slow
+def test_a_resume_names_where_the_data_came_from_when_the_run_started(pm, project):
+    """The resume reads the path the run recorded; its Data line says what gave it, as the start's did."""
+    data = (project / "toy-data").resolve()
+    from_key = train_toy(pm, project, progress=InterruptAt(25), epochs=2)  # the task's data = "toy-data"
+    from_option = pipeline.run_task(pm, toy_task(project, epochs=2), data="toy-data", output=project / "runs",
+                                    base=project, progress=InterruptAt(25))
+    for stopped, origin in ((from_key, "the task's data key"), (from_option, "--data")):
+        assert stopped.status == "interrupted"
+        result = tk("run", "--resume", stopped.run_dir)
+        assert result.exit_code == 0, result.output
+        assert f"Data: toy from {data} (from {origin})\n" in result.output, result.output
+
+
 def test_checkpoint_without_weights_cannot_resume(pm, project, engine):
     stopped = train_toy(pm, project, progress=InterruptAt(25), epochs=2, engine=engine,
                         **({"resume_point_seconds": 0} if engine == "cuda-graphs" else {}))

@@ -13,7 +13,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,9 @@ class TaskConfig:
                                        "test rows; `false` skips it (docs/metrics.md)")
     settings: Mapping[str, Any] = field(default_factory=dict)  # plugin keys, defaults filled in
     declared: tuple[Setting, ...] = field(default=(), compare=False, repr=False)  # the plugin keys known
+    # the keys a command-line option set, and which (--set, --grid, ...): a message about such a key's value
+    # names the option, not tasks.toml, which may not hold the value at all (origin_of)
+    set_by: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def multi_label(self) -> bool:
@@ -146,7 +149,7 @@ class TaskConfig:
 
     def describe(self) -> dict[str, Any]:
         """Every key and its value, core and plugin keys alike: what config.json and manifest.json record."""
-        core = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("settings", "declared")}
+        core = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("settings", "declared", "set_by")}
         return {**core, **self.settings}
 
 
@@ -206,10 +209,19 @@ def _check_class_weights(value: str | dict, name: str) -> None:
 
 
 def with_overrides(task: TaskConfig, overrides: dict[str, Any], path: Path | str = "--set") -> TaskConfig:
-    """A copy of ``task`` with ``--set`` / ``--grid`` values applied and checked."""
+    """A copy of ``task`` with ``--set`` / ``--grid`` values applied and checked; ``path`` is the option."""
     values = {k: v for k, v in task.describe().items() if k != "name"}
     values.update(overrides)
-    return build_task(task.name, values, path, task.declared)
+    built = build_task(task.name, values, path, task.declared)
+    return replace(built, set_by={**task.set_by, **dict.fromkeys(overrides, str(path))})
+
+
+def origin_of(task: TaskConfig, key: str, where: str | None = None) -> str:
+    """How a message about ``key``'s value begins: the option that set it ('--set: task NAME'), else ``where``
+    (the tasks file and the task: 'tasks.toml: task NAME'), else 'task NAME'."""
+    if key in task.set_by:
+        return f"{task.set_by[key]}: task '{task.name}'"
+    return where or f"task '{task.name}'"
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -317,5 +329,5 @@ def _field_types(key: str) -> tuple[type, ...]:
     return tuple(names[part.strip()] for part in str(annotation).split("|"))
 
 
-__all__ = ["TaskConfig", "CORE_SETTINGS", "build_task", "with_overrides", "parse_assignment", "parse_value",
-           "check_key", "known_keys", "names_of", "long_text_in_windows"]
+__all__ = ["TaskConfig", "CORE_SETTINGS", "build_task", "with_overrides", "origin_of", "parse_assignment",
+           "parse_value", "check_key", "known_keys", "names_of", "long_text_in_windows"]

@@ -7,6 +7,7 @@ file around them: its top-level tables, ``[defaults]``, ``plugins = [...]`` and 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,7 +57,54 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise TkError(f"{path}: not valid TOML: {error}.") from None
+        raise (duplicate_key(path, text, str(error)) or TkError(f"{path}: not valid TOML: {error}.")) from None
+
+
+TOMLLIB_DUPLICATE = re.compile(r"^(Cannot overwrite a value|Cannot declare .* twice) \(at line (\d+), column \d+\)$")
+TABLE_LINE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+KEY_LINE = re.compile(r"^\s*([\w\-.\"' ]+?)\s*=")
+
+
+def duplicate_key(path: Path, text: str, said: str) -> TkError | None:
+    """TOML allows a key, and a [table], once. tomllib says only 'Cannot overwrite a value (at line 9, column
+    11)': the key, its table and the line that set it first are read back from the file's lines. None when
+    tomllib's error is another one, or these lines do not show both settings (its own words are said then)."""
+    found = TOMLLIB_DUPLICATE.match(said)
+    if not found:
+        return None
+    statements = list(_statements(text.splitlines()))
+    # the statement tomllib refused: the last to start at or above the line it names (a list value over several
+    # lines ends below its key)
+    refused = next((s for s in reversed(statements) if s[0] <= int(found[2])), None)
+    if refused is None:
+        return None
+    number, table, name, is_table = refused
+    first = next((s[0] for s in statements if s[0] < number and s[1:] == refused[1:]), None)
+    if first is None:  # set first some other way (a dotted key, a key then a [table]): not guessed at
+        return None
+    if is_table:
+        return TkError(f"{path}, line {number}: the table [{name}] appears twice (first on line {first}); TOML "
+                       f"allows each table once. Merge the two into one [{name}] table.")
+    where = f"[{table}]" if table else "the top level"
+    return TkError(f"{path}, line {number}: the key '{name}' is set twice in {where} (first on line {first}); TOML "
+                   "allows each key once in a table. Delete the line you do not mean.")
+
+
+def _statements(lines: list[str]):
+    """(line number, the table it is in, the key or table it names, whether it is a [table] line) of every
+    line that starts a key = value or a [table]."""
+    table = None
+    for number, line in enumerate(lines, 1):
+        if header := TABLE_LINE.match(line):
+            table = _dotted(header[1])
+            yield number, None, table, True
+        elif key := KEY_LINE.match(line):
+            yield number, table, _dotted(key[1]), False
+
+
+def _dotted(key: str) -> str:
+    """A TOML key as one spelling: `tasks . "a"` and `tasks.a` name the same key."""
+    return ".".join(part.strip().strip("\"'") for part in key.split("."))
 
 
 def local_plugins(raw: dict[str, Any], path: Path) -> tuple[str, ...]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import build_task, with_overrides
+from toolkit.config import build_task, origin_of, with_overrides
 from toolkit.errors import TkError, suggest
 
 FILES = "files"  # the built-in dataset for your own files (plugins/datasets/files.py)
@@ -25,7 +26,8 @@ def data_task(data: str, overrides: dict[str, Any], declared: tuple = (), taken:
     name = name.strip("-.") or "data"
     values: dict[str, Any] = {"dataset": FILES, "model": DEFAULT_MODEL, "data": str(path.resolve())}
     values.update(overrides)
-    return build_task(f"{name}-data" if name in taken else name, values, "--set", declared)
+    task = build_task(f"{name}-data" if name in taken else name, values, "--set", declared)
+    return replace(task, set_by=dict.fromkeys(overrides, "--set"))  # a bad value is said to be --set's, not --data's
 
 
 def command_target(session, name: str | None, data: str | None, overrides: dict[str, Any] | None = None):
@@ -46,7 +48,8 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
         try:
             session.pm.dataset(task.dataset)
         except TkError as error:
-            raise TkError(f"{session.tasks_path}: task '{name}', key 'dataset'") from error
+            where = origin_of(task, "dataset", f"{session.tasks_path}: task '{name}'")
+            raise TkError(f"{where}, key 'dataset'") from error
         return task.dataset, task.data, session.tasks_path.resolve().parent, task
     datasets = session.pm.datasets()
     if name not in datasets:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from toolkit.data.binary import refuse_binary
 from toolkit.data.columns import LABEL_COLUMNS, TEXT_COLUMNS, files_named, pick_column, standard_columns
 from toolkit.data.rows import column, number_rows  # noqa: F401  column: toolkit/training/policy.py imports it from here
 from toolkit.errors import TkError
@@ -47,6 +48,8 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
     from datasets.exceptions import DatasetGenerationError
     from datasets.utils import logging as library_logging
 
+    if builder != "parquet":  # before a text reader quotes a PNG's bytes in its error
+        refuse_binary(files.values())
     data_files = {split: str(path) for split, path in files.items()}
     level = library_logging.get_verbosity()
     library_logging.set_verbosity(library_logging.CRITICAL)  # its "Failed to read file ..." would precede tk's line
@@ -69,11 +72,33 @@ def load_builder(builder: str, files: dict[str, Path], **options: Any):
         if separated:
             raise TkError(separated) from error
         said = str(cause).strip().rstrip(".")
+        if builder == "json" and re.search(r" in row \d+$", said):
+            said = json_line_named(said, files)
         fix = "fix the line named, or convert" if re.search(r"\bline \d", said) else "convert"
         raise TkError(f"{files_named(files)}: cannot read it as {builder}: {said}. tk reads CSV, TSV, JSON Lines "
                       f"and Parquet files (docs/your-data.md): {fix} the file to one of them.") from error
     finally:
         library_logging.set_verbosity(level)
+
+
+def json_line_named(said: str, files: dict[str, Path]) -> str:
+    """pyarrow's 'JSON parse error: Invalid value. in row 4' as 'JSON parse error on line 5: Invalid value', the
+    line numbered as an editor numbers it (from 1). pyarrow counts rows from 0, skips blank lines and starts again
+    in each block datasets hands it, so its number is no line of the file; no line found (a type clash, not a
+    syntax error): no number at all."""
+    import json
+
+    error, _, problem = re.sub(r"\.? in row \d+$", "", said).partition(": ")
+    for path in files.values():
+        with open(path, encoding="utf-8-sig", errors="replace", newline="\n") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    if line.strip():
+                        json.loads(line)
+                except ValueError:
+                    named = f" of {Path(path).name}" if len(files) > 1 else ""
+                    return f"{error} on line {number:,}{named}: {problem}"
+    return f"{error}: {problem}"
 
 
 def utf16_marked(path: str | Path) -> bool:
@@ -270,6 +295,7 @@ def _sniff(path: Path) -> tuple[str, list[str], list[list[str]]]:
     one 400 MB line costs no more to sniff than a small one."""
     import csv
 
+    refuse_binary([path])  # its first "row" would be quoted back as a header, control bytes and all
     try:
         with open(path, encoding="utf-8", errors="replace", newline="") as handle:
             prefix = handle.read(SNIFF_CHARS)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.config import origin_of
 from toolkit.errors import TkError, suggest
 from toolkit.evaluation.baseline import compare_multilabel, compare_with_baseline
 from toolkit.evaluation.multilabel import DEFAULT_THRESHOLD, predict_sets
@@ -64,7 +65,7 @@ def positive_class(task, label_names: tuple[str, ...], where: str | None = None)
     value = task.positive_label
     if value is None:
         return None
-    where = where or f"task '{task.name}'"
+    where = origin_of(task, "positive_label", where)  # --set, when it gave the value
     if task.multi_label:
         raise TkError(f"{where}, key 'positive_label': a multi-label task scores every label on its own (each its "
                       "own precision, recall and F1); there is no positive class. Remove the key.")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.config import TaskConfig
+from toolkit.config import TaskConfig, origin_of
 from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
@@ -31,6 +31,7 @@ from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import positive_class, require_metrics
 from toolkit.runs import artifacts, liveness
+from toolkit.runs import resume as resuming
 from toolkit.runs.cv_summary import summarise, untrained_classes, write_cv_report
 from toolkit.runs.folders import new_run_dir, run_status, set_status
 from toolkit.runs.pipeline import train_and_evaluate
@@ -78,15 +79,16 @@ class CvData:
     """What every fold shares: the task, the data as loaded, its tokens, the untouched model."""
 
     def __init__(self, pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
-                 strict: bool, where: str | None, recorded_engine: str | None = None) -> None:
+                 strict: bool, where: str | None, recorded_engine: str | None = None,
+                 data_origin: str = "--data") -> None:
         import datasets
         from transformers import set_seed
 
         quiet_library_progress()
         where = where or f"task '{task.name}'"
         if task.select_on == "test":
-            raise TkError(f"{where}: select_on = \"test\" picks epochs on the scored rows; tk cv scores each fold "
-                          "on rows it never chose on. Leave select_on at \"validation\".")
+            raise TkError(f"{origin_of(task, 'select_on', where)}: select_on = \"test\" picks epochs on the scored "
+                          "rows; tk cv scores each fold on rows it never chose on. Leave select_on at \"validation\".")
         self.task = replace(task, eval_size=None)  # a fold's scored rows are the whole fold
         dataset, model_info = registered(pm, task, where, base)
         self.engine = resolve_engine(pm, task, recorded_engine)
@@ -95,7 +97,7 @@ class CvData:
         self.tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin,
                                   model=model_info)
         self.stride = window_stride(task, self.tokenizer, model_info.name).value
-        self.source = resolve_source(dataset.name, data, task.data, base)
+        self.source = resolve_source(dataset.name, data, task.data, base, data_origin)
         progress.note(f"Data: {dataset.name} from {self.source.describe()}")
         loaded = load_with_labels(pm, dataset, self.source, task)
         self.dataset, labelled, self.notes = loaded.dataset, loaded.splits, list(loaded.notes)
@@ -145,7 +147,8 @@ class CvData:
 
 def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"), base: Path | None = None,
             progress: Progress | None = None, folds: int = DEFAULT_FOLDS, strict: bool = False,
-            where: str | None = None, resume_dir: Path | None = None, recorded_engine: str | None = None) -> CvOutcome:
+            where: str | None = None, resume_dir: Path | None = None, recorded_engine: str | None = None,
+            data_origin: str = "--data") -> CvOutcome:
     """Train and score every fold; a Ctrl-C or SIGTERM ends it 'interrupted', resumable at the fold it was in."""
     progress = progress or Progress()
     if folds < 2:
@@ -156,7 +159,7 @@ def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pat
         try:
             if resume_dir is not None:
                 liveness.acquire(resume_dir)
-            shared = CvData(pm, task, data, base, progress, strict, where, recorded_engine)
+            shared = CvData(pm, task, data, base, progress, strict, where, recorded_engine, data_origin)
             assigned = fold_of(shared.train, folds, task.data_seed, task)
             rows = row_numbers(shared.train)
             if not task.multi_label:
@@ -246,6 +249,6 @@ def resume_cv(pm, cv_dir: Path, progress: Progress | None = None) -> CvOutcome:
     task = task_of(cv_dir, pm)
     return cv_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
                    progress=progress, folds=int(saved["folds"]), resume_dir=cv_dir,
-                   recorded_engine=saved.get("engine"))
+                   recorded_engine=saved.get("engine"), data_origin=resuming.data_origin(saved))
 
 

@@ -56,11 +56,12 @@ from toolkit.training.progress import Progress, quiet_library_progress
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, trial: Any = None) -> RunOutcome:
+             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data") -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
-    run early (pruned), and it ends the run after training, scored on the validation split alone."""
+    run early (pruned), and it ends the run after training, scored on the validation split alone. ``data_origin``:
+    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key)."""
     progress = progress or Progress()
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
@@ -72,7 +73,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         try:
             if resume_dir is not None and main:
                 liveness.acquire(resume_dir)  # before any work: a live run is refused
-            prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine)
+            prepared = prepare(pm, task, data, base, progress, strict, where, recorded_engine, data_origin)
             fingerprint = artifacts.fingerprint(prepared.splits)
             if resume_dir is not None:  # checked, and damaged checkpoints set aside, by the main process alone
                 distributed.shared(lambda: resuming.begin(resume_dir, prepared, fingerprint, progress.note))
@@ -131,7 +132,8 @@ def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutco
     saved = read_run_config(run_dir)
     task = task_of(run_dir, pm)
     return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
-                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "eager"))
+                    progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "eager"),
+                    data_origin=resuming.data_origin(saved))
 
 
 @dataclass
@@ -162,7 +164,8 @@ def check_before_loading(pm, task: TaskConfig, where: str | None = None, base: P
 
 
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
-            strict: bool = False, where: str | None = None, recorded_engine: str | None = None) -> Prepared:
+            strict: bool = False, where: str | None = None, recorded_engine: str | None = None,
+            data_origin: str = "--data") -> Prepared:
     from transformers import set_seed
 
     quiet_library_progress()
@@ -176,7 +179,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     start_gpu_warm_up()
     for warning in stride.notes:
         progress.note(warning)
-    source = resolve_source(dataset.name, data, task.data, base)
+    source = resolve_source(dataset.name, data, task.data, base, data_origin)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     loaded = load_with_labels(pm, dataset, source, task)
     dataset, labelled = loaded.dataset, loaded.splits

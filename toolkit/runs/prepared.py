@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import TaskConfig
+from toolkit.config import TaskConfig, origin_of
 from toolkit.data.findings import plural
 from toolkit.errors import TkError
 from toolkit.evaluation import thresholds
@@ -51,16 +51,16 @@ def report_checks(findings, strict: bool, progress: Progress, check_command: str
 
 
 def registered(pm, task: TaskConfig, where: str | None = None, base: Path | None = None):
-    """The task's dataset and model records; an unknown name names the file, the task and the key."""
-    where = where or f"task '{task.name}'"
+    """The task's dataset and model records; an unknown name names the file (or the option that set it), the task
+    and the key."""
     try:
         dataset = pm.dataset(task.dataset)
     except TkError as error:
-        raise TkError(f"{where}, key 'dataset'") from error
+        raise TkError(f"{origin_of(task, 'dataset', where)}, key 'dataset'") from error
     try:
         model = pm.model(task.model, base)
     except TkError as error:
-        raise TkError(f"{where}, key 'model'") from error
+        raise TkError(f"{origin_of(task, 'model', where)}, key 'model'") from error
     return dataset, model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def again(run_dir: Path) -> str:
         return saved["start_again"]
     task = saved.get("task") if isinstance(saved, dict) else None
     return f"tk run {task.get('name', 'TASK')}" if isinstance(task, dict) else "tk run TASK"
+
+
+def data_origin(saved: dict[str, Any]) -> str:
+    """Where a run's data came from when it started (--data, the task's data key, TK_DATA_DIR), as its
+    config.json recorded it ('PATH (from the task's data key)'). A resume reads the path recorded, but that is
+    not the user passing --data: its 'Data: ...' line names the origin the run was started with."""
+    found = re.search(r" \(from (.+)\)$", str(saved.get("data_source") or ""))
+    return found[1] if found else "the run's record"
 
 
 def check_state(checkpoint: Path) -> None:

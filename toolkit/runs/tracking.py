@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import TaskConfig
+from toolkit.config import TaskConfig, origin_of
 from toolkit.errors import TkError
 from toolkit.records import EpochRecord
 from toolkit.runs import trackers
@@ -45,7 +45,7 @@ def require(task: TaskConfig, where: str | None = None) -> None:
         if name == "mlflow" and importable(module) and needs_database(os.environ.get("MLFLOW_TRACKING_URI")):
             module, library = "sqlalchemy", "the full MLflow (its database store needs SQLAlchemy)"
         if not importable(module):
-            raise TkError(f"{where or f'task {task.name!r}'}: report_to = {list(task.report_to)} needs {library}, "
+            raise TkError(f"{origin_of(task, 'report_to', where)}: report_to = {list(task.report_to)} needs {library}, "
                           f"which is not installed here: pip install 'tk-toolkit[{name}]'")
 
 
