@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from toolkit.data.checks import check_as_run
 from toolkit.data.choose import command_target, dataset_task
 from toolkit.data.findings import plural
 from toolkit.data.loading import load_named
-from toolkit.data.tokens import unused_window_keys, window_stride
+from toolkit.data.tokens import count_windows, unused_window_keys, window_stride
 from toolkit.errors import TkError
 from toolkit.hub import hub_reachable, offline_advice
 from toolkit.runs.folders import check_task_name
@@ -117,10 +118,10 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         check_task_name(task.name)  # tk run's first check: the name becomes a run folder's
         registered(session.pm, task, base=base)  # a model or dataset name tk run would not know
         resolve_engine(session.pm, task)  # an engine this machine cannot run (cuda-graphs without a GPU)
-        check_windows(session.pm, task, base)
+    windows_of = check_windows(session.pm, task, base) if task is not None else None
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults
-    report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting)
+    report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting, windows_of)
     click.echo(f"Source: {labelled.source.describe()}")  # with --json, on stderr (json_output)
     for note in labelled.notes:
         click.echo(note)
@@ -134,15 +135,18 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")
 
 
-def check_windows(pm, task, base) -> None:
+def check_windows(pm, task, base) -> Callable[[list[str]], int] | None:
     """A chunks task's max_length and stride against its model's tokenizer, as tk run checks them before
-    loading any data, with the same warnings; for a truncating task, tk run's note on unused keys."""
+    loading any data, with the same warnings; for a truncating task, tk run's note on unused keys. Returns
+    how to count a chunks task's windows of texts (its batches are of windows), else None."""
     if not task.reads_in_windows:  # no tokenizer needed: tk check works on the data alone
         note = unused_window_keys(task)
         if note:
             click.echo(note)
-        return
+        return None
     _, model = registered(pm, task, base=base)
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
-    for warning in window_stride(task, tokenizer, model.name).notes:  # with --json, on stderr (json_output)
+    stride = window_stride(task, tokenizer, model.name)
+    for warning in stride.notes:  # with --json, on stderr (json_output)
         click.echo(warning)
+    return lambda texts: count_windows(texts, tokenizer, task.max_length, stride.value)

@@ -188,7 +188,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     report_checks(checks.findings, strict, progress, check_command)
     made = make_splits(labelled, task)
     splits, notes = made.splits, [*loaded.notes, *made.notes]
-    policy.check_batch_size(task, len(splits["train"]))
+    policy.check_batch_size(task, len(splits["train"]))  # long_text = "chunks": its windows, once tokenized
     checks.left_out = made.left_out  # the rows left out: left_out.json
     for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)
@@ -203,6 +203,8 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     set_problem(model, task)
     check_max_length(task, tokenizer, model_info.name, model.config)  # its position embeddings known now
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride.value)
+    if stride.value is not None:  # a batch holds windows, counted only now: still before any training
+        policy.check_batch_size(task, len(splits["train"]), windows=len(tokenized["train"]))
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
