@@ -244,6 +244,10 @@ def test_sweep_rejects_a_bad_grid_before_training(project):
                               "Use --grid max_length=128 or less.")),
     ("engine=eager,cuda-graphs", ("engine = \"cuda-graphs\" cannot train here: it needs a CUDA GPU. "
                                   "Use --grid engine=auto")),
+    # the checks that need the data (loaded and split before the first run): the toy's 160 training rows
+    ("batch_size=8,161", ("task 'toy': batch_size = 161 is larger than the 160 training rows: one batch would hold "
+                          "every row; set batch_size to at most 160, e.g. --grid batch_size=16.")),
+    ("train_size=8,1000", "task 'toy': train_size = 1000 is larger than the 160 training rows left after carving 40"),
 ])
 def test_every_grid_setting_is_checked_before_the_first_run_trains(project, grid, reason):
     """tk run's checks before loading data, on each setting: the bad second one stops the sweep before the first

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from toolkit.data.rows import column, row_numbers
 from toolkit.data.settings_checks import check_label_settings
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import check_max_length, tokenize_splits, window_stride
+from toolkit.data.tokens import check_max_length, count_windows, tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation.baseline import majority_class, majority_labels
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
@@ -159,6 +160,33 @@ def check_before_loading(pm, task: TaskConfig, where: str | None = None, base: P
     tracking.require(task, where)  # report_to's libraries
     tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin, model=model_info)
     return Ready(dataset, model_info, engine, tokenizer, window_stride(task, tokenizer, model_info.name))
+
+
+def training_rows(pm, task: TaskConfig, data: str | None, base: Path | None, ready: Ready) -> TrainingRows:
+    """The training split tk run would make for ``task`` (loaded, labelled and split as ``prepare`` does;
+    nothing trained), for the checks that need its size before a run: tk sweep's, on every grid setting."""
+    quiet_library_progress()
+    source = resolve_source(ready.dataset.name, data, task.data, base)
+    train = make_splits(load_with_labels(pm, ready.dataset, source, task).splits, task).splits["train"]
+    texts = column(train, "text")
+    if ready.stride.value is None:
+        return TrainingRows(len(texts), None)
+    return TrainingRows(len(texts), lambda: count_windows(texts, ready.tokenizer, task.max_length, ready.stride.value))
+
+
+@dataclass
+class TrainingRows:
+    """A training split's texts, and how to count its windows (long_text = "chunks"; None: truncation)."""
+
+    texts: int
+    count_windows: Callable[[], int] | None
+
+    def check(self, task: TaskConfig) -> None:
+        """tk run's batch_size check on these rows; windows are counted (tokenized) only where batch_size
+        exceeds the texts, as each text makes one window or more."""
+        windows = (self.count_windows() if self.count_windows is not None and task.batch_size > self.texts
+                   else None)
+        policy.check_batch_size(task, self.texts, windows)
 
 
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,

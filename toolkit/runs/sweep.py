@@ -20,7 +20,7 @@ from toolkit.runs.compare import (
 )
 from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import new_run_dir
-from toolkit.runs.pipeline import check_before_loading, run_task
+from toolkit.runs.pipeline import TrainingRows, check_before_loading, run_task, training_rows
 from toolkit.saving import write_json
 from toolkit.training.progress import Progress
 
@@ -76,7 +76,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     for setting in settings:
         config = with_overrides(task, setting, "--grid")  # a grid's own seed is checked and kept, like any key
         planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid")) for i in range(seeds)]
-    check_every_setting(pm, task, settings, base)
+    check_every_setting(pm, task, settings, base, data)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
     progress = NotesOnce(progress)
     progress.note(f"Sweep of {len(planned)} runs into {sweep_dir} (a data-check line is printed once for the sweep)")
@@ -126,12 +126,28 @@ def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -
                       "drop the --grid).")
 
 
-def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], base: Path | None) -> None:
+# The keys that decide how many rows a batch is drawn from, which only the data knows
+ROWS_KEYS = ("batch_size", "train_size", "validation_size", "eval_size")
+
+
+def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], base: Path | None,
+                        data: str | None = None) -> None:
     """tk run's checks before loading data (model, max_length, engine, ...) on every setting, so that a bad
-    --grid value stops the sweep before its first run trains rather than after."""
+    --grid value stops the sweep before its first run trains rather than after. Where the grid varies
+    batch_size or the split sizes, also tk run's batch_size check against the training rows: the data is
+    loaded and split here once per setting that differs in more than batch_size, though each run loads it
+    again, since a run's own check comes only after the runs before it have trained."""
+    rows: dict[str, TrainingRows] = {}
     for number, setting in enumerate(settings, 1):
+        config = with_overrides(task, setting, "--grid")
         try:
-            check_before_loading(pm, with_overrides(task, setting, "--grid"), base=base)
+            ready = check_before_loading(pm, config, base=base)
+            if any(key in setting for key in ROWS_KEYS):
+                same_data = json.dumps({k: v for k, v in setting.items() if k != "batch_size"}, sort_keys=True,
+                                       default=str)
+                if same_data not in rows:
+                    rows[same_data] = training_rows(pm, config, data, base, ready)
+                rows[same_data].check(config)
         except TkError as error:
             said = f"setting {number} of {len(settings)} ({_name(setting, task)})" if setting else "its task"
             raise TkError(f"The sweep cannot start its {said}, so nothing was trained: "
