@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sklearn.metrics import f1_score
 
 from plugins.metrics import tk_compute_metrics
-from tests.helpers import fails_with, ok
+from tests.helpers import fails_with, ok, runner, tk
 from toolkit.cli import cli
 from toolkit.config import with_overrides
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
@@ -231,6 +231,32 @@ def test_an_interrupted_sweep_exits_130_and_says_what_it_kept(project, monkeypat
     sweep_dir = next((project / "runs").iterdir())
     assert (f"Sweep interrupted at run 2 of 2 (learning_rate=0.002, seed 1); its 1 finished run(s) are in "
             f"{sweep_dir} (tk compare {sweep_dir} compares them)") in result.stderr
+
+
+def test_an_interrupted_sweep_run_says_how_to_start_it_again_with_its_grid_setting(project, monkeypatch):
+    """The run's own 'Start again' line repeats the sweep's --set and the --grid value (and seed) it ran with:
+    'tk run toy' alone would train another run. Its first run is stopped before it trains."""
+    import os
+    import signal
+
+    from toolkit.runs import pipeline
+
+    def interrupting(*args, **kwargs):  # inside the run: its handler turns SIGTERM into a stop
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    real = pipeline.make_splits
+    monkeypatch.setattr(pipeline, "make_splits", interrupting)
+    result = runner().invoke(cli, ["sweep", "toy", "--grid", "learning_rate=1e-3,2e-3", "--seeds", "2",
+                                   "--set", "epochs=1", "--set", "class_weights=balanced",
+                                   "--output", str(project / "runs")])
+    assert result.exit_code == 130, result.output
+    assert ("nothing to resume. Start again: tk run toy --set epochs=1 --set class_weights=balanced "
+            "--set learning_rate=0.001\n") in result.stdout
+    # a tk run's own --set too, quoted for a shell where a value needs it
+    result = tk("run", "toy", "--set", "epochs=1", "--set", "report_to=[]", "--output", project / "runs")
+    assert result.exit_code == 130 and \
+        "Start again: tk run toy --set epochs=1 --set 'report_to=[]'\n" in result.output, result.output
 
 
 def test_sweep_rejects_a_bad_grid_before_training(project):

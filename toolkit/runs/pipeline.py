@@ -57,12 +57,16 @@ from toolkit.training.progress import Progress, quiet_library_progress
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, trial: Any = None) -> RunOutcome:
+             recorded_engine: str | None = None, trial: Any = None,
+             settings: dict[str, Any] | None = None) -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
-    run early (pruned), and it ends the run after training, scored on the validation split alone."""
+    run early (pruned), and it ends the run after training, scored on the validation split alone.
+    ``settings``: the keys ``task`` was given beyond tasks.toml (--set, a sweep's --grid), which the command
+    that starts the run again repeats."""
     progress = progress or Progress()
+    again = start_again(task, data, where, settings)
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
@@ -86,7 +90,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                         "data": str(prepared.source.path.resolve()) if prepared.source.path else None,
                         "data_as_given": data, "data_source": prepared.source.describe(),
                         "data_fingerprint": fingerprint, "base": str(base or ""),
-                        "start_again": start_again(task, data, where),
+                        "start_again": again,
                         "notes": prepared.notes})  # e.g. a stride this task does not use
                     write_json(run_dir / "left_out.json", prepared.checks.left_out)
             started = True
@@ -107,7 +111,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
-            return interrupted(run_dir, start_again(task, data, where), progress, mark, trial=trial is not None)
+            return interrupted(run_dir, again, progress, mark, trial=trial is not None)
         except BaseException as error:
             tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
@@ -116,7 +120,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
             if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
                 said = str(error) if isinstance(error, TkError) and str(error).startswith(SAVING) else None
                 raise TkError((said or str(saving_error(run_dir or output, full)))
-                              + (resuming.where_next(run_dir, start_again(task, data, where)) if run_dir is not None
+                              + (resuming.where_next(run_dir, again) if run_dir is not None
                                  else "")) from None
             raise
         finally:
