@@ -270,6 +270,13 @@ def test_a_chunks_batch_size_is_checked_against_the_windows_not_the_texts(long_p
     fails_with(reason, "check", "toy", *chunky_settings(batch_size=windows + 1))
     fails_with(reason, "run", "toy", *chunky_settings(batch_size=windows + 1), "--output", long_project / "runs")
     assert not list((long_project / "runs").glob("*/checkpoints/*"))  # refused before training
+    # a sweep over max_length changes the windows: its longer windows are fewer, checked before any run trains
+    settings = chunky_settings(batch_size=windows)
+    del settings[settings.index("max_length=32") - 1:settings.index("max_length=32") + 1]
+    fails_with("The sweep cannot start its setting 2 of 2 (max_length=128), so nothing was trained: task 'toy': "
+               f"batch_size = {windows} is larger than the ", "sweep", "toy", *settings, "--grid", "max_length=32,128",
+               "--output", long_project / "sweep")
+    assert not (long_project / "sweep").exists()
 
 
 @pytest.mark.slow

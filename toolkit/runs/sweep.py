@@ -131,8 +131,10 @@ def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -
                       "drop the --grid).")
 
 
-# The keys that decide how many rows a batch is drawn from, which only the data knows
+# The keys that decide how many rows a batch is drawn from, which only the data knows; with long_text = "chunks"
+# (batches of windows) those that decide the windows too
 ROWS_KEYS = ("batch_size", "train_size", "validation_size", "eval_size")
+WINDOW_KEYS = ("max_length", "stride", "long_text")
 
 
 def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], base: Path | None,
@@ -147,7 +149,8 @@ def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], ba
         config = with_overrides(task, setting, "--grid")
         try:
             ready = check_before_loading(pm, config, base=base)
-            if any(key in setting for key in ROWS_KEYS):
+            if any(key in setting for key in ROWS_KEYS) or (config.reads_in_windows and
+                                                             any(key in setting for key in WINDOW_KEYS)):
                 same_data = json.dumps({k: v for k, v in setting.items() if k != "batch_size"}, sort_keys=True,
                                        default=str)
                 if same_data not in rows:
