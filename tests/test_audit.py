@@ -81,15 +81,40 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
 
     refused = tk("audit", cv_dir, "--write", source, "--drop", "3")
     assert refused.exit_code == 1 and "never overwrites your data" in refused.output
-    for option, count in (("--drop", "240"), ("--relabel", "241")):  # no row left, or more rows than audited
+    for option, count, most in (("--drop", "240", 239), ("--relabel", "241", 240)):  # none left, or past the rows
         refused = tk("audit", cv_dir, "--write", tmp_path / "all.csv", option, count)
-        assert refused.exit_code == 1 and f"{option} {count}: the audit ranked 240 rows" in refused.output
-        assert "the estimated error count is" in refused.output and not (tmp_path / "all.csv").exists()
+        assert refused.exit_code == 1 and \
+            f"{option} {count}: audit.csv lists 240 rows, so {option} takes at most {most}" in refused.output
+        assert "label errors: start with" in refused.output and not (tmp_path / "all.csv").exists()
     flagged = tk_json("audit", cv_dir)[0]["flagged"]
     _, stderr = tk_json("audit", cv_dir, "--write", tmp_path / "many.csv", "--drop", str(flagged + 1))
     assert f"goes past the {flagged} rows the audit flagged" in stderr
     both = tk("audit", cv_dir, "--write", tmp_path / "both.csv", "--drop", "3", "--relabel", "3")
     assert both.exit_code == 2 and "not both" in both.output
+
+
+@pytest.mark.parametrize("summary, drop, relabel, said", [
+    ({"rows": 60, "flagged": 14, "estimated_errors": 10}, 100, None,
+     "--drop 100: audit.csv lists 60 rows, so --drop takes at most 59 (all 60 would leave none of them); the audit "
+     "flagged 14 and estimates 10 label errors: start with --drop 14."),
+    ({"rows": 60, "flagged": 14, "estimated_errors": 10}, 60, None, "so --drop takes at most 59 (all 60 would"),
+    ({"rows": 60, "flagged": 14, "estimated_errors": 10}, None, 61,
+     "--relabel 61: audit.csv lists 60 rows, so --relabel takes at most 60; the audit flagged 14 and estimates 10 "
+     "label errors: start with --relabel 14."),
+    ({"rows": 5, "flagged": 0, "estimated_errors": 0}, 9, None,
+     "so --drop takes at most 4 (all 5 would leave none of them); the audit flagged no row, so it suggests no "
+     "correction."),
+    ({"rows": 1, "flagged": 1, "estimated_errors": 1}, 1, None,
+     "--drop 1: audit.csv lists 1 row, and dropping it would leave none of the rows audited; correct it with "
+     "--relabel 1, or edit the file."),
+])
+def test_a_correction_count_past_the_audit_says_how_many_it_takes_and_what_to_pass(summary, drop, relabel, said):
+    from toolkit.cli.trust import check_correction_count
+    from toolkit.errors import TkError
+
+    with pytest.raises(TkError) as refused:
+        check_correction_count(summary, drop, relabel)
+    assert said in str(refused.value)
 
 
 def test_ensemble_scores_are_cleanlabs_and_the_linear_columns_are_read():

@@ -221,3 +221,24 @@ def test_the_interval_across_folds_is_the_corrected_t_interval():
     assert found["mean"] == pytest.approx(0.81) and found["sd"] == pytest.approx(sd, abs=1e-4)
     assert found["ci"] == pytest.approx([0.81 - half, 0.81 + half], abs=1e-4)
     assert across_folds([0.99, 0.97, 1.0])["ci"][1] == 1.0  # clipped where every fold metric lies
+
+
+def test_an_unfinished_cv_folder_is_refused_with_tk_cv_resume_and_no_allow_incomplete(tmp_path):
+    """--allow-incomplete cannot help a tk cv folder (it has no single model or metrics.json): no command offers
+    it there; each says to finish it with tk cv --resume. tk report does not pass a finished fold off for it."""
+    from tests.helpers import fails_with
+    from toolkit.runs.folders import set_status
+    from toolkit.saving import write_json
+
+    cv = tmp_path / "toy-cv"
+    (cv / "fold-1").mkdir(parents=True)
+    write_json(cv / "config.json", {"kind": "cv", "task": {"name": "toy"}, "folds": 2})
+    set_status(cv, "interrupted")
+    write_json(cv / "fold-1" / "metrics.json", {})  # a finished fold
+    set_status(cv / "fold-1", "complete")
+    for command in (("predict", cv, "a text"), ("evaluate", cv), ("report", cv), ("report", cv, "--allow-incomplete"),
+                    ("compare", cv, cv), ("audit", cv)):
+        result = fails_with(f"Finish it first: tk cv --resume {cv}." if command[0] in ("predict", "evaluate")
+                            else f"Finish it: tk cv --resume {cv}", *command)
+        assert "--allow-incomplete" not in result.output, result.output
+    assert not (cv / "fold-1" / "report.html").exists() and not (tmp_path / "report.html").exists()

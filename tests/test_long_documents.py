@@ -266,6 +266,41 @@ def predict_evaluate_and_helper_pool_like_the_run(outcome, long_project):
     assert "| stride | not set (8 tokens used: max_length // 4) |" in report  # CHUNKS: max_length 32, no stride
 
 
+def chunky_settings(**more):
+    return [arg for key, value in {**CHUNKS, "epochs": 1, **more}.items() for arg in ("--set", f"{key}={value}")]
+
+
+def test_a_chunks_batch_size_is_checked_against_the_windows_not_the_texts(long_project):
+    """A chunks task's batches are of windows: batch_size may exceed the 80 training texts up to their windows
+    (tk check and tk run count the same ones), and one over the windows is refused by both, in windows."""
+    said = fails_with("training windows (of 80 texts)", "check", "toy", *chunky_settings(batch_size=10**6)).output
+    windows = int(re.search(r"larger than the (\d+) training windows", said)[1])
+    assert windows > 81
+    ok("check", "toy", *chunky_settings(batch_size=81))  # refused as over the 80 texts before
+    reason = (f"task 'toy': batch_size = {windows + 1} is larger than the {windows} training windows (of 80 texts): "
+              f"one batch would hold every window; set batch_size to at most {windows}, e.g. --set batch_size=16.")
+    fails_with(reason, "check", "toy", *chunky_settings(batch_size=windows + 1))
+    fails_with(reason, "run", "toy", *chunky_settings(batch_size=windows + 1), "--output", long_project / "runs")
+    assert not list((long_project / "runs").glob("*/checkpoints/*"))  # refused before training
+    # a sweep over max_length changes the windows: its longer windows are fewer, checked before any run trains
+    settings = chunky_settings(batch_size=windows)
+    del settings[settings.index("max_length=32") - 1:settings.index("max_length=32") + 1]
+    fails_with("The sweep cannot start its setting 2 of 2 (max_length=128), so nothing was trained: task 'toy': "
+               f"batch_size = {windows} is larger than the ", "sweep", "toy", *settings, "--grid", "max_length=32,128",
+               "--output", long_project / "sweep")
+    assert not (long_project / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_a_chunks_task_trains_and_cross_validates_with_a_batch_over_its_texts(long_project):
+    """tk run with batch_size over the texts (but not the windows) trains; so does each fold of tk cv, whose
+    training texts are fewer still (2 folds of 120 rows, 40 for validation: 20 texts each)."""
+    ok("run", "toy", *chunky_settings(batch_size=81), "--output", long_project / "runs")
+    ok("cv", "toy", *chunky_settings(batch_size=21), "--folds", "2", "--output", long_project / "cv")
+    assert [json.loads(p.read_text())["status"] for p in (long_project / "runs").glob("*/status.json")] == ["complete"]
+    assert json.loads(next((long_project / "cv").glob("*/status.json")).read_text())["status"] == "complete"
+
+
 # -- analyze-lengths -----------------------------------------------------------------------------
 
 

@@ -381,3 +381,19 @@ def test_a_port_in_use_is_refused_with_the_fix():
         assert str(refused.value).endswith("; choose another --port")  # already on 127.0.0.1: no --host advice
     finally:
         taken.close()
+
+
+@pytest.mark.parametrize("host, reason", [
+    ("some.bad.name.invalid", "--host some.bad.name.invalid: cannot listen there ("),  # the resolver's words vary
+    ("192.0.2.1", "--host 192.0.2.1: cannot listen there (Cannot assign requested address): it is not an address "
+                  "of this machine. Use --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every interface; "
+                  "then set --token)."),  # TEST-NET-1: no machine's own address
+    ("", "--host is empty; give an address"),
+])
+def test_a_host_this_machine_cannot_listen_on_is_refused_first_in_one_line(single, host, reason):
+    """Before the no-token warning a host other than loopback gets: a typo is one line, not a warning to act on
+    and then an error."""
+    result = tk("serve", single, "--host", host, "--port", 0)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {reason}"), line

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sklearn.metrics import f1_score
 
 from plugins.metrics import tk_compute_metrics
-from tests.helpers import fails_with, ok
+from tests.helpers import fails_with, ok, runner, tk
 from toolkit.cli import cli
 from toolkit.config import with_overrides
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain
@@ -233,6 +233,32 @@ def test_an_interrupted_sweep_exits_130_and_says_what_it_kept(project, monkeypat
             f"{sweep_dir} (tk compare {sweep_dir} compares them)") in result.stderr
 
 
+def test_an_interrupted_sweep_run_says_how_to_start_it_again_with_its_grid_setting(project, monkeypatch):
+    """The run's own 'Start again' line repeats the sweep's --set and the --grid value (and seed) it ran with:
+    'tk run toy' alone would train another run. Its first run is stopped before it trains."""
+    import os
+    import signal
+
+    from toolkit.runs import pipeline
+
+    def interrupting(*args, **kwargs):  # inside the run: its handler turns SIGTERM into a stop
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    real = pipeline.make_splits
+    monkeypatch.setattr(pipeline, "make_splits", interrupting)
+    result = runner().invoke(cli, ["sweep", "toy", "--grid", "learning_rate=1e-3,2e-3", "--seeds", "2",
+                                   "--set", "epochs=1", "--set", "class_weights=balanced",
+                                   "--output", str(project / "runs")])
+    assert result.exit_code == 130, result.output
+    assert ("nothing to resume. Start again: tk run toy --set epochs=1 --set class_weights=balanced "
+            "--set learning_rate=0.001\n") in result.stdout
+    # a tk run's own --set too, quoted for a shell where a value needs it
+    result = tk("run", "toy", "--set", "epochs=1", "--set", "report_to=[]", "--output", project / "runs")
+    assert result.exit_code == 130 and \
+        "Start again: tk run toy --set epochs=1 --set 'report_to=[]'\n" in result.output, result.output
+
+
 def test_sweep_rejects_a_bad_grid_before_training(project):
     result = CliRunner().invoke(cli, ["sweep", "toy", "--grid", "epoch=1,2"])
     assert result.exit_code == 1 and "Did you mean 'epochs'" in result.output
@@ -244,6 +270,10 @@ def test_sweep_rejects_a_bad_grid_before_training(project):
                               "Use --grid max_length=128 or less.")),
     ("engine=eager,cuda-graphs", ("engine = \"cuda-graphs\" cannot train here: it needs a CUDA GPU. "
                                   "Use --grid engine=auto")),
+    # the checks that need the data (loaded and split before the first run): the toy's 160 training rows
+    ("batch_size=8,161", ("task 'toy': batch_size = 161 is larger than the 160 training rows: one batch would hold "
+                          "every row; set batch_size to at most 160, e.g. --grid batch_size=16.")),
+    ("train_size=8,1000", "task 'toy': train_size = 1000 is larger than the 160 training rows left after carving 40"),
 ])
 def test_every_grid_setting_is_checked_before_the_first_run_trains(project, grid, reason):
     """tk run's checks before loading data, on each setting: the bad second one stops the sweep before the first

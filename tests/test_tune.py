@@ -493,6 +493,16 @@ def test_a_study_continues_only_on_the_same_data_and_keys_and_says_what_changed(
         open_study(url, "s", "minimize", {"kind": "none"}, 0, {"task": {"max_length": 32}, "data_content": before,
                                                                "space": {"epochs": "1..3", "warmup_ratio": "0..0.2"}})
 
+    # another file (its content differs too): the file is what to say, with both names and how to start anew
+    signature = {"task": {"max_length": 32}, "data": "sms.csv", "data_content": before, "space": {"epochs": "1..2"}}
+    open_study(url, "t", "minimize", {"kind": "none"}, 0, signature)
+    for other, named in (("spam.csv", "--data spam.csv"), (None, "the task's own data (no --data)")):
+        with pytest.raises(TkError) as refused:
+            open_study(url, "t", "minimize", {"kind": "none"}, 0, {**signature, "data": other, "data_content": "x"})
+        assert str(refused.value) == (
+            f"The study 't' in {url} was made for another data file: --data sms.csv, not {named}. A study "
+            f"continues only on the data it started on: pass another --output (or --study) to start a new study on "
+            f"{named}.")
 
 def test_a_plugin_key_is_searched_like_a_core_key(project):
     """A plugin key (the eager engine's fast_dropout): parsed, its default read from the task's plugin values."""

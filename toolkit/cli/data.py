@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from toolkit.data.checks import check_as_run
 from toolkit.data.choose import command_target, dataset_task
 from toolkit.data.findings import plural
 from toolkit.data.loading import load_named
-from toolkit.data.tokens import unused_window_keys, window_stride
+from toolkit.data.tokens import count_windows, unused_window_keys, window_stride
 from toolkit.errors import TkError
 from toolkit.hub import HubUnreachable, hub_reachable, offline_advice
 from toolkit.runs.folders import check_task_name
@@ -117,10 +118,10 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         check_task_name(task.name)  # tk run's first check: the name becomes a run folder's
         registered(session.pm, task, base=base)  # a model or dataset name tk run would not know
         resolve_engine(session.pm, task)  # an engine this machine cannot run (cuda-graphs without a GPU)
-        check_tokenizer_settings(session.pm, task, base)
+    windows_of = check_tokenizer_settings(session.pm, task, base) if task is not None else None
     labelled = load_named(session.pm, dataset_name, data, task_data, base, task)
     splitting = task or dataset_task(dataset_name, {}, tuple(session.pm.settings().values()))  # tk's defaults
-    report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting)
+    report = check_as_run(labelled.splits, labelled.dataset.name, labelled.dataset.labels, splitting, windows_of)
     click.echo(f"Source: {labelled.source.describe()}")  # with --json, on stderr (json_output)
     for note in labelled.notes:
         click.echo(note)
@@ -134,10 +135,11 @@ def check(session, dataset_name, data, assignments, as_json, strict):
         raise TkError(f"{len(report.warnings)} data check {plural(len(report.warnings), 'warning')} (--strict).")
 
 
-def check_tokenizer_settings(pm, task, base) -> None:
+def check_tokenizer_settings(pm, task, base) -> Callable[[list[str]], int] | None:
     """max_length (and a chunks task's stride) against the model's tokenizer, as tk run checks them before
-    loading any data, with the same errors and warnings. Offline with a Hub model that is not cached, a note
-    says max_length was not checked: tk check works on the data alone, offline included."""
+    loading any data, with the same errors and warnings. Returns how to count a chunks task's windows of texts
+    (its batches are of windows), else None. Offline with a Hub model that is not cached, a note says max_length
+    was not checked: tk check works on the data alone, offline included."""
     _, model = registered(pm, task, base=base)
     try:
         tokenizer = pm.first("tk_load_tokenizer", f"model '{model.name}'", model.plugin, model=model)
@@ -147,6 +149,10 @@ def check_tokenizer_settings(pm, task, base) -> None:
         note = unused_window_keys(task)
         if note:
             click.echo(note)
-        return
-    for warning in window_stride(task, tokenizer, model.name).notes:  # with --json, on stderr (json_output)
+        return None
+    stride = window_stride(task, tokenizer, model.name)
+    for warning in stride.notes:  # with --json, on stderr (json_output)
         click.echo(warning)
+    if stride.value is None:
+        return None
+    return lambda texts: count_windows(texts, tokenizer, task.max_length, stride.value)

@@ -15,7 +15,7 @@ from toolkit.errors import TkError
 from toolkit.runs.export import export_run
 from toolkit.runs.exported import export_of
 from toolkit.serving.limits import ServeSettings
-from toolkit.serving.server import LOOPBACK
+from toolkit.serving.server import LOOPBACK, check_host
 from toolkit.serving.server import serve as run_server
 
 
@@ -69,6 +69,7 @@ def serve(run_dir, host, port, token, workers, max_batch, max_wait_ms, max_texts
     if token is None and "TK_SERVE_TOKEN" in os.environ:  # click reads an empty variable as unset
         raise TkError("TK_SERVE_TOKEN is set but empty (a variable that expanded to nothing?): serving would need "
                       "no token. Give it a token, or unset it to serve without one.")
+    check_host(host)  # a host this machine cannot listen on is refused before the warning below
     if host not in LOOPBACK and token is None:
         click.echo(f"WARNING: listening on {host} without a token: anyone who can reach this machine can use "
                    "the model. Set --token (or TK_SERVE_TOKEN), or put it behind a proxy that authenticates.",

@@ -12,6 +12,7 @@ from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.using import existing_run, printable
 from toolkit.config import with_overrides
 from toolkit.data.choose import data_task, task_names
+from toolkit.data.findings import plural
 from toolkit.data.rows import rows_named
 from toolkit.errors import TkError
 from toolkit.evaluation.report import cut_text
@@ -93,16 +94,23 @@ def format_cv(summary: dict) -> str:
 
 
 def check_correction_count(summary: dict, drop: int | None, relabel: int | None) -> None:
-    """--drop N that would leave no row, or N past the rows audited, is refused; N past the rows the audit
-    flagged is allowed with a note (those rows' labels are more likely right than wrong)."""
+    """--drop N that would leave none of the rows audited, or N past the rows audited, is refused, saying how
+    many it takes and where to start; N past the rows the audit flagged is allowed with a note (those rows'
+    labels are more likely right than wrong)."""
     option, count = ("--drop", drop) if drop else ("--relabel", relabel)
-    start = (f"the estimated error count is {summary['estimated_errors']:,} and {summary['flagged']:,} rows are "
-             "flagged: start there")
-    if count > summary["rows"] or (drop and count == summary["rows"]):
-        raise TkError(f"{option} {count:,}: the audit ranked {summary['rows']:,} rows, so "
-                      + ("no row would be left" if drop else "there are not that many to relabel") + f"; {start}.")
-    if count > summary["flagged"]:
-        click.echo(f"Note: {option} {count:,} goes past the {summary['flagged']:,} rows the audit flagged; the rows "
+    rows, flagged = summary["rows"], summary["flagged"]
+    most = rows - 1 if drop else rows  # dropping every row audited leaves none of them (a cv's: an empty file)
+    if count > most:
+        if most < 1:  # one row audited
+            raise TkError(f"--drop {count:,}: audit.csv lists 1 row, and dropping it would leave none of the rows "
+                          "audited; correct it with --relabel 1, or edit the file.")
+        takes = f"{option} takes at most {most:,}" + (f" (all {rows:,} would leave none of them)" if drop else "")
+        start = (f"the audit flagged {flagged:,} and estimates {summary['estimated_errors']:,} label errors: "
+                 f"start with {option} {min(flagged, most):,}" if flagged
+                 else "the audit flagged no row, so it suggests no correction")
+        raise TkError(f"{option} {count:,}: audit.csv lists {rows:,} {plural(rows, 'row')}, so {takes}; {start}.")
+    if count > flagged:
+        click.echo(f"Note: {option} {count:,} goes past the {flagged:,} rows the audit flagged; the rows "
                    "after them are more likely labelled right than wrong.", err=True)
 
 

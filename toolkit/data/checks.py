@@ -11,6 +11,7 @@ Sentiment140 file is checked in seconds without holding a second copy of it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import combinations
 from os.path import commonprefix
 
@@ -78,11 +79,13 @@ def class_checks(splits, label_names: tuple[str, ...]) -> list[Finding]:
             for finding in class_presence(name, column(split, "label"), label_names)]
 
 
-def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) -> CheckReport:
+def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task,
+                 count_windows: Callable[[list[str]], int] | None = None) -> CheckReport:
     """tk check: every check on the data as loaded, and class presence on the splits tk run would make
     from it (the task's sizes and seed); where tk run would stop splitting, on the data as loaded, with
     tk run's error (the same ``make_splits``, the same message) as an error finding; likewise where tk run
-    would stop on a setting the data refutes (``check_settings_on_data``)."""
+    would stop on a setting the data refutes (``check_settings_on_data``). ``count_windows``: a long_text =
+    "chunks" task's windows of texts, which its batch_size is checked against."""
     report = check_splits(splits, dataset_name, label_names, classes=False)
     try:
         made = make_splits(splits, task)
@@ -98,7 +101,12 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task) 
     report.left_out = made.left_out
     report.findings += class_checks(made.splits, label_names)
     try:
-        check_settings_on_data(task, label_names, len(made.splits["train"]))
+        train = made.splits["train"]
+        # windows are counted (tokenized) only where the texts alone do not show batch_size fits: each text
+        # makes one window or more
+        windows = (count_windows(column(train, "text")) if count_windows is not None and task.reads_in_windows
+                   and task.batch_size > len(train) else None)
+        check_settings_on_data(task, label_names, len(train), windows=windows)
     except TkError as error:
         report.findings.append(Finding("settings", "error", f"tk run would stop on this task's settings: "
                                                             f"{user_message(error)}"))

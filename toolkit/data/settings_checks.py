@@ -12,11 +12,11 @@ from toolkit.training.policy import check_batch_size, check_class_weight_names
 
 
 def check_settings_on_data(task: TaskConfig, label_names: Sequence[str], train_rows: int,
-                           where: str | None = None) -> None:
+                           where: str | None = None, windows: int | None = None) -> None:
     """A TkError for the first setting the data refutes (``check_label_settings``, then a batch_size over the
-    ``train_rows`` of the training split tk run made)."""
+    ``train_rows`` of the training split tk run made, or with long_text = "chunks" over their ``windows``)."""
     check_label_settings(task, label_names, where)
-    check_batch_size(task, train_rows)
+    check_batch_size(task, train_rows, windows)
 
 
 def check_label_settings(task: TaskConfig, label_names: Sequence[str], where: str | None = None) -> None:

@@ -144,6 +144,11 @@ def encode_windows(tokenizer: Any, texts: list[str], max_length: int, stride: in
             "document": documents}
 
 
+def count_windows(texts: list[str], tokenizer: Any, max_length: int, stride: int) -> int:
+    """How many windows ``encode_windows`` cuts ``texts`` into: the rows a chunks task's batches are drawn from."""
+    return len(encode_windows(tokenizer, texts, max_length, stride)["document"])
+
+
 def window_starts(tokens: int, budget: int, stride: int) -> range:
     """Where each window of a text of ``tokens`` tokens (no special tokens) starts; the last one reaches its end."""
     return range(0, max(1, tokens - stride), budget - stride) if tokens > budget else range(1)

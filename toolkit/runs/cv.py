@@ -41,6 +41,7 @@ from toolkit.saving import read_json, write_json
 from toolkit.training import checkpoints
 from toolkit.training.engines import resolve_engine
 from toolkit.training.interrupt import RunInterrupted, graceful_interrupts
+from toolkit.training.policy import check_batch_size
 from toolkit.training.progress import Progress, quiet_library_progress
 
 DEFAULT_FOLDS = 5
@@ -136,6 +137,8 @@ class CvData:
         if self.tokens is None:
             tokenized = tokenize_splits(splits, self.tokenizer, self.task.max_length, self.task.truncation,
                                         self.stride)
+            # a chunks task's batches are of windows, counted only now (check_settings_on_data could not yet)
+            check_batch_size(self.task, len(splits["train"]), windows=len(tokenized["train"]))
         else:
             tokenized = datasets.DatasetDict({name: self.tokens.select(column(split, INDEX))
                                               for name, split in splits.items()})

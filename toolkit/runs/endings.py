@@ -3,11 +3,13 @@ again) or failed (marked so, best effort)."""
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import TaskConfig
+from toolkit.config import TaskConfig, parse_value
 from toolkit.errors import TkError
 from toolkit.runs.folders import run_status, set_status
 from toolkit.training import checkpoints
@@ -21,11 +23,24 @@ class RunOutcome:
     metrics: dict[str, Any]
 
 
-def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
-    """The command that starts this run again: a run of your file (tk run --data F) has no task to name."""
+def start_again(task: TaskConfig, data: str | None, where: str | None, settings: dict[str, Any] | None = None) -> str:
+    """The command that starts this run again: a run of your file (tk run --data F) has no task to name.
+    ``settings``: the keys the run was given beyond its task (--set, a sweep's --grid and seeds), repeated as
+    --set, for without them the command would train another run."""
     if where and where.startswith("--data"):
-        return f"tk run --data {data}"
-    return f"tk run {task.name}" + (f" --data {data}" if data else "")
+        command = f"tk run --data {data}"
+    else:
+        command = f"tk run {task.name}" + (f" --data {data}" if data else "")
+    return command + "".join(f" --set {assignment(key, value)}" for key, value in (settings or {}).items())
+
+
+def assignment(key: str, value: Any) -> str:
+    """key=value as --set reads it back (a value as TOML, else as a string), quoted for a shell."""
+    if isinstance(value, str) and parse_value(value) == value:
+        text = value  # read back as this string
+    else:
+        text = json.dumps(value)  # TOML's true/false, numbers, arrays and "strings" are written alike
+    return shlex.quote(f"{key}={text}")
 
 
 TUNE_AGAIN = ("Run the same tk tune command again: the study goes on with a new trial (a trial's run is never "

@@ -93,7 +93,10 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
     if problems:
         reason = "; ".join(problems)
         if not allow_incomplete:
-            raise NotComplete(f"{path} is not a complete, intact tk run: {reason}. {advice(path, status)}")
+            # a tk cv folder has no single model or metrics.json to use anyway: not NotComplete, whose hint
+            # offers --allow-incomplete; its advice is tk cv --resume
+            refusal = TkError if kind_of(path) == "cv" else NotComplete
+            raise refusal(f"{path} is not a complete, intact tk run: {reason}. {advice(path, status)}")
         warning = f"NOT A COMPLETE RUN ({reason}): answers from {path.name} are not a finished run's results."
     if "metrics.json" in need and kind_of(path) == "cv":  # its metrics are cv.json's, per fold and pooled
         raise TkError(cv_has_no_model(path))

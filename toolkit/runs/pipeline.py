@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from toolkit.data.rows import column, row_numbers
 from toolkit.data.settings_checks import check_label_settings
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
-from toolkit.data.tokens import check_max_length, tokenize_splits, window_stride
+from toolkit.data.tokens import check_max_length, count_windows, tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation.baseline import majority_class, majority_labels
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
@@ -56,13 +57,17 @@ from toolkit.training.progress import Progress, quiet_library_progress
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data") -> RunOutcome:
+             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data",
+             settings: dict[str, Any] | None = None) -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
     run early (pruned), and it ends the run after training, scored on the validation split alone. ``data_origin``:
-    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key)."""
+    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key).
+    ``settings``: the keys ``task`` was given beyond tasks.toml (--set, a sweep's --grid), which the command
+    that starts the run again repeats."""
     progress = progress or Progress()
+    again = start_again(task, data, where, settings)
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
@@ -86,7 +91,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                         "data": str(prepared.source.path.resolve()) if prepared.source.path else None,
                         "data_as_given": data, "data_source": prepared.source.describe(),
                         "data_fingerprint": fingerprint, "base": str(base or ""),
-                        "start_again": start_again(task, data, where),
+                        "start_again": again,
                         "notes": prepared.notes})  # e.g. a stride this task does not use
                     write_json(run_dir / "left_out.json", prepared.checks.left_out)
             started = True
@@ -107,7 +112,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
-            return interrupted(run_dir, start_again(task, data, where), progress, mark, trial=trial is not None)
+            return interrupted(run_dir, again, progress, mark, trial=trial is not None)
         except BaseException as error:
             tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
@@ -116,7 +121,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
             if full is not None and full.errno in FULL:  # e.g. a checkpoint save that hit a full disk or ulimit -f
                 said = str(error) if isinstance(error, TkError) and str(error).startswith(SAVING) else None
                 raise TkError((said or str(saving_error(run_dir or output, full)))
-                              + (resuming.where_next(run_dir, start_again(task, data, where)) if run_dir is not None
+                              + (resuming.where_next(run_dir, again) if run_dir is not None
                                  else "")) from None
             raise
         finally:
@@ -163,6 +168,33 @@ def check_before_loading(pm, task: TaskConfig, where: str | None = None, base: P
     return Ready(dataset, model_info, engine, tokenizer, window_stride(task, tokenizer, model_info.name))
 
 
+def training_rows(pm, task: TaskConfig, data: str | None, base: Path | None, ready: Ready) -> TrainingRows:
+    """The training split tk run would make for ``task`` (loaded, labelled and split as ``prepare`` does;
+    nothing trained), for the checks that need its size before a run: tk sweep's, on every grid setting."""
+    quiet_library_progress()
+    source = resolve_source(ready.dataset.name, data, task.data, base)
+    train = make_splits(load_with_labels(pm, ready.dataset, source, task).splits, task).splits["train"]
+    texts = column(train, "text")
+    if ready.stride.value is None:
+        return TrainingRows(len(texts), None)
+    return TrainingRows(len(texts), lambda: count_windows(texts, ready.tokenizer, task.max_length, ready.stride.value))
+
+
+@dataclass
+class TrainingRows:
+    """A training split's texts, and how to count its windows (long_text = "chunks"; None: truncation)."""
+
+    texts: int
+    count_windows: Callable[[], int] | None
+
+    def check(self, task: TaskConfig) -> None:
+        """tk run's batch_size check on these rows; windows are counted (tokenized) only where batch_size
+        exceeds the texts, as each text makes one window or more."""
+        windows = (self.count_windows() if self.count_windows is not None and task.batch_size > self.texts
+                   else None)
+        policy.check_batch_size(task, self.texts, windows)
+
+
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,
             strict: bool = False, where: str | None = None, recorded_engine: str | None = None,
             data_origin: str = "--data") -> Prepared:
@@ -191,7 +223,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     report_checks(checks.findings, strict, progress, check_command)
     made = make_splits(labelled, task)
     splits, notes = made.splits, [*loaded.notes, *made.notes]
-    policy.check_batch_size(task, len(splits["train"]))
+    policy.check_batch_size(task, len(splits["train"]))  # long_text = "chunks": its windows, once tokenized
     checks.left_out = made.left_out  # the rows left out: left_out.json
     for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)
@@ -206,6 +238,8 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     set_problem(model, task)
     check_max_length(task, tokenizer, model_info.name, model.config)  # its position embeddings known now
     tokenized = tokenize_splits(splits, tokenizer, task.max_length, task.truncation, stride.value)
+    if stride.value is not None:  # a batch holds windows, counted only now: still before any training
+        policy.check_batch_size(task, len(splits["train"]), windows=len(tokenized["train"]))
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")

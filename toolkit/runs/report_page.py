@@ -16,6 +16,8 @@ from toolkit.errors import TkError
 from toolkit.evaluation.report import headline_rows
 from toolkit.runs import report_figures as figures
 from toolkit.runs import report_sections as sections
+from toolkit.runs.folders import run_status
+from toolkit.runs.loader import kind_of
 from toolkit.runs.model_card import data_name
 from toolkit.runs.report_data import load_run_data
 from toolkit.runs.report_html import e, figure, page, section, table, td
@@ -48,9 +50,13 @@ def write_report(run_dir: Path, output: Path | None = None, allow_incomplete: bo
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run folders as given; a sweep folder (no metrics.json, runs inside) stands for its runs."""
+    """Run folders as given; a sweep folder (no metrics.json, runs inside) stands for its runs, and so does a
+    finished tk cv folder (its folds)."""
     found = []
     for path in map(Path, paths):
+        if kind_of(path) == "cv" and run_status(path) != "complete":  # else its finished folds passed for it
+            raise TkError(f"{path} is a tk cv folder that did not finish (status: {run_status(path)}). Finish it: "
+                          f"tk cv --resume {path}")
         inner = sorted(p for p in path.iterdir() if (p / "metrics.json").is_file()) if path.is_dir() else []
         found += inner if inner and not (path / "metrics.json").is_file() else [path]
     return found

@@ -20,7 +20,7 @@ from toolkit.runs.compare import (
 )
 from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import new_run_dir
-from toolkit.runs.pipeline import check_before_loading, run_task
+from toolkit.runs.pipeline import TrainingRows, check_before_loading, run_task, training_rows
 from toolkit.saving import write_json
 from toolkit.training.progress import Progress
 
@@ -63,10 +63,13 @@ def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, data: str | None, output: Path,
-              base: Path | None, progress: Progress) -> tuple[Path, dict[str, Any]]:
+              base: Path | None, progress: Progress, overrides: dict[str, Any] | None = None,
+              where: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Every run of the grid, then the comparison; returns the sweep folder and what its sweep.json holds:
     one row per setting (tk compare's row, or with several seeds mean ± sd), each with its setting and
-    run folders, and the table as text."""
+    run folders, and the table as text. ``overrides``: the sweep's --set, already in ``task``; with each run's
+    --grid values (and seed) they are what its start-again command repeats. ``where``: tk run's, for a sweep
+    over --data FILE."""
     settings = combinations(grid) or [{}]
     # Validate every combination before the first minute of training is spent.
     if seeds > 1 and "seed" in grid:
@@ -76,7 +79,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     for setting in settings:
         config = with_overrides(task, setting, "--grid")  # a grid's own seed is checked and kept, like any key
         planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid")) for i in range(seeds)]
-    check_every_setting(pm, task, settings, base)
+    check_every_setting(pm, task, settings, base, data)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
     progress = NotesOnce(progress)
     progress.note(f"Sweep of {len(planned)} runs into {sweep_dir} (a data-check line is printed once for the sweep)")
@@ -86,7 +89,9 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         for number, (setting, config) in enumerate(planned, 1):
             name = _name(setting, task)
             progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
-            outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress)
+            given = {**(overrides or {}), **setting, **({"seed": config.seed} if config.seed != task.seed else {})}
+            outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress, where=where,
+                               settings=given)
             if outcome.status == "interrupted":
                 raise SweepInterrupted(f"Sweep interrupted at run {number} of {len(planned)} ({name}, seed "
                                        f"{config.seed}); its {number - 1} finished run(s) are in {sweep_dir} (tk "
@@ -126,12 +131,31 @@ def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -
                       "drop the --grid).")
 
 
-def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], base: Path | None) -> None:
+# The keys that decide how many rows a batch is drawn from, which only the data knows; with long_text = "chunks"
+# (batches of windows) those that decide the windows too
+ROWS_KEYS = ("batch_size", "train_size", "validation_size", "eval_size")
+WINDOW_KEYS = ("max_length", "stride", "long_text")
+
+
+def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], base: Path | None,
+                        data: str | None = None) -> None:
     """tk run's checks before loading data (model, max_length, engine, ...) on every setting, so that a bad
-    --grid value stops the sweep before its first run trains rather than after."""
+    --grid value stops the sweep before its first run trains rather than after. Where the grid varies
+    batch_size or the split sizes, also tk run's batch_size check against the training rows: the data is
+    loaded and split here once per setting that differs in more than batch_size, though each run loads it
+    again, since a run's own check comes only after the runs before it have trained."""
+    rows: dict[str, TrainingRows] = {}
     for number, setting in enumerate(settings, 1):
+        config = with_overrides(task, setting, "--grid")
         try:
-            check_before_loading(pm, with_overrides(task, setting, "--grid"), base=base)
+            ready = check_before_loading(pm, config, base=base)
+            if any(key in setting for key in ROWS_KEYS) or (config.reads_in_windows and
+                                                             any(key in setting for key in WINDOW_KEYS)):
+                same_data = json.dumps({k: v for k, v in setting.items() if k != "batch_size"}, sort_keys=True,
+                                       default=str)
+                if same_data not in rows:
+                    rows[same_data] = training_rows(pm, config, data, base, ready)
+                rows[same_data].check(config)
         except TkError as error:
             said = f"setting {number} of {len(settings)} ({_name(setting, task)})" if setting else "its task"
             raise TkError(f"The sweep cannot start its {said}, so nothing was trained: "

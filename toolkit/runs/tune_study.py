@@ -132,12 +132,22 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
     if recorded is None:
         study.set_user_attr("tk_signature", signature)
     elif recorded != signature:
+        was, now = recorded.get("data"), signature.get("data")
+        if was != now:  # another file: not a change of content, and a new study is the way on
+            raise TkError(f"The study {name!r} in {redact(url)} was made for another data file: {data_named(was)}, "
+                          f"not {data_named(now)}. A study continues only on the data it started on: pass another "
+                          f"--output (or --study) to start a new study on {data_named(now)}.")
         changed = [differs(key, recorded.get(key), signature.get(key)) for key in sorted(set(recorded) | set(signature))
                    if recorded.get(key) != signature.get(key)]
         raise TkError(f"The study {name!r} in {redact(url)} was started with another {', '.join(changed)}; it "
                       "continues only with the same task, --set, --space and --data (its content too). Pass another "
                       "--output (or --study) to start a new study.")
     return study, created
+
+
+def data_named(data: Any) -> str:
+    """A study's --data in words (None: the task's own data key, or the Hub)."""
+    return f"--data {data}" if data else "the task's own data (no --data)"
 
 
 def differs(key: str, was: Any, now: Any) -> str:

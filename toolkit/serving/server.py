@@ -52,6 +52,23 @@ def app_from_environment() -> Any:
     return create_app(load_model(Path(settings.folder)), settings)
 
 
+def check_host(host: str) -> None:
+    """--host is an address of this machine, or a name that resolves to one: tried on a free port (0) before
+    anything else is said, so that a typo is refused in one line, not after the no-token warning of a host
+    that is not loopback (the real bind, on --port, comes once the model is loaded)."""
+    if not host.strip():  # bind() reads "" as every interface: most likely a variable that expanded to nothing
+        raise TkError("--host is empty; give an address: --host 127.0.0.1 (this machine only) or --host 0.0.0.0 "
+                      "(every interface; then set --token).")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError as error:  # socket.gaierror (a name that does not resolve) is one too
+        raise TkError(f"--host {host}: cannot listen there ({error.strerror or error}): it is not an address of "
+                      "this machine. Use --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every interface; "
+                      "then set --token).") from None
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose
@@ -62,9 +79,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        other_host = "" if host in LOOPBACK else ", or --host 127.0.0.1"  # an address this machine may not have
-        raise TkError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another "
-                      f"--port{other_host}") from None
+        # the host was checked (check_host): what fails here is the port (in use, or one only root may take)
+        raise TkError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose another --port") from None
     sock.listen(2048)
     sock.set_inheritable(True)  # the --workers processes accept on it
     return sock

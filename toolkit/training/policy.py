@@ -189,16 +189,25 @@ def check_class_weight_names(task: TaskConfig, label_names: Sequence[str]) -> No
                       f"Labels: {', '.join(label_names)}.")
 
 
-def check_batch_size(task: TaskConfig, train_rows: int) -> None:
-    """batch_size at most the training rows (texts). Every step runs batch_size rows: a short batch is filled
+def check_batch_size(task: TaskConfig, train_rows: int, windows: int | None = None) -> None:
+    """batch_size at most the rows a batch is drawn from: the training texts, or with long_text = "chunks" their
+    windows (``windows``), for a batch is then of windows. Every step runs batch_size rows: a short batch is filled
     with masked padding rows, so that each step has one shape (a CUDA graph replays one shape), and its plan is
     an array of batch_size slots per step (``batches.epoch_batches``). A batch beyond the data is padding that
     costs memory in proportion to batch_size, not to the data (100,000 rows of 216 took 22 GB). Refused, not
-    clamped: a clamped run would train and record another setting than the one asked for."""
-    if task.batch_size > train_rows:
-        example = min(CORE_SETTINGS["batch_size"].default, train_rows)
-        raise TkError(f"task '{task.name}': batch_size = {task.batch_size} is larger than the {train_rows:,} "
-                      f"training rows: one batch would hold every row; set batch_size to at most {train_rows}, "
+    clamped: a clamped run would train and record another setting than the one asked for.
+
+    A chunks task's windows are known only once its texts are tokenized; called before that (``windows`` None)
+    it refuses nothing, as each text makes one window or more, so the texts are no bound: the callers check again
+    with the windows counted, still before any training."""
+    if task.reads_in_windows and windows is None:
+        return
+    rows, unit, of = (windows, "window", f" (of {train_rows:,} texts)") if task.reads_in_windows else \
+        (train_rows, "row", "")
+    if task.batch_size > rows:
+        example = min(CORE_SETTINGS["batch_size"].default, rows)
+        raise TkError(f"task '{task.name}': batch_size = {task.batch_size} is larger than the {rows:,} training "
+                      f"{unit}s{of}: one batch would hold every {unit}; set batch_size to at most {rows}, "
                       f"e.g. --set batch_size={example}.")
 
 
