@@ -120,7 +120,7 @@ def test_no_whole_checkpoint_is_a_one_line_error_that_says_start_again(pm, proje
     last = result.output.strip().splitlines()[-1]
     assert last.startswith(f"Error: No checkpoint of {stopped.run_dir} is whole: checkpoint-20 is damaged "
                            "(training_state.pt: 0 bytes where"), result.output
-    assert last.endswith("Start it again: tk run toy"), result.output
+    assert last.endswith("Start it again: tk run toy --set epochs=2"), result.output  # the setting it ran with
     assert "Aborted" not in result.output
     assert folders.run_status(stopped.run_dir) == "interrupted"  # a refused resume changes nothing
     assert (stopped.run_dir / "checkpoints" / "checkpoint-20").is_dir()

@@ -75,7 +75,7 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, 
             if unused:
                 progress.note(unused)
         outcome = run_task(session.pm, task, data=data, output=output, base=base, progress=progress, strict=strict,
-                           where=where, settings=parse_overrides(assignments))  # said again by 'Start again'
+                           where=where)
     if as_json and distributed.is_main():  # one document for a data-parallel run too
         emit("run", {"run_dir": str(outcome.run_dir) if outcome.run_dir else None, "status": outcome.status,
                      "metrics": outcome.metrics or None})
@@ -218,7 +218,7 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
         data, base, where = task.data, Path.cwd(), f"--data {task.data}"  # as tk run --data FILE: no task to name
     try:
         sweep_dir, record = run_sweep(session.pm, task, grid, seeds, data=data, output=output,
-                                      base=base, progress=Progress(click.echo), overrides=overrides, where=where)
+                                      base=base, progress=Progress(click.echo), where=where)
     except SweepInterrupted as stopped:
         click.echo(str(stopped), err=True)
         sys.exit(130)

@@ -23,15 +23,16 @@ class RunOutcome:
     metrics: dict[str, Any]
 
 
-def start_again(task: TaskConfig, data: str | None, where: str | None, settings: dict[str, Any] | None = None) -> str:
-    """The command that starts this run again: a run of your file (tk run --data F) has no task to name.
-    ``settings``: the keys the run was given beyond its task (--set, a sweep's --grid and seeds), repeated as
-    --set, for without them the command would train another run."""
+def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
+    """The command that starts this run again: a run of your file (tk run --data F) has no task to name. The
+    keys an option gave the run (``task.set_by``: --set, a sweep's --grid and seeds) are repeated as --set, for
+    without them the command would train another run."""
+    values = task.describe()
     if where and where.startswith("--data"):
         command = f"tk run --data {data}"
     else:
         command = f"tk run {task.name}" + (f" --data {data}" if data else "")
-    return command + "".join(f" --set {assignment(key, value)}" for key, value in (settings or {}).items())
+    return command + "".join(f" --set {assignment(key, values[key])}" for key in task.set_by)
 
 
 def assignment(key: str, value: Any) -> str:

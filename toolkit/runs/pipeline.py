@@ -57,17 +57,14 @@ from toolkit.training.progress import Progress, quiet_library_progress
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data",
-             settings: dict[str, Any] | None = None) -> RunOutcome:
+             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data") -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
     run early (pruned), and it ends the run after training, scored on the validation split alone. ``data_origin``:
-    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key).
-    ``settings``: the keys ``task`` was given beyond tasks.toml (--set, a sweep's --grid), which the command
-    that starts the run again repeats."""
+    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key)."""
     progress = progress or Progress()
-    again = start_again(task, data, where, settings)
+    again = start_again(task, data, where)
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run

@@ -63,13 +63,10 @@ def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, data: str | None, output: Path,
-              base: Path | None, progress: Progress, overrides: dict[str, Any] | None = None,
-              where: str | None = None) -> tuple[Path, dict[str, Any]]:
+              base: Path | None, progress: Progress, where: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Every run of the grid, then the comparison; returns the sweep folder and what its sweep.json holds:
     one row per setting (tk compare's row, or with several seeds mean ± sd), each with its setting and
-    run folders, and the table as text. ``overrides``: the sweep's --set, already in ``task``; with each run's
-    --grid values (and seed) they are what its start-again command repeats. ``where``: tk run's, for a sweep
-    over --data FILE."""
+    run folders, and the table as text. ``where``: tk run's, for a sweep over --data FILE."""
     settings = combinations(grid) or [{}]
     # Validate every combination before the first minute of training is spent.
     if seeds > 1 and "seed" in grid:
@@ -78,7 +75,9 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
     planned = []
     for setting in settings:
         config = with_overrides(task, setting, "--grid")  # a grid's own seed is checked and kept, like any key
-        planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid")) for i in range(seeds)]
+        # the first seed is the task's own: not set by an option, so a start-again line does not repeat it
+        planned += [(setting, with_overrides(config, {"seed": config.seed + i}, "--grid") if i else config)
+                     for i in range(seeds)]
     check_every_setting(pm, task, settings, base, data)
     sweep_dir = new_run_dir(output, f"sweep-{task.name}")
     progress = NotesOnce(progress)
@@ -89,9 +88,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         for number, (setting, config) in enumerate(planned, 1):
             name = _name(setting, task)
             progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
-            given = {**(overrides or {}), **setting, **({"seed": config.seed} if config.seed != task.seed else {})}
-            outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress, where=where,
-                               settings=given)
+            outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress, where=where)
             if outcome.status == "interrupted":
                 raise SweepInterrupted(f"Sweep interrupted at run {number} of {len(planned)} ({name}, seed "
                                        f"{config.seed}); its {number - 1} finished run(s) are in {sweep_dir} (tk "
