@@ -3,6 +3,7 @@
     python benchmarks/label_audit.py --rows 2000 --test 500 --folds 5          # the issue's target size
     python benchmarks/label_audit.py --rows 600 --test 300 --epochs 1          # what a busy CPU allows
     python benchmarks/label_audit.py --test 2000 --seeds 3                     # the retrain over three seeds
+    python benchmarks/label_audit.py --test 2000 --seeds 5 --clean             # and what the noise cost
 
 Samples ``--rows`` IMDB training reviews (seeded), flips ``--noise`` of their labels, and runs with minilm:
 tk run on the noisy data (time, accuracy, ECE before/after calibration), tk cv (time against the run),
@@ -10,7 +11,8 @@ tk audit (precision of its top rows and at its estimated count, against the flip
 the copy tk audit wrote with the estimated count dropped, and tk compare of the two runs (McNemar, same
 test rows). With ``--seeds N`` both runs are trained with seeds 1..N (the cv and the audit once, with the
 task's seed): each seed's pair is compared by McNemar, and the mean accuracy change gets a t interval over
-the N seeds, since one retrain's change is within what a seed varies by. Prints one JSON document; lab
+the N seeds, since one retrain's change is within what a seed varies by. ``--clean`` also trains on the same
+rows with their true labels, per seed, so the change is set against what the flipped labels cost. Prints one JSON document; lab
 notes go to benchmarks/NOTES.md.
 """
 
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=1, help="train the noisy and the corrected run with N seeds")
+    parser.add_argument("--clean", action="store_true",
+                        help="also train on the same rows with their true labels: what the flipped labels cost")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tk-label-audit"))
     parser.add_argument("--imdb", type=Path, default=IMDB, help="the imdb/plain_text folder of the shared data")
     args = parser.parse_args()
@@ -98,6 +102,13 @@ def main() -> None:
     reruns = [tk("run", "--data", str(fixed), *settings, "--set", f"seed={seed}", cwd=args.work) for seed in seeds]
     retrains = [retrain_pair(seed, noisy_run, rerun, args.work)
                 for seed, noisy_run, rerun in zip(seeds, runs, reruns)]
+    ceiling = {}
+    if args.clean:
+        clean = args.work / "clean"
+        write(clean, "train", train["text"], names[train["label"].to_numpy()])
+        (clean / "test.csv").write_bytes((noisy / "test.csv").read_bytes())
+        cleans = [tk("run", "--data", str(clean), *settings, "--set", f"seed={seed}", cwd=args.work) for seed in seeds]
+        ceiling = clean_ceiling(runs, reruns, cleans)
     calibration = run["metrics"]["calibration"]
     print(json.dumps({
         "rows": args.rows, "test": args.test, "flipped": len(truth), "folds": args.folds, "epochs": args.epochs,
@@ -113,6 +124,7 @@ def main() -> None:
         "audit_models": audit.get("models"),
         "at_top_noise_share": precision_recall(len(truth)), "at_estimate": precision_recall(estimate),
         "retrain_by_seed": retrains, "retrain_over_seeds": over_seeds([pair["change"] for pair in retrains]),
+        "clean_labels": ceiling,
     }, indent=1, default=str))
 
 
@@ -123,6 +135,17 @@ def retrain_pair(seed: int, noisy_run: dict, rerun: dict, work: Path) -> dict:
             "fixed_accuracy": rerun["metrics"]["accuracy"], "fixed_accuracy_ci": rerun["metrics"]["accuracy_ci"],
             "change": round(rerun["metrics"]["accuracy"] - noisy_run["metrics"]["accuracy"], 4),
             "compare": compared.get("runs")}
+
+
+def clean_ceiling(runs: list[dict], reruns: list[dict], cleans: list[dict]) -> dict:
+    """What the flipped labels cost (clean minus noisy) and what the corrected copy left (clean minus corrected),
+    per seed and over seeds: recovery is the share of the cost the corrected copy won back."""
+    accuracy = lambda documents: np.array([d["metrics"]["accuracy"] for d in documents])  # noqa: E731
+    noisy, fixed, clean = accuracy(runs), accuracy(reruns), accuracy(cleans)
+    cost, left = clean - noisy, clean - fixed
+    return {"clean_accuracy": clean.round(4).tolist(), "cost_of_noise": over_seeds(cost.tolist()),
+            "left_after_correction": over_seeds(left.tolist()),
+            "share_recovered": round(float((fixed - noisy).mean() / cost.mean()), 3) if cost.mean() > 0 else None}
 
 
 def over_seeds(changes: list[float]) -> dict:
