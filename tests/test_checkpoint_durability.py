@@ -222,3 +222,22 @@ def test_a_folder_an_engine_wrote_in_place_is_committed_where_it_is(tmp_path):
     assert checkpoint_checks.problems(path) == []
     (path / "state.pt").write_bytes(b"weightz")
     assert checkpoint_checks.problems(path) == ["state.pt: its bytes changed since it was written (CRC-32)"]
+
+
+def test_a_resumed_run_that_loses_its_checkpoints_says_the_command_it_started_with(pm, project, monkeypatch):
+    """A resumed task is rebuilt from config.json, which keeps no record of what --set gave; its start-again
+    line is the one recorded when the run started, --set epochs=2 included."""
+    from toolkit.runs import pipeline
+    from toolkit.training.interrupt import RunInterrupted
+
+    stopped = train_toy(pm, project, progress=InterruptAt(STEPS + 5), epochs=2)
+
+    def checkpoints_gone_then_interrupted(*args, **kwargs):
+        shutil.rmtree(stopped.run_dir / "checkpoints")
+        raise RunInterrupted()
+
+    monkeypatch.setattr(pipeline, "train_and_evaluate", checkpoints_gone_then_interrupted)
+    said = []
+    outcome = resume_task(pm, stopped.run_dir, Progress(echo=said.append, bar=False))
+    assert outcome.status == "interrupted"
+    assert said[-1].endswith("Start again: tk run toy --set epochs=2"), said

@@ -64,7 +64,9 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
     run early (pruned), and it ends the run after training, scored on the validation split alone. ``data_origin``:
     what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key)."""
     progress = progress or Progress()
-    again = start_again(task, data, where)
+    # a resumed task is rebuilt from config.json without the record of which keys --set gave: the command
+    # recorded when the run started repeats them
+    again = resuming.again(resume_dir) if resume_dir is not None else start_again(task, data, where)
     check_task_name(task.name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
