@@ -503,6 +503,10 @@ def test_a_study_continues_only_on_the_same_data_and_keys_and_says_what_changed(
             f"The study 't' in {url} was made for another data file: --data sms.csv, not {named}. A study "
             f"continues only on the data it started on: pass another --output (or --study) to start a new study on "
             f"{named}.")
+    # the same bytes by another path: the study goes on
+    for path in ("./sms.csv", str(data)):
+        assert open_study(url, "t", "minimize", {"kind": "none"}, 0, {**signature, "data": path})[1] is False
+
 
 def test_a_plugin_key_is_searched_like_a_core_key(project):
     """A plugin key (the eager engine's fast_dropout): parsed, its default read from the task's plugin values."""

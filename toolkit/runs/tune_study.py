@@ -129,6 +129,9 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
                       f"value; this task's select_metric needs it to {direction}. Pass another --study.")
     study.sampler = optuna.samplers.TPESampler(seed=worker_seed(seed, len(study.trials), created))
     recorded = study.user_attrs.get("tk_signature")
+    if recorded is not None and recorded.get("data_content") and recorded.get("data_content") == signature.get(
+            "data_content"):  # the same bytes by another path (./f.csv, /abs/f.csv, another machine's mount)
+        signature = {**signature, "data": recorded.get("data")}
     if recorded is None:
         study.set_user_attr("tk_signature", signature)
     elif recorded != signature:
