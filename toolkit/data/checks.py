@@ -25,6 +25,7 @@ from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.data.settings_checks import check_settings_on_data
 from toolkit.data.splits import make_splits
 from toolkit.errors import TkError, user_message
+from toolkit.training.policy import windows_to_check
 
 # A tag starts with its name right after "<" (or "</"), as HTML requires: "M-< and M->" (Emacs keys) is no tag.
 HTML_REMNANT = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|&(?:amp|lt|gt|quot|#\d+);")
@@ -102,10 +103,7 @@ def check_as_run(splits, dataset_name: str, label_names: tuple[str, ...], task,
     report.findings += class_checks(made.splits, label_names)
     try:
         train = made.splits["train"]
-        # windows are counted (tokenized) only where the texts alone do not show batch_size fits: each text
-        # makes one window or more
-        windows = (count_windows(column(train, "text")) if count_windows is not None and task.reads_in_windows
-                   and task.batch_size > len(train) else None)
+        windows = windows_to_check(task, len(train), count_windows and (lambda: count_windows(column(train, "text"))))
         check_settings_on_data(task, label_names, len(train), windows=windows)
     except TkError as error:
         report.findings.append(Finding("settings", "error", f"tk run would stop on this task's settings: "

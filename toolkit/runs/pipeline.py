@@ -187,11 +187,8 @@ class TrainingRows:
     count_windows: Callable[[], int] | None
 
     def check(self, task: TaskConfig) -> None:
-        """tk run's batch_size check on these rows; windows are counted (tokenized) only where batch_size
-        exceeds the texts, as each text makes one window or more."""
-        windows = (self.count_windows() if self.count_windows is not None and task.batch_size > self.texts
-                   else None)
-        policy.check_batch_size(task, self.texts, windows)
+        """tk run's batch_size check on these rows (their windows counted only where needed)."""
+        policy.check_batch_size(task, self.texts, policy.windows_to_check(task, self.texts, self.count_windows))
 
 
 def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress: Progress,

@@ -189,6 +189,15 @@ def check_class_weight_names(task: TaskConfig, label_names: Sequence[str]) -> No
                       f"Labels: {', '.join(label_names)}.")
 
 
+def windows_to_check(task: TaskConfig, train_rows: int, count_windows: Callable[[], int] | None) -> int | None:
+    """A chunks task's training windows for ``check_batch_size``, counted (the texts tokenized) only where
+    batch_size exceeds the texts: each text makes one window or more, so below that batch_size fits. None: not
+    counted (a task that truncates, or no need)."""
+    if count_windows is None or not task.reads_in_windows or task.batch_size <= train_rows:
+        return None
+    return count_windows()
+
+
 def check_batch_size(task: TaskConfig, train_rows: int, windows: int | None = None) -> None:
     """batch_size at most the rows a batch is drawn from: the training texts, or with long_text = "chunks" their
     windows (``windows``), for a batch is then of windows. Every step runs batch_size rows: a short batch is filled
