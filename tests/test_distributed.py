@@ -139,3 +139,33 @@ def test_a_resume_with_another_number_of_processes_is_refused(project):
     assert result.returncode != 0
     assert "trained by 2 process(es) and is being resumed by 1" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_global_batch_over_the_training_rows_is_refused_before_training(project):
+    """Each of 2 processes takes batch_size rows a step: batch_size 100 passes the 160 rows one process would
+    check, but the global batch of 200 would leave a process training on padding alone."""
+    result = subprocess.run(torchrun(29529, "--set", "batch_size=100", "--output", str(project / "runs")),
+                            cwd=project, env=environment(), capture_output=True, text=True, timeout=600)
+    said = result.stdout + result.stderr
+    # torchrun reports the failed processes with its own traceback; tk's error is one line, no frame of tk's
+    assert result.returncode != 0 and 'toolkit/' not in said.replace(str(project), ""), said[-3000:]
+    assert ("task 'toy': batch_size = 100 on each of 2 torchrun processes is a global batch of 200, larger than the "
+            "160 training rows: a process would train on padding alone; set batch_size to at most 80, e.g. --set "
+            "batch_size=16.") in said, said[-3000:]
+    assert not list((project / "runs").glob("*/checkpoints/*"))
+
+
+def test_the_global_batch_is_checked_with_the_processes_torchrun_set(monkeypatch):
+    from toolkit.config import TaskConfig
+    from toolkit.errors import TkError
+    from toolkit.training.policy import check_batch_size
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    task = TaskConfig(name="toy", dataset="d", model="m", batch_size=2)
+    check_batch_size(task, 8)  # a global batch of 8 rows: every process has 2
+    with pytest.raises(TkError, match=r"global batch of 8, larger than the 7 training rows: a process would train "
+                                      r"on padding alone; set batch_size to at most 1, e.g. --set batch_size=1\.$"):
+        check_batch_size(task, 7)
+    with pytest.raises(TkError, match=r"larger than the 3 training rows: .*; run fewer than 4 processes\.$"):
+        check_batch_size(task, 3)

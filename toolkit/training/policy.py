@@ -20,6 +20,7 @@ import numpy as np
 from toolkit.config import CORE_SETTINGS, TaskConfig
 from toolkit.data.rows import column
 from toolkit.errors import TkError
+from toolkit.training.distributed import world_size
 
 # The rest of the policy, in modules of their own; one name space for the loop and for engine plugins.
 from toolkit.training.divergence import (  # noqa: F401
@@ -193,7 +194,7 @@ def windows_to_check(task: TaskConfig, train_rows: int, count_windows: Callable[
     """A chunks task's training windows for ``check_batch_size``, counted (the texts tokenized) only where
     batch_size exceeds the texts: each text makes one window or more, so below that batch_size fits. None: not
     counted (a task that truncates, or no need)."""
-    if count_windows is None or not task.reads_in_windows or task.batch_size <= train_rows:
+    if count_windows is None or not task.reads_in_windows or task.batch_size * world_size() <= train_rows:
         return None
     return count_windows()
 
@@ -204,7 +205,9 @@ def check_batch_size(task: TaskConfig, train_rows: int, windows: int | None = No
     with masked padding rows, so that each step has one shape (a CUDA graph replays one shape), and its plan is
     an array of batch_size slots per step (``batches.epoch_batches``). A batch beyond the data is padding that
     costs memory in proportion to batch_size, not to the data (100,000 rows of 216 took 22 GB). Refused, not
-    clamped: a clamped run would train and record another setting than the one asked for.
+    clamped: a clamped run would train and record another setting than the one asked for. Under torchrun a step's
+    batch is batch_size rows on each process (``world_size``), so that global batch is what must fit: past it a
+    process trains on padding alone.
 
     A chunks task's windows are known only once its texts are tokenized; called before that (``windows`` None)
     it refuses nothing, as each text makes one window or more, so the texts are no bound: the callers check again
@@ -213,11 +216,20 @@ def check_batch_size(task: TaskConfig, train_rows: int, windows: int | None = No
         return
     rows, unit, of = (windows, "window", f" (of {train_rows:,} texts)") if task.reads_in_windows else \
         (train_rows, "row", "")
-    if task.batch_size > rows:
+    processes = world_size()
+    if task.batch_size * processes <= rows:
+        return
+    if processes == 1:
         example = min(CORE_SETTINGS["batch_size"].default, rows)
         raise TkError(f"task '{task.name}': batch_size = {task.batch_size} is larger than the {rows:,} training "
                       f"{unit}s{of}: one batch would hold every {unit}; set batch_size to at most {rows}, "
                       f"e.g. --set batch_size={example}.")
+    each = rows // processes
+    fix = (f"set batch_size to at most {each}, e.g. --set batch_size={min(CORE_SETTINGS['batch_size'].default, each)}"
+           if each else f"run fewer than {processes} processes")
+    raise TkError(f"task '{task.name}': batch_size = {task.batch_size} on each of {processes} torchrun processes is a "
+                  f"global batch of {task.batch_size * processes:,}, larger than the {rows:,} training {unit}s{of}: "
+                  f"a process would train on padding alone; {fix}.")
 
 
 def loss_weights(task: TaskConfig, model: Any, train_split: Any) -> Any:
