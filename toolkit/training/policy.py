@@ -191,9 +191,9 @@ def check_class_weight_names(task: TaskConfig, label_names: Sequence[str]) -> No
 
 
 def windows_to_check(task: TaskConfig, train_rows: int, count_windows: Callable[[], int] | None) -> int | None:
-    """A chunks task's training windows for ``check_batch_size``, counted (the texts tokenized) only where
-    batch_size exceeds the texts: each text makes one window or more, so below that batch_size fits. None: not
-    counted (a task that truncates, or no need)."""
+    """A chunks task's training windows for ``check_batch_size``, counted (the texts tokenized) only where the
+    global batch (batch_size on each process) exceeds the texts: each text makes one window or more, so below that
+    the batch fits. None: not counted (a task that truncates, or no need)."""
     if count_windows is None or not task.reads_in_windows or task.batch_size * world_size() <= train_rows:
         return None
     return count_windows()
