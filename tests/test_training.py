@@ -318,3 +318,38 @@ def test_a_sweep_prints_each_data_check_line_once():
         progress.note(f"Run {run}")
     assert said == ["Data check: class 'x' has 3 training rows", "Run 0", "Run 1"]
     assert progress.show_bar is False  # the rest is the sweep's own progress
+
+
+@pytest.mark.slow
+def test_a_sweep_over_data_files_trains_each_run_on_its_settings_file(project):
+    """--grid data=A,B compares data files over seeds (a corrected copy against the original): each run reads
+    its setting's file (the runs read the task's file before, labelled as the other), its start-again line names
+    it as --data, and settings scored on other test rows than each other are said to be."""
+    noisier = write_keyword_dataset(project / "noisier", noise=0.3)  # other training rows, the same test.csv
+    (noisier / "test.csv").write_bytes((project / "toy-data" / "test.csv").read_bytes())
+    output = ok("sweep", "toy", "--grid", "data=toy-data,noisier", "--seeds", "2", "--set", "epochs=1",
+                "--output", project / "same")
+    assert "data=noisier" in output and "NOT THE SAME TEST ROWS" not in output
+    configs = [json.loads(path.read_text()) for path in sorted((project / "same").glob("*/*/config.json"))]
+    read = sorted((config["data"], config["data_source"].split(" (")[1], config["start_again"]) for config in configs)
+    assert read == [(str((project / name).resolve()), "from --grid data)",
+                     f"tk run toy --data {name} --set epochs=1" + (" --set seed=2" if second else ""))  # the toy task seed 1
+                    for name in ("noisier", "toy-data") for second in (False, True)]
+
+    write_keyword_dataset(project / "other", seed=5)  # other test rows too
+    output = ok("sweep", "toy", "--grid", "data=toy-data,other", "--seeds", "2", "--set", "epochs=1",
+                "--output", project / "other-rows")
+    assert "NOT THE SAME TEST ROWS: data=toy-data, data=other were scored on different test rows" in output
+
+
+@pytest.mark.parametrize("command", [("run", "toy"), ("cv", "toy"), ("check", "toy"), ("sweep", "toy"), ("tune", "toy"), ("run",),
+                                     ("check",), ("sweep",)])
+def test_data_named_by_both_data_and_set_is_refused(project, command):
+    """--data A --set data=B: a run reads one file, so which one would be a guess; nothing is trained."""
+    extra = ("--grid", "epochs=1,2") if command[0] == "sweep" else ()
+    fails_with("--data toy-data and --set data=toy3-data both name the data file, and a run reads one. Pass the "
+               "file once, with --data.", *command, "--data", "toy-data", "--set", "data=toy3-data", *extra,
+               "--output", project / "runs") if command[0] != "check" else \
+        fails_with("both name the data file, and a run reads one", *command, "--data", "toy-data", "--set",
+                   "data=toy3-data")
+    assert not (project / "runs").exists()

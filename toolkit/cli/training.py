@@ -11,6 +11,7 @@ from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.config import with_overrides
 from toolkit.data.choose import data_task, task_names
+from toolkit.data.sources import refuse_two_data
 from toolkit.errors import TkError
 from toolkit.evaluation.report import format_metrics
 from toolkit.runs.compare import (
@@ -213,6 +214,7 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
     where = None
     if task_name:
         task = with_overrides(session.config.task(task_name), overrides)
+        refuse_two_data(data, task)  # before a folder is made
     else:
         task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base, where = task.data, Path.cwd(), f"--data {task.data}"  # as tk run --data FILE: no task to name

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import build_task, origin_of, with_overrides
+from toolkit.data.sources import refuse_two_data
 from toolkit.errors import TkError, suggest
 
 FILES = "files"  # the built-in dataset for your own files (plugins/datasets/files.py)
@@ -27,7 +28,9 @@ def data_task(data: str, overrides: dict[str, Any], declared: tuple = (), taken:
     values: dict[str, Any] = {"dataset": FILES, "model": DEFAULT_MODEL, "data": str(path.resolve())}
     values.update(overrides)
     task = build_task(f"{name}-data" if name in taken else name, values, "--set", declared)
-    return replace(task, set_by=dict.fromkeys(overrides, "--set"))  # a bad value is said to be --set's, not --data's
+    task = replace(task, set_by=dict.fromkeys(overrides, "--set"))  # a bad value is said to be --set's, not --data's
+    refuse_two_data(data, task)
+    return task
 
 
 def command_target(session, name: str | None, data: str | None, overrides: dict[str, Any] | None = None):
@@ -45,6 +48,7 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
         return FILES, None, Path.cwd(), data_task(data, overrides, declared, task_names(session))
     if session.has_tasks_file() and name in session.config.tasks:
         task = with_overrides(session.config.tasks[name], overrides)
+        refuse_two_data(data, task)
         try:
             session.pm.dataset(task.dataset)
         except TkError as error:

@@ -9,6 +9,14 @@ from toolkit.errors import TkError
 from toolkit.records import DataSource
 
 
+def refuse_two_data(cli_data: str | None, task) -> None:
+    """--data FILE and --set data=OTHER name two files: --data would be read and the --set value ignored, unsaid.
+    (A sweep's --grid data=... is each run's data, passed as its --data: not refused.)"""
+    if cli_data and task.set_by.get("data") == "--set":
+        raise TkError(f"--data {cli_data} and --set data={task.data} both name the data file, and a run reads one. "
+                      "Pass the file once, with --data.")
+
+
 def resolve_source(dataset: str, cli_data: str | None = None, task_data: str | None = None,
                    base: Path | None = None, cli_option: str = "--data") -> DataSource:
     """Pick the source by precedence; every local path must exist. ``cli_option`` names where ``cli_data``

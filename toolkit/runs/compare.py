@@ -408,6 +408,18 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
     return adjust_for_multiplicity(rows)
 
 
+def group_test_rows_note(groups: dict[str, list[RunSummary]]) -> list[str]:
+    """Settings over seeds scored on other test rows than each other (another data file: --grid data=A,B): a
+    difference between them mixes the models with the rows, and rows with fewer wrong labels score any model
+    higher. Each seed's own split is no such case: every setting has it."""
+    rows_of = {name: sorted(str(run.test_fingerprint) for run in runs) for name, runs in groups.items()}
+    if len({json.dumps(fingerprints) for fingerprints in rows_of.values()}) <= 1:
+        return []
+    return [f"NOT THE SAME TEST ROWS: {', '.join(rows_of)} were scored on different test rows, so a difference between "
+            "them mixes the models with the rows (rows with fewer wrong labels score any model higher). Score every "
+            "setting on one test split: the same test file beside each data file, or --set test_data=FILE."]
+
+
 def format_group_rows(rows: list[dict[str, Any]]) -> str:
     """The table over seeds; its third score column is the one the verdict is decided on (macro F1 where
     that decides, not a binary task's F1 of one class beside it)."""

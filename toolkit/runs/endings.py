@@ -32,7 +32,8 @@ def start_again(task: TaskConfig, data: str | None, where: str | None) -> str:
         command = f"tk run --data {data}"
     else:
         command = f"tk run {task.name}" + (f" --data {data}" if data else "")
-    return command + "".join(f" --set {assignment(key, values[key])}" for key in task.set_by)
+    repeated = [key for key in task.set_by if not (key == "data" and data)]  # a --grid data= run: its --data
+    return command + "".join(f" --set {assignment(key, values[key])}" for key in repeated)
 
 
 def assignment(key: str, value: Any) -> str:

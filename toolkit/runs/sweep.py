@@ -15,6 +15,7 @@ from toolkit.runs.compare import (
     format_group_rows,
     format_run_rows,
     group_rows,
+    group_test_rows_note,
     run_rows,
     summarise,
 )
@@ -88,7 +89,9 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
         for number, (setting, config) in enumerate(planned, 1):
             name = _name(setting, task)
             progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
-            outcome = run_task(pm, config, data=data, output=sweep_dir, base=base, progress=progress, where=where)
+            run_data, origin = data_of(setting, data)
+            outcome = run_task(pm, config, data=run_data, output=sweep_dir, base=base, progress=progress, where=where,
+                               data_origin=origin)
             if outcome.status == "interrupted":
                 raise SweepInterrupted(f"Sweep interrupted at run {number} of {len(planned)} ({name}, seed "
                                        f"{config.seed}); its {number - 1} finished run(s) are in {sweep_dir} (tk "
@@ -102,7 +105,7 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
             setting_of[name] = setting
         if seeds > 1:
             rows = group_rows(groups)
-            table = format_group_rows(rows)
+            table = "\n".join([format_group_rows(rows), *group_test_rows_note(groups)])
         else:
             rows = run_rows([runs[0] for runs in groups.values()])
             table = "\n".join([format_run_rows(rows), *comparison_notes(rows)])
@@ -130,7 +133,7 @@ def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -
 
 # The keys that decide how many rows a batch is drawn from, which only the data knows; with long_text = "chunks"
 # (batches of windows) those that decide the windows too
-ROWS_KEYS = ("batch_size", "train_size", "validation_size", "eval_size")
+ROWS_KEYS = ("batch_size", "train_size", "validation_size", "eval_size", "data")
 WINDOW_KEYS = ("max_length", "stride", "long_text")
 
 
@@ -151,12 +154,21 @@ def check_every_setting(pm, task: TaskConfig, settings: list[dict[str, Any]], ba
                 same_data = json.dumps({k: v for k, v in setting.items() if k != "batch_size"}, sort_keys=True,
                                        default=str)
                 if same_data not in rows:
-                    rows[same_data] = training_rows(pm, config, data, base, ready)
+                    run_data, origin = data_of(setting, data)
+                    rows[same_data] = training_rows(pm, config, run_data, base, ready, origin)
                 rows[same_data].check(config)
         except TkError as error:
             said = f"setting {number} of {len(settings)} ({_name(setting, task)})" if setting else "its task"
             raise TkError(f"The sweep cannot start its {said}, so nothing was trained: "
                           f"{in_sweep_words(user_message(error), setting)}") from None
+
+
+def data_of(setting: dict[str, Any], data: str | None) -> tuple[str | None, str]:
+    """A run's data and what gave it: a --grid data=A,B value is read as --data is (from the current folder),
+    in place of --data, so that one sweep compares data files (a corrected copy against the original)."""
+    if "data" in setting:
+        return str(setting["data"]), "--grid data"
+    return data, "--data"
 
 
 def in_sweep_words(message: str, setting: dict[str, Any]) -> str:
