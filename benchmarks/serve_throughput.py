@@ -153,13 +153,16 @@ def main() -> None:
     parser.add_argument("--baseline-requests", type=int, default=2_000, help="the baseline is slower")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--serve-option", action="append", default=[], metavar="OPTION",
+                        help="passed to tk serve, e.g. --serve-option=--max-batch=16 (repeatable)")
     args = parser.parse_args()
     texts = tweets()
     print(f"{len(texts)} tweets, {statistics.mean(map(len, texts)):.0f} characters on average; "
           f"{args.clients} concurrent clients", flush=True)
     results = []
     port = free_port()
-    tk = start([str(Path(sys.executable).with_name("tk")), "serve", str(args.run), "--port", str(port)], port)
+    tk = start([str(Path(sys.executable).with_name("tk")), "serve", str(args.run), "--port", str(port),
+                *args.serve_option], port)
     try:
         results.append(measure("tk serve", port, tk.pid, texts, args.requests, args.clients))
     finally:

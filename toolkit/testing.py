@@ -18,6 +18,7 @@ from pathlib import Path
 from toolkit.data.loading import load_with_labels
 from toolkit.plugins import PluginManager
 from toolkit.records import DataSource, WithNotes
+from toolkit.training.progress import quiet_library_progress
 
 FILLER = ("the", "a", "movie", "film", "plot", "actor", "scene", "story", "it", "was", "and", "very", "quite",
           "this", "that", "of", "in", "with", "time", "ending")
@@ -40,6 +41,7 @@ def make_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, max_positio
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
+    quiet_library_progress()  # no "Writing model shards" bar in a test's output, as in tk run's
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     vocab = list(SPECIAL) + sorted(set(FILLER) | {w for words in KEYWORDS.values() for w in words})

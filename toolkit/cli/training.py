@@ -9,9 +9,7 @@ import click
 
 from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
-from toolkit.config import with_overrides
-from toolkit.data.choose import data_task, task_names
-from toolkit.data.sources import refuse_two_data
+from toolkit.data.choose import data_task, named_task, task_names
 from toolkit.errors import TkError
 from toolkit.evaluation.report import format_metrics
 from toolkit.runs.compare import (
@@ -63,7 +61,7 @@ def run(ctx, session, task_name, assignments, data, output, resume_dir, strict, 
             raise click.UsageError("Name a task (tk list shows them), pass --data FILE to train on your own "
                                    "file, or pass --resume RUN.")
         if task_name:
-            task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+            task = named_task(session, task_name, parse_overrides(assignments), data)
             base, where = session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
         else:
             taken = task_names(session)
@@ -213,8 +211,7 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
     refuse_keys_in_both(grid, overrides)
     where = None
     if task_name:
-        task = with_overrides(session.config.task(task_name), overrides)
-        refuse_two_data(data, task)  # before a folder is made
+        task = named_task(session, task_name, overrides, data)
     else:
         task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base, where = task.data, Path.cwd(), f"--data {task.data}"  # as tk run --data FILE: no task to name

@@ -10,8 +10,7 @@ import click
 from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.cli.using import existing_run, printable
-from toolkit.config import with_overrides
-from toolkit.data.choose import data_task, task_names
+from toolkit.data.choose import data_task, named_task, task_names
 from toolkit.data.findings import plural
 from toolkit.data.rows import rows_named
 from toolkit.errors import TkError
@@ -67,7 +66,7 @@ def cv(ctx, session, task_name, assignments, data, folds, output, resume_dir, st
 def task_for(session, task_name, assignments, data, progress):
     """(task, data, base, where) as tk run resolves them: a task of tasks.toml, or --data FILE."""
     if task_name:
-        task = with_overrides(session.config.task(task_name), parse_overrides(assignments))
+        task = named_task(session, task_name, parse_overrides(assignments), data)
         return task, data, session.tasks_path.resolve().parent, f"{session.tasks_path}: task '{task.name}'"
     if not data:
         raise click.UsageError("Name a task (tk list shows them), pass --data FILE, or pass --resume CV.")

@@ -10,9 +10,7 @@ import click
 
 from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
-from toolkit.config import with_overrides
-from toolkit.data.choose import data_task, task_names
-from toolkit.data.sources import refuse_two_data
+from toolkit.data.choose import data_task, named_task, task_names
 from toolkit.errors import TkError
 from toolkit.runs.tune import TuneRequest, run_tune
 from toolkit.runs.tune_final import describe
@@ -63,8 +61,7 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
     overrides = parse_overrides(assignments)
     base, where = session.tasks_path.resolve().parent, None
     if task_name:
-        task = with_overrides(session.config.task(task_name), overrides)
-        refuse_two_data(data, task)  # before a folder is made
+        task = named_task(session, task_name, overrides, data)
     else:
         task = data_task(data, overrides, tuple(session.pm.settings().values()), task_names(session))
         data, base, where = task.data, Path.cwd(), f"--data {data}"

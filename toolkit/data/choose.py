@@ -47,8 +47,7 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
             raise TkError("Name a task or a dataset (tk list shows them), or pass --data FILE.")
         return FILES, None, Path.cwd(), data_task(data, overrides, declared, task_names(session))
     if session.has_tasks_file() and name in session.config.tasks:
-        task = with_overrides(session.config.tasks[name], overrides)
-        refuse_two_data(data, task)
+        task = named_task(session, name, overrides, data)
         try:
             session.pm.dataset(task.dataset)
         except TkError as error:
@@ -63,6 +62,14 @@ def command_target(session, name: str | None, data: str | None, overrides: dict[
     if overrides:
         return name, None, None, dataset_task(name, overrides, declared)
     return name, None, None, None
+
+
+def named_task(session, name: str, overrides: dict[str, Any], data: str | None):
+    """Task NAME of tasks.toml with ``--set`` applied; --data with --set data=... is refused here, before a
+    command makes a folder (two files named, and a run reads one)."""
+    task = with_overrides(session.config.task(name), overrides)
+    refuse_two_data(data, task)
+    return task
 
 
 def task_names(session) -> tuple[str, ...]:

@@ -17,6 +17,14 @@ def refuse_two_data(cli_data: str | None, task) -> None:
                       "Pass the file once, with --data.")
 
 
+def task_source(dataset: str, cli_data: str | None, task, base: Path | None = None,
+                cli_option: str = "--data") -> DataSource:
+    """The source a run of ``task`` reads: ``cli_data`` (--data, or a sweep's --grid data) over the task's data
+    key, TK_DATA_DIR and the Hub; --data with --set data=... is refused (two files named, one read)."""
+    refuse_two_data(cli_data, task)
+    return resolve_source(dataset, cli_data, task.data, base, cli_option)
+
+
 def resolve_source(dataset: str, cli_data: str | None = None, task_data: str | None = None,
                    base: Path | None = None, cli_option: str = "--data") -> DataSource:
     """Pick the source by precedence; every local path must exist. ``cli_option`` names where ``cli_data``

@@ -111,7 +111,6 @@ def _ece_rows(confidence: np.ndarray, hits: np.ndarray, bins: int) -> np.ndarray
     resamples, n = confidence.shape
     which = np.clip((confidence * bins).astype(int), 0, bins - 1) + bins * np.arange(resamples)[:, None]
     size = bins * resamples
-    counts = np.bincount(which.ravel(), minlength=size)
     gap = np.abs(np.bincount(which.ravel(), weights=hits.ravel(), minlength=size)
                  - np.bincount(which.ravel(), weights=confidence.ravel(), minlength=size))
     return gap.reshape(resamples, bins).sum(axis=1) / max(n, 1)

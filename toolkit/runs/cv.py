@@ -25,7 +25,7 @@ from toolkit.data.loading import load_with_labels
 from toolkit.data.multilabel import label_matrix, strata
 from toolkit.data.rows import column, row_numbers
 from toolkit.data.settings_checks import check_settings_on_data
-from toolkit.data.sources import refuse_two_data, resolve_source
+from toolkit.data.sources import task_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
@@ -98,8 +98,7 @@ class CvData:
         self.tokenizer = pm.first("tk_load_tokenizer", f"model '{model_info.name}'", model_info.plugin,
                                   model=model_info)
         self.stride = window_stride(task, self.tokenizer, model_info.name).value
-        refuse_two_data(data, task)
-        self.source = resolve_source(dataset.name, data, task.data, base, data_origin)
+        self.source = task_source(dataset.name, data, task, base, data_origin)
         progress.note(f"Data: {dataset.name} from {self.source.describe()}")
         loaded = load_with_labels(pm, dataset, self.source, task)
         self.dataset, labelled, self.notes = loaded.dataset, loaded.splits, list(loaded.notes)

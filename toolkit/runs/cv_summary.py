@@ -220,8 +220,8 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                       table(["metric", "value", "95% interval"], pooled_rows)
                       + "".join(f'<p dir="auto">{e(line)}</p>'
                                 for line in baseline_sentences(summary.get("baselines")))
-                      + f'<p class="muted">Every row scored once, by the fold that did not train on it (oof.csv); '
-                        f"intervals as tk run's (docs/metrics.md).</p>")
+                      + '<p class="muted">Every row scored once, by the fold that did not train on it (oof.csv); '
+                        "intervals as tk run's (docs/metrics.md).</p>")
             + section("folds", "Each fold's own report", f"<ul>{links}</ul>"))
     if (cv_dir / "audit.json").is_file():  # tk audit rewrites the page with its section
 

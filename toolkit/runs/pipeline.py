@@ -17,7 +17,7 @@ from toolkit.data.checks import check_splits, class_checks
 from toolkit.data.loading import load_with_labels
 from toolkit.data.rows import column, row_numbers
 from toolkit.data.settings_checks import check_label_settings
-from toolkit.data.sources import refuse_two_data, resolve_source
+from toolkit.data.sources import task_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import check_max_length, count_windows, tokenize_splits, window_stride
 from toolkit.errors import TkError
@@ -172,7 +172,7 @@ def training_rows(pm, task: TaskConfig, data: str | None, base: Path | None, rea
     """The training split tk run would make for ``task`` (loaded, labelled and split as ``prepare`` does;
     nothing trained), for the checks that need its size before a run: tk sweep's, on every grid setting."""
     quiet_library_progress()
-    source = resolve_source(ready.dataset.name, data, task.data, base, data_origin)
+    source = task_source(ready.dataset.name, data, task, base, data_origin)
     train = make_splits(load_with_labels(pm, ready.dataset, source, task).splits, task).splits["train"]
     texts = column(train, "text")
     if ready.stride.value is None:
@@ -208,8 +208,7 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     start_gpu_warm_up()
     for warning in stride.notes:
         progress.note(warning)
-    refuse_two_data(data, task)
-    source = resolve_source(dataset.name, data, task.data, base, data_origin)
+    source = task_source(dataset.name, data, task, base, data_origin)
     progress.note(f"Data: {dataset.name} from {source.describe()}")
     loaded = load_with_labels(pm, dataset, source, task)
     dataset, labelled = loaded.dataset, loaded.splits
