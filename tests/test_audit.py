@@ -58,6 +58,10 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     low, high = document["estimated_errors_ci"]
     assert low <= document["estimated_errors"] <= high
     assert document["estimated_errors_note"] is None  # two classes of about 120 rows: no small class
+    shown = tk("audit", cv_dir).stdout  # the way on, with the two counts to choose N from
+    assert (f"Next, once you have reviewed the top rows: tk audit {cv_dir} --write FILE --relabel N (or --drop N), N "
+            f"the rows checked; the audit flagged {document['flagged']:,} and estimates "
+            f"{document['estimated_errors']:,} wrong labels.") in shown
 
     original = records(source)
     dropped = tmp_path / "dropped.csv"
@@ -201,6 +205,8 @@ def test_of_two_rows_with_one_text_the_one_the_model_disagrees_with_is_flagged()
     by_row = {e["row"]: e["reason"] for e in entries}
     assert "same text as row 2 (ham); the model agrees with this row's label" in by_row[1]
     assert by_row[2].endswith("same text as row 1 (spam)")
+    assert by_row[4] == "p(ham) = 0.800"  # the model's answer is the label: said once, not again as p(suggested)
+    assert by_row[3] == "p(spam) = 0.400, p(ham) = 0.600"
 
 
 def test_a_multi_label_audit_ranks_a_missing_label_first_and_suggests_the_label_set():

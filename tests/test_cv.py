@@ -76,7 +76,11 @@ def test_cv_of_a_file_writes_oof_rows_that_map_back_to_the_file(project, tmp_pat
         change = baselines[key]["differences"]["accuracy"]
         assert change["ci"][0] <= change["difference"] <= change["ci"][1] and baselines[key]["test"] == "mcnemar"
     from toolkit.cli.trust import format_cv
-    assert "fine-tune minus the folds' linear baselines (TF-IDF + logistic regression): " in format_cv(summary)
+    shown = format_cv(summary)
+    assert "fine-tune minus the folds' linear baselines (TF-IDF + logistic regression): " in shown
+    positive = summary["pooled"]["positive_label"]  # each score named as tk run names it, not a bare "f1"
+    assert f"\n  f1 (positive: {positive})" in shown and "\n  f1 (macro)" in shown
+    assert not re.search(r"^  (f1|precision|recall) +\d", shown, re.MULTILINE)
     # every warning of a fold's own report reaches the summary, with how many folds gave it
     said = [w for k in (1, 2, 3) for w in json.loads((Path(cv_dir) / f"fold-{k}" / "metrics.json").read_text())
             .get("warnings", [])]
@@ -205,6 +209,20 @@ def test_cv_warns_of_a_class_whose_every_row_is_in_one_fold():
     said = untrained_classes(labels, assigned, ("a", "b", "rare"))
     assert said.startswith("1 class has every row in one fold, which then trains without it: 'rare' (1 row, fold 3)")
     assert untrained_classes(labels[:4], assigned[:4], ("a", "b", "rare")) is None  # 'rare' has no rows at all
+
+
+def test_cv_warns_of_a_class_some_folds_score_no_row_of():
+    """3 rows of 'spam' in 5 folds: two folds score none, and their spam F1 of 0 pulls the per-fold mean; a class
+    with every row in one fold is said by untrained_classes instead, not twice."""
+    from toolkit.runs.cv_summary import classes_some_folds_lack
+
+    labels = np.array([0] * 10 + [1, 1, 1] + [2])
+    assigned = np.array([0, 1, 2, 3, 4] * 2 + [0, 1, 4] + [3])
+    said = classes_some_folds_lack(labels, assigned, ("ham", "spam", "rare"))
+    assert said.startswith("1 class is missing from some folds: 'spam' (3 rows; 2 of 5 folds score none). A fold with "
+                           "no row of a class scores its F1, precision and recall 0 by convention")
+    assert said.endswith("Use --folds 3 or fewer, or gather more rows of such a class.")
+    assert classes_some_folds_lack(labels[:10], assigned[:10], ("ham", "spam", "rare")) is None  # in every fold
 
 
 def test_the_interval_across_folds_is_the_corrected_t_interval():

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import toy_task, train_toy
+from tests.helpers import train_toy
 from toolkit.errors import TkError
 from toolkit.training import policy
 

@@ -324,12 +324,21 @@ def test_a_sweep_prints_each_data_check_line_once():
 def test_a_sweep_over_data_files_trains_each_run_on_its_settings_file(project):
     """--grid data=A,B compares data files over seeds (a corrected copy against the original): each run reads
     its setting's file (the runs read the task's file before, labelled as the other), its start-again line names
-    it as --data, and settings scored on other test rows than each other are said to be."""
+    it as --data, and settings scored on other test rows than each other are said to be (not those scored on one
+    test file, less a row one data file's runs left out for sharing its text)."""
     noisier = write_keyword_dataset(project / "noisier", noise=0.3)  # other training rows, the same test.csv
-    (noisier / "test.csv").write_bytes((project / "toy-data" / "test.csv").read_bytes())
+    test_csv = (project / "toy-data" / "test.csv").read_text(encoding="utf-8")
+    (noisier / "test.csv").write_text(test_csv, encoding="utf-8")
+    with open(noisier / "train.csv", "a", encoding="utf-8") as train:  # a test text: its runs leave that row out
+        train.write(test_csv.splitlines()[1] + "\n")
     output = ok("sweep", "toy", "--grid", "data=toy-data,noisier", "--seeds", "2", "--set", "epochs=1",
                 "--output", project / "same")
+    scored = {len((folder / "predictions.csv").read_text().splitlines()) for folder in (project / "same").glob("*/*/")}
+    assert len(scored) == 2  # one test file, one row fewer in the runs on noisier: the same test rows, less a leak
     assert "data=noisier" in output and "NOT THE SAME TEST ROWS" not in output
+    compared = ok("compare", *sorted((project / "same").glob("*/*/")))  # paired on the test rows both scored
+    assert "unpaired" not in compared and "paired on the 79 test rows both scored, of 80 and 79" in compared
+    assert "these runs were trained on different data" in compared
     configs = [json.loads(path.read_text()) for path in sorted((project / "same").glob("*/*/config.json"))]
     read = sorted((config["data"], config["data_source"].split(" (")[1], config["start_again"]) for config in configs)
     assert read == [(str((project / name).resolve()), "from --grid data)",

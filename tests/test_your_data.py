@@ -678,7 +678,8 @@ def test_a_data_fingerprint_is_the_one_earlier_versions_recorded(monkeypatch):
 
 def test_compare_says_when_runs_named_alike_used_other_data(project, tiny_model, monkeypatch):
     """A run of tk run --data toy.csv made where no tasks.toml had a task 'toy' is named toy-*, like the toy
-    task's runs: tk compare runs/toy-* says that they share the name but not the data."""
+    task's runs: tk compare runs/toy-* says that they were trained on different data; where one file changed
+    between runs, that they share the name but not the data."""
     elsewhere = project / "elsewhere"
     elsewhere.mkdir()
     data = write_tickets(elsewhere / "toy.csv", header=("id", "text", "label"))
@@ -688,12 +689,13 @@ def test_compare_says_when_runs_named_alike_used_other_data(project, tiny_model,
     second = run_dir_of(ok("run", "toy", "--set", "epochs=1", "--output", project / "runs"))
     assert first.name.startswith("toy-") and second.name.startswith("toy-")
     output = ok("compare", first, second)
-    assert (f"task 'toy': these runs share its name but not their data ({first.name} on {data.resolve()}; "
-            f"{second.name} on {(project / 'toy-data').resolve()}), so they are not runs of one task") in output
+    assert (f"task 'toy': these runs were trained on different data ({first.name} on {data.resolve()}; "
+            f"{second.name} on {(project / 'toy-data').resolve()}): a difference between them is the data's as much "
+            "as the settings'.") in output
     assert f"data={json.dumps(str(data.resolve()))}" in output  # under the settings that differ, as resolved
     document = json.loads(ok("compare", first, second, "--json"))
-    assert any(note.startswith("task 'toy': these runs share its name") for note in document["notes"])
-    assert "share its name" not in ok("compare", second, second)
+    assert any(note.startswith("task 'toy': these runs were trained on different data") for note in document["notes"])
+    assert "different data" not in ok("compare", second, second)
     # the same file, changed between runs (manifest.json's source fingerprint); unrecorded (older runs): no note
     from toolkit.runs.compare import RunSummary, data_notes
 

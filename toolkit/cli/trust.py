@@ -19,7 +19,7 @@ from toolkit.runs.audit import audit as run_audit
 from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.cv import cv_task, resume_cv
-from toolkit.runs.cv_summary import baseline_sentences
+from toolkit.runs.cv_summary import baseline_sentences, metric_labels
 from toolkit.runs.report_trust import estimate_in_words, models_in_words
 from toolkit.runs.resume import refuse_options
 from toolkit.training.progress import Progress
@@ -79,13 +79,17 @@ def task_for(session, task_name, assignments, data, progress):
 def format_cv(summary: dict) -> str:
     lines = [f"{summary['folds']} folds, {summary['scored']:,} rows scored out of fold "
              f"(per-fold mean [95% corrected t interval across folds] | pooled out-of-fold [95% interval]):"]
-    pooled = summary["pooled"]
+    pooled, labels = summary["pooled"], metric_labels(summary)
+    width = max([14, *map(len, labels.values())])
     for name, found in summary["mean"].items():
         ci = pooled.get(f"{name}_ci")
         shown = f"{pooled[name]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") if name in pooled else "—"
-        lines.append(f"  {name:<14} {found['mean']:.4f} [{found['ci'][0]:.4f}, {found['ci'][1]:.4f}]  |  {shown}")
+        lines.append(f"  {labels[name]:<{width}} {found['mean']:.4f} [{found['ci'][0]:.4f}, {found['ci'][1]:.4f}]  "
+                     f"|  {shown}")
+    decided = (summary.get("baselines") or {}).get("metric")  # shown per fold beside accuracy, where it is not
+    per_fold = ["accuracy", decided] if decided in labels and decided != "accuracy" else list(labels)[:2]
     lines.append("  per fold: " + "; ".join(
-        f"{f['fold']}: " + ", ".join(f"{n} {f[n]:.3f}" for n in list(summary["mean"])[:2] if n in f)
+        f"{f['fold']}: " + ", ".join(f"{labels[n]} {f[n]:.3f}" for n in per_fold if n in f)
         for f in summary["per_fold"]))
     lines += [f"  {line}" for line in baseline_sentences(summary.get("baselines"))]
     lines += [f"  WARNING {warning}" for warning in summary.get("warnings") or []]
@@ -162,3 +166,8 @@ def audit(run_dir, top, target, drop, relabel, as_json):
                    + (f" ({len(kept)} of the top {relabel} already carry the suggested label: "
                       f"{rows_named(kept)}, left as they are)" if kept else "")
                    + f"; {written['source']} is unchanged.")
+    elif summary["flagged"]:
+        how = "--drop N" if summary["multi_label"] else "--relabel N (or --drop N)"
+        click.echo(f"Next, once you have reviewed the top rows: tk audit {run_dir} --write FILE {how}, N the rows "
+                   f"checked; the audit flagged {summary['flagged']:,} and estimates {summary['estimated_errors']:,} "
+                   "wrong labels.")

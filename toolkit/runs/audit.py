@@ -248,7 +248,8 @@ def review_entries(rows: list[dict[str, str]], names: tuple[str, ...], labels: n
             agrees = top == label
             each = (" (" + ", ".join(f"{m.name} {m.probabilities[i, label]:.3f}" for m in members) + ")"
                     if len(members) > 1 else "")
-            why = f"p({given[i]}) = {probabilities[i, label]:.3f}{each}, p({suggested}) = {probabilities[i, top]:.3f}"
+            why = f"p({given[i]}) = {probabilities[i, label]:.3f}{each}" + (
+                "" if agrees else f", p({suggested}) = {probabilities[i, top]:.3f}")  # the label: said once
         reasons = [("flagged by confident learning: " if flagged[i] else "") + why]
         if i in clash:
             others = sorted(clash[i], key=lambda j: numbers[j])

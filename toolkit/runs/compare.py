@@ -48,6 +48,7 @@ class RunSummary:
     data_fingerprint: str | None = None  # the data as loaded, before splitting (manifest.json): a changed file
     scored: paired.Scored | None = None  # each test row's label and prediction (predictions.csv)
     row_ids: np.ndarray | None = None  # each test row's number in the file it came from (predictions.csv's row)
+    test_source: str | None = None  # the test split as loaded, before a run left rows out (where the data has one)
 
     @property
     def best_validation_loss(self) -> float:
@@ -59,8 +60,8 @@ def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = 
     folder = open_run(run_dir, allow_incomplete, verify="results")
     metrics, manifest, config = folder.metrics, folder.manifest, folder.config
     fingerprint = ((manifest.get("data_fingerprint") or {}).get("test") or {}).get("sha256")
-    source = ", ".join(f"{split} {value.get('sha256')}" for split, value in
-                       sorted((manifest.get("source_fingerprint") or {}).items())) or None
+    sources = manifest.get("source_fingerprint") or {}
+    source = ", ".join(f"{split} {value.get('sha256')}" for split, value in sorted(sources.items())) or None
     correct, scored, row_ids = None, None, None
     if (run_dir / "predictions.csv").exists():
         rows = folder.predictions()
@@ -74,7 +75,8 @@ def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = 
     if settings is not None and config.get("data"):  # "sms.csv" in tasks.toml and --data /x/sms.csv: one file
         settings = {**settings, "data": config["data"]}
     name = (label or run_dir.name) + (" (INCOMPLETE)" if folder.warning else "")
-    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored, row_ids)
+    return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored, row_ids,
+                      (sources.get("test") or {}).get("sha256"))
 
 
 def row_numbers(rows: list[dict[str, str]]) -> np.ndarray | None:
@@ -220,8 +222,12 @@ SHARED_SHARE = 0.9  # pair two runs on their common test rows when these are at 
 def shared_rows(a: RunSummary, b: RunSummary) -> tuple[np.ndarray, np.ndarray] | None:
     """Where two runs scored nearly the same rows of one source (one test file, each run leaving out the few
     whose text it trained or validated on, which its split decides): each one's indices of the rows both
-    scored, with the same labels. Runs whose test rows were drawn apart (another seed's split) share too few."""
-    if a.row_ids is None or b.row_ids is None or a.data_fingerprint is None or a.data_fingerprint != b.data_fingerprint:
+    scored, with the same labels. Runs whose test rows were drawn apart (another seed's split) share too few.
+    One source: the same test file (a corrected copy of the training data beside it), or the same data whole
+    (test rows carved from it: row numbers of another file would name other texts)."""
+    one_test_file = a.test_source is not None and a.test_source == b.test_source
+    one_data = a.data_fingerprint is not None and a.data_fingerprint == b.data_fingerprint
+    if a.row_ids is None or b.row_ids is None or not (one_test_file or one_data):
         return None
     common, ours, theirs = np.intersect1d(a.row_ids, b.row_ids, assume_unique=True, return_indices=True)
     if len(common) < SHARED_SHARE * max(len(a.row_ids), len(b.row_ids)):
@@ -350,8 +356,12 @@ def data_notes(runs: list[RunSummary]) -> list[str]:
             changed = f" (data fingerprint {run.data_fingerprint})" if one_path and run.data_fingerprint else ""
             used.setdefault(f"{run.data}{changed}", []).append(run.label)
         which = "; ".join(f"{', '.join(labels)} on {data}" for data, labels in used.items())
-        notes.append(f"task '{task}': these runs share its name but not their data ({which}), so they are not "
-                     "runs of one task; compare runs of the same data.")
+        if one_path:  # the file changed between the runs, under its name
+            notes.append(f"task '{task}': these runs share its name but not their data ({which}), so they are not "
+                         "runs of one task; compare runs of the same data.")
+        else:  # a corrected copy against the original (tk sweep --grid data=A,B), or a file that is not the task's
+            notes.append(f"task '{task}': these runs were trained on different data ({which}): a difference "
+                         "between them is the data's as much as the settings'.")
     return notes
 
 
@@ -411,7 +421,11 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
 def group_test_rows_note(groups: dict[str, list[RunSummary]]) -> list[str]:
     """Settings over seeds scored on other test rows than each other (another data file: --grid data=A,B): a
     difference between them mixes the models with the rows, and rows with fewer wrong labels score any model
-    higher. Each seed's own split is no such case: every setting has it."""
+    higher. Each seed's own split is no such case: every setting has it; nor is one test file scored by every
+    run, less the few rows each left out for sharing a text with what it trained on."""
+    test_files = {run.test_source for runs in groups.values() for run in runs}
+    if len(test_files) == 1 and None not in test_files:
+        return []
     rows_of = {name: sorted(str(run.test_fingerprint) for run in runs) for name, runs in groups.items()}
     if len({json.dumps(fingerprints) for fingerprints in rows_of.values()}) <= 1:
         return []

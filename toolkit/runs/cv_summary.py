@@ -13,6 +13,7 @@ import numpy as np
 
 from toolkit.errors import TkError
 from toolkit.evaluation import paired
+from toolkit.evaluation.report import headline_rows
 from toolkit.evaluation.scoring import score
 from toolkit.runs.artifacts import FORMULA_START
 from toolkit.runs.diagnoses import warnings_across
@@ -131,6 +132,29 @@ def untrained_classes(labels: np.ndarray, assigned: np.ndarray, label_names: tup
             "rows of such a class, merge it into a related one, or use fewer folds.")
 
 
+def classes_some_folds_lack(labels: np.ndarray, assigned: np.ndarray, label_names: tuple[str, ...]) -> str | None:
+    """The warning for classes some folds score no row of (a class with fewer rows than folds; single-label), each
+    in more than one fold (``untrained_classes`` says the rest): such a fold scores the class's F1, precision and
+    recall 0 by convention, which pulls the per-fold means and widens their intervals."""
+    folds, in_one = int(assigned.max()) + 1, classes_in_one_fold(labels, assigned)
+    found = []
+    for class_id in np.unique(labels):
+        lacking = folds - len(np.unique(assigned[labels == class_id]))
+        if lacking and int(class_id) not in in_one:
+            rows = int((labels == class_id).sum())
+            found.append((rows, f"'{label_names[class_id]}' ({rows} {'row' if rows == 1 else 'rows'}; "
+                                f"{lacking} of {folds} folds score none)"))
+    if not found:
+        return None
+    shown = ", ".join(text for _, text in found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+    fewest = min(rows for rows, _ in found)
+    return (f"{len(found)} {'class is' if len(found) == 1 else 'classes are'} missing from some folds: {shown}. A fold "
+            "with no row of a class scores its F1, precision and recall 0 by convention, so the per-fold means "
+            "understate them and their intervals widen; the pooled out-of-fold figures count each row once. "
+            + (f"Use --folds {fewest} or fewer, or gather more rows of such a class." if fewest >= 2 else
+               "Gather more rows of such a class, or merge it into a related one."))
+
+
 def oof_arrays(rows: list[dict[str, str]], label_names: tuple[str, ...], multi_label: bool):
     """(labels, probabilities) from oof.csv rows: label ids (multi-label: multi-hot rows)."""
     probabilities = np.array([[float(r[f"p_{name}"]) for name in label_names] for r in rows], dtype=np.float32)
@@ -180,24 +204,33 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
         "pooled": {k: v for k, v in pooled.items() if k not in ("per_class",)},
         **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else
            {"baselines": pooled_baselines(oof, labels, probabilities, label_names, task.select_metric, positive)}),
-        "warnings": cv_warnings(cv_dir, folds, None if task.multi_label else
-                                untrained_classes(labels, oof_folds, label_names)),
+        "warnings": cv_warnings(cv_dir, folds, [] if task.multi_label else
+                                [untrained_classes(labels, oof_folds, label_names),
+                                 classes_some_folds_lack(labels, oof_folds, label_names)]),
         "seconds": round(seconds, 1),
     }
     write_json(cv_dir / "cv.json", summary)
     return summary
 
 
-def cv_warnings(cv_dir: Path, folds: int, untrained: str | None) -> list[str]:
-    """The classes a fold trained without, then what the folds' own reports warn of (a model that answers one
-    class, a linear baseline that beats it), once per kind: the mean across folds must not hide them."""
+def cv_warnings(cv_dir: Path, folds: int, about_classes: list[str | None]) -> list[str]:
+    """What the folds do with the classes (one trained without, some scoring none), then what the folds' own
+    reports warn of (a model that answers one class, a linear baseline that beats it), once per kind: the mean
+    across folds must not hide them."""
     found = warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])
-    return ([untrained] if untrained else []) + [
+    return [warning for warning in about_classes if warning] + [
         f"{count} of {folds} folds{f' (in the words of fold {first + 1})' if count > 1 else ''}: {text}"
         for text, count, first in found]
 
 
+def metric_labels(summary: dict[str, Any]) -> dict[str, str]:
+    """Each cv metric's printed name, as tk run prints it: "f1 (positive: spam)", "f1 (macro)"."""
+    named = {key: name for name, key in headline_rows(summary["pooled"])}
+    return {key: named.get(key, key) for key in summary["mean"]}
+
+
 def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
+    labels = metric_labels(summary)
     names = list(summary["mean"])
     rows = [[td(f"fold {f['fold']}"), td(int(f["scored"])), *[td(f.get(n)) if isinstance(f.get(n), float)
                                                                 else td("—") for n in names]]
@@ -205,13 +238,13 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
     rows.append([td("mean [95% corrected t interval]"), td(int(summary["scored"])),
                  *[td(f"{m['mean']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}]") for m in summary["mean"].values()]])
     pooled = summary["pooled"]
-    pooled_rows = [[td(n), td(float(pooled[n])), td(f"[{pooled[n + '_ci'][0]:.4f}, {pooled[n + '_ci'][1]:.4f}]"
+    pooled_rows = [[td(labels[n]), td(float(pooled[n])), td(f"[{pooled[n + '_ci'][0]:.4f}, {pooled[n + '_ci'][1]:.4f}]"
                                                     if pooled.get(n + "_ci") else "—")]
                    for n in names if isinstance(pooled.get(n), (int, float))]
     links = "".join(f'<li><a href="fold-{f["fold"]}/report.html">fold {f["fold"]}</a></li>' for f in summary["per_fold"])
     warned = "".join(f'<p class="warn" dir="auto">{e(w)}</p>' for w in summary.get("warnings") or [])
     body = (section("cv", f"Cross-validation: {summary['folds']} folds of {summary['rows']:,} rows",
-                    warned + table(["fold", "texts scored", *names], rows)
+                    warned + table(["fold", "texts scored", *labels.values()], rows)
                     + '<p class="muted">Each fold trained as tk run trains (its own validation split) and scored '
                       "on its held-out rows. The folds' training sets overlap, so their scores are not independent: "
                       "the interval across folds scales their variance by 1/K + 1/(K-1), not 1/K (Nadeau &amp; "
