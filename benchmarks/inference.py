@@ -33,10 +33,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from toolkit.cli.group import _quiet_libraries
+    from toolkit.cli.group import quiet_libraries
     from toolkit.memory import reuse_freed_memory
 
-    _quiet_libraries()
+    quiet_libraries()
     reuse_freed_memory()  # as the tk command does
     import torch
 

@@ -79,9 +79,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
 
-    from toolkit.cli.group import _quiet_libraries
+    from toolkit.cli.group import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     from toolkit.evaluation.intervals import mcnemar_exact, wilson
     from toolkit.evaluation.pooling import POOLINGS
 

@@ -166,10 +166,10 @@ def eval_texts(pm, task) -> list[str]:
 def side_main(side: str, task_name: str, overrides: list[str], gpu: bool) -> None:
     import torch
 
-    from toolkit.cli.group import _quiet_libraries
+    from toolkit.cli.group import quiet_libraries
     from toolkit.memory import reuse_freed_memory
 
-    _quiet_libraries()
+    quiet_libraries()
     if side == "tk":
         reuse_freed_memory()  # as the tk command does; the notebook's process keeps glibc's defaults
     if os.environ.get("TK_BENCH_EVERY_WIDTH"):
