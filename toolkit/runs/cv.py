@@ -32,7 +32,7 @@ from toolkit.errors import TkError
 from toolkit.evaluation.scoring import positive_class, require_metrics
 from toolkit.runs import artifacts, liveness
 from toolkit.runs import resume as resuming
-from toolkit.runs.cv_summary import classes_some_folds_lack, summarise, untrained_classes, write_cv_report
+from toolkit.runs.cv_summary import fold_class_warnings, summarise, write_cv_report
 from toolkit.runs.folders import new_run_dir, run_status, set_status
 from toolkit.runs.pipeline import train_and_evaluate
 from toolkit.runs.prepared import Prepared, registered, report_checks, set_problem
@@ -166,11 +166,9 @@ def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pat
             assigned = fold_of(shared.train, folds, task.data_seed, task)
             rows = row_numbers(shared.train)
             if not task.multi_label:
-                labels = np.asarray(column(shared.train, "label"))
-                for warning in (untrained_classes(labels, assigned, shared.dataset.labels),
-                                classes_some_folds_lack(labels, assigned, shared.dataset.labels)):
-                    if warning:
-                        progress.note(f"WARNING: {warning}")
+                for warning in fold_class_warnings(np.asarray(column(shared.train, "label")), assigned,
+                                                   shared.dataset.labels):
+                    progress.note(f"WARNING: {warning}")
             if resume_dir is None:
                 cv_dir = new_run_dir(output, f"{task.name}-cv")
                 liveness.acquire(cv_dir)

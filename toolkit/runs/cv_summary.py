@@ -155,6 +155,12 @@ def classes_some_folds_lack(labels: np.ndarray, assigned: np.ndarray, label_name
                "Gather more rows of such a class, or merge it into a related one."))
 
 
+def fold_class_warnings(labels: np.ndarray, assigned: np.ndarray, label_names: tuple[str, ...]) -> list[str]:
+    """What the folds do to the classes (single-label): one a fold trains without, one some folds score none of."""
+    return [warning for warning in (untrained_classes(labels, assigned, label_names),
+                                     classes_some_folds_lack(labels, assigned, label_names)) if warning]
+
+
 def oof_arrays(rows: list[dict[str, str]], label_names: tuple[str, ...], multi_label: bool):
     """(labels, probabilities) from oof.csv rows: label ids (multi-label: multi-hot rows)."""
     probabilities = np.array([[float(r[f"p_{name}"]) for name in label_names] for r in rows], dtype=np.float32)
@@ -205,20 +211,19 @@ def summarise(pm, cv_dir: Path, label_names: tuple[str, ...], assigned: np.ndarr
         **({"pooled_thresholds": "0.5 for every label (each fold tuned its own)"} if task.multi_label else
            {"baselines": pooled_baselines(oof, labels, probabilities, label_names, task.select_metric, positive)}),
         "warnings": cv_warnings(cv_dir, folds, [] if task.multi_label else
-                                [untrained_classes(labels, oof_folds, label_names),
-                                 classes_some_folds_lack(labels, oof_folds, label_names)]),
+                                fold_class_warnings(labels, oof_folds, label_names)),
         "seconds": round(seconds, 1),
     }
     write_json(cv_dir / "cv.json", summary)
     return summary
 
 
-def cv_warnings(cv_dir: Path, folds: int, about_classes: list[str | None]) -> list[str]:
+def cv_warnings(cv_dir: Path, folds: int, about_classes: list[str]) -> list[str]:
     """What the folds do with the classes (one trained without, some scoring none), then what the folds' own
     reports warn of (a model that answers one class, a linear baseline that beats it), once per kind: the mean
     across folds must not hide them."""
     found = warnings_across([cv_dir / f"fold-{fold}" / "metrics.json" for fold in range(1, folds + 1)])
-    return [warning for warning in about_classes if warning] + [
+    return about_classes + [
         f"{count} of {folds} folds{f' (in the words of fold {first + 1})' if count > 1 else ''}: {text}"
         for text, count, first in found]
 
