@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from toolkit.errors import TkError
+
 # The tiny model has no dropout and bf16 is off: one process and two compute the same numbers up to the order
 # of the sums. calibration off: the saved head is the trained one.
 EXACT = ("--set", "bf16=off", "--set", "calibration=off")
@@ -154,6 +156,23 @@ def test_a_global_batch_over_the_training_rows_is_refused_before_training(projec
             "160 training rows: a process would train on padding alone; set batch_size to at most 80, e.g. --set "
             "batch_size=16.") in said, said[-3000:]
     assert not list((project / "runs").glob("*/checkpoints/*"))
+    assert said.count("batch_size = 100 on each of 2 torchrun processes") == 1  # said once, not per process
+
+
+def test_an_error_is_said_once_per_machine_before_the_processes_join_and_by_its_own_process_after(monkeypatch):
+    from toolkit.training import distributed
+
+    error = TkError("the file is missing")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    for rank, local_rank, said in [(0, 0, "x"), (1, 1, None), (2, 0, "x")]:  # 2 machines of 2 processes each
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+        assert distributed.error_line("x", error) == said
+    monkeypatch.setattr(distributed, "_joined", True)  # after joining, an error may be this process's own
+    assert distributed.error_line("x", error) == "process 3 of 4: x"
+    assert distributed.error_line("x", distributed.ProcessLost("another stopped")) is None
+    monkeypatch.setenv("RANK", "0")
+    assert distributed.error_line("x", distributed.ProcessLost("another stopped")) == "x"
 
 
 def test_the_global_batch_is_checked_with_the_processes_torchrun_set(monkeypatch):

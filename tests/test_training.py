@@ -336,6 +336,9 @@ def test_a_sweep_over_data_files_trains_each_run_on_its_settings_file(project):
     scored = {len((folder / "predictions.csv").read_text().splitlines()) for folder in (project / "same").glob("*/*/")}
     assert len(scored) == 2  # one test file, one row fewer in the runs on noisier: the same test rows, less a leak
     assert "data=noisier" in output and "NOT THE SAME TEST ROWS" not in output
+    run_names = sorted(folder.name for folder in (project / "same").glob("*/*/"))
+    assert [name.startswith("noisier-") for name in run_names] == [True, True, False, False]  # named by file
+    assert all(name.startswith("toy-data-") for name in run_names[2:])
     compared = ok("compare", *sorted((project / "same").glob("*/*/")))  # paired on the test rows both scored
     # whichever run is best (its rounding is the CPU's), a run on the other file is paired with it on 79 rows
     assert "unpaired" not in compared

@@ -23,6 +23,7 @@ from toolkit.tasks_file import (
     parse_config,
     read_toml,
 )
+from toolkit.training import distributed
 
 
 class Session:
@@ -75,14 +76,22 @@ class TkGroup(click.Group):
             ctx.exit(130)
         except HubUnreachable as error:
             advice = offline_advice(ctx.obj.pm.models()) if error.about == "model" else ""
-            raise click.ClickException(user_message(error) + advice) from None
+            raise_for_this_process(ctx, error, user_message(error) + advice)
         except TkError as error:
-            raise click.ClickException(user_message(error) + incomplete_hint(self, ctx, error)) from None
+            raise_for_this_process(ctx, error, user_message(error) + incomplete_hint(self, ctx, error))
         except OSError as error:
             said = cache_problem(error)
             if said is None:
                 raise
             raise click.ClickException(said) from None
+
+
+def raise_for_this_process(ctx, error: TkError, message: str):
+    """Exit 1 with tk's one-line error; under torchrun, once for the processes that share it."""
+    line = distributed.error_line(message, error)
+    if line is None:
+        ctx.exit(1)
+    raise click.ClickException(line) from None
 
 
 # what a Ctrl-C leaves, by command; every file tk writes is written whole or not at all (toolkit.saving)

@@ -23,14 +23,19 @@ def data_task(data: str, overrides: dict[str, Any], declared: tuple = (), taken:
     path = Path(data)
     if not path.exists():
         raise TkError(f"--data: {path} does not exist. Check the path.")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().stem if path.is_file() else path.resolve().name)
-    name = name.strip("-.") or "data"
+    name = name_of_data(path)
     values: dict[str, Any] = {"dataset": FILES, "model": DEFAULT_MODEL, "data": str(path.resolve())}
     values.update(overrides)
     task = build_task(f"{name}-data" if name in taken else name, values, "--set", declared)
     task = replace(task, set_by=dict.fromkeys(overrides, "--set"))  # a bad value is said to be --set's, not --data's
     refuse_two_data(data, task)
     return task
+
+
+def name_of_data(path: Path) -> str:
+    """A data file's or folder's name as a run folder can carry it: 'sms spam.csv' -> 'sms-spam'."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().stem if path.is_file() else path.resolve().name)
+    return name.strip("-.") or "data"
 
 
 def command_target(session, name: str | None, data: str | None, overrides: dict[str, Any] | None = None):

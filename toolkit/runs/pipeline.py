@@ -57,17 +57,20 @@ from toolkit.training.progress import Progress, quiet_library_progress
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
-             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data") -> RunOutcome:
+             recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data",
+             folder_name: str | None = None) -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
     run early (pruned), and it ends the run after training, scored on the validation split alone. ``data_origin``:
-    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key)."""
+    what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key).
+    ``folder_name``: the run folder's name in place of the task's (a sweep's run over one of its data files)."""
     progress = progress or Progress()
     # a resumed task is rebuilt from config.json without the record of which keys --set gave: the command
     # recorded when the run started repeats them
     again = resuming.again(resume_dir) if resume_dir is not None else start_again(task, data, where)
-    check_task_name(task.name)  # before any work: the name becomes the run folder's
+    folder_name = folder_name or task.name
+    check_task_name(folder_name)  # before any work: the name becomes the run folder's
     if not distributed.is_main():
         progress = Progress(echo=lambda text: None, bar=False)  # one process speaks for a data-parallel run
     main = distributed.is_main()
@@ -82,7 +85,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
             if resume_dir is not None:  # checked, and damaged checkpoints set aside, by the main process alone
                 distributed.shared(lambda: resuming.begin(resume_dir, prepared, fingerprint, progress.note))
             else:
-                run_dir = distributed.shared(lambda: new_run_dir(output, task.name))
+                run_dir = distributed.shared(lambda: new_run_dir(output, folder_name))
                 if main:
                     liveness.acquire(run_dir)
                     write_json(run_dir / "config.json", {

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import TaskConfig, parse_value, with_overrides
+from toolkit.data.choose import name_of_data
 from toolkit.errors import TkError, user_message
 from toolkit.runs import tracking
 from toolkit.runs.compare import (
@@ -90,8 +91,10 @@ def run_sweep(pm, task: TaskConfig, grid: dict[str, list[Any]], seeds: int, *, d
             name = _name(setting, task)
             progress.note(f"\n[{number}/{len(planned)}] {name}, seed {config.seed}")
             run_data, origin = data_of(setting, data)
+            # a run over one of --grid data's files is named after its file, not after the task's first
+            folder = name_of_data(Path(run_data)) if "data" in setting else None
             outcome = run_task(pm, config, data=run_data, output=sweep_dir, base=base, progress=progress, where=where,
-                               data_origin=origin)
+                               data_origin=origin, folder_name=folder)
             if outcome.status == "interrupted":
                 raise SweepInterrupted(f"Sweep interrupted at run {number} of {len(planned)} ({name}, seed "
                                        f"{config.seed}); its {number - 1} finished run(s) are in {sweep_dir} (tk "

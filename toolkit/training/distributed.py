@@ -21,6 +21,7 @@ from toolkit.errors import TkError
 T = TypeVar("T")
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a process that died leaves the others waiting this long at most
+_joined = False  # whether this process has joined the process group (join), for who_reports
 
 
 class ProcessLost(TkError):
@@ -67,6 +68,23 @@ def join() -> None:
         if cuda:
             torch.cuda.set_device(local_rank())
         dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+    global _joined
+    _joined = True
+
+
+def error_line(message: str, error: BaseException) -> str | None:
+    """What this process prints for an error that ends it, or None to leave it to another process. Before
+    the processes join, those on one machine ran the same checks on the same files: the first on each machine
+    speaks for them (the others' lines would repeat its own). After, an error may be this process's alone (its
+    GPU out of memory), so it is printed with the process's number, unless it is another process's death
+    (ProcessLost), which the process that saw it first says."""
+    if world_size() == 1 or is_main():
+        return message
+    if not _joined:
+        return message if local_rank() == 0 else None
+    if isinstance(error, ProcessLost):
+        return None
+    return f"process {rank() + 1} of {world_size()}: {message}"
 
 
 def leave() -> None:
