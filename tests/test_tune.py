@@ -2,6 +2,7 @@
 resumed, two workers on one study, the test split kept for the end, and a final comparison over seeds."""
 
 import csv
+import html
 import importlib.util
 import json
 import os
@@ -119,6 +120,11 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
     page = (tune_dir / "report.html").read_text()
     assert "Optimisation history" in page and "pruned after epoch 1" in page and "injected fault" in page
     assert versus["sentence"].split(" (")[0] in page
+    # the best trial's learning rate (trial 0's 2e-3 or trial 1's 1e-3) lies in the bottom tenth of the range
+    [edge] = document["edges"]
+    assert edge.startswith("The best trial's learning_rate (0.00") and "at the bottom of the searched range " \
+        "0.001..3:log" in edge and edge.endswith("(--space learning_rate=0.00033..3:log).")
+    assert html.escape(edge) in page
 
     # Running the same command again continues the study: nothing is trained again.
     again, _ = tk_json(*tune_args(faulty / "runs", "--trials", "4", "--space", "learning_rate=1e-3..3.0:log",
@@ -381,6 +387,31 @@ def test_the_final_table_shows_the_metric_it_tests_and_a_constant_group_raises_n
     table = format_group_rows(group_rows(groups)).splitlines()
     assert "macro F1" in table[0] and table[0].endswith("(Welch's t-test on test f1_macro)")
     assert "0.6050 ± 0.0000" in table[2]  # the macro F1 column, not the F1 of one class (0.6100)
+
+
+def test_a_best_value_at_the_end_of_its_range_is_said_with_a_wider_range(project):
+    from toolkit.runs.tune_space import DEFAULT_SPACE, edge_notes
+
+    task = toy_task(project)
+    best = {"learning_rate": 9.5e-5, "batch_size": 32, "epochs": 5, "warmup_ratio": 0.0, "weight_decay": 0.05}
+    notes = edge_notes(best, DEFAULT_SPACE, task, kept_last_epoch=True)
+    assert notes == [
+        "The best trial's learning_rate (9.5e-05) is at the top of the searched range 1e-05..0.0001:log: a better "
+        "value may lie above it, which no trial of this space can show; a wider range would tell (--space "
+        "learning_rate=1e-05..0.0003:log).",
+        "The best trial's epochs (5) is at the top of the searched range 2..5: a better value may lie above it, "
+        "which no trial of this space can show; a wider range would tell (--space epochs=2..10)."]
+    # a run keeps its best epoch: one that peaked before its last had epochs to spare
+    assert len(edge_notes(best, DEFAULT_SPACE, task, kept_last_epoch=False)) == 1
+    # inside the range, a range from 0 at 0 (no warmup), a choice at the end of its list, the fewest epochs: nothing
+    inside = {**best, "learning_rate": 3e-5, "epochs": 2, "warmup_ratio": 0.0, "batch_size": 8}
+    assert edge_notes(inside, DEFAULT_SPACE, task, kept_last_epoch=True) == []
+    low = edge_notes({**inside, "learning_rate": 1.1e-5, "weight_decay": 0.1}, DEFAULT_SPACE, task, True)
+    assert [note.split(": a better")[0] for note in low] == [
+        "The best trial's learning_rate (1.1e-05) is at the bottom of the searched range 1e-05..0.0001:log",
+        "The best trial's weight_decay (0.1) is at the top of the searched range 0..0.1"]
+    assert low[0].endswith("(--space learning_rate=3.3e-06..0.0001:log).")
+    assert low[1].endswith("(--space weight_decay=0..0.15).")
 
 
 def test_the_default_space_leaves_out_keys_set_and_pins_single_values(project):

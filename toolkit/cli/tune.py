@@ -88,6 +88,8 @@ def tune(session, task_name, trials, space_specs, tries, assignments, data, outp
     if best:
         values = describe(best["params"])
         click.echo(f"Best trial on validation: {best['number']} ({record['metric']} {best['value']:.4f}): {values}")
+        for note in record.get("edges", []):
+            click.echo(note)
     if record.get("final"):
         click.echo("\n".join(record["final"]["table"]))
     if record["summary"]:

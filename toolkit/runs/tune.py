@@ -33,6 +33,7 @@ from toolkit.runs.tune_space import (
     Dimension,
     check_lengths,
     describe,
+    edge_notes,
     length_choices,
     measure_lengths,
     parse_try,
@@ -169,7 +170,18 @@ def summarise_study(study, tune_dir: Path, request: TuneRequest, space, default,
             "counts": {state: sum(t["state"] == state for t in shown)
                        for state in ("complete", "pruned", "failed", "interrupted", "running")},
             "running": sum(t["state"] == "running" for t in shown), "importances": importances(study),
+            "edges": edge_notes(best["params"], space, request.task, best_at_last_epoch(best, direction))
+            if best else [],
             "final": None, "summary": []}
+
+
+def best_at_last_epoch(trial: dict[str, Any], direction: str) -> bool:
+    """Whether the trial's validation value was best at its last epoch: it was still improving."""
+    values = [value for _, value in sorted((int(step), value) for step, value in trial["epochs"].items())]
+    if not values:
+        return False
+    best = (min if direction == "minimize" else max)(values)
+    return values[-1] == best
 
 
 def trial_row(trial: Any, tune_dir: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def render(record: dict[str, Any]) -> str:
 
 
 def verdict(record: dict[str, Any]) -> str:
-    lines = record.get("summary") or ["No final comparison yet."]
+    lines = (record.get("summary") or ["No final comparison yet."]) + record.get("edges", [])
     kind = "ok" if any(item.get("verdict") == "better" for item in (record.get("final") or {}).get(
         "versus_default", [])) else "warn"
     return section("verdict", "Verdict", "".join(f'<p class="{kind}">{e(line)}</p>' for line in lines))

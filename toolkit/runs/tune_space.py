@@ -235,6 +235,65 @@ def parse_try(specs: tuple[str, ...], space: dict[str, Dimension], task: TaskCon
     return tried
 
 
+EDGE = 0.1  # the outer tenth of a range (of its logarithm on a log scale) counts as its end
+
+
+def edge_notes(params: dict[str, Any], space: dict[str, Dimension], task: TaskConfig,
+               kept_last_epoch: bool) -> list[str]:
+    """Where the best trial's value of a searched range lies at one of its ends: a better value may lie beyond,
+    which no trial of this space can show. A range that starts at 0 (no warmup, no weight decay) has nothing
+    below it. Choices are the user's list, not a range, and are left alone. Epochs: a run keeps its best
+    epoch, so only the top end counts, and only where the trial's best epoch was its last (``kept_last_epoch``):
+    one that peaked earlier had epochs to spare."""
+    notes = []
+    for key, dim in space.items():
+        value = params.get(key)
+        if dim.choices or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        place = _place(value, dim)
+        if key == "epochs" and (place < 1 - EDGE or not kept_last_epoch):
+            continue
+        if place >= 1 - EDGE:
+            end, wider = "top", _widened(dim, up=True)
+        elif place <= EDGE and dim.low > 0 and key != "epochs":
+            end, wider = "bottom", _widened(dim, up=False)
+        else:
+            continue
+        advice = "a wider range would tell"
+        try:
+            with_overrides(task, {key: wider.low if end == "bottom" else wider.high}, "--space")
+            advice += f" (--space {key}={wider.describe()})"
+        except TkError:
+            pass  # the widened end is not a value the key accepts: say it is at the end, without a command
+        notes.append(f"The best trial's {key} ({value:g}) is at the {end} of the searched range {dim.describe()}: "
+                     f"a better value may lie {'above' if end == 'top' else 'below'} it, which no trial of this "
+                     f"space can show; {advice}.")
+    return notes
+
+
+def _place(value: float, dim: Dimension) -> float:
+    """Where ``value`` lies in the range, from 0 (its low end) to 1 (its high end)."""
+    if dim.integer:  # a few whole numbers (epochs 2..5): the end is the end value itself
+        return 1.0 if value >= dim.high else 0.0 if value <= dim.low else 0.5
+    if dim.log:
+        return math.log(value / dim.low) / math.log(dim.high / dim.low)
+    return (value - dim.low) / (dim.high - dim.low)
+
+
+def _widened(dim: Dimension, up: bool) -> Dimension:
+    """The range stretched past the end the best value reached: by half its width (on a log scale, by a
+    factor of about 3; whole numbers: twice the top, half the bottom)."""
+    low, high = dim.low, dim.high
+    if dim.integer:
+        low, high = (low, high * 2) if up else (max(1, low // 2), high)
+    elif dim.log:
+        low, high = (low, float(f"{high * 3:.2g}")) if up else (float(f"{low / 3:.2g}"), high)
+    else:
+        width = (high - low) / 2
+        low, high = (low, float(f"{high + width:.3g}")) if up else (max(0.0, float(f"{low - width:.3g}")), high)
+    return Dimension(dim.key, low, high, dim.log, dim.integer)
+
+
 def describe(space: dict[str, Dimension]) -> dict[str, str]:
     return {key: dim.describe() for key, dim in space.items()}
 
