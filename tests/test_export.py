@@ -69,6 +69,7 @@ def test_export_answers_as_the_run_does(exported, run):
     assert manifest["labels"] == ["neg", "pos"] and manifest["task"]["max_length"] == 64
     assert {"model.onnx", "tokenizer.json", "config.json", "README.md"} <= {p.name for p in (run / "onnx").iterdir()}
     assert "How it was checked" in (run / "onnx" / "README.md").read_text()
+    assert "tk scored the test split" in (run / "onnx" / "README.md").read_text()
     ours = tk_json("predict", run, *TEXTS)[0]["predictions"]
     theirs = tk_json("predict", run / "onnx", *TEXTS)[0]["predictions"]
     for a, b in zip(ours, theirs):
@@ -199,8 +200,10 @@ def test_the_check_says_why_a_metric_has_no_interval():
     assert "int8 quantization moves probabilities" in describe({**check, "run_bf16": True}, "onnx-int8")[0]
     assert "bf16" not in lines[0] and "(the run scores in bf16 on this machine" in describe({**check, "run_bf16": True},
                                                                                          "ONNX Runtime")[0]
-    assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), f1 0.800 (no interval: n < 30)")
-    assert "accuracy 0.900 [0.700, 0.980], f1 0.800 (no interval: n < 30)" in lines[2]
+    assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), macro F1 0.800 (no interval: n < 30)")
+    assert "accuracy 0.900 [0.700, 0.980], macro F1 0.800 (no interval: n < 30)" in lines[2]
+    binary = {**check, "metrics": {side: {**found, "positive_label": "pos"} for side, found in check["metrics"].items()}}
+    assert "F1 of 'pos' 0.800" in describe(binary, "onnx")[1]  # the F1 tk run reports for two classes
 
 
 def test_serve_onnx_on_a_run_without_a_default_export_says_how_to_serve_one_written_elsewhere(tmp_path):

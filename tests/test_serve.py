@@ -216,6 +216,8 @@ BAD = [
     (b'["a text"]', 422, "not an object"),
     (b"{}", 422, "neither 'text' nor 'texts'"),
     (b'{"text": "a", "min_confidence": 0.9}', 422, "the body has 'min_confidence', which tk serve does not read"),
+    (b'{"txt": "a"}', 422, "the body has 'txt', which tk serve does not read; send {\"text\": \"...\"} or "
+                           "{\"texts\": [\"...\", \"...\"]}. Did you mean 'text'?"),
     (b'{"text": "a", "texts": ["b"]}', 422, "both"),
     (b'{"text": 5}', 422, "'text' is a JSON number, not a string"),
     (b'{"text": "   "}', 422, "'text' is empty"),

@@ -125,6 +125,8 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
     assert edge.startswith("The best trial's learning_rate (0.00") and "at the bottom of the searched range " \
         "0.001..3:log" in edge and edge.endswith("(--space learning_rate=0.00033..3:log).")
     assert html.escape(edge) in page
+    use = final["recommended"]
+    assert use["run_dir"] in final["configs"][use["label"]]["runs"] and document["summary"][-1] == use["sentence"]
 
     # Running the same command again continues the study: nothing is trained again.
     again, _ = tk_json(*tune_args(faulty / "runs", "--trials", "4", "--space", "learning_rate=1e-3..3.0:log",
@@ -185,6 +187,7 @@ def test_a_killed_tuner_resumes_without_running_finished_trials_again(project):
     result = tk(*args)
     assert result.exit_code == 0, result.output
     assert "Trial 1 was left running by a worker that stopped: marked interrupted." in result.output
+    assert "Continuing the study: 1 complete, 1 interrupted (not counted) of 2 trials; 1 to run." in result.output
     trials = trials_of(tune_dir)
     assert trials[0]["state"] == "complete" and trials[1]["state"] == "interrupted"
     assert trials[2]["state"] in ("complete", "pruned", "failed") and len(trials) == 3
@@ -192,6 +195,41 @@ def test_a_killed_tuner_resumes_without_running_finished_trials_again(project):
     assert [run.parent.name for run in trial_runs(tune_dir)] == ["000", "001", "002"]
     killed = next((tune_dir / "trials" / "001").glob("*/status.json"))
     assert json.loads(killed.read_text())["status"] == "interrupted"
+    page = (tune_dir / "report.html").read_text()  # --trials 2: the interrupted one is not counted, nor ranked
+    assert "; 2 trials and 1 interrupted (not counted).</p>" in page
+    assert re.search(r'<td class="num">1</td><td dir="auto">interrupted</td><td dir="auto"></td><td dir="auto">'
+                     r'[\d.e-]+</td><td dir="auto">its worker stopped; it does not count', page)
+
+
+@pytest.mark.slow
+def test_a_tune_stopped_in_a_final_run_goes_on_from_it_when_run_again(project):
+    """A Ctrl-C in a final run: the advice is to run tk tune again (the run's own 'tk run ...' advice, printed
+    before, named a task tasks.toml lacks for a tune over --data), and the next attempt resumes that run from
+    its last finished epoch rather than leaving it behind and starting another."""
+    assert SMALL[:2] == ["--set", "epochs=2"]
+    args = ["tune", "toy", *SMALL[2:], "--set", "epochs=40", "--set", "patience=0", "--pruner", "none",
+            "--trials", "2", "--space", "learning_rate=1e-3..3e-3:log", "--top", "1", "--seeds", "1",
+            "--output", project / "runs"]
+    final = project / "runs" / "tune-toy" / "final"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    tuner = subprocess.Popen([sys.executable, "-m", "toolkit", *map(str, args)], cwd=project, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    wait_for(lambda: any(final.glob("*/checkpoints/*")) or tuner.poll() is not None, seconds=600)
+    os.kill(tuner.pid, signal.SIGINT)
+    said = tuner.communicate(timeout=300)[0]
+    assert tuner.returncode == 130, said[-3000:]
+    assert "Interrupted. Run the same tk tune command again: the final runs that are complete are reused" in said
+    assert "tk run" not in said.split("Final run:")[-1]
+    [stopped] = [run for run in final.glob("*/") if run.is_dir()]
+    assert json.loads((stopped / "status.json").read_text())["status"] == "interrupted"
+
+    result = tk(*args)
+    assert result.exit_code == 0, result.output
+    assert f"Resuming {stopped} from its last finished epoch" in result.output
+    record = json.loads((final / "final.json").read_text())
+    assert stopped.name in record["default"].values()
+    statuses = {json.loads((run / "status.json").read_text())["status"] for run in final.glob("*/") if run.is_dir()}
+    assert statuses == {"complete"}
 
 
 @pytest.mark.slow
@@ -330,6 +368,59 @@ def test_the_verdict_against_the_default_follows_the_seeds_and_the_rows():
     assert "one degree of freedom" in two["sentence"] and "--seeds 3 or more" in two["sentence"]
 
 
+def test_a_configuration_that_beats_the_default_has_its_own_runs_warnings_said_beside_the_verdict(tmp_path):
+    """'Beats the default' read as a success on TREC while neither configuration ever predicted one class and a
+    linear baseline was as good: the verdict now says so in a line of its own, and what rows it covers."""
+    from toolkit.runs.tune_final import DEFAULT, compare_final, gist
+
+    warned = ["The model never predicts 1 of the 6 classes in these rows: 'ABBR' (7 rows). Its recall and F1 are "
+              "0, so macro recall is at most 0.833.",
+              "The linear baseline (TF-IDF + logistic regression) is as good as the fine-tune within noise "
+              "(fine-tune minus linear model, macro F1: -0.031 [-0.074, +0.039], paired bootstrap): the fine-tune "
+              "is not shown to be worth its cost."]
+    best = seed_runs("trial 4", 0.85)
+    for number, run in enumerate(best):
+        run.path = tmp_path / str(number)
+        run.path.mkdir()
+        (run.path / "metrics.json").write_text(json.dumps({"warnings": warned}))
+    found = compare_final({DEFAULT: seed_runs(DEFAULT, 0.70), "trial 4": best}, ["trial 4"])
+    assert found["versus_default"][0]["verdict"] == "better"
+    assert "95% interval from the seeds' spread and the 200 test rows" in found["summary"][0]
+    assert found["summary"][1] == (
+        "Beating the default does not make trial 4 good: its final runs warn that the model never predicts 1 of "
+        "the 6 classes in these rows; the linear baseline is as good as the fine-tune within noise (the warnings "
+        "below).")
+    assert gist("Accuracy 0.800 does not beat always predicting 'x' (0.810 on these rows; p = 0.3).") == \
+        "accuracy 0.800 does not beat always predicting 'x'"
+    # not a success, or a success without warnings: the verdict stands alone
+    assert len(compare_final({DEFAULT: seed_runs(DEFAULT, 0.70), "trial 5": seed_runs("trial 5", 0.85)},
+                             ["trial 5"])["summary"]) == 1
+
+
+def test_the_model_to_use_is_the_winners_run_with_the_best_validation_value_else_the_defaults(tmp_path):
+    from toolkit.runs.tune_final import DEFAULT, compare_final, recommended
+
+    def with_losses(runs, losses):
+        for run, loss in zip(runs, losses):
+            run.path = tmp_path / run.label
+            run.metrics = {**run.metrics, "best_epoch": 2,
+                           "history": [{"epoch": 1, "validation_loss": 0.1}, {"epoch": 2, "validation_loss": loss}]}
+        return runs
+
+    groups = {DEFAULT: with_losses(seed_runs(DEFAULT, 0.70), [0.2, 0.3, 0.4]),
+              "trial 4": with_losses(seed_runs("trial 4", 0.85), [0.5, 0.3, 0.4])}
+    found = compare_final(groups, ["trial 4"])
+    use = recommended(found["versus_default"], groups, "loss")
+    # the kept epoch's loss decides (epoch 1's 0.1 is not kept), never a test score
+    assert use["label"] == "trial 4" and use["seed"] == 3 and use["run_dir"] == str(tmp_path / "trial 4 (seed 3)")
+    assert use["sentence"].startswith(f"Model to use: {tmp_path / 'trial 4 (seed 3)'} (trial 4, seed 3: it beats "
+                                      "the default; of its 3 final runs, the one with the best validation loss at "
+                                      "its kept epoch; chosen on validation, never on the test split).")
+    groups["trial 4"] = with_losses(seed_runs("trial 4", 0.70), [0.5, 0.3, 0.4])  # no better than the default
+    use = recommended(compare_final(groups, ["trial 4"])["versus_default"], groups, "loss")
+    assert use["label"] == DEFAULT and use["seed"] == 2 and "no configuration was shown to beat it" in use["sentence"]
+
+
 def test_several_configurations_against_the_default_get_bonferroni_intervals():
     """Three configurations each compared with the default: three chances of a 'beats' by luck, so each interval
     is 98.3%, wider than one configuration's 95%, and the sentence names its level."""
@@ -387,6 +478,27 @@ def test_the_final_table_shows_the_metric_it_tests_and_a_constant_group_raises_n
     table = format_group_rows(group_rows(groups)).splitlines()
     assert "macro F1" in table[0] and table[0].endswith("(Welch's t-test on test f1_macro)")
     assert "0.6050 ± 0.0000" in table[2]  # the macro F1 column, not the F1 of one class (0.6100)
+    assert "test scores on each run's test rows" in table[-1]  # each seed its own split here
+
+
+def test_the_final_table_says_when_every_run_scored_the_same_rows_and_which_were_still_improving():
+    """tk tune's final runs share the search's split: 'each run's test rows' read as if they differed. And
+    'underfit 0/3' beside runs that each said 'Still improving' read as a contradiction."""
+    from toolkit.runs.compare import format_group_rows, group_rows
+
+    groups = {"default": seed_runs("default", 0.70), "trial 4": seed_runs("trial 4", 0.80)}
+    for runs in groups.values():
+        for run in runs:
+            run.test_fingerprint = "the search's test rows"
+    for run in groups["default"][:2]:
+        run.metrics["underfitting"] = {"underfitting": False, "still_improving": True}
+    rows = group_rows(groups)
+    assert rows[0]["test_rows"] == {"fingerprint": "the search's test rows", "count": 200}
+    assert [row["still_improving_runs"] for row in rows] == [2, 0]
+    table = format_group_rows(rows).splitlines()
+    assert "test scores on the same 200 test rows for every run" in table[-2]
+    assert table[-1] == ("Still improving at their last epoch (learning, so not counted as underfit; more epochs "
+                         "may help): default 2/3.")
 
 
 def test_a_best_value_at_the_end_of_its_range_is_said_with_a_wider_range(project):
@@ -537,6 +649,12 @@ def test_a_study_continues_only_on_the_same_data_and_keys_and_says_what_changed(
     # the same bytes by another path: the study goes on
     for path in ("./sms.csv", str(data)):
         assert open_study(url, "t", "minimize", {"kind": "none"}, 0, {**signature, "data": path})[1] is False
+    # ... also where the task is the file's own (tk tune --data FILE with no task: its data key is the file's
+    # resolved path), as on another machine's mount or a folder copied elsewhere
+    mine = {**signature, "task": {"max_length": 32, "data": "/work/a/sms.csv"}, "data": "/work/a/sms.csv"}
+    open_study(url, "u", "minimize", {"kind": "none"}, 0, mine)
+    moved = {**mine, "task": {"max_length": 32, "data": "/mnt/b/sms.csv"}, "data": "/mnt/b/sms.csv"}
+    assert open_study(url, "u", "minimize", {"kind": "none"}, 0, moved)[1] is False
 
 
 def test_a_plugin_key_is_searched_like_a_core_key(project):
@@ -618,11 +736,12 @@ def test_a_trial_killed_before_its_status_was_written_is_marked_interrupted(tmp_
 def test_an_interrupted_trial_says_to_run_tk_tune_again_not_tk_run(tmp_path):
     """A trial's log is read by someone whose command was tk tune: tk run --resume would finish the trial as a
     plain run, outside the study."""
-    from toolkit.runs.endings import interrupted
+    from toolkit.runs.endings import TUNE_AGAIN, interrupted
     from toolkit.training.progress import Progress
 
     said = []
-    outcome = interrupted(tmp_path, "tk run --data sms.csv", Progress(said.append, bar=False), mark=False, trial=True)
+    outcome = interrupted(tmp_path, "tk run --data sms.csv", Progress(said.append, bar=False), mark=False,
+                          go_on=TUNE_AGAIN)
     assert outcome.status == "interrupted"
     assert said == ["Interrupted. Run the same tk tune command again: the study goes on with a new trial (a trial's "
                     "run is never resumed)."]

@@ -37,7 +37,7 @@ from toolkit.training.progress import Progress
               "postgresql://user:password@host/db (default: SQLite in the tune folder).")
 @click.option("--study", "study_name", metavar="NAME", help="Study name in the storage (default: tk-tune-TASK).")
 @click.option("--pruner", type=click.Choice(["median", "halving", "none"]), default="median", show_default=True,
-              help="median: stop a trial worse than the finished trials' median at an epoch; halving: "
+              help="median: stop a trial worse than the complete trials' median at an epoch; halving: "
                    "successive halving over epochs.")
 @click.option("--prune-after", type=click.IntRange(min=1), default=1, show_default=True, metavar="EPOCHS",
               help="The first epoch at whose end a trial may be pruned.")

@@ -392,6 +392,19 @@ def underfit(metrics: dict[str, Any]) -> bool:
     return bool((metrics.get("underfitting") or {}).get("underfitting"))
 
 
+def still_improving(metrics: dict[str, Any]) -> bool:
+    """Learned, and validation loss still lowest at the last epoch with training loss falling steeply."""
+    return bool((metrics.get("underfitting") or {}).get("still_improving"))
+
+
+def shared_test_rows(runs: list[RunSummary]) -> dict[str, Any] | None:
+    """The test rows every run of a setting scored, where they are one set: its fingerprint and size."""
+    prints = {run.test_fingerprint for run in runs}
+    if len(prints) != 1 or None in prints or any(run.scored is None for run in runs):
+        return None
+    return {"fingerprint": prints.pop(), "count": len(runs[0].scored)}
+
+
 def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
     """Mean ± sd over seeds per setting; Welch's t-test of the decision metric against the best mean."""
     metric = paired.decision_metric(next(iter(groups.values()))[0].metrics)
@@ -413,6 +426,8 @@ def group_rows(groups: dict[str, list[RunSummary]]) -> list[dict[str, Any]]:
             **({metric: _spread(decided[name])} if metric not in ("accuracy", "f1") else {}),
             "overfitting_runs": sum(bool(r.metrics.get("diagnosis", {}).get("overfitting")) for r in runs),
             "underfitting_runs": sum(underfit(r.metrics) for r in runs),
+            "still_improving_runs": sum(still_improving(r.metrics) for r in runs),
+            "test_rows": shared_test_rows(runs),
             "vs_best": against_best(p, difference, "welch", name == best, metric),
         })
     return adjust_for_multiplicity(rows)
@@ -448,8 +463,16 @@ def format_group_rows(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{row['label']:<34} {row['seeds']:>5} {row['train_seconds']:>9.1f} "
                      f"{_mean_sd(row['best_validation_loss']):>15} {_mean_sd(row['accuracy']):>15} "
                      f"{_mean_sd(row[third]):>15} {overfit:>7} {underfit_runs:>8}  {_against(row)}")
-    lines.append("(mean ± sd over each setting's seeds; test scores on each run's test rows; val loss: the kept "
-                 "epoch's. With few seeds, 'noise' means a difference not shown, not one shown absent.)")
+    shared = {json.dumps(row.get("test_rows")) for row in rows}
+    tested = (f"test scores on the same {rows[0]['test_rows']['count']:,} test rows for every run"
+              if len(shared) == 1 and rows[0].get("test_rows") else "test scores on each run's test rows")
+    lines.append(f"(mean ± sd over each setting's seeds; {tested}; val loss: the kept epoch's. With few seeds, "
+                 "'noise' means a difference not shown, not one shown absent.)")
+    improving = [f"{row['label']} {row['still_improving_runs']}/{row['seeds']}" for row in rows
+                 if row.get("still_improving_runs")]
+    if improving:
+        lines.append(f"Still improving at their last epoch (learning, so not counted as underfit; more epochs may "
+                     f"help): {', '.join(improving)}.")
     return "\n".join(lines)
 
 

@@ -49,16 +49,17 @@ TUNE_AGAIN = ("Run the same tk tune command again: the study goes on with a new 
               "resumed).")
 
 
-def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool, trial: bool = False) -> RunOutcome:
-    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again (a tk tune
-    trial: run tk tune again)."""
+def interrupted(run_dir: Path | None, again: str, progress: Progress, mark: bool,
+                go_on: str | None = None) -> RunOutcome:
+    """Mark the run interrupted and say how to go on: resume from a checkpoint, or start again; ``go_on``, a
+    run another command started (tk tune's trials and final runs): what to run instead."""
     if mark and run_status(run_dir) != "complete":
         try:
             set_status(run_dir, "interrupted")
         except TkError as error:  # e.g. a full disk: the status says 'running' and tk list shows it stale
             progress.note(f"Could not mark the run interrupted: {error}")
-    if trial:
-        progress.note(f"Interrupted. {TUNE_AGAIN}")
+    if go_on:
+        progress.note(f"Interrupted. {go_on}")
     elif run_dir is not None and run_status(run_dir) == "complete":
         progress.note(f"Interrupted after the run was complete; its results are saved in {run_dir}.")
     elif run_dir is not None and checkpoints.latest(run_dir / "checkpoints") is not None:

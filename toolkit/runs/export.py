@@ -220,7 +220,7 @@ def card(manifest: dict[str, Any], check_lines: list[str]) -> str:
         f"(labels: {', '.join(manifest['labels'])}) are beside `model.onnx`; `tk_export.json` holds the task "
         f"settings that shape the input (max_length, truncation, long_text) and this check. {fused}", "",
         "## How it was checked", "",
-        f"Before it was written, tk scored {manifest['check']['split']} ({manifest['check']['data_source']}) with "
+        f"Before it was written, tk scored the {manifest['check']['split']} ({manifest['check']['data_source']}) with "
         f"ONNX Runtime {manifest['onnxruntime']} and with the run's own model; the floor for label agreement was "
         f"{manifest['min_agreement']:.0%}.", "", "```", *check_lines, "```", "",
         "Use it with `tk serve FOLDER`, `tk predict FOLDER TEXT` or `tk evaluate FOLDER` (docs/deploy.md).",

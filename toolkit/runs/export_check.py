@@ -9,6 +9,7 @@ import numpy as np
 
 from toolkit.data.rows import column
 from toolkit.evaluation.intervals import mcnemar_exact
+from toolkit.evaluation.paired import metric_name
 from toolkit.evaluation.report import interval_text
 from toolkit.evaluation.scoring import positive_class, score
 from toolkit.runs.saved import saved_baseline
@@ -83,8 +84,9 @@ def compare(pm, run: Any, export: Any, rows: Any, task: Any) -> dict[str, Any]:
     }
 
 
-# multi-label: subset accuracy and micro F1; a _ci_note says why a metric has no interval (too few rows)
-METRIC_KEYS = ("accuracy", "accuracy_ci", "accuracy_ci_note", "f1", "f1_ci", "f1_ci_note")
+# multi-label: subset accuracy and micro F1; a _ci_note says why a metric has no interval (too few rows);
+# problem and positive_label say which F1 it is (macro, micro, one class's)
+METRIC_KEYS = ("accuracy", "accuracy_ci", "accuracy_ci_note", "f1", "f1_ci", "f1_ci_note", "problem", "positive_label")
 
 
 def describe(check: dict[str, Any], backend: str) -> list[str]:
@@ -94,7 +96,8 @@ def describe(check: dict[str, Any], backend: str) -> list[str]:
         parts = []
         for key in ("accuracy", "f1"):
             if found.get(key) is not None:
-                parts.append(f"{key.replace('_', ' ')} {found[key]:.3f}{interval_text(found, key).replace('  ', ' ')}")
+                parts.append(f"{metric_name(key, found)} {found[key]:.3f}"
+                             f"{interval_text(found, key).replace('  ', ' ')}")
         return f"  {name:<22} " + ", ".join(parts)
 
     speed = check["texts_per_second"]

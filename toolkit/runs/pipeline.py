@@ -30,7 +30,7 @@ from toolkit.records import DatasetInfo, ModelInfo, WithNotes
 from toolkit.runs import artifacts, calibrate, liveness, tracking
 from toolkit.runs import resume as resuming
 from toolkit.runs.diagnoses import linear_baseline, underfitting
-from toolkit.runs.endings import RunOutcome, interrupted, mark_failed, start_again
+from toolkit.runs.endings import TUNE_AGAIN, RunOutcome, interrupted, mark_failed, start_again
 from toolkit.runs.folders import check_task_name, new_run_dir, run_status, set_status
 from toolkit.runs.loader import record_checksums
 from toolkit.runs.model_card import write_model_card
@@ -58,13 +58,14 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
              base: Path | None = None, progress: Progress | None = None,
              resume_dir: Path | None = None, strict: bool = False, where: str | None = None,
              recorded_engine: str | None = None, trial: Any = None, data_origin: str = "--data",
-             folder_name: str | None = None) -> RunOutcome:
+             folder_name: str | None = None, go_on: str | None = None) -> RunOutcome:
     """A run from start to end; a Ctrl-C or SIGTERM anywhere in it ends it as 'interrupted'.
 
     ``trial``: a tk tune trial (``toolkit.runs.tune_trial.TrialRun``): it watches each epoch and may end the
     run early (pruned), and it ends the run after training, scored on the validation split alone. ``data_origin``:
     what gave ``data`` (a resume passes the path its run recorded, given first by --data or the task's key).
-    ``folder_name``: the run folder's name in place of the task's (a sweep's run over one of its data files)."""
+    ``folder_name``: the run folder's name in place of the task's (a sweep's run over one of its data files).
+    ``go_on``: what to run to go on after an interruption, for a run another command started (tk tune's)."""
     progress = progress or Progress()
     # a resumed task is rebuilt from config.json without the record of which keys --set gave: the command
     # recorded when the run started repeats them
@@ -114,7 +115,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
         except (RunInterrupted, KeyboardInterrupt):
             tracker.end("KILLED")  # MLflow's word for a run stopped by its user; it can resume
             mark = main and run_dir is not None and (started or resume_dir is None)  # a refused resume: untouched
-            return interrupted(run_dir, again, progress, mark, trial=trial is not None)
+            return interrupted(run_dir, again, progress, mark, go_on=TUNE_AGAIN if trial is not None else go_on)
         except BaseException as error:
             tracker.end("FAILED")
             if main and run_dir is not None and (started or resume_dir is None):  # a refused resume: untouched
@@ -131,7 +132,7 @@ def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pa
                 liveness.release(run_dir)
 
 
-def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutcome:
+def resume_task(pm, run_dir: Path, progress: Progress | None = None, go_on: str | None = None) -> RunOutcome:
     """Finish an interrupted run from its last epoch checkpoint, with its saved config and data."""
     if distributed.is_main():  # the main process holds the run's lock for every process of a data-parallel run
         liveness.refuse_if_held(run_dir)
@@ -140,7 +141,7 @@ def resume_task(pm, run_dir: Path, progress: Progress | None = None) -> RunOutco
     task = task_of(run_dir, pm)
     return run_task(pm, task, data=saved.get("data"), base=Path(saved["base"]) if saved.get("base") else None,
                     progress=progress, resume_dir=run_dir, recorded_engine=saved.get("engine", "eager"),
-                    data_origin=resuming.data_origin(saved))
+                    data_origin=resuming.data_origin(saved), go_on=go_on)
 
 
 @dataclass

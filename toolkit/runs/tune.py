@@ -26,6 +26,7 @@ from toolkit.runs.tune_final import (
     compare_final,
     final_runs,
     ranked_configs,
+    recommended,
 )
 from toolkit.runs.tune_final import describe as describe_values
 from toolkit.runs.tune_report import render
@@ -115,6 +116,7 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
                       "final comparison still tests against it.")
     if not created:  # a trial a killed worker left 'running' is no trial of it: the default is queued again
         fail_stale(study, progress.note)
+        progress.note(continuing(study, request.trials))
     queue_firsts(study, firsts + [(with_defaults(values, default, space), {}) for values in tries], created,
                  progress.note)
     progress.note(f"Tuning {task.name} into {tune_dir}: study {name!r} in {redact(url)}, {request.trials} trials, "
@@ -143,6 +145,17 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
         write_json(tune_dir / RECORD, record)
     write_report_page(study, tune_dir, record)
     return tune_dir, record
+
+
+def continuing(study, asked: int) -> str:
+    """The line that says a study goes on, with what it holds: 'Continuing the study: 3 complete, 1 pruned,
+    1 interrupted (not counted) of 8 trials; 3 to run.'"""
+    states = [state_of(trial) for trial in study.get_trials(deepcopy=False)]
+    held = ", ".join(f"{states.count(state)} {state}" for state in (*COUNTED, "interrupted") if state in states)
+    held = held.replace(" interrupted", " interrupted (not counted)")
+    finished = sum(state in COUNTED for state in states)
+    rest = "no trial left to run" if finished >= asked else f"{asked - finished} to run"
+    return f"Continuing the study: {held or 'no trial yet'} of {asked} trials; {rest}."
 
 
 def plan(pm, request: TuneRequest, progress: Progress) -> tuple[dict[str, Dimension], TaskConfig, list[dict]]:
@@ -214,10 +227,10 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
     ranked = ranked_configs(record["trials"], record["direction"], request.top, record["default"])
     if not ranked:
         return {"summary": ["No finished trial other than the default's: nothing to compare with the default."]}
-    configs = {DEFAULT: {}, **{f"trial {number}": params for number, params, _ in ranked}}
+    configs = {DEFAULT: pinned(request.overrides), **{f"trial {number}": params for number, params, _ in ranked}}
     seeds = [base_task.seed + 1 + i for i in range(request.seeds)]  # seeds the search never trained with
     groups = final_runs(pm, base_task, configs, seeds, data=request.data, base=request.base,
-                        folder=tune_dir / "final", progress=progress)
+                        folder=tune_dir / "final", progress=progress, where=request.where)
     found = compare_final(groups, [label for label in configs if label != DEFAULT])
     found["configs"] = {label: {"params": record["default"] if label == DEFAULT else params,  # the searched keys'
                                 "runs": [str(r.path) for r in groups.get(label, [])]}    # values, the default's too
@@ -228,7 +241,9 @@ def finish(pm, request: TuneRequest, base_task: TaskConfig, record: dict, tune_d
               f"{best['number']}); the best of the others is tested against it all the same."]
              if best and best["params"] == record["default"] else [])
     found["warnings"] = group_warnings(groups)
-    return {"final": found, "summary": first + found["summary"] + found["warnings"]}
+    found["recommended"] = recommended(found.get("versus_default", []), groups, base_task.select_metric)
+    use = [found["recommended"]["sentence"]] if found["recommended"] else []
+    return {"final": found, "summary": first + found["summary"] + found["warnings"] + use}
 
 
 def queue_firsts(study, firsts: list[tuple[dict[str, Any], dict[str, Any]]], created: bool, note) -> None:

@@ -11,6 +11,9 @@ test set alike: ``seed_and_row_interval``.
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +23,27 @@ from toolkit.config import TaskConfig, with_overrides
 from toolkit.errors import TkError, user_message
 from toolkit.evaluation import paired
 from toolkit.runs.compare import SIGNIFICANCE, RunSummary, format_group_rows, group_rows, summarise
+from toolkit.runs.diagnoses import warnings_across
+from toolkit.runs.endings import RunOutcome
 from toolkit.runs.folders import run_status
-from toolkit.runs.pipeline import run_task
+from toolkit.runs.pipeline import resume_task, run_task
 from toolkit.saving import write_json
+from toolkit.training import checkpoints
 from toolkit.training.progress import Progress
 
 FINAL_FILE = "final.json"  # which final run folder holds which configuration and seed: a re-run reuses them
 DEFAULT = "default"
 
 
+FINAL_AGAIN = ("Run the same tk tune command again: the final runs that are complete are reused, and this one "
+               "goes on from its last finished epoch (or starts again where none had finished).")
+
+
 def final_runs(pm, task: TaskConfig, configs: dict[str, dict[str, Any]], seeds: list[int], *, data: str | None,
-               base: Path | None, folder: Path, progress: Progress) -> dict[str, list[RunSummary]]:
-    """Every configuration at every seed, trained and tested (reusing complete runs of an earlier attempt)."""
-    import json
-
-
+               base: Path | None, folder: Path, progress: Progress, where: str | None = None
+               ) -> dict[str, list[RunSummary]]:
+    """Every configuration at every seed, trained and tested: a complete run of an earlier attempt is reused,
+    an interrupted one resumed from its last finished epoch. ``where``: tk run's, for a tune over --data FILE."""
     record_path = folder / FINAL_FILE
     folder.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, str]] = json.loads(record_path.read_text()) if record_path.exists() else {}
@@ -42,23 +51,40 @@ def final_runs(pm, task: TaskConfig, configs: dict[str, dict[str, Any]], seeds: 
     for label, params in configs.items():
         for seed in seeds:
             name = done.get(label, {}).get(str(seed))
-            run_dir = folder / name if name else None
+            run_dir = folder / name if name and (folder / name).is_dir() else None
             if run_dir is None or run_status(run_dir) != "complete":
-                progress.note(f"\nFinal run: {label} ({describe(params) or 'the task as configured'}), seed {seed}")
+                words = describe(params) if label != DEFAULT else "the task as configured" + (
+                    f", with --space {describe(params)}" if params else "")  # a --space KEY=V pins the default's too
+                progress.note(f"\nFinal run: {label} ({words}), seed {seed}")
                 try:
-                    outcome = run_task(pm, with_overrides(task, {**params, "seed": seed, "split_seed": task.data_seed},
-                                                             "tk tune"), data=data,
-                                       output=folder, base=base, progress=progress)
+                    outcome = go_on_or_start(pm, run_dir, with_overrides(
+                        task, {**params, "seed": seed, "split_seed": task.data_seed}, "tk tune"),
+                        data=data, base=base, folder=folder, progress=progress, where=where)
                 except TkError as error:
                     progress.note(f"Final run {label}, seed {seed} failed: {user_message(error)}")
                     continue
+                if outcome.run_dir is not None:  # an interrupted one too: the next attempt resumes it
+                    done.setdefault(label, {})[str(seed)] = outcome.run_dir.name
+                    write_json(record_path, done)
                 if outcome.status != "complete":
                     raise KeyboardInterrupt
                 run_dir = outcome.run_dir
-                done.setdefault(label, {})[str(seed)] = run_dir.name
-                write_json(record_path, done)
             groups.setdefault(label, []).append(summarise(run_dir, f"{label} (seed {seed})"))
     return groups
+
+
+def go_on_or_start(pm, run_dir: Path | None, task: TaskConfig, *, data: str | None, base: Path | None,
+                   folder: Path, progress: Progress, where: str | None) -> RunOutcome:
+    """An earlier attempt's interrupted final run resumed from its last finished epoch; else a new run (a
+    folder interrupted before its first epoch ended holds nothing to resume: it is replaced, not left)."""
+    if run_dir is not None and run_status(run_dir) == "interrupted":
+        if checkpoints.latest(run_dir / "checkpoints") is not None:
+            progress.note(f"Resuming {run_dir} from its last finished epoch")
+            return resume_task(pm, run_dir, progress, go_on=FINAL_AGAIN)
+        shutil.rmtree(run_dir)
+        progress.note(f"Removed {run_dir}: interrupted before its first epoch ended, it held nothing to resume")
+    return run_task(pm, task, data=data, output=folder, base=base, progress=progress, where=where,
+                    go_on=FINAL_AGAIN)
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -77,7 +103,7 @@ def compare_final(groups: dict[str, list[RunSummary]], ranked: list[str]) -> dic
     found = [against_default(groups[label], groups[DEFAULT], label, ranked.index(label), level, len(compared))
              for label in compared]
     return {"rows": rows, "table": format_group_rows(rows).splitlines(), "versus_default": found,
-            "summary": [item["sentence"] for item in found]}
+            "summary": [item["sentence"] for item in found] + success_caveats(found, groups)}
 
 
 def against_default(runs: list[RunSummary], default: list[RunSummary], label: str, place: int,
@@ -88,7 +114,7 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
     metric = paired.decision_metric(default[0].metrics)
     named = paired.metric_name(metric, default[0].metrics)
     by_seed = {seed_of(run): run for run in default}
-    estimates, replicates, unpaired = [], [], 0
+    estimates, replicates, unpaired, scored = [], [], 0, set()
     for run in runs:
         other = by_seed.get(seed_of(run))
         if other is None or run.scored is None or other.scored is None:
@@ -99,6 +125,7 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
         estimate, spread = paired.resampled(run.scored, other.scored, (metric,), paired=same, seed=seed_of(run))
         estimates.append(estimate[metric])
         replicates.append(spread[0])
+        scored.add(len(run.scored))
     who = "The best configuration" if place == 0 else f"Configuration #{place + 1}"
     if not estimates:
         return {"label": label, "metric": metric, "seeds": 0, "verdict": "n/a",
@@ -108,8 +135,9 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
     low, high = max(low, -1.0), min(high, 1.0)  # a difference of two scores in [0, 1]: nothing outside is possible
     shown = f"{difference:+.3f} {named} [{low:+.3f}, {high:+.3f}]"
     interval = f"{level:.1%}".replace(".0%", "%") + " interval"
-    how = (f"mean over {len(estimates)} seeds; {interval} from the seeds' spread and the test rows"
-           if len(estimates) > 1 else f"one seed, so the seeds' spread is not in the {interval}, only the test rows")
+    rows = f"the {scored.pop():,} test rows" if len(scored) == 1 else "the test rows"
+    how = (f"mean over {len(estimates)} seeds; {interval} from the seeds' spread and {rows}"
+           if len(estimates) > 1 else f"one seed, so the seeds' spread is not in the {interval}, only {rows}")
     if compared > 1:
         how += (f"; {interval}s, not 95%, as {compared} configurations are each compared with the default "
                 "(Bonferroni)")
@@ -128,6 +156,53 @@ def against_default(runs: list[RunSummary], default: list[RunSummary], label: st
     return {"label": label, "metric": metric, "metric_name": named, "seeds": len(estimates),
             "difference": round(difference, 6), "ci": [round(low, 6), round(high, 6)], "level": round(level, 6),
             "verdict": verdict, "unpaired_seeds": unpaired, "sentence": sentence}
+
+
+def recommended(versus_default: list[dict[str, Any]], groups: dict[str, list[RunSummary]],
+                metric: str) -> dict[str, Any] | None:
+    """The final run to use: of the best configuration that beats the default (else the default's), the seed
+    with the best validation value of the task's select_metric at its kept epoch, chosen on validation alone
+    (the seeds share the search's validation rows)."""
+    better = [item["label"] for item in versus_default if item["verdict"] == "better" and item["label"] in groups]
+    label = better[0] if better else DEFAULT
+    runs = [run for run in groups.get(label, []) if run.path is not None]
+    if not runs:
+        return None
+    rows = {id(run): next((r for r in run.metrics["history"] if r.get("epoch") == run.metrics.get("best_epoch")),
+                          run.metrics["history"][-1]) for run in runs}  # each run's kept epoch
+    key = metric if metric != "loss" and all(metric in row for row in rows.values()) else "validation_loss"
+    pick = (min if key == "validation_loss" else max)(runs, key=lambda run: float(rows[id(run)][key]))
+    why = ("it beats the default" if better else "no configuration was shown to beat it") + (
+        f"; of its {len(runs)} final runs, the one with the best validation {key.removeprefix('validation_')} at "
+        "its kept epoch"
+        if len(runs) > 1 else "")
+    sentence = (f"Model to use: {pick.path} ({'the default' if label == DEFAULT else label}, seed {seed_of(pick)}: "
+                f"{why}; chosen on validation, never on the test split). tk serve, tk export and tk predict take it.")
+    return {"label": label, "run_dir": str(pick.path), "seed": seed_of(pick), "sentence": sentence}
+
+
+def success_caveats(versus_default: list[dict[str, Any]], groups: dict[str, list[RunSummary]]) -> list[str]:
+    """Under a "beats the default", what that configuration's own final runs warn of, in a line: beating the
+    default is no verdict on whether the model is good (a linear baseline as good, a class never predicted)."""
+    lines = []
+    for item in versus_default:
+        if item["verdict"] != "better":
+            continue
+        files = [run.path / "metrics.json" for run in groups[item["label"]] if run.path is not None]
+        texts = [text for text, _, _ in warnings_across(files)]
+        if texts:
+            said = "; ".join(dict.fromkeys(gist(text) for text in texts))
+            lines.append(f"Beating the default does not make {item['label']} good: its final runs warn that {said} "
+                         "(the warnings below).")
+    return lines
+
+
+def gist(warning: str) -> str:
+    """A warning's first clause, without its parentheses: 'the linear baseline is as good as the fine-tune
+    within noise'."""
+    text = re.sub(r"\s*\([^()]*\)", "", warning)
+    text = re.split(r": |\. |\.$", text, maxsplit=1)[0]
+    return text[:1].lower() + text[1:]
 
 
 def seed_and_row_interval(differences: list[float], replicates: list[np.ndarray],

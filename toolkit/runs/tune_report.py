@@ -14,9 +14,16 @@ from toolkit.runs.tune_final import describe
 def render(record: dict[str, Any]) -> str:
     body = [f"<h1>tk tune: {e(record['task'])}</h1>",
             f'<p class="muted">Study {e(record["study"])} in {e(record["storage"])}; validation '
-            f'{e(record["metric"])} ({e(record["direction"])}); {len(record["trials"])} trials.</p>',
+            f'{e(record["metric"])} ({e(record["direction"])}); {e(trial_count(record))}.</p>',
             verdict(record), history(record), importance(record), trials(record), final(record)]
     return page(f"tk tune {record['task']}", "".join(body))
+
+
+def trial_count(record: dict[str, Any]) -> str:
+    """'8 trials', with interrupted ones apart: they do not count towards --trials."""
+    interrupted = sum(t["state"] == "interrupted" for t in record["trials"])
+    counted = len(record["trials"]) - interrupted
+    return f"{counted} trials" + (f" and {interrupted} interrupted (not counted)" if interrupted else "")
 
 
 def verdict(record: dict[str, Any]) -> str:
@@ -79,17 +86,18 @@ def trials(record: dict[str, Any]) -> str:
     keys = list(record["space"])
     rows = []
     for t in record["trials"]:
-        why = t.get("error") or ""
+        why, value = t.get("error") or "", t["value"] if t["state"] == "complete" else None
         if t["state"] == "pruned":
-            why = f"pruned after epoch {max(map(int, t['epochs']), default='?')}"
-        value = t["value"] if t["state"] == "complete" else last_epoch(t)
+            why, value = f"pruned after epoch {max(map(int, t['epochs']), default='?')}", last_epoch(t)
+        elif t["state"] == "interrupted":  # an epoch's value of a trial that ended unfinished ranks nothing
+            why = "its worker stopped; it does not count, and a new trial took its place"
         rows.append([td(t["number"]), td(t["state"] + (" (default)" if t.get("default") else "")),
                      td(value if value is not None else "")]
                     + [td(shown(t["params"].get(key, ""))) for key in keys] + [td(why), td(t.get("run_dir") or "")])
     pruned = sum(t["state"] == "pruned" for t in record["trials"])
     failed = sum(t["state"] == "failed" for t in record["trials"])
     note = (f'<p class="muted">{pruned} pruned (stopped after an epoch where they were worse than the median of '
-            f"the finished trials), {failed} failed (the error is the trial's; its log is in trials/NNN/log.txt).</p>")
+            f"the complete trials at that epoch), {failed} failed (the error is the trial's; its log is in trials/NNN/log.txt).</p>")
     return section("trials", "Trials", table(["trial", "state", f"validation {record['metric']}", *keys,
                                               "why", "run folder"], rows) + note)
 

@@ -132,6 +132,9 @@ def open_study(url: str, name: str, direction: str, prune: dict[str, Any], seed:
     if recorded is not None and recorded.get("data_content") and recorded.get("data_content") == signature.get(
             "data_content"):  # the same bytes by another path (./f.csv, /abs/f.csv, another machine's mount)
         signature = {**signature, "data": recorded.get("data")}
+        was = recorded.get("task")
+        if isinstance(signature.get("task"), dict) and isinstance(was, dict) and "data" in was:  # tk tune --data
+            signature["task"] = {**signature["task"], "data": was["data"]}  # FILE: the task's data key is the file
     if recorded is None:
         study.set_user_attr("tk_signature", signature)
     elif recorded != signature:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from toolkit.errors import suggest
+
 EXAMPLE = 'send {"text": "..."} or {"texts": ["...", "..."]}'
 
 
@@ -48,9 +50,10 @@ def texts_of(body: bytes, max_texts: int) -> list[str]:
         raise BadRequest(422, f"the body is a JSON {type_name(document)}, not an object; {EXAMPLE}", "not_an_object")
     unknown = sorted(set(document) - {"text", "texts"})
     if unknown:  # e.g. {"min_confidence": 0.9}: answered as if it were honoured, it would mislead
+        advice = (" Each answer carries every probability: abstain or threshold on them in the client."
+                  if "text" in document or "texts" in document else suggest(unknown[0], ("text", "texts")))
         raise BadRequest(422, f"the body has {', '.join(repr(k) for k in unknown)}, which tk serve does not read; "
-                              f"{EXAMPLE}. Each answer carries every probability: abstain or threshold on them in "
-                              "the client", "unknown_field")
+                              f"{EXAMPLE}.{advice}".rstrip("."), "unknown_field")
     if ("text" in document) == ("texts" in document):
         which = "both 'text' and 'texts'" if "text" in document else "neither 'text' nor 'texts'"
         raise BadRequest(422, f"the body has {which}; {EXAMPLE}", "no_text")
