@@ -67,6 +67,7 @@ def test_a_study_prunes_records_failures_keeps_the_test_split_and_compares_over_
                                           "--try", "learning_rate=3.0", "--try", "learning_rate=0.0123", "--top", "1",
                                           "--seeds", "2"))
     tune_dir = Path(document["tune_dir"])
+    assert "--seeds 2: the final verdict's interval uses Student's t with one degree of freedom" in stderr
     # a finished trial's line says what it scored on validation, so one that learned nothing shows it then
     assert re.search(r"Trial 1: validation loss \d\.\d{4} \(epoch \d; val acc \d\.\d{3}, val f1 \d\.\d{3}", stderr)
     trials = trials_of(tune_dir)

@@ -122,6 +122,8 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
     progress.note(f"Tuning {task.name} into {tune_dir}: study {name!r} in {redact(url)}, {request.trials} trials, "
                   f"validation {metric} ({direction}); space: "
                   + ", ".join(f"{key}={text}" for key, text in describe(space).items()))
+    if request.top and request.seeds < 3:  # said before the compute is spent, not only under the verdict
+        progress.note(FEW_SEEDS[request.seeds])
     spec = {"tasks": str(request.tasks_path.resolve()), "task_name": task.name,
             "values": {k: v for k, v in base_task.describe().items() if k != "name"}, "data": request.data,
             "base": str(request.base) if request.base else None, "where": request.where, "storage": url,
@@ -145,6 +147,14 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
         write_json(tune_dir / RECORD, record)
     write_report_page(study, tune_dir, record)
     return tune_dir, record
+
+
+FEW_SEEDS = {
+    1: "--seeds 1: the final verdict's interval holds the test rows' noise but not the seeds' (one seed measures no "
+       "spread), so a seed's luck can pass for a difference; --seeds 3 or more measures it.",
+    2: "--seeds 2: the final verdict's interval uses Student's t with one degree of freedom (12.7 standard errors "
+       "each side), so it rarely decides anything; --seeds 3 or more narrows it.",
+}
 
 
 def continuing(study, asked: int) -> str:
