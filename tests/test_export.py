@@ -202,7 +202,8 @@ def test_the_check_says_why_a_metric_has_no_interval():
                                                                                          "ONNX Runtime")[0]
     assert lines[1].endswith("accuracy 0.900 (no interval: n < 30), macro F1 0.800 (no interval: n < 30)")
     assert "accuracy 0.900 [0.700, 0.980], macro F1 0.800 (no interval: n < 30)" in lines[2]
-    binary = {**check, "metrics": {side: {**found, "positive_label": "pos"} for side, found in check["metrics"].items()}}
+    binary = {**check, "metrics": {side: {**found, "positive_label": "pos"}
+                                   for side, found in check["metrics"].items()}}
     assert "F1 of 'pos' 0.800" in describe(binary, "onnx")[1]  # the F1 tk run reports for two classes
 
 

@@ -97,7 +97,8 @@ def trials(record: dict[str, Any]) -> str:
     pruned = sum(t["state"] == "pruned" for t in record["trials"])
     failed = sum(t["state"] == "failed" for t in record["trials"])
     note = (f'<p class="muted">{pruned} pruned (stopped after an epoch where they were worse than the median of '
-            f"the complete trials at that epoch), {failed} failed (the error is the trial's; its log is in trials/NNN/log.txt).</p>")
+            f"the complete trials at that epoch), {failed} failed (the error is the trial's; its log is in "
+            "trials/NNN/log.txt).</p>")
     return section("trials", "Trials", table(["trial", "state", f"validation {record['metric']}", *keys,
                                               "why", "run folder"], rows) + note)
 

@@ -21,7 +21,7 @@ from toolkit.errors import TkError
 T = TypeVar("T")
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a process that died leaves the others waiting this long at most
-_joined = False  # whether this process has joined the process group (join), for who_reports
+_joined = False  # whether this process has joined the process group (join), for error_line
 
 
 class ProcessLost(TkError):
