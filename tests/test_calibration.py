@@ -121,12 +121,14 @@ def test_predict_min_confidence_marks_abstentions(pm, project):
     from toolkit.cli.using import prediction_lines
     rows = [{"label": "ham", "probabilities": {"ham": 0.998, "spam": 0.002}, "text": "Are we on?", "abstained": False},
             {"label": "spam", "probabilities": {"ham": 0.014, "spam": 0.986}, "text": "WINNER!!", "abstained": True}]
-    lines = prediction_lines(rows)
+    lines = prediction_lines(rows, bar=0.99)
     assert lines[1].startswith("(abstained; best guess spam) ham 0.014  spam 0.986")
     assert lines[0].index("ham 0.998") == lines[1].index("ham 0.014")  # the scores start in one column
     from toolkit.cli.using import shown_probability
-    # an abstained answer's probability is cut, so it never shows as meeting the bar it missed
-    assert shown_probability(0.9497, abstained=True) == "0.949" and shown_probability(0.9497, False) == "0.950"
+    # a probability under the bar is cut where rounding would lift it to the bar, so it never shows as meeting
+    # the bar it missed; every other one is rounded, as without --min-confidence (0.2195 was shown as 0.219)
+    assert shown_probability(0.9497, bar=0.95) == "0.949" and shown_probability(0.9497, None) == "0.950"
+    assert shown_probability(0.2195, bar=0.95) == "0.220" and shown_probability(0.9503, bar=0.95) == "0.950"
     for threshold in ("nan", "inf", "1.5"):  # nan passes a plain range check: every comparison with it is false
         refused = tk("predict", run.run_dir, "the plot", "--min-confidence", threshold)
         assert refused.exit_code == 2 and "Invalid value for '--min-confidence'" in refused.output, refused.output

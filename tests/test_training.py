@@ -356,6 +356,15 @@ def test_a_sweep_over_data_files_trains_each_run_on_its_settings_file(project):
     assert "NOT THE SAME TEST ROWS: data=toy-data, data=other were scored on different test rows" in output
 
 
+@pytest.mark.parametrize("task", [("toy",), ()])
+def test_a_sweep_over_data_files_refuses_a_data_file_none_of_its_runs_reads(project, task):
+    """--data A --grid data=B,C trained on B and C alone and named the sweep after A, unsaid."""
+    fails_with("--data toy-data is not one of --grid data's files (toy3-data, other): each run reads its --grid "
+               "file, so no run would read it. Add it to the --grid list, or drop --data.", "sweep", *task, "--data",
+               "toy-data", "--grid", "data=toy3-data,other", "--output", project / "runs")
+    assert not (project / "runs").exists()
+
+
 @pytest.mark.parametrize("command", [("run", "toy"), ("cv", "toy"), ("check", "toy"), ("sweep", "toy"), ("tune", "toy"), ("run",),
                                      ("check",), ("sweep",)])
 def test_data_named_by_both_data_and_set_is_refused(project, command):

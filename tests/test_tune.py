@@ -317,6 +317,24 @@ def test_bad_input_is_one_line_before_any_training(project, args, message):
     assert not (project / "runs" / "tune-toy" / "trials").exists()
 
 
+def test_a_file_no_run_can_use_is_refused_before_any_trial(project):
+    """Every trial failed on it, and tk tune exited 0 with a tune folder of failed trials."""
+    (project / "one.csv").write_text("text,label\n" + "".join(f"question {i},DESC\n" for i in range(40)))
+    result = tk("tune", "--data", project / "one.csv", "--trials", "2", "--output", project / "runs")
+    assert result.exit_code == 1, result.output
+    assert "every training row is labelled 'DESC'" in result.output and "Trial 0" not in result.output
+    assert not (project / "runs" / "tune-one").exists()
+
+
+def test_another_study_gets_a_tune_folder_of_its_own():
+    """--study other into the same --output overwrote the first study's trial records and reused its final runs."""
+    from toolkit.runs.tune import tune_folder_name
+
+    assert tune_folder_name("sms", "tk-tune-sms") == "tune-sms"
+    assert tune_folder_name("sms", "other") == "tune-sms-other"
+    assert tune_folder_name("sms", "my study/2") == "tune-sms-my-study-2"
+
+
 def test_a_missing_database_driver_is_named_with_its_package(project):
     pytest.importorskip("sqlalchemy")
     if importlib.util.find_spec("pymysql") is not None:

@@ -28,7 +28,13 @@ from toolkit.runs.loader import open_run
 from toolkit.runs.pipeline import resume_task, run_task
 from toolkit.runs.report_page import expand_runs
 from toolkit.runs.resume import refuse_options
-from toolkit.runs.sweep import SweepInterrupted, parse_grid, refuse_keys_in_both, run_sweep
+from toolkit.runs.sweep import (
+    SweepInterrupted,
+    parse_grid,
+    refuse_data_outside_grid,
+    refuse_keys_in_both,
+    run_sweep,
+)
 from toolkit.tasks_file import SHIPPED_TASKS
 from toolkit.training import distributed
 from toolkit.training.engines import auto_engine_name
@@ -209,6 +215,7 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
     base = session.tasks_path.resolve().parent
     grid, overrides = parse_grid(grid_specs), parse_overrides(assignments)
     refuse_keys_in_both(grid, overrides)
+    refuse_data_outside_grid(data, grid)
     where = None
     if task_name:
         task = named_task(session, task_name, overrides, data)

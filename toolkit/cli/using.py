@@ -73,7 +73,7 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
     if min_confidence is not None:
         abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
-        print_label_sets(texts, probabilities, saved, as_json, skipped, abstained, cut, windows)
+        print_label_sets(texts, probabilities, saved, as_json, skipped, abstained, cut, windows, min_confidence)
         return
     rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows), abstained)
     if as_json:
@@ -81,7 +81,7 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
                          "skipped_lines": skipped, "incomplete_run": getattr(saved, "warning", None),
                          "predictions": rows})
         return
-    for line in prediction_lines(rows):
+    for line in prediction_lines(rows, min_confidence):
         click.echo(line)
     say_what_was_cut(cut, saved.task)
 
@@ -100,7 +100,7 @@ def say_what_was_cut(cut: list[bool], task) -> None:
                "(--json: cut).", err=True)
 
 
-def prediction_lines(rows: list[dict]) -> list[str]:
+def prediction_lines(rows: list[dict], bar: float | None = None) -> list[str]:
     """One line per text: the answer, its probabilities, the text; the scores start in one column for every
     row, an abstained one's words included. Texts and label names come from files: no control codes shown."""
     said = [f"(abstained; best guess {printable(row['label'])})" if row.get("abstained") else
@@ -110,16 +110,18 @@ def prediction_lines(rows: list[dict]) -> list[str]:
     for row, shown_answer in zip(rows, said):
         top = sorted(row["probabilities"].items(), key=lambda item: -item[1])[:TOP_CLASSES]
         shown = row["probabilities"].items() if len(row["probabilities"]) <= TOP_CLASSES + 1 else top
-        scores = "  ".join(f"{printable(name)} {shown_probability(value, row.get('abstained'))}"
+        scores = "  ".join(f"{printable(name)} {shown_probability(value, bar)}"
                            for name, value in shown)
         lines.append(f"{shown_answer:<{width}} {scores}  {printable(row['text'])[:80]}")
     return lines
 
 
-def shown_probability(value: float, abstained: bool | None) -> str:
-    """Three decimals; an abstained answer's are cut, not rounded, so 0.9497 under --min-confidence 0.95 never
-    shows as 0.950, which would read as an answer that met the bar."""
-    return f"{math.floor(value * 1000) / 1000:.3f}" if abstained else f"{value:.3f}"
+def shown_probability(value: float, bar: float | None) -> str:
+    """Three decimals, rounded; a value under --min-confidence's ``bar`` that rounding would lift to it is cut
+    instead, so 0.9497 under 0.95 shows as 0.949, never as 0.950, which would read as meeting the bar."""
+    if bar is not None and value < bar <= round(value, 3):
+        return f"{math.floor(value * 1000) / 1000:.3f}"
+    return f"{value:.3f}"
 
 
 TOP_CLASSES = 3  # with more classes, predict shows the most likely three (--json: all)
@@ -131,8 +133,9 @@ def source_run(saved) -> str:
 
 
 def print_label_sets(texts, probabilities, saved, as_json: bool, skipped: list[int],
-                     abstained=None, cut=None, windows=None) -> None:
-    """Multi-label: every label whose probability reaches its threshold, most probable first."""
+                     abstained=None, cut=None, windows=None, bar: float | None = None) -> None:
+    """Multi-label: every label whose probability reaches its threshold, most probable first; ``bar``:
+    --min-confidence."""
     labels = saved.labels
     rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows), abstained)
     if as_json:
@@ -142,7 +145,7 @@ def print_label_sets(texts, probabilities, saved, as_json: bool, skipped: list[i
         return
     for row in rows:
         held = row.get("abstained")
-        found = "  ".join(f"{printable(name)} {shown_probability(row['probabilities'][name], held)}"
+        found = "  ".join(f"{printable(name)} {shown_probability(row['probabilities'][name], bar)}"
                           for name in row["labels"])
         found = f"(abstained; best guess: {found or 'no label'})" if held else found
         click.echo(f"{found or '(no label)':<24} {printable(row['text'])[:80]}")

@@ -134,6 +134,17 @@ def refuse_keys_in_both(grid: dict[str, list[Any]], overrides: dict[str, Any]) -
                       "drop the --grid).")
 
 
+def refuse_data_outside_grid(data: str | None, grid: dict[str, list[Any]]) -> None:
+    """--data A with --grid data=B,C: each run reads its --grid file, so A would be read by none, unsaid. (A
+    --data that is one of the grid's files names the sweep's task, as the docs' corrected-copy sweep does.)"""
+    if data is None or "data" not in grid:
+        return
+    files = [str(value) for value in grid["data"]]
+    if Path(data).resolve() not in {Path(value).resolve() for value in files}:
+        raise TkError(f"--data {data} is not one of --grid data's files ({', '.join(files)}): each run reads its "
+                      "--grid file, so no run would read it. Add it to the --grid list, or drop --data.")
+
+
 # The keys that decide how many rows a batch is drawn from, which only the data knows; with long_text = "chunks"
 # (batches of windows) those that decide the windows too
 ROWS_KEYS = ("batch_size", "train_size", "validation_size", "eval_size", "data")

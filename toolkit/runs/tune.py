@@ -11,6 +11,7 @@ only by the final runs (``toolkit.runs.tune_final``).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from toolkit.errors import TkError
 from toolkit.runs import trackers, tracking
 from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import check_task_name, make_output_folder
+from toolkit.runs.pipeline import check_before_loading, training_rows
 from toolkit.runs.tune_final import (
     DEFAULT,
     compare_final,
@@ -89,14 +91,14 @@ def run_tune(pm, request: TuneRequest, progress: Progress) -> tuple[Path, dict[s
                       "and keeps the test split for the end. Pass --set select_on=validation.")
     check_task_name(task.name)
     tracking.require(task)
-    tune_dir = make_output_folder(request.output) / f"tune-{task.name}"
+    name = request.study or f"tk-tune-{task.name}"
+    tune_dir = make_output_folder(request.output) / tune_folder_name(task.name, name)
     if tune_dir.exists() and not tune_dir.is_dir():
         raise TkError(f"{tune_dir} is a file, not a tune folder. Pass --output DIR for another folder.")
     url = request.storage or f"sqlite:///{(tune_dir / 'study.db').resolve()}"
     if request.storage is not None:
         open_storage(url)  # an unreachable storage is said before any work
     space, base_task, tries = plan(pm, request, progress)
-    name = request.study or f"tk-tune-{task.name}"
     metric = task.select_metric
     direction = "minimize" if metric == "loss" else "maximize"
     content = data_digest(request.data or task.data, request.base)
@@ -157,6 +159,14 @@ FEW_SEEDS = {
 }
 
 
+def tune_folder_name(task_name: str, study: str) -> str:
+    """tune-TASK for the default study; another --study gets a folder of its own (tune-TASK-STUDY), since
+    its trials, final runs and report would otherwise overwrite the first study's."""
+    if study == f"tk-tune-{task_name}":
+        return f"tune-{task_name}"
+    return f"tune-{task_name}-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", study).strip("-.") or "study")
+
+
 def continuing(study, asked: int) -> str:
     """The line that says a study goes on, with what it holds: 'Continuing the study: 3 complete, 1 pruned,
     1 interrupted (not counted) of 8 trials; 3 to run.'"""
@@ -171,6 +181,8 @@ def continuing(study, asked: int) -> str:
 def plan(pm, request: TuneRequest, progress: Progress) -> tuple[dict[str, Dimension], TaskConfig, list[dict]]:
     """The space (max_length's choices measured when it is searched by default), the task with the pinned
     keys, the --try configurations."""
+    ready = check_before_loading(pm, request.task, request.where, request.base)
+    training_rows(pm, request.task, request.data, request.base, ready)  # a file no run can use: said now, once
     lengths = None
     if "max_length" not in request.fixed and "max_length" not in request.overrides:
         progress.note("Measuring token lengths for max_length's choices (as tk analyze-lengths does)...")
