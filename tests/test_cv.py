@@ -260,3 +260,5 @@ def test_an_unfinished_cv_folder_is_refused_with_tk_cv_resume_and_no_allow_incom
                             else f"Finish it: tk cv --resume {cv}", *command)
         assert "--allow-incomplete" not in result.output, result.output
     assert not (cv / "fold-1" / "report.html").exists() and not (tmp_path / "report.html").exists()
+    # tk run --resume advised 'Start it again: tk run toy', a task a cv over --data FILE may not have
+    fails_with(f"{cv} is a tk cv folder: tk cv --resume {cv} goes on with its folds.", "run", "--resume", cv)

@@ -185,6 +185,15 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(run, tmp_path):
     assert "--output PATH" in result.output
 
 
+def test_an_export_where_a_run_is_needed_is_named_as_an_export(exported, run):
+    """tk report, compare and export took an export folder for a damaged run ('its status is incomplete')."""
+    for command in (("report", run / "onnx"), ("compare", run, run / "onnx")):
+        said = tk(*command)
+        assert said.exit_code == 1, said.output
+        assert (f"{run / 'onnx'} is a tk export, not a run: tk predict, tk evaluate and tk serve take it; this "
+                "command needs the run it was exported from") in said.output and "damaged" not in said.output
+
+
 def test_the_check_says_why_a_metric_has_no_interval():
     from toolkit.runs.export_check import describe
 

@@ -196,6 +196,13 @@ def test_a_killed_tuner_resumes_without_running_finished_trials_again(project):
     assert [run.parent.name for run in trial_runs(tune_dir)] == ["000", "001", "002"]
     killed = next((tune_dir / "trials" / "001").glob("*/status.json"))
     assert json.loads(killed.read_text())["status"] == "interrupted"
+    # a trial's run or the tune folder where a run is needed: named as what they are, not as damaged runs
+    said = tk("report", finished)
+    assert said.exit_code == 1 and "is a tk tune trial's run, scored on validation alone" in said.output
+    said = tk("run", "--resume", finished)
+    assert said.exit_code == 1 and "is a tk tune trial's run, which is never resumed: run the same tk tune" in said.output
+    said = tk("compare", tune_dir, finished)
+    assert said.exit_code == 1 and f"{tune_dir} is a tk tune folder, not a run: its final runs are in" in said.output
     page = (tune_dir / "report.html").read_text()  # --trials 2: the interrupted one is not counted, nor ranked
     assert "; 2 trials and 1 interrupted (not counted).</p>" in page
     assert re.search(r'<td class="num">1</td><td dir="auto">interrupted</td><td dir="auto"></td><td dir="auto">'

@@ -62,6 +62,27 @@ class RunFolder:
         return self._predictions
 
 
+TRIAL_STATES = ("trial", "pruned")  # a tk tune trial's run: validation only, no weights
+
+
+def refuse_other_tk_folders(path: Path) -> None:
+    """An export, a tune folder or a tune trial where a run is needed: each is what it is, not a damaged run."""
+    if (path / "tk_export.json").is_file():
+        try:
+            source = json.loads((path / "tk_export.json").read_text(encoding="utf-8")).get("run_dir")
+        except (OSError, ValueError, AttributeError):
+            source = None
+        raise TkError(f"{path} is a tk export, not a run: tk predict, tk evaluate and tk serve take it; this command "
+                      "needs the run it was exported from" + (f" ({source})." if source else "."))
+    if (path / "tune.json").is_file():
+        raise TkError(f"{path} is a tk tune folder, not a run: its final runs are in {path / 'final'} (tk tune's "
+                      "last line names the one to use).")
+    if (path / "config.json").is_file() and run_status(path) in TRIAL_STATES:
+        raise TkError(f"{path} is a tk tune trial's run, scored on validation alone: it keeps no weights or test "
+                      "scores. Use the tune's final runs (its final/ folder; tk tune's last line names the one to "
+                      "use).")
+
+
 def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] = ("metrics.json", "manifest.json"),
              verify: str = "all") -> RunFolder:
     """The run folder at ``path``, validated; ``need``: the files the caller reads besides config.json.
@@ -77,6 +98,7 @@ def open_run(path: Path, allow_incomplete: bool = False, need: tuple[str, ...] =
     if path.name == "model" and (path.parent / "status.json").is_file():  # RUN/model: a common slip
         raise TkError(f"{path} is the model folder inside the run {path.parent}; pass the run folder: "
                       f"{path.parent}.")
+    refuse_other_tk_folders(path)
     if not (path / "config.json").exists() and not (path / "status.json").exists():  # never a run, not a damaged one
         inner = [p.name for p in sorted(path.iterdir()) if (p / "config.json").is_file()]
         raise TkError(f"{path} is not a tk run folder (no config.json or status.json). "

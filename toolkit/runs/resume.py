@@ -9,6 +9,7 @@ from typing import Any
 from toolkit.errors import TkError
 from toolkit.runs.artifacts import same_fingerprint
 from toolkit.runs.folders import run_status
+from toolkit.runs.loader import TRIAL_STATES, kind_of
 from toolkit.saving import read_json
 from toolkit.training import checkpoint_checks, checkpoints
 
@@ -25,6 +26,11 @@ def check_resumable(run_dir: Path) -> Path:
     Whether it is whole is ``whole_checkpoint``'s question, asked once the run is held."""
     if not (run_dir / "config.json").is_file():
         raise TkError(f"{run_dir} is not a tk run folder (it has no config.json).")
+    if kind_of(run_dir) == "cv":
+        raise TkError(f"{run_dir} is a tk cv folder: tk cv --resume {run_dir} goes on with its folds.")
+    if run_status(run_dir) in TRIAL_STATES:
+        raise TkError(f"{run_dir} is a tk tune trial's run, which is never resumed: run the same tk tune command "
+                      "again, and the study goes on with a new trial.")
     if run_status(run_dir) == "complete":
         raise TkError(f"{run_dir} is already complete; nothing to resume.")
     latest = checkpoints.latest(run_dir / "checkpoints")
