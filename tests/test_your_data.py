@@ -66,6 +66,12 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     assert "split: test (held out by the run)" in output and f"{trained['accuracy']:.4f}" in output
     other = write_tickets(tmp_path / "more-tickets.csv", 30, seed=5)
     assert "30 examples" in ok("evaluate", run_dir, "--data", other)
+    unknown = tmp_path / "new-queue.csv"  # a label the model never learned: not 'the train split' or a plugin
+    unknown.write_text(other.read_text(encoding="utf-8") + "999,a brand new kind of ticket,facilities\n",
+                       encoding="utf-8")
+    result = fails_with("label values the model was not trained on: 'facilities' (e.g. row 31: 'facilities'). The "
+                        "model's labels: ", "evaluate", run_dir, "--data", unknown)
+    assert "A model is scored only on labels it knows: fix those rows, or leave them out of the file." in result.output
     # a file with other column names: each command's hint names a way it has to name them
     renamed = write_tickets(tmp_path / "renamed.csv", 30, seed=5, header=("id", "message", "team"))
     result = fails_with("Name it with --text-column NAME.", "evaluate", run_dir, "--data", renamed)

@@ -14,12 +14,13 @@ MAX_EXAMPLES = 5
 
 def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, every_class: bool = True,
                         source: DataSource | None = None, from_data: bool = False,
-                        said: tuple[str, ...] = ()) -> WithNotes:
+                        said: tuple[str, ...] = (), scoring: bool = False) -> WithNotes:
     """Map raw labels to class ids in every split, dropping values mapped to None on purpose (the notes say so).
 
     ``every_class``: check the classes for training (``check_classes``); False for scoring a saved model.
     ``source``, ``from_data`` (the label names came from the data) and ``said`` (what loading said) shape
-    check_classes' messages.
+    check_classes' messages. ``scoring``: the labels are a saved model's, so a value outside them is one the
+    model was never trained on.
     """
     import datasets
 
@@ -29,7 +30,7 @@ def apply_label_mapping(splits, dataset: DatasetInfo, mapping: LabelMapping, eve
         values = split.unique("label")
         unknown = [v for v in values if not _known(v, mapping)]
         if unknown:
-            raise TkError(_unknown_message(dataset, split_name, split, unknown, mapping))
+            raise TkError(_unknown_message(dataset, split_name, split, unknown, mapping, scoring))
         dropped = [v for v in values if _lookup(v, mapping) is None]
         if dropped:
             before = len(split)
@@ -129,7 +130,7 @@ def _as_int(value: Any) -> Any:
     return value
 
 
-def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
+def _unknown_message(dataset, split_name, split, unknown, mapping, scoring: bool = False) -> str:
     unknown_set = set(map(repr, unknown))
     examples = []
     for row, value in zip(row_numbers(split), column(split, "label")):
@@ -138,6 +139,10 @@ def _unknown_message(dataset, split_name, split, unknown, mapping) -> str:
             examples.append(f"row {row}: {value!r}")
             if len(examples) == MAX_EXAMPLES:
                 break
+    if scoring:  # a saved model's labels: no plugin's mapping to extend
+        return (f"{dataset.name}: label values the model was not trained on: {_fmt(unknown)} (e.g. "
+                f"{'; '.join(examples)}). The model's labels: {_fmt(list(mapping.ids))}. A model is scored only on "
+                "labels it knows: fix those rows, or leave them out of the file.")
     return (f"{dataset.name}: the {split_name} split has label values outside the mapping: {_fmt(unknown)} "
             f"(e.g. {'; '.join(examples)}). Known values: {_fmt(list(mapping.ids))}. "
             "Fix those rows, or map the values in the plugin's tk_label_mapping.")

@@ -93,7 +93,7 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, task=None,
         mapped = apply_multilabel_mapping(splits, dataset, mapping, every_label=classes and not fixed)
     else:
         mapped = apply_label_mapping(splits, dataset, mapping, every_class=classes and not fixed, source=source,
-                                     from_data=from_data, said=tuple(notes))
+                                     from_data=from_data, said=tuple(notes), scoring=fixed)
     return Labelled(dataset, source, mapped.value, (*notes, *mapped.notes))
 
 
