@@ -302,6 +302,8 @@ def test_two_workers_on_one_storage_run_n_trials_in_total_none_twice(project, sh
     (["--space", "batch_size=8,0"], "batch_size' must be above 0"),
     (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=5"], "is outside the space"),
     (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=abc"], "learning_rate='abc' is not a number"),
+    (["--space", "learning_rate=1e-3..2e-3", "--try", "learning_rate=1e-3,learning_rate=2e-3"],
+     "'learning_rate' is given twice; a configuration has one value of it (give another --try for the other)."),
     (["--space", "text_column=a,b"], "does not search 'text_column': it changes the data each trial reads"),
     (["--space", "validation_size=10,20"], "does not search 'validation_size': it changes which rows"),
     (["--space", "class_weights=none,balanced"], "each weighting would be ranked on its own loss"),

@@ -219,6 +219,9 @@ def parse_try(specs: tuple[str, ...], space: dict[str, Dimension], task: TaskCon
                 raise TkError(f"--try '{spec}': expected KEY=VALUE[,KEY=VALUE], e.g. --try learning_rate=3e-5.")
             if key not in space:
                 raise TkError(f"--try '{spec}': '{key}' is not searched. Searched: {', '.join(space)}.")
+            if key in values:  # the later value would replace the first, unsaid
+                raise TkError(f"--try '{spec}': '{key}' is given twice; a configuration has one value of it (give "
+                              "another --try for the other).")
             value = parse_value(text.strip())
             dim = space[key]
             if not dim.choices and (isinstance(value, bool) or not isinstance(value, (int, float))):
