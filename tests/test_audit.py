@@ -78,6 +78,11 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     for n, (old, new) in enumerate(zip(original, changed)):
         assert new == ([old[0], suggested[n]] if n in suggested else old)
     assert all(suggested[n] != original[n][1] for n in suggested if n in flipped)  # a flipped row gets its label back
+    # byte for byte, the copy is the file (its CRLF line endings too) but for the rows it relabelled
+    lines, before_lines = relabelled.read_bytes().split(b"\r\n"), source.read_bytes().split(b"\r\n")
+    assert len(lines) == len(before_lines)
+    assert {n for n, (a, b) in enumerate(zip(before_lines, lines)) if a != b} == \
+        {n for n in suggested if suggested[n] != original[n][1]}
     # a top row whose label already is the suggested one is left as it is, and not counted as relabelled
     assert document["written"]["rows"] == sorted(n for n in suggested if suggested[n] != original[n][1])
     assert document["written"]["unchanged"] == sorted(n for n in suggested if suggested[n] == original[n][1])

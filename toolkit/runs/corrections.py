@@ -132,9 +132,17 @@ def _delimited(source: Path, target: Path, wanted: dict[int, dict], relabel: boo
         kept.append(record)
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, quoting=quoting, escapechar="\\" if quoting == csv.QUOTE_NONE
-                        else None, lineterminator="\n")
+                        else None, lineterminator=_line_ending(source))
     writer.writerows(kept)
     write_text(target, buffer.getvalue())
+
+
+def _line_ending(source: Path) -> str:
+    """The file's own line ending, so the copy differs from it only in the rows named (a CRLF file written
+    back with LF differed on every line)."""
+    with open(source, "rb") as handle:
+        start = handle.read(1 << 16)
+    return "\r\n" if b"\r\n" in start else "\n"
 
 
 def _json_lines(source: Path, target: Path, wanted: dict[int, dict], relabel: bool) -> None:
