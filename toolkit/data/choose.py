@@ -34,8 +34,12 @@ def data_task(data: str, overrides: dict[str, Any], declared: tuple = (), taken:
 
 def name_of_data(path: Path) -> str:
     """A data file's or folder's name as a run folder can carry it: 'sms spam.csv' -> 'sms-spam'."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().stem if path.is_file() else path.resolve().name)
-    return name.strip("-.") or "data"
+    return folder_safe(path.resolve().stem if path.is_file() else path.resolve().name, "data")
+
+
+def folder_safe(text: str, fallback: str) -> str:
+    """``text`` as part of a folder name: letters, digits, '_', '.', '-' ('my study/2' -> 'my-study-2')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or fallback
 
 
 def command_target(session, name: str | None, data: str | None, overrides: dict[str, Any] | None = None):

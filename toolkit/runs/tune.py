@@ -11,13 +11,13 @@ only by the final runs (``toolkit.runs.tune_final``).
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.config import TaskConfig, with_overrides
+from toolkit.data.choose import folder_safe
 from toolkit.errors import TkError
 from toolkit.runs import trackers, tracking
 from toolkit.runs.diagnoses import group_warnings
@@ -164,7 +164,7 @@ def tune_folder_name(task_name: str, study: str) -> str:
     its trials, final runs and report would otherwise overwrite the first study's."""
     if study == f"tk-tune-{task_name}":
         return f"tune-{task_name}"
-    return f"tune-{task_name}-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", study).strip("-.") or "study")
+    return f"tune-{task_name}-{folder_safe(study, 'study')}"
 
 
 def continuing(study, asked: int) -> str:
