@@ -161,6 +161,17 @@ def test_cv_refuses_more_folds_than_texts(pm, project):
         cv_task(pm, toy_task(project), output=project / "runs", base=project, progress=quiet(), folds=500)
 
 
+def test_cv_refuses_a_batch_size_a_fold_cannot_fill_before_making_its_folder(pm, project):
+    """tk run trains the toy task on 160 rows, so batch_size 150 fits; a fold of 5 trains on 120 (160 less the
+    held fold and its own validation carve of 40). Refused before the cv folder exists: a failed folder would
+    offer a --resume that meets the same saved setting again."""
+    from toolkit.errors import TkError
+
+    with pytest.raises(TkError, match=r"^fold 1 of 5 .*batch_size = 150 is larger than the 120 training rows"):
+        cv_task(pm, toy_task(project, batch_size=150), output=project / "runs", base=project, progress=quiet())
+    assert not (project / "runs").exists() or not any((project / "runs").iterdir())
+
+
 def fake_cv(folder, accuracies, right, folds):
     """A finished tk cv folder with these per-fold accuracies and out-of-fold rows right or wrong."""
     from toolkit.runs.folders import set_status

@@ -122,14 +122,32 @@ class CvData:
         self.tokens = None if self.stride is not None else tokenize_splits(
             datasets.DatasetDict({"all": self.train}), self.tokenizer, task.max_length, task.truncation)["all"]
 
-    def fold(self, assigned: np.ndarray, fold: int, progress: Progress) -> Prepared:
+    def fold_splits(self, assigned: np.ndarray, fold: int):
+        """The fold's splits as tk run makes them (``make_splits``), checked as tk run checks its settings."""
         import datasets
 
         held, rest = np.flatnonzero(assigned == fold), np.flatnonzero(assigned != fold)
         made = make_splits(datasets.DatasetDict({"train": self.train.select(rest), "test": self.train.select(held)}),
                            self.task)
+        check_settings_on_data(self.task, self.dataset.labels, len(made.splits["train"]))
+        return made
+
+    def check_every_fold(self, assigned: np.ndarray, folds: int) -> None:
+        """Refuse settings some fold's data refutes before any folder is made or fold trained: a cv that fails at
+        fold 3 of 5 after hours, or leaves a failed folder no --resume can finish (its settings are saved), helps
+        no one."""
+        for fold in range(folds):
+            try:
+                self.fold_splits(assigned, fold)
+            except TkError as error:
+                raise TkError(f"fold {fold + 1} of {folds} (a fold trains on the other folds' rows, less its own "
+                              f"validation carve): {error}") from None
+
+    def fold(self, assigned: np.ndarray, fold: int, progress: Progress) -> Prepared:
+        import datasets
+
+        made = self.fold_splits(assigned, fold)
         splits = made.splits
-        check_settings_on_data(self.task, self.dataset.labels, len(splits["train"]))  # tk run's checks, per fold
         checks = copy.copy(self.checks)
         checks.findings = list(self.checks.findings) + class_checks(splits, self.dataset.labels)
         checks.left_out = {}
@@ -164,6 +182,7 @@ def cv_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Pat
                 liveness.acquire(resume_dir)
             shared = CvData(pm, task, data, base, progress, strict, where, recorded_engine, data_origin)
             assigned = fold_of(shared.train, folds, task.data_seed, task)
+            shared.check_every_fold(assigned, folds)
             rows = row_numbers(shared.train)
             if not task.multi_label:
                 for warning in fold_class_warnings(np.asarray(column(shared.train, "label")), assigned,
