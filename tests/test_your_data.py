@@ -232,6 +232,23 @@ def test_evaluate_data_file_is_scored_even_when_the_run_had_test_data(tmp_path, 
 
 
 
+def test_evaluate_data_file_with_rows_left_out_says_how_many_of_its_rows_it_scored(tmp_path, tiny_model):
+    """Rows loading leaves out (here empty texts; a plugin's label mapped to None, as Sentiment140's neutral 2)
+    were scored as 'all rows of FILE', every_row true, and named in a note as rows of 'train'."""
+    data = write_tickets(tmp_path / "reviews.csv", header=("id", "text", "label"))
+    run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST))
+    other = write_tickets(tmp_path / "other.csv", 40, seed=9, header=("id", "text", "label"))
+    with open(other, "a", encoding="utf-8") as handle:
+        handle.write('901,"  ",praise\n902,,praise\n')
+    evaluated = json.loads(ok("evaluate", run_dir, "--data", other, "--json"))["metrics"]
+    assert evaluated["n"] == 40 and not evaluated["every_row"] and evaluated["rows_left_out"] == 2
+    assert evaluated["split_description"] == "40 of the file's 42 rows (2 left out, as said above)"
+    assert any(note.startswith("other.csv: left out 2 empty") for note in evaluated["notes"]), evaluated["notes"]
+    assert not any(note.startswith("train:") for note in evaluated["notes"])
+    whole = json.loads(ok("evaluate", run_dir, "--data", data, "--json"))["metrics"]
+    assert whole["every_row"] and whole["rows_left_out"] == 0 and whole["split_description"].startswith("all rows")
+
+
 def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_path, tiny_model):
     """tk run leaves out test rows whose text is also in the training data; tk evaluate used to score them all,
     so its numbers differed from the run's with nothing saying why."""

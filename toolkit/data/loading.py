@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ class Labelled:
     source: DataSource
     splits: Any  # DatasetDict with text and class-id label columns
     notes: tuple[str, ...] = ()  # what loading tells the user: which file, which rows were left out
+    rows_read: dict[str, int] = field(default_factory=dict)  # each split's rows as the plugin gave them
 
     def split(self, name: str):
         if name not in self.splits:
@@ -62,6 +63,7 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, task=None,
     if "train" not in splits:
         raise TkError(f"{dataset.name}: {source.describe()} has no training split.")
     splits = type(splits)({name: number_rows(split) for name, split in splits.items()})  # before any row is left out
+    rows_read = {name: len(split) for name, split in splits.items() if hasattr(split, "__len__")}
     fixed = labels is not None  # scoring a saved model: its labels, and a split may lack some classes
     from_data = False
     if labels is None:
@@ -94,7 +96,7 @@ def load_with_labels(pm, dataset: DatasetInfo, source: DataSource, task=None,
     else:
         mapped = apply_label_mapping(splits, dataset, mapping, every_class=classes and not fixed, source=source,
                                      from_data=from_data, said=tuple(notes), scoring=fixed)
-    return Labelled(dataset, source, mapped.value, (*notes, *mapped.notes))
+    return Labelled(dataset, source, mapped.value, (*notes, *mapped.notes), rows_read)
 
 
 # A label column with more distinct values than this share of the training rows holds texts, not classes.

@@ -45,7 +45,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
                     positive_label=positive_class(task, saved.labels, str(saved.run_dir)),
                     baseline_label=saved_baseline(saved.run_dir, saved.labels), thresholds=saved.thresholds)
     metrics.update({"run": str(saved.run_dir), "data_source": chosen.source, "split": chosen.split,
-                    "every_row": split is not None or data is not None,  # False: the rows tk run scored
+                    "every_row": chosen.every_row, "rows_left_out": chosen.left_out,
                     "split_description": chosen.described,
                     "data_given": data is not None, "seconds": round(seconds, 2),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
@@ -61,6 +61,8 @@ class RowsToScore:
     described: str  # how tk names these rows ("test split, the rows tk run scored")
     source: str  # where they came from
     notes: list[str]
+    every_row: bool = False  # every row of the split or file as read; False: the rows tk run scored, or fewer
+    left_out: int = 0  # rows of that split or file that loading left out (a label not of the task, an empty text)
 
 
 def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None,
@@ -101,13 +103,22 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     chosen = _rows(splits, task, source, data, split)
     rows, split_name, described = chosen.value
     notes += chosen.notes
+    whole = data is not None or split is not None  # the split or file as a whole, not the rows tk run scored
+    read = loaded.rows_read.get("train" if split_name == "all" else split_name, len(rows))
+    left_out = read - len(rows) if whole else 0
+    if split_name == "all":  # one file given is loaded as a training split: name it as the user knows it
+        notes = [f"{Path(data).name}:{note[len('train:'):]}" if note.startswith("train:") else note
+                 for note in notes]
+    if left_out:
+        whose = "the file's" if split_name == "all" else f"the {split_name} split's"
+        described = f"{len(rows):,} of {whose} {read:,} rows ({left_out:,} left out, as said above)"
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
     if test_data and base is not None and not Path(test_data).is_absolute():
         test_data = base / test_data  # relative to tasks.toml, as the files dataset reads it
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
-    return RowsToScore(rows, task, split_name, described, scored_from, notes)
+    return RowsToScore(rows, task, split_name, described, scored_from, notes, whole and not left_out, left_out)
 
 
 def how_to_name_the_column(role: str, option: str, data: str) -> str:
