@@ -154,6 +154,23 @@ def test_cv_resumed_after_sigterm_equals_an_uninterrupted_one(pm, project):
     assert resumed.summary["pooled"]["accuracy"] == whole.summary["pooled"]["accuracy"]
 
 
+def test_cv_with_train_size_folds_a_sample_of_that_many_rows(pm, project):
+    """train_size in tk cv: the folds are cut from train_size rows (stratified, seeded), not every row folded and
+    scored with each fold trained on train_size of the rest (a 100,000-row file was scored whole for 400)."""
+    said = []
+    progress = Progress(echo=said.append, bar=False)
+    outcome = cv_task(pm, toy_task(project, train_size=80, validation_size=10, epochs=1), output=project / "runs",
+                      base=project, progress=progress, folds=2)
+    found = oof(outcome.cv_dir)
+    assert len(found) == 80 and len({row["row"] for row in found}) == 80
+    with open(project / "toy-data" / "train.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))[1:]
+    assert all((row["text"], row["label"]) == tuple(rows[int(row["row"]) - 1]) for row in found)
+    assert sorted(np.unique([row["label"] for row in found], return_counts=True)[1].tolist()) == [40, 40]
+    assert "train_size = 80: tk cv folds 80 of the training split's 200 rows" in "\n".join(said)
+    assert any(line.startswith("Fold 1: train 30, validation 10, scored 40") for line in said), said
+
+
 def test_cv_refuses_more_folds_than_texts(pm, project):
     from toolkit.errors import TkError
 

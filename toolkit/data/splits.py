@@ -238,6 +238,13 @@ def _subset(split, size: int, seed: int, key: str, task: TaskConfig):
     return parts["test"], said
 
 
+def stratified_sample(split, size: int, task: TaskConfig):
+    """``size`` rows of ``split``, stratified and seeded (``data_seed``) as train_size draws tk run's, and the
+    notes the draw makes."""
+    parts, said = _stratified(split, size, task.data_seed, "train_size", task)
+    return parts["test"], said
+
+
 def _stratified(split, size: int, seed: int, key: str, task: TaskConfig):
     if is_list_feature(split.features["label"]):  # multi-label: stratified by each row's rarest label
         import datasets

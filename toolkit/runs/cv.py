@@ -26,7 +26,7 @@ from toolkit.data.multilabel import label_matrix, strata
 from toolkit.data.rows import column, row_numbers
 from toolkit.data.settings_checks import check_settings_on_data
 from toolkit.data.sources import task_source
-from toolkit.data.splits import make_splits
+from toolkit.data.splits import make_splits, stratified_sample
 from toolkit.data.tokens import tokenize_splits, window_stride
 from toolkit.errors import TkError
 from toolkit.evaluation.scoring import positive_class, require_metrics
@@ -109,9 +109,9 @@ class CvData:
         if "test" in labelled:
             self.notes.append(f"tk cv folds the training split ({len(labelled['train']):,} rows); the data's test "
                               f"split ({len(labelled['test']):,} rows) is not used.")
+        train = self.sample(labelled["train"])
         for note in self.notes:
             progress.note(note)
-        train = labelled["train"]
         self.train = train.add_column(INDEX, np.arange(len(train)))
         self.fingerprint = artifacts.fingerprint({"train": train})
         set_seed(task.seed)  # every fold's head starts as a tk run's would
@@ -121,6 +121,25 @@ class CvData:
         # Tokenized once for every fold (windows, long_text = "chunks", are cut per fold: their rows move).
         self.tokens = None if self.stride is not None else tokenize_splits(
             datasets.DatasetDict({"all": self.train}), self.tokenizer, task.max_length, task.truncation)["all"]
+
+    def sample(self, train):
+        """train_size = N: the folds are cut from N rows of the training split, drawn as tk run draws its N, and
+        each fold trains on all of its own (the other folds' rows, less its validation carve). Folding every row
+        and training each fold on N of them would score the whole file K-1 times over for a small model."""
+        size = self.task.train_size
+        if size is None:
+            return train
+        self.task = replace(self.task, train_size=None)
+        if size > len(train):
+            raise TkError(f"task '{self.task.name}': train_size = {size:,} is larger than the {len(train):,} "
+                          "training rows tk cv folds. Lower train_size, or leave it out to fold them all.")
+        if size == len(train):
+            return train
+        sample, said = stratified_sample(train, size, self.task)
+        self.notes += [*said, f"train_size = {size:,}: tk cv folds {size:,} of the training split's "
+                              f"{len(train):,} rows (stratified, seeded as tk run draws its rows); the other "
+                              f"{len(train) - size:,} are neither trained on nor scored."]
+        return sample
 
     def fold_splits(self, assigned: np.ndarray, fold: int):
         """The fold's splits as tk run makes them (``make_splits``), checked as tk run checks its settings."""
