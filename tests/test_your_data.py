@@ -249,6 +249,23 @@ def test_evaluate_data_file_with_rows_left_out_says_how_many_of_its_rows_it_scor
     assert whole["every_row"] and whole["rows_left_out"] == 0 and whole["split_description"].startswith("all rows")
 
 
+def test_a_test_data_file_with_other_column_names_gets_advice_that_can_work(tmp_path, tiny_model):
+    """text_column names the column in both files: the advice to set it to the test file's column (a raw
+    Sentiment140 file's column6) then failed on the training file. The advice now says what does work."""
+    data = write_tickets(tmp_path / "reviews.csv", header=("id", "text", "label"))
+    rows = list(csv.reader(open(data, newline="", encoding="utf-8")))[1:41]
+    raw = tmp_path / "raw-test.csv"
+    with open(raw, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([label, "x", text] for _, text, label in rows)  # no header
+    fixes = "give raw-test.csv a header row naming its columns as reviews.csv does, or leave test_data out"
+    fails_with(fixes, "check", "--data", data, "--set", f"model={tiny_model}", "--set", f"test_data={raw}")
+    fails_with("text_column names the column in both the training data and test_data; if raw-test.csv names it "
+               "otherwise, give it a header row naming its columns as reviews.csv does, or leave test_data out and "
+               f"score it after training: tk evaluate RUN --data {raw} --text-column NAME --label-column NAME.",
+               "check", "--data", data, "--set", f"model={tiny_model}", "--set", f"test_data={raw}", "--set",
+               "text_column=column3")
+
+
 def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_path, tiny_model):
     """tk run leaves out test rows whose text is also in the training data; tk evaluate used to score them all,
     so its numbers differed from the run's with nothing saying why."""

@@ -103,7 +103,7 @@ def tk_load_dataset(dataset, source, task):
         splits = {split: rows.value for split, rows in read_files.items()}
         notes.append("Files: " + ", ".join(f"{split} {file.name}" for split, file in found.value.items()) + ".")
     else:
-        rows = read(path, columns)
+        rows = read(path, columns, _setting(task, "test_data"))
         notes += rows.notes
         splits = {"train": rows.value}
     test_data = _setting(task, "test_data")
@@ -119,7 +119,7 @@ def tk_load_dataset(dataset, source, task):
             notes.append(f"test: {test_path} (the task's test_data) replaces the test split of {path}.")
         else:
             notes.append(f"test: {test_path} (the task's test_data).")
-        test = read(test_path, columns)
+        test = read_test_data(test_path, columns, path)
         notes += test.notes
         splits["test"] = test.value
     separator = _setting(task, "label_separator", ",") if multi_label else None
@@ -128,7 +128,8 @@ def tk_load_dataset(dataset, source, task):
     return WithNotes(datasets.DatasetDict({split: rows.value for split, rows in named.items()}), tuple(notes))
 
 
-def read(path: Path, columns: dict) -> WithNotes:
+def read(path: Path, columns: dict, test_data: str | None = None) -> WithNotes:
+    """``test_data``: the task's, when ``path`` is the training file (a column named for it is looked for here)."""
     try:
         return read_table_file(path, columns["text_column"], columns["label_column"], columns["header"],
                                columns["label_columns"])
@@ -137,11 +138,36 @@ def read(path: Path, columns: dict) -> WithNotes:
         if role is None:
             raise
         key = f"{role}_column"
+        if getattr(error, "given", None) and test_data:
+            raise TkError(f"files dataset: {error} {key} names the column in both the training data and test_data; "
+                          f"if {Path(test_data).name} names it otherwise, give it a header row naming its columns "
+                          f"as {path.name} does, or leave test_data out and score it after training: "
+                          f"{evaluate_hint(Path(test_data))}") from None
         how = "Set it to one of them" if getattr(error, "given", None) else "Name the column"
         named = TkError(f"files dataset: {error} {how}: {key} = \"NAME\" in the task, or --set {key}=NAME.")
         # a command without --set (tk evaluate --data, tk export --check-data) says its own way to name it
         named.role, named.problem = role, f"files dataset: {error}"
         raise named from None
+
+
+def read_test_data(path: Path, columns: dict, training: Path) -> WithNotes:
+    """The test_data file, read with the training data's column keys. Its own column named with --set would
+    then be looked for in the training data too, so a missing column's fix is the file's header, or tk evaluate
+    after training (it names a file's columns on its own)."""
+    try:
+        return read(path, columns)
+    except TkError as error:
+        role = getattr(error, "role", None)
+        if role is None:
+            raise
+        raise TkError(f"{error.problem} text_column and label_column name the columns of both the training data "
+                      f"({training.name}) and test_data, so they must have the same names: give {path.name} a "
+                      f"header row naming its columns as {training.name} does, or leave test_data out and score "
+                      f"the file after training: {evaluate_hint(path)}") from None
+
+
+def evaluate_hint(path: Path) -> str:
+    return f"tk evaluate RUN --data {path} --text-column NAME --label-column NAME."
 
 
 def _label_names(rows, split: str, separator: str | None = None) -> WithNotes:
