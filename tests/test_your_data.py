@@ -266,6 +266,28 @@ def test_a_test_data_file_with_other_column_names_gets_advice_that_can_work(tmp_
                "text_column=column3")
 
 
+def test_compare_on_a_file_scores_every_run_on_its_rows_and_pairs_them(tmp_path, tiny_model):
+    """tk compare --data FILE: the runs' verdict on a file the user names (a hand-labelled set), where runs can
+    rank otherwise than on their own test splits; each run's numbers are tk evaluate --data's."""
+    data = write_tickets(tmp_path / "reviews.csv", header=("id", "text", "label"))
+    runs = [run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST, "--set",
+                          f"learning_rate={rate}")) for rate in ("2e-3", "1e-4")]
+    other = write_tickets(tmp_path / "other.csv", 60, seed=9, header=("id", "body", "queue"))
+    document = json.loads(ok("compare", *runs, "--data", other, "--text-column", "body", "--label-column", "queue",
+                             "--json"))
+    assert document["scored_on"] == str(other)
+    for run_dir, row in zip(runs, document["runs"]):
+        alone = json.loads(ok("evaluate", run_dir, "--data", other, "--text-column", "body", "--label-column",
+                              "queue", "--json"))["metrics"]
+        assert (row["accuracy"], row["f1_macro"]) == (alone["accuracy"], alone["f1_macro"]) and alone["n"] == 60
+    tested = [row["vs_best"]["test"] for row in document["runs"] if row["vs_best"]["verdict"] != "best"]
+    assert tested == ["paired bootstrap"]  # macro F1 decides 4 classes; the same rows for every run: paired
+    assert any(note.startswith(f"Every run scored {other} (all rows of other.csv): 60 rows, the same for every run")
+               for note in document["notes"]), document["notes"]
+    said = ok("compare", *runs, "--data", data)
+    assert "on file accuracy" in said and f"trained on {data}, so their scores there are optimistic" in said
+
+
 def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_path, tiny_model):
     """tk run leaves out test rows whose text is also in the training data; tk evaluate used to score them all,
     so its numbers differed from the run's with nothing saying why."""

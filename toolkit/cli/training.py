@@ -240,9 +240,25 @@ def sweep(session, task_name, grid_specs, assignments, seeds, data, output, as_j
 @click.option("--allow-incomplete", is_flag=True,
               help="Compare runs that are not complete or whose saved files changed since tk run saved them "
                    "(experts only): each is marked NOT A COMPLETE RUN.")
+@click.option("--data", metavar="PATH", help="Score every run on this file (all its rows, as tk evaluate --data "
+              "does) and compare them there, row by row, in place of their own test splits.")
+@click.option("--text-column", metavar="NAME", help="With --data: the column holding the texts (default: found by "
+              "name).")
+@click.option("--label-column", metavar="NAME", help="With --data: the column holding the labels (default: found by "
+              "name).")
 @json_option
-def compare(run_dirs, allow_incomplete, as_json):
+@pass_session
+def compare(session, run_dirs, allow_incomplete, data, text_column, label_column, as_json):
     """Compare finished runs (or tk cv folders, fold by fold): which differences are real and which are noise."""
+    columns = {key: name for key, name in (("text_column", text_column), ("label_column", label_column)) if name}
+    if columns and data is None:
+        raise click.UsageError("--text-column and --label-column name the columns of --data FILE: add --data FILE.")
+    if data is not None and not Path(data).exists():
+        raise TkError(f"--data: {data} does not exist. Check the path, or leave --data out to compare the runs on "
+                      "their own test splits.")
+    if data is not None and any(is_cv(path) for path in run_dirs):
+        raise TkError("--data scores each run's model on the file; a tk cv folder has no single model. Compare "
+                      "tk cv folders without --data (fold by fold), or pass runs trained with tk run.")
     if any(is_cv(path) for path in run_dirs):
         found = compare_cv(list(run_dirs))
         if as_json:
@@ -251,13 +267,20 @@ def compare(run_dirs, allow_incomplete, as_json):
             click.echo(format_cv_comparison(found))
         return
 
-    runs = [summarise(path, allow_incomplete=allow_incomplete) for path in expand_runs(list(run_dirs))]
-    rows = run_rows(runs)
-    notes = data_notes(runs) + comparison_notes(rows)
-    if as_json:
-        emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes})
+    if data is None:
+        runs = [summarise(path, allow_incomplete=allow_incomplete) for path in expand_runs(list(run_dirs))]
+        scored_on = []
     else:
-        click.echo(format_run_rows(rows))
+        from toolkit.runs.compare_data import runs_on_data  # the models are loaded only for --data
+
+        runs, scored_on = runs_on_data(session.pm, expand_runs(list(run_dirs)), data, columns, allow_incomplete)
+    rows = run_rows(runs)
+    notes = scored_on + data_notes(runs) + comparison_notes(rows)
+    if as_json:
+        emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes,
+                         "scored_on": "test splits" if data is None else str(data)})
+    else:
+        click.echo(format_run_rows(rows, "test" if data is None else "on file"))
         extra = format_settings_and_notes(rows, notes)
         if extra:
             click.echo(extra)

@@ -375,10 +375,11 @@ def format_settings_and_notes(rows: list[dict[str, Any]], notes: list[str]) -> s
     return "\n".join(lines + notes)
 
 
-def format_run_rows(rows: list[dict[str, Any]]) -> str:
+def format_run_rows(rows: list[dict[str, Any]], scored_on: str = "test") -> str:
+    """``scored_on``: what the metric columns were scored on ("test", or the file tk compare --data names)."""
     names = rows[0]["metric_names"]
     header = f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} " + " ".join(
-        f"{'test ' + names[name] + ' [95% CI]':>27}" for name in names) + f" {'overfit':>7} {'underfit':>8}  vs best"
+        f"{scored_on + ' ' + names[name] + ' [95% CI]':>27}" for name in names) + f" {'overfit':>7} {'underfit':>8}  vs best"
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         lines.append(f"{row['label']:<34} {row['train_seconds']:>7.1f} {row['best_epoch']:>7} "

@@ -24,8 +24,21 @@ from toolkit.runs.saved import SavedRun, read_run_config, saved_baseline, task_o
 from toolkit.saving import read_json
 
 
+@dataclass
+class Evaluated:
+    metrics: dict[str, Any]  # what tk evaluate prints and saves
+    rows: Any  # the rows scored (text, label, and the row numbers loading gave them)
+    probabilities: np.ndarray  # per row, the saved model's
+
+
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,
                  progress: Any = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
+    """tk evaluate's metrics (``evaluate_rows``)."""
+    return evaluate_rows(pm, saved, data, split, progress, columns).metrics
+
+
+def evaluate_rows(pm, saved: SavedRun, data: str | None, split: str | None = None,
+                  progress: Any = None, columns: dict[str, str] | None = None) -> Evaluated:
     """Score the saved model with the run's own label names.
 
     Without ``data``: the data source the run recorded (an absolute path), and the rows of its ``test``
@@ -50,7 +63,7 @@ def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None
                     "data_given": data is not None, "seconds": round(seconds, 2),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
                     "notes": notes, **_calibration(column(rows, "label"), probabilities)})
-    return metrics
+    return Evaluated(metrics, rows, probabilities)
 
 
 @dataclass
