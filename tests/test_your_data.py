@@ -288,6 +288,29 @@ def test_compare_on_a_file_scores_every_run_on_its_rows_and_pairs_them(tmp_path,
     assert "on file accuracy" in said and f"trained on {data}, so their scores there are optimistic" in said
 
 
+def test_label_names_give_coded_labels_names_the_model_keeps(tmp_path, tiny_model):
+    """Sentiment140's polarity 0 and 4 in a user's CSV: the labels key only orders names, so a model answered
+    '0' and '4'. label_names names them; tk evaluate on the same kind of file reads them through the run's key."""
+    rows = keyword_rows(120, ("neg", "pos"), 3)
+    data = tmp_path / "tweets.csv"
+    with open(data, "w", newline="", encoding="utf-8") as handle:
+        coded = (({"neg": 0, "pos": 4}[label], text) for text, label in rows)
+        csv.writer(handle).writerows([("polarity", "text"), *coded])
+    output = ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST, "--set",
+                'label_names={0 = "negative", 4 = "positive", 2 = "neutral"}')
+    assert "label_names names '2', which no row here has as its label (labels here, as named: negative, " \
+           "positive)." in output
+    run_dir = run_dir_of(output)
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["negative", "positive"]
+    answer = json.loads(ok("predict", run_dir, "good great", "--json"))
+    assert answer["predictions"][0]["label"] in ("negative", "positive")
+    evaluated = json.loads(ok("evaluate", run_dir, "--data", data, "--json"))["metrics"]
+    assert evaluated["n"] == 120 and evaluated["every_row"]
+    fails_with("label_names gives each label value a name (a string): 0 = 1 is not one", "check", "--data", data,
+               "--set", f"model={tiny_model}", "--set", "label_names={0 = 1}")
+
+
 def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_path, tiny_model):
     """tk run leaves out test rows whose text is also in the training data; tk evaluate used to score them all,
     so its numbers differed from the run's with nothing saying why."""

@@ -50,6 +50,9 @@ def tk_register_settings(register):
                                                      "by name: label, class, sentiment, ...)"))
     register(Setting("labels", (list, type(None)), None, "files dataset: the label names in class-id order "
                                                          "(default: the values in the data, sorted)"))
+    register(Setting("label_names", (dict, type(None)), None, "files dataset: a name for each label value, e.g. "
+                                                              "{0 = \"negative\", 4 = \"positive\"} (a value not "
+                                                              "named keeps its own name)"))
     register(Setting("test_data", optional, None, "files dataset: a separate test file, relative to tasks.toml (without one: to the current folder)"))
     register(Setting("header", (str, bool), "auto", "files dataset: whether a CSV / TSV file's first row names "
                                                     "its columns", ("auto", True, False)))
@@ -123,7 +126,9 @@ def tk_load_dataset(dataset, source, task):
         notes += test.notes
         splits["test"] = test.value
     separator = _setting(task, "label_separator", ",") if multi_label else None
-    named = {split: _label_names(rows, split, separator) for split, rows in splits.items()}
+    renamed = _renaming(_setting(task, "label_names"))
+    named = {split: _label_names(rows, split, separator, renamed) for split, rows in splits.items()}
+    notes += _unused_names(renamed, [rows.value for rows in named.values()])
     notes += [note for rows in named.values() for note in rows.notes]
     return WithNotes(datasets.DatasetDict({split: rows.value for split, rows in named.items()}), tuple(notes))
 
@@ -170,13 +175,40 @@ def evaluate_hint(path: Path) -> str:
     return f"tk evaluate RUN --data {path} --text-column NAME --label-column NAME."
 
 
-def _label_names(rows, split: str, separator: str | None = None) -> WithNotes:
-    """Labels as strings (1 and 1.0 both read "1", a ClassLabel id its name); rows without one are left out.
+def _renaming(label_names) -> dict[str, str]:
+    """label_names as {value as _name reads it: name}: a TOML key is a string, so 0 and "0" are one value."""
+    if not label_names:
+        return {}
+    bad = [f"{key} = {value!r}" for key, value in label_names.items() if not isinstance(value, str) or not value.strip()]
+    if bad:
+        raise TkError(f"label_names gives each label value a name (a string): {', '.join(bad)} is not one. "
+                      "Write it like label_names = {0 = \"negative\", 4 = \"positive\"}.")
+    return {_name(key): value.strip() for key, value in label_names.items()}
+
+
+def _unused_names(renamed: dict[str, str], splits) -> list[str]:
+    """A value label_names names that no row has: a typo, or another column than the one meant (said, not
+    refused: a file scored later may hold one class only)."""
+    present = set()
+    for rows in splits:
+        for label in rows.unique("label"):
+            present.update(label if isinstance(label, list) else [label])
+    unused = [value for value, name in renamed.items() if name not in present]
+    if not unused:
+        return []
+    return [f"label_names names {', '.join(repr(v) for v in unused)}, which no row here has as its label (labels "
+            f"here, as named: {', '.join(sorted(map(str, present))[:20])})."]
+
+
+def _label_names(rows, split: str, separator: str | None = None, renamed: dict[str, str] | None = None) -> WithNotes:
+    """Labels as strings (1 and 1.0 both read "1", a ClassLabel id its name; ``renamed``: label_names applied);
+    rows without one are left out.
 
     A list per row stays a list of names; with a ``separator`` (multi-label tasks) a text cell becomes one.
     """
     import datasets
 
+    renamed = renamed or {}
     feature = rows.features["label"]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     inner = getattr(feature, "feature", None)
@@ -184,12 +216,16 @@ def _label_names(rows, split: str, separator: str | None = None) -> WithNotes:
     if listed or separator is not None:
         features = rows.features.copy()
         features["label"] = datasets.Sequence(datasets.Value("string"))
-        named = rows.map(lambda batch: {"label": [_name_list(v, separator) for v in batch["label"]]},
-                         batched=True, features=features)
+        def to_lists(batch):
+            lists = [_name_list(v, separator) for v in batch["label"]]
+            return {"label": [None if found is None else [renamed.get(n, n) for n in found] for found in lists]}
+
+        named = rows.map(to_lists, batched=True, features=features)
         return _without_missing(named, split)
 
     def to_text(batch):
-        return {"label": [None if v is None else names[v] if names else _name(v) for v in batch["label"]]}
+        named = [None if v is None else names[v] if names else _name(v) for v in batch["label"]]
+        return {"label": [None if n is None else renamed.get(n, n) for n in named]}
 
     features = rows.features.copy()
     features["label"] = datasets.Value("string")
