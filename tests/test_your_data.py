@@ -55,6 +55,9 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
                 "--set", f"model={tiny_model}", *FAST)
     assert "Task 'tickets': dataset files" in output and "accuracy" in output
     assert f"val f1 is macro F1: the {len(QUEUES)} classes' F1, averaged" in output  # not one class's, nor micro
+    # the classes of the rows trained on, not only of the file as loaded (which train_size may draw from)
+    assert re.search(r"Rows: train 173 \(general 44, how-to 43, praise 43, refunds 43\), validation 19, test 48",
+                     output), output
     run_dir = run_dir_of(output)
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert list(config["id2label"].values()) == sorted(QUEUES.values())
@@ -816,3 +819,15 @@ def test_sweep_over_your_own_file(tmp_path, tiny_model):
     assert [row["setting"] for row in sweep["rows"]] == [{"class_weights": "none"}, {"class_weights": "balanced"}]
     assert "Missing argument" not in tk("sweep", "--grid", "epochs=1").output
     assert "pass --data FILE to sweep over your own file" in tk("sweep", "--grid", "epochs=1").output
+
+
+def test_the_rows_line_names_many_classes_by_their_smallest():
+    import datasets
+
+    from toolkit.runs.pipeline import trained_classes
+
+    labels = tuple(f"c{i}" for i in range(8))
+    split = datasets.Dataset.from_dict({"label": [0] * 5 + [1] * 9 + [3] * 2 + list(range(8)) * 3})
+    assert trained_classes(split, labels) == "8 classes, the smallest 'c2' with 3"
+    two = datasets.Dataset.from_dict({"label": [0, 1, 1]})
+    assert trained_classes(two, ("neg", "pos")) == "neg 1, pos 2"

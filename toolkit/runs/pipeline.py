@@ -53,6 +53,18 @@ from toolkit.training.engines import EngineChoice, resolve_engine
 from toolkit.training.interrupt import EndedEarly, RunInterrupted, graceful_interrupts, safe_points
 from toolkit.training.progress import Progress, quiet_library_progress
 
+SHOWN_CLASSES = 6  # the training rows' class counts named one by one up to this many classes
+
+
+def trained_classes(split, labels: tuple[str, ...]) -> str:
+    """The classes of the rows trained on (after train_size drew them), in brief: the data checks count the
+    data as loaded, which may be a far larger file."""
+    counts = np.bincount(np.asarray(column(split, "label"), dtype=np.int64), minlength=len(labels))
+    if len(labels) <= SHOWN_CLASSES:
+        return ", ".join(f"{labels[i]} {counts[i]:,}" for i in range(len(labels)))
+    smallest = int(np.argmin(counts))
+    return f"{len(labels)} classes, the smallest '{labels[smallest]}' with {counts[smallest]:,}"
+
 
 def run_task(pm, task: TaskConfig, *, data: str | None = None, output: Path = Path("runs"),
              base: Path | None = None, progress: Progress | None = None,
@@ -228,7 +240,9 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     checks.left_out = made.left_out  # the rows left out: left_out.json
     for note in notes + list(made.advice):  # advice is printed, not recorded: the model card states facts
         progress.note(note)
-    progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" for name, split in splits.items()))
+    progress.note("Rows: " + ", ".join(f"{name} {len(split):,}" + (f" ({trained_classes(split, dataset.labels)})"
+                                                                     if name == "train" and not task.multi_label
+                                                                     else "") for name, split in splits.items()))
     presence = class_checks(splits, dataset.labels)
     checks.findings += presence
     checks.split_rows = {name: len(split) for name, split in splits.items()}
