@@ -272,8 +272,11 @@ def test_a_run_saves_baseline_positive_label_and_selection(pm, project):
     metrics = outcome.metrics
     assert metrics["positive_label"] == "neg" and metrics["select_metric"] == "loss"
     assert metrics["baseline"]["source"] == "training split" and "f1_macro" in metrics
+    # the toy training rows are 80 of each class: the baseline's 'neg' is a tie, and says so
+    assert metrics["baseline"]["label"] == "neg" and metrics["baseline"]["tied_with"] == ["pos"]
     printed = format_metrics(metrics)
     assert printed.startswith("Test metrics (test split, ") and "f1 (positive: neg)" in printed
+    assert "(most frequent class of the training split; tied with 'pos', the first in class order taken)" in printed
     assert "(lowest validation loss)" in printed
 
 

@@ -26,6 +26,13 @@ def majority_class(labels) -> int:
     return int(np.bincount(np.asarray(labels, dtype=np.int64)).argmax())
 
 
+def tied_with_majority(labels, label_names: tuple[str, ...]) -> list[str]:
+    """The other classes as frequent as the majority class (a balanced sample): the baseline took the first."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(label_names))
+    top = majority_class(labels)
+    return [label_names[i] for i in np.flatnonzero(counts == counts[top]) if i != top]
+
+
 def compare_with_baseline(labels, predictions, label_names: tuple[str, ...], majority: int | None = None,
                           source: str = "training split") -> dict[str, Any]:
     """``{"baseline": {...}, "warnings": [...]}`` for predictions on ``labels``; empty for no rows.

@@ -24,7 +24,10 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                      f"f1 (micro) {baseline['f1']:.4f}; model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     elif baseline:
         always = cut_text(baseline["label"])
-        lines.append(f"  baseline: always '{always}' (most frequent class of the {baseline['source']}): "
+        tied = baseline.get("tied_with") or []
+        tie = (f"; tied with {', '.join(repr(cut_text(name)) for name in tied[:3])}{', ...' if len(tied) > 3 else ''}"
+               ", the first in class order taken" if tied else "")
+        lines.append(f"  baseline: always '{always}' (most frequent class of the {baseline['source']}{tie}): "
                      f"accuracy {baseline['accuracy']:.4f}, f1 (macro) {baseline['f1_macro']:.4f}; "
                      f"model vs baseline: McNemar exact p = {_p(baseline['mcnemar_p'])}")
     lines += linear_baseline_lines(metrics)

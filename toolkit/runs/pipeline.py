@@ -21,7 +21,7 @@ from toolkit.data.sources import task_source
 from toolkit.data.splits import make_splits
 from toolkit.data.tokens import check_max_length, count_windows, tokenize_splits, window_stride
 from toolkit.errors import TkError
-from toolkit.evaluation.baseline import majority_class, majority_labels
+from toolkit.evaluation.baseline import majority_class, majority_labels, tied_with_majority
 from toolkit.evaluation.diagnosis import diagnose_overfitting, explain, explain_underfitting
 from toolkit.evaluation.inference import predict_probabilities
 from toolkit.evaluation.pooling import documents_of, pool_rows
@@ -325,6 +325,8 @@ def score_and_save(pm, prepared: Prepared, run_dir: Path, progress: Progress, tr
     metrics = score(pm, labels, probabilities, dataset.labels, confidence=True, positive_label=positive,
                     baseline_label=majority_labels(train_labels) if task.multi_label else majority_class(train_labels),
                     thresholds=tuned)
+    if not task.multi_label and metrics.get("baseline"):
+        metrics["baseline"]["tied_with"] = tied_with_majority(train_labels, dataset.labels)
     diagnosis = diagnose_overfitting(result.history, task.train_size)
     metrics["calibration"] = calibrate.on_test(fitted, labels, probabilities, task, progress,
                                               prepared.scored_as)
