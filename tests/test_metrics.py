@@ -299,3 +299,19 @@ def test_compare_notes_say_why_a_row_has_no_test_and_which_losses_do_not_compare
     noisy["settings"], fixed["settings"] = {"data": "noisy.csv"}, {"data": "fixed.csv"}  # tk audit's loop
     assert comparison_notes([noisy, fixed])[-1].startswith("val loss: each run's validation rows come from its "
                                                            "own data, with that data's labels")
+
+
+def test_compare_table_names_f1_of_each_runs_positive_class_when_runs_name_it_otherwise():
+    """A run of the files dataset (positive '4') beside one of the sentiment140 task (positive 'positive'): the
+    header said F1 of '4' over both columns."""
+    from toolkit.runs.compare import format_run_rows
+
+    def row(label, positive, verdict):
+        return {"label": label, "train_seconds": 1.0, "best_epoch": 1, "best_validation_loss": 0.5,
+                "accuracy": 0.8, "f1": 0.7, "metric_names": {"accuracy": "accuracy", "f1": f"F1 of '{positive}'"},
+                "overfitting": False, "underfitting": False, "vs_best": {"verdict": verdict, "p": 0.5}}
+
+    mixed = format_run_rows([row("a", "4", "best"), row("b", "positive", "noise")])
+    assert "test F1 of positive" in mixed and "'4'" not in mixed.splitlines()[0]
+    same = format_run_rows([row("a", "4", "best"), row("b", "4", "noise")])
+    assert "test F1 of '4'" in same.splitlines()[0]

@@ -377,7 +377,9 @@ def format_settings_and_notes(rows: list[dict[str, Any]], notes: list[str]) -> s
 
 def format_run_rows(rows: list[dict[str, Any]], scored_on: str = "test") -> str:
     """``scored_on``: what the metric columns were scored on ("test", or the file tk compare --data names)."""
-    names = rows[0]["metric_names"]
+    names = {name: shown if all(row["metric_names"].get(name) == shown for row in rows) else
+             "F1 of positive" if name == "f1" else name  # runs naming another positive class: each its own
+             for name, shown in rows[0]["metric_names"].items()}
     header = f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} " + " ".join(
         f"{scored_on + ' ' + names[name] + ' [95% CI]':>27}" for name in names) + f" {'overfit':>7} {'underfit':>8}  vs best"
     lines = [header, "-" * (len(header) + 10)]
