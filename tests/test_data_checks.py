@@ -53,6 +53,19 @@ def test_html_examples_never_cut_a_tag_or_entity():
     assert example.split(": ", 1)[1] == "..." + repr("a" * 27 + "<br />" + "b" * 27) + "..."
 
 
+def test_characters_broken_by_a_wrong_decoding_are_flagged_with_their_rows():
+    """Sentiment140's train-100k holds 'ï¿½' (U+FFFD's UTF-8 bytes read as Latin-1) and 'eclÃ©tico' (é so read);
+    tk check flagged HTML remnants but not these."""
+    texts = ["she\u00ef\u00bf\u00bds not well", "poco ecl\u00c3\u00a9tico", "it\u00e2\u20ac\u2122s fine",
+             "a \ufffd here", "caf\u00e9 is fine", "S\u00c3O PAULO"]
+    train = dataset(texts, [0, 1, 0, 1, 0, 1])
+    found = findings(check_splits(datasets.DatasetDict(train=train), "d", LABELS))["broken_characters"]
+    assert found.count == 4 and found.level == "warning"  # not 'café', nor Portuguese 'SÃO'
+    assert found.message.startswith("train: 4 texts (66.7%) hold characters broken by a wrong decoding, such as "
+                                    "'\u00ef\u00bf\u00bd'")
+    assert [example.split(":")[0] for example in found.examples] == ["row 1", "row 2", "row 3"]  # EXAMPLES
+
+
 def test_same_text_different_labels_is_a_conflict():
     report = check_splits(datasets.DatasetDict(train=dataset(["x y", "X  y", "z"], [0, 1, 1])), "d", LABELS)
     assert findings(report)["label_conflicts"].count == 1
@@ -399,8 +412,9 @@ def test_check_lists_the_checks_that_found_nothing():
     clean = check_splits(datasets.DatasetDict(train=big(), test=test), "d", LABELS)
     printed = format_report(clean)
     assert ("Checked, nothing found: exact duplicate texts, texts alike but for case, spaces or HTML, texts shared "
-            "between splits, texts with conflicting labels, HTML remnants, label names that look like lists, label "
-            "names written two ways, rare classes or labels, classes missing from a split.") in printed
+            "between splits, texts with conflicting labels, HTML remnants, characters broken by a wrong decoding, "
+            "label names that look like lists, label names written two ways, rare classes or labels, classes missing "
+            "from a split.") in printed
     dirty = check_splits(datasets.DatasetDict(train=dataset(["same", "same", "x <br /> y"], [0, 1, 0])), "d", LABELS)
     listed = format_report(dirty).splitlines()[-2]
     assert listed.startswith("Checked, nothing found: ") and "HTML remnants" not in listed

@@ -1,5 +1,6 @@
 """Data checks behind `tk check` and the start of `tk run`: duplicates, leakage, label conflicts,
-class balance and HTML remnants (empty texts are left out, and said, when the data is loaded).
+class balance, HTML remnants and characters broken by a wrong decoding (empty texts are left out, and said,
+when the data is loaded).
 Multi-label data (multi-hot rows) gets per-label counts, rare labels, rows with no label and label
 co-occurrence instead of class balance (``toolkit.data.multilabel``); label names that look like lists
 or like one name written twice are ``toolkit.data.label_names``'s, the report ``toolkit.data.findings``'s.
@@ -28,6 +29,9 @@ from toolkit.errors import TkError, user_message
 from toolkit.training.policy import windows_to_check
 
 # A tag starts with its name right after "<" (or "</"), as HTML requires: "M-< and M->" (Emacs keys) is no tag.
+# Characters lost to a wrong decoding: U+FFFD itself, its UTF-8 bytes read as Latin-1 ('ï¿½', Sentiment140's), and
+# UTF-8 read as Latin-1 or cp1252 ('Ã©' for é, 'â€™' for ’).
+BROKEN_CHARACTERS = re.compile("\ufffd|ï¿½|Ã[\u0080-\u00bf]|â€")
 HTML_REMNANT = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]*)?/?>|&(?:amp|lt|gt|quot|#\d+);")
 SHOWN_UNIT = re.compile(r"</?[a-zA-Z][^<>]{0,200}>|&#?[a-zA-Z0-9]{1,10};")  # a tag or entity: never cut in an example
 SHOWN_CHARS = 80  # of an example text
@@ -119,6 +123,14 @@ def _text_quality(split: str, texts, numbers: np.ndarray) -> list[Finding]:
         found.append(Finding("html", "warning", f"{split}: {len(html):,} texts ({len(html) / len(texts):.1%}) hold "
                              f"HTML remnants such as {first} (the tokenizer sees them as words)", len(html),
                              [f"row {numbers[row]}: {_around_html(texts[row])}" for row in html[:EXAMPLES]]))
+    broken = [row for row, text in enumerate(texts) if text and BROKEN_CHARACTERS.search(text)]
+    if broken:
+        first = BROKEN_CHARACTERS.search(texts[broken[0]]).group(0)
+        found.append(Finding("broken_characters", "warning", f"{split}: {len(broken):,} texts "
+                             f"({len(broken) / len(texts):.1%}) hold characters broken by a wrong decoding, such as "
+                             f"{first!r} (read with another encoding somewhere before tk; the original letters are "
+                             "lost to the model)", len(broken),
+                             [f"row {numbers[row]}: {_around(texts[row], BROKEN_CHARACTERS)}" for row in broken[:EXAMPLES]]))
     return found
 
 
@@ -277,6 +289,13 @@ def _shorts(texts: list[str], limit: int = SHOWN_CHARS) -> list[str]:
         part = text[start:start + limit // 2]
         shown.append(repr(text[:limit // 2]) + "..." + repr(part) + ("..." if start + len(part) < len(text) else ""))
     return shown
+
+
+def _around(text: str, pattern: re.Pattern, context: int = 30) -> str:
+    """The first match of ``pattern`` with up to ``context`` characters either side."""
+    match = pattern.search(text)
+    start, end = max(0, match.start() - context), min(len(text), match.end() + context)
+    return ("..." if start > 0 else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
 
 
 def _around_html(text: str, context: int = 30) -> str:

@@ -45,7 +45,8 @@ class CheckReport:
 # What tk check looked for, as its text report names it: the ones with no finding are listed as clean.
 SEARCHED = {"duplicates_exact": "exact duplicate texts", "duplicates_normalised": "texts alike but for case, spaces "
             "or HTML", "leakage": "texts shared between splits", "label_conflicts": "texts with conflicting labels",
-            "html": "HTML remnants", "label_lists": "label names that look like lists",
+            "html": "HTML remnants", "broken_characters": "characters broken by a wrong decoding",
+            "label_lists": "label names that look like lists",
             "similar_labels": "label names written two ways", "rare": "rare classes or labels",
             "classes_absent": "classes missing from a split"}
 
