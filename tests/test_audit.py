@@ -59,6 +59,11 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     assert low <= document["estimated_errors"] <= high
     assert document["estimated_errors_note"] is None  # two classes of about 120 rows: no small class
     shown = tk("audit", cv_dir).stdout  # the way on, with the two counts to choose N from
+    with open(cv_dir / "audit.csv", newline="", encoding="utf-8") as handle:  # the averaged models' answers
+        differ = sum(r["suggested"] != r["label"] for r in csv.DictReader(handle))
+    assert document["model_disagreements"] == differ and document["estimated_errors"] <= differ
+    assert (f"The models' answer differs from the given label on {differ:,} of the 240 rows (accuracy on the given "
+            f"labels {1 - differ / 240:.3f}); the estimate counts those it is confident of") in shown
     assert (f"Next, once you have reviewed the top rows: tk audit {cv_dir} --write FILE --relabel N (or --drop N), N "
             f"the rows checked; the audit flagged {document['flagged']:,} and estimates "
             f"{document['estimated_errors']:,} wrong labels.") in shown

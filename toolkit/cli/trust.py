@@ -20,7 +20,7 @@ from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.cv import cv_task, resume_cv
 from toolkit.runs.cv_summary import baseline_sentences, metric_labels
-from toolkit.runs.report_trust import estimate_in_words, models_in_words
+from toolkit.runs.report_trust import disagreements_in_words, estimate_in_words, models_in_words
 from toolkit.runs.resume import refuse_options
 from toolkit.training.progress import Progress
 
@@ -155,6 +155,8 @@ def audit(run_dir, top, target, drop, relabel, as_json):
                + (f" {summary['duplicate_conflicts']:,} rows share a text with a differently labelled row "
                   "(flagged where the model's answer is not their label)." if summary["duplicate_conflicts"] else ""))
     click.echo(models_in_words(summary))
+    if summary.get("model_disagreements") is not None:
+        click.echo(disagreements_in_words(summary))
     for entry in summary["top"][:top]:
         label, suggested = (cut_text(printable(entry[key]), 14) for key in ("label", "suggested"))
         click.echo(f"row {entry['row']:>6}  {label:<14} -> {suggested:<14} {entry['score']:.4f}  "

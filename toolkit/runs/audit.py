@@ -209,6 +209,7 @@ def audit(run_dir: Path, progress_note=print) -> dict[str, Any]:
                "estimated_errors_note": small_classes_note(small) if small and interval else None,
                "interval": f"spread of the counts in {RESAMPLES} half-samples of the rows (without replacement), "
                            "around the estimate",
+               "model_disagreements": None if multi else int((probabilities.argmax(axis=1) != labels).sum()),
                "flagged": int(sum(e["flagged"] for e in entries)), "duplicate_conflicts": clash,
                "warning": warning, "top": entries[:20]}
     write_json(run_dir / "audit.json", summary)

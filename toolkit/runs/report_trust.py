@@ -102,6 +102,18 @@ def models_in_words(summary: dict[str, Any]) -> str:
                                              f"weight {m['weight']:.2f})" for m in models) + ", averaged.")
 
 
+def disagreements_in_words(found: dict[str, Any]) -> str:
+    """What the estimate is made of: the rows whose label the models' answer differs from, of which it counts
+    the confident ones. Mistakes of a weak model count as much as wrong labels (the CLI and the report say it)."""
+    differ, rows = found.get("model_disagreements"), found.get("rows") or 0
+    if differ is None or not rows:
+        return ""
+    return (f"The models' answer differs from the given label on {differ:,} of the {rows:,} rows (accuracy on the "
+            f"given labels {1 - differ / rows:.3f}); the estimate counts those it is confident of, so it holds the "
+            "models' own confident mistakes too: the weaker the model, the more the count says of it rather than "
+            "of the labels. Review the top rows before trusting either number.")
+
+
 def estimate_in_words(found: dict[str, Any], how: str = "") -> str:
     """tk audit's estimated error count with its interval, ``how`` it was drawn, and why it is wide:
     '291 (95% interval 157 to 793, HOW; wide where classes are small: ...)'."""
@@ -116,8 +128,8 @@ def estimate_in_words(found: dict[str, Any], how: str = "") -> str:
 def audit_section(found: dict[str, Any]) -> str:
     """tk audit's summary (audit.json): the estimate with its interval and the top of the ranked rows."""
     head = (f"<p dir=\"auto\">{e(found.get('audited'))}: {found.get('rows', 0):,} rows; estimated label errors "
-            f"{e(estimate_in_words(found))}; flagged {found.get('flagged', 0):,}. {e(models_in_words(found))} Every "
-            "row, ranked: audit.csv.</p>")
+            f"{e(estimate_in_words(found))}; flagged {found.get('flagged', 0):,}. {e(models_in_words(found))} "
+            f"{e(disagreements_in_words(found))} Every row, ranked: audit.csv.</p>")
     warning = f'<p class="warn" dir="auto">{e(found["warning"])}.</p>' if found.get("warning") else ""
     rows = [[td(int(r["row"])), td(r["label"]), td(r["suggested"]), td(float(r["score"]), 3),
              f'<td dir="auto">{e(str(r["text"])[:300])}</td>', td(r["reason"])] for r in found.get("top") or []]
