@@ -312,6 +312,9 @@ def test_label_names_give_coded_labels_names_the_model_keeps(tmp_path, tiny_mode
     assert evaluated["n"] == 120 and evaluated["every_row"]
     fails_with("label_names gives each label value a name (a string): 0 = 1 is not one", "check", "--data", data,
                "--set", f"model={tiny_model}", "--set", "label_names={0 = 1}")
+    coded = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST))  # answers '0' and '4'
+    fails_with(f"The runs name their labels differently ({run_dir.name}: negative, positive; {coded.name}: 0, 4), "
+               "so their answers on", "compare", run_dir, coded, "--data", data)
 
 
 def test_evaluate_scores_the_runs_test_rows_without_those_also_in_training(tmp_path, tiny_model):
