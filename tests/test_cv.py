@@ -207,6 +207,16 @@ def fake_cv(folder, accuracies, right, folds):
     return folder
 
 
+def test_compare_data_refuses_a_cv_folder_which_has_no_model(tmp_path):
+    from tests.helpers import fails_with
+
+    a = fake_cv(tmp_path / "a", [0.8, 0.8], [True, False, True, False], [0, 1, 0, 1])
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\ngood,pos\n", encoding="utf-8")
+    fails_with("--data scores each run's model on the file; a tk cv folder has no single model", "compare", a, a,
+               "--data", other)
+
+
 def test_compare_of_cv_folders_pairs_folds_with_the_corrected_t_test(tmp_path):
     from scipy import stats
 
