@@ -315,3 +315,23 @@ def test_compare_table_names_f1_of_each_runs_positive_class_when_runs_name_it_ot
     assert "test F1 of positive" in mixed and "'4'" not in mixed.splitlines()[0]
     same = format_run_rows([row("a", "4", "best"), row("b", "4", "noise")])
     assert "test F1 of '4'" in same.splitlines()[0]
+
+
+def test_compare_says_where_each_run_stands_against_its_linear_baseline():
+    """The best of several fine-tunes may still be no better than TF-IDF + logistic regression; tk compare's
+    table did not say (each run's own report did)."""
+    from toolkit.runs.compare import RunSummary, linear_baseline_notes
+
+    def run(label, difference, ci, real):
+        linear = {"metrics": {"f1_macro": 0.70}, "metric_names": {"f1_macro": "macro F1"},
+                  "versus": {"metric": "f1_macro", "real": real,
+                             "differences": {"f1_macro": {"difference": difference, "ci": ci}}}}
+        return RunSummary(label, {"linear_baseline": linear}, None, None)
+
+    notes = linear_baseline_notes([run("a", 0.05, [0.02, 0.08], True), run("b", 0.01, [-0.02, 0.04], False),
+                                   run("c", -0.04, [-0.07, -0.01], True), RunSummary("old", {}, None, None)])
+    assert notes[0].startswith("Each run against its linear baseline (TF-IDF + logistic regression")
+    assert notes[1:] == ["  a: macro F1 +0.050 [+0.020, +0.080] against its baseline's 0.700: beats it",
+                         "  b: macro F1 +0.010 [-0.020, +0.040] against its baseline's 0.700: not shown to beat it",
+                         "  c: macro F1 -0.040 [-0.070, -0.010] against its baseline's 0.700: worse than it"]
+    assert linear_baseline_notes([RunSummary("old", {}, None, None)]) == []

@@ -339,6 +339,30 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def linear_baseline_notes(runs: list[RunSummary]) -> list[str]:
+    """Each run against its own linear baseline (TF-IDF + logistic regression, fitted beside it on its training
+    rows and scored on its test rows), on the decision metric: the best of several fine-tunes may still be no
+    better than a model fitted in seconds."""
+    found = []
+    for run in runs:
+        linear = run.metrics.get("linear_baseline")
+        versus = (linear or {}).get("versus") or {}
+        metric = versus.get("metric")
+        difference = (versus.get("differences") or {}).get(metric) if metric else None
+        if not isinstance(linear, dict) or not isinstance(difference, dict) or not difference.get("ci"):
+            continue
+        low, high = difference["ci"]
+        word = "beats it" if versus.get("real") and difference["difference"] > 0 else \
+            "worse than it" if versus.get("real") else "not shown to beat it"
+        found.append(f"  {run.label}: {(linear.get('metric_names') or {}).get(metric, metric)} "
+                     f"{difference['difference']:+.3f} [{low:+.3f}, {high:+.3f}] against its baseline's "
+                     f"{(linear.get('metrics') or {}).get(metric, float('nan')):.3f}: {word}")
+    if not found:
+        return []
+    return ["Each run against its linear baseline (TF-IDF + logistic regression fitted on the run's training rows, "
+            "scored on its test rows; run minus baseline, paired, 95% interval):", *found]
+
+
 def data_notes(runs: list[RunSummary]) -> list[str]:
     """Runs of one task name trained on different data (another file, or the same file changed): a run of
     ``tk run --data sms.csv`` from before tasks.toml had a task 'sms' is named like that task's runs."""
