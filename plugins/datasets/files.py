@@ -179,7 +179,8 @@ def _renaming(label_names) -> dict[str, str]:
     """label_names as {value as _name reads it: name}: a TOML key is a string, so 0 and "0" are one value."""
     if not label_names:
         return {}
-    bad = [f"{key} = {value!r}" for key, value in label_names.items() if not isinstance(value, str) or not value.strip()]
+    bad = [f"{key} = {value!r}" for key, value in label_names.items()
+           if not isinstance(value, str) or not value.strip()]
     if bad:
         raise TkError(f"label_names gives each label value a name (a string): {', '.join(bad)} is not one. "
                       "Write it like label_names = {0 = \"negative\", 4 = \"positive\"}.")
@@ -216,6 +217,7 @@ def _label_names(rows, split: str, separator: str | None = None, renamed: dict[s
     if listed or separator is not None:
         features = rows.features.copy()
         features["label"] = datasets.Sequence(datasets.Value("string"))
+
         def to_lists(batch):
             lists = [_name_list(v, separator) for v in batch["label"]]
             return {"label": [None if found is None else [renamed.get(n, n) for n in found] for found in lists]}

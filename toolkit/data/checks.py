@@ -130,7 +130,8 @@ def _text_quality(split: str, texts, numbers: np.ndarray) -> list[Finding]:
                              f"({len(broken) / len(texts):.1%}) hold characters broken by a wrong decoding, such as "
                              f"{first!r} (read with another encoding somewhere before tk; the original letters are "
                              "lost to the model)", len(broken),
-                             [f"row {numbers[row]}: {_around(texts[row], BROKEN_CHARACTERS)}" for row in broken[:EXAMPLES]]))
+                             [f"row {numbers[row]}: {_around(texts[row], BROKEN_CHARACTERS)}"
+                              for row in broken[:EXAMPLES]]))
     return found
 
 

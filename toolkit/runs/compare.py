@@ -405,7 +405,8 @@ def format_run_rows(rows: list[dict[str, Any]], scored_on: str = "test") -> str:
              "F1 of positive" if name == "f1" else name  # runs naming another positive class: each its own
              for name, shown in rows[0]["metric_names"].items()}
     header = f"{'run':<34} {'train s':>7} {'best ep':>7} {'val loss':>8} " + " ".join(
-        f"{scored_on + ' ' + names[name] + ' [95% CI]':>27}" for name in names) + f" {'overfit':>7} {'underfit':>8}  vs best"
+        f"{scored_on + ' ' + names[name] + ' [95% CI]':>27}" for name in names) \
+        + f" {'overfit':>7} {'underfit':>8}  vs best"
     lines = [header, "-" * (len(header) + 10)]
     for row in rows:
         lines.append(f"{row['label']:<34} {row['train_seconds']:>7.1f} {row['best_epoch']:>7} "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+
 import numpy as np
 
 from toolkit.data.rows import ROW, column
@@ -75,4 +76,3 @@ def trained_on(runs: list[RunSummary], data: str) -> list[str]:
     whose = "its" if len(seen) == 1 else "their"
     return [f"WARNING: {', '.join(seen)} trained on {data}, so {whose} scores there are optimistic (the rows "
             "trained and validated on are in it); score a file no run trained on."]
-
