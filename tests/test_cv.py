@@ -268,7 +268,7 @@ def test_the_interval_across_folds_is_the_corrected_t_interval():
     would treat folds that share most of their training rows as independent."""
     from scipy import stats
 
-    from toolkit.runs.cv_summary import across_folds
+    from toolkit.runs.cv_summary import across_folds, mean_in_words
 
     scores = [0.80, 0.82, 0.78, 0.85, 0.80]
     sd = float(np.std(scores, ddof=1))
@@ -277,6 +277,9 @@ def test_the_interval_across_folds_is_the_corrected_t_interval():
     assert found["mean"] == pytest.approx(0.81) and found["sd"] == pytest.approx(sd, abs=1e-4)
     assert found["ci"] == pytest.approx([0.81 - half, 0.81 + half], abs=1e-4)
     assert across_folds([0.99, 0.97, 1.0])["ci"][1] == 1.0  # clipped where every fold metric lies
+    # three folds of precision 1.0 (an SMS trial) measure no spread: no interval, not a certain [1.0, 1.0]
+    agreed = across_folds([1.0, 1.0, 1.0])
+    assert agreed["ci"] is None and mean_in_words(agreed) == "1.0000 (every fold; no spread)"
 
 
 def test_an_unfinished_cv_folder_is_refused_with_tk_cv_resume_and_no_allow_incomplete(tmp_path):

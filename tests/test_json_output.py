@@ -132,7 +132,9 @@ def test_compare_prints_the_rows_the_table_shows(runs):
     assert other[0]["vs_best"]["verdict"] == ("real" if p < document["significance"] else "noise")
     assert other[0]["vs_best"]["accuracy_difference"] <= 0
     assert [row["settings"] for row in rows] == [{"seed": 1}, {"seed": 2}]
-    assert document["notes"][0].startswith("vs best: decided on accuracy") and len(document["notes"]) == 2
+    assert document["notes"][0].startswith("vs best: decided on accuracy") and len(document["notes"]) == 5
+    assert document["notes"][2].startswith("Each run against its linear baseline")  # then one line per run
+    assert document["scored_on"] == "test splits"
     table = ok("compare", *run_dirs)
     line = next(line for line in table.splitlines() if line.startswith(other[0]["label"]))
     assert line.rstrip().endswith(verdict(p))

@@ -19,7 +19,7 @@ from toolkit.runs.audit import audit as run_audit
 from toolkit.runs.audit import read_audit
 from toolkit.runs.corrections import write_corrected
 from toolkit.runs.cv import cv_task, resume_cv
-from toolkit.runs.cv_summary import baseline_sentences, metric_labels
+from toolkit.runs.cv_summary import baseline_sentences, mean_in_words, metric_labels
 from toolkit.runs.report_trust import disagreements_in_words, estimate_in_words, models_in_words
 from toolkit.runs.resume import refuse_options
 from toolkit.training.progress import Progress
@@ -84,8 +84,7 @@ def format_cv(summary: dict) -> str:
     for name, found in summary["mean"].items():
         ci = pooled.get(f"{name}_ci")
         shown = f"{pooled[name]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") if name in pooled else "—"
-        lines.append(f"  {labels[name]:<{width}} {found['mean']:.4f} [{found['ci'][0]:.4f}, {found['ci'][1]:.4f}]  "
-                     f"|  {shown}")
+        lines.append(f"  {labels[name]:<{width}} {mean_in_words(found)}  |  {shown}")
     decided = (summary.get("baselines") or {}).get("metric")  # shown per fold beside accuracy, where it is not
     per_fold = ["accuracy", decided] if decided in labels and decided != "accuracy" else list(labels)[:2]
     lines.append("  per fold: " + "; ".join(

@@ -56,8 +56,16 @@ def across_folds(values: list[float]) -> dict[str, Any]:
     mean = float(data.mean())
     sd = float(data.std(ddof=1)) if k > 1 else 0.0
     half = float(stats.t.ppf(0.975, k - 1) * corrected_standard_error(data)) if k > 1 else float("nan")
+    if k < 2 or sd == 0:  # folds that agree exactly (precision 1.0 in each of 3) measure no spread
+        return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": None}
     low, high = max(mean - half, 0.0), min(mean + half, 1.0)  # every fold metric lies in [0, 1]
     return {"mean": round(mean, 4), "sd": round(sd, 4), "ci": [round(low, 4), round(high, 4)]}
+
+
+def mean_in_words(found: dict[str, Any]) -> str:
+    """'0.9500 [0.9100, 0.9900]', or where the folds agreed exactly '1.0000 (every fold; no spread measured)'."""
+    ci = found.get("ci")
+    return f"{found['mean']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{found['mean']:.4f} (every fold; no spread)"
 
 
 def pooled_baselines(rows: list[dict[str, str]], labels: np.ndarray, probabilities: np.ndarray,
@@ -241,7 +249,7 @@ def write_cv_report(cv_dir: Path, summary: dict[str, Any]) -> Path:
                                                                 else td("—") for n in names]]
             for f in summary["per_fold"]]
     rows.append([td("mean [95% corrected t interval]"), td(int(summary["scored"])),
-                 *[td(f"{m['mean']:.4f} [{m['ci'][0]:.4f}, {m['ci'][1]:.4f}]") for m in summary["mean"].values()]])
+                 *[td(mean_in_words(m)) for m in summary["mean"].values()]])
     pooled = summary["pooled"]
     pooled_rows = [[td(labels[n]), td(float(pooled[n])), td(f"[{pooled[n + '_ci'][0]:.4f}, {pooled[n + '_ci'][1]:.4f}]"
                                                     if pooled.get(n + "_ci") else "—")]
