@@ -290,3 +290,27 @@ def test_rows_of_a_class_no_other_fold_has_are_set_apart_not_ranked_as_suspects(
     assert [e["row"] for e in entries] == [2, 4, 1, 3, 5]  # by score alone; the rare row last
     assert not entries[-1]["flagged"] and "no row of 'rare' is outside fold 2" in entries[-1]["reason"]
     assert "set_apart" not in entries[0]
+
+
+def test_a_tab_delimited_file_without_an_extension_is_copied_with_only_the_named_rows_changed(tmp_path):
+    """The SMS Spam Collection (label TAB text, no extension): tk audit advised --write, then refused the file;
+    and a .tsv copy escaped every quote in rows it did not name ("the cave" became \\"the cave\\")."""
+    from toolkit.errors import TkError
+    from toolkit.runs.corrections import write_corrected
+    from toolkit.saving import write_json
+
+    source = tmp_path / "SMSSpamCollection"
+    lines = ['ham\tWow. you liked "the cave" \\o/', "spam\tWIN a prize now", "ham\tsee you at 5", "spam\tok see you"]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_dir = tmp_path / "cv"
+    run_dir.mkdir()
+    write_json(run_dir / "config.json", {"kind": "cv", "data": str(source)})
+    chosen = [{"row": "4", "text": "ok see you", "label": "spam", "suggested": "ham"}]
+    written = write_corrected(run_dir, tmp_path / "fixed.tsv", chosen, relabel=True, multi_label=False)
+    assert written["rows"] == [4]
+    assert (tmp_path / "fixed.tsv").read_text(encoding="utf-8").splitlines() == [*lines[:3], "ham\tok see you"]
+    write_corrected(run_dir, tmp_path / "fixed", chosen, relabel=False, multi_label=False)  # no extension, as given
+    assert (tmp_path / "fixed").read_text(encoding="utf-8").splitlines() == lines[:3]
+    with pytest.raises(TkError, match=r"--write .*fixed.csv: give it no extension or .tsv, as the data file "
+                                      r"SMSSpamCollection has"):
+        write_corrected(run_dir, tmp_path / "fixed.csv", chosen, relabel=True, multi_label=False)

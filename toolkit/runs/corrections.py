@@ -3,8 +3,8 @@
 The original is never written. Rows are found by the row numbers tk gives them (``tk_row``: the n-th row
 of data in the file, a header and blank lines not counted), and each named row's text is checked against
 the audit's before anything is written, so a file edited since the run is refused, not silently damaged.
-Every other row is written back unchanged (CSV/TSV: re-quoted as the csv module writes; JSON Lines: the
-same line bytes; Parquet: the same values).
+Every other row is written back unchanged (CSV: re-quoted as the csv module writes; a tab-delimited file, with
+any extension or none: the same line; JSON Lines: the same line bytes; Parquet: the same values).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.files import _sniff, split_files
+from toolkit.data.files import DELIMITED, _sniff, split_files
 from toolkit.errors import TkError
 from toolkit.runs.user_files import check_output_file
 from toolkit.saving import read_json, write_bytes, write_text
 
-FORMATS = (".csv", ".tsv", ".txt", ".jsonl", ".parquet")
+FORMATS = (*DELIMITED, ".jsonl", ".parquet")  # every delimited kind tk reads, a file with no suffix too
 
 
 def source_file(run_dir: Path) -> Path:
@@ -40,8 +40,8 @@ def source_file(run_dir: Path) -> Path:
     if not path.is_file():
         raise TkError(f"{path}, the data {run_dir} recorded, is not there any more. Restore it to write a copy.")
     if path.suffix.lower() not in FORMATS:
-        raise TkError(f"{path}: tk audit --write copies CSV, TSV, JSON Lines and Parquet files; use audit.csv "
-                      "to correct this one.")
+        raise TkError(f"{path}: tk audit --write copies CSV, TSV, text (a delimited file with any or no "
+                      "extension tk reads), JSON Lines and Parquet files; use audit.csv to correct this one.")
     return path
 
 
@@ -53,9 +53,11 @@ def write_corrected(run_dir: Path, target: Path, chosen: list[dict[str, str]], r
     if relabel and multi_label:
         raise TkError("--relabel writes one label per row; for a multi-label run use --drop, or edit the rows "
                       "audit.csv names.")
-    if target.suffix.lower() != source.suffix.lower():
-        raise TkError(f"--write {target}: give it the data file's extension ({source.suffix}); the copy is "
-                      "written in the same format.")
+    allowed = same_format_suffixes(source)
+    if target.suffix.lower() not in allowed:
+        named = " or ".join(suffix or "no extension" for suffix in allowed)
+        raise TkError(f"--write {target}: give it {named}, as the data file {source.name} has; the copy is written "
+                      "in the same format.")
     wanted = {int(row["row"]): row for row in chosen}
     # a row flagged only because another row shares its text keeps the label the audit agrees with
     unchanged = sorted(number for number, row in wanted.items() if relabel and row["suggested"] == row["label"])
@@ -70,6 +72,15 @@ def write_corrected(run_dir: Path, target: Path, chosen: list[dict[str, str]], r
         _delimited(source, target, wanted, relabel)
     return {"source": str(source), "written": str(target), "action": "relabelled" if relabel else "dropped",
             "rows": sorted(wanted), "unchanged": unchanged}
+
+
+def same_format_suffixes(source: Path) -> list[str]:
+    """The extensions a copy in ``source``'s format may have: its own, and for a file whose delimiter tk sniffs
+    (no extension, .txt: SMSSpamCollection) the one naming that delimiter, which tk then reads the same way."""
+    suffix = source.suffix.lower()
+    if DELIMITED.get(suffix, "") is not None or suffix not in DELIMITED:
+        return [suffix]
+    return [suffix, ".tsv" if _sniff(source)[0] == "\t" else ".csv"]
 
 
 def _same(value: Any, expected: str) -> bool:
@@ -130,10 +141,12 @@ def _delimited(source: Path, target: Path, wanted: dict[int, dict], relabel: boo
             record = list(record)
             record[label_key] = wanted[number]["suggested"]
         kept.append(record)
+    ending = _line_ending(source)
+    if quoting == csv.QUOTE_NONE:  # read unquoted, cut at tabs: joined again, each line is its bytes as read
+        write_text(target, "".join("\t".join(record) + ending for record in kept))
+        return
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, quoting=quoting, escapechar="\\" if quoting == csv.QUOTE_NONE
-                        else None, lineterminator=_line_ending(source))
-    writer.writerows(kept)
+    csv.writer(buffer, delimiter=delimiter, quoting=quoting, lineterminator=ending).writerows(kept)
     write_text(target, buffer.getvalue())
 
 
