@@ -477,3 +477,14 @@ def test_a_batch_size_over_the_training_rows_is_refused_by_check_and_run(project
        "--output", project / "runs")
     (run,) = (project / "runs").iterdir()
     assert json.loads((run / "status.json").read_text())["status"] == "complete"
+
+
+def test_rows_left_out_for_a_shared_text_are_not_called_nothing_found():
+    """tk check said 'test: left out 118 rows whose text is also in the training or validation data', then
+    'Checked, nothing found: texts shared between splits' (the file's own splits share none)."""
+    from toolkit.data.findings import CheckReport, found_nothing
+
+    clean = CheckReport(dataset="d", rows={"train": 10}, findings=[])
+    assert "texts shared between splits" in found_nothing(clean)
+    carved = CheckReport(dataset="d", rows={"train": 10}, findings=[], left_out={"test": {"rows": [3, 7]}})
+    assert "texts shared between splits" not in found_nothing(carved)

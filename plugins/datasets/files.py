@@ -190,9 +190,11 @@ def _renaming(label_names) -> dict[str, str]:
 def _unused_names(renamed: dict[str, str], splits) -> list[str]:
     """A value label_names names that no row has: a typo, or another column than the one meant (said, not
     refused: a file scored later may hold one class only)."""
+    if not renamed:
+        return []
     present = set()
     for rows in splits:
-        for label in rows.unique("label"):
+        for label in column(rows, "label"):
             present.update(label if isinstance(label, list) else [label])
     unused = [value for value, name in renamed.items() if name not in present]
     if not unused:
