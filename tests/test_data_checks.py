@@ -359,7 +359,8 @@ def test_analyze_lengths_measures_huge_texts_on_their_start_and_says_so(tiny_mod
 @pytest.mark.parametrize("keys,message", [
     # 400 rows, no test split: a fifth (80) held out, 320 left; train_size 200 needs its rows after validation
     ({"validation_size": 300, "train_size": 200}, "cannot carve 300 validation rows from 320 training rows (left "
-     "after holding out 80 as the test split: eval_size) and keep train_size = 200. Lower validation_size to at "
+     "after holding out 80 as the test split: a 20% share, as eval_size is not set) and keep train_size = 200. "
+     "Lower validation_size to at "
      "most 120, or add training rows."),
     ({"eval_size": 390, "validation_size": 50, "train_size": 200}, "eval_size = 390 leaves too few of the 400 "
      "training rows for validation and training. Lower eval_size to at most 150,"),

@@ -72,7 +72,7 @@ def test_multiclass_csv_run_with_no_task(tmp_path, tiny_model):
     unknown = tmp_path / "new-queue.csv"  # a label the model never learned: not 'the train split' or a plugin
     unknown.write_text(other.read_text(encoding="utf-8") + "999,a brand new kind of ticket,facilities\n",
                        encoding="utf-8")
-    result = fails_with("label values the model was not trained on: 'facilities' (e.g. row 31: 'facilities'). The "
+    result = fails_with("1 row has a label the model was not trained on: 'facilities' (e.g. row 31: 'facilities'). The "
                         "model's labels: ", "evaluate", run_dir, "--data", unknown)
     assert "A model is scored only on labels it knows: fix those rows, or leave them out of the file." in result.output
     # a file with other column names: each command's hint names a way it has to name them
@@ -535,7 +535,8 @@ def test_default_validation_size_is_a_tenth_of_the_training_rows_decided_after_p
     from toolkit.config import with_overrides
 
     with pytest.raises(TkError, match=r"cannot carve 500 validation rows from 240 training rows \(left after "
-                                      r"holding out 60 as the test split: eval_size\). Lower validation_size to at "
+                                      r"holding out 60 as the test split: a 20% share, as eval_size is not set\). Lower "
+                                      r"validation_size to at "
                                       "most 239, or add training rows"):
         make_splits(load(pm, multi, task)[1], with_overrides(task, {"validation_size": 500}))
 

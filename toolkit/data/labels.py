@@ -132,15 +132,16 @@ def _as_int(value: Any) -> Any:
 
 def _unknown_message(dataset, split_name, split, unknown, mapping, scoring: bool = False) -> str:
     unknown_set = set(map(repr, unknown))
-    examples = []
+    examples, count = [], 0
     for row, value in zip(row_numbers(split), column(split, "label")):
         values = value if isinstance(value, list) else [value]  # a multi-label row holds a list
         if any(repr(v) in unknown_set for v in values):
-            examples.append(f"row {row}: {value!r}")
-            if len(examples) == MAX_EXAMPLES:
-                break
+            count += 1
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(f"row {row}: {value!r}")
     if scoring:  # a saved model's labels: no plugin's mapping to extend
-        return (f"{dataset.name}: label values the model was not trained on: {_fmt(unknown)} (e.g. "
+        return (f"{dataset.name}: {count:,} {'row has a label' if count == 1 else 'rows have labels'} the model "
+                f"was not trained on: {_fmt(unknown)} (e.g. "
                 f"{'; '.join(examples)}). The model's labels: {_fmt(list(mapping.ids))}. A model is scored only on "
                 "labels it knows: fix those rows, or leave them out of the file.")
     return (f"{dataset.name}: the {split_name} split has label values outside the mapping: {_fmt(unknown)} "

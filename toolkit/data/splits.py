@@ -62,7 +62,8 @@ def make_splits(splits, task: TaskConfig) -> MadeSplits:
                           "lower validation_size or train_size, or add rows.")
         train, test, said = _carve(train, size, task.data_seed, "test", task)
         notes += said
-        held = f" (left after holding out {len(test):,} as the test split: eval_size)"
+        why = "eval_size" if task.eval_size else f"a {DEFAULT_TEST_SHARE:.0%} share, as eval_size is not set"
+        held = f" (left after holding out {len(test):,} as the test split: {why})"
         notes.append(f"The data has no test split: held out {len(test):,} training rows as the test split.")
         advice += _large_test_hint(len(test), task)
     if "validation" in splits:  # the data's own validation split (validation.* / dev.*): used, not carved
