@@ -171,6 +171,28 @@ def test_cv_with_train_size_folds_a_sample_of_that_many_rows(pm, project):
     assert any(line.startswith("Fold 1: train 30, validation 10, scored 40") for line in said), said
 
 
+def test_cv_says_which_rows_each_folds_validation_left_out(project, tmp_path):
+    """A fold's validation carve leaves out rows whose text is also in its training rows, as tk run does, but
+    only each fold's manifest said so: the console's 'validation 44' lacked the row it had left out."""
+    from toolkit.testing import keyword_rows
+
+    rows = keyword_rows(60, ("neg", "pos"), 4)
+    path = tmp_path / "twice.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows, *rows])  # every text twice
+    document, stderr = tk_json("cv", "--data", path, "--folds", "2", "--set", "model=tiny", "--set", "epochs=1",
+                               "--set", "validation_size=20")
+    cv_dir = Path(document["cv_dir"]) if os.path.isabs(document["cv_dir"]) else tmp_path / document["cv_dir"]
+    said = [note for fold in (1, 2) for note in
+            json.loads((cv_dir / f"fold-{fold}" / "manifest.json").read_text()).get("notes", [])
+            if "left out" in note]
+    assert said, "no fold left a row out: the data no longer tests this"
+    for fold in (1, 2):
+        for note in json.loads((cv_dir / f"fold-{fold}" / "manifest.json").read_text()).get("notes", []):
+            if "left out" in note:
+                assert f"Fold {fold}, {note}" in stderr, stderr
+
+
 def test_cv_refuses_more_folds_than_texts(pm, project):
     from toolkit.errors import TkError
 

@@ -179,6 +179,9 @@ class CvData:
         else:
             tokenized = datasets.DatasetDict({name: self.tokens.select(column(split, INDEX))
                                               for name, split in splits.items()})
+        for note in made.notes:  # the rows its splits left out, as tk run says them (the counts below lack them)
+            if "left out" in note:
+                progress.note(f"Fold {fold + 1}, {note}")
         progress.note(f"Fold {fold + 1}: train {len(splits['train']):,}, validation {len(splits['validation']):,}, "
                       f"scored {len(splits['test']):,}")
         return Prepared(self.task, self.dataset, self.source, self.engine, checks, splits, tokenized, self.tokenizer,
