@@ -62,6 +62,9 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     with open(cv_dir / "audit.csv", newline="", encoding="utf-8") as handle:  # the averaged models' answers
         differ = sum(r["suggested"] != r["label"] for r in csv.DictReader(handle))
     assert document["model_disagreements"] == differ and document["estimated_errors"] <= differ
+    listed = [line for line in shown.splitlines() if line[2:6] == "row "]  # the top rows, flagged ones marked
+    assert [line.startswith("* ") for line in listed] == [bool(e["flagged"]) for e in document["top"][:len(listed)]]
+    assert listed and "* flagged by confident learning. Every row, ranked, with its whole text:" in shown
     assert (f"The models' answer differs from the given label on {differ:,} of the 240 rows (accuracy on the given "
             f"labels {1 - differ / 240:.3f}); the estimate counts those it is confident of") in shown
     assert (f"Next, once you have reviewed the top rows: tk audit {cv_dir} --write FILE --relabel N (or --drop N), N "

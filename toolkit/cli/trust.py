@@ -158,9 +158,11 @@ def audit(run_dir, top, target, drop, relabel, as_json):
         click.echo(disagreements_in_words(summary))
     for entry in summary["top"][:top]:
         label, suggested = (cut_text(printable(entry[key]), 14) for key in ("label", "suggested"))
-        click.echo(f"row {entry['row']:>6}  {label:<14} -> {suggested:<14} {entry['score']:.4f}  "
+        mark = "*" if entry.get("flagged") else " "
+        click.echo(f"{mark} row {entry['row']:>6}  {label:<14} -> {suggested:<14} {entry['score']:.4f}  "
                    f"{cut_text(printable(entry['text']), 60)}")
-    click.echo(f"Every row, ranked: {run_dir / 'audit.csv'} (score: label quality, lowest first; docs/metrics.md)")
+    click.echo(f"* flagged by confident learning. Every row, ranked, with its whole text: {run_dir / 'audit.csv'} "
+               "(score: label quality, lowest first; docs/metrics.md)")
     if written:
         kept = written["unchanged"]
         click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}"
