@@ -69,7 +69,7 @@ def test_compare_decides_on_macro_f1_when_accuracy_is_equal(tmp_path):
     table = ok("compare", unweighted, balanced)
     assert "macro F1 [95% CI]" in table and "decided on macro F1" in table
     assert "unweighted minus best (paired, 95% intervals): accuracy +0.000" in table
-    assert "real: beyond the noise of the test rows. Each run is one training of one seed" in table
+    assert "real: beyond the noise of the rows scored. Each run is one training of one seed" in table
 
 
 def test_runs_on_other_test_rows_are_compared_unpaired_and_say_so(tmp_path):

@@ -283,6 +283,8 @@ def test_compare_on_a_file_scores_every_run_on_its_rows_and_pairs_them(tmp_path,
         alone = json.loads(ok("evaluate", run_dir, "--data", other, "--text-column", "body", "--label-column",
                               "queue", "--json"))["metrics"]
         assert (row["accuracy"], row["f1_macro"]) == (alone["accuracy"], alone["f1_macro"]) and alone["n"] == 60
+        assert alone["data_path"] == str(other.resolve())  # recorded as scored, whatever the folder it ran in
+        assert alone["columns"] == {"text_column": "body", "label_column": "queue"}
     tested = [row["vs_best"]["test"] for row in document["runs"] if row["vs_best"]["verdict"] != "best"]
     assert tested == ["paired bootstrap"]  # macro F1 decides 4 classes; the same rows for every run: paired
     assert any(note.startswith(f"Every run scored {other} (all rows of other.csv): 60 rows, the same for every run")

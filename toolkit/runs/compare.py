@@ -301,7 +301,7 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
                               f"{value['ci'][1]:+.3f}]" for name, value in found.items())
             notes.append(f"  {row['label']} minus best ({how}, 95% intervals): {shown}")
     if any(row["vs_best"]["verdict"] == "real" for row in rows):
-        notes.append("real: beyond the noise of the test rows. Each run is one training of one seed, and a fine-tune "
+        notes.append("real: beyond the noise of the rows scored. Each run is one training of one seed, and a fine-tune "
                      "trained again with another seed moves too; tk sweep --seeds 3 compares settings over seeds, "
                      "which covers that as well.")
     if len(rows) > 2 and any(row["vs_best"]["verdict"] in ("real", "noise") for row in rows):

@@ -61,6 +61,8 @@ def evaluate_rows(pm, saved: SavedRun, data: str | None, split: str | None = Non
                     "every_row": chosen.every_row, "rows_left_out": chosen.left_out,
                     "split_description": chosen.described,
                     "data_given": data is not None, "seconds": round(seconds, 2),
+                    "data_path": str(Path(data).resolve()) if data is not None else None,  # data_source as given
+                    "columns": dict(columns or {}),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
                     "notes": notes, **_calibration(column(rows, "label"), probabilities)})
     return Evaluated(metrics, rows, probabilities)
