@@ -489,3 +489,14 @@ def test_rows_left_out_for_a_shared_text_are_not_called_nothing_found():
     assert "texts shared between splits" in found_nothing(clean)
     carved = CheckReport(dataset="d", rows={"train": 10}, findings=[], left_out={"test": {"rows": [3, 7]}})
     assert "texts shared between splits" not in found_nothing(carved)
+
+
+def test_each_warning_says_what_tk_run_does_with_its_rows_once():
+    """A re-trial: 'None of them says whether tk run keeps, drops or fixes these rows, or what I should do.'"""
+    from toolkit.data.findings import WHAT_TK_RUN_DOES, format_report
+
+    train = dataset(["Good film", "good   FILM", "Good film", "bad <br /> film", "x", "y"], [1, 1, 1, 0, 0, 0])
+    printed = format_report(check_splits(datasets.DatasetDict(train=train), "d", LABELS))
+    for check in ("html", "duplicates"):
+        assert printed.count(WHAT_TK_RUN_DOES[check]) == 1, printed  # duplicates: exact and case-blind, said once
+    assert "tk run trains on the text as it is, markup included" in printed

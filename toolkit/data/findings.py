@@ -59,6 +59,27 @@ def found_nothing(report: CheckReport) -> list[str]:
     return [what for check, what in SEARCHED.items() if not any(name.startswith(check) for name in seen)]
 
 
+# What tk run does with the rows a warning names, and what the user can do: a warning alone left them to guess.
+WHAT_TK_RUN_DOES = {
+    "html": "tk run trains on the text as it is, markup included; to drop it, unescape the entities and strip the "
+            "tags in your file (Python: html.unescape), then train again.",
+    "broken_characters": "tk run trains on them as they are; the lost letters cannot be recovered from this file: "
+                         "read the original with its real encoding and write the file again, or leave it.",
+    "duplicates": "tk run trains on every copy (a repeated text counts more); a copy that would land in "
+                  "validation or test is left out of it, so no score is inflated. Drop copies you did not mean.",
+    "leakage": "tk run leaves those rows out of validation and test (it says so as it splits), so no score is "
+               "inflated; the split is smaller by that much.",
+    "label_conflicts": "tk run trains on both labels, which teaches the model neither: fix or drop one row of "
+                       "each pair (tk cv, then tk audit, ranks such rows).",
+    "class_balance": "tk run judges such data on macro F1 (docs/metrics.md); class_weights = \"balanced\" weighs "
+                     "the small classes up in training.",
+}
+
+
+def what_tk_run_does(check: str) -> str | None:
+    return next((advice for prefix, advice in WHAT_TK_RUN_DOES.items() if check.startswith(prefix)), None)
+
+
 def format_report(report: CheckReport) -> str:
     rows = ", ".join(f"{name} {n:,}" for name, n in report.rows.items())
     lines = [f"{report.dataset}: {rows} rows"]
@@ -66,10 +87,15 @@ def format_report(report: CheckReport) -> str:
         lines.append("As tk run splits it: " + ", ".join(f"{name} {n:,}" for name, n in report.split_rows.items())
                      + " rows")
         lines += [f"  {note}" for note in report.split_notes]
+    advised = set()
     for finding in report.findings:
         mark = {"error": "ERROR", "warning": "WARNING"}.get(finding.level, "info")
         lines.append(f"  {mark:<7} {finding.message}")
         lines += [f"            e.g. {example}" for example in finding.examples]
+        advice = what_tk_run_does(finding.check) if finding.level == "warning" else None
+        if advice and advice not in advised:  # once: exact and case-blind duplicates share theirs
+            lines.append(f"            {advice}")
+            advised.add(advice)
     if report.left_out or any(finding.examples for finding in report.findings):
         lines.append(ROW_NUMBERS)
     clean = found_nothing(report)
