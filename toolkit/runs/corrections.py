@@ -40,8 +40,8 @@ def source_file(run_dir: Path) -> Path:
     if not path.is_file():
         raise TkError(f"{path}, the data {run_dir} recorded, is not there any more. Restore it to write a copy.")
     if path.suffix.lower() not in FORMATS:
-        raise TkError(f"{path}: tk audit --write copies CSV, TSV, text (a delimited file with any or no "
-                      "extension tk reads), JSON Lines and Parquet files; use audit.csv to correct this one.")
+        raise TkError(f"{path}: tk audit --write copies delimited text (.csv, .tsv, .tab, .txt or no extension), "
+                      "JSON Lines and Parquet files; use audit.csv to correct this one.")
     return path
 
 
