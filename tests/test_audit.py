@@ -96,6 +96,18 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     assert document["written"]["unchanged"] == sorted(n for n in suggested if suggested[n] == original[n][1])
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # the data itself untouched
 
+    # rows the review found labelled right are kept out of the correction (before, only the first N could be taken)
+    reviewed = ranked[1:3]
+    kept_copy = tmp_path / "reviewed.csv"
+    document, _ = tk_json("audit", cv_dir, "--write", kept_copy, "--drop", "10", "--keep",
+                          ",".join(map(str, reviewed)))
+    assert document["written"]["rows"] == sorted(set(ranked[:10]) - set(reviewed))
+    assert document["written"]["kept_as_reviewed"] == sorted(reviewed)
+    assert records(kept_copy) == [r for n, r in enumerate(original) if n not in set(ranked[:10]) - set(reviewed)]
+    outside = tk("audit", cv_dir, "--write", tmp_path / "x.csv", "--drop", "2", "--keep", str(ranked[5]))
+    assert outside.exit_code == 1 and f"--keep row {ranked[5]}: not among the 2 rows --drop 2 takes" in outside.output
+    assert not (tmp_path / "x.csv").exists()
+
     refused = tk("audit", cv_dir, "--write", source, "--drop", "3")
     assert refused.exit_code == 1 and "never overwrites your data" in refused.output
     for option, count, most in (("--drop", "240", 239), ("--relabel", "241", 240)):  # none left, or past the rows

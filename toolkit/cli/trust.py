@@ -95,6 +95,28 @@ def format_cv(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def row_list(text: str) -> set[int]:
+    """--keep's row numbers: '752, 1876' -> {752, 1876}."""
+    try:
+        rows = {int(part) for part in text.replace(" ", "").split(",") if part}
+    except ValueError:
+        raise click.UsageError(f"--keep {text}: give row numbers as audit.csv lists them, comma-separated "
+                               "(--keep 752,1876).") from None
+    if not rows:
+        raise click.UsageError("--keep names no row: give row numbers as audit.csv lists them (--keep 752,1876).")
+    return rows
+
+
+def kept_out(top: list[dict[str, str]], reviewed: set[int], option: str) -> list[dict[str, str]]:
+    """The top rows less those the review kept; a kept row outside them is refused (a typo, or N too small)."""
+    numbers = [int(row["row"]) for row in top]
+    outside = sorted(reviewed - set(numbers))
+    if outside:
+        raise TkError(f"--keep {rows_named(outside)}: not among the {len(top):,} rows {option} {len(top):,} takes "
+                      "(the first rows of audit.csv). Check the numbers against audit.csv's row column.")
+    return [row for row, number in zip(top, numbers) if number not in reviewed]
+
+
 def check_correction_count(summary: dict, drop: int | None, relabel: int | None) -> None:
     """--drop N that would leave none of the rows audited, or N past the rows audited, is refused, saying how
     many it takes and where to start; N past the rows the audit flagged is allowed with a note (those rows'
@@ -126,8 +148,10 @@ def check_correction_count(summary: dict, drop: int | None, relabel: int | None)
               "ranks first.")
 @click.option("--relabel", type=click.IntRange(1, None), metavar="N", help="With --write: give the N rows the audit "
               "ranks first their suggested label (single-label).")
+@click.option("--keep", metavar="ROWS", help="With --drop N or --relabel N: rows among those N (numbers as audit.csv "
+              "gives them, comma-separated) that your review found labelled right; they are left as they are.")
 @json_option
-def audit(run_dir, top, target, drop, relabel, as_json):
+def audit(run_dir, top, target, drop, relabel, keep, as_json):
     """Rank RUN's rows by how likely their label is wrong (a tk cv folder: every training row; a tk run: its test
     split); writes RUN/audit.csv."""
     if (drop or relabel) and not target:
@@ -137,14 +161,19 @@ def audit(run_dir, top, target, drop, relabel, as_json):
     if drop and relabel:
         raise click.UsageError("--write FILE takes one of --drop N or --relabel N, not both: drop the rows, or give "
                                "them the suggested label.")
+    if keep is not None and not (drop or relabel):
+        raise click.UsageError("--keep ROWS leaves rows out of --drop N or --relabel N: add --write FILE and one "
+                               "of them.")
+    reviewed = row_list(keep) if keep is not None else set()
     summary = run_audit(existing_run(run_dir))
     if summary["warning"]:
         click.echo(f"Note: {summary['warning']}.", err=True)
     written = None
     if target:
         check_correction_count(summary, drop, relabel)
-        chosen = read_audit(run_dir)[:drop or relabel]
+        chosen = kept_out(read_audit(run_dir)[:drop or relabel], reviewed, "--drop" if drop else "--relabel")
         written = write_corrected(run_dir, target, chosen, relabel=bool(relabel), multi_label=summary["multi_label"])
+        written["kept_as_reviewed"] = sorted(reviewed)
     if as_json:
         emit("audit", {**summary, "written": written})
         return
@@ -165,9 +194,11 @@ def audit(run_dir, top, target, drop, relabel, as_json):
                "(score: label quality, lowest first; docs/metrics.md)")
     if written:
         kept = written["unchanged"]
+        reviewed_rows = written["kept_as_reviewed"]
         click.echo(f"Wrote {written['written']}: {len(written['rows'])} rows {written['action']}"
                    + (f" ({len(kept)} of the top {relabel} already carry the suggested label: "
                       f"{rows_named(kept)}, left as they are)" if kept else "")
+                   + (f" (kept as reviewed: {rows_named(reviewed_rows)})" if reviewed_rows else "")
                    + f"; {written['source']} is unchanged.")
     elif summary["flagged"]:
         how = "--drop N" if summary["multi_label"] else "--relabel N (or --drop N)"
