@@ -107,6 +107,8 @@ def test_audit_ranks_flipped_rows_first_and_writes_exact_corrections(flipped_cv,
     outside = tk("audit", cv_dir, "--write", tmp_path / "x.csv", "--drop", "2", "--keep", str(ranked[5]))
     assert outside.exit_code == 1 and f"--keep row {ranked[5]}: not among the 2 rows --drop 2 takes" in outside.output
     assert not (tmp_path / "x.csv").exists()
+    alone = tk("audit", cv_dir, "--keep", str(ranked[0]))
+    assert alone.exit_code == 2 and "--keep ROWS leaves rows out of --drop N or --relabel N" in alone.output
 
     refused = tk("audit", cv_dir, "--write", source, "--drop", "3")
     assert refused.exit_code == 1 and "never overwrites your data" in refused.output

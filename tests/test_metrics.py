@@ -335,3 +335,24 @@ def test_compare_says_where_each_run_stands_against_its_linear_baseline():
                          "  b: macro F1 +0.010 [-0.020, +0.040] against its baseline's 0.700: not shown to beat it",
                          "  c: macro F1 -0.040 [-0.070, -0.010] against its baseline's 0.700: worse than it"]
     assert linear_baseline_notes([RunSummary("old", {}, None, None)]) == []
+
+
+def test_an_unset_size_is_compared_by_the_rows_its_default_gave():
+    """A re-trial's compare listed 'validation_size=null' against '500' as a setting that differs, where the unset
+    default had carved the same 500 rows: an unset size is now its rows, and the table says it was not set."""
+    from toolkit.runs.compare import RunSummary, differing_settings, shown_setting
+
+    def run(label, validation_size, used, seed=1):
+        return RunSummary(label, {}, None, None, settings={"validation_size": validation_size, "seed": seed},
+                          split_rows={"train": 4500, "validation": used, "test": 500})
+
+    default, explicit = run("default", None, 500), run("explicit", 500, 500)
+    assert differing_settings([default, explicit]) == []
+    assert differing_settings([default, run("explicit", 500, 500, seed=2)]) == ["seed"]
+    smaller = run("smaller", 200, 200)
+    assert differing_settings([default, smaller]) == ["validation_size"]
+    assert shown_setting(default, "validation_size") == "not set (500 rows)"
+    assert shown_setting(smaller, "validation_size") == 200
+    older = RunSummary("older", {}, None, None, settings={"validation_size": None, "seed": 1})  # no split_rows
+    assert differing_settings([older, smaller]) == ["validation_size"]
+    assert shown_setting(older, "validation_size") is None

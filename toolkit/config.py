@@ -316,6 +316,7 @@ def names_of(value: Any, choices: tuple[str, ...], name: str = "report_to") -> t
 
 
 _NAME_LISTS = {"report_to"}
+SPLIT_SIZED_BY = {"train_size": "train", "validation_size": "validation", "eval_size": "test"}  # key -> its split
 _POSITIVE = {"max_length", "batch_size", "eval_batch_size", "epochs", "learning_rate", "train_size", "eval_size",
              "validation_size"}  # validation_size = 0: no epoch could be scored or chosen
 _SHARES = {"warmup_ratio"}

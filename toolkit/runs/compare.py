@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.config import SPLIT_SIZED_BY
 from toolkit.errors import TkError
 from toolkit.evaluation import paired
 from toolkit.evaluation.intervals import MIN_BOOTSTRAP_ROWS, mcnemar_exact
@@ -49,6 +50,7 @@ class RunSummary:
     scored: paired.Scored | None = None  # each test row's label and prediction (predictions.csv)
     row_ids: np.ndarray | None = None  # each test row's number in the file it came from (predictions.csv's row)
     test_source: str | None = None  # the test split as loaded, before a run left rows out (where the data has one)
+    split_rows: dict[str, int] | None = None  # the rows each split had as trained (an unset size's default gave these)
 
     @property
     def best_validation_loss(self) -> float:
@@ -75,8 +77,10 @@ def summarise(run_dir: Path, label: str | None = None, allow_incomplete: bool = 
     if settings is not None and config.get("data"):  # "sms.csv" in tasks.toml and --data /x/sms.csv: one file
         settings = {**settings, "data": config["data"]}
     name = (label or run_dir.name) + (" (INCOMPLETE)" if folder.warning else "")
+    checks = manifest.get("data_checks")
     return RunSummary(name, metrics, correct, fingerprint, run_dir, settings, data, source, scored, row_ids,
-                      (sources.get("test") or {}).get("sha256"))
+                      (sources.get("test") or {}).get("sha256"),
+                      checks.get("split_rows") if isinstance(checks, dict) else None)
 
 
 def row_numbers(rows: list[dict[str, str]]) -> np.ndarray | None:
@@ -263,7 +267,7 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
             "overfitting": bool(m.get("diagnosis", {}).get("overfitting")),
             "underfitting": underfit(m),
             "vs_best": against_best(None, 0.0, "none", True, metric) if run is best else versus(run, best, metric),
-            "settings": {key: (run.settings or {}).get(key) for key in differing},
+            "settings": {key: shown_setting(run, key) for key in differing},
         })
     return adjust_for_multiplicity(rows)
 
@@ -271,11 +275,24 @@ def run_rows(runs: list[RunSummary]) -> list[dict[str, Any]]:
 IGNORED_SETTINGS = {"name"}
 
 
+def setting(run: RunSummary, key: str) -> Any:
+    """A run's value of a task key; an unset size is the rows its default gave, so validation_size unset (500
+    rows used) and validation_size = 500 do not differ."""
+    value = (run.settings or {}).get(key)
+    used = (run.split_rows or {}).get(SPLIT_SIZED_BY.get(key, ""))
+    return used if value is None and isinstance(used, int) else value
+
+
+def shown_setting(run: RunSummary, key: str) -> Any:
+    """What the table prints: an unset size says so, with the rows its default gave."""
+    value = (run.settings or {}).get(key)
+    return f"not set ({setting(run, key):,} rows)" if value is None and setting(run, key) is not None else value
+
+
 def differing_settings(runs: list[RunSummary]) -> list[str]:
     """The task keys whose values differ between the runs (what the comparison is about)."""
     keys = sorted({key for run in runs for key in (run.settings or {})} - IGNORED_SETTINGS)
-    return [key for key in keys if len({json.dumps((run.settings or {}).get(key), sort_keys=True)
-                                        for run in runs}) > 1]
+    return [key for key in keys if len({json.dumps(setting(run, key), sort_keys=True) for run in runs}) > 1]
 
 
 def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:

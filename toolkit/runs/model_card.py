@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from toolkit.config import long_text_in_windows, window_stride_of
+from toolkit.config import SPLIT_SIZED_BY, long_text_in_windows, window_stride_of
 from toolkit.data.choose import FILES
 from toolkit.errors import TkError
 from toolkit.evaluation import classical
@@ -25,7 +25,6 @@ METRICS = ("accuracy", "f1", "precision", "recall")
 HYPERPARAMETERS = ("problem", "max_length", "truncation", "long_text", "stride", "pooling", "batch_size", "epochs",
                    "learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler", "train_size", "validation_size",
                    "eval_size", "seed", "patience", "select_metric", "select_on", "bf16")
-SIZE_OF = {"train_size": "train", "validation_size": "validation", "eval_size": "test"}  # key -> split it sizes
 
 
 def hub_id(value: Any) -> str | None:
@@ -195,7 +194,7 @@ def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     used = (checks.get("split_rows") if isinstance(checks, dict) else None) or {}
 
     def value(key: str) -> str:  # an unset size says what its default gave: "not set (500 rows used)"
-        split = SIZE_OF.get(key)
+        split = SPLIT_SIZED_BY.get(key)
         if task[key] is None and isinstance(used.get(split), int):
             return f"not set ({used[split]:,} rows used)"
         if key == "stride" and task[key] is None and long_text_in_windows(task.get("long_text")):
