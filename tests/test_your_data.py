@@ -289,8 +289,22 @@ def test_compare_on_a_file_scores_every_run_on_its_rows_and_pairs_them(tmp_path,
     assert tested == ["paired bootstrap"]  # macro F1 decides 4 classes; the same rows for every run: paired
     assert any(note.startswith(f"Every run scored {other} (all rows of other.csv): 60 rows, the same for every run")
                for note in document["notes"]), document["notes"]
+    # each run's linear baseline, fitted again on its training rows, on the file's rows (not on its test rows)
+    header = ("Each run against its linear baseline (TF-IDF + logistic regression fitted on the run's training rows, "
+              f"refitted for this comparison, scored on {other}; ")
+    start = next(i for i, note in enumerate(document["notes"]) if note.startswith(header))
+    baselines = set()
+    for row, line in zip(document["runs"], document["notes"][start + 1:]):
+        found = re.match(rf"  {re.escape(row['label'])}: macro F1 ([+-]\d\.\d+) \[.*\] against its baseline's "
+                         r"(\d\.\d+): ", line)
+        assert found and abs(row["f1_macro"] - float(found[2]) - float(found[1])) < 0.0015, line
+        baselines.add(found[2])
+    assert len(baselines) == 1  # both runs trained on the same rows: one baseline
     said = ok("compare", *runs, "--data", data)
     assert "on file accuracy" in said and f"trained on {data}, so their scores there are optimistic" in said
+    data.write_text("".join(data.read_text().splitlines(True)[:-1]))  # changed since: not the rows trained on
+    changed = ok("compare", *runs, "--data", other, "--text-column", "body", "--label-column", "queue")
+    assert "on file accuracy" in changed and "against its linear baseline" not in changed
 
 
 def test_label_names_give_coded_labels_names_the_model_keeps(tmp_path, tiny_model):

@@ -276,7 +276,7 @@ def compare(session, run_dirs, allow_incomplete, data, text_column, label_column
 
         runs, scored_on = runs_on_data(session.pm, expand_runs(list(run_dirs)), data, columns, allow_incomplete)
     rows = run_rows(runs)
-    baselines = linear_baseline_notes(runs) if data is None else []  # not scored on --data's file
+    baselines = linear_baseline_notes(runs, data)
     notes = scored_on + data_notes(runs) + comparison_notes(rows) + baselines
     if as_json:
         emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes,

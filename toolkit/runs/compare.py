@@ -356,10 +356,10 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def linear_baseline_notes(runs: list[RunSummary]) -> list[str]:
+def linear_baseline_notes(runs: list[RunSummary], scored_on: str | None = None) -> list[str]:
     """Each run against its own linear baseline (TF-IDF + logistic regression, fitted beside it on its training
-    rows and scored on its test rows), on the decision metric: the best of several fine-tunes may still be no
-    better than a model fitted in seconds."""
+    rows and scored on its test rows, or on ``scored_on``, tk compare --data's file), on the decision metric: the
+    best of several fine-tunes may still be no better than a model fitted in seconds."""
     found = []
     for run in runs:
         linear = run.metrics.get("linear_baseline")
@@ -376,8 +376,9 @@ def linear_baseline_notes(runs: list[RunSummary]) -> list[str]:
                      f"{(linear.get('metrics') or {}).get(metric, float('nan')):.3f}: {word}")
     if not found:
         return []
-    return ["Each run against its linear baseline (TF-IDF + logistic regression fitted on the run's training rows, "
-            "scored on its test rows; run minus baseline, paired, 95% interval):", *found]
+    rows = f"refitted for this comparison, scored on {scored_on}" if scored_on else "scored on its test rows"
+    return [f"Each run against its linear baseline (TF-IDF + logistic regression fitted on the run's training rows, "
+            f"{rows}; run minus baseline, paired, 95% interval):", *found]
 
 
 def data_notes(runs: list[RunSummary]) -> list[str]:

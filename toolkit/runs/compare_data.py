@@ -17,9 +17,10 @@ import numpy as np
 
 from toolkit.data.rows import ROW, column
 from toolkit.errors import TkError
-from toolkit.evaluation import paired
+from toolkit.evaluation import classical, paired
+from toolkit.evaluation.scoring import score
 from toolkit.runs.compare import RunSummary, summarise
-from toolkit.runs.evaluate import evaluate_rows
+from toolkit.runs.evaluate import evaluate_rows, training_splits
 from toolkit.runs.export_check import answers, correct
 from toolkit.runs.saved import load_run
 
@@ -41,10 +42,37 @@ def summarise_on_data(pm, run_dir: Path, data: str, columns: dict[str, str] | No
                            saved.labels.index(positive) if positive in saved.labels else None)
     rows_of = hashlib.sha256(f"{Path(data).resolve()}\n{labels.tobytes().hex()}".encode()).hexdigest()[:16]
     row_ids = np.asarray(column(rows, ROW)) if ROW in rows.column_names else None
-    summary = replace(summary, metrics={**summary.metrics, **evaluated.metrics}, scored=scored,
+    metrics = {**summary.metrics, **evaluated.metrics}
+    metrics.pop("linear_baseline", None)  # scored on the run's test rows, not on data's
+    linear = linear_on_data(pm, saved, evaluated, metrics, scored.positive) if saved.task.linear_baseline else None
+    if linear is not None:
+        metrics["linear_baseline"] = linear
+    summary = replace(summary, metrics=metrics, scored=scored,
                       correct=correct(saved, predicted, labels), test_fingerprint=rows_of, row_ids=row_ids,
                       test_source=rows_of)
     return summary, saved.labels, list(evaluated.metrics["notes"])
+
+
+def linear_on_data(pm, saved, evaluated, metrics: dict, positive: int | None) -> dict | None:
+    """The run's linear baseline, fitted again on the run's own training rows (C chosen on its validation
+    rows, as tk run fits it), and compared paired with the run on the rows of ``evaluated``: a fine-tune that
+    beat TF-IDF on its test split may not on the user's file. None where it cannot be fitted."""
+    try:
+        splits = training_splits(pm, saved)
+    except TkError:  # its training data moved: the comparison of the runs stands without it
+        return None
+    if splits is None:  # changed since the run: not the rows it trained on
+        return None
+    labels = column(evaluated.rows, "label")
+
+    def score_linear(probabilities, thresholds):
+        return score(pm, labels, probabilities, saved.labels, confidence=True, positive_label=positive,
+                     thresholds=thresholds)
+
+    fitted = classical.against_fine_tune(score_linear, {**splits, "test": evaluated.rows}, labels,
+                                         evaluated.probabilities, saved.thresholds, saved.labels, positive, metrics,
+                                         saved.task.select_metric, lambda note: None)
+    return fitted[0] if fitted else None
 
 
 def runs_on_data(pm, run_dirs: list[Path], data: str, columns: dict[str, str] | None = None,

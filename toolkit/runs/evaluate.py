@@ -96,16 +96,10 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     if dataset.labels and dataset.labels != saved.labels:
         raise TkError(f"{run_dir}: the model's labels {saved.labels} differ from dataset "
                       f"'{dataset.name}' labels {dataset.labels}.")
-    config = read_run_config(run_dir)
-    base = Path(config["base"]) if config.get("base") else None  # the task's data key is relative to it
     manifest = _manifest(run_dir)
-    recorded = manifest.get("data_path") if data is None else None
-    if recorded and not Path(recorded).exists():
-        raise TkError(f"{run_dir} was trained on {recorded}, which no longer exists. Pass the data to score "
-                      f"with {option} PATH.")
-    source = (DataSource(Path(recorded), "the run's record", base) if recorded else
-              resolve_source(dataset.name, data or config.get("data"), task.data, base,
-                             option if data else "the run's data"))
+    source = data_source(run_dir, task, dataset.name, data, option)
+    config = read_run_config(run_dir)
+    base = Path(config["base"]) if config.get("base") else None  # test_data is relative to it, as data is
     try:
         loaded = load_with_labels(pm, dataset, source, task, labels=saved.labels)
     except TkError as error:
@@ -134,6 +128,34 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     return RowsToScore(rows, task, split_name, described, scored_from, notes, whole and not left_out, left_out)
+
+
+def data_source(run_dir: Path, task: TaskConfig, dataset: str, data: str | None = None,
+                option: str = "--data") -> DataSource:
+    """Where ``data`` is, or without it the data the run trained on: the absolute path it recorded, else
+    as its config names it (the Hub, or a path relative to its tasks.toml)."""
+    config = read_run_config(run_dir)
+    base = Path(config["base"]) if config.get("base") else None  # the task's data key is relative to it
+    recorded = _manifest(run_dir).get("data_path") if data is None else None
+    if recorded and not Path(recorded).exists():
+        raise TkError(f"{run_dir} was trained on {recorded}, which no longer exists. Pass the data to score "
+                      f"with {option} PATH.")
+    return (DataSource(Path(recorded), "the run's record", base) if recorded else
+            resolve_source(dataset, data or config.get("data"), task.data, base, option if data else "the run's data"))
+
+
+def training_splits(pm, saved: SavedRun) -> dict[str, Any] | None:
+    """The run's training and validation rows, drawn again as tk run drew them (same data, seed and sizes);
+    None where its data changed since the run (other rows would be drawn)."""
+    task = task_of(saved.run_dir, pm)
+    dataset = pm.dataset(task.dataset)
+    loaded = load_with_labels(pm, dataset, data_source(saved.run_dir, task, dataset.name), task, labels=saved.labels)
+    recorded = _manifest(saved.run_dir).get("source_fingerprint")
+    if isinstance(recorded, dict) and recorded and not same_fingerprint(recorded, loaded.splits,
+                                                                         fingerprint(loaded.splits)):
+        return None
+    splits = make_splits(loaded.splits, task).splits
+    return {"train": splits["train"], "validation": splits["validation"]}
 
 
 def how_to_name_the_column(role: str, option: str, data: str) -> str:
