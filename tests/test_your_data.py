@@ -416,6 +416,19 @@ def test_hub_model_offline_fails_fast_naming_offline_models(tmp_path):
     fails_with("no folder no/such/folder", "run", "--data", data, "--set", "model=no/such/folder")
 
 
+def test_a_model_folder_named_plainly_is_taken_as_from_pretrained_takes_it(tmp_path, monkeypatch):
+    """--set model=tiny with a save_pretrained folder 'tiny' here was 'Unknown model', while the same message
+    offered "a folder saved with save_pretrained"; only ./tiny worked."""
+    from plugins.models.any import tk_resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "config.json").write_text("{}")
+    (tmp_path / "notes").mkdir()  # a folder that holds no model: still an unknown name
+    assert tk_resolve_model(name="tiny", base=None).source == str((tmp_path / "tiny").resolve())
+    assert tk_resolve_model(name="notes", base=None) is None and tk_resolve_model(name="nosuch", base=None) is None
+
+
 def test_run_without_task_or_data_says_what_to_pass():
     result = tk("run")
     assert result.exit_code == 2 and "--data FILE" in result.output

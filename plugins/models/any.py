@@ -27,9 +27,10 @@ def tk_resolve_model(name, base):
                          hub_id=hub_id)
     explicit = name.startswith("local:")
     text = name[len("local:"):] if explicit else name
-    if not explicit and "/" not in text and "\\" not in text and not text.startswith("."):
-        return None  # a plain name: an unknown registered model, not a path
     folder = _folder(Path(text).expanduser(), base)
+    if not explicit and "/" not in text and "\\" not in text and not text.startswith("."):
+        # a plain name: a save_pretrained folder here, as from_pretrained takes it, else an unknown model
+        return _saved_model(name, folder) if folder is not None and (folder / "config.json").is_file() else None
     if folder is None:
         places = list(dict.fromkeys(str(p) for p in (Path.cwd(), base) if p))  # once where they are one folder
         raise TkError(f"model '{name}': no folder {text} (looked in {' and '.join(places)}). Give a folder saved "
@@ -37,6 +38,10 @@ def tk_resolve_model(name, base):
     if not (folder / "config.json").is_file():
         raise TkError(f"model '{name}': {folder} has no config.json, so it is not a save_pretrained folder. "
                       "Point at the folder that holds config.json and the weights (a tk run's model/).")
+    return _saved_model(name, folder)
+
+
+def _saved_model(name: str, folder: Path) -> ModelInfo:
     return ModelInfo(name, str(folder), f"the model in {folder}", offline=True, plugin=PLUGIN)
 
 
