@@ -68,8 +68,25 @@ def test_compare_decides_on_macro_f1_when_accuracy_is_equal(tmp_path):
     assert accuracy["difference"] == 0 and accuracy["ci"][0] < 0 < accuracy["ci"][1]
     table = ok("compare", unweighted, balanced)
     assert "macro F1 [95% CI]" in table and "decided on macro F1" in table
+    assert document["warnings"] == []  # neither run's report warns of anything
     assert "unweighted minus best (paired, 95% intervals): accuracy +0.000" in table
     assert "real: beyond the noise of the rows scored. Each run is one training of one seed" in table
+
+
+def test_compare_says_what_each_runs_own_report_warns_of(tmp_path):
+    """A re-trial compared two runs that both answered 'ham' to every message: the table crowned one 'best', and
+    only their reports said that neither told the classes apart. tk sweep printed such warnings; tk compare now
+    does too, leaving out the linear baseline's verdict, which the notes give for every run."""
+    one_class = "The model predicts 'big' for 100.0% of the 500 rows: it has (almost) stopped telling the classes apart."
+    linear = "The linear baseline (TF-IDF + logistic regression) is better than the fine-tune (...): keep the linear model."
+    names = ("big", "small-a", "small-b")
+    labels = ["big"] * 400 + ["small-a"] * 50 + ["small-b"] * 50
+    lazy = write_run(tmp_path / "lazy", labels, ["big"] * 500, names, warnings=[one_class, linear])
+    fine = write_run(tmp_path / "fine", labels, labels, names)
+    document, _ = tk_json("compare", lazy, fine)
+    assert document["warnings"] == [f"WARNING lazy: {one_class}"]
+    table = ok("compare", lazy, fine)
+    assert f"WARNING lazy: {one_class}" in table and "keep the linear model" not in table
 
 
 def test_runs_on_other_test_rows_are_compared_unpaired_and_say_so(tmp_path):

@@ -11,6 +11,7 @@ from toolkit.cli.group import cli, parse_overrides, pass_session
 from toolkit.cli.json_output import emit, json_option
 from toolkit.data.choose import data_task, named_task, task_names
 from toolkit.errors import TkError
+from toolkit.evaluation import classical
 from toolkit.evaluation.report import format_metrics
 from toolkit.runs.compare import (
     SIGNIFICANCE,
@@ -23,6 +24,7 @@ from toolkit.runs.compare import (
     summarise,
 )
 from toolkit.runs.cv_compare import compare_cv, format_cv_comparison, is_cv
+from toolkit.runs.diagnoses import group_warnings
 from toolkit.runs.folders import list_runs
 from toolkit.runs.liveness import shown_status
 from toolkit.runs.loader import open_run
@@ -278,11 +280,15 @@ def compare(session, run_dirs, allow_incomplete, data, text_column, label_column
     rows = run_rows(runs)
     baselines = linear_baseline_notes(runs, data)
     notes = scored_on + data_notes(runs) + comparison_notes(rows) + baselines
+    warned = [line for line in group_warnings({run.label: [run] for run in runs if run.path is not None})
+              if classical.VERDICT_START not in line]  # as tk sweep prints them; the baselines have their lines
+    if warned and data is not None:
+        warned.insert(0, f"What each run's own report warns of, on its own test rows (not on {data}):")
     if as_json:
-        emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes,
+        emit("compare", {"significance": SIGNIFICANCE, "runs": rows, "notes": notes, "warnings": warned,
                          "scored_on": "test splits" if data is None else str(data)})
     else:
         click.echo(format_run_rows(rows, "test" if data is None else "on file"))
-        extra = format_settings_and_notes(rows, notes)
+        extra = format_settings_and_notes(rows, notes + warned)
         if extra:
             click.echo(extra)

@@ -140,6 +140,9 @@ def summary(fitted: Fitted, metrics: dict[str, Any], versus: dict[str, Any], met
             "metrics": kept, "metric_names": metric_names, "versus": {"metric": metric, **versus}, "verdict": verdict(versus, metric, metric_names)}
 
 
+VERDICT_START = "The linear baseline (TF-IDF + logistic regression) is "  # a run's warning: as good or better
+
+
 def verdict(versus: dict[str, Any], metric: str, metric_names: dict[str, str]) -> str:
     """One plain sentence: is the fine-tune better than the linear model, on the decision metric?"""
     found = versus["differences"][metric]
@@ -150,10 +153,10 @@ def verdict(versus: dict[str, Any], metric: str, metric_names: dict[str, str]) -
     if versus["real"] and found["difference"] > 0:
         return f"The fine-tune beats the linear baseline ({how})." + _disagreeing(versus, metric, metric_names, -1)
     if versus["real"]:
-        return (f"The linear baseline (TF-IDF + logistic regression) is better than the fine-tune ({how}): "
+        return (f"{VERDICT_START}better than the fine-tune ({how}): "
                 "keep the linear model, or train the fine-tune longer or on more data before using it."
                 + _disagreeing(versus, metric, metric_names, +1))
-    return (f"The linear baseline (TF-IDF + logistic regression) is as good as the fine-tune within noise ({how}): "
+    return (f"{VERDICT_START}as good as the fine-tune within noise ({how}): "
             "the fine-tune is not shown to be worth its cost.")
 
 

@@ -105,8 +105,8 @@ def group_warnings(groups: dict[str, list]) -> list[str]:
         for text, count, first in warnings_across([run.path / "metrics.json" for run in runs]):
             seed = (runs[first].settings or {}).get("seed")
             whose = f", in the words of seed {seed}'s run" if count > 1 and seed is not None else ""
-            lines.append(f"WARNING {label} ({count} of {len(runs)} {'run' if len(runs) == 1 else 'runs'}{whose}): "
-                         f"{text}")
+            counted = f" ({count} of {len(runs)} runs{whose})" if len(runs) > 1 else ""  # a run alone: its own
+            lines.append(f"WARNING {label}{counted}: {text}")
     return lines
 
 
