@@ -50,10 +50,60 @@ def test_selective_prediction_answers_only_sure_texts():
     probabilities = np.array([[0.95, 0.05], [0.55, 0.45], [0.2, 0.8], [0.6, 0.4]])
     labels = np.array([0, 1, 1, 0])
     rows = {r["min_confidence"]: r for r in calibration.selective(probabilities, labels, (0.5, 0.7, 0.99))}
-    assert rows[0.5] == {"min_confidence": 0.5, "answered": 4, "coverage": 1.0, "accuracy": 0.75}
-    assert rows[0.7] == {"min_confidence": 0.7, "answered": 2, "coverage": 0.5, "accuracy": 1.0}
-    assert rows[0.99]["answered"] == 0 and rows[0.99]["accuracy"] is None
+    assert {key: rows[0.5][key] for key in ("answered", "coverage", "accuracy")} == {
+        "answered": 4, "coverage": 1.0, "accuracy": 0.75}
+    assert {key: rows[0.7][key] for key in ("answered", "coverage", "accuracy")} == {
+        "answered": 2, "coverage": 0.5, "accuracy": 1.0}
+    from toolkit.evaluation.intervals import wilson
+
+    three_of_four = wilson(3, 4)  # each accuracy with its Wilson interval, as tk gives every proportion
+    assert rows[0.5]["accuracy_ci"] == [round(three_of_four.low, 4), round(three_of_four.high, 4)]
+    assert rows[0.99]["answered"] == 0 and rows[0.99]["accuracy"] is None and rows[0.99]["accuracy_ci"] is None
+    assert calibration.highest_confidence(probabilities, multi_label=False) == 0.95
     assert calibration.abstains(probabilities, 0.7, multi_label=False).tolist() == [False, True, False, True]
+
+
+def test_a_bin_off_beyond_noise_is_named_where_ece_stays_small():
+    """A TREC trial: ECE 0.016, yet where the model said 0.8 to 0.9 (37 texts, mean 0.855) it was right 0.676 of
+    the time. Each bin of 10+ rows is tested: its mean confidence against the Wilson interval of its accuracy,
+    at 95% over the bins tested (Bonferroni)."""
+    from scipy.stats import binomtest
+
+    confidence = np.array([0.85] * 40 + [0.95] * 400 + [0.75] * 5)
+    hits = np.array([1] * 20 + [0] * 20 + [1] * 380 + [0] * 20 + [0] * 5)  # 0.5 at 0.85; 0.95 at 0.95; 5 rows
+    assert calibration.expected_calibration_error(confidence, hits) < 0.1
+    found = calibration.miscalibrated_bins(confidence, hits)
+    expected = binomtest(20, 40).proportion_ci(confidence_level=1 - 0.05 / 2, method="wilson")  # two bins tested
+    assert found == [{"from": 0.8, "to": 0.9, "rows": 40, "accuracy": 0.5, "confidence": 0.85,
+                      "accuracy_ci": [round(expected.low, 4), round(expected.high, 4)],
+                      "side": "overconfident", "level": 0.975}]
+    assert calibration.bins_in_words(found) == [
+        f"where the model says 0.80 to 0.90 (40 texts, mean 0.850) it was right 0.500 of the time "
+        f"[{expected.low:.3f}, {expected.high:.3f}]: overconfident there"]
+    assert calibration.miscalibrated_bins(np.array([0.95] * 400), np.array([1] * 380 + [0] * 20)) == []
+    under = calibration.miscalibrated_bins(np.array([0.55] * 100), np.array([1] * 100))
+    assert [b["side"] for b in under] == ["underconfident"]
+
+
+def test_the_console_gives_the_ece_with_calibration_off_and_names_an_off_bin():
+    """With calibration = "off" tk run printed nothing of calibration (the ECE was in report.html alone)."""
+    from types import SimpleNamespace
+
+    from toolkit.runs.calibrate import Fitted, on_test
+
+    confidence = np.array([0.85] * 40 + [0.95] * 400)
+    hits = np.array([1] * 20 + [0] * 20 + [1] * 380 + [0] * 20)
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    labels = np.where(hits == 1, 0, 1)
+    said = []
+    found = on_test(Fitted(None, None, 'calibration = "off"'), labels, probabilities,
+                    SimpleNamespace(multi_label=False), SimpleNamespace(note=said.append))
+    assert said[0] == (f'Calibration: not applied (calibration = "off"); ECE on the test split {found["ece"]:.3f} '
+                       f'[{found["ece_ci"][0]:.3f}, {found["ece_ci"][1]:.3f}] (10 equal-width bins).')
+    assert said[1].startswith("Calibration on the test split: where the model says 0.80 to 0.90 (40 texts, mean "
+                              "0.850) it was right 0.500 of the time [")
+    assert "Wilson interval at 97.5%, 95% over every bin of 10+ rows tested" in said[1] and len(said) == 2
+    assert found["highest_confidence"] == 0.95 and len(found["miscalibrated_bins"]) == 1
 
 
 def predictions_csv(run_dir):
@@ -129,6 +179,12 @@ def test_predict_min_confidence_marks_abstentions(pm, project):
     # the bar it missed; every other one is rounded, as without --min-confidence (0.2195 was shown as 0.219)
     assert shown_probability(0.9497, bar=0.95) == "0.949" and shown_probability(0.9497, None) == "0.950"
     assert shown_probability(0.2195, bar=0.95) == "0.220" and shown_probability(0.9503, bar=0.95) == "0.950"
+    surest = run.metrics["calibration"]["highest_confidence"]
+    assert 0.5 <= surest < 0.999
+    said = tk_json("predict", run.run_dir, "the plot", "--min-confidence", "0.999")[1]
+    assert (f"No answer on the run's {run.metrics['calibration']['n']:,} test rows was that sure (the surest: "
+            f"{surest:.3f}), so --min-confidence 0.999 will abstain on nearly every text") in said
+    assert "No answer" not in tk_json("predict", run.run_dir, "the plot", "--min-confidence", "0.5")[1]
     for threshold in ("nan", "inf", "1.5"):  # nan passes a plain range check: every comparison with it is false
         refused = tk("predict", run.run_dir, "the plot", "--min-confidence", threshold)
         assert refused.exit_code == 2 and "Invalid value for '--min-confidence'" in refused.output, refused.output
@@ -149,6 +205,8 @@ def test_report_shows_calibration_before_after_and_coverage(pm, project):
     assert '<section id="temperature">' in page and "Reliability before and after" in page
     assert f"Temperature {run.metrics['calibration']['temperature']:.3f}" in page
     assert '<section id="coverage">' in page and "tk predict --min-confidence" in page
+    assert "accuracy on those [95% Wilson]" in page and "a t chosen from this table is chosen on them" in page
+    assert f"The surest answer on these rows was {run.metrics['calibration']['highest_confidence']:.3f}." in page
 
 
 def test_multilabel_temperatures_are_per_label_and_baked_per_row(tiny_model):

@@ -109,6 +109,15 @@ def test_evaluate_prints_the_saved_evaluation_and_its_path(runs):
     assert metrics_fields(document["metrics"]) <= documented("metrics.json") | documented(command("evaluate"), "metrics.")
     assert document["metrics"]["split"] == "test" and document["metrics"]["n"] == 80
     assert "Data: " in stderr and "Test metrics" not in stderr  # the notes on stderr, no text report anywhere
+    recorded = json.loads((Path(run_dir) / "metrics.json").read_text())["calibration"]  # the head's temperature
+    if recorded["method"] == "temperature":
+        assert document["metrics"]["temperature"] == pytest.approx(recorded["temperature"], abs=1e-6)
+    else:
+        assert document["metrics"]["temperature"] is None
+    said = ok("evaluate", run_dir, "--tasks", tasks)
+    whose = "the saved model's, with the temperature" if recorded["method"] == "temperature" else \
+        "which has no temperature (calibration off)"
+    assert "calibration: ECE " in said and whose in said
 
 
 def test_compare_prints_the_rows_the_table_shows(runs):

@@ -110,6 +110,16 @@ def test_a_run_writes_its_report_and_model_card(toy_run):
     assert "Rows: train 160, validation 40, test 80 (of the data's train 200, test 80, before tk run split, " \
            "subset and left rows out)" in page
     assert "95% intervals: Wilson for proportions, BCa bootstrap for F1. They cover the test set" in page
+    # the card says what the saved head's probabilities are (a pipeline user gets them with no other word)
+    card = (toy_run / "model" / "README.md").read_text()
+    found = json.loads((toy_run / "metrics.json").read_text())["calibration"]
+    if found["method"] == "temperature":
+        assert f"| calibration | temperature {found['temperature']:.3f}, fitted on " in card
+        assert "baked into the classifier head" in card
+    else:
+        assert "| calibration | off (" in card
+    assert f"| expected calibration error of the saved model (10 equal-width bins) | " \
+           f"{found.get('ece_after', found.get('ece')):.4f} |" in card
 
 
 def test_hostile_texts_stay_text(hostile):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -15,9 +16,10 @@ from toolkit.cli.params import FiniteRange
 from toolkit.data.columns import TEXT_COLUMNS
 from toolkit.data.tokens import CHUNKED_CHARS
 from toolkit.errors import TkError
-from toolkit.evaluation.calibration import abstains
+from toolkit.evaluation.calibration import abstains, bins_in_words
 from toolkit.evaluation.report import format_metrics
 from toolkit.runs.answers import answer, backend_of, prediction_rows
+from toolkit.runs.calibrate import bin_test
 from toolkit.runs.evaluate import evaluate_run
 from toolkit.runs.exported import load_run_or_export
 from toolkit.runs.report_page import expand_runs, render_comparison, write_report
@@ -74,16 +76,33 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
         abstained = abstains(probabilities, min_confidence, saved.multi_label)
     if saved.multi_label:
         print_label_sets(texts, probabilities, saved, as_json, skipped, abstained, cut, windows, min_confidence)
-        return
-    rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows), abstained)
-    if as_json:
+    elif as_json:
         emit("predict", {"run_dir": source_run(saved), "backend": backend_of(saved), "labels": list(saved.labels),
                          "skipped_lines": skipped, "incomplete_run": getattr(saved, "warning", None),
-                         "predictions": rows})
+                         "predictions": mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows),
+                                                       abstained)})
+    else:
+        rows = mark_abstained(prediction_rows(saved, texts, probabilities, cut, windows), abstained)
+        for line in prediction_lines(rows, min_confidence):
+            click.echo(line)
+        say_what_was_cut(cut, saved.task)
+    if min_confidence is not None:
+        say_if_never_that_sure(saved, min_confidence)
+
+
+def say_if_never_that_sure(saved, min_confidence: float) -> None:
+    """On stderr: a --min-confidence above every answer the run gave on its test rows abstains on nearly every
+    text, which the answers alone do not explain."""
+    try:
+        metrics = Path(getattr(saved, "run_dir", None)) / "metrics.json"
+        found = json.loads(metrics.read_text(encoding="utf-8"))["calibration"]
+        highest, rows = float(found["highest_confidence"]), int(found["n"])
+    except (OSError, ValueError, KeyError, TypeError):  # an export, or a run from before tk recorded it
         return
-    for line in prediction_lines(rows, min_confidence):
-        click.echo(line)
-    say_what_was_cut(cut, saved.task)
+    if min_confidence > highest:
+        click.echo(f"No answer on the run's {rows:,} test rows was that sure (the surest: {highest:.3f}), so "
+                   f"--min-confidence {min_confidence:g} will abstain on nearly every text; the run's report shows "
+                   "accuracy against coverage to choose T from.", err=True)
 
 
 def say_what_was_cut(cut: list[bool], task) -> None:
@@ -253,9 +272,16 @@ def evaluate(session, run_dir, data, split, text_column, label_column, allow_inc
         click.echo(format_metrics(metrics))
         if metrics.get("ece") is not None:  # what --min-confidence rests on, measured on these rows
             ci = metrics.get("ece_ci")
+            t = metrics.get("temperature")
+            whose = ("the export's, which carries its run's probabilities" if t == "unknown" else
+                     "the saved model's, with the temperature " + (f"{t:.3f}" if isinstance(t, (int, float)) else
+                                                                   "per label") + " tk run put in its head"
+                     if t is not None else "the saved model's, which has no temperature (calibration off)")
             click.echo(f"  calibration: ECE {metrics['ece']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
                        + f" on these rows ({metrics['ece_bins']} equal-width confidence bins; 0 is perfect; "
-                       "docs/metrics.md#calibration)")
+                       f"{whose}; docs/metrics.md#calibration)")
+            for sentence in bins_in_words(metrics.get("miscalibrated_bins") or [], saved.multi_label):
+                click.echo(f"  calibration: {sentence} ({bin_test(metrics['miscalibrated_bins'])})")
     # --split test scores every test row, the default only those the run scored: their files must differ
     stem = "test-all" if split == "test" and data is None else metrics["split"]
     path = run_dir / "evaluations" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -101,6 +101,43 @@ def bin_stats(confidence: np.ndarray, hits: np.ndarray, bins: int = BINS) -> dic
             "confidence": [round(float(c), 4) if n else None for c, n in zip(mean, counts)]}
 
 
+MIN_BIN_ROWS = 10  # fewer rows in a bin: its accuracy is too loose to say anything
+
+
+def miscalibrated_bins(confidence: np.ndarray, hits: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:
+    """The bins where the model is wrong about itself beyond noise: the bin's mean confidence lies outside the
+    Wilson interval of its accuracy, at 95% over all the bins tested (Bonferroni: each at 1 - 0.05 / bins
+    with ``MIN_BIN_ROWS`` rows or more). ECE can be small while one bin is far off: it weighs each gap by its
+    rows, and a wide bin nets out gaps of opposite sign inside it."""
+    from scipy.stats import binomtest
+
+    confidence, hits = np.ravel(confidence), np.ravel(hits).astype(np.int64)
+    which = np.clip((confidence * bins).astype(int), 0, bins - 1)  # as bin_stats bins them
+    rows, right = np.bincount(which, minlength=bins), np.bincount(which, weights=hits, minlength=bins)
+    sums = np.bincount(which, weights=confidence, minlength=bins)
+    tested = [k for k in range(bins) if rows[k] >= MIN_BIN_ROWS]
+    level = 1 - 0.05 / max(len(tested), 1)
+    found = []
+    for k in tested:
+        n, accuracy, mean = int(rows[k]), right[k] / rows[k], sums[k] / rows[k]
+        ci = binomtest(int(round(right[k])), n).proportion_ci(confidence_level=level, method="wilson")
+        if not ci.low <= mean <= ci.high:
+            found.append({"from": k / bins, "to": (k + 1) / bins, "rows": n, "accuracy": round(float(accuracy), 4),
+                          "accuracy_ci": [round(float(ci.low), 4), round(float(ci.high), 4)],
+                          "confidence": round(float(mean), 4),
+                          "side": "overconfident" if mean > accuracy else "underconfident", "level": round(level, 4)})
+    return found
+
+
+def bins_in_words(found: list[dict[str, Any]], multi_label: bool = False) -> list[str]:
+    """Each miscalibrated bin as a sentence: 'where the model says 0.80 to 0.90 (37 texts, mean 0.855) it was
+    right 0.676 of the time [0.515, 0.804]: overconfident there'."""
+    what, right = ("(text, label) pairs", "the text had the label") if multi_label else ("texts", "it was right")
+    return [f"where the model says {b['from']:.2f} to {b['to']:.2f} ({b['rows']:,} {what}, mean {b['confidence']:.3f}) "
+            f"{right} {b['accuracy']:.3f} of the time [{b['accuracy_ci'][0]:.3f}, {b['accuracy_ci'][1]:.3f}]: "
+            f"{b['side']} there" for b in found]
+
+
 def expected_calibration_error(confidence: np.ndarray, hits: np.ndarray, bins: int = BINS) -> float:
     """ECE as the module docstring defines it."""
     return float(_ece_rows(np.ravel(confidence)[None, :], np.ravel(hits)[None, :].astype(np.float64), bins)[0])
@@ -155,13 +192,27 @@ def selective(probabilities: np.ndarray, labels: np.ndarray,
         right = ((probabilities >= 0.5) == (labels > 0.5)).all(axis=1)
     else:
         sure, right = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    from toolkit.evaluation.intervals import wilson
+
     rows = []
     for t in thresholds:
         answered = sure >= t
         count = int(answered.sum())
+        ci = wilson(int(right[answered].sum()), count)
         rows.append({"min_confidence": t, "answered": count, "coverage": round(count / max(len(sure), 1), 4),
-                     "accuracy": round(float(right[answered].mean()), 4) if count else None})
+                     "accuracy": round(float(right[answered].mean()), 4) if count else None,
+                     "accuracy_ci": [round(ci.low, 4), round(ci.high, 4)] if ci.low is not None else None})
     return rows
+
+
+def highest_confidence(probabilities: np.ndarray, multi_label: bool) -> float | None:
+    """How sure the model ever was on these texts (as selective and abstains measure it): a --min-confidence
+    above it abstains on nearly everything."""
+    if not len(probabilities):
+        return None
+    sure = (np.minimum.reduce(np.maximum(probabilities, 1 - probabilities), axis=1) if multi_label
+            else probabilities.max(axis=1))
+    return round(float(sure.max()), 4)
 
 
 def abstains(probabilities: np.ndarray, min_confidence: float, multi_label: bool) -> np.ndarray:

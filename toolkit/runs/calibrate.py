@@ -85,6 +85,8 @@ def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task:
                        "bins": found["bins"], "n": found["n"], "interval": found.get("interval"),
                        "reliability": {"model": calibration.bin_stats(*calibration.confidence_and_hits(
                            probabilities, labels))}})
+        progress.note(f"Calibration: not applied ({fitted.reason}); ECE on {scored_as} {result['ece']:.3f}"
+                      f"{_interval(result['ece_ci'])} ({result['bins']} equal-width bins).")
     else:
         temperature = fitted.temperature
         before = calibration.scaled(probabilities, 1 / np.asarray(temperature), multi)
@@ -100,7 +102,19 @@ def on_test(fitted: Fitted, labels: np.ndarray, probabilities: np.ndarray, task:
                       f"{result['ece_before']:.3f}{_interval(ci[0])} before, "
                       f"{result['ece_after']:.3f}{_interval(ci[1])} after{_change(result)}.")
     result["selective"] = calibration.selective(probabilities, labels)
+    result["highest_confidence"] = calibration.highest_confidence(probabilities, multi)
+    result["miscalibrated_bins"] = calibration.miscalibrated_bins(*calibration.confidence_and_hits(probabilities,
+                                                                                                    labels))
+    for sentence in calibration.bins_in_words(result["miscalibrated_bins"], multi):
+        progress.note(f"Calibration on {scored_as}: {sentence} ({bin_test(result['miscalibrated_bins'])}).")
     return result
+
+
+def bin_test(found: list[dict]) -> str:
+    """How a miscalibrated bin was found, for the line that names it."""
+    level = found[0]["level"] if found else 0.95
+    return (f"Wilson interval at {level:.1%}, 95% over every bin of {calibration.MIN_BIN_ROWS}+ rows tested; "
+            "ECE can stay small while one bin is off")
 
 
 def _change(result: dict) -> str:

@@ -64,7 +64,8 @@ def evaluate_rows(pm, saved: SavedRun, data: str | None, split: str | None = Non
                     "data_path": str(Path(data).resolve()) if data is not None else None,  # data_source as given
                     "columns": dict(columns or {}),
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
-                    "notes": notes, **_calibration(column(rows, "label"), probabilities)})
+                    "notes": notes, **_calibration(column(rows, "label"), probabilities),
+                    "temperature": temperature_of(saved)})
     return Evaluated(metrics, rows, probabilities)
 
 
@@ -167,10 +168,19 @@ def how_to_name_the_column(role: str, option: str, data: str) -> str:
             f"--{role}-column NAME.")
 
 
+def temperature_of(saved: Any) -> float | list | str | None:
+    """The temperature tk run put in the saved head (config.json's tk_temperature); None where it put none;
+    "unknown" for an export, whose ONNX graph keeps no config."""
+    config = getattr(getattr(saved, "model", None), "config", None)
+    return getattr(config, "tk_temperature", None) if config is not None else "unknown"
+
+
 def _calibration(labels, probabilities) -> dict[str, Any]:
     """The saved model's ECE on the rows scored, with its interval (docs/metrics.md#calibration)."""
     found = calibration.ece_with_intervals(probabilities, probabilities, np.asarray(labels))
-    return {"ece": found["ece_after"], "ece_ci": found.get("ece_after_ci"), "ece_bins": found["bins"]}
+    return {"ece": found["ece_after"], "ece_ci": found.get("ece_after_ci"), "ece_bins": found["bins"],
+            "miscalibrated_bins": calibration.miscalibrated_bins(*calibration.confidence_and_hits(
+                probabilities, np.asarray(labels)))}
 
 
 def _rows(splits, task, source, data: str | None, split: str | None) -> WithNotes:

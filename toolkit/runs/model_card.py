@@ -205,10 +205,26 @@ def procedure(metrics: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     rows.append(f"| epochs run | {metrics.get('epochs_run', 'not recorded')} |")
     rows.append(f"| best epoch kept | {metrics.get('best_epoch', 'not recorded')} "
                 f"(selected on {md(metrics.get('select_metric') or task.get('select_metric', 'loss'))}) |")
+    rows.append(f"| calibration | {calibration_used(metrics.get('calibration'))} |")
     rows.append(f"| engine | {md(manifest.get('engine') or 'not recorded')} |")
     versions = manifest.get("versions") or {}
     rows += [f"| {md(k)} | {md(versions[k])} |" for k in ("torch", "transformers") if k in versions]
     return ["| setting | value |\n|---|---|\n" + "\n".join(rows) + "\n"]
+
+
+def calibration_used(found: Any) -> str:
+    """What the saved head's probabilities are: a temperature in it (where fitted) or the model as trained."""
+    if not isinstance(found, dict):
+        return "not recorded"
+    if found.get("method") != "temperature":
+        return md(f"off ({found.get('reason') or 'not recorded'}): the probabilities are the model's as trained")
+    t = found.get("temperature")
+    shown = f"{t:.3f}" if isinstance(t, (int, float)) else "per label " + ", ".join(f"{x:.2f}" for x in t or [])
+    texts = found.get("fitted_texts")
+    where = ("spare training rows (rows train_size left unused, never trained or selected on)"
+             if found.get("fitted_on") == "spare training rows" else "validation rows")
+    return md(f"temperature {shown}, fitted on {thousands(texts)} {where} and baked into the classifier head "
+              "(its weights and bias divided by it), so every reader of this folder gets calibrated probabilities")
 
 
 MULTI_LABEL_METRICS = {"f1": "f1 (micro)", "precision": "precision (micro)", "recall": "recall (micro)",
@@ -231,6 +247,11 @@ def evaluation(metrics: dict[str, Any]) -> list[str]:
     else:
         rows.append("| majority-class baseline | not recorded | — |")
     rows += linear_rows(metrics)
+    found = metrics.get("calibration") if isinstance(metrics.get("calibration"), dict) else {}
+    ece, ci = found.get("ece_after", found.get("ece")), found.get("ece_after_ci", found.get("ece_ci"))
+    if isinstance(ece, (int, float)):
+        rows.append(f"| expected calibration error of the saved model ({found.get('bins', 10)} equal-width bins) | "
+                    f"{ece:.4f} | {f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '—'} |")
     undefined = undefined_precision(metrics)
     methods = interval_methods(metrics) or "95% intervals"
     return [f"On {thousands(metrics.get('n'))} texts of the test split ({methods}):\n",

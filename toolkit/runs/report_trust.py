@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.evaluation import calibration
 from toolkit.runs import report_figures as figures
 from toolkit.runs.report_data import RunData
 from toolkit.runs.report_html import e, figure, section, table, td
@@ -20,7 +21,7 @@ def temperature(run: RunData) -> str:
         return section("temperature", "Temperature scaling",
                        f'<p dir="auto">Not applied ({e(found.get("reason") or "not recorded")}): the saved model '
                        f"gives its probabilities as trained; ECE {_with_ci(found.get('ece'), found.get('ece_ci'))} "
-                       f"on the test split ({bins} equal-width bins).</p>")
+                       f"on the test split ({bins} equal-width bins).</p>" + _off_bins(found, run.multi_label))
     shown = found["temperature"]
     shown = f"{shown:.3f}" if isinstance(shown, (int, float)) else ", ".join(f"{t:.2f}" for t in shown)
     rows = [[td("before (as trained)"), td(_with_ci(found.get("ece_before"), found.get("ece_before_ci")))],
@@ -37,9 +38,19 @@ def temperature(run: RunData) -> str:
                "into the saved classifier head, so tk predict, tk evaluate and transformers.pipeline all give the "
                f"calibrated probabilities. Expected calibration error on the test split, {bins} equal-width bins, "
                f"95% intervals: {found.get('interval') or 'not computed'} (the change: the same resamples).")
-    body = table(["test split", "ECE [95% interval]"], rows)
+    body = table(["test split", "ECE [95% interval]"], rows) + _off_bins(found, run.multi_label)
     return section("temperature", "Temperature scaling", body + (figure(svg, caption) if svg else
                                                                  f'<p class="muted">{e(caption)}</p>'))
+
+
+def _off_bins(found: dict, multi_label: bool) -> str:
+    """The bins where the saved model is wrong about itself beyond noise, which a small ECE can hide."""
+    bins = found.get("miscalibrated_bins") or []
+    if not bins:
+        return ""
+    sentences = "; ".join(calibration.bins_in_words(bins, multi_label))
+    return (f'<p dir="auto">On the test split, {e(sentences)} (Wilson intervals at {bins[0]["level"]:.1%}, 95% '
+            "over every bin tested).</p>")
 
 
 def _change(found: dict) -> float | None:
@@ -83,14 +94,19 @@ def coverage(run: RunData) -> str:
     if not rows:
         return ""
     cells = [[td(f"{r['min_confidence']:.2f}"), td(int(r["answered"])), td(float(r["coverage"]), 3),
-              td(float(r["accuracy"]), 3) if r.get("accuracy") is not None else td("—")] for r in rows]
+              td(_with_ci(r.get("accuracy"), r.get("accuracy_ci")) if r.get("accuracy") is not None else "—")]
+             for r in rows]
     rule = ("every label's probability at least t or at most 1 - t; right: the whole label set"
             if run.multi_label else "top probability at least t")
+    found = run.metrics["calibration"]
+    highest = found.get("highest_confidence")
+    surest = f" The surest answer on these rows was {highest:.3f}." if isinstance(highest, (int, float)) else ""
     return section("coverage", "Accuracy against coverage", table(
-        ["answer when sure ≥ t", "texts answered", "coverage", "accuracy on those"], cells)
+        ["answer when sure ≥ t", "texts answered", "coverage", "accuracy on those [95% Wilson]"], cells)
         + f'<p class="muted">Selective prediction on the test split: answer only when sure ({e(rule)}); '
-          "tk predict --min-confidence t marks the others abstained. Accuracy on a few answered texts is "
-          "noisy: read it with the count.</p>")
+          "tk predict --min-confidence t marks the others abstained. These are the test rows of the headline "
+          "numbers, so a t chosen from this table is chosen on them and its accuracy here flatters it: check the "
+          f"t you choose on other data (tk evaluate --data).{surest}</p>")
 
 
 def models_in_words(summary: dict[str, Any]) -> str:
