@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHARED_DATA, TESTS, fails_with, ok, tk
+from tests.helpers import SHARED_DATA, TESTS, fails_with, ok, tk, tk_json
 from toolkit.data.loading import load_with_labels
 from toolkit.errors import TkError
 from toolkit.records import DataSource
@@ -305,6 +305,31 @@ def test_compare_on_a_file_scores_every_run_on_its_rows_and_pairs_them(tmp_path,
     data.write_text("".join(data.read_text().splitlines(True)[:-1]))  # changed since: not the rows trained on
     changed = ok("compare", *runs, "--data", other, "--text-column", "body", "--label-column", "queue")
     assert "on file accuracy" in changed and "against its linear baseline" not in changed
+
+
+def test_evaluate_on_a_file_says_how_many_of_its_texts_the_run_trained_on(tmp_path, tiny_model):
+    """TREC_10 shares texts with TREC's training file: tk evaluate --data scored them with nothing said, where
+    tk run leaves such rows out of its test split."""
+    data = write_tickets(tmp_path / "tickets.csv", header=("id", "text", "label"))
+    run_dir = run_dir_of(ok("run", "--data", data, "--set", f"model={tiny_model}", *FAST))
+    with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
+        tested = [(row["text"], row["label"]) for row in csv.DictReader(handle)]  # never trained on
+    with open(data, newline="", encoding="utf-8") as handle:
+        held = {text for text, _ in tested}
+        trained = [(row["text"], row["label"]) for row in csv.DictReader(handle) if row["text"] not in held][:3]
+    mixed = tmp_path / "mixed.csv"
+    with open(mixed, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *tested[:4], *[(text.upper(), label) for text, label in
+                                                                         trained]])
+    document, said = tk_json("evaluate", run_dir, "--data", mixed)
+    warning = ("WARNING: 3 of these 7 rows hold texts the run trained or validated on (alike but for case, spaces "
+               "and HTML tags): the model has seen them, so its scores on them are optimistic.")
+    assert any(note.startswith(warning) for note in document["metrics"]["notes"]) and warning in said
+    clean = tmp_path / "clean.csv"
+    with open(clean, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *tested[:4]])
+    assert not any("trained or validated on" in note
+                   for note in tk_json("evaluate", run_dir, "--data", clean)[0]["metrics"]["notes"])
 
 
 def test_label_names_give_coded_labels_names_the_model_keeps(tmp_path, tiny_model):

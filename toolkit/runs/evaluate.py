@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.config import TaskConfig
+from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
 from toolkit.data.rows import column
 from toolkit.data.sources import resolve_source
@@ -122,6 +123,8 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     if left_out:
         whose = "the file's" if split_name == "all" else f"the {split_name} split's"
         described = f"{len(rows):,} of {whose} {read:,} rows ({left_out:,} left out, as said above)"
+    if data is not None:
+        notes += seen_in_training(pm, saved, rows)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
     if test_data and base is not None and not Path(test_data).is_absolute():
@@ -157,6 +160,26 @@ def training_splits(pm, saved: SavedRun) -> dict[str, Any] | None:
         return None
     splits = make_splits(loaded.splits, task).splits
     return {"train": splits["train"], "validation": splits["validation"]}
+
+
+def seen_in_training(pm, saved: SavedRun, rows) -> list[str]:
+    """A file given to score whose texts the run trained or validated on: its scores there are optimistic
+    (tk run leaves such rows out of its test split; a file is scored whole, so it is said instead)."""
+    try:
+        splits = training_splits(pm, saved)
+    except TkError:  # the run's data moved: nothing to check against
+        return []
+    if splits is None:
+        return []
+    seen = set(text_hashes(column(splits["train"], "text"), normalised=True).tolist()) | set(
+        text_hashes(column(splits["validation"], "text"), normalised=True).tolist())
+    shared = int(np.isin(text_hashes(column(rows, "text"), normalised=True), list(seen)).sum())
+    if not shared:
+        return []
+    return [f"WARNING: {shared:,} of these {len(rows):,} rows {_hold(shared)} the run trained or validated on "
+            "(alike but for case, spaces and HTML tags): the model has seen them, so its scores on them are "
+            "optimistic. tk run leaves such rows out of its test split; score a copy without them for a clean "
+            "figure."]
 
 
 def how_to_name_the_column(role: str, option: str, data: str) -> str:
