@@ -252,3 +252,8 @@ def test_the_temperature_is_fitted_on_spare_training_rows_where_train_size_left_
     whole = train_toy(pm, project).metrics["calibration"]
     validation = make_splits(labelled, toy_task(project)).splits["validation"]
     assert whole["fitted_on"] == "validation" and whole["fitted_texts"] == len(validation)
+    said = ok("run", "toy", "--set", "epochs=1", "--output", project / "runs")  # the console says it is noisy
+    assert (f"fitted on {len(validation)} validation texts" in said and f"The validation split also chose the "
+            f"epoch, and {len(validation)} texts give a noisy temperature" in said)
+    spare_run = ok("run", "toy", "--set", "epochs=1", "--set", "train_size=100", "--output", project / "runs")
+    assert "training texts that train_size left unused" in spare_run and "noisy temperature" not in spare_run

@@ -18,6 +18,7 @@ from toolkit.evaluation import calibration
 from toolkit.runs.validation import split_scores, validation_scores
 
 MIN_VALIDATION_TEXTS = 20  # fewer: the fitted temperature is noise, and the model is saved as trained
+FEW_TEXTS = 1000  # fewer validation texts: the console says the temperature is noisy (IMDB's 500 gave 1.04 for 1.16)
 
 
 @dataclass
@@ -55,8 +56,11 @@ def fit(model: Any, prepared: Any, progress: Any) -> Fitted:
            calibration.negative_log_likelihood(after, labels, multi))
     shown = (f"{temperature:.3f}" if not multi else
              "per label " + ", ".join(f"{name} {t:.2f}" for name, t in zip(prepared.dataset.labels, temperature)))
+    caveat = (f" The validation split also chose the epoch, and {len(labels):,} texts give a noisy temperature: "
+              "a train_size below the training rows leaves spare rows to fit it on (docs/metrics.md#calibration)."
+              if on_validation and len(labels) < FEW_TEXTS else "")
     progress.note(f"Calibration: temperature {shown} fitted on {len(labels):,} {what} (NLL {nll[0]:.4f} "
-                  f"-> {nll[1]:.4f}), baked into the saved classifier head.")
+                  f"-> {nll[1]:.4f}), baked into the saved classifier head.{caveat}")
     return Fitted(temperature, (labels, after) if on_validation else None, None, nll,
                   "validation" if on_validation else "spare training rows", len(labels))
 
