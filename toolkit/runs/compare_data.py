@@ -20,7 +20,7 @@ from toolkit.errors import TkError
 from toolkit.evaluation import classical, paired
 from toolkit.evaluation.scoring import score
 from toolkit.runs.compare import RunSummary, summarise
-from toolkit.runs.evaluate import evaluate_rows, training_splits
+from toolkit.runs.evaluate import evaluate_rows
 from toolkit.runs.export_check import answers, correct
 from toolkit.runs.saved import load_run
 
@@ -44,7 +44,8 @@ def summarise_on_data(pm, run_dir: Path, data: str, columns: dict[str, str] | No
     row_ids = np.asarray(column(rows, ROW)) if ROW in rows.column_names else None
     metrics = {**summary.metrics, **evaluated.metrics}
     metrics.pop("linear_baseline", None)  # scored on the run's test rows, not on data's
-    linear = linear_on_data(pm, saved, evaluated, metrics, scored.positive) if saved.task.linear_baseline else None
+    linear = (linear_on_data(pm, saved, evaluated, metrics, scored.positive)
+              if saved.task.linear_baseline and evaluated.training is not None else None)
     if linear is not None:
         metrics["linear_baseline"] = linear
     summary = replace(summary, metrics=metrics, scored=scored,
@@ -54,22 +55,16 @@ def summarise_on_data(pm, run_dir: Path, data: str, columns: dict[str, str] | No
 
 
 def linear_on_data(pm, saved, evaluated, metrics: dict, positive: int | None) -> dict | None:
-    """The run's linear baseline, fitted again on the run's own training rows (C chosen on its validation
-    rows, as tk run fits it), and compared paired with the run on the rows of ``evaluated``: a fine-tune that
+    """The run's linear baseline, fitted again on the run's own training rows (``evaluated.training``; C chosen
+    on its validation rows, as tk run fits it), and compared paired with the run on the rows of ``evaluated``: a fine-tune that
     beat TF-IDF on its test split may not on the user's file. None where it cannot be fitted."""
-    try:
-        splits = training_splits(pm, saved)
-    except TkError:  # its training data moved: the comparison of the runs stands without it
-        return None
-    if splits is None:  # changed since the run: not the rows it trained on
-        return None
     labels = column(evaluated.rows, "label")
 
     def score_linear(probabilities, thresholds):
         return score(pm, labels, probabilities, saved.labels, confidence=True, positive_label=positive,
                      thresholds=thresholds)
 
-    fitted = classical.against_fine_tune(score_linear, {**splits, "test": evaluated.rows}, labels,
+    fitted = classical.against_fine_tune(score_linear, {**evaluated.training, "test": evaluated.rows}, labels,
                                          evaluated.probabilities, saved.thresholds, saved.labels, positive, metrics,
                                          saved.task.select_metric, lambda note: None)
     return fitted[0] if fitted else None

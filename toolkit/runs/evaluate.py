@@ -30,6 +30,7 @@ class Evaluated:
     metrics: dict[str, Any]  # what tk evaluate prints and saves
     rows: Any  # the rows scored (text, label, and the row numbers loading gave them)
     probabilities: np.ndarray  # per row, the saved model's
+    training: dict[str, Any] | None = None  # with a file given: the run's train and validation rows, drawn again
 
 
 def evaluate_run(pm, saved: SavedRun, data: str | None, split: str | None = None,
@@ -67,7 +68,7 @@ def evaluate_rows(pm, saved: SavedRun, data: str | None, split: str | None = Non
                     "texts_per_second": round(len(rows) / seconds, 1) if seconds else None,
                     "notes": notes, **_calibration(column(rows, "label"), probabilities),
                     "temperature": temperature_of(saved)})
-    return Evaluated(metrics, rows, probabilities)
+    return Evaluated(metrics, rows, probabilities, chosen.training)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class RowsToScore:
     notes: list[str]
     every_row: bool = False  # every row of the split or file as read; False: the rows tk run scored, or fewer
     left_out: int = 0  # rows of that split or file that loading left out (a label not of the task, an empty text)
+    training: dict[str, Any] | None = None  # with a file given: the run's train and validation rows (None: moved)
 
 
 def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None,
@@ -123,15 +125,17 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     if left_out:
         whose = "the file's" if split_name == "all" else f"the {split_name} split's"
         described = f"{len(rows):,} of {whose} {read:,} rows ({left_out:,} left out, as said above)"
-    if data is not None:
-        notes += seen_in_training(pm, saved, rows)
+    training = drawn_again(pm, saved) if data is not None else None
+    if training is not None:
+        notes += seen_in_training(training, rows)
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
     if test_data and base is not None and not Path(test_data).is_absolute():
         test_data = base / test_data  # relative to tasks.toml, as the files dataset reads it
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
-    return RowsToScore(rows, task, split_name, described, scored_from, notes, whole and not left_out, left_out)
+    return RowsToScore(rows, task, split_name, described, scored_from, notes, whole and not left_out, left_out,
+                       training)
 
 
 def data_source(run_dir: Path, task: TaskConfig, dataset: str, data: str | None = None,
@@ -162,15 +166,17 @@ def training_splits(pm, saved: SavedRun) -> dict[str, Any] | None:
     return {"train": splits["train"], "validation": splits["validation"]}
 
 
-def seen_in_training(pm, saved: SavedRun, rows) -> list[str]:
+def drawn_again(pm, saved: SavedRun) -> dict[str, Any] | None:
+    """``training_splits``, or None where the run's data moved or changed: nothing to draw them from."""
+    try:
+        return training_splits(pm, saved)
+    except TkError:
+        return None
+
+
+def seen_in_training(splits: dict[str, Any], rows) -> list[str]:
     """A file given to score whose texts the run trained or validated on: its scores there are optimistic
     (tk run leaves such rows out of its test split; a file is scored whole, so it is said instead)."""
-    try:
-        splits = training_splits(pm, saved)
-    except TkError:  # the run's data moved: nothing to check against
-        return []
-    if splits is None:
-        return []
     seen = set(text_hashes(column(splits["train"], "text"), normalised=True).tolist()) | set(
         text_hashes(column(splits["validation"], "text"), normalised=True).tolist())
     shared = int(np.isin(text_hashes(column(rows, "text"), normalised=True), list(seen)).sum())
