@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.evaluation.intervals import wilson
+
 BINS = 10
 RESAMPLES = 1000
 COVERAGE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -192,8 +194,6 @@ def selective(probabilities: np.ndarray, labels: np.ndarray,
         right = ((probabilities >= 0.5) == (labels > 0.5)).all(axis=1)
     else:
         sure, right = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
-    from toolkit.evaluation.intervals import wilson
-
     rows = []
     for t in thresholds:
         answered = sure >= t
