@@ -106,6 +106,23 @@ def test_the_console_gives_the_ece_with_calibration_off_and_names_an_off_bin():
     assert found["highest_confidence"] == 0.95 and len(found["miscalibrated_bins"]) == 1
 
 
+def test_a_change_the_resamples_barely_move_gets_no_interval():
+    """An SMS run had 338 of 340 test texts in the top bin: its ECE change printed as [-0.007, -0.007], 'lower:
+    calibration helped', where one temperature had moved every text alike. No interval rather than a falsely
+    certain one, and no verdict."""
+    from toolkit.runs.calibrate import _change
+
+    labels = np.array([0] * 270 + [1] * 30)  # accuracy 0.9 under every resample: far below both confidences
+    before = np.tile([0.995, 0.005], (300, 1))
+    after = np.tile([0.99, 0.01], (300, 1))
+    found = calibration.ece_with_intervals(before, after, labels, resamples=200)
+    assert found["ece_change_ci"] is None and found["ece_change_note"].startswith("no interval: the resamples moved")
+    assert found["ece_before_ci"] is not None  # each ECE still has its own
+    assert _change(found) == f"; change -0.005, {found['ece_change_note']}"
+    spread = calibration.ece_with_intervals(before, after, np.array([0] * 297 + [1] * 3), resamples=200)
+    assert spread["ece_change_ci"] is not None and "ece_change_note" not in spread  # accuracy crosses 0.99
+
+
 def predictions_csv(run_dir):
     with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

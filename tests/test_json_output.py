@@ -118,6 +118,10 @@ def test_evaluate_prints_the_saved_evaluation_and_its_path(runs):
     whose = "the saved model's, with the temperature" if recorded["method"] == "temperature" else \
         "which has no temperature (calibration off)"
     assert "calibration: ECE " in said and whose in said
+    selective = document["metrics"]["selective"]  # a t from the run's report is checked on other rows here
+    assert [row["min_confidence"] for row in selective][:2] == [0.5, 0.6] and selective[0]["answered"] == 80
+    assert "answering only when sure (tk predict --min-confidence t), on these rows:" in said
+    assert f"t 0.50: 80 answered (100.0%), accuracy {selective[0]['accuracy']:.3f} [" in said
 
 
 def test_compare_prints_the_rows_the_table_shows(runs):

@@ -290,7 +290,7 @@ def test_compare_notes_say_why_a_row_has_no_test_and_which_losses_do_not_compare
     notes = comparison_notes([row("a", "best", "none"), row("b", "n/a", "balanced", "none"),
                               row("c", "noise", "none", "unpaired bootstrap")])
     assert notes[0].startswith("vs best: decided on macro F1, the task's decision metric, against a")
-    assert notes[1].startswith("3 runs: the best is chosen on these same test rows")  # its luck; Holm covers the number of tests only
+    assert notes[1].startswith("3 runs: the best is chosen on these same rows")  # its luck; Holm covers the number of tests only
     assert notes[2].startswith("unpaired: c scored other test rows than the best run")
     assert notes[3].startswith("n/a: b has no readable predictions.csv")
     assert notes[4].startswith("val loss: each run's validation loss is weighted by its own class_weights")

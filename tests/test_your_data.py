@@ -322,9 +322,12 @@ def test_evaluate_on_a_file_says_how_many_of_its_texts_the_run_trained_on(tmp_pa
         csv.writer(handle).writerows([("text", "label"), *tested[:4], *[(text.upper(), label) for text, label in
                                                                          trained]])
     document, said = tk_json("evaluate", run_dir, "--data", mixed)
-    warning = ("WARNING: 3 of these 7 rows hold texts the run trained or validated on (alike but for case, spaces "
-               "and HTML tags): the model has seen them, so its scores on them are optimistic.")
-    assert any(note.startswith(warning) for note in document["metrics"]["notes"]) and warning in said
+    seen = document["metrics"]["rows_seen_in_training"]
+    assert seen == list(range(seen[0], seen[0] + 3))  # the last three rows of the file, as numbered there
+    warning = (f"WARNING: 3 of these 7 rows hold texts the run trained or validated on (rows {seen[0]}, {seen[1]} "
+               f"and {seen[2]}; all of them in the evaluation JSON's rows_seen_in_training), alike but for case, "
+               "spaces and HTML tags: the model has seen them, so its scores on them are optimistic.")
+    assert any(note.startswith(warning) for note in document["metrics"]["notes"]) and warning in said, said
     clean = tmp_path / "clean.csv"
     with open(clean, "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([("text", "label"), *tested[:4]])
@@ -344,6 +347,7 @@ def test_label_names_give_coded_labels_names_the_model_keeps(tmp_path, tiny_mode
                 'label_names={0 = "negative", 4 = "positive", 2 = "neutral"}')
     assert "label_names names '2', which no row here has as its label (labels here, as named: negative, " \
            "positive)." in output
+    assert "In the epoch table, val f1 is the F1 of 'positive', the positive class" in output  # not macro F1
     run_dir = run_dir_of(output)
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert sorted(config["id2label"].values()) == ["negative", "positive"]

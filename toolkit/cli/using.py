@@ -90,6 +90,21 @@ def predict(run_dir, texts, text_file, min_confidence, allow_incomplete, as_json
         say_if_never_that_sure(saved, min_confidence)
 
 
+def coverage_lines(rows: list[dict], highest: float | None) -> str:
+    """tk evaluate's accuracy against coverage on the rows it scored: where a --min-confidence t chosen from
+    the run's report (its test rows) is checked on other data."""
+    lines = ["  answering only when sure (tk predict --min-confidence t), on these rows:"]
+    for row in rows:
+        if row["answered"]:
+            low, high = row["accuracy_ci"]
+            lines.append(f"    t {row['min_confidence']:.2f}: {row['answered']:,} answered ({row['coverage']:.1%}), "
+                         f"accuracy {row['accuracy']:.3f} [{low:.3f}, {high:.3f}]")
+        else:
+            lines.append(f"    t {row['min_confidence']:.2f}: none answered"
+                         + (f" (the surest answer: {highest:.3f})" if highest is not None else ""))
+    return "\n".join(lines)
+
+
 def say_if_never_that_sure(saved, min_confidence: float) -> None:
     """On stderr: a --min-confidence above every answer the run gave on its test rows abstains on nearly every
     text, which the answers alone do not explain."""
@@ -282,6 +297,7 @@ def evaluate(session, run_dir, data, split, text_column, label_column, allow_inc
                        f"{whose}; docs/metrics.md#calibration)")
             for sentence in bins_in_words(metrics.get("miscalibrated_bins") or [], saved.multi_label):
                 click.echo(f"  calibration: {sentence} ({bin_test(metrics['miscalibrated_bins'])})")
+            click.echo(coverage_lines(metrics.get("selective") or [], metrics.get("highest_confidence")))
     # --split test scores every test row, the default only those the run scored: their files must differ
     stem = "test-all" if split == "test" and data is None else metrics["split"]
     path = run_dir / "evaluations" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"

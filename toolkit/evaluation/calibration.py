@@ -103,6 +103,7 @@ def bin_stats(confidence: np.ndarray, hits: np.ndarray, bins: int = BINS) -> dic
             "confidence": [round(float(c), 4) if n else None for c, n in zip(mean, counts)]}
 
 
+MIN_CHANGE_SPREAD = 0.001  # a change interval narrower than this is a fixed shift, not a measured noise
 MIN_BIN_ROWS = 10  # fewer rows in a bin: its accuracy is too loose to say anything
 
 
@@ -179,6 +180,12 @@ def ece_with_intervals(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     before, after = (np.concatenate(draws[name]) for name in ("before", "after"))
     for name, values in (("ece_before_ci", before), ("ece_after_ci", after), ("ece_change_ci", after - before)):
         result[name] = [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
+    low, high = result["ece_change_ci"]
+    if high - low < MIN_CHANGE_SPREAD:  # no interval rather than a falsely certain one
+        result["ece_change_ci"] = None
+        result["ece_change_note"] = (f"no interval: the resamples moved the change by under {MIN_CHANGE_SPREAD} "
+                                     "(nearly every text in one bin, which a temperature moves as one), too little "
+                                     "spread to tell its noise")
     result["interval"] = f"percentile bootstrap over texts, {resamples:,} resamples"
     return result
 

@@ -124,6 +124,8 @@ def bin_test(found: list[dict]) -> str:
 def _change(result: dict) -> str:
     """The paired change and what it says: the evidence docs/metrics.md points to."""
     ci = result.get("ece_change_ci")
+    if result.get("ece_change_note"):
+        return f"; change {result['ece_after'] - result['ece_before']:+.3f}, {result['ece_change_note']}"
     if not ci:
         return ""
     said = ("lower: calibration helped" if ci[1] < 0 else

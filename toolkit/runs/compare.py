@@ -322,7 +322,7 @@ def comparison_notes(rows: list[dict[str, Any]]) -> list[str]:
                      "trained again with another seed moves too; tk sweep --seeds 3 compares settings over seeds, "
                      "which covers that as well.")
     if len(rows) > 2 and any(row["vs_best"]["verdict"] in ("real", "noise") for row in rows):
-        notes.append(f"{len(rows)} runs: the best is chosen on these same test rows, so its lead includes its luck "
+        notes.append(f"{len(rows)} runs: the best is chosen on these same rows, so its lead includes its luck "
                      "on them; Holm's adjustment covers the number of tests, not that choice: read an adjusted p "
                      "near 0.05 as weak.")
     if any("paired_rows" in row["vs_best"] for row in rows):

@@ -12,7 +12,7 @@ import numpy as np
 from toolkit.config import TaskConfig
 from toolkit.data.hashes import text_hashes
 from toolkit.data.loading import load_with_labels
-from toolkit.data.rows import column
+from toolkit.data.rows import column, row_numbers, rows_named
 from toolkit.data.sources import resolve_source
 from toolkit.data.splits import make_splits
 from toolkit.errors import TkError
@@ -61,6 +61,7 @@ def evaluate_rows(pm, saved: SavedRun, data: str | None, split: str | None = Non
                     baseline_label=saved_baseline(saved.run_dir, saved.labels), thresholds=saved.thresholds)
     metrics.update({"run": str(saved.run_dir), "data_source": chosen.source, "split": chosen.split,
                     "every_row": chosen.every_row, "rows_left_out": chosen.left_out,
+                    "rows_seen_in_training": chosen.seen,
                     "split_description": chosen.described,
                     "data_given": data is not None, "seconds": round(seconds, 2),
                     "data_path": str(Path(data).resolve()) if data is not None else None,  # data_source as given
@@ -82,6 +83,7 @@ class RowsToScore:
     every_row: bool = False  # every row of the split or file as read; False: the rows tk run scored, or fewer
     left_out: int = 0  # rows of that split or file that loading left out (a label not of the task, an empty text)
     training: dict[str, Any] | None = None  # with a file given: the run's train and validation rows (None: moved)
+    seen: list[int] | None = None  # with a file given: its rows whose text the run trained or validated on
 
 
 def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = None,
@@ -126,8 +128,8 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
         whose = "the file's" if split_name == "all" else f"the {split_name} split's"
         described = f"{len(rows):,} of {whose} {read:,} rows ({left_out:,} left out, as said above)"
     training = drawn_again(pm, saved) if data is not None else None
-    if training is not None:
-        notes += seen_in_training(training, rows)
+    seen = seen_in_training(training, rows) if training is not None else WithNotes([])
+    notes += seen.notes
     # the files dataset's separate test file, when it holds the rows scored: named first, then the training data
     test_data = task.settings.get("test_data") if split_name == "test" else None
     if test_data and base is not None and not Path(test_data).is_absolute():
@@ -135,7 +137,7 @@ def rows_to_score(pm, saved: SavedRun, data: str | None, split: str | None = Non
     scored_from = (f"{test_data} (the task's test_data; training data: {source.path})" if test_data
                    else source.describe())
     return RowsToScore(rows, task, split_name, described, scored_from, notes, whole and not left_out, left_out,
-                       training)
+                       training, seen.value)
 
 
 def data_source(run_dir: Path, task: TaskConfig, dataset: str, data: str | None = None,
@@ -174,18 +176,22 @@ def drawn_again(pm, saved: SavedRun) -> dict[str, Any] | None:
         return None
 
 
-def seen_in_training(splits: dict[str, Any], rows) -> list[str]:
+def seen_in_training(splits: dict[str, Any], rows) -> WithNotes:
     """A file given to score whose texts the run trained or validated on: its scores there are optimistic
-    (tk run leaves such rows out of its test split; a file is scored whole, so it is said instead)."""
+    (tk run leaves such rows out of its test split; a file is scored whole, so it is said instead): their
+    numbers as in the file, and the warning."""
     seen = set(text_hashes(column(splits["train"], "text"), normalised=True).tolist()) | set(
         text_hashes(column(splits["validation"], "text"), normalised=True).tolist())
-    shared = int(np.isin(text_hashes(column(rows, "text"), normalised=True), list(seen)).sum())
+    found = np.isin(text_hashes(column(rows, "text"), normalised=True), list(seen))
+    shared = int(found.sum())
     if not shared:
-        return []
-    return [f"WARNING: {shared:,} of these {len(rows):,} rows {_hold(shared)} the run trained or validated on "
-            "(alike but for case, spaces and HTML tags): the model has seen them, so its scores on them are "
-            "optimistic. tk run leaves such rows out of its test split; score a copy without them for a clean "
-            "figure."]
+        return WithNotes([])
+    numbers = row_numbers(rows)[found].tolist()
+    return WithNotes(numbers, (f"WARNING: {shared:,} of these {len(rows):,} rows {_hold(shared)} the run trained or "
+                               f"validated on ({rows_named(numbers, shown=8)}; all of them in the evaluation JSON's "
+                               "rows_seen_in_training), alike but for case, spaces and HTML tags: the model has "
+                               "seen them, so its scores on them are optimistic. tk run leaves such rows out of its "
+                               "test split; score a copy without them for a clean figure.",))
 
 
 def how_to_name_the_column(role: str, option: str, data: str) -> str:
@@ -206,10 +212,14 @@ def temperature_of(saved: Any) -> float | list | str | None:
 
 def _calibration(labels, probabilities) -> dict[str, Any]:
     """The saved model's ECE on the rows scored, with its interval (docs/metrics.md#calibration)."""
-    found = calibration.ece_with_intervals(probabilities, probabilities, np.asarray(labels))
+    labels = np.asarray(labels)
+    found = calibration.ece_with_intervals(probabilities, probabilities, labels)
+    multi_label = labels.ndim == 2
     return {"ece": found["ece_after"], "ece_ci": found.get("ece_after_ci"), "ece_bins": found["bins"],
             "miscalibrated_bins": calibration.miscalibrated_bins(*calibration.confidence_and_hits(
-                probabilities, np.asarray(labels)))}
+                probabilities, labels)),
+            "selective": calibration.selective(probabilities, labels),  # to check a --min-confidence on these rows
+            "highest_confidence": calibration.highest_confidence(probabilities, multi_label)}
 
 
 def _rows(splits, task, source, data: str | None, split: str | None) -> WithNotes:

@@ -258,8 +258,12 @@ def prepare(pm, task: TaskConfig, data: str | None, base: Path | None, progress:
     if task.multi_label:
         progress.note("Multi-label: a sigmoid per label; each epoch's accuracy is subset accuracy and its f1 micro "
                       "F1, at threshold 0.5. Each label's threshold is tuned on the validation split after training.")
-    elif len(dataset.labels) > 2:  # binary: the F1 of the positive class, which the test report names
+    elif len(dataset.labels) > 2:
         progress.note(f"In the epoch table, val f1 is macro F1: the {len(dataset.labels)} classes' F1, averaged.")
+    elif len(dataset.labels) == 2:  # the F1 of the positive class: tk compare may decide on macro F1 instead
+        chosen = positive_class(task, dataset.labels)
+        progress.note(f"In the epoch table, val f1 is the F1 of '{dataset.labels[1 if chosen is None else chosen]}', "
+                      "the positive class (history.json also keeps macro F1 per epoch).")
     if stride.value is not None:
         progress.note(describe_windows(task, splits, tokenized))
     weights = class_weights(task, tokenized, dataset.labels)
