@@ -91,13 +91,18 @@ def confidence_and_hits(probabilities: np.ndarray, labels: np.ndarray) -> tuple[
     return probabilities.max(axis=1).astype(np.float64), probabilities.argmax(axis=1) == labels
 
 
+def _binned(confidence: np.ndarray, hits: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin, [k/bins, (k+1)/bins) with 1.0 in the last: rows, hits, and the sum of confidence."""
+    confidence, hits = np.ravel(confidence), np.ravel(hits).astype(np.float64)
+    which = np.clip((confidence * bins).astype(int), 0, bins - 1)
+    return (np.bincount(which, minlength=bins), np.bincount(which, weights=hits, minlength=bins),
+            np.bincount(which, weights=confidence, minlength=bins))
+
+
 def bin_stats(confidence: np.ndarray, hits: np.ndarray, bins: int = BINS) -> dict[str, list]:
     """Per equal-width bin: rows, accuracy (share of hits) and mean confidence (None where a bin is empty)."""
-    confidence, hits = np.ravel(confidence), np.ravel(hits).astype(np.float64)
-    which = np.clip((confidence * bins).astype(int), 0, bins - 1)  # [k/bins, (k+1)/bins); 1.0 in the last
-    counts = np.bincount(which, minlength=bins)
-    accuracy = np.bincount(which, weights=hits, minlength=bins) / np.maximum(counts, 1)
-    mean = np.bincount(which, weights=confidence, minlength=bins) / np.maximum(counts, 1)
+    counts, right, sums = _binned(confidence, hits, bins)
+    accuracy, mean = right / np.maximum(counts, 1), sums / np.maximum(counts, 1)
     return {"rows": counts.tolist(),
             "accuracy": [round(float(a), 4) if n else None for a, n in zip(accuracy, counts)],
             "confidence": [round(float(c), 4) if n else None for c, n in zip(mean, counts)]}
@@ -114,10 +119,7 @@ def miscalibrated_bins(confidence: np.ndarray, hits: np.ndarray, bins: int = BIN
     rows, and a wide bin nets out gaps of opposite sign inside it."""
     from scipy.stats import binomtest
 
-    confidence, hits = np.ravel(confidence), np.ravel(hits).astype(np.int64)
-    which = np.clip((confidence * bins).astype(int), 0, bins - 1)  # as bin_stats bins them
-    rows, right = np.bincount(which, minlength=bins), np.bincount(which, weights=hits, minlength=bins)
-    sums = np.bincount(which, weights=confidence, minlength=bins)
+    rows, right, sums = _binned(confidence, hits, bins)
     tested = [k for k in range(bins) if rows[k] >= MIN_BIN_ROWS]
     level = 1 - 0.05 / max(len(tested), 1)
     found = []

@@ -180,9 +180,9 @@ def seen_in_training(splits: dict[str, Any], rows) -> WithNotes:
     """A file given to score whose texts the run trained or validated on: its scores there are optimistic
     (tk run leaves such rows out of its test split; a file is scored whole, so it is said instead): their
     numbers as in the file, and the warning."""
-    seen = set(text_hashes(column(splits["train"], "text"), normalised=True).tolist()) | set(
-        text_hashes(column(splits["validation"], "text"), normalised=True).tolist())
-    found = np.isin(text_hashes(column(rows, "text"), normalised=True), list(seen))
+    seen = np.concatenate([text_hashes(column(splits[name], "text"), normalised=True)
+                           for name in ("train", "validation")])
+    found = np.isin(text_hashes(column(rows, "text"), normalised=True), seen)
     shared = int(found.sum())
     if not shared:
         return WithNotes([])
